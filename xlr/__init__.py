@@ -1,0 +1,1 @@
+"""xlr: hybrid batches vs language adapters for multilingual CLIP."""

@@ -1,0 +1,312 @@
+"""The params YAML schema: one pydantic model per section, one loader.
+
+Every notebook and the CLI validate their parameters here, so a typo in a params file fails at
+the first cell with the file, the key and what is allowed, instead of an hour into training.
+Sections: ``run``, ``data``, ``model``, ``train``, ``adapters``, ``eval``, ``report``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from xlr.langs import UnknownLanguageError, canonical_code
+
+SYNTHETIC_LANGS: tuple[str, ...] = (
+    "en", "de", "nl", "fr", "es", "it", "pt", "pl", "ru", "tr", "zh", "ja", "ar", "hi",
+)  # fmt: skip
+
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class ParamsError(ValueError):
+    """A params file (or mapping) that does not fit the schema; the message says where and how."""
+
+
+class Section(BaseModel):
+    """Base of every section: unknown keys and silent type coercion are errors."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def _language_list(codes: list[str]) -> list[str]:
+    try:
+        canonical = [canonical_code(c) for c in codes]
+    except UnknownLanguageError as err:
+        raise ValueError(str(err)) from None
+    duplicates = sorted({c for c in canonical if canonical.count(c) > 1})
+    if duplicates:
+        raise ValueError(f"languages listed twice: {', '.join(duplicates)}")
+    return canonical
+
+
+class RunSection(Section):
+    """Identity and bookkeeping of one study run."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    seeds: Annotated[list[int], Field(min_length=1)] = [0]
+    base_seeds: Annotated[list[int], Field(min_length=1)] = [0]
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: PositiveInt | None = None
+    runs_dir: str = "runs"
+    reports_dir: str = "reports"
+    cache_dir: str = "runs/cache"
+
+
+class NoiseSection(Section):
+    """Web-like alt-text noise in the generated corpus."""
+
+    mismatch: Unit = 0.05  # caption of another image
+    truncate: Unit = 0.05  # alt-text cut short mid-phrase
+    boilerplate: Unit = 0.05  # file names, "stock photo", shouting case
+
+
+class SyntheticSection(Section):
+    """The embedded default: a generated multilingual corpus in LAION's formats."""
+
+    seed: int = 0
+    langs: list[str] = list(SYNTHETIC_LANGS)
+    image_size: Annotated[int, Field(ge=16, le=128)] = 32
+    pretrain_images: PositiveInt = 20000
+    finetune_images: PositiveInt = 2000
+    eval_images: PositiveInt = 300
+    captions_per_image: Annotated[int, Field(ge=1, le=5)] = 2
+    shard_size: PositiveInt = 1000
+    mix: Literal["laion", "uniform"] = "laion"
+    noise: NoiseSection = NoiseSection()
+
+    _langs = field_validator("langs")(classmethod(lambda cls, v: _language_list(v)))
+
+
+class DataSection(Section):
+    """Where training pairs and evaluation sets come from, and which languages are seen."""
+
+    source: Literal["synthetic", "laion"] = "synthetic"
+    train_langs: Annotated[list[str], Field(min_length=1)]
+    heldout_langs: list[str] = []
+    synthetic: SyntheticSection = SyntheticSection()
+
+    _langs = field_validator("train_langs", "heldout_langs")(
+        classmethod(lambda cls, v: _language_list(v))
+    )
+
+    @model_validator(mode="after")
+    def _groups_disjoint_and_available(self) -> DataSection:
+        both = sorted(set(self.train_langs) & set(self.heldout_langs))
+        if both:
+            raise ValueError(
+                f"languages both seen and held out: {', '.join(both)}; "
+                "remove each from data.train_langs or data.heldout_langs"
+            )
+        if self.source == "synthetic":
+            missing = sorted(set(self.train_langs + self.heldout_langs) - set(self.synthetic.langs))
+            if missing:
+                raise ValueError(
+                    f"languages not in the generated corpus: {', '.join(missing)}; "
+                    f"data.synthetic.langs has {', '.join(self.synthetic.langs)}"
+                )
+        return self
+
+
+class TinyModelSection(Section):
+    """The offline stand-in for xlm-roberta-base-ViT-B-32: same architecture family, tiny."""
+
+    embed_dim: PositiveInt = 64
+    vision_width: PositiveInt = 64
+    vision_layers: PositiveInt = 2
+    vision_heads: PositiveInt = 2
+    patch_size: PositiveInt = 8
+    text_hidden: PositiveInt = 64
+    text_layers: PositiveInt = 2
+    text_heads: PositiveInt = 2
+    text_intermediate: PositiveInt = 128
+    context_length: Annotated[int, Field(ge=8, le=512)] = 32
+    vocab_size: Annotated[int, Field(ge=256)] = 4000
+    pretrain_steps: PositiveInt = 1500
+    pretrain_batch_size: PositiveInt = 128
+    pretrain_lr: Annotated[float, Field(gt=0)] = 2e-3
+    pretrain_warmup: Annotated[int, Field(ge=0)] = 100
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> TinyModelSection:
+        for width, heads, key in (
+            (self.vision_width, self.vision_heads, "vision"),
+            (self.text_hidden, self.text_heads, "text"),
+        ):
+            if width % heads:
+                raise ValueError(f"model.tiny.{key} width {width} is not divisible by {heads} heads")
+        return self
+
+
+class ModelSection(Section):
+    """Which CLIP: a real open_clip model and pretrained tag, or the tiny offline stand-in."""
+
+    kind: Literal["tiny", "open_clip"] = "tiny"
+    name: str = "xlm-roberta-base-ViT-B-32"
+    pretrained: str | None = "laion5b_s13b_b90k"
+    tiny: TinyModelSection = TinyModelSection()
+
+
+ArmName = Literal["zeroshot", "mono", "cross", "multi", "hybrid"]
+
+
+class LoraSection(Section):
+    """A LoRA on the XLM-R text tower (shared in 02, one per language in 03)."""
+
+    r: PositiveInt = 8
+    alpha: Annotated[float, Field(gt=0)] = 16.0
+    dropout: Unit = 0.0
+    target_modules: Annotated[list[str], Field(min_length=1)] = ["query", "value"]
+
+
+class TrainSection(Section):
+    """Fine-tuning arms of notebook 02 and the loop they share with notebook 03."""
+
+    arms: Annotated[list[ArmName], Field(min_length=1)] = ["zeroshot", "mono", "cross", "hybrid"]
+    alphas: Annotated[list[Unit], Field(min_length=1)] = [0.5]
+    tau: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    trainable: Annotated[list[Literal["full", "lora"]], Field(min_length=1)] = ["full"]
+    steps: PositiveInt = 200
+    batch_size: Annotated[int, Field(ge=2)] = 64
+    lr: Annotated[float, Field(gt=0)] = 5e-4
+    warmup: Annotated[int, Field(ge=0)] = 20
+    weight_decay: Annotated[float, Field(ge=0)] = 0.1
+    lambda_tt: Annotated[float, Field(ge=0)] = 1.0
+    grad_clip: Annotated[float, Field(gt=0)] | None = 1.0
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    checkpoint_every: PositiveInt = 100
+    lora: LoraSection = LoraSection()
+
+
+class AdaptersSection(Section):
+    """Language-specific LoRA adapters of notebook 03."""
+
+    enabled: bool = True
+    lora: LoraSection = LoraSection()
+    steps_per_language: PositiveInt = 100
+    schedule: Literal["sequential", "interleaved"] = "sequential"
+    fallbacks: Annotated[list[Literal["base", "nearest", "average"]], Field(min_length=1)] = [
+        "base", "nearest", "average",
+    ]  # fmt: skip
+    hybrid_arm: bool = True
+
+
+class EvalSection(Section):
+    """Retrieval evaluation of notebook 04."""
+
+    benchmarks: Annotated[list[str], Field(min_length=1)] = ["synthetic"]
+    tasks: Annotated[
+        list[Literal["t2i", "i2t", "xt2t", "multilingual"]], Field(min_length=1)
+    ] = ["t2i", "i2t", "xt2t", "multilingual"]
+    captions: Literal["all", "first"] = "all"
+    recall_at: Annotated[list[PositiveInt], Field(min_length=1)] = [1, 5, 10]
+    batch_size: PositiveInt = 256
+    bootstrap: Annotated[int, Field(ge=0)] = 1000
+    confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
+
+
+class ReportSection(Section):
+    """Figures and HTML exports of notebooks 05 and 06."""
+
+    figure_formats: Annotated[list[Literal["png", "svg", "pdf"]], Field(min_length=1)] = [
+        "png", "svg",
+    ]  # fmt: skip
+    html: bool = True
+    no_code_html: bool = True
+
+
+class Params(Section):
+    """A whole params file."""
+
+    run: RunSection
+    data: DataSection
+    model: ModelSection = ModelSection()
+    train: TrainSection = TrainSection()
+    adapters: AdaptersSection = AdaptersSection()
+    eval: EvalSection = EvalSection()
+    report: ReportSection = ReportSection()
+
+    @model_validator(mode="after")
+    def _cross_section(self) -> Params:
+        if self.model.kind == "tiny" and self.data.source != "synthetic":
+            raise ValueError(
+                "model.kind 'tiny' is pretrained on the generated corpus and needs "
+                "data.source 'synthetic'; use model.kind 'open_clip' for LAION data"
+            )
+        if self.model.kind == "open_clip" and not self.model.name.startswith("xlm-roberta"):
+            raise ValueError(
+                f"model.name {self.model.name!r} has an English-only text tower; the study needs "
+                "an open_clip 'xlm-roberta-*' model"
+            )
+        if {"cross", "hybrid", "multi"} & set(self.train.arms) and len(self.data.train_langs) < 2:
+            raise ValueError("cross, multi and hybrid arms need at least two data.train_langs")
+        return self
+
+    def section_hash(self, *sections: str) -> str:
+        """Short stable hash of some sections (cache keys: same config, same artifact)."""
+        payload = {name: getattr(self, name).model_dump(mode="json") for name in sections}
+        blob = json.dumps(payload, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: {err.error_count()} invalid parameter(s)"]
+    for item in err.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key; check its spelling and section (see xlr/config.py)"
+        elif "input" in item and item["type"] not in ("missing",):
+            message = f"{message} (got {item['input']!r})"
+        lines.append(f"  {key}: {message}")
+    return "\n".join(lines)
+
+
+def parse_params(raw: Any, source: str = "<params>") -> Params:
+    """Validate a mapping (a parsed YAML file, or a notebook's parameter dict)."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ParamsError(_format_errors(err, source)) from None
+
+
+def load_params(path: str | os.PathLike[str]) -> Params:
+    """Read and validate one params YAML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: no such params file (see params/ for the shipped ones)")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    return parse_params(raw, str(path))
+
+
+def project_root() -> Path:
+    """Where relative paths in params files point: $XLR_ROOT, else the source checkout, else cwd.
+
+    Why: notebooks run with ``notebooks/`` as working directory in JupyterLab but from the
+    repository root under papermill and the CLI; anchoring paths here makes both write to the
+    same ``runs/`` and ``reports/``.
+    """
+    if env := os.environ.get("XLR_ROOT"):
+        return Path(env).resolve()
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").is_file():
+        return checkout
+    return Path.cwd()
+
+
+def resolve_path(path: str | os.PathLike[str]) -> Path:
+    """A params path, absolute as given or relative to :func:`project_root`."""
+    path = Path(path)
+    return path if path.is_absolute() else project_root() / path

@@ -1,0 +1,114 @@
+"""The one in-memory shape of every image-caption collection: images plus a long captions table.
+
+Training pools of the generated corpus, the synthetic held-out split, XTD10, Crossmodal-3600 and
+Multi30K all normalise to :class:`ImageTextSet` before a model or a metric sees them (the
+CLIP_benchmark habit), so encoding, batching and every retrieval task are written once.
+
+``captions`` is long form: one row per caption with columns ``image_id`` (position of the image in
+``images``), ``lang`` (canonical registry code), ``caption_idx`` (0, 1, ... per image and
+language; index ``k`` is parallel across languages where the set is parallel) and ``caption``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from xlr.langs import LANGUAGES
+
+CAPTION_COLUMNS: tuple[str, ...] = ("image_id", "lang", "caption_idx", "caption")
+
+
+class ImageStore(Protocol):
+    """Random access to a set's images, decoded to RGB on demand."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Image.Image: ...
+
+
+@dataclass(frozen=True)
+class ArrayImages:
+    """Images already decoded into one ``uint8`` array ``[N, H, W, 3]`` (small generated sets)."""
+
+    pixels: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.pixels.dtype != np.uint8 or self.pixels.ndim != 4 or self.pixels.shape[-1] != 3:
+            raise ValueError(
+                f"ArrayImages needs uint8 pixels shaped [N, H, W, 3], got {self.pixels.dtype} "
+                f"{self.pixels.shape}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def __getitem__(self, index: int) -> Image.Image:
+        return Image.fromarray(self.pixels[index], mode="RGB")
+
+
+@dataclass(frozen=True)
+class FileImages:
+    """Images as files on disk (benchmarks with full-size photos), opened lazily."""
+
+    paths: Sequence[Path]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> Image.Image:
+        path = self.paths[index]
+        try:
+            with Image.open(path) as img:
+                return img.convert("RGB")
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{path}: cannot be decoded as an image ({err})") from err
+
+
+@dataclass(frozen=True)
+class ImageTextSet:
+    """Images plus their captions in one or more languages."""
+
+    name: str
+    image_keys: Sequence[str]  # the dataset's own image names, for provenance and joins
+    images: ImageStore
+    captions: pd.DataFrame
+
+    def __post_init__(self) -> None:
+        missing = [c for c in CAPTION_COLUMNS if c not in self.captions.columns]
+        if missing:
+            raise ValueError(f"{self.name}: captions table lacks columns {missing}")
+        if len(self.image_keys) != len(self.images):
+            raise ValueError(
+                f"{self.name}: {len(self.image_keys)} image keys for {len(self.images)} images"
+            )
+        ids = self.captions["image_id"].to_numpy()
+        if len(ids) and (ids.min() < 0 or ids.max() >= len(self.images)):
+            raise ValueError(f"{self.name}: captions refer to image ids outside 0..{len(self) - 1}")
+        unknown = sorted(set(self.captions["lang"]) - set(LANGUAGES))
+        if unknown:
+            raise ValueError(f"{self.name}: captions in non-canonical language codes {unknown}")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def langs(self) -> list[str]:
+        """Languages with at least one caption, in first-seen order."""
+        return list(dict.fromkeys(self.captions["lang"]))
+
+    def captions_in(self, lang: str, first_only: bool = False) -> pd.DataFrame:
+        """Captions of one language sorted by image then index; ``first_only`` keeps index 0.
+
+        ``first_only`` is CLIP_benchmark's Crossmodal-3600 convention (one caption per image).
+        """
+        table = self.captions[self.captions["lang"] == lang]
+        if first_only:
+            table = table[table["caption_idx"] == table.groupby("image_id")["caption_idx"].transform("min")]
+        return table.sort_values(["image_id", "caption_idx"]).reset_index(drop=True)
