@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -85,6 +86,45 @@ class SyntheticSection(Section):
     _langs = field_validator("langs")(classmethod(lambda cls, v: _language_list(v)))
 
 
+class LaionFilters(Section):
+    """Quality filters on LAION-5B metadata (LAION's own scores and sizes)."""
+
+    min_similarity: Unit = 0.28  # CLIP ViT-B/32 image-text cosine, as LAION's release filter
+    max_punsafe: Unit = 0.5
+    max_pwatermark: Unit = 0.8
+    min_width: Annotated[int, Field(ge=0)] = 64
+    min_height: Annotated[int, Field(ge=0)] = 64
+    min_caption_chars: Annotated[int, Field(ge=0)] = 5
+    max_caption_chars: PositiveInt = 1000
+
+
+class DownloadSection(Section):
+    """img2dataset settings for fetching the sampled subset."""
+
+    distributor: Literal["multiprocessing", "pyspark", "ray"] = "multiprocessing"
+    processes: PositiveInt = 8
+    threads: PositiveInt = 64
+    image_size: PositiveInt = 256
+    resize_mode: Literal["border", "keep_ratio", "center_crop", "no"] = "keep_ratio"
+    shard_size: PositiveInt = 10000
+
+
+class LaionSection(Section):
+    """The real path: a study subset of LAION-5B metadata, then img2dataset."""
+
+    snapshot: str = "relaion2B-multi-research-safe"
+    metadata: Annotated[list[str], Field(min_length=1)]  # parquet files or globs
+    translated: list[str] = []  # LAION's translated release (adds ENG TEXT)
+    quotas: dict[str, PositiveInt] = {}  # pairs per language
+    filters: LaionFilters = LaionFilters()
+    download: DownloadSection = DownloadSection()
+
+    @field_validator("quotas")
+    @classmethod
+    def _quota_langs(cls, quotas: dict[str, int]) -> dict[str, int]:
+        return dict(zip(_language_list(list(quotas)), quotas.values(), strict=True))
+
+
 class DataSection(Section):
     """Where training pairs and evaluation sets come from, and which languages are seen."""
 
@@ -92,6 +132,8 @@ class DataSection(Section):
     train_langs: Annotated[list[str], Field(min_length=1)]
     heldout_langs: list[str] = []
     synthetic: SyntheticSection = SyntheticSection()
+    laion: LaionSection | None = None
+    benchmark_root: str = "data/benchmarks"  # holds xtd10/, xm3600/, multi30k/ as published
 
     _langs = field_validator("train_langs", "heldout_langs")(
         classmethod(lambda cls, v: _language_list(v))
@@ -105,6 +147,8 @@ class DataSection(Section):
                 f"languages both seen and held out: {', '.join(both)}; "
                 "remove each from data.train_langs or data.heldout_langs"
             )
+        if self.source == "laion" and self.laion is None:
+            raise ValueError("data.source 'laion' needs a data.laion section naming the metadata")
         if self.source == "synthetic":
             missing = sorted(set(self.train_langs + self.heldout_langs) - set(self.synthetic.langs))
             if missing:
@@ -141,7 +185,9 @@ class TinyModelSection(Section):
             (self.text_hidden, self.text_heads, "text"),
         ):
             if width % heads:
-                raise ValueError(f"model.tiny.{key} width {width} is not divisible by {heads} heads")
+                raise ValueError(
+                    f"model.tiny.{key} width {width} is not divisible by {heads} heads"
+                )
         return self
 
 
@@ -201,10 +247,15 @@ class AdaptersSection(Section):
 class EvalSection(Section):
     """Retrieval evaluation of notebook 04."""
 
-    benchmarks: Annotated[list[str], Field(min_length=1)] = ["synthetic"]
-    tasks: Annotated[
-        list[Literal["t2i", "i2t", "xt2t", "multilingual"]], Field(min_length=1)
-    ] = ["t2i", "i2t", "xt2t", "multilingual"]
+    benchmarks: Annotated[
+        list[Literal["synthetic", "xtd10", "xm3600", "multi30k"]], Field(min_length=1)
+    ] = ["synthetic"]
+    tasks: Annotated[list[Literal["t2i", "i2t", "xt2t", "multilingual"]], Field(min_length=1)] = [
+        "t2i",
+        "i2t",
+        "xt2t",
+        "multilingual",
+    ]
     captions: Literal["all", "first"] = "all"
     recall_at: Annotated[list[PositiveInt], Field(min_length=1)] = [1, 5, 10]
     batch_size: PositiveInt = 256
@@ -245,6 +296,11 @@ class Params(Section):
                 f"model.name {self.model.name!r} has an English-only text tower; the study needs "
                 "an open_clip 'xlm-roberta-*' model"
             )
+        if "synthetic" in self.eval.benchmarks and self.data.source != "synthetic":
+            raise ValueError(
+                "eval.benchmarks 'synthetic' is the generated held-out split; it needs "
+                "data.source 'synthetic'"
+            )
         if {"cross", "hybrid", "multi"} & set(self.train.arms) and len(self.data.train_langs) < 2:
             raise ValueError("cross, multi and hybrid arms need at least two data.train_langs")
         return self
@@ -254,6 +310,17 @@ class Params(Section):
         payload = {name: getattr(self, name).model_dump(mode="json") for name in sections}
         blob = json.dumps(payload, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-5`` as a string; researchers write learning rates that way."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
 
 
 def _format_errors(err: ValidationError, source: str) -> str:
@@ -285,7 +352,7 @@ def load_params(path: str | os.PathLike[str]) -> Params:
     if not path.is_file():
         raise ParamsError(f"{path}: no such params file (see params/ for the shipped ones)")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_YamlLoader)
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML: {err}") from None
     return parse_params(raw, str(path))

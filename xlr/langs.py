@@ -114,10 +114,10 @@ def nearest_language(code: str, candidates: Sequence[str]) -> str:
     script alone (shared characters: ja -> zh), then the wider family; ties go to the candidate
     with the larger LAION-5B share, i.e. the better-trained one.
     """
-    if not candidates:
-        raise ValueError(f"no candidate languages to choose a neighbour of {code!r} from")
     target = get_language(code)
-    pool = [get_language(c) for c in candidates]
+    pool = [get_language(c) for c in candidates if canonical_code(c) != target.code]
+    if not pool:
+        raise ValueError(f"no candidate languages other than {code!r} to choose a neighbour from")
 
     def closeness(lang: Language) -> tuple[int, float]:
         if lang.branch == target.branch and lang.script == target.script:
@@ -126,12 +126,10 @@ def nearest_language(code: str, candidates: Sequence[str]) -> str:
             level = 3
         elif lang.script == target.script and lang.family == target.family:
             level = 2
-        elif lang.script == target.script:
-            level = 1
-        elif lang.family == target.family:
+        elif lang.script == target.script or lang.family == target.family:
             level = 1
         else:
             level = 0
         return level, lang.laion_share
 
-    return max((lang for lang in pool if lang.code != target.code), key=closeness).code
+    return max(pool, key=closeness).code

@@ -110,5 +110,7 @@ class ImageTextSet:
         """
         table = self.captions[self.captions["lang"] == lang]
         if first_only:
-            table = table[table["caption_idx"] == table.groupby("image_id")["caption_idx"].transform("min")]
+            table = table[
+                table["caption_idx"] == table.groupby("image_id")["caption_idx"].transform("min")
+            ]
         return table.sort_values(["image_id", "caption_idx"]).reset_index(drop=True)

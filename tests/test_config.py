@@ -1,0 +1,107 @@
+"""The params schema: shipped files validate, each kind of bad input names its key and file."""
+
+from pathlib import Path
+
+import pytest
+
+from xlr.config import ParamsError, load_params, parse_params, resolve_path
+
+PARAMS_DIR = Path(__file__).resolve().parents[1] / "params"
+
+
+def minimal(**sections: dict) -> dict:
+    raw = {"run": {"name": "t"}, "data": {"train_langs": ["en", "de"], "heldout_langs": ["nl"]}}
+    for key, value in sections.items():
+        raw[key] = {**raw.get(key, {}), **value}
+    return raw
+
+
+@pytest.mark.parametrize("name", ["smoke", "synthetic", "laion5b_xlmr_b32"])
+def test_shipped_params_validate(name: str) -> None:
+    params = load_params(PARAMS_DIR / f"{name}.yaml")
+    assert params.run.name == name
+    assert not set(params.data.train_langs) & set(params.data.heldout_langs)
+
+
+def test_synthetic_study_has_several_bases_and_a_rare_seen_language() -> None:
+    params = load_params(PARAMS_DIR / "synthetic.yaml")
+    from xlr.langs import laion_mix
+
+    mix = laion_mix(params.data.synthetic.langs)
+    assert len(params.run.base_seeds) >= 3
+    assert min(mix[lang] for lang in params.data.train_langs) <= 0.01
+    assert params.train.alphas == [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+def test_aliases_are_canonicalised() -> None:
+    params = parse_params(minimal(data={"heldout_langs": ["jp", "NL"]}))
+    assert params.data.heldout_langs == ["ja", "nl"]
+
+
+def test_scientific_notation_reads_as_a_number(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("run: {name: t}\ndata: {train_langs: [en, de]}\ntrain: {lr: 1e-5}\n")
+    assert load_params(path).train.lr == pytest.approx(1e-5)
+
+
+@pytest.mark.parametrize(
+    ("sections", "key", "hint"),
+    [
+        ({"run": {"sede": [1]}}, "run.sede", "unknown key"),
+        ({"train": {"steps": "ten"}}, "train.steps", "valid integer"),
+        ({"train": {"steps": 0}}, "train.steps", "greater than 0"),
+        ({"train": {"alphas": [0.5, 1.5]}}, "train.alphas.1", "less than or equal to 1"),
+        ({"train": {"arms": ["mono", "hybrd"]}}, "train.arms.1", "'hybrid'"),
+        ({"data": {"train_langs": ["en", "xx"]}}, "data.train_langs", "unknown language code 'xx'"),
+        ({"data": {"heldout_langs": ["de"]}}, "data", "both seen and held out: de"),
+        ({"data": {"train_langs": ["en", "en"]}}, "data.train_langs", "listed twice"),
+        ({"data": {"heldout_langs": ["ko"]}}, "data", "not in the generated corpus: ko"),
+        ({"model": {"tiny": {"text_heads": 3}}}, "model.tiny", "not divisible"),
+        ({"run": {"name": "a b"}}, "run.name", "pattern"),
+        ({"data": {"source": "laion"}}, "data", "needs a data.laion section"),
+        ({"eval": {"captions": "some"}}, "eval.captions", "'all' or 'first'"),
+    ],
+)
+def test_bad_params_name_file_and_key(sections: dict, key: str, hint: str) -> None:
+    with pytest.raises(ParamsError) as info:
+        parse_params(minimal(**sections), "params/bad.yaml")
+    message = str(info.value)
+    assert message.startswith("params/bad.yaml:")
+    assert f"  {key}:" in message
+    assert hint in message
+
+
+def test_cross_section_rules() -> None:
+    with pytest.raises(ParamsError, match="at least two data.train_langs"):
+        parse_params(minimal(data={"train_langs": ["en"]}, train={"arms": ["hybrid"]}))
+    with pytest.raises(ParamsError, match="English-only text tower"):
+        parse_params(minimal(model={"kind": "open_clip", "name": "ViT-B-32"}))
+    laion = {"source": "laion", "laion": {"metadata": ["x.parquet"]}}
+    with pytest.raises(ParamsError, match="model.kind 'tiny'"):
+        parse_params(minimal(data=laion))
+
+
+def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ParamsError, match="no such params file"):
+        load_params(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("run: [unclosed\n")
+    with pytest.raises(ParamsError, match=f"{bad}: not valid YAML"):
+        load_params(bad)
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(ParamsError, match="expected a mapping"):
+        load_params(bad)
+
+
+def test_section_hash_tracks_content() -> None:
+    a = parse_params(minimal())
+    b = parse_params(minimal(train={"steps": 7}))
+    c = parse_params(minimal(model={"tiny": {"vocab_size": 999}}))
+    assert a.section_hash("model", "data") == b.section_hash("model", "data")
+    assert a.section_hash("model", "data") != c.section_hash("model", "data")
+
+
+def test_relative_paths_resolve_against_project_root(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XLR_ROOT", str(tmp_path))
+    assert resolve_path("runs/x") == tmp_path / "runs/x"
+    assert resolve_path("/abs/y") == Path("/abs/y")
