@@ -1,0 +1,418 @@
+"""Batch strategies of the training arms: which captions and languages share a contrastive batch.
+
+A training example is (image, query caption in language ``a``, target caption in language ``b``);
+the strategies differ only in how ``a`` and ``b`` are chosen (DESIGN, Training arms):
+
+- ``mono``: one language ``l`` per batch, ``a = b = l``; the target is another caption of the same
+  image in ``l`` (a different ``caption_idx``). An image with a single caption in ``l`` has no
+  target: :attr:`Batch.has_target` is ``False`` there and the text-text loss skips the row.
+- ``cross``: one ordered pair ``a != b`` per batch; the target is the *parallel* caption (same
+  image, same ``caption_idx``) in ``b``.
+- ``multi``: every example draws its own ordered pair ``a != b`` (mixed in-batch negatives).
+  ``a == b`` is excluded so that ``multi`` differs from ``cross`` only in how languages are mixed
+  within a batch, not in the kind of positive pair.
+- ``hybrid``: each step is a ``mono`` batch with probability ``alpha``, else a ``cross`` batch.
+
+Languages are drawn with p(l) proportional to n_l^tau, n_l the number of captions of ``l`` in the
+table (tau = 0 uniform, tau = 1 proportional to size). Ordered pairs are drawn with
+p(a, b) proportional to p(a) p(b) for a != b, so query and target languages share one marginal.
+
+Every batch is a pure function of (strategy, table, languages, batch size, alpha, tau, seed,
+step): its generator is ``np.random.default_rng([seed, step])``. Resuming a checkpoint at step
+``s`` therefore replays exactly the batches an uninterrupted run would have seen, at no cost.
+Images are sampled without replacement within a batch, so in-batch negatives are never the
+positive's own image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import count
+from typing import Literal, get_args
+
+import numpy as np
+import pandas as pd
+
+from xlr.langs import UnknownLanguageError, canonical_code
+
+Strategy = Literal["mono", "cross", "multi", "hybrid"]
+BatchKind = Literal["mono", "cross", "multi"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
+
+
+def language_probabilities(counts: Mapping[str, int], tau: float) -> dict[str, float]:
+    """Sampling probabilities p(l) proportional to ``counts[l] ** tau``, in ``counts`` order.
+
+    ``tau`` = 0 gives every language the same share, 1 the share of its size; values between
+    temper the long tail (XLM-R samples its languages with 0.3, mBERT with 0.7).
+    """
+    if not counts:
+        raise ValueError("language_probabilities needs at least one language in counts")
+    if not np.isfinite(tau) or tau < 0:
+        raise ValueError(f"tau must be a finite number >= 0, got {tau}")
+    sizes = np.array([counts[lang] for lang in counts], dtype=np.float64)
+    if np.any(sizes <= 0):
+        empty = [lang for lang in counts if counts[lang] <= 0]
+        raise ValueError(f"languages {empty} have no examples; drop them from the language list")
+    # Weights in log space: n ** tau overflows float64 for large n and tau.
+    log_weights = tau * np.log(sizes)
+    weights = np.exp(log_weights - log_weights.max())
+    probs = weights / weights.sum()
+    return dict(zip(counts, probs.tolist(), strict=True))
+
+
+@dataclass(frozen=True)
+class LanguageSampler:
+    """Draws languages, and ordered pairs of distinct languages, from p(l)."""
+
+    langs: tuple[str, ...]
+    probs: np.ndarray  # p(l), aligned with langs, sums to one
+
+    @classmethod
+    def from_counts(cls, counts: Mapping[str, int], tau: float) -> LanguageSampler:
+        """The sampler with p(l) proportional to ``counts[l] ** tau``."""
+        probs = language_probabilities(counts, tau)
+        return cls(tuple(probs), np.array(list(probs.values())))
+
+    @property
+    def pair_probs(self) -> np.ndarray:
+        """p(a, b) proportional to p(a) p(b) off the diagonal, zero on it: ``[L, L]``."""
+        joint = np.outer(self.probs, self.probs)
+        np.fill_diagonal(joint, 0.0)
+        total = joint.sum()
+        if total <= 0:
+            raise ValueError(f"pairs of distinct languages need at least two, got {self.langs}")
+        return joint / total
+
+    def draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """``size`` language indices (positions in :attr:`langs`) drawn i.i.d. from p(l)."""
+        return rng.choice(len(self.langs), size=size, p=self.probs)
+
+    def draw_pairs(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """``size`` ordered pairs ``[size, 2]`` of distinct language indices, from p(a, b)."""
+        flat = rng.choice(len(self.langs) ** 2, size=size, p=self.pair_probs.ravel())
+        return np.stack(np.divmod(flat, len(self.langs)), axis=1)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One step's examples as positions into the captions table, plus their texts.
+
+    ``query_rows`` / ``target_rows`` are positional row indices (``iloc``) into the captions
+    table; ``target_rows`` is -1 and ``target_texts`` is ``None`` where an example has no target
+    (a ``mono`` image with a single caption in its language). The caller fetches images by
+    ``image_ids``.
+    """
+
+    step: int
+    kind: BatchKind
+    image_ids: np.ndarray  # int64 [B]
+    query_rows: np.ndarray  # int64 [B]
+    target_rows: np.ndarray  # int64 [B], -1 where there is no target
+    query_langs: tuple[str, ...]
+    target_langs: tuple[str, ...]
+    query_texts: list[str]
+    target_texts: list[str | None]
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    @property
+    def has_target(self) -> np.ndarray:
+        """Boolean mask ``[B]``: rows that take part in the text-text loss."""
+        return self.target_rows >= 0
+
+    def shard(self, rank: int, world_size: int) -> Batch:
+        """This rank's contiguous slice of the global batch.
+
+        Rank order matches ``all_gather``'s concatenation, so the loss over gathered shards sees
+        the same global batch, in the same order, as one process would.
+        """
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in 0..world_size-1 (world_size={world_size})")
+        if len(self) % world_size:
+            raise ValueError(
+                f"batch_size {len(self)} does not split over world_size {world_size}; "
+                "choose a batch_size divisible by the number of processes"
+            )
+        per = len(self) // world_size
+        part = slice(rank * per, (rank + 1) * per)
+        return Batch(
+            step=self.step,
+            kind=self.kind,
+            image_ids=self.image_ids[part],
+            query_rows=self.query_rows[part],
+            target_rows=self.target_rows[part],
+            query_langs=self.query_langs[part],
+            target_langs=self.target_langs[part],
+            query_texts=self.query_texts[part],
+            target_texts=self.target_texts[part],
+        )
+
+
+@dataclass(frozen=True)
+class _Captions:
+    """One language's captions keyed by ``image_id * stride + caption_idx``, sorted."""
+
+    keys: np.ndarray  # int64, sorted and unique
+    rows: np.ndarray  # int64 positional rows of the table, aligned with keys
+    images: np.ndarray  # int64, sorted image ids with at least one caption
+
+
+def _key_range(keys: np.ndarray, images: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start and stop positions in sorted ``keys`` of each image's captions."""
+    return (
+        np.searchsorted(keys, images * stride, side="left"),
+        np.searchsorted(keys, (images + 1) * stride, side="left"),
+    )
+
+
+class BatchSampler:
+    """The batch of any step of one strategy, computed from an index built once over the table.
+
+    ``batch(step)`` is pure: call it in any order, from any step (checkpoint resume), on every
+    rank (then take :meth:`Batch.shard`), and get the same examples.
+    """
+
+    def __init__(
+        self,
+        strategy: Strategy,
+        captions: pd.DataFrame,
+        langs: Sequence[str],
+        batch_size: int,
+        seed: int,
+        alpha: float = 0.5,
+        tau: float = 0.0,
+    ) -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        if batch_size < 2:
+            raise ValueError(
+                f"batch_size must be at least 2 (in-batch negatives), got {batch_size}"
+            )
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0 (numpy seed sequences), got {seed}")
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha is the share of mono steps and must be in [0, 1], got {alpha}")
+        self.strategy = strategy
+        self.batch_size = batch_size
+        self.seed = seed
+        self.alpha = alpha
+        self.captions = captions.reset_index(drop=True)
+        self.langs = _checked_langs(langs, self.captions, strategy)
+        self._stride = int(self.captions["caption_idx"].max()) + 1
+        self._lang_column = self.captions["lang"].to_numpy()
+        self._text_column = self.captions["caption"].to_numpy()
+        self._by_lang = {lang: self._index(lang) for lang in self.langs}
+        self.sampler = LanguageSampler.from_counts(
+            {lang: len(self._by_lang[lang].keys) for lang in self.langs}, tau
+        )
+        self._shared: dict[tuple[int, int], _Captions] = {}
+        if strategy in ("mono", "hybrid"):
+            self._check_size(
+                {f"language {lang!r}": len(self._by_lang[lang].images) for lang in self.langs}
+            )
+        if strategy != "mono":
+            self._shared = self._pair_index()
+            self._check_size(
+                {
+                    f"pair ({self.langs[a]!r}, {self.langs[b]!r})": len(shared.images)
+                    for (a, b), shared in self._shared.items()
+                }
+            )
+
+    def _index(self, lang: str) -> _Captions:
+        table = self.captions[self.captions["lang"] == lang]
+        keys = table["image_id"].to_numpy(np.int64) * self._stride + table["caption_idx"].to_numpy(
+            np.int64
+        )
+        order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+        if np.any(np.diff(keys) == 0):
+            raise ValueError(
+                f"captions table has repeated (image_id, lang={lang!r}, caption_idx) rows; "
+                "each caption index must occur once per image and language"
+            )
+        rows = table.index.to_numpy(np.int64)[order]
+        return _Captions(keys, rows, np.unique(keys // self._stride))
+
+    def _pair_index(self) -> dict[tuple[int, int], _Captions]:
+        """For each unordered pair, the (image, caption_idx) keys present in both languages.
+
+        ``rows`` here are positions into the first language's keys; the second language's rows
+        are looked up by key.
+        """
+        shared = {}
+        for a in range(len(self.langs)):
+            for b in range(a + 1, len(self.langs)):
+                first, second = self._by_lang[self.langs[a]], self._by_lang[self.langs[b]]
+                keys = np.intersect1d(first.keys, second.keys, assume_unique=True)
+                rows = np.searchsorted(first.keys, keys)
+                shared[(a, b)] = _Captions(keys, rows, np.unique(keys // self._stride))
+        return shared
+
+    def _check_size(self, available: Mapping[str, int]) -> None:
+        unit, smallest = min(available.items(), key=lambda item: item[1])
+        if smallest < self.batch_size:
+            raise ValueError(
+                f"batch_size {self.batch_size} exceeds the {smallest} images available for "
+                f"{unit} (images are not repeated within a batch); lower batch_size or drop "
+                "that language from langs"
+            )
+
+    def batch(self, step: int) -> Batch:
+        """The batch of training step ``step`` (0-based)."""
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}")
+        rng = np.random.default_rng([self.seed, step])
+        kind: BatchKind
+        if self.strategy == "hybrid":
+            kind = "mono" if rng.random() < self.alpha else "cross"
+        else:
+            kind = self.strategy
+        if kind == "mono":
+            return self._mono(step, rng)
+        if kind == "cross":
+            pairs = np.repeat(self.sampler.draw_pairs(rng, 1), self.batch_size, axis=0)
+            images = rng.choice(self._pair(*pairs[0]).images, self.batch_size, replace=False)
+        else:
+            pairs = self.sampler.draw_pairs(rng, self.batch_size)
+            images = self._distinct_images(pairs, rng)
+        return self._parallel(step, kind, pairs, images, rng)
+
+    def _mono(self, step: int, rng: np.random.Generator) -> Batch:
+        lang = self.langs[int(self.sampler.draw(rng, 1)[0])]
+        index = self._by_lang[lang]
+        images = rng.choice(index.images, self.batch_size, replace=False)
+        start, stop = _key_range(index.keys, images, self._stride)
+        n_captions = stop - start
+        query = start + rng.integers(0, n_captions)
+        # A uniformly chosen *other* caption: shift by 1..n-1 positions, cyclically.
+        shift = 1 + rng.integers(0, np.maximum(n_captions - 1, 1))
+        target = start + (query - start + shift) % n_captions
+        target_rows = np.where(n_captions > 1, index.rows[target], -1)
+        return self._batch(step, "mono", images, index.rows[query], target_rows)
+
+    def _pair(self, a: int, b: int) -> _Captions:
+        return self._shared[(min(a, b), max(a, b))]
+
+    def _distinct_images(self, pairs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One image per example, uniform over those eligible for its pair and not yet taken.
+
+        Rejection sampling: redraw while the image is taken. It ends because every pair has at
+        least batch_size images, and costs O(batch_size) draws while batches are small next to
+        the pool, instead of a pass over the pool per example.
+        """
+        taken: set[int] = set()
+        images = np.empty(len(pairs), dtype=np.int64)
+        for i, (a, b) in enumerate(pairs):
+            eligible = self._pair(a, b).images
+            image = int(eligible[rng.integers(len(eligible))])
+            while image in taken:
+                image = int(eligible[rng.integers(len(eligible))])
+            taken.add(image)
+            images[i] = image
+        return images
+
+    def _parallel(
+        self,
+        step: int,
+        kind: BatchKind,
+        pairs: np.ndarray,
+        images: np.ndarray,
+        rng: np.random.Generator,
+    ) -> Batch:
+        """Queries in each example's language a, targets their parallel captions in b."""
+        query_rows = np.empty(len(images), dtype=np.int64)
+        target_rows = np.empty(len(images), dtype=np.int64)
+        for a, b in np.unique(pairs, axis=0):
+            chosen = np.flatnonzero((pairs[:, 0] == a) & (pairs[:, 1] == b))
+            shared = self._pair(a, b)
+            start, stop = _key_range(shared.keys, images[chosen], self._stride)
+            keys = shared.keys[start + rng.integers(0, stop - start)]
+            query_rows[chosen] = self._rows(self.langs[a], keys)
+            target_rows[chosen] = self._rows(self.langs[b], keys)
+        return self._batch(step, kind, images, query_rows, target_rows)
+
+    def _rows(self, lang: str, keys: np.ndarray) -> np.ndarray:
+        index = self._by_lang[lang]
+        return index.rows[np.searchsorted(index.keys, keys)]
+
+    def _batch(
+        self,
+        step: int,
+        kind: BatchKind,
+        images: np.ndarray,
+        query_rows: np.ndarray,
+        target_rows: np.ndarray,
+    ) -> Batch:
+        langs, texts = self._lang_column, self._text_column
+        has_target = target_rows >= 0
+        safe_rows = np.where(has_target, target_rows, query_rows)
+        return Batch(
+            step=step,
+            kind=kind,
+            image_ids=images.astype(np.int64),
+            query_rows=query_rows,
+            target_rows=target_rows,
+            query_langs=tuple(langs[query_rows].tolist()),
+            target_langs=tuple(langs[safe_rows].tolist()),
+            query_texts=texts[query_rows].tolist(),
+            target_texts=[
+                text if keep else None
+                for text, keep in zip(texts[safe_rows].tolist(), has_target, strict=True)
+            ],
+        )
+
+
+def _checked_langs(langs: Sequence[str], captions: pd.DataFrame, strategy: str) -> tuple[str, ...]:
+    """Canonical, distinct languages that all occur in the table, enough for the strategy."""
+    try:
+        codes = tuple(canonical_code(lang) for lang in langs)
+    except UnknownLanguageError as err:
+        raise ValueError(f"langs: {err}") from None
+    if len(set(codes)) != len(codes):
+        raise ValueError(f"langs lists a language twice: {list(langs)}")
+    present = set(captions["lang"])
+    absent = [code for code in codes if code not in present]
+    if absent:
+        raise ValueError(
+            f"langs {absent} have no captions in the table; choose from {sorted(present)}"
+        )
+    if not codes:
+        raise ValueError("langs is empty; pass the training languages")
+    if strategy != "mono" and len(codes) < 2:
+        raise ValueError(
+            f"strategy {strategy!r} pairs distinct languages and needs at least two in langs, "
+            f"got {list(codes)}; use strategy 'mono' for a single language"
+        )
+    return codes
+
+
+def batch_stream(
+    strategy: Strategy,
+    captions: pd.DataFrame,
+    langs: Sequence[str],
+    batch_size: int,
+    seed: int,
+    alpha: float = 0.5,
+    tau: float = 0.0,
+    *,
+    start: int = 0,
+    steps: int | None = None,
+) -> Iterator[Batch]:
+    """Batches of steps ``start, start + 1, ...``: ``steps`` of them, or endlessly if ``None``.
+
+    Resuming at ``start = s`` yields exactly the batches an uninterrupted run yields from step s.
+    """
+    if steps is not None and steps < 1:
+        raise ValueError(f"steps must be a positive number of batches (or None), got {steps}")
+    if start < 0:
+        raise ValueError(f"start must be a step number >= 0, got {start}")
+    sampler = BatchSampler(strategy, captions, langs, batch_size, seed, alpha=alpha, tau=tau)
+    stop = None if steps is None else start + steps
+    for step in count(start):
+        if step == stop:
+            return
+        yield sampler.batch(step)
