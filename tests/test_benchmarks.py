@@ -1,0 +1,262 @@
+"""Benchmark loaders on tiny fixtures laid out exactly as XTD10, Crossmodal-3600 and Multi30K
+publish them, plus every malformed input the loaders must name."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from xlr.data.benchmarks import (
+    XTD10_LANGS,
+    BenchmarkFileError,
+    BenchmarkNotFoundError,
+    load_benchmark,
+    load_multi30k,
+    load_xm3600,
+    load_xtd10,
+)
+from xlr.data.imagetext import CAPTION_COLUMNS
+from xlr.langs import UnknownLanguageError
+
+COCO_NAMES = ["COCO_val2014_000000000042.jpg", "COCO_val2014_000000000073.jpg"]
+FLICKR_NAMES = ["1000092795.jpg", "10002456.jpg", "1000268201.jpg"]
+XM_KEYS = ["000411001ff7dd4f", "0005c3a0a6b8e1d3"]
+
+
+def _jpeg(path: Path, shade: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 6), (shade, 10, 200)).save(path, format="JPEG")
+
+
+def _write_lines(path: Path, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+
+
+@pytest.fixture
+def xtd10_root(tmp_path: Path) -> Path:
+    """A clone of the XTD10 repository (de/fr under ``MIC/``, jp under ``STAIR/``) plus a
+    user-provided COCO images folder."""
+    _write_lines(tmp_path / "XTD10" / "test_image_names.txt", COCO_NAMES)
+    for code in XTD10_LANGS:
+        folder = tmp_path / {"de": "MIC", "fr": "MIC", "jp": "STAIR"}.get(code, "XTD10")
+        _write_lines(folder / f"test_1kcaptions_{code}.txt", [f"{code} cat", f"{code} dog"])
+    for i, name in enumerate(COCO_NAMES):
+        _jpeg(tmp_path / "images" / name, 40 * i)
+    return tmp_path
+
+
+def _xm_entry(captions: list[object]) -> dict[str, list[object]]:
+    return {
+        "caption": captions,
+        "caption/tokenized": captions,
+        "caption/tokenized/lowercase": captions,
+    }
+
+
+@pytest.fixture
+def xm3600_root(tmp_path: Path) -> Path:
+    """``captions.jsonl`` + ``images/{key}.jpg`` as Crossmodal-3600 publishes them."""
+    records = [
+        {"image/key": XM_KEYS[0], "en": _xm_entry(["a red car", "a car on a road"]),
+         "fil": _xm_entry(["isang pulang kotse"]), "quz": _xm_entry(["puka carro"]),
+         "iw": _xm_entry(["מכונית אדומה"])},
+        {"image/key": XM_KEYS[1], "en": _xm_entry(["two dogs"]),
+         "fil": _xm_entry(["dalawang aso", "mga aso", "aso"]), "quz": _xm_entry(["iskay allqu"]),
+         "iw": _xm_entry(["שני כלבים"])},
+    ]  # fmt: skip
+    _write_lines(tmp_path / "captions.jsonl", [json.dumps(r, ensure_ascii=False) for r in records])
+    for i, key in enumerate(XM_KEYS):
+        _jpeg(tmp_path / "images" / f"{key}.jpg", 60 * i)
+    return tmp_path
+
+
+@pytest.fixture
+def multi30k_root(tmp_path: Path) -> Path:
+    """The multi30k/dataset repository: gzipped ``raw/`` captions and ``image_splits/``."""
+    task1 = tmp_path / "data" / "task1"
+    _write_lines(task1 / "image_splits" / "test_2016_flickr.txt", FLICKR_NAMES)
+    for code in ("en", "de", "fr", "cs"):
+        text = "".join(f"{code} caption {i}\n" for i in range(len(FLICKR_NAMES)))
+        (task1 / "raw").mkdir(parents=True, exist_ok=True)
+        (task1 / "raw" / f"test_2016_flickr.{code}.gz").write_bytes(gzip.compress(text.encode()))
+    for i, name in enumerate(FLICKR_NAMES):
+        _jpeg(tmp_path / "images" / name, 30 * i)
+    return tmp_path
+
+
+def test_xtd10_loads_parallel_captions_with_jp_as_japanese(xtd10_root: Path) -> None:
+    bench = load_xtd10(xtd10_root)
+    assert list(bench.image_keys) == COCO_NAMES
+    assert len(bench) == 2 and bench.images[1].size == (8, 6)
+    assert list(bench.captions.columns) == list(CAPTION_COLUMNS)
+    assert "ja" in bench.langs and "jp" not in bench.langs
+    assert len(bench.langs) == 11
+    ja = bench.captions_in("ja")
+    assert ja["caption"].tolist() == ["jp cat", "jp dog"]
+    assert ja["image_id"].tolist() == [0, 1] and set(ja["caption_idx"]) == {0}
+
+
+def test_xtd10_accepts_a_flat_folder_and_a_separate_image_dir(xtd10_root: Path) -> None:
+    flat = xtd10_root / "flat"
+    for path in xtd10_root.glob("*/test_*.txt"):
+        flat.mkdir(exist_ok=True)
+        path.rename(flat / path.name)
+    bench = load_xtd10(flat, image_dir=xtd10_root / "images")
+    assert len(bench) == 2 and len(bench.langs) == 11
+
+
+def test_langs_filter_accepts_aliases_and_reads_only_those_files(xtd10_root: Path) -> None:
+    (xtd10_root / "XTD10" / "test_1kcaptions_ko.txt").unlink()
+    bench = load_benchmark("xtd10", xtd10_root, langs=["jp", "en"])
+    assert bench.langs == ["ja", "en"]
+
+
+def test_langs_filter_rejects_missing_and_unknown_languages(xtd10_root: Path) -> None:
+    with pytest.raises(ValueError, match="no captions in cs"):
+        load_benchmark("xtd10", xtd10_root, langs=["cs"])
+    with pytest.raises(UnknownLanguageError, match="xx"):
+        load_benchmark("xtd10", xtd10_root, langs=["xx"])
+
+
+def test_unknown_benchmark_name_lists_known_ones(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="xtd10, xm3600, multi30k"):
+        load_benchmark("coco", tmp_path)
+
+
+def test_missing_file_names_path_and_where_published(xtd10_root: Path) -> None:
+    (xtd10_root / "MIC" / "test_1kcaptions_de.txt").unlink()
+    with pytest.raises(
+        BenchmarkNotFoundError, match=r"MIC/test_1kcaptions_de\.txt .*adobe-research.* in MIC/"
+    ):
+        load_xtd10(xtd10_root)
+
+
+def test_missing_images_are_reported_with_their_source(xtd10_root: Path) -> None:
+    (xtd10_root / "images" / COCO_NAMES[1]).unlink()
+    with pytest.raises(BenchmarkNotFoundError, match=r"1 of 2 images missing.*val2014"):
+        load_xtd10(xtd10_root)
+
+
+def test_caption_file_shorter_than_image_list_names_both_files(xtd10_root: Path) -> None:
+    _write_lines(xtd10_root / "MIC" / "test_1kcaptions_fr.txt", ["un chat"])
+    with pytest.raises(BenchmarkFileError, match=r"test_1kcaptions_fr\.txt: 1 lines, fewer .*2"):
+        load_xtd10(xtd10_root)
+
+
+def test_caption_file_longer_than_image_list_is_an_error(xtd10_root: Path) -> None:
+    _write_lines(xtd10_root / "MIC" / "test_1kcaptions_fr.txt", ["a", "b", "c"])
+    with pytest.raises(BenchmarkFileError, match="more than the 2 images"):
+        load_xtd10(xtd10_root)
+
+
+def test_blank_caption_line_names_the_line(xtd10_root: Path) -> None:
+    _write_lines(xtd10_root / "MIC" / "test_1kcaptions_fr.txt", ["", "un chien"])
+    with pytest.raises(BenchmarkFileError, match="line 1 is blank"):
+        load_xtd10(xtd10_root)
+
+
+def test_invalid_utf8_names_file_and_line(xtd10_root: Path) -> None:
+    path = xtd10_root / "XTD10" / "test_1kcaptions_ru.txt"
+    path.write_bytes("кошка\n".encode() + b"\xff\xfe bad\n")
+    with pytest.raises(
+        BenchmarkFileError, match=r"test_1kcaptions_ru\.txt: invalid UTF-8 at line 2"
+    ):
+        load_xtd10(xtd10_root)
+
+
+def test_crlf_and_unicode_line_separators_do_not_misalign(xtd10_root: Path) -> None:
+    path = xtd10_root / "XTD10" / "test_1kcaptions_en.txt"
+    path.write_bytes("a cat\u2028sitting\r\na dog\r\n".encode())
+    en = load_xtd10(xtd10_root, langs=["en"]).captions_in("en")
+    assert en["caption"].tolist() == ["a cat\u2028sitting", "a dog"]
+
+
+def test_xm3600_keeps_every_caption_and_canonicalises_codes(xm3600_root: Path) -> None:
+    bench = load_benchmark("xm3600", xm3600_root)
+    assert list(bench.image_keys) == XM_KEYS
+    assert bench.langs == ["en", "tl", "qu", "he"]
+    tl = bench.captions_in("tl")
+    assert tl["image_id"].tolist() == [0, 1, 1, 1]
+    assert tl["caption_idx"].tolist() == [0, 0, 1, 2]
+    assert bench.captions_in("en", first_only=True)["caption"].tolist() == ["a red car", "two dogs"]
+    assert len(bench.captions) == 2 + 1 + 1 + 1 + 1 + 3 + 1 + 1
+    assert bench.images[0].mode == "RGB"
+
+
+def test_xm3600_langs_filter(xm3600_root: Path) -> None:
+    bench = load_xm3600(xm3600_root, langs=["he", "fil"])
+    assert bench.langs == ["he", "tl"]
+
+
+def _rewrite_first_record(root: Path, edit) -> None:
+    path = root / "captions.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    record = json.loads(lines[0])
+    edit(record)
+    lines[0] = json.dumps(record, ensure_ascii=False)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_xm3600_non_string_caption_names_line_key_and_language(xm3600_root: Path) -> None:
+    _rewrite_first_record(xm3600_root, lambda r: r["en"]["caption"].append(3))
+    with pytest.raises(
+        BenchmarkFileError, match=r"line 1 \(image/key '000411001ff7dd4f', language 'en'\).*int"
+    ):
+        load_xm3600(xm3600_root)
+
+
+def test_xm3600_unknown_language_key_is_an_error(xm3600_root: Path) -> None:
+    _rewrite_first_record(xm3600_root, lambda r: r.update(xx=_xm_entry(["?"])))
+    with pytest.raises(BenchmarkFileError, match=r"language 'xx'.*unknown language code"):
+        load_xm3600(xm3600_root)
+
+
+def test_xm3600_missing_key_bad_json_and_duplicate_keys(xm3600_root: Path) -> None:
+    path = xm3600_root / "captions.jsonl"
+    original = path.read_text(encoding="utf-8")
+    _rewrite_first_record(xm3600_root, lambda r: r.pop("image/key"))
+    with pytest.raises(BenchmarkFileError, match="line 1: expected an object with a string"):
+        load_xm3600(xm3600_root)
+    path.write_text(original + "{not json\n", encoding="utf-8")
+    with pytest.raises(BenchmarkFileError, match="line 3: not valid JSON"):
+        load_xm3600(xm3600_root)
+    first = original.splitlines()[0]
+    path.write_text(original + first + "\n", encoding="utf-8")
+    with pytest.raises(BenchmarkFileError, match="line 3: image/key '000411001ff7dd4f' already"):
+        load_xm3600(xm3600_root)
+
+
+def test_xm3600_missing_captions_file_points_to_the_release(tmp_path: Path) -> None:
+    with pytest.raises(BenchmarkNotFoundError, match=r"captions\.jsonl.*crossmodal-3600"):
+        load_xm3600(tmp_path)
+
+
+def test_multi30k_reads_gzipped_and_plain_captions(multi30k_root: Path) -> None:
+    raw = multi30k_root / "data" / "task1" / "raw"
+    (raw / "test_2016_flickr.de").write_text("ein\nzwei\ndrei\n", encoding="utf-8")
+    bench = load_multi30k(multi30k_root)
+    assert list(bench.image_keys) == FLICKR_NAMES
+    assert bench.langs == ["en", "de", "fr", "cs"]
+    assert bench.captions_in("cs")["caption"].tolist()[2] == "cs caption 2"
+    assert bench.captions_in("de")["caption"].tolist() == ["ein", "zwei", "drei"]
+
+
+def test_multi30k_missing_caption_file_names_both_spellings(multi30k_root: Path) -> None:
+    (multi30k_root / "data" / "task1" / "raw" / "test_2016_flickr.fr.gz").unlink()
+    with pytest.raises(
+        BenchmarkNotFoundError, match=r"test_2016_flickr\.fr \(or .*\.gz\).*multi30k"
+    ):
+        load_multi30k(multi30k_root)
+    assert load_multi30k(multi30k_root, langs=["en"]).langs == ["en"]
+
+
+def test_multi30k_short_gzipped_file_is_an_error(multi30k_root: Path) -> None:
+    path = multi30k_root / "data" / "task1" / "raw" / "test_2016_flickr.en.gz"
+    path.write_bytes(gzip.compress(b"only one\n"))
+    with pytest.raises(BenchmarkFileError, match=r"test_2016_flickr\.en\.gz: 1 lines, fewer"):
+        load_multi30k(multi30k_root)

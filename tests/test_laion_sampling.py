@@ -1,0 +1,325 @@
+"""LAION-5B subset sampling on tiny parquet files laid out like the real releases.
+
+Fixtures mirror the published files: laion2B-multi parts with ``LANGUAGE``, laion2B-en parts
+without it, and the translated release with ``ENG TEXT``; column types follow the release
+(float32 scores, int32 sizes, large strings).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pydantic import ValidationError
+
+from xlr.data.laion import (
+    EmptySelectionError,
+    LaionFilters,
+    LaionInputs,
+    LaionQuotas,
+    LaionSamplingError,
+    quota_counts,
+    sample_laion,
+)
+
+TYPES = {
+    "URL": pa.large_string(),
+    "TEXT": pa.large_string(),
+    "LANGUAGE": pa.large_string(),
+    "ENG TEXT": pa.large_string(),
+    "similarity": pa.float32(),
+    "punsafe": pa.float32(),
+    "pwatermark": pa.float32(),
+    "WIDTH": pa.int32(),
+    "HEIGHT": pa.int32(),
+    "hash": pa.int64(),
+}
+FILTERS = LaionFilters(
+    min_similarity=0.2,
+    max_punsafe=0.5,
+    max_pwatermark=0.8,
+    min_width=64,
+    min_height=64,
+    max_caption_chars=200,
+)
+
+
+def _row(url: str, text: str | None, lang: str | None = "de", **overrides: float) -> dict:
+    row = {"URL": url, "TEXT": text, "LANGUAGE": lang, "similarity": 0.3, "punsafe": 0.01,
+           "pwatermark": 0.1, "WIDTH": 640, "HEIGHT": 480, "hash": sum(map(ord, url))}  # fmt: skip
+    row.update(overrides)
+    return row
+
+
+def _write(path: Path, rows: list[dict], drop: tuple[str, ...] = ()) -> Path:
+    frame = pd.DataFrame(rows).drop(columns=list(drop))
+    schema = pa.schema([(c, TYPES[c]) for c in frame.columns])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False), path)
+    return path
+
+
+@pytest.fixture
+def laion(tmp_path: Path) -> LaionInputs:
+    """Two laion2B-multi parts, one laion2B-en part and one translated-release part."""
+    multi = tmp_path / "laion2B-multi"
+    part0 = [
+        _row("u1", "Ein Hund"),
+        _row("u2", "Eine Katze"),
+        _row("u2", "Eine Katze im Garten", similarity=0.31),  # same URL: dedup
+        _row("u3", "ein   HUND "),  # same caption as u1 once case and spaces fold
+        _row("u4", "Kaum passend", similarity=0.1),
+        _row("u5", "Unsicher", punsafe=0.9),
+        _row("u6", "Wasserzeichen", pwatermark=0.9),
+        _row("u7", "Winzig", WIDTH=32, HEIGHT=32),
+        _row("u8", "   "),
+        _row("u9", "x" * 300),
+        _row("u10", "Un chien", "fr"),
+        _row("u11", "כלב", "iw"),
+        _row("u12", "Canis", "la"),
+        _row("u13", "Sine lingua", None),
+        _row("u14", "Lingua vacua", ""),
+        _row("u15", "犬", "ja"),
+    ]
+    part1 = [_row(f"u2{i}", f"Bild Nummer {i}") for i in range(10)]
+    english = [_row("e1", "A dog on grass"), _row("e2", "A red bus"), _row("e3", "Tiny", WIDTH=8)]
+    translated = [
+        {**_row("u1", "Ein Hund"), "ENG TEXT": "A dog"},
+        {**_row("u10", "Un chien", "fr"), "ENG TEXT": "A dog (fr)"},
+        {**_row("u10", "Un chien", "fr"), "ENG TEXT": "A hound"},  # repeated pair: min() wins
+        {**_row("u2", "Other text", "de"), "ENG TEXT": "never joined"},
+    ]
+    return LaionInputs(
+        metadata=[
+            _write(multi / "part-00000.snappy.parquet", part0),
+            _write(multi / "part-00001.snappy.parquet", part1),
+        ],
+        english=[_write(tmp_path / "laion2B-en" / "part-00000.parquet", english, ("LANGUAGE",))],
+        translations=[_write(tmp_path / "translated" / "part-00000.parquet", translated)],
+    )
+
+
+QUOTAS = LaionQuotas(counts={"de": 5, "fr": 3, "iw": 1, "en": 2})
+
+
+def test_quota_counts_known_answers() -> None:
+    assert quota_counts(10, {"de": 0.5, "fr": 0.3, "ja": 0.2}) == {"de": 5, "fr": 3, "ja": 2}
+    assert quota_counts(10, {"fr": 1 / 3, "de": 1 / 3, "ja": 1 / 3}) == {"de": 4, "fr": 3, "ja": 3}
+    assert quota_counts(100, {"de": 0.29, "fr": 0.71}) == {"de": 29, "fr": 71}
+    assert quota_counts(7, {"fr": 0.5, "de": 0.5}) == {"de": 4, "fr": 3}
+    assert quota_counts(3, {"en": 0.9, "de": 0.05, "fr": 0.05}) == {"en": 3, "de": 0, "fr": 0}
+
+
+def test_quota_counts_always_sum_to_total() -> None:
+    shares = {"en": 0.397, "de": 0.0255, "ja": 0.0228, "sw": 0.00008}
+    norm = sum(shares.values())
+    for total in (1, 2, 17, 1000, 123457):
+        counts = quota_counts(total, {k: v / norm for k, v in shares.items()})
+        assert sum(counts.values()) == total
+
+
+def test_quotas_validate_codes_and_forms() -> None:
+    assert LaionQuotas(counts={"jp": 3, "iw": 1}).per_language() == {"ja": 3, "he": 1}
+    quotas = LaionQuotas(shares={"en": 0.75, "fil": 0.25}, total=8)
+    assert quotas.per_language() == {"en": 6, "tl": 2}
+    bad = [
+        ({"counts": {"xx": 1}}, "unknown language code 'xx'"),
+        ({"counts": {"ja": 1, "jp": 2}}, "listed twice"),
+        ({"counts": {"de": 1}, "shares": {"de": 1.0}, "total": 1}, "either as counts or as shares"),
+        ({"shares": {"de": 0.5, "fr": 0.4}, "total": 10}, "sum to 0.900000"),
+        ({"shares": {"de": 1.0}}, "need a total"),
+        ({"counts": {"de": 0}}, "greater than 0"),
+        ({"counts": {}}, "name no language"),
+        ({"counts": {"de": 1}, "total": 5}, "total goes with shares"),
+    ]
+    for spec, message in bad:
+        with pytest.raises(ValidationError, match=message):
+            LaionQuotas(**spec)
+
+
+def test_counts_before_and_after_each_stage(laion: LaionInputs, tmp_path: Path) -> None:
+    result = sample_laion(laion, QUOTAS, FILTERS, seed=1, out_dir=tmp_path / "out")
+    counts = result.manifest["counts"]
+    assert counts["de"] == {
+        "rows": 20, "non_empty": 19, "similarity": 18, "punsafe": 17, "pwatermark": 16,
+        "size": 15, "caption_length": 14, "url_dedup": 13, "caption_dedup": 12, "selected": 5,
+    }  # fmt: skip
+    assert counts["en"]["size"] == 2 and counts["en"]["selected"] == 2
+    assert counts["he"]["selected"] == 1
+    assert counts["ja"] == {
+        "rows": 1, "non_empty": 1, "similarity": 1, "punsafe": 1, "pwatermark": 1, "size": 1,
+        "caption_length": 1,
+    }  # fmt: skip
+    assert result.manifest["skipped"] == {"null_language": 2, "unregistered_language": {"la": 1}}
+    assert result.shortfalls == {"fr": {"quota": 3, "available": 1, "missing": 2}}
+
+
+def test_sample_contents_dedup_and_translations(laion: LaionInputs, tmp_path: Path) -> None:
+    result = sample_laion(laion, QUOTAS, FILTERS, seed=1, out_dir=tmp_path / "out")
+    sample = pd.read_parquet(result.parquet)
+    assert list(sample.columns) == [
+        "URL", "TEXT", "LANGUAGE", "similarity", "punsafe", "pwatermark", "WIDTH", "HEIGHT",
+        "ENG TEXT",
+    ]  # fmt: skip
+    assert sample["LANGUAGE"].value_counts().to_dict() == {"de": 5, "en": 2, "fr": 1, "he": 1}
+    assert sample["URL"].is_unique
+    folded = sample["TEXT"].str.lower().str.split().str.join(" ")
+    assert folded.is_unique
+    assert sample["LANGUAGE"].tolist() == sorted(sample["LANGUAGE"])
+    eng = dict(zip(sample["URL"], sample["ENG TEXT"], strict=True))
+    assert eng["u10"] == "A dog (fr)"
+    assert eng.get("u2") is None
+    assert sample.loc[sample["LANGUAGE"] == "en", "ENG TEXT"].isna().all()
+    assert result.manifest["output"]["rows"] == len(sample)
+
+
+def test_manifest_records_inputs_filters_and_output(laion: LaionInputs, tmp_path: Path) -> None:
+    result = sample_laion(laion, QUOTAS, FILTERS, seed=1, out_dir=tmp_path / "out")
+    on_disk = json.loads(result.manifest_path.read_text(encoding="utf-8"))
+    assert on_disk == result.manifest
+    inputs = {Path(entry["path"]).parent.name: entry for entry in on_disk["inputs"]}
+    assert sorted(e["role"] for e in on_disk["inputs"]) == [
+        "english", "metadata", "metadata", "translations",
+    ]  # fmt: skip
+    english = Path(inputs["laion2B-en"]["path"])
+    assert inputs["laion2B-en"]["bytes"] == english.stat().st_size
+    assert inputs["laion2B-en"]["sha256"] == hashlib.sha256(english.read_bytes()).hexdigest()
+    assert on_disk["filters"]["min_similarity"] == 0.2
+    assert on_disk["quotas"]["per_language"] == {"de": 5, "fr": 3, "he": 1, "en": 2}
+    assert on_disk["output"]["sha256"] == hashlib.sha256(result.parquet.read_bytes()).hexdigest()
+    assert sorted(p.name for p in result.parquet.parent.iterdir()) == [
+        "manifest.json", "sample.parquet",
+    ]  # fmt: skip
+    skipped = sample_laion(laion, QUOTAS, FILTERS, out_dir=tmp_path / "o2", hash_inputs=False)
+    assert all("sha256" not in entry for entry in skipped.manifest["inputs"])
+
+
+@pytest.fixture
+def many(tmp_path: Path) -> list[Path]:
+    """300 rows in two parts, enough for seeds to pick visibly different subsets."""
+    rows = [_row(f"https://x/{i}", f"caption {i}", "de" if i % 3 else "fr") for i in range(300)]
+    rows += [_row("https://x/7", "dup url", "de"), _row("https://x/y", "CAPTION  8", "de")]
+    return [
+        _write(tmp_path / "in" / "a.parquet", rows[:150]),
+        _write(tmp_path / "in" / "b.parquet", rows[150:]),
+    ]
+
+
+def test_same_seed_same_subset_bytes_any_file_order(many: list[Path], tmp_path: Path) -> None:
+    quotas = LaionQuotas(shares={"de": 0.6, "fr": 0.4}, total=50)
+    first = sample_laion(many, quotas, seed=7, out_dir=tmp_path / "a")
+    again = sample_laion(many[::-1], quotas, seed=7, out_dir=tmp_path / "b")
+    assert first.parquet.read_bytes() == again.parquet.read_bytes()
+    assert first.manifest["counts"] == again.manifest["counts"]
+    other = sample_laion(many, quotas, seed=8, out_dir=tmp_path / "c")
+    urls = set(pd.read_parquet(first.parquet)["URL"])
+    assert urls != set(pd.read_parquet(other.parquet)["URL"])
+    assert pd.read_parquet(first.parquet)["LANGUAGE"].value_counts().to_dict() == {
+        "de": 30, "fr": 20,
+    }  # fmt: skip
+
+
+def test_directory_input_expands_to_its_parquet_files(many: list[Path], tmp_path: Path) -> None:
+    quotas = LaionQuotas(counts={"de": 10})
+    from_dir = sample_laion([many[0].parent], quotas, seed=3, out_dir=tmp_path / "d")
+    from_files = sample_laion(many, quotas, seed=3, out_dir=tmp_path / "f")
+    assert from_dir.parquet.read_bytes() == from_files.parquet.read_bytes()
+    assert from_dir.manifest["counts"]["de"]["url_dedup"] == 201
+    assert from_dir.manifest["counts"]["de"]["caption_dedup"] == 200
+
+
+def test_url_shared_across_languages_keeps_one_row(tmp_path: Path) -> None:
+    rows = [_row("same", "Ein Hund", "de"), _row("same", "Un chien", "fr")]
+    path = _write(tmp_path / "m.parquet", rows)
+    result = sample_laion([path], LaionQuotas(counts={"de": 1, "fr": 1}), out_dir=tmp_path / "o")
+    assert len(pd.read_parquet(result.parquet)) == 1
+    assert len(result.shortfalls) == 1
+
+
+def test_empty_selection_is_an_error_and_writes_nothing(laion: LaionInputs, tmp_path: Path) -> None:
+    strict = LaionFilters(min_similarity=0.99)
+    out = tmp_path / "out"
+    with pytest.raises(EmptySelectionError, match=r"no rows selected .*'similarity': 0"):
+        sample_laion(laion, QUOTAS, strict, out_dir=out)
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_missing_columns_name_the_file(tmp_path: Path) -> None:
+    path = _write(tmp_path / "m.parquet", [_row("u", "t")], drop=("TEXT",))
+    with pytest.raises(LaionSamplingError, match=r"m\.parquet: missing columns \['TEXT'\]"):
+        sample_laion([path], QUOTAS, out_dir=tmp_path / "o")
+    path = _write(tmp_path / "n.parquet", [_row("u", "t")], drop=("LANGUAGE",))
+    with pytest.raises(LaionSamplingError, match=r"n\.parquet: missing columns \['LANGUAGE'\]"):
+        sample_laion([path], QUOTAS, out_dir=tmp_path / "o")
+
+
+def test_filter_columns_are_required_only_when_the_filter_is_on(tmp_path: Path) -> None:
+    path = _write(tmp_path / "m.parquet", [_row("u", "t")], drop=("punsafe", "pwatermark"))
+    with pytest.raises(LaionSamplingError, match=r"missing columns \['punsafe'\]"):
+        sample_laion([path], QUOTAS, out_dir=tmp_path / "o")
+    result = sample_laion([path], QUOTAS, LaionFilters(max_punsafe=None), out_dir=tmp_path / "o")
+    assert pd.read_parquet(result.parquet)["punsafe"].isna().all()
+
+
+def test_non_string_captions_are_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "m.parquet"
+    pq.write_table(pa.table({"URL": ["u"], "TEXT": [12], "LANGUAGE": ["de"]}), path)
+    with pytest.raises(LaionSamplingError, match=r"m\.parquet: column 'TEXT' holds BIGINT"):
+        sample_laion([path], QUOTAS, LaionFilters(max_punsafe=None), out_dir=tmp_path / "o")
+    scores = tmp_path / "s.parquet"
+    table = {"URL": ["u"], "TEXT": ["t"], "LANGUAGE": ["de"], "similarity": ["0.3"]}
+    pq.write_table(pa.table(table), scores)
+    with pytest.raises(LaionSamplingError, match="column 'similarity' holds VARCHAR, not numbers"):
+        sample_laion([str(scores)], QUOTAS, LaionFilters(max_punsafe=None), out_dir=tmp_path / "o")
+
+
+def test_invalid_utf8_in_captions_names_the_file(tmp_path: Path) -> None:
+    text = pa.array([b"ok", b"bad\xff"], pa.binary()).view(pa.string())  # bypass validation
+    path = tmp_path / "broken.parquet"
+    pq.write_table(pa.table({"URL": ["a", "b"], "TEXT": text, "LANGUAGE": ["de", "de"]}), path)
+    with pytest.raises(LaionSamplingError, match=r"broken\.parquet.*not valid UTF8.*re-download"):
+        sample_laion([path], QUOTAS, LaionFilters(max_punsafe=None), out_dir=tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_translation_file_and_missing_inputs(laion: LaionInputs, tmp_path: Path) -> None:
+    bad = _write(tmp_path / "t.parquet", [_row("u1", "Ein Hund")])
+    inputs = laion.model_copy(update={"translations": [bad]})
+    with pytest.raises(LaionSamplingError, match=r"t\.parquet: missing columns \['ENG TEXT'\]"):
+        sample_laion(inputs, QUOTAS, FILTERS, out_dir=tmp_path / "o")
+    with pytest.raises(FileNotFoundError, match=r"nope\.parquet: LAION metadata file not found"):
+        sample_laion([tmp_path / "nope.parquet"], QUOTAS, out_dir=tmp_path / "o")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(LaionSamplingError, match="holds no \\*.parquet"):
+        sample_laion([tmp_path / "empty"], QUOTAS, out_dir=tmp_path / "o")
+    not_parquet = tmp_path / "junk.parquet"
+    not_parquet.write_bytes(b"not parquet")
+    with pytest.raises(LaionSamplingError, match=r"junk\.parquet: not a readable parquet"):
+        sample_laion([not_parquet], QUOTAS, out_dir=tmp_path / "o")
+    with pytest.raises(ValidationError, match="no LAION metadata given"):
+        LaionInputs(translations=[bad])
+
+
+def test_existing_output_is_kept_unless_overwrite(laion: LaionInputs, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = sample_laion(laion, QUOTAS, FILTERS, seed=1, out_dir=out)
+    with pytest.raises(FileExistsError):
+        sample_laion(laion, QUOTAS, FILTERS, seed=2, out_dir=out)
+    assert first.parquet.exists()
+    again = sample_laion(laion, QUOTAS, FILTERS, seed=2, out_dir=out, overwrite=True)
+    assert again.manifest["seed"] == 2
+
+
+def test_filter_spec_validation() -> None:
+    with pytest.raises(ValidationError, match="max_caption_chars 3 < min_caption_chars 5"):
+        LaionFilters(min_caption_chars=5, max_caption_chars=3)
+    with pytest.raises(ValidationError):
+        LaionFilters(max_punsafe=1.5)
+    with pytest.raises(ValidationError):
+        LaionFilters(unknown=1)

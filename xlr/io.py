@@ -1,0 +1,117 @@
+"""Atomic writes: an output either appears whole under its final name or not at all.
+
+A run killed mid-write (out of memory, a pre-empted node, Ctrl-C) must not leave a truncated
+parquet or half a manifest that a later step reads as finished. Every writer here builds the
+output under a hidden temporary name in the *same* directory (so the final ``os.replace`` is a
+rename within one filesystem, which POSIX makes atomic) and renames it only on success; on
+failure the temporary is removed and the error propagates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def _sibling(path: Path, tag: str) -> Path:
+    """A hidden, unique name next to ``path``: same filesystem, so renaming it is atomic."""
+    return path.with_name(f".{path.name}.{tag}-{uuid.uuid4().hex[:12]}")
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Persist a rename itself (not just the file's bytes) across a power cut, where possible."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # platforms that cannot open directories (Windows)
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path to write to; it becomes ``path`` only if the block succeeds.
+
+    For writers that insist on a file name (pyarrow, DuckDB ``COPY``, PIL). An existing ``path``
+    is replaced.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _sibling(final, "tmp")
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise FileNotFoundError(f"atomic write to {final}: nothing was written to {tmp}")
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; returns the final path."""
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` as UTF-8 to ``path`` atomically; returns the final path."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """Write ``obj`` as indented, key-sorted UTF-8 JSON (stable diffs between runs) atomically."""
+    text = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return atomic_write_text(path, text)
+
+
+def atomic_write_parquet(df: pd.DataFrame | pa.Table, path: str | os.PathLike[str]) -> Path:
+    """Write a pandas DataFrame (index dropped) or an Arrow table to parquet atomically."""
+    table = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
+    with atomic_file(path) as tmp:
+        pq.write_table(table, tmp)
+    return Path(path)
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling directory to fill; it becomes ``path`` only if the block succeeds.
+
+    For outputs made of several files that must appear together (a sample and its manifest).
+    An existing ``path`` is an error unless ``overwrite``, in which case it is swapped out only
+    after the new directory is complete, so a failure leaves the old one intact.
+    """
+    final = Path(path)
+    if final.exists() and not overwrite:
+        raise FileExistsError(f"{final} already exists; remove it or pass overwrite=True")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _sibling(final, "tmp")
+    tmp.mkdir()
+    try:
+        yield tmp
+        if final.exists():
+            old = _sibling(final, "old")
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, final)
+        _fsync_dir(final.parent)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
