@@ -76,7 +76,10 @@ def test_cross_section_rules() -> None:
         parse_params(minimal(data={"train_langs": ["en"]}, train={"arms": ["hybrid"]}))
     with pytest.raises(ParamsError, match="English-only text tower"):
         parse_params(minimal(model={"kind": "open_clip", "name": "ViT-B-32"}))
-    laion = {"source": "laion", "laion": {"metadata": ["x.parquet"]}}
+    laion = {
+        "source": "laion",
+        "laion": {"inputs": {"metadata": ["x.parquet"]}, "quotas": {"counts": {"en": 5}}},
+    }
     with pytest.raises(ParamsError, match="model.kind 'tiny'"):
         parse_params(minimal(data=laion))
 

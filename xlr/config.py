@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from xlr.data.laion import LaionFilters, LaionInputs, LaionQuotas
 from xlr.langs import UnknownLanguageError, canonical_code
 
 SYNTHETIC_LANGS: tuple[str, ...] = (
@@ -86,18 +87,6 @@ class SyntheticSection(Section):
     _langs = field_validator("langs")(classmethod(lambda cls, v: _language_list(v)))
 
 
-class LaionFilters(Section):
-    """Quality filters on LAION-5B metadata (LAION's own scores and sizes)."""
-
-    min_similarity: Unit = 0.28  # CLIP ViT-B/32 image-text cosine, as LAION's release filter
-    max_punsafe: Unit = 0.5
-    max_pwatermark: Unit = 0.8
-    min_width: Annotated[int, Field(ge=0)] = 64
-    min_height: Annotated[int, Field(ge=0)] = 64
-    min_caption_chars: Annotated[int, Field(ge=0)] = 5
-    max_caption_chars: PositiveInt = 1000
-
-
 class DownloadSection(Section):
     """img2dataset settings for fetching the sampled subset."""
 
@@ -110,19 +99,17 @@ class DownloadSection(Section):
 
 
 class LaionSection(Section):
-    """The real path: a study subset of LAION-5B metadata, then img2dataset."""
+    """The real path: a study subset of LAION-5B metadata (xlr.data.laion), then img2dataset.
+
+    The input, quota and filter specs are the sampler's own models, so the params file and a
+    direct call of :func:`xlr.data.laion.sample_laion` are validated by the same rules.
+    """
 
     snapshot: str = "relaion2B-multi-research-safe"
-    metadata: Annotated[list[str], Field(min_length=1)]  # parquet files or globs
-    translated: list[str] = []  # LAION's translated release (adds ENG TEXT)
-    quotas: dict[str, PositiveInt] = {}  # pairs per language
+    inputs: LaionInputs
+    quotas: LaionQuotas
     filters: LaionFilters = LaionFilters()
     download: DownloadSection = DownloadSection()
-
-    @field_validator("quotas")
-    @classmethod
-    def _quota_langs(cls, quotas: dict[str, int]) -> dict[str, int]:
-        return dict(zip(_language_list(list(quotas)), quotas.values(), strict=True))
 
 
 class DataSection(Section):
