@@ -1,0 +1,194 @@
+"""Exact search and exact relevant ranks against brute-force torch, with deliberate ties."""
+
+import numpy as np
+import pytest
+import torch
+
+from xlr.index import (
+    Relevance,
+    approximate_recall,
+    gpu_available,
+    rank_chunk_size,
+    relevant_ranks,
+    search,
+)
+
+
+def unit_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.fixture()
+def tied_data() -> tuple[np.ndarray, np.ndarray]:
+    """Gallery with blocks of identical rows (exact score ties) and queries equal to them."""
+    rng = np.random.default_rng(0)
+    gallery = unit_rows(rng, 400, 24)
+    gallery[100:140] = gallery[5]  # 41 copies: more than k + TIE_MARGIN for small k
+    gallery[300:303] = gallery[7]
+    gallery[399] = gallery[7]
+    queries = unit_rows(rng, 60, 24)
+    queries[:10] = gallery[5]
+    queries[10:15] = gallery[7]
+    return queries, gallery
+
+
+def torch_scores(queries: np.ndarray, gallery: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(queries) @ torch.from_numpy(gallery).T
+
+
+def dense_ranks(scores: np.ndarray) -> np.ndarray:
+    """1-based rank of every gallery item per query under (-score, index), via a stable sort."""
+    order = np.argsort(-scores, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(1, scores.shape[1] + 1)[None, :], axis=1)
+    return ranks
+
+
+@pytest.mark.parametrize("k", [1, 5, 17, 40])
+def test_search_equals_stable_torch_topk_with_ties(tied_data, k):
+    queries, gallery = tied_data
+    result = search(queries, gallery, k, use_gpu=False)
+    scores = torch_scores(queries, gallery)
+    expected = torch.sort(scores, dim=1, descending=True, stable=True)
+    np.testing.assert_array_equal(result.indices, expected.indices[:, :k].numpy())
+    np.testing.assert_allclose(result.scores, expected.values[:, :k].numpy(), atol=1e-5)
+    assert result.indices.dtype == np.int64 and result.scores.dtype == np.float32
+
+
+def test_full_ranking_differs_from_torch_only_at_rounding_level_near_ties(tied_data):
+    """faiss and torch round differently in the last bit, so distinct near-equal scores may swap
+    places; exact ties (duplicate rows) may not, as the k <= 40 cases above show."""
+    queries, gallery = tied_data
+    result = search(queries, gallery, len(gallery), use_gpu=False)
+    scores = torch_scores(queries, gallery)
+    expected = torch.sort(scores, dim=1, descending=True, stable=True)
+    rows, cols = np.nonzero(result.indices != expected.indices.numpy())
+    swapped = scores.numpy()[rows, result.indices[rows, cols]] - expected.values.numpy()[rows, cols]
+    assert np.abs(swapped).max(initial=0) < 1e-6
+    assert len(rows) < 0.001 * result.indices.size
+
+
+def test_search_ties_go_to_lower_index(tied_data):
+    queries, gallery = tied_data
+    top = search(queries[:1], gallery, 3, use_gpu=False).indices[0]
+    np.testing.assert_array_equal(top, [5, 100, 101])
+
+
+def test_hand_built_ranks_with_ties():
+    a, b, c = np.eye(3, dtype=np.float32)
+    gallery = np.stack([b, a, c, a, (a + b) / np.sqrt(2)]).astype(np.float32)
+    queries = np.stack([a, b]).astype(np.float32)
+    relevance = Relevance.from_lists([[3, 1, 0], [4]])
+    table = relevant_ranks(queries, gallery, relevance, device="cpu")
+    # query a: items 1 and 3 tie at 1.0 (1 first), item 4 at 0.707, items 0 and 2 tie at 0
+    assert table["rank"].tolist() == [2, 1, 4, 2]
+    assert table["query_idx"].tolist() == [0, 0, 0, 1]
+    assert table["relevant_idx"].tolist() == [3, 1, 0, 4]
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 17, 60, 1000])
+def test_chunked_ranks_equal_dense_ranks(tied_data, chunk_size):
+    queries, gallery = tied_data
+    rng = np.random.default_rng(1)
+    relevance = Relevance.from_labels(rng.integers(0, 30, 60), rng.integers(0, 30, 400))
+    table = relevant_ranks(queries, gallery, relevance, chunk_size=chunk_size, device="cpu")
+    expected = dense_ranks(torch_scores(queries, gallery).numpy())
+    np.testing.assert_array_equal(
+        table["rank"], expected[table["query_idx"], table["relevant_idx"]]
+    )
+    assert len(table) == len(relevance.indices)
+
+
+def test_memory_budget_sets_chunk_size(tied_data):
+    queries, gallery = tied_data
+    assert rank_chunk_size(400, 8 * 400 * 7) == 7
+    assert rank_chunk_size(10**6, 1) == 1
+    relevance = Relevance.from_lists([[i % 400, (i * 7 + 1) % 400] for i in range(60)])
+    small = relevant_ranks(queries, gallery, relevance, memory_budget_bytes=8 * 400 * 7)
+    whole = relevant_ranks(queries, gallery, relevance, chunk_size=60)
+    np.testing.assert_array_equal(small["rank"], whole["rank"])
+
+
+def test_single_relevant_rank_agrees_with_search(tied_data):
+    queries, gallery = tied_data
+    targets = np.random.default_rng(2).integers(0, 400, 60)
+    ranks = relevant_ranks(queries, gallery, Relevance.from_lists(targets[:, None]))["rank"]
+    top = search(queries, gallery, 10, use_gpu=False).indices
+    np.testing.assert_array_equal(ranks <= 10, (top == targets[:, None]).any(axis=1))
+
+
+def test_exclude_removes_items_from_the_ranking():
+    rng = np.random.default_rng(3)
+    pool = unit_rows(rng, 50, 8)
+    labels = np.arange(50) // 5  # 10 images, 5 captions each; query every caption against pool
+    relevance_all = Relevance.from_labels(labels, labels)
+    keep = relevance_all.indices != relevance_all.query_of_pair
+    counts = np.bincount(relevance_all.query_of_pair[keep], minlength=50)
+    relevance = Relevance(np.concatenate([[0], np.cumsum(counts)]), relevance_all.indices[keep])
+    itself = Relevance.from_lists(np.arange(50)[:, None])
+    table = relevant_ranks(pool, pool, relevance, exclude=itself, chunk_size=7, device="cpu")
+    scores = torch_scores(pool, pool).numpy()
+    np.fill_diagonal(scores, -np.inf)
+    expected = dense_ranks(scores)
+    np.testing.assert_array_equal(
+        table["rank"], expected[table["query_idx"], table["relevant_idx"]]
+    )
+    assert table["rank"].max() <= 49
+
+
+def test_relevance_from_labels_matches_positive_pairs():
+    rng = np.random.default_rng(4)
+    query_labels, gallery_labels = rng.integers(0, 6, 9), rng.integers(0, 6, 20)
+    relevance = Relevance.from_labels(query_labels, gallery_labels)
+    positive_pairs = query_labels[:, None] == gallery_labels[None, :]
+    for q in range(9):
+        items = relevance.indices[relevance.offsets[q] : relevance.offsets[q + 1]]
+        np.testing.assert_array_equal(items, np.flatnonzero(positive_pairs[q]))
+
+
+def test_exact_ivf_probe_recovers_exact_top_k():
+    rng = np.random.default_rng(5)
+    gallery, queries = unit_rows(rng, 600, 16), unit_rows(rng, 40, 16)
+    assert approximate_recall(queries, gallery, 10, "IVF4,Flat", "nprobe=4") == 1.0
+    assert 0.5 < approximate_recall(queries, gallery, 10, "HNSW16", "efSearch=64") <= 1.0
+
+
+def test_search_rejects_bad_inputs(tied_data):
+    queries, gallery = tied_data
+    with pytest.raises(ValueError, match="dimension"):
+        search(queries[:, :8] / np.linalg.norm(queries[:, :8], axis=1, keepdims=True), gallery, 1)
+    with pytest.raises(ValueError, match="non-empty"):
+        search(np.empty((0, 24), np.float32), gallery, 1)
+    with pytest.raises(ValueError, match="k must be between"):
+        search(queries, gallery, 401)
+    with pytest.raises(ValueError, match="k must be between"):
+        search(queries, gallery, 0)
+    with pytest.raises(ValueError, match="L2-normalised"):
+        search(queries * 2, gallery, 1)
+    nan_queries = queries.copy()
+    nan_queries[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        search(nan_queries, gallery, 1)
+
+
+def test_relevant_ranks_rejects_bad_relevance(tied_data):
+    queries, gallery = tied_data
+    with pytest.raises(ValueError, match="covers 2 queries"):
+        relevant_ranks(queries, gallery, Relevance.from_lists([[1], [2]]))
+    with pytest.raises(ValueError, match="outside"):
+        relevant_ranks(queries, gallery, Relevance.from_lists([[400]] * 60))
+    with pytest.raises(ValueError, match="twice"):
+        relevant_ranks(queries, gallery, Relevance.from_lists([[3, 3]] * 60))
+    both = Relevance.from_lists([[3]] * 60)
+    with pytest.raises(ValueError, match="both relevant"):
+        relevant_ranks(queries, gallery, both, exclude=both)
+    with pytest.raises(ValueError, match="offsets"):
+        Relevance(np.array([0, 2]), np.array([1]))
+
+
+@pytest.mark.skipif(gpu_available(), reason="checks the error raised where faiss sees no GPU")
+def test_asking_for_a_missing_gpu_is_an_error(tied_data):
+    queries, gallery = tied_data
+    with pytest.raises(ValueError, match="faiss-gpu"):
+        search(queries, gallery, 1, use_gpu=True)

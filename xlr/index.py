@@ -1,0 +1,308 @@
+"""Retrieval over L2-normalised float32 embeddings: exact faiss search and exact relevant ranks.
+
+Scores are inner products (cosine similarities, since inputs are unit vectors). One total order
+is used everywhere: higher score first, and among exactly equal float32 scores the lower gallery
+index first. faiss does not promise that order for ties, so :func:`search` re-sorts what faiss
+returns and fetches more rows where a tie straddles the cut-off; :func:`relevant_ranks` counts it
+directly. Two items count as tied only when their computed float32 scores are bitwise equal (for
+example duplicate gallery rows); faiss and torch round differently in the last bit, so items
+within a rounding error of each other may be ordered differently by the two routines.
+
+Approximate indexes (IVF, HNSW through ``faiss.index_factory``) are for scale studies only, and
+:func:`approximate_recall` reports how much of the exact top-k they recover.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+import faiss
+import numpy as np
+import pandas as pd
+import torch
+
+GPU_MAX_K = 2048  # largest k a faiss GPU index selects; larger requests fall back to the CPU
+TIE_MARGIN = 16  # extra rows fetched beyond k so that most ties at the cut-off are seen at once
+NORM_TOLERANCE = 1e-2  # allowed deviation of an L2 norm from 1 (bf16 outputs cast to float32)
+RANK_BYTES_PER_SCORE = 8  # float32 score plus the boolean masks built while counting
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Top-k of every query: ``scores`` float32 ``[Q, k]`` and gallery ``indices`` int64."""
+
+    scores: np.ndarray
+    indices: np.ndarray
+
+
+@dataclass(frozen=True)
+class Relevance:
+    """Relevant gallery items of every query in CSR form.
+
+    Query ``q``'s relevant gallery indices are ``indices[offsets[q]:offsets[q + 1]]``; this keeps
+    261k-caption pools (Crossmodal-3600) in memory without a dense ``[Q, G]`` boolean matrix.
+    """
+
+    offsets: np.ndarray
+    indices: np.ndarray
+
+    def __post_init__(self) -> None:
+        offsets = np.asarray(self.offsets, dtype=np.int64)
+        indices = np.asarray(self.indices, dtype=np.int64)
+        if offsets.ndim != 1 or len(offsets) < 1 or offsets[0] != 0:
+            raise ValueError("Relevance offsets must be a 1-D array starting at 0 (length Q + 1)")
+        if np.any(np.diff(offsets) < 0) or offsets[-1] != len(indices):
+            raise ValueError(
+                f"Relevance offsets must be non-decreasing and end at len(indices) = "
+                f"{len(indices)}, got last offset {offsets[-1]}"
+            )
+        object.__setattr__(self, "offsets", offsets)
+        object.__setattr__(self, "indices", indices)
+
+    @property
+    def n_queries(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Number of relevant items per query, int64 ``[Q]``."""
+        return np.diff(self.offsets)
+
+    @cached_property
+    def query_of_pair(self) -> np.ndarray:
+        """Query index of every (query, relevant item) pair, aligned with ``indices``."""
+        return np.repeat(np.arange(self.n_queries, dtype=np.int64), self.counts)
+
+    @classmethod
+    def from_lists(cls, lists: Sequence[Sequence[int] | np.ndarray]) -> Relevance:
+        """Build from one sequence of gallery indices per query."""
+        counts = np.array([len(items) for items in lists], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        flat = [np.asarray(items, dtype=np.int64) for items in lists]
+        indices = np.concatenate(flat) if flat else np.empty(0, dtype=np.int64)
+        return cls(offsets, indices)
+
+    @classmethod
+    def from_labels(cls, query_labels: np.ndarray, gallery_labels: np.ndarray) -> Relevance:
+        """Relevant = gallery items sharing the query's label (e.g. ``image_id``), index order.
+
+        This is CLIP_benchmark's ``positive_pairs`` matrix without materialising it.
+        """
+        query_labels = np.asarray(query_labels)
+        order = np.argsort(gallery_labels, kind="stable")
+        sorted_labels = np.asarray(gallery_labels)[order]
+        low = np.searchsorted(sorted_labels, query_labels, side="left")
+        counts = np.searchsorted(sorted_labels, query_labels, side="right") - low
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        within = np.arange(offsets[-1]) - np.repeat(offsets[:-1], counts)
+        return cls(offsets, order[np.repeat(low, counts) + within])
+
+
+def _as_embeddings(name: str, x: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Validate a ``[N, d]`` matrix of unit vectors and return it as C-contiguous float32."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"{name} must be a non-empty [N, d] matrix, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    norms = np.linalg.norm(x, axis=1)
+    if np.abs(norms - 1).max() > NORM_TOLERANCE:
+        raise ValueError(
+            f"{name} rows must be L2-normalised (norms range {norms.min():.4g}..{norms.max():.4g});"
+            " apply torch.nn.functional.normalize(x, dim=-1) first"
+        )
+    return x
+
+
+def _as_pair(
+    queries: np.ndarray | torch.Tensor, gallery: np.ndarray | torch.Tensor
+) -> tuple[np.ndarray, np.ndarray]:
+    q, g = _as_embeddings("queries", queries), _as_embeddings("gallery", gallery)
+    if q.shape[1] != g.shape[1]:
+        raise ValueError(f"queries have dimension {q.shape[1]} but gallery has {g.shape[1]}")
+    return q, g
+
+
+def gpu_available() -> bool:
+    """True when this faiss build has GPU support and sees at least one GPU."""
+    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+
+
+def _is_gpu_index(index: faiss.Index) -> bool:
+    return hasattr(faiss, "GpuIndex") and isinstance(index, faiss.GpuIndex)
+
+
+def exact_index(gallery: np.ndarray, use_gpu: bool | None = None) -> faiss.Index:
+    """``IndexFlatIP`` over the gallery, on GPU when ``use_gpu`` (default: when one exists)."""
+    if use_gpu and not gpu_available():
+        raise ValueError("use_gpu=True, but this faiss build sees no GPU; install faiss-gpu")
+    index = faiss.IndexFlatIP(gallery.shape[1])
+    index.add(gallery)
+    if use_gpu if use_gpu is not None else gpu_available():
+        index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+    return index
+
+
+def _tie_ordered_top_k(
+    index: faiss.Index, queries: np.ndarray, k: int, fetch: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k under the tie rule, fetching ``fetch >= k`` rows and more where ties are cut."""
+    if fetch > GPU_MAX_K and _is_gpu_index(index):
+        index = faiss.index_gpu_to_cpu(index)
+    scores, indices = index.search(queries, fetch)
+    order = np.lexsort((indices, -scores), axis=1)
+    scores = np.take_along_axis(scores, order, axis=1)
+    indices = np.take_along_axis(indices, order, axis=1)
+    if fetch < index.ntotal:
+        # If the last fetched score equals the k-th, unfetched items may tie with the k-th too.
+        cut = scores[:, fetch - 1] == scores[:, k - 1]
+        if cut.any():
+            more = min(2 * fetch, index.ntotal)
+            scores[cut, :k], indices[cut, :k] = _tie_ordered_top_k(index, queries[cut], k, more)
+    return scores[:, :k], indices[:, :k].astype(np.int64)
+
+
+def search(
+    queries: np.ndarray | torch.Tensor,
+    gallery: np.ndarray | torch.Tensor,
+    k: int,
+    use_gpu: bool | None = None,
+) -> SearchResult:
+    """Exact top-k gallery items by inner product for every query, ties to the lower index.
+
+    ``queries`` ``[Q, d]`` and ``gallery`` ``[G, d]`` are L2-normalised embeddings; ``1 <= k <=
+    G``. Runs on a GPU through ``StandardGpuResources`` when faiss has one (``use_gpu=None``).
+    """
+    q, g = _as_pair(queries, gallery)
+    if not 1 <= k <= len(g):
+        raise ValueError(f"k must be between 1 and the gallery size {len(g)}, got {k}")
+    index = exact_index(g, use_gpu)
+    scores, indices = _tie_ordered_top_k(index, q, k, min(len(g), k + TIE_MARGIN))
+    return SearchResult(scores, indices)
+
+
+def approximate_index(
+    gallery: np.ndarray | torch.Tensor, factory: str, search_params: str = ""
+) -> faiss.Index:
+    """A trained CPU faiss index from a factory string, e.g. ``"IVF256,Flat"`` or ``"HNSW32"``.
+
+    ``search_params`` uses faiss's ``ParameterSpace`` syntax, e.g. ``"nprobe=16"`` or
+    ``"efSearch=64"``. For scale studies only; report :func:`approximate_recall` beside results.
+    """
+    g = _as_embeddings("gallery", gallery)
+    index = faiss.index_factory(g.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
+    if not index.is_trained:
+        index.train(g)
+    index.add(g)
+    if search_params:
+        faiss.ParameterSpace().set_index_parameters(index, search_params)
+    return index
+
+
+def approximate_recall(
+    queries: np.ndarray | torch.Tensor,
+    gallery: np.ndarray | torch.Tensor,
+    k: int,
+    factory: str,
+    search_params: str = "",
+) -> float:
+    """Mean fraction of the exact top-k that the approximate index also returns in its top-k."""
+    q, g = _as_pair(queries, gallery)
+    exact = search(q, g, k).indices
+    _, approx = approximate_index(g, factory, search_params).search(q, k)
+    found = (approx[:, :, None] == exact[:, None, :]).any(axis=1).sum(axis=1)
+    return float(found.mean() / k)
+
+
+def rank_chunk_size(n_gallery: int, memory_budget_bytes: int) -> int:
+    """Queries per chunk so that a chunk's ``[chunk, G]`` scores and masks fit the budget."""
+    return max(1, memory_budget_bytes // (RANK_BYTES_PER_SCORE * n_gallery))
+
+
+def _pair_keys(relevance: Relevance, n_gallery: int) -> np.ndarray:
+    """One int64 key per (query, item) pair, for set operations between relevance lists."""
+    return relevance.query_of_pair * n_gallery + relevance.indices
+
+
+def _validate_relevance(relevance: Relevance, n_queries: int, n_gallery: int, name: str) -> None:
+    if relevance.n_queries != n_queries:
+        raise ValueError(f"{name} covers {relevance.n_queries} queries, but there are {n_queries}")
+    items = relevance.indices
+    if len(items) and (items.min() < 0 or items.max() >= n_gallery):
+        raise ValueError(f"{name} refers to gallery indices outside 0..{n_gallery - 1}")
+    keys = _pair_keys(relevance, n_gallery)
+    if len(np.unique(keys)) != len(keys):
+        raise ValueError(f"{name} lists the same gallery item twice for one query")
+
+
+def _count_ranks(
+    scores: np.ndarray, rows: np.ndarray, items: np.ndarray, slots: np.ndarray
+) -> np.ndarray:
+    """1-based rank of gallery item ``items[p]`` in row ``rows[p]`` of a ``[C, G]`` score chunk.
+
+    Pairs are processed one relevant "slot" at a time (the j-th relevant item of every row), so
+    each pass compares the whole chunk against one threshold per row: ``C x G`` booleans at most.
+    """
+    ranks = np.empty(len(rows), dtype=np.int64)
+    for slot in range(slots.max(initial=-1) + 1):
+        pick = np.flatnonzero(slots == slot)
+        threshold = np.full((len(scores), 1), np.inf, dtype=np.float32)
+        threshold[rows[pick], 0] = scores[rows[pick], items[pick]]
+        higher = (scores > threshold).sum(axis=1)[rows[pick]]
+        equal = (scores == threshold).sum(axis=1)[rows[pick]]
+        for p in np.flatnonzero(equal > 1):  # exact ties: the lower gallery index goes first
+            row, item = rows[pick[p]], items[pick[p]]
+            higher[p] += np.count_nonzero(scores[row, :item] == threshold[row, 0])
+        ranks[pick] = 1 + higher
+    return ranks
+
+
+def relevant_ranks(
+    queries: np.ndarray | torch.Tensor,
+    gallery: np.ndarray | torch.Tensor,
+    relevance: Relevance,
+    exclude: Relevance | None = None,
+    chunk_size: int | None = None,
+    memory_budget_bytes: int = 2**30,
+    device: str | None = None,
+) -> pd.DataFrame:
+    """Exact 1-based rank in the whole gallery of every (query, relevant item) pair.
+
+    rank = 1 + (items scoring strictly higher) + (items scoring equal with a lower gallery index),
+    the order of :func:`search`. Scores are computed ``chunk_size`` queries at a time (default:
+    as many as fit ``memory_budget_bytes``) with a float32 torch matmul on ``device`` (default:
+    CUDA when available), so the ``[Q, G]`` matrix never exists at once; the counting runs on
+    the CPU in numpy, whose boolean reductions are several times faster than torch's there.
+    ``exclude`` lists gallery items to leave out of a query's ranking entirely, e.g. the query
+    caption itself in a multilingual pool that contains it. Returns a long table ``query_idx,
+    relevant_idx, rank`` (int64) in the pair order of ``relevance``, ready to save as parquet.
+    """
+    q, g = _as_pair(queries, gallery)
+    _validate_relevance(relevance, len(q), len(g), "relevance")
+    if exclude is not None:
+        _validate_relevance(exclude, len(q), len(g), "exclude")
+        if np.isin(_pair_keys(relevance, len(g)), _pair_keys(exclude, len(g))).any():
+            raise ValueError("an item is both relevant to and excluded from the same query")
+    chunk_size = chunk_size or rank_chunk_size(len(g), memory_budget_bytes)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    gallery_t = torch.from_numpy(g).to(device).T
+    slots = np.arange(len(relevance.indices)) - np.repeat(relevance.offsets[:-1], relevance.counts)
+    ranks = np.empty(len(relevance.indices), dtype=np.int64)
+    for start in range(0, len(q), chunk_size):
+        stop = min(start + chunk_size, len(q))
+        scores = (torch.from_numpy(q[start:stop]).to(device) @ gallery_t).cpu().numpy()
+        if exclude is not None:
+            lo, hi = exclude.offsets[start], exclude.offsets[stop]
+            scores[exclude.query_of_pair[lo:hi] - start, exclude.indices[lo:hi]] = -np.inf
+        lo, hi = relevance.offsets[start], relevance.offsets[stop]
+        rows = relevance.query_of_pair[lo:hi] - start
+        ranks[lo:hi] = _count_ranks(scores, rows, relevance.indices[lo:hi], slots[lo:hi])
+    return pd.DataFrame(
+        {"query_idx": relevance.query_of_pair, "relevant_idx": relevance.indices, "rank": ranks}
+    )

@@ -1,0 +1,143 @@
+"""Retrieval metrics as pure functions of the ranks of relevant items (no models, no scores).
+
+Every function takes a :class:`QueryRanks` (the 1-based gallery ranks of each query's relevant
+items, as :func:`xlr.index.relevant_ranks` writes them) and returns one value per query, so the
+task metric is the mean and :mod:`xlr.stats` can bootstrap it over queries.
+
+Recall@k is a hit rate, CLIP_benchmark's convention: a query scores 1 when any of its relevant
+items is in the top k, whatever their number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
+
+
+@dataclass(frozen=True)
+class QueryRanks:
+    """1-based ranks of every query's relevant items, sorted ascending within each query.
+
+    Query ``q``'s ranks are ``ranks[offsets[q]:offsets[q + 1]]``. Each query has at least one
+    relevant item: a metric of a query with nothing to find is undefined, and scoring it 0 would
+    silently lower every average.
+    """
+
+    offsets: np.ndarray
+    ranks: np.ndarray
+
+    @classmethod
+    def from_long(
+        cls, query_idx: np.ndarray, rank: np.ndarray, n_queries: int | None = None
+    ) -> QueryRanks:
+        """Group long-form (query, rank) pairs; ``n_queries`` (default max + 1) queries expected.
+
+        Raises ``ValueError`` naming the queries without any relevant item.
+        """
+        query_idx = np.asarray(query_idx, dtype=np.int64)
+        rank = np.asarray(rank, dtype=np.int64)
+        if query_idx.shape != rank.shape or query_idx.ndim != 1:
+            raise ValueError(
+                f"query_idx and rank must be 1-D of one length, got {query_idx.shape} and "
+                f"{rank.shape}"
+            )
+        if len(rank) == 0:
+            raise ValueError("no ranks given: there is no query with a relevant item to score")
+        if query_idx.min() < 0:
+            raise ValueError("query indices must be non-negative")
+        if rank.min() < 1:
+            raise ValueError(f"ranks are 1-based, got a rank of {rank.min()}")
+        n_queries = int(query_idx.max()) + 1 if n_queries is None else n_queries
+        counts = np.bincount(query_idx, minlength=n_queries)
+        if len(counts) > n_queries:
+            raise ValueError(f"query indices reach {query_idx.max()} but n_queries={n_queries}")
+        empty = np.flatnonzero(counts == 0)
+        if len(empty):
+            raise ValueError(
+                f"{len(empty)} of {n_queries} queries have no relevant item (first: "
+                f"{empty[:5].tolist()}); drop them from the task or give them a relevant item"
+            )
+        order = np.lexsort((rank, query_idx))
+        query_idx, rank = query_idx[order], rank[order]
+        if np.any((np.diff(query_idx) == 0) & (np.diff(rank) == 0)):
+            raise ValueError("two relevant items of one query share a rank; ranks must be exact")
+        return cls(np.concatenate([[0], np.cumsum(counts)]), rank)
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, n_queries: int | None = None) -> QueryRanks:
+        """Group the ``query_idx, relevant_idx, rank`` table of :func:`relevant_ranks`."""
+        return cls.from_long(frame["query_idx"].to_numpy(), frame["rank"].to_numpy(), n_queries)
+
+    @property
+    def n_queries(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Number of relevant items per query."""
+        return np.diff(self.offsets)
+
+
+def best_rank(ranks: QueryRanks) -> np.ndarray:
+    """Rank of each query's first relevant item, int64 ``[Q]``."""
+    return ranks.ranks[ranks.offsets[:-1]]
+
+
+def worst_rank(ranks: QueryRanks) -> np.ndarray:
+    """Rank of each query's last relevant item, int64 ``[Q]``."""
+    return ranks.ranks[ranks.offsets[1:] - 1]
+
+
+def hit_at_k(ranks: QueryRanks, k: int) -> np.ndarray:
+    """1.0 where any relevant item is in the top ``k``, else 0.0; the mean is Recall@k."""
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    return (best_rank(ranks) <= k).astype(np.float64)
+
+
+def mean_recall(ranks: QueryRanks, ks: Sequence[int] = DEFAULT_KS) -> np.ndarray:
+    """Per-query mean of :func:`hit_at_k` over ``ks``; its mean is the usual "mean recall"."""
+    if not ks:
+        raise ValueError("mean_recall needs at least one k")
+    return np.mean([hit_at_k(ranks, k) for k in ks], axis=0)
+
+
+def reciprocal_rank(ranks: QueryRanks) -> np.ndarray:
+    """1 / rank of each query's first relevant item; the mean is MRR."""
+    return 1.0 / best_rank(ranks)
+
+
+def average_precision(ranks: QueryRanks) -> np.ndarray:
+    """Average precision of each query over the full ranking; the mean is mAP.
+
+    With relevant items at sorted ranks r_1 < ... < r_n, AP = (1/n) * sum_i i / r_i: the
+    precision at each relevant item, averaged over all n relevant items.
+    """
+    counts = ranks.counts
+    position = np.arange(1, len(ranks.ranks) + 1) - np.repeat(ranks.offsets[:-1], counts)
+    precision = position / ranks.ranks
+    return np.add.reduceat(precision, ranks.offsets[:-1]) / counts
+
+
+def rank_distance(ranks: QueryRanks) -> np.ndarray:
+    """Maximum rank distance per query: max rank - min rank of its relevant items (in ranks).
+
+    With one relevant item per language (Huang et al. 2023) it measures how far apart a model
+    ranks the same content in different languages; lower is less language-biased. A query with
+    a single relevant item scores 0.
+    """
+    return worst_rank(ranks) - best_rank(ranks)
+
+
+def summarize(ranks: QueryRanks, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
+    """Task-level means: ``R@k`` for each k, ``mean_recall``, ``MRR`` and ``mAP``."""
+    summary = {f"R@{k}": float(hit_at_k(ranks, k).mean()) for k in ks}
+    summary["mean_recall"] = float(mean_recall(ranks, ks).mean())
+    summary["MRR"] = float(reciprocal_rank(ranks).mean())
+    summary["mAP"] = float(average_precision(ranks).mean())
+    return summary
