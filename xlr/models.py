@@ -1,0 +1,280 @@
+"""One model factory: real open_clip CLIPs by name and tag, and the tiny offline stand-in.
+
+Models are data (open_clip's habit): a model folder holds ``open_clip_config.json`` (the towers),
+the XLM-R ``config.json`` and tokenizer files of the text tower, and the weights in
+``open_clip_model.safetensors``. open_clip's own ``local-dir:`` loader reads it; this module only
+adds what that loader cannot know: where the folder is now (a cached folder is built under a
+temporary name and renamed, so the paths recorded inside it go stale) and that the text tower
+must be built from its config, never fetched from the hub.
+
+The tiny stand-in is ``xlm-roberta-base-ViT-B-32`` shrunk: the same CustomTextCLIP with a ViT
+image tower and a Hugging Face XLM-R text tower (mean pooling, MLP projection), sized by
+``model.tiny`` and seeded, so everything downstream (LoRA on ``query``/``value``, tokenizers,
+locking) runs unchanged on either.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import open_clip
+import torch
+from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+from open_clip.hf_model import HFTextEncoder
+from safetensors.torch import save_file
+from transformers import XLMRobertaConfig
+
+from xlr.config import ModelSection, TinyModelSection
+from xlr.io import atomic_dir
+from xlr.tokenizer import load_tokenizer
+
+OPEN_CLIP_CONFIG = "open_clip_config.json"
+HF_CONFIG = "config.json"
+WEIGHTS = "open_clip_model.safetensors"  # the first name open_clip's local-dir loader looks for
+LOCAL_DIR = "local-dir:"
+Transform = Callable[[Any], torch.Tensor]  # PIL image -> normalised tensor
+
+
+@dataclass
+class ModelBundle:
+    """A CLIP with what it takes to feed it: image transforms, tokenizer, and its config.
+
+    ``tokenizer`` maps a list of strings to a ``(n, context_length)`` id tensor (open_clip's
+    ``HFTokenizer`` for XLM-R towers); ``model_cfg`` is the open_clip model config it was built
+    from, kept so :func:`save_model_dir` can write a folder that rebuilds it.
+    """
+
+    model: torch.nn.Module
+    preprocess_train: Transform
+    preprocess_val: Transform
+    tokenizer: Callable[..., torch.Tensor]
+    name: str
+    model_cfg: dict[str, Any]
+
+
+def tiny_model_cfg(tiny: TinyModelSection, image_size: int, folder: Path) -> dict[str, Any]:
+    """The open_clip model config of the stand-in, shaped like xlm-roberta-base-ViT-B-32's."""
+    return {
+        "embed_dim": tiny.embed_dim,
+        "vision_cfg": {
+            "image_size": image_size,
+            "layers": tiny.vision_layers,
+            "width": tiny.vision_width,
+            "head_width": tiny.vision_width // tiny.vision_heads,
+            "patch_size": tiny.patch_size,
+        },
+        "text_cfg": {
+            "hf_model_name": str(folder),
+            "hf_tokenizer_name": str(folder),
+            "hf_pooler_type": "mean_pooler",
+            "hf_proj_type": "mlp",
+            "context_length": tiny.context_length,
+        },
+    }
+
+
+def tiny_text_config(tiny: TinyModelSection, vocab_size: int) -> XLMRobertaConfig:
+    """A small XLM-R: XLM-R's ids and norms, ``model.tiny``'s sizes.
+
+    ``max_position_embeddings`` is context length + 2 because RoBERTa position ids start after
+    the padding index (1); open_clip reads the text context length from it.
+    """
+    return XLMRobertaConfig(
+        vocab_size=vocab_size,
+        hidden_size=tiny.text_hidden,
+        num_hidden_layers=tiny.text_layers,
+        num_attention_heads=tiny.text_heads,
+        intermediate_size=tiny.text_intermediate,
+        max_position_embeddings=tiny.context_length + 2,
+        type_vocab_size=1,
+        layer_norm_eps=1e-5,
+        bos_token_id=0,
+        pad_token_id=1,
+        eos_token_id=2,
+    )
+
+
+def _require_model_dir(folder: Path) -> None:
+    """Fail early, naming the missing file and how to make the folder."""
+    for name in (OPEN_CLIP_CONFIG, HF_CONFIG, "tokenizer.json", WEIGHTS):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(
+                f"{folder}: not a model folder (no {name}); write one with "
+                "xlr.models.write_tiny_model_dir or xlr.models.save_model_dir"
+            )
+
+
+def _text_cfg_at(text_cfg: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """``text_cfg`` with its HF config and tokenizer read from ``folder``."""
+    return text_cfg | {"hf_model_name": str(folder), "hf_tokenizer_name": str(folder)}
+
+
+def _build(
+    folder: Path, device: str, precision: str, seed: int = 0
+) -> tuple[torch.nn.Module, Transform, Transform]:
+    """open_clip's own local-dir factory (model, train and val transforms), run from ``folder``.
+
+    Construction draws random weights (overwritten when the folder has weights) from ``seed`` in
+    a forked RNG, so neither writing nor loading a model moves the caller's random stream.
+
+    The text config is passed again with the folder's current path because open_clip would read
+    the recorded one; ``hf_model_pretrained`` must be False in it, since passing ``text_cfg``
+    replaces the value ``pretrained_text=False`` would set: the tower comes from its config and
+    any weights from the folder's safetensors, never from the hub.
+    """
+    model_cfg = json.loads((folder / OPEN_CLIP_CONFIG).read_text())["model_cfg"]
+    text_cfg = _text_cfg_at(model_cfg["text_cfg"], folder) | {"hf_model_pretrained": False}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return open_clip.create_model_and_transforms(
+            f"{LOCAL_DIR}{folder}",
+            device=device,
+            precision=precision,
+            pretrained_text=False,
+            text_cfg=text_cfg,  # open_clip's **model_kwargs override the file's model_cfg
+        )
+
+
+def _save_weights(model: torch.nn.Module, folder: Path) -> None:
+    """Weights only, as safetensors: loading them never unpickles code."""
+    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    save_file(state, folder / WEIGHTS)
+
+
+def write_tiny_model_dir(
+    tiny: TinyModelSection,
+    tokenizer_dir: str | os.PathLike[str],
+    image_size: int,
+    out_dir: str | os.PathLike[str],
+    seed: int,
+) -> Path:
+    """Write a randomly initialised tiny CLIP folder, deterministic in ``seed``.
+
+    The XLM-R vocabulary is the tokenizer's size, so the folder fits the corpus it was trained
+    on. Weights are drawn under ``torch.manual_seed(seed)`` without touching the caller's RNG
+    state. The folder is written atomically and replaces an existing one.
+    """
+    tokenizer = load_tokenizer(tokenizer_dir)
+    if tokenizer.pad_token_id != 1:
+        raise ValueError(f"{tokenizer_dir}: pad id {tokenizer.pad_token_id}, XLM-R needs 1")
+    final = Path(out_dir).resolve()
+    with atomic_dir(final, overwrite=True) as tmp:
+        tokenizer.save_pretrained(tmp)
+        tiny_text_config(tiny, len(tokenizer)).save_pretrained(tmp)
+        config = {
+            "model_cfg": tiny_model_cfg(tiny, image_size, final),
+            "preprocess_cfg": {"mean": OPENAI_DATASET_MEAN, "std": OPENAI_DATASET_STD},
+        }
+        (tmp / OPEN_CLIP_CONFIG).write_text(json.dumps(config, indent=2))
+        model, _, _ = _build(tmp, "cpu", "fp32", seed)
+        _save_weights(model, tmp)
+    return final
+
+
+def load_model(
+    folder: str | os.PathLike[str], device: str = "cpu", precision: str = "fp32"
+) -> ModelBundle:
+    """Load a model folder (tiny or saved) offline; reloading gives bit-identical outputs.
+
+    The model comes back in training mode, as open_clip returns it; call ``.eval()`` to encode.
+    """
+    folder = Path(folder).resolve()
+    _require_model_dir(folder)
+    model_cfg = json.loads((folder / OPEN_CLIP_CONFIG).read_text())["model_cfg"]
+    model, preprocess_train, preprocess_val = _build(folder, device, precision)
+    tokenizer = open_clip.get_tokenizer(f"{LOCAL_DIR}{folder}")
+    return ModelBundle(
+        model, preprocess_train, preprocess_val, tokenizer, f"{LOCAL_DIR}{folder}", model_cfg
+    )
+
+
+def save_model_dir(bundle: ModelBundle, out_dir: str | os.PathLike[str]) -> Path:
+    """Write ``bundle`` as a self-contained model folder that :func:`load_model` reloads exactly.
+
+    Works for the tiny model and for real ``xlm-roberta-*`` CLIPs alike (the text tower's config
+    and tokenizer are written next to the weights). LoRA adapters must be merged first: the
+    weights are the plain open_clip state dict. Atomic; replaces an existing folder.
+    """
+    text = getattr(bundle.model, "text", None)
+    if not isinstance(text, HFTextEncoder):
+        raise TypeError(
+            f"{bundle.name}: save_model_dir saves CLIPs with a Hugging Face text tower "
+            "(open_clip 'xlm-roberta-*' models and the tiny model)"
+        )
+    final = Path(out_dir).resolve()
+    model_cfg = bundle.model_cfg | {"text_cfg": _text_cfg_at(bundle.model_cfg["text_cfg"], final)}
+    config = {
+        "model_cfg": model_cfg,
+        "preprocess_cfg": open_clip.get_model_preprocess_cfg(bundle.model),
+    }
+    with atomic_dir(final, overwrite=True) as tmp:
+        text.config.save_pretrained(tmp)
+        bundle.tokenizer.save_pretrained(tmp)
+        (tmp / OPEN_CLIP_CONFIG).write_text(json.dumps(config, indent=2))
+        _save_weights(bundle.model, tmp)
+    return final
+
+
+def _check_tiny_dir(tiny: TinyModelSection, folder: Path) -> None:
+    """Refuse a folder built from other ``model.tiny`` sizes than the params ask for."""
+    _require_model_dir(folder)
+    stored = json.loads((folder / OPEN_CLIP_CONFIG).read_text())["model_cfg"]
+    expected = tiny_model_cfg(tiny, stored["vision_cfg"]["image_size"], folder)
+    text = json.loads((folder / HF_CONFIG).read_text())
+    hf_expected = tiny_text_config(tiny, text["vocab_size"]).to_dict()
+    sizes = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+    same_text = all(text[key] == hf_expected[key] for key in sizes)
+    same_cfg = all(stored[key] == expected[key] for key in ("embed_dim", "vision_cfg")) and (
+        stored["text_cfg"]["context_length"] == tiny.context_length
+    )
+    if not (same_text and same_cfg):
+        raise ValueError(
+            f"{folder}: built with other model.tiny sizes than the params give; rebuild it "
+            "(xlr.pretrain caches bases by a hash of model.tiny: a stale path is the usual cause)"
+        )
+
+
+def create_model(
+    section: ModelSection,
+    *,
+    tiny_dir: str | os.PathLike[str] | None = None,
+    device: str = "cpu",
+    precision: str = "fp32",
+) -> ModelBundle:
+    """The CLIP the ``model`` section names.
+
+    ``kind: tiny`` loads ``tiny_dir`` (a folder from :func:`write_tiny_model_dir`, usually the
+    cached pretrained base) after checking it matches ``model.tiny``. ``kind: open_clip`` loads
+    ``model.name`` with ``model.pretrained`` (a tag or a local checkpoint file) through open_clip,
+    or a saved folder when the name is ``local-dir:<folder>``.
+    """
+    if section.kind == "tiny":
+        if tiny_dir is None:
+            raise ValueError(
+                "model.kind 'tiny' needs tiny_dir: the folder from xlr.models.write_tiny_model_dir "
+                "or the pretrained base from xlr.pretrain.ensure_base_model"
+            )
+        _check_tiny_dir(section.tiny, Path(tiny_dir).resolve())
+        return load_model(tiny_dir, device, precision)
+    if section.name.startswith(LOCAL_DIR):
+        return load_model(section.name.removeprefix(LOCAL_DIR), device, precision)
+    try:
+        model, preprocess_train, preprocess_val = open_clip.create_model_and_transforms(
+            section.name, pretrained=section.pretrained, device=device, precision=precision
+        )
+        tokenizer = open_clip.get_tokenizer(section.name)
+    except (OSError, RuntimeError) as err:
+        raise RuntimeError(
+            f"model.name {section.name!r} with model.pretrained {section.pretrained!r} did not "
+            f"load: {err}. Offline, the weights and the text tower's hub files must already be in "
+            "the Hugging Face cache; otherwise use model.kind 'tiny'"
+        ) from err
+    model_cfg = open_clip.get_model_config(section.name)
+    return ModelBundle(
+        model, preprocess_train, preprocess_val, tokenizer, section.name, model_cfg or {}
+    )
