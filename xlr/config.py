@@ -294,9 +294,14 @@ class Params(Section):
 
     def section_hash(self, *sections: str) -> str:
         """Short stable hash of some sections (cache keys: same config, same artifact)."""
-        payload = {name: getattr(self, name).model_dump(mode="json") for name in sections}
-        blob = json.dumps(payload, sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return config_hash(*(getattr(self, name) for name in sections))
+
+
+def config_hash(*parts: object) -> str:
+    """Short stable hash of config sections and plain values, for cache keys."""
+    payload = [p.model_dump(mode="json") if isinstance(p, BaseModel) else p for p in parts]
+    blob = json.dumps(payload, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 class _YamlLoader(yaml.SafeLoader):

@@ -1,0 +1,93 @@
+"""Base pretraining speed against a bare open_clip training step on the same batch.
+
+The bare step is what a user of open_clip would write: forward both towers on a batch already on
+the device, ClipLoss, backward, AdamW step. xlr's loop adds per-step batch drawing, pixel
+normalisation from uint8, gradient clipping, the schedule and the logit-scale clamp; the ratio
+shows what that costs. Both run in one process on the same tiny model and batch size.
+
+    python benchmarks/bench_pretrain.py [--steps 60] [--batch 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from open_clip.loss import ClipLoss
+
+from xlr.config import parse_params
+from xlr.data.prepare import ensure_corpus
+from xlr.data.synthetic import load_pool
+from xlr.models import load_model, write_tiny_model_dir
+from xlr.pretrain import ensure_tokenizer, pretrain, tokenize_all
+from xlr.train import normalise_pixels
+
+
+def bare_open_clip_steps(
+    model: torch.nn.Module, images: torch.Tensor, tokens: torch.Tensor, steps: int
+) -> float:
+    """Steps/s of the plain loop on one fixed, pre-normalised batch."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loss_fn = ClipLoss()
+    model.train()
+    start = time.perf_counter()
+    for _ in range(steps):
+        image_features = model.encode_image(images, normalize=True)
+        text_features = model.encode_text(tokens, normalize=True)
+        loss = loss_fn(image_features, text_features, model.logit_scale.exp())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return steps / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--batch", type=int, default=128)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        params = parse_params(
+            {
+                "run": {"name": "bench", "cache_dir": tmp, "device": "cpu"},
+                "data": {
+                    "train_langs": ["en", "de"],
+                    "synthetic": {
+                        "pretrain_images": 2000,
+                        "finetune_images": 200,
+                        "eval_images": 50,
+                    },
+                },
+                "model": {
+                    "tiny": {"pretrain_steps": args.steps, "pretrain_batch_size": args.batch}
+                },
+            }
+        )
+        corpus = ensure_corpus(params, progress=False)
+        model_dir = write_tiny_model_dir(
+            params.model.tiny, ensure_tokenizer(params, corpus), 32, Path(tmp) / "m", seed=0
+        )
+        bundle = load_model(model_dir)
+        pool = load_pool(corpus, "pretrain")
+        bare_model = copy.deepcopy(bundle.model)
+        rows = torch.arange(args.batch)
+        pixels = torch.from_numpy(pool.images.pixels[: args.batch])
+        images = normalise_pixels(pixels, bare_model.visual.image_mean, bare_model.visual.image_std)
+        tokens = tokenize_all(bundle, pool.captions["caption"].tolist()[: args.batch])[rows]
+        bare_model(images[:2], tokens[:2])  # warm-up outside the timing
+        bare = bare_open_clip_steps(bare_model, images, tokens, args.steps)
+        xlr_speed = pretrain(bundle, pool, params, seed=0, progress=False).steps_per_s
+    print(
+        f"torch threads: {torch.get_num_threads()}, batch {args.batch}, {args.steps} steps, 32 px"
+    )
+    print(f"bare open_clip step : {bare:6.2f} steps/s")
+    print(f"xlr base pretraining: {xlr_speed:6.2f} steps/s")
+    print(f"ratio xlr / bare    : {xlr_speed / bare:6.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""The cached tiny base: builds offline, reports per-language recall, caches, never half-writes."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from xlr import pretrain as pretrain_module
+from xlr.cli import main
+from xlr.config import load_params, parse_params
+from xlr.pretrain import REPORT_NAME, base_model_dir, base_report, ensure_base_model
+
+PARAMS_DIR = Path(__file__).resolve().parents[1] / "params"
+
+
+def tiny_params(cache: Path, **tiny: int) -> object:
+    return parse_params(
+        {
+            "run": {"name": "t", "cache_dir": str(cache), "device": "cpu"},
+            "data": {
+                "train_langs": ["en", "de"],
+                "synthetic": {
+                    "pretrain_images": 300,
+                    "finetune_images": 40,
+                    "eval_images": 20,
+                    "shard_size": 200,
+                },
+            },
+            "model": {
+                "tiny": {"vocab_size": 1500, "pretrain_steps": 8, "pretrain_batch_size": 32}
+                | tiny
+            },
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
+    params = tiny_params(tmp_path_factory.mktemp("cache"))
+    return params, ensure_base_model(params, base_seed=0, progress=False)
+
+
+def weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    (path,) = model_dir.glob("*.safetensors")
+    return load_file(path)
+
+
+def test_base_folder_and_report(built) -> None:
+    params, model_dir = built
+    report = json.loads((model_dir / REPORT_NAME).read_text())
+    assert len(report["pretrain"]["losses"]) == params.model.tiny.pretrain_steps
+    assert report["pretrain"]["steps_per_s"] > 0
+    table = base_report(model_dir)
+    assert set(table["lang"]) == set(params.data.synthetic.langs)
+    assert table["pretrain_share"].sum() == pytest.approx(1.0)
+    assert table["r1"].between(0, 1).all() and (table["r5"] >= table["r1"]).all()
+    assert (table["chance_r1"] == 1 / params.data.synthetic.eval_images).all()
+
+
+def test_cache_hit_does_not_retrain(built, monkeypatch) -> None:
+    params, model_dir = built
+    stamp = (model_dir / REPORT_NAME).stat().st_mtime_ns
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a cached base was pretrained again")
+
+    monkeypatch.setattr(pretrain_module, "pretrain", boom)
+    assert ensure_base_model(params, base_seed=0, progress=False) == model_dir
+    assert (model_dir / REPORT_NAME).stat().st_mtime_ns == stamp
+
+
+def test_same_seed_same_weights_other_seed_differs(built, tmp_path: Path) -> None:
+    params, model_dir = built
+    again = tiny_params(tmp_path)
+    same = ensure_base_model(again, base_seed=0, progress=False)
+    other = ensure_base_model(again, base_seed=1, progress=False)
+    reference, repeat, different = weights(model_dir), weights(same), weights(other)
+    assert all(torch.equal(reference[k], repeat[k]) for k in reference)
+    assert not all(torch.equal(reference[k], different[k]) for k in reference)
+
+
+def test_interrupted_build_leaves_nothing(built, tmp_path: Path, monkeypatch) -> None:
+    params = tiny_params(tmp_path)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pretrain_module, "pretrain", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ensure_base_model(params, base_seed=0, progress=False)
+    out = base_model_dir(params, 0)
+    assert not out.exists() and not list(out.parent.glob("*.tmp"))
+
+
+def test_cli_prepare_prints_recall_per_language(tmp_path: Path, capsys) -> None:
+    params_file = tmp_path / "p.yaml"
+    params_file.write_text(
+        "run: {name: t, cache_dir: %s, device: cpu}\n"
+        "data: {train_langs: [en, de], synthetic: {pretrain_images: 300, finetune_images: 40,"
+        " eval_images: 20, shard_size: 200}}\n"
+        "model: {tiny: {vocab_size: 1500, pretrain_steps: 4, pretrain_batch_size: 32}}\n"
+        % (tmp_path / "cache")
+    )
+    assert main(["prepare", str(params_file), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "base seed 0" in out and "pretrain_share" in out and " hi " in out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("run: {name: t}\ndata: {train_langs: [en, xx]}\n")
+    assert main(["prepare", str(bad)]) == 2
+    assert "unknown language code 'xx'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_smoke_base_behaves_like_a_laion_model(tmp_path: Path) -> None:
+    """Well above chance in English and frequent languages, clearly worse in the rarest."""
+    smoke = load_params(PARAMS_DIR / "smoke.yaml")
+    raw = smoke.model_dump(mode="json")
+    raw["run"]["cache_dir"] = str(tmp_path)
+    params = parse_params(raw)
+    table = base_report(ensure_base_model(params, base_seed=0, progress=False)).set_index("lang")
+    chance = table["chance_r1"].iloc[0]
+    frequent = table.nlargest(4, "pretrain_share")["r1"]
+    rare = table.nsmallest(3, "pretrain_share")["r1"]
+    assert table.loc["en", "r1"] > 5 * chance
+    assert frequent.mean() > 3 * chance
+    assert frequent.mean() > rare.mean() + 0.05

@@ -1,0 +1,58 @@
+"""Command line: ``xlr prepare PARAMS`` builds what the notebooks start from.
+
+``prepare`` generates the embedded corpus, trains its tokenizer and pretrains one tiny base per
+``run.base_seeds`` entry (each cached), then prints every base's text-to-image R@1 per language
+against the language's share of the pretraining mix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import torch
+
+from xlr.config import ParamsError, load_params
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from xlr.pretrain import base_report, ensure_base_model
+
+    params = load_params(args.params)
+    if params.run.threads:
+        torch.set_num_threads(params.run.threads)
+    if params.model.kind != "tiny":
+        print(f"model.kind is {params.model.kind!r}: nothing to pretrain offline")
+        return 0
+    for base_seed in params.run.base_seeds:
+        model_dir = ensure_base_model(params, base_seed, progress=not args.quiet)
+        table = base_report(model_dir)
+        print(f"\nbase seed {base_seed}: {model_dir}")
+        print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``xlr`` argument parser (one sub-command per stage)."""
+    parser = argparse.ArgumentParser(prog="xlr", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    prepare = commands.add_parser("prepare", help="generate the corpus and pretrain the bases")
+    prepare.add_argument("params", help="a params YAML file, e.g. params/smoke.yaml")
+    prepare.add_argument("--quiet", action="store_true", help="no progress bars")
+    prepare.set_defaults(handler=_prepare)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``xlr`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except ParamsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

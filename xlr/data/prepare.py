@@ -1,0 +1,151 @@
+"""Notebook 01's work: produce the training pool and evaluation sets a params file asks for.
+
+Two paths behind one call, chosen by ``data.source``:
+
+* ``synthetic`` (the embedded default): generate the corpus (cached by the hash of
+  ``data.synthetic``); the fine-tuning pool is its ``finetune`` split, the evaluation set its
+  held-out ``eval`` split.
+* ``laion``: sample a study subset of LAION-5B metadata with DuckDB, download it with
+  img2dataset, and read the benchmarks the params name from ``data.benchmark_root``.
+
+The contract with notebooks 02-04 is ``runs/<run.name>/data/data.json`` (written atomically),
+read back through :func:`finetune_pool` and :func:`eval_sets`, so later notebooks never re-derive
+where the data went.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from xlr.config import Params, config_hash, resolve_path
+from xlr.data.benchmarks import load_benchmark
+from xlr.data.imagetext import ImageTextSet
+from xlr.data.synthetic import generate_corpus, load_pool, read_manifest
+from xlr.io import atomic_write_json
+
+DATA_CONTRACT = "data.json"
+
+
+def run_dir(params: Params) -> Path:
+    """``runs/<run.name>``: every artifact of one run."""
+    return resolve_path(params.run.runs_dir) / params.run.name
+
+
+def corpus_dir(params: Params) -> Path:
+    """Where the generated corpus of these params lives (shared across runs with equal config)."""
+    return resolve_path(params.run.cache_dir) / "corpus" / config_hash(params.data.synthetic)
+
+
+def ensure_corpus(params: Params, progress: bool = True) -> Path:
+    """Generate the corpus unless the cache already holds it."""
+    return generate_corpus(params.data.synthetic, corpus_dir(params), progress=progress)
+
+
+def _prepare_laion(params: Params, out: Path) -> dict[str, Any]:
+    from xlr.data.download import download_images
+    from xlr.data.laion import sample_laion
+
+    laion = params.data.laion
+    assert laion is not None  # the schema requires it for source 'laion'
+    inputs = laion.inputs.model_copy(
+        update={
+            role: [resolve_path(p) for p in getattr(laion.inputs, role)]
+            for role in ("metadata", "english", "translations")
+        }
+    )
+    sample = sample_laion(
+        inputs,
+        laion.quotas,
+        laion.filters,
+        seed=params.run.seeds[0],
+        out_dir=out / "laion_sample",
+        overwrite=True,
+    )
+    report = download_images(sample.parquet, out / "laion_shards", laion.download)
+    return {
+        "source": "laion",
+        "snapshot": laion.snapshot,
+        "sample": str(sample.parquet),
+        "sample_manifest": str(sample.manifest_path),
+        "shards": str(out / "laion_shards"),
+        "download_failed": report.failed,
+    }
+
+
+def prepare_data(params: Params, progress: bool = True) -> dict[str, Any]:
+    """Build (or find cached) the data of ``params`` and write the data contract for 02-04."""
+    out = run_dir(params) / "data"
+    if params.data.source == "synthetic":
+        contract: dict[str, Any] = {
+            "source": "synthetic",
+            "corpus": str(ensure_corpus(params, progress)),
+        }
+    else:
+        contract = _prepare_laion(params, out)
+    contract["benchmarks"] = {
+        name: str(resolve_path(params.data.benchmark_root) / name)
+        for name in params.eval.benchmarks
+        if name != "synthetic"
+    }
+    contract["train_langs"] = params.data.train_langs
+    contract["heldout_langs"] = params.data.heldout_langs
+    atomic_write_json(contract, out / DATA_CONTRACT)
+    return contract
+
+
+def read_contract(params: Params) -> dict[str, Any]:
+    """The data contract notebook 01 wrote; a clear error when 01 has not run."""
+    path = run_dir(params) / "data" / DATA_CONTRACT
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no data prepared for run {params.run.name!r}; run notebook "
+            "01_data_sampling (or `xlr reproduce`) first"
+        )
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def finetune_pool(params: Params) -> ImageTextSet:
+    """The fine-tuning pool, restricted to the seen languages (held-out ones stay unseen)."""
+    contract = read_contract(params)
+    if contract["source"] == "synthetic":
+        pool = load_pool(Path(contract["corpus"]), "finetune")
+    else:
+        from xlr.data.download import load_downloaded
+
+        pool = load_downloaded(Path(contract["shards"]), eng_text=True)
+    seen = pool.captions[pool.captions["lang"].isin(params.data.train_langs)]
+    return ImageTextSet(pool.name, pool.image_keys, pool.images, seen.reset_index(drop=True))
+
+
+def eval_sets(params: Params) -> dict[str, ImageTextSet]:
+    """Every evaluation set of ``eval.benchmarks``, in seen + held-out languages."""
+    contract = read_contract(params)
+    langs = params.data.train_langs + params.data.heldout_langs
+    sets = {}
+    for name in params.eval.benchmarks:
+        if name == "synthetic":
+            full = load_pool(Path(contract["corpus"]), "eval")
+            kept = full.captions[full.captions["lang"].isin(langs)].reset_index(drop=True)
+            sets[name] = ImageTextSet("synthetic", full.image_keys, full.images, kept)
+        else:
+            sets[name] = load_benchmark(name, Path(contract["benchmarks"][name]), langs)
+    return sets
+
+
+def sampled_language_counts(contract: dict[str, Any]) -> dict[str, int]:
+    """Pairs per language in the pretraining-like sample: the generated corpus's LAION-like pool,
+    or the LAION subset DuckDB selected."""
+    if contract["source"] == "synthetic":
+        return dict(read_manifest(Path(contract["corpus"]))["counts"]["pretrain"])
+    manifest = json.loads(Path(contract["sample_manifest"]).read_text(encoding="utf-8"))
+    return {lang: stages["selected"] for lang, stages in manifest["counts"].items()}
+
+
+def language_counts(pools: dict[str, ImageTextSet]) -> pd.DataFrame:
+    """Captions per language (rows) in each pool (columns), zero where a pool lacks one."""
+    counts = {name: pool.captions["lang"].value_counts() for name, pool in pools.items()}
+    return pd.DataFrame(counts).fillna(0).astype(int)

@@ -1,0 +1,196 @@
+"""The tiny base model: "pretrained" once on the generated LAION-like mix, cached by config hash.
+
+It stands in for ``xlm-roberta-base-ViT-B-32`` / ``laion5b_s13b_b90k`` on machines without the
+hub: both towers trained from scratch with open_clip's ClipLoss on the long-tailed pretraining
+pool (one caption per image in one language, as in LAION), so it ends up like the real model
+qualitatively: good in English and the frequent languages, poor in the rare ones. The base's
+own seed dominates the study's variance, so each ``run.base_seeds`` entry is a separate base.
+
+Cache layout under ``run.cache_dir``::
+
+    corpus/<hash of data.synthetic>/             the generated corpus (xlr.data.synthetic)
+    tokenizer/<hash of corpus + vocab size>/     the XLM-R Unigram tokenizer
+    base/<hash of corpus + model.tiny>-s<seed>/  model folder + pretrain_report.json
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from open_clip.loss import ClipLoss
+from tqdm.auto import tqdm
+
+from xlr.config import Params, config_hash, resolve_path
+from xlr.data.imagetext import ArrayImages, ImageTextSet
+from xlr.data.prepare import ensure_corpus
+from xlr.data.synthetic import lexicon_words, load_pool
+from xlr.evaluate import encode_images, encode_texts
+from xlr.index import Relevance, relevant_ranks
+from xlr.langs import laion_mix
+from xlr.metrics import QueryRanks, hit_at_k
+from xlr.models import ModelBundle, load_model, save_model_dir, write_tiny_model_dir
+from xlr.tokenizer import build_tokenizer
+from xlr.train import (
+    batch_indices,
+    make_optimizer,
+    normalise_pixels,
+    resolve_device,
+    seed_everything,
+    warmup_cosine,
+)
+
+REPORT_NAME = "pretrain_report.json"
+
+
+def tokenizer_dir(params: Params) -> Path:
+    """Where the tokenizer trained on that corpus lives."""
+    key = config_hash(params.data.synthetic, params.model.tiny.vocab_size)
+    return resolve_path(params.run.cache_dir) / "tokenizer" / key
+
+
+def base_model_dir(params: Params, base_seed: int) -> Path:
+    """Where the base pretrained with ``base_seed`` lives."""
+    key = config_hash(params.data.synthetic, params.model.tiny)
+    return resolve_path(params.run.cache_dir) / "base" / f"{key}-s{base_seed}"
+
+
+def ensure_tokenizer(params: Params, corpus: Path) -> Path:
+    """Train the XLM-R Unigram tokenizer on every language's captions, once per corpus."""
+    out = tokenizer_dir(params)
+    if (out / "tokenizer.json").is_file():
+        return out
+    parallel = load_pool(corpus, "finetune").captions["caption"].tolist()
+    web = load_pool(corpus, "pretrain").captions["caption"].tolist()
+    words = [w for lang in params.data.synthetic.langs for w in lexicon_words(lang)]
+    return build_tokenizer(parallel + web, out, params.model.tiny.vocab_size, seed_words=words)
+
+
+@dataclass(frozen=True)
+class PretrainLog:
+    """What base pretraining did: per-step losses and its speed."""
+
+    losses: list[float]
+    steps_per_s: float
+    wall_s: float
+
+
+def tokenize_all(bundle: ModelBundle, texts: list[str], batch: int = 4096) -> torch.Tensor:
+    """Token ids of every caption, computed once so the loop only indexes them."""
+    return torch.cat([bundle.tokenizer(texts[i : i + batch]) for i in range(0, len(texts), batch)])
+
+
+def pretrain(
+    bundle: ModelBundle, pool: ImageTextSet, params: Params, seed: int, progress: bool = True
+) -> PretrainLog:
+    """Train both towers from scratch with ClipLoss on the pretraining pool."""
+    tiny = params.model.tiny
+    device = resolve_device(params.run.device)
+    if not isinstance(pool.images, ArrayImages):
+        raise TypeError("base pretraining expects the generated pool's decoded images")
+    captions = pool.captions.sort_values("image_id").reset_index(drop=True)
+    if not captions["image_id"].is_unique:
+        raise ValueError(f"{pool.name}: the pretraining pool has one caption per image")
+    pixels = torch.from_numpy(pool.images.pixels[captions["image_id"].to_numpy()])
+    tokens = tokenize_all(bundle, captions["caption"].tolist())
+    model = bundle.model.to(device).train()
+    mean, std = model.visual.image_mean, model.visual.image_std
+    optimizer = make_optimizer(model, tiny.pretrain_lr, weight_decay=0.1)
+    schedule = warmup_cosine(optimizer, tiny.pretrain_warmup, tiny.pretrain_steps)
+    loss_fn = ClipLoss()
+    seed_everything(seed)
+    losses: list[float] = []
+    start = time.perf_counter()
+    for step in tqdm(
+        range(tiny.pretrain_steps), desc=f"pretrain base s{seed}", disable=not progress
+    ):
+        rows = torch.from_numpy(batch_indices(len(tokens), tiny.pretrain_batch_size, seed, step))
+        images = normalise_pixels(pixels[rows], mean, std).to(device)
+        image_features = model.encode_image(images, normalize=True)
+        text_features = model.encode_text(tokens[rows].to(device), normalize=True)
+        loss = loss_fn(image_features, text_features, model.logit_scale.exp())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        with torch.no_grad():  # open_clip clamps the learnable temperature at 100
+            model.logit_scale.clamp_(0, np.log(100))
+        losses.append(float(loss.detach()))
+    wall = time.perf_counter() - start
+    return PretrainLog(losses, tiny.pretrain_steps / wall, wall)
+
+
+def text_to_image_recall(
+    bundle: ModelBundle, eval_set: ImageTextSet, device: torch.device
+) -> pd.DataFrame:
+    """Per-language text-to-image R@1 and R@5 (hit rate) of a model on an eval set."""
+    images = encode_images(bundle.model, bundle.preprocess_val, eval_set.images, device)
+    image_labels = np.arange(len(eval_set))
+    rows = []
+    for lang in eval_set.langs:
+        table = eval_set.captions_in(lang)
+        texts = encode_texts(bundle.model, bundle.tokenizer, table["caption"].tolist(), device)
+        relevance = Relevance.from_labels(table["image_id"].to_numpy(), image_labels)
+        ranks = QueryRanks.from_frame(relevant_ranks(texts, images, relevance))
+        rows.append(
+            {
+                "lang": lang,
+                "queries": len(table),
+                "r1": float(hit_at_k(ranks, 1).mean()),
+                "r5": float(hit_at_k(ranks, 5).mean()),
+                "chance_r1": 1.0 / len(eval_set),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def ensure_base_model(params: Params, base_seed: int, progress: bool = True) -> Path:
+    """The base model folder for ``base_seed``: built, pretrained and evaluated on a cache miss.
+
+    Written to a temporary sibling and renamed, so an interrupted build never leaves a folder
+    that a later run would take for a finished base.
+    """
+    out = base_model_dir(params, base_seed)
+    if (out / REPORT_NAME).is_file():
+        return out
+    corpus = ensure_corpus(params, progress)
+    tokenizer = ensure_tokenizer(params, corpus)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        size = params.data.synthetic.image_size
+        write_tiny_model_dir(params.model.tiny, tokenizer, size, tmp, seed=base_seed)
+        bundle = load_model(tmp)
+        log = pretrain(bundle, load_pool(corpus, "pretrain"), params, base_seed, progress)
+        save_model_dir(bundle, tmp)
+        device = resolve_device(params.run.device)
+        recall = text_to_image_recall(bundle, load_pool(corpus, "eval"), device)
+        mix = laion_mix(params.data.synthetic.langs)
+        recall["pretrain_share"] = recall["lang"].map(mix)
+        report = {
+            "base_seed": base_seed,
+            "pretrain": asdict(log),
+            "t2i": recall.to_dict(orient="records"),
+        }
+        (tmp / REPORT_NAME).write_text(json.dumps(report, indent=2))
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def base_report(model_dir: Path) -> pd.DataFrame:
+    """Per-language text-to-image R@1 of a cached base against its pretraining share."""
+    report = json.loads((model_dir / REPORT_NAME).read_text())
+    table = pd.DataFrame(report["t2i"])
+    return table.sort_values("pretrain_share", ascending=False).reset_index(drop=True)
