@@ -1,0 +1,91 @@
+"""The notebooks: committed clean, parameterised alike, and runnable both ways users run them.
+
+Each notebook runs (a) under papermill with the smoke params injected, as `xlr reproduce` and CI
+run it, and (b) unparameterised with ``notebooks/`` as working directory, as Run All in
+JupyterLab does. Artifacts go to a temporary XLR_ROOT so the checkout's ``runs/`` is untouched.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+import yaml
+
+from xlr.notebook import SECTIONS
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+SMOKE = yaml.safe_load((ROOT / "params" / "smoke.yaml").read_text())
+
+
+def dirty_cells(notebook: dict) -> list[int]:
+    """Indices of code cells that carry outputs or execution counts."""
+    return [
+        i
+        for i, cell in enumerate(notebook["cells"])
+        if cell["cell_type"] == "code" and (cell.get("outputs") or cell.get("execution_count"))
+    ]
+
+
+def test_notebooks_exist_in_order() -> None:
+    names = [nb.name for nb in NOTEBOOKS]
+    assert names and names[0] == "01_data_sampling.ipynb"
+    assert [n[:2] for n in names] == [f"{i:02d}" for i in range(1, len(names) + 1)]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_without_outputs(path: Path) -> None:
+    assert dirty_cells(json.loads(path.read_text())) == [], f"strip outputs from {path.name}"
+
+
+def test_dirty_notebook_is_detected() -> None:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")])
+    nb.cells[0].execution_count = 1
+    assert dirty_cells(nb) == [0]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_cell_names_every_section(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{path.name} needs exactly one cell tagged 'parameters'"
+    source = tagged[0].source
+    assert 'params_file = "../params/smoke.yaml"' in source
+    for section in SECTIONS:
+        assert f"\n{section} = None" in f"\n{source}", f"{path.name}: no '{section} = None'"
+
+
+@pytest.fixture(scope="module")
+def xlr_root(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("xlr_root")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XLR_ROOT", str(root))
+        yield root
+
+
+@pytest.mark.slow
+def test_papermill_smoke_run_of_every_notebook(xlr_root: Path) -> None:
+    """All notebooks in order on params/smoke.yaml, sharing one run directory."""
+    for path in NOTEBOOKS:
+        out = xlr_root / "executed" / path.name
+        out.parent.mkdir(exist_ok=True)
+        papermill.execute_notebook(
+            str(path), str(out), parameters=SMOKE, cwd=str(ROOT), progress_bar=False
+        )
+    assert (xlr_root / "runs" / "smoke" / "data" / "data.json").is_file()
+
+
+@pytest.mark.slow
+def test_notebooks_run_unparameterised_from_notebooks_dir(xlr_root: Path) -> None:
+    """Run All in JupyterLab: no injected parameters, working directory notebooks/."""
+    for path in NOTEBOOKS:
+        out = xlr_root / "as_is" / path.name
+        out.parent.mkdir(exist_ok=True)
+        papermill.execute_notebook(
+            str(path), str(out), cwd=str(ROOT / "notebooks"), progress_bar=False
+        )
+        assert dirty_cells(json.loads(path.read_text())) == []  # the source stays clean
