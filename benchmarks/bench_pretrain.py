@@ -23,8 +23,8 @@ from xlr.config import parse_params
 from xlr.data.prepare import ensure_corpus
 from xlr.data.synthetic import load_pool
 from xlr.models import load_model, write_tiny_model_dir
-from xlr.pretrain import ensure_tokenizer, pretrain, tokenize_all
-from xlr.train import normalise_pixels
+from xlr.pretrain import ensure_tokenizer, pretrain
+from xlr.train import normalise_pixels, tokenize_texts
 
 
 def bare_open_clip_steps(
@@ -74,10 +74,9 @@ def main() -> None:
         bundle = load_model(model_dir)
         pool = load_pool(corpus, "pretrain")
         bare_model = copy.deepcopy(bundle.model)
-        rows = torch.arange(args.batch)
         pixels = torch.from_numpy(pool.images.pixels[: args.batch])
         images = normalise_pixels(pixels, bare_model.visual.image_mean, bare_model.visual.image_std)
-        tokens = tokenize_all(bundle, pool.captions["caption"].tolist()[: args.batch])[rows]
+        tokens = tokenize_texts(bundle.tokenizer, pool.captions["caption"].tolist()[: args.batch])
         bare_model(images[:2], tokens[:2])  # warm-up outside the timing
         bare = bare_open_clip_steps(bare_model, images, tokens, args.steps)
         xlr_speed = pretrain(bundle, pool, params, seed=0, progress=False).steps_per_s

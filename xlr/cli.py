@@ -1,4 +1,4 @@
-"""Command line: ``xlr prepare PARAMS`` builds what the notebooks start from.
+"""Command line: ``xlr reproduce PARAMS`` runs the study; ``xlr prepare PARAMS`` builds its bases.
 
 ``prepare`` generates the embedded corpus, trains its tokenizer and pretrains one tiny base per
 ``run.base_seeds`` entry (each cached), then prints every base's text-to-image R@1 per language
@@ -33,6 +33,20 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reproduce(args: argparse.Namespace) -> int:
+    from xlr.report import NotebookFailed, report_dir, reproduce
+
+    try:
+        runs = reproduce(args.params, force=args.force)
+    except NotebookFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    for run in runs:
+        print(f"{run.name:32s} {run.status:8s} {run.wall_s:7.1f} s")
+    print(f"index: {report_dir(load_params(args.params)) / 'index.html'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``xlr`` argument parser (one sub-command per stage)."""
     parser = argparse.ArgumentParser(prog="xlr", description=__doc__)
@@ -41,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("params", help="a params YAML file, e.g. params/smoke.yaml")
     prepare.add_argument("--quiet", action="store_true", help="no progress bars")
     prepare.set_defaults(handler=_prepare)
+    reproduce = commands.add_parser(
+        "reproduce", help="run every notebook with papermill into reports/<run.name>/"
+    )
+    reproduce.add_argument("params", help="a params YAML file, e.g. params/smoke.yaml")
+    reproduce.add_argument("--force", action="store_true", help="re-run completed notebooks")
+    reproduce.set_defaults(handler=_reproduce)
     return parser
 
 

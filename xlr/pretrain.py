@@ -43,6 +43,7 @@ from xlr.train import (
     normalise_pixels,
     resolve_device,
     seed_everything,
+    tokenize_texts,
     warmup_cosine,
 )
 
@@ -81,11 +82,6 @@ class PretrainLog:
     wall_s: float
 
 
-def tokenize_all(bundle: ModelBundle, texts: list[str], batch: int = 4096) -> torch.Tensor:
-    """Token ids of every caption, computed once so the loop only indexes them."""
-    return torch.cat([bundle.tokenizer(texts[i : i + batch]) for i in range(0, len(texts), batch)])
-
-
 def pretrain(
     bundle: ModelBundle, pool: ImageTextSet, params: Params, seed: int, progress: bool = True
 ) -> PretrainLog:
@@ -98,7 +94,7 @@ def pretrain(
     if not captions["image_id"].is_unique:
         raise ValueError(f"{pool.name}: the pretraining pool has one caption per image")
     pixels = torch.from_numpy(pool.images.pixels[captions["image_id"].to_numpy()])
-    tokens = tokenize_all(bundle, captions["caption"].tolist())
+    tokens = tokenize_texts(bundle.tokenizer, captions["caption"].tolist())
     model = bundle.model.to(device).train()
     mean, std = model.visual.image_mean, model.visual.image_std
     optimizer = make_optimizer(model, tiny.pretrain_lr, weight_decay=0.1)

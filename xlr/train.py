@@ -1,20 +1,45 @@
-"""Pieces of the training loop shared by base pretraining, the hybrid arms and the adapters.
+"""The training loop: pieces shared by base pretraining and the adapters, and the arms of 02.
 
 Kept here so every loop in the study makes the same choices: AdamW without decay on gains,
 biases and the logit scale (open_clip's convention), linear warmup then cosine decay, bf16
 autocast on GPU only, one seed for every random draw.
+
+:func:`train_arm` fine-tunes one arm of notebook 02 (DESIGN, Training arms): a copy of a base
+CLIP, trained with one batch strategy and the contrastive loss, either in its whole text tower or
+in one shared LoRA, with resumable checkpoints and per-step logs. Under ``torchrun`` every rank
+builds the same global batch and trains on its shard, with negatives gathered over ranks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import csv
+import dataclasses
 import math
+import os
 import random
-from collections.abc import Iterator
+import shutil
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import torch
+import torch.distributed as dist
+import yaml
 from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+from tqdm.auto import tqdm
+
+from xlr.batching import Batch, BatchSampler, Strategy
+from xlr.config import ArmName, LoraSection, Params, resolve_path
+from xlr.data.imagetext import ArrayImages, ImageTextSet
+from xlr.io import atomic_dir, atomic_file, atomic_write_json, atomic_write_text
+from xlr.losses import ContrastiveLoss
+from xlr.models import ModelBundle, save_model_dir
 
 
 def seed_everything(seed: int) -> None:
@@ -95,3 +120,624 @@ def chunks(n_items: int, size: int) -> Iterator[slice]:
     """Consecutive slices of at most ``size`` items covering ``range(n_items)``."""
     for start in range(0, n_items, size):
         yield slice(start, min(start + size, n_items))
+
+
+# --- The arms of notebook 02 -------------------------------------------------------------------
+
+Trainable = Literal["full", "lora"]
+CHECKPOINT = "checkpoint.pt"
+LOG_CSV = "log.csv"
+TENSORBOARD_DIR = "tb"
+PARAMS_FILE = "params.yaml"
+SUMMARY_FILE = "summary.json"
+MODEL_DIR = "model"  # the fine-tuned CLIP as a model folder (LoRA merged): xlr.models.load_model
+LORA_DIR = "lora"  # the shared LoRA alone (peft save_pretrained), for storage per arm
+LOG_COLUMNS: tuple[str, ...] = (
+    "step", "kind", "query_langs", "target_langs", "loss", "loss_image_text", "loss_text_text",
+    "text_pairs", "logit_scale", "lr", "grad_norm", "examples_per_s",
+)  # fmt: skip
+
+
+def arm_name(arm: ArmName, alpha: float | None = None, trainable: Trainable | None = None) -> str:
+    """An arm's name in folders and results tables: ``zeroshot``, ``mono-lora``,
+    ``hybrid-a0.5-full``."""
+    parts = [arm]
+    if alpha is not None:
+        parts.append(f"a{alpha:g}")
+    if trainable is not None:
+        parts.append(trainable)
+    return "-".join(parts)
+
+
+def arm_dir(
+    params: Params,
+    arm: ArmName,
+    alpha: float | None,
+    trainable: Trainable | None,
+    base_seed: int,
+    seed: int | None,
+) -> Path:
+    """``<runs_dir>/<run.name>/arms/<arm name>/base<b>/seed<k>``, one folder per trained model.
+
+    The zero-shot arm is the base itself and has no fine-tuning seed: ``.../zeroshot/base<b>``.
+    """
+    name = arm_name(arm, alpha, trainable)
+    folder = (
+        resolve_path(params.run.runs_dir) / params.run.name / "arms" / name / f"base{base_seed}"
+    )
+    return folder if seed is None else folder / f"seed{seed}"
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    """One model of the study: an arm and its settings, the base it starts from, its seed.
+
+    ``alpha`` is set for ``hybrid`` only; ``trainable`` and ``seed`` for every arm but
+    ``zeroshot``, which is the base model itself, evaluated once per base.
+    """
+
+    arm: ArmName
+    base_seed: int
+    seed: int | None = None
+    alpha: float | None = None
+    trainable: Trainable | None = None
+
+    def __post_init__(self) -> None:
+        trained = self.arm != "zeroshot"
+        if trained != (self.seed is not None) or trained != (self.trainable is not None):
+            raise ValueError(
+                f"arm {self.arm!r}: seed and trainable are required for a trained arm and absent "
+                f"for 'zeroshot'; got seed={self.seed}, trainable={self.trainable}"
+            )
+        if (self.arm == "hybrid") != (self.alpha is not None):
+            raise ValueError(
+                f"arm {self.arm!r}: alpha belongs to 'hybrid' arms only, got alpha={self.alpha}"
+            )
+
+    @property
+    def name(self) -> str:
+        """See :func:`arm_name`."""
+        return arm_name(self.arm, self.alpha, self.trainable)
+
+    @property
+    def strategy(self) -> Strategy:
+        """The batch strategy this arm trains with."""
+        if self.arm == "zeroshot":
+            raise ValueError("the 'zeroshot' arm is not trained and has no batch strategy")
+        return self.arm
+
+    def directory(self, params: Params) -> Path:
+        """See :func:`arm_dir`."""
+        return arm_dir(params, self.arm, self.alpha, self.trainable, self.base_seed, self.seed)
+
+
+def arms_from_params(params: Params) -> list[ArmSpec]:
+    """Every model ``train.arms`` asks for, base by base: ``zeroshot`` once per base, then each
+    trained arm (``hybrid`` once per alpha) x ``train.trainable`` x ``run.seeds``."""
+    train, specs = params.train, []
+    for base_seed in params.run.base_seeds:
+        if "zeroshot" in train.arms:
+            specs.append(ArmSpec("zeroshot", base_seed))
+        for arm in (a for a in train.arms if a != "zeroshot"):
+            alphas = dict.fromkeys(train.alphas) if arm == "hybrid" else [None]
+            for alpha in alphas:
+                for trainable in train.trainable:
+                    for seed in params.run.seeds:
+                        specs.append(ArmSpec(arm, base_seed, seed, alpha, trainable))
+    return specs
+
+
+def count_trainable(model: nn.Module) -> int:
+    """Number of parameters that receive gradients."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def unlock_text_tower(model: nn.Module) -> int:
+    """The ``full`` setting: the text tower (transformer and projection) and the logit scale
+    train; the image tower and anything else stay locked (open_clip's ``lock_image``).
+
+    Returns the trainable parameter count.
+    """
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.startswith("text.") or name == "logit_scale")
+    return count_trainable(model)
+
+
+def add_shared_lora(model: nn.Module, lora: LoraSection) -> int:
+    """The ``lora`` setting: one peft LoRA on the XLM-R text tower, the only thing that trains.
+
+    peft freezes only the module it wraps (``text.transformer``), so the image tower, the text
+    projection and the logit scale are locked here first. Returns the trainable parameter count:
+    ``r * (in + out)`` per targeted linear layer. peft is imported here: it takes seconds to
+    import, and only LoRA arms need it.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    for param in model.parameters():
+        param.requires_grad_(False)
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        bias="none",
+    )
+    try:
+        model.text.transformer = get_peft_model(model.text.transformer, config)
+    except ValueError as err:
+        raise ValueError(f"train.lora.target_modules {lora.target_modules}: {err}") from err
+    return count_trainable(model)
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """CPU copies of the trainable parameters: what a checkpoint must hold to resume."""
+    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """This process's place in a (possibly one-process) training job."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 writes logs, checkpoints and outputs."""
+        return self.rank == 0
+
+
+def init_distributed(device_setting: str = "auto") -> DistContext:
+    """Rank, world size and device; under ``torchrun`` joins the process group (idempotent).
+
+    NCCL with one GPU per rank (``LOCAL_RANK``) on CUDA, gloo on CPU so tests exercise DDP.
+    """
+    device = resolve_device(device_setting)
+    if int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        return DistContext(0, 1, device)
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return DistContext(dist.get_rank(), dist.get_world_size(), device)
+
+
+def all_reduce_gradients(params: Sequence[nn.Parameter], world_size: int) -> None:
+    """Average gradients over ranks in one flat all-reduce (what DDP does, without its hooks,
+    which only see ``forward`` and not ``encode_image``/``encode_text``)."""
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world_size
+    for param, part in zip(params, flat.split([g.numel() for g in grads]), strict=True):
+        param.grad = part.view_as(param).clone()
+
+
+def tokenize_texts(tokenizer: Any, texts: Sequence[str], chunk: int = 4096) -> torch.Tensor:
+    """Token ids ``[N, context_length]`` of every caption, once, so steps only index them."""
+    if not texts:
+        raise ValueError("no captions to tokenise")
+    return torch.cat([tokenizer(list(texts[i : i + chunk])) for i in range(0, len(texts), chunk)])
+
+
+ImageLoader = Callable[[np.ndarray], torch.Tensor]  # image ids -> [B, 3, H, W] model input
+
+
+def _image_loader(pool: ImageTextSet, model: nn.Module, preprocess: Any) -> ImageLoader:
+    """How a step gets its images.
+
+    Pixels pre-decoded at the model's resolution skip PIL (17-21 ms a batch on 2 cores, more than
+    a tiny model's step); other stores go through the model's train transform image by image.
+    """
+    size = model.visual.image_size
+    size = size[0] if isinstance(size, tuple) else size
+    mean, std = model.visual.image_mean, model.visual.image_std
+    if isinstance(pool.images, ArrayImages) and pool.images.pixels.shape[1:3] == (size, size):
+        pixels = torch.from_numpy(pool.images.pixels)
+        return lambda ids: normalise_pixels(pixels[torch.from_numpy(ids)], mean, std)
+    return lambda ids: torch.stack([preprocess(pool.images[int(i)]) for i in ids])
+
+
+def _text_features(
+    model: nn.Module, tokens: torch.Tensor, batch: Batch, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Query and target features from one text forward; target rows without a target are zero.
+
+    The target tensor always descends from the forward pass, so it requires grad on every rank
+    even when this shard has no targets: the gathered loss's backward collectives then match.
+    """
+    has_target = batch.has_target
+    rows = np.concatenate([batch.query_rows, batch.target_rows[has_target]])
+    features = model.encode_text(tokens[torch.from_numpy(rows)].to(device), normalize=True)
+    query, targets = features[: len(batch)], features[len(batch) :]
+    where = torch.from_numpy(np.flatnonzero(has_target)).to(device)
+    return query, torch.zeros_like(query).index_copy(0, where, targets)
+
+
+def _step_seed(seed: int, step: int, rank: int) -> int:
+    """Torch seed of one step on one rank: dropout is a pure function of (seed, step, rank), so
+    a resumed run needs no saved RNG state and ranks draw independent masks."""
+    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
+
+
+@dataclass
+class _Trainer:
+    """What one optimisation step needs, built once per arm."""
+
+    model: nn.Module
+    tokens: torch.Tensor
+    images: ImageLoader
+    loss_fn: ContrastiveLoss
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    ctx: DistContext
+    precision: str
+    grad_clip: float | None
+
+    def step(self, batch: Batch) -> dict[str, float]:
+        """Forward on this rank's shard, loss over the global batch, one AdamW step."""
+        model, device = self.model, self.ctx.device
+        images = self.images(batch.image_ids).to(device)
+        mask = torch.from_numpy(batch.has_target).to(device)
+        with autocast(device, self.precision):
+            with torch.no_grad():  # the image tower is locked in every arm
+                image_features = model.encode_image(images, normalize=True)
+            query, target = _text_features(model, self.tokens, batch, device)
+            loss, parts = self.loss_fn(image_features, query, target, mask, model.logit_scale.exp())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for p in model.parameters() if p.requires_grad]
+        if self.ctx.world_size > 1:
+            all_reduce_gradients(params, self.ctx.world_size)
+        grad_norm = nn.utils.clip_grad_norm_(params, self.grad_clip or math.inf)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.scheduler.step()
+        with torch.no_grad():  # open_clip clamps the learnable temperature at 100
+            model.logit_scale.clamp_(0, math.log(100))
+        metrics = {name: float(value) for name, value in parts.items()}
+        return metrics | {
+            "logit_scale": float(model.logit_scale.detach().exp()),
+            "lr": lr,
+            "grad_norm": float(grad_norm),
+        }
+
+
+def save_checkpoint(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    *,
+    step: int,
+    elapsed_s: float,
+    identity: dict[str, Any],
+) -> None:
+    """Trainable weights, optimizer, schedule and the next step, written atomically.
+
+    Only plain containers, numbers, strings and tensors, so ``torch.load(weights_only=True)``
+    reads it back without unpickling code. No RNG state: batches are a pure function of
+    (seed, step) and dropout is reseeded per step (:func:`_step_seed`).
+    """
+    state = {
+        "step": step,
+        "elapsed_s": elapsed_s,
+        "identity": identity,
+        "model": trainable_state(model),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+    }
+    with atomic_file(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint written by :func:`save_checkpoint`, tensors on the CPU."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def restore_checkpoint(
+    state: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    path: Path,
+) -> None:
+    """Put a loaded checkpoint's weights, optimizer and schedule back (``path`` for errors)."""
+    params = dict(model.named_parameters())
+    expected = {name for name, p in params.items() if p.requires_grad}
+    if expected != set(state["model"]):
+        raise ValueError(f"{path}: holds other trainable parameters than this arm trains")
+    with torch.no_grad():
+        for name, value in state["model"].items():
+            params[name].copy_(value)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+
+
+class StepLog:
+    """Per-step rows in ``log.csv`` and TensorBoard scalars in ``tb/``.
+
+    Resuming at step ``s`` keeps the complete rows of steps before ``s`` (a killed run may have
+    logged past its last checkpoint, or died mid-line) and has TensorBoard purge the rest.
+    """
+
+    def __init__(self, out_dir: Path, start: int) -> None:
+        path, tb_dir = out_dir / LOG_CSV, out_dir / TENSORBOARD_DIR
+        if start == 0:
+            path.unlink(missing_ok=True)
+            shutil.rmtree(tb_dir, ignore_errors=True)
+        elif path.is_file():
+            _truncate_log(path, start)
+        self._file = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115
+        self._csv = csv.DictWriter(self._file, LOG_COLUMNS)
+        if self._file.tell() == 0:
+            self._csv.writeheader()
+        self._tb = SummaryWriter(str(tb_dir), purge_step=start or None)
+
+    def write(self, row: dict[str, Any]) -> None:
+        """Append one step's row (flushed: a killed run keeps every finished step)."""
+        self._csv.writerow(row)
+        self._file.flush()
+        for key, value in row.items():
+            if isinstance(value, float):
+                self._tb.add_scalar(f"train/{key}", value, row["step"])
+        batch = f"{row['kind']}: {row['query_langs']} -> {row['target_langs']}"
+        self._tb.add_text("train/batch", batch, row["step"])
+
+    def close(self) -> None:
+        self._file.close()
+        self._tb.close()
+
+
+def _truncate_log(path: Path, start: int) -> None:
+    """Rewrite ``path`` atomically with its complete rows of steps before ``start``."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = [
+            row
+            for row in csv.DictReader(handle)
+            if None not in row.values() and row["step"].isdigit() and int(row["step"]) < start
+        ]
+    with atomic_file(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, LOG_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _languages(langs: Sequence[str]) -> str:
+    return "+".join(sorted(set(langs)))
+
+
+@dataclass(frozen=True)
+class TrainedArm:
+    """A fine-tuned arm: the trained copy of the base, where its outputs are, its summary."""
+
+    spec: ArmSpec
+    bundle: ModelBundle
+    out_dir: Path
+    summary: dict[str, Any]
+
+
+def check_arm_inputs(
+    pool: ImageTextSet, params: Params, spec: ArmSpec, langs: Sequence[str], world_size: int = 1
+) -> None:
+    """Refuse, before any work, an arm that cannot train or would break the study's protocol."""
+    train = params.train
+    if spec.arm == "zeroshot":
+        raise ValueError("the 'zeroshot' arm is the base model itself: evaluate it, not train it")
+    if train.steps < 1:
+        raise ValueError(
+            f"train.steps is {train.steps}; an arm needs at least one step (the untrained model "
+            "is the 'zeroshot' arm)"
+        )
+    if not langs:
+        raise ValueError("no training languages: set data.train_langs")
+    heldout = [lang for lang in langs if lang in params.data.heldout_langs]
+    if heldout:
+        every = "every training language is held out: " if len(heldout) == len(langs) else ""
+        raise ValueError(
+            f"{every}{heldout} are in data.heldout_langs; training on them breaks the zero-shot "
+            "protocol. Move them to data.train_langs or train other languages"
+        )
+    present = set(pool.captions["lang"])
+    missing = [lang for lang in langs if lang not in present]
+    if missing:
+        raise ValueError(
+            f"{pool.name}: no captions in training languages {missing} (the pool has "
+            f"{sorted(present)}); fix data.train_langs or regenerate the pool"
+        )
+    if spec.arm != "mono" and len(langs) < 2:
+        raise ValueError(
+            f"arm {spec.arm!r} pairs two distinct languages and needs at least two training "
+            f"languages, got {list(langs)}; add one to data.train_langs or train 'mono'"
+        )
+    if train.batch_size % world_size:
+        raise ValueError(
+            f"train.batch_size {train.batch_size} does not split over {world_size} processes"
+        )
+
+
+def _merged(model: nn.Module) -> nn.Module:
+    """A copy of a LoRA-wrapped model with the LoRA folded into the base weights."""
+    merged = copy.deepcopy(model)
+    merged.text.transformer = merged.text.transformer.merge_and_unload()
+    return merged
+
+
+def _write_outputs(
+    model: nn.Module, bundle: ModelBundle, out_dir: Path, summary: dict[str, Any], lora: bool
+) -> None:
+    """The model folder (LoRA merged), the LoRA alone, and the summary last: a summary means
+    the arm is complete."""
+    final = _merged(model) if lora else model
+    save_model_dir(dataclasses.replace(bundle, model=final), out_dir / MODEL_DIR)
+    if lora:
+        with atomic_dir(out_dir / LORA_DIR, overwrite=True) as tmp:
+            model.text.transformer.save_pretrained(tmp)
+    atomic_write_json(summary, out_dir / SUMMARY_FILE)
+
+
+def train_arm(
+    base: ModelBundle,
+    pool: ImageTextSet,
+    params: Params,
+    spec: ArmSpec,
+    out_dir: str | os.PathLike[str] | None = None,
+    *,
+    langs: Sequence[str] | None = None,
+    resume: bool = True,
+    progress: bool = True,
+) -> TrainedArm:
+    """Fine-tune a copy of ``base`` as arm ``spec`` on ``pool`` (the fine-tuning pool).
+
+    ``langs`` (default ``data.train_langs``) are the languages batches draw from. Batches follow
+    ``spec.strategy`` with ``train.tau`` (and ``spec.alpha`` for hybrid); the loss is image-text
+    plus ``train.lambda_tt`` times text-text InfoNCE; ``spec.trainable`` picks the full text
+    tower or one shared LoRA. Outputs go to ``out_dir`` (default :meth:`ArmSpec.directory`):
+    ``params.yaml``, ``log.csv``, ``tb/``, ``checkpoint.pt`` (every ``train.checkpoint_every``
+    steps and at the end), then ``model/``, ``lora/`` and ``summary.json``. With ``resume`` a
+    run continues from its checkpoint and ends, on CPU, with the weights of an uninterrupted
+    run. Under ``torchrun`` each rank trains its shard of the global batch; rank 0 writes.
+    """
+    train = params.train
+    langs = list(params.data.train_langs if langs is None else langs)
+    ctx = init_distributed(params.run.device)
+    check_arm_inputs(pool, params, spec, langs, ctx.world_size)
+    out = Path(out_dir) if out_dir is not None else spec.directory(params)
+    seed_everything(spec.seed)  # LoRA initialisation
+    model = copy.deepcopy(base.model).to(ctx.device)
+    if spec.trainable == "lora":
+        add_shared_lora(model, train.lora)
+    else:
+        unlock_text_tower(model)
+    captions = pool.captions[pool.captions["lang"].isin(langs)].reset_index(drop=True)
+    sampler = BatchSampler(
+        spec.strategy, captions, langs, train.batch_size, spec.seed,
+        alpha=0.0 if spec.alpha is None else spec.alpha, tau=train.tau,
+    )  # fmt: skip
+    optimizer = make_optimizer(model, train.lr, train.weight_decay)
+    trainer = _Trainer(
+        model=model,
+        tokens=tokenize_texts(base.tokenizer, captions["caption"].tolist()),
+        images=_image_loader(pool, model, base.preprocess_train),
+        loss_fn=ContrastiveLoss(train.lambda_tt, ctx.world_size),
+        optimizer=optimizer,
+        scheduler=warmup_cosine(optimizer, train.warmup, train.steps),
+        ctx=ctx,
+        precision=train.precision,
+        grad_clip=train.grad_clip,
+    )
+    identity = {
+        "arm": spec.name,
+        "base_seed": spec.base_seed,
+        "seed": spec.seed,
+        "langs": langs,
+        "config": params.section_hash("data", "model", "train"),
+    }
+    start, elapsed = _resume_point(trainer, out / CHECKPOINT, identity, resume)
+    log = _start_outputs(out, params, start) if ctx.is_main else None
+    model.train()
+    model.visual.eval()  # locked: no dropout or norm statistics to update
+    loop_start = time.perf_counter()
+    bar = tqdm(
+        range(start, train.steps), desc=spec.name, initial=start, total=train.steps,
+        disable=not (progress and ctx.is_main),
+    )  # fmt: skip
+    try:
+        with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
+            for step in bar:
+                tic = time.perf_counter()
+                torch.manual_seed(_step_seed(spec.seed, step, ctx.rank))
+                batch = sampler.batch(step)
+                metrics = trainer.step(batch.shard(ctx.rank, ctx.world_size))
+                if log is None:
+                    continue
+                log.write(_log_row(batch, metrics, time.perf_counter() - tic))
+                if (step + 1) % train.checkpoint_every == 0 or step + 1 == train.steps:
+                    done = elapsed + time.perf_counter() - loop_start
+                    save_checkpoint(
+                        out / CHECKPOINT, model, trainer.optimizer, trainer.scheduler,
+                        step=step + 1, elapsed_s=done, identity=identity,
+                    )  # fmt: skip
+    finally:
+        if log is not None:
+            log.close()
+    wall = elapsed + time.perf_counter() - loop_start
+    summary = _summary(spec, langs, params, ctx, model, wall)
+    if ctx.is_main:
+        _write_outputs(model, base, out, summary, lora=spec.trainable == "lora")
+    if ctx.world_size > 1:
+        dist.barrier()
+    model.eval()
+    return TrainedArm(spec, dataclasses.replace(base, model=model), out, summary)
+
+
+def _log_row(batch: Batch, metrics: dict[str, float], seconds: float) -> dict[str, Any]:
+    """One ``log.csv`` row: the global batch's kind and languages, loss parts, speed."""
+    return {
+        "step": batch.step,
+        "kind": batch.kind,
+        "query_langs": _languages(batch.query_langs),
+        "target_langs": _languages(batch.target_langs),
+        **metrics,
+        "text_pairs": int(metrics["text_pairs"]),
+        "examples_per_s": len(batch) / seconds,
+    }
+
+
+def _summary(
+    spec: ArmSpec,
+    langs: list[str],
+    params: Params,
+    ctx: DistContext,
+    model: nn.Module,
+    wall_s: float,
+) -> dict[str, Any]:
+    """What ``summary.json`` records: arms are matched on steps, not compute, so the wall time
+    and the trainable parameters go beside every comparison."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    steps, batch_size = params.train.steps, params.train.batch_size
+    return {
+        **dataclasses.asdict(spec),
+        "name": spec.name,
+        "langs": langs,
+        "steps": steps,
+        "batch_size": batch_size,
+        "world_size": ctx.world_size,
+        "device": str(ctx.device),
+        "wall_s": wall_s,
+        "steps_per_s": steps / wall_s,
+        "examples_per_s": steps * batch_size / wall_s,
+        "trainable_params": sum(p.numel() for p in trainable),
+        "trainable_bytes": sum(p.numel() * p.element_size() for p in trainable),
+        "total_params": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def _resume_point(
+    trainer: _Trainer, path: Path, identity: dict[str, Any], resume: bool
+) -> tuple[int, float]:
+    """(next step, training seconds so far): from the checkpoint when resuming, else (0, 0)."""
+    if not (resume and path.is_file()):
+        return 0, 0.0
+    state = load_checkpoint(path)
+    if state["identity"] != identity:
+        raise ValueError(
+            f"{path}: written for {state['identity']}, not {identity}; pass resume=False to "
+            "start this arm again, or point out_dir elsewhere"
+        )
+    restore_checkpoint(state, trainer.model, trainer.optimizer, trainer.scheduler, path)
+    return int(state["step"]), float(state["elapsed_s"])
+
+
+def _start_outputs(out: Path, params: Params, start: int) -> StepLog:
+    """Create the arm folder with its resolved params; a fresh start drops stale outputs."""
+    out.mkdir(parents=True, exist_ok=True)
+    if start == 0:
+        for stale in (CHECKPOINT, SUMMARY_FILE):
+            (out / stale).unlink(missing_ok=True)
+    resolved = yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    atomic_write_text(out / PARAMS_FILE, resolved)
+    return StepLog(out, start)

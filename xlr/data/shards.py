@@ -163,7 +163,11 @@ def read_shards(shard_dir: Path) -> Iterator[dict[str, Any]]:
             f"{shard_dir}: no webdataset shards (*.tar); point at a folder img2dataset or "
             "xlr.data.synthetic.generate_corpus wrote"
         )
-    dataset = wds.WebDataset([str(t) for t in tars], shardshuffle=False, empty_check=False)
+    # nodesplitter=None: every rank of a torchrun job needs the whole pool (batches are drawn
+    # globally, then sharded), so webdataset must not split the tars across ranks.
+    dataset = wds.WebDataset(
+        [str(t) for t in tars], shardshuffle=False, empty_check=False, nodesplitter=None
+    )
     for sample in dataset:
         yield {
             "key": sample["__key__"],

@@ -1,0 +1,306 @@
+"""The fine-tuning loop of the training arms on a tiny random CLIP: what trains, logs, resume, DDP.
+
+Real open_clip, peft and torch.distributed (gloo) throughout; the model is a seeded random tiny
+CLIP (ViT 64 wide, 2 layers, patch 8, 32 px; XLM-R 64 hidden, 2 layers) on a generated pool.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from xlr.config import Params, parse_params
+from xlr.data.synthetic import generate_corpus, load_pool
+from xlr.models import WEIGHTS, load_model, write_tiny_model_dir
+from xlr.tokenizer import build_tokenizer
+from xlr.train import (
+    CHECKPOINT,
+    LOG_CSV,
+    LORA_DIR,
+    MODEL_DIR,
+    PARAMS_FILE,
+    SUMMARY_FILE,
+    TENSORBOARD_DIR,
+    ArmSpec,
+    arm_dir,
+    arms_from_params,
+    load_checkpoint,
+    train_arm,
+)
+
+TESTS = Path(__file__).resolve().parent
+WORKER = TESTS / "train_worker.py"
+LANGS = ["en", "de", "es", "ja"]
+
+
+def raw_params(runs: Path, **train: object) -> dict:
+    return {
+        "run": {"name": "t", "runs_dir": str(runs), "device": "cpu"},
+        "data": {
+            "train_langs": ["en", "de", "es"],
+            "heldout_langs": ["ja"],
+            "synthetic": {
+                "langs": LANGS,
+                "pretrain_images": 20,
+                "finetune_images": 48,
+                "eval_images": 10,
+                "shard_size": 100,
+            },
+        },
+        "model": {"tiny": {"vocab_size": 400}},
+        "train": {"steps": 4, "batch_size": 16, "checkpoint_every": 2, "warmup": 1, "lr": 1e-3}
+        | train,
+    }
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Corpus, tokenizer and two tiny model folders: with XLM-R's dropout, and without it."""
+    root = tmp_path_factory.mktemp("finetune")
+    params = parse_params(raw_params(root / "runs"))
+    corpus = generate_corpus(params.data.synthetic, root / "corpus", progress=False)
+    pool = load_pool(corpus, "finetune")
+    tokenizer = build_tokenizer(pool.captions["caption"].tolist(), root / "tokenizer", 400)
+    model_dir = write_tiny_model_dir(params.model.tiny, tokenizer, 32, root / "model", seed=0)
+    still = write_tiny_model_dir(params.model.tiny, tokenizer, 32, root / "still", seed=0)
+    config = json.loads((still / "config.json").read_text())
+    config |= {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    (still / "config.json").write_text(json.dumps(config))
+    return {"root": root, "corpus": corpus, "pool": pool, "model": model_dir, "still": still}
+
+
+def params_for(world: dict, **train: object) -> Params:
+    return parse_params(raw_params(world["root"] / "runs", **train))
+
+
+def run_job(world: dict, job: dict, torchrun: int = 0) -> subprocess.Popen:
+    """Start ``train_worker.py`` on ``job`` in a fresh process (or ``torchrun`` ranks)."""
+    job_file = Path(job["out_dir"]).with_suffix(".json")
+    job_file.write_text(json.dumps(job | {"corpus_dir": str(world["corpus"])}))
+    launcher = [sys.executable]
+    if torchrun:
+        launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={torchrun}"]
+    env = os.environ | {
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")]),
+    }
+    command = [*launcher, str(WORKER), str(job_file)]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def final_weights(out: Path) -> dict[str, torch.Tensor]:
+    return load_file(out / MODEL_DIR / WEIGHTS)
+
+
+def log_rows(out: Path) -> list[dict[str, str]]:
+    with open(out / LOG_CSV, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_killed_run_resumes_to_identical_weights(world: dict, tmp_path: Path) -> None:
+    """SIGKILL after the first checkpoint, mid-way through later steps; resume; same bits."""
+    params = params_for(world, steps=8, checkpoint_every=3)
+    spec = ArmSpec("hybrid", base_seed=0, seed=1, alpha=0.5, trainable="full")
+    base = load_model(world["model"])
+    reference = train_arm(base, world["pool"], params, spec, tmp_path / "ref", progress=False)
+
+    out = tmp_path / "killed"
+    job = {
+        "params": params.model_dump(mode="json"),
+        "model_dir": str(world["model"]),
+        "out_dir": str(out),
+        "spec": {"arm": "hybrid", "base_seed": 0, "seed": 1, "alpha": 0.5, "trainable": "full"},
+        "step_delay": 0.3,
+    }
+    process = run_job(world, job)
+    deadline = time.monotonic() + 90
+    while not (out / CHECKPOINT).is_file() and process.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint within 90 s"
+        time.sleep(0.02)
+    time.sleep(0.45)  # into the steps after the checkpoint
+    process.send_signal(signal.SIGKILL)
+    output = process.communicate()[0].decode()
+    assert process.returncode == -signal.SIGKILL, output[-3000:]
+    checkpointed = load_checkpoint(out / CHECKPOINT)["step"]
+    assert checkpointed in (3, 6)  # 3 unless this process stalled for a second
+    assert not (out / SUMMARY_FILE).exists() and not (out / MODEL_DIR).exists()
+    assert len(log_rows(out)) >= checkpointed  # rows past the checkpoint are dropped on resume
+
+    with pytest.raises(ValueError, match="resume=False"):
+        other = ArmSpec("hybrid", base_seed=0, seed=2, alpha=0.5, trainable="full")
+        train_arm(base, world["pool"], params, other, out, progress=False)
+    resumed = train_arm(base, world["pool"], params, spec, out, progress=False)
+
+    expected, got = final_weights(reference.out_dir), final_weights(out)
+    assert expected.keys() == got.keys()
+    assert all(torch.equal(expected[key], got[key]) for key in expected)
+    reference_state = reference.bundle.model.state_dict()
+    resumed_state = resumed.bundle.model.state_dict()
+    assert all(torch.equal(value, reference_state[key]) for key, value in resumed_state.items())
+    rows, reference_rows = log_rows(out), log_rows(reference.out_dir)
+    assert [int(r["step"]) for r in rows] == list(range(8))
+    assert [r["loss"] for r in rows] == [r["loss"] for r in reference_rows]
+    assert resumed.summary["wall_s"] > 0 and (out / PARAMS_FILE).is_file()
+    again = train_arm(base, world["pool"], params, spec, out, progress=False)  # nothing left to do
+    assert len(log_rows(out)) == 8 and again.summary["steps"] == 8
+    assert all(torch.equal(value, got[key]) for key, value in final_weights(out).items())
+
+
+def test_two_gloo_ranks_match_one_process(world: dict, tmp_path: Path) -> None:
+    """torchrun with 2 ranks: same global batch, gathered negatives, averaged gradients."""
+    params = params_for(world, steps=2, checkpoint_every=2)
+    spec = {"arm": "multi", "base_seed": 0, "seed": 0, "trainable": "full"}
+    job = {
+        "params": params.model_dump(mode="json"),
+        "model_dir": str(world["still"]),
+        "out_dir": str(tmp_path / "ddp"),
+        "spec": spec,
+    }
+    process = run_job(world, job, torchrun=2)
+    single = train_arm(
+        load_model(world["still"]), world["pool"], params, ArmSpec(**spec), tmp_path / "one",
+        progress=False,
+    )  # fmt: skip
+    output = process.communicate(timeout=120)[0].decode()
+    assert process.returncode == 0, output[-3000:]
+
+    ddp, one = log_rows(tmp_path / "ddp"), log_rows(single.out_dir)
+    assert len(ddp) == 2 and ddp[0]["query_langs"] == one[0]["query_langs"]
+    assert float(ddp[0]["loss"]) == pytest.approx(float(one[0]["loss"]), rel=1e-5)
+    assert float(ddp[1]["loss"]) == pytest.approx(float(one[1]["loss"]), rel=1e-4)
+    summary = json.loads((tmp_path / "ddp" / SUMMARY_FILE).read_text())
+    assert summary["world_size"] == 2
+    expected, got = final_weights(single.out_dir), final_weights(tmp_path / "ddp")
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], atol=1e-4, rtol=1e-4)
+
+
+def test_full_trains_text_tower_and_logit_scale_only(world: dict, tmp_path: Path) -> None:
+    params = params_for(world, steps=2)
+    base = load_model(world["model"])
+    before = {k: v.clone() for k, v in base.model.state_dict().items()}
+    spec = ArmSpec("mono", base_seed=0, seed=0, trainable="full")
+    arm = train_arm(base, world["pool"], params, spec, tmp_path / "full", progress=False)
+
+    after = arm.bundle.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("visual."))
+    assert all(torch.equal(before[k], v) for k, v in base.model.state_dict().items())  # a copy
+    assert not torch.equal(before["logit_scale"], after["logit_scale"])
+    changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"text", "logit_scale"}
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("text.proj"))
+    text = sum(p.numel() for n, p in base.model.named_parameters() if n.startswith("text."))
+    assert arm.summary["trainable_params"] == text + 1
+    reloaded = load_model(arm.out_dir / MODEL_DIR).model.state_dict()
+    assert all(torch.equal(reloaded[k], after[k]) for k in after)
+
+
+def test_lora_trains_only_the_adapter(world: dict, tmp_path: Path) -> None:
+    params = params_for(world, steps=2)
+    base = load_model(world["model"])
+    spec = ArmSpec("cross", base_seed=0, seed=0, trainable="lora")
+    arm = train_arm(base, world["pool"], params, spec, tmp_path / "lora", progress=False)
+
+    lora = params.train.lora
+    layers, hidden = params.model.tiny.text_layers, params.model.tiny.text_hidden
+    per_target = lora.r * (hidden + hidden)  # query and value are hidden x hidden linears
+    assert arm.summary["trainable_params"] == layers * len(lora.target_modules) * per_target
+    model = arm.bundle.model
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trained and all(".lora_" in n and n.startswith("text.transformer.") for n in trained)
+    base_state = base.model.state_dict()
+    for name, value in model.state_dict().items():
+        if ".lora_B." in name:
+            assert value.abs().sum() > 0  # trained away from peft's zero init
+        elif ".lora_" not in name:
+            key = name.replace("base_model.model.", "").replace(".base_layer", "")
+            assert torch.equal(value, base_state[key]), key
+    assert (arm.out_dir / LORA_DIR / "adapter_config.json").is_file()
+    merged = load_model(arm.out_dir / MODEL_DIR).model.state_dict()
+    assert merged.keys() == base_state.keys()
+
+
+@pytest.mark.parametrize(
+    ("arm", "alpha", "kinds"),
+    [("hybrid", 1.0, {"mono"}), ("hybrid", 0.0, {"cross"}), ("multi", None, {"multi"})],
+)
+def test_log_has_one_row_per_step_with_the_strategys_batch_kinds(
+    world: dict, tmp_path: Path, arm: str, alpha: float | None, kinds: set[str]
+) -> None:
+    params = params_for(world, steps=3, checkpoint_every=5, trainable=["lora"])
+    spec = ArmSpec(arm, base_seed=0, seed=0, alpha=alpha, trainable="lora")
+    arm_out = train_arm(
+        load_model(world["model"]), world["pool"], params, spec, tmp_path, progress=False
+    )
+    rows = log_rows(tmp_path)
+    assert [int(r["step"]) for r in rows] == [0, 1, 2]
+    assert {r["kind"] for r in rows} == kinds
+    for row in rows:
+        if row["kind"] != "multi":  # one language (mono) or one ordered pair (cross) per batch
+            assert "+" not in row["query_langs"] and "+" not in row["target_langs"]
+            assert (row["query_langs"] == row["target_langs"]) == (row["kind"] == "mono")
+        assert set(row["query_langs"].split("+")) <= {"en", "de", "es"}
+        assert float(row["loss"]) > 0 and float(row["examples_per_s"]) > 0
+    assert float(rows[0]["lr"]) == pytest.approx(params.train.lr)  # warmup of one step
+    assert load_checkpoint(tmp_path / CHECKPOINT)["step"] == 3  # the final checkpoint
+    assert list((tmp_path / TENSORBOARD_DIR).glob("events.out.tfevents.*"))
+    assert arm_out.summary["steps_per_s"] > 0
+
+
+def test_clear_errors_before_any_training(world: dict, tmp_path: Path) -> None:
+    base, pool = load_model(world["model"]), world["pool"]
+    params = params_for(world)
+    cross = ArmSpec("cross", base_seed=0, seed=0, trainable="full")
+    zero_steps = params.model_copy(update={"train": params.train.model_copy(update={"steps": 0})})
+    with pytest.raises(ValueError, match="at least one step"):
+        train_arm(base, pool, zero_steps, cross, tmp_path, progress=False)
+    for arm in ("cross", "hybrid", "multi"):
+        spec = ArmSpec(arm, 0, 0, 0.5 if arm == "hybrid" else None, "full")
+        with pytest.raises(ValueError, match="at least two training languages"):
+            train_arm(base, pool, params, spec, tmp_path, langs=["de"], progress=False)
+    with pytest.raises(ValueError, match="every training language is held out"):
+        train_arm(base, pool, params, cross, tmp_path, langs=["ja"], progress=False)
+    without_es = pool.captions[pool.captions["lang"] != "es"]
+    pool_without_es = type(pool)(pool.name, pool.image_keys, pool.images, without_es)
+    with pytest.raises(ValueError, match=r"no captions in training languages \['es'\]"):
+        train_arm(base, pool_without_es, params, cross, tmp_path, progress=False)
+    with pytest.raises(ValueError, match="zeroshot"):
+        train_arm(base, pool, params, ArmSpec("zeroshot", 0), tmp_path, progress=False)
+    assert not list(tmp_path.iterdir())  # refused before writing anything
+
+
+def test_arm_specs_and_folders(tmp_path: Path) -> None:
+    raw = raw_params(tmp_path)
+    raw["run"] |= {"seeds": [0, 1], "base_seeds": [3, 4]}
+    raw["train"] |= {
+        "arms": ["zeroshot", "mono", "hybrid"],
+        "alphas": [0.4, 0.6],
+        "trainable": ["full", "lora"],
+    }
+    params = parse_params(raw)
+    specs = arms_from_params(params)
+    assert len(specs) == 2 * (1 + (1 + 2) * 2 * 2)
+    names = {s.name for s in specs}
+    assert names == {
+        "zeroshot", "mono-full", "mono-lora",
+        "hybrid-a0.4-full", "hybrid-a0.4-lora", "hybrid-a0.6-full", "hybrid-a0.6-lora",
+    }  # fmt: skip
+    assert len({s.directory(params) for s in specs}) == len(specs)
+    hybrid = ArmSpec("hybrid", base_seed=3, seed=1, alpha=0.5, trainable="full")
+    assert hybrid.directory(params) == tmp_path / "t/arms/hybrid-a0.5-full/base3/seed1"
+    assert arm_dir(params, "zeroshot", None, None, 4, None) == tmp_path / "t/arms/zeroshot/base4"
+    with pytest.raises(ValueError, match="alpha"):
+        ArmSpec("mono", 0, 0, alpha=0.5, trainable="full")
+    with pytest.raises(ValueError, match="seed and trainable"):
+        ArmSpec("cross", 0)

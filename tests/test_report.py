@@ -1,0 +1,100 @@
+"""`xlr reproduce`: order, skipping, failure handling, HTML export, escaping, index links."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from xlr.cli import main
+from xlr.report import NotebookFailed, reproduce
+
+PAYLOAD = "<script>alert('xss')</script>"
+
+
+def write_notebook(path: Path, *sources: str) -> Path:
+    cells = [nbformat.v4.new_code_cell("run = None\ndata = None")]
+    cells[0].metadata["tags"] = ["parameters"]
+    cells += [nbformat.v4.new_code_cell(src) for src in sources]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture()
+def study(tmp_path: Path) -> tuple[Path, Path]:
+    params = tmp_path / "p.yaml"
+    params.write_text(
+        f"run: {{name: t, reports_dir: {tmp_path / 'reports'}}}\ndata: {{train_langs: [en, de]}}\n"
+    )
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    return params, nbs
+
+
+def test_runs_in_order_exports_html_and_skips_on_rerun(study) -> None:
+    params, nbs = study
+    gallery = (
+        "from IPython.display import HTML, display\n"
+        "import pandas as pd\n"
+        "from xlr.data.imagetext import ArrayImages, ImageTextSet\n"
+        "from xlr.gallery import caption_gallery_html\n"
+        "import numpy as np\n"
+        "caps = pd.DataFrame({'image_id': [0], 'lang': ['en'], 'caption_idx': [0],\n"
+        f"                     'caption': [{PAYLOAD!r}]}})\n"
+        "s = ImageTextSet('t', ['a'], ArrayImages(np.zeros((1, 4, 4, 3), np.uint8)), caps)\n"
+        "display(HTML(caption_gallery_html(s, [0], ['en'])))\n"
+        "display(caps)"
+    )
+    notebooks = [
+        write_notebook(nbs / "01_a.ipynb", "print(run['name'], data['train_langs'])"),
+        write_notebook(nbs / "02_b.ipynb", gallery),
+    ]
+    runs = reproduce(params, notebooks=notebooks)
+    assert [(r.name, r.status) for r in runs] == [("01_a.ipynb", "ran"), ("02_b.ipynb", "ran")]
+    out = params.parent / "reports" / "t"
+    assert "t ['en', 'de']" in (out / "01_a.html").read_text()
+    for page in ("02_b.html", "02_b.nocode.html"):
+        text = (out / page).read_text()
+        assert PAYLOAD not in text and "&lt;script&gt;alert(" in text
+    assert "print(run" not in (out / "01_a.nocode.html").read_text()
+    again = reproduce(params, notebooks=notebooks)
+    assert [r.status for r in again] == ["skipped", "skipped"]
+    forced = reproduce(params, force=True, notebooks=notebooks[:1])
+    assert [r.status for r in forced] == ["ran"]
+    index = (out / "index.html").read_text()
+    links = re.findall(r'(?:href|src)="([^"]+)"', index)
+    assert len(links) == 6 and all((out / link).is_file() for link in links)
+    assert "git commit" in index and "params sha256" in index
+
+
+def test_failing_notebook_stops_and_keeps_earlier_reports(study) -> None:
+    params, nbs = study
+    notebooks = [
+        write_notebook(nbs / "01_ok.ipynb", "x = 1"),
+        write_notebook(nbs / "02_bad.ipynb", "y = 2", "raise ValueError('planted failure')"),
+        write_notebook(nbs / "03_never.ipynb", "z = 3"),
+    ]
+    with pytest.raises(NotebookFailed) as info:
+        reproduce(params, notebooks=notebooks)
+    message = str(info.value)
+    assert "02_bad.ipynb" in message and "planted failure" in message and "cell" in message
+    out = params.parent / "reports" / "t"
+    assert (out / "01_ok.html").is_file() and (out / "02_bad.failed.ipynb").is_file()
+    assert not (out / "02_bad.ipynb").exists() and not (out / "03_never.ipynb").exists()
+
+
+def test_cli_reports_a_failure_with_exit_code(study, capsys, monkeypatch) -> None:
+    params, nbs = study
+    bad = write_notebook(nbs / "01_bad.ipynb", "1 / 0")
+    monkeypatch.setattr("xlr.report.NOTEBOOK_DIR", nbs)
+    assert bad.exists()
+    assert main(["reproduce", str(params)]) == 1
+    assert "01_bad.ipynb" in capsys.readouterr().err

@@ -1,0 +1,52 @@
+"""Subprocess and torchrun worker: trains one arm from a JSON job file, as a notebook would.
+
+Usage: ``python train_worker.py JOB.json`` (or under ``python -m torch.distributed.run``). The
+job names the params mapping, the model folder, the corpus, the output folder and the arm;
+``step_delay`` (seconds) slows every step so a test can kill the run between checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch.distributed as dist
+
+from xlr import train
+from xlr.config import parse_params
+from xlr.data.synthetic import load_pool
+from xlr.models import load_model
+
+
+def slowed(step, delay: float):
+    """``_Trainer.step`` followed by a pause: a kill then lands between two steps' writes."""
+
+    def step_then_sleep(self, batch):
+        metrics = step(self, batch)
+        time.sleep(delay)
+        return metrics
+
+    return step_then_sleep
+
+
+def main(job_file: Path) -> None:
+    job = json.loads(job_file.read_text())
+    if job.get("step_delay"):
+        train._Trainer.step = slowed(train._Trainer.step, job["step_delay"])
+    train.train_arm(
+        load_model(job["model_dir"]),
+        load_pool(Path(job["corpus_dir"]), "finetune"),
+        parse_params(job["params"]),
+        train.ArmSpec(**job["spec"]),
+        job["out_dir"],
+        resume=job.get("resume", True),
+        progress=False,
+    )
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
