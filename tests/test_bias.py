@@ -1,0 +1,399 @@
+"""Language-bias measures on hand-built rankings with known answers."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from xlr.bias import (
+    RESULT_COLUMNS,
+    best_rank_per_language,
+    bootstrap_by_arm,
+    compare_arms,
+    english_first,
+    language_fairness,
+    language_preference,
+    macro_mean,
+    per_language_metric,
+    plant_same_language_boost,
+    preference_divergence,
+    rank_distance_per_query,
+    same_language_first,
+    seed_negative_control,
+    seed_spread,
+    top_language_per_query,
+)
+
+RUN = {"arm": "mono", "seed": 0, "base_seed": 0, "benchmark": "synthetic", "task": "multilingual"}
+
+
+def ranks_table(queries, **run) -> pd.DataFrame:
+    """Long ranks table from ``[(query_idx, query_lang, {relevant_lang: [ranks]})]``."""
+    rows = []
+    for query_idx, query_lang, relevant in queries:
+        for lang, lang_ranks in relevant.items():
+            for rank in lang_ranks:
+                rows.append(
+                    {
+                        **RUN,
+                        **run,
+                        "query_idx": query_idx,
+                        "query_lang": query_lang,
+                        "query_image_id": query_idx,
+                        "relevant_idx": len(rows),
+                        "relevant_lang": lang,
+                        "relevant_image_id": query_idx,
+                        "rank": rank,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def hand_ranks() -> pd.DataFrame:
+    """Two English and one German caption query; de has two captions per image."""
+    return ranks_table(
+        [
+            (0, "en", {"en": [1], "de": [4], "fr": [2]}),  # RD 4 - 1 = 3
+            (1, "de", {"en": [6], "de": [2, 9], "fr": [3]}),  # best de is 2: RD 6 - 2 = 4
+            (2, "en", {"en": [1], "de": [2], "fr": [3]}),  # RD 2
+        ]
+    )
+
+
+def test_rank_distance_by_hand(hand_ranks):
+    per_query = rank_distance_per_query(hand_ranks).sort_values("query_idx")
+    np.testing.assert_array_equal(per_query["value"], [3, 4, 2])
+    np.testing.assert_array_equal(per_query["n_langs"], [3, 3, 3])
+    best = best_rank_per_language(hand_ranks)
+    assert best.query("query_idx == 1 and relevant_lang == 'de'")["rank"].item() == 2
+
+
+def test_macro_mean_weighs_query_languages_equally(hand_ranks):
+    summary = macro_mean(rank_distance_per_query(hand_ranks))
+    assert len(summary) == 1
+    # en: (3 + 2) / 2 = 2.5, de: 4 -> macro 3.25 (the micro mean would be 3).
+    assert summary["value"].item() == pytest.approx(3.25)
+    assert summary["n_queries"].item() == 3
+    assert summary["n_query_langs"].item() == 2
+
+
+def test_pool_restriction_drops_other_languages(hand_ranks):
+    per_query = rank_distance_per_query(hand_ranks, pool=["en", "fr"]).sort_values("query_idx")
+    np.testing.assert_array_equal(per_query["value"], [1, 3, 2])
+    np.testing.assert_array_equal(per_query["n_langs"], [2, 2, 2])
+
+
+def test_whole_gallery_rank_distance_bounds_the_pool_gallery_one():
+    """RD from whole-gallery ranks >= RD with the out-of-pool items removed from the gallery."""
+    rng = np.random.default_rng(0)
+    langs = np.array(["en", "de", "fr", "ja"])
+    pool = ["en", "de", "fr"]
+    queries_whole, queries_pool = [], []
+    for query_idx in range(40):
+        gallery_lang = np.repeat(langs, 10)  # item 10 * l is the relevant one of language l
+        order = rng.permutation(len(gallery_lang))
+        whole = np.empty_like(order)
+        whole[order] = np.arange(1, len(order) + 1)
+        in_pool = np.isin(gallery_lang[order], pool)
+        pool_rank = np.empty_like(order)
+        pool_rank[order[in_pool]] = np.arange(1, in_pool.sum() + 1)
+        relevant = {lang: [whole[10 * i]] for i, lang in enumerate(langs)}
+        queries_whole.append((query_idx, "image", relevant))
+        queries_pool.append(
+            (query_idx, "image", {lang: [pool_rank[10 * i]] for i, lang in enumerate(pool)})
+        )
+    whole_rd = rank_distance_per_query(ranks_table(queries_whole), pool)["value"].to_numpy()
+    pool_rd = rank_distance_per_query(ranks_table(queries_pool))["value"].to_numpy()
+    assert (whole_rd >= pool_rd).all()
+    assert (whole_rd > pool_rd).any()
+
+
+def test_own_language_may_be_missing_but_no_other(hand_ranks):
+    """With one caption per language the query's own caption is excluded from its gallery."""
+    xtd_like = ranks_table([(0, "de", {"en": [5], "fr": [2]}), (1, "en", {"de": [1], "fr": [4]})])
+    np.testing.assert_array_equal(
+        rank_distance_per_query(xtd_like, pool=["en", "de", "fr"])["value"], [3, 3]
+    )
+    missing_fr = ranks_table([(0, "en", {"en": [1], "de": [2]}), (1, "en", {"de": [1], "fr": [4]})])
+    with pytest.raises(
+        ValueError, match=r"1 queries lack a relevant item .*query_idx 0, query_lang 'en'"
+    ):
+        rank_distance_per_query(missing_fr)
+
+
+def test_preference_shares_and_kl_against_uniform():
+    balanced = ranks_table(
+        [
+            (0, "image", {"en": [1], "de": [2], "fr": [3]}),
+            (1, "image", {"en": [3], "de": [1], "fr": [2]}),
+            (2, "image", {"en": [2], "de": [3], "fr": [1]}),
+        ]
+    )
+    shares = language_preference(balanced)
+    np.testing.assert_allclose(shares["share"], 1 / 3)
+    np.testing.assert_allclose(shares["uniform"], 1 / 3)
+    assert preference_divergence(shares)["value"].item() == pytest.approx(0.0)
+
+    english = ranks_table([(q, "image", {"en": [1], "de": [2], "fr": [3]}) for q in range(3)])
+    shares = language_preference(english).set_index("top_lang")["share"]
+    assert shares.to_dict() == {"de": 0.0, "en": 1.0, "fr": 0.0}
+    divergence = preference_divergence(language_preference(english))["value"].item()
+    assert divergence == pytest.approx(np.log(3))
+
+
+def test_preference_is_macro_over_query_languages():
+    """Three en queries all prefer en, one de query prefers de: shares 1/2 each, not 3/4."""
+    table = ranks_table(
+        [(q, "en", {"en": [1], "de": [2]}) for q in range(3)] + [(3, "de", {"en": [2], "de": [1]})]
+    )
+    shares = language_preference(table).set_index("top_lang")["share"]
+    assert shares.to_dict() == pytest.approx({"de": 0.5, "en": 0.5})
+
+
+def test_same_language_first_and_english_first_rates():
+    table = ranks_table(
+        [
+            (0, "en", {"en": [1], "de": [2], "fr": [3]}),  # own language first
+            (1, "de", {"en": [1], "de": [2], "fr": [3]}),  # English first
+            (2, "fr", {"en": [4], "de": [2], "fr": [1]}),  # own language first
+            (3, "image", {"en": [1], "de": [2], "fr": [3]}),
+            (4, "image", {"en": [3], "de": [2], "fr": [1]}),
+        ]
+    )
+    same = same_language_first(table).sort_values("query_idx")
+    np.testing.assert_array_equal(same["value"], [1, 0, 1])
+    assert macro_mean(same)["value"].item() == pytest.approx(2 / 3)
+    english = english_first(table).sort_values("query_idx")
+    np.testing.assert_array_equal(english["value"], [1, 0])
+    # A de query with the pool {en, fr} cannot rank its own language first: it is not scored.
+    assert same_language_first(table, pool=["en", "fr"])["query_idx"].tolist() == [0, 2]
+    with pytest.raises(ValueError, match="needs English"):
+        english_first(table, pool=["de", "fr"])
+
+
+def results_table() -> pd.DataFrame:
+    """R@1 of one run: seen en 0.8, de 0.6; held-out fr 0.4 (t2i) and the i2t twin rows."""
+    rows = []
+    for lang, group, value in [("en", "seen", 0.8), ("de", "seen", 0.6), ("fr", "heldout", 0.4)]:
+        rows.append(
+            {
+                **RUN,
+                "task": "t2i",
+                "query_lang": lang,
+                "target_lang": "image",
+                "lang_group": group,
+                "metric": "R@1",
+                "value": value,
+            }
+        )
+        rows.append(
+            {
+                **RUN,
+                "task": "t2i",
+                "query_lang": lang,
+                "target_lang": "image",
+                "lang_group": group,
+                "metric": "R@5",
+                "value": 1.0,
+            }
+        )
+        rows.append(
+            {
+                **RUN,
+                "task": "i2t",
+                "query_lang": "image",
+                "target_lang": lang,
+                "lang_group": group,
+                "metric": "R@1",
+                "value": value / 2,
+            }
+        )
+    rows.append(
+        {
+            **RUN,
+            "task": "multilingual",
+            "query_lang": "image",
+            "target_lang": "all",
+            "lang_group": "mixed",
+            "metric": "R@1",
+            "value": 0.9,
+        }
+    )
+    return pd.DataFrame(rows).assign(captions="all", n_queries=100)
+
+
+def test_fairness_spread_and_seen_heldout_gap():
+    fairness = language_fairness(results_table(), seen_langs=["en", "de"]).set_index("task")
+    assert set(fairness.index) == {"t2i", "i2t"}  # the pooled multilingual row is no language
+    t2i = fairness.loc["t2i"]
+    assert t2i["n_langs"] == 3
+    assert t2i["std"] == pytest.approx(np.std([0.8, 0.6, 0.4]))
+    assert t2i["range"] == pytest.approx(0.4)
+    assert t2i["gap"] == pytest.approx(0.7 - 0.4)
+    assert fairness.loc["i2t", "gap"] == pytest.approx(0.35 - 0.2)
+    per_lang = per_language_metric(results_table()).query("task == 'i2t'")
+    assert per_lang.set_index("lang")["value"].to_dict() == pytest.approx(
+        {"de": 0.3, "en": 0.4, "fr": 0.2}
+    )
+
+
+def test_xt2t_language_is_the_mean_of_its_matrix_row():
+    pairs = [("en", "en", 0.9), ("en", "de", 0.5), ("de", "en", 0.4), ("de", "de", 0.8)]
+    rows = [
+        {
+            **RUN,
+            "task": "xt2t",
+            "query_lang": a,
+            "target_lang": b,
+            "lang_group": "seen",
+            "metric": "R@1",
+            "value": v,
+            "captions": "all",
+            "n_queries": 10,
+        }
+        for a, b, v in pairs
+    ]
+    per_lang = per_language_metric(pd.DataFrame(rows)).set_index("lang")["value"]
+    assert per_lang.to_dict() == pytest.approx({"de": 0.6, "en": 0.7})
+    assert np.isnan(language_fairness(pd.DataFrame(rows), ["en", "de"])["gap"].item())
+
+
+def simulated_ranks(rng: np.random.Generator, n_per_lang: int = 20, **run) -> pd.DataFrame:
+    """Caption queries in en/de/fr whose relevant items (one per language) rank 1..30 at random."""
+    langs = ["en", "de", "fr"]
+    queries = []
+    for query_idx in range(n_per_lang * len(langs)):
+        picks = rng.choice(np.arange(1, 31), size=len(langs), replace=False)
+        queries.append(
+            (
+                query_idx,
+                langs[query_idx % len(langs)],
+                dict(zip(langs, [[p] for p in picks], strict=True)),
+            )
+        )
+    return ranks_table(queries, **run)
+
+
+def test_planted_same_language_boost_raises_rank_distance_and_is_detected():
+    base = simulated_ranks(np.random.default_rng(0))
+    planted = plant_same_language_boost(base, boost=30).assign(arm="planted")
+    assert planted["rank"].min() == 1
+    same_rate = macro_mean(same_language_first(planted))["value"].item()
+    assert same_rate == 1.0 > macro_mean(same_language_first(base))["value"].item()
+    both = pd.concat([rank_distance_per_query(base), rank_distance_per_query(planted)])
+    summary = macro_mean(both).set_index("arm")["value"]
+    assert summary["planted"] > summary["mono"]
+    comparison = compare_arms(both, "planted", "mono", n_resamples=500, n_permutations=999)
+    assert comparison["estimate"].item() == pytest.approx(summary["planted"] - summary["mono"])
+    assert comparison["low"].item() > 0
+    assert comparison["p_value"].item() < 0.01
+    untouched = ranks_table([(0, "image", {"en": [5], "de": [9]})])
+    assert plant_same_language_boost(untouched, 3)["rank"].tolist() == [5, 9]
+
+
+def test_seed_negative_control_is_rarely_significant():
+    """Two seeds drawn from one distribution: p > 0.05 in about 95% of 50 simulated cases."""
+    rng = np.random.default_rng(1)
+    not_significant = []
+    for _ in range(50):
+        seeds = [rank_distance_per_query(simulated_ranks(rng, seed=s)) for s in (0, 1)]
+        p_value = seed_negative_control(pd.concat(seeds), "mono", 0, 1, 999, rng)
+        not_significant.append(p_value > 0.05)
+    # Three binomial standard errors below the nominal 95%.
+    assert np.mean(not_significant) >= 0.95 - 3 * np.sqrt(0.95 * 0.05 / 50)
+
+
+def test_bootstrap_by_arm_and_seed_spread():
+    rng = np.random.default_rng(2)
+    runs = [
+        rank_distance_per_query(simulated_ranks(rng, seed=seed, base_seed=base))
+        for seed in (0, 1)
+        for base in (0, 1)
+    ]
+    per_query = pd.concat(runs)
+    interval = bootstrap_by_arm(per_query, n_resamples=300).iloc[0]
+    per_run = macro_mean(per_query)
+    assert interval["estimate"] == pytest.approx(per_run["value"].mean())
+    assert interval["low"] < interval["estimate"] < interval["high"]
+    assert interval["n"] == 60  # queries, each averaged over its 4 runs
+    spread = seed_spread(per_run).iloc[0]
+    assert spread["n"] == 4
+    assert spread["mean"] == pytest.approx(per_run["value"].mean())
+    assert spread["std"] == pytest.approx(per_run["value"].std(ddof=1))
+
+
+def test_compare_against_a_reference_scored_once_per_base():
+    rng = np.random.default_rng(3)
+    arm = pd.concat([rank_distance_per_query(simulated_ranks(rng, seed=s)) for s in (0, 1)])
+    zero_shot = simulated_ranks(rng, arm="base").assign(seed=pd.NA).astype({"seed": "Int64"})
+    base = rank_distance_per_query(zero_shot)
+    both = pd.concat([arm, base])
+    on = ["benchmark", "task", "query_idx", "base_seed"]
+    result = compare_arms(both, "mono", "base", on=on, n_resamples=100, n_permutations=99)
+    assert result["n"].item() == 60
+    with pytest.raises(ValueError, match="several rows per"):
+        compare_arms(both, "base", "mono", on=on)
+    with pytest.raises(ValueError, match="share no query"):
+        compare_arms(both, "mono", "base")
+    with pytest.raises(ValueError, match="arm 'hybrid' is not in the table"):
+        compare_arms(both, "mono", "hybrid")
+
+
+def test_top_language_ties_go_to_the_planted_own_language():
+    table = ranks_table([(0, "de", {"en": [1], "de": [3]})])
+    planted = plant_same_language_boost(table, boost=5)
+    assert top_language_per_query(planted)["top_lang"].item() == "de"
+
+
+def test_clear_errors(hand_ranks):
+    with pytest.raises(ValueError, match=r"lacks columns \['relevant_lang'\]"):
+        rank_distance_per_query(hand_ranks.drop(columns="relevant_lang"))
+    with pytest.raises(ValueError, match="ranks table is empty"):
+        rank_distance_per_query(hand_ranks.iloc[:0])
+    with pytest.raises(ValueError, match="at least two languages"):
+        rank_distance_per_query(hand_ranks, pool=["en"])
+    with pytest.raises(ValueError, match=r"pool languages \['ja'\] have no relevant item"):
+        language_preference(hand_ranks, pool=["en", "ja"])
+    with pytest.raises(ValueError, match="1-based"):
+        rank_distance_per_query(hand_ranks.assign(rank=0))
+    with pytest.raises(ValueError, match=r"missing values in key columns \['base_seed'\]"):
+        rank_distance_per_query(hand_ranks.assign(base_seed=np.nan))
+    with pytest.raises(ValueError, match="boost"):
+        plant_same_language_boost(hand_ranks, -1)
+    with pytest.raises(ValueError, match="results table lacks columns"):
+        language_fairness(results_table().drop(columns="lang_group"), ["en"])
+    with pytest.raises(ValueError, match="no per-language rows of metric 'mAP'"):
+        per_language_metric(results_table(), "mAP")
+    with pytest.raises(ValueError, match="one benchmark, task and query kind"):
+        seed_negative_control(
+            pd.concat(
+                [
+                    rank_distance_per_query(hand_ranks),
+                    rank_distance_per_query(hand_ranks.assign(task="other")),
+                ]
+            ),
+            "mono",
+            0,
+            1,
+        )
+    assert set(RESULT_COLUMNS) <= set(results_table().columns)
+
+
+def test_zero_shot_rows_without_seed_are_kept(hand_ranks):
+    """The zero-shot arm stores a missing seed (nullable Int64); no summary may drop its rows."""
+    zero_shot = hand_ranks.assign(seed=pd.NA).astype({"seed": "Int64"})
+    summary = macro_mean(rank_distance_per_query(zero_shot))
+    assert summary["value"].item() == pytest.approx(3.25)
+    assert summary["seed"].isna().all()
+    shares = language_preference(zero_shot)
+    assert shares.groupby("query_kind")["share"].sum().tolist() == pytest.approx([1.0])
+    results = results_table().assign(seed=pd.NA).astype({"seed": "Int64"})
+    assert len(language_fairness(results, ["en", "de"])) == 2
+
+
+def test_image_and_caption_queries_sharing_an_index_stay_apart():
+    """The multilingual task numbers caption queries by pool row and image queries by image."""
+    table = ranks_table([(0, "de", {"en": [1], "de": [3]}), (0, "image", {"en": [2], "de": [1]})])
+    top = top_language_per_query(table).set_index("query_kind")["top_lang"]
+    assert top.to_dict() == {"caption": "en", "image": "de"}
+    assert rank_distance_per_query(table)["value"].tolist() == [2, 1]
