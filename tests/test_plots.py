@@ -1,0 +1,68 @@
+"""Figures are titled and labelled; galleries escape web captions."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+
+from xlr.batching import BatchSampler
+from xlr.data.imagetext import ArrayImages, ImageTextSet
+from xlr.gallery import batch_gallery_html, caption_gallery_html
+from xlr.plots import batch_kind_figure, language_mix_figure, loss_curves_figure
+
+EVIL = "<img src=x onerror=alert(1)>"
+
+
+def labelled(fig) -> None:
+    ax = fig.axes[0]
+    assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+
+
+def test_language_mix_figure() -> None:
+    fig = language_mix_figure(
+        {"en": 90, "de": 9, "hi": 1}, {"en": 0.9, "de": 0.09, "hi": 0.01}, "t"
+    )
+    labelled(fig)
+    assert fig.axes[0].get_yscale() == "log"
+
+
+def test_training_figures() -> None:
+    logs = pd.DataFrame(
+        {
+            "step": list(range(4)) * 2,
+            "loss": [4.0, 3.0, 2.5, 2.0, 4.0, 3.5, 3.0, 2.8],
+            "kind": ["mono", "cross", "mono", "cross"] + ["mono"] * 4,
+            "arm": ["hybrid-a0.5-full"] * 4 + ["mono-full"] * 4,
+            "base_seed": 0,
+            "seed": 0,
+        }
+    )
+    labelled(loss_curves_figure(logs, smooth=2))
+    fig = batch_kind_figure(logs)
+    labelled(fig)
+    widths = sorted(round(p.get_width()) for p in fig.axes[0].patches if p.get_width() > 0)
+    assert widths == [50, 50, 100]
+
+
+def small_set() -> ImageTextSet:
+    captions = pd.DataFrame(
+        {
+            "image_id": [0, 0, 1, 1, 0, 1],
+            "lang": ["en", "de", "en", "de", "en", "de"],
+            "caption_idx": [0, 0, 0, 0, 1, 1],
+            "caption": [EVIL, "rot", "blue", "blau", "a red one", "blaue"],
+        }
+    )
+    return ImageTextSet("t", ["a", "b"], ArrayImages(np.zeros((2, 8, 8, 3), np.uint8)), captions)
+
+
+def test_galleries_escape_captions() -> None:
+    images = small_set()
+    page = caption_gallery_html(images, [0, 1], ["en", "de"])
+    assert EVIL not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert page.count("<tr>") == 3
+    batch = BatchSampler("cross", images.captions, ["en", "de"], 2, seed=0).batch(0)
+    page = batch_gallery_html(images, batch)
+    assert EVIL not in page and "cross batch (step 0)" in page
