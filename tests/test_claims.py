@@ -1,0 +1,100 @@
+"""The claims table follows the numbers: planted effects get verdicts, flipped ones flip them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from xlr.claims import claims_markdown, default_claims, evaluate_claims, per_query_measure, verdict
+
+SEEN, HELDOUT = ["en", "de"], ["nl"]
+LANGS = SEEN + HELDOUT
+
+
+def fake_ranks(quality: dict[str, float], bases=(0, 1), n_images: int = 60) -> pd.DataFrame:
+    """Ranks of t2i and multilingual caption queries; higher quality = better ranks for an arm."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for arm, q in quality.items():
+        seed = pd.NA if arm == "zeroshot" else 0
+        for base in bases:
+            for lang_i, lang in enumerate(LANGS):
+                for image in range(n_images):
+                    query = lang_i * n_images + image
+                    key = dict(arm=arm, seed=seed, base_seed=base, benchmark="synthetic")
+                    t2i_rank = 1 if rng.random() < q else int(rng.integers(2, 20))
+                    rows.append({**key, "task": "t2i", "query_idx": query, "query_lang": lang,
+                                 "query_image_id": image, "relevant_idx": image,
+                                 "relevant_lang": "image", "relevant_image_id": image,
+                                 "rank": t2i_rank})  # fmt: skip
+                    spread = 1 + int((1 - q) * 40)  # worse arms scatter the other languages
+                    others = [lang] + [o for o in LANGS if o != lang]
+                    for j, other in enumerate(others):
+                        rank = 1 + j * spread + int(rng.integers(0, max(1, spread - 1)))
+                        rows.append({**key, "task": "multilingual", "query_idx": query,
+                                     "query_lang": lang, "query_image_id": image,
+                                     "relevant_idx": LANGS.index(other) * n_images + image,
+                                     "relevant_lang": other, "relevant_image_id": image,
+                                     "rank": rank})  # fmt: skip
+    frame = pd.DataFrame(rows)
+    frame["seed"] = frame["seed"].astype("Int64")
+    return frame
+
+
+ARMS = ["zeroshot", "mono-full", "cross-full", "multi-full", "hybrid-a0.5-full"]
+
+
+def table_for(quality: dict[str, float]) -> pd.DataFrame:
+    claims = default_claims("hybrid-a0.5-full")
+    return evaluate_claims(fake_ranks(quality), claims, SEEN, HELDOUT, n_resamples=300)
+
+
+def test_planted_effects_are_supported_and_flipping_flips_them() -> None:
+    good = table_for({"zeroshot": 0.2, "mono-full": 0.35, "cross-full": 0.4, "multi-full": 0.4,
+                      "hybrid-a0.5-full": 0.8})  # fmt: skip
+    assert set(good["verdict"]) == {"supported"}
+    assert (good["effect"][good["key"] == "hybrid<mono:bias"] < 0).all()
+    bad = table_for({"zeroshot": 0.8, "mono-full": 0.8, "cross-full": 0.8, "multi-full": 0.8,
+                     "hybrid-a0.5-full": 0.2})  # fmt: skip
+    assert set(bad["verdict"]) == {"not supported"}
+    same = table_for({arm: 0.5 for arm in ARMS})
+    assert "supported" not in set(same["verdict"])
+
+
+def test_missing_arms_are_reported_not_invented() -> None:
+    ranks = fake_ranks({"zeroshot": 0.3, "hybrid-a0.5-full": 0.6})
+    claims = default_claims("hybrid-a0.5-full", adapters="adapters")
+    table = evaluate_claims(ranks, claims, SEEN, HELDOUT, n_resamples=200)
+    by_key = table.set_index("key")["verdict"]
+    assert by_key["hybrid>mono:ml"] == "not run (mono-full missing)"
+    assert by_key["adapters>hybrid:seen"] == "not run (adapters missing)"
+    assert by_key["hybrid>zeroshot:heldout"] == "supported"
+    markdown = claims_markdown(table)
+    assert markdown.count("\n") == len(table) + 2 and "not run" in markdown
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "direction", "agree", "expected"),
+    [
+        (0.1, 0.3, +1, 2, "supported"),
+        (0.1, 0.3, +1, 1, "inconclusive"),  # one base disagrees
+        (-0.3, -0.1, +1, 0, "not supported"),
+        (-0.3, -0.1, -1, 2, "supported"),  # lower is better (rank distance)
+        (-0.1, 0.2, +1, 2, "inconclusive"),
+    ],
+)
+def test_verdict_rule(low, high, direction, agree, expected) -> None:
+    assert verdict(low, high, direction, agree, 2) == expected
+
+
+def test_per_query_measures_known_values() -> None:
+    ranks = fake_ranks({"hybrid-a0.5-full": 1.0}, bases=(0,), n_images=3)
+    hits = per_query_measure(ranks, "t2i R@1", SEEN)
+    assert len(hits) == 6 and (hits["value"] == 1.0).all()
+    ap = per_query_measure(ranks, "multilingual mAP", LANGS)
+    assert np.allclose(ap["value"], 1.0)  # relevant captions at ranks 1, 2, 3
+    rd = per_query_measure(ranks, "rank distance", LANGS)
+    assert (rd["value"] == 2).all()
+    with pytest.raises(ValueError, match="no t2i caption queries"):
+        per_query_measure(ranks, "t2i R@1", ["ja"])

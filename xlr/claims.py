@@ -1,0 +1,198 @@
+"""The claims table: each claim of the source synthesis, its measured effect and a verdict.
+
+Every number is computed from the saved per-query ranks (notebook 04), never written by hand:
+a claim names two arms, a measure and a language group, and the effect is the paired difference
+``arm_a - arm_b`` on the same queries (so, for every arm, the difference of its paired gains
+over the zero-shot model of the same base), each query averaged over the bases and seeds it ran
+in, with a bootstrap interval over queries stratified by query language and a sign-flip test
+(:func:`xlr.bias.compare_arms`).
+
+Because the base model's seed dominates the variance on the embedded default (DESIGN.md, Study
+protocol), an interval over queries alone would overstate certainty; a claim is therefore
+*supported* only when the interval excludes zero in the claimed direction **and** the effect has
+that sign in every base; *not supported* when the interval excludes zero the other way; otherwise
+*inconclusive*. Claims whose arms were not run say so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from xlr.bias import QUERY_KEYS, compare_arms, macro_mean, rank_distance_per_query
+from xlr.metrics import QueryRanks, average_precision, hit_at_k
+
+Measure = Literal["t2i R@1", "multilingual mAP", "rank distance"]
+LangGroup = Literal["seen", "heldout", "all"]
+_TASK_OF: dict[str, str] = {
+    "t2i R@1": "t2i",
+    "multilingual mAP": "multilingual",
+    "rank distance": "multilingual",
+}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One testable statement: ``arm_a`` beats ``arm_b`` on ``measure`` in ``langs``."""
+
+    key: str
+    statement: str
+    arm_a: str
+    arm_b: str
+    measure: Measure
+    langs: LangGroup
+    direction: int  # +1: a above b supports the claim; -1: a below b (rank distance)
+
+
+def default_claims(hybrid: str, adapters: str | None = None) -> list[Claim]:
+    """The source synthesis's claims, for the study's hybrid arm (e.g. ``hybrid-a0.5-full``)
+    and, when run, its adapters arm."""
+    suffix = hybrid.rsplit("-", 1)[-1]  # full | lora: compare like with like
+    mono, cross, multi = (f"{arm}-{suffix}" for arm in ("mono", "cross", "multi"))
+    claims = [
+        Claim("hybrid>mono:ml", "Hybrid batches give better multilingual retrieval than mono "
+              "batches", hybrid, mono, "multilingual mAP", "all", +1),
+        Claim("hybrid>cross:ml", "Hybrid batches give better multilingual retrieval than "
+              "cross-lingual batches", hybrid, cross, "multilingual mAP", "all", +1),
+        Claim("hybrid>multi:ml", "Hybrid batches give better multilingual retrieval than mixed "
+              "(multi) batches", hybrid, multi, "multilingual mAP", "all", +1),
+        Claim("hybrid>mono:t2i", "Hybrid batches beat mono batches for the same initialiser in "
+              "text-to-image retrieval (seen languages)", hybrid, mono, "t2i R@1", "seen", +1),
+        Claim("hybrid>cross:t2i", "Hybrid batches beat cross-lingual batches for the same "
+              "initialiser in text-to-image retrieval (seen languages)", hybrid, cross,
+              "t2i R@1", "seen", +1),
+        Claim("hybrid<mono:bias", "Hybrid batches reduce language bias (rank distance over the "
+              "seen languages) compared with mono batches", hybrid, mono, "rank distance",
+              "seen", -1),
+        Claim("hybrid>zeroshot:heldout", "Hybrid fine-tuning on the seen languages improves "
+              "zero-shot retrieval in held-out languages", hybrid, "zeroshot", "t2i R@1",
+              "heldout", +1),
+    ]  # fmt: skip
+    if adapters is not None:
+        claims += [
+            Claim("adapters>hybrid:seen", "Language adapters beat hybrid batches on seen "
+                  "languages", adapters, hybrid, "t2i R@1", "seen", +1),
+            Claim("hybrid>adapters:heldout", "Hybrid batches beat language adapters on held-out "
+                  "languages", hybrid, adapters, "t2i R@1", "heldout", +1),
+        ]  # fmt: skip
+    return claims
+
+
+def _group_langs(group: LangGroup, seen: Sequence[str], heldout: Sequence[str]) -> list[str]:
+    return {"seen": list(seen), "heldout": list(heldout), "all": [*seen, *heldout]}[group]
+
+
+def _per_query_from_ranks(frame: pd.DataFrame, metric) -> pd.DataFrame:
+    """One row per query with ``value = metric(QueryRanks)``, via xlr.metrics."""
+    keys = [*QUERY_KEYS, "query_lang"]
+    ids = frame.groupby(keys, sort=True, dropna=False).ngroup().to_numpy()
+    values = metric(QueryRanks.from_long(ids, frame["rank"].to_numpy()))
+    queries = frame[keys].assign(_id=ids).drop_duplicates("_id").sort_values("_id")
+    return queries.drop(columns="_id").assign(value=values, query_kind="caption")
+
+
+def per_query_measure(ranks: pd.DataFrame, measure: Measure, langs: Sequence[str]) -> pd.DataFrame:
+    """Per-query values of ``measure`` for caption queries in ``langs``.
+
+    ``t2i R@1``: 1 if the query's image is ranked first; ``multilingual mAP``: average precision
+    of the query's same-image captions among all languages' captions; ``rank distance``: the
+    maximum rank distance over ``langs`` (ranks).
+    """
+    table = ranks[(ranks["task"] == _TASK_OF[measure]) & ranks["query_lang"].isin(langs)]
+    if table.empty:
+        raise ValueError(f"no {_TASK_OF[measure]} caption queries in {list(langs)} in the ranks")
+    if measure == "t2i R@1":
+        return _per_query_from_ranks(table, lambda r: hit_at_k(r, 1).astype(float))
+    if measure == "multilingual mAP":
+        return _per_query_from_ranks(table, average_precision)
+    per_query = rank_distance_per_query(table, pool=list(langs))
+    return per_query[per_query["query_kind"] == "caption"]
+
+
+def _bases_agreeing(per_query: pd.DataFrame, claim: Claim) -> tuple[int, int]:
+    """In how many bases the macro-mean difference a - b has the claimed sign, of how many."""
+    runs = macro_mean(per_query[per_query["arm"].isin([claim.arm_a, claim.arm_b])])
+    by_base = runs.groupby(["base_seed", "arm"])["value"].mean().unstack("arm")
+    by_base = by_base.dropna(subset=[claim.arm_a, claim.arm_b])
+    signs = np.sign(by_base[claim.arm_a] - by_base[claim.arm_b]) == claim.direction
+    return int(signs.sum()), len(by_base)
+
+
+def verdict(low: float, high: float, direction: int, agreeing: int, bases: int) -> str:
+    """``supported`` / ``not supported`` / ``inconclusive`` from the interval of a - b."""
+    lo, hi = (low, high) if direction > 0 else (-high, -low)
+    if lo > 0 and agreeing == bases:
+        return "supported"
+    if hi < 0:
+        return "not supported"
+    return "inconclusive"
+
+
+def evaluate_claims(
+    ranks: pd.DataFrame,
+    claims: Sequence[Claim],
+    seen: Sequence[str],
+    heldout: Sequence[str],
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    rng: int = 0,
+) -> pd.DataFrame:
+    """The claims table: one row per claim with effect, interval, p-value and verdict."""
+    arms = set(ranks["arm"].unique())
+    rows = []
+    for claim in claims:
+        row = {**asdict(claim), "benchmark": ", ".join(sorted(ranks["benchmark"].unique()))}
+        missing = sorted({claim.arm_a, claim.arm_b} - arms)
+        if missing:
+            rows.append({**row, "verdict": f"not run ({', '.join(missing)} missing)"})
+            continue
+        langs = _group_langs(claim.langs, seen, heldout)
+        per_query = per_query_measure(
+            ranks[ranks["arm"].isin([claim.arm_a, claim.arm_b])], claim.measure, langs
+        )
+        on = ["benchmark", "task", "query_idx", "base_seed"]
+        if "zeroshot" not in (claim.arm_a, claim.arm_b):
+            on.append("seed")
+        test = compare_arms(
+            per_query, claim.arm_a, claim.arm_b, on, n_resamples, confidence, rng=rng
+        )
+        effect = test.iloc[0]
+        agreeing, bases = _bases_agreeing(per_query, claim)
+        rows.append(
+            {
+                **row,
+                "effect": float(effect["estimate"]),
+                "low": float(effect["low"]),
+                "high": float(effect["high"]),
+                "p_value": float(effect["p_value"]),
+                "n_queries": int(effect["n"]),
+                "bases_agreeing": f"{agreeing}/{bases}",
+                "test": f"paired bootstrap over queries ({confidence:.0%}), sign-flip p",
+                "verdict": verdict(effect["low"], effect["high"], claim.direction, agreeing, bases),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def claims_markdown(table: pd.DataFrame) -> str:
+    """The claims table as Markdown, for the report and the closing note."""
+    lines = [
+        "| claim | measure | effect (a - b) | 95% CI | p | bases | verdict |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in table.itertuples():
+        if pd.isna(getattr(row, "effect", np.nan)):
+            lines.append(
+                f"| {row.statement} | {row.measure} ({row.langs}) | | | | | {row.verdict} |"
+            )
+            continue
+        lines.append(
+            f"| {row.statement} | {row.measure} ({row.langs}) | {row.effect:+.3f} | "
+            f"[{row.low:+.3f}, {row.high:+.3f}] | {row.p_value:.3g} | {row.bases_agreeing} | "
+            f"{row.verdict} |"
+        )
+    return "\n".join(lines) + "\n"
