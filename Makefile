@@ -18,10 +18,10 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 smoke: env
-	$(BIN)/xlr prepare $(PARAMS)
+	$(BIN)/xlr reproduce $(PARAMS)
 
 study: env
-	$(BIN)/xlr prepare params/synthetic.yaml
+	$(BIN)/xlr reproduce params/synthetic.yaml
 
 test: env
 	$(BIN)/python -m pytest

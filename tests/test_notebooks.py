@@ -15,7 +15,9 @@ import papermill
 import pytest
 import yaml
 
+from xlr.config import load_params
 from xlr.notebook import SECTIONS
+from xlr.pretrain import base_model_dir, base_report
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -77,6 +79,20 @@ def test_papermill_smoke_run_of_every_notebook(xlr_root: Path) -> None:
             str(path), str(out), parameters=SMOKE, cwd=str(ROOT), progress_bar=False
         )
     assert (xlr_root / "runs" / "smoke" / "data" / "data.json").is_file()
+    assert_base_behaves_like_a_laion_model()
+
+
+def assert_base_behaves_like_a_laion_model() -> None:
+    """The smoke base notebook 02 pretrained: well above chance in English and the frequent
+    languages, clearly worse in the rarest (as LAION's long tail makes the real model)."""
+    params = load_params(ROOT / "params" / "smoke.yaml")
+    table = base_report(base_model_dir(params, params.run.base_seeds[0])).set_index("lang")
+    chance = table["chance_r1"].iloc[0]
+    frequent = table.nlargest(4, "pretrain_share")["r1"]
+    rare = table.nsmallest(3, "pretrain_share")["r1"]
+    assert table.loc["en", "r1"] > 5 * chance
+    assert frequent.mean() > 3 * chance
+    assert frequent.mean() > rare.mean() + 0.05
 
 
 @pytest.mark.slow
