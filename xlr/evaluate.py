@@ -1,18 +1,32 @@
 """Encoding images and captions of an :class:`~xlr.data.imagetext.ImageTextSet` through a CLIP.
 
-Every arm and every retrieval task encodes through these two functions, so batching, device
-placement, autocast and normalisation are the same everywhere.
+Every arm and every retrieval task encodes through :func:`encode_images` and
+:func:`encode_texts`, so batching, device placement, autocast and normalisation are the same
+everywhere. Arms reach the retrieval tasks (:mod:`xlr.tasks`) through the :class:`Encoder`
+protocol: :class:`ModelEncoder` for a plain CLIP, a per-language adapter encoder for the
+adapter arm. Embeddings are cached on disk by arm, seed, checkpoint hash, eval set and language
+(:func:`cached_embeddings`), so re-running an evaluation never re-encodes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from xlr.data.imagetext import ArrayImages, ImageStore
+from xlr.data.imagetext import CAPTION_COLUMNS, ArrayImages, ImageStore, ImageTextSet
+from xlr.io import atomic_file
+from xlr.models import ModelBundle, load_model
 from xlr.train import autocast, chunks, normalise_pixels
 
 
@@ -74,3 +88,186 @@ def encode_texts(
             features = model.encode_text(tokens, normalize=True)
         out.append(features.float().cpu())
     return torch.cat(out).numpy()
+
+
+class Encoder(Protocol):
+    """What the retrieval tasks need from an arm: embeddings of images and of captions.
+
+    ``encode_texts`` receives every caption of one language in one call, with that language, so
+    an encoder can route each language explicitly (the adapter arm selects the language's LoRA,
+    or its fallback, before encoding). Both methods return L2-normalised float32 ``[N, D]``
+    rows in input order. ``name`` is the model's name in CLIP_benchmark-style records;
+    ``checkpoint`` is a content hash of the weights, so cached embeddings of one checkpoint are
+    never served for another; ``describe()`` is the provenance written beside results.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def checkpoint(self) -> str: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def encode_images(self, images: ImageStore) -> np.ndarray: ...
+
+    def encode_texts(self, texts: Sequence[str], lang: str) -> np.ndarray: ...
+
+
+def state_dict_hash(model: torch.nn.Module) -> str:
+    """Content hash of a model's parameters and buffers (names, dtypes, shapes, bytes).
+
+    Identifies a checkpoint whether it came from disk or from a training run in memory.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    for key, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{key}|{flat.dtype}|{tuple(tensor.shape)}".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+class ModelEncoder:
+    """:class:`Encoder` of one plain CLIP: the same weights for every language (``lang`` unused).
+
+    The checkpoint hash is computed on first use (hashing a ViT-B-32 takes a few seconds).
+    """
+
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        device: str | torch.device = "cpu",
+        batch_size: int = 256,
+        checkpoint: str | None = None,
+    ) -> None:
+        self.bundle = bundle
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self._checkpoint = checkpoint
+        bundle.model.to(self.device)
+
+    @classmethod
+    def from_folder(
+        cls,
+        folder: str | os.PathLike[str],
+        device: str | torch.device = "cpu",
+        batch_size: int = 256,
+    ) -> ModelEncoder:
+        """Load an arm's model folder (``xlr.models.load_model``), failing clearly when absent."""
+        path = Path(folder).resolve()
+        if not path.is_dir():
+            raise FileNotFoundError(
+                f"{path}: no checkpoint for this arm (the folder does not exist); train the arm "
+                "first (notebook 02/03, xlr.train.train_arm), or for 'zeroshot' build the base "
+                "with xlr.pretrain.ensure_base_model"
+            )
+        return cls(load_model(path, str(device)), device, batch_size)
+
+    @property
+    def name(self) -> str:
+        return self.bundle.name
+
+    @property
+    def checkpoint(self) -> str:
+        if self._checkpoint is None:
+            self._checkpoint = state_dict_hash(self.bundle.model)
+        return self._checkpoint
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "encoder": type(self).__name__,
+            "model": self.name,
+            "checkpoint": self.checkpoint,
+            "device": str(self.device),
+            "batch_size": self.batch_size,
+        }
+
+    def encode_images(self, images: ImageStore) -> np.ndarray:
+        model = self.bundle.model
+        return encode_images(
+            model, self.bundle.preprocess_val, images, self.device, self.batch_size
+        )
+
+    def encode_texts(self, texts: Sequence[str], lang: str) -> np.ndarray:
+        model = self.bundle.model
+        return encode_texts(model, self.bundle.tokenizer, texts, self.device, self.batch_size)
+
+
+def set_fingerprint(eval_set: ImageTextSet) -> str:
+    """Content hash of an eval set's captions table, image keys and image count.
+
+    Pixels are not hashed (reading every benchmark photo would cost more than encoding it);
+    a changed caption, language, image order or image count changes the fingerprint.
+    """
+    digest = hashlib.blake2b(digest_size=8)
+    table = eval_set.captions[list(CAPTION_COLUMNS)].reset_index(drop=True)
+    digest.update(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes())
+    digest.update(json.dumps([len(eval_set), list(map(str, eval_set.image_keys))]).encode())
+    return digest.hexdigest()
+
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
+
+
+def _path_part(kind: str, value: str) -> str:
+    if not _SAFE_NAME.match(value):
+        raise ValueError(
+            f"{kind} {value!r} cannot name a cache folder; use letters, digits and . _ + = -"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class EmbeddingKey:
+    """Everything that determines an embedding file: the model, the set, the item."""
+
+    arm: str
+    base_seed: int
+    seed: int | None
+    checkpoint: str
+    set_name: str
+    set_hash: str
+
+    def path(self, root: Path, item: str) -> Path:
+        """``root/<arm>/b<base>-s<seed>-<checkpoint>/<set>-<hash>/<item>.npy``."""
+        model = f"b{self.base_seed}-s{self.seed}-{_path_part('checkpoint', self.checkpoint)}"
+        eval_set = f"{_path_part('eval set name', self.set_name)}-{self.set_hash}"
+        return root / _path_part("arm", self.arm) / model / eval_set / f"{item}.npy"
+
+
+def _checked_embeddings(x: np.ndarray, n_rows: int, what: str) -> np.ndarray:
+    """An encoder's output as float32 ``[n_rows, D]``, or an error naming ``what``."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2 or x.shape[0] != n_rows or x.shape[1] == 0:
+        raise ValueError(f"{what}: expected embeddings shaped [{n_rows}, D], got {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{what}: the encoder returned NaN or infinite values")
+    return x
+
+
+def cached_embeddings(
+    cache_dir: str | os.PathLike[str] | None,
+    key: EmbeddingKey,
+    item: str,
+    n_rows: int,
+    encode: Callable[[], np.ndarray],
+) -> np.ndarray:
+    """Embeddings of ``item`` (``images`` or ``text-<lang>``), encoded once per key.
+
+    A cached file with the wrong row count (a set changed under the same name and hash is not
+    possible, but a hand-edited cache is) is re-encoded and replaced. ``cache_dir=None``
+    encodes every time. Files are written atomically, so a killed run never leaves half an
+    array that a later run would trust.
+    """
+    what = f"{key.arm} {key.set_name} {item}"
+    if cache_dir is None:
+        return _checked_embeddings(encode(), n_rows, what)
+    path = key.path(Path(cache_dir), item)
+    if path.is_file():
+        cached = np.load(path)
+        if cached.ndim == 2 and cached.shape[0] == n_rows:
+            return cached
+    embeddings = _checked_embeddings(encode(), n_rows, what)
+    with atomic_file(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, embeddings)
+    return embeddings
