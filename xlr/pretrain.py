@@ -31,11 +31,10 @@ from xlr.config import Params, config_hash, resolve_path
 from xlr.data.imagetext import ArrayImages, ImageTextSet
 from xlr.data.prepare import ensure_corpus
 from xlr.data.synthetic import lexicon_words, load_pool
-from xlr.evaluate import encode_images, encode_texts
-from xlr.index import Relevance, relevant_ranks
+from xlr.evaluate import ModelEncoder
 from xlr.langs import laion_mix
-from xlr.metrics import QueryRanks, hit_at_k
 from xlr.models import ModelBundle, load_model, save_model_dir, write_tiny_model_dir
+from xlr.tasks import evaluate_arm
 from xlr.tokenizer import build_tokenizer
 from xlr.train import (
     batch_indices,
@@ -126,25 +125,23 @@ def pretrain(
 def text_to_image_recall(
     bundle: ModelBundle, eval_set: ImageTextSet, device: torch.device
 ) -> pd.DataFrame:
-    """Per-language text-to-image R@1 and R@5 (hit rate) of a model on an eval set."""
-    images = encode_images(bundle.model, bundle.preprocess_val, eval_set.images, device)
-    image_labels = np.arange(len(eval_set))
-    rows = []
-    for lang in eval_set.langs:
-        table = eval_set.captions_in(lang)
-        texts = encode_texts(bundle.model, bundle.tokenizer, table["caption"].tolist(), device)
-        relevance = Relevance.from_labels(table["image_id"].to_numpy(), image_labels)
-        ranks = QueryRanks.from_frame(relevant_ranks(texts, images, relevance))
-        rows.append(
-            {
-                "lang": lang,
-                "queries": len(table),
-                "r1": float(hit_at_k(ranks, 1).mean()),
-                "r5": float(hit_at_k(ranks, 5).mean()),
-                "chance_r1": 1.0 / len(eval_set),
-            }
-        )
-    return pd.DataFrame(rows)
+    """Per-language text-to-image R@1 and R@5 (hit rate) of a model on an eval set, through the
+    study's own ``t2i`` task."""
+    langs = eval_set.langs
+    results, _ = evaluate_arm(
+        ModelEncoder(bundle, device), eval_set, langs, [], tasks=["t2i"], arm="base"
+    )
+    table = results.pivot_table(index="query_lang", columns="metric", values="value")
+    counts = results.groupby("query_lang")["n_queries"].first()
+    return pd.DataFrame(
+        {
+            "lang": langs,
+            "queries": counts.loc[langs].to_numpy(),
+            "r1": table.loc[langs, "R@1"].to_numpy(),
+            "r5": table.loc[langs, "R@5"].to_numpy(),
+            "chance_r1": 1.0 / len(eval_set),
+        }
+    )
 
 
 def ensure_base_model(params: Params, base_seed: int, progress: bool = True) -> Path:
