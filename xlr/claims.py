@@ -23,8 +23,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from xlr.bias import QUERY_KEYS, compare_arms, macro_mean, rank_distance_per_query
-from xlr.metrics import QueryRanks, average_precision, hit_at_k
+from xlr.bias import compare_arms, macro_mean, rank_distance_per_query
+from xlr.tasks import per_query_values
 
 Measure = Literal["t2i R@1", "multilingual mAP", "rank distance"]
 LangGroup = Literal["seen", "heldout", "all"]
@@ -86,15 +86,6 @@ def _group_langs(group: LangGroup, seen: Sequence[str], heldout: Sequence[str]) 
     return {"seen": list(seen), "heldout": list(heldout), "all": [*seen, *heldout]}[group]
 
 
-def _per_query_from_ranks(frame: pd.DataFrame, metric) -> pd.DataFrame:
-    """One row per query with ``value = metric(QueryRanks)``, via xlr.metrics."""
-    keys = [*QUERY_KEYS, "query_lang"]
-    ids = frame.groupby(keys, sort=True, dropna=False).ngroup().to_numpy()
-    values = metric(QueryRanks.from_long(ids, frame["rank"].to_numpy()))
-    queries = frame[keys].assign(_id=ids).drop_duplicates("_id").sort_values("_id")
-    return queries.drop(columns="_id").assign(value=values, query_kind="caption")
-
-
 def per_query_measure(ranks: pd.DataFrame, measure: Measure, langs: Sequence[str]) -> pd.DataFrame:
     """Per-query values of ``measure`` for caption queries in ``langs``.
 
@@ -105,10 +96,9 @@ def per_query_measure(ranks: pd.DataFrame, measure: Measure, langs: Sequence[str
     table = ranks[(ranks["task"] == _TASK_OF[measure]) & ranks["query_lang"].isin(langs)]
     if table.empty:
         raise ValueError(f"no {_TASK_OF[measure]} caption queries in {list(langs)} in the ranks")
-    if measure == "t2i R@1":
-        return _per_query_from_ranks(table, lambda r: hit_at_k(r, 1).astype(float))
-    if measure == "multilingual mAP":
-        return _per_query_from_ranks(table, average_precision)
+    if measure in ("t2i R@1", "multilingual mAP"):
+        metric = measure.split()[1]
+        return per_query_values(table, metric).assign(query_kind="caption")
     per_query = rank_distance_per_query(table, pool=list(langs))
     return per_query[per_query["query_kind"] == "caption"]
 

@@ -7,6 +7,8 @@ skip what is finished) is written once and tested.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
 
 import pandas as pd
 from tqdm.auto import tqdm
@@ -14,9 +16,20 @@ from tqdm.auto import tqdm
 from xlr.batching import STRATEGIES, Batch, BatchSampler
 from xlr.config import Params
 from xlr.data.imagetext import ImageTextSet
+from xlr.data.prepare import eval_sets, run_dir
+from xlr.evaluate import Encoder, ModelEncoder
 from xlr.models import ModelBundle, create_model, load_model
 from xlr.pretrain import ensure_base_model
-from xlr.train import LOG_CSV, SUMMARY_FILE, ArmSpec, arms_from_params, train_arm
+from xlr.tasks import RANKS_DIR, RETRIEVAL_FILE, evaluate_arm, write_results
+from xlr.train import (
+    LOG_CSV,
+    MODEL_DIR,
+    SUMMARY_FILE,
+    ArmSpec,
+    arms_from_params,
+    resolve_device,
+    train_arm,
+)
 
 
 def load_base(params: Params, base_seed: int, progress: bool = True) -> ModelBundle:
@@ -86,3 +99,63 @@ def example_batches(params: Params, pool: ImageTextSet, step: int = 0) -> dict[s
         ).batch(step)
         for strategy in STRATEGIES
     }
+
+
+def arm_encoders(params: Params, progress: bool = True) -> Iterator[tuple[ArmSpec, Encoder]]:
+    """Every arm of ``params`` as an :class:`~xlr.evaluate.Encoder`: the zero-shot base and each
+    trained arm's model folder (a missing folder is a clear error naming the arm)."""
+    device = resolve_device(params.run.device)
+    batch = params.eval.batch_size
+    for spec in arms_from_params(params):
+        if spec.arm == "zeroshot":
+            yield spec, ModelEncoder(load_base(params, spec.base_seed, progress), device, batch)
+        else:
+            yield spec, ModelEncoder.from_folder(spec.directory(params) / MODEL_DIR, device, batch)
+
+
+def results_dir(params: Params) -> Path:
+    """``runs/<run.name>``: ``results/retrieval.parquet`` and ``results/ranks/`` live below it."""
+    return run_dir(params)
+
+
+def evaluate_arms(params: Params, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Evaluate every arm on every eval set of ``params``, write the results and ranks, and
+    return them. Embeddings are cached per arm, seed and checkpoint, so a re-run re-encodes
+    nothing."""
+    sets = eval_sets(params)
+    cache = results_dir(params) / "embeddings"
+    all_results, all_ranks = [], []
+    encoders = list(arm_encoders(params, progress))
+    for spec, encoder in tqdm(encoders, desc="evaluate arms", unit="arm", disable=not progress):
+        for eval_set in sets.values():
+            results, ranks = evaluate_arm(
+                encoder,
+                eval_set,
+                params.data.train_langs,
+                params.data.heldout_langs,
+                eval_cfg=params.eval,
+                arm=spec.name,
+                seed=spec.seed,
+                base_seed=spec.base_seed,
+                cache_dir=cache,
+            )
+            write_results(results, ranks, results_dir(params))
+            all_results.append(results)
+            all_ranks.append(ranks)
+    return pd.concat(all_results, ignore_index=True), pd.concat(all_ranks, ignore_index=True)
+
+
+def load_results(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The results table and every ranks file notebook 04 wrote (05 and 06 start here)."""
+    root = results_dir(params)
+    path = root / RETRIEVAL_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no retrieval results for run {params.run.name!r}; run notebook "
+            "04_retrieval_eval first"
+        )
+    ranks = pd.concat(
+        [pd.read_parquet(p) for p in sorted((root / RANKS_DIR).glob("*.parquet"))],
+        ignore_index=True,
+    )
+    return pd.read_parquet(path), ranks
