@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+
+from xlr.io import atomic_file
 
 PALETTE = "colorblind"
 
@@ -65,3 +71,471 @@ def batch_kind_figure(logs: pd.DataFrame) -> Figure:
     ax.set_ylabel("arm")
     ax.legend(title="batch kind", loc="center left", bbox_to_anchor=(1.0, 0.5))
     return fig
+
+
+# --- Notebooks 05 (bias) and 06 (paper figures) ----------------------------------------------
+#
+# Interval tables carry ``estimate, low, high`` (a bootstrap interval, e.g. from
+# :func:`xlr.bias.bootstrap_by_arm`); bars and points show them as error bars. Retrieval metrics
+# are fractions of queries in [0, 1], as the results table stores them.
+
+INTERVAL_COLUMNS: tuple[str, ...] = ("estimate", "low", "high")
+# Columns that, when a table has them, must hold one value: averaging or drawing across
+# benchmarks, tasks, image vs caption queries, caption conventions or confidence levels would mix
+# incomparable numbers.
+SINGLE_VALUED: tuple[str, ...] = ("benchmark", "task", "query_kind", "captions", "confidence")
+GROUP_LABELS: dict[str, str] = {
+    "seen": "seen in fine-tuning",
+    "heldout": "held out",
+    "mixed": "mixed",
+}
+_CAPSIZE = 3
+
+
+def _require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    """Raise ``ValueError`` naming the columns ``frame`` lacks, or that it has no rows."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{what} table lacks columns {missing}; it needs {list(columns)}")
+    if frame.empty:
+        raise ValueError(f"{what} table is empty: there is nothing to plot")
+
+
+def _check_table(
+    frame: pd.DataFrame, columns: Sequence[str], what: str, unique: Sequence[str] = ()
+) -> None:
+    """Raise ``ValueError`` naming what is wrong with a table a figure is drawn from.
+
+    Checks: required ``columns`` present, at least one row, one row per ``unique`` key, a single
+    value in each :data:`SINGLE_VALUED` column present, and ``low <= estimate <= high``.
+    """
+    _require_columns(frame, columns, what)
+    mixed = [c for c in SINGLE_VALUED if c in frame.columns and frame[c].nunique() > 1]
+    if mixed:
+        raise ValueError(
+            f"{what} table mixes several values of {mixed}; filter it to one of each first"
+        )
+    if unique:
+        repeated = frame[frame.duplicated(list(unique), keep=False)]
+        if not repeated.empty:
+            keys = repeated[list(unique)].drop_duplicates().head(5).to_dict("records")
+            raise ValueError(
+                f"{what} table needs one row per {list(unique)}; repeated: {keys} "
+                "(average over seeds and bases first)"
+            )
+    if set(INTERVAL_COLUMNS) <= set(columns):
+        outside = frame[(frame["low"] > frame["estimate"]) | (frame["high"] < frame["estimate"])]
+        if not outside.empty:
+            raise ValueError(
+                f"{what} table has intervals that do not contain their estimate "
+                f"(need low <= estimate <= high), rows {list(outside.index[:5])}"
+            )
+
+
+def _error_bars(table: pd.DataFrame) -> np.ndarray:
+    """Asymmetric error-bar lengths ``[estimate - low, high - estimate]`` for matplotlib."""
+    estimate = table["estimate"].to_numpy(np.float64)
+    return np.vstack([estimate - table["low"].to_numpy(), table["high"].to_numpy() - estimate])
+
+
+def _interval_note(frame: pd.DataFrame) -> str:
+    """What the error bars are, for a title: the confidence level when the table records it."""
+    if "confidence" in frame.columns:
+        return f"(error bars: {frame['confidence'].iat[0]:.0%} bootstrap CI)"
+    return "(error bars: bootstrap CI)"
+
+
+def _colours(levels: Sequence[str]) -> dict[str, tuple[float, float, float]]:
+    return dict(zip(levels, sns.color_palette(PALETTE, n_colors=len(levels)), strict=True))
+
+
+def _grouped_bars(
+    ax: Axes,
+    table: pd.DataFrame,
+    x: str,
+    hue: str,
+    positions: Mapping[str, float],
+    value: str = "estimate",
+    with_errors: bool = True,
+) -> None:
+    """Bars of ``value`` at ``positions`` of ``x``, one dodged bar per ``hue`` level (in table
+    order), with the interval as error bars when ``with_errors``; absent cells draw nothing."""
+    levels = list(pd.unique(table[hue]))
+    colours = _colours(levels)
+    width = 0.8 / len(levels)
+    for i, level in enumerate(levels):
+        part = table[table[hue] == level].set_index(x).reindex(list(positions))
+        xs = np.asarray(list(positions.values())) + (i - (len(levels) - 1) / 2) * width
+        errors = _error_bars(part) if with_errors else None
+        ax.bar(
+            xs, part[value], width, yerr=errors, capsize=_CAPSIZE, color=colours[level], label=level
+        )
+
+
+def _group_rank(groups: pd.Series) -> pd.Series:
+    """Sort key putting language groups in :data:`GROUP_LABELS` order, unknown groups last."""
+    return groups.map({name: i for i, name in enumerate(GROUP_LABELS)}).fillna(len(GROUP_LABELS))
+
+
+def _legend_outside(ax: Axes, title: str) -> None:
+    ax.legend(title=title, loc="center left", bbox_to_anchor=(1.0, 0.5))
+
+
+def _readable_xticks(ax: Axes) -> None:
+    """Slant the x tick labels when they would overlap (many or long arm names): at about
+    0.08 inch a character, they need more room than the axes' width gives each label."""
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    needed = len(labels) * (max(map(len, labels), default=0) + 1) * 0.08
+    if needed > 0.7 * ax.figure.get_figwidth():
+        plt.setp(ax.get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor")
+
+
+def per_language_recall_figure(
+    intervals: pd.DataFrame, metric_label: str = "R@1 (fraction of queries)"
+) -> Figure:
+    """Per-language retrieval by arm with bootstrap error bars, seen and held-out languages apart.
+
+    Languages are grouped by ``lang_group`` (seen, then held-out, then any other), alphabetical
+    within a group, with a gap and a dashed divider between groups named along the top, so the
+    seen - held-out contrast reads at a glance. ``intervals`` has one row per (arm, query_lang).
+    """
+    columns = ["arm", "query_lang", "lang_group", *INTERVAL_COLUMNS]
+    _check_table(intervals, columns, "per-language interval", unique=["arm", "query_lang"])
+    groups = intervals.groupby("query_lang")["lang_group"].nunique()
+    if (groups > 1).any():
+        raise ValueError(f"languages {list(groups.index[groups > 1])} are in several lang_groups")
+    langs = (
+        intervals[["query_lang", "lang_group"]]
+        .drop_duplicates()
+        .assign(rank=lambda t: _group_rank(t["lang_group"]))
+        .sort_values(["rank", "lang_group", "query_lang"])
+    )
+    gap = np.cumsum(langs["lang_group"].ne(langs["lang_group"].shift()).to_numpy()) - 1
+    positions = dict(zip(langs["query_lang"], np.arange(len(langs)) + gap, strict=True))
+    n_arms = intervals["arm"].nunique()
+    width = min(24.0, max(7.0, 0.16 * len(langs) * (n_arms + 1) + 3))
+    fig, ax = plt.subplots(figsize=(width, 4.2), layout="constrained")
+    _grouped_bars(ax, intervals, "query_lang", "arm", positions)
+    ax.set_xticks(list(positions.values()), list(positions))
+    centres, names = [], []
+    for group, part in langs.groupby("lang_group", sort=False):
+        xs = [positions[lang] for lang in part["query_lang"]]
+        centres.append(float(np.mean(xs)))
+        names.append(f"{GROUP_LABELS.get(group, group)} ({len(xs)})")
+        if min(xs) > 0:
+            ax.axvline(min(xs) - 1, color="0.4", linestyle="--", linewidth=1)
+    top = ax.secondary_xaxis("top")
+    top.set_xticks(centres, names)
+    top.tick_params(length=0)
+    ax.set_title(f"Per-language {metric_label.split(' (')[0]} by arm {_interval_note(intervals)}")
+    ax.set_xlabel("query language (ISO 639-1)")
+    ax.set_ylabel(metric_label)
+    _legend_outside(ax, "arm")
+    return fig
+
+
+def pair_matrix(
+    results: pd.DataFrame, arm: str, metric: str = "R@1", benchmark: str | None = None
+) -> pd.DataFrame:
+    """An arm's ``xt2t`` ``metric`` as a query-language x target-language matrix.
+
+    Each cell is the mean over the arm's runs (fine-tuning seeds and base seeds). Rows and
+    columns are the same sorted languages, so the diagonal (no same-language pairs) shows blank.
+    """
+    _require_columns(
+        results,
+        ["arm", "task", "benchmark", "query_lang", "target_lang", "metric", "value"],
+        "results",
+    )
+    rows = results[
+        (results["task"] == "xt2t") & (results["arm"] == arm) & (results["metric"] == metric)
+    ]
+    if benchmark is not None:
+        rows = rows[rows["benchmark"] == benchmark]
+    if rows.empty:
+        raise ValueError(
+            f"no xt2t rows of arm {arm!r}, metric {metric!r}"
+            + (f", benchmark {benchmark!r}" if benchmark else "")
+            + f" in the results table (its arms: {sorted(results['arm'].unique())})"
+        )
+    _check_table(rows, ["query_lang", "target_lang", "value"], f"xt2t {metric} of {arm}")
+    matrix = rows.pivot_table(
+        index="query_lang", columns="target_lang", values="value", aggfunc="mean"
+    )
+    langs = sorted(set(matrix.index) | set(matrix.columns))
+    matrix = matrix.reindex(index=langs, columns=langs)
+    matrix.index.name, matrix.columns.name = "query language", "target language"
+    return matrix
+
+
+def matrix_difference(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """``a - b`` cell by cell (e.g. an arm's pair matrix minus the zero-shot one), in the
+    metric's units; both must cover the same languages so no cell is silently dropped."""
+    if set(a.index) != set(b.index) or set(a.columns) != set(b.columns):
+        only_a = sorted((set(a.index) | set(a.columns)) - (set(b.index) | set(b.columns)))
+        only_b = sorted((set(b.index) | set(b.columns)) - (set(a.index) | set(a.columns)))
+        raise ValueError(
+            f"matrices cover different languages: only in a {only_a}, only in b {only_b}"
+        )
+    return a - b.reindex(index=a.index, columns=a.columns)
+
+
+def pair_heatmap_figure(
+    matrix: pd.DataFrame,
+    title: str,
+    diverging: bool = False,
+    value_label: str = "R@1 (fraction of queries)",
+    fmt: str = ".2f",
+) -> Figure:
+    """Annotated language x language heatmap (rows: query language, columns: target language).
+
+    Sequential ``viridis`` for a metric; for a difference (``diverging``) the ``vlag`` map centred
+    at 0 with symmetric limits, so gains and losses of equal size get equal colour weight.
+    Missing cells are hatched.
+    """
+    if matrix.empty or matrix.isna().all().all():
+        raise ValueError("the pair matrix is empty or all missing: there is nothing to plot")
+    n = max(matrix.shape)
+    side = max(4.5, 0.42 * n + 2)
+    fig, ax = plt.subplots(figsize=(side + 1, side), layout="constrained")
+    scale: dict[str, object] = {"cmap": "viridis"}
+    if diverging:
+        limit = float(np.nanmax(np.abs(matrix.to_numpy(np.float64)))) or 1.0
+        scale = {"cmap": "vlag", "center": 0.0, "vmin": -limit, "vmax": limit}
+    sns.heatmap(
+        matrix,
+        annot=True,
+        fmt=fmt,
+        annot_kws={"fontsize": max(5.0, min(10.0, 110 / n))},
+        square=True,
+        xticklabels=True,
+        yticklabels=True,
+        cbar_kws={"label": value_label, "shrink": 0.8},
+        linewidths=0.5,
+        ax=ax,
+        **scale,
+    )
+    ax.patch.set_hatch("xx")  # missing pairs (the diagonal) read as "not measured", not as 0
+    ax.patch.set_edgecolor("0.8")
+    ax.set_title(title)
+    ax.set_xlabel("target language (ISO 639-1)")
+    ax.set_ylabel("query language (ISO 639-1)")
+    ax.tick_params(axis="x", labelrotation=0 if n <= 20 else 90)
+    ax.tick_params(axis="y", labelrotation=0)
+    return fig
+
+
+def alpha_sweep_figure(
+    points: pd.DataFrame,
+    zero_shot: float | None = None,
+    metric_label: str = "multilingual mAP",
+) -> Figure:
+    """A metric against the hybrid mix alpha (share of mono batches), one line per trainable kind.
+
+    alpha 0 is the cross-lingual arm and alpha 1 the mono arm, so the curve's ends are those arms
+    and an interior peak is the hybrid's claimed advantage; the zero-shot model, which has no
+    alpha, is a dashed horizontal line.
+    """
+    columns = ["alpha", "trainable", *INTERVAL_COLUMNS]
+    _check_table(points, columns, "alpha sweep", unique=["alpha", "trainable"])
+    if not points["alpha"].between(0, 1).all():
+        raise ValueError(f"alpha must lie in [0, 1], got {sorted(points['alpha'].unique())}")
+    fig, ax = plt.subplots(figsize=(6.5, 4), layout="constrained")
+    kinds = list(pd.unique(points["trainable"]))
+    colours = _colours(kinds)
+    for kind in kinds:
+        line = points[points["trainable"] == kind].sort_values("alpha")
+        ax.errorbar(
+            line["alpha"],
+            line["estimate"],
+            yerr=_error_bars(line),
+            marker="o",
+            capsize=_CAPSIZE,
+            color=colours[kind],
+            label=f"{kind} fine-tuning",
+        )
+    if zero_shot is not None:
+        ax.axhline(zero_shot, color="0.3", linestyle="--", label="zero-shot")
+    ticks = sorted(set(points["alpha"]) | {0.0, 1.0})
+    names = {0.0: "\ncross", 1.0: "\nmono"}
+    ax.set_xticks(ticks, [f"{a:g}{names.get(a, '')}" for a in ticks])
+    ax.set_xlim(-0.05, 1.05)
+    ax.set_title(f"{metric_label} against the hybrid mix alpha {_interval_note(points)}")
+    ax.set_xlabel("alpha (share of mono-lingual batches)")
+    ax.set_ylabel(f"{metric_label} (fraction, 0-1)")
+    ax.legend(title="trainable")
+    return fig
+
+
+def _dodged_log(counts: pd.Series, step: float = 0.03) -> pd.Series:
+    """Positive ``counts`` with ties spread ``step`` decades apart around their true value."""
+    rank = counts.groupby(counts).cumcount()
+    ties = counts.groupby(counts).transform("size")
+    return counts * 10 ** (step * (rank - (ties - 1) / 2))
+
+
+def accuracy_vs_params_figure(
+    points: pd.DataFrame, metric_label: str = "multilingual mAP"
+) -> Figure:
+    """A metric against the number of trainable parameters (log x), one labelled point per arm.
+
+    Shows what each arm buys per parameter trained (adapters and LoRA against full fine-tuning).
+    Arms with no trainable parameters (zero-shot) cannot sit on a log axis and are drawn as
+    dashed horizontal reference lines instead. Arms with equal counts (every full fine-tune) are
+    spread a few hundredths of a decade apart so their error bars stay distinct.
+    """
+    columns = ["arm", "trainable_params", *INTERVAL_COLUMNS]
+    _check_table(points, columns, "accuracy vs parameters", unique=["arm"])
+    if (points["trainable_params"] < 0).any():
+        raise ValueError("trainable_params must be >= 0")
+    trained = points[points["trainable_params"] > 0]
+    if trained.empty:
+        raise ValueError("no arm has trainable parameters: there is nothing to place on the axis")
+    fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
+    colours = _colours(list(points["arm"]))
+    for row in trained.assign(x=_dodged_log(trained["trainable_params"])).itertuples():
+        ax.errorbar(
+            [row.x],
+            [row.estimate],
+            yerr=[[row.estimate - row.low], [row.high - row.estimate]],
+            marker="o",
+            capsize=_CAPSIZE,
+            color=colours[row.arm],
+        )
+        ax.annotate(
+            row.arm,
+            (row.x, row.estimate),
+            xytext=(5, 4),
+            textcoords="offset points",
+            fontsize=8,
+        )
+    for row in points[points["trainable_params"] == 0].itertuples():
+        ax.axhline(row.estimate, color=colours[row.arm], linestyle="--", label=row.arm)
+    ax.set_xscale("log")
+    ax.set_title(f"{metric_label} against trainable parameters {_interval_note(points)}")
+    ax.set_xlabel("trainable parameters (count, log scale)")
+    ax.set_ylabel(f"{metric_label} (fraction, 0-1)")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(title="no trainable parameters")
+    return fig
+
+
+def seen_heldout_figure(
+    points: pd.DataFrame, metric_label: str = "R@1 (fraction of queries)"
+) -> Figure:
+    """Seen vs held-out languages per arm, side by side with bootstrap error bars.
+
+    Fine-tuning on the seen languages should help them most; the held-out bar shows whether
+    that gain transfers to languages the arm never trained on.
+    """
+    columns = ["arm", "lang_group", *INTERVAL_COLUMNS]
+    _check_table(points, columns, "seen / held-out", unique=["arm", "lang_group"])
+    arms = list(pd.unique(points["arm"]))
+    table = points.sort_values("lang_group", key=_group_rank, kind="stable").assign(
+        lang_group=lambda t: t["lang_group"].map(lambda g: GROUP_LABELS.get(g, g))
+    )
+    fig, ax = plt.subplots(figsize=(max(6.5, 0.8 * len(arms) + 3), 4), layout="constrained")
+    _grouped_bars(ax, table, "arm", "lang_group", {arm: float(i) for i, arm in enumerate(arms)})
+    ax.set_xticks(range(len(arms)), arms)
+    _readable_xticks(ax)
+    ax.set_title(
+        f"{metric_label.split(' (')[0]}: seen vs held-out languages {_interval_note(points)}"
+    )
+    ax.set_xlabel("arm")
+    ax.set_ylabel(metric_label)
+    _legend_outside(ax, "languages")
+    return fig
+
+
+def rank_distance_figure(
+    per_query: pd.DataFrame, value_label: str = "maximum rank distance (ranks)"
+) -> Figure:
+    """Distribution of per-query maximum rank distance by arm: box (quartiles, 1.5 IQR whiskers)
+    with the mean as a white diamond, since the claims compare means but the tails show bias.
+
+    Rows of every run (seeds, bases) are pooled. The y axis is logarithmic when the values span
+    two decades or more (symmetric-log when some are 0), else linear.
+    """
+    _check_table(per_query, ["arm", "value"], "per-query")
+    arms = list(pd.unique(per_query["arm"]))
+    data = [per_query.loc[per_query["arm"] == arm, "value"].to_numpy(np.float64) for arm in arms]
+    fig, ax = plt.subplots(figsize=(max(6.5, 0.8 * len(arms) + 2), 4.2), layout="constrained")
+    boxes = ax.boxplot(
+        data,
+        tick_labels=arms,
+        patch_artist=True,
+        showmeans=True,
+        meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "black"},
+        medianprops={"color": "black"},
+        flierprops={"marker": ".", "markersize": 2, "alpha": 0.4},
+    )
+    for patch, colour in zip(boxes["boxes"], _colours(arms).values(), strict=True):
+        patch.set_facecolor(colour)
+    values = per_query["value"]
+    spread = values.max() / values[values > 0].min() if (values > 0).any() else 1.0
+    scale = ""
+    if spread >= 100:
+        scale = "log" if (values > 0).all() else "symlog"
+        ax.set_yscale(scale, **({"linthresh": 1.0} if scale == "symlog" else {}))
+    _readable_xticks(ax)
+    ax.legend(boxes["means"][:1] + boxes["medians"][:1], ["mean", "median"], loc="best")
+    ax.set_title("Per-query maximum rank distance by arm (lower = less language bias)")
+    ax.set_xlabel("arm")
+    ax.set_ylabel(value_label + (f", {scale} scale" if scale else ""))
+    return fig
+
+
+def language_preference_figure(shares: pd.DataFrame) -> Figure:
+    """Share of queries whose best-ranked relevant item is in each language, per arm (%).
+
+    An unbiased model ranks every language first equally often: the dashed line at ``uniform``
+    (the column if given, else 1 / number of languages). Rows of the same arm and language (seeds,
+    bases) are averaged; rename :func:`xlr.bias.language_preference`'s ``top_lang`` to ``lang``.
+    """
+    _check_table(shares, ["arm", "lang", "share"], "language-preference")
+    if "uniform" in shares.columns and shares["uniform"].nunique() > 1:
+        raise ValueError("language-preference table has several uniform levels (language pools)")
+    uniform = shares["uniform"].iat[0] if "uniform" in shares else 1 / shares["lang"].nunique()
+    table = shares.groupby(["arm", "lang"], sort=False)["share"].mean().reset_index()
+    table["share"] *= 100
+    langs = sorted(table["lang"].unique())
+    n_arms = table["arm"].nunique()
+    fig, ax = plt.subplots(
+        figsize=(min(24.0, max(6.5, 0.16 * len(langs) * (n_arms + 1) + 3)), 4),
+        layout="constrained",
+    )
+    _grouped_bars(
+        ax,
+        table,
+        "lang",
+        "arm",
+        {lang: float(i) for i, lang in enumerate(langs)},
+        value="share",
+        with_errors=False,
+    )
+    ax.axhline(100 * uniform, color="0.2", linestyle="--", label="uniform")
+    ax.set_xticks(range(len(langs)), langs)
+    ax.set_title("Language of the best-ranked relevant item (dashed: unbiased, uniform share)")
+    ax.set_xlabel("language of the best-ranked relevant item (ISO 639-1)")
+    ax.set_ylabel("share of queries (%)")
+    _legend_outside(ax, "arm")
+    return fig
+
+
+def save_figure(
+    fig: Figure,
+    out_dir: str | os.PathLike[str],
+    name: str,
+    formats: Sequence[str] = ("png", "svg"),
+) -> list[Path]:
+    """Write ``fig`` as ``out_dir/name.<format>`` for each format, atomically (a crash leaves the
+    old file or none, never half a file); PNG at 150 dpi. Returns the paths written."""
+    if not name or Path(name).name != name:
+        raise ValueError(f"figure name must be a plain file stem, got {name!r}")
+    paths = []
+    for fmt in formats:
+        path = Path(out_dir) / f"{name}.{fmt}"
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=150)
+        paths.append(path)
+    return paths

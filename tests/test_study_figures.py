@@ -1,0 +1,289 @@
+"""Figures of notebooks 05 and 06: titled and labelled, error bars at the intervals, pair matrices
+averaged over runs, atomic saves, and clear errors for tables they cannot draw."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.container import ErrorbarContainer
+from matplotlib.figure import Figure
+
+from xlr.plots import (
+    accuracy_vs_params_figure,
+    alpha_sweep_figure,
+    language_preference_figure,
+    matrix_difference,
+    pair_heatmap_figure,
+    pair_matrix,
+    per_language_recall_figure,
+    rank_distance_figure,
+    save_figure,
+    seen_heldout_figure,
+)
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def labelled(fig: Figure) -> None:
+    ax = fig.axes[0]
+    assert isinstance(fig, Figure)
+    assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+
+
+def error_spans(ax) -> list[tuple[float, float, float]]:
+    """(x, low, high) of every vertical error bar drawn on ``ax``, sorted."""
+    spans = []
+    for container in ax.containers:  # bar(yerr=...) registers its ErrorbarContainer here too
+        if isinstance(container, ErrorbarContainer):
+            for (x, low), (_, high) in container.lines[2][0].get_segments():
+                spans.append((round(x, 6), round(low, 6), round(high, 6)))
+    return sorted(spans)
+
+
+def intervals() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "arm": ["zeroshot"] * 3 + ["hybrid-a0.5-full"] * 3,
+            "query_lang": ["en", "de", "sw"] * 2,
+            "lang_group": ["seen", "seen", "heldout"] * 2,
+            "estimate": [0.5, 0.4, 0.2, 0.6, 0.5, 0.3],
+            "low": [0.45, 0.35, 0.1, 0.55, 0.4, 0.25],
+            "high": [0.55, 0.42, 0.3, 0.7, 0.6, 0.35],
+        }
+    )
+
+
+def test_per_language_recall_figure_error_bars_match_intervals() -> None:
+    fig = per_language_recall_figure(intervals())
+    labelled(fig)
+    ax = fig.axes[0]
+    # seen languages first (alphabetical), a gap, then held-out: de, en | sw
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["de", "en", "sw"]
+    table = intervals()
+    lows = sorted(round(v, 6) for v in table["low"])
+    highs = sorted(round(v, 6) for v in table["high"])
+    spans = error_spans(ax)
+    assert sorted(s[1] for s in spans) == lows and sorted(s[2] for s in spans) == highs
+    # the zeroshot bar of sw (first arm, left of centre at x = 3) spans 0.1 .. 0.3
+    assert (2.8, 0.1, 0.3) in spans
+    dividers = [line.get_xdata()[0] for line in ax.lines if line.get_linestyle() == "--"]
+    assert dividers == [2.0]  # between en (x = 1) and sw (x = 3)
+
+
+def test_per_language_rejects_a_language_in_two_groups() -> None:
+    table = intervals()
+    table.loc[0, "lang_group"] = "heldout"
+    with pytest.raises(ValueError, match="several lang_groups"):
+        per_language_recall_figure(table)
+
+
+def results() -> pd.DataFrame:
+    """xt2t R@1 of two arms over en <-> de, two seeds of the fine-tuned arm, plus noise rows."""
+    rows = []
+    for arm, seed, en_de, de_en in [
+        ("zeroshot", pd.NA, 0.5, 0.4),
+        ("multi-full", 0, 0.6, 0.5),
+        ("multi-full", 1, 0.8, 0.7),
+    ]:
+        for q, t, value in [("en", "de", en_de), ("de", "en", de_en)]:
+            rows.append((arm, seed, "xt2t", q, t, "R@1", value))
+            rows.append((arm, seed, "xt2t", q, t, "mAP", 9.0))
+        rows.append((arm, seed, "t2i", "en", "image", "R@1", 9.0))
+    table = pd.DataFrame(
+        rows, columns=["arm", "seed", "task", "query_lang", "target_lang", "metric", "value"]
+    )
+    return table.assign(
+        base_seed=0, benchmark="xm3600", lang_group="seen", captions="all", n_queries=10
+    )
+
+
+def test_pair_matrix_means_over_seeds() -> None:
+    matrix = pair_matrix(results(), "multi-full")
+    assert list(matrix.index) == ["de", "en"] and list(matrix.columns) == ["de", "en"]
+    assert matrix.loc["en", "de"] == pytest.approx(0.7)  # (0.6 + 0.8) / 2
+    assert matrix.loc["de", "en"] == pytest.approx(0.6)  # (0.5 + 0.7) / 2
+    assert np.isnan(matrix.loc["en", "en"]) and np.isnan(matrix.loc["de", "de"])
+
+
+def test_matrix_difference_is_a_minus_b() -> None:
+    diff = matrix_difference(
+        pair_matrix(results(), "multi-full"), pair_matrix(results(), "zeroshot")
+    )
+    assert diff.loc["en", "de"] == pytest.approx(0.2)
+    assert diff.loc["de", "en"] == pytest.approx(0.2)
+    other = pd.DataFrame([[0.1]], index=["fr"], columns=["fr"])
+    with pytest.raises(ValueError, match="different languages"):
+        matrix_difference(pair_matrix(results(), "zeroshot"), other)
+
+
+def test_pair_matrix_errors_name_the_problem() -> None:
+    with pytest.raises(ValueError, match="no xt2t rows of arm 'cross-full'"):
+        pair_matrix(results(), "cross-full")
+    two_benchmarks = pd.concat([results(), results().assign(benchmark="multi30k")])
+    with pytest.raises(ValueError, match="benchmark"):
+        pair_matrix(two_benchmarks, "zeroshot")
+    assert pair_matrix(two_benchmarks, "zeroshot", benchmark="xm3600").loc["en", "de"] == 0.5
+
+
+def test_pair_heatmap_figure() -> None:
+    matrix = pair_matrix(results(), "multi-full")
+    fig = pair_heatmap_figure(matrix, "xt2t R@1, multi-full")
+    labelled(fig)
+    texts = sorted(t.get_text() for t in fig.axes[0].texts)
+    assert texts == ["0.60", "0.70"]
+    zeroshot = pair_matrix(results(), "zeroshot")
+    fig = pair_heatmap_figure(matrix_difference(matrix, zeroshot), "diff", diverging=True)
+    mesh = fig.axes[0].collections[0]
+    low, high = mesh.get_clim()
+    assert low == pytest.approx(-high)  # centred at 0
+    with pytest.raises(ValueError, match="empty"):
+        pair_heatmap_figure(pd.DataFrame(), "t")
+
+
+def test_alpha_sweep_figure() -> None:
+    points = pd.DataFrame(
+        {
+            "alpha": [0.0, 0.5, 1.0, 0.0, 1.0],
+            "trainable": ["full"] * 3 + ["lora"] * 2,
+            "estimate": [0.3, 0.5, 0.4, 0.25, 0.35],
+            "low": [0.25, 0.45, 0.35, 0.2, 0.3],
+            "high": [0.35, 0.55, 0.45, 0.3, 0.4],
+        }
+    )
+    fig = alpha_sweep_figure(points, zero_shot=0.2)
+    labelled(fig)
+    ax = fig.axes[0]
+    assert (0.5, 0.45, 0.55) in error_spans(ax)
+    assert len(error_spans(ax)) == 5
+    assert any(line.get_linestyle() == "--" for line in ax.lines)  # the zero-shot level
+    with pytest.raises(ValueError, match=r"alpha must lie in \[0, 1\]"):
+        alpha_sweep_figure(points.assign(alpha=points["alpha"] * 2))
+
+
+def test_accuracy_vs_params_figure() -> None:
+    points = pd.DataFrame(
+        {
+            "arm": ["zeroshot", "mono-full", "cross-full", "adapters"],
+            "trainable_params": [0, 150_000_000, 150_000_000, 2_000_000],
+            "estimate": [0.3, 0.4, 0.45, 0.42],
+            "low": [0.28, 0.38, 0.43, 0.4],
+            "high": [0.32, 0.42, 0.47, 0.44],
+        }
+    )
+    fig = accuracy_vs_params_figure(points)
+    labelled(fig)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    assert sorted(t.get_text() for t in ax.texts) == ["adapters", "cross-full", "mono-full"]
+    assert (2_000_000, 0.4, 0.44) in error_spans(ax)
+    with pytest.raises(ValueError, match=r"one row per \['arm'\]"):
+        accuracy_vs_params_figure(pd.concat([points, points]))
+
+
+def test_seen_heldout_figure() -> None:
+    points = pd.DataFrame(
+        {
+            "arm": ["mono-full", "mono-full", "hybrid-a0.5-full", "hybrid-a0.5-full"],
+            "lang_group": ["heldout", "seen", "heldout", "seen"],
+            "estimate": [0.2, 0.5, 0.3, 0.6],
+            "low": [0.1, 0.4, 0.2, 0.5],
+            "high": [0.3, 0.6, 0.4, 0.7],
+        }
+    )
+    fig = seen_heldout_figure(points.assign(confidence=0.9))
+    labelled(fig)
+    ax = fig.axes[0]
+    assert "90% bootstrap CI" in ax.get_title()
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["seen in fine-tuning", "held out"]
+    assert (0.2, 0.1, 0.3) in error_spans(ax)  # mono-full held-out, right of x = 0
+
+
+def test_rank_distance_figure_uses_log_scale_across_decades() -> None:
+    per_query = pd.DataFrame(
+        {"arm": ["mono-full"] * 4 + ["hybrid-a0.5-full"] * 4, "value": [1, 3, 10, 900] * 2}
+    )
+    fig = rank_distance_figure(per_query)
+    labelled(fig)
+    assert fig.axes[0].get_yscale() == "log"
+    narrow = rank_distance_figure(per_query.assign(value=[1, 2, 3, 4] * 2))
+    assert narrow.axes[0].get_yscale() == "linear"
+    mixed = per_query.assign(query_kind=["image", "caption"] * 4)
+    with pytest.raises(ValueError, match="query_kind"):
+        rank_distance_figure(mixed)
+
+
+def test_language_preference_figure_averages_runs() -> None:
+    shares = pd.DataFrame(
+        {
+            "arm": ["mono-full"] * 4,
+            "seed": [0, 0, 1, 1],
+            "lang": ["en", "de"] * 2,
+            "share": [0.8, 0.2, 0.6, 0.4],
+            "uniform": 0.5,
+        }
+    )
+    fig = language_preference_figure(shares)
+    labelled(fig)
+    ax = fig.axes[0]
+    heights = sorted(round(p.get_height(), 6) for p in ax.patches)
+    assert heights == [30.0, 70.0]  # percent, mean over the two seeds
+    assert [line.get_ydata()[0] for line in ax.lines] == [50.0]
+
+
+@pytest.mark.parametrize(
+    "draw, columns",
+    [
+        (per_language_recall_figure, ["arm", "query_lang", "lang_group"]),
+        (alpha_sweep_figure, ["alpha", "trainable"]),
+        (accuracy_vs_params_figure, ["arm", "trainable_params"]),
+        (seen_heldout_figure, ["arm", "lang_group"]),
+        (rank_distance_figure, ["arm", "value"]),
+        (language_preference_figure, ["arm", "lang", "share"]),
+    ],
+)
+def test_figures_name_missing_columns_and_refuse_empty_tables(draw, columns) -> None:
+    with pytest.raises(ValueError, match="lacks columns") as error:
+        draw(pd.DataFrame({"other": [1.0]}))
+    for column in columns:
+        assert repr(column) in str(error.value)
+    with pytest.raises(ValueError, match="empty"):
+        draw(pd.DataFrame(columns=[*columns, "estimate", "low", "high"]))
+
+
+def test_intervals_must_contain_their_estimate() -> None:
+    table = intervals()
+    table.loc[2, "low"] = 0.25  # above the estimate 0.2
+    with pytest.raises(ValueError, match=r"low <= estimate <= high.*\[2\]"):
+        per_language_recall_figure(table)
+
+
+def test_save_figure_writes_every_format_atomically(tmp_path) -> None:
+    fig = seen_heldout_figure(
+        pd.DataFrame(
+            {"arm": ["a"], "lang_group": ["seen"], "estimate": [0.5], "low": [0.4], "high": [0.6]}
+        )
+    )
+    out = tmp_path / "figures" / "nested"
+    paths = save_figure(fig, out, "seen_heldout")
+    assert paths == [out / "seen_heldout.png", out / "seen_heldout.svg"]
+    assert paths[0].read_bytes().startswith(b"\x89PNG")
+    assert b"<svg" in paths[1].read_bytes()[:2000]
+    assert sorted(p.name for p in out.iterdir()) == ["seen_heldout.png", "seen_heldout.svg"]
+    with pytest.raises(ValueError, match="plain file stem"):
+        save_figure(fig, out, "../escape")
+
+
+def test_save_figure_leaves_no_half_file_on_failure(tmp_path) -> None:
+    fig = plt.figure()
+    with pytest.raises(ValueError):
+        save_figure(fig, tmp_path, "broken", formats=("png", "not-a-format"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.png"]
