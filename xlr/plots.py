@@ -360,7 +360,7 @@ def alpha_sweep_figure(
     names = {0.0: "\ncross", 1.0: "\nmono"}
     ax.set_xticks(ticks, [f"{a:g}{names.get(a, '')}" for a in ticks])
     ax.set_xlim(-0.05, 1.05)
-    ax.set_title(f"{metric_label} against the hybrid mix alpha {_interval_note(points)}")
+    ax.set_title(f"{metric_label} against the hybrid mix alpha\n{_interval_note(points)}")
     ax.set_xlabel("alpha (share of mono-lingual batches)")
     ax.set_ylabel(f"{metric_label} (fraction, 0-1)")
     ax.legend(title="trainable")
@@ -412,7 +412,7 @@ def accuracy_vs_params_figure(
     for row in points[points["trainable_params"] == 0].itertuples():
         ax.axhline(row.estimate, color=colours[row.arm], linestyle="--", label=row.arm)
     ax.set_xscale("log")
-    ax.set_title(f"{metric_label} against trainable parameters {_interval_note(points)}")
+    ax.set_title(f"{metric_label} against trainable parameters\n{_interval_note(points)}")
     ax.set_xlabel("trainable parameters (count, log scale)")
     ax.set_ylabel(f"{metric_label} (fraction, 0-1)")
     if ax.get_legend_handles_labels()[0]:

@@ -504,10 +504,12 @@ def _metric_values(ranks: QueryRanks, metric: str, ks: Sequence[int]) -> np.ndar
 
 
 def per_query_values(
-    ranks: pd.DataFrame, metric: str, ks: Sequence[int] = DEFAULT_KS
+    ranks: pd.DataFrame, metric: str, ks: Sequence[int] = DEFAULT_KS, extra: Sequence[str] = ()
 ) -> pd.DataFrame:
-    """One row per query (identity, task, query_lang, target_lang, query_idx) with ``value``."""
+    """One row per query (identity, task, query_lang, target_lang, query_idx) with ``value``;
+    ``extra`` carries further per-query columns of ``ranks`` along (e.g. a language group)."""
     keys = [*IDENTITY_COLUMNS, "task", "query_lang", "target_lang", "query_idx"]
+    keys += [column for column in extra if column not in keys]
     frame = ranks.assign(target_lang=_target_lang(ranks))
     codes = frame.groupby(keys, dropna=False, sort=False).ngroup().to_numpy()
     out = frame[keys].drop_duplicates().reset_index(drop=True)  # groups in first-seen order
@@ -532,7 +534,7 @@ def summarize_with_ci(
     relevant items' language). With ``strata`` (e.g. ``query_lang``) the estimate is the macro
     mean over strata, resampled within each. Groups keep missing seeds (the zero-shot arm).
     """
-    values = per_query_values(ranks, metric, ks)
+    values = per_query_values(ranks, metric, ks, extra=[c for c in by if c in ranks.columns])
     rows = []
     for group, part in values.groupby(list(by), dropna=False, sort=False):
         labels = part[strata].to_numpy() if strata else None

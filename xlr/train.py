@@ -69,14 +69,23 @@ def _no_decay(name: str, param: nn.Parameter) -> bool:
     return param.ndim < 2 or "bn" in name or "ln" in name or "bias" in name or "logit_scale" in name
 
 
-def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters, without decay on gains, biases and the logit scale."""
+def make_optimizer(
+    model: nn.Module,
+    lr: float,
+    weight_decay: float,
+    no_decay: Callable[[str, nn.Parameter], bool] = _no_decay,
+) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters, without decay on gains, biases and the logit scale.
+
+    ``no_decay(name, param)`` picks the parameters without decay; the default goes by name and
+    shape (open_clip's rule), which language adapters cannot use: Bengali's is named ``bn``.
+    """
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not named:
         raise ValueError("the model has no trainable parameters")
     groups = [
-        {"params": [p for n, p in named if _no_decay(n, p)], "weight_decay": 0.0},
-        {"params": [p for n, p in named if not _no_decay(n, p)], "weight_decay": weight_decay},
+        {"params": [p for n, p in named if no_decay(n, p)], "weight_decay": 0.0},
+        {"params": [p for n, p in named if not no_decay(n, p)], "weight_decay": weight_decay},
     ]
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6)
 
@@ -87,14 +96,18 @@ def warmup_cosine(
     """Linear warmup over ``warmup`` steps, then cosine decay to zero at ``total`` steps."""
     if total <= 0:
         raise ValueError(f"the number of training steps must be positive, got {total}")
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: warmup_cosine_factor(step, warmup, total)
+    )
 
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+def warmup_cosine_factor(step: int, warmup: int, total: int) -> float:
+    """The learning-rate multiplier of :func:`warmup_cosine` at ``step`` (0-based), alone, for
+    schedules that advance one clock per adapter (:mod:`xlr.adapters`)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
 def batch_indices(n_items: int, batch_size: int, seed: int, step: int) -> np.ndarray:
@@ -340,6 +353,11 @@ def _image_loader(pool: ImageTextSet, model: nn.Module, preprocess: Any) -> Imag
     return lambda ids: torch.stack([preprocess(pool.images[int(i)]) for i in ids])
 
 
+TextFeatures = Callable[
+    [nn.Module, torch.Tensor, Batch, torch.device], tuple[torch.Tensor, torch.Tensor]
+]  # (model, token ids, batch, device) -> query and target features, as _text_features
+
+
 def _text_features(
     model: nn.Module, tokens: torch.Tensor, batch: Batch, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -375,6 +393,7 @@ class _Trainer:
     ctx: DistContext
     precision: str
     grad_clip: float | None
+    text_features: TextFeatures = _text_features  # the adapters route each side to its LoRA
 
     def step(self, batch: Batch) -> dict[str, float]:
         """Forward on this rank's shard, loss over the global batch, one AdamW step."""
@@ -384,7 +403,7 @@ class _Trainer:
         with autocast(device, self.precision):
             with torch.no_grad():  # the image tower is locked in every arm
                 image_features = model.encode_image(images, normalize=True)
-            query, target = _text_features(model, self.tokens, batch, device)
+            query, target = self.text_features(model, self.tokens, batch, device)
             loss, parts = self.loss_fn(image_features, query, target, mask, model.logit_scale.exp())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -638,33 +657,18 @@ def train_arm(
     }
     start, elapsed = _resume_point(trainer, out / CHECKPOINT, identity, resume)
     log = _start_outputs(out, params, start) if ctx.is_main else None
-    model.train()
-    model.visual.eval()  # locked: no dropout or norm statistics to update
-    loop_start = time.perf_counter()
-    bar = tqdm(
-        range(start, train.steps), desc=spec.name, initial=start, total=train.steps,
-        disable=not (progress and ctx.is_main),
+
+    def save(step: int, elapsed_s: float) -> None:
+        save_checkpoint(
+            out / CHECKPOINT, model, trainer.optimizer, trainer.scheduler,
+            step=step, elapsed_s=elapsed_s, identity=identity,
+        )  # fmt: skip
+
+    wall = _run_steps(
+        trainer, lambda step: (sampler.batch(step), _step_seed(spec.seed, step, ctx.rank)), save,
+        start=start, elapsed=elapsed, steps=train.steps, checkpoint_every=train.checkpoint_every,
+        log=log, desc=spec.name, progress=progress,
     )  # fmt: skip
-    try:
-        with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
-            for step in bar:
-                tic = time.perf_counter()
-                torch.manual_seed(_step_seed(spec.seed, step, ctx.rank))
-                batch = sampler.batch(step)
-                metrics = trainer.step(batch.shard(ctx.rank, ctx.world_size))
-                if log is None:
-                    continue
-                log.write(_log_row(batch, metrics, time.perf_counter() - tic))
-                if (step + 1) % train.checkpoint_every == 0 or step + 1 == train.steps:
-                    done = elapsed + time.perf_counter() - loop_start
-                    save_checkpoint(
-                        out / CHECKPOINT, model, trainer.optimizer, trainer.scheduler,
-                        step=step + 1, elapsed_s=done, identity=identity,
-                    )  # fmt: skip
-    finally:
-        if log is not None:
-            log.close()
-    wall = elapsed + time.perf_counter() - loop_start
     summary = _summary(spec, langs, params, ctx, model, wall)
     if ctx.is_main:
         _write_outputs(model, base, out, summary, lora=spec.trainable == "lora")
@@ -672,6 +676,55 @@ def train_arm(
         dist.barrier()
     model.eval()
     return TrainedArm(spec, dataclasses.replace(base, model=model), out, summary)
+
+
+StepPlan = Callable[[int], tuple[Batch, int]]  # global step -> (global batch, torch seed)
+
+
+def _run_steps(
+    trainer: _Trainer,
+    plan: StepPlan,
+    save: Callable[[int, float], None],
+    *,
+    start: int,
+    elapsed: float,
+    steps: int,
+    checkpoint_every: int,
+    log: StepLog | None,
+    desc: str,
+    progress: bool,
+) -> float:
+    """Steps ``start .. steps - 1`` of one run: seed, train this rank's shard, log, checkpoint.
+
+    Shared by :func:`train_arm` and the adapters (:mod:`xlr.adapters`), which differ only in
+    ``plan`` (which batch and dropout seed a step gets) and ``save`` (``save(next_step,
+    seconds)`` writes the checkpoint; rank 0 only, like ``log``). Returns the training seconds
+    of the whole run, the part before a resume (``elapsed``) included.
+    """
+    ctx, model = trainer.ctx, trainer.model
+    model.train()
+    model.visual.eval()  # locked: no dropout or norm statistics to update
+    loop_start = time.perf_counter()
+    bar = tqdm(
+        range(start, steps), desc=desc, initial=start, total=steps,
+        disable=not (progress and ctx.is_main),
+    )  # fmt: skip
+    try:
+        with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
+            for step in bar:
+                tic = time.perf_counter()
+                batch, seed = plan(step)
+                torch.manual_seed(seed)
+                metrics = trainer.step(batch.shard(ctx.rank, ctx.world_size))
+                if log is None:
+                    continue
+                log.write(_log_row(batch, metrics, time.perf_counter() - tic))
+                if (step + 1) % checkpoint_every == 0 or step + 1 == steps:
+                    save(step + 1, elapsed + time.perf_counter() - loop_start)
+    finally:
+        if log is not None:
+            log.close()
+    return elapsed + time.perf_counter() - loop_start
 
 
 def _log_row(batch: Batch, metrics: dict[str, float], seconds: float) -> dict[str, Any]:

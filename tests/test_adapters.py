@@ -1,0 +1,298 @@
+"""Language adapters (notebook 03) on a tiny random CLIP: isolation, routing, fallbacks, costs.
+
+Real open_clip and peft throughout; the model is a seeded random tiny CLIP (XLM-R 64 hidden,
+2 layers) on a generated pool with three training languages and two held-out ones.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from xlr import adapters as ad
+from xlr import train
+from xlr.config import Params, parse_params
+from xlr.data.synthetic import generate_corpus, load_pool
+from xlr.evaluate import ModelEncoder
+from xlr.langs import nearest_language
+from xlr.models import load_model, write_tiny_model_dir
+from xlr.tokenizer import build_tokenizer
+
+LANGS = ["en", "de", "es", "pt", "ja"]
+TRAIN, HELDOUT = ["en", "de", "es"], ["pt", "ja"]
+R, HIDDEN, LAYERS, TARGETS = 4, 64, 2, 2  # one adapter: LAYERS * TARGETS * R * (in + out)
+PER_ADAPTER = LAYERS * TARGETS * R * (HIDDEN + HIDDEN)
+
+
+def raw_params(runs: Path, **adapters: object) -> dict:
+    return {
+        "run": {"name": "t", "runs_dir": str(runs), "device": "cpu"},
+        "data": {
+            "train_langs": TRAIN,
+            "heldout_langs": HELDOUT,
+            "synthetic": {
+                "langs": LANGS,
+                "pretrain_images": 20,
+                "finetune_images": 48,
+                "eval_images": 10,
+                "shard_size": 100,
+            },
+        },
+        "model": {"tiny": {"vocab_size": 400}},
+        "train": {"batch_size": 16, "checkpoint_every": 2, "warmup": 1, "lr": 1e-2},
+        "adapters": {"lora": {"r": R, "alpha": 8.0}, "steps_per_language": 3} | adapters,
+    }
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Corpus, tokenizer, a tiny model, and the ``adapters`` arm trained on en, de, es."""
+    root = tmp_path_factory.mktemp("adapters")
+    params = parse_params(raw_params(root / "runs"))
+    corpus = generate_corpus(params.data.synthetic, root / "corpus", progress=False)
+    pool = load_pool(corpus, "finetune")
+    tokenizer = build_tokenizer(pool.captions["caption"].tolist(), root / "tokenizer", 400)
+    model_dir = write_tiny_model_dir(params.model.tiny, tokenizer, 32, root / "model", seed=0)
+    base = load_model(model_dir)
+    trained = ad.train_adapters(
+        base, pool, params, ad.AdapterSpec(0, 0), root / "arm", progress=False
+    )
+    texts = {lang: pool.captions_in(lang)["caption"].tolist()[:12] for lang in LANGS}
+    return {"root": root, "pool": pool, "base": base, "trained": trained, "texts": texts}
+
+
+def params_for(world: dict, **adapters: object) -> Params:
+    return parse_params(raw_params(world["root"] / "runs", **adapters))
+
+
+def lora_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if ".lora_" in n}
+
+
+def adapter_of(name: str) -> str:
+    parts = name.split(".")
+    return parts[next(i for i, p in enumerate(parts) if p.startswith("lora_")) + 1]
+
+
+def encodings(encoder: object, texts: dict[str, list[str]]) -> dict[str, np.ndarray]:
+    return {lang: encoder.encode_texts(batch, lang) for lang, batch in texts.items()}
+
+
+def test_schedules_and_seeds_are_pure() -> None:
+    assert ad.language_schedule(["en", "de"], 2, "sequential") == [
+        ("en", 0), ("en", 1), ("de", 0), ("de", 1),
+    ]  # fmt: skip
+    assert ad.language_schedule(["en", "de"], 2, "interleaved") == [
+        ("en", 0), ("de", 0), ("en", 1), ("de", 1),
+    ]  # fmt: skip
+    assert ad.language_seed(0, "en") == ad.language_seed(0, "en") != ad.language_seed(0, "de")
+    specs = ad.adapter_specs_from_params(parse_params(raw_params(Path("runs"))))
+    assert [s.name for s in specs] == ["adapters", "adapters_hybrid-a0.5"]
+    assert specs[1].directory(parse_params(raw_params(Path("/r")))) == Path(
+        "/r/t/arms/adapters_hybrid-a0.5/base0/seed0"
+    )
+
+
+def test_only_the_active_adapter_trains(world: dict) -> None:
+    model = load_model(world["root"] / "model").model
+    per_adapter = ad.add_language_adapters(model, TRAIN, params_for(world).adapters.lora, seed=0)
+    assert per_adapter == PER_ADAPTER == train.count_trainable(model)
+    for lang in TRAIN:
+        model.text.transformer.set_adapter(lang)
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        assert train.count_trainable(model) == PER_ADAPTER
+        assert all(n.startswith("text.transformer.") and adapter_of(n) == lang for n in trainable)
+
+
+def test_arm_outputs_summary_and_frozen_base(world: dict) -> None:
+    trained, base = world["trained"], world["base"]
+    out = trained.out_dir
+    assert ad.saved_adapter_langs(out) == sorted(TRAIN)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 3 * len(TRAIN) and summary["trainable_params"] == 3 * PER_ADAPTER
+    for lang in TRAIN:
+        cost = summary["per_language"][lang]
+        assert cost["trainable_params"] == PER_ADAPTER and cost["steps"] == 3
+        assert cost["bytes_on_disk"] > PER_ADAPTER * 4 and cost["wall_s"] > 0
+    log = (out / train.LOG_CSV).read_text().splitlines()[1:]
+    assert [row.split(",")[2] for row in log] == [lang for lang in TRAIN for _ in range(3)]
+    base_state = base.model.state_dict()
+    for name, value in trained.bundle.model.state_dict().items():
+        if ".lora_B." in name:
+            assert value.abs().sum() > 0  # trained away from peft's zero init
+        elif ".lora_" not in name:
+            key = name.replace("base_model.model.", "").replace(".base_layer", "")
+            assert torch.equal(value, base_state[key]), key
+
+
+def test_an_adapter_changes_only_its_languages_outputs(world: dict, tmp_path: Path) -> None:
+    """Training de's adapter (or not) leaves en and es bit-identical; held-out = the base."""
+    params = params_for(world, schedule="interleaved")
+    without_de = ad.train_adapters(
+        world["base"], world["pool"], params, ad.AdapterSpec(0, 0), tmp_path,
+        langs=["en", "es"], progress=False,
+    )  # fmt: skip
+    with_de = world["trained"]
+    for name, value in lora_state(without_de.bundle.model).items():
+        assert torch.equal(value, dict(with_de.bundle.model.named_parameters())[name]), name
+    texts = world["texts"]
+    a = encodings(ad.AdapterEncoder(with_de.bundle), texts)
+    b = encodings(ad.AdapterEncoder(without_de.bundle), texts)
+    base = encodings(ModelEncoder(world["base"]), texts)
+    for lang in ("en", "es", *HELDOUT):
+        assert np.array_equal(a[lang], b[lang]), lang
+    for lang in HELDOUT:  # adapters disabled: the base model, exactly
+        assert np.array_equal(a[lang], base[lang]), lang
+    assert not np.allclose(a["de"], b["de"]) and not np.allclose(a["de"], base["de"])
+
+
+def test_routing_fallbacks_and_exact_reload(world: dict) -> None:
+    trained, texts = world["trained"], world["texts"]
+    images = world["pool"].images
+    base_images = ModelEncoder(world["base"]).encode_images(images)
+    expected = {"base": "base", "nearest": "nearest:es", "average": "average"}
+    for fallback in ad.FALLBACKS:
+        live = ad.AdapterEncoder(trained.bundle, fallback)
+        loaded = ad.AdapterEncoder.from_folder(world["base"], trained.out_dir, fallback)
+        assert {lang: live.route(lang) for lang in TRAIN} == {lang: lang for lang in TRAIN}
+        assert live.route("pt") == expected[fallback] == loaded.route("pt")
+        if fallback == "nearest":
+            assert live.route("ja") == f"nearest:{nearest_language('ja', TRAIN)}"
+        assert live.describe()["fallback"] == fallback and live.checkpoint == loaded.checkpoint
+        ours, theirs = encodings(live, texts), encodings(loaded, texts)
+        assert all(np.array_equal(ours[lang], theirs[lang]) for lang in LANGS)
+        assert np.array_equal(loaded.encode_images(images), base_images)
+    nearest = ad.AdapterEncoder(trained.bundle, "nearest")
+    assert np.array_equal(
+        nearest.encode_texts(texts["pt"], "pt"), nearest.encode_texts(texts["pt"], "es")
+    )
+    average = ad.AdapterEncoder(trained.bundle, "average").encode_texts(texts["pt"], "pt")
+    base = ModelEncoder(world["base"]).encode_texts(texts["pt"], "pt")
+    assert not np.allclose(average, base) and not np.allclose(
+        average, nearest.encode_texts(texts["pt"], "pt")
+    )
+    checkpoints = {ad.AdapterEncoder(trained.bundle, f).checkpoint for f in ad.FALLBACKS}
+    assert len(checkpoints) == 3  # cached held-out embeddings never cross fallbacks
+
+
+def test_average_adapter_is_the_mean_update(world: dict) -> None:
+    transformer = world["trained"].bundle.model.text.transformer
+    ad.add_average_adapter(transformer, TRAIN)
+    average = ad.lora_deltas(transformer, ad.AVERAGE)
+    per_lang = [ad.lora_deltas(transformer, lang) for lang in TRAIN]
+    assert len(average) == LAYERS * TARGETS
+    for layer, delta in average.items():
+        mean = sum(deltas[layer] for deltas in per_lang) / len(TRAIN)
+        assert mean.abs().max() > 0
+        torch.testing.assert_close(delta, mean, atol=1e-6, rtol=1e-5)
+
+
+def test_cross_step_updates_exactly_its_two_adapters(world: dict) -> None:
+    params = params_for(world)
+    ctx = train.init_distributed("cpu")
+    spec = ad.AdapterSpec(0, 0, alpha=0.0)  # every step a cross step
+    run = ad._prepare(world["base"], world["pool"], params, spec, TRAIN, ctx)
+    batch, _ = run.plan(0)
+    assert batch.kind == "cross"
+    pair = {batch.query_langs[0], batch.target_langs[0]}
+    model = run.trainer.model
+    before, frozen = lora_state(model), {n: p.clone() for n, p in model.state_dict().items()}
+    run.trainer.step(batch)
+    for name, value in lora_state(model).items():
+        changed = not torch.equal(value, before[name])
+        assert changed == (adapter_of(name) in pair), name
+    for name, value in model.state_dict().items():
+        if ".lora_" not in name:
+            assert torch.equal(value, frozen[name]), name
+
+
+def test_hybrid_arm_trains_every_adapter(world: dict, tmp_path: Path) -> None:
+    params = params_for(world, steps_per_language=2)
+    spec = ad.AdapterSpec(0, 0, alpha=0.5)
+    arm = ad.train_adapters(world["base"], world["pool"], params, spec, tmp_path, progress=False)
+    rows = (tmp_path / train.LOG_CSV).read_text().splitlines()[1:]
+    assert len(rows) == 6 and {row.split(",")[1] for row in rows} == {"mono", "cross"}
+    assert arm.summary["name"] == "adapters_hybrid-a0.5" and arm.summary["schedule"] == "hybrid"
+    for lang in TRAIN:
+        assert any(
+            v.abs().sum() > 0
+            for v in ad.lora_deltas(arm.bundle.model.text.transformer, lang).values()
+        )
+
+
+def test_crashed_run_resumes_to_identical_adapters(
+    world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = params_for(world, steps_per_language=2, schedule="interleaved")
+    spec, langs = ad.AdapterSpec(0, 1), ["en", "de"]
+    reference = ad.train_adapters(
+        world["base"], world["pool"], params, spec, tmp_path / "ref", langs=langs, progress=False
+    )
+    step, calls = train._Trainer.step, []
+
+    def crash_at_third(self: train._Trainer, batch: object) -> dict[str, float]:
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("killed")
+        return step(self, batch)
+
+    monkeypatch.setattr(train._Trainer, "step", crash_at_third)
+    with pytest.raises(RuntimeError, match="killed"):
+        ad.train_adapters(
+            world["base"], world["pool"], params, spec, tmp_path / "run", langs=langs,
+            progress=False,
+        )  # fmt: skip
+    assert train.load_checkpoint(tmp_path / "run" / train.CHECKPOINT)["step"] == 2
+    monkeypatch.setattr(train._Trainer, "step", step)
+    resumed = ad.train_adapters(
+        world["base"], world["pool"], params, spec, tmp_path / "run", langs=langs, progress=False
+    )
+    expected = lora_state(reference.bundle.model)
+    assert all(torch.equal(v, expected[n]) for n, v in lora_state(resumed.bundle.model).items())
+    assert len((tmp_path / "run" / train.LOG_CSV).read_text().splitlines()) == 1 + 4
+
+
+def test_costs_against_full_tower_and_shared_lora(world: dict, tmp_path: Path) -> None:
+    shared = load_model(world["root"] / "model").model
+    train.add_shared_lora(shared, params_for(world).train.lora)  # r = 8: twice one adapter
+    shared.text.transformer.save_pretrained(tmp_path)
+    costs = ad.adapter_costs(world["trained"].out_dir, world["base"].model, tmp_path)
+    by_kind = costs.groupby("kind")["trainable_params"].sum()
+    assert list(costs.loc[costs["kind"] == "adapter", "lang"]) == sorted(TRAIN)
+    assert (costs.loc[costs["kind"] == "adapter", "trainable_params"] == PER_ADAPTER).all()
+    assert by_kind["adapters"] == 3 * PER_ADAPTER and by_kind["shared_lora"] == 2 * PER_ADAPTER
+    text = sum(
+        p.numel() for n, p in world["base"].model.named_parameters() if n.startswith("text.")
+    )
+    assert by_kind["full_text_tower"] == text + 1
+    summary = world["trained"].summary
+    assert (
+        costs.loc[costs["kind"] == "adapters", "bytes_on_disk"].item() == summary["bytes_on_disk"]
+    )
+    assert (costs["vs_full"] <= 1).all()
+
+
+def test_clear_errors(world: dict, tmp_path: Path) -> None:
+    trained, base = world["trained"], world["base"]
+    encoder = ad.AdapterEncoder(trained.bundle, "nearest")
+    with pytest.raises(ValueError, match="unknown language code 'xx'"):
+        encoder.route("xx")
+    with pytest.raises(FileNotFoundError, match="no adapters here"):
+        ad.AdapterEncoder.from_folder(base, tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match=r"no adapter directory for \['pt'\]"):
+        ad.load_adapters(base, trained.out_dir, langs=["en", "pt"])
+    with pytest.raises(TypeError, match="ModelEncoder"):
+        ad.AdapterEncoder(base)
+    wide = params_for(world, lora={"r": 128})
+    with pytest.raises(ValueError, match=r"adapters.lora.r = 128 exceeds the width 64"):
+        ad.train_adapters(base, world["pool"], wide, ad.AdapterSpec(0, 0), tmp_path, progress=False)
+    with pytest.raises(ValueError, match="held out|heldout"):
+        ad.train_adapters(
+            base, world["pool"], params_for(world), ad.AdapterSpec(0, 0), tmp_path,
+            langs=["en", "ja"], progress=False,
+        )  # fmt: skip
+    assert not list(tmp_path.iterdir())  # refused before writing anything
