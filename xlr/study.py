@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from tqdm.auto import tqdm
 
+from xlr.adapters import AdapterEncoder, adapter_specs_from_params, train_adapters
 from xlr.batching import STRATEGIES, Batch, BatchSampler
 from xlr.config import Params
 from xlr.data.imagetext import ImageTextSet
@@ -45,6 +47,29 @@ def trained_arms(params: Params) -> list[ArmSpec]:
     return [spec for spec in arms_from_params(params) if spec.arm != "zeroshot"]
 
 
+@dataclass(frozen=True)
+class TrainedRun:
+    """One fine-tuned model on disk: a 02 arm or a 03 adapter arm, by name, base and seed."""
+
+    name: str
+    base_seed: int
+    seed: int
+    directory: Path
+
+
+def trained_runs(params: Params) -> list[TrainedRun]:
+    """Every fine-tuned model ``params`` asks for: notebook 02's arms, then 03's adapter arms."""
+    arms = [
+        TrainedRun(spec.name, spec.base_seed, spec.seed, spec.directory(params))
+        for spec in trained_arms(params)
+    ]
+    adapters = [
+        TrainedRun(spec.name, spec.base_seed, spec.seed, spec.directory(params))
+        for spec in adapter_specs_from_params(params)
+    ]
+    return arms + adapters
+
+
 def train_arms(params: Params, pool: ImageTextSet, progress: bool = True) -> pd.DataFrame:
     """Train every arm of ``params`` (finished ones are skipped, interrupted ones resume) and
     return one row of ``summary.json`` per arm."""
@@ -57,25 +82,46 @@ def train_arms(params: Params, pool: ImageTextSet, progress: bool = True) -> pd.
     return arm_summaries(params)
 
 
+def train_adapter_arms(params: Params, pool: ImageTextSet, progress: bool = True) -> pd.DataFrame:
+    """Train the language adapters (and the combined adapters_hybrid arm) of ``params``;
+    one row of ``summary.json`` per adapter arm."""
+    bases: dict[int, ModelBundle] = {}
+    specs = adapter_specs_from_params(params)
+    for spec in tqdm(specs, desc="adapter arms", unit="arm", disable=not progress):
+        if spec.base_seed not in bases:
+            bases[spec.base_seed] = load_base(params, spec.base_seed, progress)
+        train_adapters(bases[spec.base_seed], pool, params, spec, progress=progress)
+    return arm_summaries(params)
+
+
 def arm_summaries(params: Params) -> pd.DataFrame:
-    """``summary.json`` of every finished trained arm, one row each (wall time, steps/s,
-    trainable parameters): arms are matched on steps, so compute goes beside every result."""
+    """``summary.json`` of every finished fine-tuned model, one row each (wall time, steps/s,
+    trainable parameters): arms are matched on steps, so compute goes beside every result.
+    Adapter arms get one row per evaluated fallback name (``adapters-nearest``, ...)."""
     rows = []
-    for spec in trained_arms(params):
-        path = spec.directory(params) / SUMMARY_FILE
-        if path.is_file():
-            rows.append(json.loads(path.read_text(encoding="utf-8")))
+    for run in trained_runs(params):
+        path = run.directory / SUMMARY_FILE
+        if not path.is_file():
+            continue
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        names = adapter_arm_names(params, run.name) if run.name.startswith("adapters") else []
+        rows += [{**summary, "name": name} for name in names or [run.name]]
     return pd.DataFrame(rows)
 
 
+def adapter_arm_names(params: Params, name: str) -> list[str]:
+    """The evaluated names of one adapter arm: one per fallback for held-out languages."""
+    return [f"{name}-{fallback}" for fallback in params.adapters.fallbacks]
+
+
 def training_logs(params: Params) -> pd.DataFrame:
-    """Every trained arm's ``log.csv`` in one table, with the arm name, base and seed."""
+    """Every fine-tuned model's ``log.csv`` in one table, with its name, base and seed."""
     frames = []
-    for spec in trained_arms(params):
-        path = spec.directory(params) / LOG_CSV
+    for run in trained_runs(params):
+        path = run.directory / LOG_CSV
         if path.is_file():
             log = pd.read_csv(path)
-            frames.append(log.assign(arm=spec.name, base_seed=spec.base_seed, seed=spec.seed))
+            frames.append(log.assign(arm=run.name, base_seed=run.base_seed, seed=run.seed))
     if not frames:
         raise FileNotFoundError(
             f"no training logs for run {params.run.name!r}; train the arms first (notebook 02)"
@@ -101,16 +147,52 @@ def example_batches(params: Params, pool: ImageTextSet, step: int = 0) -> dict[s
     }
 
 
-def arm_encoders(params: Params, progress: bool = True) -> Iterator[tuple[ArmSpec, Encoder]]:
-    """Every arm of ``params`` as an :class:`~xlr.evaluate.Encoder`: the zero-shot base and each
-    trained arm's model folder (a missing folder is a clear error naming the arm)."""
+@dataclass(frozen=True)
+class EvaluatedArm:
+    """An encoder to evaluate and the identity its results are filed under."""
+
+    name: str
+    base_seed: int
+    seed: int | None
+    encoder: Encoder
+
+
+def arm_encoders(params: Params, progress: bool = True) -> Iterator[EvaluatedArm]:
+    """Every model of the study as an :class:`~xlr.evaluate.Encoder`: the zero-shot base, each
+    trained arm's model folder, and each adapter arm once per fallback (its routing says which
+    adapter encoded which language). A missing folder is a clear error naming the arm."""
     device = resolve_device(params.run.device)
     batch = params.eval.batch_size
+    bases = {b: load_base(params, b, progress) for b in params.run.base_seeds}
     for spec in arms_from_params(params):
         if spec.arm == "zeroshot":
-            yield spec, ModelEncoder(load_base(params, spec.base_seed, progress), device, batch)
+            encoder: Encoder = ModelEncoder(bases[spec.base_seed], device, batch)
         else:
-            yield spec, ModelEncoder.from_folder(spec.directory(params) / MODEL_DIR, device, batch)
+            encoder = ModelEncoder.from_folder(spec.directory(params) / MODEL_DIR, device, batch)
+        yield EvaluatedArm(spec.name, spec.base_seed, spec.seed, encoder)
+    for spec in adapter_specs_from_params(params):
+        for fallback, name in zip(
+            params.adapters.fallbacks, adapter_arm_names(params, spec.name), strict=True
+        ):
+            encoder = AdapterEncoder.from_folder(
+                bases[spec.base_seed], spec.directory(params), fallback, device=device,
+                batch_size=batch,
+            )  # fmt: skip
+            yield EvaluatedArm(name, spec.base_seed, spec.seed, encoder)
+
+
+def routing_table(params: Params) -> pd.DataFrame:
+    """Which adapter encodes each language under each fallback (first adapter arm)."""
+    specs = adapter_specs_from_params(params)
+    if not specs:
+        raise ValueError("adapters.enabled is false: there is no adapter arm to route")
+    base = load_base(params, specs[0].base_seed, progress=False)
+    langs = params.data.train_langs + params.data.heldout_langs
+    columns = {}
+    for fallback in params.adapters.fallbacks:
+        encoder = AdapterEncoder.from_folder(base, specs[0].directory(params), fallback)
+        columns[fallback] = [encoder.route(lang) for lang in langs]
+    return pd.DataFrame(columns, index=pd.Index(langs, name="language"))
 
 
 def results_dir(params: Params) -> Path:
@@ -125,18 +207,18 @@ def evaluate_arms(params: Params, progress: bool = True) -> tuple[pd.DataFrame, 
     sets = eval_sets(params)
     cache = results_dir(params) / "embeddings"
     all_results, all_ranks = [], []
-    encoders = list(arm_encoders(params, progress))
-    for spec, encoder in tqdm(encoders, desc="evaluate arms", unit="arm", disable=not progress):
+    arms = list(arm_encoders(params, progress))
+    for arm in tqdm(arms, desc="evaluate arms", unit="arm", disable=not progress):
         for eval_set in sets.values():
             results, ranks = evaluate_arm(
-                encoder,
+                arm.encoder,
                 eval_set,
                 params.data.train_langs,
                 params.data.heldout_langs,
                 eval_cfg=params.eval,
-                arm=spec.name,
-                seed=spec.seed,
-                base_seed=spec.base_seed,
+                arm=arm.name,
+                seed=arm.seed,
+                base_seed=arm.base_seed,
                 cache_dir=cache,
             )
             write_results(results, ranks, results_dir(params))
@@ -159,3 +241,31 @@ def load_results(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
         ignore_index=True,
     )
     return pd.read_parquet(path), ranks
+
+
+def arm_catalogue(params: Params) -> pd.DataFrame:
+    """One row per arm name: its batch strategy, alpha (mono = 1, cross = 0 on the hybrid
+    axis, as the sweep's end points) and what trains."""
+    rows = {}
+    for spec in arms_from_params(params):
+        alpha = {"mono": 1.0, "cross": 0.0}.get(spec.arm, spec.alpha)
+        rows[spec.name] = {
+            "arm_name": spec.name,
+            "strategy": spec.arm,
+            "alpha": alpha,
+            "trainable": spec.trainable or "none",
+        }
+    return pd.DataFrame(rows.values())
+
+
+def headline_hybrid_arm(params: Params) -> str | None:
+    """The hybrid arm the claims are about: alpha 0.5 (the paper's) when swept, else the middle
+    alpha; the full text tower when trained, else the LoRA; None without a hybrid arm."""
+    hybrids = arm_catalogue(params)
+    hybrids = hybrids[hybrids["strategy"] == "hybrid"]
+    if hybrids.empty:
+        return None
+    alphas = sorted(hybrids["alpha"].unique())
+    alpha = 0.5 if 0.5 in alphas else alphas[len(alphas) // 2]
+    chosen = hybrids[hybrids["alpha"] == alpha].sort_values("trainable")  # "full" < "lora"
+    return str(chosen["arm_name"].iloc[0])
