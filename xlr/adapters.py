@@ -107,10 +107,11 @@ class AdapterSpec:
 
 def adapter_specs_from_params(params: Params) -> list[AdapterSpec]:
     """Every adapter model the params ask for, base by base: ``adapters`` when
-    ``adapters.enabled``, ``adapters_hybrid`` once per ``train.alphas`` when ``hybrid_arm``."""
+    ``adapters.enabled``, and ``adapters_hybrid`` at ``adapters.hybrid_alpha`` unless null
+    (one alpha: the combined arm asks whether the two ideas add up, not which alpha is best)."""
     alphas: list[float | None] = [None] if params.adapters.enabled else []
-    if params.adapters.hybrid_arm:
-        alphas += list(dict.fromkeys(params.train.alphas))
+    if params.adapters.hybrid_alpha is not None:
+        alphas.append(params.adapters.hybrid_alpha)
     return [
         AdapterSpec(base_seed, seed, alpha)
         for base_seed in params.run.base_seeds

@@ -228,7 +228,8 @@ class AdaptersSection(Section):
     fallbacks: Annotated[list[Literal["base", "nearest", "average"]], Field(min_length=1)] = [
         "base", "nearest", "average",
     ]  # fmt: skip
-    hybrid_arm: bool = True
+    # alpha of the combined adapters_hybrid arm (per-language adapters, hybrid batches); null: off
+    hybrid_alpha: Unit | None = 0.5
 
 
 class EvalSection(Section):
