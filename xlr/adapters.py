@@ -35,8 +35,8 @@ from torch import nn
 
 from xlr.batching import Batch, BatchSampler
 from xlr.config import LoraSection, Params, resolve_path
-from xlr.data.imagetext import ImageStore, ImageTextSet
-from xlr.evaluate import encode_images, encode_texts, state_dict_hash
+from xlr.data.imagetext import ImageTextSet
+from xlr.evaluate import ModelEncoder, encode_texts
 from xlr.io import atomic_dir, atomic_write_json
 from xlr.langs import canonical_code, nearest_language
 from xlr.losses import ContrastiveLoss
@@ -558,7 +558,7 @@ def load_adapters(
     return dataclasses.replace(base, model=model.eval())
 
 
-class AdapterEncoder:
+class AdapterEncoder(ModelEncoder):
     """:class:`xlr.evaluate.Encoder` of the adapter arms: captions through their language's
     adapter, images through the frozen image tower.
 
@@ -588,12 +588,9 @@ class AdapterEncoder:
         add_average_adapter(transformer, self.langs)
         for param in bundle.model.parameters():
             param.requires_grad_(False)
-        self.bundle = bundle
+        super().__init__(bundle, device, batch_size)
         self.fallback = fallback
-        self.device = torch.device(device)
-        self.batch_size = batch_size
-        self._checkpoint: str | None = None
-        bundle.model.to(self.device).eval()
+        bundle.model.eval()
 
     @classmethod
     def from_folder(
@@ -630,34 +627,13 @@ class AdapterEncoder:
         yield
 
     @property
-    def name(self) -> str:
-        return self.bundle.name
-
-    @property
     def checkpoint(self) -> str:
         """Hash of the weights and adapters, plus the fallback: held-out languages' embeddings
         differ between fallbacks of the same weights."""
-        if self._checkpoint is None:
-            self._checkpoint = f"{state_dict_hash(self.bundle.model)}-{self.fallback}"
-        return self._checkpoint
+        return f"{super().checkpoint}-{self.fallback}"
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "encoder": type(self).__name__,
-            "model": self.name,
-            "checkpoint": self.checkpoint,
-            "adapters": list(self.langs),
-            "fallback": self.fallback,
-            "device": str(self.device),
-            "batch_size": self.batch_size,
-        }
-
-    def encode_images(self, images: ImageStore) -> np.ndarray:
-        """The frozen image tower: adapters live in the text tower only."""
-        model = self.bundle.model
-        return encode_images(
-            model, self.bundle.preprocess_val, images, self.device, self.batch_size
-        )
+        return {**super().describe(), "adapters": list(self.langs), "fallback": self.fallback}
 
     def encode_texts(self, texts: Sequence[str], lang: str) -> np.ndarray:
         """Captions of one language, through the adapter :meth:`route` picks for it."""
