@@ -323,7 +323,7 @@ def _format_errors(err: ValidationError, source: str) -> str:
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key; check its spelling and section (see xlr/config.py)"
-        elif "input" in item and item["type"] not in ("missing",):
+        elif "input" in item and item["type"] != "missing" and not isinstance(item["input"], dict):
             message = f"{message} (got {item['input']!r})"
         lines.append(f"  {key}: {message}")
     return "\n".join(lines)

@@ -142,7 +142,8 @@ def sampled_language_counts(contract: dict[str, Any]) -> dict[str, int]:
     if contract["source"] == "synthetic":
         return dict(read_manifest(Path(contract["corpus"]))["counts"]["pretrain"])
     manifest = json.loads(Path(contract["sample_manifest"]).read_text(encoding="utf-8"))
-    return {lang: stages["selected"] for lang, stages in manifest["counts"].items()}
+    counts = manifest["counts"].items()
+    return {lang: stages["selected"] for lang, stages in counts if "selected" in stages}
 
 
 def language_counts(pools: dict[str, ImageTextSet]) -> pd.DataFrame:

@@ -1,0 +1,102 @@
+"""Notebook 01's two data paths end to end: the generated corpus, and the real LAION path
+(DuckDB sampling, then the real img2dataset) run offline against the generated corpus's images
+served on 127.0.0.1."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import threading
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from xlr.config import parse_params
+from xlr.data.prepare import (
+    eval_sets,
+    finetune_pool,
+    prepare_data,
+    read_contract,
+    sampled_language_counts,
+)
+from xlr.data.synthetic import generate_corpus
+
+SYNTHETIC = {"pretrain_images": 300, "finetune_images": 40, "eval_images": 20, "shard_size": 100}
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def served_corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A generated corpus whose LAION-schema URLs point at a loopback server over its images."""
+    root = tmp_path_factory.mktemp("www")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=root))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base_url = f"http://127.0.0.1:{server.server_address[1]}/corpus/images"
+    params = parse_params(
+        {"run": {"name": "c"}, "data": {"train_langs": ["en", "de"], "synthetic": SYNTHETIC}}
+    )
+    yield generate_corpus(params.data.synthetic, root / "corpus", progress=False, base_url=base_url)
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_synthetic_path_writes_the_contract(tmp_path: Path) -> None:
+    params = parse_params(
+        {
+            "run": {"name": "s", "runs_dir": str(tmp_path / "runs"), "cache_dir": str(tmp_path)},
+            "data": {"train_langs": ["en", "de"], "heldout_langs": ["ja"], "synthetic": SYNTHETIC},
+        }
+    )
+    with pytest.raises(FileNotFoundError, match="run notebook 01_data_sampling"):
+        finetune_pool(params)
+    contract = prepare_data(params, progress=False)
+    assert read_contract(params) == json.loads(json.dumps(contract))
+    assert set(finetune_pool(params).captions["lang"]) == {"en", "de"}  # held-out stays unseen
+    assert set(eval_sets(params)["synthetic"].captions["lang"]) == {"en", "de", "ja"}
+    counts = sampled_language_counts(contract)
+    assert sum(counts.values()) == SYNTHETIC["pretrain_images"] and counts["en"] > counts["de"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("img2dataset") is None, reason="needs img2dataset")
+def test_laion_path_offline(served_corpus: Path, tmp_path: Path) -> None:
+    metadata = served_corpus / "pretrain" / "metadata.parquet"
+    params = parse_params(
+        {
+            "run": {"name": "l", "runs_dir": str(tmp_path / "runs"), "device": "cpu"},
+            "data": {
+                "source": "laion",
+                "train_langs": ["en", "de", "hi"],
+                "heldout_langs": [],
+                "laion": {
+                    # the generated metadata carries ENG TEXT, like the translated release
+                    "inputs": {"metadata": [str(metadata)], "translations": [str(metadata)]},
+                    "quotas": {"counts": {"en": 12, "de": 6, "hi": 40}},
+                    "filters": {"min_similarity": 0.25},
+                    "download": {"processes": 1, "threads": 4, "image_size": 32},
+                },
+            },
+            "model": {"kind": "open_clip"},
+            "eval": {"benchmarks": ["xtd10"]},
+        }
+    )
+    contract = prepare_data(params, progress=False)
+    manifest = json.loads(Path(contract["sample_manifest"]).read_text())
+    assert "hi" in manifest["shortfalls"]  # a rare language falls short and is reported
+    counts = sampled_language_counts(contract)
+    assert counts["en"] == 12 and counts["de"] == 6 and counts["hi"] < 40
+    assert contract["download_failed"] == 0
+    pool = finetune_pool(params)
+    assert len(pool) == sum(counts.values())
+    # ENG TEXT gives every non-English image an English caption: the cross arms' parallel text
+    english = pool.captions[pool.captions["lang"] == "en"]
+    assert english["image_id"].nunique() == len(pool)
+    assert contract["benchmarks"]["xtd10"].endswith("data/benchmarks/xtd10")
