@@ -121,7 +121,7 @@ def test_killed_run_resumes_to_identical_weights(world: dict, tmp_path: Path) ->
         "model_dir": str(world["model"]),
         "out_dir": str(out),
         "spec": {"arm": "hybrid", "base_seed": 0, "seed": 1, "alpha": 0.5, "trainable": "full"},
-        "step_delay": 0.3,
+        "step_delay": 1.0,  # wide windows between writes: the kill lands mid-run even under load
     }
     process = run_job(world, job)
     deadline = time.monotonic() + 90
