@@ -26,6 +26,9 @@ def test_language_mix_figure() -> None:
     )
     labelled(fig)
     assert fig.axes[0].get_yscale() == "log"
+    fig = language_mix_figure({"en": 9, "de": 1}, {"en": 0.9, "de": 0.1}, "t", before={"en": 5})
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["before sampling", "after sampling", "LAION-5B (renormalised)"]
 
 
 def test_training_figures() -> None:

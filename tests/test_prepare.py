@@ -18,6 +18,7 @@ from xlr.config import parse_params
 from xlr.data.prepare import (
     eval_sets,
     finetune_pool,
+    input_language_counts,
     prepare_data,
     read_contract,
     sampled_language_counts,
@@ -64,6 +65,7 @@ def test_synthetic_path_writes_the_contract(tmp_path: Path) -> None:
     assert set(eval_sets(params)["synthetic"].captions["lang"]) == {"en", "de", "ja"}
     counts = sampled_language_counts(contract)
     assert sum(counts.values()) == SYNTHETIC["pretrain_images"] and counts["en"] > counts["de"]
+    assert input_language_counts(contract) is None
 
 
 @pytest.mark.skipif(importlib.util.find_spec("img2dataset") is None, reason="needs img2dataset")
@@ -93,6 +95,9 @@ def test_laion_path_offline(served_corpus: Path, tmp_path: Path) -> None:
     assert "hi" in manifest["shortfalls"]  # a rare language falls short and is reported
     counts = sampled_language_counts(contract)
     assert counts["en"] == 12 and counts["de"] == 6 and counts["hi"] < 40
+    before = input_language_counts(contract)
+    assert sum(before.values()) == SYNTHETIC["pretrain_images"]
+    assert all(before[lang] >= n for lang, n in counts.items())
     assert contract["download_failed"] == 0
     pool = finetune_pool(params)
     assert len(pool) == sum(counts.values())

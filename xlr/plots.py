@@ -19,23 +19,31 @@ PALETTE = "colorblind"
 
 
 def language_mix_figure(
-    counts: Mapping[str, int], reference: Mapping[str, float], title: str
+    counts: Mapping[str, int],
+    reference: Mapping[str, float],
+    title: str,
+    before: Mapping[str, int] | None = None,
 ) -> Figure:
-    """Share of captions per language in a pool beside a reference mix (LAION-5B's), log scale.
+    """Share of captions per language in a sample (and, given ``before``, in what it was drawn
+    from) beside a reference mix (LAION-5B's), log scale.
 
     Log scale because LAION's mix spans three orders of magnitude: on a linear axis every
     language but English would be a sliver.
     """
-    total = sum(counts.values())
     langs = sorted(reference, key=reference.get, reverse=True)
-    table = pd.DataFrame(
-        {
-            "language": langs * 2,
-            "share (%)": [100 * counts.get(lang, 0) / total for lang in langs]
-            + [100 * reference[lang] for lang in langs],
-            "source": ["this pool"] * len(langs) + ["LAION-5B (renormalised)"] * len(langs),
-        }
-    )
+    series = {"after sampling" if before else "this pool": counts}
+    if before:
+        series = {"before sampling": before, **series}
+    rows = [
+        {"language": lang, "share (%)": 100 * mix.get(lang, 0) / sum(mix.values()), "source": name}
+        for name, mix in series.items()
+        for lang in langs
+    ]
+    rows += [
+        {"language": lang, "share (%)": 100 * reference[lang], "source": "LAION-5B (renormalised)"}
+        for lang in langs
+    ]
+    table = pd.DataFrame(rows)
     fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(langs)), 3.6), layout="constrained")
     sns.barplot(table, x="language", y="share (%)", hue="source", palette=PALETTE, ax=ax)
     ax.set_yscale("log")

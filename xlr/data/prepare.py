@@ -146,6 +146,15 @@ def sampled_language_counts(contract: dict[str, Any]) -> dict[str, int]:
     return {lang: stages["selected"] for lang, stages in counts if "selected" in stages}
 
 
+def input_language_counts(contract: dict[str, Any]) -> dict[str, int] | None:
+    """Rows per language in the LAION metadata before any filter (None for the generated corpus,
+    which is generated at its mix rather than sampled from a larger pool)."""
+    if contract["source"] == "synthetic":
+        return None
+    manifest = json.loads(Path(contract["sample_manifest"]).read_text(encoding="utf-8"))
+    return {lang: stages.get("rows", 0) for lang, stages in manifest["counts"].items()}
+
+
 def language_counts(pools: dict[str, ImageTextSet]) -> pd.DataFrame:
     """Captions per language (rows) in each pool (columns), zero where a pool lacks one."""
     counts = {name: pool.captions["lang"].value_counts() for name, pool in pools.items()}
