@@ -69,15 +69,19 @@ def xlr_root(tmp_path_factory: pytest.TempPathFactory):
         yield root
 
 
+def run_every_notebook(out_dir: Path, cwd: Path, **papermill_args: object) -> None:
+    """Execute all notebooks in order into ``out_dir`` (one shared run directory)."""
+    out_dir.mkdir(exist_ok=True)
+    for path in NOTEBOOKS:
+        papermill.execute_notebook(
+            str(path), str(out_dir / path.name), cwd=str(cwd), progress_bar=False, **papermill_args
+        )
+
+
 @pytest.mark.slow
 def test_papermill_smoke_run_of_every_notebook(xlr_root: Path) -> None:
-    """All notebooks in order on params/smoke.yaml, sharing one run directory."""
-    for path in NOTEBOOKS:
-        out = xlr_root / "executed" / path.name
-        out.parent.mkdir(exist_ok=True)
-        papermill.execute_notebook(
-            str(path), str(out), parameters=SMOKE, cwd=str(ROOT), progress_bar=False
-        )
+    """All notebooks in order on params/smoke.yaml, as `xlr reproduce` and CI run them."""
+    run_every_notebook(xlr_root / "executed", ROOT, parameters=SMOKE)
     assert (xlr_root / "runs" / "smoke" / "data" / "data.json").is_file()
     assert_base_behaves_like_a_laion_model()
 
@@ -98,10 +102,6 @@ def assert_base_behaves_like_a_laion_model() -> None:
 @pytest.mark.slow
 def test_notebooks_run_unparameterised_from_notebooks_dir(xlr_root: Path) -> None:
     """Run All in JupyterLab: no injected parameters, working directory notebooks/."""
+    run_every_notebook(xlr_root / "as_is", ROOT / "notebooks")
     for path in NOTEBOOKS:
-        out = xlr_root / "as_is" / path.name
-        out.parent.mkdir(exist_ok=True)
-        papermill.execute_notebook(
-            str(path), str(out), cwd=str(ROOT / "notebooks"), progress_bar=False
-        )
         assert dirty_cells(json.loads(path.read_text())) == []  # the source stays clean
