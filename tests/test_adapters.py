@@ -6,6 +6,7 @@ Real open_clip and peft throughout; the model is a seeded random tiny CLIP (XLM-
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -43,8 +44,9 @@ def raw_params(runs: Path, **adapters: object) -> dict:
             },
         },
         "model": {"tiny": {"vocab_size": 400}},
-        "train": {"batch_size": 16, "checkpoint_every": 2, "warmup": 1, "lr": 1e-2},
-        "adapters": {"lora": {"r": R, "alpha": 8.0}, "steps_per_language": 3} | adapters,
+        "train": {"batch_size": 16, "checkpoint_every": 2, "warmup": 1, "lr": 1e-4},
+        "adapters": {"lora": {"r": R, "alpha": 8.0, "lr": 1e-2}, "steps_per_language": 3}
+        | adapters,
     }
 
 
@@ -118,8 +120,10 @@ def test_arm_outputs_summary_and_frozen_base(world: dict) -> None:
         cost = summary["per_language"][lang]
         assert cost["trainable_params"] == PER_ADAPTER and cost["steps"] == 3
         assert cost["bytes_on_disk"] > PER_ADAPTER * 4 and cost["wall_s"] > 0
-    log = (out / train.LOG_CSV).read_text().splitlines()[1:]
-    assert [row.split(",")[2] for row in log] == [lang for lang in TRAIN for _ in range(3)]
+    log = list(csv.DictReader((out / train.LOG_CSV).read_text().splitlines()))
+    assert [row["query_langs"] for row in log] == [lang for lang in TRAIN for _ in range(3)]
+    # each language's clock restarts: its first step runs at adapters.lora.lr (warmup 1)
+    assert [float(row["lr"]) for row in log[::3]] == pytest.approx([1e-2] * len(TRAIN))
     base_state = base.model.state_dict()
     for name, value in trained.bundle.model.state_dict().items():
         if ".lora_B." in name:

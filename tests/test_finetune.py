@@ -209,7 +209,7 @@ def test_full_trains_text_tower_and_logit_scale_only(world: dict, tmp_path: Path
     assert all(torch.equal(reloaded[k], after[k]) for k in after)
 
 
-def test_lora_trains_only_the_adapter(world: dict, tmp_path: Path) -> None:
+def test_lora_trains_only_the_adapter_and_the_logit_scale(world: dict, tmp_path: Path) -> None:
     params = params_for(world, steps=2)
     base = load_model(world["model"])
     spec = ArmSpec("cross", base_seed=0, seed=0, trainable="lora")
@@ -218,20 +218,32 @@ def test_lora_trains_only_the_adapter(world: dict, tmp_path: Path) -> None:
     lora = params.train.lora
     layers, hidden = params.model.tiny.text_layers, params.model.tiny.text_hidden
     per_target = lora.r * (hidden + hidden)  # query and value are hidden x hidden linears
-    assert arm.summary["trainable_params"] == layers * len(lora.target_modules) * per_target
+    assert arm.summary["trainable_params"] == layers * len(lora.target_modules) * per_target + 1
     model = arm.bundle.model
-    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    trained = {n for n, p in model.named_parameters() if p.requires_grad} - {"logit_scale"}
     assert trained and all(".lora_" in n and n.startswith("text.transformer.") for n in trained)
     base_state = base.model.state_dict()
+    assert not torch.equal(model.logit_scale, base.model.logit_scale)
     for name, value in model.state_dict().items():
         if ".lora_B." in name:
             assert value.abs().sum() > 0  # trained away from peft's zero init
-        elif ".lora_" not in name:
+        elif ".lora_" not in name and name != "logit_scale":
             key = name.replace("base_model.model.", "").replace(".base_layer", "")
             assert torch.equal(value, base_state[key]), key
     assert (arm.out_dir / LORA_DIR / "adapter_config.json").is_file()
     merged = load_model(arm.out_dir / MODEL_DIR).model.state_dict()
     assert merged.keys() == base_state.keys()
+
+
+@pytest.mark.parametrize("trainable", ["full", "lora"])
+def test_lora_arms_take_the_lora_learning_rate(
+    world: dict, tmp_path: Path, trainable: str
+) -> None:
+    params = params_for(world, steps=3, lr=1e-4, lora={"lr": 7e-3}, warmup=0)
+    spec = ArmSpec("mono", base_seed=0, seed=0, trainable=trainable)
+    train_arm(load_model(world["model"]), world["pool"], params, spec, tmp_path, progress=False)
+    first_lr = float(log_rows(tmp_path)[0]["lr"])  # no warmup: step 0 runs at the full rate
+    assert first_lr == pytest.approx(7e-3 if trainable == "lora" else 1e-4)
 
 
 @pytest.mark.parametrize(

@@ -346,7 +346,7 @@ def _prepare(
     model.text.transformer.set_requires_grad(langs, True)
     # LoRA factors are all matrices: decay them all. The name rule would spare Bengali ('bn').
     optimizer = make_optimizer(
-        model, train.lr, train.weight_decay, no_decay=lambda _, param: param.ndim < 2
+        model, adapters.lora.lr, train.weight_decay, no_decay=lambda _, param: param.ndim < 2
     )
     captions = pool.captions[pool.captions["lang"].isin(langs)].reset_index(drop=True)
     steps = len(langs) * adapters.steps_per_language

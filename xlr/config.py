@@ -197,6 +197,9 @@ class LoraSection(Section):
     alpha: Annotated[float, Field(gt=0)] = 16.0
     dropout: Unit = 0.0
     target_modules: Annotated[list[str], Field(min_length=1)] = ["query", "value"]
+    # LoRA's B factor starts at zero, so it needs a larger step than full fine-tuning to move
+    # in the same number of steps; LoRA arms use this instead of train.lr
+    lr: Annotated[float, Field(gt=0)] = 1e-3
 
 
 class TrainSection(Section):
