@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 from xlr.config import Params, parse_params
+from xlr.data.imagetext import ImageTextSet
 from xlr.data.synthetic import generate_corpus, load_pool
 from xlr.models import WEIGHTS, load_model, write_tiny_model_dir
 from xlr.tokenizer import build_tokenizer
@@ -37,6 +39,7 @@ from xlr.train import (
     load_checkpoint,
     train_arm,
 )
+from xlr.workers import run_jobs, threads_per_worker
 
 TESTS = Path(__file__).resolve().parent
 WORKER = TESTS / "train_worker.py"
@@ -235,10 +238,54 @@ def test_lora_trains_only_the_adapter_and_the_logit_scale(world: dict, tmp_path:
     assert merged.keys() == base_state.keys()
 
 
-@pytest.mark.parametrize("trainable", ["full", "lora"])
-def test_lora_arms_take_the_lora_learning_rate(
-    world: dict, tmp_path: Path, trainable: str
+@dataclass(frozen=True)
+class TrainJob:
+    """One arm trained in a worker process (xlr.workers jobs must pickle)."""
+
+    model_dir: Path
+    pool: ImageTextSet
+    params: Params
+    spec: ArmSpec
+    out_dir: Path
+
+    def __call__(self) -> None:
+        base = load_model(self.model_dir)
+        train_arm(base, self.pool, self.params, self.spec, self.out_dir, progress=False)
+
+
+def test_arms_side_by_side_match_training_here_at_the_workers_thread_count(
+    world: dict, tmp_path: Path
 ) -> None:
+    params = params_for(world, steps=3)
+    specs = [
+        ArmSpec("mono", base_seed=0, seed=0, trainable="full"),
+        ArmSpec("hybrid", base_seed=0, seed=1, alpha=0.5, trainable="lora"),
+    ]
+    jobs = [
+        TrainJob(world["model"], world["pool"], params, spec, tmp_path / "side" / spec.name)
+        for spec in specs
+    ]
+    run_jobs(jobs, workers=2, progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads_per_worker(2))
+    try:
+        for spec in specs:
+            base = load_model(world["model"])
+            train_arm(base, world["pool"], params, spec, tmp_path / "here" / spec.name,
+                      progress=False)  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    for spec in specs:
+        got, expected = (
+            final_weights(tmp_path / "side" / spec.name),
+            final_weights(tmp_path / "here" / spec.name),
+        )
+        assert got.keys() == expected.keys()
+        assert all(torch.equal(got[k], expected[k]) for k in expected), spec.name
+
+
+@pytest.mark.parametrize("trainable", ["full", "lora"])
+def test_lora_arms_take_the_lora_learning_rate(world: dict, tmp_path: Path, trainable: str) -> None:
     params = params_for(world, steps=3, lr=1e-4, lora={"lr": 7e-3}, warmup=0)
     spec = ArmSpec("mono", base_seed=0, seed=0, trainable=trainable)
     train_arm(load_model(world["model"]), world["pool"], params, spec, tmp_path, progress=False)

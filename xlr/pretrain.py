@@ -151,6 +151,12 @@ def text_to_image_recall(
     )
 
 
+def is_base_cached(params: Params, base_seed: int) -> bool:
+    """Whether the base of ``base_seed`` is built, pretrained and evaluated (its report is the
+    last file written before the folder is renamed into place)."""
+    return (base_model_dir(params, base_seed) / REPORT_NAME).is_file()
+
+
 def ensure_base_model(params: Params, base_seed: int, progress: bool = True) -> Path:
     """The base model folder for ``base_seed``: built, pretrained and evaluated on a cache miss.
 
@@ -158,7 +164,7 @@ def ensure_base_model(params: Params, base_seed: int, progress: bool = True) -> 
     that a later run would take for a finished base.
     """
     out = base_model_dir(params, base_seed)
-    if (out / REPORT_NAME).is_file():
+    if is_base_cached(params, base_seed):
         return out
     corpus = ensure_corpus(params, progress)
     tokenizer = ensure_tokenizer(params, corpus)

@@ -14,14 +14,14 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from xlr.adapters import AdapterEncoder, adapter_specs_from_params, train_adapters
+from xlr.adapters import AdapterEncoder, AdapterSpec, adapter_specs_from_params, train_adapters
 from xlr.batching import STRATEGIES, Batch, BatchSampler
 from xlr.config import Params
 from xlr.data.imagetext import ImageTextSet
-from xlr.data.prepare import eval_sets, run_dir
+from xlr.data.prepare import ensure_corpus, eval_sets, run_dir
 from xlr.evaluate import Encoder, ModelEncoder
 from xlr.models import ModelBundle, create_model, load_model
-from xlr.pretrain import ensure_base_model
+from xlr.pretrain import ensure_base_model, ensure_tokenizer, is_base_cached
 from xlr.tasks import RANKS_DIR, RETRIEVAL_FILE, evaluate_arm, write_results
 from xlr.train import (
     LOG_CSV,
@@ -32,6 +32,7 @@ from xlr.train import (
     resolve_device,
     train_arm,
 )
+from xlr.workers import run_jobs
 
 
 def load_base(params: Params, base_seed: int, progress: bool = True) -> ModelBundle:
@@ -70,28 +71,71 @@ def trained_runs(params: Params) -> list[TrainedRun]:
     return arms + adapters
 
 
+@dataclass(frozen=True)
+class _BaseJob:
+    """Pretrain one cached tiny base (a :func:`xlr.workers.run_jobs` job)."""
+
+    params: Params
+    base_seed: int
+    progress: bool
+
+    def __call__(self) -> Path:
+        return ensure_base_model(self.params, self.base_seed, progress=self.progress)
+
+
+@dataclass(frozen=True)
+class _ArmJob:
+    """Train one arm, or one adapter arm, from its base (a :func:`xlr.workers.run_jobs` job)."""
+
+    params: Params
+    spec: ArmSpec | AdapterSpec
+    pool: ImageTextSet
+    progress: bool
+
+    def __call__(self) -> None:
+        base = load_base(self.params, self.spec.base_seed, progress=self.progress)
+        train = train_adapters if isinstance(self.spec, AdapterSpec) else train_arm
+        train(base, self.pool, self.params, self.spec, progress=self.progress)
+
+
+def prepare_bases(params: Params, progress: bool = True) -> None:
+    """Pretrain every tiny base of ``params`` not yet cached, ``run.workers`` at a time.
+
+    The corpus and the tokenizer are shared by every base, so they are built here first; two
+    workers building them at once would race for the same folders.
+    """
+    if params.model.kind != "tiny":
+        return
+    missing = [b for b in params.run.base_seeds if not is_base_cached(params, b)]
+    if not missing:
+        return
+    ensure_tokenizer(params, ensure_corpus(params, progress))
+    workers = params.run.workers
+    jobs = [_BaseJob(params, b, progress and workers == 1) for b in missing]
+    run_jobs(jobs, workers, desc="pretrain bases", progress=progress)
+
+
+def _train_all(
+    params: Params, pool: ImageTextSet, specs: list[ArmSpec] | list[AdapterSpec], progress: bool
+) -> pd.DataFrame:
+    """Bases first, then every spec as a job, ``run.workers`` at a time; all summaries."""
+    prepare_bases(params, progress)
+    workers = params.run.workers
+    jobs = [_ArmJob(params, spec, pool, progress and workers == 1) for spec in specs]
+    run_jobs(jobs, workers, desc="arms", progress=progress)
+    return arm_summaries(params)
+
+
 def train_arms(params: Params, pool: ImageTextSet, progress: bool = True) -> pd.DataFrame:
     """Train every arm of ``params`` (finished ones are skipped, interrupted ones resume) and
     return one row of ``summary.json`` per arm."""
-    specs = trained_arms(params)
-    bases: dict[int, ModelBundle] = {}
-    for spec in tqdm(specs, desc="arms", unit="arm", disable=not progress):
-        if spec.base_seed not in bases:
-            bases[spec.base_seed] = load_base(params, spec.base_seed, progress)
-        train_arm(bases[spec.base_seed], pool, params, spec, progress=progress)
-    return arm_summaries(params)
+    return _train_all(params, pool, trained_arms(params), progress)
 
 
 def train_adapter_arms(params: Params, pool: ImageTextSet, progress: bool = True) -> pd.DataFrame:
     """Train the language adapters (and the combined adapters_hybrid arm) of ``params``;
     one row of ``summary.json`` per adapter arm."""
-    bases: dict[int, ModelBundle] = {}
-    specs = adapter_specs_from_params(params)
-    for spec in tqdm(specs, desc="adapter arms", unit="arm", disable=not progress):
-        if spec.base_seed not in bases:
-            bases[spec.base_seed] = load_base(params, spec.base_seed, progress)
-        train_adapters(bases[spec.base_seed], pool, params, spec, progress=progress)
-    return arm_summaries(params)
+    return _train_all(params, pool, adapter_specs_from_params(params), progress)
 
 
 def arm_summaries(params: Params) -> pd.DataFrame:
