@@ -98,31 +98,32 @@ class _ArmJob:
         train(base, self.pool, self.params, self.spec, progress=self.progress)
 
 
-def prepare_bases(params: Params, progress: bool = True) -> None:
-    """Pretrain every tiny base of ``params`` not yet cached, ``run.workers`` at a time.
+def _base_jobs(params: Params, progress: bool) -> dict[int, _BaseJob]:
+    """A pretraining job per tiny base of ``params`` not yet cached, by base seed.
 
-    The corpus and the tokenizer are shared by every base, so they are built here first; two
-    workers building them at once would race for the same folders.
+    The corpus and the tokenizer are shared by every base, so they are built here, before any
+    job runs; two workers building them at once would race for the same folders.
     """
     if params.model.kind != "tiny":
-        return
+        return {}
     missing = [b for b in params.run.base_seeds if not is_base_cached(params, b)]
-    if not missing:
-        return
-    ensure_tokenizer(params, ensure_corpus(params, progress))
-    workers = params.run.workers
-    jobs = [_BaseJob(params, b, progress and workers == 1) for b in missing]
-    run_jobs(jobs, workers, desc="pretrain bases", progress=progress)
+    if missing:
+        ensure_tokenizer(params, ensure_corpus(params, progress))
+    return {b: _BaseJob(params, b, progress and params.run.workers == 1) for b in missing}
 
 
 def _train_all(
     params: Params, pool: ImageTextSet, specs: list[ArmSpec] | list[AdapterSpec], progress: bool
 ) -> pd.DataFrame:
-    """Bases first, then every spec as a job, ``run.workers`` at a time; all summaries."""
-    prepare_bases(params, progress)
-    workers = params.run.workers
-    jobs = [_ArmJob(params, spec, pool, progress and workers == 1) for spec in specs]
-    run_jobs(jobs, workers, desc="arms", progress=progress)
+    """Every missing base, then every spec, ``run.workers`` jobs at a time: an arm starts as
+    soon as its own base is ready. Returns all summaries."""
+    bases = _base_jobs(params, progress)
+    base_index = {b: i for i, b in enumerate(bases)}
+    inline = progress and params.run.workers == 1
+    jobs: list[_BaseJob | _ArmJob] = [*bases.values()]
+    jobs += [_ArmJob(params, spec, pool, inline) for spec in specs]
+    after = [None] * len(bases) + [base_index.get(spec.base_seed) for spec in specs]
+    run_jobs(jobs, params.run.workers, desc="bases and arms", progress=progress, after=after)
     return arm_summaries(params)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import TypeVar
 
 import torch
@@ -36,31 +36,61 @@ def threads_per_worker(workers: int) -> int:
 
 
 def run_jobs(
-    jobs: Sequence[Job[R]], workers: int = 1, desc: str = "jobs", progress: bool = True
+    jobs: Sequence[Job[R]],
+    workers: int = 1,
+    desc: str = "jobs",
+    progress: bool = True,
+    after: Sequence[int | None] | None = None,
 ) -> list[R]:
     """Run every job and return their results in the order of ``jobs``.
 
-    ``workers == 1`` (or a single job) runs them here, one after another. Otherwise a pool of
-    ``workers`` spawned processes runs them; the first job to fail cancels those not started
-    and its exception is raised here (jobs already running finish first).
+    ``after[i]``, when given and not None, is the index of an earlier job that must finish
+    before job ``i`` starts (an arm waits for its base, not for every base). ``workers == 1``
+    (or a single job) runs them here in list order. Otherwise a pool of ``workers`` spawned
+    processes runs each job once its prerequisite is done; the first job to fail cancels those
+    not started and its exception is raised here (jobs already running finish first).
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    bar = {"desc": desc, "unit": "job", "disable": not progress, "total": len(jobs)}
+    needs = list(after) if after is not None else [None] * len(jobs)
+    earlier = all(n is None or 0 <= n < i for i, n in enumerate(needs))
+    if len(needs) != len(jobs) or not earlier:
+        raise ValueError(f"after must name, for each job, None or an earlier job's index: {needs}")
+    bar = tqdm(total=len(jobs), desc=desc, unit="job", disable=not progress)
     if workers == 1 or len(jobs) <= 1:
-        return [job() for job in tqdm(jobs, **bar)]
+        with bar:
+            return [_run_here(job, bar) for job in jobs]
     results: list[R | None] = [None] * len(jobs)
-    with ProcessPoolExecutor(
-        max_workers=min(workers, len(jobs)),
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_worker,
-        initargs=(threads_per_worker(workers),),
-    ) as pool:
-        futures: dict[Future[R], int] = {pool.submit(job): i for i, job in enumerate(jobs)}
+    with (
+        bar,
+        ProcessPoolExecutor(
+            max_workers=min(workers, len(jobs)),
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(threads_per_worker(workers),),
+        ) as pool,
+    ):
+        running: dict[Future[R], int] = {}
+
+        def submit(ready: list[int]) -> None:
+            running.update({pool.submit(jobs[i]): i for i in ready})
+
+        submit([i for i, n in enumerate(needs) if n is None])
         try:
-            for future in tqdm(as_completed(futures), **bar):
-                results[futures[future]] = future.result()
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    i = running.pop(future)
+                    results[i] = future.result()
+                    bar.update()
+                    submit([k for k, n in enumerate(needs) if n == i])
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
-    return results  # type: ignore[return-value]  # every slot was filled above
+    return results  # type: ignore[return-value]  # every job ran: each waits on an earlier one
+
+
+def _run_here(job: Job[R], bar: tqdm) -> R:
+    result = job()
+    bar.update()
+    return result
