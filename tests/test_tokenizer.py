@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from open_clip.tokenizer import HFTokenizer
 
 from xlr.config import SYNTHETIC_LANGS
@@ -252,3 +253,50 @@ def test_generated_captions_tokenise_well(tmp_path: Path) -> None:
         word for lang in SYNTHETIC_LANGS if lang not in UNSPACED for word in lexicon_words(lang)
     ]
     assert [word for word in spaced if len(tokenizer.tokenize(word)) != 1] == []
+
+
+def test_token_cache_returns_what_the_tokenizer_gives(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xlr import train
+
+    tokenize = HFTokenizer(str(folder), context_length=12)
+    texts = ["a red circle", "ein roter Kreis", "一个红色的圆"]
+    fresh = train.cached_tokens(tokenize, texts, tmp_path)
+    assert torch.equal(fresh, train.tokenize_texts(tokenize, texts))
+    assert fresh.dtype == torch.int64 and len(list(tmp_path.glob("*.npy"))) == 1
+
+    def no_tokenizing(*_: object) -> None:
+        raise AssertionError("tokenised again despite the cache")
+
+    monkeypatch.setattr(train, "tokenize_texts", no_tokenizing)
+    assert torch.equal(train.cached_tokens(tokenize, texts, tmp_path), fresh)
+    monkeypatch.undo()
+
+    # other captions, another context length: other files, never the cached ids
+    train.cached_tokens(tokenize, texts[:2], tmp_path)
+    longer = train.cached_tokens(HFTokenizer(str(folder), context_length=16), texts, tmp_path)
+    assert longer.shape == (3, 16) and len(list(tmp_path.glob("*.npy"))) == 3
+
+
+def test_token_cache_replaces_a_bad_file_and_skips_unknown_tokenizers(
+    folder: Path, tmp_path: Path
+) -> None:
+    from xlr import train
+
+    tokenize = HFTokenizer(str(folder), context_length=12)
+    texts = ["a red circle", "a blue square"]
+    train.cached_tokens(tokenize, texts, tmp_path)
+    (path,) = tmp_path.glob("*.npy")
+    np.save(path, np.zeros((1, 12), dtype=np.int32))  # wrong row count: a hand-edited cache
+    assert torch.equal(
+        train.cached_tokens(tokenize, texts, tmp_path), train.tokenize_texts(tokenize, texts)
+    )
+    assert np.load(path).shape == (2, 12)
+
+    def plain(texts: list[str]) -> torch.Tensor:  # a tokenizer with nothing to fingerprint
+        return torch.ones(len(texts), 4, dtype=torch.int64)
+
+    assert train.tokenizer_fingerprint(plain) is None
+    assert train.cached_tokens(plain, texts, tmp_path / "other").shape == (2, 4)
+    assert not (tmp_path / "other").exists()

@@ -54,12 +54,13 @@ from xlr.train import (
     _step_seed,
     _text_features,
     _Trainer,
+    cached_tokens,
     check_arm_inputs,
     count_trainable,
     init_distributed,
     make_optimizer,
     save_checkpoint,
-    tokenize_texts,
+    token_cache_dir,
     warmup_cosine,
     warmup_cosine_factor,
 )
@@ -371,7 +372,7 @@ def _prepare(
         scheduler = warmup_cosine(optimizer, train.warmup, steps)
     trainer = _Trainer(
         model=model,
-        tokens=tokenize_texts(base.tokenizer, captions["caption"].tolist()),
+        tokens=cached_tokens(base.tokenizer, captions["caption"].tolist(), token_cache_dir(params)),
         images=_image_loader(pool, model, base.preprocess_train),
         loss_fn=ContrastiveLoss(train.lambda_tt, ctx.world_size),
         optimizer=optimizer,

@@ -38,11 +38,12 @@ from xlr.tasks import evaluate_arm
 from xlr.tokenizer import build_tokenizer
 from xlr.train import (
     batch_indices,
+    cached_tokens,
     make_optimizer,
     normalise_pixels,
     resolve_device,
     seed_everything,
-    tokenize_texts,
+    token_cache_dir,
     warmup_cosine,
 )
 
@@ -100,7 +101,7 @@ def pretrain(
     if not captions["image_id"].is_unique:
         raise ValueError(f"{pool.name}: the pretraining pool has one caption per image")
     pixels = torch.from_numpy(pool.images.pixels[captions["image_id"].to_numpy()])
-    tokens = tokenize_texts(bundle.tokenizer, captions["caption"].tolist())
+    tokens = cached_tokens(bundle.tokenizer, captions["caption"].tolist(), token_cache_dir(params))
     model = bundle.model.to(device).train()
     mean, std = model.visual.image_mean, model.visual.image_std
     optimizer = make_optimizer(model, tiny.pretrain_lr, weight_decay=0.1)
