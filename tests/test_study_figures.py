@@ -1,6 +1,8 @@
 """Figures of notebooks 05 and 06: titled and labelled, error bars at the intervals, pair matrices
 averaged over runs, atomic saves, and clear errors for tables they cannot draw."""
 
+from typing import get_args
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -12,9 +14,12 @@ import pytest
 from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 
+from xlr.adapters import FALLBACKS
 from xlr.plots import (
+    ARM_VARIANTS,
     accuracy_vs_params_figure,
     alpha_sweep_figure,
+    arm_styles,
     language_preference_figure,
     matrix_difference,
     pair_heatmap_figure,
@@ -23,7 +28,9 @@ from xlr.plots import (
     rank_distance_figure,
     save_figure,
     seen_heldout_figure,
+    split_arm_name,
 )
+from xlr.train import Trainable
 
 
 @pytest.fixture(autouse=True)
@@ -83,6 +90,51 @@ def test_per_language_rejects_a_language_in_two_groups() -> None:
     table.loc[0, "lang_group"] = "heldout"
     with pytest.raises(ValueError, match="several lang_groups"):
         per_language_recall_figure(table)
+
+
+@pytest.mark.parametrize(
+    ("arm", "family", "variant"),
+    [
+        ("zeroshot", "zeroshot", ""),
+        ("mono-full", "mono", "full"),
+        ("hybrid-a0.5-lora", "hybrid-a0.5", "lora"),
+        ("adapters-nearest", "adapters", "nearest"),
+        ("adapters_hybrid-a0.5-average", "adapters_hybrid-a0.5", "average"),
+        ("my-arm", "my-arm", ""),  # an unknown suffix is part of the family, not a variant
+    ],
+)
+def test_split_arm_name(arm: str, family: str, variant: str) -> None:
+    assert split_arm_name(arm) == (family, variant)
+
+
+def test_every_trainable_kind_and_fallback_has_its_own_shape() -> None:
+    variants = [*get_args(Trainable), *FALLBACKS]
+    assert set(variants) <= set(ARM_VARIANTS)
+    for attribute in ("marker", "hatch", "dashes"):
+        shapes = [getattr(ARM_VARIANTS[v], attribute) for v in variants]
+        assert len(set(shapes)) == len(shapes), attribute
+
+
+def test_arm_styles_colour_by_family_and_shape_by_variant() -> None:
+    arms = ["zeroshot", "mono-full", "mono-lora", "hybrid-a0.5-full", "hybrid-a0.5-lora",
+            "adapters-base", "adapters-nearest"]  # fmt: skip
+    styles = arm_styles(arms)
+    assert styles["mono-full"].colour == styles["mono-lora"].colour
+    assert styles["mono-full"].marker != styles["mono-lora"].marker
+    assert styles["adapters-base"].hatch != styles["adapters-nearest"].hatch
+    families = {a: split_arm_name(a)[0] for a in arms}
+    colours = {families[a]: styles[a].colour for a in arms}
+    assert len(set(colours.values())) == len(colours) == 4  # four families, four colours
+
+
+def test_per_language_points_share_a_family_colour() -> None:
+    full = intervals()[intervals()["arm"] == "hybrid-a0.5-full"]
+    table = pd.concat([intervals(), full.assign(arm="hybrid-a0.5-lora")])
+    ax = per_language_recall_figure(table).axes[0]
+    marks = {c.get_label(): c.lines[0] for c in ax.containers if isinstance(c, ErrorbarContainer)}
+    full, lora = marks["hybrid-a0.5-full"], marks["hybrid-a0.5-lora"]
+    assert full.get_color() == lora.get_color() != marks["zeroshot"].get_color()
+    assert full.get_marker() != lora.get_marker()
 
 
 def results() -> pd.DataFrame:
@@ -182,7 +234,9 @@ def test_accuracy_vs_params_figure() -> None:
     labelled(fig)
     ax = fig.axes[0]
     assert ax.get_xscale() == "log"
-    assert sorted(t.get_text() for t in ax.texts) == ["adapters", "cross-full", "mono-full"]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["zeroshot", "mono-full", "cross-full", "adapters"]  # zero-shot: dashed line
+    assert not ax.texts  # names live in the legend: labels beside the points collide
     assert (2_000_000, 0.4, 0.44) in error_spans(ax)
     with pytest.raises(ValueError, match=r"one row per \['arm'\]"):
         accuracy_vs_params_figure(pd.concat([points, points]))

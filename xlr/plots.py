@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -16,6 +17,62 @@ from matplotlib.figure import Figure
 from xlr.io import atomic_file
 
 PALETTE = "colorblind"
+
+
+@dataclass(frozen=True)
+class ArmStyle:
+    """How one arm is drawn in every figure: colour, marker (points), hatch (bars, boxes) and
+    dashes (lines; ``""`` is solid, else seaborn's on/off lengths in points)."""
+
+    colour: tuple[float, float, float]
+    marker: str = "o"
+    hatch: str = ""
+    dashes: str | tuple[float, ...] = ""
+
+
+# Arm names are ``<family>[-<variant>]`` (xlr.train.arm_name, xlr.study.adapter_arm_names): the
+# family is the batch strategy with its alpha (``hybrid-a0.5``, ``adapters_hybrid-a0.5``), the
+# variant what trains (``full``, ``lora``) or, for adapters, the held-out fallback.
+ARM_VARIANTS: dict[str, ArmStyle] = {
+    name: ArmStyle((0.0, 0.0, 0.0), marker, hatch, dashes)
+    for name, marker, hatch, dashes in [
+        ("full", "o", "", ""),
+        ("lora", "s", "//", (4, 2)),
+        ("base", "^", "..", (1, 1.5)),
+        ("nearest", "D", "xx", (4, 1.5, 1, 1.5)),
+        ("average", "v", "\\\\", (6, 1.5, 1, 1.5, 1, 1.5)),
+    ]
+}
+
+
+def split_arm_name(arm: str) -> tuple[str, str]:
+    """``(family, variant)`` of an arm name; ``variant`` is ``""`` for arms without one
+    (``zeroshot``)."""
+    family, _, variant = arm.rpartition("-")
+    return (family, variant) if family and variant in ARM_VARIANTS else (arm, "")
+
+
+def arm_styles(arms: Sequence[str]) -> dict[str, ArmStyle]:
+    """One :class:`ArmStyle` per arm: a colour per family, a marker, hatch and dash per variant.
+
+    Why not one colour per arm: the study has about twenty arms and the colour-blind palette ten
+    colours, so unrelated arms would share one. Keyed by family, colour answers the study's
+    question (which batch schedule) and the shape tells full from LoRA and the adapters'
+    fallbacks; beyond ten families the colours repeat, but never within a figure's first ten.
+    """
+    families = list(dict.fromkeys(split_arm_name(arm)[0] for arm in arms))
+    colours = _colours(families)
+    styles = {}
+    for arm in arms:
+        family, variant = split_arm_name(arm)
+        shape = ARM_VARIANTS.get(variant, ArmStyle(colours[family]))
+        styles[arm] = ArmStyle(colours[family], shape.marker, shape.hatch, shape.dashes)
+    return styles
+
+
+def _plain_styles(levels: Sequence[str]) -> dict[str, ArmStyle]:
+    """A colour each, round markers: for levels that are not arms (language groups)."""
+    return {level: ArmStyle(colour) for level, colour in _colours(levels).items()}
 
 
 def language_mix_figure(
@@ -60,8 +117,18 @@ def loss_curves_figure(logs: pd.DataFrame, smooth: int = 10) -> Figure:
     table["loss (smoothed)"] = table.groupby(["arm", "base_seed", "seed"])["loss"].transform(
         lambda s: s.rolling(smooth, min_periods=1).mean()
     )
+    styles = arm_styles(sorted(table["arm"].unique()))
     fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
-    sns.lineplot(table, x="step", y="loss (smoothed)", hue="arm", palette=PALETTE, ax=ax)
+    sns.lineplot(
+        table,
+        x="step",
+        y="loss (smoothed)",
+        hue="arm",
+        style="arm",
+        palette={arm: style.colour for arm, style in styles.items()},
+        dashes={arm: style.dashes for arm, style in styles.items()},
+        ax=ax,
+    )
     ax.set_title("Fine-tuning loss by arm (image-text + lambda x text-text InfoNCE)")
     ax.set_xlabel("step")
     ax.set_ylabel(f"loss (nats, {smooth}-step rolling mean)")
@@ -157,27 +224,52 @@ def _colours(levels: Sequence[str]) -> dict[str, tuple[float, float, float]]:
     return dict(zip(levels, sns.color_palette(PALETTE, n_colors=len(levels)), strict=True))
 
 
-def _grouped_bars(
+def _dodged(positions: Mapping[str, float], i: int, n: int) -> tuple[np.ndarray, float]:
+    """x of the ``i``-th of ``n`` dodged marks at each of ``positions``, and their spacing."""
+    width = 0.8 / n
+    return np.asarray(list(positions.values())) + (i - (n - 1) / 2) * width, width
+
+
+def _arm_bars(
+    ax: Axes, table: pd.DataFrame, x: str, positions: Mapping[str, float], value: str
+) -> None:
+    """Bars of ``value`` at ``positions`` of ``x``, one dodged bar per arm (in table order),
+    styled by :func:`arm_styles`; absent cells draw nothing."""
+    arms = list(pd.unique(table["arm"]))
+    styles = arm_styles(arms)
+    for i, arm in enumerate(arms):
+        part = table[table["arm"] == arm].set_index(x).reindex(list(positions))
+        xs, width = _dodged(positions, i, len(arms))
+        style = styles[arm]
+        ax.bar(
+            xs, part[value], width, color=style.colour, hatch=style.hatch, edgecolor="white",
+            linewidth=0, label=arm,
+        )  # fmt: skip
+
+
+def _dodged_points(
     ax: Axes,
     table: pd.DataFrame,
     x: str,
     hue: str,
     positions: Mapping[str, float],
-    value: str = "estimate",
-    with_errors: bool = True,
+    styles: Mapping[str, ArmStyle],
 ) -> None:
-    """Bars of ``value`` at ``positions`` of ``x``, one dodged bar per ``hue`` level (in table
-    order), with the interval as error bars when ``with_errors``; absent cells draw nothing."""
+    """Estimates as markers with their interval as error bars at ``positions`` of ``x``, one
+    dodged column per ``hue`` level (in table order); absent cells draw nothing.
+
+    Points rather than bars: bars must start at 0, which flattens the differences of a few
+    hundredths between arms that the study is about; points let the axis zoom to the data.
+    """
     levels = list(pd.unique(table[hue]))
-    colours = _colours(levels)
-    width = 0.8 / len(levels)
     for i, level in enumerate(levels):
         part = table[table[hue] == level].set_index(x).reindex(list(positions))
-        xs = np.asarray(list(positions.values())) + (i - (len(levels) - 1) / 2) * width
-        errors = _error_bars(part) if with_errors else None
-        ax.bar(
-            xs, part[value], width, yerr=errors, capsize=_CAPSIZE, color=colours[level], label=level
-        )
+        xs, _ = _dodged(positions, i, len(levels))
+        style = styles[level]
+        ax.errorbar(
+            xs, part["estimate"], yerr=_error_bars(part), fmt=style.marker, color=style.colour,
+            markersize=4, capsize=_CAPSIZE, elinewidth=1, label=level,
+        )  # fmt: skip
 
 
 def _group_rank(groups: pd.Series) -> pd.Series:
@@ -223,7 +315,9 @@ def per_language_recall_figure(
     n_arms = intervals["arm"].nunique()
     width = min(24.0, max(7.0, 0.16 * len(langs) * (n_arms + 1) + 3))
     fig, ax = plt.subplots(figsize=(width, 4.2), layout="constrained")
-    _grouped_bars(ax, intervals, "query_lang", "arm", positions)
+    styles = arm_styles(list(pd.unique(intervals["arm"])))
+    _dodged_points(ax, intervals, "query_lang", "arm", positions, styles)
+    ax.grid(axis="y", alpha=0.3)
     ax.set_xticks(list(positions.values()), list(positions))
     centres, names = [], []
     for group, part in langs.groupby("lang_group", sort=False):
@@ -357,7 +451,7 @@ def alpha_sweep_figure(
             line["alpha"],
             line["estimate"],
             yerr=_error_bars(line),
-            marker="o",
+            marker=ARM_VARIANTS[kind].marker if kind in ARM_VARIANTS else "o",
             capsize=_CAPSIZE,
             color=colours[kind],
             label=f"{kind} fine-tuning",
@@ -385,12 +479,14 @@ def _dodged_log(counts: pd.Series, step: float = 0.03) -> pd.Series:
 def accuracy_vs_params_figure(
     points: pd.DataFrame, metric_label: str = "multilingual mAP"
 ) -> Figure:
-    """A metric against the number of trainable parameters (log x), one labelled point per arm.
+    """A metric against the number of trainable parameters (log x), one point per arm.
 
     Shows what each arm buys per parameter trained (adapters and LoRA against full fine-tuning).
-    Arms with no trainable parameters (zero-shot) cannot sit on a log axis and are drawn as
-    dashed horizontal reference lines instead. Arms with equal counts (every full fine-tune) are
-    spread a few hundredths of a decade apart so their error bars stay distinct.
+    Arms are told apart by :func:`arm_styles` and named in the legend: text labels beside the
+    points collide, since arms of one kind train the same parameters. Arms with no trainable
+    parameters (zero-shot) cannot sit on a log axis and are dashed horizontal reference lines.
+    Arms with equal counts are spread a few hundredths of a decade apart so their error bars
+    stay distinct.
     """
     columns = ["arm", "trainable_params", *INTERVAL_COLUMNS]
     _check_table(points, columns, "accuracy vs parameters", unique=["arm"])
@@ -399,32 +495,27 @@ def accuracy_vs_params_figure(
     trained = points[points["trainable_params"] > 0]
     if trained.empty:
         raise ValueError("no arm has trainable parameters: there is nothing to place on the axis")
-    fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
-    colours = _colours(list(points["arm"]))
+    fig, ax = plt.subplots(figsize=(8.5, 4.5), layout="constrained")
+    styles = arm_styles(list(points["arm"]))
+    for row in points[points["trainable_params"] == 0].itertuples():
+        ax.axhline(row.estimate, color=styles[row.arm].colour, linestyle="--", label=row.arm)
     for row in trained.assign(x=_dodged_log(trained["trainable_params"])).itertuples():
+        style = styles[row.arm]
         ax.errorbar(
             [row.x],
             [row.estimate],
             yerr=[[row.estimate - row.low], [row.high - row.estimate]],
-            marker="o",
+            fmt=style.marker,
             capsize=_CAPSIZE,
-            color=colours[row.arm],
+            color=style.colour,
+            label=row.arm,
         )
-        ax.annotate(
-            row.arm,
-            (row.x, row.estimate),
-            xytext=(5, 4),
-            textcoords="offset points",
-            fontsize=8,
-        )
-    for row in points[points["trainable_params"] == 0].itertuples():
-        ax.axhline(row.estimate, color=colours[row.arm], linestyle="--", label=row.arm)
     ax.set_xscale("log")
+    ax.grid(alpha=0.3)
     ax.set_title(f"{metric_label} against trainable parameters\n{_interval_note(points)}")
     ax.set_xlabel("trainable parameters (count, log scale)")
     ax.set_ylabel(f"{metric_label} (fraction, 0-1)")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(title="no trainable parameters")
+    _legend_outside(ax, "arm (dashed: no trainable parameters)")
     return fig
 
 
@@ -443,7 +534,10 @@ def seen_heldout_figure(
         lang_group=lambda t: t["lang_group"].map(lambda g: GROUP_LABELS.get(g, g))
     )
     fig, ax = plt.subplots(figsize=(max(6.5, 0.8 * len(arms) + 3), 4), layout="constrained")
-    _grouped_bars(ax, table, "arm", "lang_group", {arm: float(i) for i, arm in enumerate(arms)})
+    positions = {arm: float(i) for i, arm in enumerate(arms)}
+    styles = _plain_styles(list(pd.unique(table["lang_group"])))
+    _dodged_points(ax, table, "arm", "lang_group", positions, styles)
+    ax.grid(axis="y", alpha=0.3)
     ax.set_xticks(range(len(arms)), arms)
     _readable_xticks(ax)
     ax.set_title(
@@ -477,8 +571,9 @@ def rank_distance_figure(
         medianprops={"color": "black"},
         flierprops={"marker": ".", "markersize": 2, "alpha": 0.4},
     )
-    for patch, colour in zip(boxes["boxes"], _colours(arms).values(), strict=True):
-        patch.set_facecolor(colour)
+    for patch, style in zip(boxes["boxes"], arm_styles(arms).values(), strict=True):
+        patch.set_facecolor(style.colour)
+        patch.set_hatch(style.hatch)
     values = per_query["value"]
     spread = values.max() / values[values > 0].min() if (values > 0).any() else 1.0
     scale = ""
@@ -512,15 +607,7 @@ def language_preference_figure(shares: pd.DataFrame) -> Figure:
         figsize=(min(24.0, max(6.5, 0.16 * len(langs) * (n_arms + 1) + 3)), 4),
         layout="constrained",
     )
-    _grouped_bars(
-        ax,
-        table,
-        "lang",
-        "arm",
-        {lang: float(i) for i, lang in enumerate(langs)},
-        value="share",
-        with_errors=False,
-    )
+    _arm_bars(ax, table, "lang", {lang: float(i) for i, lang in enumerate(langs)}, "share")
     ax.axhline(100 * uniform, color="0.2", linestyle="--", label="uniform")
     ax.set_xticks(range(len(langs)), langs)
     ax.set_title("Language of the best-ranked relevant item (dashed: unbiased, uniform share)")
