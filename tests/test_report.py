@@ -69,6 +69,10 @@ def test_runs_in_order_exports_html_and_skips_on_rerun(study) -> None:
     assert [r.status for r in again] == ["skipped", "skipped"]
     forced = reproduce(params, force=True, notebooks=notebooks[:1])
     assert [r.status for r in forced] == ["ran"]
+    (out / "01_a.ipynb").unlink()  # 01 is no longer done: it runs, and 02, which reads it, too
+    assert [r.status for r in reproduce(params, notebooks=notebooks)] == ["ran", "ran"]
+    (out / "02_b.ipynb").unlink()  # a later notebook alone reruns without its predecessors
+    assert [r.status for r in reproduce(params, notebooks=notebooks)] == ["skipped", "ran"]
     index = (out / "index.html").read_text()
     links = re.findall(r'(?:href|src)="([^"]+)"', index)
     assert len(links) == 6 and all((out / link).is_file() for link in links)
@@ -98,3 +102,26 @@ def test_cli_reports_a_failure_with_exit_code(study, capsys, monkeypatch) -> Non
     assert bad.exists()
     assert main(["reproduce", str(params)]) == 1
     assert "01_bad.ipynb" in capsys.readouterr().err
+
+
+def test_index_renders_tables_escaped_and_links_their_files(study) -> None:
+    params, nbs = study
+    out = params.parent / "reports" / "t"
+    writer = (
+        "from pathlib import Path\n"
+        "import pandas as pd\n"
+        "from xlr.tables import markdown_table, save_table\n"
+        f"out = Path({str(out)!r})\n"
+        f"frame = pd.DataFrame({{'arm': [{PAYLOAD!r}], 'estimate': ['0.500 [0.4, 0.6]']}})\n"
+        "save_table(frame, out, 'claims', markdown_table(frame))\n"
+        "save_table(frame, out / 'tables', 'headline', markdown_table(frame))\n"
+    )
+    reproduce(params, notebooks=[write_notebook(nbs / "06_tables.ipynb", writer)])
+    index = (out / "index.html").read_text()
+    assert index.count("<table>") == 2 and PAYLOAD not in index
+    assert "&lt;script&gt;alert(" in index
+    assert index.index("claims") < index.index("headline")  # the claims table comes first
+    links = re.findall(r'(?:href|src)="([^"]+)"', index)
+    for name in ("claims.md", "claims.csv", "tables/headline.md", "tables/headline.csv"):
+        assert name in links
+    assert all((out / link).is_file() for link in links)

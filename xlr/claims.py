@@ -82,7 +82,8 @@ def default_claims(hybrid: str, adapters: str | None = None) -> list[Claim]:
     return claims
 
 
-def _group_langs(group: LangGroup, seen: Sequence[str], heldout: Sequence[str]) -> list[str]:
+def group_langs(group: LangGroup, seen: Sequence[str], heldout: Sequence[str]) -> list[str]:
+    """The languages of a claim's group: the seen ones, the held-out ones or all."""
     return {"seen": list(seen), "heldout": list(heldout), "all": [*seen, *heldout]}[group]
 
 
@@ -135,12 +136,13 @@ def evaluate_claims(
     arms = set(ranks["arm"].unique())
     rows = []
     for claim in claims:
-        row = {**asdict(claim), "benchmark": ", ".join(sorted(ranks["benchmark"].unique()))}
+        benchmarks = ", ".join(sorted(ranks["benchmark"].unique()))
+        row = {**asdict(claim), "benchmark": benchmarks, "confidence": confidence}
         missing = sorted({claim.arm_a, claim.arm_b} - arms)
         if missing:
             rows.append({**row, "verdict": f"not run ({', '.join(missing)} missing)"})
             continue
-        langs = _group_langs(claim.langs, seen, heldout)
+        langs = group_langs(claim.langs, seen, heldout)
         per_query = per_query_measure(
             ranks[ranks["arm"].isin([claim.arm_a, claim.arm_b])], claim.measure, langs
         )
@@ -166,23 +168,3 @@ def evaluate_claims(
             }
         )
     return pd.DataFrame(rows)
-
-
-def claims_markdown(table: pd.DataFrame) -> str:
-    """The claims table as Markdown, for the report and the closing note."""
-    lines = [
-        "| claim | measure | effect (a - b) | 95% CI | p | bases | verdict |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for row in table.itertuples():
-        if pd.isna(getattr(row, "effect", np.nan)):
-            lines.append(
-                f"| {row.statement} | {row.measure} ({row.langs}) | | | | | {row.verdict} |"
-            )
-            continue
-        lines.append(
-            f"| {row.statement} | {row.measure} ({row.langs}) | {row.effect:+.3f} | "
-            f"[{row.low:+.3f}, {row.high:+.3f}] | {row.p_value:.3g} | {row.bases_agreeing} | "
-            f"{row.verdict} |"
-        )
-    return "\n".join(lines) + "\n"

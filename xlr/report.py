@@ -3,9 +3,10 @@
 ``xlr reproduce params/P.yaml`` executes ``notebooks/NN_*.ipynb`` in order into
 ``reports/<run.name>/``, each with P's validated sections injected. It stops at the first
 failing notebook, naming it and the failing cell, and leaves every earlier report intact. A
-re-run skips notebooks already executed with the same parameters unless ``force``. Each executed
+re-run skips notebooks already executed with the same parameters unless ``force``; once one
+notebook runs, all later ones run too, since they read what it writes. Each executed
 notebook is exported to HTML twice (with code, and without for reviewers), and ``index.html``
-links them with the figures, the claims table and a provenance block.
+links them with the figures, the tables (claims first) and a provenance block.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import mistune
 import nbformat
 import papermill
 from nbconvert import HTMLExporter
@@ -125,7 +127,8 @@ def reproduce(
     for notebook in tqdm(notebooks or study_notebooks(), desc="notebooks", unit="nb"):
         previous = status.get(notebook.name, {})
         done = previous.get("params") == digest and (out / notebook.name).is_file()
-        if done and not force:
+        # a notebook that runs may change what every later one reads: they run again too
+        if done and not force and not any(run.status == "ran" for run in runs):
             runs.append(NotebookRun(notebook.name, "skipped", previous["wall_s"]))
             continue
         start = time.perf_counter()
@@ -209,20 +212,36 @@ def _figures(out: Path) -> str:
     )
 
 
-def _claims(out: Path) -> str:
-    claims = out / "claims.md"
-    if not claims.is_file():
-        return "<p>No claims table yet (notebook 06 writes it).</p>"
-    return f'<p><a href="claims.md">claims.md</a></p><pre>{html.escape(claims.read_text())}</pre>'
+def _href(out: Path, path: Path) -> str:
+    """``path`` relative to the report folder, escaped for an HTML attribute."""
+    return html.escape(path.relative_to(out).as_posix())
+
+
+def _tables(out: Path) -> str:
+    """The claims table, then every table under ``tables/``: rendered from their Markdown with
+    raw HTML escaped (an arm name or caption stays text), linked with their CSV twins."""
+    files = [out / "claims.md", *sorted((out / "tables").glob("*.md"))]
+    files = [path for path in files if path.is_file()]
+    if not files:
+        return "<p>No tables yet (notebook 06 writes them).</p>"
+    render = mistune.create_markdown(escape=True, plugins=["table"])
+    parts = []
+    for path in files:
+        links = [f'<a href="{_href(out, path)}">Markdown</a>']
+        if path.with_suffix(".csv").is_file():
+            links.append(f'<a href="{_href(out, path.with_suffix(".csv"))}">CSV</a>')
+        links = " · ".join(links)
+        parts.append(f"<h3>{html.escape(path.stem)}</h3><p>{links}</p>{render(path.read_text())}")
+    return "".join(parts)
 
 
 def write_index(out: Path, params: Params, params_file: Path, runs: Sequence[NotebookRun]) -> Path:
-    """``index.html``: every report, the figures, the claims table and the provenance block."""
+    """``index.html``: every report, the figures, the tables and the provenance block."""
     prov = html.escape(json.dumps(provenance(params, params_file, runs), indent=2))
     title = html.escape(f"xlr study: {params.run.name}")
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head><body>"
         f"<h1>{title}</h1><h2>Reports</h2>{_links(out)}<h2>Figures</h2>{_figures(out)}"
-        f"<h2>Claims</h2>{_claims(out)}<h2>Provenance</h2><pre>{prov}</pre></body></html>"
+        f"<h2>Tables</h2>{_tables(out)}<h2>Provenance</h2><pre>{prov}</pre></body></html>"
     )
     return atomic_write_text(out / "index.html", page)

@@ -1,0 +1,98 @@
+"""The headline table: known per-arm values on hand-built ranks, intervals around them, the
+Markdown form, and the claims table's Markdown."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_claims import HELDOUT, SEEN, fake_ranks
+
+from xlr.claims import default_claims, evaluate_claims
+from xlr.tables import (
+    claims_markdown,
+    headline_table,
+    headline_wide,
+    markdown_table,
+    save_table,
+)
+
+
+def perfect_and_poor() -> pd.DataFrame:
+    """A perfect arm (every t2i rank 1, each language's caption right after its own) and an arm
+    whose t2i hits are all misses."""
+    ranks = fake_ranks({"hybrid-a0.5-full": 1.0, "zeroshot": 0.0}, bases=(0,), n_images=4)
+    return ranks
+
+
+def test_headline_known_values() -> None:
+    table = headline_table(perfect_and_poor(), SEEN, HELDOUT, n_resamples=50)
+    value = table.set_index(["arm", "measure", "langs"])["estimate"]
+    assert value[("hybrid-a0.5-full", "t2i R@1", "seen")] == 1.0
+    assert value[("hybrid-a0.5-full", "t2i R@1", "heldout")] == 1.0
+    assert value[("zeroshot", "t2i R@1", "seen")] == 0.0
+    # the perfect arm ranks each query's own-language caption 1st, then one per language: AP 1
+    assert value[("hybrid-a0.5-full", "multilingual mAP", "all")] == pytest.approx(1.0)
+    # over the two seen languages, the best-ranked relevant items sit at ranks 1 and 2
+    assert value[("hybrid-a0.5-full", "rank distance", "seen")] == 1.0
+    assert list(pd.unique(table["arm"])) == ["hybrid-a0.5-full", "zeroshot"]  # ranks order
+    assert (table["low"] <= table["estimate"]).all() and (table["estimate"] <= table["high"]).all()
+
+
+def test_headline_matches_an_independent_macro_mean() -> None:
+    ranks = fake_ranks({"mono-full": 0.6}, bases=(0, 1), n_images=30)
+    table = headline_table(ranks, SEEN, HELDOUT, n_resamples=50)
+    t2i = ranks[(ranks["task"] == "t2i") & ranks["query_lang"].isin(SEEN)]
+    # per query: hit averaged over the two bases; then mean per language, then over languages
+    per_query = t2i.assign(hit=t2i["rank"] == 1).groupby(["query_lang", "query_idx"])["hit"].mean()
+    expected = per_query.groupby(level="query_lang").mean().mean()
+    row = table[(table["measure"] == "t2i R@1") & (table["langs"] == "seen")]
+    assert row["estimate"].iat[0] == pytest.approx(expected)
+    assert row["n"].iat[0] == 2 * 30  # queries, not query x base
+
+
+def test_headline_wide_formats_intervals_and_cost() -> None:
+    table = headline_table(perfect_and_poor(), SEEN, HELDOUT, n_resamples=50)
+    cost = pd.DataFrame({"trainable_params": [1234567], "wall_s": [12.345]}, ["hybrid-a0.5-full"])
+    wide = headline_wide(table, cost).set_index("arm")
+    assert wide.loc["hybrid-a0.5-full", "t2i R@1 (seen)"] == "1.000 [1.000, 1.000]"
+    assert wide.loc["hybrid-a0.5-full", "rank distance (seen)"] == "1.0 [1.0, 1.0]"
+    assert wide.loc["hybrid-a0.5-full", "trainable params"] == "1,234,567"
+    assert wide.loc["zeroshot", "trainable params"] == "0"
+    assert wide.loc["zeroshot", "train wall (s)"] == ""
+    with pytest.raises(ValueError, match=r"lacks columns \['wall_s'\]"):
+        headline_wide(table, cost.drop(columns="wall_s"))
+    with pytest.raises(ValueError, match=r"lacks columns \['high'\]"):
+        headline_wide(table.drop(columns="high"))
+
+
+def test_markdown_table_escapes_pipes() -> None:
+    text = markdown_table(pd.DataFrame({"arm": ["a|b"], "value": [0.5]}))
+    lines = text.splitlines()
+    assert len(lines) == 3 and text.endswith("\n")
+    assert r"a\|b" in lines[2] and lines[2].count(" | ") == 1  # one column separator, not two
+
+
+def test_claims_markdown_has_one_line_per_claim() -> None:
+    ranks = fake_ranks({"zeroshot": 0.3, "hybrid-a0.5-full": 0.6})
+    claims = default_claims("hybrid-a0.5-full", adapters="adapters")
+    table = evaluate_claims(ranks, claims, SEEN, HELDOUT, n_resamples=200, confidence=0.9)
+    text = claims_markdown(table)
+    lines = text.splitlines()
+    assert len(lines) == len(table) + 2
+    assert "90% CI" in lines[0]
+    ran = table[table["verdict"] == "supported"].iloc[0]
+    assert any(f"{ran['effect']:+.3f}" in line and "supported" in line for line in lines)
+    assert sum("not run" in line for line in lines) == int(
+        np.sum(table["verdict"].str.startswith("not run"))
+    )
+
+
+def test_save_table_writes_csv_and_markdown(tmp_path) -> None:
+    numbers = pd.DataFrame({"arm": ["zeroshot"], "estimate": [0.5]})
+    paths = save_table(numbers, tmp_path / "tables", "headline", markdown_table(numbers))
+    assert [p.name for p in paths] == ["headline.csv", "headline.md"]
+    pd.testing.assert_frame_equal(pd.read_csv(paths[0]), numbers)
+    assert "zeroshot" in paths[1].read_text()
+    with pytest.raises(ValueError, match="plain file stem"):
+        save_table(numbers, tmp_path, "../escape", "")

@@ -1,0 +1,139 @@
+"""The study's tables (notebook 06) as CSV for analysis and Markdown for the report and the
+paper: the headline table (each arm's main measures with bootstrap intervals, beside what it cost
+to train) and the claims table's Markdown form.
+
+The measures and their conventions are the claims table's (:mod:`xlr.claims`): per-query values
+from the saved ranks, each query averaged over the bases and seeds it ran in, a macro mean over
+query languages and a percentile-bootstrap interval over queries resampled within their language
+(:func:`xlr.bias.bootstrap_by_arm`). So every effect in the claims table is a difference of two
+rows here, up to the pairing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from xlr.bias import bootstrap_by_arm
+from xlr.claims import LangGroup, Measure, group_langs, per_query_measure
+from xlr.io import atomic_write_text
+
+HEADLINE_MEASURES: tuple[tuple[Measure, LangGroup], ...] = (
+    ("t2i R@1", "seen"),
+    ("t2i R@1", "heldout"),
+    ("multilingual mAP", "all"),
+    ("rank distance", "seen"),
+)
+COST_COLUMNS: tuple[str, ...] = ("trainable_params", "wall_s")
+
+
+def measure_label(measure: str, langs: str) -> str:
+    """A measure's column name: ``t2i R@1 (seen)``."""
+    return f"{measure} ({langs})"
+
+
+def headline_table(
+    ranks: pd.DataFrame,
+    seen: Sequence[str],
+    heldout: Sequence[str],
+    measures: Sequence[tuple[Measure, LangGroup]] = HEADLINE_MEASURES,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    rng: int = 0,
+) -> pd.DataFrame:
+    """One row per arm and measure of caption queries: ``estimate, low, high, n`` (queries).
+
+    Retrieval measures are fractions in [0, 1]; rank distance is in ranks (lower = less
+    language bias). Arms are in ``ranks`` order.
+    """
+    parts = []
+    for measure, group in measures:
+        per_query = per_query_measure(ranks, measure, group_langs(group, seen, heldout))
+        intervals = bootstrap_by_arm(per_query, n_resamples, confidence, rng)
+        parts.append(intervals.assign(measure=measure, langs=group))
+    table = pd.concat(parts, ignore_index=True)
+    order = {arm: i for i, arm in enumerate(pd.unique(ranks["arm"]))}
+    table = table.sort_values("arm", key=lambda arms: arms.map(order), kind="stable")
+    columns = ["arm", "measure", "langs", "estimate", "low", "high", "n", "confidence"]
+    return table[columns].reset_index(drop=True)
+
+
+def headline_wide(table: pd.DataFrame, cost: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per arm, one column per measure holding ``estimate [low, high]`` as text, then
+    ``cost`` (indexed by arm, :data:`COST_COLUMNS`) when given: the Markdown form.
+
+    Retrieval measures get three decimals, rank distance one; arms absent from ``cost`` (the
+    zero-shot model trains nothing) show 0 parameters and no wall time.
+    """
+    missing = {"arm", "measure", "langs", "estimate", "low", "high"} - set(table.columns)
+    if missing:
+        raise ValueError(f"headline table lacks columns {sorted(missing)}")
+    decimals = table["measure"].map(lambda m: 1 if m == "rank distance" else 3)
+    cells = table.assign(
+        column=[measure_label(m, g) for m, g in zip(table["measure"], table["langs"], strict=True)],
+        text=[
+            f"{e:.{d}f} [{lo:.{d}f}, {hi:.{d}f}]"
+            for e, lo, hi, d in zip(
+                table["estimate"], table["low"], table["high"], decimals, strict=True
+            )
+        ],
+    )
+    wide = cells.pivot(index="arm", columns="column", values="text")
+    wide = wide.reindex(index=pd.unique(table["arm"]), columns=pd.unique(cells["column"]))
+    if cost is not None:
+        absent = set(COST_COLUMNS) - set(cost.columns)
+        if absent:
+            raise ValueError(f"cost table lacks columns {sorted(absent)}")
+        spent = cost.reindex(wide.index)
+        wide["trainable params"] = spent["trainable_params"].fillna(0).map(lambda n: f"{n:,.0f}")
+        wide["train wall (s)"] = spent["wall_s"].map(lambda s: "" if pd.isna(s) else f"{s:.1f}")
+    return wide.rename_axis(index="arm", columns=None).reset_index()
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """``frame`` as a GitHub Markdown table (pandas + tabulate), ending in a newline.
+
+    Cells are printed as given (tabulate's number parsing would drop the ``+`` of a signed
+    effect), and ``|`` in cells is escaped so an arm name or caption cannot split a row.
+    """
+    escaped = frame.map(lambda v: v.replace("|", r"\|") if isinstance(v, str) else v)
+    return escaped.to_markdown(index=False, tablefmt="github", disable_numparse=True) + "\n"
+
+
+def claims_markdown(table: pd.DataFrame) -> str:
+    """The claims table (:func:`xlr.claims.evaluate_claims`) as Markdown, for the report and the
+    closing note: effects and intervals to three decimals, claims whose arms did not run keep
+    their verdict and blank numbers."""
+    level = table["confidence"].iat[0] if "confidence" in table.columns else 0.95
+    rows = []
+    for row in table.to_dict("records"):
+        ran = not pd.isna(row.get("effect"))
+        rows.append(
+            {
+                "claim": row["statement"],
+                "measure": measure_label(row["measure"], row["langs"]),
+                "effect (a - b)": f"{row['effect']:+.3f}" if ran else "",
+                f"{level:.0%} CI": f"[{row['low']:+.3f}, {row['high']:+.3f}]" if ran else "",
+                "p": f"{row['p_value']:.3g}" if ran else "",
+                "bases": row["bases_agreeing"] if ran else "",
+                "verdict": row["verdict"],
+            }
+        )
+    return markdown_table(pd.DataFrame(rows))
+
+
+def save_table(
+    numbers: pd.DataFrame, directory: str | os.PathLike[str], name: str, markdown: str
+) -> list[Path]:
+    """Write ``numbers`` as ``directory/name.csv`` (for analysis) and ``markdown`` as
+    ``name.md`` (for the report, which renders it), each atomically. Returns the paths."""
+    if not name or Path(name).name != name:
+        raise ValueError(f"table name must be a plain file stem, got {name!r}")
+    directory = Path(directory)
+    return [
+        atomic_write_text(directory / f"{name}.csv", numbers.to_csv(index=False)),
+        atomic_write_text(directory / f"{name}.md", markdown),
+    ]
