@@ -397,3 +397,40 @@ def test_image_and_caption_queries_sharing_an_index_stay_apart():
     top = top_language_per_query(table).set_index("query_kind")["top_lang"]
     assert top.to_dict() == {"caption": "en", "image": "de"}
     assert rank_distance_per_query(table)["value"].tolist() == [2, 1]
+
+
+def random_runs(rng: np.random.Generator) -> pd.DataFrame:
+    """Several runs (a zero-shot one without seed) of caption and image queries, each with one
+    or two relevant captions per language at distinct random ranks, rows shuffled."""
+    langs = ["en", "de", "fr"]
+    parts = []
+    for arm, seed in [("zeroshot", pd.NA), ("mono", 0), ("mono", 1)]:
+        queries = []
+        for query_idx in range(12):
+            query_lang = ["en", "de", "image"][query_idx % 3]
+            counts = rng.integers(1, 3, len(langs))
+            ranks = rng.permutation(np.arange(1, 40))[: counts.sum()].tolist()
+            relevant = {
+                lang: [ranks.pop() for _ in range(n)] for lang, n in zip(langs, counts, strict=True)
+            }
+            queries.append((query_idx, query_lang, relevant))
+        parts.append(ranks_table(queries, arm=arm, seed=seed))
+    table = pd.concat(parts, ignore_index=True)
+    table["seed"] = table["seed"].astype("Int64")
+    return table.sample(frac=1.0, random_state=0).reset_index(drop=True)
+
+
+def test_best_and_top_language_match_a_plain_pandas_reference() -> None:
+    """The numbered-query implementation against straightforward groupby / sort code (what
+    it replaced), rows and order included."""
+    table = random_runs(np.random.default_rng(7))
+    keys = ["arm", "seed", "base_seed", "benchmark", "task", "query_idx", "query_lang"]
+    frame = table.assign(query_kind=np.where(table["query_lang"] == "image", "image", "caption"))
+    keys.append("query_kind")
+    best = frame.groupby([*keys, "relevant_lang"], sort=False, dropna=False)["rank"].min()
+    pd.testing.assert_frame_equal(best_rank_per_language(table), best.reset_index())
+    ordered = frame.assign(other=frame["relevant_lang"] != frame["query_lang"])
+    top = ordered.sort_values([*keys, "rank", "other"]).drop_duplicates(keys)
+    top = top.rename(columns={"relevant_lang": "top_lang", "rank": "top_rank"})
+    expected = top[[*keys, "top_lang", "top_rank"]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(top_language_per_query(table), expected)

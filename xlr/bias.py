@@ -92,8 +92,8 @@ def _check_ranks(ranks: pd.DataFrame) -> pd.DataFrame:
         )
     if (frame["rank"] < 1).any():
         raise ValueError(f"ranks are 1-based, got a rank of {frame['rank'].min()}")
-    is_image = frame["query_lang"] == IMAGE_QUERY
-    frame["query_kind"] = np.where(is_image, IMAGE_QUERY, "caption")
+    is_image = (frame["query_lang"] == IMAGE_QUERY).to_numpy()
+    frame["query_kind"] = np.array(["caption", IMAGE_QUERY], dtype=object)[is_image.astype(int)]
     return frame
 
 
@@ -122,12 +122,31 @@ def _checked_pool(
     return frame[frame["relevant_lang"].isin(langs)], langs
 
 
+def _query_numbers(frame: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+    """Each row's query number (in first-seen order) and the query columns of every query, one
+    row per number.
+
+    Why: a study's ranks run to tens of millions of rows, and grouping them on the seven string
+    and nullable query columns dominated notebook 05; numbered once, every later grouping is
+    integer work.
+    """
+    numbers = frame.groupby(_QUERY_COLUMNS, sort=False, dropna=False).ngroup().to_numpy()
+    seen_before = np.maximum.accumulate(np.concatenate([[-1], numbers[:-1]]))
+    first_rows = np.flatnonzero(numbers > seen_before)  # a first-seen number is a new maximum
+    return numbers, frame.iloc[first_rows][_QUERY_COLUMNS].reset_index(drop=True)
+
+
 def _best_per_language(frame: pd.DataFrame) -> pd.DataFrame:
-    return (
-        frame.groupby([*_QUERY_COLUMNS, "relevant_lang"], sort=False, dropna=False)["rank"]
-        .min()
-        .reset_index()
-    )
+    """Per query and pool language, the best rank: rows in first-seen (query, language) order."""
+    numbers, queries = _query_numbers(frame)
+    lang_codes, langs = pd.factorize(frame["relevant_lang"])
+    key = numbers.astype(np.int64) * len(langs) + lang_codes
+    best = pd.Series(frame["rank"].to_numpy()).groupby(key, sort=False).min()
+    query, lang = np.divmod(best.index.to_numpy(), len(langs))
+    table = queries.iloc[query].reset_index(drop=True)
+    table["relevant_lang"] = np.asarray(langs, dtype=object)[lang]
+    table["rank"] = best.to_numpy()
+    return table
 
 
 def best_rank_per_language(ranks: pd.DataFrame, pool: Sequence[str] | None = None) -> pd.DataFrame:
@@ -160,15 +179,16 @@ def rank_distance_per_query(ranks: pd.DataFrame, pool: Sequence[str] | None = No
     """
     frame, langs = _checked_pool(ranks, pool)
     best = _best_per_language(frame)
-    best["other"] = best["relevant_lang"] != best["query_lang"]
-    per_query = (
-        best.groupby(_QUERY_COLUMNS, sort=False, dropna=False)
-        .agg(low=("rank", "min"), high=("rank", "max"), n_langs=("rank", "size"))
-        .join(
-            best.groupby(_QUERY_COLUMNS, sort=False, dropna=False)["other"].sum().rename("n_other")
-        )
-        .reset_index()
+    numbers, per_query = _query_numbers(best)
+    other = best["relevant_lang"].to_numpy() != best["query_lang"].to_numpy()
+    by_query = pd.DataFrame({"rank": best["rank"].to_numpy(), "other": other}).groupby(numbers)
+    spans = by_query.agg(
+        low=("rank", "min"),
+        high=("rank", "max"),
+        n_langs=("rank", "size"),
+        n_other=("other", "sum"),
     )
+    per_query = per_query.join(spans.reset_index(drop=True))
     expected_other = len(langs) - per_query["query_lang"].isin(langs).astype(int)
     incomplete = (per_query["n_other"] < expected_other) | (per_query["n_langs"] < 2)
     if incomplete.any():
@@ -184,10 +204,15 @@ def rank_distance_per_query(ranks: pd.DataFrame, pool: Sequence[str] | None = No
 
 
 def _top_language(frame: pd.DataFrame) -> pd.DataFrame:
-    frame = frame.assign(other=frame["relevant_lang"] != frame["query_lang"])
-    first = frame.sort_values([*_QUERY_COLUMNS, "rank", "other"]).drop_duplicates(_QUERY_COLUMNS)
-    first = first.rename(columns={"relevant_lang": "top_lang", "rank": "top_rank"})
-    return first[[*_QUERY_COLUMNS, "top_lang", "top_rank"]].reset_index(drop=True)
+    """Per query, its best-ranked item's language and rank (a tie goes to the query's own
+    language), sorted by the query columns."""
+    numbers, queries = _query_numbers(frame)
+    other = frame["relevant_lang"].to_numpy() != frame["query_lang"].to_numpy()
+    score = frame["rank"].to_numpy(np.int64) * 2 + other  # rank first, own language on a tie
+    rows = pd.Series(score).groupby(numbers).idxmin().to_numpy()  # one per query, in order
+    queries["top_lang"] = frame["relevant_lang"].to_numpy()[rows]
+    queries["top_rank"] = frame["rank"].to_numpy()[rows]
+    return queries.sort_values(_QUERY_COLUMNS).reset_index(drop=True)
 
 
 def top_language_per_query(ranks: pd.DataFrame, pool: Sequence[str] | None = None) -> pd.DataFrame:
