@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from xlr.adapters import AdapterEncoder, AdapterSpec, adapter_specs_from_params, train_adapters
 from xlr.batching import STRATEGIES, Batch, BatchSampler
@@ -202,28 +201,62 @@ class EvaluatedArm:
     encoder: Encoder
 
 
-def arm_encoders(params: Params, progress: bool = True) -> Iterator[EvaluatedArm]:
-    """Every model of the study as an :class:`~xlr.evaluate.Encoder`: the zero-shot base, each
-    trained arm's model folder, and each adapter arm once per fallback (its routing says which
-    adapter encoded which language). A missing folder is a clear error naming the arm."""
+def spec_encoders(
+    params: Params, spec: ArmSpec | AdapterSpec, progress: bool = True
+) -> Iterator[EvaluatedArm]:
+    """The models of one spec as :class:`~xlr.evaluate.Encoder`: the zero-shot base, a trained
+    arm's model folder, or an adapter arm once per fallback (its routing says which adapter
+    encodes which language). A missing folder is a clear error naming the arm."""
     device = resolve_device(params.run.device)
     batch = params.eval.batch_size
-    bases = {b: load_base(params, b, progress) for b in params.run.base_seeds}
-    for spec in arms_from_params(params):
-        if spec.arm == "zeroshot":
-            encoder: Encoder = ModelEncoder(bases[spec.base_seed], device, batch)
-        else:
-            encoder = ModelEncoder.from_folder(spec.directory(params) / MODEL_DIR, device, batch)
-        yield EvaluatedArm(spec.name, spec.base_seed, spec.seed, encoder)
-    for spec in adapter_specs_from_params(params):
-        for fallback, name in zip(
-            params.adapters.fallbacks, adapter_arm_names(params, spec.name), strict=True
-        ):
-            encoder = AdapterEncoder.from_folder(
-                bases[spec.base_seed], spec.directory(params), fallback, device=device,
-                batch_size=batch,
-            )  # fmt: skip
+    if isinstance(spec, AdapterSpec):
+        base = load_base(params, spec.base_seed, progress)
+        names = adapter_arm_names(params, spec.name)
+        for fallback, name in zip(params.adapters.fallbacks, names, strict=True):
+            encoder: Encoder = AdapterEncoder.from_folder(
+                base, spec.directory(params), fallback, device=device, batch_size=batch
+            )
             yield EvaluatedArm(name, spec.base_seed, spec.seed, encoder)
+        return
+    if spec.arm == "zeroshot":
+        encoder = ModelEncoder(load_base(params, spec.base_seed, progress), device, batch)
+    else:
+        encoder = ModelEncoder.from_folder(spec.directory(params) / MODEL_DIR, device, batch)
+    yield EvaluatedArm(spec.name, spec.base_seed, spec.seed, encoder)
+
+
+@dataclass(frozen=True)
+class _EvalJob:
+    """Evaluate one spec's models on every eval set (a :func:`xlr.workers.run_jobs` job).
+
+    Returns each evaluation's results and ranks; the caller writes them, since every run
+    rewrites the one merged ``retrieval.parquet``. Embeddings are cached per model and set.
+    """
+
+    params: Params
+    spec: ArmSpec | AdapterSpec
+    sets: tuple[ImageTextSet, ...]
+    progress: bool
+
+    def __call__(self) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+        data = self.params.data
+        outputs = []
+        for arm in spec_encoders(self.params, self.spec, self.progress):
+            for eval_set in self.sets:
+                outputs.append(
+                    evaluate_arm(
+                        arm.encoder,
+                        eval_set,
+                        data.train_langs,
+                        data.heldout_langs,
+                        eval_cfg=self.params.eval,
+                        arm=arm.name,
+                        seed=arm.seed,
+                        base_seed=arm.base_seed,
+                        cache_dir=results_dir(self.params) / "embeddings",
+                    )  # fmt: skip
+                )
+        return outputs
 
 
 def routing_table(params: Params) -> pd.DataFrame:
@@ -246,29 +279,22 @@ def results_dir(params: Params) -> Path:
 
 
 def evaluate_arms(params: Params, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Evaluate every arm on every eval set of ``params``, write the results and ranks, and
-    return them. Embeddings are cached per arm, seed and checkpoint, so a re-run re-encodes
-    nothing."""
-    sets = eval_sets(params)
-    cache = results_dir(params) / "embeddings"
+    """Evaluate every arm on every eval set of ``params``, ``run.workers`` models at a time,
+    write the results and ranks, and return them.
+
+    Results are written in the study's arm order whatever order the workers finish in, and
+    embeddings are cached per arm, seed and checkpoint, so a re-run re-encodes nothing.
+    """
+    sets = tuple(eval_sets(params).values())
+    inline = progress and params.run.workers == 1
+    specs = [*arms_from_params(params), *adapter_specs_from_params(params)]
+    jobs = [_EvalJob(params, spec, sets, inline) for spec in specs]
+    outputs = run_jobs(jobs, params.run.workers, desc="evaluate arms", progress=progress)
     all_results, all_ranks = [], []
-    arms = list(arm_encoders(params, progress))
-    for arm in tqdm(arms, desc="evaluate arms", unit="arm", disable=not progress):
-        for eval_set in sets.values():
-            results, ranks = evaluate_arm(
-                arm.encoder,
-                eval_set,
-                params.data.train_langs,
-                params.data.heldout_langs,
-                eval_cfg=params.eval,
-                arm=arm.name,
-                seed=arm.seed,
-                base_seed=arm.base_seed,
-                cache_dir=cache,
-            )
-            write_results(results, ranks, results_dir(params))
-            all_results.append(results)
-            all_ranks.append(ranks)
+    for results, ranks in (output for job_outputs in outputs for output in job_outputs):
+        write_results(results, ranks, results_dir(params))
+        all_results.append(results)
+        all_ranks.append(ranks)
     return pd.concat(all_results, ignore_index=True), pd.concat(all_ranks, ignore_index=True)
 
 
