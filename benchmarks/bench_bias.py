@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+from timing import best_time
 
 from xlr.bias import _best_per_language, _check_ranks, _top_language
 
@@ -61,15 +61,6 @@ def plain_top(frame: pd.DataFrame) -> pd.DataFrame:
     top = frame.sort_values([*KEYS, "rank", "other"]).drop_duplicates(KEYS)
     top = top.rename(columns={"relevant_lang": "top_lang", "rank": "top_rank"})
     return top[[*KEYS, "top_lang", "top_rank"]].reset_index(drop=True)
-
-
-def best_time(run: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

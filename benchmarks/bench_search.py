@@ -8,12 +8,11 @@ comparable across machines even when the absolute seconds are not.
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 
 import faiss
 import numpy as np
 import torch
+from timing import best_time
 
 from xlr.index import Relevance, exact_index, relevant_ranks, search
 
@@ -21,16 +20,6 @@ from xlr.index import Relevance, exact_index, relevant_ranks, search
 def unit_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
     x = rng.standard_normal((n, d)).astype(np.float32)
     return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
-def best_time(run: Callable[[], object], repeats: int) -> float:
-    """Shortest wall time in seconds of ``repeats`` calls (the least disturbed by other load)."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def torch_top_k(queries: np.ndarray, gallery: np.ndarray, k: int) -> np.ndarray:
