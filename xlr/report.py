@@ -230,8 +230,8 @@ def _tables(out: Path) -> str:
         links = [f'<a href="{_href(out, path)}">Markdown</a>']
         if path.with_suffix(".csv").is_file():
             links.append(f'<a href="{_href(out, path.with_suffix(".csv"))}">CSV</a>')
-        links = " · ".join(links)
-        parts.append(f"<h3>{html.escape(path.stem)}</h3><p>{links}</p>{render(path.read_text())}")
+        heading = f"<h3>{html.escape(path.stem)}</h3><p>{' · '.join(links)}</p>"
+        parts.append(heading + render(path.read_text()))
     return "".join(parts)
 
 
