@@ -73,6 +73,9 @@ def test_runs_in_order_exports_html_and_skips_on_rerun(study) -> None:
     assert [r.status for r in reproduce(params, notebooks=notebooks)] == ["ran", "ran"]
     (out / "02_b.ipynb").unlink()  # a later notebook alone reruns without its predecessors
     assert [r.status for r in reproduce(params, notebooks=notebooks)] == ["skipped", "ran"]
+    write_notebook(notebooks[0], "print('edited', run['name'])")  # a changed notebook reruns
+    assert [r.status for r in reproduce(params, notebooks=notebooks)] == ["ran", "ran"]
+    assert "edited t" in (out / "01_a.html").read_text()
     index = (out / "index.html").read_text()
     links = re.findall(r'(?:href|src)="([^"]+)"', index)
     assert len(links) == 6 and all((out / link).is_file() for link in links)

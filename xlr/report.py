@@ -3,10 +3,11 @@
 ``xlr reproduce params/P.yaml`` executes ``notebooks/NN_*.ipynb`` in order into
 ``reports/<run.name>/``, each with P's validated sections injected. It stops at the first
 failing notebook, naming it and the failing cell, and leaves every earlier report intact. A
-re-run skips notebooks already executed with the same parameters unless ``force``; once one
-notebook runs, all later ones run too, since they read what it writes. Each executed
-notebook is exported to HTML twice (with code, and without for reviewers), and ``index.html``
-links them with the figures, the tables (claims first) and a provenance block.
+re-run skips notebooks already executed with the same parameters and the same notebook file
+unless ``force``; once one notebook runs, all later ones run too, since they read what it
+writes (a change to ``xlr/`` alone is not detected: use ``force``). Each executed notebook is
+exported to HTML twice (with code, and without for reviewers), and ``index.html`` links them
+with the figures, the tables (claims first) and a provenance block.
 """
 
 from __future__ import annotations
@@ -126,7 +127,9 @@ def reproduce(
     runs: list[NotebookRun] = []
     for notebook in tqdm(notebooks or study_notebooks(), desc="notebooks", unit="nb"):
         previous = status.get(notebook.name, {})
-        done = previous.get("params") == digest and (out / notebook.name).is_file()
+        source = _file_sha256(notebook)
+        same_inputs = previous.get("params") == digest and previous.get("notebook") == source
+        done = same_inputs and (out / notebook.name).is_file()
         # a notebook that runs may change what every later one reads: they run again too
         if done and not force and not any(run.status == "ran" for run in runs):
             runs.append(NotebookRun(notebook.name, "skipped", previous["wall_s"]))
@@ -134,7 +137,7 @@ def reproduce(
         start = time.perf_counter()
         _execute(notebook, out, params)
         wall = time.perf_counter() - start
-        status[notebook.name] = {"params": digest, "wall_s": round(wall, 2)}
+        status[notebook.name] = {"params": digest, "notebook": source, "wall_s": round(wall, 2)}
         atomic_write_json(status, out / STATUS_FILE)
         runs.append(NotebookRun(notebook.name, "ran", wall))
     write_index(out, params, params_file, runs)
