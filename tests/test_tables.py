@@ -21,8 +21,7 @@ from xlr.tables import (
 def perfect_and_poor() -> pd.DataFrame:
     """A perfect arm (every t2i rank 1, each language's caption right after its own) and an arm
     whose t2i hits are all misses."""
-    ranks = fake_ranks({"hybrid-a0.5-full": 1.0, "zeroshot": 0.0}, bases=(0,), n_images=4)
-    return ranks
+    return fake_ranks({"hybrid-a0.5-full": 1.0, "zeroshot": 0.0}, bases=(0,), n_images=4)
 
 
 def test_headline_known_values() -> None:

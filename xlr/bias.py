@@ -136,8 +136,9 @@ def _query_numbers(frame: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
     return numbers, frame.iloc[first_rows][_QUERY_COLUMNS].reset_index(drop=True)
 
 
-def _best_per_language(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per query and pool language, the best rank: rows in first-seen (query, language) order."""
+def _numbered_best(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+    """:func:`_best_per_language`'s table, each of its rows' query number, and the queries
+    (:func:`_query_numbers`), so a per-query summary of the table groups on the numbers."""
     numbers, queries = _query_numbers(frame)
     lang_codes, langs = pd.factorize(frame["relevant_lang"])
     key = numbers.astype(np.int64) * len(langs) + lang_codes
@@ -146,7 +147,12 @@ def _best_per_language(frame: pd.DataFrame) -> pd.DataFrame:
     table = queries.iloc[query].reset_index(drop=True)
     table["relevant_lang"] = np.asarray(langs, dtype=object)[lang]
     table["rank"] = best.to_numpy()
-    return table
+    return table, query, queries
+
+
+def _best_per_language(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per query and pool language, the best rank: rows in first-seen (query, language) order."""
+    return _numbered_best(frame)[0]
 
 
 def best_rank_per_language(ranks: pd.DataFrame, pool: Sequence[str] | None = None) -> pd.DataFrame:
@@ -178,8 +184,7 @@ def rank_distance_per_query(ranks: pd.DataFrame, pool: Sequence[str] | None = No
     per language (XTD10) nothing else of that language is relevant.
     """
     frame, langs = _checked_pool(ranks, pool)
-    best = _best_per_language(frame)
-    numbers, per_query = _query_numbers(best)
+    best, numbers, per_query = _numbered_best(frame)
     other = best["relevant_lang"].to_numpy() != best["query_lang"].to_numpy()
     by_query = pd.DataFrame({"rank": best["rank"].to_numpy(), "other": other}).groupby(numbers)
     spans = by_query.agg(

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -30,18 +31,23 @@ class ArmStyle:
     dashes: str | tuple[float, ...] = ""
 
 
+class ArmShape(NamedTuple):
+    """The colour-free part of an :class:`ArmStyle`, fixed by an arm's variant."""
+
+    marker: str = "o"
+    hatch: str = ""
+    dashes: str | tuple[float, ...] = ""
+
+
 # Arm names are ``<family>[-<variant>]`` (xlr.train.arm_name, xlr.study.adapter_arm_names): the
 # family is the batch strategy with its alpha (``hybrid-a0.5``, ``adapters_hybrid-a0.5``), the
 # variant what trains (``full``, ``lora``) or, for adapters, the held-out fallback.
-ARM_VARIANTS: dict[str, ArmStyle] = {
-    name: ArmStyle((0.0, 0.0, 0.0), marker, hatch, dashes)
-    for name, marker, hatch, dashes in [
-        ("full", "o", "", ""),
-        ("lora", "s", "//", (4, 2)),
-        ("base", "^", "..", (1, 1.5)),
-        ("nearest", "D", "xx", (4, 1.5, 1, 1.5)),
-        ("average", "v", "\\\\", (6, 1.5, 1, 1.5, 1, 1.5)),
-    ]
+ARM_VARIANTS: dict[str, ArmShape] = {
+    "full": ArmShape("o", "", ""),
+    "lora": ArmShape("s", "//", (4, 2)),
+    "base": ArmShape("^", "..", (1, 1.5)),
+    "nearest": ArmShape("D", "xx", (4, 1.5, 1, 1.5)),
+    "average": ArmShape("v", "\\\\", (6, 1.5, 1, 1.5, 1, 1.5)),
 }
 
 
@@ -65,8 +71,7 @@ def arm_styles(arms: Sequence[str]) -> dict[str, ArmStyle]:
     styles = {}
     for arm in arms:
         family, variant = split_arm_name(arm)
-        shape = ARM_VARIANTS.get(variant, ArmStyle(colours[family]))
-        styles[arm] = ArmStyle(colours[family], shape.marker, shape.hatch, shape.dashes)
+        styles[arm] = ArmStyle(colours[family], *ARM_VARIANTS.get(variant, ArmShape()))
     return styles
 
 
@@ -451,7 +456,7 @@ def alpha_sweep_figure(
             line["alpha"],
             line["estimate"],
             yerr=_error_bars(line),
-            marker=ARM_VARIANTS[kind].marker if kind in ARM_VARIANTS else "o",
+            marker=ARM_VARIANTS.get(kind, ArmShape()).marker,
             capsize=_CAPSIZE,
             color=colours[kind],
             label=f"{kind} fine-tuning",
