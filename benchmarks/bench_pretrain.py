@@ -22,9 +22,10 @@ from open_clip.loss import ClipLoss
 from xlr.config import parse_params
 from xlr.data.prepare import ensure_corpus
 from xlr.data.synthetic import load_pool
-from xlr.models import load_model, write_tiny_model_dir
-from xlr.pretrain import ensure_tokenizer, pretrain
-from xlr.train import normalise_pixels, tokenize_texts
+from xlr.models.factory import load_model, write_tiny_model_dir
+from xlr.runtime import normalise_pixels
+from xlr.train.finetune import tokenize_texts
+from xlr.train.pretrain import ensure_tokenizer, pretrain
 
 
 def bare_open_clip_steps(

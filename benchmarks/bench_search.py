@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from timing import best_time
 
-from xlr.index import Relevance, exact_index, relevant_ranks, search
+from xlr.eval.search import Relevance, exact_index, relevant_ranks, search
 
 
 def unit_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:

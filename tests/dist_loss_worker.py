@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from xlr.losses import ContrastiveLoss
+from xlr.train.losses import ContrastiveLoss
 
 GLOBAL_BATCH = 8
 DIM = 5

@@ -14,14 +14,15 @@ import numpy as np
 import pytest
 import torch
 
-from xlr import adapters as ad
-from xlr import train
+from xlr import runtime
 from xlr.config import Params, parse_params
 from xlr.data.synthetic import generate_corpus, load_pool
-from xlr.evaluate import ModelEncoder
+from xlr.eval.encoders import ModelEncoder
 from xlr.langs import nearest_language
-from xlr.models import load_model, write_tiny_model_dir
-from xlr.tokenizer import build_tokenizer
+from xlr.models.factory import load_model, write_tiny_model_dir
+from xlr.models.tokenizer import build_tokenizer
+from xlr.train import adapters as ad
+from xlr.train import finetune as train
 
 LANGS = ["en", "de", "es", "pt", "ja"]
 TRAIN, HELDOUT = ["en", "de", "es"], ["pt", "ja"]
@@ -197,7 +198,7 @@ def test_average_adapter_is_the_mean_update(world: dict) -> None:
 
 def test_cross_step_updates_exactly_its_two_adapters(world: dict) -> None:
     params = params_for(world)
-    ctx = train.init_distributed("cpu")
+    ctx = runtime.init_distributed("cpu")
     spec = ad.AdapterSpec(0, 0, alpha=0.0)  # every step a cross step
     run = ad._prepare(world["base"], world["pool"], params, spec, TRAIN, ctx)
     batch, _ = run.plan(0)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xlr.batching import (
+from xlr.train.batching import (
     Batch,
     BatchSampler,
     LanguageSampler,

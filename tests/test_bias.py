@@ -4,24 +4,26 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xlr.bias import (
-    RESULT_COLUMNS,
+from xlr.analysis.bias import (
     best_rank_per_language,
-    bootstrap_by_arm,
-    compare_arms,
     english_first,
     language_fairness,
     language_preference,
     macro_mean,
     per_language_metric,
-    plant_same_language_boost,
     preference_divergence,
     rank_distance_per_query,
     same_language_first,
-    seed_negative_control,
-    seed_spread,
     top_language_per_query,
 )
+from xlr.analysis.controls import plant_same_language_boost
+from xlr.analysis.intervals import (
+    bootstrap_by_arm,
+    compare_arms,
+    seed_negative_control,
+    seed_spread,
+)
+from xlr.eval.results import RESULT_COLUMNS
 
 RUN = {"arm": "mono", "seed": 0, "base_seed": 0, "benchmark": "synthetic", "task": "multilingual"}
 

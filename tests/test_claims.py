@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xlr.claims import default_claims, evaluate_claims, per_query_measure, verdict
-from xlr.tables import claims_markdown
+from xlr.analysis.claims import default_claims, evaluate_claims, per_query_measure, verdict
+from xlr.analysis.tables import claims_markdown
 
 SEEN, HELDOUT = ["en", "de"], ["nl"]
 LANGS = SEEN + HELDOUT

@@ -12,7 +12,7 @@ from test_tasks import DesignedEncoder, designed_set
 from xlr.config import EvalSection, SyntheticSection, TinyModelSection
 from xlr.data.imagetext import ImageTextSet
 from xlr.data.synthetic import generate_corpus, lexicon_words, load_pool
-from xlr.evaluate import (
+from xlr.eval.encoders import (
     EmbeddingKey,
     Encoder,
     ModelEncoder,
@@ -20,9 +20,10 @@ from xlr.evaluate import (
     set_fingerprint,
     state_dict_hash,
 )
-from xlr.models import load_model, write_tiny_model_dir
-from xlr.tasks import RANK_COLUMNS, RESULT_COLUMNS, evaluate_arm, write_results
-from xlr.tokenizer import build_tokenizer
+from xlr.eval.results import RANK_COLUMNS, RESULT_COLUMNS, write_results
+from xlr.eval.tasks import evaluate_arm
+from xlr.models.factory import load_model, write_tiny_model_dir
+from xlr.models.tokenizer import build_tokenizer
 
 SEEN, HELDOUT = ["en", "de"], ["fr", "ru"]
 TINY = TinyModelSection(context_length=16, vocab_size=400)

@@ -23,9 +23,9 @@ from safetensors.torch import load_file
 from xlr.config import Params, parse_params
 from xlr.data.imagetext import ImageTextSet
 from xlr.data.synthetic import generate_corpus, load_pool
-from xlr.models import WEIGHTS, load_model, write_tiny_model_dir
-from xlr.tokenizer import build_tokenizer
-from xlr.train import (
+from xlr.models.factory import WEIGHTS, load_model, write_tiny_model_dir
+from xlr.models.tokenizer import build_tokenizer
+from xlr.train.finetune import (
     CHECKPOINT,
     LOG_CSV,
     LORA_DIR,

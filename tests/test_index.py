@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from xlr.index import (
+from xlr.eval.search import (
     Relevance,
     approximate_recall,
     gpu_available,

@@ -12,7 +12,7 @@ import pytest
 import torch
 from open_clip.loss import ClipLoss
 
-from xlr.losses import ContrastiveLoss
+from xlr.train.losses import ContrastiveLoss
 
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))

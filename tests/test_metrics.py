@@ -5,8 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from xlr.index import Relevance, relevant_ranks
-from xlr.metrics import (
+from xlr.eval.metrics import (
     QueryRanks,
     average_precision,
     best_rank,
@@ -16,6 +15,7 @@ from xlr.metrics import (
     reciprocal_rank,
     summarize,
 )
+from xlr.eval.search import Relevance, relevant_ranks
 
 
 @pytest.fixture()

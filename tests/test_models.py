@@ -10,16 +10,16 @@ import pytest
 import torch
 from open_clip.loss import ClipLoss
 
-from xlr import models
 from xlr.config import ModelSection, TinyModelSection
-from xlr.models import (
+from xlr.models import factory as models
+from xlr.models.factory import (
     ModelBundle,
     create_model,
     load_model,
     save_model_dir,
     write_tiny_model_dir,
 )
-from xlr.tokenizer import build_tokenizer
+from xlr.models.tokenizer import build_tokenizer
 
 CAPTIONS = [
     "a small red circle on the left", "two green triangles at the top",

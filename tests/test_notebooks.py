@@ -17,7 +17,7 @@ import yaml
 
 from xlr.config import load_params
 from xlr.notebook import SECTIONS
-from xlr.pretrain import base_model_dir, base_report
+from xlr.train.pretrain import base_model_dir, base_report
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

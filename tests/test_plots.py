@@ -7,10 +7,10 @@ matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 
-from xlr.batching import BatchSampler
+from xlr.analysis.plots import batch_kind_figure, language_mix_figure, loss_curves_figure
+from xlr.data.gallery import batch_gallery_html, caption_gallery_html
 from xlr.data.imagetext import ArrayImages, ImageTextSet
-from xlr.gallery import batch_gallery_html, caption_gallery_html
-from xlr.plots import batch_kind_figure, language_mix_figure, loss_curves_figure
+from xlr.train.batching import BatchSampler
 
 EVIL = "<img src=x onerror=alert(1)>"
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from xlr import pretrain as pretrain_module
 from xlr.cli import main
 from xlr.config import parse_params
-from xlr.pretrain import REPORT_NAME, base_model_dir, base_report, ensure_base_model
+from xlr.train import pretrain as pretrain_module
+from xlr.train.pretrain import REPORT_NAME, base_model_dir, base_report, ensure_base_model
 
 
 def tiny_params(cache: Path, **tiny: int) -> object:

@@ -45,7 +45,7 @@ def test_runs_in_order_exports_html_and_skips_on_rerun(study) -> None:
         "from IPython.display import HTML, display\n"
         "import pandas as pd\n"
         "from xlr.data.imagetext import ArrayImages, ImageTextSet\n"
-        "from xlr.gallery import caption_gallery_html\n"
+        "from xlr.data.gallery import caption_gallery_html\n"
         "import numpy as np\n"
         "caps = pd.DataFrame({'image_id': [0], 'lang': ['en'], 'caption_idx': [0],\n"
         f"                     'caption': [{PAYLOAD!r}]}})\n"
@@ -113,7 +113,7 @@ def test_index_renders_tables_escaped_and_links_their_files(study) -> None:
     writer = (
         "from pathlib import Path\n"
         "import pandas as pd\n"
-        "from xlr.tables import markdown_table, save_table\n"
+        "from xlr.analysis.tables import markdown_table, save_table\n"
         f"out = Path({str(out)!r})\n"
         f"frame = pd.DataFrame({{'arm': [{PAYLOAD!r}], 'estimate': ['0.500 [0.4, 0.6]']}})\n"
         "save_table(frame, out, 'claims', markdown_table(frame))\n"

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from xlr.stats import (
+from xlr.analysis.stats import (
     Interval,
     bootstrap_mean,
     paired_bootstrap_difference,

@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from xlr.train.runner import evaluate_arms, results_dir, train_adapter_arms, train_arms
 
 from xlr.config import parse_params
 from xlr.data.prepare import finetune_pool, prepare_data
-from xlr.study import evaluate_arms, results_dir, train_adapter_arms, train_arms
 from xlr.workers import threads_per_worker
 
 

@@ -14,8 +14,7 @@ import pytest
 from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 
-from xlr.adapters import FALLBACKS
-from xlr.plots import (
+from xlr.analysis.plots import (
     ARM_VARIANTS,
     accuracy_vs_params_figure,
     alpha_sweep_figure,
@@ -30,7 +29,8 @@ from xlr.plots import (
     seen_heldout_figure,
     split_arm_name,
 )
-from xlr.train import Trainable
+from xlr.train.adapters import FALLBACKS
+from xlr.train.finetune import Trainable
 
 
 @pytest.fixture(autouse=True)

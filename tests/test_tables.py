@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from test_claims import HELDOUT, SEEN, fake_ranks
 
-from xlr.claims import default_claims, evaluate_claims
-from xlr.tables import (
+from xlr.analysis.claims import default_claims, evaluate_claims
+from xlr.analysis.tables import (
     claims_markdown,
     headline_table,
     headline_wide,

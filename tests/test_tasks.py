@@ -21,17 +21,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from xlr.analysis.intervals import summarize_with_ci
 from xlr.config import EvalSection
 from xlr.data.imagetext import ArrayImages, ImageStore, ImageTextSet
-from xlr.tasks import (
-    RANK_COLUMNS,
-    RESULT_COLUMNS,
-    evaluate_arm,
-    second_caption_positions,
-    summarize_with_ci,
-    write_results,
-    xt2t_matrix,
-)
+from xlr.eval.results import RANK_COLUMNS, RESULT_COLUMNS, write_results
+from xlr.eval.tasks import evaluate_arm, second_caption_positions, xt2t_matrix
 
 LANGS = ("en", "de")
 N_IMAGES, N_CAPTIONS = 3, 2

@@ -10,7 +10,7 @@ import torch
 from open_clip.tokenizer import HFTokenizer
 
 from xlr.config import SYNTHETIC_LANGS
-from xlr.tokenizer import MASK_TOKEN, build_tokenizer, load_tokenizer, tokenization_stats
+from xlr.models.tokenizer import MASK_TOKEN, build_tokenizer, load_tokenizer, tokenization_stats
 
 # Real captions of the kind the generator writes, eight per language; zh and ja have no spaces.
 SAMPLE: dict[str, list[str]] = {
@@ -258,7 +258,7 @@ def test_generated_captions_tokenise_well(tmp_path: Path) -> None:
 def test_token_cache_returns_what_the_tokenizer_gives(
     folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from xlr import train
+    from xlr.train import finetune as train
 
     tokenize = HFTokenizer(str(folder), context_length=12)
     texts = ["a red circle", "ein roter Kreis", "一个红色的圆"]
@@ -282,7 +282,7 @@ def test_token_cache_returns_what_the_tokenizer_gives(
 def test_token_cache_replaces_a_bad_file_and_skips_unknown_tokenizers(
     folder: Path, tmp_path: Path
 ) -> None:
-    from xlr import train
+    from xlr.train import finetune as train
 
     tokenize = HFTokenizer(str(folder), context_length=12)
     texts = ["a red circle", "a blue square"]

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from xlr.train import batch_indices, chunks, make_optimizer, normalise_pixels, warmup_cosine
+from xlr.runtime import chunks, normalise_pixels
+from xlr.train.finetune import batch_indices, make_optimizer, warmup_cosine
 
 
 def test_warmup_then_cosine_to_zero() -> None:

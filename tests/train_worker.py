@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from xlr import train
 from xlr.config import parse_params
 from xlr.data.synthetic import load_pool
-from xlr.models import load_model
+from xlr.models.factory import load_model
+from xlr.train import finetune as train
 
 
 def slowed(step, delay: float):

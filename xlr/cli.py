@@ -17,7 +17,8 @@ from xlr.config import ParamsError, load_params
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from xlr.pretrain import base_report, ensure_base_model
+    from xlr.eval.runner import base_report
+    from xlr.train.pretrain import ensure_base_model
 
     params = load_params(args.params)
     if params.run.threads:
@@ -27,7 +28,7 @@ def _prepare(args: argparse.Namespace) -> int:
         return 0
     for base_seed in params.run.base_seeds:
         model_dir = ensure_base_model(params, base_seed, progress=not args.quiet)
-        table = base_report(model_dir)
+        table = base_report(params, base_seed)
         print(f"\nbase seed {base_seed}: {model_dir}")
         print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     return 0

@@ -12,7 +12,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -190,7 +190,9 @@ class ModelSection(Section):
     tiny: TinyModelSection = TinyModelSection()
 
 
-ArmName = Literal["zeroshot", "mono", "cross", "multi", "hybrid"]
+ArmName = Literal["zeroshot", "mono", "cross", "multi", "hybrid"]  # the arms of train.arms
+Trainable = Literal["full", "lora"]  # what a shared arm trains: the text tower or one LoRA
+Fallback = Literal["base", "nearest", "average"]  # held-out languages' route in 03
 
 
 class LoraSection(Section):
@@ -211,7 +213,7 @@ class TrainSection(Section):
     arms: Annotated[list[ArmName], Field(min_length=1)] = ["zeroshot", "mono", "cross", "hybrid"]
     alphas: Annotated[list[Unit], Field(min_length=1)] = [0.5]
     tau: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
-    trainable: Annotated[list[Literal["full", "lora"]], Field(min_length=1)] = ["full"]
+    trainable: Annotated[list[Trainable], Field(min_length=1)] = ["full"]
     steps: PositiveInt = 200
     batch_size: Annotated[int, Field(ge=2)] = 64
     lr: Annotated[float, Field(gt=0)] = 5e-4
@@ -231,9 +233,7 @@ class AdaptersSection(Section):
     lora: LoraSection = LoraSection()
     steps_per_language: PositiveInt = 100
     schedule: Literal["sequential", "interleaved"] = "sequential"
-    fallbacks: Annotated[list[Literal["base", "nearest", "average"]], Field(min_length=1)] = [
-        "base", "nearest", "average",
-    ]  # fmt: skip
+    fallbacks: Annotated[list[Fallback], Field(min_length=1)] = list(get_args(Fallback))
     # alpha of the combined adapters_hybrid arm (per-language adapters, hybrid batches); null: off
     hybrid_alpha: Unit | None = 0.5
 

@@ -5,7 +5,7 @@ a claim names two arms, a measure and a language group, and the effect is the pa
 ``arm_a - arm_b`` on the same queries (so, for every arm, the difference of its paired gains
 over the zero-shot model of the same base), each query averaged over the bases and seeds it ran
 in, with a bootstrap interval over queries stratified by query language and a sign-flip test
-(:func:`xlr.bias.compare_arms`).
+(:func:`xlr.analysis.bias.compare_arms`).
 
 Because the base model's seed dominates the variance on the embedded default (DESIGN.md, Study
 protocol), an interval over queries alone would overstate certainty; a claim is therefore
@@ -23,8 +23,10 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from xlr.bias import compare_arms, macro_mean, rank_distance_per_query
-from xlr.tasks import per_query_values
+from xlr.analysis.bias import macro_mean, rank_distance_per_query
+from xlr.analysis.intervals import compare_arms
+from xlr.arms import ZEROSHOT, Arm, HeadlineArms
+from xlr.eval.tasks import per_query_values
 
 Measure = Literal["t2i R@1", "multilingual mAP", "rank distance"]
 LangGroup = Literal["seen", "heldout", "all"]
@@ -48,11 +50,17 @@ class Claim:
     direction: int  # +1: a above b supports the claim; -1: a below b (rank distance)
 
 
-def default_claims(hybrid: str, adapters: str | None = None) -> list[Claim]:
-    """The source synthesis's claims, for the study's hybrid arm (e.g. ``hybrid-a0.5-full``)
-    and, when run, its adapters arm."""
-    suffix = hybrid.rsplit("-", 1)[-1]  # full | lora: compare like with like
-    mono, cross, multi = (f"{arm}-{suffix}" for arm in ("mono", "cross", "multi"))
+def default_claims(headline: HeadlineArms) -> list[Claim]:
+    """The source synthesis's claims about the study's headline hybrid arm (e.g.
+    ``hybrid-a0.5-full``, :func:`xlr.arms.headline_arms`) and, when run, its adapters arm;
+    none without a hybrid arm. Mono, cross and multi arms train what the hybrid arm trains, so
+    like is compared with like."""
+    if headline.hybrid is None:
+        return []
+    hybrid, zeroshot = headline.hybrid.name, ZEROSHOT.name
+    mono, cross, multi = (
+        Arm(family, trained=headline.hybrid.trained).name for family in ("mono", "cross", "multi")
+    )
     claims = [
         Claim("hybrid>mono:ml", "Hybrid batches give better multilingual retrieval than mono "
               "batches", hybrid, mono, "multilingual mAP", "all", +1),
@@ -69,10 +77,11 @@ def default_claims(hybrid: str, adapters: str | None = None) -> list[Claim]:
               "seen languages) compared with mono batches", hybrid, mono, "rank distance",
               "seen", -1),
         Claim("hybrid>zeroshot:heldout", "Hybrid fine-tuning on the seen languages improves "
-              "zero-shot retrieval in held-out languages", hybrid, "zeroshot", "t2i R@1",
+              "zero-shot retrieval in held-out languages", hybrid, zeroshot, "t2i R@1",
               "heldout", +1),
     ]  # fmt: skip
-    if adapters is not None:
+    if headline.adapters is not None:
+        adapters = headline.adapters.name
         claims += [
             Claim("adapters>hybrid:seen", "Language adapters beat hybrid batches on seen "
                   "languages", adapters, hybrid, "t2i R@1", "seen", +1),
@@ -147,7 +156,7 @@ def evaluate_claims(
             ranks[ranks["arm"].isin([claim.arm_a, claim.arm_b])], claim.measure, langs
         )
         on = ["benchmark", "task", "query_idx", "base_seed"]
-        if "zeroshot" not in (claim.arm_a, claim.arm_b):
+        if ZEROSHOT.name not in (claim.arm_a, claim.arm_b):
             on.append("seed")
         test = compare_arms(
             per_query, claim.arm_a, claim.arm_b, on, n_resamples, confidence, rng=rng

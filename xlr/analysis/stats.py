@@ -1,7 +1,7 @@
 """Uncertainty for per-query metrics: bootstrap intervals, paired comparisons, seed spread.
 
 Inputs are per-query values (hits, reciprocal ranks, average precisions, rank distances from
-:mod:`xlr.metrics`); the statistic is their mean, or with ``strata`` (e.g. query language) the
+:mod:`xlr.eval.metrics`); the statistic is their mean, or with ``strata`` (e.g. query language) the
 macro mean of per-stratum means. Queries are the resampling unit: two arms scored on the same
 queries are compared by resampling queries jointly, which removes the between-query variance the
 arms share. All randomness comes from one seed or ``numpy.random.Generator``.

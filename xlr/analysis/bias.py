@@ -3,10 +3,10 @@
 Inputs are the two tables notebook 04 writes, so notebooks 05 and 06 never re-run retrieval:
 
 - the **ranks** table (``results/ranks/*.parquet``): one row per (query, relevant item) with
-  :data:`RANK_COLUMNS`; ``rank`` is the 1-based position of that relevant item in the whole
+  :data:`xlr.eval.results.RANK_COLUMNS`; ``rank`` is the 1-based position of that relevant item in the whole
   gallery. In the ``multilingual`` task a query (a caption, or an image with ``query_lang`` equal
-  to :data:`IMAGE_QUERY`) has relevant captions in every language of the pool.
-- the long-form **results** table (``results/retrieval.parquet``) with :data:`RESULT_COLUMNS`.
+  to :data:`IMAGE`) has relevant captions in every language of the pool.
+- the long-form **results** table (``results/retrieval.parquet``) with :data:`xlr.eval.results.RESULT_COLUMNS`.
 
 Measures (lower rank distance and divergence mean less language bias):
 
@@ -32,58 +32,21 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from xlr.eval.results import IDENTITY_COLUMNS, IMAGE, RESULT_COLUMNS, check_table
 from xlr.langs import UnknownLanguageError, canonical_code
-from xlr.stats import bootstrap_mean, paired_bootstrap_difference, seed_summary, sign_flip_test
 
-RUN_KEYS: tuple[str, ...] = ("arm", "seed", "base_seed", "benchmark", "task")
+RUN_KEYS: tuple[str, ...] = (*IDENTITY_COLUMNS, "task")
 QUERY_KEYS: tuple[str, ...] = (*RUN_KEYS, "query_idx")
-RANK_COLUMNS: tuple[str, ...] = (
-    *QUERY_KEYS,
-    "query_lang",
-    "query_image_id",
-    "relevant_idx",
-    "relevant_lang",
-    "relevant_image_id",
-    "rank",
-)
-RESULT_COLUMNS: tuple[str, ...] = (
-    *RUN_KEYS,
-    "query_lang",
-    "target_lang",
-    "lang_group",
-    "metric",
-    "value",
-    "captions",
-    "n_queries",
-)
-PAIR_KEYS: tuple[str, ...] = ("benchmark", "task", "query_idx", "base_seed", "seed")
-ARM_SUMMARY_KEYS: tuple[str, ...] = ("arm", "benchmark", "task", "query_kind")
-IMAGE_QUERY = "image"  # query_lang of image queries
 ENGLISH = "en"
-
-_USED_RANK_COLUMNS = (*QUERY_KEYS, "query_lang", "relevant_lang", "rank")
-_QUERY_COLUMNS = [*QUERY_KEYS, "query_lang", "query_kind"]
+USED_RANK_COLUMNS: tuple[str, ...] = (*QUERY_KEYS, "query_lang", "relevant_lang", "rank")
+QUERY_COLUMNS: list[str] = [*QUERY_KEYS, "query_lang", "query_kind"]  # of per-query tables
 _RUN_KIND = [*RUN_KEYS, "query_kind"]
-# A query's resampling unit: its differences are averaged over the seeds and bases it ran in.
-_UNIT_KEYS = ["benchmark", "task", "query_kind", "query_lang", "query_idx"]
-
-
-def _require(frame: pd.DataFrame, columns: Sequence[str], name: str) -> None:
-    """Raise ``ValueError`` naming the columns ``frame`` lacks, or that it has no rows."""
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValueError(
-            f"{name} table lacks columns {missing}; it needs {list(columns)} "
-            "(see xlr.bias.RANK_COLUMNS and RESULT_COLUMNS)"
-        )
-    if frame.empty:
-        raise ValueError(f"{name} table is empty: there is nothing to measure")
 
 
 def _check_ranks(ranks: pd.DataFrame) -> pd.DataFrame:
     """Validated copy of the used rank columns, with ``query_kind`` (image | caption) added."""
-    _require(ranks, _USED_RANK_COLUMNS, "ranks")
-    frame = ranks[list(_USED_RANK_COLUMNS)].copy()
+    check_table(ranks, USED_RANK_COLUMNS, "ranks")
+    frame = ranks[list(USED_RANK_COLUMNS)].copy()
     null_keys = [c for c in QUERY_KEYS if c != "seed" and frame[c].isna().any()]
     if null_keys:
         raise ValueError(
@@ -92,8 +55,8 @@ def _check_ranks(ranks: pd.DataFrame) -> pd.DataFrame:
         )
     if (frame["rank"] < 1).any():
         raise ValueError(f"ranks are 1-based, got a rank of {frame['rank'].min()}")
-    is_image = (frame["query_lang"] == IMAGE_QUERY).to_numpy()
-    frame["query_kind"] = np.array(["caption", IMAGE_QUERY], dtype=object)[is_image.astype(int)]
+    is_image = (frame["query_lang"] == IMAGE).to_numpy()
+    frame["query_kind"] = np.array(["caption", IMAGE], dtype=object)[is_image.astype(int)]
     return frame
 
 
@@ -130,10 +93,10 @@ def _query_numbers(frame: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
     and nullable query columns dominated notebook 05; numbered once, every later grouping is
     integer work.
     """
-    numbers = frame.groupby(_QUERY_COLUMNS, sort=False, dropna=False).ngroup().to_numpy()
+    numbers = frame.groupby(QUERY_COLUMNS, sort=False, dropna=False).ngroup().to_numpy()
     seen_before = np.maximum.accumulate(np.concatenate([[-1], numbers[:-1]]))
     first_rows = np.flatnonzero(numbers > seen_before)  # a first-seen number is a new maximum
-    return numbers, frame.iloc[first_rows][_QUERY_COLUMNS].reset_index(drop=True)
+    return numbers, frame.iloc[first_rows][QUERY_COLUMNS].reset_index(drop=True)
 
 
 def _numbered_best(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
@@ -205,7 +168,7 @@ def rank_distance_per_query(ranks: pd.DataFrame, pool: Sequence[str] | None = No
             "from the pool"
         )
     per_query["value"] = (per_query["high"] - per_query["low"]).astype(np.float64)
-    return per_query[[*_QUERY_COLUMNS, "n_langs", "value"]]
+    return per_query[[*QUERY_COLUMNS, "n_langs", "value"]]
 
 
 def _top_language(frame: pd.DataFrame) -> pd.DataFrame:
@@ -217,7 +180,7 @@ def _top_language(frame: pd.DataFrame) -> pd.DataFrame:
     rows = pd.Series(score).groupby(numbers).idxmin().to_numpy()  # one per query, in order
     queries["top_lang"] = frame["relevant_lang"].to_numpy()[rows]
     queries["top_rank"] = frame["rank"].to_numpy()[rows]
-    return queries.sort_values(_QUERY_COLUMNS).reset_index(drop=True)
+    return queries.sort_values(QUERY_COLUMNS).reset_index(drop=True)
 
 
 def top_language_per_query(ranks: pd.DataFrame, pool: Sequence[str] | None = None) -> pd.DataFrame:
@@ -253,9 +216,9 @@ def english_first(ranks: pd.DataFrame, pool: Sequence[str] | None = None) -> pd.
     if ENGLISH not in langs:
         raise ValueError(f"the English-first rate needs English in the pool, got {langs}")
     top = _top_language(frame)
-    top = top[top["query_kind"] == IMAGE_QUERY]
+    top = top[top["query_kind"] == IMAGE]
     if top.empty:
-        raise ValueError(f"no image query (query_lang == {IMAGE_QUERY!r}) in the ranks table")
+        raise ValueError(f"no image query (query_lang == {IMAGE!r}) in the ranks table")
     return top.assign(value=(top["top_lang"] == ENGLISH).astype(np.float64))
 
 
@@ -288,7 +251,7 @@ def preference_divergence(shares: pd.DataFrame) -> pd.DataFrame:
     KL(p || u) = sum_l p_l log(p_l L): 0 for a model that ranks every language first equally
     often, log(L) for one that always ranks the same language first.
     """
-    _require(shares, [*_RUN_KIND, "top_lang", "share", "uniform"], "shares")
+    check_table(shares, [*_RUN_KIND, "top_lang", "share", "uniform"], "shares")
     p = shares["share"].to_numpy()
     ratio = np.where(p > 0, p / shares["uniform"].to_numpy(), 1.0)
     terms = shares[_RUN_KIND].assign(value=p * np.log(ratio))
@@ -297,7 +260,7 @@ def preference_divergence(shares: pd.DataFrame) -> pd.DataFrame:
 
 def macro_mean(per_query: pd.DataFrame) -> pd.DataFrame:
     """Per run and query kind: mean ``value`` per query language, then mean over languages."""
-    _require(per_query, [*_QUERY_COLUMNS, "value"], "per-query")
+    check_table(per_query, [*QUERY_COLUMNS, "value"], "per-query")
     per_lang = per_query.groupby([*_RUN_KIND, "query_lang"], sort=False, dropna=False)["value"].agg(
         ["mean", "size"]
     )
@@ -308,179 +271,13 @@ def macro_mean(per_query: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _query_units(per_query: pd.DataFrame) -> pd.DataFrame:
-    """One row per query (:data:`_UNIT_KEYS`), its ``value`` averaged over seeds and bases.
-
-    The query is the resampling unit: the same query scored under several seeds is one piece of
-    evidence about the query population, not several; the seed spread is :func:`seed_spread`.
-    """
-    return per_query.groupby(_UNIT_KEYS, sort=False, dropna=False)["value"].mean().reset_index()
-
-
-def bootstrap_by_arm(
-    per_query: pd.DataFrame,
-    n_resamples: int = 1000,
-    confidence: float = 0.95,
-    rng: np.random.Generator | int = 0,
-) -> pd.DataFrame:
-    """Bootstrap interval over queries of each arm's macro mean, per benchmark, task, query kind.
-
-    Each query's value is first averaged over the seeds and bases it ran in, then queries are
-    resampled within their query language (``strata``) so the macro mean keeps its weights.
-    Returns ``estimate, low, high, n`` (queries) and ``confidence``.
-    """
-    _require(per_query, [*_QUERY_COLUMNS, "value"], "per-query")
-    rng = np.random.default_rng(rng)
-    rows = []
-    for keys, group in per_query.groupby(list(ARM_SUMMARY_KEYS), sort=True, dropna=False):
-        units = _query_units(group)
-        interval = bootstrap_mean(
-            units["value"].to_numpy(), n_resamples, confidence, rng, units["query_lang"].to_numpy()
-        )
-        rows.append({**dict(zip(ARM_SUMMARY_KEYS, keys, strict=True)), **vars(interval)})
-    return pd.DataFrame(rows)
-
-
-def _paired_units(a: pd.DataFrame, b: pd.DataFrame, on: Sequence[str]) -> pd.DataFrame:
-    """Per query unit, the mean ``value_a`` and ``value_b`` of rows joined on ``on``."""
-    keys = list(dict.fromkeys([*on, *_UNIT_KEYS]))
-    try:
-        joined = a[[*keys, "value"]].merge(
-            b[[*keys, "value"]], on=keys, suffixes=("_a", "_b"), validate="many_to_one"
-        )
-    except pd.errors.MergeError as error:
-        raise ValueError(
-            f"the reference side has several rows per {keys}; join on more keys (e.g. seed)"
-        ) from error
-    if joined.empty:
-        raise ValueError(f"the two sides share no query on {keys}; nothing to compare")
-    return (
-        joined.groupby(_UNIT_KEYS, sort=False, dropna=False)[["value_a", "value_b"]]
-        .mean()
-        .reset_index()
-    )
-
-
-def _paired_test(
-    units: pd.DataFrame,
-    n_resamples: int,
-    confidence: float,
-    n_permutations: int,
-    rng: np.random.Generator,
-) -> dict[str, float]:
-    a, b = units["value_a"].to_numpy(), units["value_b"].to_numpy()
-    interval = paired_bootstrap_difference(
-        a, b, n_resamples, confidence, rng, units["query_lang"].to_numpy()
-    )
-    return {**vars(interval), "p_value": sign_flip_test(a, b, n_permutations, rng)}
-
-
-def compare_arms(
-    per_query: pd.DataFrame,
-    arm_a: str,
-    arm_b: str,
-    on: Sequence[str] = PAIR_KEYS,
-    n_resamples: int = 1000,
-    confidence: float = 0.95,
-    n_permutations: int = 10_000,
-    rng: np.random.Generator | int = 0,
-) -> pd.DataFrame:
-    """Paired comparison arm_a - arm_b on the same queries, per benchmark, task and query kind.
-
-    Rows are joined on ``on`` (default: same query, base and fine-tuning seed); to compare every
-    seed of an arm against a reference scored once per base (the zero-shot model), leave
-    ``seed`` out of ``on``. Each query's differences are averaged over the runs it was paired in;
-    ``estimate, low, high`` is the bootstrap interval of the macro mean difference (strata = query
-    language) and ``p_value`` the two-sided sign-flip test of the plain mean difference (the two
-    coincide when every query language has as many queries, as on parallel benchmarks).
-    """
-    _require(per_query, [*_QUERY_COLUMNS, "value"], "per-query")
-    rng = np.random.default_rng(rng)
-    sides = [per_query[per_query["arm"] == arm] for arm in (arm_a, arm_b)]
-    for arm, side in zip((arm_a, arm_b), sides, strict=True):
-        if side.empty:
-            raise ValueError(
-                f"arm {arm!r} is not in the table (arms: {sorted(per_query['arm'].unique())})"
-            )
-    units = _paired_units(*sides, on)
-    rows = []
-    for keys, group in units.groupby(["benchmark", "task", "query_kind"], sort=True, dropna=False):
-        test = _paired_test(group, n_resamples, confidence, n_permutations, rng)
-        names = dict(zip(("benchmark", "task", "query_kind"), keys, strict=True))
-        rows.append({**names, "arm_a": arm_a, "arm_b": arm_b, **test})
-    return pd.DataFrame(rows)
-
-
-def seed_negative_control(
-    per_query: pd.DataFrame,
-    arm: str,
-    seed_a: int,
-    seed_b: int,
-    n_permutations: int = 10_000,
-    rng: np.random.Generator | int = 0,
-) -> float:
-    """Sign-flip p-value between two fine-tuning seeds of one arm on the same queries.
-
-    The negative control of :func:`compare_arms`: seeds of one arm differ by chance only, so the
-    p-value should rarely fall below the test level. If it often does, the per-query test is
-    detecting seed noise, and arm differences must be judged against :func:`seed_spread`.
-    ``per_query`` must hold one benchmark, task and query kind (filter it first).
-    """
-    _require(per_query, [*_QUERY_COLUMNS, "value"], "per-query")
-    runs = per_query[per_query["arm"] == arm]
-    groups = runs[["benchmark", "task", "query_kind"]].drop_duplicates()
-    if len(groups) != 1:
-        raise ValueError(
-            f"the negative control compares one benchmark, task and query kind; arm {arm!r} "
-            f"has {len(groups)}: filter the table first"
-        )
-    a, b = (runs[runs["seed"] == seed] for seed in (seed_a, seed_b))
-    on = ["benchmark", "task", "query_idx", "base_seed"]
-    units = _paired_units(a, b, on)
-    return sign_flip_test(
-        units["value_a"].to_numpy(), units["value_b"].to_numpy(), n_permutations, rng
-    )
-
-
-def seed_spread(per_run: pd.DataFrame, keys: Sequence[str] = ARM_SUMMARY_KEYS) -> pd.DataFrame:
-    """Mean and standard deviation (ddof=1) of a per-run ``value`` over seeds and bases.
-
-    ``per_run`` is e.g. :func:`macro_mean`, :func:`preference_divergence` or
-    :func:`language_fairness` (after picking its ``value``); ``keys`` are the columns kept.
-    """
-    _require(per_run, [*keys, "value"], "per-run")
-    rows = [
-        {**dict(zip(keys, group_keys, strict=True)), **vars(seed_summary(group["value"]))}
-        for group_keys, group in per_run.groupby(list(keys), sort=True, dropna=False)
-    ]
-    return pd.DataFrame(rows)
-
-
-def plant_same_language_boost(ranks: pd.DataFrame, boost: int) -> pd.DataFrame:
-    """Positive control: move every caption query's same-language relevant items up ``boost``.
-
-    New rank = max(1, rank - boost) for items in the query's own language; every other item keeps
-    its rank (so planted ranks may tie). A measure of language bias must register the planted
-    preference: same-language-first rises, and so does the rank distance wherever the boost
-    moves a query's own language ahead of the others (with a boost past every other language it
-    becomes the best item, and the RD grows unless that language was the worst-ranked one).
-    """
-    if boost < 0:
-        raise ValueError(f"boost is a number of ranks to move up, at least 0; got {boost}")
-    _require(ranks, _USED_RANK_COLUMNS, "ranks")
-    own = ranks["relevant_lang"] == ranks["query_lang"]
-    planted = ranks.copy()
-    planted["rank"] = np.where(own, np.maximum(1, ranks["rank"] - boost), ranks["rank"])
-    return planted
-
-
 def _result_language(results: pd.DataFrame) -> pd.Series:
     """The language a results row is about: the query's, or the target's for image queries.
 
     Labels that are not languages (``all``, ``mixed``) map to None, with aliases made canonical.
     """
     label = results["query_lang"].where(
-        results["query_lang"] != IMAGE_QUERY, results["target_lang"]
+        results["query_lang"] != IMAGE, results["target_lang"]
     )
 
     def code(value: str) -> str | None:
@@ -499,7 +296,7 @@ def per_language_metric(results: pd.DataFrame, metric: str = "R@1") -> pd.DataFr
     target languages of its row of the ``xt2t`` matrix. Rows about no single language (pooled
     ``multilingual`` image queries, aggregates) are left out.
     """
-    _require(results, RESULT_COLUMNS, "results")
+    check_table(results, RESULT_COLUMNS, "results")
     rows = results[results["metric"] == metric].assign(lang=_result_language)
     rows = rows.dropna(subset=["lang"])
     if rows.empty:

@@ -2,7 +2,7 @@
 
 Every arm and every retrieval task encodes through :func:`encode_images` and
 :func:`encode_texts`, so batching, device placement, autocast and normalisation are the same
-everywhere. Arms reach the retrieval tasks (:mod:`xlr.tasks`) through the :class:`Encoder`
+everywhere. Arms reach the retrieval tasks (:mod:`xlr.eval.tasks`) through the :class:`Encoder`
 protocol: :class:`ModelEncoder` for a plain CLIP, a per-language adapter encoder for the
 adapter arm. Embeddings are cached on disk by arm, seed, checkpoint hash, eval set and language
 (:func:`cached_embeddings`), so re-running an evaluation never re-encodes.
@@ -10,11 +10,12 @@ adapter arm. Embeddings are cached on disk by arm, seed, checkpoint hash, eval s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,10 +25,20 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from xlr.arms import FALLBACKS
+from xlr.config import Fallback
 from xlr.data.imagetext import CAPTION_COLUMNS, ArrayImages, ImageStore, ImageTextSet
 from xlr.io import atomic_file
-from xlr.models import ModelBundle, load_model
-from xlr.train import autocast, chunks, normalise_pixels
+from xlr.models.adapters import (
+    AVERAGE,
+    BASE,
+    NEAREST,
+    adapter_route,
+    add_average_adapter,
+    load_adapters,
+)
+from xlr.models.factory import ModelBundle, load_model
+from xlr.runtime import autocast, chunks, normalise_pixels
 
 
 def _image_batch(
@@ -153,13 +164,13 @@ class ModelEncoder:
         device: str | torch.device = "cpu",
         batch_size: int = 256,
     ) -> ModelEncoder:
-        """Load an arm's model folder (``xlr.models.load_model``), failing clearly when absent."""
+        """Load an arm's model folder (``xlr.models.factory.load_model``), failing clearly when absent."""
         path = Path(folder).resolve()
         if not path.is_dir():
             raise FileNotFoundError(
                 f"{path}: no checkpoint for this arm (the folder does not exist); train the arm "
-                "first (notebook 02/03, xlr.train.train_arm), or for 'zeroshot' build the base "
-                "with xlr.pretrain.ensure_base_model"
+                "first (notebook 02/03, xlr.train.finetune.train_arm), or for 'zeroshot' build the base "
+                "with xlr.train.pretrain.ensure_base_model"
             )
         return cls(load_model(path, str(device)), device, batch_size)
 
@@ -271,3 +282,83 @@ def cached_embeddings(
     with atomic_file(path) as tmp, open(tmp, "wb") as handle:
         np.save(handle, embeddings)
     return embeddings
+
+
+class AdapterEncoder(ModelEncoder):
+    """:class:`xlr.eval.encoders.Encoder` of the adapter arms: captions through their language's
+    adapter, images through the frozen image tower.
+
+    Languages without an adapter take ``fallback``: ``base`` (adapters off: the base model),
+    ``nearest`` (the adapter of :func:`xlr.langs.nearest_language` among the trained ones) or
+    ``average`` (the mean update of all adapters, see :func:`add_average_adapter`).
+    :meth:`route` says which was used, for the results table. The encoder adds the derived
+    ``average`` adapter to ``bundle``'s model (whatever the fallback, so the checkpoint hash
+    does not depend on which encoders were built first) and freezes it.
+    """
+
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        fallback: Fallback = "base",
+        device: str | torch.device = "cpu",
+        batch_size: int = 256,
+    ) -> None:
+        if fallback not in FALLBACKS:
+            raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
+        transformer = bundle.model.text.transformer
+        if not hasattr(transformer, "peft_config"):
+            raise TypeError("the bundle's text tower has no adapters: use ModelEncoder for it")
+        # Sorted: the ``cat`` factors stack in this order, and a reloaded model lists its
+        # adapters in folder order, not training order.
+        self.langs = sorted(name for name in transformer.peft_config if name != AVERAGE)
+        add_average_adapter(transformer, self.langs)
+        for param in bundle.model.parameters():
+            param.requires_grad_(False)
+        super().__init__(bundle, device, batch_size)
+        self.fallback = fallback
+        bundle.model.eval()
+
+    @classmethod
+    def from_folder(
+        cls,
+        base: ModelBundle,
+        folder: str | os.PathLike[str],
+        fallback: Fallback = "base",
+        langs: Sequence[str] | None = None,
+        device: str | torch.device = "cpu",
+        batch_size: int = 256,
+    ) -> AdapterEncoder:
+        """The encoder of an adapter arm's folder (see :func:`load_adapters`) on ``base``."""
+        return cls(load_adapters(base, folder, langs), fallback, device, batch_size)
+
+    def route(self, lang: str) -> str:
+        """Which text weights encode ``lang``: its adapter (``de``), ``base``, ``nearest:es``
+        or ``average``."""
+        return adapter_route(lang, self.langs, self.fallback)
+
+    @contextlib.contextmanager
+    def _routed(self, lang: str) -> Iterator[None]:
+        transformer = self.bundle.model.text.transformer
+        route = self.route(lang)
+        if route == BASE:
+            with transformer.disable_adapter():
+                yield
+            return
+        transformer.set_adapter(route.removeprefix(NEAREST), inference_mode=True)
+        yield
+
+    @property
+    def checkpoint(self) -> str:
+        """Hash of the weights and adapters, plus the fallback: held-out languages' embeddings
+        differ between fallbacks of the same weights."""
+        return f"{super().checkpoint}-{self.fallback}"
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "adapters": list(self.langs), "fallback": self.fallback}
+
+    def encode_texts(self, texts: Sequence[str], lang: str) -> np.ndarray:
+        """Captions of one language, through the adapter :meth:`route` picks for it."""
+        with self._routed(lang):
+            return encode_texts(
+                self.bundle.model, self.bundle.tokenizer, texts, self.device, self.batch_size
+            )

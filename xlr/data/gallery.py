@@ -12,8 +12,8 @@ import html
 import io
 from collections.abc import Sequence
 
-from xlr.batching import Batch
 from xlr.data.imagetext import ImageTextSet
+from xlr.train.batching import Batch
 
 
 def _png_data_uri(image, size: int) -> str:

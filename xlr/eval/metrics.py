@@ -1,8 +1,8 @@
 """Retrieval metrics as pure functions of the ranks of relevant items (no models, no scores).
 
 Every function takes a :class:`QueryRanks` (the 1-based gallery ranks of each query's relevant
-items, as :func:`xlr.index.relevant_ranks` writes them) and returns one value per query, so the
-task metric is the mean and :mod:`xlr.stats` can bootstrap it over queries.
+items, as :func:`xlr.eval.search.relevant_ranks` writes them) and returns one value per query, so the
+task metric is the mean and :mod:`xlr.analysis.stats` can bootstrap it over queries.
 
 Recall@k is a hit rate, CLIP_benchmark's convention: a query scores 1 when any of its relevant
 items is in the top k, whatever their number.

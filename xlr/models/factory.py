@@ -31,7 +31,7 @@ from transformers import XLMRobertaConfig
 
 from xlr.config import ModelSection, TinyModelSection
 from xlr.io import atomic_dir
-from xlr.tokenizer import load_tokenizer
+from xlr.models.tokenizer import load_tokenizer
 
 OPEN_CLIP_CONFIG = "open_clip_config.json"
 HF_CONFIG = "config.json"
@@ -105,7 +105,7 @@ def _require_model_dir(folder: Path) -> None:
         if not (folder / name).is_file():
             raise FileNotFoundError(
                 f"{folder}: not a model folder (no {name}); write one with "
-                "xlr.models.write_tiny_model_dir or xlr.models.save_model_dir"
+                "xlr.models.factory.write_tiny_model_dir or xlr.models.factory.save_model_dir"
             )
 
 
@@ -235,7 +235,7 @@ def _check_tiny_dir(tiny: TinyModelSection, folder: Path) -> None:
     if not (same_text and same_cfg):
         raise ValueError(
             f"{folder}: built with other model.tiny sizes than the params give; rebuild it "
-            "(xlr.pretrain caches bases by a hash of model.tiny: a stale path is the usual cause)"
+            "(xlr.train.pretrain caches bases by a hash of model.tiny: a stale path is the usual cause)"
         )
 
 
@@ -256,8 +256,8 @@ def create_model(
     if section.kind == "tiny":
         if tiny_dir is None:
             raise ValueError(
-                "model.kind 'tiny' needs tiny_dir: the folder from xlr.models.write_tiny_model_dir "
-                "or the pretrained base from xlr.pretrain.ensure_base_model"
+                "model.kind 'tiny' needs tiny_dir: the folder from xlr.models.factory.write_tiny_model_dir "
+                "or the pretrained base from xlr.train.pretrain.ensure_base_model"
             )
         _check_tiny_dir(section.tiny, Path(tiny_dir).resolve())
         return load_model(tiny_dir, device, precision)

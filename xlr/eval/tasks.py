@@ -1,8 +1,8 @@
 """The four retrieval settings of notebook 04, their results tables and their files.
 
 Every setting turns an arm's embeddings into per-query ranks through the one retrieval routine,
-:func:`xlr.index.relevant_ranks` (never a dense ``[Q, G]`` matrix), and into metrics through
-:mod:`xlr.metrics`:
+:func:`xlr.eval.search.relevant_ranks` (never a dense ``[Q, G]`` matrix), and into metrics through
+:mod:`xlr.eval.metrics`:
 
 - ``t2i`` per language: captions of the language query the images; relevant: the caption's image.
 - ``i2t`` per language: images query the language's captions; relevant: all captions of the
@@ -32,17 +32,14 @@ import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from xlr.config import EvalSection
 from xlr.data.imagetext import ImageTextSet
-from xlr.evaluate import EmbeddingKey, Encoder, cached_embeddings, set_fingerprint
-from xlr.index import Relevance, relevant_ranks
-from xlr.io import atomic_write_json, atomic_write_parquet
-from xlr.metrics import (
+from xlr.eval.encoders import EmbeddingKey, Encoder, cached_embeddings, set_fingerprint
+from xlr.eval.metrics import (
     DEFAULT_KS,
     QueryRanks,
     average_precision,
@@ -51,25 +48,17 @@ from xlr.metrics import (
     reciprocal_rank,
     summarize,
 )
-from xlr.stats import bootstrap_mean
+from xlr.eval.results import (
+    IDENTITY_COLUMNS,
+    IMAGE,
+    MACRO,
+    POOL,
+    RANK_COLUMNS,
+    RESULT_COLUMNS,
+)
+from xlr.eval.search import Relevance, relevant_ranks
 
 TASKS: tuple[str, ...] = ("t2i", "i2t", "xt2t", "multilingual")
-IMAGE = "image"  # the "language" of image queries and image gallery items
-POOL = "all"  # target_lang of the multilingual pool (every evaluated language)
-MACRO = "macro"  # query_lang of macro means over query languages
-IDENTITY_COLUMNS: tuple[str, ...] = ("arm", "seed", "base_seed", "benchmark")
-RESULT_COLUMNS: tuple[str, ...] = IDENTITY_COLUMNS + (
-    "task", "query_lang", "target_lang", "lang_group", "metric", "value", "captions", "n_queries",
-)  # fmt: skip
-RANK_COLUMNS: tuple[str, ...] = IDENTITY_COLUMNS + (
-    "task", "query_idx", "query_lang", "query_image_id", "relevant_idx", "relevant_lang",
-    "relevant_image_id", "rank",
-)  # fmt: skip
-RETRIEVAL_FILE = Path("results") / "retrieval.parquet"
-RANKS_DIR = Path("results") / "ranks"
-CLIP_BENCHMARK_DIR = Path("results") / "clip_benchmark"
-
-
 @dataclass(frozen=True)
 class LanguageGroups:
     """Seen (fine-tuning) and held-out (zero-shot) languages; every result is reported for both."""
@@ -186,7 +175,7 @@ def _query_ranks(ranks: pd.DataFrame) -> QueryRanks:
 def _metric_rows(
     ranks: pd.DataFrame, ks: Sequence[int], query_lang: str, target_lang: str, group: str
 ) -> list[dict]:
-    """One results row per metric of :func:`xlr.metrics.summarize`."""
+    """One results row per metric of :func:`xlr.eval.metrics.summarize`."""
     query_ranks = _query_ranks(ranks)
     return [
         {
@@ -518,108 +507,3 @@ def per_query_values(
     return out
 
 
-def summarize_with_ci(
-    ranks: pd.DataFrame,
-    metric: str,
-    by: Sequence[str] = ("arm", "benchmark", "task", "query_lang", "target_lang"),
-    n_resamples: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
-    strata: str | None = None,
-    ks: Sequence[int] = DEFAULT_KS,
-) -> pd.DataFrame:
-    """Mean of a per-query metric with a percentile-bootstrap interval over queries, per group.
-
-    ``by`` are ranks columns or ``target_lang`` (the pool ``all`` for multilingual, else the
-    relevant items' language). With ``strata`` (e.g. ``query_lang``) the estimate is the macro
-    mean over strata, resampled within each. Groups keep missing seeds (the zero-shot arm).
-    """
-    values = per_query_values(ranks, metric, ks, extra=[c for c in by if c in ranks.columns])
-    rows = []
-    for group, part in values.groupby(list(by), dropna=False, sort=False):
-        labels = part[strata].to_numpy() if strata else None
-        interval = bootstrap_mean(
-            part["value"].to_numpy(), n_resamples, confidence, seed, strata=labels
-        )
-        rows.append(
-            dict(zip(by, group, strict=True))
-            | {
-                "metric": metric,
-                "estimate": interval.estimate,
-                "low": interval.low,
-                "high": interval.high,
-                "n": interval.n,
-                "confidence": confidence,
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def _file_stem(arm: str, base_seed: int, seed: object, benchmark: str) -> str:
-    seed_part = "none" if pd.isna(seed) else int(seed)
-    return f"{arm}-b{int(base_seed)}-s{seed_part}-{benchmark}"
-
-
-def _merge_results(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
-    """``old`` without the (arm, seed, base_seed, benchmark) runs ``new`` replaces, then ``new``."""
-    keys = list(IDENTITY_COLUMNS)
-    replaced = old[keys].merge(new[keys].drop_duplicates(), how="left", indicator=True)
-    kept = old[replaced["_merge"].to_numpy() == "left_only"]
-    return pd.concat([kept, new], ignore_index=True)
-
-
-def clip_benchmark_records(results: pd.DataFrame) -> list[dict]:
-    """CLIP_benchmark-style records, one per run and caption language with t2i or i2t rows.
-
-    ``image_retrieval_recall@k`` is text-to-image and ``text_retrieval_recall@k`` image-to-text
-    (CLIP_benchmark's names); ``model`` is the arm and ``pretrained`` the base and seed.
-    """
-    part = results[results["task"].isin(["t2i", "i2t"]) & results["metric"].str.startswith("R@")]
-    part = part.assign(lang=part["query_lang"].where(part["task"] == "t2i", part["target_lang"]))
-    records = []
-    for (arm, seed, base_seed, benchmark, lang), rows in part.groupby(
-        [*IDENTITY_COLUMNS, "lang"], dropna=False, sort=False
-    ):
-        prefix = rows["task"].map({"t2i": "image_retrieval_", "i2t": "text_retrieval_"})
-        names = prefix + rows["metric"].str.replace("R@", "recall@", regex=False)
-        seed_part = "none" if pd.isna(seed) else int(seed)
-        records.append(
-            {
-                "dataset": benchmark,
-                "model": arm,
-                "pretrained": f"b{int(base_seed)}-s{seed_part}",
-                "task": "zeroshot_retrieval",
-                "metrics": dict(zip(names, rows["value"].astype(float), strict=True)),
-                "language": lang,
-                "captions": rows["captions"].iat[0],
-            }
-        )
-    return records
-
-
-def write_results(
-    results: pd.DataFrame, ranks: pd.DataFrame, out_dir: str | os.PathLike[str]
-) -> list[Path]:
-    """Write ``results/retrieval.parquet`` (merged: a re-run replaces its own rows),
-    ``results/ranks/{arm}-b{base}-s{seed}-{benchmark}.parquet`` and CLIP_benchmark JSON records
-    under ``results/clip_benchmark/``, all atomically. Returns the paths written.
-
-    The merge reads, updates and replaces the table; runs writing one ``out_dir`` concurrently
-    must take turns.
-    """
-    out_dir = Path(out_dir)
-    path = out_dir / RETRIEVAL_FILE
-    merged = _merge_results(pd.read_parquet(path), results) if path.is_file() else results
-    written = [atomic_write_parquet(merged, path)]
-    for (arm, seed, base_seed, benchmark), part in ranks.groupby(
-        list(IDENTITY_COLUMNS), dropna=False, sort=False
-    ):
-        stem = _file_stem(arm, base_seed, seed, benchmark)
-        written.append(atomic_write_parquet(part, out_dir / RANKS_DIR / f"{stem}.parquet"))
-    for record in clip_benchmark_records(results):
-        name = "_".join(
-            [record["dataset"], record["pretrained"], record["model"], record["language"]]
-        )
-        target = out_dir / CLIP_BENCHMARK_DIR / f"{name}_zeroshot_retrieval.json"
-        written.append(atomic_write_json(record, target))
-    return written

@@ -12,7 +12,6 @@ builds the same global batch and trains on its shard, with negatives gathered ov
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import csv
 import dataclasses
@@ -20,13 +19,12 @@ import hashlib
 import json
 import math
 import os
-import random
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,35 +34,21 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
-from xlr.batching import Batch, BatchSampler, Strategy
-from xlr.config import ArmName, LoraSection, Params, resolve_path
+from xlr.arms import LOG_CSV, LORA_DIR, MODEL_DIR, SUMMARY_FILE, Arm
+from xlr.config import LoraSection, Params, resolve_path
 from xlr.data.imagetext import ArrayImages, ImageTextSet
 from xlr.io import atomic_dir, atomic_file, atomic_write_json, atomic_write_text
-from xlr.losses import ContrastiveLoss
-from xlr.models import ModelBundle, save_model_dir
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and torch so the same seed gives the same numbers on CPU."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def resolve_device(setting: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
-    if setting == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if setting == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("run.device is 'cuda' but torch sees no GPU; use 'auto' or 'cpu'")
-    return torch.device(setting)
-
-
-def autocast(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA (``auto`` or ``bf16``); plain fp32 on CPU, where bf16 is slower."""
-    if device.type == "cuda" and precision in ("auto", "bf16"):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+from xlr.models.factory import ModelBundle, save_model_dir
+from xlr.runtime import (
+    DistContext,
+    all_reduce_gradients,
+    autocast,
+    init_distributed,
+    normalise_pixels,
+    seed_everything,
+)
+from xlr.train.batching import Batch, BatchSampler
+from xlr.train.losses import ContrastiveLoss
 
 
 def _no_decay(name: str, param: nn.Parameter) -> bool:
@@ -105,7 +89,7 @@ def warmup_cosine(
 
 def warmup_cosine_factor(step: int, warmup: int, total: int) -> float:
     """The learning-rate multiplier of :func:`warmup_cosine` at ``step`` (0-based), alone, for
-    schedules that advance one clock per adapter (:mod:`xlr.adapters`)."""
+    schedules that advance one clock per adapter (:mod:`xlr.train.adapters`)."""
     if step < warmup:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
@@ -123,123 +107,15 @@ def batch_indices(n_items: int, batch_size: int, seed: int, step: int) -> np.nda
     return np.random.default_rng([seed, step]).choice(n_items, size=batch_size, replace=False)
 
 
-def normalise_pixels(pixels: torch.Tensor, mean: tuple, std: tuple) -> torch.Tensor:
-    """uint8 ``[B, H, W, 3]`` images to the float ``[B, 3, H, W]`` input a CLIP tower expects."""
-    x = pixels.permute(0, 3, 1, 2).float().div_(255.0)
-    mean_t = torch.tensor(mean, dtype=x.dtype).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x - mean_t) / std_t
-
-
-def chunks(n_items: int, size: int) -> Iterator[slice]:
-    """Consecutive slices of at most ``size`` items covering ``range(n_items)``."""
-    for start in range(0, n_items, size):
-        yield slice(start, min(start + size, n_items))
-
-
 # --- The arms of notebook 02 -------------------------------------------------------------------
 
-Trainable = Literal["full", "lora"]
 CHECKPOINT = "checkpoint.pt"
-LOG_CSV = "log.csv"
 TENSORBOARD_DIR = "tb"
 PARAMS_FILE = "params.yaml"
-SUMMARY_FILE = "summary.json"
-MODEL_DIR = "model"  # the fine-tuned CLIP as a model folder (LoRA merged): xlr.models.load_model
-LORA_DIR = "lora"  # the shared LoRA alone (peft save_pretrained), for storage per arm
 LOG_COLUMNS: tuple[str, ...] = (
     "step", "kind", "query_langs", "target_langs", "loss", "loss_image_text", "loss_text_text",
     "text_pairs", "logit_scale", "lr", "grad_norm", "examples_per_s",
 )  # fmt: skip
-
-
-def arm_name(arm: ArmName, alpha: float | None = None, trainable: Trainable | None = None) -> str:
-    """An arm's name in folders and results tables: ``zeroshot``, ``mono-lora``,
-    ``hybrid-a0.5-full``."""
-    parts = [arm]
-    if alpha is not None:
-        parts.append(f"a{alpha:g}")
-    if trainable is not None:
-        parts.append(trainable)
-    return "-".join(parts)
-
-
-def arm_dir(
-    params: Params,
-    arm: ArmName,
-    alpha: float | None,
-    trainable: Trainable | None,
-    base_seed: int,
-    seed: int | None,
-) -> Path:
-    """``<runs_dir>/<run.name>/arms/<arm name>/base<b>/seed<k>``, one folder per trained model.
-
-    The zero-shot arm is the base itself and has no fine-tuning seed: ``.../zeroshot/base<b>``.
-    """
-    name = arm_name(arm, alpha, trainable)
-    folder = (
-        resolve_path(params.run.runs_dir) / params.run.name / "arms" / name / f"base{base_seed}"
-    )
-    return folder if seed is None else folder / f"seed{seed}"
-
-
-@dataclass(frozen=True)
-class ArmSpec:
-    """One model of the study: an arm and its settings, the base it starts from, its seed.
-
-    ``alpha`` is set for ``hybrid`` only; ``trainable`` and ``seed`` for every arm but
-    ``zeroshot``, which is the base model itself, evaluated once per base.
-    """
-
-    arm: ArmName
-    base_seed: int
-    seed: int | None = None
-    alpha: float | None = None
-    trainable: Trainable | None = None
-
-    def __post_init__(self) -> None:
-        trained = self.arm != "zeroshot"
-        if trained != (self.seed is not None) or trained != (self.trainable is not None):
-            raise ValueError(
-                f"arm {self.arm!r}: seed and trainable are required for a trained arm and absent "
-                f"for 'zeroshot'; got seed={self.seed}, trainable={self.trainable}"
-            )
-        if (self.arm == "hybrid") != (self.alpha is not None):
-            raise ValueError(
-                f"arm {self.arm!r}: alpha belongs to 'hybrid' arms only, got alpha={self.alpha}"
-            )
-
-    @property
-    def name(self) -> str:
-        """See :func:`arm_name`."""
-        return arm_name(self.arm, self.alpha, self.trainable)
-
-    @property
-    def strategy(self) -> Strategy:
-        """The batch strategy this arm trains with."""
-        if self.arm == "zeroshot":
-            raise ValueError("the 'zeroshot' arm is not trained and has no batch strategy")
-        return self.arm
-
-    def directory(self, params: Params) -> Path:
-        """See :func:`arm_dir`."""
-        return arm_dir(params, self.arm, self.alpha, self.trainable, self.base_seed, self.seed)
-
-
-def arms_from_params(params: Params) -> list[ArmSpec]:
-    """Every model ``train.arms`` asks for, base by base: ``zeroshot`` once per base, then each
-    trained arm (``hybrid`` once per alpha) x ``train.trainable`` x ``run.seeds``."""
-    train, specs = params.train, []
-    for base_seed in params.run.base_seeds:
-        if "zeroshot" in train.arms:
-            specs.append(ArmSpec("zeroshot", base_seed))
-        for arm in (a for a in train.arms if a != "zeroshot"):
-            alphas = dict.fromkeys(train.alphas) if arm == "hybrid" else [None]
-            for alpha in alphas:
-                for trainable in train.trainable:
-                    for seed in params.run.seeds:
-                        specs.append(ArmSpec(arm, base_seed, seed, alpha, trainable))
-    return specs
 
 
 def count_trainable(model: nn.Module) -> int:
@@ -291,47 +167,6 @@ def add_shared_lora(model: nn.Module, lora: LoraSection) -> int:
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """CPU copies of the trainable parameters: what a checkpoint must hold to resume."""
     return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
-
-
-@dataclass(frozen=True)
-class DistContext:
-    """This process's place in a (possibly one-process) training job."""
-
-    rank: int
-    world_size: int
-    device: torch.device
-
-    @property
-    def is_main(self) -> bool:
-        """Rank 0 writes logs, checkpoints and outputs."""
-        return self.rank == 0
-
-
-def init_distributed(device_setting: str = "auto") -> DistContext:
-    """Rank, world size and device; under ``torchrun`` joins the process group (idempotent).
-
-    NCCL with one GPU per rank (``LOCAL_RANK``) on CUDA, gloo on CPU so tests exercise DDP.
-    """
-    device = resolve_device(device_setting)
-    if int(os.environ.get("WORLD_SIZE", "1")) < 2:
-        return DistContext(0, 1, device)
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return DistContext(dist.get_rank(), dist.get_world_size(), device)
-
-
-def all_reduce_gradients(params: Sequence[nn.Parameter], world_size: int) -> None:
-    """Average gradients over ranks in one flat all-reduce (what DDP does, without its hooks,
-    which only see ``forward`` and not ``encode_image``/``encode_text``)."""
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= world_size
-    for param, part in zip(params, flat.split([g.numel() for g in grads]), strict=True):
-        param.grad = part.view_as(param).clone()
 
 
 def tokenize_texts(tokenizer: Any, texts: Sequence[str], chunk: int = 4096) -> torch.Tensor:
@@ -594,18 +429,18 @@ def _languages(langs: Sequence[str]) -> str:
 class TrainedArm:
     """A fine-tuned arm: the trained copy of the base, where its outputs are, its summary."""
 
-    spec: ArmSpec
+    arm: Arm
     bundle: ModelBundle
     out_dir: Path
     summary: dict[str, Any]
 
 
 def check_arm_inputs(
-    pool: ImageTextSet, params: Params, spec: ArmSpec, langs: Sequence[str], world_size: int = 1
+    pool: ImageTextSet, params: Params, arm: Arm, langs: Sequence[str], world_size: int = 1
 ) -> None:
     """Refuse, before any work, an arm that cannot train or would break the study's protocol."""
     train = params.train
-    if spec.arm == "zeroshot":
+    if not arm.is_trained:
         raise ValueError("the 'zeroshot' arm is the base model itself: evaluate it, not train it")
     if train.steps < 1:
         raise ValueError(
@@ -628,9 +463,9 @@ def check_arm_inputs(
             f"{pool.name}: no captions in training languages {missing} (the pool has "
             f"{sorted(present)}); fix data.train_langs or regenerate the pool"
         )
-    if spec.arm != "mono" and len(langs) < 2:
+    if arm.strategy != "mono" and len(langs) < 2:
         raise ValueError(
-            f"arm {spec.arm!r} pairs two distinct languages and needs at least two training "
+            f"arm {arm.name!r} pairs two distinct languages and needs at least two training "
             f"languages, got {list(langs)}; add one to data.train_langs or train 'mono'"
         )
     if train.batch_size % world_size:
@@ -663,19 +498,19 @@ def train_arm(
     base: ModelBundle,
     pool: ImageTextSet,
     params: Params,
-    spec: ArmSpec,
+    arm: Arm,
     out_dir: str | os.PathLike[str] | None = None,
     *,
     langs: Sequence[str] | None = None,
     resume: bool = True,
     progress: bool = True,
 ) -> TrainedArm:
-    """Fine-tune a copy of ``base`` as arm ``spec`` on ``pool`` (the fine-tuning pool).
+    """Fine-tune a copy of ``base`` as arm ``arm`` on ``pool`` (the fine-tuning pool).
 
     ``langs`` (default ``data.train_langs``) are the languages batches draw from. Batches follow
-    ``spec.strategy`` with ``train.tau`` (and ``spec.alpha`` for hybrid); the loss is image-text
-    plus ``train.lambda_tt`` times text-text InfoNCE; ``spec.trainable`` picks the full text
-    tower or one shared LoRA. Outputs go to ``out_dir`` (default :meth:`ArmSpec.directory`):
+    ``arm.strategy`` with ``train.tau`` (and ``arm.alpha`` for hybrid); the loss is image-text
+    plus ``train.lambda_tt`` times text-text InfoNCE; ``arm.trained`` picks the full text
+    tower or one shared LoRA. Outputs go to ``out_dir`` (default :meth:`Arm.directory`):
     ``params.yaml``, ``log.csv``, ``tb/``, ``checkpoint.pt`` (every ``train.checkpoint_every``
     steps and at the end), then ``model/``, ``lora/`` and ``summary.json``. With ``resume`` a
     run continues from its checkpoint and ends, on CPU, with the weights of an uninterrupted
@@ -684,20 +519,20 @@ def train_arm(
     train = params.train
     langs = list(params.data.train_langs if langs is None else langs)
     ctx = init_distributed(params.run.device)
-    check_arm_inputs(pool, params, spec, langs, ctx.world_size)
-    out = Path(out_dir) if out_dir is not None else spec.directory(params)
-    seed_everything(spec.seed)  # LoRA initialisation
+    check_arm_inputs(pool, params, arm, langs, ctx.world_size)
+    out = Path(out_dir) if out_dir is not None else arm.directory(params)
+    seed_everything(arm.seed)  # LoRA initialisation
     model = copy.deepcopy(base.model).to(ctx.device)
-    if spec.trainable == "lora":
+    if arm.trained == "lora":
         add_shared_lora(model, train.lora)
     else:
         unlock_text_tower(model)
     captions = pool.captions[pool.captions["lang"].isin(langs)].reset_index(drop=True)
     sampler = BatchSampler(
-        spec.strategy, captions, langs, train.batch_size, spec.seed,
-        alpha=0.0 if spec.alpha is None else spec.alpha, tau=train.tau,
+        arm.strategy, captions, langs, train.batch_size, arm.seed,
+        alpha=0.0 if arm.alpha is None else arm.alpha, tau=train.tau,
     )  # fmt: skip
-    lr = train.lora.lr if spec.trainable == "lora" else train.lr
+    lr = train.lora.lr if arm.trained == "lora" else train.lr
     optimizer = make_optimizer(model, lr, train.weight_decay)
     trainer = _Trainer(
         model=model,
@@ -711,9 +546,9 @@ def train_arm(
         grad_clip=train.grad_clip,
     )
     identity = {
-        "arm": spec.name,
-        "base_seed": spec.base_seed,
-        "seed": spec.seed,
+        "arm": arm.name,
+        "base_seed": arm.base_seed,
+        "seed": arm.seed,
         "langs": langs,
         "config": params.section_hash("data", "model", "train"),
     }
@@ -727,17 +562,17 @@ def train_arm(
         )  # fmt: skip
 
     wall = _run_steps(
-        trainer, lambda step: (sampler.batch(step), _step_seed(spec.seed, step, ctx.rank)), save,
+        trainer, lambda step: (sampler.batch(step), _step_seed(arm.seed, step, ctx.rank)), save,
         start=start, elapsed=elapsed, steps=train.steps, checkpoint_every=train.checkpoint_every,
-        log=log, desc=spec.name, progress=progress,
+        log=log, desc=arm.name, progress=progress,
     )  # fmt: skip
-    summary = _summary(spec, langs, params, ctx, model, wall)
+    summary = _summary(arm, langs, params, ctx, model, wall)
     if ctx.is_main:
-        _write_outputs(model, base, out, summary, lora=spec.trainable == "lora")
+        _write_outputs(model, base, out, summary, lora=arm.trained == "lora")
     if ctx.world_size > 1:
         dist.barrier()
     model.eval()
-    return TrainedArm(spec, dataclasses.replace(base, model=model), out, summary)
+    return TrainedArm(arm, dataclasses.replace(base, model=model), out, summary)
 
 
 StepPlan = Callable[[int], tuple[Batch, int]]  # global step -> (global batch, torch seed)
@@ -758,7 +593,7 @@ def _run_steps(
 ) -> float:
     """Steps ``start .. steps - 1`` of one run: seed, train this rank's shard, log, checkpoint.
 
-    Shared by :func:`train_arm` and the adapters (:mod:`xlr.adapters`), which differ only in
+    Shared by :func:`train_arm` and the adapters (:mod:`xlr.train.adapters`), which differ only in
     ``plan`` (which batch and dropout seed a step gets) and ``save`` (``save(next_step,
     seconds)`` writes the checkpoint; rank 0 only, like ``log``). Returns the training seconds
     of the whole run, the part before a resume (``elapsed``) included.
@@ -803,7 +638,7 @@ def _log_row(batch: Batch, metrics: dict[str, float], seconds: float) -> dict[st
 
 
 def _summary(
-    spec: ArmSpec,
+    arm: Arm,
     langs: list[str],
     params: Params,
     ctx: DistContext,
@@ -815,8 +650,8 @@ def _summary(
     trainable = [p for p in model.parameters() if p.requires_grad]
     steps, batch_size = params.train.steps, params.train.batch_size
     return {
-        **dataclasses.asdict(spec),
-        "name": spec.name,
+        **dataclasses.asdict(arm),
+        "name": arm.name,
         "langs": langs,
         "steps": steps,
         "batch_size": batch_size,

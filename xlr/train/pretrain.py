@@ -6,11 +6,7 @@ pool (one caption per image in one language, as in LAION), so it ends up like th
 qualitatively: good in English and the frequent languages, poor in the rare ones. The base's
 own seed dominates the study's variance, so each ``run.base_seeds`` entry is a separate base.
 
-Cache layout under ``run.cache_dir``::
-
-    corpus/<hash of data.synthetic>/             the generated corpus (xlr.data.synthetic)
-    tokenizer/<hash of corpus + vocab size>/     the XLM-R Unigram tokenizer
-    base/<hash of corpus + model.tiny>-s<seed>/  model folder + pretrain_report.json
+Where the tokenizer and the bases are cached: :mod:`xlr.models.bases`.
 """
 
 from __future__ import annotations
@@ -27,39 +23,21 @@ import torch
 from open_clip.loss import ClipLoss
 from tqdm.auto import tqdm
 
-from xlr.config import Params, config_hash, resolve_path
+from xlr.config import Params
 from xlr.data.imagetext import ArrayImages, ImageTextSet
 from xlr.data.prepare import ensure_corpus
 from xlr.data.synthetic import lexicon_words, load_pool
-from xlr.evaluate import ModelEncoder
-from xlr.langs import laion_mix
-from xlr.models import ModelBundle, load_model, save_model_dir, write_tiny_model_dir
-from xlr.tasks import evaluate_arm
-from xlr.tokenizer import build_tokenizer
-from xlr.train import (
+from xlr.models.bases import REPORT_NAME, base_model_dir, is_base_cached, tokenizer_dir
+from xlr.models.factory import ModelBundle, load_model, save_model_dir, write_tiny_model_dir
+from xlr.models.tokenizer import build_tokenizer
+from xlr.runtime import normalise_pixels, resolve_device, seed_everything
+from xlr.train.finetune import (
     batch_indices,
     cached_tokens,
     make_optimizer,
-    normalise_pixels,
-    resolve_device,
-    seed_everything,
     token_cache_dir,
     warmup_cosine,
 )
-
-REPORT_NAME = "pretrain_report.json"
-
-
-def tokenizer_dir(params: Params) -> Path:
-    """Where the tokenizer trained on that corpus lives."""
-    key = config_hash(params.data.synthetic, params.model.tiny.vocab_size)
-    return resolve_path(params.run.cache_dir) / "tokenizer" / key
-
-
-def base_model_dir(params: Params, base_seed: int) -> Path:
-    """Where the base pretrained with ``base_seed`` lives."""
-    key = config_hash(params.data.synthetic, params.model.tiny)
-    return resolve_path(params.run.cache_dir) / "base" / f"{key}-s{base_seed}"
 
 
 def ensure_tokenizer(params: Params, corpus: Path) -> Path:
@@ -130,36 +108,8 @@ def pretrain(
     return PretrainLog(losses, tiny.pretrain_steps / wall, wall)
 
 
-def text_to_image_recall(
-    bundle: ModelBundle, eval_set: ImageTextSet, device: torch.device
-) -> pd.DataFrame:
-    """Per-language text-to-image R@1 and R@5 (hit rate) of a model on an eval set, through the
-    study's own ``t2i`` task."""
-    langs = eval_set.langs
-    results, _ = evaluate_arm(
-        ModelEncoder(bundle, device), eval_set, langs, [], tasks=["t2i"], arm="base"
-    )
-    table = results.pivot_table(index="query_lang", columns="metric", values="value")
-    counts = results.groupby("query_lang")["n_queries"].first()
-    return pd.DataFrame(
-        {
-            "lang": langs,
-            "queries": counts.loc[langs].to_numpy(),
-            "r1": table.loc[langs, "R@1"].to_numpy(),
-            "r5": table.loc[langs, "R@5"].to_numpy(),
-            "chance_r1": 1.0 / len(eval_set),
-        }
-    )
-
-
-def is_base_cached(params: Params, base_seed: int) -> bool:
-    """Whether the base of ``base_seed`` is built, pretrained and evaluated (its report is the
-    last file written before the folder is renamed into place)."""
-    return (base_model_dir(params, base_seed) / REPORT_NAME).is_file()
-
-
 def ensure_base_model(params: Params, base_seed: int, progress: bool = True) -> Path:
-    """The base model folder for ``base_seed``: built, pretrained and evaluated on a cache miss.
+    """The base model folder for ``base_seed``: built and pretrained on a cache miss.
 
     Written to a temporary sibling and renamed, so an interrupted build never leaves a folder
     that a later run would take for a finished base.
@@ -178,15 +128,7 @@ def ensure_base_model(params: Params, base_seed: int, progress: bool = True) -> 
         bundle = load_model(tmp)
         log = pretrain(bundle, load_pool(corpus, "pretrain"), params, base_seed, progress)
         save_model_dir(bundle, tmp)
-        device = resolve_device(params.run.device)
-        recall = text_to_image_recall(bundle, load_pool(corpus, "eval"), device)
-        mix = laion_mix(params.data.synthetic.langs)
-        recall["pretrain_share"] = recall["lang"].map(mix)
-        report = {
-            "base_seed": base_seed,
-            "pretrain": asdict(log),
-            "t2i": recall.to_dict(orient="records"),
-        }
+        report = {"base_seed": base_seed, "pretrain": asdict(log)}
         (tmp / REPORT_NAME).write_text(json.dumps(report, indent=2))
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
@@ -196,8 +138,3 @@ def ensure_base_model(params: Params, base_seed: int, progress: bool = True) -> 
     return out
 
 
-def base_report(model_dir: Path) -> pd.DataFrame:
-    """Per-language text-to-image R@1 of a cached base against its pretraining share."""
-    report = json.loads((model_dir / REPORT_NAME).read_text())
-    table = pd.DataFrame(report["t2i"])
-    return table.sort_values("pretrain_share", ascending=False).reset_index(drop=True)

@@ -15,6 +15,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from xlr.arms import Arm
 from xlr.io import atomic_file
 
 PALETTE = "colorblind"
@@ -39,9 +40,8 @@ class ArmShape(NamedTuple):
     dashes: str | tuple[float, ...] = ""
 
 
-# Arm names are ``<family>[-<variant>]`` (xlr.train.arm_name, xlr.study.adapter_arm_names): the
-# family is the batch strategy with its alpha (``hybrid-a0.5``, ``adapters_hybrid-a0.5``), the
-# variant what trains (``full``, ``lora``) or, for adapters, the held-out fallback.
+# An arm's variant (xlr.arms.Arm.variant) sets its shape: what trains (``full``, ``lora``) or,
+# for adapters, the held-out fallback.
 ARM_VARIANTS: dict[str, ArmShape] = {
     "full": ArmShape("o", "", ""),
     "lora": ArmShape("s", "//", (4, 2)),
@@ -49,13 +49,6 @@ ARM_VARIANTS: dict[str, ArmShape] = {
     "nearest": ArmShape("D", "xx", (4, 1.5, 1, 1.5)),
     "average": ArmShape("v", "\\\\", (6, 1.5, 1, 1.5, 1, 1.5)),
 }
-
-
-def split_arm_name(arm: str) -> tuple[str, str]:
-    """``(family, variant)`` of an arm name; ``variant`` is ``""`` for arms without one
-    (``zeroshot``)."""
-    family, _, variant = arm.rpartition("-")
-    return (family, variant) if family and variant in ARM_VARIANTS else (arm, "")
 
 
 def arm_styles(arms: Sequence[str]) -> dict[str, ArmStyle]:
@@ -66,13 +59,12 @@ def arm_styles(arms: Sequence[str]) -> dict[str, ArmStyle]:
     question (which batch schedule) and the shape tells full from LoRA and the adapters'
     fallbacks; beyond ten families the colours repeat, but never within a figure's first ten.
     """
-    families = list(dict.fromkeys(split_arm_name(arm)[0] for arm in arms))
-    colours = _colours(families)
-    styles = {}
-    for arm in arms:
-        family, variant = split_arm_name(arm)
-        styles[arm] = ArmStyle(colours[family], *ARM_VARIANTS.get(variant, ArmShape()))
-    return styles
+    parsed = {name: Arm.parse(name) for name in arms}
+    colours = _colours(list(dict.fromkeys(arm.family_name for arm in parsed.values())))
+    return {
+        name: ArmStyle(colours[arm.family_name], *ARM_VARIANTS.get(arm.variant, ArmShape()))
+        for name, arm in parsed.items()
+    }
 
 
 def _plain_styles(levels: Sequence[str]) -> dict[str, ArmStyle]:
@@ -156,7 +148,7 @@ def batch_kind_figure(logs: pd.DataFrame) -> Figure:
 # --- Notebooks 05 (bias) and 06 (paper figures) ----------------------------------------------
 #
 # Interval tables carry ``estimate, low, high`` (a bootstrap interval, e.g. from
-# :func:`xlr.bias.bootstrap_by_arm`); bars and points show them as error bars. Retrieval metrics
+# :func:`xlr.analysis.bias.bootstrap_by_arm`); bars and points show them as error bars. Retrieval metrics
 # are fractions of queries in [0, 1], as the results table stores them.
 
 INTERVAL_COLUMNS: tuple[str, ...] = ("estimate", "low", "high")
@@ -598,7 +590,7 @@ def language_preference_figure(shares: pd.DataFrame) -> Figure:
 
     An unbiased model ranks every language first equally often: the dashed line at ``uniform``
     (the column if given, else 1 / number of languages). Rows of the same arm and language (seeds,
-    bases) are averaged; rename :func:`xlr.bias.language_preference`'s ``top_lang`` to ``lang``.
+    bases) are averaged; rename :func:`xlr.analysis.bias.language_preference`'s ``top_lang`` to ``lang``.
     """
     _check_table(shares, ["arm", "lang", "share"], "language-preference")
     if "uniform" in shares.columns and shares["uniform"].nunique() > 1:

@@ -159,8 +159,8 @@ def load_tokenizer(folder: str | os.PathLike[str]) -> PreTrainedTokenizerBase:
     folder = Path(folder)
     if not (folder / "tokenizer.json").is_file():
         raise FileNotFoundError(
-            f"{folder}: no tokenizer.json; build one with xlr.tokenizer.build_tokenizer "
-            "(or xlr.pretrain.ensure_tokenizer for a params file)"
+            f"{folder}: no tokenizer.json; build one with xlr.models.tokenizer.build_tokenizer "
+            "(or xlr.train.pretrain.ensure_tokenizer for a params file)"
         )
     return AutoTokenizer.from_pretrained(folder, local_files_only=True)
 

@@ -2,10 +2,10 @@
 paper: the headline table (each arm's main measures with bootstrap intervals, beside what it cost
 to train) and the claims table's Markdown form.
 
-The measures and their conventions are the claims table's (:mod:`xlr.claims`): per-query values
+The measures and their conventions are the claims table's (:mod:`xlr.analysis.claims`): per-query values
 from the saved ranks, each query averaged over the bases and seeds it ran in, a macro mean over
 query languages and a percentile-bootstrap interval over queries resampled within their language
-(:func:`xlr.bias.bootstrap_by_arm`). So every effect in the claims table is a difference of two
+(:func:`xlr.analysis.bias.bootstrap_by_arm`). So every effect in the claims table is a difference of two
 rows here, up to the pairing.
 """
 
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from xlr.bias import bootstrap_by_arm
-from xlr.claims import LangGroup, Measure, group_langs, per_query_measure
+from xlr.analysis.claims import LangGroup, Measure, group_langs, per_query_measure
+from xlr.analysis.intervals import bootstrap_by_arm
 from xlr.io import atomic_write_text
 
 HEADLINE_MEASURES: tuple[tuple[Measure, LangGroup], ...] = (
@@ -104,7 +104,7 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 
 def claims_markdown(table: pd.DataFrame) -> str:
-    """The claims table (:func:`xlr.claims.evaluate_claims`) as Markdown, for the report and the
+    """The claims table (:func:`xlr.analysis.claims.evaluate_claims`) as Markdown, for the report and the
     closing note: effects and intervals to three decimals, claims whose arms did not run keep
     their verdict and blank numbers."""
     level = table["confidence"].iat[0] if "confidence" in table.columns else 0.95

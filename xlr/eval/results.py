@@ -1,0 +1,141 @@
+"""The results schema of notebook 04: the two long tables every later notebook reads.
+
+``results/retrieval.parquet`` holds one row per metric (:data:`RESULT_COLUMNS`), merged across
+runs; ``results/ranks/<arm>-b<base>-s<seed>-<benchmark>.parquet`` holds the whole-gallery rank of
+every relevant item of every query (:data:`RANK_COLUMNS`); ``results/clip_benchmark/`` the same
+recall as CLIP_benchmark's JSON records, so the two tools' outputs merge. Writers and readers
+take the column lists, file names and loaders from here and nowhere else.
+
+In ranks, ``query_idx`` and ``relevant_idx`` are positions in the task's query list and gallery;
+image queries and items have the language :data:`IMAGE`; ranks are 1-based in the whole gallery.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from xlr.config import Params
+from xlr.data.prepare import run_dir
+from xlr.io import atomic_write_json, atomic_write_parquet
+
+IMAGE = "image"  # the "language" of image queries and image gallery items
+POOL = "all"  # target_lang of the multilingual pool (every evaluated language)
+MACRO = "macro"  # query_lang of macro means over query languages
+IDENTITY_COLUMNS: tuple[str, ...] = ("arm", "seed", "base_seed", "benchmark")
+RESULT_COLUMNS: tuple[str, ...] = IDENTITY_COLUMNS + (
+    "task", "query_lang", "target_lang", "lang_group", "metric", "value", "captions", "n_queries",
+)  # fmt: skip
+RANK_COLUMNS: tuple[str, ...] = IDENTITY_COLUMNS + (
+    "task", "query_idx", "query_lang", "query_image_id", "relevant_idx", "relevant_lang",
+    "relevant_image_id", "rank",
+)  # fmt: skip
+RETRIEVAL_FILE = Path("results") / "retrieval.parquet"
+RANKS_DIR = Path("results") / "ranks"
+CLIP_BENCHMARK_DIR = Path("results") / "clip_benchmark"
+
+
+def _file_stem(arm: str, base_seed: int, seed: object, benchmark: str) -> str:
+    seed_part = "none" if pd.isna(seed) else int(seed)
+    return f"{arm}-b{int(base_seed)}-s{seed_part}-{benchmark}"
+
+
+def _merge_results(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """``old`` without the (arm, seed, base_seed, benchmark) runs ``new`` replaces, then ``new``."""
+    keys = list(IDENTITY_COLUMNS)
+    replaced = old[keys].merge(new[keys].drop_duplicates(), how="left", indicator=True)
+    kept = old[replaced["_merge"].to_numpy() == "left_only"]
+    return pd.concat([kept, new], ignore_index=True)
+
+
+def clip_benchmark_records(results: pd.DataFrame) -> list[dict]:
+    """CLIP_benchmark-style records, one per run and caption language with t2i or i2t rows.
+
+    ``image_retrieval_recall@k`` is text-to-image and ``text_retrieval_recall@k`` image-to-text
+    (CLIP_benchmark's names); ``model`` is the arm and ``pretrained`` the base and seed.
+    """
+    part = results[results["task"].isin(["t2i", "i2t"]) & results["metric"].str.startswith("R@")]
+    part = part.assign(lang=part["query_lang"].where(part["task"] == "t2i", part["target_lang"]))
+    records = []
+    for (arm, seed, base_seed, benchmark, lang), rows in part.groupby(
+        [*IDENTITY_COLUMNS, "lang"], dropna=False, sort=False
+    ):
+        prefix = rows["task"].map({"t2i": "image_retrieval_", "i2t": "text_retrieval_"})
+        names = prefix + rows["metric"].str.replace("R@", "recall@", regex=False)
+        seed_part = "none" if pd.isna(seed) else int(seed)
+        records.append(
+            {
+                "dataset": benchmark,
+                "model": arm,
+                "pretrained": f"b{int(base_seed)}-s{seed_part}",
+                "task": "zeroshot_retrieval",
+                "metrics": dict(zip(names, rows["value"].astype(float), strict=True)),
+                "language": lang,
+                "captions": rows["captions"].iat[0],
+            }
+        )
+    return records
+
+
+def write_results(
+    results: pd.DataFrame, ranks: pd.DataFrame, out_dir: str | os.PathLike[str]
+) -> list[Path]:
+    """Write ``results/retrieval.parquet`` (merged: a re-run replaces its own rows),
+    ``results/ranks/{arm}-b{base}-s{seed}-{benchmark}.parquet`` and CLIP_benchmark JSON records
+    under ``results/clip_benchmark/``, all atomically. Returns the paths written.
+
+    The merge reads, updates and replaces the table; runs writing one ``out_dir`` concurrently
+    must take turns.
+    """
+    out_dir = Path(out_dir)
+    path = out_dir / RETRIEVAL_FILE
+    merged = _merge_results(pd.read_parquet(path), results) if path.is_file() else results
+    written = [atomic_write_parquet(merged, path)]
+    for (arm, seed, base_seed, benchmark), part in ranks.groupby(
+        list(IDENTITY_COLUMNS), dropna=False, sort=False
+    ):
+        stem = _file_stem(arm, base_seed, seed, benchmark)
+        written.append(atomic_write_parquet(part, out_dir / RANKS_DIR / f"{stem}.parquet"))
+    for record in clip_benchmark_records(results):
+        name = "_".join(
+            [record["dataset"], record["pretrained"], record["model"], record["language"]]
+        )
+        target = out_dir / CLIP_BENCHMARK_DIR / f"{name}_zeroshot_retrieval.json"
+        written.append(atomic_write_json(record, target))
+    return written
+
+
+def results_dir(params: Params) -> Path:
+    """``runs/<run.name>``: ``results/retrieval.parquet`` and ``results/ranks/`` live below it."""
+    return run_dir(params)
+
+
+def check_table(frame: pd.DataFrame, columns: Sequence[str], name: str) -> None:
+    """Refuse a table without the columns a consumer needs (naming them) or without rows."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"{name} table lacks columns {missing}; it needs {list(columns)} "
+            "(see xlr.eval.results.RANK_COLUMNS and RESULT_COLUMNS)"
+        )
+    if frame.empty:
+        raise ValueError(f"{name} table is empty: there is nothing to measure")
+
+
+def load_results(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The results table and every ranks file notebook 04 wrote (05 and 06 start here)."""
+    root = results_dir(params)
+    path = root / RETRIEVAL_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no retrieval results for run {params.run.name!r}; run notebook "
+            "04_retrieval_eval first"
+        )
+    ranks = pd.concat(
+        [pd.read_parquet(p) for p in sorted((root / RANKS_DIR).glob("*.parquet"))],
+        ignore_index=True,
+    )
+    return pd.read_parquet(path), ranks

@@ -1,0 +1,96 @@
+"""Where and how code runs: device, precision, seeding, the distributed context, chunking, pixels.
+
+Every stage (base pretraining, the arms, the adapters, evaluation) takes these from here, so a
+choice such as "bf16 autocast on CUDA only" or "NCCL on GPU, gloo on CPU" is made once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch so the same seed gives the same numbers on CPU."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(setting: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("run.device is 'cuda' but torch sees no GPU; use 'auto' or 'cpu'")
+    return torch.device(setting)
+
+
+def autocast(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA (``auto`` or ``bf16``); plain fp32 on CPU, where bf16 is slower."""
+    if device.type == "cuda" and precision in ("auto", "bf16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def normalise_pixels(pixels: torch.Tensor, mean: tuple, std: tuple) -> torch.Tensor:
+    """uint8 ``[B, H, W, 3]`` images to the float ``[B, 3, H, W]`` input a CLIP tower expects."""
+    x = pixels.permute(0, 3, 1, 2).float().div_(255.0)
+    mean_t = torch.tensor(mean, dtype=x.dtype).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x - mean_t) / std_t
+
+
+def chunks(n_items: int, size: int) -> Iterator[slice]:
+    """Consecutive slices of at most ``size`` items covering ``range(n_items)``."""
+    for start in range(0, n_items, size):
+        yield slice(start, min(start + size, n_items))
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """This process's place in a (possibly one-process) training job."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 writes logs, checkpoints and outputs."""
+        return self.rank == 0
+
+
+def init_distributed(device_setting: str = "auto") -> DistContext:
+    """Rank, world size and device; under ``torchrun`` joins the process group (idempotent).
+
+    NCCL with one GPU per rank (``LOCAL_RANK``) on CUDA, gloo on CPU so tests exercise DDP.
+    """
+    device = resolve_device(device_setting)
+    if int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        return DistContext(0, 1, device)
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return DistContext(dist.get_rank(), dist.get_world_size(), device)
+
+
+def all_reduce_gradients(params: Sequence[nn.Parameter], world_size: int) -> None:
+    """Average gradients over ranks in one flat all-reduce (what DDP does, without its hooks,
+    which only see ``forward`` and not ``encode_image``/``encode_text``)."""
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world_size
+    for param, part in zip(params, flat.split([g.numel() for g in grads]), strict=True):
+        param.grad = part.view_as(param).clone()

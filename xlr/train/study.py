@@ -1,0 +1,170 @@
+"""Training the study's arms for one params file (notebooks 02 and 03): bases, arms, their logs.
+
+Notebooks 02 and 03 call these instead of looping themselves, so the loop (which arms, which
+base, skip what is finished) is written once and tested.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from xlr.arms import LOG_CSV, SUMMARY_FILE, Arm, adapter_arms, shared_arms, trained_arms
+from xlr.config import Params
+from xlr.data.imagetext import ImageTextSet
+from xlr.data.prepare import ensure_corpus
+from xlr.models.adapters import adapter_route, saved_adapter_langs
+from xlr.models.bases import is_base_cached, load_base
+from xlr.train.adapters import adapter_costs, train_adapters
+from xlr.train.batching import STRATEGIES, Batch, BatchSampler
+from xlr.train.finetune import train_arm
+from xlr.train.pretrain import ensure_base_model, ensure_tokenizer
+from xlr.workers import run_jobs
+
+
+@dataclass(frozen=True)
+class _BaseJob:
+    """Pretrain one cached tiny base (a :func:`xlr.workers.run_jobs` job)."""
+
+    params: Params
+    base_seed: int
+    progress: bool
+
+    def __call__(self) -> Path:
+        return ensure_base_model(self.params, self.base_seed, progress=self.progress)
+
+
+@dataclass(frozen=True)
+class _ArmJob:
+    """Train one arm, or one adapter arm, from its base (a :func:`xlr.workers.run_jobs` job)."""
+
+    params: Params
+    arm: Arm
+    pool: ImageTextSet
+    progress: bool
+
+    def __call__(self) -> None:
+        base = load_base(self.params, self.arm.base_seed)
+        train = train_adapters if self.arm.is_adapters else train_arm
+        train(base, self.pool, self.params, self.arm, progress=self.progress)
+
+
+def _base_jobs(params: Params, progress: bool) -> dict[int, _BaseJob]:
+    """A pretraining job per tiny base of ``params`` not yet cached, by base seed.
+
+    The corpus and the tokenizer are shared by every base, so they are built here, before any
+    job runs; two workers building them at once would race for the same folders.
+    """
+    if params.model.kind != "tiny":
+        return {}
+    missing = [b for b in params.run.base_seeds if not is_base_cached(params, b)]
+    if missing:
+        ensure_tokenizer(params, ensure_corpus(params, progress))
+    return {b: _BaseJob(params, b, progress and params.run.workers == 1) for b in missing}
+
+
+def _train_all(
+    params: Params, pool: ImageTextSet, arms: list[Arm], progress: bool
+) -> pd.DataFrame:
+    """Every missing base, then every arm, ``run.workers`` jobs at a time: an arm starts as
+    soon as its own base is ready. Returns all summaries."""
+    bases = _base_jobs(params, progress)
+    base_index = {b: i for i, b in enumerate(bases)}
+    inline = progress and params.run.workers == 1
+    jobs: list[_BaseJob | _ArmJob] = [*bases.values()]
+    jobs += [_ArmJob(params, arm, pool, inline) for arm in arms]
+    after = [None] * len(bases) + [base_index.get(arm.base_seed) for arm in arms]
+    run_jobs(jobs, params.run.workers, desc="bases and arms", progress=progress, after=after)
+    return arm_summaries(params, arms)
+
+
+def train_arms(params: Params, pool: ImageTextSet, progress: bool = True) -> pd.DataFrame:
+    """Train every arm of ``train.arms`` (finished ones are skipped, interrupted ones resume)
+    and return one row of ``summary.json`` per trained model."""
+    return _train_all(params, pool, [a for a in shared_arms(params) if a.is_trained], progress)
+
+
+def train_adapter_arms(params: Params, pool: ImageTextSet, progress: bool = True) -> pd.DataFrame:
+    """Train the language adapters (and the combined adapters_hybrid arm) of ``params``;
+    one row of ``summary.json`` per trained model."""
+    return _train_all(params, pool, adapter_arms(params), progress)
+
+
+def arm_summaries(params: Params, arms: list[Arm] | None = None) -> pd.DataFrame:
+    """``summary.json`` of every finished fine-tuned model of ``arms`` (default: all), one row
+    per evaluated arm name (wall time, steps/s, trainable parameters): arms are matched on
+    steps, so compute goes beside every result. Adapter arms get one row per fallback
+    (``adapters-nearest``, ...)."""
+    rows = []
+    for arm in trained_arms(params) if arms is None else arms:
+        path = arm.directory(params) / SUMMARY_FILE
+        if path.is_file():
+            summary = json.loads(path.read_text(encoding="utf-8"))
+            rows += [{**summary, "name": e.name} for e in arm.evaluated(params)]
+    return pd.DataFrame(rows)
+
+
+def training_logs(params: Params, arms: list[Arm] | None = None) -> pd.DataFrame:
+    """The ``log.csv`` of every fine-tuned model of ``arms`` (default: all) in one table, with
+    its arm name, base and seed."""
+    frames = []
+    for arm in trained_arms(params) if arms is None else arms:
+        path = arm.directory(params) / LOG_CSV
+        if path.is_file():
+            log = pd.read_csv(path)
+            frames.append(log.assign(arm=arm.name, base_seed=arm.base_seed, seed=arm.seed))
+    if not frames:
+        raise FileNotFoundError(
+            f"no training logs for run {params.run.name!r}; train the arms first (notebook 02)"
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def example_batches(params: Params, pool: ImageTextSet, step: int = 0) -> dict[str, Batch]:
+    """One batch of each strategy as the arms would draw it at ``step`` (first seed, first
+    alpha), for showing what mono, cross, multi and hybrid batches hold."""
+    captions = pool.captions[pool.captions["lang"].isin(params.data.train_langs)]
+    return {
+        strategy: BatchSampler(
+            strategy,
+            captions.reset_index(drop=True),
+            params.data.train_langs,
+            params.train.batch_size,
+            params.run.seeds[0],
+            alpha=params.train.alphas[0],
+            tau=params.train.tau,
+        ).batch(step)
+        for strategy in STRATEGIES
+    }
+
+
+def routing_table(params: Params) -> pd.DataFrame:
+    """Which adapter encodes each language under each fallback (first adapter arm)."""
+    arms = adapter_arms(params)
+    if not arms:
+        raise ValueError("the study has no adapter arm to route (adapters.enabled is false)")
+    trained = saved_adapter_langs(arms[0].directory(params))
+    langs = params.data.train_langs + params.data.heldout_langs
+    columns = {
+        fallback: [adapter_route(lang, trained, fallback) for lang in langs]
+        for fallback in params.adapters.fallbacks
+    }
+    return pd.DataFrame(columns, index=pd.Index(langs, name="language"))
+
+
+def adapter_cost_table(params: Params) -> pd.DataFrame:
+    """Trainable parameters and bytes on disk of the first adapter arm, per language and in
+    total, beside the full text tower and, when the study trains one, the shared LoRA of
+    notebook 02 (:func:`xlr.train.adapters.adapter_costs`)."""
+    arms = adapter_arms(params)
+    if not arms:
+        raise ValueError("the study has no adapter arm (adapters.enabled is false)")
+    lora = [arm for arm in trained_arms(params) if arm.trained == "lora"]
+    return adapter_costs(
+        arms[0].directory(params),
+        load_base(params, arms[0].base_seed).model,
+        lora[0].lora_dir(params) if lora else None,
+    )
