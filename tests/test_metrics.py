@@ -11,7 +11,6 @@ from xlr.eval.metrics import (
     best_rank,
     hit_at_k,
     mean_recall,
-    rank_distance,
     reciprocal_rank,
     summarize,
 )
@@ -34,7 +33,6 @@ def test_hand_example_metrics(hand_ranks):
     np.testing.assert_allclose(reciprocal_rank(hand_ranks), [1, 1 / 4, 1 / 2])
     expected_ap = [(1 / 1 + 2 / 3) / 2, 1 / 4, (1 / 2 + 2 / 5 + 3 / 6) / 3]
     np.testing.assert_allclose(average_precision(hand_ranks), expected_ap)
-    np.testing.assert_array_equal(rank_distance(hand_ranks), [2, 0, 4])
 
 
 def test_summarize_reports_task_means(hand_ranks):

@@ -9,10 +9,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from xlr.train.runner import evaluate_arms, results_dir, train_adapter_arms, train_arms
 
 from xlr.config import parse_params
 from xlr.data.prepare import finetune_pool, prepare_data
+from xlr.eval.results import results_dir
+from xlr.eval.runner import evaluate_arms
+from xlr.train.study import train_adapter_arms, train_arms
 from xlr.workers import threads_per_worker
 
 

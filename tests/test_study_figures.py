@@ -1,7 +1,6 @@
 """Figures of notebooks 05 and 06: titled and labelled, error bars at the intervals, pair matrices
 averaged over runs, atomic saves, and clear errors for tables they cannot draw."""
 
-from typing import get_args
 
 import matplotlib
 
@@ -20,17 +19,14 @@ from xlr.analysis.plots import (
     alpha_sweep_figure,
     arm_styles,
     language_preference_figure,
-    matrix_difference,
     pair_heatmap_figure,
     pair_matrix,
     per_language_recall_figure,
     rank_distance_figure,
     save_figure,
     seen_heldout_figure,
-    split_arm_name,
 )
-from xlr.train.adapters import FALLBACKS
-from xlr.train.finetune import Trainable
+from xlr.arms import FALLBACKS, TRAINABLE, Arm
 
 
 @pytest.fixture(autouse=True)
@@ -92,23 +88,8 @@ def test_per_language_rejects_a_language_in_two_groups() -> None:
         per_language_recall_figure(table)
 
 
-@pytest.mark.parametrize(
-    ("arm", "family", "variant"),
-    [
-        ("zeroshot", "zeroshot", ""),
-        ("mono-full", "mono", "full"),
-        ("hybrid-a0.5-lora", "hybrid-a0.5", "lora"),
-        ("adapters-nearest", "adapters", "nearest"),
-        ("adapters_hybrid-a0.5-average", "adapters_hybrid-a0.5", "average"),
-        ("my-arm", "my-arm", ""),  # an unknown suffix is part of the family, not a variant
-    ],
-)
-def test_split_arm_name(arm: str, family: str, variant: str) -> None:
-    assert split_arm_name(arm) == (family, variant)
-
-
 def test_every_trainable_kind_and_fallback_has_its_own_shape() -> None:
-    variants = [*get_args(Trainable), *FALLBACKS]
+    variants = [*TRAINABLE, *FALLBACKS]
     assert set(variants) <= set(ARM_VARIANTS)
     for attribute in ("marker", "hatch", "dashes"):
         shapes = [getattr(ARM_VARIANTS[v], attribute) for v in variants]
@@ -122,7 +103,7 @@ def test_arm_styles_colour_by_family_and_shape_by_variant() -> None:
     assert styles["mono-full"].colour == styles["mono-lora"].colour
     assert styles["mono-full"].marker != styles["mono-lora"].marker
     assert styles["adapters-base"].hatch != styles["adapters-nearest"].hatch
-    families = {a: split_arm_name(a)[0] for a in arms}
+    families = {a: Arm.parse(a).family_name for a in arms}
     colours = {families[a]: styles[a].colour for a in arms}
     assert len(set(colours.values())) == len(colours) == 4  # four families, four colours
 
@@ -165,17 +146,6 @@ def test_pair_matrix_means_over_seeds() -> None:
     assert np.isnan(matrix.loc["en", "en"]) and np.isnan(matrix.loc["de", "de"])
 
 
-def test_matrix_difference_is_a_minus_b() -> None:
-    diff = matrix_difference(
-        pair_matrix(results(), "multi-full"), pair_matrix(results(), "zeroshot")
-    )
-    assert diff.loc["en", "de"] == pytest.approx(0.2)
-    assert diff.loc["de", "en"] == pytest.approx(0.2)
-    other = pd.DataFrame([[0.1]], index=["fr"], columns=["fr"])
-    with pytest.raises(ValueError, match="different languages"):
-        matrix_difference(pair_matrix(results(), "zeroshot"), other)
-
-
 def test_pair_matrix_errors_name_the_problem() -> None:
     with pytest.raises(ValueError, match="no xt2t rows of arm 'cross-full'"):
         pair_matrix(results(), "cross-full")
@@ -192,7 +162,7 @@ def test_pair_heatmap_figure() -> None:
     texts = sorted(t.get_text() for t in fig.axes[0].texts)
     assert texts == ["0.60", "0.70"]
     zeroshot = pair_matrix(results(), "zeroshot")
-    fig = pair_heatmap_figure(matrix_difference(matrix, zeroshot), "diff", diverging=True)
+    fig = pair_heatmap_figure(matrix - zeroshot, "diff", diverging=True)
     mesh = fig.axes[0].collections[0]
     low, high = mesh.get_clim()
     assert low == pytest.approx(-high)  # centred at 0
@@ -204,7 +174,7 @@ def test_alpha_sweep_figure() -> None:
     points = pd.DataFrame(
         {
             "alpha": [0.0, 0.5, 1.0, 0.0, 1.0],
-            "trainable": ["full"] * 3 + ["lora"] * 2,
+            "trained": ["full"] * 3 + ["lora"] * 2,
             "estimate": [0.3, 0.5, 0.4, 0.25, 0.35],
             "low": [0.25, 0.45, 0.35, 0.2, 0.3],
             "high": [0.35, 0.55, 0.45, 0.3, 0.4],
@@ -297,7 +267,7 @@ def test_language_preference_figure_averages_runs() -> None:
     "draw, columns",
     [
         (per_language_recall_figure, ["arm", "query_lang", "lang_group"]),
-        (alpha_sweep_figure, ["alpha", "trainable"]),
+        (alpha_sweep_figure, ["alpha", "trained"]),
         (accuracy_vs_params_figure, ["arm", "trainable_params"]),
         (seen_heldout_figure, ["arm", "lang_group"]),
         (rank_distance_figure, ["arm", "value"]),

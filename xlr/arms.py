@@ -190,7 +190,9 @@ class Arm:
         """``<runs_dir>/<run.name>/arms/<name>/base<b>[/seed<k>]``: where this model lives (an
         evaluated adapter arm: its training folder)."""
         if self.base_seed is None or (self.is_trained and self.seed is None):
-            raise ValueError(f"arm {self.name}: a folder needs the base seed (and a trained arm's seed)")
+            raise ValueError(
+                f"arm {self.name}: a folder needs the base seed (and a trained arm's seed)"
+            )
         folder = arms_dir(params) / self.with_fallback(None).name / f"base{self.base_seed}"
         return folder if self.seed is None else folder / f"seed{self.seed}"
 
@@ -285,16 +287,15 @@ def headline_arms(params: Params) -> HeadlineArms:
 
 
 def arm_catalogue(params: Params) -> pd.DataFrame:
-    """One row per evaluated arm name: family, batch strategy, alpha on the sweep axis, what
-    trains, variant (for joining results with what each arm is)."""
+    """One row per evaluated arm name: family, alpha on the sweep axis (:attr:`Arm.sweep_alpha`),
+    what trains, variant (for joining results with what each arm is)."""
     rows = []
     for name in evaluated_names(params):
         arm = Arm.parse(name)
         rows.append(
             {
                 "arm": name,
-                "family": arm.family_name,
-                "strategy": arm.strategy if arm.is_trained else "zeroshot",
+                "family": arm.family,
                 "alpha": arm.sweep_alpha,
                 "trained": arm.trained or "none",
                 "variant": arm.variant,

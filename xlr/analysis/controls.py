@@ -4,10 +4,14 @@ when one is planted, and do not see one between seeds of the same arm.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
-from xlr.analysis.bias import USED_RANK_COLUMNS
+from xlr.analysis.bias import USED_RANK_COLUMNS, rank_distance_per_query
+from xlr.analysis.intervals import compare_arms, seed_negative_control
+from xlr.arms import ZEROSHOT
 from xlr.eval.results import check_table
 
 
@@ -27,3 +31,64 @@ def plant_same_language_boost(ranks: pd.DataFrame, boost: int) -> pd.DataFrame:
     planted = ranks.copy()
     planted["rank"] = np.where(own, np.maximum(1, ranks["rank"] - boost), ranks["rank"])
     return planted
+
+
+def positive_control(
+    ranks: pd.DataFrame,
+    pool: Sequence[str],
+    boost: int = 50,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """A planted same-language boost must raise the zero-shot model's rank distance.
+
+    The multilingual ``ranks`` of the zero-shot arm get their same-language items moved up
+    ``boost`` ranks (:func:`plant_same_language_boost`); the paired comparison of planted
+    against real rank distance over ``pool`` must exclude zero for caption queries. Returns the
+    comparison with a ``passed`` column; raises if the caption queries did not pass, since a
+    bias measure that cannot see a planted bias cannot be trusted with a real one.
+    """
+    base = ranks[ranks["arm"] == ZEROSHOT.name]
+    if base.empty:
+        raise ValueError("the positive control plants a bias in the zero-shot arm: evaluate it")
+    planted_name = f"{ZEROSHOT.name}+boost{boost}"
+    boosted = plant_same_language_boost(base, boost).assign(arm=planted_name)
+    per_query = rank_distance_per_query(pd.concat([base, boosted]), pool=pool)
+    on = ["benchmark", "task", "query_idx", "base_seed"]
+    table = compare_arms(per_query, planted_name, ZEROSHOT.name, on, n_resamples, confidence)
+    table["passed"] = table["low"] > 0
+    captions = table[table["query_kind"] == "caption"]
+    if captions.empty or not captions["passed"].all():
+        raise AssertionError(
+            f"positive control failed: a planted same-language boost of {boost} ranks went "
+            f"unseen by the rank distance\n{captions.to_string()}"
+        )
+    return table
+
+
+def negative_control(per_query: pd.DataFrame, seeds: Sequence[int]) -> pd.DataFrame:
+    """Sign-flip p-value between the first two fine-tuning seeds of every trained arm, on the
+    caption queries of ``per_query`` (a rank distance table).
+
+    Seeds differ by chance only, so the p-values should rarely fall below the test level; if
+    they often do, arm differences must be judged against the seed spread. With fewer than two
+    seeds there is nothing to compare: one row says so.
+    """
+    captions = per_query[per_query["query_kind"] == "caption"]
+    arms = sorted(a for a in captions["arm"].unique() if a != ZEROSHOT.name)
+    if len(seeds) < 2 or not arms:
+        note = "needs two run.seeds and a trained arm (params/synthetic.yaml has them)"
+        return pd.DataFrame([{"arm": None, "seed_a": None, "seed_b": None, "p_value": None,
+                              "note": note}])  # fmt: skip
+    seed_a, seed_b = seeds[:2]
+    rows = [
+        {
+            "arm": arm,
+            "seed_a": seed_a,
+            "seed_b": seed_b,
+            "p_value": seed_negative_control(captions, arm, seed_a, seed_b),
+            "note": "",
+        }
+        for arm in arms
+    ]
+    return pd.DataFrame(rows)

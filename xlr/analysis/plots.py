@@ -367,18 +367,6 @@ def pair_matrix(
     return matrix
 
 
-def matrix_difference(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
-    """``a - b`` cell by cell (e.g. an arm's pair matrix minus the zero-shot one), in the
-    metric's units; both must cover the same languages so no cell is silently dropped."""
-    if set(a.index) != set(b.index) or set(a.columns) != set(b.columns):
-        only_a = sorted((set(a.index) | set(a.columns)) - (set(b.index) | set(b.columns)))
-        only_b = sorted((set(b.index) | set(b.columns)) - (set(a.index) | set(a.columns)))
-        raise ValueError(
-            f"matrices cover different languages: only in a {only_a}, only in b {only_b}"
-        )
-    return a - b.reindex(index=a.index, columns=a.columns)
-
-
 def pair_heatmap_figure(
     matrix: pd.DataFrame,
     title: str,
@@ -429,21 +417,21 @@ def alpha_sweep_figure(
     zero_shot: float | None = None,
     metric_label: str = "multilingual mAP",
 ) -> Figure:
-    """A metric against the hybrid mix alpha (share of mono batches), one line per trainable kind.
+    """A metric against the hybrid mix alpha (share of mono batches), one line per what trains (full, LoRA).
 
     alpha 0 is the cross-lingual arm and alpha 1 the mono arm, so the curve's ends are those arms
     and an interior peak is the hybrid's claimed advantage; the zero-shot model, which has no
     alpha, is a dashed horizontal line.
     """
-    columns = ["alpha", "trainable", *INTERVAL_COLUMNS]
-    _check_table(points, columns, "alpha sweep", unique=["alpha", "trainable"])
+    columns = ["alpha", "trained", *INTERVAL_COLUMNS]
+    _check_table(points, columns, "alpha sweep", unique=["alpha", "trained"])
     if not points["alpha"].between(0, 1).all():
         raise ValueError(f"alpha must lie in [0, 1], got {sorted(points['alpha'].unique())}")
     fig, ax = plt.subplots(figsize=(6.5, 4), layout="constrained")
-    kinds = list(pd.unique(points["trainable"]))
+    kinds = list(pd.unique(points["trained"]))
     colours = _colours(kinds)
     for kind in kinds:
-        line = points[points["trainable"] == kind].sort_values("alpha")
+        line = points[points["trained"] == kind].sort_values("alpha")
         ax.errorbar(
             line["alpha"],
             line["estimate"],
@@ -462,7 +450,7 @@ def alpha_sweep_figure(
     ax.set_title(f"{metric_label} against the hybrid mix alpha\n{_interval_note(points)}")
     ax.set_xlabel("alpha (share of mono-lingual batches)")
     ax.set_ylabel(f"{metric_label} (fraction, 0-1)")
-    ax.legend(title="trainable")
+    ax.legend(title="what trains")
     return fig
 
 

@@ -19,6 +19,8 @@ import pandas as pd
 
 from xlr.analysis.claims import LangGroup, Measure, group_langs, per_query_measure
 from xlr.analysis.intervals import bootstrap_by_arm
+from xlr.arms import ZEROSHOT, arm_catalogue
+from xlr.config import Params
 from xlr.io import atomic_write_text
 
 HEADLINE_MEASURES: tuple[tuple[Measure, LangGroup], ...] = (
@@ -28,6 +30,39 @@ HEADLINE_MEASURES: tuple[tuple[Measure, LangGroup], ...] = (
     ("rank distance", "seen"),
 )
 COST_COLUMNS: tuple[str, ...] = ("trainable_params", "wall_s")
+SWEEP_FAMILIES: tuple[str, ...] = ("mono", "cross", "hybrid")  # alpha = 1, 0, and between
+
+
+def cost_table(summaries: pd.DataFrame) -> pd.DataFrame:
+    """Each evaluated arm's mean training cost over its bases and seeds (:data:`COST_COLUMNS`),
+    indexed by arm, from :func:`xlr.train.study.arm_summaries`."""
+    missing = {"name", *COST_COLUMNS} - set(summaries.columns)
+    if missing:
+        raise ValueError(f"arm summaries lack columns {sorted(missing)}; train the arms first")
+    return summaries.groupby("name")[list(COST_COLUMNS)].mean().rename_axis("arm")
+
+
+def with_cost(per_arm: pd.DataFrame, cost: pd.DataFrame) -> pd.DataFrame:
+    """``per_arm`` (one row per arm) with its training cost beside it; an arm without a summary
+    (the zero-shot model) trains nothing: 0 parameters and no wall time."""
+    merged = per_arm.merge(cost, left_on="arm", right_index=True, how="left")
+    return merged.fillna({"trainable_params": 0})
+
+
+def alpha_sweep_table(
+    per_arm: pd.DataFrame, params: Params
+) -> tuple[pd.DataFrame, float | None]:
+    """The arms of the hybrid sweep (mono, cross, hybrid at each alpha) with their place on the
+    alpha axis and what trains, and the zero-shot level (None when it was not evaluated).
+
+    ``per_arm``: one row per arm with ``estimate, low, high`` (e.g. multilingual mAP from
+    :func:`xlr.analysis.intervals.summarize_with_ci`).
+    """
+    catalogue = arm_catalogue(params)
+    sweep = per_arm.merge(catalogue, on="arm")
+    sweep = sweep[sweep["family"].isin(SWEEP_FAMILIES)].reset_index(drop=True)
+    zero = per_arm.loc[per_arm["arm"] == ZEROSHOT.name, "estimate"]
+    return sweep, float(zero.iloc[0]) if len(zero) else None
 
 
 def measure_label(measure: str, langs: str) -> str:

@@ -12,11 +12,13 @@ import html
 import io
 from collections.abc import Sequence
 
+from PIL import Image
+
 from xlr.data.imagetext import ImageTextSet
-from xlr.train.batching import Batch
 
 
-def _png_data_uri(image, size: int) -> str:
+def png_data_uri(image: Image.Image, size: int) -> str:
+    """``image`` resized to ``size`` pixels square as an inline PNG, for self-contained pages."""
     buffer = io.BytesIO()
     image.resize((size, size), resample=0).save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -35,28 +37,9 @@ def caption_gallery_html(
             key = (image_id, lang)
             text = captions.loc[[key], "caption"].iloc[0] if key in captions.index else ""
             cells.append(f"<td>{html.escape(text)}</td>")
-        uri = _png_data_uri(images.images[image_id], size)
+        uri = png_data_uri(images.images[image_id], size)
         thumbnail = f'<td><img src="{uri}" width="{size}" alt="image {image_id}"></td>'
         rows.append(f"<tr>{thumbnail}{''.join(cells)}</tr>")
     return f"<table><tr><th>image</th>{header}</tr>{''.join(rows)}</table>"
 
 
-def batch_gallery_html(images: ImageTextSet, batch: Batch, n: int = 4, size: int = 64) -> str:
-    """The first ``n`` examples of a training batch: image, query and target captions."""
-    head = "".join(
-        f"<th>{h}</th>" for h in ("image", "query lang", "query", "target lang", "target")
-    )
-    rows = []
-    for i in range(min(n, len(batch))):
-        uri = _png_data_uri(images.images[int(batch.image_ids[i])], size)
-        target = batch.target_texts[i]
-        cells = (
-            f'<td><img src="{uri}" width="{size}" alt="image {int(batch.image_ids[i])}"></td>'
-            f"<td>{html.escape(batch.query_langs[i])}</td>"
-            f"<td>{html.escape(batch.query_texts[i])}</td>"
-            f"<td>{html.escape(batch.target_langs[i])}</td>"
-            f"<td>{html.escape(target) if target is not None else '(no second caption)'}</td>"
-        )
-        rows.append(f"<tr>{cells}</tr>")
-    title = html.escape(f"{batch.kind} batch (step {batch.step})")
-    return f"<p><b>{title}</b></p><table><tr>{head}</tr>{''.join(rows)}</table>"

@@ -88,11 +88,6 @@ def best_rank(ranks: QueryRanks) -> np.ndarray:
     return ranks.ranks[ranks.offsets[:-1]]
 
 
-def worst_rank(ranks: QueryRanks) -> np.ndarray:
-    """Rank of each query's last relevant item, int64 ``[Q]``."""
-    return ranks.ranks[ranks.offsets[1:] - 1]
-
-
 def hit_at_k(ranks: QueryRanks, k: int) -> np.ndarray:
     """1.0 where any relevant item is in the top ``k``, else 0.0; the mean is Recall@k."""
     if k < 1:
@@ -122,16 +117,6 @@ def average_precision(ranks: QueryRanks) -> np.ndarray:
     position = np.arange(1, len(ranks.ranks) + 1) - np.repeat(ranks.offsets[:-1], counts)
     precision = position / ranks.ranks
     return np.add.reduceat(precision, ranks.offsets[:-1]) / counts
-
-
-def rank_distance(ranks: QueryRanks) -> np.ndarray:
-    """Maximum rank distance per query: max rank - min rank of its relevant items (in ranks).
-
-    With one relevant item per language (Huang et al. 2023) it measures how far apart a model
-    ranks the same content in different languages; lower is less language-biased. A query with
-    a single relevant item scores 0.
-    """
-    return worst_rank(ranks) - best_rank(ranks)
 
 
 def summarize(ranks: QueryRanks, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:

@@ -26,9 +26,8 @@ positive's own image.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from itertools import count
 from typing import Literal, get_args
 
 import numpy as np
@@ -390,29 +389,3 @@ def _checked_langs(langs: Sequence[str], captions: pd.DataFrame, strategy: str) 
     return codes
 
 
-def batch_stream(
-    strategy: Strategy,
-    captions: pd.DataFrame,
-    langs: Sequence[str],
-    batch_size: int,
-    seed: int,
-    alpha: float = 0.5,
-    tau: float = 0.0,
-    *,
-    start: int = 0,
-    steps: int | None = None,
-) -> Iterator[Batch]:
-    """Batches of steps ``start, start + 1, ...``: ``steps`` of them, or endlessly if ``None``.
-
-    Resuming at ``start = s`` yields exactly the batches an uninterrupted run yields from step s.
-    """
-    if steps is not None and steps < 1:
-        raise ValueError(f"steps must be a positive number of batches (or None), got {steps}")
-    if start < 0:
-        raise ValueError(f"start must be a step number >= 0, got {start}")
-    sampler = BatchSampler(strategy, captions, langs, batch_size, seed, alpha=alpha, tau=tau)
-    stop = None if steps is None else start + steps
-    for step in count(start):
-        if step == stop:
-            return
-        yield sampler.batch(step)
