@@ -238,7 +238,6 @@ def test_aliases_are_canonicalised() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"steps": 0}, "steps must be a positive"),
         ({"batch_size": 31}, "batch_size 31 exceeds the 30 images available"),
         (
             {"strategy": "cross", "langs": LANGS, "batch_size": 26},

@@ -8,6 +8,7 @@ import pytest
 
 from xlr.analysis.claims import default_claims, evaluate_claims, per_query_measure, verdict
 from xlr.analysis.tables import claims_markdown
+from xlr.arms import Arm, HeadlineArms
 
 SEEN, HELDOUT = ["en", "de"], ["nl"]
 LANGS = SEEN + HELDOUT
@@ -47,7 +48,7 @@ ARMS = ["zeroshot", "mono-full", "cross-full", "multi-full", "hybrid-a0.5-full"]
 
 
 def table_for(quality: dict[str, float]) -> pd.DataFrame:
-    claims = default_claims("hybrid-a0.5-full")
+    claims = default_claims(HeadlineArms(Arm("hybrid", 0.5, "full"), None))
     return evaluate_claims(fake_ranks(quality), claims, SEEN, HELDOUT, n_resamples=300)
 
 
@@ -65,11 +66,13 @@ def test_planted_effects_are_supported_and_flipping_flips_them() -> None:
 
 def test_missing_arms_are_reported_not_invented() -> None:
     ranks = fake_ranks({"zeroshot": 0.3, "hybrid-a0.5-full": 0.6})
-    claims = default_claims("hybrid-a0.5-full", adapters="adapters")
+    claims = default_claims(
+        HeadlineArms(Arm("hybrid", 0.5, "full"), Arm("adapters", fallback="base"))
+    )
     table = evaluate_claims(ranks, claims, SEEN, HELDOUT, n_resamples=200)
     by_key = table.set_index("key")["verdict"]
     assert by_key["hybrid>mono:ml"] == "not run (mono-full missing)"
-    assert by_key["adapters>hybrid:seen"] == "not run (adapters missing)"
+    assert by_key["adapters>hybrid:seen"] == "not run (adapters-base missing)"
     assert by_key["hybrid>zeroshot:heldout"] == "supported"
     markdown = claims_markdown(table)
     assert markdown.count("\n") == len(table) + 2 and "not run" in markdown

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 
 from xlr.analysis.plots import batch_kind_figure, language_mix_figure, loss_curves_figure
-from xlr.data.gallery import batch_gallery_html, caption_gallery_html
+from xlr.data.gallery import caption_gallery_html
 from xlr.data.imagetext import ArrayImages, ImageTextSet
 from xlr.train.batching import BatchSampler
+from xlr.train.gallery import batch_gallery_html
 
 EVIL = "<img src=x onerror=alert(1)>"
 

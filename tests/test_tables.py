@@ -10,12 +10,17 @@ from test_claims import HELDOUT, SEEN, fake_ranks
 
 from xlr.analysis.claims import default_claims, evaluate_claims
 from xlr.analysis.tables import (
+    alpha_sweep_table,
+    cost_table,
     claims_markdown,
     headline_table,
     headline_wide,
     markdown_table,
     save_table,
+    with_cost,
 )
+from xlr.arms import Arm, HeadlineArms
+from xlr.config import parse_params
 
 
 def perfect_and_poor() -> pd.DataFrame:
@@ -74,7 +79,9 @@ def test_markdown_table_escapes_pipes() -> None:
 
 def test_claims_markdown_has_one_line_per_claim() -> None:
     ranks = fake_ranks({"zeroshot": 0.3, "hybrid-a0.5-full": 0.6})
-    claims = default_claims("hybrid-a0.5-full", adapters="adapters")
+    claims = default_claims(
+        HeadlineArms(Arm("hybrid", 0.5, "full"), Arm("adapters", fallback="base"))
+    )
     table = evaluate_claims(ranks, claims, SEEN, HELDOUT, n_resamples=200, confidence=0.9)
     text = claims_markdown(table)
     lines = text.splitlines()
@@ -95,3 +102,49 @@ def test_save_table_writes_csv_and_markdown(tmp_path) -> None:
     assert "zeroshot" in paths[1].read_text()
     with pytest.raises(ValueError, match="plain file stem"):
         save_table(numbers, tmp_path, "../escape", "")
+
+
+def test_alpha_sweep_places_mono_and_cross_at_the_ends(tmp_path) -> None:
+    params = parse_params(
+        {
+            "run": {"name": "t", "runs_dir": str(tmp_path)},
+            "data": {"train_langs": ["en", "de"], "heldout_langs": ["fr"]},
+            "train": {
+                "arms": ["zeroshot", "mono", "cross", "hybrid"],
+                "alphas": [0.25, 0.5],
+                "trainable": ["full", "lora"],
+            },  # fmt: skip
+        },
+        source="test",
+    )
+    names = ["zeroshot", "mono-full", "cross-lora", "hybrid-a0.25-full", "adapters-base"]
+    per_arm = pd.DataFrame({"arm": names, "estimate": [0.1, 0.2, 0.3, 0.4, 0.5]})
+    sweep, zero_shot = alpha_sweep_table(per_arm, params)
+    assert zero_shot == 0.1
+    by_arm = sweep.set_index("arm")
+    assert by_arm.loc[["mono-full", "cross-lora", "hybrid-a0.25-full"], "alpha"].tolist() == [
+        1.0, 0.0, 0.25
+    ]  # fmt: skip
+    assert by_arm.loc["cross-lora", "trained"] == "lora"
+    assert "adapters-base" not in by_arm.index and "zeroshot" not in by_arm.index
+    assert alpha_sweep_table(per_arm.iloc[1:], params)[1] is None
+
+
+def test_cost_is_the_mean_over_runs_and_zero_for_the_zero_shot_arm() -> None:
+    summaries = pd.DataFrame(
+        {
+            "name": ["mono-full", "mono-full", "adapters-base"],
+            "trainable_params": [10, 10, 4],
+            "wall_s": [2.0, 4.0, 1.0],
+            "steps": [5, 5, 5],
+        }  # fmt: skip
+    )
+    cost = cost_table(summaries)
+    assert cost.loc["mono-full"].tolist() == [10, 3.0]
+    points = with_cost(
+        pd.DataFrame({"arm": ["zeroshot", "mono-full"], "estimate": [0.1, 0.2]}), cost
+    )
+    assert points["trainable_params"].tolist() == [0, 10]
+    assert np.isnan(points["wall_s"].iloc[0])
+    with pytest.raises(ValueError, match="train the arms first"):
+        cost_table(pd.DataFrame({"name": ["mono-full"]}))

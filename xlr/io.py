@@ -9,6 +9,7 @@ failure the temporary is removed and the error propagates.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -115,3 +116,12 @@ def atomic_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterato
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks so a large file never sits in memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()

@@ -30,7 +30,7 @@ from nbconvert import HTMLExporter
 from tqdm.auto import tqdm
 
 from xlr.config import Params, load_params, resolve_path
-from xlr.io import atomic_write_json, atomic_write_text
+from xlr.io import atomic_write_json, atomic_write_text, file_sha256
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 STATUS_FILE = "status.json"
@@ -62,10 +62,6 @@ def study_notebooks(directory: Path | None = None) -> list[Path]:
 def report_dir(params: Params) -> Path:
     """``reports/<run.name>``: executed notebooks, HTML, figures and the index."""
     return resolve_path(params.run.reports_dir) / params.run.name
-
-
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _params_digest(params: Params) -> str:
@@ -127,7 +123,7 @@ def reproduce(
     runs: list[NotebookRun] = []
     for notebook in tqdm(notebooks or study_notebooks(), desc="notebooks", unit="nb"):
         previous = status.get(notebook.name, {})
-        source = _file_sha256(notebook)
+        source = file_sha256(notebook)
         same_inputs = previous.get("params") == digest and previous.get("notebook") == source
         done = same_inputs and (out / notebook.name).is_file()
         # a notebook that runs may change what every later one reads: they run again too
@@ -181,7 +177,7 @@ def provenance(params: Params, params_file: Path, runs: Sequence[NotebookRun]) -
     return {
         "git commit": _git_commit(),
         "params file": str(params_file),
-        "params sha256": _file_sha256(params_file),
+        "params sha256": file_sha256(params_file),
         "packages": _package_versions(),
         "device": _device(),
         "seeds": params.run.seeds,
