@@ -13,17 +13,15 @@ import pytest
 from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 
+from xlr.analysis.figure_style import ARM_VARIANTS, arm_styles, save_figure
 from xlr.analysis.plots import (
-    ARM_VARIANTS,
     accuracy_vs_params_figure,
     alpha_sweep_figure,
-    arm_styles,
     language_preference_figure,
     pair_heatmap_figure,
     pair_matrix,
     per_language_recall_figure,
     rank_distance_figure,
-    save_figure,
     seen_heldout_figure,
 )
 from xlr.arms import FALLBACKS, TRAINABLE, Arm

@@ -11,8 +11,8 @@ from test_claims import HELDOUT, SEEN, fake_ranks
 from xlr.analysis.claims import default_claims, evaluate_claims
 from xlr.analysis.tables import (
     alpha_sweep_table,
-    cost_table,
     claims_markdown,
+    cost_table,
     headline_table,
     headline_wide,
     markdown_table,

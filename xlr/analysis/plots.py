@@ -2,76 +2,38 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import NamedTuple
+from collections.abc import Mapping
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from xlr.arms import Arm
-from xlr.io import atomic_file
-
-PALETTE = "colorblind"
-
-
-@dataclass(frozen=True)
-class ArmStyle:
-    """How one arm is drawn in every figure: colour, marker (points), hatch (bars, boxes) and
-    dashes (lines; ``""`` is solid, else seaborn's on/off lengths in points)."""
-
-    colour: tuple[float, float, float]
-    marker: str = "o"
-    hatch: str = ""
-    dashes: str | tuple[float, ...] = ""
-
-
-class ArmShape(NamedTuple):
-    """The colour-free part of an :class:`ArmStyle`, fixed by an arm's variant."""
-
-    marker: str = "o"
-    hatch: str = ""
-    dashes: str | tuple[float, ...] = ""
+from xlr.analysis.figure_style import (
+    ARM_VARIANTS,
+    CAPSIZE,
+    GROUP_LABELS,
+    INTERVAL_COLUMNS,
+    PALETTE,
+    ArmShape,
+    arm_bars,
+    arm_styles,
+    check_table,
+    dodged_points,
+    error_bars,
+    group_rank,
+    interval_note,
+    legend_outside,
+    palette_colours,
+    plain_styles,
+    readable_xticks,
+    require_columns,
+)
 
 
 # An arm's variant (xlr.arms.Arm.variant) sets its shape: what trains (``full``, ``lora``) or,
 # for adapters, the held-out fallback.
-ARM_VARIANTS: dict[str, ArmShape] = {
-    "full": ArmShape("o", "", ""),
-    "lora": ArmShape("s", "//", (4, 2)),
-    "base": ArmShape("^", "..", (1, 1.5)),
-    "nearest": ArmShape("D", "xx", (4, 1.5, 1, 1.5)),
-    "average": ArmShape("v", "\\\\", (6, 1.5, 1, 1.5, 1, 1.5)),
-}
-
-
-def arm_styles(arms: Sequence[str]) -> dict[str, ArmStyle]:
-    """One :class:`ArmStyle` per arm: a colour per family, a marker, hatch and dash per variant.
-
-    Why not one colour per arm: the study has about twenty arms and the colour-blind palette ten
-    colours, so unrelated arms would share one. Keyed by family, colour answers the study's
-    question (which batch schedule) and the shape tells full from LoRA and the adapters'
-    fallbacks; beyond ten families the colours repeat, but never within a figure's first ten.
-    """
-    parsed = {name: Arm.parse(name) for name in arms}
-    colours = _colours(list(dict.fromkeys(arm.family_name for arm in parsed.values())))
-    return {
-        name: ArmStyle(colours[arm.family_name], *ARM_VARIANTS.get(arm.variant, ArmShape()))
-        for name, arm in parsed.items()
-    }
-
-
-def _plain_styles(levels: Sequence[str]) -> dict[str, ArmStyle]:
-    """A colour each, round markers: for levels that are not arms (language groups)."""
-    return {level: ArmStyle(colour) for level, colour in _colours(levels).items()}
-
-
 def language_mix_figure(
     counts: Mapping[str, int],
     reference: Mapping[str, float],
@@ -151,142 +113,9 @@ def batch_kind_figure(logs: pd.DataFrame) -> Figure:
 # :func:`xlr.analysis.bias.bootstrap_by_arm`); bars and points show them as error bars. Retrieval metrics
 # are fractions of queries in [0, 1], as the results table stores them.
 
-INTERVAL_COLUMNS: tuple[str, ...] = ("estimate", "low", "high")
 # Columns that, when a table has them, must hold one value: averaging or drawing across
 # benchmarks, tasks, image vs caption queries, caption conventions or confidence levels would mix
 # incomparable numbers.
-SINGLE_VALUED: tuple[str, ...] = ("benchmark", "task", "query_kind", "captions", "confidence")
-GROUP_LABELS: dict[str, str] = {
-    "seen": "seen in fine-tuning",
-    "heldout": "held out",
-    "mixed": "mixed",
-}
-_CAPSIZE = 3
-
-
-def _require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
-    """Raise ``ValueError`` naming the columns ``frame`` lacks, or that it has no rows."""
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{what} table lacks columns {missing}; it needs {list(columns)}")
-    if frame.empty:
-        raise ValueError(f"{what} table is empty: there is nothing to plot")
-
-
-def _check_table(
-    frame: pd.DataFrame, columns: Sequence[str], what: str, unique: Sequence[str] = ()
-) -> None:
-    """Raise ``ValueError`` naming what is wrong with a table a figure is drawn from.
-
-    Checks: required ``columns`` present, at least one row, one row per ``unique`` key, a single
-    value in each :data:`SINGLE_VALUED` column present, and ``low <= estimate <= high``.
-    """
-    _require_columns(frame, columns, what)
-    mixed = [c for c in SINGLE_VALUED if c in frame.columns and frame[c].nunique() > 1]
-    if mixed:
-        raise ValueError(
-            f"{what} table mixes several values of {mixed}; filter it to one of each first"
-        )
-    if unique:
-        repeated = frame[frame.duplicated(list(unique), keep=False)]
-        if not repeated.empty:
-            keys = repeated[list(unique)].drop_duplicates().head(5).to_dict("records")
-            raise ValueError(
-                f"{what} table needs one row per {list(unique)}; repeated: {keys} "
-                "(average over seeds and bases first)"
-            )
-    if set(INTERVAL_COLUMNS) <= set(columns):
-        outside = frame[(frame["low"] > frame["estimate"]) | (frame["high"] < frame["estimate"])]
-        if not outside.empty:
-            raise ValueError(
-                f"{what} table has intervals that do not contain their estimate "
-                f"(need low <= estimate <= high), rows {list(outside.index[:5])}"
-            )
-
-
-def _error_bars(table: pd.DataFrame) -> np.ndarray:
-    """Asymmetric error-bar lengths ``[estimate - low, high - estimate]`` for matplotlib."""
-    estimate = table["estimate"].to_numpy(np.float64)
-    return np.vstack([estimate - table["low"].to_numpy(), table["high"].to_numpy() - estimate])
-
-
-def _interval_note(frame: pd.DataFrame) -> str:
-    """What the error bars are, for a title: the confidence level when the table records it."""
-    if "confidence" in frame.columns:
-        return f"(error bars: {frame['confidence'].iat[0]:.0%} bootstrap CI)"
-    return "(error bars: bootstrap CI)"
-
-
-def _colours(levels: Sequence[str]) -> dict[str, tuple[float, float, float]]:
-    return dict(zip(levels, sns.color_palette(PALETTE, n_colors=len(levels)), strict=True))
-
-
-def _dodged(positions: Mapping[str, float], i: int, n: int) -> tuple[np.ndarray, float]:
-    """x of the ``i``-th of ``n`` dodged marks at each of ``positions``, and their spacing."""
-    width = 0.8 / n
-    return np.asarray(list(positions.values())) + (i - (n - 1) / 2) * width, width
-
-
-def _arm_bars(
-    ax: Axes, table: pd.DataFrame, x: str, positions: Mapping[str, float], value: str
-) -> None:
-    """Bars of ``value`` at ``positions`` of ``x``, one dodged bar per arm (in table order),
-    styled by :func:`arm_styles`; absent cells draw nothing."""
-    arms = list(pd.unique(table["arm"]))
-    styles = arm_styles(arms)
-    for i, arm in enumerate(arms):
-        part = table[table["arm"] == arm].set_index(x).reindex(list(positions))
-        xs, width = _dodged(positions, i, len(arms))
-        style = styles[arm]
-        ax.bar(
-            xs, part[value], width, color=style.colour, hatch=style.hatch, edgecolor="white",
-            linewidth=0, label=arm,
-        )  # fmt: skip
-
-
-def _dodged_points(
-    ax: Axes,
-    table: pd.DataFrame,
-    x: str,
-    hue: str,
-    positions: Mapping[str, float],
-    styles: Mapping[str, ArmStyle],
-) -> None:
-    """Estimates as markers with their interval as error bars at ``positions`` of ``x``, one
-    dodged column per ``hue`` level (in table order); absent cells draw nothing.
-
-    Points rather than bars: bars must start at 0, which flattens the differences of a few
-    hundredths between arms that the study is about; points let the axis zoom to the data.
-    """
-    levels = list(pd.unique(table[hue]))
-    for i, level in enumerate(levels):
-        part = table[table[hue] == level].set_index(x).reindex(list(positions))
-        xs, _ = _dodged(positions, i, len(levels))
-        style = styles[level]
-        ax.errorbar(
-            xs, part["estimate"], yerr=_error_bars(part), fmt=style.marker, color=style.colour,
-            markersize=4, capsize=_CAPSIZE, elinewidth=1, label=level,
-        )  # fmt: skip
-
-
-def _group_rank(groups: pd.Series) -> pd.Series:
-    """Sort key putting language groups in :data:`GROUP_LABELS` order, unknown groups last."""
-    return groups.map({name: i for i, name in enumerate(GROUP_LABELS)}).fillna(len(GROUP_LABELS))
-
-
-def _legend_outside(ax: Axes, title: str) -> None:
-    ax.legend(title=title, loc="center left", bbox_to_anchor=(1.0, 0.5))
-
-
-def _readable_xticks(ax: Axes) -> None:
-    """Slant the x tick labels when they would overlap (many or long arm names): at about
-    0.08 inch a character, they need more room than the axes' width gives each label."""
-    labels = [t.get_text() for t in ax.get_xticklabels()]
-    needed = len(labels) * (max(map(len, labels), default=0) + 1) * 0.08
-    if needed > 0.7 * ax.figure.get_figwidth():
-        plt.setp(ax.get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor")
-
-
 def per_language_recall_figure(
     intervals: pd.DataFrame, metric_label: str = "R@1 (fraction of queries)"
 ) -> Figure:
@@ -297,14 +126,14 @@ def per_language_recall_figure(
     seen - held-out contrast reads at a glance. ``intervals`` has one row per (arm, query_lang).
     """
     columns = ["arm", "query_lang", "lang_group", *INTERVAL_COLUMNS]
-    _check_table(intervals, columns, "per-language interval", unique=["arm", "query_lang"])
+    check_table(intervals, columns, "per-language interval", unique=["arm", "query_lang"])
     groups = intervals.groupby("query_lang")["lang_group"].nunique()
     if (groups > 1).any():
         raise ValueError(f"languages {list(groups.index[groups > 1])} are in several lang_groups")
     langs = (
         intervals[["query_lang", "lang_group"]]
         .drop_duplicates()
-        .assign(rank=lambda t: _group_rank(t["lang_group"]))
+        .assign(rank=lambda t: group_rank(t["lang_group"]))
         .sort_values(["rank", "lang_group", "query_lang"])
     )
     gap = np.cumsum(langs["lang_group"].ne(langs["lang_group"].shift()).to_numpy()) - 1
@@ -313,7 +142,7 @@ def per_language_recall_figure(
     width = min(24.0, max(7.0, 0.16 * len(langs) * (n_arms + 1) + 3))
     fig, ax = plt.subplots(figsize=(width, 4.2), layout="constrained")
     styles = arm_styles(list(pd.unique(intervals["arm"])))
-    _dodged_points(ax, intervals, "query_lang", "arm", positions, styles)
+    dodged_points(ax, intervals, "query_lang", "arm", positions, styles)
     ax.grid(axis="y", alpha=0.3)
     ax.set_xticks(list(positions.values()), list(positions))
     centres, names = [], []
@@ -326,10 +155,10 @@ def per_language_recall_figure(
     top = ax.secondary_xaxis("top")
     top.set_xticks(centres, names)
     top.tick_params(length=0)
-    ax.set_title(f"Per-language {metric_label.split(' (')[0]} by arm {_interval_note(intervals)}")
+    ax.set_title(f"Per-language {metric_label.split(' (')[0]} by arm {interval_note(intervals)}")
     ax.set_xlabel("query language (ISO 639-1)")
     ax.set_ylabel(metric_label)
-    _legend_outside(ax, "arm")
+    legend_outside(ax, "arm")
     return fig
 
 
@@ -341,7 +170,7 @@ def pair_matrix(
     Each cell is the mean over the arm's runs (fine-tuning seeds and base seeds). Rows and
     columns are the same sorted languages, so the diagonal (no same-language pairs) shows blank.
     """
-    _require_columns(
+    require_columns(
         results,
         ["arm", "task", "benchmark", "query_lang", "target_lang", "metric", "value"],
         "results",
@@ -357,7 +186,7 @@ def pair_matrix(
             + (f", benchmark {benchmark!r}" if benchmark else "")
             + f" in the results table (its arms: {sorted(results['arm'].unique())})"
         )
-    _check_table(rows, ["query_lang", "target_lang", "value"], f"xt2t {metric} of {arm}")
+    check_table(rows, ["query_lang", "target_lang", "value"], f"xt2t {metric} of {arm}")
     matrix = rows.pivot_table(
         index="query_lang", columns="target_lang", values="value", aggfunc="mean"
     )
@@ -424,20 +253,20 @@ def alpha_sweep_figure(
     alpha, is a dashed horizontal line.
     """
     columns = ["alpha", "trained", *INTERVAL_COLUMNS]
-    _check_table(points, columns, "alpha sweep", unique=["alpha", "trained"])
+    check_table(points, columns, "alpha sweep", unique=["alpha", "trained"])
     if not points["alpha"].between(0, 1).all():
         raise ValueError(f"alpha must lie in [0, 1], got {sorted(points['alpha'].unique())}")
     fig, ax = plt.subplots(figsize=(6.5, 4), layout="constrained")
     kinds = list(pd.unique(points["trained"]))
-    colours = _colours(kinds)
+    colours = palette_colours(kinds)
     for kind in kinds:
         line = points[points["trained"] == kind].sort_values("alpha")
         ax.errorbar(
             line["alpha"],
             line["estimate"],
-            yerr=_error_bars(line),
+            yerr=error_bars(line),
             marker=ARM_VARIANTS.get(kind, ArmShape()).marker,
-            capsize=_CAPSIZE,
+            capsize=CAPSIZE,
             color=colours[kind],
             label=f"{kind} fine-tuning",
         )
@@ -447,7 +276,7 @@ def alpha_sweep_figure(
     names = {0.0: "\ncross", 1.0: "\nmono"}
     ax.set_xticks(ticks, [f"{a:g}{names.get(a, '')}" for a in ticks])
     ax.set_xlim(-0.05, 1.05)
-    ax.set_title(f"{metric_label} against the hybrid mix alpha\n{_interval_note(points)}")
+    ax.set_title(f"{metric_label} against the hybrid mix alpha\n{interval_note(points)}")
     ax.set_xlabel("alpha (share of mono-lingual batches)")
     ax.set_ylabel(f"{metric_label} (fraction, 0-1)")
     ax.legend(title="what trains")
@@ -474,7 +303,7 @@ def accuracy_vs_params_figure(
     stay distinct.
     """
     columns = ["arm", "trainable_params", *INTERVAL_COLUMNS]
-    _check_table(points, columns, "accuracy vs parameters", unique=["arm"])
+    check_table(points, columns, "accuracy vs parameters", unique=["arm"])
     if (points["trainable_params"] < 0).any():
         raise ValueError("trainable_params must be >= 0")
     trained = points[points["trainable_params"] > 0]
@@ -491,16 +320,16 @@ def accuracy_vs_params_figure(
             [row.estimate],
             yerr=[[row.estimate - row.low], [row.high - row.estimate]],
             fmt=style.marker,
-            capsize=_CAPSIZE,
+            capsize=CAPSIZE,
             color=style.colour,
             label=row.arm,
         )
     ax.set_xscale("log")
     ax.grid(alpha=0.3)
-    ax.set_title(f"{metric_label} against trainable parameters\n{_interval_note(points)}")
+    ax.set_title(f"{metric_label} against trainable parameters\n{interval_note(points)}")
     ax.set_xlabel("trainable parameters (count, log scale)")
     ax.set_ylabel(f"{metric_label} (fraction, 0-1)")
-    _legend_outside(ax, "arm (dashed: no trainable parameters)")
+    legend_outside(ax, "arm (dashed: no trainable parameters)")
     return fig
 
 
@@ -513,24 +342,24 @@ def seen_heldout_figure(
     that gain transfers to languages the arm never trained on.
     """
     columns = ["arm", "lang_group", *INTERVAL_COLUMNS]
-    _check_table(points, columns, "seen / held-out", unique=["arm", "lang_group"])
+    check_table(points, columns, "seen / held-out", unique=["arm", "lang_group"])
     arms = list(pd.unique(points["arm"]))
-    table = points.sort_values("lang_group", key=_group_rank, kind="stable").assign(
+    table = points.sort_values("lang_group", key=group_rank, kind="stable").assign(
         lang_group=lambda t: t["lang_group"].map(lambda g: GROUP_LABELS.get(g, g))
     )
     fig, ax = plt.subplots(figsize=(max(6.5, 0.8 * len(arms) + 3), 4), layout="constrained")
     positions = {arm: float(i) for i, arm in enumerate(arms)}
-    styles = _plain_styles(list(pd.unique(table["lang_group"])))
-    _dodged_points(ax, table, "arm", "lang_group", positions, styles)
+    styles = plain_styles(list(pd.unique(table["lang_group"])))
+    dodged_points(ax, table, "arm", "lang_group", positions, styles)
     ax.grid(axis="y", alpha=0.3)
     ax.set_xticks(range(len(arms)), arms)
-    _readable_xticks(ax)
+    readable_xticks(ax)
     ax.set_title(
-        f"{metric_label.split(' (')[0]}: seen vs held-out languages {_interval_note(points)}"
+        f"{metric_label.split(' (')[0]}: seen vs held-out languages {interval_note(points)}"
     )
     ax.set_xlabel("arm")
     ax.set_ylabel(metric_label)
-    _legend_outside(ax, "languages")
+    legend_outside(ax, "languages")
     return fig
 
 
@@ -543,7 +372,7 @@ def rank_distance_figure(
     Rows of every run (seeds, bases) are pooled. The y axis is logarithmic when the values span
     two decades or more (symmetric-log when some are 0), else linear.
     """
-    _check_table(per_query, ["arm", "value"], "per-query")
+    check_table(per_query, ["arm", "value"], "per-query")
     arms = list(pd.unique(per_query["arm"]))
     data = [per_query.loc[per_query["arm"] == arm, "value"].to_numpy(np.float64) for arm in arms]
     fig, ax = plt.subplots(figsize=(max(6.5, 0.8 * len(arms) + 2), 4.2), layout="constrained")
@@ -565,7 +394,7 @@ def rank_distance_figure(
     if spread >= 100:
         scale = "log" if (values > 0).all() else "symlog"
         ax.set_yscale(scale, **({"linthresh": 1.0} if scale == "symlog" else {}))
-    _readable_xticks(ax)
+    readable_xticks(ax)
     ax.legend(boxes["means"][:1] + boxes["medians"][:1], ["mean", "median"], loc="best")
     ax.set_title("Per-query maximum rank distance by arm (lower = less language bias)")
     ax.set_xlabel("arm")
@@ -580,7 +409,7 @@ def language_preference_figure(shares: pd.DataFrame) -> Figure:
     (the column if given, else 1 / number of languages). Rows of the same arm and language (seeds,
     bases) are averaged; rename :func:`xlr.analysis.bias.language_preference`'s ``top_lang`` to ``lang``.
     """
-    _check_table(shares, ["arm", "lang", "share"], "language-preference")
+    check_table(shares, ["arm", "lang", "share"], "language-preference")
     if "uniform" in shares.columns and shares["uniform"].nunique() > 1:
         raise ValueError("language-preference table has several uniform levels (language pools)")
     uniform = shares["uniform"].iat[0] if "uniform" in shares else 1 / shares["lang"].nunique()
@@ -592,30 +421,13 @@ def language_preference_figure(shares: pd.DataFrame) -> Figure:
         figsize=(min(24.0, max(6.5, 0.16 * len(langs) * (n_arms + 1) + 3)), 4),
         layout="constrained",
     )
-    _arm_bars(ax, table, "lang", {lang: float(i) for i, lang in enumerate(langs)}, "share")
+    arm_bars(ax, table, "lang", {lang: float(i) for i, lang in enumerate(langs)}, "share")
     ax.axhline(100 * uniform, color="0.2", linestyle="--", label="uniform")
     ax.set_xticks(range(len(langs)), langs)
     ax.set_title("Language of the best-ranked relevant item (dashed: unbiased, uniform share)")
     ax.set_xlabel("language of the best-ranked relevant item (ISO 639-1)")
     ax.set_ylabel("share of queries (%)")
-    _legend_outside(ax, "arm")
+    legend_outside(ax, "arm")
     return fig
 
 
-def save_figure(
-    fig: Figure,
-    out_dir: str | os.PathLike[str],
-    name: str,
-    formats: Sequence[str] = ("png", "svg"),
-) -> list[Path]:
-    """Write ``fig`` as ``out_dir/name.<format>`` for each format, atomically (a crash leaves the
-    old file or none, never half a file); PNG at 150 dpi. Returns the paths written."""
-    if not name or Path(name).name != name:
-        raise ValueError(f"figure name must be a plain file stem, got {name!r}")
-    paths = []
-    for fmt in formats:
-        path = Path(out_dir) / f"{name}.{fmt}"
-        with atomic_file(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=150)
-        paths.append(path)
-    return paths

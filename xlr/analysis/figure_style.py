@@ -1,0 +1,234 @@
+"""How the study's figures look and what they accept: arm styles (colour by family, shape by
+variant, seaborn's colour-blind palette), checks of the interval tables figures are drawn from,
+the shared drawing helpers, and saving.
+
+Every figure of :mod:`xlr.analysis.plots` draws through these, so one arm looks the same in
+every figure and a table that would mix incomparable numbers is refused before it is drawn.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from xlr.arms import Arm
+from xlr.io import atomic_file
+
+PALETTE = "colorblind"
+
+
+@dataclass(frozen=True)
+class ArmStyle:
+    """How one arm is drawn in every figure: colour, marker (points), hatch (bars, boxes) and
+    dashes (lines; ``""`` is solid, else seaborn's on/off lengths in points)."""
+
+    colour: tuple[float, float, float]
+    marker: str = "o"
+    hatch: str = ""
+    dashes: str | tuple[float, ...] = ""
+
+
+class ArmShape(NamedTuple):
+    """The colour-free part of an :class:`ArmStyle`, fixed by an arm's variant."""
+
+    marker: str = "o"
+    hatch: str = ""
+    dashes: str | tuple[float, ...] = ""
+
+
+ARM_VARIANTS: dict[str, ArmShape] = {
+    "full": ArmShape("o", "", ""),
+    "lora": ArmShape("s", "//", (4, 2)),
+    "base": ArmShape("^", "..", (1, 1.5)),
+    "nearest": ArmShape("D", "xx", (4, 1.5, 1, 1.5)),
+    "average": ArmShape("v", "\\\\", (6, 1.5, 1, 1.5, 1, 1.5)),
+}
+
+
+def arm_styles(arms: Sequence[str]) -> dict[str, ArmStyle]:
+    """One :class:`ArmStyle` per arm: a colour per family, a marker, hatch and dash per variant.
+
+    Why not one colour per arm: the study has about twenty arms and the colour-blind palette ten
+    colours, so unrelated arms would share one. Keyed by family, colour answers the study's
+    question (which batch schedule) and the shape tells full from LoRA and the adapters'
+    fallbacks; beyond ten families the colours repeat, but never within a figure's first ten.
+    """
+    parsed = {name: Arm.parse(name) for name in arms}
+    colours = palette_colours(list(dict.fromkeys(arm.family_name for arm in parsed.values())))
+    return {
+        name: ArmStyle(colours[arm.family_name], *ARM_VARIANTS.get(arm.variant, ArmShape()))
+        for name, arm in parsed.items()
+    }
+
+
+def plain_styles(levels: Sequence[str]) -> dict[str, ArmStyle]:
+    """A colour each, round markers: for levels that are not arms (language groups)."""
+    return {level: ArmStyle(colour) for level, colour in palette_colours(levels).items()}
+
+
+INTERVAL_COLUMNS: tuple[str, ...] = ("estimate", "low", "high")
+
+
+SINGLE_VALUED: tuple[str, ...] = ("benchmark", "task", "query_kind", "captions", "confidence")
+
+
+GROUP_LABELS: dict[str, str] = {
+    "seen": "seen in fine-tuning",
+    "heldout": "held out",
+    "mixed": "mixed",
+}
+
+
+CAPSIZE = 3
+
+
+def require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    """Raise ``ValueError`` naming the columns ``frame`` lacks, or that it has no rows."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{what} table lacks columns {missing}; it needs {list(columns)}")
+    if frame.empty:
+        raise ValueError(f"{what} table is empty: there is nothing to plot")
+
+
+def check_table(
+    frame: pd.DataFrame, columns: Sequence[str], what: str, unique: Sequence[str] = ()
+) -> None:
+    """Raise ``ValueError`` naming what is wrong with a table a figure is drawn from.
+
+    Checks: required ``columns`` present, at least one row, one row per ``unique`` key, a single
+    value in each :data:`SINGLE_VALUED` column present, and ``low <= estimate <= high``.
+    """
+    require_columns(frame, columns, what)
+    mixed = [c for c in SINGLE_VALUED if c in frame.columns and frame[c].nunique() > 1]
+    if mixed:
+        raise ValueError(
+            f"{what} table mixes several values of {mixed}; filter it to one of each first"
+        )
+    if unique:
+        repeated = frame[frame.duplicated(list(unique), keep=False)]
+        if not repeated.empty:
+            keys = repeated[list(unique)].drop_duplicates().head(5).to_dict("records")
+            raise ValueError(
+                f"{what} table needs one row per {list(unique)}; repeated: {keys} "
+                "(average over seeds and bases first)"
+            )
+    if set(INTERVAL_COLUMNS) <= set(columns):
+        outside = frame[(frame["low"] > frame["estimate"]) | (frame["high"] < frame["estimate"])]
+        if not outside.empty:
+            raise ValueError(
+                f"{what} table has intervals that do not contain their estimate "
+                f"(need low <= estimate <= high), rows {list(outside.index[:5])}"
+            )
+
+
+def error_bars(table: pd.DataFrame) -> np.ndarray:
+    """Asymmetric error-bar lengths ``[estimate - low, high - estimate]`` for matplotlib."""
+    estimate = table["estimate"].to_numpy(np.float64)
+    return np.vstack([estimate - table["low"].to_numpy(), table["high"].to_numpy() - estimate])
+
+
+def interval_note(frame: pd.DataFrame) -> str:
+    """What the error bars are, for a title: the confidence level when the table records it."""
+    if "confidence" in frame.columns:
+        return f"(error bars: {frame['confidence'].iat[0]:.0%} bootstrap CI)"
+    return "(error bars: bootstrap CI)"
+
+
+def palette_colours(levels: Sequence[str]) -> dict[str, tuple[float, float, float]]:
+    return dict(zip(levels, sns.color_palette(PALETTE, n_colors=len(levels)), strict=True))
+
+
+def dodged(positions: Mapping[str, float], i: int, n: int) -> tuple[np.ndarray, float]:
+    """x of the ``i``-th of ``n`` dodged marks at each of ``positions``, and their spacing."""
+    width = 0.8 / n
+    return np.asarray(list(positions.values())) + (i - (n - 1) / 2) * width, width
+
+
+def arm_bars(
+    ax: Axes, table: pd.DataFrame, x: str, positions: Mapping[str, float], value: str
+) -> None:
+    """Bars of ``value`` at ``positions`` of ``x``, one dodged bar per arm (in table order),
+    styled by :func:`arm_styles`; absent cells draw nothing."""
+    arms = list(pd.unique(table["arm"]))
+    styles = arm_styles(arms)
+    for i, arm in enumerate(arms):
+        part = table[table["arm"] == arm].set_index(x).reindex(list(positions))
+        xs, width = dodged(positions, i, len(arms))
+        style = styles[arm]
+        ax.bar(
+            xs, part[value], width, color=style.colour, hatch=style.hatch, edgecolor="white",
+            linewidth=0, label=arm,
+        )  # fmt: skip
+
+
+def dodged_points(
+    ax: Axes,
+    table: pd.DataFrame,
+    x: str,
+    hue: str,
+    positions: Mapping[str, float],
+    styles: Mapping[str, ArmStyle],
+) -> None:
+    """Estimates as markers with their interval as error bars at ``positions`` of ``x``, one
+    dodged column per ``hue`` level (in table order); absent cells draw nothing.
+
+    Points rather than bars: bars must start at 0, which flattens the differences of a few
+    hundredths between arms that the study is about; points let the axis zoom to the data.
+    """
+    levels = list(pd.unique(table[hue]))
+    for i, level in enumerate(levels):
+        part = table[table[hue] == level].set_index(x).reindex(list(positions))
+        xs, _ = dodged(positions, i, len(levels))
+        style = styles[level]
+        ax.errorbar(
+            xs, part["estimate"], yerr=error_bars(part), fmt=style.marker, color=style.colour,
+            markersize=4, capsize=CAPSIZE, elinewidth=1, label=level,
+        )  # fmt: skip
+
+
+def group_rank(groups: pd.Series) -> pd.Series:
+    """Sort key putting language groups in :data:`GROUP_LABELS` order, unknown groups last."""
+    return groups.map({name: i for i, name in enumerate(GROUP_LABELS)}).fillna(len(GROUP_LABELS))
+
+
+def legend_outside(ax: Axes, title: str) -> None:
+    ax.legend(title=title, loc="center left", bbox_to_anchor=(1.0, 0.5))
+
+
+def readable_xticks(ax: Axes) -> None:
+    """Slant the x tick labels when they would overlap (many or long arm names): at about
+    0.08 inch a character, they need more room than the axes' width gives each label."""
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    needed = len(labels) * (max(map(len, labels), default=0) + 1) * 0.08
+    if needed > 0.7 * ax.figure.get_figwidth():
+        plt.setp(ax.get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor")
+
+
+def save_figure(
+    fig: Figure,
+    out_dir: str | os.PathLike[str],
+    name: str,
+    formats: Sequence[str] = ("png", "svg"),
+) -> list[Path]:
+    """Write ``fig`` as ``out_dir/name.<format>`` for each format, atomically (a crash leaves the
+    old file or none, never half a file); PNG at 150 dpi. Returns the paths written."""
+    if not name or Path(name).name != name:
+        raise ValueError(f"figure name must be a plain file stem, got {name!r}")
+    paths = []
+    for fmt in formats:
+        path = Path(out_dir) / f"{name}.{fmt}"
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=150)
+        paths.append(path)
+    return paths
