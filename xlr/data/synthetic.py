@@ -3,9 +3,10 @@
 Why generate a corpus: the study needs image-text pairs in many languages and scripts, parallel
 captions to fine-tune and evaluate cross-lingual retrieval, a LAION-like long-tailed language
 mix, and it must run offline in minutes. Scenes are compositional (shape, colour, size,
-position, count), so a caption is a real description of its image; captions come from a
-hand-written lexicon of real words with each language's word order and agreement, so related
-languages share subwords (es/pt/it cognates, de/nl) and zero-shot transfer is a real effect.
+position, count), so a caption is a real description of its image; captions come from
+hand-written lexicons of real words (package data, ``xlr/data/lexicons/{lang}.json``) put in
+each language's word order and agreement (code), so related languages share subwords (es/pt/it
+cognates, de/nl) and zero-shot transfer is a real effect.
 
 Layout written by :func:`generate_corpus` (LAION's formats, so the real-data path reads it too)::
 
@@ -38,9 +39,9 @@ import os
 import shutil
 import tempfile
 import unicodedata
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from functools import cache
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -109,445 +110,486 @@ def _place(noun_phrase: Pieces, position: Pieces, tpl: Template, comma: bool = T
     return [*noun_phrase, *position]
 
 
+# --- Lexicon files -----------------------------------------------------------------------------
+# Every word a caption uses lives in a per-language JSON file, so a linguist can correct a word
+# without reading Python; what stays code is each language's grammar (word order, agreement),
+# which reads the words by role: ``nouns.circle.plural``, ``numerals.2``, ``positions.left``.
+LEXICON_DIR = Path(__file__).with_name("lexicons")
+
+
+class LexiconError(ValueError):
+    """A lexicon file that is missing or does not fit its grammar; the message names the file,
+    the field and the fix."""
+
+
+@dataclass(frozen=True)
+class Section:
+    """What one section of a lexicon file holds: for every key, one word or named forms.
+
+    ``what`` says what a key names ("shape", "count") in error messages. ``forms`` is empty when
+    each key has a single word. ``choices`` closes a form to the values its grammar handles.
+    """
+
+    what: str
+    keys: tuple[str, ...]
+    forms: tuple[str, ...] = ()
+    choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def template(self) -> str:
+        """An entry as the file writes it, for error messages: ``{"gender": "m|f", ...}``."""
+        if not self.forms:
+            return '"..."'
+        forms = (f'"{f}": "{"|".join(self.choices.get(f, ("...",)))}"' for f in self.forms)
+        return "{" + ", ".join(forms) + "}"
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """One language's words, read from its file and checked against its grammar's sections."""
+
+    lang: str
+    path: Path
+    sections: Mapping[str, Mapping[str, str | Mapping[str, str]]]
+
+    def word(self, section: str, key: str | int) -> str:
+        """The one word ``section`` gives for ``key`` (a count may be passed as a number)."""
+        value = self.sections[section][str(key)]
+        assert isinstance(value, str), (self.path, section, key)
+        return value
+
+    def forms(self, section: str, key: str | int) -> Mapping[str, str]:
+        """The named forms ``section`` gives for ``key`` (gender, singular, plural, ...)."""
+        value = self.sections[section][str(key)]
+        assert not isinstance(value, str), (self.path, section, key)
+        return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object that gives a key twice is an editing slip json.loads would silently hide."""
+    keys = [key for key, _ in pairs]
+    if twice := sorted({key for key in keys if keys.count(key) > 1}):
+        raise LexiconError(f"key {', '.join(map(repr, twice))} given twice in one object")
+    return dict(pairs)
+
+
+def _word_problems(value: Any, where: str, choices: tuple[str, ...] = ()) -> list[str]:
+    if not isinstance(value, str) or not value.strip() or value != value.strip():
+        return [f"{where}: {value!r} is not a word; give a non-empty string, no outer spaces"]
+    if choices and value not in choices:
+        return [
+            f"{where}: {value!r} is not one of {', '.join(choices)} (the grammar knows no other)"
+        ]
+    return []
+
+
+def _section_problems(name: str, spec: Section, entries: Any) -> list[str]:
+    """Every problem in one section: missing or unknown keys, wrong forms, words that aren't."""
+    if not isinstance(entries, dict):
+        return [f"{name}: expected an object giving each {spec.what} {spec.template()}"]
+    problems = [
+        f'{name}: no entry for {spec.what} {key!r}; add "{key}": {spec.template()}'
+        for key in spec.keys
+        if key not in entries
+    ]
+    problems += [
+        f"{name}.{key}: unknown {spec.what}; expected only {', '.join(spec.keys)} (remove it "
+        "or correct the spelling)"
+        for key in entries
+        if key not in spec.keys
+    ]
+    for key in (k for k in spec.keys if k in entries):
+        where, value = f"{name}.{key}", entries[key]
+        if not spec.forms:
+            problems += _word_problems(value, where)
+            continue
+        if not isinstance(value, dict):
+            problems.append(f"{where}: expected the forms {spec.template()}, got {value!r}")
+            continue
+        for form in spec.forms:
+            if form not in value:
+                problems.append(f"{where}: missing form {form!r}; write {spec.template()}")
+            else:
+                problems += _word_problems(
+                    value[form], f"{where}.{form}", spec.choices.get(form, ())
+                )
+        problems += [
+            f"{where}.{form}: unknown form; the grammar reads only {', '.join(spec.forms)}"
+            for form in value
+            if form not in spec.forms
+        ]
+    return problems
+
+
+def _nfc(entry: Any) -> Any:
+    """NFC throughout: an editor that saves decomposed accents must not change a caption."""
+    if isinstance(entry, str):
+        return unicodedata.normalize("NFC", entry)
+    return {key: _nfc(value) for key, value in entry.items()}
+
+
+def read_lexicon(path: Path, lang: str, sections: Mapping[str, Section]) -> Lexicon:
+    """Read one lexicon file and check it holds exactly ``sections``: every key, every form.
+
+    Raises :class:`LexiconError` listing every problem, each with the file, the field and the
+    fix, so one edit-and-retry round mends them all.
+    """
+    if not path.is_file():
+        raise LexiconError(
+            f"{path}: no lexicon file for language {lang!r}; restore it from the xlr sources "
+            f"(it ships as package data), or pass the folder that holds {path.name}"
+        )
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
+    except UnicodeDecodeError as err:
+        raise LexiconError(f"{path}: not UTF-8 ({err}); save it as UTF-8") from None
+    except json.JSONDecodeError as err:
+        raise LexiconError(
+            f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}); "
+            "fix the syntax there"
+        ) from None
+    except LexiconError as err:
+        raise LexiconError(f"{path}: {err}; keep one of them") from None
+    if not isinstance(document, dict):
+        raise LexiconError(f"{path}: expected a JSON object with sections {', '.join(sections)}")
+    problems = [
+        f'missing section "{name}": each {spec.what} {spec.template()}; add it'
+        for name, spec in sections.items()
+        if name not in document
+    ]
+    problems += [
+        f"unknown section {name!r}; the {lang} grammar reads only {', '.join(sections)} "
+        "(remove it or correct the spelling)"
+        for name in document
+        if name not in sections
+    ]
+    for name in (n for n in sections if n in document):
+        problems += _section_problems(name, sections[name], document[name])
+    if problems:
+        listed = "\n  ".join(problems)
+        raise LexiconError(f"{path}: {len(problems)} problem(s) in the {lang} lexicon:\n  {listed}")
+    return Lexicon(lang, path, {name: _nfc(document[name]) for name in sections})
+
+
+def _per_shape(*forms: str, **choices: tuple[str, ...]) -> Section:
+    return Section("shape", SHAPES, forms, choices)
+
+
+def _per_adjective(*forms: str) -> Section:
+    return Section("colour or size", COLOURS + SIZES, forms)
+
+
+def _per_count(counts: Sequence[int], *forms: str) -> Section:
+    return Section("count", tuple(str(count) for count in counts), forms)
+
+
+_POSITIONS = Section("position", POSITIONS)
+_PLURAL_COUNTS = tuple(count for count in COUNTS if count > 1)
+
+
+def _adjectives(scene: Scene, tpl: Template) -> list[str]:
+    """The attributes stated as adjectives: the size (where the template states it), then the
+    colour, the order of every language here but Arabic."""
+    return ([scene.size] if tpl.size else []) + [scene.colour]
+
+
+def _number(scene: Scene) -> str:
+    return "singular" if scene.count == 1 else "plural"
+
+
 # --- English -----------------------------------------------------------------------------------
-_EN_NOUNS = {
-    "circle": ("circle", "circles"), "square": ("square", "squares"),
-    "triangle": ("triangle", "triangles"), "star": ("star", "stars"),
-    "cross": ("cross", "crosses"), "heart": ("heart", "hearts"),
-}  # fmt: skip
-_EN_POS = {
-    "left": "on the left", "right": "on the right", "top": "at the top",
-    "bottom": "at the bottom", "centre": "in the middle",
-}  # fmt: skip
+_EN = {
+    "nouns": _per_shape("singular", "plural"),
+    "adjectives": _per_adjective(),
+    "articles": Section("article", ("before_consonant", "before_vowel")),
+    "numerals": _per_count(_PLURAL_COUNTS),
+    "positions": _POSITIONS,
+}
 
 
-def _english(scene: Scene, tpl: Template) -> Pieces:
-    """English: numeral or a/an, size, colour, noun (plural -s/-es), then a prepositional phrase."""
-    adjectives = ([scene.size] if tpl.size else []) + [scene.colour]
+def _english(lex: Lexicon, scene: Scene, tpl: Template) -> Pieces:
+    """English: numeral or a/an (by the next word's first letter), size, colour, noun, then a
+    prepositional phrase."""
+    adjectives = [lex.word("adjectives", a) for a in _adjectives(scene, tpl)]
     if scene.count == 1:
-        numeral = "an" if adjectives[0][0] in "aeiou" else "a"
+        vowel = adjectives[0][0] in "aeiou"
+        numeral = lex.word("articles", "before_vowel" if vowel else "before_consonant")
     else:
-        numeral = ("two", "three")[scene.count - 2]
-    noun = _EN_NOUNS[scene.shape][scene.count > 1]
-    return _place([numeral, *adjectives, noun], [_EN_POS[scene.position]], tpl)
+        numeral = lex.word("numerals", scene.count)
+    noun = lex.forms("nouns", scene.shape)[_number(scene)]
+    return _place([numeral, *adjectives, noun], [lex.word("positions", scene.position)], tpl)
 
 
 # --- German ------------------------------------------------------------------------------------
-_DE_NOUNS = {  # gender, singular, plural
-    "circle": ("m", "Kreis", "Kreise"), "square": ("n", "Quadrat", "Quadrate"),
-    "triangle": ("n", "Dreieck", "Dreiecke"), "star": ("m", "Stern", "Sterne"),
-    "cross": ("n", "Kreuz", "Kreuze"), "heart": ("n", "Herz", "Herzen"),
-}  # fmt: skip
-_DE_STEMS = {
-    "red": "rot", "green": "grün", "blue": "blau", "yellow": "gelb", "orange": "orangefarben",
-    "purple": "violett", "white": "weiß", "black": "schwarz", "small": "klein", "large": "groß",
-}  # fmt: skip
-_DE_POS = {
-    "left": "links", "right": "rechts", "top": "oben", "bottom": "unten",
-    "centre": "in der Mitte",
-}  # fmt: skip
+_DE_ENDINGS = {"m": "er", "n": "es"}  # adjective endings after ein; the plural takes -e
+_DE = {
+    "nouns": _per_shape("gender", "singular", "plural", gender=tuple(_DE_ENDINGS)),
+    "adjective_stems": _per_adjective(),
+    "numerals": _per_count(COUNTS),
+    "positions": _POSITIONS,
+}
 
 
-def _german(scene: Scene, tpl: Template) -> Pieces:
+def _german(lex: Lexicon, scene: Scene, tpl: Template) -> Pieces:
     """German: mixed declension after ``ein`` (-er/-es by gender), strong plural -e."""
-    gender, singular, plural = _DE_NOUNS[scene.shape]
-    if scene.count == 1:
-        numeral, ending, noun = "ein", {"m": "er", "n": "es"}[gender], singular
-    else:
-        numeral, ending, noun = ("zwei", "drei")[scene.count - 2], "e", plural
-    adjectives = ([scene.size] if tpl.size else []) + [scene.colour]
-    words = [numeral, *(_DE_STEMS[a] + ending for a in adjectives), noun]
-    return _place(words, [_DE_POS[scene.position]], tpl)
+    noun = lex.forms("nouns", scene.shape)
+    ending = _DE_ENDINGS[noun["gender"]] if scene.count == 1 else "e"
+    stems = [lex.word("adjective_stems", a) for a in _adjectives(scene, tpl)]
+    words = [lex.word("numerals", scene.count), *(s + ending for s in stems), noun[_number(scene)]]
+    return _place(words, [lex.word("positions", scene.position)], tpl)
 
 
 # --- Dutch -------------------------------------------------------------------------------------
-_NL_NOUNS = {  # neuter (het-word), singular, plural
-    "circle": (False, "cirkel", "cirkels"), "square": (True, "vierkant", "vierkanten"),
-    "triangle": (False, "driehoek", "driehoeken"), "star": (False, "ster", "sterren"),
-    "cross": (True, "kruis", "kruisen"), "heart": (True, "hart", "harten"),
-}  # fmt: skip
-_NL_ADJ = {  # bare, inflected (-e)
-    "red": ("rood", "rode"), "green": ("groen", "groene"), "blue": ("blauw", "blauwe"),
-    "yellow": ("geel", "gele"), "orange": ("oranje", "oranje"), "purple": ("paars", "paarse"),
-    "white": ("wit", "witte"), "black": ("zwart", "zwarte"), "small": ("klein", "kleine"),
-    "large": ("groot", "grote"),
-}  # fmt: skip
-_NL_POS = {
-    "left": "links", "right": "rechts", "top": "bovenaan", "bottom": "onderaan",
-    "centre": "in het midden",
-}  # fmt: skip
+_NL = {
+    "nouns": _per_shape("article", "singular", "plural", article=("de", "het")),
+    "adjectives": _per_adjective("bare", "inflected"),
+    "numerals": _per_count(COUNTS),
+    "positions": _POSITIONS,
+}
 
 
-def _dutch(scene: Scene, tpl: Template) -> Pieces:
-    """Dutch: adjectives take -e except after ``een`` with a het-word; plural -s/-en."""
-    neuter, singular, plural = _NL_NOUNS[scene.shape]
-    bare = scene.count == 1 and neuter
-    numeral = ("een", "twee", "drie")[scene.count - 1]
-    noun = singular if scene.count == 1 else plural
-    adjectives = ([scene.size] if tpl.size else []) + [scene.colour]
-    words = [numeral, *(_NL_ADJ[a][0 if bare else 1] for a in adjectives), noun]
-    return _place(words, [_NL_POS[scene.position]], tpl)
+def _dutch(lex: Lexicon, scene: Scene, tpl: Template) -> Pieces:
+    """Dutch: adjectives take -e (the inflected form) except after ``een`` with a het-word."""
+    noun = lex.forms("nouns", scene.shape)
+    form = "bare" if scene.count == 1 and noun["article"] == "het" else "inflected"
+    adjectives = [lex.forms("adjectives", a)[form] for a in _adjectives(scene, tpl)]
+    words = [lex.word("numerals", scene.count), *adjectives, noun[_number(scene)]]
+    return _place(words, [lex.word("positions", scene.position)], tpl)
 
 
 # --- Romance: French, Spanish, Italian, Portuguese ---------------------------------------------
-@dataclass(frozen=True)
-class _Romance:
-    """One Romance language: gendered nouns, 4-form adjectives (m sg, f sg, m pl, f pl)."""
-
-    nouns: dict[str, tuple[str, str, str]]  # shape -> gender, singular, plural
-    adjectives: dict[str, tuple[str, str, str, str]]
-    numerals: dict[int, tuple[str, str]]  # count -> masculine, feminine
-    positions: dict[str, str]
-    size_before_noun: bool  # French petit/grand precede the noun; es/it/pt put all after
+_ROMANCE = {
+    "nouns": _per_shape("gender", "singular", "plural", gender=("m", "f")),
+    "adjectives": _per_adjective("m_sg", "f_sg", "m_pl", "f_pl"),
+    "numerals": _per_count(COUNTS, "m", "f"),
+    "positions": _POSITIONS,
+}
 
 
-def _romance(lang: _Romance, scene: Scene, tpl: Template) -> Pieces:
-    """Numeral agreeing in gender, noun, colour (and size) after it, agreeing in gender/number."""
-    gender, singular, plural = lang.nouns[scene.shape]
-    feminine = gender == "f"
-    form = int(feminine) + 2 * int(scene.count > 1)
-    noun = singular if scene.count == 1 else plural
-    colour = lang.adjectives[scene.colour][form]
-    size = [lang.adjectives[scene.size][form]] if tpl.size else []
-    numeral = lang.numerals[scene.count][int(feminine)]
-    if lang.size_before_noun:
-        words = [numeral, *size, noun, colour]
+def _romance(lex: Lexicon, scene: Scene, tpl: Template, size_before_noun: bool) -> Pieces:
+    """Numeral agreeing in gender, noun, colour (and size) after it, agreeing in gender and
+    number. ``size_before_noun``: French petit/grand precede the noun; es/it/pt put all after."""
+    noun = lex.forms("nouns", scene.shape)
+    form = f"{noun['gender']}_{'sg' if scene.count == 1 else 'pl'}"
+    colour = lex.forms("adjectives", scene.colour)[form]
+    size = [lex.forms("adjectives", scene.size)[form]] if tpl.size else []
+    numeral = lex.forms("numerals", scene.count)[noun["gender"]]
+    if size_before_noun:
+        words = [numeral, *size, noun[_number(scene)], colour]
     else:
-        words = [numeral, noun, colour, *size]
-    return _place(words, [lang.positions[scene.position]], tpl)
+        words = [numeral, noun[_number(scene)], colour, *size]
+    return _place(words, [lex.word("positions", scene.position)], tpl)
 
 
-_FR = _Romance(
-    nouns={
-        "circle": ("m", "cercle", "cercles"), "square": ("m", "carré", "carrés"),
-        "triangle": ("m", "triangle", "triangles"), "star": ("f", "étoile", "étoiles"),
-        "cross": ("f", "croix", "croix"), "heart": ("m", "cœur", "cœurs"),
-    },
-    adjectives={
-        "red": ("rouge", "rouge", "rouges", "rouges"),
-        "green": ("vert", "verte", "verts", "vertes"),
-        "blue": ("bleu", "bleue", "bleus", "bleues"),
-        "yellow": ("jaune", "jaune", "jaunes", "jaunes"),
-        "orange": ("orange", "orange", "orange", "orange"),
-        "purple": ("violet", "violette", "violets", "violettes"),
-        "white": ("blanc", "blanche", "blancs", "blanches"),
-        "black": ("noir", "noire", "noirs", "noires"),
-        "small": ("petit", "petite", "petits", "petites"),
-        "large": ("grand", "grande", "grands", "grandes"),
-    },
-    numerals={1: ("un", "une"), 2: ("deux", "deux"), 3: ("trois", "trois")},
-    positions={
-        "left": "à gauche", "right": "à droite", "top": "en haut", "bottom": "en bas",
-        "centre": "au centre",
-    },
-    size_before_noun=True,
-)  # fmt: skip
-_ES = _Romance(
-    nouns={
-        "circle": ("m", "círculo", "círculos"), "square": ("m", "cuadrado", "cuadrados"),
-        "triangle": ("m", "triángulo", "triángulos"), "star": ("f", "estrella", "estrellas"),
-        "cross": ("f", "cruz", "cruces"), "heart": ("m", "corazón", "corazones"),
-    },
-    adjectives={
-        "red": ("rojo", "roja", "rojos", "rojas"), "green": ("verde", "verde", "verdes", "verdes"),
-        "blue": ("azul", "azul", "azules", "azules"),
-        "yellow": ("amarillo", "amarilla", "amarillos", "amarillas"),
-        "orange": ("naranja", "naranja", "naranja", "naranja"),
-        "purple": ("morado", "morada", "morados", "moradas"),
-        "white": ("blanco", "blanca", "blancos", "blancas"),
-        "black": ("negro", "negra", "negros", "negras"),
-        "small": ("pequeño", "pequeña", "pequeños", "pequeñas"),
-        "large": ("grande", "grande", "grandes", "grandes"),
-    },
-    numerals={1: ("un", "una"), 2: ("dos", "dos"), 3: ("tres", "tres")},
-    positions={
-        "left": "a la izquierda", "right": "a la derecha", "top": "arriba", "bottom": "abajo",
-        "centre": "en el centro",
-    },
-    size_before_noun=False,
-)  # fmt: skip
-_IT = _Romance(
-    nouns={
-        "circle": ("m", "cerchio", "cerchi"), "square": ("m", "quadrato", "quadrati"),
-        "triangle": ("m", "triangolo", "triangoli"), "star": ("f", "stella", "stelle"),
-        "cross": ("f", "croce", "croci"), "heart": ("m", "cuore", "cuori"),
-    },
-    adjectives={
-        "red": ("rosso", "rossa", "rossi", "rosse"), "green": ("verde", "verde", "verdi", "verdi"),
-        "blue": ("blu", "blu", "blu", "blu"), "yellow": ("giallo", "gialla", "gialli", "gialle"),
-        "orange": ("arancione", "arancione", "arancioni", "arancioni"),
-        "purple": ("viola", "viola", "viola", "viola"),
-        "white": ("bianco", "bianca", "bianchi", "bianche"),
-        "black": ("nero", "nera", "neri", "nere"),
-        "small": ("piccolo", "piccola", "piccoli", "piccole"),
-        "large": ("grande", "grande", "grandi", "grandi"),
-    },
-    numerals={1: ("un", "una"), 2: ("due", "due"), 3: ("tre", "tre")},
-    positions={
-        "left": "a sinistra", "right": "a destra", "top": "in alto", "bottom": "in basso",
-        "centre": "al centro",
-    },
-    size_before_noun=False,
-)  # fmt: skip
-_PT = _Romance(
-    nouns={
-        "circle": ("m", "círculo", "círculos"), "square": ("m", "quadrado", "quadrados"),
-        "triangle": ("m", "triângulo", "triângulos"), "star": ("f", "estrela", "estrelas"),
-        "cross": ("f", "cruz", "cruzes"), "heart": ("m", "coração", "corações"),
-    },
-    adjectives={
-        "red": ("vermelho", "vermelha", "vermelhos", "vermelhas"),
-        "green": ("verde", "verde", "verdes", "verdes"), "blue": ("azul", "azul", "azuis", "azuis"),
-        "yellow": ("amarelo", "amarela", "amarelos", "amarelas"),
-        "orange": ("laranja", "laranja", "laranja", "laranja"),
-        "purple": ("roxo", "roxa", "roxos", "roxas"),
-        "white": ("branco", "branca", "brancos", "brancas"),
-        "black": ("preto", "preta", "pretos", "pretas"),
-        "small": ("pequeno", "pequena", "pequenos", "pequenas"),
-        "large": ("grande", "grande", "grandes", "grandes"),
-    },
-    numerals={1: ("um", "uma"), 2: ("dois", "duas"), 3: ("três", "três")},
-    positions={
-        "left": "à esquerda", "right": "à direita", "top": "em cima", "bottom": "em baixo",
-        "centre": "no centro",
-    },
-    size_before_noun=False,
-)  # fmt: skip
+# --- Polish and Russian ------------------------------------------------------------------------
+_PL = {
+    "nouns": _per_shape("gender", "singular", "plural", gender=("m", "f", "n")),
+    "adjectives": _per_adjective("m", "f", "n", "pl"),  # plural: non-masculine-personal
+    "numerals": _per_count(_PLURAL_COUNTS, "m", "f", "n"),
+    "positions": _POSITIONS,
+}
 
 
-# --- Polish ------------------------------------------------------------------------------------
-_PL_NOUNS = {  # gender, singular, plural
-    "circle": ("n", "koło", "koła"), "square": ("m", "kwadrat", "kwadraty"),
-    "triangle": ("m", "trójkąt", "trójkąty"), "star": ("f", "gwiazda", "gwiazdy"),
-    "cross": ("m", "krzyż", "krzyże"), "heart": ("n", "serce", "serca"),
-}  # fmt: skip
-_PL_ADJ = {  # masculine, feminine, neuter, plural (non-masculine-personal)
-    "red": ("czerwony", "czerwona", "czerwone", "czerwone"),
-    "green": ("zielony", "zielona", "zielone", "zielone"),
-    "blue": ("niebieski", "niebieska", "niebieskie", "niebieskie"),
-    "yellow": ("żółty", "żółta", "żółte", "żółte"),
-    "orange": ("pomarańczowy", "pomarańczowa", "pomarańczowe", "pomarańczowe"),
-    "purple": ("fioletowy", "fioletowa", "fioletowe", "fioletowe"),
-    "white": ("biały", "biała", "białe", "białe"),
-    "black": ("czarny", "czarna", "czarne", "czarne"),
-    "small": ("mały", "mała", "małe", "małe"), "large": ("duży", "duża", "duże", "duże"),
-}  # fmt: skip
-_PL_POS = {
-    "left": "po lewej", "right": "po prawej", "top": "na górze", "bottom": "na dole",
-    "centre": "na środku",
-}  # fmt: skip
-
-
-def _polish(scene: Scene, tpl: Template) -> Pieces:
+def _polish(lex: Lexicon, scene: Scene, tpl: Template) -> Pieces:
     """Polish: no article; dwa/dwie by gender; 2-3 take the nominative plural."""
-    gender, singular, plural = _PL_NOUNS[scene.shape]
-    form = "mfn".index(gender) if scene.count == 1 else 3
-    numeral = {1: [], 2: ["dwie" if gender == "f" else "dwa"], 3: ["trzy"]}[scene.count]
-    adjectives = ([scene.size] if tpl.size else []) + [scene.colour]
-    noun = singular if scene.count == 1 else plural
-    words = [*numeral, *(_PL_ADJ[a][form] for a in adjectives), noun]
-    return _place(words, [_PL_POS[scene.position]], tpl)
+    noun = lex.forms("nouns", scene.shape)
+    if scene.count == 1:
+        numeral, form = [], noun["gender"]
+    else:
+        numeral, form = [lex.forms("numerals", scene.count)[noun["gender"]]], "pl"
+    adjectives = [lex.forms("adjectives", a)[form] for a in _adjectives(scene, tpl)]
+    words = [*numeral, *adjectives, noun[_number(scene)]]
+    return _place(words, [lex.word("positions", scene.position)], tpl)
 
 
-# --- Russian -----------------------------------------------------------------------------------
-_RU_NOUNS = {  # gender, nominative singular, genitive singular (after 2 and 3)
-    "circle": ("m", "круг", "круга"), "square": ("m", "квадрат", "квадрата"),
-    "triangle": ("m", "треугольник", "треугольника"), "star": ("f", "звезда", "звезды"),
-    "cross": ("m", "крест", "креста"), "heart": ("n", "сердце", "сердца"),
-}  # fmt: skip
-_RU_ADJ = {  # nominative m, f, n; genitive plural; nominative plural
-    "red": ("красный", "красная", "красное", "красных", "красные"),
-    "green": ("зелёный", "зелёная", "зелёное", "зелёных", "зелёные"),
-    "blue": ("синий", "синяя", "синее", "синих", "синие"),
-    "yellow": ("жёлтый", "жёлтая", "жёлтое", "жёлтых", "жёлтые"),
-    "orange": ("оранжевый", "оранжевая", "оранжевое", "оранжевых", "оранжевые"),
-    "purple": ("фиолетовый", "фиолетовая", "фиолетовое", "фиолетовых", "фиолетовые"),
-    "white": ("белый", "белая", "белое", "белых", "белые"),
-    "black": ("чёрный", "чёрная", "чёрное", "чёрных", "чёрные"),
-    "small": ("маленький", "маленькая", "маленькое", "маленьких", "маленькие"),
-    "large": ("большой", "большая", "большое", "больших", "большие"),
-}  # fmt: skip
-_RU_POS = {
-    "left": "слева", "right": "справа", "top": "сверху", "bottom": "снизу", "centre": "в центре",
-}  # fmt: skip
+_RU = {
+    "nouns": _per_shape("gender", "nom_sg", "gen_sg", gender=("m", "f", "n")),
+    "adjectives": _per_adjective("m", "f", "n", "gen_pl", "nom_pl"),
+    "numerals": _per_count(_PLURAL_COUNTS, "m", "f", "n"),
+    "positions": _POSITIONS,
+}
 
 
-def _russian(scene: Scene, tpl: Template) -> Pieces:
+def _russian(lex: Lexicon, scene: Scene, tpl: Template) -> Pieces:
     """Russian: after два/две/три the noun is genitive singular and the adjective genitive
     plural (nominative plural with feminine nouns, the usual modern form)."""
-    gender, nominative, genitive = _RU_NOUNS[scene.shape]
+    noun = lex.forms("nouns", scene.shape)
+    gender = noun["gender"]
     if scene.count == 1:
-        numeral, form, noun = [], "mfn".index(gender), nominative
+        numeral, form, word = [], gender, noun["nom_sg"]
     else:
-        two = "две" if gender == "f" else "два"
-        numeral = [(two, "три")[scene.count - 2]]
-        form, noun = (4 if gender == "f" else 3), genitive
-    adjectives = ([scene.size] if tpl.size else []) + [scene.colour]
-    words = [*numeral, *(_RU_ADJ[a][form] for a in adjectives), noun]
-    return _place(words, [_RU_POS[scene.position]], tpl)
+        numeral = [lex.forms("numerals", scene.count)[gender]]
+        form, word = ("nom_pl" if gender == "f" else "gen_pl"), noun["gen_sg"]
+    adjectives = [lex.forms("adjectives", a)[form] for a in _adjectives(scene, tpl)]
+    return _place([*numeral, *adjectives, word], [lex.word("positions", scene.position)], tpl)
 
 
-# --- Turkish -----------------------------------------------------------------------------------
-_TR_WORDS = {
-    "circle": "daire", "square": "kare", "triangle": "üçgen", "star": "yıldız", "cross": "haç",
-    "heart": "kalp", "red": "kırmızı", "green": "yeşil", "blue": "mavi", "yellow": "sarı",
-    "orange": "turuncu", "purple": "mor", "white": "beyaz", "black": "siyah", "small": "küçük",
-    "large": "büyük", "left": "solda", "right": "sağda", "top": "üstte", "bottom": "altta",
-    "centre": "ortada",
-}  # fmt: skip
+# --- Turkish, Chinese, Japanese: uninflected words, particles in the grammar's places -----------
+_UNINFLECTED = {
+    "nouns": _per_shape(),
+    "adjectives": _per_adjective(),
+    "numerals": _per_count(COUNTS),
+    "positions": _POSITIONS,
+}
 
 
-def _turkish(scene: Scene, tpl: Template) -> Pieces:
+def _turkish(lex: Lexicon, scene: Scene, tpl: Template) -> Pieces:
     """Turkish: the noun stays singular after a numeral; positions are locative-case nouns,
     either fronted or as the sentence-final predicate (SOV)."""
-    numeral = ("bir", "iki", "üç")[scene.count - 1]
-    adjectives = ([scene.size] if tpl.size else []) + [scene.colour]
-    words = [numeral, *(_TR_WORDS[a] for a in adjectives), _TR_WORDS[scene.shape]]
-    return _place(words, [_TR_WORDS[scene.position]], tpl, comma=False)
+    adjectives = [lex.word("adjectives", a) for a in _adjectives(scene, tpl)]
+    words = [lex.word("numerals", scene.count), *adjectives, lex.word("nouns", scene.shape)]
+    return _place(words, [lex.word("positions", scene.position)], tpl, comma=False)
 
 
-# --- Chinese -----------------------------------------------------------------------------------
-_ZH_WORDS = {
-    "circle": "圆形", "square": "正方形", "triangle": "三角形", "star": "星形", "cross": "十字",
-    "heart": "心形", "red": "红色", "green": "绿色", "blue": "蓝色", "yellow": "黄色",
-    "orange": "橙色", "purple": "紫色", "white": "白色", "black": "黑色", "small": "小",
-    "large": "大", "left": "左边", "right": "右边", "top": "上方", "bottom": "下方",
-    "centre": "中间",
-}  # fmt: skip
+_ZH = {
+    **_UNINFLECTED,
+    "particles": Section("particle", ("classifier", "attributive", "existential", "locative")),
+}
 
 
-def _chinese(scene: Scene, tpl: Template) -> Pieces:
+def _chinese(lex: Lexicon, scene: Scene, tpl: Template) -> Pieces:
     """Chinese: numeral + measure word 个, colour + 的, size fused with the noun; position
     fronted as an existential (左边有...) or as the predicate (...在左边)."""
-    size = [_ZH_WORDS[scene.size]] if tpl.size else []
-    numeral = ("一", "两", "三")[scene.count - 1]
-    noun_phrase = [numeral, "个", _ZH_WORDS[scene.colour], "的", *size, _ZH_WORDS[scene.shape]]
-    place = _ZH_WORDS[scene.position]
+    size = [lex.word("adjectives", scene.size)] if tpl.size else []
+    noun_phrase = [
+        lex.word("numerals", scene.count),
+        lex.word("particles", "classifier"),
+        lex.word("adjectives", scene.colour),
+        lex.word("particles", "attributive"),
+        *size,
+        lex.word("nouns", scene.shape),
+    ]
+    place = lex.word("positions", scene.position)
     if not tpl.position:
         return noun_phrase
     if tpl.position_first:
-        return [place, "有", *noun_phrase]
-    return [*noun_phrase, "在", place]
+        return [place, lex.word("particles", "existential"), *noun_phrase]
+    return [*noun_phrase, lex.word("particles", "locative"), place]
 
 
-# --- Japanese ----------------------------------------------------------------------------------
-_JA_WORDS = {
-    "circle": "丸", "square": "四角", "triangle": "三角", "star": "星", "cross": "十字",
-    "heart": "ハート", "red": "赤い", "green": "緑の", "blue": "青い", "yellow": "黄色い",
-    "orange": "オレンジ色の", "purple": "紫の", "white": "白い", "black": "黒い",
-    "small": "小さな", "large": "大きな", "left": "左", "right": "右", "top": "上",
-    "bottom": "下", "centre": "中央",
-}  # fmt: skip
+_JA = {
+    **_UNINFLECTED,
+    "particles": Section("particle", ("genitive", "locative", "subject", "existential")),
+}
 
 
-def _japanese(scene: Scene, tpl: Template) -> Pieces:
+def _japanese(lex: Lexicon, scene: Scene, tpl: Template) -> Pieces:
     """Japanese: counter つ; 左に赤い丸が二つ (position first), 赤い丸が二つ左にある
     (position as predicate), 二つの赤い丸 (noun phrase alone)."""
-    numeral = ("一つ", "二つ", "三つ")[scene.count - 1]
-    size = [_JA_WORDS[scene.size]] if tpl.size else []
-    noun = [*size, _JA_WORDS[scene.colour], _JA_WORDS[scene.shape]]
-    place = _JA_WORDS[scene.position]
+    numeral = lex.word("numerals", scene.count)
+    noun = [
+        *(lex.word("adjectives", a) for a in _adjectives(scene, tpl)),
+        lex.word("nouns", scene.shape),
+    ]
+    place = lex.word("positions", scene.position)
+    at, subject = lex.word("particles", "locative"), lex.word("particles", "subject")
     if not tpl.position:
-        return [numeral, "の", *noun]
+        return [numeral, lex.word("particles", "genitive"), *noun]
     if tpl.position_first:
-        return [place, "に", *noun, "が", numeral]
-    return [*noun, "が", numeral, place, "に", "ある"]
+        return [place, at, *noun, subject, numeral]
+    return [*noun, subject, numeral, place, at, lex.word("particles", "existential")]
 
 
 # --- Arabic ------------------------------------------------------------------------------------
-_AR_NOUNS = {  # gender, singular, dual (nominative), plural
-    "circle": ("f", "دائرة", "دائرتان", "دوائر"), "square": ("m", "مربع", "مربعان", "مربعات"),
-    "triangle": ("m", "مثلث", "مثلثان", "مثلثات"), "star": ("f", "نجمة", "نجمتان", "نجوم"),
-    "cross": ("m", "صليب", "صليبان", "صلبان"), "heart": ("m", "قلب", "قلبان", "قلوب"),
-}  # fmt: skip
-_AR_ADJ = {  # masculine, feminine, masculine dual, feminine dual
-    "red": ("أحمر", "حمراء", "أحمران", "حمراوان"),
-    "green": ("أخضر", "خضراء", "أخضران", "خضراوان"),
-    "blue": ("أزرق", "زرقاء", "أزرقان", "زرقاوان"),
-    "yellow": ("أصفر", "صفراء", "أصفران", "صفراوان"),
-    "orange": ("برتقالي", "برتقالية", "برتقاليان", "برتقاليتان"),
-    "purple": ("بنفسجي", "بنفسجية", "بنفسجيان", "بنفسجيتان"),
-    "white": ("أبيض", "بيضاء", "أبيضان", "بيضاوان"),
-    "black": ("أسود", "سوداء", "أسودان", "سوداوان"),
-    "small": ("صغير", "صغيرة", "صغيران", "صغيرتان"),
-    "large": ("كبير", "كبيرة", "كبيران", "كبيرتان"),
-}  # fmt: skip
-_AR_POS = {
-    "left": "على اليسار", "right": "على اليمين", "top": "في الأعلى", "bottom": "في الأسفل",
-    "centre": "في الوسط",
-}  # fmt: skip
+_AR = {
+    "nouns": _per_shape("gender", "singular", "dual", "plural", gender=("m", "f")),
+    "adjectives": _per_adjective("m", "f", "m_dual", "f_dual"),
+    # by the noun's gender: ثلاثة goes with a masculine noun (reversed polarity)
+    "numerals": _per_count([count for count in COUNTS if count > 2], "m", "f"),
+    "positions": _POSITIONS,
+}
 
 
-def _arabic(scene: Scene, tpl: Template) -> Pieces:
+def _arabic(lex: Lexicon, scene: Scene, tpl: Template) -> Pieces:
     """Arabic: adjectives follow the noun; two is the dual (noun and adjectives); three is
     ثلاثة/ثلاث with reversed gender polarity plus the plural, whose (non-human) adjectives
     take the feminine singular."""
-    gender, singular, dual, plural = _AR_NOUNS[scene.shape]
-    feminine = gender == "f"
+    noun = lex.forms("nouns", scene.shape)
+    gender = noun["gender"]
     if scene.count == 1:
-        numeral, noun, form = [], singular, int(feminine)
+        numeral, word, form = [], noun["singular"], gender
     elif scene.count == 2:
-        numeral, noun, form = [], dual, 2 + int(feminine)
+        numeral, word, form = [], noun["dual"], f"{gender}_dual"
     else:
-        numeral, noun, form = ["ثلاث" if feminine else "ثلاثة"], plural, 1
-    adjectives = [scene.colour] + ([scene.size] if tpl.size else [])
-    words = [*numeral, noun, *(_AR_ADJ[a][form] for a in adjectives)]
-    return _place(words, [_AR_POS[scene.position]], tpl, comma=False)
+        numeral, word, form = [lex.forms("numerals", scene.count)[gender]], noun["plural"], "f"
+    attributes = [scene.colour] + ([scene.size] if tpl.size else [])
+    words = [*numeral, word, *(lex.forms("adjectives", a)[form] for a in attributes)]
+    return _place(words, [lex.word("positions", scene.position)], tpl, comma=False)
 
 
 # --- Hindi -------------------------------------------------------------------------------------
-_HI_NOUNS = {  # all masculine: singular, plural (direct case)
-    "circle": ("वृत्त", "वृत्त"), "square": ("वर्ग", "वर्ग"), "triangle": ("त्रिभुज", "त्रिभुज"),
-    "star": ("तारा", "तारे"), "cross": ("क्रॉस", "क्रॉस"), "heart": ("दिल", "दिल"),
-}  # fmt: skip
-_HI_ADJ = {  # masculine singular, masculine plural
-    "red": ("लाल", "लाल"), "green": ("हरा", "हरे"), "blue": ("नीला", "नीले"),
-    "yellow": ("पीला", "पीले"), "orange": ("नारंगी", "नारंगी"), "purple": ("बैंगनी", "बैंगनी"),
-    "white": ("सफ़ेद", "सफ़ेद"), "black": ("काला", "काले"), "small": ("छोटा", "छोटे"),
-    "large": ("बड़ा", "बड़े"),
-}  # fmt: skip
-_HI_POS = {
-    "left": "बाईं ओर", "right": "दाईं ओर", "top": "ऊपर", "bottom": "नीचे", "centre": "बीच में",
-}  # fmt: skip
+_HI = {
+    "nouns": _per_shape("singular", "plural"),  # direct case; every shape noun is masculine
+    "adjectives": _per_adjective("singular", "plural"),  # masculine
+    "numerals": _per_count(COUNTS),
+    "positions": _POSITIONS,
+    "particles": Section("particle", ("copula_singular", "copula_plural")),
+}
 
 
-def _hindi(scene: Scene, tpl: Template) -> Pieces:
+def _hindi(lex: Lexicon, scene: Scene, tpl: Template) -> Pieces:
     """Hindi: -ā adjectives and nouns inflect to -e in the plural; postpositional place
     phrases, fronted or before the final copula है/हैं (SOV)."""
-    plural = scene.count > 1
-    numeral = ("एक", "दो", "तीन")[scene.count - 1]
-    adjectives = ([scene.size] if tpl.size else []) + [scene.colour]
-    words = [numeral, *(_HI_ADJ[a][plural] for a in adjectives), _HI_NOUNS[scene.shape][plural]]
-    place = [_HI_POS[scene.position]]
+    number = _number(scene)
+    adjectives = [lex.forms("adjectives", a)[number] for a in _adjectives(scene, tpl)]
+    words = [
+        lex.word("numerals", scene.count),
+        *adjectives,
+        lex.forms("nouns", scene.shape)[number],
+    ]
+    place = [lex.word("positions", scene.position)]
     if tpl.position and not tpl.position_first:
-        return [*words, *place, "हैं" if plural else "है"]
+        return [*words, *place, lex.word("particles", f"copula_{number}")]
     return _place(words, place, tpl, comma=False)
 
 
-_BUILDERS: dict[str, Callable[[Scene, Template], Pieces]] = {
-    "en": _english, "de": _german, "nl": _dutch,
-    "fr": lambda s, t: _romance(_FR, s, t), "es": lambda s, t: _romance(_ES, s, t),
-    "it": lambda s, t: _romance(_IT, s, t), "pt": lambda s, t: _romance(_PT, s, t),
-    "pl": _polish, "ru": _russian, "tr": _turkish, "zh": _chinese, "ja": _japanese,
-    "ar": _arabic, "hi": _hindi,
-}  # fmt: skip
+@dataclass(frozen=True)
+class Grammar:
+    """One language's word order and agreement, and the lexicon sections it reads."""
+
+    build: Callable[[Lexicon, Scene, Template], Pieces]
+    sections: Mapping[str, Section]
+
+
+GRAMMARS: dict[str, Grammar] = {
+    "en": Grammar(_english, _EN),
+    "de": Grammar(_german, _DE),
+    "nl": Grammar(_dutch, _NL),
+    "fr": Grammar(partial(_romance, size_before_noun=True), _ROMANCE),
+    "es": Grammar(partial(_romance, size_before_noun=False), _ROMANCE),
+    "it": Grammar(partial(_romance, size_before_noun=False), _ROMANCE),
+    "pt": Grammar(partial(_romance, size_before_noun=False), _ROMANCE),
+    "pl": Grammar(_polish, _PL),
+    "ru": Grammar(_russian, _RU),
+    "tr": Grammar(_turkish, _UNINFLECTED),
+    "zh": Grammar(_chinese, _ZH),
+    "ja": Grammar(_japanese, _JA),
+    "ar": Grammar(_arabic, _AR),
+    "hi": Grammar(_hindi, _HI),
+}
 UNSPACED: frozenset[str] = frozenset({"zh", "ja"})  # scripts written without word spaces
 
 
-def _builder(lang: str) -> Callable[[Scene, Template], Pieces]:
-    if lang not in _BUILDERS:
+def _grammar(lang: str) -> Grammar:
+    if lang not in GRAMMARS:
         raise ValueError(
             f"no caption lexicon for language {lang!r}; the generated corpus speaks "
-            f"{', '.join(_BUILDERS)} (set data.synthetic.langs to a subset of these)"
+            f"{', '.join(GRAMMARS)} (set data.synthetic.langs to a subset of these; a new "
+            "language needs its grammar in code as well as its lexicon file)"
         )
-    return _BUILDERS[lang]
+    return GRAMMARS[lang]
+
+
+@cache
+def load_lexicon(lang: str, folder: Path = LEXICON_DIR) -> Lexicon:
+    """``lang``'s lexicon, ``folder/{lang}.json``, checked against its grammar; read once."""
+    return read_lexicon(Path(folder) / f"{lang}.json", lang, _grammar(lang).sections)
 
 
 def caption_pieces(scene: Scene, lang: str, variant: int) -> Pieces:
     """The words (morphemes for zh/ja) of caption ``variant`` of ``scene`` in ``lang``."""
     if not 0 <= variant < len(TEMPLATES):
         raise ValueError(f"caption variant {variant} out of range 0..{len(TEMPLATES) - 1}")
-    return [unicodedata.normalize("NFC", p) for p in _builder(lang)(scene, TEMPLATES[variant])]
+    return _grammar(lang).build(load_lexicon(lang), scene, TEMPLATES[variant])
 
 
 def join_pieces(lang: str, pieces: Sequence[str]) -> str:
