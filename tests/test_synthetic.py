@@ -282,7 +282,7 @@ def test_failure_mid_generation_leaves_nothing(
             raise RuntimeError("disk full")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(synthetic, "render_scene", flaky)
+    monkeypatch.setattr("xlr.data.synthetic.corpus.render_scene", flaky)  # where pools call it
     with pytest.raises(RuntimeError, match="disk full"):
         generate_corpus(TINY, tmp_path / "c", progress=False)
     assert list(tmp_path.iterdir()) == []

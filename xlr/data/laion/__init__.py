@@ -1,0 +1,55 @@
+"""A study subset of LAION-5B, selected from its metadata parquet files with DuckDB.
+
+The releases are laion2B-en (no ``LANGUAGE`` column: every row is English), laion2B-multi and
+laion1B-nolang (``LANGUAGE`` per row), and the translated release, which adds ``ENG TEXT`` (the
+M2M100 translation to English) and is joined onto the sample by ``URL`` and ``TEXT``. LAION-5B is
+served today as Re-LAION-5B; the same columns apply.
+
+The files are tens of gigabytes, so they are never loaded whole: DuckDB streams them, reading only
+the columns a query touches, and spills to disk when a window needs it. The selection is:
+
+1. filters (non-empty URL and caption, similarity, punsafe, pwatermark, image size, caption
+   length), counted per language after each one;
+2. rows whose language is not in the quotas are set aside; a null language and codes outside
+   the registry are counted and skipped (LAION's language-ID output has both);
+3. deduplication by URL, then by normalised caption (case and whitespace folded);
+4. per-language quotas, as counts or as shares of a total; a language with too few rows keeps
+   what it has and is reported as a shortfall, never topped up from another language.
+
+Every choice among rows (which duplicate survives, which rows fill a quota) follows one seeded
+order, ``md5(seed, URL, TEXT)``: md5 is fixed by its specification, unlike DuckDB's ``hash``,
+so the same inputs and seed give the same subset on any machine and version. The result is a
+directory holding ``sample.parquet`` and ``manifest.json`` (inputs with sizes and sha256, filters,
+quotas, per-language counts at every stage, shortfalls), written atomically as a whole.
+"""
+
+from xlr.data.laion.inputs import (
+    ENG_TEXT,
+    NUMERIC_COLUMNS,
+    RELEASE_URL,
+    STRING_COLUMNS,
+    EmptySelectionError,
+    InputPath,
+    LaionFilters,
+    LaionInputs,
+    LaionQuotas,
+    LaionSamplingError,
+    PositiveInt,
+    Unit,
+    quota_counts,
+)
+from xlr.data.laion.sampling import (
+    DEDUP_STAGES,
+    FILTER_STAGES,
+    MANIFEST_FILE,
+    SAMPLE_FILE,
+    SampleResult,
+    sample_laion,
+)
+
+__all__ = [
+    "DEDUP_STAGES", "ENG_TEXT", "FILTER_STAGES", "MANIFEST_FILE", "NUMERIC_COLUMNS",
+    "RELEASE_URL", "SAMPLE_FILE", "STRING_COLUMNS", "EmptySelectionError", "InputPath",
+    "LaionFilters", "LaionInputs", "LaionQuotas", "LaionSamplingError", "PositiveInt",
+    "SampleResult", "Unit", "quota_counts", "sample_laion",
+]  # fmt: skip
