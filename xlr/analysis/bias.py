@@ -3,10 +3,12 @@
 Inputs are the two tables notebook 04 writes, so notebooks 05 and 06 never re-run retrieval:
 
 - the **ranks** table (``results/ranks/*.parquet``): one row per (query, relevant item) with
-  :data:`xlr.eval.results.RANK_COLUMNS`; ``rank`` is the 1-based position of that relevant item in the whole
-  gallery. In the ``multilingual`` task a query (a caption, or an image with ``query_lang`` equal
-  to :data:`IMAGE`) has relevant captions in every language of the pool.
-- the long-form **results** table (``results/retrieval.parquet``) with :data:`xlr.eval.results.RESULT_COLUMNS`.
+  :data:`xlr.eval.results.RANK_COLUMNS`; ``rank`` is the 1-based position of that relevant
+  item in the whole gallery. In the ``multilingual`` task a query (a caption, or an image with
+  ``query_lang`` equal to :data:`xlr.eval.results.IMAGE`) has relevant captions in every
+  language of the pool.
+- the long-form **results** table (``results/retrieval.parquet``) with
+  :data:`xlr.eval.results.RESULT_COLUMNS`.
 
 Measures (lower rank distance and divergence mean less language bias):
 

@@ -26,7 +26,7 @@ import pandas as pd
 from xlr.analysis.bias import macro_mean, rank_distance_per_query
 from xlr.analysis.intervals import compare_arms
 from xlr.arms import ZEROSHOT, Arm, HeadlineArms
-from xlr.eval.tasks import per_query_values
+from xlr.eval.metrics import per_query_values
 
 Measure = Literal["t2i R@1", "multilingual mAP", "rank distance"]
 LangGroup = Literal["seen", "heldout", "all"]

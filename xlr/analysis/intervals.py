@@ -2,7 +2,7 @@
 paired differences between arms, the spread over seeds.
 
 Per-query tables come from :mod:`xlr.analysis.bias` (rank distance, preferences) or
-:func:`xlr.eval.tasks.per_query_values` (recall, mAP), so every figure, table and claim of the
+:func:`xlr.eval.metrics.per_query_values` (recall, mAP), so every figure, table and claim of the
 study draws its interval from here.
 """
 
@@ -20,9 +20,8 @@ from xlr.analysis.stats import (
     seed_summary,
     sign_flip_test,
 )
-from xlr.eval.metrics import DEFAULT_KS
+from xlr.eval.metrics import DEFAULT_KS, per_query_values
 from xlr.eval.results import check_table
-from xlr.eval.tasks import per_query_values
 
 
 def summarize_with_ci(

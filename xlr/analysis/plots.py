@@ -110,8 +110,8 @@ def batch_kind_figure(logs: pd.DataFrame) -> Figure:
 # --- Notebooks 05 (bias) and 06 (paper figures) ----------------------------------------------
 #
 # Interval tables carry ``estimate, low, high`` (a bootstrap interval, e.g. from
-# :func:`xlr.analysis.bias.bootstrap_by_arm`); bars and points show them as error bars. Retrieval metrics
-# are fractions of queries in [0, 1], as the results table stores them.
+# :func:`xlr.analysis.intervals.bootstrap_by_arm`); bars and points show them as error bars.
+# Retrieval metrics are fractions of queries in [0, 1], as the results table stores them.
 
 # Columns that, when a table has them, must hold one value: averaging or drawing across
 # benchmarks, tasks, image vs caption queries, caption conventions or confidence levels would mix
@@ -246,7 +246,7 @@ def alpha_sweep_figure(
     zero_shot: float | None = None,
     metric_label: str = "multilingual mAP",
 ) -> Figure:
-    """A metric against the hybrid mix alpha (share of mono batches), one line per what trains (full, LoRA).
+    """A metric against the hybrid mix alpha (share of mono batches), a line per what trains.
 
     alpha 0 is the cross-lingual arm and alpha 1 the mono arm, so the curve's ends are those arms
     and an interior peak is the hybrid's claimed advantage; the zero-shot model, which has no
@@ -407,7 +407,8 @@ def language_preference_figure(shares: pd.DataFrame) -> Figure:
 
     An unbiased model ranks every language first equally often: the dashed line at ``uniform``
     (the column if given, else 1 / number of languages). Rows of the same arm and language (seeds,
-    bases) are averaged; rename :func:`xlr.analysis.bias.language_preference`'s ``top_lang`` to ``lang``.
+    bases) are averaged; rename the ``top_lang`` of
+    :func:`xlr.analysis.bias.language_preference` to ``lang``.
     """
     check_table(shares, ["arm", "lang", "share"], "language-preference")
     if "uniform" in shares.columns and shares["uniform"].nunique() > 1:

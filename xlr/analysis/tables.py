@@ -2,11 +2,11 @@
 paper: the headline table (each arm's main measures with bootstrap intervals, beside what it cost
 to train) and the claims table's Markdown form.
 
-The measures and their conventions are the claims table's (:mod:`xlr.analysis.claims`): per-query values
-from the saved ranks, each query averaged over the bases and seeds it ran in, a macro mean over
-query languages and a percentile-bootstrap interval over queries resampled within their language
-(:func:`xlr.analysis.bias.bootstrap_by_arm`). So every effect in the claims table is a difference of two
-rows here, up to the pairing.
+The measures and their conventions are the claims table's (:mod:`xlr.analysis.claims`):
+per-query values from the saved ranks, each query averaged over the bases and seeds it ran in, a
+macro mean over query languages and a percentile-bootstrap interval over queries resampled within
+their language (:func:`xlr.analysis.intervals.bootstrap_by_arm`). So every effect in the claims
+table is a difference of two rows here, up to the pairing.
 """
 
 from __future__ import annotations
@@ -139,9 +139,9 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 
 def claims_markdown(table: pd.DataFrame) -> str:
-    """The claims table (:func:`xlr.analysis.claims.evaluate_claims`) as Markdown, for the report and the
-    closing note: effects and intervals to three decimals, claims whose arms did not run keep
-    their verdict and blank numbers."""
+    """The claims table (:func:`xlr.analysis.claims.evaluate_claims`) as Markdown, for the report
+    and the closing note: effects and intervals to three decimals, claims whose arms did not run
+    keep their verdict and blank numbers."""
     level = table["confidence"].iat[0] if "confidence" in table.columns else 0.95
     rows = []
     for row in table.to_dict("records"):

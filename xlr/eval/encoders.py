@@ -164,13 +164,14 @@ class ModelEncoder:
         device: str | torch.device = "cpu",
         batch_size: int = 256,
     ) -> ModelEncoder:
-        """Load an arm's model folder (``xlr.models.factory.load_model``), failing clearly when absent."""
+        """Load an arm's model folder (:func:`xlr.models.factory.load_model`), failing clearly
+        when it is absent."""
         path = Path(folder).resolve()
         if not path.is_dir():
             raise FileNotFoundError(
                 f"{path}: no checkpoint for this arm (the folder does not exist); train the arm "
-                "first (notebook 02/03, xlr.train.finetune.train_arm), or for 'zeroshot' build the base "
-                "with xlr.train.pretrain.ensure_base_model"
+                "first (notebooks 02/03), or for the zero-shot arm pretrain the base (notebook 02 "
+                "or `xlr prepare PARAMS`)"
             )
         return cls(load_model(path, str(device)), device, batch_size)
 

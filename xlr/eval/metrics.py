@@ -1,11 +1,12 @@
 """Retrieval metrics as pure functions of the ranks of relevant items (no models, no scores).
 
 Every function takes a :class:`QueryRanks` (the 1-based gallery ranks of each query's relevant
-items, as :func:`xlr.eval.search.relevant_ranks` writes them) and returns one value per query, so the
-task metric is the mean and :mod:`xlr.analysis.stats` can bootstrap it over queries.
+items, as :func:`xlr.eval.search.relevant_ranks` writes them) and returns one value per query,
+so the task metric is the mean and :mod:`xlr.analysis.stats` can bootstrap it over queries.
 
 Recall@k is a hit rate, CLIP_benchmark's convention: a query scores 1 when any of its relevant
-items is in the top k, whatever their number.
+items is in the top k, whatever their number. :func:`per_query_values` applies them to a saved
+ranks table (:mod:`xlr.eval.results`), which is how notebooks 05 and 06 score queries.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from xlr.eval.results import IDENTITY_COLUMNS, POOL
 
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
 
@@ -126,3 +129,37 @@ def summarize(ranks: QueryRanks, ks: Sequence[int] = DEFAULT_KS) -> dict[str, fl
     summary["MRR"] = float(reciprocal_rank(ranks).mean())
     summary["mAP"] = float(average_precision(ranks).mean())
     return summary
+
+
+def _target_lang(ranks: pd.DataFrame) -> pd.Series:
+    """Each rank row's target language: the pool for ``multilingual``, else the item's."""
+    return ranks["relevant_lang"].where(ranks["task"] != "multilingual", POOL)
+
+
+def _metric_values(ranks: QueryRanks, metric: str, ks: Sequence[int]) -> np.ndarray:
+    """Per-query values of ``R@k``, ``mean_recall``, ``MRR`` or ``mAP``."""
+    if metric.startswith("R@") and metric[2:].isdigit():
+        return hit_at_k(ranks, int(metric[2:]))
+    named = {
+        "mean_recall": lambda r: mean_recall(r, ks),
+        "MRR": reciprocal_rank,
+        "mAP": average_precision,
+    }
+    if metric not in named:
+        raise ValueError(f"unknown metric {metric!r}; use R@<k>, mean_recall, MRR or mAP")
+    return named[metric](ranks)
+
+
+def per_query_values(
+    ranks: pd.DataFrame, metric: str, ks: Sequence[int] = DEFAULT_KS, extra: Sequence[str] = ()
+) -> pd.DataFrame:
+    """One row per query (identity, task, query_lang, target_lang, query_idx) with ``value``;
+    ``extra`` carries further per-query columns of ``ranks`` along (e.g. a language group)."""
+    keys = [*IDENTITY_COLUMNS, "task", "query_lang", "target_lang", "query_idx"]
+    keys += [column for column in extra if column not in keys]
+    frame = ranks.assign(target_lang=_target_lang(ranks))
+    codes = frame.groupby(keys, dropna=False, sort=False).ngroup().to_numpy()
+    out = frame[keys].drop_duplicates().reset_index(drop=True)  # groups in first-seen order
+    query_ranks = QueryRanks.from_long(codes, frame["rank"].to_numpy(), len(out))
+    out["value"] = _metric_values(query_ranks, metric, ks)
+    return out

@@ -40,16 +40,10 @@ from xlr.config import EvalSection
 from xlr.data.imagetext import ImageTextSet
 from xlr.eval.encoders import EmbeddingKey, Encoder, cached_embeddings, set_fingerprint
 from xlr.eval.metrics import (
-    DEFAULT_KS,
     QueryRanks,
-    average_precision,
-    hit_at_k,
-    mean_recall,
-    reciprocal_rank,
     summarize,
 )
 from xlr.eval.results import (
-    IDENTITY_COLUMNS,
     IMAGE,
     MACRO,
     POOL,
@@ -471,39 +465,5 @@ def xt2t_matrix(results: pd.DataFrame, metric: str = "R@1") -> pd.DataFrame:
     langs = list(dict.fromkeys(part["query_lang"]))
     matrix = part.pivot_table(index="query_lang", columns="target_lang", values="value")
     return matrix.reindex(index=langs, columns=langs)
-
-
-def _target_lang(ranks: pd.DataFrame) -> pd.Series:
-    """Each rank row's target language: the pool for ``multilingual``, else the item's."""
-    return ranks["relevant_lang"].where(ranks["task"] != "multilingual", POOL)
-
-
-def _metric_values(ranks: QueryRanks, metric: str, ks: Sequence[int]) -> np.ndarray:
-    """Per-query values of ``R@k``, ``mean_recall``, ``MRR`` or ``mAP``."""
-    if metric.startswith("R@") and metric[2:].isdigit():
-        return hit_at_k(ranks, int(metric[2:]))
-    named = {
-        "mean_recall": lambda r: mean_recall(r, ks),
-        "MRR": reciprocal_rank,
-        "mAP": average_precision,
-    }
-    if metric not in named:
-        raise ValueError(f"unknown metric {metric!r}; use R@<k>, mean_recall, MRR or mAP")
-    return named[metric](ranks)
-
-
-def per_query_values(
-    ranks: pd.DataFrame, metric: str, ks: Sequence[int] = DEFAULT_KS, extra: Sequence[str] = ()
-) -> pd.DataFrame:
-    """One row per query (identity, task, query_lang, target_lang, query_idx) with ``value``;
-    ``extra`` carries further per-query columns of ``ranks`` along (e.g. a language group)."""
-    keys = [*IDENTITY_COLUMNS, "task", "query_lang", "target_lang", "query_idx"]
-    keys += [column for column in extra if column not in keys]
-    frame = ranks.assign(target_lang=_target_lang(ranks))
-    codes = frame.groupby(keys, dropna=False, sort=False).ngroup().to_numpy()
-    out = frame[keys].drop_duplicates().reset_index(drop=True)  # groups in first-seen order
-    query_ranks = QueryRanks.from_long(codes, frame["rank"].to_numpy(), len(out))
-    out["value"] = _metric_values(query_ranks, metric, ks)
-    return out
 
 

@@ -235,7 +235,7 @@ def _check_tiny_dir(tiny: TinyModelSection, folder: Path) -> None:
     if not (same_text and same_cfg):
         raise ValueError(
             f"{folder}: built with other model.tiny sizes than the params give; rebuild it "
-            "(xlr.train.pretrain caches bases by a hash of model.tiny: a stale path is the usual cause)"
+            "(bases are cached by a hash of model.tiny: a stale path is the usual cause)"
         )
 
 
@@ -256,8 +256,8 @@ def create_model(
     if section.kind == "tiny":
         if tiny_dir is None:
             raise ValueError(
-                "model.kind 'tiny' needs tiny_dir: the folder from xlr.models.factory.write_tiny_model_dir "
-                "or the pretrained base from xlr.train.pretrain.ensure_base_model"
+                "model.kind 'tiny' needs tiny_dir: a folder from write_tiny_model_dir or a "
+                "pretrained base (xlr.models.bases.base_model_dir)"
             )
         _check_tiny_dir(section.tiny, Path(tiny_dir).resolve())
         return load_model(tiny_dir, device, precision)

@@ -3,7 +3,6 @@ checked input files, the sample streamed to parquet, and its manifest."""
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from xlr.data.laion.inputs import (
     file_groups,
     translation_files,
 )
-from xlr.io import atomic_dir, atomic_write_json
+from xlr.io import atomic_dir, atomic_write_json, file_sha256
 from xlr.langs import UnknownLanguageError, canonical_code
 
 SAMPLE_FILE = "sample.parquet"
@@ -237,14 +236,6 @@ def _write_sample(con: duckdb.DuckDBPyConnection, translations: Sequence[Path], 
     return rows
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _describe_inputs(
     groups: Sequence[FileGroup], translations: Sequence[Path], hash_inputs: bool
 ) -> list[dict[str, Any]]:
@@ -254,7 +245,7 @@ def _describe_inputs(
     for role, path in sorted(roles + [("translations", p) for p in translations]):
         entry: dict[str, Any] = {"role": role, "path": str(path), "bytes": path.stat().st_size}
         if hash_inputs:
-            entry["sha256"] = _sha256(path)
+            entry["sha256"] = file_sha256(path)
         described.append(entry)
     return described
 
@@ -337,7 +328,7 @@ def sample_laion(
             "output": {
                 "file": SAMPLE_FILE,
                 "rows": rows,
-                "sha256": _sha256(build / SAMPLE_FILE),
+                "sha256": file_sha256(build / SAMPLE_FILE),
                 "translated": bool(translations),
             },
         }
