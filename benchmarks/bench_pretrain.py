@@ -1,9 +1,10 @@
 """Base pretraining speed against a bare open_clip training step on the same batch.
 
 The bare step is what a user of open_clip would write: forward both towers on a batch already on
-the device, ClipLoss, backward, AdamW step. xlr's loop adds per-step batch drawing, pixel
-normalisation from uint8, gradient clipping, the schedule and the logit-scale clamp; the ratio
-shows what that costs. Both run in one process on the same tiny model and batch size.
+the device, ClipLoss, backward, AdamW step. xlr's one training loop (xlr.train.loop) adds
+per-step batch drawing, pixel normalisation from uint8, gradient clipping, the schedule, the
+logit-scale clamp and its per-step metrics; the ratio shows what that costs. Both run in one
+process on the same tiny model and batch size.
 
     python benchmarks/bench_pretrain.py [--steps 60] [--batch 128]
 """
@@ -24,8 +25,14 @@ from xlr.data.prepare import ensure_corpus
 from xlr.data.synthetic import load_pool
 from xlr.models.factory import load_model, write_tiny_model_dir
 from xlr.runtime import normalise_pixels
-from xlr.train.finetune import tokenize_texts
-from xlr.train.pretrain import ensure_tokenizer, pretrain
+from xlr.train.pretrain import (
+    PRETRAIN_GRAD_CLIP,
+    PRETRAIN_PRECISION,
+    PRETRAIN_WEIGHT_DECAY,
+    ensure_tokenizer,
+    pretrain,
+)
+from xlr.train.tokens import tokenize_texts
 
 
 def bare_open_clip_steps(
@@ -80,7 +87,10 @@ def main() -> None:
         tokens = tokenize_texts(bundle.tokenizer, pool.captions["caption"].tolist()[: args.batch])
         bare_model(images[:2], tokens[:2])  # warm-up outside the timing
         bare = bare_open_clip_steps(bare_model, images, tokens, args.steps)
-        xlr_speed = pretrain(bundle, pool, params, seed=0, progress=False).steps_per_s
+        xlr_speed = pretrain(
+            bundle, pool, params, seed=0, weight_decay=PRETRAIN_WEIGHT_DECAY,
+            grad_clip=PRETRAIN_GRAD_CLIP, precision=PRETRAIN_PRECISION, progress=False,
+        ).steps_per_s  # fmt: skip
     print(
         f"torch threads: {torch.get_num_threads()}, batch {args.batch}, {args.steps} steps, 32 px"
     )

@@ -15,14 +15,18 @@ import pytest
 import torch
 
 from xlr import runtime
+from xlr.arms import FALLBACKS, LOG_CSV, Arm, adapter_arms
 from xlr.config import Params, parse_params
 from xlr.data.synthetic import generate_corpus, load_pool
-from xlr.eval.encoders import ModelEncoder
+from xlr.eval.encoders import AdapterEncoder, ModelEncoder
 from xlr.langs import nearest_language
+from xlr.models import adapters as stored
 from xlr.models.factory import load_model, write_tiny_model_dir
 from xlr.models.tokenizer import build_tokenizer
 from xlr.train import adapters as ad
-from xlr.train import finetune as train
+from xlr.train import trainable
+from xlr.train.checkpoint import CHECKPOINT, load_checkpoint
+from xlr.train.loop import Trainer
 
 LANGS = ["en", "de", "es", "pt", "ja"]
 TRAIN, HELDOUT = ["en", "de", "es"], ["pt", "ja"]
@@ -62,7 +66,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     model_dir = write_tiny_model_dir(params.model.tiny, tokenizer, 32, root / "model", seed=0)
     base = load_model(model_dir)
     trained = ad.train_adapters(
-        base, pool, params, ad.AdapterSpec(0, 0), root / "arm", progress=False
+        base, pool, params, Arm("adapters").at(0, 0), root / "arm", progress=False
     )
     texts = {lang: pool.captions_in(lang)["caption"].tolist()[:12] for lang in LANGS}
     return {"root": root, "pool": pool, "base": base, "trained": trained, "texts": texts}
@@ -92,8 +96,9 @@ def test_schedules_and_seeds_are_pure() -> None:
     assert ad.language_schedule(["en", "de"], 2, "interleaved") == [
         ("en", 0), ("de", 0), ("en", 1), ("de", 1),
     ]  # fmt: skip
-    assert ad.language_seed(0, "en") == ad.language_seed(0, "en") != ad.language_seed(0, "de")
-    specs = ad.adapter_specs_from_params(parse_params(raw_params(Path("runs"))))
+    seed = trainable.language_seed
+    assert seed(0, "en") == seed(0, "en") != seed(0, "de")
+    specs = adapter_arms(parse_params(raw_params(Path("runs"))))
     assert [s.name for s in specs] == ["adapters", "adapters_hybrid-a0.5"]
     assert specs[1].directory(parse_params(raw_params(Path("/r")))) == Path(
         "/r/t/arms/adapters_hybrid-a0.5/base0/seed0"
@@ -102,26 +107,27 @@ def test_schedules_and_seeds_are_pure() -> None:
 
 def test_only_the_active_adapter_trains(world: dict) -> None:
     model = load_model(world["root"] / "model").model
-    per_adapter = ad.add_language_adapters(model, TRAIN, params_for(world).adapters.lora, seed=0)
-    assert per_adapter == PER_ADAPTER == train.count_trainable(model)
+    lora = params_for(world).adapters.lora
+    per_adapter = trainable.add_language_adapters(model, TRAIN, lora, seed=0)
+    assert per_adapter == PER_ADAPTER == trainable.count_trainable(model)
     for lang in TRAIN:
         model.text.transformer.set_adapter(lang)
-        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-        assert train.count_trainable(model) == PER_ADAPTER
-        assert all(n.startswith("text.transformer.") and adapter_of(n) == lang for n in trainable)
+        names = {n for n, p in model.named_parameters() if p.requires_grad}
+        assert trainable.count_trainable(model) == PER_ADAPTER
+        assert all(n.startswith("text.transformer.") and adapter_of(n) == lang for n in names)
 
 
 def test_arm_outputs_summary_and_frozen_base(world: dict) -> None:
     trained, base = world["trained"], world["base"]
     out = trained.out_dir
-    assert ad.saved_adapter_langs(out) == sorted(TRAIN)
+    assert stored.saved_adapter_langs(out) == sorted(TRAIN)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 3 * len(TRAIN) and summary["trainable_params"] == 3 * PER_ADAPTER
     for lang in TRAIN:
         cost = summary["per_language"][lang]
         assert cost["trainable_params"] == PER_ADAPTER and cost["steps"] == 3
         assert cost["bytes_on_disk"] > PER_ADAPTER * 4 and cost["wall_s"] > 0
-    log = list(csv.DictReader((out / train.LOG_CSV).read_text().splitlines()))
+    log = list(csv.DictReader((out / LOG_CSV).read_text().splitlines()))
     assert [row["query_langs"] for row in log] == [lang for lang in TRAIN for _ in range(3)]
     # each language's clock restarts: its first step runs at adapters.lora.lr (warmup 1)
     assert [float(row["lr"]) for row in log[::3]] == pytest.approx([1e-2] * len(TRAIN))
@@ -138,15 +144,15 @@ def test_an_adapter_changes_only_its_languages_outputs(world: dict, tmp_path: Pa
     """Training de's adapter (or not) leaves en and es bit-identical; held-out = the base."""
     params = params_for(world, schedule="interleaved")
     without_de = ad.train_adapters(
-        world["base"], world["pool"], params, ad.AdapterSpec(0, 0), tmp_path,
+        world["base"], world["pool"], params, Arm("adapters").at(0, 0), tmp_path,
         langs=["en", "es"], progress=False,
     )  # fmt: skip
     with_de = world["trained"]
     for name, value in lora_state(without_de.bundle.model).items():
         assert torch.equal(value, dict(with_de.bundle.model.named_parameters())[name]), name
     texts = world["texts"]
-    a = encodings(ad.AdapterEncoder(with_de.bundle), texts)
-    b = encodings(ad.AdapterEncoder(without_de.bundle), texts)
+    a = encodings(AdapterEncoder(with_de.bundle), texts)
+    b = encodings(AdapterEncoder(without_de.bundle), texts)
     base = encodings(ModelEncoder(world["base"]), texts)
     for lang in ("en", "es", *HELDOUT):
         assert np.array_equal(a[lang], b[lang]), lang
@@ -160,9 +166,9 @@ def test_routing_fallbacks_and_exact_reload(world: dict) -> None:
     images = world["pool"].images
     base_images = ModelEncoder(world["base"]).encode_images(images)
     expected = {"base": "base", "nearest": "nearest:es", "average": "average"}
-    for fallback in ad.FALLBACKS:
-        live = ad.AdapterEncoder(trained.bundle, fallback)
-        loaded = ad.AdapterEncoder.from_folder(world["base"], trained.out_dir, fallback)
+    for fallback in FALLBACKS:
+        live = AdapterEncoder(trained.bundle, fallback)
+        loaded = AdapterEncoder.from_folder(world["base"], trained.out_dir, fallback)
         assert {lang: live.route(lang) for lang in TRAIN} == {lang: lang for lang in TRAIN}
         assert live.route("pt") == expected[fallback] == loaded.route("pt")
         if fallback == "nearest":
@@ -171,24 +177,24 @@ def test_routing_fallbacks_and_exact_reload(world: dict) -> None:
         ours, theirs = encodings(live, texts), encodings(loaded, texts)
         assert all(np.array_equal(ours[lang], theirs[lang]) for lang in LANGS)
         assert np.array_equal(loaded.encode_images(images), base_images)
-    nearest = ad.AdapterEncoder(trained.bundle, "nearest")
+    nearest = AdapterEncoder(trained.bundle, "nearest")
     assert np.array_equal(
         nearest.encode_texts(texts["pt"], "pt"), nearest.encode_texts(texts["pt"], "es")
     )
-    average = ad.AdapterEncoder(trained.bundle, "average").encode_texts(texts["pt"], "pt")
+    average = AdapterEncoder(trained.bundle, "average").encode_texts(texts["pt"], "pt")
     base = ModelEncoder(world["base"]).encode_texts(texts["pt"], "pt")
     assert not np.allclose(average, base) and not np.allclose(
         average, nearest.encode_texts(texts["pt"], "pt")
     )
-    checkpoints = {ad.AdapterEncoder(trained.bundle, f).checkpoint for f in ad.FALLBACKS}
+    checkpoints = {AdapterEncoder(trained.bundle, f).checkpoint for f in FALLBACKS}
     assert len(checkpoints) == 3  # cached held-out embeddings never cross fallbacks
 
 
 def test_average_adapter_is_the_mean_update(world: dict) -> None:
     transformer = world["trained"].bundle.model.text.transformer
-    ad.add_average_adapter(transformer, TRAIN)
-    average = ad.lora_deltas(transformer, ad.AVERAGE)
-    per_lang = [ad.lora_deltas(transformer, lang) for lang in TRAIN]
+    stored.add_average_adapter(transformer, TRAIN)
+    average = stored.lora_deltas(transformer, stored.AVERAGE)
+    per_lang = [stored.lora_deltas(transformer, lang) for lang in TRAIN]
     assert len(average) == LAYERS * TARGETS
     for layer, delta in average.items():
         mean = sum(deltas[layer] for deltas in per_lang) / len(TRAIN)
@@ -199,8 +205,8 @@ def test_average_adapter_is_the_mean_update(world: dict) -> None:
 def test_cross_step_updates_exactly_its_two_adapters(world: dict) -> None:
     params = params_for(world)
     ctx = runtime.init_distributed("cpu")
-    spec = ad.AdapterSpec(0, 0, alpha=0.0)  # every step a cross step
-    run = ad._prepare(world["base"], world["pool"], params, spec, TRAIN, ctx)
+    spec = Arm("adapters_hybrid", 0.0).at(0, 0)  # every step a cross step
+    run = ad.adapter_run(world["base"], world["pool"], params, spec, TRAIN, ctx)
     batch, _ = run.plan(0)
     assert batch.kind == "cross"
     pair = {batch.query_langs[0], batch.target_langs[0]}
@@ -217,15 +223,15 @@ def test_cross_step_updates_exactly_its_two_adapters(world: dict) -> None:
 
 def test_hybrid_arm_trains_every_adapter(world: dict, tmp_path: Path) -> None:
     params = params_for(world, steps_per_language=2)
-    spec = ad.AdapterSpec(0, 0, alpha=0.5)
+    spec = Arm("adapters_hybrid", 0.5).at(0, 0)
     arm = ad.train_adapters(world["base"], world["pool"], params, spec, tmp_path, progress=False)
-    rows = (tmp_path / train.LOG_CSV).read_text().splitlines()[1:]
+    rows = (tmp_path / LOG_CSV).read_text().splitlines()[1:]
     assert len(rows) == 6 and {row.split(",")[1] for row in rows} == {"mono", "cross"}
     assert arm.summary["name"] == "adapters_hybrid-a0.5" and arm.summary["schedule"] == "hybrid"
     for lang in TRAIN:
         assert any(
             v.abs().sum() > 0
-            for v in ad.lora_deltas(arm.bundle.model.text.transformer, lang).values()
+            for v in stored.lora_deltas(arm.bundle.model.text.transformer, lang).values()
         )
 
 
@@ -233,37 +239,37 @@ def test_crashed_run_resumes_to_identical_adapters(
     world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     params = params_for(world, steps_per_language=2, schedule="interleaved")
-    spec, langs = ad.AdapterSpec(0, 1), ["en", "de"]
+    spec, langs = Arm("adapters").at(0, 1), ["en", "de"]
     reference = ad.train_adapters(
         world["base"], world["pool"], params, spec, tmp_path / "ref", langs=langs, progress=False
     )
-    step, calls = train._Trainer.step, []
+    step, calls = Trainer.step, []
 
-    def crash_at_third(self: train._Trainer, batch: object) -> dict[str, float]:
+    def crash_at_third(self: Trainer, batch: object) -> dict[str, float]:
         calls.append(1)
         if len(calls) == 3:
             raise RuntimeError("killed")
         return step(self, batch)
 
-    monkeypatch.setattr(train._Trainer, "step", crash_at_third)
+    monkeypatch.setattr(Trainer, "step", crash_at_third)
     with pytest.raises(RuntimeError, match="killed"):
         ad.train_adapters(
             world["base"], world["pool"], params, spec, tmp_path / "run", langs=langs,
             progress=False,
         )  # fmt: skip
-    assert train.load_checkpoint(tmp_path / "run" / train.CHECKPOINT)["step"] == 2
-    monkeypatch.setattr(train._Trainer, "step", step)
+    assert load_checkpoint(tmp_path / "run" / CHECKPOINT)["step"] == 2
+    monkeypatch.setattr(Trainer, "step", step)
     resumed = ad.train_adapters(
         world["base"], world["pool"], params, spec, tmp_path / "run", langs=langs, progress=False
     )
     expected = lora_state(reference.bundle.model)
     assert all(torch.equal(v, expected[n]) for n, v in lora_state(resumed.bundle.model).items())
-    assert len((tmp_path / "run" / train.LOG_CSV).read_text().splitlines()) == 1 + 4
+    assert len((tmp_path / "run" / LOG_CSV).read_text().splitlines()) == 1 + 4
 
 
 def test_costs_against_full_tower_and_shared_lora(world: dict, tmp_path: Path) -> None:
     shared = load_model(world["root"] / "model").model
-    train.add_shared_lora(shared, params_for(world).train.lora)  # r = 8: twice one adapter
+    trainable.add_shared_lora(shared, params_for(world).train.lora)  # r = 8: twice one adapter
     shared.text.transformer.save_pretrained(tmp_path)
     costs = ad.adapter_costs(world["trained"].out_dir, world["base"].model, tmp_path)
     by_kind = costs.groupby("kind")["trainable_params"].sum()
@@ -283,21 +289,23 @@ def test_costs_against_full_tower_and_shared_lora(world: dict, tmp_path: Path) -
 
 def test_clear_errors(world: dict, tmp_path: Path) -> None:
     trained, base = world["trained"], world["base"]
-    encoder = ad.AdapterEncoder(trained.bundle, "nearest")
+    encoder = AdapterEncoder(trained.bundle, "nearest")
     with pytest.raises(ValueError, match="unknown language code 'xx'"):
         encoder.route("xx")
     with pytest.raises(FileNotFoundError, match="no adapters here"):
-        ad.AdapterEncoder.from_folder(base, tmp_path / "nowhere")
+        AdapterEncoder.from_folder(base, tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match=r"no adapter directory for \['pt'\]"):
-        ad.load_adapters(base, trained.out_dir, langs=["en", "pt"])
+        stored.load_adapters(base, trained.out_dir, langs=["en", "pt"])
     with pytest.raises(TypeError, match="ModelEncoder"):
-        ad.AdapterEncoder(base)
+        AdapterEncoder(base)
     wide = params_for(world, lora={"r": 128})
     with pytest.raises(ValueError, match=r"adapters.lora.r = 128 exceeds the width 64"):
-        ad.train_adapters(base, world["pool"], wide, ad.AdapterSpec(0, 0), tmp_path, progress=False)
+        ad.train_adapters(
+            base, world["pool"], wide, Arm("adapters").at(0, 0), tmp_path, progress=False
+        )
     with pytest.raises(ValueError, match="held out|heldout"):
         ad.train_adapters(
-            base, world["pool"], params_for(world), ad.AdapterSpec(0, 0), tmp_path,
+            base, world["pool"], params_for(world), Arm("adapters").at(0, 0), tmp_path,
             langs=["en", "ja"], progress=False,
         )  # fmt: skip
     assert not list(tmp_path.iterdir())  # refused before writing anything

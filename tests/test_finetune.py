@@ -20,25 +20,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from xlr.arms import LOG_CSV, LORA_DIR, MODEL_DIR, SUMMARY_FILE, Arm, shared_arms
 from xlr.config import Params, parse_params
 from xlr.data.imagetext import ImageTextSet
 from xlr.data.synthetic import generate_corpus, load_pool
 from xlr.models.factory import WEIGHTS, load_model, write_tiny_model_dir
 from xlr.models.tokenizer import build_tokenizer
-from xlr.train.finetune import (
-    CHECKPOINT,
-    LOG_CSV,
-    LORA_DIR,
-    MODEL_DIR,
-    PARAMS_FILE,
-    SUMMARY_FILE,
-    TENSORBOARD_DIR,
-    ArmSpec,
-    arm_dir,
-    arms_from_params,
-    load_checkpoint,
-    train_arm,
-)
+from xlr.train.checkpoint import CHECKPOINT, load_checkpoint
+from xlr.train.finetune import train_arm
+from xlr.train.loop import PARAMS_FILE
+from xlr.train.steplog import TENSORBOARD_DIR
 from xlr.workers import run_jobs, threads_per_worker
 
 TESTS = Path(__file__).resolve().parent
@@ -117,7 +108,7 @@ def log_rows(out: Path) -> list[dict[str, str]]:
 def test_killed_run_resumes_to_identical_weights(world: dict, tmp_path: Path) -> None:
     """SIGKILL after the first checkpoint, mid-way through later steps; resume; same bits."""
     params = params_for(world, steps=8, checkpoint_every=3)
-    spec = ArmSpec("hybrid", base_seed=0, seed=1, alpha=0.5, trainable="full")
+    spec = Arm("hybrid", 0.5, "full").at(base_seed=0, seed=1)
     base = load_model(world["model"])
     reference = train_arm(base, world["pool"], params, spec, tmp_path / "ref", progress=False)
 
@@ -126,7 +117,7 @@ def test_killed_run_resumes_to_identical_weights(world: dict, tmp_path: Path) ->
         "params": params.model_dump(mode="json"),
         "model_dir": str(world["model"]),
         "out_dir": str(out),
-        "spec": {"arm": "hybrid", "base_seed": 0, "seed": 1, "alpha": 0.5, "trainable": "full"},
+        "arm": {"name": "hybrid-a0.5-full", "base_seed": 0, "seed": 1},
         "step_delay": 1.0,  # wide windows between writes: the kill lands mid-run even under load
     }
     process = run_job(world, job)
@@ -144,7 +135,7 @@ def test_killed_run_resumes_to_identical_weights(world: dict, tmp_path: Path) ->
     assert len(log_rows(out)) >= checkpointed  # rows past the checkpoint are dropped on resume
 
     with pytest.raises(ValueError, match="resume=False"):
-        other = ArmSpec("hybrid", base_seed=0, seed=2, alpha=0.5, trainable="full")
+        other = Arm("hybrid", 0.5, "full").at(base_seed=0, seed=2)
         train_arm(base, world["pool"], params, other, out, progress=False)
     resumed = train_arm(base, world["pool"], params, spec, out, progress=False)
 
@@ -166,16 +157,16 @@ def test_killed_run_resumes_to_identical_weights(world: dict, tmp_path: Path) ->
 def test_two_gloo_ranks_match_one_process(world: dict, tmp_path: Path) -> None:
     """torchrun with 2 ranks: same global batch, gathered negatives, averaged gradients."""
     params = params_for(world, steps=2, checkpoint_every=2)
-    spec = {"arm": "multi", "base_seed": 0, "seed": 0, "trainable": "full"}
+    arm = Arm("multi", trained="full").at(base_seed=0, seed=0)
     job = {
         "params": params.model_dump(mode="json"),
         "model_dir": str(world["still"]),
         "out_dir": str(tmp_path / "ddp"),
-        "spec": spec,
+        "arm": {"name": arm.name, "base_seed": 0, "seed": 0},
     }
     process = run_job(world, job, torchrun=2)
     single = train_arm(
-        load_model(world["still"]), world["pool"], params, ArmSpec(**spec), tmp_path / "one",
+        load_model(world["still"]), world["pool"], params, arm, tmp_path / "one",
         progress=False,
     )  # fmt: skip
     output = process.communicate(timeout=120)[0].decode()
@@ -196,7 +187,7 @@ def test_full_trains_text_tower_and_logit_scale_only(world: dict, tmp_path: Path
     params = params_for(world, steps=2)
     base = load_model(world["model"])
     before = {k: v.clone() for k, v in base.model.state_dict().items()}
-    spec = ArmSpec("mono", base_seed=0, seed=0, trainable="full")
+    spec = Arm("mono", trained="full").at(base_seed=0, seed=0)
     arm = train_arm(base, world["pool"], params, spec, tmp_path / "full", progress=False)
 
     after = arm.bundle.model.state_dict()
@@ -215,7 +206,7 @@ def test_full_trains_text_tower_and_logit_scale_only(world: dict, tmp_path: Path
 def test_lora_trains_only_the_adapter_and_the_logit_scale(world: dict, tmp_path: Path) -> None:
     params = params_for(world, steps=2)
     base = load_model(world["model"])
-    spec = ArmSpec("cross", base_seed=0, seed=0, trainable="lora")
+    spec = Arm("cross", trained="lora").at(base_seed=0, seed=0)
     arm = train_arm(base, world["pool"], params, spec, tmp_path / "lora", progress=False)
 
     lora = params.train.lora
@@ -245,7 +236,7 @@ class TrainJob:
     model_dir: Path
     pool: ImageTextSet
     params: Params
-    spec: ArmSpec
+    spec: Arm
     out_dir: Path
 
     def __call__(self) -> None:
@@ -258,8 +249,8 @@ def test_arms_side_by_side_match_training_here_at_the_workers_thread_count(
 ) -> None:
     params = params_for(world, steps=3)
     specs = [
-        ArmSpec("mono", base_seed=0, seed=0, trainable="full"),
-        ArmSpec("hybrid", base_seed=0, seed=1, alpha=0.5, trainable="lora"),
+        Arm("mono", trained="full").at(base_seed=0, seed=0),
+        Arm("hybrid", 0.5, "lora").at(base_seed=0, seed=1),
     ]
     jobs = [
         TrainJob(world["model"], world["pool"], params, spec, tmp_path / "side" / spec.name)
@@ -287,7 +278,7 @@ def test_arms_side_by_side_match_training_here_at_the_workers_thread_count(
 @pytest.mark.parametrize("trainable", ["full", "lora"])
 def test_lora_arms_take_the_lora_learning_rate(world: dict, tmp_path: Path, trainable: str) -> None:
     params = params_for(world, steps=3, lr=1e-4, lora={"lr": 7e-3}, warmup=0)
-    spec = ArmSpec("mono", base_seed=0, seed=0, trainable=trainable)
+    spec = Arm("mono", trained=trainable).at(base_seed=0, seed=0)
     train_arm(load_model(world["model"]), world["pool"], params, spec, tmp_path, progress=False)
     first_lr = float(log_rows(tmp_path)[0]["lr"])  # no warmup: step 0 runs at the full rate
     assert first_lr == pytest.approx(7e-3 if trainable == "lora" else 1e-4)
@@ -301,7 +292,7 @@ def test_log_has_one_row_per_step_with_the_strategys_batch_kinds(
     world: dict, tmp_path: Path, arm: str, alpha: float | None, kinds: set[str]
 ) -> None:
     params = params_for(world, steps=3, checkpoint_every=5, trainable=["lora"])
-    spec = ArmSpec(arm, base_seed=0, seed=0, alpha=alpha, trainable="lora")
+    spec = Arm(arm, alpha, "lora").at(base_seed=0, seed=0)
     arm_out = train_arm(
         load_model(world["model"]), world["pool"], params, spec, tmp_path, progress=False
     )
@@ -323,12 +314,12 @@ def test_log_has_one_row_per_step_with_the_strategys_batch_kinds(
 def test_clear_errors_before_any_training(world: dict, tmp_path: Path) -> None:
     base, pool = load_model(world["model"]), world["pool"]
     params = params_for(world)
-    cross = ArmSpec("cross", base_seed=0, seed=0, trainable="full")
+    cross = Arm("cross", trained="full").at(base_seed=0, seed=0)
     zero_steps = params.model_copy(update={"train": params.train.model_copy(update={"steps": 0})})
     with pytest.raises(ValueError, match="at least one step"):
         train_arm(base, pool, zero_steps, cross, tmp_path, progress=False)
     for arm in ("cross", "hybrid", "multi"):
-        spec = ArmSpec(arm, 0, 0, 0.5 if arm == "hybrid" else None, "full")
+        spec = Arm(arm, 0.5 if arm == "hybrid" else None, "full").at(0, 0)
         with pytest.raises(ValueError, match="at least two training languages"):
             train_arm(base, pool, params, spec, tmp_path, langs=["de"], progress=False)
     with pytest.raises(ValueError, match="every training language is held out"):
@@ -338,7 +329,7 @@ def test_clear_errors_before_any_training(world: dict, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"no captions in training languages \['es'\]"):
         train_arm(base, pool_without_es, params, cross, tmp_path, progress=False)
     with pytest.raises(ValueError, match="zeroshot"):
-        train_arm(base, pool, params, ArmSpec("zeroshot", 0), tmp_path, progress=False)
+        train_arm(base, pool, params, Arm("zeroshot").at(0), tmp_path, progress=False)
     assert not list(tmp_path.iterdir())  # refused before writing anything
 
 
@@ -351,7 +342,7 @@ def test_arm_specs_and_folders(tmp_path: Path) -> None:
         "trainable": ["full", "lora"],
     }
     params = parse_params(raw)
-    specs = arms_from_params(params)
+    specs = shared_arms(params)
     assert len(specs) == 2 * (1 + (1 + 2) * 2 * 2)
     names = {s.name for s in specs}
     assert names == {
@@ -359,10 +350,12 @@ def test_arm_specs_and_folders(tmp_path: Path) -> None:
         "hybrid-a0.4-full", "hybrid-a0.4-lora", "hybrid-a0.6-full", "hybrid-a0.6-lora",
     }  # fmt: skip
     assert len({s.directory(params) for s in specs}) == len(specs)
-    hybrid = ArmSpec("hybrid", base_seed=3, seed=1, alpha=0.5, trainable="full")
+    hybrid = Arm("hybrid", 0.5, "full").at(base_seed=3, seed=1)
     assert hybrid.directory(params) == tmp_path / "t/arms/hybrid-a0.5-full/base3/seed1"
-    assert arm_dir(params, "zeroshot", None, None, 4, None) == tmp_path / "t/arms/zeroshot/base4"
+    assert Arm("zeroshot").at(4).directory(params) == tmp_path / "t/arms/zeroshot/base4"
     with pytest.raises(ValueError, match="alpha"):
-        ArmSpec("mono", 0, 0, alpha=0.5, trainable="full")
-    with pytest.raises(ValueError, match="seed and trainable"):
-        ArmSpec("cross", 0)
+        Arm("mono", 0.5, "full")
+    with pytest.raises(ValueError, match="trains"):
+        Arm("cross")
+    with pytest.raises(ValueError, match="seed"):
+        Arm("cross", trained="full").at(0).directory(params)

@@ -1,4 +1,8 @@
-"""The cached tiny base: builds offline, reports per-language recall, caches, never half-writes."""
+"""The cached tiny base: builds offline, reports its pretraining, caches, never half-writes.
+
+Its per-language recall is evaluation's (:func:`xlr.eval.runner.base_report`), checked here on
+the base this module builds.
+"""
 
 import json
 from pathlib import Path
@@ -9,8 +13,10 @@ from safetensors.torch import load_file
 
 from xlr.cli import main
 from xlr.config import parse_params
+from xlr.eval.runner import base_report
+from xlr.models.bases import REPORT_NAME, base_model_dir
 from xlr.train import pretrain as pretrain_module
-from xlr.train.pretrain import REPORT_NAME, base_model_dir, base_report, ensure_base_model
+from xlr.train.pretrain import PRETRAIN_GRAD_CLIP, PRETRAIN_WEIGHT_DECAY, ensure_base_model
 
 
 def tiny_params(cache: Path, **tiny: int) -> object:
@@ -47,9 +53,11 @@ def weights(model_dir: Path) -> dict[str, torch.Tensor]:
 def test_base_folder_and_report(built) -> None:
     params, model_dir = built
     report = json.loads((model_dir / REPORT_NAME).read_text())
+    assert report.keys() == {"base_seed", "pretrain"} and report["base_seed"] == 0
+    assert report["pretrain"].keys() == {"losses", "steps_per_s", "wall_s"}
     assert len(report["pretrain"]["losses"]) == params.model.tiny.pretrain_steps
     assert report["pretrain"]["steps_per_s"] > 0
-    table = base_report(model_dir)
+    table = base_report(params, base_seed=0)
     assert set(table["lang"]) == set(params.data.synthetic.langs)
     assert table["pretrain_share"].sum() == pytest.approx(1.0)
     assert table["r1"].between(0, 1).all() and (table["r5"] >= table["r1"]).all()
@@ -81,12 +89,17 @@ def test_same_seed_same_weights_other_seed_differs(built, tmp_path: Path) -> Non
 def test_interrupted_build_leaves_nothing(built, tmp_path: Path, monkeypatch) -> None:
     params = tiny_params(tmp_path)
 
+    recipes = []
+
     def interrupted(*args, **kwargs):
+        recipes.append({key: kwargs[key] for key in ("weight_decay", "grad_clip")})
         raise KeyboardInterrupt
 
     monkeypatch.setattr(pretrain_module, "pretrain", interrupted)
     with pytest.raises(KeyboardInterrupt):
         ensure_base_model(params, base_seed=0, progress=False)
+    # the pretraining recipe is the call's to state, not the loop's to assume
+    assert recipes == [{"weight_decay": PRETRAIN_WEIGHT_DECAY, "grad_clip": PRETRAIN_GRAD_CLIP}]
     out = base_model_dir(params, 0)
     assert not out.exists() and not list(out.parent.glob("*.tmp"))
 

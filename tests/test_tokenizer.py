@@ -258,45 +258,45 @@ def test_generated_captions_tokenise_well(tmp_path: Path) -> None:
 def test_token_cache_returns_what_the_tokenizer_gives(
     folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from xlr.train import finetune as train
+    from xlr.train import tokens
 
     tokenize = HFTokenizer(str(folder), context_length=12)
     texts = ["a red circle", "ein roter Kreis", "一个红色的圆"]
-    fresh = train.cached_tokens(tokenize, texts, tmp_path)
-    assert torch.equal(fresh, train.tokenize_texts(tokenize, texts))
+    fresh = tokens.cached_tokens(tokenize, texts, tmp_path)
+    assert torch.equal(fresh, tokens.tokenize_texts(tokenize, texts))
     assert fresh.dtype == torch.int64 and len(list(tmp_path.glob("*.npy"))) == 1
 
     def no_tokenizing(*_: object) -> None:
         raise AssertionError("tokenised again despite the cache")
 
-    monkeypatch.setattr(train, "tokenize_texts", no_tokenizing)
-    assert torch.equal(train.cached_tokens(tokenize, texts, tmp_path), fresh)
+    monkeypatch.setattr(tokens, "tokenize_texts", no_tokenizing)
+    assert torch.equal(tokens.cached_tokens(tokenize, texts, tmp_path), fresh)
     monkeypatch.undo()
 
     # other captions, another context length: other files, never the cached ids
-    train.cached_tokens(tokenize, texts[:2], tmp_path)
-    longer = train.cached_tokens(HFTokenizer(str(folder), context_length=16), texts, tmp_path)
+    tokens.cached_tokens(tokenize, texts[:2], tmp_path)
+    longer = tokens.cached_tokens(HFTokenizer(str(folder), context_length=16), texts, tmp_path)
     assert longer.shape == (3, 16) and len(list(tmp_path.glob("*.npy"))) == 3
 
 
 def test_token_cache_replaces_a_bad_file_and_skips_unknown_tokenizers(
     folder: Path, tmp_path: Path
 ) -> None:
-    from xlr.train import finetune as train
+    from xlr.train import tokens
 
     tokenize = HFTokenizer(str(folder), context_length=12)
     texts = ["a red circle", "a blue square"]
-    train.cached_tokens(tokenize, texts, tmp_path)
+    tokens.cached_tokens(tokenize, texts, tmp_path)
     (path,) = tmp_path.glob("*.npy")
     np.save(path, np.zeros((1, 12), dtype=np.int32))  # wrong row count: a hand-edited cache
     assert torch.equal(
-        train.cached_tokens(tokenize, texts, tmp_path), train.tokenize_texts(tokenize, texts)
+        tokens.cached_tokens(tokenize, texts, tmp_path), tokens.tokenize_texts(tokenize, texts)
     )
     assert np.load(path).shape == (2, 12)
 
     def plain(texts: list[str]) -> torch.Tensor:  # a tokenizer with nothing to fingerprint
         return torch.ones(len(texts), 4, dtype=torch.int64)
 
-    assert train.tokenizer_fingerprint(plain) is None
-    assert train.cached_tokens(plain, texts, tmp_path / "other").shape == (2, 4)
+    assert tokens.tokenizer_fingerprint(plain) is None
+    assert tokens.cached_tokens(plain, texts, tmp_path / "other").shape == (2, 4)
     assert not (tmp_path / "other").exists()

@@ -1,11 +1,15 @@
 """Shared training-loop pieces: schedule shape, resumable batch draws, pixel normalisation."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 
+from xlr.data.imagetext import ArrayImages, model_input
 from xlr.runtime import chunks, normalise_pixels
-from xlr.train.finetune import batch_indices, make_optimizer, warmup_cosine
+from xlr.train.optim import clocked_warmup_cosine, make_optimizer, warmup_cosine
+from xlr.train.pretrain import batch_indices
 
 
 def test_warmup_then_cosine_to_zero() -> None:
@@ -23,6 +27,27 @@ def test_warmup_then_cosine_to_zero() -> None:
     assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(ValueError, match="must be positive"):
         warmup_cosine(opt, warmup=1, total=0)
+
+
+def test_a_clocked_schedule_follows_each_step_on_its_own_clock() -> None:
+    def rates(scheduler: torch.optim.lr_scheduler.LambdaLR, steps: int) -> list[float]:
+        out = []
+        for _ in range(steps):
+            out.append(scheduler.optimizer.param_groups[0]["lr"])
+            scheduler.optimizer.step()
+            scheduler.step()
+        return out
+
+    def sgd() -> torch.optim.SGD:
+        return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+
+    alone = rates(warmup_cosine(sgd(), warmup=2, total=5), 5)
+    clock = [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]  # two languages interleaved, five steps each
+    assert rates(clocked_warmup_cosine(sgd(), clock, warmup=2, total=5), 10) == [
+        rate for rate in alone for _ in range(2)
+    ]
+    restarting = rates(clocked_warmup_cosine(sgd(), [*range(5), *range(5)], 2, 5), 10)
+    assert restarting == alone + alone
 
 
 def test_batch_indices_depend_only_on_seed_and_step() -> None:
@@ -52,6 +77,29 @@ def test_normalise_pixels_layout_and_values() -> None:
     out = normalise_pixels(pixels, mean=(0.5, 0.5, 0.5), std=(0.5, 0.25, 0.1))
     assert out.shape == (1, 3, 1, 1)
     assert out.flatten().tolist() == pytest.approx([1.0, -2.0, -3.0])
+
+
+def test_model_input_skips_pil_only_at_the_towers_size() -> None:
+    pixels = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
+    tower = SimpleNamespace(image_size=8, image_mean=(0.5,) * 3, image_std=(0.25,) * 3)
+    model = SimpleNamespace(visual=tower)
+
+    def never(_: object) -> torch.Tensor:
+        raise AssertionError("decoded pixels at the tower's size went through PIL")
+
+    ids = np.array([3, 1])
+    expected = normalise_pixels(torch.from_numpy(pixels[ids]), tower.image_mean, tower.image_std)
+    assert torch.equal(model_input(ArrayImages(pixels), ids, model, never), expected)
+    assert torch.equal(model_input(ArrayImages(pixels), slice(1, 3), model, never)[0], expected[1])
+    tower.image_size = (16, 16)  # another size: the model's own transform, image by image
+    seen = []
+
+    def transform(image: object) -> torch.Tensor:
+        seen.append(np.asarray(image))
+        return torch.zeros(3, 16, 16)
+
+    assert model_input(ArrayImages(pixels), ids, model, transform).shape == (2, 3, 16, 16)
+    assert [image.tolist() for image in seen] == [pixels[3].tolist(), pixels[1].tolist()]
 
 
 def test_chunks_cover_range() -> None:

@@ -2,7 +2,8 @@
 
 DESIGN (Training arms, ``adapters``): the base CLIP stays frozen and every training language gets
 its own LoRA on the XLM-R text tower (``text.transformer``), trained on ``mono`` batches of that
-language with the loss and loop of :func:`xlr.train.finetune.train_arm`. At inference the caption's
+language with the objective of the shared arms (:mod:`xlr.train.objective`) and the one training
+loop (:mod:`xlr.train.loop`). At inference the caption's
 language selects its adapter; a language without one falls back to the base (adapters off), to
 the adapter of the nearest training language, or to the average of all adapters. The combined
 arm ``adapters_hybrid`` trains the same adapters on hybrid batches: a cross step encodes its
@@ -25,56 +26,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from xlr.arms import ADAPTERS_DIR, Arm
-from xlr.config import LoraSection, Params
+from xlr.arms import ADAPTERS_DIR, LOG_CSV, SUMMARY_FILE, Arm
+from xlr.config import Params
 from xlr.data.imagetext import ImageTextSet
 from xlr.io import atomic_dir, atomic_write_json
 from xlr.langs import canonical_code
-from xlr.models.adapters import (
-    adapter_bytes,
-    adapter_tensors,
-    saved_adapter_langs,
-    saved_params,
-)
+from xlr.models.adapters import adapter_bytes, adapter_tensors, saved_adapter_langs, saved_params
 from xlr.models.factory import ModelBundle
 from xlr.runtime import DistContext, init_distributed
 from xlr.train.batching import Batch, BatchSampler
-from xlr.train.finetune import (
-    CHECKPOINT,
-    LOG_CSV,
-    StepPlan,
-    _image_loader,
-    _resume_point,
-    _run_steps,
-    _start_outputs,
-    _step_seed,
-    _text_features,
-    _Trainer,
-    cached_tokens,
-    check_arm_inputs,
-    count_trainable,
-    make_optimizer,
-    save_checkpoint,
-    token_cache_dir,
-    warmup_cosine,
-    warmup_cosine_factor,
-)
-from xlr.train.losses import ContrastiveLoss
+from xlr.train.finetune import arm_folder, check_arm_inputs, run_summary
+from xlr.train.loop import StepPlan, Trainer, fit, step_seed
+from xlr.train.objective import contrastive_objective, text_features
+from xlr.train.optim import clocked_warmup_cosine, make_optimizer, warmup_cosine
+from xlr.train.trainable import add_language_adapters, language_seed
 
 Schedule = Literal["sequential", "interleaved"]
-# --- Arms and folders ---------------------------------------------------------------------------
-
-
-def language_seed(seed: int, lang: str) -> int:
-    """The seed of one language's adapter (init, batches, dropout): a function of the run seed
-    and the language alone, so no adapter depends on which other languages are trained."""
-    return int(np.random.SeedSequence([seed, *lang.encode()]).generate_state(1)[0])
 
 
 def language_schedule(
@@ -91,67 +63,6 @@ def language_schedule(
     raise ValueError(f"adapters.schedule must be 'sequential' or 'interleaved', got {schedule!r}")
 
 
-# --- peft plumbing ------------------------------------------------------------------------------
-
-
-def _check_rank(transformer: nn.Module, lora: LoraSection) -> None:
-    """Refuse a rank above the width of a targeted layer: peft accepts it, but the update
-    ``B @ A`` then has more parameters than the full-rank change it approximates."""
-    for name, module in transformer.named_modules():
-        targeted = any(name == t or name.endswith(f".{t}") for t in lora.target_modules)
-        if targeted and isinstance(module, nn.Linear):
-            width = min(module.in_features, module.out_features)
-            if lora.r > width:
-                raise ValueError(
-                    f"adapters.lora.r = {lora.r} exceeds the width {width} of "
-                    f"text.transformer.{name}; a LoRA rank must be at most the smaller of a "
-                    "targeted layer's input and output features: lower adapters.lora.r"
-                )
-
-
-def add_language_adapters(
-    model: nn.Module, langs: Sequence[str], lora: LoraSection, seed: int
-) -> int:
-    """Freeze ``model`` and give its XLM-R text tower one LoRA per language, named by its code.
-
-    Only ``text.transformer`` is wrapped; the image tower, projection and logit scale stay
-    locked (peft freezes only what it wraps). Each adapter is initialised under
-    :func:`language_seed`. Returns the trainable parameter count of one adapter, the first
-    language's adapter being the active one.
-    """
-    from peft import LoraConfig, get_peft_model
-
-    codes = [canonical_code(lang) for lang in langs]
-    if not codes or len(set(codes)) != len(codes):
-        raise ValueError(f"adapter languages must be distinct and at least one, got {list(langs)}")
-    _check_rank(model.text.transformer, lora)
-    for param in model.parameters():
-        param.requires_grad_(False)
-    config = LoraConfig(
-        r=lora.r,
-        lora_alpha=lora.alpha,
-        lora_dropout=lora.dropout,
-        target_modules=list(lora.target_modules),
-        bias="none",
-    )
-    transformer = model.text.transformer
-    for i, lang in enumerate(codes):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(language_seed(seed, lang))
-            try:
-                if i == 0:
-                    transformer = get_peft_model(transformer, config, adapter_name=lang)
-                else:
-                    transformer.add_adapter(lang, config)
-            except ValueError as err:
-                raise ValueError(
-                    f"adapters.lora.target_modules {lora.target_modules}: {err}"
-                ) from err
-    model.text.transformer = transformer
-    transformer.set_adapter(codes[0])
-    return count_trainable(model)
-
-
 def _use_adapter(transformer: nn.Module, active: str, trainable: Sequence[str]) -> None:
     """Route the forward pass through ``active`` with exactly ``trainable`` receiving gradients.
 
@@ -163,17 +74,14 @@ def _use_adapter(transformer: nn.Module, active: str, trainable: Sequence[str]) 
     transformer.set_requires_grad(list(trainable), True)
 
 
-# --- Training -----------------------------------------------------------------------------------
-
-
 def routed_text_features(
     model: nn.Module, tokens: torch.Tensor, batch: Batch, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Query features through the query language's adapter, targets through the target's.
 
-    The :data:`xlr.train.finetune.TextFeatures` hook of the adapter arms. A mono batch is one forward
-    pass through its language's adapter; a cross batch is two, with the adapter switched
-    between them and both adapters trainable, so one backward pass reaches both.
+    The :data:`xlr.train.objective.TextFeatures` hook of the adapter arms. A mono batch is one
+    forward pass through its language's adapter; a cross batch is two, with the adapter
+    switched between them and both adapters trainable, so one backward pass reaches both.
     """
     if batch.kind == "multi":
         raise ValueError("adapters route one language per side: 'multi' batches mix languages")
@@ -182,7 +90,7 @@ def routed_text_features(
     pair = list(dict.fromkeys((query_lang, target_lang)))
     _use_adapter(transformer, query_lang, pair)
     if query_lang == target_lang:
-        return _text_features(model, tokens, batch, device)
+        return text_features(model, tokens, batch, device)
     query = model.encode_text(tokens[torch.from_numpy(batch.query_rows)].to(device), normalize=True)
     _use_adapter(transformer, target_lang, pair)
     # A cross batch pairs every query with its parallel caption: every row has a target.
@@ -207,11 +115,11 @@ class TrainedAdapters:
         return list(self.summary["langs"])
 
 
-@dataclass
-class _AdapterRun:
+@dataclass(frozen=True)
+class AdapterRun:
     """One adapter arm, ready to train: its trainer, its step plan, its number of steps."""
 
-    trainer: _Trainer
+    trainer: Trainer
     plan: StepPlan
     steps: int
 
@@ -232,21 +140,25 @@ def _mono_plan(
     def plan(step: int) -> tuple[Batch, int]:
         lang, local = clock[step]
         batch = dataclasses.replace(samplers[lang].batch(local), step=step)
-        return batch, _step_seed(seeds[lang], local, ctx.rank)
+        return batch, step_seed(seeds[lang], local, ctx.rank)
 
     return plan, [local for _, local in clock]
 
 
-def _prepare(
+def adapter_run(
     base: ModelBundle,
     pool: ImageTextSet,
     params: Params,
     arm: Arm,
     langs: list[str],
     ctx: DistContext,
-) -> _AdapterRun:
+) -> AdapterRun:
     """A copy of the base with one adapter per language, its optimizer over every adapter
-    (a cross step updates two), the learning-rate schedule and the step plan."""
+    (a cross step updates two), the learning-rate schedule and the step plan.
+
+    Public apart from :func:`train_adapters` so that a test or a notebook can take one step
+    of an adapter arm and look at what it changed.
+    """
     train, adapters = params.train, params.adapters
     model = copy.deepcopy(base.model).cpu()  # adapters initialised on CPU: same on any device
     add_language_adapters(model, langs, adapters.lora, arm.seed)
@@ -260,13 +172,9 @@ def _prepare(
     steps = len(langs) * adapters.steps_per_language
     scheduler: torch.optim.lr_scheduler.LRScheduler
     if arm.alpha is None:
-        plan, local = _mono_plan(captions, langs, params, arm.seed, ctx)
-        clock = [*local, adapters.steps_per_language]  # the scheduler looks one step past the end
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer,
-            lambda step: warmup_cosine_factor(
-                clock[step], train.warmup, adapters.steps_per_language
-            ),
+        plan, clock = _mono_plan(captions, langs, params, arm.seed, ctx)
+        scheduler = clocked_warmup_cosine(
+            optimizer, clock, train.warmup, adapters.steps_per_language
         )
     else:
         sampler = BatchSampler(
@@ -274,22 +182,22 @@ def _prepare(
         )
 
         def plan(step: int) -> tuple[Batch, int]:
-            return sampler.batch(step), _step_seed(arm.seed, step, ctx.rank)
+            return sampler.batch(step), step_seed(arm.seed, step, ctx.rank)
 
         scheduler = warmup_cosine(optimizer, train.warmup, steps)
-    trainer = _Trainer(
+    objective = contrastive_objective(
+        base, pool, captions, params, ctx.world_size, text_features=routed_text_features
+    )
+    trainer = Trainer(
         model=model,
-        tokens=cached_tokens(base.tokenizer, captions["caption"].tolist(), token_cache_dir(params)),
-        images=_image_loader(pool, model, base.preprocess_train),
-        loss_fn=ContrastiveLoss(train.lambda_tt, ctx.world_size),
+        objective=objective,
         optimizer=optimizer,
         scheduler=scheduler,
         ctx=ctx,
         precision=train.precision,
         grad_clip=train.grad_clip,
-        text_features=routed_text_features,
     )
-    return _AdapterRun(trainer, plan, steps)
+    return AdapterRun(trainer, plan, steps)
 
 
 def train_adapters(
@@ -319,79 +227,32 @@ def train_adapters(
     ctx = init_distributed(params.run.device)
     check_arm_inputs(pool, params, arm, langs, ctx.world_size)
     out = Path(out_dir) if out_dir is not None else arm.directory(params)
-    run = _prepare(base, pool, params, arm, langs, ctx)
-    trainer = run.trainer
-    model = trainer.model
+    run = adapter_run(base, pool, params, arm, langs, ctx)
+    folder = arm_folder(arm, langs, params, out, resume, ("data", "model", "train", "adapters"))
+    wall = fit(
+        run.trainer, run.plan, run.steps, folder=folder, desc=arm.name, progress=progress
+    ).wall_s
+    model = run.trainer.model
     transformer = model.text.transformer
-    identity = {
-        "arm": arm.name,
-        "base_seed": arm.base_seed,
-        "seed": arm.seed,
-        "langs": langs,
-        "config": params.section_hash("data", "model", "train", "adapters"),
-    }
-    start, elapsed = _resume_point(trainer, out / CHECKPOINT, identity, resume)
-    log = _start_outputs(out, params, start) if ctx.is_main else None
-
-    def save(step: int, elapsed_s: float) -> None:
-        transformer.set_requires_grad(langs, True)  # the checkpoint holds every adapter
-        save_checkpoint(
-            out / CHECKPOINT, model, trainer.optimizer, trainer.scheduler,
-            step=step, elapsed_s=elapsed_s, identity=identity,
-        )  # fmt: skip
-
-    wall = _run_steps(
-        trainer, run.plan, save, start=start, elapsed=elapsed, steps=run.steps,
-        checkpoint_every=params.train.checkpoint_every, log=log, desc=arm.name,
-        progress=progress,
-    )  # fmt: skip
     transformer.set_requires_grad(langs, False)
     model.eval()
-    summary = _summary(arm, langs, params, ctx, base, transformer, run.steps, wall)
+    trained = [p for lang in langs for p in adapter_tensors(transformer)[lang]]
+    summary = run_summary(
+        arm, langs, params, ctx, run.steps, wall, trained,
+        sum(p.numel() for p in base.model.parameters()) + sum(p.numel() for p in trained),
+        base_model=base.name,
+        schedule=params.adapters.schedule if arm.alpha is None else "hybrid",
+        steps_per_language=params.adapters.steps_per_language,
+    )  # fmt: skip
     if ctx.is_main:
         with atomic_dir(out / ADAPTERS_DIR, overwrite=True) as tmp:
             transformer.save_pretrained(tmp, selected_adapters=langs)
         summary["per_language"] = _per_language(out, langs, transformer, params.train.batch_size)
         summary["bytes_on_disk"] = sum(v["bytes_on_disk"] for v in summary["per_language"].values())
-        atomic_write_json(summary, out / "summary.json")
+        atomic_write_json(summary, out / SUMMARY_FILE)
     if ctx.world_size > 1:
         dist.barrier()
     return TrainedAdapters(arm, dataclasses.replace(base, model=model), out, summary)
-
-
-def _summary(
-    arm: Arm,
-    langs: list[str],
-    params: Params,
-    ctx: DistContext,
-    base: ModelBundle,
-    transformer: nn.Module,
-    steps: int,
-    wall_s: float,
-) -> dict[str, Any]:
-    """What ``summary.json`` records beside the per-language costs: arms are matched on steps,
-    not compute, so wall time and trainable parameters go beside every comparison."""
-    batch_size = params.train.batch_size
-    tensors = [p for lang in langs for p in adapter_tensors(transformer)[lang]]
-    trainable = sum(p.numel() for p in tensors)
-    return {
-        **dataclasses.asdict(arm),
-        "name": arm.name,
-        "base_model": base.name,
-        "langs": langs,
-        "schedule": params.adapters.schedule if arm.alpha is None else "hybrid",
-        "steps_per_language": params.adapters.steps_per_language,
-        "steps": steps,
-        "batch_size": batch_size,
-        "world_size": ctx.world_size,
-        "device": str(ctx.device),
-        "wall_s": wall_s,
-        "steps_per_s": steps / wall_s,
-        "examples_per_s": steps * batch_size / wall_s,
-        "trainable_params": trainable,
-        "trainable_bytes": sum(p.numel() * p.element_size() for p in tensors),
-        "total_params": sum(p.numel() for p in base.model.parameters()) + trainable,
-    }
 
 
 def _per_language(
@@ -414,12 +275,6 @@ def _per_language(
             "wall_s": float(seconds[took_part].sum()),
         }
     return result
-
-
-# --- Loading and routing ------------------------------------------------------------------------
-
-
-# --- Cost ---------------------------------------------------------------------------------------
 
 
 def adapter_costs(

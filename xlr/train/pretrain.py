@@ -6,38 +6,46 @@ pool (one caption per image in one language, as in LAION), so it ends up like th
 qualitatively: good in English and the frequent languages, poor in the rare ones. The base's
 own seed dominates the study's variance, so each ``run.base_seeds`` entry is a separate base.
 
-Where the tokenizer and the bases are cached: :mod:`xlr.models.bases`.
+Pretraining is a driver of the one training loop (:mod:`xlr.train.loop`): no surgery (both
+towers train), batches drawn without replacement per (seed, step) (:func:`batch_indices`), and
+open_clip's ``ClipLoss`` as its objective. Its recipe settings that params do not hold are the
+``PRETRAIN_*`` constants below. Where the tokenizer and the bases are cached:
+:mod:`xlr.models.bases`.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from open_clip.loss import ClipLoss
-from tqdm.auto import tqdm
+from torch import nn
 
 from xlr.config import Params
-from xlr.data.imagetext import ArrayImages, ImageTextSet
+from xlr.data.imagetext import ImageStore, ImageTextSet, model_input
 from xlr.data.prepare import ensure_corpus
 from xlr.data.synthetic import lexicon_words, load_pool
 from xlr.models.bases import REPORT_NAME, base_model_dir, is_base_cached, tokenizer_dir
 from xlr.models.factory import ModelBundle, load_model, save_model_dir, write_tiny_model_dir
 from xlr.models.tokenizer import build_tokenizer
-from xlr.runtime import normalise_pixels, resolve_device, seed_everything
-from xlr.train.finetune import (
-    batch_indices,
-    cached_tokens,
-    make_optimizer,
-    token_cache_dir,
-    warmup_cosine,
-)
+from xlr.runtime import DistContext, resolve_device, seed_everything
+from xlr.train.loop import Trainer, fit
+from xlr.train.optim import make_optimizer, warmup_cosine
+from xlr.train.tokens import cached_tokens, token_cache_dir
+
+# The pretraining recipe beside model.tiny: CLIP's weight decay and clipping (open_clip's
+# defaults for training from scratch), in fp32: the bases have always been pretrained without
+# autocast, and a cached base is keyed by model.tiny alone, so changing these would need a new key.
+PRETRAIN_WEIGHT_DECAY = 0.1
+PRETRAIN_GRAD_CLIP = 1.0
+PRETRAIN_PRECISION = "fp32"
 
 
 def ensure_tokenizer(params: Params, corpus: Path) -> Path:
@@ -58,6 +66,57 @@ def ensure_tokenizer(params: Params, corpus: Path) -> Path:
     return build_tokenizer(texts, out, params.model.tiny.vocab_size, seed_words=words)
 
 
+def batch_indices(n_items: int, batch_size: int, seed: int, step: int) -> np.ndarray:
+    """The example indices of one step, drawn without replacement from a per-step seed.
+
+    Why per step: the batch of step ``s`` is the same whatever ran before it, with no sampler
+    state to keep.
+    """
+    if batch_size > n_items:
+        raise ValueError(f"batch size {batch_size} exceeds the {n_items} examples available")
+    return np.random.default_rng([seed, step]).choice(n_items, size=batch_size, replace=False)
+
+
+@dataclass(frozen=True)
+class PairBatch:
+    """One pretraining step's image-caption pairs: rows of the one-caption-per-image table."""
+
+    step: int
+    rows: np.ndarray  # int64 [B]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def shard(self, rank: int, world_size: int) -> PairBatch:
+        """This rank's contiguous slice (pretraining runs in one process: the whole batch)."""
+        per = len(self) // world_size
+        return PairBatch(self.step, self.rows[rank * per : (rank + 1) * per])
+
+
+@dataclass
+class ClipObjective:
+    """Pretraining's :class:`xlr.train.loop.Objective`: both towers forward with gradients,
+    open_clip's ``ClipLoss`` between the image and caption of each pair."""
+
+    images: ImageStore
+    image_ids: np.ndarray  # image of each caption row
+    tokens: torch.Tensor
+    preprocess: Callable[[Any], torch.Tensor]
+    loss_fn: ClipLoss
+
+    def __call__(
+        self, model: nn.Module, batch: PairBatch, device: torch.device
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        ids = self.image_ids[batch.rows]
+        images = model_input(self.images, ids, model, self.preprocess).to(device)
+        image_features = model.encode_image(images, normalize=True)
+        text_features = model.encode_text(
+            self.tokens[torch.from_numpy(batch.rows)].to(device), normalize=True
+        )
+        loss = self.loss_fn(image_features, text_features, model.logit_scale.exp())
+        return loss, {"loss": loss.detach()}
+
+
 @dataclass(frozen=True)
 class PretrainLog:
     """What base pretraining did: per-step losses and its speed."""
@@ -68,44 +127,53 @@ class PretrainLog:
 
 
 def pretrain(
-    bundle: ModelBundle, pool: ImageTextSet, params: Params, seed: int, progress: bool = True
+    bundle: ModelBundle,
+    pool: ImageTextSet,
+    params: Params,
+    seed: int,
+    *,
+    weight_decay: float,
+    grad_clip: float | None,
+    precision: str,
+    progress: bool = True,
 ) -> PretrainLog:
-    """Train both towers from scratch with ClipLoss on the pretraining pool."""
+    """Train both towers of ``bundle.model`` (in place) from scratch with ClipLoss on the
+    pretraining pool (one caption per image), ``model.tiny``'s steps, batch size and schedule.
+
+    ``seed`` draws the batches and seeds dropout once, at the start: a base is pretrained in one
+    go (an interrupted build is thrown away), so its dropout is one stream, not reseeded per
+    step. ``weight_decay``, ``grad_clip`` (None: unclipped) and ``precision`` are the recipe's
+    (:data:`PRETRAIN_WEIGHT_DECAY`, :data:`PRETRAIN_GRAD_CLIP`, :data:`PRETRAIN_PRECISION`).
+    """
     tiny = params.model.tiny
-    device = resolve_device(params.run.device)
-    if not isinstance(pool.images, ArrayImages):
-        raise TypeError("base pretraining expects the generated pool's decoded images")
     captions = pool.captions.sort_values("image_id").reset_index(drop=True)
     if not captions["image_id"].is_unique:
         raise ValueError(f"{pool.name}: the pretraining pool has one caption per image")
-    pixels = torch.from_numpy(pool.images.pixels[captions["image_id"].to_numpy()])
     tokens = cached_tokens(bundle.tokenizer, captions["caption"].tolist(), token_cache_dir(params))
-    model = bundle.model.to(device).train()
-    mean, std = model.visual.image_mean, model.visual.image_std
-    optimizer = make_optimizer(model, tiny.pretrain_lr, weight_decay=0.1)
-    schedule = warmup_cosine(optimizer, tiny.pretrain_warmup, tiny.pretrain_steps)
-    loss_fn = ClipLoss()
+    device = resolve_device(params.run.device)
+    model = bundle.model.to(device)
+    objective = ClipObjective(
+        pool.images, captions["image_id"].to_numpy(), tokens, bundle.preprocess_train, ClipLoss()
+    )
+    optimizer = make_optimizer(model, tiny.pretrain_lr, weight_decay)
+    trainer = Trainer(
+        model=model,
+        objective=objective,
+        optimizer=optimizer,
+        scheduler=warmup_cosine(optimizer, tiny.pretrain_warmup, tiny.pretrain_steps),
+        ctx=DistContext(0, 1, device),
+        precision=precision,
+        grad_clip=grad_clip,
+    )
+
+    def plan(step: int) -> tuple[PairBatch, None]:
+        rows = batch_indices(len(tokens), tiny.pretrain_batch_size, seed, step)
+        return PairBatch(step, rows), None
+
     seed_everything(seed)
-    losses: list[float] = []
-    start = time.perf_counter()
-    for step in tqdm(
-        range(tiny.pretrain_steps), desc=f"pretrain base s{seed}", disable=not progress
-    ):
-        rows = torch.from_numpy(batch_indices(len(tokens), tiny.pretrain_batch_size, seed, step))
-        images = normalise_pixels(pixels[rows], mean, std).to(device)
-        image_features = model.encode_image(images, normalize=True)
-        text_features = model.encode_text(tokens[rows].to(device), normalize=True)
-        loss = loss_fn(image_features, text_features, model.logit_scale.exp())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        with torch.no_grad():  # open_clip clamps the learnable temperature at 100
-            model.logit_scale.clamp_(0, np.log(100))
-        losses.append(float(loss.detach()))
-    wall = time.perf_counter() - start
-    return PretrainLog(losses, tiny.pretrain_steps / wall, wall)
+    run = fit(trainer, plan, tiny.pretrain_steps, desc=f"pretrain base s{seed}", progress=progress)
+    losses = [metrics["loss"] for metrics in run.history]
+    return PretrainLog(losses, tiny.pretrain_steps / run.wall_s, run.wall_s)
 
 
 def ensure_base_model(params: Params, base_seed: int, progress: bool = True) -> Path:
@@ -126,7 +194,11 @@ def ensure_base_model(params: Params, base_seed: int, progress: bool = True) -> 
         size = params.data.synthetic.image_size
         write_tiny_model_dir(params.model.tiny, tokenizer, size, tmp, seed=base_seed)
         bundle = load_model(tmp)
-        log = pretrain(bundle, load_pool(corpus, "pretrain"), params, base_seed, progress)
+        log = pretrain(
+            bundle, load_pool(corpus, "pretrain"), params, base_seed,
+            weight_decay=PRETRAIN_WEIGHT_DECAY, grad_clip=PRETRAIN_GRAD_CLIP,
+            precision=PRETRAIN_PRECISION, progress=progress,
+        )  # fmt: skip
         save_model_dir(bundle, tmp)
         report = {"base_seed": base_seed, "pretrain": asdict(log)}
         (tmp / REPORT_NAME).write_text(json.dumps(report, indent=2))
@@ -136,5 +208,3 @@ def ensure_base_model(params: Params, base_seed: int, progress: bool = True) -> 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
-
-

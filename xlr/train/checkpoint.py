@@ -1,0 +1,91 @@
+"""Checkpoints of a training run: save, load, restore, and where a run resumes.
+
+A checkpoint holds what an uninterrupted run would still have in memory: the trained weights,
+the optimizer and the schedule, the next step and the training seconds so far. No RNG state:
+batches are a pure function of (seed, step) and dropout is reseeded per step
+(:func:`xlr.train.loop.step_seed`), so a run resumed at step ``s`` ends, on CPU, with the
+weights of one that never stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from xlr.io import atomic_file
+
+CHECKPOINT = "checkpoint.pt"  # in a run's folder, rewritten every train.checkpoint_every steps
+
+
+class Resumable(Protocol):
+    """What a checkpoint saves and restores (:class:`xlr.train.loop.Trainer` is one)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    trained: Sequence[str]  # names of the parameters the run trains
+
+
+def trainable_state(model: nn.Module, names: Sequence[str]) -> dict[str, torch.Tensor]:
+    """CPU copies of the parameters ``names``: what a checkpoint must hold to resume."""
+    params = dict(model.named_parameters())
+    return {name: params[name].detach().cpu().clone() for name in names}
+
+
+def save_checkpoint(
+    path: Path, run: Resumable, *, step: int, elapsed_s: float, identity: dict[str, Any]
+) -> None:
+    """Trained weights, optimizer, schedule and the next step, written atomically.
+
+    Only plain containers, numbers, strings and tensors, so ``torch.load(weights_only=True)``
+    reads it back without unpickling code. ``identity`` says which run wrote it: a resume
+    refuses a checkpoint of another.
+    """
+    state = {
+        "step": step,
+        "elapsed_s": elapsed_s,
+        "identity": identity,
+        "model": trainable_state(run.model, run.trained),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+    }
+    with atomic_file(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint written by :func:`save_checkpoint`, tensors on the CPU."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def restore_checkpoint(state: dict[str, Any], run: Resumable, path: Path) -> None:
+    """Put a loaded checkpoint's weights, optimizer and schedule back (``path`` for errors)."""
+    if set(run.trained) != set(state["model"]):
+        raise ValueError(f"{path}: holds other trainable parameters than this arm trains")
+    params = dict(run.model.named_parameters())
+    with torch.no_grad():
+        for name, value in state["model"].items():
+            params[name].copy_(value)
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+
+
+def resume_point(
+    run: Resumable, path: Path, identity: dict[str, Any], resume: bool
+) -> tuple[int, float]:
+    """(next step, training seconds so far): restored from ``path`` when ``resume`` and it
+    exists, else (0, 0). A checkpoint of another run (``identity``) is an error, not a restart."""
+    if not (resume and path.is_file()):
+        return 0, 0.0
+    state = load_checkpoint(path)
+    if state["identity"] != identity:
+        raise ValueError(
+            f"{path}: written for {state['identity']}, not {identity}; pass resume=False to "
+            "start this arm again, or point out_dir elsewhere"
+        )
+    restore_checkpoint(state, run, path)
+    return int(state["step"]), float(state["elapsed_s"])

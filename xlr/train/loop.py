@@ -1,0 +1,204 @@
+"""The one training loop of the study: base pretraining, the arms (02) and the adapters (03).
+
+A run is a :class:`Trainer` (model, objective, optimiser, schedule, precision, clipping, the
+distributed context) driven by :func:`fit` through a *step plan*: a function from the global step
+to that step's global batch and dropout seed. The drivers (:mod:`xlr.train.pretrain`,
+:mod:`xlr.train.finetune`, :mod:`xlr.train.adapters`) differ only in what they hand it: the model
+after their surgery, their plan and their objective. Everything else is written here once:
+autocast, the AdamW step, gradient averaging over ranks, clipping, the logit-scale clamp, dropout
+seeding, checkpoints and resume (:mod:`xlr.train.checkpoint`) and the per-step log
+(:mod:`xlr.train.steplog`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from tqdm.auto import tqdm
+
+from xlr.arms import SUMMARY_FILE
+from xlr.config import Params
+from xlr.io import atomic_write_text
+from xlr.runtime import DistContext, all_reduce_gradients, autocast
+from xlr.train.checkpoint import CHECKPOINT, resume_point, save_checkpoint
+from xlr.train.steplog import StepLog
+
+PARAMS_FILE = "params.yaml"  # the resolved params of a run, beside its log
+
+
+class StepBatch(Protocol):
+    """What the loop needs of a batch: its step, its size, and this rank's shard of it."""
+
+    @property
+    def step(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+    def shard(self, rank: int, world_size: int) -> Any: ...
+
+
+class Objective(Protocol):
+    """A driver's forward pass: the loss of ``model`` on this rank's shard and the parts to log
+    (``loss`` among them), run by :meth:`Trainer.step` under autocast."""
+
+    def __call__(
+        self, model: nn.Module, batch: Any, device: torch.device
+    ) -> tuple[torch.Tensor, dict[str, Any]]: ...
+
+
+# global step -> (global batch, torch seed of its dropout; None continues the current stream)
+StepPlan = Callable[[int], tuple[StepBatch, int | None]]
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """Torch seed of one step on one rank: dropout is a pure function of (seed, step, rank), so
+    a resumed run needs no saved RNG state and ranks draw independent masks."""
+    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
+
+
+@dataclass
+class Trainer:
+    """What one optimisation step needs, built once per run.
+
+    ``trained`` is fixed when the trainer is built, from the parameters that require grad then:
+    what checkpoints hold. A step may train fewer (an adapter step marks only its adapters).
+    ``grad_clip`` None leaves gradients unclipped (their norm is still logged).
+    """
+
+    model: nn.Module
+    objective: Objective
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    ctx: DistContext
+    precision: str
+    grad_clip: float | None
+    trained: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        named = self.model.named_parameters()
+        self.trained = tuple(name for name, param in named if param.requires_grad)
+
+    def step(self, batch: Any) -> dict[str, float]:
+        """Forward on this rank's shard, loss over the global batch, one AdamW step."""
+        model, device = self.model, self.ctx.device
+        with autocast(device, self.precision):
+            loss, parts = self.objective(model, batch, device)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for p in model.parameters() if p.requires_grad]
+        if self.ctx.world_size > 1:
+            all_reduce_gradients(params, self.ctx.world_size)
+        grad_norm = nn.utils.clip_grad_norm_(params, self.grad_clip or math.inf)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.scheduler.step()
+        with torch.no_grad():  # open_clip clamps the learnable temperature at 100
+            model.logit_scale.clamp_(0, math.log(100))
+        metrics = {name: float(value) for name, value in parts.items()}
+        return metrics | {
+            "logit_scale": float(model.logit_scale.detach().exp()),
+            "lr": lr,
+            "grad_norm": float(grad_norm),
+        }
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Where a resumable run writes: ``params.yaml``, ``log.csv``, ``tb/`` and ``checkpoint.pt``
+    (every ``checkpoint_every`` steps and at the end). ``identity`` names the run; a checkpoint
+    of another run is refused. Without ``resume`` a run starts again from step 0."""
+
+    path: Path
+    params: Params
+    identity: dict[str, Any]
+    checkpoint_every: int
+    resume: bool = True
+
+
+@dataclass(frozen=True)
+class Fit:
+    """What :func:`fit` did: the step it started at (after a resume, not 0), the training
+    seconds of the whole run (the part before a resume included), and the metrics of each step
+    it ran, in order."""
+
+    start: int
+    wall_s: float
+    history: list[dict[str, float]]
+
+
+def fit(
+    trainer: Trainer,
+    plan: StepPlan,
+    steps: int,
+    *,
+    folder: RunFolder | None = None,
+    desc: str = "train",
+    progress: bool = True,
+) -> Fit:
+    """Run steps ``0 .. steps - 1`` of ``plan`` (from its checkpoint when ``folder`` has one):
+    seed each step's dropout, train this rank's shard, log, checkpoint.
+
+    Without ``folder`` nothing is written (base pretraining keeps its losses in memory). Under
+    ``torchrun`` only rank 0 writes. A tower with nothing to train runs in eval mode: no dropout
+    or norm statistics to update.
+    """
+    ctx, model = trainer.ctx, trainer.model
+    start, elapsed = 0, 0.0
+    if folder is not None:
+        start, elapsed = resume_point(
+            trainer, folder.path / CHECKPOINT, folder.identity, folder.resume
+        )
+    log = _open_folder(folder, start) if folder is not None and ctx.is_main else None
+    model.train()
+    for tower in model.children():
+        if not any(param.requires_grad for param in tower.parameters()):
+            tower.eval()
+    history: list[dict[str, float]] = []
+    loop_start = time.perf_counter()
+    bar = tqdm(
+        range(start, steps), desc=desc, initial=start, total=steps,
+        disable=not (progress and ctx.is_main),
+    )  # fmt: skip
+    try:
+        with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
+            for step in bar:
+                tic = time.perf_counter()
+                batch, seed = plan(step)
+                if seed is not None:
+                    torch.manual_seed(seed)
+                metrics = trainer.step(batch.shard(ctx.rank, ctx.world_size))
+                history.append(metrics)
+                if log is None or folder is None:
+                    continue
+                log.write(batch, metrics, time.perf_counter() - tic)
+                if (step + 1) % folder.checkpoint_every == 0 or step + 1 == steps:
+                    save_checkpoint(
+                        folder.path / CHECKPOINT, trainer, step=step + 1,
+                        elapsed_s=elapsed + time.perf_counter() - loop_start,
+                        identity=folder.identity,
+                    )  # fmt: skip
+    finally:
+        if log is not None:
+            log.close()
+    return Fit(start, elapsed + time.perf_counter() - loop_start, history)
+
+
+def _open_folder(folder: RunFolder, start: int) -> StepLog:
+    """Create the run folder with its resolved params; a fresh start drops stale outputs."""
+    folder.path.mkdir(parents=True, exist_ok=True)
+    if start == 0:
+        for stale in (CHECKPOINT, SUMMARY_FILE):
+            (folder.path / stale).unlink(missing_ok=True)
+    params = folder.params.model_dump(mode="json")
+    resolved = yaml.safe_dump(params, sort_keys=False, allow_unicode=True)
+    atomic_write_text(folder.path / PARAMS_FILE, resolved)
+    return StepLog(folder.path, start)

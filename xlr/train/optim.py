@@ -1,0 +1,78 @@
+"""The optimiser and learning-rate schedules of every training run in the study.
+
+One module so base pretraining, the arms and the adapters make the same choices: AdamW without
+decay on gains, biases and the logit scale (open_clip's convention), linear warmup then cosine
+decay to zero.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+
+def decay_exempt(name: str, param: nn.Parameter) -> bool:
+    """open_clip's rule for parameters without weight decay: gains, biases, the logit scale
+    (anything of fewer than two dimensions, or named so)."""
+    return param.ndim < 2 or "bn" in name or "ln" in name or "bias" in name or "logit_scale" in name
+
+
+def make_optimizer(
+    model: nn.Module,
+    lr: float,
+    weight_decay: float,
+    no_decay: Callable[[str, nn.Parameter], bool] = decay_exempt,
+) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters, without decay on gains, biases and the logit scale.
+
+    ``no_decay(name, param)`` picks the parameters without decay; the default goes by name and
+    shape (:func:`decay_exempt`), which language adapters cannot use: Bengali's is named ``bn``.
+    """
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
+        raise ValueError("the model has no trainable parameters")
+    groups = [
+        {"params": [p for n, p in named if no_decay(n, p)], "weight_decay": 0.0},
+        {"params": [p for n, p in named if not no_decay(n, p)], "weight_decay": weight_decay},
+    ]
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6)
+
+
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, warmup: int, total: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup over ``warmup`` steps, then cosine decay to zero at ``total`` steps."""
+    if total <= 0:
+        raise ValueError(f"the number of training steps must be positive, got {total}")
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: warmup_cosine_factor(step, warmup, total)
+    )
+
+
+def clocked_warmup_cosine(
+    optimizer: torch.optim.Optimizer, clock: Sequence[int], warmup: int, total: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """:func:`warmup_cosine` read off a clock of its own: global step ``s`` runs at the rate of
+    step ``clock[s]`` of a ``total``-step schedule.
+
+    Why: each language adapter of the ``adapters`` arm warms up and decays over its own steps,
+    whatever order the languages' steps interleave in. The scheduler looks one step past the
+    last, so the clock is read as ``total`` there.
+    """
+    if total <= 0:
+        raise ValueError(f"the number of training steps must be positive, got {total}")
+    ticks = [*clock, total]
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: warmup_cosine_factor(ticks[step], warmup, total)
+    )
+
+
+def warmup_cosine_factor(step: int, warmup: int, total: int) -> float:
+    """The learning-rate multiplier of :func:`warmup_cosine` at ``step`` (0-based)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
