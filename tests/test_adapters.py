@@ -13,16 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import build_tiny_world, tiny_raw_params
 
 from xlr import runtime
 from xlr.arms import FALLBACKS, LOG_CSV, Arm, adapter_arms
 from xlr.config import Params, parse_params
-from xlr.data.synthetic import generate_corpus, load_pool
 from xlr.eval.encoders import AdapterEncoder, ModelEncoder
 from xlr.langs import nearest_language
 from xlr.models import adapters as stored
-from xlr.models.factory import load_model, write_tiny_model_dir
-from xlr.models.tokenizer import build_tokenizer
+from xlr.models.factory import load_model
 from xlr.train import adapters as ad
 from xlr.train import trainable
 from xlr.train.checkpoint import CHECKPOINT, load_checkpoint
@@ -35,41 +34,24 @@ PER_ADAPTER = LAYERS * TARGETS * R * (HIDDEN + HIDDEN)
 
 
 def raw_params(runs: Path, **adapters: object) -> dict:
-    return {
-        "run": {"name": "t", "runs_dir": str(runs), "device": "cpu"},
-        "data": {
-            "train_langs": TRAIN,
-            "heldout_langs": HELDOUT,
-            "synthetic": {
-                "langs": LANGS,
-                "pretrain_images": 20,
-                "finetune_images": 48,
-                "eval_images": 10,
-                "shard_size": 100,
-            },
-        },
-        "model": {"tiny": {"vocab_size": 400}},
-        "train": {"batch_size": 16, "checkpoint_every": 2, "warmup": 1, "lr": 1e-4},
-        "adapters": {"lora": {"r": R, "alpha": 8.0, "lr": 1e-2}, "steps_per_language": 3}
-        | adapters,
-    }
+    return tiny_raw_params(
+        runs, LANGS, TRAIN, HELDOUT,
+        train={"batch_size": 16, "checkpoint_every": 2, "warmup": 1, "lr": 1e-4},
+        adapters={"lora": {"r": R, "alpha": 8.0, "lr": 1e-2}, "steps_per_language": 3} | adapters,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Corpus, tokenizer, a tiny model, and the ``adapters`` arm trained on en, de, es."""
     root = tmp_path_factory.mktemp("adapters")
-    params = parse_params(raw_params(root / "runs"))
-    corpus = generate_corpus(params.data.synthetic, root / "corpus", progress=False)
-    pool = load_pool(corpus, "finetune")
-    tokenizer = build_tokenizer(pool.captions["caption"].tolist(), root / "tokenizer", 400)
-    model_dir = write_tiny_model_dir(params.model.tiny, tokenizer, 32, root / "model", seed=0)
-    base = load_model(model_dir)
+    tiny = build_tiny_world(root, raw_params(root / "runs"))
+    base = load_model(tiny.model_dir)
     trained = ad.train_adapters(
-        base, pool, params, Arm("adapters").at(0, 0), root / "arm", progress=False
+        base, tiny.pool, tiny.params(), Arm("adapters").at(0, 0), root / "arm", progress=False
     )
-    texts = {lang: pool.captions_in(lang)["caption"].tolist()[:12] for lang in LANGS}
-    return {"root": root, "pool": pool, "base": base, "trained": trained, "texts": texts}
+    texts = {lang: tiny.pool.captions_in(lang)["caption"].tolist()[:12] for lang in LANGS}
+    return {"root": root, "pool": tiny.pool, "base": base, "trained": trained, "texts": texts}
 
 
 def params_for(world: dict, **adapters: object) -> Params:

@@ -77,8 +77,18 @@ def test_impossible_arms_are_refused(kwargs: dict, message: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["", "hybrid", "mono", "mono-half", "hybrid-a2-full", "adapters-far", "my-arm",
-             "hybrid-a0.50-full", "zeroshot-full"]  # fmt: skip
+    "name",
+    [
+        "",
+        "hybrid",
+        "mono",
+        "mono-half",
+        "hybrid-a2-full",
+        "adapters-far",
+        "my-arm",
+        "hybrid-a0.50-full",
+        "zeroshot-full",
+    ],  # fmt: skip
 )
 def test_parse_refuses_what_is_not_an_arm_name(name: str) -> None:
     with pytest.raises(ValueError, match="not an arm name"):
@@ -89,8 +99,11 @@ def params(tmp_path: Path, **sections: dict):
     raw = {
         "run": {"name": "t", "runs_dir": str(tmp_path), "base_seeds": [0, 1], "seeds": [3, 4]},
         "data": {"train_langs": ["en", "de"], "heldout_langs": ["fr"]},
-        "train": {"arms": ["zeroshot", "mono", "hybrid"], "alphas": [0.25, 0.5],
-                  "trainable": ["full", "lora"]},  # fmt: skip
+        "train": {
+            "arms": ["zeroshot", "mono", "hybrid"],
+            "alphas": [0.25, 0.5],
+            "trainable": ["full", "lora"],
+        },  # fmt: skip
         "adapters": {"enabled": True, "hybrid_alpha": 0.5, "fallbacks": ["base", "nearest"]},
     }
     for key, value in sections.items():
@@ -149,7 +162,9 @@ def test_catalogue_places_arms_on_the_sweep(tmp_path: Path) -> None:
     table = arm_catalogue(params(tmp_path)).set_index("arm")
     assert table.loc["mono-full", "alpha"] == 1.0
     assert table.loc["hybrid-a0.25-lora", ["family", "alpha", "trained"]].tolist() == [
-        "hybrid", 0.25, "lora"
+        "hybrid",
+        0.25,
+        "lora",
     ]
     assert table.loc["zeroshot", "trained"] == "none"
     assert table.loc["adapters-nearest", "variant"] == "nearest"

@@ -18,14 +18,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import build_tiny_world, tiny_raw_params
 from safetensors.torch import load_file
 
 from xlr.arms import LOG_CSV, LORA_DIR, MODEL_DIR, SUMMARY_FILE, Arm, shared_arms
 from xlr.config import Params, parse_params
 from xlr.data.imagetext import ImageTextSet
-from xlr.data.synthetic import generate_corpus, load_pool
 from xlr.models.factory import WEIGHTS, load_model, write_tiny_model_dir
-from xlr.models.tokenizer import build_tokenizer
 from xlr.train.checkpoint import CHECKPOINT, load_checkpoint
 from xlr.train.finetune import train_arm
 from xlr.train.loop import PARAMS_FILE
@@ -38,39 +37,24 @@ LANGS = ["en", "de", "es", "ja"]
 
 
 def raw_params(runs: Path, **train: object) -> dict:
-    return {
-        "run": {"name": "t", "runs_dir": str(runs), "device": "cpu"},
-        "data": {
-            "train_langs": ["en", "de", "es"],
-            "heldout_langs": ["ja"],
-            "synthetic": {
-                "langs": LANGS,
-                "pretrain_images": 20,
-                "finetune_images": 48,
-                "eval_images": 10,
-                "shard_size": 100,
-            },
-        },
-        "model": {"tiny": {"vocab_size": 400}},
-        "train": {"steps": 4, "batch_size": 16, "checkpoint_every": 2, "warmup": 1, "lr": 1e-3}
-        | train,
-    }
+    defaults = {"steps": 4, "batch_size": 16, "checkpoint_every": 2, "warmup": 1, "lr": 1e-3}
+    return tiny_raw_params(runs, LANGS, ["en", "de", "es"], ["ja"], train=defaults | train)
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Corpus, tokenizer and two tiny model folders: with XLM-R's dropout, and without it."""
     root = tmp_path_factory.mktemp("finetune")
-    params = parse_params(raw_params(root / "runs"))
-    corpus = generate_corpus(params.data.synthetic, root / "corpus", progress=False)
-    pool = load_pool(corpus, "finetune")
-    tokenizer = build_tokenizer(pool.captions["caption"].tolist(), root / "tokenizer", 400)
-    model_dir = write_tiny_model_dir(params.model.tiny, tokenizer, 32, root / "model", seed=0)
-    still = write_tiny_model_dir(params.model.tiny, tokenizer, 32, root / "still", seed=0)
+    tiny = build_tiny_world(root, raw_params(root / "runs"))
+    params = tiny.params()
+    still = write_tiny_model_dir(params.model.tiny, tiny.tokenizer, 32, root / "still", seed=0)
     config = json.loads((still / "config.json").read_text())
     config |= {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
     (still / "config.json").write_text(json.dumps(config))
-    return {"root": root, "corpus": corpus, "pool": pool, "model": model_dir, "still": still}
+    return {
+        "root": root, "corpus": tiny.corpus, "pool": tiny.pool, "model": tiny.model_dir,
+        "still": still,
+    }  # fmt: skip
 
 
 def params_for(world: dict, **train: object) -> Params:

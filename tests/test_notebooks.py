@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from xlr.config import load_params
+from xlr.eval.runner import base_report
 from xlr.notebook import SECTIONS
-from xlr.train.pretrain import base_model_dir, base_report
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -90,7 +90,7 @@ def assert_base_behaves_like_a_laion_model() -> None:
     """The smoke base notebook 02 pretrained: well above chance in English and the frequent
     languages, clearly worse in the rarest (as LAION's long tail makes the real model)."""
     params = load_params(ROOT / "params" / "smoke.yaml")
-    table = base_report(base_model_dir(params, params.run.base_seeds[0])).set_index("lang")
+    table = base_report(params, params.run.base_seeds[0]).set_index("lang")
     chance = table["chance_r1"].iloc[0]
     frequent = table.nlargest(4, "pretrain_share")["r1"]
     rare = table.nsmallest(3, "pretrain_share")["r1"]

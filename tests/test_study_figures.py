@@ -1,7 +1,6 @@
 """Figures of notebooks 05 and 06: titled and labelled, error bars at the intervals, pair matrices
 averaged over runs, atomic saves, and clear errors for tables they cannot draw."""
 
-
 import matplotlib
 
 matplotlib.use("Agg")

@@ -278,9 +278,7 @@ def _result_language(results: pd.DataFrame) -> pd.Series:
 
     Labels that are not languages (``all``, ``mixed``) map to None, with aliases made canonical.
     """
-    label = results["query_lang"].where(
-        results["query_lang"] != IMAGE, results["target_lang"]
-    )
+    label = results["query_lang"].where(results["query_lang"] != IMAGE, results["target_lang"])
 
     def code(value: str) -> str | None:
         try:

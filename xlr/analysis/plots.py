@@ -113,6 +113,7 @@ def batch_kind_figure(logs: pd.DataFrame) -> Figure:
 # :func:`xlr.analysis.intervals.bootstrap_by_arm`); bars and points show them as error bars.
 # Retrieval metrics are fractions of queries in [0, 1], as the results table stores them.
 
+
 # Columns that, when a table has them, must hold one value: averaging or drawing across
 # benchmarks, tasks, image vs caption queries, caption conventions or confidence levels would mix
 # incomparable numbers.
@@ -430,5 +431,3 @@ def language_preference_figure(shares: pd.DataFrame) -> Figure:
     ax.set_ylabel("share of queries (%)")
     legend_outside(ax, "arm")
     return fig
-
-

@@ -49,9 +49,7 @@ def with_cost(per_arm: pd.DataFrame, cost: pd.DataFrame) -> pd.DataFrame:
     return merged.fillna({"trainable_params": 0})
 
 
-def alpha_sweep_table(
-    per_arm: pd.DataFrame, params: Params
-) -> tuple[pd.DataFrame, float | None]:
+def alpha_sweep_table(per_arm: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, float | None]:
     """The arms of the hybrid sweep (mono, cross, hybrid at each alpha) with their place on the
     alpha axis and what trains, and the zero-shot level (None when it was not evaluated).
 

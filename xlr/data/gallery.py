@@ -41,5 +41,3 @@ def caption_gallery_html(
         thumbnail = f'<td><img src="{uri}" width="{size}" alt="image {image_id}"></td>'
         rows.append(f"<tr>{thumbnail}{''.join(cells)}</tr>")
     return f"<table><tr><th>image</th>{header}</tr>{''.join(rows)}</table>"
-
-

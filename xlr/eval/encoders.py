@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from xlr.arms import FALLBACKS
 from xlr.config import Fallback
-from xlr.data.imagetext import CAPTION_COLUMNS, ArrayImages, ImageStore, ImageTextSet
+from xlr.data.imagetext import CAPTION_COLUMNS, ImageStore, ImageTextSet, model_input
 from xlr.io import atomic_file
 from xlr.models.adapters import (
     AVERAGE,
@@ -38,18 +38,7 @@ from xlr.models.adapters import (
     load_adapters,
 )
 from xlr.models.factory import ModelBundle, load_model
-from xlr.runtime import autocast, chunks, normalise_pixels
-
-
-def _image_batch(
-    images: ImageStore, rows: slice, model: torch.nn.Module, preprocess
-) -> torch.Tensor:
-    size = model.visual.image_size
-    size = size[0] if isinstance(size, tuple) else size
-    if isinstance(images, ArrayImages) and images.pixels.shape[1:3] == (size, size):
-        pixels = torch.from_numpy(images.pixels[rows])
-        return normalise_pixels(pixels, model.visual.image_mean, model.visual.image_std)
-    return torch.stack([preprocess(images[i]) for i in range(rows.start, rows.stop)])
+from xlr.runtime import autocast, chunks
 
 
 @torch.no_grad()
@@ -71,7 +60,7 @@ def encode_images(
     model.eval()
     out = []
     for rows in tqdm(list(chunks(len(images), batch_size)), desc="images", disable=not progress):
-        batch = _image_batch(images, rows, model, preprocess).to(device)
+        batch = model_input(images, rows, model, preprocess).to(device)
         with autocast(device):
             features = model.encode_image(batch, normalize=True)
         out.append(features.float().cpu())

@@ -53,6 +53,8 @@ from xlr.eval.results import (
 from xlr.eval.search import Relevance, relevant_ranks
 
 TASKS: tuple[str, ...] = ("t2i", "i2t", "xt2t", "multilingual")
+
+
 @dataclass(frozen=True)
 class LanguageGroups:
     """Seen (fine-tuning) and held-out (zero-shot) languages; every result is reported for both."""
@@ -465,5 +467,3 @@ def xt2t_matrix(results: pd.DataFrame, metric: str = "R@1") -> pd.DataFrame:
     langs = list(dict.fromkeys(part["query_lang"]))
     matrix = part.pivot_table(index="query_lang", columns="target_lang", values="value")
     return matrix.reindex(index=langs, columns=langs)
-
-

@@ -387,5 +387,3 @@ def _checked_langs(langs: Sequence[str], captions: pd.DataFrame, strategy: str) 
             f"got {list(codes)}; use strategy 'mono' for a single language"
         )
     return codes
-
-

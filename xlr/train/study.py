@@ -66,9 +66,7 @@ def _base_jobs(params: Params, progress: bool) -> dict[int, _BaseJob]:
     return {b: _BaseJob(params, b, progress and params.run.workers == 1) for b in missing}
 
 
-def _train_all(
-    params: Params, pool: ImageTextSet, arms: list[Arm], progress: bool
-) -> pd.DataFrame:
+def _train_all(params: Params, pool: ImageTextSet, arms: list[Arm], progress: bool) -> pd.DataFrame:
     """Every missing base, then every arm, ``run.workers`` jobs at a time: an arm starts as
     soon as its own base is ready. Returns all summaries."""
     bases = _base_jobs(params, progress)

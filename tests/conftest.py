@@ -1,0 +1,79 @@
+"""Shared test fixtures: the tiny offline world (a generated corpus, a tokenizer trained on it
+and a tiny open_clip model folder) that the training, adapter and evaluation tests build on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from xlr.config import Params, parse_params
+from xlr.data.imagetext import ImageTextSet
+from xlr.data.synthetic import generate_corpus, load_pool
+from xlr.models.factory import write_tiny_model_dir
+from xlr.models.tokenizer import build_tokenizer
+
+TINY_VOCAB = 400
+TINY_IMAGE_SIZE = 32
+
+
+def tiny_raw_params(
+    runs: Path,
+    langs: list[str],
+    train_langs: list[str],
+    heldout_langs: list[str],
+    **sections: dict[str, Any],
+) -> dict[str, Any]:
+    """Params of a tiny study on a small generated corpus of ``langs``; ``sections`` (``train``,
+    ``adapters``, ...) are merged into the defaults key by key."""
+    raw: dict[str, Any] = {
+        "run": {"name": "t", "runs_dir": str(runs), "device": "cpu"},
+        "data": {
+            "train_langs": train_langs,
+            "heldout_langs": heldout_langs,
+            "synthetic": {
+                "langs": langs,
+                "pretrain_images": 20,
+                "finetune_images": 48,
+                "eval_images": 10,
+                "shard_size": 100,
+            },
+        },
+        "model": {"tiny": {"vocab_size": TINY_VOCAB}},
+    }
+    for name, values in sections.items():
+        raw[name] = raw.get(name, {}) | values
+    return raw
+
+
+@dataclass(frozen=True)
+class TinyWorld:
+    """A generated corpus, its fine-tuning pool, a tokenizer and a tiny model folder (seed 0)."""
+
+    root: Path
+    raw: dict[str, Any]
+    corpus: Path
+    pool: ImageTextSet
+    tokenizer: Path
+    model_dir: Path
+
+    def params(self, **sections: dict[str, Any]) -> Params:
+        """The world's params with ``sections`` merged in key by key."""
+        raw = {name: dict(values) for name, values in self.raw.items()}
+        for name, values in sections.items():
+            raw[name] = raw.get(name, {}) | values
+        return parse_params(raw)
+
+
+def build_tiny_world(root: Path, raw: dict[str, Any]) -> TinyWorld:
+    """Generate the corpus of ``raw`` under ``root``, train a tokenizer on its fine-tuning
+    captions and write an untrained tiny model folder."""
+    params = parse_params(raw)
+    corpus = generate_corpus(params.data.synthetic, root / "corpus", progress=False)
+    pool = load_pool(corpus, "finetune")
+    captions = pool.captions["caption"].tolist()
+    tokenizer = build_tokenizer(captions, root / "tokenizer", TINY_VOCAB)
+    model_dir = write_tiny_model_dir(
+        params.model.tiny, tokenizer, TINY_IMAGE_SIZE, root / "model", seed=0
+    )
+    return TinyWorld(root, raw, corpus, pool, tokenizer, model_dir)
