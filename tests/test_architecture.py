@@ -47,40 +47,59 @@ def stage_of(module: str) -> str | None:
     return parts[1] if len(parts) > 2 or parts[1] in ALLOWED else None
 
 
-@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
-def test_a_stage_imports_only_earlier_stages(path: Path) -> None:
-    own = path.relative_to(PACKAGE).parts
+def stage_violations(path: Path, package: Path = PACKAGE) -> list[str]:
+    """The imports of ``path`` that climb from a stage into a later one (or from a shared
+    top-level module into any stage)."""
+    own = path.relative_to(package).parts
     stage = own[0] if len(own) > 1 else None
+    found = []
     for node in imports(path):
         for target in xlr_targets(node):
             other = stage_of(target)
-            if stage is None:  # top level: the shared modules must not reach into any stage
-                if path.stem in TOP_LEVEL_ONLY:
-                    assert other is None, f"{path.name} (top level) imports {target}"
-            elif other is not None:
-                assert other in ALLOWED[stage], f"{'/'.join(own)} ({stage}) imports {target}"
+            if stage is None:
+                if path.stem in TOP_LEVEL_ONLY and other is not None:
+                    found.append(f"{path.name} (top level) imports {target}")
+            elif other is not None and other not in ALLOWED[stage]:
+                found.append(f"{'/'.join(own)} ({stage}) imports {target}")
+    return found
 
 
-@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
-def test_no_private_name_crosses_a_module(path: Path) -> None:
-    for node in imports(path):
-        if isinstance(node, ast.ImportFrom) and xlr_targets(node):
-            private = [a.name for a in node.names if a.name.startswith("_")]
-            assert not private, f"{path.name} imports private {private} from {node.module}"
+def private_imports(path: Path) -> list[str]:
+    """Underscore names ``path`` imports from another xlr module."""
+    return [
+        f"{path.name} imports private {a.name} from {node.module}"
+        for node in imports(path)
+        if isinstance(node, ast.ImportFrom) and xlr_targets(node)
+        for a in node.names
+        if a.name.startswith("_")
+    ]
 
 
-@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
-def test_modules_stay_small(path: Path) -> None:
+def too_long(path: Path) -> list[str]:
     lines = len(path.read_text(encoding="utf-8").splitlines())
-    assert lines <= MAX_LINES, f"{path.name} has {lines} lines: split it by what it holds"
+    return (
+        [f"{path.name} has {lines} lines: split it by what it holds"] if lines > MAX_LINES else []
+    )
+
+
+@pytest.mark.parametrize("rule", [stage_violations, private_imports, too_long])
+@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_package_keeps_its_layout(path: Path, rule) -> None:
+    assert not rule(path)
 
 
 def test_the_rules_can_fail(tmp_path: Path) -> None:
-    """The checks above see a forbidden import when there is one."""
-    bad = tmp_path / "bad.py"
-    bad.write_text("from xlr.eval.tasks import TASKS\nfrom xlr.train.loop import _private\n")
-    targets = [t for node in imports(bad) for t in xlr_targets(node)]
-    assert [stage_of(t) for t in targets] == ["eval", "train"]
-    assert "eval" not in ALLOWED["train"] and "train" not in ALLOWED["eval"]
-    names = [a.name for node in imports(bad) for a in node.names]
-    assert "_private" in names
+    """Each rule reports a planted violation."""
+    package = tmp_path / "xlr"
+    (package / "train").mkdir(parents=True)
+    bad = package / "train" / "bad.py"
+    bad.write_text(
+        "from xlr.eval.tasks import TASKS\nfrom xlr.train.loop import _private\n"
+        + "x = 1\n" * MAX_LINES
+    )
+    assert stage_violations(bad, package) == ["train/bad.py (train) imports xlr.eval.tasks"]
+    assert private_imports(bad) == ["bad.py imports private _private from xlr.train.loop"]
+    assert too_long(bad)
+    shared = package / "runtime.py"
+    shared.write_text("from xlr.data.prepare import run_dir\n")
+    assert stage_violations(shared, package) == ["runtime.py (top level) imports xlr.data.prepare"]

@@ -26,6 +26,7 @@ NAMES = [
     (Arm("cross", trained="lora"), "cross-lora", "cross", "lora"),
     (Arm("hybrid", 0.5, "full"), "hybrid-a0.5-full", "hybrid-a0.5", "full"),
     (Arm("hybrid", 0.25, "lora"), "hybrid-a0.25-lora", "hybrid-a0.25", "lora"),
+    (Arm("hybrid", 1e-05, "full"), "hybrid-a1e-05-full", "hybrid-a1e-05", "full"),
     (Arm("adapters"), "adapters", "adapters", ""),
     (Arm("adapters", fallback="nearest"), "adapters-nearest", "adapters", "nearest"),
     (

@@ -16,13 +16,8 @@ from xlr.analysis.bias import (
     same_language_first,
     top_language_per_query,
 )
-from xlr.analysis.controls import plant_same_language_boost
-from xlr.analysis.intervals import (
-    bootstrap_by_arm,
-    compare_arms,
-    seed_negative_control,
-    seed_spread,
-)
+from xlr.analysis.controls import plant_same_language_boost, seed_negative_control
+from xlr.analysis.intervals import bootstrap_by_arm, compare_arms, seed_spread
 from xlr.eval.results import RESULT_COLUMNS
 
 RUN = {"arm": "mono", "seed": 0, "base_seed": 0, "benchmark": "synthetic", "task": "multilingual"}

@@ -52,6 +52,8 @@ def test_scientific_notation_reads_as_a_number(tmp_path: Path) -> None:
         ({"train": {"steps": "ten"}}, "train.steps", "valid integer"),
         ({"train": {"steps": 0}}, "train.steps", "greater than 0"),
         ({"train": {"alphas": [0.5, 1.5]}}, "train.alphas.1", "less than or equal to 1"),
+        ({"train": {"alphas": [0.123456789]}}, "train.alphas", "six significant digits"),
+        ({"adapters": {"hybrid_alpha": 0.1234567}}, "adapters.hybrid_alpha", "six significant"),
         ({"train": {"arms": ["mono", "hybrd"]}}, "train.arms.1", "'hybrid'"),
         ({"data": {"train_langs": ["en", "xx"]}}, "data.train_langs", "unknown language code 'xx'"),
         ({"data": {"heldout_langs": ["de"]}}, "data", "both seen and held out: de"),

@@ -29,6 +29,7 @@ from xlr.data.download import (
     REPORT_FILE,
     DownloadInputError,
     DownloadReport,
+    _fingerprint,
     download_images,
     error_kind,
     load_downloaded,
@@ -295,3 +296,16 @@ def test_missing_distributor_package_is_named(
 )
 def test_error_kind_folds_http_reasons(message: str, kind: str) -> None:
     assert error_kind(message) == kind
+
+
+def test_download_fingerprint_is_stable(tmp_path: Path) -> None:
+    """A finished download is reused only while its fingerprint matches: a change in how it is
+    computed would silently re-download (hours at LAION scale, and dead links change the set).
+    How it runs (processes) is left out; what it fetches is not."""
+    sample = tmp_path / "sample.parquet"
+    sample.write_bytes(b"url,text\nhttp://x/1.jpg,a cat\n")
+    arguments = {"image_size": 224, "processes_count": 4, "resize_mode": "border"}
+    expected = "b6456d903c4120eed3afadea7ebee548b81ed93819cb1e4743d19d2eb0bd28f5"
+    assert _fingerprint(sample, arguments, "1.47.0") == expected
+    assert _fingerprint(sample, arguments | {"processes_count": 16}, "1.47.0") == expected
+    assert _fingerprint(sample, arguments | {"image_size": 256}, "1.47.0") != expected

@@ -10,11 +10,19 @@ import pandas as pd
 import pytest
 import torch
 
+from xlr.arms import adapter_arms, shared_arms
 from xlr.config import parse_params
 from xlr.data.prepare import finetune_pool, prepare_data
 from xlr.eval.results import results_dir
 from xlr.eval.runner import evaluate_arms
-from xlr.train.study import train_adapter_arms, train_arms
+from xlr.train.study import (
+    adapter_cost_table,
+    arm_summaries,
+    routing_table,
+    train_adapter_arms,
+    train_arms,
+    training_logs,
+)
 from xlr.workers import threads_per_worker
 
 
@@ -74,3 +82,30 @@ def test_workers_evaluate_as_one_process_at_their_thread_count(trained: Path) ->
         torch.set_num_threads(threads)
     for got, expected in zip(side, here, strict=True):
         pd.testing.assert_frame_equal(got, expected)
+
+
+def test_summaries_and_logs_of_chosen_arms(trained: Path) -> None:
+    params = study_params(trained, workers=1)
+    every = arm_summaries(params)
+    assert every["name"].tolist() == [
+        "mono-full", "adapters-base", "adapters-nearest",
+        "adapters_hybrid-a0.5-base", "adapters_hybrid-a0.5-nearest",
+    ]  # fmt: skip
+    assert every.set_index("name").loc["adapters-nearest", "fallback"] == "nearest"
+    adapters = arm_summaries(params, adapter_arms(params))
+    assert set(adapters["family"]) == {"adapters", "adapters_hybrid"}
+    logs = training_logs(params, shared_arms(params))
+    assert set(logs["arm"]) == {"mono-full"} and len(logs) == params.train.steps
+
+
+def test_routing_and_cost_of_the_adapter_arm(trained: Path) -> None:
+    params = study_params(trained, workers=1)
+    routes = routing_table(params)
+    assert routes.loc[["en", "de"], "base"].tolist() == ["en", "de"]  # seen: their own adapter
+    assert routes.loc["nl", "base"] == "base"
+    # en and de are both Germanic in Latin script; the tie goes to the larger LAION share
+    assert routes.loc["nl", "nearest"] == "nearest:en"
+    cost = adapter_cost_table(params).set_index("kind")
+    per_language = cost.loc["adapter", "trainable_params"]
+    assert len(per_language) == 2 and cost.loc["adapters", "trainable_params"] == per_language.sum()
+    assert "shared_lora" not in cost.index  # the study trains no shared LoRA arm

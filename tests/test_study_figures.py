@@ -12,7 +12,7 @@ import pytest
 from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 
-from xlr.analysis.figure_style import ARM_VARIANTS, arm_styles, save_figure
+from xlr.analysis.figure_style import ARM_VARIANTS, arm_styles, family_and_variant, save_figure
 from xlr.analysis.plots import (
     accuracy_vs_params_figure,
     alpha_sweep_figure,
@@ -23,7 +23,7 @@ from xlr.analysis.plots import (
     rank_distance_figure,
     seen_heldout_figure,
 )
-from xlr.arms import FALLBACKS, TRAINABLE, Arm
+from xlr.arms import FALLBACKS, TRAINABLE
 
 
 @pytest.fixture(autouse=True)
@@ -85,6 +85,20 @@ def test_per_language_rejects_a_language_in_two_groups() -> None:
         per_language_recall_figure(table)
 
 
+@pytest.mark.parametrize(
+    ("label", "family", "variant"),
+    [
+        ("zeroshot", "zeroshot", ""),
+        ("hybrid-a0.5-lora", "hybrid-a0.5", "lora"),
+        ("adapters_hybrid-a0.5-average", "adapters_hybrid-a0.5", "average"),
+        ("my-arm", "my-arm", ""),  # not an arm name: its own family, drawn without a variant
+    ],
+)
+def test_family_and_variant(label: str, family: str, variant: str) -> None:
+    assert family_and_variant(label) == (family, variant)
+    assert label in arm_styles([label, "mono-full"])
+
+
 def test_every_trainable_kind_and_fallback_has_its_own_shape() -> None:
     variants = [*TRAINABLE, *FALLBACKS]
     assert set(variants) <= set(ARM_VARIANTS)
@@ -100,7 +114,7 @@ def test_arm_styles_colour_by_family_and_shape_by_variant() -> None:
     assert styles["mono-full"].colour == styles["mono-lora"].colour
     assert styles["mono-full"].marker != styles["mono-lora"].marker
     assert styles["adapters-base"].hatch != styles["adapters-nearest"].hatch
-    families = {a: Arm.parse(a).family_name for a in arms}
+    families = {a: family_and_variant(a)[0] for a in arms}
     colours = {families[a]: styles[a].colour for a in arms}
     assert len(set(colours.values())) == len(colours) == 4  # four families, four colours
 

@@ -27,16 +27,16 @@ from typing import Literal, NamedTuple, get_args
 
 import pandas as pd
 
-from xlr.config import ArmName, Fallback, Params, Trainable, resolve_path
+from xlr.config import Fallback, Params, Trainable, resolve_path
 
 Family = Literal["zeroshot", "mono", "cross", "multi", "hybrid", "adapters", "adapters_hybrid"]
 Trained = Literal["full", "lora", "adapters"]
 FAMILIES: tuple[str, ...] = get_args(Family)
-SHARED_STRATEGIES: tuple[str, ...] = tuple(a for a in get_args(ArmName) if a != "zeroshot")
 TRAINABLE: tuple[str, ...] = get_args(Trainable)
 FALLBACKS: tuple[str, ...] = get_args(Fallback)
 ADAPTER_FAMILIES: tuple[str, ...] = ("adapters", "adapters_hybrid")
 ALPHA_FAMILIES: tuple[str, ...] = ("hybrid", "adapters_hybrid")
+SWEEP_FAMILIES: tuple[str, ...] = ("mono", "cross", "hybrid")  # the alpha axis: 1, 0, between
 HEADLINE_ALPHA = 0.5  # the paper's alpha: the headline hybrid arm when the sweep has it
 FALLBACK_PREFERENCE: tuple[str, ...] = ("nearest", "average", "base")  # the headline adapters'
 
@@ -47,7 +47,10 @@ ADAPTERS_DIR = "adapters"  # per-language adapters: adapters/<lang>/adapter_mode
 SUMMARY_FILE = "summary.json"  # written last: its presence means the arm is complete
 LOG_CSV = "log.csv"  # one row per training step
 
-_ALPHA = re.compile(r"a(\d+(?:\.\d*)?(?:e-?\d+)?)")
+# family, then ``-a<alpha>`` (as ``:g`` prints it, exponent included), then ``-<variant>``
+_NAME = re.compile(
+    r"(?P<family>[a-z_]+)(?:-a(?P<alpha>[0-9.]+(?:e[+-]?\d+)?))?(?:-(?P<variant>[a-z]+))?"
+)
 
 
 @dataclass(frozen=True)
@@ -118,13 +121,11 @@ class Arm:
     @classmethod
     def parse(cls, name: str) -> Arm:
         """The arm a name stands for (no base or seed): the inverse of :attr:`name`."""
-        family, *rest = name.split("-")
-        alpha = None
-        if rest and (match := _ALPHA.fullmatch(rest[0])):
-            alpha, rest = float(match.group(1)), rest[1:]
-        if len(rest) > 1 or family not in FAMILIES:
+        match = _NAME.fullmatch(name)
+        if match is None or match["family"] not in FAMILIES:
             raise ValueError(f"{name!r} is not an arm name (see xlr.arms)")
-        variant = rest[0] if rest else None
+        family, variant = match["family"], match["variant"]
+        alpha = None if match["alpha"] is None else float(match["alpha"])
         adapters = family in ADAPTER_FAMILIES
         try:
             arm = cls(
@@ -170,8 +171,9 @@ class Arm:
 
     # --- which model of the arm -----------------------------------------------------------------
 
-    def at(self, base_seed: int, seed: int | None = None) -> Arm:
-        """This arm's model for ``base_seed`` (and fine-tuning ``seed``)."""
+    def at(self, base_seed: int | None, seed: int | None = None) -> Arm:
+        """This arm's model for ``base_seed`` (and fine-tuning ``seed``); ``at(None)`` is the
+        arm itself, of no particular base."""
         return dataclasses.replace(self, base_seed=base_seed, seed=seed)
 
     def with_fallback(self, fallback: Fallback | None) -> Arm:
@@ -256,10 +258,15 @@ def trained_arms(params: Params) -> list[Arm]:
     return [arm for arm in study_arms(params) if arm.is_trained]
 
 
+def evaluated_arms(params: Params) -> list[Arm]:
+    """The arms results are filed under (no base or seed), in study order, each once."""
+    arms = (e.at(None) for arm in study_arms(params) for e in arm.evaluated(params))
+    return list(dict.fromkeys(arms))
+
+
 def evaluated_names(params: Params) -> list[str]:
     """The names results are filed under, in study order, each once."""
-    names = (e.name for arm in study_arms(params) for e in arm.evaluated(params))
-    return list(dict.fromkeys(names))
+    return [arm.name for arm in evaluated_arms(params)]
 
 
 class HeadlineArms(NamedTuple):
@@ -290,11 +297,10 @@ def arm_catalogue(params: Params) -> pd.DataFrame:
     """One row per evaluated arm name: family, alpha on the sweep axis (:attr:`Arm.sweep_alpha`),
     what trains, variant (for joining results with what each arm is)."""
     rows = []
-    for name in evaluated_names(params):
-        arm = Arm.parse(name)
+    for arm in evaluated_arms(params):
         rows.append(
             {
-                "arm": name,
+                "arm": arm.name,
                 "family": arm.family,
                 "alpha": arm.sweep_alpha,
                 "trained": arm.trained or "none",

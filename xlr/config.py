@@ -38,6 +38,14 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+def _named_alpha(alpha: float | None) -> float | None:
+    """An alpha that an arm's name (``hybrid-a0.25-full``, six significant digits) keeps exactly,
+    so two alphas never share a name and a folder."""
+    if alpha is not None and float(f"{alpha:g}") != alpha:
+        raise ValueError(f"alpha {alpha!r} needs more than six significant digits; round it")
+    return alpha
+
+
 def _language_list(codes: list[str]) -> list[str]:
     try:
         canonical = [canonical_code(c) for c in codes]
@@ -212,6 +220,7 @@ class TrainSection(Section):
 
     arms: Annotated[list[ArmName], Field(min_length=1)] = ["zeroshot", "mono", "cross", "hybrid"]
     alphas: Annotated[list[Unit], Field(min_length=1)] = [0.5]
+    _alphas = field_validator("alphas")(classmethod(lambda cls, v: [_named_alpha(a) for a in v]))
     tau: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
     trainable: Annotated[list[Trainable], Field(min_length=1)] = ["full"]
     steps: PositiveInt = 200
@@ -236,6 +245,7 @@ class AdaptersSection(Section):
     fallbacks: Annotated[list[Fallback], Field(min_length=1)] = list(get_args(Fallback))
     # alpha of the combined adapters_hybrid arm (per-language adapters, hybrid batches); null: off
     hybrid_alpha: Unit | None = 0.5
+    _alpha = field_validator("hybrid_alpha")(classmethod(lambda cls, v: _named_alpha(v)))
 
 
 class EvalSection(Section):

@@ -18,13 +18,13 @@ Measures (lower rank distance and divergence mean less language bias):
   of caption queries and the English-first rate of image queries;
 - fairness across languages: spread of per-language R@1 and the seen - held-out gap.
 
-Per-query measures come back as tables with a ``value`` column, so one set of summaries serves
-them all: :func:`macro_mean` per run, :func:`bootstrap_by_arm` for intervals over queries,
-:func:`compare_arms` for paired tests, :func:`seed_spread` for the spread over seeds. Macro means
-weigh every query language equally; image and caption queries (``query_kind``) are never mixed.
-``seed`` is missing (``<NA>``) for the zero-shot arm, which has no fine-tuning seed; grouping
-keeps such rows and joins match them only to each other, so compare an arm with the zero-shot
-model by leaving ``seed`` out of the join keys (:func:`compare_arms`).
+Per-query measures come back as tables with a ``value`` column (:data:`QUERY_COLUMNS`), so one
+set of summaries serves them all: :func:`macro_mean` per run here, and intervals, paired tests
+and the spread over seeds in :mod:`xlr.analysis.intervals`. Macro means weigh every query
+language equally; image and caption queries (``query_kind``) are never mixed. ``seed`` is
+missing (``<NA>``) for the zero-shot arm, which has no fine-tuning seed; grouping keeps such rows
+and joins match them only to each other, so compare an arm with the zero-shot model by leaving
+``seed`` out of the join keys (:func:`xlr.analysis.intervals.compare_arms`).
 """
 
 from __future__ import annotations
@@ -188,8 +188,9 @@ def _top_language(frame: pd.DataFrame) -> pd.DataFrame:
 def top_language_per_query(ranks: pd.DataFrame, pool: Sequence[str] | None = None) -> pd.DataFrame:
     """The language (``top_lang``) and rank (``top_rank``) of each query's best pool item.
 
-    Exact ties occur only in planted ranks (:func:`plant_same_language_boost` leaves the items it
-    overtakes in place); they go to the query's own language, the item that was moved up.
+    Exact ties occur only in planted ranks (the positive control,
+    :func:`xlr.analysis.controls.plant_same_language_boost`, leaves the items it overtakes in
+    place); they go to the query's own language, the item that was moved up.
     """
     return _top_language(_checked_pool(ranks, pool)[0])
 

@@ -5,7 +5,7 @@ a claim names two arms, a measure and a language group, and the effect is the pa
 ``arm_a - arm_b`` on the same queries (so, for every arm, the difference of its paired gains
 over the zero-shot model of the same base), each query averaged over the bases and seeds it ran
 in, with a bootstrap interval over queries stratified by query language and a sign-flip test
-(:func:`xlr.analysis.bias.compare_arms`).
+(:func:`xlr.analysis.intervals.compare_arms`).
 
 Because the base model's seed dominates the variance on the embedded default (DESIGN.md, Study
 protocol), an interval over queries alone would overstate certainty; a claim is therefore

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from xlr.analysis.bias import USED_RANK_COLUMNS, rank_distance_per_query
-from xlr.analysis.intervals import compare_arms, seed_negative_control
+from xlr.analysis.bias import QUERY_COLUMNS, USED_RANK_COLUMNS, rank_distance_per_query
+from xlr.analysis.intervals import compare_arms, paired_units
+from xlr.analysis.stats import sign_flip_test
 from xlr.arms import ZEROSHOT
 from xlr.eval.results import check_table
 
@@ -92,3 +93,34 @@ def negative_control(per_query: pd.DataFrame, seeds: Sequence[int]) -> pd.DataFr
         for arm in arms
     ]
     return pd.DataFrame(rows)
+
+
+def seed_negative_control(
+    per_query: pd.DataFrame,
+    arm: str,
+    seed_a: int,
+    seed_b: int,
+    n_permutations: int = 10_000,
+    rng: np.random.Generator | int = 0,
+) -> float:
+    """Sign-flip p-value between two fine-tuning seeds of one arm on the same queries.
+
+    The negative control of :func:`compare_arms`: seeds of one arm differ by chance only, so the
+    p-value should rarely fall below the test level. If it often does, the per-query test is
+    detecting seed noise, and arm differences must be judged against :func:`seed_spread`.
+    ``per_query`` must hold one benchmark, task and query kind (filter it first).
+    """
+    check_table(per_query, [*QUERY_COLUMNS, "value"], "per-query")
+    runs = per_query[per_query["arm"] == arm]
+    groups = runs[["benchmark", "task", "query_kind"]].drop_duplicates()
+    if len(groups) != 1:
+        raise ValueError(
+            f"the negative control compares one benchmark, task and query kind; arm {arm!r} "
+            f"has {len(groups)}: filter the table first"
+        )
+    a, b = (runs[runs["seed"] == seed] for seed in (seed_a, seed_b))
+    on = ["benchmark", "task", "query_idx", "base_seed"]
+    units = paired_units(a, b, on)
+    return sign_flip_test(
+        units["value_a"].to_numpy(), units["value_b"].to_numpy(), n_permutations, rng
+    )

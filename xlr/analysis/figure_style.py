@@ -22,6 +22,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from xlr.arms import Arm
+from xlr.eval.results import check_table
 from xlr.io import atomic_file
 
 PALETTE = "colorblind"
@@ -46,6 +47,8 @@ class ArmShape(NamedTuple):
     dashes: str | tuple[float, ...] = ""
 
 
+# An arm's variant (xlr.arms.Arm.variant) sets its shape: what trains (``full``, ``lora``) or,
+# for adapters, the held-out fallback.
 ARM_VARIANTS: dict[str, ArmShape] = {
     "full": ArmShape("o", "", ""),
     "lora": ArmShape("s", "//", (4, 2)),
@@ -63,12 +66,22 @@ def arm_styles(arms: Sequence[str]) -> dict[str, ArmStyle]:
     question (which batch schedule) and the shape tells full from LoRA and the adapters'
     fallbacks; beyond ten families the colours repeat, but never within a figure's first ten.
     """
-    parsed = {name: Arm.parse(name) for name in arms}
-    colours = palette_colours(list(dict.fromkeys(arm.family_name for arm in parsed.values())))
+    parts = {name: family_and_variant(name) for name in arms}
+    colours = palette_colours(list(dict.fromkeys(family for family, _ in parts.values())))
     return {
-        name: ArmStyle(colours[arm.family_name], *ARM_VARIANTS.get(arm.variant, ArmShape()))
-        for name, arm in parsed.items()
+        name: ArmStyle(colours[family], *ARM_VARIANTS.get(variant, ArmShape()))
+        for name, (family, variant) in parts.items()
     }
+
+
+def family_and_variant(label: str) -> tuple[str, str]:
+    """An arm name's family (with alpha) and variant (:class:`xlr.arms.Arm`); a label that is no
+    arm name (a planted control, a user's own) is a family of its own without a variant."""
+    try:
+        arm = Arm.parse(label)
+    except ValueError:
+        return label, ""
+    return arm.family_name, arm.variant
 
 
 def plain_styles(levels: Sequence[str]) -> dict[str, ArmStyle]:
@@ -77,8 +90,9 @@ def plain_styles(levels: Sequence[str]) -> dict[str, ArmStyle]:
 
 
 INTERVAL_COLUMNS: tuple[str, ...] = ("estimate", "low", "high")
-
-
+# Columns that, when a table has them, must hold one value: averaging or drawing across
+# benchmarks, tasks, image vs caption queries, caption conventions or confidence levels would mix
+# incomparable numbers.
 SINGLE_VALUED: tuple[str, ...] = ("benchmark", "task", "query_kind", "captions", "confidence")
 
 
@@ -92,16 +106,7 @@ GROUP_LABELS: dict[str, str] = {
 CAPSIZE = 3
 
 
-def require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
-    """Raise ``ValueError`` naming the columns ``frame`` lacks, or that it has no rows."""
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{what} table lacks columns {missing}; it needs {list(columns)}")
-    if frame.empty:
-        raise ValueError(f"{what} table is empty: there is nothing to plot")
-
-
-def check_table(
+def check_figure_table(
     frame: pd.DataFrame, columns: Sequence[str], what: str, unique: Sequence[str] = ()
 ) -> None:
     """Raise ``ValueError`` naming what is wrong with a table a figure is drawn from.
@@ -109,7 +114,7 @@ def check_table(
     Checks: required ``columns`` present, at least one row, one row per ``unique`` key, a single
     value in each :data:`SINGLE_VALUED` column present, and ``low <= estimate <= high``.
     """
-    require_columns(frame, columns, what)
+    check_table(frame, columns, what)
     mixed = [c for c in SINGLE_VALUED if c in frame.columns and frame[c].nunique() > 1]
     if mixed:
         raise ValueError(

@@ -103,8 +103,9 @@ def bootstrap_by_arm(
     return pd.DataFrame(rows)
 
 
-def _paired_units(a: pd.DataFrame, b: pd.DataFrame, on: Sequence[str]) -> pd.DataFrame:
-    """Per query unit, the mean ``value_a`` and ``value_b`` of rows joined on ``on``."""
+def paired_units(a: pd.DataFrame, b: pd.DataFrame, on: Sequence[str]) -> pd.DataFrame:
+    """Per query unit, the mean ``value_a`` and ``value_b`` of rows joined on ``on``: the pairs
+    every paired test of the study (arms, and seeds in the negative control) is computed on."""
     keys = list(dict.fromkeys([*on, *_UNIT_KEYS]))
     try:
         joined = a[[*keys, "value"]].merge(
@@ -164,7 +165,7 @@ def compare_arms(
             raise ValueError(
                 f"arm {arm!r} is not in the table (arms: {sorted(per_query['arm'].unique())})"
             )
-    units = _paired_units(*sides, on)
+    units = paired_units(*sides, on)
     rows = []
     for keys, group in units.groupby(["benchmark", "task", "query_kind"], sort=True, dropna=False):
         test = _paired_test(group, n_resamples, confidence, n_permutations, rng)
@@ -173,42 +174,11 @@ def compare_arms(
     return pd.DataFrame(rows)
 
 
-def seed_negative_control(
-    per_query: pd.DataFrame,
-    arm: str,
-    seed_a: int,
-    seed_b: int,
-    n_permutations: int = 10_000,
-    rng: np.random.Generator | int = 0,
-) -> float:
-    """Sign-flip p-value between two fine-tuning seeds of one arm on the same queries.
-
-    The negative control of :func:`compare_arms`: seeds of one arm differ by chance only, so the
-    p-value should rarely fall below the test level. If it often does, the per-query test is
-    detecting seed noise, and arm differences must be judged against :func:`seed_spread`.
-    ``per_query`` must hold one benchmark, task and query kind (filter it first).
-    """
-    check_table(per_query, [*QUERY_COLUMNS, "value"], "per-query")
-    runs = per_query[per_query["arm"] == arm]
-    groups = runs[["benchmark", "task", "query_kind"]].drop_duplicates()
-    if len(groups) != 1:
-        raise ValueError(
-            f"the negative control compares one benchmark, task and query kind; arm {arm!r} "
-            f"has {len(groups)}: filter the table first"
-        )
-    a, b = (runs[runs["seed"] == seed] for seed in (seed_a, seed_b))
-    on = ["benchmark", "task", "query_idx", "base_seed"]
-    units = _paired_units(a, b, on)
-    return sign_flip_test(
-        units["value_a"].to_numpy(), units["value_b"].to_numpy(), n_permutations, rng
-    )
-
-
 def seed_spread(per_run: pd.DataFrame, keys: Sequence[str] = ARM_SUMMARY_KEYS) -> pd.DataFrame:
     """Mean and standard deviation (ddof=1) of a per-run ``value`` over seeds and bases.
 
-    ``per_run`` is e.g. :func:`macro_mean`, :func:`preference_divergence` or
-    :func:`language_fairness` (after picking its ``value``); ``keys`` are the columns kept.
+    ``per_run`` is e.g. :func:`xlr.analysis.bias.macro_mean`, ``preference_divergence`` or
+    ``language_fairness`` (after picking its ``value``); ``keys`` are the columns kept.
     """
     check_table(per_run, [*keys, "value"], "per-run")
     rows = [

@@ -19,7 +19,7 @@ from xlr.analysis.figure_style import (
     ArmShape,
     arm_bars,
     arm_styles,
-    check_table,
+    check_figure_table,
     dodged_points,
     error_bars,
     group_rank,
@@ -28,12 +28,10 @@ from xlr.analysis.figure_style import (
     palette_colours,
     plain_styles,
     readable_xticks,
-    require_columns,
 )
+from xlr.eval.results import check_table
 
 
-# An arm's variant (xlr.arms.Arm.variant) sets its shape: what trains (``full``, ``lora``) or,
-# for adapters, the held-out fallback.
 def language_mix_figure(
     counts: Mapping[str, int],
     reference: Mapping[str, float],
@@ -114,9 +112,6 @@ def batch_kind_figure(logs: pd.DataFrame) -> Figure:
 # Retrieval metrics are fractions of queries in [0, 1], as the results table stores them.
 
 
-# Columns that, when a table has them, must hold one value: averaging or drawing across
-# benchmarks, tasks, image vs caption queries, caption conventions or confidence levels would mix
-# incomparable numbers.
 def per_language_recall_figure(
     intervals: pd.DataFrame, metric_label: str = "R@1 (fraction of queries)"
 ) -> Figure:
@@ -127,7 +122,7 @@ def per_language_recall_figure(
     seen - held-out contrast reads at a glance. ``intervals`` has one row per (arm, query_lang).
     """
     columns = ["arm", "query_lang", "lang_group", *INTERVAL_COLUMNS]
-    check_table(intervals, columns, "per-language interval", unique=["arm", "query_lang"])
+    check_figure_table(intervals, columns, "per-language interval", unique=["arm", "query_lang"])
     groups = intervals.groupby("query_lang")["lang_group"].nunique()
     if (groups > 1).any():
         raise ValueError(f"languages {list(groups.index[groups > 1])} are in several lang_groups")
@@ -171,7 +166,7 @@ def pair_matrix(
     Each cell is the mean over the arm's runs (fine-tuning seeds and base seeds). Rows and
     columns are the same sorted languages, so the diagonal (no same-language pairs) shows blank.
     """
-    require_columns(
+    check_table(
         results,
         ["arm", "task", "benchmark", "query_lang", "target_lang", "metric", "value"],
         "results",
@@ -187,7 +182,7 @@ def pair_matrix(
             + (f", benchmark {benchmark!r}" if benchmark else "")
             + f" in the results table (its arms: {sorted(results['arm'].unique())})"
         )
-    check_table(rows, ["query_lang", "target_lang", "value"], f"xt2t {metric} of {arm}")
+    check_figure_table(rows, ["query_lang", "target_lang", "value"], f"xt2t {metric} of {arm}")
     matrix = rows.pivot_table(
         index="query_lang", columns="target_lang", values="value", aggfunc="mean"
     )
@@ -254,7 +249,7 @@ def alpha_sweep_figure(
     alpha, is a dashed horizontal line.
     """
     columns = ["alpha", "trained", *INTERVAL_COLUMNS]
-    check_table(points, columns, "alpha sweep", unique=["alpha", "trained"])
+    check_figure_table(points, columns, "alpha sweep", unique=["alpha", "trained"])
     if not points["alpha"].between(0, 1).all():
         raise ValueError(f"alpha must lie in [0, 1], got {sorted(points['alpha'].unique())}")
     fig, ax = plt.subplots(figsize=(6.5, 4), layout="constrained")
@@ -304,7 +299,7 @@ def accuracy_vs_params_figure(
     stay distinct.
     """
     columns = ["arm", "trainable_params", *INTERVAL_COLUMNS]
-    check_table(points, columns, "accuracy vs parameters", unique=["arm"])
+    check_figure_table(points, columns, "accuracy vs parameters", unique=["arm"])
     if (points["trainable_params"] < 0).any():
         raise ValueError("trainable_params must be >= 0")
     trained = points[points["trainable_params"] > 0]
@@ -343,7 +338,7 @@ def seen_heldout_figure(
     that gain transfers to languages the arm never trained on.
     """
     columns = ["arm", "lang_group", *INTERVAL_COLUMNS]
-    check_table(points, columns, "seen / held-out", unique=["arm", "lang_group"])
+    check_figure_table(points, columns, "seen / held-out", unique=["arm", "lang_group"])
     arms = list(pd.unique(points["arm"]))
     table = points.sort_values("lang_group", key=group_rank, kind="stable").assign(
         lang_group=lambda t: t["lang_group"].map(lambda g: GROUP_LABELS.get(g, g))
@@ -373,7 +368,7 @@ def rank_distance_figure(
     Rows of every run (seeds, bases) are pooled. The y axis is logarithmic when the values span
     two decades or more (symmetric-log when some are 0), else linear.
     """
-    check_table(per_query, ["arm", "value"], "per-query")
+    check_figure_table(per_query, ["arm", "value"], "per-query")
     arms = list(pd.unique(per_query["arm"]))
     data = [per_query.loc[per_query["arm"] == arm, "value"].to_numpy(np.float64) for arm in arms]
     fig, ax = plt.subplots(figsize=(max(6.5, 0.8 * len(arms) + 2), 4.2), layout="constrained")
@@ -411,7 +406,7 @@ def language_preference_figure(shares: pd.DataFrame) -> Figure:
     bases) are averaged; rename the ``top_lang`` of
     :func:`xlr.analysis.bias.language_preference` to ``lang``.
     """
-    check_table(shares, ["arm", "lang", "share"], "language-preference")
+    check_figure_table(shares, ["arm", "lang", "share"], "language-preference")
     if "uniform" in shares.columns and shares["uniform"].nunique() > 1:
         raise ValueError("language-preference table has several uniform levels (language pools)")
     uniform = shares["uniform"].iat[0] if "uniform" in shares else 1 / shares["lang"].nunique()

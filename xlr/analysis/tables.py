@@ -19,7 +19,7 @@ import pandas as pd
 
 from xlr.analysis.claims import LangGroup, Measure, group_langs, per_query_measure
 from xlr.analysis.intervals import bootstrap_by_arm
-from xlr.arms import ZEROSHOT, arm_catalogue
+from xlr.arms import SWEEP_FAMILIES, ZEROSHOT, arm_catalogue
 from xlr.config import Params
 from xlr.io import atomic_write_text
 
@@ -30,7 +30,6 @@ HEADLINE_MEASURES: tuple[tuple[Measure, LangGroup], ...] = (
     ("rank distance", "seen"),
 )
 COST_COLUMNS: tuple[str, ...] = ("trainable_params", "wall_s")
-SWEEP_FAMILIES: tuple[str, ...] = ("mono", "cross", "hybrid")  # alpha = 1, 0, and between
 
 
 def cost_table(summaries: pd.DataFrame) -> pd.DataFrame:

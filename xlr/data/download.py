@@ -50,7 +50,7 @@ from PIL import Image
 from xlr.config import DownloadSection
 from xlr.data.imagetext import CAPTION_COLUMNS, ImageTextSet
 from xlr.data.shards import read_shards
-from xlr.io import atomic_dir, atomic_write_json, file_sha256
+from xlr.io import atomic_dir, atomic_write_json
 from xlr.langs import UnknownLanguageError, canonical_code
 
 SAMPLE_COLUMNS: tuple[str, ...] = ("URL", "TEXT")
@@ -210,9 +210,13 @@ def img2dataset_arguments(
 
 def _fingerprint(sample: Path, arguments: dict[str, Any], version: str) -> str:
     """sha256 of the sample's bytes, img2dataset's version and the arguments that decide content."""
+    digest = hashlib.sha256()
+    with open(sample, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
     content = {k: v for k, v in arguments.items() if k not in EXECUTION_ARGUMENTS}
-    key = json.dumps([file_sha256(sample), version, content], sort_keys=True)
-    return hashlib.sha256(key.encode()).hexdigest()
+    digest.update(json.dumps([version, content], sort_keys=True).encode())
+    return digest.hexdigest()
 
 
 def _finished_report(out_dir: Path, fingerprint: str) -> DownloadReport | None:

@@ -101,7 +101,9 @@ def arm_summaries(params: Params, arms: list[Arm] | None = None) -> pd.DataFrame
         path = arm.directory(params) / SUMMARY_FILE
         if path.is_file():
             summary = json.loads(path.read_text(encoding="utf-8"))
-            rows += [{**summary, "name": e.name} for e in arm.evaluated(params)]
+            rows += [
+                {**summary, "name": e.name, "fallback": e.fallback} for e in arm.evaluated(params)
+            ]
     return pd.DataFrame(rows)
 
 
