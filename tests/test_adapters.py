@@ -33,11 +33,15 @@ R, HIDDEN, LAYERS, TARGETS = 4, 64, 2, 2  # one adapter: LAYERS * TARGETS * R * 
 PER_ADAPTER = LAYERS * TARGETS * R * (HIDDEN + HIDDEN)
 
 
-def raw_params(runs: Path, **adapters: object) -> dict:
+def raw_params(runs: Path, train: dict | None = None, **adapters: object) -> dict:
+    """Nine steps: three per training language; the logit scale locked, so the adapters of the
+    ``adapters`` arm are independent of one another."""
+    defaults = {"steps": 9, "batch_size": 16, "checkpoint_every": 2, "warmup": 1, "lr": 1e-4,
+                "logit_scale": "lock"}  # fmt: skip
     return tiny_raw_params(
         runs, LANGS, TRAIN, HELDOUT,
-        train={"batch_size": 16, "checkpoint_every": 2, "warmup": 1, "lr": 1e-4},
-        adapters={"lora": {"r": R, "alpha": 8.0, "lr": 1e-2}, "steps_per_language": 3} | adapters,
+        train=defaults | (train or {}),
+        adapters={"lora": {"r": R, "alpha": 8.0, "lr": 1e-2}} | adapters,
     )  # fmt: skip
 
 
@@ -54,8 +58,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"root": root, "pool": tiny.pool, "base": base, "trained": trained, "texts": texts}
 
 
-def params_for(world: dict, **adapters: object) -> Params:
-    return parse_params(raw_params(world["root"] / "runs", **adapters))
+def params_for(world: dict, train: dict | None = None, **adapters: object) -> Params:
+    return parse_params(raw_params(world["root"] / "runs", train, **adapters))
 
 
 def lora_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -71,12 +75,16 @@ def encodings(encoder: object, texts: dict[str, list[str]]) -> dict[str, np.ndar
     return {lang: encoder.encode_texts(batch, lang) for lang, batch in texts.items()}
 
 
-def test_schedules_and_seeds_are_pure() -> None:
-    assert ad.language_schedule(["en", "de"], 2, "sequential") == [
+def test_budget_split_schedules_and_seeds_are_pure() -> None:
+    assert ad.language_steps(7, ["en", "de", "es"]) == {"en": 3, "de": 2, "es": 2}
+    assert sum(ad.language_steps(150, TRAIN).values()) == 150  # the budget of every arm
+    with pytest.raises(ValueError, match="cannot give each of the 3 adapters a step"):
+        ad.language_steps(2, TRAIN)
+    assert ad.language_schedule({"en": 2, "de": 2}, "sequential") == [
         ("en", 0), ("en", 1), ("de", 0), ("de", 1),
     ]  # fmt: skip
-    assert ad.language_schedule(["en", "de"], 2, "interleaved") == [
-        ("en", 0), ("de", 0), ("en", 1), ("de", 1),
+    assert ad.language_schedule({"en": 2, "de": 1}, "interleaved") == [
+        ("en", 0), ("de", 0), ("en", 1),
     ]  # fmt: skip
     seed = trainable.language_seed
     assert seed(0, "en") == seed(0, "en") != seed(0, "de")
@@ -93,10 +101,11 @@ def test_only_the_active_adapter_trains(world: dict) -> None:
     per_adapter = trainable.add_language_adapters(model, TRAIN, lora, seed=0)
     assert per_adapter == PER_ADAPTER == trainable.count_trainable(model)
     for lang in TRAIN:
-        model.text.transformer.set_adapter(lang)
+        model.text.set_adapter(lang)
         names = {n for n, p in model.named_parameters() if p.requires_grad}
         assert trainable.count_trainable(model) == PER_ADAPTER
-        assert all(n.startswith("text.transformer.") and adapter_of(n) == lang for n in names)
+        inside = "text.base_model.model.transformer."  # peft wraps the text tower
+        assert all(n.startswith(inside) and adapter_of(n) == lang for n in names)
 
 
 def test_arm_outputs_summary_and_frozen_base(world: dict) -> None:
@@ -105,6 +114,8 @@ def test_arm_outputs_summary_and_frozen_base(world: dict) -> None:
     assert stored.saved_adapter_langs(out) == sorted(TRAIN)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 3 * len(TRAIN) and summary["trainable_params"] == 3 * PER_ADAPTER
+    assert summary["examples"] == 9 * 16  # the budget of every arm: train.steps x batch_size
+    assert summary["steps_per_language"] == {lang: 3 for lang in TRAIN}
     for lang in TRAIN:
         cost = summary["per_language"][lang]
         assert cost["trainable_params"] == PER_ADAPTER and cost["steps"] == 3
@@ -123,8 +134,9 @@ def test_arm_outputs_summary_and_frozen_base(world: dict) -> None:
 
 
 def test_an_adapter_changes_only_its_languages_outputs(world: dict, tmp_path: Path) -> None:
-    """Training de's adapter (or not) leaves en and es bit-identical; held-out = the base."""
-    params = params_for(world, schedule="interleaved")
+    """Training de's adapter (or not) leaves en and es bit-identical; held-out = the base.
+    Without de the budget shrinks by de's share, so en and es keep their three steps each."""
+    params = params_for(world, {"steps": 6}, schedule="interleaved")
     without_de = ad.train_adapters(
         world["base"], world["pool"], params, Arm("adapters").at(0, 0), tmp_path,
         langs=["en", "es"], progress=False,
@@ -173,7 +185,7 @@ def test_routing_fallbacks_and_exact_reload(world: dict) -> None:
 
 
 def test_average_adapter_is_the_mean_update(world: dict) -> None:
-    transformer = world["trained"].bundle.model.text.transformer
+    transformer = world["trained"].bundle.model.text
     stored.add_average_adapter(transformer, TRAIN)
     average = stored.lora_deltas(transformer, stored.AVERAGE)
     per_lang = [stored.lora_deltas(transformer, lang) for lang in TRAIN]
@@ -204,7 +216,7 @@ def test_cross_step_updates_exactly_its_two_adapters(world: dict) -> None:
 
 
 def test_hybrid_arm_trains_every_adapter(world: dict, tmp_path: Path) -> None:
-    params = params_for(world, steps_per_language=2)
+    params = params_for(world, {"steps": 6})
     spec = Arm("adapters_hybrid", 0.5).at(0, 0)
     arm = ad.train_adapters(world["base"], world["pool"], params, spec, tmp_path, progress=False)
     rows = (tmp_path / LOG_CSV).read_text().splitlines()[1:]
@@ -212,15 +224,14 @@ def test_hybrid_arm_trains_every_adapter(world: dict, tmp_path: Path) -> None:
     assert arm.summary["name"] == "adapters_hybrid-a0.5" and arm.summary["schedule"] == "hybrid"
     for lang in TRAIN:
         assert any(
-            v.abs().sum() > 0
-            for v in stored.lora_deltas(arm.bundle.model.text.transformer, lang).values()
+            v.abs().sum() > 0 for v in stored.lora_deltas(arm.bundle.model.text, lang).values()
         )
 
 
 def test_crashed_run_resumes_to_identical_adapters(
     world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    params = params_for(world, steps_per_language=2, schedule="interleaved")
+    params = params_for(world, {"steps": 4}, schedule="interleaved")
     spec, langs = Arm("adapters").at(0, 1), ["en", "de"]
     reference = ad.train_adapters(
         world["base"], world["pool"], params, spec, tmp_path / "ref", langs=langs, progress=False
@@ -252,7 +263,7 @@ def test_crashed_run_resumes_to_identical_adapters(
 def test_costs_against_full_tower_and_shared_lora(world: dict, tmp_path: Path) -> None:
     shared = load_model(world["root"] / "model").model
     trainable.add_shared_lora(shared, params_for(world).train.lora)  # r = 8: twice one adapter
-    shared.text.transformer.save_pretrained(tmp_path)
+    shared.text.save_pretrained(tmp_path)
     costs = ad.adapter_costs(world["trained"].out_dir, world["base"].model, tmp_path)
     by_kind = costs.groupby("kind")["trainable_params"].sum()
     assert list(costs.loc[costs["kind"] == "adapter", "lang"]) == sorted(TRAIN)

@@ -90,6 +90,21 @@ def test_cross_section_rules() -> None:
         parse_params(minimal(data=laion))
 
 
+def test_adapters_share_the_budget_and_the_shape_of_the_shared_lora() -> None:
+    with pytest.raises(ParamsError, match="cannot give each of the 2 training languages"):
+        parse_params(minimal(train={"steps": 1}))
+    assert parse_params(minimal(train={"steps": 1}, adapters={"enabled": False,
+                                                              "hybrid_alpha": None}))  # fmt: skip
+    lora = {"trainable": ["full", "lora"], "lora": {"r": 8, "lr": 5e-3}}
+    other_lr = parse_params(minimal(train=lora, adapters={"lora": {"r": 8, "lr": 1e-3}}))
+    assert other_lr.adapters.lora.lr != other_lr.train.lora.lr  # the learning rate may differ
+    for shape in ({"r": 4}, {"ffn": True}, {"target_modules": ["query"]}):
+        with pytest.raises(ParamsError, match="adapters.lora and train.lora differ in"):
+            parse_params(minimal(train=lora, adapters={"lora": shape}))
+    with pytest.raises(ParamsError, match="adapters.steps_per_language"):
+        parse_params(minimal(adapters={"steps_per_language": 3}))  # the budget is train.steps
+
+
 def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
     with pytest.raises(ParamsError, match="no such params file"):
         load_params(tmp_path / "absent.yaml")

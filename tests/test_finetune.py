@@ -22,8 +22,9 @@ from conftest import build_tiny_world, tiny_raw_params
 from safetensors.torch import load_file
 
 from xlr.arms import LOG_CSV, LORA_DIR, MODEL_DIR, SUMMARY_FILE, Arm, shared_arms
-from xlr.config import Params, parse_params
+from xlr.config import LoraSection, Params, parse_params
 from xlr.data.imagetext import ImageTextSet
+from xlr.models.adapters import lora_targets
 from xlr.models.factory import WEIGHTS, load_model, write_tiny_model_dir
 from xlr.train.checkpoint import CHECKPOINT, load_checkpoint
 from xlr.train.finetune import train_arm
@@ -38,7 +39,10 @@ LANGS = ["en", "de", "es", "ja"]
 
 def raw_params(runs: Path, **train: object) -> dict:
     defaults = {"steps": 4, "batch_size": 16, "checkpoint_every": 2, "warmup": 1, "lr": 1e-3}
-    return tiny_raw_params(runs, LANGS, ["en", "de", "es"], ["ja"], train=defaults | train)
+    no_adapters = {"enabled": False, "hybrid_alpha": None}  # shared arms only, any budget
+    return tiny_raw_params(
+        runs, LANGS, ["en", "de", "es"], ["ja"], train=defaults | train, adapters=no_adapters
+    )
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +203,8 @@ def test_lora_trains_only_the_adapter_and_the_logit_scale(world: dict, tmp_path:
     assert arm.summary["trainable_params"] == layers * len(lora.target_modules) * per_target + 1
     model = arm.bundle.model
     trained = {n for n, p in model.named_parameters() if p.requires_grad} - {"logit_scale"}
-    assert trained and all(".lora_" in n and n.startswith("text.transformer.") for n in trained)
+    inside = "text.base_model.model.transformer."  # peft wraps the text tower
+    assert trained and all(".lora_" in n and n.startswith(inside) for n in trained)
     base_state = base.model.state_dict()
     assert not torch.equal(model.logit_scale, base.model.logit_scale)
     for name, value in model.state_dict().items():
@@ -343,3 +348,47 @@ def test_arm_specs_and_folders(tmp_path: Path) -> None:
         Arm("cross")
     with pytest.raises(ValueError, match="seed"):
         Arm("cross", trained="full").at(0).directory(params)
+
+
+@pytest.mark.parametrize("trained", ["full", "lora"])
+def test_a_locked_logit_scale_stays_at_the_base_value(
+    world: dict, tmp_path: Path, trained: str
+) -> None:
+    params = params_for(world, steps=2, logit_scale="lock")
+    base = load_model(world["model"])
+    arm = Arm("mono", trained=trained).at(base_seed=0, seed=0)
+    result = train_arm(base, world["pool"], params, arm, tmp_path / trained, progress=False)
+    assert torch.equal(result.bundle.model.logit_scale, base.model.logit_scale)
+    shared = params_for(world, steps=2)
+    assert (
+        result.summary["trainable_params"] + 1
+        == train_arm(
+            base, world["pool"], shared, arm, tmp_path / f"{trained}-scale", progress=False
+        ).summary["trainable_params"]
+    )
+
+
+def test_lora_targets_can_add_the_feed_forward_layers_and_the_projection(world: dict) -> None:
+    text = load_model(world["model"]).model.text
+    plain = lora_targets(text, LoraSection())
+    assert plain == [f"transformer.encoder.layer.{i}.attention.self.{t}"
+                     for i in range(2) for t in ("query", "value")]  # fmt: skip
+    ffn = set(lora_targets(text, LoraSection(ffn=True))) - set(plain)
+    assert ffn == {f"transformer.encoder.layer.{i}.{part}.dense"
+                   for i in range(2) for part in ("intermediate", "output")}  # fmt: skip
+    projection = set(lora_targets(text, LoraSection(projection=True))) - set(plain)
+    assert projection == {"proj.0", "proj.2"}  # the linear layers of open_clip's text projection
+    with pytest.raises(ValueError, match="match no linear layer"):
+        lora_targets(text, LoraSection(target_modules=["nothing"]))
+
+
+def test_a_lora_on_the_projection_trains_and_merges(world: dict, tmp_path: Path) -> None:
+    params = params_for(world, steps=2, trainable=["lora"], lora={"projection": True, "lr": 1e-2})
+    base = load_model(world["model"])
+    arm = Arm("mono", trained="lora").at(base_seed=0, seed=0)
+    result = train_arm(base, world["pool"], params, arm, tmp_path, progress=False)
+    trained = [n for n, p in result.bundle.model.named_parameters() if p.requires_grad]
+    assert any(".proj.0.lora_A." in n for n in trained)
+    merged = load_model(tmp_path / MODEL_DIR).model.state_dict()
+    before = base.model.state_dict()
+    assert not torch.equal(merged["text.proj.0.weight"], before["text.proj.0.weight"])

@@ -38,7 +38,7 @@ def study_params(root: Path, workers: int) -> object:
                                "pretrain_batch_size": 32}},
             "train": {"arms": ["zeroshot", "mono"], "steps": 2, "batch_size": 8,
                       "checkpoint_every": 2},
-            "adapters": {"steps_per_language": 1, "fallbacks": ["base", "nearest"]},
+            "adapters": {"fallbacks": ["base", "nearest"]},
         }
     )  # fmt: skip
 

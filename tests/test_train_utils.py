@@ -42,12 +42,16 @@ def test_a_clocked_schedule_follows_each_step_on_its_own_clock() -> None:
         return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
 
     alone = rates(warmup_cosine(sgd(), warmup=2, total=5), 5)
-    clock = [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]  # two languages interleaved, five steps each
-    assert rates(clocked_warmup_cosine(sgd(), clock, warmup=2, total=5), 10) == [
+    clock = [(k, 5) for k in range(5) for _ in range(2)]  # two languages interleaved, 5 each
+    assert rates(clocked_warmup_cosine(sgd(), clock, warmup_share=0.4), 10) == [
         rate for rate in alone for _ in range(2)
     ]
-    restarting = rates(clocked_warmup_cosine(sgd(), [*range(5), *range(5)], 2, 5), 10)
+    restarting = rates(clocked_warmup_cosine(sgd(), [(k, 5) for k in [*range(5)] * 2], 0.4), 10)
     assert restarting == alone + alone
+    # clocks of different lengths keep the same shape: a 10-step language warms up for 4
+    longer = rates(warmup_cosine(sgd(), warmup=4, total=10), 10)
+    mixed = [(k, 5) for k in range(5)] + [(k, 10) for k in range(10)]
+    assert rates(clocked_warmup_cosine(sgd(), mixed, 0.4), 15) == alone + longer
 
 
 def test_batch_indices_depend_only_on_seed_and_step() -> None:

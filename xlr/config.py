@@ -204,12 +204,20 @@ Fallback = Literal["base", "nearest", "average"]  # held-out languages' route in
 
 
 class LoraSection(Section):
-    """A LoRA on the XLM-R text tower (shared in 02, one per language in 03)."""
+    """A LoRA on the text tower (shared in 02, one per language in 03).
+
+    ``target_modules`` name linear layers inside the XLM-R transformer (peft's suffix match:
+    ``query``, ``value``, ``key``, ``dense``...); ``ffn`` adds every layer's feed-forward pair
+    (``intermediate.dense``, ``output.dense``) and ``projection`` the text projection's linear
+    layers (``text.proj``), the part of the text tower open_clip adds on top of XLM-R.
+    """
 
     r: PositiveInt = 8
     alpha: Annotated[float, Field(gt=0)] = 16.0
     dropout: Unit = 0.0
     target_modules: Annotated[list[str], Field(min_length=1)] = ["query", "value"]
+    ffn: bool = False
+    projection: bool = False
     # LoRA's B factor starts at zero, so it needs a larger step than full fine-tuning to move
     # in the same number of steps; LoRA arms use this instead of train.lr
     lr: Annotated[float, Field(gt=0)] = 1e-3
@@ -232,15 +240,21 @@ class TrainSection(Section):
     grad_clip: Annotated[float, Field(gt=0)] | None = 1.0
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     checkpoint_every: PositiveInt = 100
+    # one policy for every arm (full, shared LoRA, per-language adapters): the loss temperature
+    # trains or stays at the base's value; it changes no embedding, only the training signal
+    logit_scale: Literal["train", "lock"] = "train"
     lora: LoraSection = LoraSection()
 
 
 class AdaptersSection(Section):
-    """Language-specific LoRA adapters of notebook 03."""
+    """Language-specific LoRA adapters of notebook 03.
+
+    They train on the budget of every arm, ``train.steps`` batches of ``train.batch_size``
+    examples, split across the training languages (:func:`xlr.train.adapters.language_steps`).
+    """
 
     enabled: bool = True
     lora: LoraSection = LoraSection()
-    steps_per_language: PositiveInt = 100
     schedule: Literal["sequential", "interleaved"] = "sequential"
     fallbacks: Annotated[list[Fallback], Field(min_length=1)] = list(get_args(Fallback))
     # alpha of the combined adapters_hybrid arm (per-language adapters, hybrid batches); null: off
@@ -307,7 +321,30 @@ class Params(Section):
             )
         if {"cross", "hybrid", "multi"} & set(self.train.arms) and len(self.data.train_langs) < 2:
             raise ValueError("cross, multi and hybrid arms need at least two data.train_langs")
+        self._adapters_match_the_shared_lora()
         return self
+
+    def _adapters_match_the_shared_lora(self) -> None:
+        """The adapters train on the budget of every arm, split across the training languages,
+        and are compared with the shared LoRA of the same shape: the two LoRA sections may
+        differ in learning rate only."""
+        if not (self.adapters.enabled or self.adapters.hybrid_alpha is not None):
+            return
+        if self.train.steps < len(self.data.train_langs):
+            raise ValueError(
+                f"train.steps {self.train.steps} cannot give each of the "
+                f"{len(self.data.train_langs)} training languages' adapters a step"
+            )
+        if "lora" not in self.train.trainable:
+            return
+        shared = self.train.lora.model_dump(exclude={"lr"})
+        per_language = self.adapters.lora.model_dump(exclude={"lr"})
+        differ = sorted(k for k in shared if shared[k] != per_language[k])
+        if differ:
+            raise ValueError(
+                f"adapters.lora and train.lora differ in {differ}; the adapters are compared "
+                "with the shared LoRA of the same shape, so set them alike (only lr may differ)"
+            )
 
     def section_hash(self, *sections: str) -> str:
         """Short stable hash of some sections (cache keys: same config, same artifact)."""

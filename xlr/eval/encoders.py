@@ -295,7 +295,7 @@ class AdapterEncoder(ModelEncoder):
     ) -> None:
         if fallback not in FALLBACKS:
             raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
-        transformer = bundle.model.text.transformer
+        transformer = bundle.model.text
         if not hasattr(transformer, "peft_config"):
             raise TypeError("the bundle's text tower has no adapters: use ModelEncoder for it")
         # Sorted: the ``cat`` factors stack in this order, and a reloaded model lists its
@@ -328,7 +328,7 @@ class AdapterEncoder(ModelEncoder):
 
     @contextlib.contextmanager
     def _routed(self, lang: str) -> Iterator[None]:
-        transformer = self.bundle.model.text.transformer
+        transformer = self.bundle.model.text
         route = self.route(lang)
         if route == BASE:
             with transformer.disable_adapter():

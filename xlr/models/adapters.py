@@ -1,10 +1,12 @@
-"""Per-language LoRA adapters on a CLIP's XLM-R text tower, as saved, loaded and routed.
+"""LoRA on a CLIP's text tower: which layers it adapts, and per-language adapters as saved,
+loaded and routed.
 
 Training writes them (:mod:`xlr.train.adapters`) and evaluation reads them
 (:class:`xlr.eval.encoders.AdapterEncoder`); what both must agree on lives here: the folder
 layout (``adapters/<lang>/`` as peft's ``save_pretrained`` writes it, see
 :data:`xlr.arms.ADAPTERS_DIR`), which parameters belong to which adapter, the ``average``
-adapter and which adapter encodes a language.
+adapter and which adapter encodes a language. peft wraps the whole text tower (``model.text``:
+XLM-R and the projection open_clip puts on top of it), so a LoRA may adapt the projection too.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,7 +23,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from xlr.arms import ADAPTERS_DIR
-from xlr.config import Fallback
+from xlr.config import Fallback, LoraSection
 from xlr.langs import canonical_code, nearest_language
 from xlr.models.factory import ModelBundle
 
@@ -28,6 +31,37 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")  # what one
 AVERAGE = "average"  # the derived adapter of held-out languages; never a language code
 BASE = "base"  # the route with every adapter off
 NEAREST = "nearest:"  # prefix of a route through the nearest trained language's adapter
+
+
+# Feed-forward pair of every XLM-R layer (``encoder.layer.N.``): not ``attention.output.dense``
+_FFN = re.compile(r"transformer\.encoder\.layer\.\d+\.(intermediate|output)\.dense")
+_PROJECTION = re.compile(r"proj(\.\d+)?")
+
+
+def lora_targets(text: nn.Module, lora: LoraSection) -> list[str]:
+    """Full names, inside the text tower ``text`` (``model.text``), of the linear layers a LoRA
+    shaped by ``lora`` adapts: XLM-R layers named by ``target_modules`` (peft's rule: the name or
+    its last parts), with ``ffn`` every layer's feed-forward pair, with ``projection`` the text
+    projection's linear layers. Exact names, so peft adapts exactly these and saves them."""
+    names = []
+    for name, module in text.named_modules():
+        # a layer another adapter already adapts keeps its linear as peft's ``base_layer``
+        if not isinstance(getattr(module, "base_layer", module), nn.Linear):
+            continue
+        in_transformer = name.startswith("transformer.")
+        named = in_transformer and any(
+            name == f"transformer.{t}" or name.endswith(f".{t}") for t in lora.target_modules
+        )
+        ffn = lora.ffn and _FFN.fullmatch(name) is not None
+        projection = lora.projection and _PROJECTION.fullmatch(name) is not None
+        if named or ffn or projection:
+            names.append(name)
+    if not names:
+        raise ValueError(
+            f"LoRA target_modules {lora.target_modules} match no linear layer of the text tower; "
+            "use XLM-R layer names such as query, key, value, dense"
+        )
+    return names
 
 
 def adapter_route(lang: str, langs: Sequence[str], fallback: Fallback) -> str:
@@ -42,11 +76,11 @@ def adapter_route(lang: str, langs: Sequence[str], fallback: Fallback) -> str:
     return AVERAGE if fallback == "average" else BASE
 
 
-def adapter_tensors(transformer: nn.Module) -> dict[str, list[nn.Parameter]]:
+def adapter_tensors(text: nn.Module) -> dict[str, list[nn.Parameter]]:
     """The parameters of each adapter of a peft-wrapped tower, by adapter name (the name
     follows ``lora_A``/``lora_B`` in peft's parameter names)."""
     tensors: dict[str, list[nn.Parameter]] = {}
-    for name, param in transformer.named_parameters():
+    for name, param in text.named_parameters():
         parts = name.split(".")
         lora = [i for i, part in enumerate(parts) if part.startswith("lora_")]
         if lora:
@@ -54,7 +88,7 @@ def adapter_tensors(transformer: nn.Module) -> dict[str, list[nn.Parameter]]:
     return tensors
 
 
-def lora_deltas(transformer: nn.Module, adapter: str) -> dict[str, torch.Tensor]:
+def lora_deltas(text: nn.Module, adapter: str) -> dict[str, torch.Tensor]:
     """The weight update ``B @ A * scaling`` of ``adapter`` in every layer it adapts, by layer.
 
     What an adapter changes, independent of how its rank is factored: the quantity to compare
@@ -63,7 +97,7 @@ def lora_deltas(transformer: nn.Module, adapter: str) -> dict[str, torch.Tensor]
     from peft.tuners.lora import LoraLayer
 
     deltas = {}
-    for name, module in transformer.named_modules():
+    for name, module in text.named_modules():
         if isinstance(module, LoraLayer) and adapter in module.lora_A:
             a, b = module.lora_A[adapter].weight, module.lora_B[adapter].weight
             deltas[name] = (b @ a * module.scaling[adapter]).detach()
@@ -72,17 +106,17 @@ def lora_deltas(transformer: nn.Module, adapter: str) -> dict[str, torch.Tensor]
     return deltas
 
 
-def add_average_adapter(transformer: nn.Module, langs: Sequence[str]) -> None:
+def add_average_adapter(text: nn.Module, langs: Sequence[str]) -> None:
     """Add the ``average`` adapter: the exact mean of the languages' LoRA updates.
 
     peft's ``cat`` combination stacks the scaled factors (rank ``sum r``), so its update is the
     weighted sum of the languages' updates; ``linear`` averages A and B separately, which is not
     the mean update, and ``svd`` truncates it. Idempotent.
     """
-    if AVERAGE in transformer.peft_config:
+    if AVERAGE in text.peft_config:
         return
     weights = [1.0 / len(langs)] * len(langs)
-    transformer.add_weighted_adapter(list(langs), weights, AVERAGE, combination_type="cat")
+    text.add_weighted_adapter(list(langs), weights, AVERAGE, combination_type="cat")
 
 
 def adapter_bytes(folder: Path) -> int:
@@ -120,12 +154,10 @@ def load_adapters(
     model = copy.deepcopy(base.model)
     for param in model.parameters():
         param.requires_grad_(False)
-    transformer = PeftModel.from_pretrained(
-        model.text.transformer, root / wanted[0], adapter_name=wanted[0]
-    )
+    text = PeftModel.from_pretrained(model.text, root / wanted[0], adapter_name=wanted[0])
     for lang in wanted[1:]:
-        transformer.load_adapter(root / lang, adapter_name=lang)
-    model.text.transformer = transformer
+        text.load_adapter(root / lang, adapter_name=lang)
+    model.text = text
     return dataclasses.replace(base, model=model.eval())
 
 

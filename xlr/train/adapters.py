@@ -1,7 +1,7 @@
 """Language-specific LoRA adapters of notebook 03: one peft LoRA per training language.
 
 DESIGN (Training arms, ``adapters``): the base CLIP stays frozen and every training language gets
-its own LoRA on the XLM-R text tower (``text.transformer``), trained on ``mono`` batches of that
+its own LoRA on the text tower (``model.text``), trained on ``mono`` batches of that
 language with the objective of the shared arms (:mod:`xlr.train.objective`) and the one training
 loop (:mod:`xlr.train.loop`). At inference the caption's
 language selects its adapter; a language without one falls back to the base (adapters off), to
@@ -9,11 +9,14 @@ the adapter of the nearest training language, or to the average of all adapters.
 arm ``adapters_hybrid`` trains the same adapters on hybrid batches: a cross step encodes its
 queries through the query language's adapter and its targets through the target language's.
 
-The adapters of the ``adapters`` arm are independent by construction: each is initialised,
-batched and dropout-seeded from (run seed, language), runs its own learning-rate clock over its
-``steps_per_language`` steps, and AdamW skips parameters without gradients. The ``schedule``
-(sequential or interleaved) therefore changes the order of steps, never the weights, and adding
-a training language leaves every other adapter bit-identical.
+Every arm trains on the same budget, ``train.steps`` batches of ``train.batch_size`` examples:
+``adapters`` splits it across its languages (:func:`language_steps`), ``adapters_hybrid`` runs
+``train.steps`` hybrid steps. With the logit scale locked (``train.logit_scale: lock``) the
+adapters of the ``adapters`` arm are independent by construction: each is initialised, batched
+and dropout-seeded from (run seed, language), runs its own learning-rate clock over its own
+steps, and AdamW skips parameters without gradients, so the ``schedule`` (sequential or
+interleaved) changes the order of steps, never the weights. A trained logit scale is shared by
+all adapters, as it is by every other arm.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -44,22 +47,31 @@ from xlr.train.finetune import arm_folder, check_arm_inputs, run_summary
 from xlr.train.loop import StepPlan, Trainer, fit, step_seed
 from xlr.train.objective import contrastive_objective, text_features
 from xlr.train.optim import clocked_warmup_cosine, make_optimizer, warmup_cosine
-from xlr.train.trainable import add_language_adapters, language_seed
+from xlr.train.trainable import add_language_adapters, language_seed, set_logit_scale
 
 Schedule = Literal["sequential", "interleaved"]
 
 
-def language_schedule(
-    langs: Sequence[str], steps_per_language: int, schedule: Schedule
-) -> list[tuple[str, int]]:
-    """(language, that language's own step) of every global step: ``sequential`` trains one
-    adapter after the other, ``interleaved`` rotates through the languages step by step."""
-    if steps_per_language < 1:
-        raise ValueError(f"steps_per_language must be positive, got {steps_per_language}")
+def language_steps(steps: int, langs: Sequence[str]) -> dict[str, int]:
+    """The arm's budget of ``steps`` split across ``langs``: equal shares, the remainder one step
+    each to the first languages, so the adapters together see as many examples as any arm."""
+    share, extra = divmod(steps, len(langs))
+    if share < 1:
+        raise ValueError(f"{steps} steps cannot give each of the {len(langs)} adapters a step")
+    return {lang: share + (i < extra) for i, lang in enumerate(langs)}
+
+
+def language_schedule(steps: Mapping[str, int], schedule: Schedule) -> list[tuple[str, int]]:
+    """(language, that language's own step) of every global step, for ``steps`` per language:
+    ``sequential`` trains one adapter after the other, ``interleaved`` rotates through the
+    languages step by step (a language leaves the rotation when its steps are done)."""
+    if min(steps.values(), default=0) < 1:
+        raise ValueError(f"every language needs at least one step, got {dict(steps)}")
     if schedule == "sequential":
-        return [(lang, k) for lang in langs for k in range(steps_per_language)]
+        return [(lang, k) for lang, n in steps.items() for k in range(n)]
     if schedule == "interleaved":
-        return [(lang, k) for k in range(steps_per_language) for lang in langs]
+        longest = max(steps.values())
+        return [(lang, k) for k in range(longest) for lang, n in steps.items() if k < n]
     raise ValueError(f"adapters.schedule must be 'sequential' or 'interleaved', got {schedule!r}")
 
 
@@ -86,7 +98,7 @@ def routed_text_features(
     if batch.kind == "multi":
         raise ValueError("adapters route one language per side: 'multi' batches mix languages")
     query_lang, target_lang = batch.query_langs[0], batch.target_langs[0]
-    transformer = model.text.transformer
+    transformer = model.text
     pair = list(dict.fromkeys((query_lang, target_lang)))
     _use_adapter(transformer, query_lang, pair)
     if query_lang == target_lang:
@@ -126,11 +138,12 @@ class AdapterRun:
 
 def _mono_plan(
     captions: pd.DataFrame, langs: list[str], params: Params, seed: int, ctx: DistContext
-) -> tuple[StepPlan, list[int]]:
+) -> tuple[StepPlan, list[tuple[int, int]]]:
     """Each global step's batch and dropout seed from its language's own sampler and clock,
-    and each step's position on that clock (for the learning rate)."""
-    train, adapters = params.train, params.adapters
-    clock = language_schedule(langs, adapters.steps_per_language, adapters.schedule)
+    and each step's position on that clock with the clock's length (for the learning rate)."""
+    train = params.train
+    steps = language_steps(train.steps, langs)
+    clock = language_schedule(steps, params.adapters.schedule)
     seeds = {lang: language_seed(seed, lang) for lang in langs}
     samplers = {
         lang: BatchSampler("mono", captions, [lang], train.batch_size, seeds[lang])
@@ -142,7 +155,7 @@ def _mono_plan(
         batch = dataclasses.replace(samplers[lang].batch(local), step=step)
         return batch, step_seed(seeds[lang], local, ctx.rank)
 
-    return plan, [local for _, local in clock]
+    return plan, [(local, steps[lang]) for lang, local in clock]
 
 
 def adapter_run(
@@ -163,19 +176,18 @@ def adapter_run(
     model = copy.deepcopy(base.model).cpu()  # adapters initialised on CPU: same on any device
     add_language_adapters(model, langs, adapters.lora, arm.seed)
     model.to(ctx.device)
-    model.text.transformer.set_requires_grad(langs, True)
+    model.text.set_requires_grad(langs, True)
+    set_logit_scale(model, train.logit_scale)
     # LoRA factors are all matrices: decay them all. The name rule would spare Bengali ('bn').
     optimizer = make_optimizer(
         model, adapters.lora.lr, train.weight_decay, no_decay=lambda _, param: param.ndim < 2
     )
     captions = pool.captions[pool.captions["lang"].isin(langs)].reset_index(drop=True)
-    steps = len(langs) * adapters.steps_per_language
+    steps = train.steps
     scheduler: torch.optim.lr_scheduler.LRScheduler
     if arm.alpha is None:
         plan, clock = _mono_plan(captions, langs, params, arm.seed, ctx)
-        scheduler = clocked_warmup_cosine(
-            optimizer, clock, train.warmup, adapters.steps_per_language
-        )
+        scheduler = clocked_warmup_cosine(optimizer, clock, train.warmup / train.steps)
     else:
         sampler = BatchSampler(
             "hybrid", captions, langs, train.batch_size, arm.seed, alpha=arm.alpha, tau=train.tau
@@ -214,14 +226,15 @@ def train_adapters(
     """Train one LoRA per language of ``langs`` (default ``data.train_langs``) on a frozen copy
     of ``base``: arm ``adapters`` (``arm.alpha`` None) or ``adapters_hybrid``.
 
-    ``adapters``: ``adapters.steps_per_language`` mono steps per language, ordered by
-    ``adapters.schedule``, each language on its own warmup-cosine clock. ``adapters_hybrid``:
-    ``len(langs) * steps_per_language`` hybrid steps (``train.tau``, ``arm.alpha``) on one
-    clock. Loss, batch size, learning rate, clipping and checkpointing come from ``train``, the
-    LoRA shape from ``adapters.lora``. Outputs in ``out_dir`` (default
-    :meth:`Arm.directory`): ``params.yaml``, ``log.csv``, ``tb/``, ``checkpoint.pt``,
-    then ``adapters/<lang>/`` (peft ``save_pretrained``) and ``summary.json`` last. With
-    ``resume`` a run continues from its checkpoint to the weights of an uninterrupted run.
+    ``adapters``: the ``train.steps`` budget split into mono steps per language
+    (:func:`language_steps`), ordered by ``adapters.schedule``, each language on its own
+    warmup-cosine clock with the shared arms' warmup share. ``adapters_hybrid``:
+    ``train.steps`` hybrid steps (``train.tau``, ``arm.alpha``) on one clock. Loss, batch size,
+    logit-scale policy, clipping and checkpointing come from ``train``, the LoRA shape and
+    learning rate from ``adapters.lora``. Outputs in ``out_dir`` (default
+    :meth:`Arm.directory`): ``params.yaml``, ``log.csv``, ``tb/``, ``checkpoint.pt``, then
+    ``adapters/<lang>/`` (peft ``save_pretrained``) and ``summary.json`` last. With ``resume``
+    a run continues from its checkpoint to the weights of an uninterrupted run.
     """
     langs = [canonical_code(lang) for lang in (params.data.train_langs if langs is None else langs)]
     ctx = init_distributed(params.run.device)
@@ -233,7 +246,7 @@ def train_adapters(
         run.trainer, run.plan, run.steps, folder=folder, desc=arm.name, progress=progress
     ).wall_s
     model = run.trainer.model
-    transformer = model.text.transformer
+    transformer = model.text
     transformer.set_requires_grad(langs, False)
     model.eval()
     trained = [p for lang in langs for p in adapter_tensors(transformer)[lang]]
@@ -242,7 +255,7 @@ def train_adapters(
         sum(p.numel() for p in base.model.parameters()) + sum(p.numel() for p in trained),
         base_model=base.name,
         schedule=params.adapters.schedule if arm.alpha is None else "hybrid",
-        steps_per_language=params.adapters.steps_per_language,
+        steps_per_language=language_steps(run.steps, langs) if arm.alpha is None else None,
     )  # fmt: skip
     if ctx.is_main:
         with atomic_dir(out / ADAPTERS_DIR, overwrite=True) as tmp:

@@ -128,6 +128,7 @@ def run_summary(
         **extra,
         "steps": steps,
         "batch_size": batch_size,
+        "examples": steps * batch_size,  # the training budget, equal for every arm
         "world_size": ctx.world_size,
         "device": str(ctx.device),
         "wall_s": wall_s,
@@ -142,7 +143,7 @@ def run_summary(
 def _merged(model: nn.Module) -> nn.Module:
     """A copy of a LoRA-wrapped model with the LoRA folded into the base weights."""
     merged = copy.deepcopy(model)
-    merged.text.transformer = merged.text.transformer.merge_and_unload()
+    merged.text = merged.text.merge_and_unload()
     return merged
 
 
@@ -155,7 +156,7 @@ def _write_outputs(
     save_model_dir(dataclasses.replace(bundle, model=final), out_dir / MODEL_DIR)
     if lora:
         with atomic_dir(out_dir / LORA_DIR, overwrite=True) as tmp:
-            model.text.transformer.save_pretrained(tmp)
+            model.text.save_pretrained(tmp)
     atomic_write_json(summary, out_dir / SUMMARY_FILE)
 
 
@@ -190,9 +191,9 @@ def train_arm(
     model = copy.deepcopy(base.model).to(ctx.device)
     lora = arm.trained == "lora"
     if lora:
-        add_shared_lora(model, train.lora)
+        add_shared_lora(model, train.lora, train.logit_scale)
     else:
-        unlock_text_tower(model)
+        unlock_text_tower(model, train.logit_scale)
     captions = pool.captions[pool.captions["lang"].isin(langs)].reset_index(drop=True)
     sampler = BatchSampler(
         arm.strategy, captions, langs, train.batch_size, arm.seed,

@@ -53,20 +53,25 @@ def warmup_cosine(
 
 
 def clocked_warmup_cosine(
-    optimizer: torch.optim.Optimizer, clock: Sequence[int], warmup: int, total: int
+    optimizer: torch.optim.Optimizer, clock: Sequence[tuple[int, int]], warmup_share: float
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """:func:`warmup_cosine` read off a clock of its own: global step ``s`` runs at the rate of
-    step ``clock[s]`` of a ``total``-step schedule.
+    """:func:`warmup_cosine` read off clocks of their own: global step ``s`` runs at the rate of
+    step ``clock[s][0]`` of a ``clock[s][1]``-step schedule whose warmup is ``warmup_share`` of
+    its steps.
 
-    Why: each language adapter of the ``adapters`` arm warms up and decays over its own steps,
-    whatever order the languages' steps interleave in. The scheduler looks one step past the
-    last, so the clock is read as ``total`` there.
+    Why: each language adapter of the ``adapters`` arm warms up and decays over its own share of
+    the budget, whatever order the languages' steps interleave in, with the shape of the shared
+    arms' schedule. The scheduler looks one step past the last: it reads the end of the last
+    clock there.
     """
-    if total <= 0:
-        raise ValueError(f"the number of training steps must be positive, got {total}")
-    ticks = [*clock, total]
+    if not clock:
+        raise ValueError("the number of training steps must be positive, got 0")
+    ticks = [*clock, (clock[-1][1], clock[-1][1])]
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: warmup_cosine_factor(ticks[step], warmup, total)
+        optimizer,
+        lambda step: warmup_cosine_factor(
+            ticks[step][0], round(warmup_share * ticks[step][1]), ticks[step][1]
+        ),
     )
 
 
