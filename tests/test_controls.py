@@ -17,7 +17,7 @@ def test_positive_control_sees_a_planted_bias_and_fails_without_one() -> None:
     ranks = simulated_ranks(np.random.default_rng(0), arm="zeroshot", seed=None)
     table = positive_control(ranks, POOL, penalty=30, n_resamples=200)
     assert table["passed"].all() and (table["estimate"] > 0).all()
-    assert table["arm_a"].item() == "zeroshot+en-30"  # the pool's first language by default
+    assert table["arm_a"].item() == "zeroshot+ja-30"  # the pool's last language by default
     with pytest.raises(AssertionError, match="positive control failed"):
         positive_control(ranks, POOL, penalty=0, n_resamples=200)  # nothing planted, nothing seen
     with pytest.raises(ValueError, match="'zh' is not in the pool"):

@@ -45,13 +45,17 @@ def positive_control(
     """A planted penalty on one language must raise the zero-shot model's rank distance.
 
     The zero-shot arm's ranks of one multilingual pool of languages ``pool`` (e.g. task
-    ``multilingual``) get their ``lang`` items (default: the pool's first language) moved down
-    ``penalty`` ranks (:func:`plant_language_penalty`); the paired comparison of planted against
-    real rank distance must exclude zero for caption queries. Returns the comparison with a
+    ``multilingual``) get their ``lang`` items moved down ``penalty`` ranks
+    (:func:`plant_language_penalty`); the paired comparison of planted against real rank
+    distance must exclude zero for caption queries. ``lang`` defaults to the pool's last
+    language (in the study's order, a held-out one): a language the model already finds late,
+    as the bias it plants would. Penalising the language a model finds first (English, for a
+    LAION model's image queries) shrinks many distances instead, since the second-best language
+    becomes the nearest. Returns the comparison with a
     ``passed`` column; raises if the caption queries did not pass, since a bias measure that
     cannot see a planted bias cannot be trusted with a real one.
     """
-    lang = lang or pool[0]
+    lang = lang or pool[-1]
     if lang not in pool:
         raise ValueError(f"the planted language {lang!r} is not in the pool {list(pool)}")
     base = ranks[ranks["arm"] == ZEROSHOT.name]
