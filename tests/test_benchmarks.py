@@ -99,6 +99,7 @@ def test_xtd10_loads_parallel_captions_with_jp_as_japanese(xtd10_root: Path) -> 
     ja = bench.captions_in("ja")
     assert ja["caption"].tolist() == ["jp cat", "jp dog"]
     assert ja["image_id"].tolist() == [0, 1] and set(ja["caption_idx"]) == {0}
+    assert bench.parallel is True  # line i is one caption translated into every language
 
 
 def test_xtd10_accepts_a_flat_folder_and_a_separate_image_dir(xtd10_root: Path) -> None:
@@ -186,6 +187,7 @@ def test_xm3600_keeps_every_caption_and_canonicalises_codes(xm3600_root: Path) -
     assert bench.captions_in("en", first_only=True)["caption"].tolist() == ["a red car", "two dogs"]
     assert len(bench.captions) == 2 + 1 + 1 + 1 + 1 + 3 + 1 + 1
     assert bench.images[0].mode == "RGB"
+    assert bench.parallel is False  # captions written per language: only the image ties them
 
 
 def test_xm3600_langs_filter(xm3600_root: Path) -> None:
@@ -244,6 +246,7 @@ def test_multi30k_reads_gzipped_and_plain_captions(multi30k_root: Path) -> None:
     assert bench.langs == ["en", "de", "fr", "cs"]
     assert bench.captions_in("cs")["caption"].tolist()[2] == "cs caption 2"
     assert bench.captions_in("de")["caption"].tolist() == ["ein", "zwei", "drei"]
+    assert bench.parallel is True
 
 
 def test_multi30k_missing_caption_file_names_both_spellings(multi30k_root: Path) -> None:

@@ -13,10 +13,9 @@ from xlr.analysis.bias import (
     per_language_metric,
     preference_divergence,
     rank_distance_per_query,
-    same_language_first,
     top_language_per_query,
 )
-from xlr.analysis.controls import plant_same_language_boost, seed_negative_control
+from xlr.analysis.controls import plant_language_penalty, seed_negative_control
 from xlr.analysis.intervals import bootstrap_by_arm, compare_arms, seed_spread
 from xlr.eval.results import RESULT_COLUMNS
 
@@ -74,14 +73,27 @@ def test_macro_mean_weighs_query_languages_equally(hand_ranks):
     assert summary["n_query_langs"].item() == 2
 
 
-def test_pool_restriction_drops_other_languages(hand_ranks):
-    per_query = rank_distance_per_query(hand_ranks, pool=["en", "fr"]).sort_values("query_idx")
-    np.testing.assert_array_equal(per_query["value"], [1, 3, 2])
-    np.testing.assert_array_equal(per_query["n_langs"], [2, 2, 2])
+def test_a_pool_is_checked_not_sliced(hand_ranks):
+    """``pool`` must hold every relevant language: a sub-pool's rank distance is ranked against
+    the sub-pool (task multilingual_seen), never cut out of a larger pool's ranks."""
+    with pytest.raises(ValueError, match=r"relevant items in \['de'\], outside the pool"):
+        rank_distance_per_query(hand_ranks, pool=["en", "fr"])
+    per_query = rank_distance_per_query(hand_ranks, pool=["en", "de", "fr"])
+    np.testing.assert_array_equal(per_query.sort_values("query_idx")["value"], [3, 4, 2])
 
 
-def test_whole_gallery_rank_distance_bounds_the_pool_gallery_one():
-    """RD from whole-gallery ranks >= RD with the out-of-pool items removed from the gallery."""
+def test_each_task_is_measured_over_its_own_pool():
+    """Seen-pool queries lack the held-out languages by design; they are complete in their pool."""
+    every = ranks_table([(0, "en", {"de": [3], "ja": [1]})], task="multilingual")
+    seen = ranks_table([(0, "en", {"de": [1], "es": [4]})], task="multilingual_seen")
+    per_query = rank_distance_per_query(pd.concat([every, seen])).set_index("task")
+    assert per_query["value"].to_dict() == {"multilingual": 2, "multilingual_seen": 3}
+    assert per_query["n_langs"].to_dict() == {"multilingual": 2, "multilingual_seen": 2}
+
+
+def test_slicing_a_larger_pool_overstates_the_sub_pool_distance():
+    """Why the seen pool is ranked on its own: RD read off whole-pool ranks of the sub-pool's
+    items is >= RD with the other languages' items removed from the gallery, and often larger."""
     rng = np.random.default_rng(0)
     langs = np.array(["en", "de", "fr", "ja"])
     pool = ["en", "de", "fr"]
@@ -94,15 +106,16 @@ def test_whole_gallery_rank_distance_bounds_the_pool_gallery_one():
         in_pool = np.isin(gallery_lang[order], pool)
         pool_rank = np.empty_like(order)
         pool_rank[order[in_pool]] = np.arange(1, in_pool.sum() + 1)
-        relevant = {lang: [whole[10 * i]] for i, lang in enumerate(langs)}
-        queries_whole.append((query_idx, "image", relevant))
+        queries_whole.append(
+            (query_idx, "image", {lang: [whole[10 * i]] for i, lang in enumerate(pool)})
+        )
         queries_pool.append(
             (query_idx, "image", {lang: [pool_rank[10 * i]] for i, lang in enumerate(pool)})
         )
-    whole_rd = rank_distance_per_query(ranks_table(queries_whole), pool)["value"].to_numpy()
-    pool_rd = rank_distance_per_query(ranks_table(queries_pool))["value"].to_numpy()
-    assert (whole_rd >= pool_rd).all()
-    assert (whole_rd > pool_rd).any()
+    sliced_rd = rank_distance_per_query(ranks_table(queries_whole), pool)["value"].to_numpy()
+    pool_rd = rank_distance_per_query(ranks_table(queries_pool), pool)["value"].to_numpy()
+    assert (sliced_rd >= pool_rd).all()
+    assert (sliced_rd > pool_rd).any()
 
 
 def test_own_language_may_be_missing_but_no_other(hand_ranks):
@@ -147,23 +160,17 @@ def test_preference_is_macro_over_query_languages():
     assert shares.to_dict() == pytest.approx({"de": 0.5, "en": 0.5})
 
 
-def test_same_language_first_and_english_first_rates():
+def test_english_first_rate():
     table = ranks_table(
         [
-            (0, "en", {"en": [1], "de": [2], "fr": [3]}),  # own language first
-            (1, "de", {"en": [1], "de": [2], "fr": [3]}),  # English first
-            (2, "fr", {"en": [4], "de": [2], "fr": [1]}),  # own language first
-            (3, "image", {"en": [1], "de": [2], "fr": [3]}),
-            (4, "image", {"en": [3], "de": [2], "fr": [1]}),
+            (0, "de", {"en": [1], "fr": [3]}),
+            (1, "image", {"en": [1], "de": [2], "fr": [3]}),
+            (2, "image", {"en": [3], "de": [2], "fr": [1]}),
         ]
     )
-    same = same_language_first(table).sort_values("query_idx")
-    np.testing.assert_array_equal(same["value"], [1, 0, 1])
-    assert macro_mean(same)["value"].item() == pytest.approx(2 / 3)
     english = english_first(table).sort_values("query_idx")
-    np.testing.assert_array_equal(english["value"], [1, 0])
-    # A de query with the pool {en, fr} cannot rank its own language first: it is not scored.
-    assert same_language_first(table, pool=["en", "fr"])["query_idx"].tolist() == [0, 2]
+    np.testing.assert_array_equal(english["value"], [1, 0])  # image queries only
+    assert macro_mean(english)["value"].item() == pytest.approx(0.5)
     with pytest.raises(ValueError, match="needs English"):
         english_first(table, pool=["de", "fr"])
 
@@ -256,27 +263,27 @@ def test_xt2t_language_is_the_mean_of_its_matrix_row():
 
 
 def simulated_ranks(rng: np.random.Generator, n_per_lang: int = 20, **run) -> pd.DataFrame:
-    """Caption queries in en/de/fr whose relevant items (one per language) rank 1..30 at random."""
-    langs = ["en", "de", "fr"]
+    """Caption queries in en/de/fr/ja whose translations (one in each other language) rank 1..30
+    at random, as in the multilingual pool (the query's own language holds only the query)."""
+    langs = ["en", "de", "fr", "ja"]
     queries = []
     for query_idx in range(n_per_lang * len(langs)):
-        picks = rng.choice(np.arange(1, 31), size=len(langs), replace=False)
-        queries.append(
-            (
-                query_idx,
-                langs[query_idx % len(langs)],
-                dict(zip(langs, [[p] for p in picks], strict=True)),
-            )
-        )
+        query_lang = langs[query_idx % len(langs)]
+        others = [lang for lang in langs if lang != query_lang]
+        picks = rng.choice(np.arange(1, 31), size=len(others), replace=False)
+        relevant = {other: [pick] for other, pick in zip(others, picks, strict=True)}
+        queries.append((query_idx, query_lang, relevant))
     return ranks_table(queries, **run)
 
 
-def test_planted_same_language_boost_raises_rank_distance_and_is_detected():
+def test_planted_language_penalty_raises_rank_distance_and_is_detected():
     base = simulated_ranks(np.random.default_rng(0))
-    planted = plant_same_language_boost(base, boost=30).assign(arm="planted")
-    assert planted["rank"].min() == 1
-    same_rate = macro_mean(same_language_first(planted))["value"].item()
-    assert same_rate == 1.0 > macro_mean(same_language_first(base))["value"].item()
+    planted = plant_language_penalty(base, "en", penalty=30).assign(arm="planted")
+    moved = planted["rank"] != base["rank"]
+    assert moved.any() and (base.loc[moved, "relevant_lang"] == "en").all()
+    assert (planted.loc[moved, "rank"] - base.loc[moved, "rank"] == 30).all()
+    top = top_language_per_query(planted)
+    assert not (top["top_lang"] == "en").any()  # English (ranks 31..60) is never found first
     both = pd.concat([rank_distance_per_query(base), rank_distance_per_query(planted)])
     summary = macro_mean(both).set_index("arm")["value"]
     assert summary["planted"] > summary["mono"]
@@ -284,8 +291,8 @@ def test_planted_same_language_boost_raises_rank_distance_and_is_detected():
     assert comparison["estimate"].item() == pytest.approx(summary["planted"] - summary["mono"])
     assert comparison["low"].item() > 0
     assert comparison["p_value"].item() < 0.01
-    untouched = ranks_table([(0, "image", {"en": [5], "de": [9]})])
-    assert plant_same_language_boost(untouched, 3)["rank"].tolist() == [5, 9]
+    untouched = ranks_table([(0, "image", {"ja": [5], "de": [9]})])
+    assert plant_language_penalty(untouched, "en", 3)["rank"].tolist() == [5, 9]
 
 
 def test_seed_negative_control_is_rarely_significant():
@@ -312,7 +319,7 @@ def test_bootstrap_by_arm_and_seed_spread():
     per_run = macro_mean(per_query)
     assert interval["estimate"] == pytest.approx(per_run["value"].mean())
     assert interval["low"] < interval["estimate"] < interval["high"]
-    assert interval["n"] == 60  # queries, each averaged over its 4 runs
+    assert interval["n"] == 80  # queries, each averaged over its 4 runs
     spread = seed_spread(per_run).iloc[0]
     assert spread["n"] == 4
     assert spread["mean"] == pytest.approx(per_run["value"].mean())
@@ -327,7 +334,7 @@ def test_compare_against_a_reference_scored_once_per_base():
     both = pd.concat([arm, base])
     on = ["benchmark", "task", "query_idx", "base_seed"]
     result = compare_arms(both, "mono", "base", on=on, n_resamples=100, n_permutations=99)
-    assert result["n"].item() == 60
+    assert result["n"].item() == 80
     with pytest.raises(ValueError, match="several rows per"):
         compare_arms(both, "base", "mono", on=on)
     with pytest.raises(ValueError, match="share no query"):
@@ -336,9 +343,9 @@ def test_compare_against_a_reference_scored_once_per_base():
         compare_arms(both, "mono", "hybrid")
 
 
-def test_top_language_ties_go_to_the_planted_own_language():
-    table = ranks_table([(0, "de", {"en": [1], "de": [3]})])
-    planted = plant_same_language_boost(table, boost=5)
+def test_top_language_ties_go_to_the_own_language():
+    table = ranks_table([(0, "de", {"en": [3], "de": [1]})])
+    planted = plant_language_penalty(table, "de", penalty=2)
     assert top_language_per_query(planted)["top_lang"].item() == "de"
 
 
@@ -348,15 +355,15 @@ def test_clear_errors(hand_ranks):
     with pytest.raises(ValueError, match="ranks table is empty"):
         rank_distance_per_query(hand_ranks.iloc[:0])
     with pytest.raises(ValueError, match="at least two languages"):
-        rank_distance_per_query(hand_ranks, pool=["en"])
+        rank_distance_per_query(hand_ranks[hand_ranks["relevant_lang"] == "en"], pool=["en"])
     with pytest.raises(ValueError, match=r"pool languages \['ja'\] have no relevant item"):
         language_preference(hand_ranks, pool=["en", "ja"])
     with pytest.raises(ValueError, match="1-based"):
         rank_distance_per_query(hand_ranks.assign(rank=0))
     with pytest.raises(ValueError, match=r"missing values in key columns \['base_seed'\]"):
         rank_distance_per_query(hand_ranks.assign(base_seed=np.nan))
-    with pytest.raises(ValueError, match="boost"):
-        plant_same_language_boost(hand_ranks, -1)
+    with pytest.raises(ValueError, match="penalty is a number of ranks"):
+        plant_language_penalty(hand_ranks, "en", -1)
     with pytest.raises(ValueError, match="results table lacks columns"):
         language_fairness(results_table().drop(columns="lang_group"), ["en"])
     with pytest.raises(ValueError, match="no per-language rows of metric 'mAP'"):

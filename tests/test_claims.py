@@ -6,16 +6,24 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xlr.analysis.claims import default_claims, evaluate_claims, per_query_measure, verdict
+from xlr.analysis.claims import (
+    default_claims,
+    evaluate_claims,
+    measure_task,
+    per_query_measure,
+    verdict,
+)
 from xlr.analysis.tables import claims_markdown
 from xlr.arms import Arm, HeadlineArms
 
-SEEN, HELDOUT = ["en", "de"], ["nl"]
+SEEN, HELDOUT = ["en", "de", "es"], ["nl"]
 LANGS = SEEN + HELDOUT
+POOLS = {"multilingual": LANGS, "multilingual_seen": SEEN}
 
 
 def fake_ranks(quality: dict[str, float], bases=(0, 1), n_images: int = 60) -> pd.DataFrame:
-    """Ranks of t2i and multilingual caption queries; higher quality = better ranks for an arm."""
+    """Ranks of t2i caption queries and of caption queries in both multilingual pools (their
+    translations, one per other pool language); higher quality = better ranks for an arm."""
     rng = np.random.default_rng(0)
     rows = []
     for arm, q in quality.items():
@@ -31,14 +39,15 @@ def fake_ranks(quality: dict[str, float], bases=(0, 1), n_images: int = 60) -> p
                                  "relevant_lang": "image", "relevant_image_id": image,
                                  "rank": t2i_rank})  # fmt: skip
                     spread = 1 + int((1 - q) * 40)  # worse arms scatter the other languages
-                    others = [lang] + [o for o in LANGS if o != lang]
-                    for j, other in enumerate(others):
-                        rank = 1 + j * spread + int(rng.integers(0, max(1, spread - 1)))
-                        rows.append({**key, "task": "multilingual", "query_idx": query,
-                                     "query_lang": lang, "query_image_id": image,
-                                     "relevant_idx": LANGS.index(other) * n_images + image,
-                                     "relevant_lang": other, "relevant_image_id": image,
-                                     "rank": rank})  # fmt: skip
+                    for task, pool in POOLS.items():
+                        others = [o for o in pool if o != lang] if lang in pool else []
+                        for j, other in enumerate(others):
+                            rank = 1 + j * spread + int(rng.integers(0, max(1, spread - 1)))
+                            rows.append({**key, "task": task, "query_idx": query,
+                                         "query_lang": lang, "query_image_id": image,
+                                         "relevant_idx": LANGS.index(other) * n_images + image,
+                                         "relevant_lang": other, "relevant_image_id": image,
+                                         "rank": rank})  # fmt: skip
     frame = pd.DataFrame(rows)
     frame["seed"] = frame["seed"].astype("Int64")
     return frame
@@ -94,11 +103,22 @@ def test_verdict_rule(low, high, direction, agree, expected) -> None:
 
 def test_per_query_measures_known_values() -> None:
     ranks = fake_ranks({"hybrid-a0.5-full": 1.0}, bases=(0,), n_images=3)
-    hits = per_query_measure(ranks, "t2i R@1", SEEN)
-    assert len(hits) == 6 and (hits["value"] == 1.0).all()
-    ap = per_query_measure(ranks, "multilingual mAP", LANGS)
-    assert np.allclose(ap["value"], 1.0)  # relevant captions at ranks 1, 2, 3
-    rd = per_query_measure(ranks, "rank distance", LANGS)
-    assert (rd["value"] == 2).all()
+    hits = per_query_measure(ranks, "t2i R@1", "seen", SEEN, HELDOUT)
+    assert len(hits) == 9 and (hits["value"] == 1.0).all()
+    ap = per_query_measure(ranks, "multilingual mAP", "all", SEEN, HELDOUT)
+    assert np.allclose(ap["value"], 1.0) and len(ap) == 12  # translations at ranks 1, 2, 3
+    rd = per_query_measure(ranks, "rank distance", "all", SEEN, HELDOUT)
+    assert (rd["value"] == 2).all() and (rd["task"] == "multilingual").all()
+    rd_seen = per_query_measure(ranks, "rank distance", "seen", SEEN, HELDOUT)
+    assert (rd_seen["value"] == 1).all() and (rd_seen["task"] == "multilingual_seen").all()
+    assert len(rd_seen) == 9  # the seen pool has no held-out query
     with pytest.raises(ValueError, match="no t2i caption queries"):
-        per_query_measure(ranks, "t2i R@1", ["ja"])
+        per_query_measure(ranks[ranks["query_lang"] != "nl"], "t2i R@1", "heldout", SEEN, HELDOUT)
+
+
+def test_multilingual_measures_read_the_pool_the_group_names() -> None:
+    assert measure_task("t2i R@1", "heldout") == "t2i"
+    assert measure_task("multilingual mAP", "all") == "multilingual"
+    assert measure_task("rank distance", "seen") == "multilingual_seen"
+    with pytest.raises(ValueError, match="there is no 'heldout' pool"):
+        measure_task("rank distance", "heldout")

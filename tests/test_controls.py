@@ -10,15 +10,18 @@ from test_bias import simulated_ranks
 from xlr.analysis.bias import rank_distance_per_query
 from xlr.analysis.controls import negative_control, positive_control
 
-POOL = ["en", "de", "fr"]
+POOL = ["en", "de", "fr", "ja"]
 
 
 def test_positive_control_sees_a_planted_bias_and_fails_without_one() -> None:
     ranks = simulated_ranks(np.random.default_rng(0), arm="zeroshot", seed=None)
-    table = positive_control(ranks, POOL, boost=30, n_resamples=200)
+    table = positive_control(ranks, POOL, penalty=30, n_resamples=200)
     assert table["passed"].all() and (table["estimate"] > 0).all()
+    assert table["arm_a"].item() == "zeroshot+ja-30"  # the pool's last language by default
     with pytest.raises(AssertionError, match="positive control failed"):
-        positive_control(ranks, POOL, boost=0, n_resamples=200)  # nothing planted, nothing seen
+        positive_control(ranks, POOL, penalty=0, n_resamples=200)  # nothing planted, nothing seen
+    with pytest.raises(ValueError, match="'zh' is not in the pool"):
+        positive_control(ranks, POOL, lang="zh")
 
 
 def test_positive_control_needs_the_zero_shot_arm() -> None:

@@ -34,7 +34,7 @@ def test_designed_encoder_satisfies_the_protocol() -> None:
     assert encoder.checkpoint == "designedckpt"
 
 
-@pytest.mark.filterwarnings("ignore:designed. xt2t .* skipped")
+@pytest.mark.filterwarnings("ignore:designed. multilingual_seen skipped")
 def test_cache_avoids_re_encoding(tmp_path: Path) -> None:
     encoder = DesignedEncoder()
     first = evaluate_arm(encoder, designed_set(), ["en"], ["de"], arm="a", cache_dir=tmp_path)
@@ -105,15 +105,18 @@ def test_tiny_model_runs_all_four_tasks(tiny_world, tmp_path: Path) -> None:
         encoder, eval_set, SEEN, HELDOUT, arm="zeroshot", base_seed=0, cache_dir=tmp_path / "c"
     )
     assert tuple(results.columns) == RESULT_COLUMNS and tuple(ranks.columns) == RANK_COLUMNS
-    assert set(results["task"]) == {"t2i", "i2t", "xt2t", "multilingual"}
+    assert set(results["task"]) == {"t2i", "i2t", "xt2t", "multilingual", "multilingual_seen"}
     assert results["value"].between(0, 1).all() and results["seed"].isna().all()
     n_captions = 30 * 2  # eval images x captions per image, per language
     t2i = results[(results["task"] == "t2i") & (results["metric"] == "R@1")]
     assert t2i["query_lang"].tolist() == SEEN + HELDOUT and (t2i["n_queries"] == n_captions).all()
     xt2t = results[(results["task"] == "xt2t") & (results["metric"] == "mAP")]
-    assert len(xt2t) == 16  # every ordered pair, diagonal from the second caption
+    assert len(xt2t) == 12  # every ordered pair of different languages
     pool = ranks[(ranks["task"] == "multilingual") & (ranks["query_lang"] != "image")]
-    assert len(pool) == 4 * n_captions * (4 * 2 - 1)  # queries x the image's other captions
+    assert len(pool) == 4 * n_captions * 3  # queries x their translations in 3 other languages
+    assert pool["rank"].between(1, 4 * 30 - 1).all()  # a pool: one caption per image and language
+    seen = ranks[ranks["task"] == "multilingual_seen"]
+    assert set(seen["relevant_lang"]) == set(SEEN) and seen["rank"].max() <= 2 * 30
     assert ranks["rank"].between(1, 4 * n_captions).all()
     written = write_results(results, ranks, tmp_path / "run")
     ranks_file = f"zeroshot-b0-snone-{eval_set.name}.parquet"

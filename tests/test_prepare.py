@@ -63,6 +63,7 @@ def test_synthetic_path_writes_the_contract(tmp_path: Path) -> None:
     assert read_contract(params) == json.loads(json.dumps(contract))
     assert set(finetune_pool(params).captions["lang"]) == {"en", "de"}  # held-out stays unseen
     assert set(eval_sets(params)["synthetic"].captions["lang"]) == {"en", "de", "ja"}
+    assert eval_sets(params)["synthetic"].parallel is True  # declared by load_pool, kept
     counts = sampled_language_counts(contract)
     assert sum(counts.values()) == SYNTHETIC["pretrain_images"] and counts["en"] > counts["de"]
     assert input_language_counts(contract) is None

@@ -35,10 +35,11 @@ def test_headline_known_values() -> None:
     assert value[("hybrid-a0.5-full", "t2i R@1", "seen")] == 1.0
     assert value[("hybrid-a0.5-full", "t2i R@1", "heldout")] == 1.0
     assert value[("zeroshot", "t2i R@1", "seen")] == 0.0
-    # the perfect arm ranks each query's own-language caption 1st, then one per language: AP 1
+    # the perfect arm ranks each query's translations first, one per language: AP 1
     assert value[("hybrid-a0.5-full", "multilingual mAP", "all")] == pytest.approx(1.0)
-    # over the two seen languages, the best-ranked relevant items sit at ranks 1 and 2
+    # in the seen pool a caption's two translations sit at ranks 1 and 2; in the full pool, 1..3
     assert value[("hybrid-a0.5-full", "rank distance", "seen")] == 1.0
+    assert value[("hybrid-a0.5-full", "rank distance", "all")] == 2.0
     assert list(pd.unique(table["arm"])) == ["hybrid-a0.5-full", "zeroshot"]  # ranks order
     assert (table["low"] <= table["estimate"]).all() and (table["estimate"] <= table["high"]).all()
 
@@ -52,7 +53,7 @@ def test_headline_matches_an_independent_macro_mean() -> None:
     expected = per_query.groupby(level="query_lang").mean().mean()
     row = table[(table["measure"] == "t2i R@1") & (table["langs"] == "seen")]
     assert row["estimate"].iat[0] == pytest.approx(expected)
-    assert row["n"].iat[0] == 2 * 30  # queries, not query x base
+    assert row["n"].iat[0] == 3 * 30  # queries, not query x base
 
 
 def test_headline_wide_formats_intervals_and_cost() -> None:
@@ -61,6 +62,7 @@ def test_headline_wide_formats_intervals_and_cost() -> None:
     wide = headline_wide(table, cost).set_index("arm")
     assert wide.loc["hybrid-a0.5-full", "t2i R@1 (seen)"] == "1.000 [1.000, 1.000]"
     assert wide.loc["hybrid-a0.5-full", "rank distance (seen)"] == "1.0 [1.0, 1.0]"
+    assert wide.loc["hybrid-a0.5-full", "rank distance (all)"] == "2.0 [2.0, 2.0]"
     assert wide.loc["hybrid-a0.5-full", "trainable params"] == "1,234,567"
     assert wide.loc["zeroshot", "trainable params"] == "0"
     assert wide.loc["zeroshot", "train wall (s)"] == ""

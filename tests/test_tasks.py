@@ -1,10 +1,11 @@
 """Retrieval tasks on designed embeddings: every rank and metric below is worked out by hand.
 
-Three images (e0, e1, e2), captions in en (seen) and de (held out), two per image. A caption of
-image i, index k, language L is normalise(e_i + 0.3 u_k + 0.1 w_L): its own image scores
-1/sqrt(1.1), a parallel caption (same i and k) beats the other caption of the image, and the
-same language adds a little. One planted confusion: en caption (image 0, index 0) is
-normalise(e_1 + 0.5 e_0 + 0.3 u_0 + 0.1 w_en), which prefers image 1 over its own image 0.
+Three images (e0, e1, e2), captions in en (seen) and de (held out), two per image, parallel (caption
+k is the translation of caption k). A caption of image i, index k, language L is
+normalise(e_i + 0.3 u_k + 0.1 w_L): its own image scores 1/sqrt(1.1), a parallel caption (same i
+and k) beats the other caption of the image, and the same language adds a little. One planted
+confusion: en caption (image 0, index 0) is normalise(e_1 + 0.5 e_0 + 0.3 u_0 + 0.1 w_en), which
+prefers image 1 over its own image 0.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from xlr.analysis.intervals import summarize_with_ci
 from xlr.config import EvalSection
 from xlr.data.imagetext import ArrayImages, ImageStore, ImageTextSet
 from xlr.eval.results import RANK_COLUMNS, RESULT_COLUMNS, write_results
-from xlr.eval.tasks import evaluate_arm, second_caption_positions, xt2t_matrix
+from xlr.eval.tasks import evaluate_arm, xt2t_matrix
+
+pytestmark = pytest.mark.filterwarnings("ignore:designed. multilingual_seen skipped")  # 1 seen
 
 LANGS = ("en", "de")
 N_IMAGES, N_CAPTIONS = 3, 2
@@ -60,7 +63,7 @@ def designed_set(name: str = "designed", captions_per_image: int = N_CAPTIONS) -
     ]
     captions = pd.DataFrame(rows, columns=["image_id", "lang", "caption_idx", "caption"])
     keys = [f"{i}.jpg" for i in range(N_IMAGES)]
-    return ImageTextSet(name, keys, ArrayImages(pixels), captions)
+    return ImageTextSet(name, keys, ArrayImages(pixels), captions, parallel=True)
 
 
 class DesignedEncoder:
@@ -160,7 +163,6 @@ def test_image_to_text_uses_every_caption_of_the_image(evaluated) -> None:
     assert value(results, "i2t", "image", "de", "R@1") == 1.0
 
 
-@pytest.mark.filterwarnings("ignore:designed. xt2t .* skipped")
 def test_first_caption_convention_gives_other_numbers() -> None:
     results, ranks = run("first")
     assert set(results["captions"]) == {"first"}
@@ -172,74 +174,79 @@ def test_first_caption_convention_gives_other_numbers() -> None:
     assert ranks[ranks["task"] == "i2t"].groupby(["relevant_lang", "query_idx"]).size().max() == 1
 
 
-def test_cross_lingual_pairs_have_one_parallel_positive(evaluated) -> None:
+def test_cross_lingual_pairs_rank_the_translation_among_its_caption_index(evaluated) -> None:
+    """en -> de: the gallery is the three de captions of the query's index. The planted en
+    caption (0, 0) scores de (1, 0) at 1.09 and its translation de (0, 0) at 0.59 (numerators):
+    rank 2. Before the revision the gallery also held de (1, 1) (1.0): rank 3."""
     results, ranks = evaluated
     xt2t = ranks[ranks["task"] == "xt2t"]
     assert xt2t.groupby(["query_lang", "relevant_lang", "query_idx"]).size().max() == 1
+    assert (xt2t["query_lang"] != xt2t["relevant_lang"]).all()  # no diagonal
     en_de = xt2t[(xt2t["query_lang"] == "en") & (xt2t["relevant_lang"] == "de")]
     assert (en_de["relevant_idx"] == en_de["query_idx"]).all()  # same (image, caption_idx) row
-    assert en_de["rank"].tolist() == [3, 1, 1, 1, 1, 1]
-    assert value(results, "xt2t", "en", "de", "MRR") == pytest.approx(8 / 9)
-    assert value(results, "xt2t", "en", "de", "mAP") == pytest.approx(8 / 9)
-    assert value(results, "xt2t", "de", "en", "R@1") == pytest.approx(5 / 6)
-    assert value(results, "xt2t", "de", "en", "MRR") == pytest.approx(11 / 12)
-    assert value(results, "xt2t", "de", "de", "R@1") == 1.0
+    assert en_de["rank"].tolist() == [2, 1, 1, 1, 1, 1]
+    assert value(results, "xt2t", "en", "de", "R@1") == pytest.approx(5 / 6)
+    assert value(results, "xt2t", "en", "de", "MRR") == pytest.approx(11 / 12)
+    assert value(results, "xt2t", "en", "de", "mAP") == pytest.approx(11 / 12)
+    # de (0, 0) -> en: its translation is the planted caption (0.59 / sqrt(1.35 * 1.1) = 0.48),
+    # above en (1, 0) and (2, 0) (0.09 / 1.1); en (0, 1) (1.0 / 1.1) is no longer in its gallery.
+    assert value(results, "xt2t", "de", "en", "R@1") == 1.0
+    assert value(results, "xt2t", "de", "en", "MRR") == 1.0
     groups = results[results["task"] == "xt2t"].set_index(["query_lang", "target_lang"])
     assert groups["lang_group"].groupby(level=[0, 1]).first().to_dict() == {
-        ("en", "en"): "seen", ("en", "de"): "mixed", ("de", "en"): "mixed",
-        ("de", "de"): "heldout",
+        ("en", "de"): "mixed", ("de", "en"): "mixed",
     }  # fmt: skip
     matrix = xt2t_matrix(results, "R@1")
     assert matrix.index.tolist() == matrix.columns.tolist() == ["en", "de"]
-    assert matrix.loc["en", "de"] == pytest.approx(5 / 6)
+    assert matrix.loc["en", "de"] == pytest.approx(5 / 6) and np.isnan(matrix.loc["en", "en"])
 
 
-def test_same_language_pair_uses_the_second_caption(evaluated) -> None:
-    results, ranks = evaluated
-    en_en = ranks[(ranks["task"] == "xt2t") & (ranks["query_lang"] == "en")]
-    en_en = en_en[en_en["relevant_lang"] == "en"]
+def test_paraphrase_ranks_the_other_caption_of_the_image() -> None:
+    results, ranks = run("all", tasks=["paraphrase"])
+    en_en = ranks[(ranks["task"] == "paraphrase") & (ranks["query_lang"] == "en")]
+    assert (en_en["relevant_lang"] == "en").all()
     assert (en_en["relevant_idx"] != en_en["query_idx"]).all()
     assert (en_en["relevant_image_id"] == en_en["query_image_id"]).all()
     assert en_en["relevant_idx"].tolist() == [1, 0, 3, 2, 5, 4]
     assert en_en["rank"].tolist() == [3, 1, 1, 1, 1, 1]  # ranked without the query itself
-    assert value(results, "xt2t", "en", "en", "R@1") == pytest.approx(5 / 6)
+    assert value(results, "paraphrase", "en", "en", "R@1") == pytest.approx(5 / 6)
+    assert value(results, "paraphrase", "de", "de", "R@1") == 1.0
+    assert set(results["task"]) == {"paraphrase"}
 
 
-def test_diagonal_is_skipped_with_a_warning_when_one_caption_per_image() -> None:
+def test_paraphrase_is_skipped_with_a_warning_when_one_caption_per_image() -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        results, _ = run("first")
+        results, _ = run("first", tasks=["paraphrase", "xt2t"])
     assert [str(w.message).split(": ", 1)[1] for w in caught] == [
-        f"xt2t {lang}->{lang} skipped: with captions='first' the set has one caption per image"
+        f"paraphrase {lang} skipped: with captions='first' the set has one caption per image"
         for lang in LANGS
     ]
-    pairs = set(zip(results["query_lang"], results["target_lang"], strict=True))
-    assert ("en", "en") not in pairs and ("en", "de") in pairs
+    assert set(results["task"]) == {"xt2t"}
     single = designed_set("single", captions_per_image=1)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        results, _ = run("all", eval_set=single, tasks=["xt2t"])
+        results, _ = run("all", eval_set=single, tasks=["paraphrase", "xt2t"])
     assert len(caught) == 2 and "captions='all' the set has one caption" in str(caught[0].message)
     assert len(results) and (results["query_lang"] != results["target_lang"]).all()
 
 
-def test_second_caption_positions_cycle_within_the_image() -> None:
-    table = pd.DataFrame({"image_id": [0, 0, 0, 1, 2, 2], "caption_idx": [0, 1, 2, 0, 0, 1]})
-    assert second_caption_positions(table).tolist() == [1, 2, 0, -1, 5, 4]
-
-
-def test_multilingual_pool_excludes_the_query_itself(evaluated) -> None:
+def test_multilingual_pool_holds_one_caption_per_image_and_language(evaluated) -> None:
+    """Pools per caption index: k = 0 holds en 0, 2, 4 and de 6, 8, 10 (positions in en's list,
+    then de's). The planted en (0, 0) meets en (1, 0) (1.10), de (1, 0) (1.09), then its
+    translation de (0, 0) (0.59): rank 3, AP 1/3. Every other caption finds its translation
+    first."""
     results, ranks = evaluated
     pool = ranks[(ranks["task"] == "multilingual") & (ranks["query_lang"] != "image")]
     assert (pool["query_idx"] != pool["relevant_idx"]).all()
-    assert pool.groupby("query_idx").size().tolist() == [3] * 12  # 2 langs x 2 captions - self
+    assert (pool["query_lang"] != pool["relevant_lang"]).all()  # translations only
+    assert pool.groupby("query_idx").size().tolist() == [1] * 12  # one other language
     assert (pool["relevant_image_id"] == pool["query_image_id"]).all()
     en10 = pool[pool["query_idx"] == 2].set_index("relevant_idx")["rank"]  # en caption (1, 0)
-    assert en10.to_dict() == {3: 2, 8: 1, 9: 3}  # self excluded: ranks start at 1
+    assert en10.to_dict() == {8: 1}
     planted = pool[pool["query_idx"] == 0].set_index("relevant_idx")["rank"]
-    assert planted.to_dict() == {1: 6, 6: 5, 7: 7}
-    planted_ap = Fraction(1, 5) / 3 + Fraction(2, 6) / 3 + Fraction(3, 7) / 3
-    en_map = (5 + planted_ap) / 6
+    assert planted.to_dict() == {6: 3}
+    en_map = (Fraction(1, 3) + 5) / 6
     assert value(results, "multilingual", "en", "all", "mAP") == pytest.approx(float(en_map))
     assert value(results, "multilingual", "de", "all", "mAP") == 1.0
     macro = results[(results["task"] == "multilingual") & (results["query_lang"] == "macro")]
@@ -247,8 +254,10 @@ def test_multilingual_pool_excludes_the_query_itself(evaluated) -> None:
     assert macro_map["mixed"] == pytest.approx(float((en_map + 1) / 2))
     assert macro_map["seen"] == pytest.approx(float(en_map)) and macro_map["heldout"] == 1.0
     images = ranks[(ranks["task"] == "multilingual") & (ranks["query_lang"] == "image")]
-    assert images.groupby("query_idx")["relevant_lang"].value_counts().tolist() == [2] * 6
+    assert images.groupby("query_idx")["relevant_lang"].value_counts().tolist() == [1] * 6
+    assert set(images["relevant_idx"]) == {0, 2, 4, 6, 8, 10}  # the first-caption pool
     assert value(results, "multilingual", "image", "all", "mAP") == 1.0
+    assert "multilingual_seen" not in set(results["task"])  # one seen language: no seen pool
 
 
 def test_seed_none_is_kept_and_results_merge_without_duplicates(tmp_path: Path) -> None:
@@ -323,7 +332,7 @@ def test_clear_errors() -> None:
 
 
 def test_multilingual_without_caption_queries_still_ranks_images() -> None:
-    with pytest.warns(UserWarning, match="no en caption has another caption of its image"):
+    with pytest.warns(UserWarning, match=r"no caption has a translation in the pool of \['en'\]"):
         results, ranks = evaluate_arm(
             DesignedEncoder(), designed_set(), ["en"], [], tasks=["multilingual"],
             eval_cfg=EvalSection(captions="first"),

@@ -268,7 +268,9 @@ class EvalSection(Section):
     benchmarks: Annotated[
         list[Literal["synthetic", "xtd10", "xm3600", "multi30k"]], Field(min_length=1)
     ] = ["synthetic"]
-    tasks: Annotated[list[Literal["t2i", "i2t", "xt2t", "multilingual"]], Field(min_length=1)] = [
+    tasks: Annotated[
+        list[Literal["t2i", "i2t", "xt2t", "paraphrase", "multilingual"]], Field(min_length=1)
+    ] = [
         "t2i",
         "i2t",
         "xt2t",

@@ -4,18 +4,23 @@ Inputs are the two tables notebook 04 writes, so notebooks 05 and 06 never re-ru
 
 - the **ranks** table (``results/ranks/*.parquet``): one row per (query, relevant item) with
   :data:`xlr.eval.results.RANK_COLUMNS`; ``rank`` is the 1-based position of that relevant
-  item in the whole gallery. In the ``multilingual`` task a query (a caption, or an image with
-  ``query_lang`` equal to :data:`xlr.eval.results.IMAGE`) has relevant captions in every
-  language of the pool.
+  item in the gallery the query was ranked against. In the multilingual tasks that gallery is a
+  pool of one caption per image per language: ``multilingual`` holds every study language,
+  ``multilingual_seen`` the seen ones only. A caption query's relevant items are its
+  translations, one in each other pool language (its own language's only pool item is the query
+  itself, excluded); an image query (``query_lang`` equal to :data:`xlr.eval.results.IMAGE`) has
+  its caption in every pool language.
 - the long-form **results** table (``results/retrieval.parquet``) with
   :data:`xlr.eval.results.RESULT_COLUMNS`.
 
 Measures (lower rank distance and divergence mean less language bias):
 
-- maximum rank distance (Huang et al. 2023, as Elmahdy et al. 2024 use it), in ranks;
+- maximum rank distance (Huang et al. 2023, as Elmahdy et al. 2024 use it), in ranks, over the
+  pool a task was ranked against (never a sub-pool sliced from a larger pool's ranks);
 - language preference: which language a query's best-ranked relevant item is in, its share per
-  language against uniform and the KL divergence from uniform (nats), the same-language-first rate
-  of caption queries and the English-first rate of image queries;
+  language against uniform and the KL divergence from uniform (nats), and the English-first rate
+  of image queries. These depend only on the order of the relevant items, which removing other
+  gallery items cannot change, so they may be restricted to fewer languages than were ranked;
 - fairness across languages: spread of per-language R@1 and the seen - held-out gap.
 
 Per-query measures come back as tables with a ``value`` column (:data:`QUERY_COLUMNS`), so one
@@ -121,7 +126,7 @@ def _best_per_language(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def best_rank_per_language(ranks: pd.DataFrame, pool: Sequence[str] | None = None) -> pd.DataFrame:
-    """Each query's best whole-gallery rank in every pool language (``relevant_lang``, ``rank``).
+    """Each query's best rank in every pool language (``relevant_lang``, ``rank``).
 
     Several captions of one language (Crossmodal-3600 has up to two, the embedded default a few)
     count once, by their best-ranked caption: the rank distance compares languages, not captions.
@@ -129,26 +134,8 @@ def best_rank_per_language(ranks: pd.DataFrame, pool: Sequence[str] | None = Non
     return _best_per_language(_checked_pool(ranks, pool)[0])
 
 
-def rank_distance_per_query(ranks: pd.DataFrame, pool: Sequence[str] | None = None) -> pd.DataFrame:
-    """Maximum rank distance of every query over a language pool, in ranks (``value``).
-
-    RD = max - min over the pool languages of each language's best-ranked relevant item
-    (:func:`best_rank_per_language`); ``n_langs`` counts those languages. Lower is less biased.
-
-    Ranks are **whole-gallery** ranks: restricting to the seen languages' pool drops the other
-    languages' relevant items, but the gallery items of those languages still count in the ranks
-    that remain. Ranks within a pool-only gallery cannot be recovered from whole-gallery ranks of
-    the relevant items alone, since the non-relevant items between them are not stored. Removing
-    gallery items can only close the gap between two items, so the value here is an exact RD over
-    whole-gallery ranks and an upper bound of the RD within a pool-only gallery (equal when no
-    out-of-pool item ranks between the pool's best and worst language). Ranks saved by a task
-    whose gallery is the pool itself give the within-pool RD exactly through this same function.
-
-    Every query needs a relevant item in each pool language other than its own; its own language
-    may be missing because the query caption is excluded from its gallery, and with one caption
-    per language (XTD10) nothing else of that language is relevant.
-    """
-    frame, langs = _checked_pool(ranks, pool)
+def _rank_distance(frame: pd.DataFrame, langs: list[str]) -> pd.DataFrame:
+    """:func:`rank_distance_per_query` of validated ranks of one pool of ``langs``."""
     best, numbers, per_query = _numbered_best(frame)
     other = best["relevant_lang"].to_numpy() != best["query_lang"].to_numpy()
     by_query = pd.DataFrame({"rank": best["rank"].to_numpy(), "other": other}).groupby(numbers)
@@ -173,6 +160,42 @@ def rank_distance_per_query(ranks: pd.DataFrame, pool: Sequence[str] | None = No
     return per_query[[*QUERY_COLUMNS, "n_langs", "value"]]
 
 
+def rank_distance_per_query(ranks: pd.DataFrame, pool: Sequence[str] | None = None) -> pd.DataFrame:
+    """Maximum rank distance of every query over the pool it was ranked against, in ranks.
+
+    RD (``value``) = max - min over the pool languages of each language's best-ranked relevant
+    item (:func:`best_rank_per_language`); ``n_langs`` counts those languages. Lower is less
+    biased. Ranks are distinct, so RD >= ``n_langs`` - 1: for an L-language pool, L - 2 for a
+    caption query (its L - 1 translations) and L - 1 for an image query. A language-invariant
+    encoder reaches that floor (its relevant items tie and take ranks 1, 2, ... by pool index).
+
+    The ranks must come from a task whose gallery *is* the pool, so each task in ``ranks`` is
+    measured over its own languages: ``multilingual`` over every study language,
+    ``multilingual_seen`` over the seen ones. A sub-pool's RD cannot be sliced from a larger
+    pool's ranks: items of the other languages ranked between the sub-pool's items would still
+    widen it. ``pool`` is therefore a check, not a filter: every relevant language in ``ranks``
+    must be in it, and each of its languages must be ranked.
+
+    Every query needs a relevant item in each pool language other than its own; its own language
+    may be missing because the query caption is excluded from its pool (its language's only item).
+    """
+    frame = _check_ranks(ranks)
+    if pool is not None:
+        outside = sorted(set(frame["relevant_lang"]) - set(pool))
+        if outside:
+            raise ValueError(
+                f"the ranks hold relevant items in {outside}, outside the pool {sorted(pool)}; a "
+                "rank distance over a sub-pool must be ranked against that sub-pool (e.g. task "
+                "multilingual_seen for the seen languages), not sliced from a larger pool's ranks"
+            )
+    tasks = frame["task"].to_numpy()
+    parts = [
+        _rank_distance(frame[tasks == task], _pool(frame[tasks == task], pool))
+        for task in pd.unique(tasks)
+    ]
+    return pd.concat(parts, ignore_index=True)
+
+
 def _top_language(frame: pd.DataFrame) -> pd.DataFrame:
     """Per query, its best-ranked item's language and rank (a tie goes to the query's own
     language), sorted by the query columns."""
@@ -189,24 +212,11 @@ def top_language_per_query(ranks: pd.DataFrame, pool: Sequence[str] | None = Non
     """The language (``top_lang``) and rank (``top_rank``) of each query's best pool item.
 
     Exact ties occur only in planted ranks (the positive control,
-    :func:`xlr.analysis.controls.plant_same_language_boost`, leaves the items it overtakes in
-    place); they go to the query's own language, the item that was moved up.
+    :func:`xlr.analysis.controls.plant_language_penalty`, moves items without shifting the ones
+    they pass); they go to the query's own language where it has a relevant item, else to the
+    first row.
     """
     return _top_language(_checked_pool(ranks, pool)[0])
-
-
-def same_language_first(ranks: pd.DataFrame, pool: Sequence[str] | None = None) -> pd.DataFrame:
-    """Per caption query, 1.0 when its best pool item is in the query's own language (``value``).
-
-    Only caption queries whose language is in the pool can score: for the others the outcome is
-    impossible, and counting them as 0 would make the rate depend on the pool.
-    """
-    frame, langs = _checked_pool(ranks, pool)
-    top = _top_language(frame)
-    top = top[(top["query_kind"] == "caption") & top["query_lang"].isin(langs)]
-    if top.empty:
-        raise ValueError(f"no caption query in a pool language of {langs}")
-    return top.assign(value=(top["top_lang"] == top["query_lang"]).astype(np.float64))
 
 
 def english_first(ranks: pd.DataFrame, pool: Sequence[str] | None = None) -> pd.DataFrame:

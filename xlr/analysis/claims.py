@@ -27,14 +27,25 @@ from xlr.analysis.bias import macro_mean, rank_distance_per_query
 from xlr.analysis.intervals import compare_arms
 from xlr.arms import ZEROSHOT, Arm, HeadlineArms
 from xlr.eval.metrics import per_query_values
+from xlr.eval.results import MULTILINGUAL, MULTILINGUAL_SEEN
 
 Measure = Literal["t2i R@1", "multilingual mAP", "rank distance"]
 LangGroup = Literal["seen", "heldout", "all"]
-_TASK_OF: dict[str, str] = {
-    "t2i R@1": "t2i",
-    "multilingual mAP": "multilingual",
-    "rank distance": "multilingual",
-}
+POOL_TASKS: dict[str, str] = {"all": MULTILINGUAL, "seen": MULTILINGUAL_SEEN}
+
+
+def measure_task(measure: Measure, group: LangGroup) -> str:
+    """The ranks task a claim's measure reads: ``t2i`` for text-to-image R@1; for the
+    multilingual measures the pool the group names, ranked on its own (``all``: task
+    ``multilingual``, ``seen``: ``multilingual_seen``)."""
+    if measure == "t2i R@1":
+        return "t2i"
+    if group not in POOL_TASKS:
+        raise ValueError(
+            f"{measure} is measured in a ranked pool, 'all' (task {MULTILINGUAL}) or 'seen' "
+            f"(task {MULTILINGUAL_SEEN}); there is no {group!r} pool"
+        )
+    return POOL_TASKS[group]
 
 
 @dataclass(frozen=True)
@@ -73,8 +84,8 @@ def default_claims(headline: HeadlineArms) -> list[Claim]:
         Claim("hybrid>cross:t2i", "Hybrid batches beat cross-lingual batches for the same "
               "initialiser in text-to-image retrieval (seen languages)", hybrid, cross,
               "t2i R@1", "seen", +1),
-        Claim("hybrid<mono:bias", "Hybrid batches reduce language bias (rank distance over the "
-              "seen languages) compared with mono batches", hybrid, mono, "rank distance",
+        Claim("hybrid<mono:bias", "Hybrid batches reduce language bias (rank distance in the "
+              "seen languages' pool) compared with mono batches", hybrid, mono, "rank distance",
               "seen", -1),
         Claim("hybrid>zeroshot:heldout", "Hybrid fine-tuning on the seen languages improves "
               "zero-shot retrieval in held-out languages", hybrid, zeroshot, "t2i R@1",
@@ -96,16 +107,25 @@ def group_langs(group: LangGroup, seen: Sequence[str], heldout: Sequence[str]) -
     return {"seen": list(seen), "heldout": list(heldout), "all": [*seen, *heldout]}[group]
 
 
-def per_query_measure(ranks: pd.DataFrame, measure: Measure, langs: Sequence[str]) -> pd.DataFrame:
-    """Per-query values of ``measure`` for caption queries in ``langs``.
+def per_query_measure(
+    ranks: pd.DataFrame,
+    measure: Measure,
+    group: LangGroup,
+    seen: Sequence[str],
+    heldout: Sequence[str],
+) -> pd.DataFrame:
+    """Per-query values of ``measure`` for the caption queries of language group ``group``.
 
-    ``t2i R@1``: 1 if the query's image is ranked first; ``multilingual mAP``: average precision
-    of the query's same-image captions among all languages' captions; ``rank distance``: the
-    maximum rank distance over ``langs`` (ranks).
+    ``t2i R@1``: 1 if the query's image is ranked first, for caption queries in the group's
+    languages. The multilingual measures read the pool the group names (:func:`measure_task`)
+    and every caption query in it: ``multilingual mAP`` is the average precision of the query's
+    translations in the pool, ``rank distance`` their maximum rank distance (ranks).
     """
-    table = ranks[(ranks["task"] == _TASK_OF[measure]) & ranks["query_lang"].isin(langs)]
+    task = measure_task(measure, group)
+    langs = group_langs(group, seen, heldout)
+    table = ranks[(ranks["task"] == task) & ranks["query_lang"].isin(langs)]
     if table.empty:
-        raise ValueError(f"no {_TASK_OF[measure]} caption queries in {list(langs)} in the ranks")
+        raise ValueError(f"no {task} caption queries in {list(langs)} in the ranks")
     if measure in ("t2i R@1", "multilingual mAP"):
         metric = measure.split()[1]
         return per_query_values(table, metric).assign(query_kind="caption")
@@ -151,9 +171,12 @@ def evaluate_claims(
         if missing:
             rows.append({**row, "verdict": f"not run ({', '.join(missing)} missing)"})
             continue
-        langs = group_langs(claim.langs, seen, heldout)
         per_query = per_query_measure(
-            ranks[ranks["arm"].isin([claim.arm_a, claim.arm_b])], claim.measure, langs
+            ranks[ranks["arm"].isin([claim.arm_a, claim.arm_b])],
+            claim.measure,
+            claim.langs,
+            seen,
+            heldout,
         )
         on = ["benchmark", "task", "query_idx", "base_seed"]
         if ZEROSHOT.name not in (claim.arm_a, claim.arm_b):

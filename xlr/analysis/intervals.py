@@ -36,9 +36,10 @@ def summarize_with_ci(
 ) -> pd.DataFrame:
     """Mean of a per-query metric with a percentile-bootstrap interval over queries, per group.
 
-    ``by`` are ranks columns or ``target_lang`` (the pool ``all`` for multilingual, else the
-    relevant items' language). With ``strata`` (e.g. ``query_lang``) the estimate is the macro
-    mean over strata, resampled within each. Groups keep missing seeds (the zero-shot arm).
+    ``by`` are ranks columns or ``target_lang`` (the pool, ``all`` or ``seen``, for the
+    multilingual tasks, else the relevant items' language). With ``strata`` (e.g.
+    ``query_lang``) the estimate is the macro mean over strata, resampled within each. Groups
+    keep missing seeds (the zero-shot arm).
     """
     values = per_query_values(ranks, metric, ks, extra=[c for c in by if c in ranks.columns])
     rows = []

@@ -11,6 +11,10 @@ invalid UTF-8, a non-string caption, an unknown language key) is an error naming
 line or key, never a silent skip: skipping would quietly change the benchmark being reported.
 Crossmodal-3600 keeps *every* caption of every image (``caption_idx`` 0, 1, ...), not just the
 first as CLIP_benchmark does.
+
+Each loader declares how its languages relate (:attr:`ImageTextSet.parallel`): XTD10 and
+Multi30K captions are translations of one another line by line (parallel); Crossmodal-3600's
+were written by native speakers per language, independently (``parallel=False``).
 """
 
 from __future__ import annotations
@@ -183,7 +187,7 @@ def load_xtd10(
         captions = _aligned_captions(_xtd10_captions_file(folder, code), len(names), names_file)
         rows.extend((i, canonical_code(code), 0, caption) for i, caption in enumerate(captions))
     paths = _image_paths(Path(image_dir or root / "images"), names, COCO_VAL2014_URL)
-    return ImageTextSet("xtd10", names, FileImages(paths), _captions_frame(rows))
+    return ImageTextSet("xtd10", names, FileImages(paths), _captions_frame(rows), parallel=True)
 
 
 def _xm3600_record(line: str, path: Path, line_no: int) -> tuple[str, dict[str, list[str]]]:
@@ -244,7 +248,7 @@ def load_xm3600(root: Path, langs: Iterable[str] | None = None) -> ImageTextSet:
         for idx, text in enumerate(captions.get(code, []))
     ]
     paths = _image_paths(root / "images", [f"{key}.jpg" for key in keys], XM3600_URL)
-    return ImageTextSet("xm3600", keys, FileImages(paths), _captions_frame(rows))
+    return ImageTextSet("xm3600", keys, FileImages(paths), _captions_frame(rows), parallel=False)
 
 
 def _multi30k_captions(task1: Path, code: str) -> Path:
@@ -279,7 +283,7 @@ def load_multi30k(
         captions = _aligned_captions(_multi30k_captions(task1, code), len(names), names_file)
         rows.extend((i, canonical_code(code), 0, caption) for i, caption in enumerate(captions))
     paths = _image_paths(Path(image_dir or root / "images"), names, FLICKR30K_URL)
-    return ImageTextSet("multi30k", names, FileImages(paths), _captions_frame(rows))
+    return ImageTextSet("multi30k", names, FileImages(paths), _captions_frame(rows), parallel=True)
 
 
 BENCHMARKS: dict[str, Callable[..., ImageTextSet]] = {

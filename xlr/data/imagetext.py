@@ -6,7 +6,16 @@ CLIP_benchmark habit), so encoding, batching and every retrieval task are writte
 
 ``captions`` is long form: one row per caption with columns ``image_id`` (position of the image in
 ``images``), ``lang`` (canonical registry code), ``caption_idx`` (0, 1, ... per image and
-language; index ``k`` is parallel across languages where the set is parallel) and ``caption``.
+language) and ``caption``.
+
+Each evaluation set **declares** how its languages relate (``parallel``), because the
+cross-lingual tasks (:mod:`xlr.eval.tasks`) need to know what counts as the same meaning:
+
+- ``parallel=True``: caption ``k`` of an image is a translation of caption ``k`` of that image in
+  every other language (XTD10, Multi30K, the generated corpus's eval and fine-tuning pools);
+- ``parallel=False``: each language's captions were written independently, so only the image ties
+  them together (Crossmodal-3600);
+- ``None``: undeclared (training pools); the cross-lingual tasks refuse such a set.
 """
 
 from __future__ import annotations
@@ -75,12 +84,13 @@ class FileImages:
 
 @dataclass(frozen=True)
 class ImageTextSet:
-    """Images plus their captions in one or more languages."""
+    """Images plus their captions in one or more languages, and whether those are parallel."""
 
     name: str
     image_keys: Sequence[str]  # the dataset's own image names, for provenance and joins
     images: ImageStore
     captions: pd.DataFrame
+    parallel: bool | None = None  # declared by each eval-set loader (module docstring)
 
     def __post_init__(self) -> None:
         missing = [c for c in CAPTION_COLUMNS if c not in self.captions.columns]
@@ -96,6 +106,18 @@ class ImageTextSet:
         unknown = sorted(set(self.captions["lang"]) - set(LANGUAGES))
         if unknown:
             raise ValueError(f"{self.name}: captions in non-canonical language codes {unknown}")
+        if self.parallel not in (True, False, None):
+            raise ValueError(
+                f"{self.name}: parallel must be True, False or None, got {self.parallel!r}"
+            )
+        keys = self.captions[["image_id", "lang", "caption_idx"]]
+        if self.parallel and keys.duplicated().any():
+            first = keys[keys.duplicated()].iloc[0].to_dict()
+            raise ValueError(
+                f"{self.name}: declared parallel, but two captions share image_id, lang and "
+                f"caption_idx ({first}); caption k must be one caption, the translation of caption "
+                "k in every other language"
+            )
 
     def __len__(self) -> int:
         return len(self.images)

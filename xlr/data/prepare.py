@@ -16,6 +16,7 @@ where the data went.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +131,7 @@ def eval_sets(params: Params) -> dict[str, ImageTextSet]:
         if name == "synthetic":
             full = load_pool(Path(contract["corpus"]), "eval")
             kept = full.captions[full.captions["lang"].isin(langs)].reset_index(drop=True)
-            sets[name] = ImageTextSet("synthetic", full.image_keys, full.images, kept)
+            sets[name] = replace(full, name="synthetic", captions=kept)
         else:
             sets[name] = load_benchmark(name, Path(contract["benchmarks"][name]), langs)
     return sets

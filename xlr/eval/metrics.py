@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from xlr.eval.results import IDENTITY_COLUMNS, POOL
+from xlr.eval.results import IDENTITY_COLUMNS, POOL_OF_TASK
 
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
 
@@ -132,8 +132,9 @@ def summarize(ranks: QueryRanks, ks: Sequence[int] = DEFAULT_KS) -> dict[str, fl
 
 
 def _target_lang(ranks: pd.DataFrame) -> pd.Series:
-    """Each rank row's target language: the pool for ``multilingual``, else the item's."""
-    return ranks["relevant_lang"].where(ranks["task"] != "multilingual", POOL)
+    """Each rank row's target language: the pool (``all``, ``seen``) for the multilingual tasks,
+    else the relevant item's language."""
+    return ranks["task"].map(POOL_OF_TASK).fillna(ranks["relevant_lang"])
 
 
 def _metric_values(ranks: QueryRanks, metric: str, ks: Sequence[int]) -> np.ndarray:

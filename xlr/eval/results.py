@@ -6,8 +6,18 @@ every relevant item of every query (:data:`RANK_COLUMNS`); ``results/clip_benchm
 recall as CLIP_benchmark's JSON records, so the two tools' outputs merge. Writers and readers
 take the column lists, file names and loaders from here and nowhere else.
 
-In ranks, ``query_idx`` and ``relevant_idx`` are positions in the task's query list and gallery;
-image queries and items have the language :data:`IMAGE`; ranks are 1-based in the whole gallery.
+``task`` is one of :data:`TASK_NAMES`. The ``multilingual`` retrieval setting writes two tasks,
+one per pool, each ranked against its own pool (never sliced from the other's ranks):
+``multilingual`` (every study language; ``target_lang`` :data:`POOL`, ``all``) and
+``multilingual_seen`` (the seen languages only; ``target_lang`` :data:`SEEN_POOL`, ``seen``);
+:data:`POOL_OF_TASK` maps one to the other. Every other task's ``target_lang`` is a language, or
+:data:`IMAGE` for ``t2i``.
+
+In ranks, ``query_idx`` and ``relevant_idx`` are positions in the task's query list and gallery
+(:mod:`xlr.eval.tasks` says which); image queries and items have the language :data:`IMAGE`;
+``rank`` is 1-based in the gallery the query was ranked against: for ``xt2t`` on a parallel set
+the target language's captions with the query's caption index, for the multilingual tasks the
+query's pool.
 """
 
 from __future__ import annotations
@@ -23,8 +33,15 @@ from xlr.data.prepare import run_dir
 from xlr.io import atomic_write_json, atomic_write_parquet
 
 IMAGE = "image"  # the "language" of image queries and image gallery items
-POOL = "all"  # target_lang of the multilingual pool (every evaluated language)
 MACRO = "macro"  # query_lang of macro means over query languages
+MULTILINGUAL = "multilingual"  # task: the pool of every study language
+MULTILINGUAL_SEEN = "multilingual_seen"  # task: the pool of the seen languages only
+POOL = "all"  # target_lang of the multilingual task (every evaluated language)
+SEEN_POOL = "seen"  # target_lang of the multilingual_seen task
+POOL_OF_TASK: dict[str, str] = {MULTILINGUAL: POOL, MULTILINGUAL_SEEN: SEEN_POOL}
+TASK_NAMES: tuple[str, ...] = (
+    "t2i", "i2t", "xt2t", "paraphrase", MULTILINGUAL, MULTILINGUAL_SEEN,
+)  # fmt: skip
 IDENTITY_COLUMNS: tuple[str, ...] = ("arm", "seed", "base_seed", "benchmark")
 RESULT_COLUMNS: tuple[str, ...] = IDENTITY_COLUMNS + (
     "task", "query_lang", "target_lang", "lang_group", "metric", "value", "captions", "n_queries",

@@ -1,29 +1,46 @@
-"""The four retrieval settings of notebook 04, their results tables and their files.
+"""The retrieval settings of notebook 04, their results tables and their files.
 
 Every setting turns an arm's embeddings into per-query ranks through the one retrieval routine,
 :func:`xlr.eval.search.relevant_ranks` (never a dense ``[Q, G]`` matrix), and into metrics through
-:mod:`xlr.eval.metrics`:
+:mod:`xlr.eval.metrics`. What counts as the same meaning across languages depends on the set's
+declaration (:attr:`xlr.data.imagetext.ImageTextSet.parallel`): a *parallel* set's caption ``k``
+is a translation of caption ``k`` in every language; an *independent* set's captions share only
+their image.
 
 - ``t2i`` per language: captions of the language query the images; relevant: the caption's image.
 - ``i2t`` per language: images query the language's captions; relevant: all captions of the
   image in that language.
-- ``xt2t`` per ordered language pair (a, b): captions in a query captions in b; one relevant
-  item, the parallel caption (same image and ``caption_idx``). For a == b the positive is another
-  caption of the same image (the query itself left out of the gallery); a set with one caption
-  per image has no diagonal, and a warning says so.
-- ``multilingual``: a caption, or an image, queries the union of every language's captions; the
-  query caption is left out (``exclude``); relevant: the image's captions in every language.
+- ``xt2t`` per ordered language pair (a, b), a != b. Parallel sets: the gallery is the b captions
+  with the query's caption index (one per image) and the one relevant item is the translation.
+  Independent sets: the gallery is every b caption; relevant: the b captions of the query's image.
+- ``paraphrase`` per language: a caption queries the other captions of its language (itself
+  excluded); relevant: the image's other captions there. Same-language retrieval, reported on
+  its own and never part of a cross-lingual measure; skipped with a note where images have one
+  caption (``captions='first'``, XTD10).
+- ``multilingual``: a caption queries a pool holding one caption per image per pool language:
+  for parallel sets the captions with the query's caption index (one pool per index), for
+  independent sets each image's first caption in each language (only those captions query).
+  The query itself is excluded; relevant: its image's captions in the other languages, one per
+  language. An image queries the first-caption pool; relevant: its caption in each language.
+  Two pools, each ranked on its own: every study language (task ``multilingual``, target
+  ``all``) and the seen languages only (task ``multilingual_seen``, target ``seen``), so a
+  seen-only rank distance never counts held-out items (:mod:`xlr.eval.results`).
+
+An encoder that maps every caption of an image, in every language, to the image's vector scores
+R@1 = mAP = 1 on every cross-lingual task; in an L-language pool its translations take ranks
+1..L-1 in pool order (the tie rule), so its rank distance is L - 2 for caption queries and
+L - 1 for image queries: the floor (``tests/test_protocol.py``).
 
 Captions follow ``eval.captions``: ``all`` (every caption is a query and a gallery item) or
 ``first`` (CLIP_benchmark's Crossmodal-3600 convention, one caption per image and language);
 every results row states which.
 
-Two long tables come out (:data:`RESULT_COLUMNS`, :data:`RANK_COLUMNS`). In ranks, ``query_idx``
-and ``relevant_idx`` are positions in the task's query list and gallery: caption positions
-follow ``ImageTextSet.captions_in(lang, first_only)``, image positions are image ids, and the
-multilingual pool concatenates the languages' caption lists in language order (seen, then
-held-out), caption queries taking their pool position as ``query_idx``. Image queries and items
-have the language :data:`IMAGE`. Ranks are 1-based in the whole gallery.
+Two long tables come out (:data:`RESULT_COLUMNS`, :data:`RANK_COLUMNS`). In ranks, caption
+positions (``query_idx``, ``relevant_idx``) follow ``ImageTextSet.captions_in(lang, first_only)``
+and image positions are image ids; in the multilingual tasks a caption's position is its place in
+the concatenation of the study languages' caption lists (seen, then held-out), the same in both
+pools. Image queries and items have the language :data:`IMAGE`. Ranks are 1-based in the gallery
+the query was ranked against.
 """
 
 from __future__ import annotations
@@ -38,21 +55,32 @@ import pandas as pd
 
 from xlr.config import EvalSection
 from xlr.data.imagetext import ImageTextSet
-from xlr.eval.encoders import EmbeddingKey, Encoder, cached_embeddings, set_fingerprint
-from xlr.eval.metrics import (
-    QueryRanks,
-    summarize,
-)
+from xlr.eval.embedded import EmbeddedSet, embed_set, first_caption_rows
+from xlr.eval.encoders import EmbeddingKey, Encoder, set_fingerprint
 from xlr.eval.results import (
     IMAGE,
     MACRO,
+    MULTILINGUAL,
+    MULTILINGUAL_SEEN,
     POOL,
     RANK_COLUMNS,
     RESULT_COLUMNS,
+    SEEN_POOL,
 )
-from xlr.eval.search import Relevance, relevant_ranks
+from xlr.eval.retrieval import (
+    Retrieval,
+    Side,
+    TaskOutput,
+    captions_side,
+    concat_sides,
+    images_side,
+    metric_rows,
+    rank_retrievals,
+)
+from xlr.eval.search import Relevance
 
-TASKS: tuple[str, ...] = ("t2i", "i2t", "xt2t", "multilingual")
+TASKS: tuple[str, ...] = ("t2i", "i2t", "xt2t", "paraphrase", "multilingual")
+CROSS_LINGUAL_TASKS: tuple[str, ...] = ("xt2t", "multilingual")  # need the set's declaration
 
 
 @dataclass(frozen=True)
@@ -84,118 +112,15 @@ class LanguageGroups:
         return "mixed"
 
 
-@dataclass(frozen=True)
-class EmbeddedSet:
-    """An eval set's embeddings under one captions convention.
-
-    ``captions[lang]`` is ``captions_in(lang, first_only)`` and ``texts[lang]`` its embeddings,
-    row for row; ``images`` are indexed by image id.
-    """
-
-    images: np.ndarray
-    captions: dict[str, pd.DataFrame]
-    texts: dict[str, np.ndarray]
-    convention: str
-
-
-@dataclass(frozen=True)
-class _Side:
-    """Queries or gallery items of one retrieval: embeddings and what each row is."""
-
-    embeddings: np.ndarray
-    ids: np.ndarray  # query_idx / relevant_idx as reported
-    langs: np.ndarray
-    image_ids: np.ndarray
-
-
-@dataclass
-class TaskOutput:
-    """One task's results rows (without identity columns), ranks rows and notes to warn."""
-
-    rows: list[dict]
-    ranks: list[pd.DataFrame]
-    notes: list[str]
-
-
-def _images_side(embedded: EmbeddedSet, image_ids: np.ndarray) -> _Side:
-    ids = np.asarray(image_ids, dtype=np.int64)
-    return _Side(embedded.images[ids], ids, np.full(len(ids), IMAGE, dtype=object), ids)
-
-
-def _captions_side(embedded: EmbeddedSet, lang: str, rows: np.ndarray | None = None) -> _Side:
-    table = embedded.captions[lang]
-    rows = np.arange(len(table)) if rows is None else np.asarray(rows, dtype=np.int64)
-    image_ids = table["image_id"].to_numpy(dtype=np.int64)[rows]
-    langs = np.full(len(rows), lang, dtype=object)
-    return _Side(embedded.texts[lang][rows], rows, langs, image_ids)
-
-
-def _concat_sides(sides: Sequence[_Side]) -> _Side:
-    """One gallery of several sides, ids renumbered to positions in it (the pool)."""
-    embeddings = np.concatenate([side.embeddings for side in sides])
-    langs = np.concatenate([side.langs for side in sides])
-    image_ids = np.concatenate([side.image_ids for side in sides])
-    return _Side(embeddings, np.arange(len(embeddings)), langs, image_ids)
-
-
-def _rank(
-    task: str,
-    queries: _Side,
-    gallery: _Side,
-    relevance: Relevance,
-    exclude: Relevance | None = None,
-) -> pd.DataFrame:
-    """Ranks rows (:data:`RANK_COLUMNS` without identity) of one retrieval."""
-    frame = relevant_ranks(queries.embeddings, gallery.embeddings, relevance, exclude)
-    q, g = frame["query_idx"].to_numpy(), frame["relevant_idx"].to_numpy()
-    return pd.DataFrame(
-        {
-            "task": task,
-            "query_idx": queries.ids[q],
-            "query_lang": queries.langs[q],
-            "query_image_id": queries.image_ids[q],
-            "relevant_idx": gallery.ids[g],
-            "relevant_lang": gallery.langs[g],
-            "relevant_image_id": gallery.image_ids[g],
-            "rank": frame["rank"].to_numpy(),
-        }
-    )
-
-
-def _query_ranks(ranks: pd.DataFrame) -> QueryRanks:
-    """Group a ranks table of one query set by ``query_idx`` (queries renumbered 0..Q-1)."""
-    codes, uniques = pd.factorize(ranks["query_idx"])
-    return QueryRanks.from_long(codes, ranks["rank"].to_numpy(), len(uniques))
-
-
-def _metric_rows(
-    ranks: pd.DataFrame, ks: Sequence[int], query_lang: str, target_lang: str, group: str
-) -> list[dict]:
-    """One results row per metric of :func:`xlr.eval.metrics.summarize`."""
-    query_ranks = _query_ranks(ranks)
-    return [
-        {
-            "task": ranks["task"].iat[0],
-            "query_lang": query_lang,
-            "target_lang": target_lang,
-            "lang_group": group,
-            "metric": metric,
-            "value": value,
-            "n_queries": query_ranks.n_queries,
-        }
-        for metric, value in summarize(query_ranks, ks).items()
-    ]
-
-
 def text_to_image(embedded: EmbeddedSet, groups: LanguageGroups, ks: Sequence[int]) -> TaskOutput:
     """``t2i``: each language's captions query every image; relevant: the caption's image."""
     out = TaskOutput([], [], [])
-    gallery = _images_side(embedded, np.arange(len(embedded.images)))
+    gallery = images_side(embedded, np.arange(len(embedded.images)))
     for lang in groups.langs:
-        queries = _captions_side(embedded, lang)
+        queries = captions_side(embedded, lang)
         relevance = Relevance.from_labels(queries.image_ids, gallery.image_ids)
-        ranks = _rank("t2i", queries, gallery, relevance)
-        out.rows += _metric_rows(ranks, ks, lang, IMAGE, groups.group(lang))
+        ranks = rank_retrievals("t2i", [Retrieval(queries, gallery, relevance)])
+        out.rows += metric_rows(ranks, ks, lang, IMAGE, groups.group(lang))
         out.ranks.append(ranks)
     return out
 
@@ -205,11 +130,11 @@ def image_to_text(embedded: EmbeddedSet, groups: LanguageGroups, ks: Sequence[in
     image's captions there (CLIP_benchmark's positive pairs)."""
     out = TaskOutput([], [], [])
     for lang in groups.langs:
-        gallery = _captions_side(embedded, lang)
-        queries = _images_side(embedded, np.unique(gallery.image_ids))
+        gallery = captions_side(embedded, lang)
+        queries = images_side(embedded, np.unique(gallery.image_ids))
         relevance = Relevance.from_labels(queries.image_ids, gallery.image_ids)
-        ranks = _rank("i2t", queries, gallery, relevance)
-        out.rows += _metric_rows(ranks, ks, IMAGE, lang, groups.group(lang))
+        ranks = rank_retrievals("i2t", [Retrieval(queries, gallery, relevance)])
+        out.rows += metric_rows(ranks, ks, IMAGE, lang, groups.group(lang))
         out.ranks.append(ranks)
     return out
 
@@ -224,73 +149,121 @@ def parallel_positions(queries: pd.DataFrame, gallery: pd.DataFrame) -> np.ndarr
     return index.get_indexer(pd.MultiIndex.from_frame(queries[keys]))
 
 
-def second_caption_positions(table: pd.DataFrame) -> np.ndarray:
-    """Row of the next caption of the same image (cyclic in ``caption_idx``), -1 where the
-    image has a single caption: the positive of a same-language ``xt2t`` query."""
-    order = np.lexsort((table["caption_idx"].to_numpy(), table["image_id"].to_numpy()))
-    image_ids = table["image_id"].to_numpy()[order]
-    starts = np.flatnonzero(np.r_[True, image_ids[1:] != image_ids[:-1]])
-    sizes = np.diff(np.r_[starts, len(order)])
-    start = np.repeat(starts, sizes)
-    within = np.arange(len(order)) - start
-    following = order[start + (within + 1) % np.repeat(sizes, sizes)]
-    partner = np.empty(len(table), dtype=np.int64)
-    partner[order] = np.where(np.repeat(sizes, sizes) > 1, following, -1)
-    return partner
+def _index_rows(table: pd.DataFrame) -> dict[int, np.ndarray]:
+    """Rows of each caption index of one language's captions, in index order."""
+    index = table["caption_idx"].to_numpy()
+    return {int(k): np.flatnonzero(index == k) for k in np.unique(index)}
 
 
-def _one_positive(positions: np.ndarray) -> tuple[np.ndarray, Relevance]:
-    """Queries that have a positive, and their one-item relevance."""
-    kept = np.flatnonzero(positions >= 0)
-    return kept, Relevance(np.arange(len(kept) + 1), positions[kept])
+def _translation_retrievals(embedded: EmbeddedSet, a: str, b: str) -> list[Retrieval]:
+    """Parallel ``xt2t`` a -> b: per caption index, a's captions query b's captions of that index;
+    the one relevant item is the translation. Queries without one in b are left out."""
+    rows_b = _index_rows(embedded.captions[b])
+    out = []
+    for k, rows_a in _index_rows(embedded.captions[a]).items():
+        if k not in rows_b:
+            continue
+        positions = parallel_positions(
+            embedded.captions[a].iloc[rows_a], embedded.captions[b].iloc[rows_b[k]]
+        )
+        kept = np.flatnonzero(positions >= 0)
+        if len(kept):
+            relevance = Relevance(np.arange(len(kept) + 1), positions[kept])
+            queries = captions_side(embedded, a, rows_a[kept])
+            out.append(Retrieval(queries, captions_side(embedded, b, rows_b[k]), relevance))
+    return out
+
+
+def _same_image_retrievals(embedded: EmbeddedSet, a: str, b: str) -> list[Retrieval]:
+    """Independent ``xt2t`` a -> b: a's captions query every b caption; relevant: the b captions
+    of the query's image. Queries whose image has no b caption are left out."""
+    gallery = captions_side(embedded, b)
+    queries = captions_side(embedded, a)
+    queries = queries.take(np.flatnonzero(np.isin(queries.image_ids, gallery.image_ids)))
+    if not len(queries.ids):
+        return []
+    relevance = Relevance.from_labels(queries.image_ids, gallery.image_ids)
+    return [Retrieval(queries, gallery, relevance)]
 
 
 def cross_lingual_text(
     embedded: EmbeddedSet, groups: LanguageGroups, ks: Sequence[int]
 ) -> TaskOutput:
-    """``xt2t``: every ordered pair (a, b); queries in a, gallery in b, one parallel positive.
+    """``xt2t``: every ordered pair (a, b) of different languages, queries in a, gallery in b.
 
-    Queries without a parallel caption in b (non-parallel sets) are left out and counted in
-    ``n_queries``; a pair with no query left, or a diagonal without second captions, is
+    Parallel sets rank the translation in the gallery of b captions with the query's caption
+    index; independent sets rank the image's b captions among every b caption. Queries without a
+    relevant item in b are left out (``n_queries`` counts the rest); a pair with no query left is
     skipped with a note.
     """
     out = TaskOutput([], [], [])
+    pairs = _translation_retrievals if embedded.parallel else _same_image_retrievals
     for a in groups.langs:
         for b in groups.langs:
-            same = a == b
-            table_a, table_b = embedded.captions[a], embedded.captions[b]
-            positions = (
-                second_caption_positions(table_a) if same else parallel_positions(table_a, table_b)
-            )
-            kept, relevance = _one_positive(positions)
-            if len(kept) == 0:
-                why = "has one caption per image" if same else f"has no caption parallel to {a}"
-                out.notes.append(
-                    f"xt2t {a}->{b} skipped: with captions={embedded.convention!r} the set {why}"
-                )
+            if a == b:
                 continue
-            exclude = Relevance(np.arange(len(kept) + 1), kept) if same else None
-            queries = _captions_side(embedded, a, kept)
-            ranks = _rank("xt2t", queries, _captions_side(embedded, b), relevance, exclude)
-            out.rows += _metric_rows(ranks, ks, a, b, groups.group(a, b))
+            retrievals = pairs(embedded, a, b)
+            if not retrievals:
+                why = f"no {a} caption has a relevant {b} caption"
+                out.notes.append(f"xt2t {a}->{b} skipped: {why}")
+                continue
+            ranks = rank_retrievals("xt2t", retrievals)
+            out.rows += metric_rows(ranks, ks, a, b, groups.group(a, b))
             out.ranks.append(ranks)
     return out
 
 
-def _macro_rows(rows: list[dict], groups: LanguageGroups) -> list[dict]:
-    """Macro means over caption query languages: seen, held-out, and all (``mixed``)."""
-    table = pd.DataFrame(rows, columns=["query_lang", "metric", "value", "n_queries"])
-    out = []
-    for name, langs in (("seen", groups.seen), ("heldout", groups.heldout), ("mixed", None)):
-        part = table if langs is None else table[table["query_lang"].isin(langs)]
-        if part.empty:
+def _other_captions_of_the_image(pool: Side) -> Retrieval | None:
+    """Pool items that have another item of their image query the pool: relevant, those other
+    items; excluded, the query itself. None when no item has a partner."""
+    kept = np.flatnonzero(np.bincount(pool.image_ids)[pool.image_ids] > 1)
+    if not len(kept):
+        return None
+    queries = pool.take(kept)
+    same_image = Relevance.from_labels(queries.image_ids, pool.image_ids)
+    others = same_image.indices != kept[same_image.query_of_pair]
+    counts = np.bincount(same_image.query_of_pair[others], minlength=len(kept))
+    relevance = Relevance(np.r_[0, np.cumsum(counts)], same_image.indices[others])
+    return Retrieval(queries, pool, relevance, Relevance(np.arange(len(kept) + 1), kept))
+
+
+def paraphrase(embedded: EmbeddedSet, groups: LanguageGroups, ks: Sequence[int]) -> TaskOutput:
+    """``paraphrase``: per language, a caption queries that language's other captions; relevant:
+    the other captions of its image. Same-language retrieval, never a cross-lingual measure."""
+    out = TaskOutput([], [], [])
+    for lang in groups.langs:
+        retrieval = _other_captions_of_the_image(captions_side(embedded, lang))
+        if retrieval is None:
+            out.notes.append(
+                f"paraphrase {lang} skipped: with captions={embedded.convention!r} the set has "
+                "one caption per image"
+            )
             continue
+        ranks = rank_retrievals("paraphrase", [retrieval])
+        out.rows += metric_rows(ranks, ks, lang, lang, groups.group(lang))
+        out.ranks.append(ranks)
+    return out
+
+
+def _macro_rows(rows: list[dict], groups: LanguageGroups, task: str, pool: str) -> list[dict]:
+    """Macro means over caption query languages: seen, held-out, and all (``mixed``) where
+    both groups are present."""
+    table = pd.DataFrame(rows, columns=["query_lang", "metric", "value", "n_queries"])
+    present = [
+        (name, langs)
+        for name, langs in (("seen", groups.seen), ("heldout", groups.heldout))
+        if table["query_lang"].isin(langs).any()
+    ]
+    everything = [("mixed", groups.langs)] if len(present) == 2 else []
+    out = []
+    for name, langs in present + everything:
+        part = table[table["query_lang"].isin(langs)]
         for metric, values in part.groupby("metric", sort=False):
             out.append(
                 {
-                    "task": "multilingual",
+                    "task": task,
                     "query_lang": MACRO,
-                    "target_lang": POOL,
+                    "target_lang": pool,
                     "lang_group": name,
                     "metric": metric,
                     "value": float(values["value"].mean()),
@@ -300,59 +273,100 @@ def _macro_rows(rows: list[dict], groups: LanguageGroups) -> list[dict]:
     return out
 
 
-def _pool_caption_queries(pool: _Side) -> tuple[_Side, Relevance, Relevance]:
-    """Pool captions that have another caption of their image: the queries, their relevant
-    items (those other captions) and what to exclude (the query itself)."""
-    per_image = np.bincount(pool.image_ids)
-    kept = np.flatnonzero(per_image[pool.image_ids] > 1)
-    queries = _Side(pool.embeddings[kept], kept, pool.langs[kept], pool.image_ids[kept])
-    same_image = Relevance.from_labels(queries.image_ids, pool.image_ids)
-    others = same_image.indices != kept[same_image.query_of_pair]
-    counts = np.bincount(same_image.query_of_pair[others], minlength=len(kept))
-    relevance = Relevance(np.r_[0, np.cumsum(counts)], same_image.indices[others])
-    return queries, relevance, Relevance(np.arange(len(kept) + 1), kept)
+def caption_offsets(embedded: EmbeddedSet, langs: Sequence[str]) -> dict[str, int]:
+    """Where each language's caption list starts in the concatenation of ``langs``' lists: the
+    multilingual tasks' caption numbering."""
+    sizes = [len(embedded.captions[lang]) for lang in langs]
+    return dict(zip(langs, np.r_[0, np.cumsum(sizes)[:-1]].tolist(), strict=True))
+
+
+def pool_selections(embedded: EmbeddedSet, langs: Sequence[str]) -> list[dict[str, np.ndarray]]:
+    """The caption rows of each pool, per language: one caption per image per language.
+
+    Parallel sets: one pool per caption index, holding the captions of that index (so a query
+    meets exactly its translations). Independent sets: one pool of each image's first caption.
+    """
+    if not embedded.parallel:
+        return [{lang: first_caption_rows(embedded.captions[lang]) for lang in langs}]
+    by_lang = {lang: _index_rows(embedded.captions[lang]) for lang in langs}
+    indices = sorted(set().union(*by_lang.values()))
+    empty = np.empty(0, dtype=np.int64)
+    return [{lang: by_lang[lang].get(k, empty) for lang in langs} for k in indices]
+
+
+def _pool_side(embedded: EmbeddedSet, rows: dict[str, np.ndarray], offsets: dict[str, int]) -> Side:
+    """The pool of ``rows`` per language, captions numbered by ``offsets``."""
+    return concat_sides(
+        [captions_side(embedded, lang, part, offsets[lang]) for lang, part in rows.items()]
+    )
+
+
+def _multilingual_pool(
+    embedded: EmbeddedSet,
+    groups: LanguageGroups,
+    ks: Sequence[int],
+    task: str,
+    langs: Sequence[str],
+    pool_label: str,
+) -> TaskOutput:
+    """One multilingual task over the pool of ``langs`` (module docstring)."""
+    out = TaskOutput([], [], [])
+    offsets = caption_offsets(embedded, groups.langs)
+    pools = [_pool_side(embedded, rows, offsets) for rows in pool_selections(embedded, langs)]
+    retrievals = [r for r in map(_other_captions_of_the_image, pools) if r is not None]
+    if retrievals:
+        caption_ranks = rank_retrievals(task, retrievals)
+        out.ranks.append(caption_ranks)
+        for lang in langs:
+            ranks = caption_ranks[caption_ranks["query_lang"] == lang]
+            if ranks.empty:
+                out.notes.append(f"{task}: no {lang} caption has a translation in the pool")
+                continue
+            out.rows += metric_rows(ranks, ks, lang, pool_label, groups.group(lang))
+        out.rows += _macro_rows(out.rows, groups, task, pool_label)
+    else:
+        out.notes.append(f"{task}: no caption has a translation in the pool of {list(langs)}")
+    first = {lang: first_caption_rows(embedded.captions[lang]) for lang in langs}
+    gallery = _pool_side(embedded, first, offsets)
+    queries = images_side(embedded, np.unique(gallery.image_ids))
+    relevance = Relevance.from_labels(queries.image_ids, gallery.image_ids)
+    image_ranks = rank_retrievals(task, [Retrieval(queries, gallery, relevance)])
+    out.rows += metric_rows(image_ranks, ks, IMAGE, pool_label, groups.group(*langs))
+    out.ranks.append(image_ranks)
+    return out
 
 
 def multilingual_pool(
     embedded: EmbeddedSet, groups: LanguageGroups, ks: Sequence[int]
 ) -> TaskOutput:
-    """``multilingual``: captions and images query the union of every language's captions.
+    """``multilingual`` and ``multilingual_seen``: captions and images query a pool of one
+    caption per image per language, over every study language and over the seen ones only.
 
-    A caption query's relevant items are the other captions of its image in every language (the
-    query itself is excluded from its ranking); an image query's are all its captions. Metrics
-    per query language (``image`` for image queries), then macro means over caption languages.
+    Metrics per query language (``image`` for image queries), then macro means over caption
+    languages. The seen-only pool needs two seen languages; with fewer it is skipped with a note.
     """
-    out = TaskOutput([], [], [])
-    pool = _concat_sides([_captions_side(embedded, lang) for lang in groups.langs])
-    queries, relevance, exclude = _pool_caption_queries(pool)
-    if len(queries.ids):
-        caption_ranks = _rank("multilingual", queries, pool, relevance, exclude)
-        out.ranks.append(caption_ranks)
-    for lang in groups.langs:
-        if lang not in set(queries.langs):
-            out.notes.append(f"multilingual: no {lang} caption has another caption of its image")
-            continue
-        ranks = caption_ranks[caption_ranks["query_lang"] == lang]
-        out.rows += _metric_rows(ranks, ks, lang, POOL, groups.group(lang))
-    out.rows += _macro_rows(out.rows, groups)
-    image_queries = _images_side(embedded, np.unique(pool.image_ids))
-    image_relevance = Relevance.from_labels(image_queries.image_ids, pool.image_ids)
-    image_ranks = _rank("multilingual", image_queries, pool, image_relevance)
-    out.rows += _metric_rows(image_ranks, ks, IMAGE, POOL, "mixed")
-    out.ranks.append(image_ranks)
-    return out
+    out = _multilingual_pool(embedded, groups, ks, MULTILINGUAL, groups.langs, POOL)
+    if len(groups.seen) < 2:
+        out.notes.append(f"{MULTILINGUAL_SEEN} skipped: it needs two seen languages")
+        return out
+    seen = _multilingual_pool(embedded, groups, ks, MULTILINGUAL_SEEN, groups.seen, SEEN_POOL)
+    return TaskOutput(out.rows + seen.rows, out.ranks + seen.ranks, out.notes + seen.notes)
 
 
 TASK_FUNCTIONS = {
     "t2i": text_to_image,
     "i2t": image_to_text,
     "xt2t": cross_lingual_text,
+    "paraphrase": paraphrase,
     "multilingual": multilingual_pool,
 }
 
 
-def check_eval_set(eval_set: ImageTextSet, groups: LanguageGroups) -> None:
-    """Refuse an empty set or one without captions in a requested language, before encoding."""
+def check_eval_set(
+    eval_set: ImageTextSet, groups: LanguageGroups, tasks: Sequence[str] = ()
+) -> None:
+    """Refuse an empty set, one without captions in a requested language, or one that does not
+    declare whether its captions are parallel when a cross-lingual task needs to know."""
     if len(eval_set) == 0 or eval_set.captions.empty:
         raise ValueError(
             f"eval set {eval_set.name!r} is empty ({len(eval_set)} images, "
@@ -365,45 +379,14 @@ def check_eval_set(eval_set: ImageTextSet, groups: LanguageGroups) -> None:
             f"{sorted(eval_set.langs)}); drop them from data.train_langs/heldout_langs, or pass "
             "only the languages the set has"
         )
-
-
-def embed_set(
-    encoder: Encoder,
-    eval_set: ImageTextSet,
-    langs: Sequence[str],
-    captions: str,
-    key: EmbeddingKey,
-    cache_dir: str | os.PathLike[str] | None,
-) -> EmbeddedSet:
-    """Encode the images once and each language's captions in one call, through the cache.
-
-    All of a language's captions are encoded (and cached) whatever the convention; ``first``
-    then keeps the first caption's rows, so both conventions share one cache entry.
-    """
-    images = cached_embeddings(
-        cache_dir, key, "images", len(eval_set), lambda: encoder.encode_images(eval_set.images)
-    )
-    tables, texts = {}, {}
-    for lang in langs:
-        table = eval_set.captions_in(lang)
-        texts_all = cached_embeddings(
-            cache_dir,
-            key,
-            f"text-{lang}",
-            len(table),
-            lambda table=table, lang=lang: encoder.encode_texts(table["caption"].tolist(), lang),
+    needs = [task for task in tasks if task in CROSS_LINGUAL_TASKS]
+    if needs and eval_set.parallel is None:
+        raise ValueError(
+            f"eval set {eval_set.name!r} does not declare whether its captions are parallel "
+            f"across languages, which {needs} need; its loader must build the ImageTextSet with "
+            "parallel=True (caption k is a translation of caption k: XTD10, Multi30K, the "
+            "generated eval pool) or parallel=False (independent captions: Crossmodal-3600)"
         )
-        if texts_all.shape[1] != images.shape[1]:
-            raise ValueError(
-                f"{key.arm}: image embeddings have dimension {images.shape[1]} but {lang} caption "
-                f"embeddings have {texts_all.shape[1]}; the encoder must map both towers into "
-                "one space (check its projection heads, or a stale embedding cache)"
-            )
-        first = table["caption_idx"] == table.groupby("image_id")["caption_idx"].transform("min")
-        keep = first.to_numpy() if captions == "first" else np.ones(len(table), dtype=bool)
-        tables[lang] = table[keep].reset_index(drop=True)
-        texts[lang] = texts_all[keep]
-    return EmbeddedSet(images, tables, texts, captions)
 
 
 def _with_identity(frame: pd.DataFrame, identity: dict, columns: Sequence[str]) -> pd.DataFrame:
@@ -438,7 +421,7 @@ def evaluate_arm(
     if unknown:
         raise ValueError(f"unknown retrieval tasks {unknown}; choose from {list(TASKS)}")
     groups = LanguageGroups(tuple(seen_langs), tuple(heldout_langs))
-    check_eval_set(eval_set, groups)
+    check_eval_set(eval_set, groups, tasks)
     key = EmbeddingKey(
         arm, base_seed, seed, encoder.checkpoint, eval_set.name, set_fingerprint(eval_set)
     )
@@ -460,10 +443,11 @@ def evaluate_arm(
 
 def xt2t_matrix(results: pd.DataFrame, metric: str = "R@1") -> pd.DataFrame:
     """Query language x target language matrix of an ``xt2t`` metric (mean over the arms,
-    seeds and benchmarks left in ``results``; filter first to see one)."""
+    seeds and benchmarks left in ``results``; filter first to see one). The diagonal is empty:
+    same-language retrieval is the ``paraphrase`` task."""
     part = results[(results["task"] == "xt2t") & (results["metric"] == metric)]
     if part.empty:
         raise ValueError(f"no xt2t rows with metric {metric!r} in these results")
-    langs = list(dict.fromkeys(part["query_lang"]))
+    langs = list(dict.fromkeys([*part["query_lang"], *part["target_lang"]]))
     matrix = part.pivot_table(index="query_lang", columns="target_lang", values="value")
     return matrix.reindex(index=langs, columns=langs)

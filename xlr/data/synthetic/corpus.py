@@ -414,4 +414,5 @@ def load_pool(corpus_dir: Path, pool: str) -> ImageTextSet:
     captions = pd.DataFrame(records, columns=["image_id", "lang", "caption_idx", "caption"])
     captions = captions.sort_values("image_id", kind="stable").reset_index(drop=True)
     keys = [f"{image_id:08d}.jpg" for image_id in range(count)]
-    return ImageTextSet(f"synthetic-{pool}", keys, ArrayImages(pixels), captions)
+    parallel = pool != "pretrain"  # caption k is one template rendered in every language
+    return ImageTextSet(f"synthetic-{pool}", keys, ArrayImages(pixels), captions, parallel=parallel)
