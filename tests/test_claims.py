@@ -76,12 +76,15 @@ def test_planted_effects_are_supported_and_flipping_flips_them() -> None:
 def test_missing_arms_are_reported_not_invented() -> None:
     ranks = fake_ranks({"zeroshot": 0.3, "hybrid-a0.5-full": 0.6})
     claims = default_claims(
-        HeadlineArms(Arm("hybrid", 0.5, "full"), Arm("adapters", fallback="base"))
+        HeadlineArms(
+            Arm("hybrid", 0.5, "full"), Arm("adapters", fallback="base"), Arm("hybrid", 0.5, "lora")
+        )
     )
     table = evaluate_claims(ranks, claims, SEEN, HELDOUT, n_resamples=200)
     by_key = table.set_index("key")["verdict"]
     assert by_key["hybrid>mono:ml"] == "not run (mono-full missing)"
-    assert by_key["adapters>hybrid:seen"] == "not run (adapters-base missing)"
+    missing = "not run (adapters-base, hybrid-a0.5-lora missing)"
+    assert by_key["adapters>hybrid_lora:seen"] == missing  # against the shared LoRA, not full
     assert by_key["hybrid>zeroshot:heldout"] == "supported"
     markdown = claims_markdown(table)
     assert markdown.count("\n") == len(table) + 2 and "not run" in markdown

@@ -58,12 +58,16 @@ def test_headline_matches_an_independent_macro_mean() -> None:
 
 def test_headline_wide_formats_intervals_and_cost() -> None:
     table = headline_table(perfect_and_poor(), SEEN, HELDOUT, n_resamples=50)
-    cost = pd.DataFrame({"trainable_params": [1234567], "wall_s": [12.345]}, ["hybrid-a0.5-full"])
+    cost = pd.DataFrame(
+        {"trainable_params": [1234567], "examples": [9600], "wall_s": [12.345]},
+        ["hybrid-a0.5-full"],
+    )
     wide = headline_wide(table, cost).set_index("arm")
     assert wide.loc["hybrid-a0.5-full", "t2i R@1 (seen)"] == "1.000 [1.000, 1.000]"
     assert wide.loc["hybrid-a0.5-full", "rank distance (seen)"] == "1.0 [1.0, 1.0]"
     assert wide.loc["hybrid-a0.5-full", "rank distance (all)"] == "2.0 [2.0, 2.0]"
     assert wide.loc["hybrid-a0.5-full", "trainable params"] == "1,234,567"
+    assert wide.loc["hybrid-a0.5-full", "examples seen"] == "9,600"
     assert wide.loc["zeroshot", "trainable params"] == "0"
     assert wide.loc["zeroshot", "train wall (s)"] == ""
     with pytest.raises(ValueError, match=r"lacks columns \['wall_s'\]"):
@@ -137,12 +141,14 @@ def test_cost_is_the_mean_over_runs_and_zero_for_the_zero_shot_arm() -> None:
         {
             "name": ["mono-full", "mono-full", "adapters-base"],
             "trainable_params": [10, 10, 4],
+            "examples": [160, 160, 160],
             "wall_s": [2.0, 4.0, 1.0],
             "steps": [5, 5, 5],
         }  # fmt: skip
     )
     cost = cost_table(summaries)
-    assert cost.loc["mono-full"].tolist() == [10, 3.0]
+    assert cost.loc["mono-full"].tolist() == [10, 160, 3.0]
+    assert cost.loc["adapters-base", "examples"] == 160  # the same budget for every arm
     points = with_cost(
         pd.DataFrame({"arm": ["zeroshot", "mono-full"], "estimate": [0.1, 0.2]}), cost
     )

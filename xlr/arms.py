@@ -270,27 +270,32 @@ def evaluated_names(params: Params) -> list[str]:
 
 
 class HeadlineArms(NamedTuple):
-    """The arms the claims are about (None where the study has none)."""
+    """The arms the claims are about (None where the study has none): the headline hybrid arm,
+    the adapters, and the hybrid arm with a shared LoRA, which the adapters are compared with
+    (same rank, targets and budget: :class:`xlr.config.Params` checks the shape)."""
 
     hybrid: Arm | None
     adapters: Arm | None
+    shared_lora: Arm | None = None
 
 
 def headline_arms(params: Params) -> HeadlineArms:
     """The hybrid arm at alpha 0.5 (the paper's) when swept, else the middle alpha, full text
     tower when trained, else LoRA; the ``adapters`` arm with the first of ``nearest``,
-    ``average``, ``base`` among ``adapters.fallbacks``."""
-    hybrid = None
+    ``average``, ``base`` among ``adapters.fallbacks``; the hybrid arm at that alpha with a
+    shared LoRA (the adapters' comparison, reported as not run when the study trains none)."""
+    hybrid = shared_lora = None
     if "hybrid" in params.train.arms:
         alphas = sorted(set(params.train.alphas))
         alpha = HEADLINE_ALPHA if HEADLINE_ALPHA in alphas else alphas[len(alphas) // 2]
         trained = next(t for t in TRAINABLE if t in params.train.trainable)  # full first
         hybrid = Arm("hybrid", alpha, trained)
+        shared_lora = Arm("hybrid", alpha, "lora")  # named even when not trained: "not run"
     adapters = None
     if params.adapters.enabled:
         fallback = next(f for f in FALLBACK_PREFERENCE if f in params.adapters.fallbacks)
         adapters = Arm("adapters", fallback=fallback)  # type: ignore[arg-type]
-    return HeadlineArms(hybrid, adapters)
+    return HeadlineArms(hybrid, adapters, shared_lora)
 
 
 def arm_catalogue(params: Params) -> pd.DataFrame:

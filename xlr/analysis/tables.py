@@ -30,7 +30,7 @@ HEADLINE_MEASURES: tuple[tuple[Measure, LangGroup], ...] = (
     ("rank distance", "seen"),
     ("rank distance", "all"),
 )
-COST_COLUMNS: tuple[str, ...] = ("trainable_params", "wall_s")
+COST_COLUMNS: tuple[str, ...] = ("trainable_params", "examples", "wall_s")
 
 
 def cost_table(summaries: pd.DataFrame) -> pd.DataFrame:
@@ -124,6 +124,7 @@ def headline_wide(table: pd.DataFrame, cost: pd.DataFrame | None = None) -> pd.D
             raise ValueError(f"cost table lacks columns {sorted(absent)}")
         spent = cost.reindex(wide.index)
         wide["trainable params"] = spent["trainable_params"].fillna(0).map(lambda n: f"{n:,.0f}")
+        wide["examples seen"] = spent["examples"].fillna(0).map(lambda n: f"{n:,.0f}")
         wide["train wall (s)"] = spent["wall_s"].map(lambda s: "" if pd.isna(s) else f"{s:.1f}")
     return wide.rename_axis(index="arm", columns=None).reset_index()
 
