@@ -291,6 +291,8 @@ class ReportSection(Section):
     ]  # fmt: skip
     html: bool = True
     no_code_html: bool = True
+    # stop notebook 05 when the world does not show the phenomenon (xlr.analysis.phenomenon)
+    require_phenomenon: bool = False
 
 
 class Params(Section):
