@@ -1,4 +1,5 @@
-"""Command line: ``xlr reproduce PARAMS`` runs the study; ``xlr prepare PARAMS`` builds its bases.
+"""Command line: ``xlr reproduce PARAMS`` runs the study; ``xlr prepare PARAMS`` builds its bases;
+``xlr tune PARAMS`` chooses the learning rates on the validation split (:mod:`xlr.tuning`).
 
 ``prepare`` generates the embedded corpus, trains its tokenizer and pretrains one tiny base per
 ``run.base_seeds`` entry (each cached), then prints every base's text-to-image R@1 per language
@@ -34,6 +35,23 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tune(args: argparse.Namespace) -> int:
+    from xlr.data.prepare import finetune_pool, prepare_data
+    from xlr.tuning import tune, tuning_dir
+
+    params = load_params(args.params)
+    if params.run.threads:
+        torch.set_num_threads(params.run.threads)
+    prepare_data(params, progress=not args.quiet)
+    result = tune(params, finetune_pool(params))
+    if result.sweep.empty:
+        print("train.tune has no learning rates to try: nothing to tune")
+        return 0
+    print(result.sweep.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    print(f"chosen: {result.rates} -> {tuning_dir(params)}")
+    return 0
+
+
 def _reproduce(args: argparse.Namespace) -> int:
     from xlr.report import NotebookFailed, report_dir, reproduce
 
@@ -56,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("params", help="a params YAML file, e.g. params/smoke.yaml")
     prepare.add_argument("--quiet", action="store_true", help="no progress bars")
     prepare.set_defaults(handler=_prepare)
+    tune = commands.add_parser(
+        "tune", help="choose learning rates on the validation split (train.tune)"
+    )
+    tune.add_argument("params", help="a params YAML file, e.g. params/synthetic.yaml")
+    tune.add_argument("--quiet", action="store_true", help="no progress bars")
+    tune.set_defaults(handler=_tune)
     reproduce = commands.add_parser(
         "reproduce", help="run every notebook with papermill into reports/<run.name>/"
     )

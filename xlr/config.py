@@ -223,6 +223,19 @@ class LoraSection(Section):
     lr: Annotated[float, Field(gt=0)] = 1e-3
 
 
+class TuneSection(Section):
+    """Learning rates tried on the validation split before the arms train (``xlr tune``,
+    notebook 02): one list per arm family, empty to keep the configured rate. Each family is
+    tuned on one arm (the headline hybrid arm, or the ``adapters`` arm) at the first base and
+    seed, and the rate with the best ``measure`` on validation replaces ``train.lr``,
+    ``train.lora.lr`` or ``adapters.lora.lr``. The test split is never read."""
+
+    full: list[Annotated[float, Field(gt=0)]] = []
+    lora: list[Annotated[float, Field(gt=0)]] = []
+    adapters: list[Annotated[float, Field(gt=0)]] = []
+    measure: Literal["multilingual mAP", "t2i R@1"] = "multilingual mAP"
+
+
 class TrainSection(Section):
     """Fine-tuning arms of notebook 02 and the loop they share with notebook 03."""
 
@@ -244,6 +257,7 @@ class TrainSection(Section):
     # trains or stays at the base's value; it changes no embedding, only the training signal
     logit_scale: Literal["train", "lock"] = "train"
     lora: LoraSection = LoraSection()
+    tune: TuneSection = TuneSection()
 
 
 class AdaptersSection(Section):

@@ -131,7 +131,6 @@ def check_phenomenon(controls: pd.DataFrame, required: bool) -> pd.DataFrame:
         ]
         raise AssertionError(
             "phenomenon controls failed (report.require_phenomenon is set): the world does not "
-            "show what the study measures; change the world, never the control\n"
-            + "\n".join(lines)
+            "show what the study measures; change the world, never the control\n" + "\n".join(lines)
         )
     return controls

@@ -1,0 +1,157 @@
+"""Learning rates chosen on the validation split, before any arm of the study trains.
+
+Why: a rate picked by looking at test results makes every claim about that test optimistic
+(the review found ``params/synthetic.yaml``'s rates chosen on base 0's test numbers). Here each
+arm family (``full``, shared ``lora``, per-language ``adapters``) trains one arm per rate in its
+``train.tune`` grid at the first base and seed, each is scored on the validation sets
+(:func:`xlr.data.prepare.val_sets`) and the best rate replaces the family's configured one.
+Nothing here reads the evaluation sets. The sweep table and the choice are written under
+``runs/<run>/tuning/`` and reused while the params they were made for are unchanged.
+
+Top level, beside :mod:`xlr.cli` and :mod:`xlr.report`: tuning drives training and evaluation,
+two stages neither of which may import the other.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from xlr.analysis.claims import per_query_measure
+from xlr.arms import Arm, headline_arms
+from xlr.config import Params
+from xlr.data.imagetext import ImageTextSet
+from xlr.data.prepare import run_dir, val_sets
+from xlr.eval.encoders import AdapterEncoder, Encoder, ModelEncoder
+from xlr.eval.tasks import evaluate_arm
+from xlr.io import atomic_write_json, atomic_write_text
+from xlr.models.bases import load_base
+from xlr.runtime import resolve_device
+from xlr.train.adapters import train_adapters
+from xlr.train.finetune import train_arm
+from xlr.train.pretrain import ensure_base_model
+
+CHOICE_FILE = "choice.json"
+SWEEP_FILE = "sweep.csv"
+TASKS = {"multilingual mAP": "multilingual", "t2i R@1": "t2i"}  # what scoring a measure runs
+
+
+def tuning_dir(params: Params) -> Path:
+    """``runs/<run.name>/tuning``: the sweep's arms, table and choice."""
+    return run_dir(params) / "tuning"
+
+
+def with_rates(params: Params, rates: dict[str, float]) -> Params:
+    """``params`` with the learning rate of each family in ``rates`` replaced."""
+    train, adapters = params.train, params.adapters
+    if "full" in rates:
+        train = train.model_copy(update={"lr": rates["full"]})
+    if "lora" in rates:
+        lora = train.lora.model_copy(update={"lr": rates["lora"]})
+        train = train.model_copy(update={"lora": lora})
+    if "adapters" in rates:
+        lora = adapters.lora.model_copy(update={"lr": rates["adapters"]})
+        adapters = adapters.model_copy(update={"lora": lora})
+    return params.model_copy(update={"train": train, "adapters": adapters})
+
+
+def family_arms(params: Params) -> dict[str, Arm]:
+    """The arm each family with a non-empty grid is tuned on, at the first base and seed."""
+    headline, grid = headline_arms(params), params.train.tune
+    base, seed = params.run.base_seeds[0], params.run.seeds[0]
+    arms = {}
+    if grid.full and headline.hybrid is not None and "full" in params.train.trainable:
+        arms["full"] = Arm("hybrid", headline.hybrid.alpha, "full").at(base, seed)
+    if grid.lora and headline.shared_lora is not None and "lora" in params.train.trainable:
+        arms["lora"] = headline.shared_lora.at(base, seed)
+    if grid.adapters and params.adapters.enabled:
+        arms["adapters"] = Arm("adapters").at(base, seed)
+    return arms
+
+
+def _key(params: Params) -> str:
+    """What a choice was made for: everything that shapes the arms and the data."""
+    return params.section_hash("data", "model", "train", "adapters")
+
+
+def _encoder(params: Params, arm: Arm, out: Path, pool: ImageTextSet) -> Encoder:
+    """Train ``arm`` at ``out`` (resuming, skipped when finished) and return its encoder."""
+    base = load_base(params, arm.base_seed)
+    device = resolve_device(params.run.device)
+    if arm.is_adapters:
+        trained = train_adapters(base, pool, params, arm, out, progress=False)
+        fallback = headline_arms(params).adapters
+        return AdapterEncoder(trained.bundle, fallback.fallback or "base", device=device)
+    return ModelEncoder(train_arm(base, pool, params, arm, out, progress=False).bundle, device)
+
+
+def score(params: Params, encoder: Encoder, arm: Arm, sets: dict[str, ImageTextSet]) -> float:
+    """The tuning measure of one trained arm on the validation sets: the macro mean over query
+    languages of ``train.tune.measure`` over every study language, averaged over the sets."""
+    data, measure = params.data, params.train.tune.measure
+    values = []
+    for val_set in sets.values():
+        _, ranks = evaluate_arm(
+            encoder, val_set, data.train_langs, data.heldout_langs, tasks=[TASKS[measure]],
+            eval_cfg=params.eval, arm=arm.name, seed=arm.seed, base_seed=arm.base_seed,
+        )  # fmt: skip
+        per_query = per_query_measure(ranks, measure, "all", data.train_langs, data.heldout_langs)
+        values.append(per_query.groupby("query_lang")["value"].mean().mean())
+    return float(sum(values) / len(values))
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The sweep (one row per family and rate), the chosen rates, and the params using them."""
+
+    sweep: pd.DataFrame
+    rates: dict[str, float]
+    params: Params
+
+
+def tune(params: Params, pool: ImageTextSet) -> Tuning:
+    """Sweep ``train.tune`` on the validation split (or reuse the sweep made for these params)
+    and return the params with the chosen rates; no grid, no sweep: ``params`` unchanged."""
+    arms = family_arms(params)
+    out = tuning_dir(params)
+    if not arms:
+        return Tuning(pd.DataFrame(), {}, params)
+    saved = out / CHOICE_FILE
+    if saved.is_file() and (choice := json.loads(saved.read_text()))["key"] == _key(params):
+        rates = choice["rates"]
+        return Tuning(pd.read_csv(out / SWEEP_FILE), rates, with_rates(params, rates))
+    if params.model.kind == "tiny":  # the sweep's arms start from the first base
+        ensure_base_model(params, params.run.base_seeds[0], progress=False)
+    sets, rows = val_sets(params), []
+    for family, arm in arms.items():
+        for rate in getattr(params.train.tune, family):
+            trial = with_rates(params, {family: rate})
+            encoder = _encoder(trial, arm, out / family / f"lr{rate:g}", pool)
+            rows.append({"family": family, "arm": arm.name, "lr": rate,
+                         "measure": params.train.tune.measure,
+                         "value": score(trial, encoder, arm, sets)})  # fmt: skip
+    sweep = pd.DataFrame(rows)
+    best = sweep.loc[sweep.groupby("family", sort=False)["value"].idxmax()]
+    rates = {row.family: float(row.lr) for row in best.itertuples()}
+    sweep["chosen"] = sweep.index.isin(best.index)
+    atomic_write_text(out / SWEEP_FILE, sweep.to_csv(index=False))
+    atomic_write_json({"key": _key(params), "rates": rates}, saved)
+    return Tuning(sweep, rates, with_rates(params, rates))
+
+
+def tuned_params(params: Params) -> Params:
+    """``params`` with the rates a finished :func:`tune` chose (notebooks 03-06 start here);
+    without a grid, ``params`` as they are. A grid without its sweep is an error."""
+    if not family_arms(params):
+        return params
+    saved = tuning_dir(params) / CHOICE_FILE
+    choice = json.loads(saved.read_text()) if saved.is_file() else None
+    if choice is None or choice["key"] != _key(params):
+        raise FileNotFoundError(
+            f"{saved}: no learning-rate choice for these params; run the tuning first "
+            "(notebook 02 or `xlr tune PARAMS`)"
+        )
+    return with_rates(params, choice["rates"])
