@@ -206,6 +206,25 @@ def test_wrong_arity_names_the_form_and_shows_the_entry(folder: Path) -> None:
     ) in str(err.value)
 
 
+def test_two_attributes_with_one_word_are_refused(folder: Path) -> None:
+    """A caption must tell its attributes apart, else a held-out scene reads like a trained
+    one; forms with closed choices (gender) repeat by design and are not checked."""
+
+    def merge(doc: dict[str, Any]) -> None:
+        doc["adjectives"]["green"]["m_sg"] = "azul"
+        doc["relations"]["below"] = "encima de"
+
+    _edit(folder, "es", merge)
+    with pytest.raises(LexiconError) as err:
+        load_lexicon("es", folder)
+    message = str(err.value)
+    assert "2 problem(s)" in message
+    assert "adjectives: green and blue share the word 'azul' (form 'm_sg'); captions could " in (
+        message
+    )
+    assert "relations: above and below share the word 'encima de'; captions" in message
+
+
 def test_a_relation_names_a_case_its_grammar_declines(folder: Path) -> None:
     """Russian relations say which case they govern; the grammar declines only two."""
     _edit(folder, "ru", lambda doc: doc["relations"]["above"].update(case="dat"))

@@ -16,28 +16,21 @@ shows, the world and its held-out split), :mod:`~xlr.data.synthetic.lexicon` (th
 loaded and validated), :mod:`~xlr.data.synthetic.grammar` (captions in each language, from
 :mod:`~xlr.data.synthetic.phrases`, :mod:`~xlr.data.synthetic.europe` and
 :mod:`~xlr.data.synthetic.asia`), :mod:`~xlr.data.synthetic.render` (scenes to pixels),
-:mod:`~xlr.data.synthetic.noise` (web-like caption noise), :mod:`~xlr.data.synthetic.corpus`
-(pools written to disk in LAION's formats, and read back) and :mod:`~xlr.data.synthetic.audit`
-(what a held-out pool shares with training: nothing, on a corpus of this world).
+:mod:`~xlr.data.synthetic.noise` (web-like caption noise), :mod:`~xlr.data.synthetic.pools`
+(what each pool holds), :mod:`~xlr.data.synthetic.corpus` (pools written to disk in LAION's
+formats, and read back) and :mod:`~xlr.data.synthetic.audit` (what a held-out pool shares with
+training: nothing, on a corpus of this world).
 """
 
 from xlr.data.synthetic.audit import corpus_overlaps, overlaps
 from xlr.data.synthetic.corpus import (
     DEFAULT_BASE_URL,
     FORMAT_VERSION,
-    HELD_OUT_POOLS,
-    POOLS,
-    CaptionRow,
     CorpusError,
     generate_corpus,
     load_pool,
-    pool_captions,
-    pool_scenes,
-    pool_size,
-    pretrain_mix,
     read_manifest,
     scene_of,
-    world_split,
 )
 from xlr.data.synthetic.grammar import (
     GRAMMARS,
@@ -60,6 +53,17 @@ from xlr.data.synthetic.noise import (
     noise_probabilities,
     noisy_caption,
     pair_scores,
+)
+from xlr.data.synthetic.pools import (
+    HELD_OUT_POOLS,
+    POOLS,
+    CaptionRow,
+    pool_captions,
+    pool_rng,
+    pool_scenes,
+    pool_size,
+    pretrain_mix,
+    world_split,
 )
 from xlr.data.synthetic.render import JPEG_QUALITY, PALETTE, encode_jpeg, render_scene
 from xlr.data.synthetic.scenes import (
@@ -89,6 +93,6 @@ __all__ = [
     "corpus_overlaps", "covering_scenes", "describe", "encode_jpeg", "generate_corpus",
     "is_canonical", "join_pieces", "lexicon_words", "load_lexicon", "load_pool",
     "noise_probabilities", "noisy_caption", "overlaps", "pair_scores", "pool_captions",
-    "pool_scenes", "pool_size", "pretrain_mix", "read_lexicon", "read_manifest",
+    "pool_rng", "pool_scenes", "pool_size", "pretrain_mix", "read_lexicon", "read_manifest",
     "render_scene", "sample_scenes", "scene_of", "split_world", "world_split",
 ]  # fmt: skip
