@@ -18,10 +18,12 @@ from xlr.config import parse_params
 from xlr.data.prepare import (
     eval_sets,
     finetune_pool,
+    held_out_overlaps,
     input_language_counts,
     prepare_data,
     read_contract,
     sampled_language_counts,
+    val_sets,
 )
 from xlr.data.synthetic import generate_corpus
 
@@ -62,11 +64,19 @@ def test_synthetic_path_writes_the_contract(tmp_path: Path) -> None:
     contract = prepare_data(params, progress=False)
     assert read_contract(params) == json.loads(json.dumps(contract))
     assert set(finetune_pool(params).captions["lang"]) == {"en", "de"}  # held-out stays unseen
-    assert set(eval_sets(params)["synthetic"].captions["lang"]) == {"en", "de", "ja"}
-    assert eval_sets(params)["synthetic"].parallel is True  # declared by load_pool, kept
+    evaluation = eval_sets(params)["synthetic"]
+    assert set(evaluation.captions["lang"]) == {"en", "de", "ja"}
+    assert evaluation.parallel is True  # declared by load_pool, kept
+    validation = val_sets(params)["synthetic"]
+    assert validation.name == "synthetic-val" and len(validation) == SYNTHETIC["eval_images"]
+    assert set(validation.captions["lang"]) == {"en", "de", "ja"} and validation.parallel
+    assert not set(validation.captions["caption"]) & set(evaluation.captions["caption"])
     counts = sampled_language_counts(contract)
     assert sum(counts.values()) == SYNTHETIC["pretrain_images"] and counts["en"] > counts["de"]
     assert input_language_counts(contract) is None
+    audit = held_out_overlaps(contract)
+    assert set(audit["pool"]) == {"val", "eval"}
+    assert (audit[["shared_compositions", "shared_texts"]] == 0).all().all()
 
 
 @pytest.mark.skipif(importlib.util.find_spec("img2dataset") is None, reason="needs img2dataset")
@@ -106,3 +116,6 @@ def test_laion_path_offline(served_corpus: Path, tmp_path: Path) -> None:
     english = pool.captions[pool.captions["lang"] == "en"]
     assert english["image_id"].nunique() == len(pool)
     assert contract["benchmarks"]["xtd10"].endswith("data/benchmarks/xtd10")
+    assert held_out_overlaps(contract) is None
+    with pytest.raises(ValueError, match="only the generated corpus has a validation pool"):
+        val_sets(params)

@@ -1,10 +1,13 @@
-"""The generated corpus: captions (known answers, scripts, parallelism), noise, language mix,
-determinism, caching, atomic writes and loading."""
+"""The generated corpus: captions (known answers, scripts, parallelism), rendering, noise,
+language mix, determinism, caching, atomic writes and loading. The held-out world and the leak
+audit: tests/test_world.py."""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +22,8 @@ from xlr.data.synthetic import (
     POOLS,
     CorpusError,
     Scene,
-    all_scenes,
+    Thing,
+    covering_scenes,
     describe,
     generate_corpus,
     lexicon_words,
@@ -27,6 +31,7 @@ from xlr.data.synthetic import (
     pool_captions,
     render_scene,
     sample_scenes,
+    scene_of,
 )
 from xlr.langs import laion_mix
 
@@ -35,28 +40,39 @@ TINY = SyntheticSection(
 )
 LANGS = list(TINY.langs)
 
-KNOWN = {  # two small red circles on the left, variant 0 (size, colour, position after)
-    "en": "two small red circles on the left",
-    "de": "zwei kleine rote Kreise links",
-    "nl": "twee kleine rode cirkels links",
-    "fr": "deux petits cercles rouges à gauche",
-    "es": "dos círculos rojos pequeños a la izquierda",
-    "it": "due cerchi rossi piccoli a sinistra",
-    "pt": "dois círculos vermelhos pequenos à esquerda",
-    "pl": "dwa małe czerwone koła po lewej",
-    "ru": "два маленьких красных круга слева",
-    "tr": "iki küçük kırmızı daire solda",
-    "zh": "两个红色的小圆形在左边",
-    "ja": "小さな赤い丸が二つ左にある",
-    "ar": "دائرتان حمراوان صغيرتان على اليسار",
-    "hi": "दो छोटे लाल वृत्त बाईं ओर हैं",
+
+def scene(group: str, count: int, relation: str, reference: str) -> Scene:
+    """``scene("small red circle", 2, "left_of", "large blue star")``."""
+    size, colour, shape = group.split()
+    ref_size, ref_colour, ref_shape = reference.split()
+    return Scene(
+        Thing(shape, colour, size), count, relation, Thing(ref_shape, ref_colour, ref_size)
+    )
+
+
+TWO_RED_CIRCLES = scene("small red circle", 2, "left_of", "large blue star")
+KNOWN = {  # variant 0: the group, then the relation with the reference in its case
+    "en": "two small red circles to the left of a large blue star",
+    "de": "zwei kleine rote Kreise links von einem großen blauen Stern",
+    "nl": "twee kleine rode cirkels links van een grote blauwe ster",
+    "fr": "deux petits cercles rouges à gauche d'une grande étoile bleue",
+    "es": "dos círculos rojos pequeños a la izquierda de una estrella azul grande",
+    "it": "due cerchi rossi piccoli a sinistra di una stella blu grande",
+    "pt": "dois círculos vermelhos pequenos à esquerda de uma estrela azul grande",
+    "pl": "dwa małe czerwone koła na lewo od dużej niebieskiej gwiazdy",
+    "ru": "два маленьких красных круга слева от большой синей звезды",
+    "tr": "iki küçük kırmızı daire bir büyük mavi yıldızın solunda",
+    "zh": "两个红色的小圆形在一个蓝色的大星形的左边",
+    "ja": "小さな赤い丸が二つ大きな青い星の左にある",
+    "ar": "دائرتان حمراوان صغيرتان على يسار نجمة زرقاء كبيرة",
+    "hi": "दो छोटे लाल वृत्त एक बड़े नीले तारे के बाईं ओर हैं",
 }
-LATIN = r"[A-Za-zÀ-ÿĀ-ſ ,]+"
+LATIN = r"[A-Za-zÀ-ÿĀ-ſ ,'-]+"
 SCRIPTS = {  # a character class every caption of the language must match in full
     **{lang: LATIN for lang in ("en", "de", "nl", "fr", "es", "it", "pt", "pl", "tr")},
     "ru": r"[\u0400-\u04FF ,]+",
-    "zh": r"[\u4E00-\u9FFF]+",
-    "ja": r"[\u3040-\u30FF\u4E00-\u9FFF]+",
+    "zh": r"[\u4E00-\u9FFF，]+",
+    "ja": r"[\u3040-\u30FF\u4E00-\u9FFF、]+",
     "ar": r"[\u0600-\u06FF ]+",
     "hi": r"[\u0900-\u097F ]+",
 }
@@ -73,77 +89,136 @@ def _hashes(corpus_dir: Path) -> dict[str, str]:
 
 
 def test_known_captions_in_every_language() -> None:
-    scene = Scene("circle", "red", "small", "left", 2)
-    assert {lang: describe(scene, lang, 0) for lang in LANGS} == KNOWN
+    assert {lang: describe(TWO_RED_CIRCLES, lang, 0) for lang in LANGS} == KNOWN
 
 
 def test_grammar_spot_checks() -> None:
-    assert describe(Scene("star", "orange", "large", "top", 1), "en", 0) == (
-        "a large orange star at the top"
+    star_above = scene("large orange star", 1, "above", "small white circle")
+    assert describe(star_above, "en", 0) == "a large orange star above a small white circle"
+    assert describe(star_above, "en", 3) == (
+        "a small white circle at the bottom and a large orange star at the top"
     )
-    assert describe(Scene("star", "orange", "small", "top", 1), "en", 1) == (
-        "at the top, an orange star"
+    assert describe(scene("large white heart", 1, "right_of", "small black cross"), "de", 0) == (
+        "ein großes weißes Herz rechts von einem kleinen schwarzen Kreuz"  # dative after von
     )
-    assert describe(Scene("heart", "white", "large", "centre", 1), "de", 0) == (
-        "ein großes weißes Herz in der Mitte"
+    assert describe(scene("small red square", 1, "left_of", "small green heart"), "nl", 2) == (
+        "een klein rood vierkant links en een klein groen hart rechts"  # een + het-word: bare
     )
-    assert (
-        describe(Scene("square", "red", "small", "left", 1), "nl", 2) == "een klein rood vierkant"
+    assert describe(scene("large white cross", 3, "above", "small yellow heart"), "fr", 0) == (
+        "trois grandes croix blanches au-dessus d'un petit cœur jaune"  # de + un elides
     )
-    assert describe(Scene("cross", "white", "large", "top", 3), "fr", 2) == (
-        "trois grandes croix blanches"
+    assert describe(scene("small red star", 2, "below", "large black square"), "pt", 1) == (
+        "abaixo de um quadrado preto grande, duas estrelas vermelhas pequenas"
     )
-    assert describe(Scene("star", "red", "small", "top", 2), "pt", 2) == (
-        "duas estrelas vermelhas pequenas"
+    assert describe(scene("large yellow star", 2, "above", "small yellow star"), "ru", 0) == (
+        "две большие жёлтые звезды над маленькой жёлтой звездой"  # над + instrumental
     )
-    assert describe(Scene("star", "yellow", "large", "top", 2), "ru", 2) == (
-        "две большие жёлтые звезды"
+    assert describe(scene("small red square", 3, "left_of", "large green star"), "ar", 0) == (
+        "ثلاثة مربعات حمراء صغيرة على يسار نجمة خضراء كبيرة"
     )
-    assert (
-        describe(Scene("square", "red", "small", "top", 3), "ar", 2) == "ثلاثة مربعات حمراء صغيرة"
+    assert describe(scene("small red circle", 3, "left_of", "large green cross"), "ar", 1) == (
+        "على يسار صليب أخضر كبير ثلاث دوائر حمراء صغيرة"
     )
-    assert describe(Scene("circle", "red", "small", "top", 3), "ar", 2) == "ثلاث دوائر حمراء صغيرة"
+    assert describe(scene("small red circle", 1, "right_of", "large green star"), "hi", 2) == (
+        "दाईं ओर एक छोटा लाल वृत्त है और बाईं ओर एक बड़ा हरा तारा है"
+    )
 
 
 def test_scripts_spacing_and_lexicon_cover_every_caption() -> None:
     for lang in LANGS:
         words = set(lexicon_words(lang))
-        for scene in all_scenes()[::7]:
+        for shown in sample_scenes(np.random.default_rng(0), 150):
             for variant in range(len(synthetic.TEMPLATES)):
-                text = describe(scene, lang, variant)
+                text = describe(shown, lang, variant)
                 assert re.fullmatch(SCRIPTS[lang], text), (lang, text)
-                pieces = synthetic.caption_pieces(scene, lang, variant)
+                pieces = synthetic.caption_pieces(shown, lang, variant)
                 assert {w for p in pieces for w in p.split()} - {","} <= words
     assert re.search(r"[\u3040-\u30FF]", "".join(lexicon_words("ja")))  # kana, not only Han
-    assert "Kreis" in lexicon_words("de") and "Kreise" in lexicon_words("de")
+    assert {"Kreis", "Kreise", "Herz", "Herzen"} <= set(lexicon_words("de"))
+    assert {"звезда", "звезды", "звездой"} <= set(lexicon_words("ru"))
 
 
 def test_variants_are_parallel_translations() -> None:
-    """Caption k states the same attributes in every language: colour words map via the
-    lexicon, and the size word appears in en exactly when it does in de."""
+    """Caption k states every attribute in every language: both colours map via the lexicon,
+    the two size words appear in en as in de, and each variant words the scene differently."""
     de_colour = {"red": "rot", "green": "grün", "blue": "blau", "yellow": "gelb",
                  "orange": "orangefarben", "purple": "violett", "white": "weiß",
                  "black": "schwarz"}  # fmt: skip
-    for scene in all_scenes()[::11]:
+    for shown in sample_scenes(np.random.default_rng(1), 200):
+        colours = {shown.group.colour, shown.reference.colour}
         for variant in range(len(synthetic.TEMPLATES)):
-            en, de = describe(scene, "en", variant), describe(scene, "de", variant)
-            assert scene.colour in en.split()
-            assert de_colour[scene.colour] in de
-            assert not any(de_colour[c] in de for c in COLOURS if c != scene.colour)
-            assert (scene.size in en) == any(w in de for w in ("klein", "groß"))
-    assert len({describe(Scene("star", "red", "small", "top", 2), "en", k) for k in range(5)}) == 5
+            en, de = describe(shown, "en", variant), describe(shown, "de", variant)
+            assert colours <= set(en.split())
+            assert all(de_colour[c] in de for c in colours)
+            assert not any(de_colour[c] in de for c in COLOURS if c not in colours)
+            sizes = [w for w in en.split() if w in ("small", "large")]
+            assert len(sizes) == 2 == len(re.findall(r"\b(klein|groß)", de)), (en, de)
+    assert len({describe(TWO_RED_CIRCLES, "en", k) for k in range(4)}) == 4
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_the_longest_captions_fit_the_tiny_context(lang: str) -> None:
+    """Tokens per caption (a word a token, a character a token in zh/ja, as the tokenizer
+    seeds and splits them) stay within 30, what a context of 32 leaves after <s> and </s>.
+    The longest caption joins the longest group to the longest reference."""
+
+    def tokens(text: str) -> int:
+        return len(text) if lang in synthetic.UNSPACED else len(text.replace(",", " ,").split())
+
+    for variant in range(len(synthetic.TEMPLATES)):
+        base = TWO_RED_CIRCLES
+
+        def longest(role: str, variant: int = variant, base: Scene = base) -> Thing:
+            options = [replace(base, **{role: thing}) for thing in synthetic.all_things()]
+            return getattr(max(options, key=lambda s: tokens(describe(s, lang, variant))), role)
+
+        for count in (1, 2, 3):
+            worst = Scene(longest("group"), count, "above", longest("reference"))
+            assert tokens(describe(worst, lang, variant)) <= 30, describe(worst, lang, variant)
+
+
+def test_lexicon_words_come_from_a_few_covering_scenes() -> None:
+    """covering_scenes uses every word form: sampling many more scenes finds no new word."""
+    assert len(covering_scenes()) < 2000
+    for lang in ("de", "ru", "ar", "ja"):
+        seen = {
+            word
+            for shown in sample_scenes(np.random.default_rng(2), 500)
+            for variant in range(len(synthetic.TEMPLATES))
+            for piece in synthetic.caption_pieces(shown, lang, variant)
+            for word in piece.split()
+        }
+        assert seen - {","} <= set(lexicon_words(lang)), lang
+
+
+def _red_and_blue(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centres (x, y) of the red and of the blue pixels."""
+    rgb = pixels.astype(int)
+    red = (rgb[..., 0] - rgb[..., 1] > 100) & (rgb[..., 0] - rgb[..., 2] > 100)
+    blue = (rgb[..., 2] - rgb[..., 0] > 100) & (rgb[..., 2] - rgb[..., 1] > 60)
+    assert red.sum() > 10 and blue.sum() > 10
+    return np.argwhere(red).mean(axis=0)[::-1], np.argwhere(blue).mean(axis=0)[::-1]
 
 
 def test_render_is_deterministic_and_varied() -> None:
-    scene = Scene("star", "red", "large", "centre", 2)
-    a = render_scene(scene, 32, np.random.default_rng(1))
-    b = render_scene(scene, 32, np.random.default_rng(1))
-    c = render_scene(scene, 32, np.random.default_rng(2))
+    shown = scene("large red star", 2, "left_of", "large blue circle")
+    a = render_scene(shown, 32, np.random.default_rng(1))
+    b = render_scene(shown, 32, np.random.default_rng(1))
+    c = render_scene(shown, 32, np.random.default_rng(2))
     assert a.shape == (32, 32, 3) and a.dtype == np.uint8
     assert np.array_equal(a, b) and not np.array_equal(a, c)
-    red = (a[..., 0].astype(int) - a[..., 1]) > 100  # the red star is visible and central
-    ys, xs = np.nonzero(red)
-    assert red.sum() > 20 and abs(xs.mean() - 15.5) < 4 and abs(ys.mean() - 15.5) < 4
+
+
+@pytest.mark.parametrize(
+    ("relation", "axis", "sign"), [("left_of", 0, -1), ("right_of", 0, 1), ("above", 1, -1),
+                                    ("below", 1, 1)]
+)  # fmt: skip
+def test_render_draws_what_the_caption_says(relation: str, axis: int, sign: int) -> None:
+    """The red group stands on the side the relation names, the blue reference opposite."""
+    shown = scene("large red star", 2, relation, "large blue circle")
+    red, blue = _red_and_blue(render_scene(shown, 32, np.random.default_rng(3)))
+    assert sign * (red[axis] - blue[axis]) > 10, (relation, red, blue)
+    assert abs(red[1 - axis] - blue[1 - axis]) < 4
 
 
 def test_pretrain_language_mix_follows_laion_within_binomial_tolerance() -> None:
@@ -153,10 +228,25 @@ def test_pretrain_language_mix_follows_laion_within_binomial_tolerance() -> None
     assert len(rows) == len(scenes) and {r.caption_idx for r in rows} == {0}
     counts = pd.Series([r.lang for r in rows]).value_counts()
     n = len(rows)
+    assert synthetic.pretrain_mix(cfg) == pytest.approx(laion_mix(LANGS))
     for lang, p in laion_mix(LANGS).items():
         assert abs(counts.get(lang, 0) - n * p) <= 4 * np.sqrt(n * p * (1 - p)) + 1, lang
     assert 0 < counts["hi"] / n <= 0.01  # a rare language, as LAION's long tail has
     assert counts["en"] / n > 0.5
+
+
+def test_a_language_left_out_of_pretraining_has_no_pretraining_caption() -> None:
+    kept = [lang for lang in LANGS if lang not in ("pt", "ar")]
+    cfg = TINY.model_copy(update={"pretrain_images": 5000, "pretrain_langs": kept})
+    mix = synthetic.pretrain_mix(cfg)
+    assert mix["pt"] == mix["ar"] == 0 and sum(mix.values()) == pytest.approx(1)
+    assert {lang: mix[lang] for lang in kept} == pytest.approx(laion_mix(kept))
+    rows = pool_captions(cfg, "pretrain", sample_scenes(np.random.default_rng(0), 5000))
+    assert not {"pt", "ar"} & {r.lang for r in rows}
+    finetune = pool_captions(cfg, "finetune", sample_scenes(np.random.default_rng(0), 3))
+    assert {"pt", "ar"} <= {r.lang for r in finetune}  # still captioned outside pretraining
+    uniform = synthetic.pretrain_mix(cfg.model_copy(update={"mix": "uniform"}))
+    assert uniform["pt"] == 0 and uniform["en"] == pytest.approx(1 / len(kept))
 
 
 def test_noise_rates_and_kinds() -> None:
@@ -185,10 +275,11 @@ def test_noise_rates_and_kinds() -> None:
     assert all(r.caption.text == r.caption.eng_text for r in en_rows)
 
 
-def test_eval_pool_is_clean_even_with_heavy_noise() -> None:
+@pytest.mark.parametrize("pool", ["val", "eval"])
+def test_held_out_pools_are_clean_even_with_heavy_noise(pool: str) -> None:
     cfg = TINY.model_copy(update={"noise": NoiseSection(mismatch=0.5, truncate=0.3)})
     scenes = sample_scenes(np.random.default_rng(0), 30)
-    rows = pool_captions(cfg, "eval", scenes)
+    rows = pool_captions(cfg, pool, scenes)
     assert {r.caption.noise for r in rows} == {"clean"}
     assert all(r.caption.text == describe(scenes[r.image_id], r.lang, r.caption_idx) for r in rows)
 
@@ -208,6 +299,7 @@ def test_same_seed_identical_files_other_seed_different(corpus: Path, tmp_path: 
     differing = {p for p, h in _hashes(other).items() if _hashes(corpus).get(p) != h}
     assert {
         "pretrain/shards/00000.tar",
+        "val/captions.parquet",
         "eval/metadata.parquet",
         "eval/captions.parquet",
     } <= differing
@@ -218,7 +310,11 @@ def test_manifest_counts_and_layout(corpus: Path) -> None:
     assert manifest["config"]["seed"] == 0 and manifest["config"]["base_url"]
     assert sum(manifest["counts"]["pretrain"].values()) == 300
     assert manifest["counts"]["finetune"] == {lang: 40 * 2 for lang in LANGS}
-    assert manifest["counts"]["eval"] == {lang: 20 * 2 for lang in LANGS}
+    assert (
+        manifest["counts"]["eval"] == manifest["counts"]["val"] == {lang: 20 * 2 for lang in LANGS}
+    )
+    assert manifest["images"] == {"pretrain": 300, "finetune": 40, "val": 20, "eval": 20}
+    assert manifest["compositions"] == {"world": 91200, "train": 91160, "val": 20, "eval": 20}
     for pool in POOLS:
         assert len(list((corpus / "images" / pool).glob("*.jpg"))) == synthetic.pool_size(
             TINY, pool
@@ -230,21 +326,21 @@ def test_manifest_counts_and_layout(corpus: Path) -> None:
     assert set(meta.groupby("image_id").size()) == {len(LANGS) * 2}
 
 
-def test_eval_captions_describe_their_scenes_in_every_language(corpus: Path) -> None:
-    captions = pd.read_parquet(corpus / "eval" / "captions.parquet")
-    scenes = pd.read_parquet(corpus / "eval" / "scenes.parquet").set_index("image_id")
+@pytest.mark.parametrize("pool", ["val", "eval"])
+def test_held_out_captions_describe_their_scenes_in_every_language(corpus: Path, pool: str) -> None:
+    captions = pd.read_parquet(corpus / pool / "captions.parquet")
+    scenes = pd.read_parquet(corpus / pool / "scenes.parquet").set_index("image_id")
     assert list(captions.columns) == ["image_id", "lang", "caption_idx", "caption"]
     assert len(captions) == 20 * len(LANGS) * 2
     for row in captions.itertuples():
-        s = scenes.loc[row.image_id]
-        scene = Scene(s["shape"], s["colour"], s["size"], s["position"], int(s["count"]))
-        assert row.caption == describe(scene, row.lang, row.caption_idx)
+        shown = scene_of(scenes.loc[row.image_id])
+        assert row.caption == describe(shown, row.lang, row.caption_idx)
 
 
 def test_pools_share_no_image(corpus: Path) -> None:
     hashes = _hashes(corpus)
     images = [h for p, h in hashes.items() if p.startswith("images/")]
-    assert len(images) == 360 and len(set(images)) == 360
+    assert len(images) == 380 and len(set(images)) == 380
 
 
 def test_load_pool_shapes(corpus: Path) -> None:
@@ -256,12 +352,13 @@ def test_load_pool_shapes(corpus: Path) -> None:
     finetune = load_pool(corpus, "finetune")
     assert finetune.captions.groupby(["image_id", "lang"]).size().eq(2).all()
     assert len(finetune.captions) == 40 * len(LANGS) * 2
-    evaluation = load_pool(corpus, "eval")
-    expected = pd.read_parquet(corpus / "eval" / "captions.parquet")
-    cols = ["image_id", "lang", "caption_idx"]
-    merged = evaluation.captions.merge(expected, on=cols, suffixes=("", "_file"))
-    assert len(merged) == len(expected) and (merged["caption"] == merged["caption_file"]).all()
-    assert evaluation.image_keys[3] == "00000003.jpg"
+    for pool in ("val", "eval"):
+        held_out = load_pool(corpus, pool)
+        expected = pd.read_parquet(corpus / pool / "captions.parquet")
+        cols = ["image_id", "lang", "caption_idx"]
+        merged = held_out.captions.merge(expected, on=cols, suffixes=("", "_file"))
+        assert len(merged) == len(expected) and (merged["caption"] == merged["caption_file"]).all()
+        assert held_out.image_keys[3] == "00000003.jpg" and held_out.name == f"synthetic-{pool}"
 
 
 def test_second_call_is_a_cache_hit(corpus: Path) -> None:
@@ -314,7 +411,14 @@ def test_bad_inputs_name_the_path_and_the_fix(corpus: Path, tmp_path: Path) -> N
     with pytest.raises(CorpusError, match="refusing to overwrite"):
         generate_corpus(TINY, stranger, progress=False)
     with pytest.raises(ValueError, match="no caption lexicon for language 'sv'"):
-        describe(Scene("star", "red", "small", "top", 1), "sv")
+        describe(TWO_RED_CIRCLES, "sv")
+    old = tmp_path / "old"
+    shutil.copytree(corpus, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["config"]["format_version"] = 1
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CorpusError, match="corpus format 1, this xlr reads format 2; delete"):
+        load_pool(old, "eval")
 
 
 def test_missing_shard_is_reported(tmp_path: Path) -> None:

@@ -231,7 +231,7 @@ def test_generated_captions_tokenise_well(tmp_path: Path) -> None:
     from xlr.data.synthetic import TEMPLATES, all_scenes, describe, lexicon_words, noisy_caption
 
     rng = np.random.default_rng(0)
-    scenes = all_scenes()[::11]
+    scenes = all_scenes()[::600]  # 152 of the 91,200 compositions, all four templates
     by_lang = {
         lang: [describe(scene, lang, v) for scene in scenes for v in range(len(TEMPLATES))]
         for lang in SYNTHETIC_LANGS

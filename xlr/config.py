@@ -82,20 +82,57 @@ class NoiseSection(Section):
 
 
 class SyntheticSection(Section):
-    """The embedded default: a generated multilingual corpus in LAION's formats."""
+    """The embedded default: a generated multilingual corpus in LAION's formats.
+
+    ``eval_images`` and ``val_images`` (default: as many as ``eval_images``) are held-out
+    compositions, one image each; ``pretrain_langs`` (default: every language of ``langs``) are
+    the languages of the image-text pretraining pool, so a language can be absent from it and
+    still be captioned in fine-tuning, validation and evaluation.
+    """
 
     seed: int = 0
     langs: list[str] = list(SYNTHETIC_LANGS)
+    pretrain_langs: list[str] | None = None
     image_size: Annotated[int, Field(ge=16, le=128)] = 32
     pretrain_images: PositiveInt = 20000
     finetune_images: PositiveInt = 2000
     eval_images: PositiveInt = 300
-    captions_per_image: Annotated[int, Field(ge=1, le=5)] = 2
+    val_images: PositiveInt | None = None
+    captions_per_image: Annotated[int, Field(ge=1, le=4)] = 2  # one per caption template
     shard_size: PositiveInt = 1000
     mix: Literal["laion", "uniform"] = "laion"
     noise: NoiseSection = NoiseSection()
 
-    _langs = field_validator("langs")(classmethod(lambda cls, v: _language_list(v)))
+    _langs = field_validator("langs", "pretrain_langs")(
+        classmethod(lambda cls, v: v if v is None else _language_list(v))
+    )
+
+    @model_validator(mode="after")
+    def _pretrain_langs_in_corpus(self) -> SyntheticSection:
+        if self.pretrain_langs is not None:
+            if not self.pretrain_langs:
+                raise ValueError(
+                    "data.synthetic.pretrain_langs is empty; list at least one language (or "
+                    "leave it out to pretrain on every language of data.synthetic.langs)"
+                )
+            missing = sorted(set(self.pretrain_langs) - set(self.langs))
+            if missing:
+                raise ValueError(
+                    f"data.synthetic.pretrain_langs has {', '.join(missing)}, not in "
+                    f"data.synthetic.langs ({', '.join(self.langs)}); add them there or drop them"
+                )
+        return self
+
+    @property
+    def pretraining_langs(self) -> list[str]:
+        """The languages of the image-text pretraining pool, in ``langs`` order."""
+        chosen = self.langs if self.pretrain_langs is None else self.pretrain_langs
+        return [lang for lang in self.langs if lang in chosen]
+
+    @property
+    def validation_images(self) -> int:
+        """Images in the validation pool: ``val_images``, else as many as ``eval_images``."""
+        return self.eval_images if self.val_images is None else self.val_images
 
 
 class DownloadSection(Section):

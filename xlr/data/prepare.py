@@ -4,13 +4,14 @@ Two paths behind one call, chosen by ``data.source``:
 
 * ``synthetic`` (the embedded default): generate the corpus (cached by the hash of
   ``data.synthetic``); the fine-tuning pool is its ``finetune`` split, the evaluation set its
-  held-out ``eval`` split.
+  held-out ``eval`` split and the validation set (for tuning, so eval stays untouched) its
+  held-out ``val`` split, whose compositions are disjoint from eval's and from training's.
 * ``laion``: sample a study subset of LAION-5B metadata with DuckDB, download it with
   img2dataset, and read the benchmarks the params name from ``data.benchmark_root``.
 
 The contract with notebooks 02-04 is ``runs/<run.name>/data/data.json`` (written atomically),
-read back through :func:`finetune_pool` and :func:`eval_sets`, so later notebooks never re-derive
-where the data went.
+read back through :func:`finetune_pool`, :func:`eval_sets` and :func:`val_sets`, so later
+notebooks never re-derive where the data went.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pandas as pd
 from xlr.config import Params, config_hash, resolve_path
 from xlr.data.benchmarks import load_benchmark
 from xlr.data.imagetext import ImageTextSet
-from xlr.data.synthetic import generate_corpus, load_pool, read_manifest
+from xlr.data.synthetic import corpus_overlaps, generate_corpus, load_pool, read_manifest
 from xlr.io import atomic_write_json
 
 DATA_CONTRACT = "data.json"
@@ -129,12 +130,45 @@ def eval_sets(params: Params) -> dict[str, ImageTextSet]:
     sets = {}
     for name in params.eval.benchmarks:
         if name == "synthetic":
-            full = load_pool(Path(contract["corpus"]), "eval")
-            kept = full.captions[full.captions["lang"].isin(langs)].reset_index(drop=True)
-            sets[name] = replace(full, name="synthetic", captions=kept)
+            sets[name] = _held_out_pool(contract, "eval", langs, "synthetic")
         else:
             sets[name] = load_benchmark(name, Path(contract["benchmarks"][name]), langs)
     return sets
+
+
+def _held_out_pool(
+    contract: dict[str, Any], pool: str, langs: list[str], name: str
+) -> ImageTextSet:
+    full = load_pool(Path(contract["corpus"]), pool)
+    kept = full.captions[full.captions["lang"].isin(langs)].reset_index(drop=True)
+    return replace(full, name=name, captions=kept)  # keeps the parallel declaration
+
+
+def val_sets(params: Params) -> dict[str, ImageTextSet]:
+    """The validation sets, in seen + held-out languages, shaped like :func:`eval_sets`: for
+    choosing hyperparameters without looking at the evaluation set.
+
+    The generated corpus has one, under the key ``synthetic`` (the benchmark it stands in for)
+    and named ``synthetic-val`` (so its results never pass for evaluation results): its ``val``
+    pool, parallel clean captions of its own held-out compositions. The LAION path has none
+    yet: an error says so.
+    """
+    contract = read_contract(params)
+    if contract["source"] != "synthetic":
+        raise ValueError(
+            f"data.source is {contract['source']!r}: only the generated corpus has a validation "
+            "pool; tune on data.source: synthetic, or hold out part of the training sample"
+        )
+    langs = params.data.train_langs + params.data.heldout_langs
+    return {"synthetic": _held_out_pool(contract, "val", langs, "synthetic-val")}
+
+
+def held_out_overlaps(contract: dict[str, Any]) -> pd.DataFrame | None:
+    """What the generated corpus's val and eval pools share with training and with each other
+    (:func:`xlr.data.synthetic.corpus_overlaps`: zeros throughout); None on the LAION path."""
+    if contract["source"] != "synthetic":
+        return None
+    return corpus_overlaps(Path(contract["corpus"]))
 
 
 def sampled_language_counts(contract: dict[str, Any]) -> dict[str, int]:

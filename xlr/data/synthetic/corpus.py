@@ -2,36 +2,42 @@
 
 Layout written by :func:`generate_corpus` (LAION's formats, so the real-data path reads it too)::
 
-    manifest.json                     config, counts per pool and language, sha256 of every file
+    manifest.json                     config, images per pool, compositions per split, captions
+                                      per pool and language, sha256 and size of every file
     images/{pool}/{image_id:08d}.jpg  the images, for a loopback HTTP server and img2dataset
     {pool}/metadata.parquet           LAION columns (URL, TEXT, LANGUAGE, similarity, punsafe,
                                       pwatermark, WIDTH, HEIGHT, ENG TEXT) + image_id,
                                       caption_idx, noise: one row per caption
-    {pool}/scenes.parquet             image_id, shape, colour, size, position, count
+    {pool}/scenes.parquet             image_id, shape, colour, size, count, relation, ref_shape,
+                                      ref_colour, ref_size (the group, where it stands, and the
+                                      reference object)
     {pool}/shards/                    webdataset shards exactly as img2dataset writes them
-    eval/captions.parquet             image_id, lang, caption_idx, caption (the clean eval set)
+    {val,eval}/captions.parquet       image_id, lang, caption_idx, caption (the clean sets)
 
 Pools: ``pretrain`` (LAION-like: one noisy caption per image in one language drawn from the
-LAION-5B mix), ``finetune`` (``captions_per_image`` parallel noisy captions per image in every
-language) and ``eval`` (the same, clean). ``image_id`` counts from 0 within each pool and is the
-image's position in :func:`load_pool`'s set. The pools never share an image: every image is
-rendered with its own background, jitter and pixel noise, so no two images are identical (the
-tests check the JPEG hashes). Attribute tuples do repeat, within and across pools: there are
-only 1,440 of them, and a held-out image with a seen attribute tuple is exactly the
-compositional generalisation a retrieval test on this corpus asks for.
+LAION-5B mix of ``pretrain_langs``), ``finetune`` (``captions_per_image`` parallel noisy captions
+per image in every language), ``val`` and ``eval`` (the same, clean). ``image_id`` counts from 0
+within each pool and is the image's position in :func:`load_pool`'s set.
+
+The held-out world: ``val`` and ``eval`` show compositions that no training image shows
+(:func:`~xlr.data.synthetic.scenes.split_world`), each image its own composition (drawn without
+replacement, the two pools disjoint), and since every caption states its whole composition, no
+val or eval caption occurs in any training text, noisy or clean, in any language (mismatched
+training captions describe training compositions too); what each pool holds is drawn in
+:mod:`~xlr.data.synthetic.pools`, and :func:`~xlr.data.synthetic.audit.corpus_overlaps` checks
+a corpus on disk. The pools never share an image either: every image is rendered with its own
+background, jitter and pixel noise (the tests check the JPEG hashes).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import itertools
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,94 +51,24 @@ from tqdm.auto import tqdm
 from xlr.config import SyntheticSection
 from xlr.data.imagetext import ArrayImages, ImageTextSet
 from xlr.data.shards import Sample, read_shards, write_shards
-from xlr.data.synthetic.noise import (
-    NOISE_KINDS,
-    Caption,
-    noise_probabilities,
-    noisy_caption,
-    pair_scores,
+from xlr.data.synthetic.pools import (
+    HELD_OUT_POOLS,
+    POOLS,
+    CaptionRow,
+    pool_captions,
+    pool_rng,
+    pool_scenes,
+    pool_size,
+    world_split,
 )
 from xlr.data.synthetic.render import encode_jpeg, render_scene
-from xlr.data.synthetic.scenes import Scene, sample_scenes
-from xlr.langs import laion_mix
+from xlr.data.synthetic.scenes import Scene, Thing, all_scenes
 
-POOLS: tuple[str, ...] = ("pretrain", "finetune", "eval")
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/images"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: two objects and a relation, held-out val and eval compositions
 
 
-# --- Pools -------------------------------------------------------------------------------------
-_STREAMS = {"scenes": 0, "captions": 1, "noise": 2, "render": 3}
-
-
-def _rng(cfg: SyntheticSection, pool: str, stream: str) -> np.random.Generator:
-    """One independent generator per (seed, pool, purpose): changing the pretrain size leaves
-    the eval pool unchanged, and rendering never shifts the caption draws."""
-    return np.random.default_rng([cfg.seed, POOLS.index(pool), _STREAMS[stream]])
-
-
-@dataclass(frozen=True)
-class CaptionRow:
-    """One caption of one image, with LAION's per-pair scores."""
-
-    image_id: int
-    lang: str
-    caption_idx: int
-    caption: Caption
-    similarity: float
-    punsafe: float
-    pwatermark: float
-
-
-def pool_size(cfg: SyntheticSection, pool: str) -> int:
-    """Number of images in a pool."""
-    sizes = {
-        "pretrain": cfg.pretrain_images,
-        "finetune": cfg.finetune_images,
-        "eval": cfg.eval_images,
-    }
-    if pool not in sizes:
-        raise ValueError(f"unknown pool {pool!r}; the corpus has pools {', '.join(POOLS)}")
-    return sizes[pool]
-
-
-def pool_captions(cfg: SyntheticSection, pool: str, scenes: Sequence[Scene]) -> list[CaptionRow]:
-    """The caption rows of a pool, ordered by image, language (config order) and index.
-
-    ``pretrain``: one caption per image, language drawn from the LAION-5B mix (or uniform),
-    template drawn uniformly. ``finetune``/``eval``: caption k in every language uses template k.
-    Noise never touches ``eval``.
-    """
-    langs = list(cfg.langs)
-    draws = _rng(cfg, pool, "captions")
-    if pool == "pretrain":
-        mix = laion_mix(langs) if cfg.mix == "laion" else {lang: 1.0 / len(langs) for lang in langs}
-        chosen = draws.choice(len(langs), size=len(scenes), p=[mix[lang] for lang in langs])
-        variants = draws.integers(cfg.captions_per_image, size=len(scenes))
-        slots = [
-            (i, langs[c], int(v)) for i, (c, v) in enumerate(zip(chosen, variants, strict=True))
-        ]
-    else:
-        per_image = list(itertools.product(langs, range(cfg.captions_per_image)))
-        slots = [(i, lang, k) for i in range(len(scenes)) for lang, k in per_image]
-    noise_rng = _rng(cfg, pool, "noise")
-    if pool == "eval":
-        kinds = np.zeros(len(slots), dtype=int)
-    else:
-        kinds = noise_rng.choice(
-            len(NOISE_KINDS), size=len(slots), p=noise_probabilities(cfg.noise)
-        )
-    rows = []
-    for (image_id, lang, variant), kind in zip(slots, kinds, strict=True):
-        kind_name = NOISE_KINDS[kind]
-        caption = noisy_caption(scenes[image_id], lang, variant, kind_name, noise_rng)
-        caption_idx = 0 if pool == "pretrain" else variant
-        rows.append(
-            CaptionRow(image_id, lang, caption_idx, caption, *pair_scores(kind_name, noise_rng))
-        )
-    return rows
-
-
+# --- Writing pools --------------------------------------------------------------------------
 def _metadata_table(rows: Sequence[CaptionRow], pool: str, size: int, base_url: str) -> pa.Table:
     """LAION's metadata columns (and the translated release's ``ENG TEXT``), one row a caption."""
     return pa.table(
@@ -157,12 +93,25 @@ def _scenes_table(scenes: Sequence[Scene]) -> pa.Table:
     return pa.table(
         {
             "image_id": pa.array(range(len(scenes)), pa.int64()),
-            "shape": [s.shape for s in scenes],
-            "colour": [s.colour for s in scenes],
-            "size": [s.size for s in scenes],
-            "position": [s.position for s in scenes],
+            "shape": [s.group.shape for s in scenes],
+            "colour": [s.group.colour for s in scenes],
+            "size": [s.group.size for s in scenes],
             "count": pa.array([s.count for s in scenes], pa.int64()),
+            "relation": [s.relation for s in scenes],
+            "ref_shape": [s.reference.shape for s in scenes],
+            "ref_colour": [s.reference.colour for s in scenes],
+            "ref_size": [s.reference.size for s in scenes],
         }
+    )
+
+
+def scene_of(row: Mapping[str, Any]) -> Scene:
+    """The :class:`Scene` of one row of a ``scenes.parquet`` table (a dict or a pandas row)."""
+    return Scene(
+        Thing(row["shape"], row["colour"], row["size"]),
+        int(row["count"]),
+        row["relation"],
+        Thing(row["ref_shape"], row["ref_colour"], row["ref_size"]),
     )
 
 
@@ -199,7 +148,7 @@ def _samples(
     by_image: list[list[CaptionRow]] = [[] for _ in scenes]
     for row in rows:
         by_image[row.image_id].append(row)
-    render_rng = _rng(cfg, pool, "render")
+    render_rng = pool_rng(cfg, pool, "render")
     for image_id in tqdm(range(len(scenes)), desc=f"render {pool}", disable=not progress):
         jpg = encode_jpeg(render_scene(scenes[image_id], cfg.image_size, render_rng))
         (image_dir / f"{image_id:08d}.jpg").write_bytes(jpg)
@@ -231,13 +180,13 @@ def _write_pool(
     cfg: SyntheticSection, pool: str, root: Path, base_url: str, progress: bool
 ) -> dict[str, int]:
     """Write one pool's files under ``root``; returns its caption count per language."""
-    scenes = sample_scenes(_rng(cfg, pool, "scenes"), pool_size(cfg, pool))
+    scenes = pool_scenes(cfg, pool)
     rows = pool_captions(cfg, pool, scenes)
     _write_parquet(
         _metadata_table(rows, pool, cfg.image_size, base_url), root / pool / "metadata.parquet"
     )
     _write_parquet(_scenes_table(scenes), root / pool / "scenes.parquet")
-    if pool == "eval":
+    if pool in HELD_OUT_POOLS:
         captions = pa.table(
             {
                 "image_id": pa.array([r.image_id for r in rows], pa.int64()),
@@ -246,7 +195,7 @@ def _write_pool(
                 "caption": [r.caption.text for r in rows],
             }
         )
-        _write_parquet(captions, root / "eval" / "captions.parquet")
+        _write_parquet(captions, root / pool / "captions.parquet")
     image_dir = root / "images" / pool
     image_dir.mkdir(parents=True, exist_ok=True)
     samples = _samples(cfg, pool, scenes, rows, image_dir, base_url, progress)
@@ -318,12 +267,26 @@ def _cached(out_dir: Path, config: dict[str, Any]) -> bool:
 def _build(cfg: SyntheticSection, root: Path, config: dict[str, Any], progress: bool) -> None:
     """Write every pool and the manifest into ``root`` (a fresh temporary directory)."""
     counts = {pool: _write_pool(cfg, pool, root, config["base_url"], progress) for pool in POOLS}
+    split = world_split(cfg)
+    images = {pool: pool_size(cfg, pool) for pool in POOLS}
+    compositions = {
+        "world": len(all_scenes()),
+        "train": len(split.train),
+        "val": len(split.val),
+        "eval": len(split.eval),
+    }
     files = {
         path.relative_to(root).as_posix(): {"sha256": _sha256(path), "bytes": path.stat().st_size}
         for path in sorted(root.rglob("*"))
         if path.is_file()
     }
-    manifest = {"config": config, "counts": counts, "files": files}
+    manifest = {
+        "config": config,
+        "images": images,
+        "compositions": compositions,
+        "counts": counts,
+        "files": files,
+    }
     text = json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False)
     (root / "manifest.json").write_text(text + "\n", encoding="utf-8")
 
@@ -376,8 +339,8 @@ def _decode(jpg: bytes) -> np.ndarray:
 def load_pool(corpus_dir: Path, pool: str) -> ImageTextSet:
     """One pool as an :class:`ImageTextSet`, read from its webdataset shards.
 
-    ``pretrain`` has one caption row per image (its language, index 0); ``finetune`` and
-    ``eval`` have every language x caption index. Images are decoded into memory
+    ``pretrain`` has one caption row per image (its language, index 0); ``finetune``, ``val``
+    and ``eval`` have every language x caption index. Images are decoded into memory
     (:class:`ArrayImages`), ordered by ``image_id``.
     """
     corpus_dir = Path(corpus_dir)
@@ -386,8 +349,13 @@ def load_pool(corpus_dir: Path, pool: str) -> ImageTextSet:
         raise CorpusError(
             f"{corpus_dir}: unknown pool {pool!r}; this corpus has {', '.join(manifest['counts'])}"
         )
+    if manifest["config"].get("format_version") != FORMAT_VERSION:
+        raise CorpusError(
+            f"{corpus_dir}: written in corpus format {manifest['config'].get('format_version')}, "
+            f"this xlr reads format {FORMAT_VERSION}; delete it and generate it again"
+        )
     shard_dir = corpus_dir / pool / "shards"
-    size, count = manifest["config"]["image_size"], manifest["config"][f"{pool}_images"]
+    size, count = manifest["config"]["image_size"], manifest["images"][pool]
     pixels = np.zeros((count, size, size, 3), dtype=np.uint8)  # filled in place: one copy
     seen = np.zeros(count, dtype=bool)
     records = []

@@ -85,7 +85,8 @@ def _word_problems(value: Any, where: str, choices: tuple[str, ...] = ()) -> lis
 
 
 def _section_problems(name: str, spec: Section, entries: Any) -> list[str]:
-    """Every problem in one section: missing or unknown keys, wrong forms, words that aren't."""
+    """Every problem in one section: missing or unknown keys, wrong forms, words that aren't,
+    one word for two keys."""
     if not isinstance(entries, dict):
         return [f"{name}: expected an object giving each {spec.what} {spec.template()}"]
     problems = [
@@ -119,6 +120,31 @@ def _section_problems(name: str, spec: Section, entries: Any) -> list[str]:
             for form in value
             if form not in spec.forms
         ]
+    return problems + _shared_words(name, spec, entries)
+
+
+def _shared_words(name: str, spec: Section, entries: dict[str, Any]) -> list[str]:
+    """Two keys with one word in the same form: captions could not tell their attributes apart,
+    and a held-out scene would read like a training one (forms with closed choices, such as a
+    gender, are meant to repeat and are not checked)."""
+    problems = []
+    for form in spec.forms or (None,):
+        if form in spec.choices:
+            continue
+        owners: dict[str, list[str]] = {}
+        for key in (k for k in spec.keys if k in entries):
+            word = entries[key]
+            if form is not None:
+                word = word.get(form) if isinstance(word, dict) else None
+            if isinstance(word, str) and word.strip():
+                owners.setdefault(unicodedata.normalize("NFC", word), []).append(key)
+        problems += [
+            f"{name}: {' and '.join(keys)} share the word {word!r}"
+            f"{'' if form is None else f' (form {form!r})'}; captions could not tell them "
+            "apart, give each its own word"
+            for word, keys in owners.items()
+            if len(keys) > 1
+        ]
     return problems
 
 
@@ -130,7 +156,8 @@ def _nfc(entry: Any) -> Any:
 
 
 def read_lexicon(path: Path, lang: str, sections: Mapping[str, Section]) -> Lexicon:
-    """Read one lexicon file and check it holds exactly ``sections``: every key, every form.
+    """Read one lexicon file and check it holds exactly ``sections``: every key, every form,
+    and a word of its own for every key (per form).
 
     Raises :class:`LexiconError` listing every problem, each with the file, the field and the
     fix, so one edit-and-retry round mends them all.

@@ -42,19 +42,31 @@ def _truncated(lang: str, pieces: Sequence[str], fraction: float) -> str:
     return join_pieces(lang, tokens[:keep]).rstrip(", ")
 
 
-def _random_other_scene(scene: Scene, rng: np.random.Generator) -> Scene:
-    while (other := sample_scenes(rng, 1)[0]) == scene:
+def _random_other_scene(
+    scene: Scene, rng: np.random.Generator, others: Sequence[int] | np.ndarray | None
+) -> Scene:
+    while (other := sample_scenes(rng, 1, others)[0]) == scene:
         continue
     return other
 
 
 def noisy_caption(
-    scene: Scene, lang: str, variant: int, kind: str, rng: np.random.Generator
+    scene: Scene,
+    lang: str,
+    variant: int,
+    kind: str,
+    rng: np.random.Generator,
+    others: Sequence[int] | np.ndarray | None = None,
 ) -> Caption:
     """Caption ``variant`` of ``scene`` in ``lang`` with one kind of web noise applied to it and,
-    identically, to its English translation (as M2M100 would translate the noisy text)."""
+    identically, to its English translation (as M2M100 would translate the noisy text).
+
+    A ``mismatch`` caption describes another scene drawn from ``others`` (indices into
+    :func:`~xlr.data.synthetic.scenes.all_scenes`; default the whole world): the training pools
+    pass their own compositions, so no mismatched caption ever names a held-out one.
+    """
     if kind == "mismatch":
-        scene = _random_other_scene(scene, rng)
+        scene = _random_other_scene(scene, rng, others)
     pieces, eng = caption_pieces(scene, lang, variant), caption_pieces(scene, "en", variant)
     if kind in ("clean", "mismatch"):
         return Caption(join_pieces(lang, pieces), join_pieces("en", eng), kind)

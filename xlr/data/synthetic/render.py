@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw
 
-from xlr.data.synthetic.scenes import SHAPES, Scene
+from xlr.data.synthetic.scenes import SHAPES, Scene, Thing
 
 JPEG_QUALITY = 90
 PALETTE: dict[str, tuple[int, int, int]] = {
@@ -16,18 +16,21 @@ PALETTE: dict[str, tuple[int, int, int]] = {
     "white": (242, 242, 242), "black": (18, 18, 18),
 }  # fmt: skip
 _RADIUS = {"small": 0.075, "large": 0.13}  # fraction of the image side
-_ANCHORS = {  # centre of the group and whether it spreads vertically
-    "left": (0.22, 0.5, True), "right": (0.78, 0.5, True), "top": (0.5, 0.22, False),
-    "bottom": (0.5, 0.78, False), "centre": (0.5, 0.5, False),
+_ANCHORS = {  # centre of an object or group and whether a group spreads vertically there
+    "left": (0.25, 0.5, True), "right": (0.75, 0.5, True),
+    "top": (0.5, 0.25, False), "bottom": (0.5, 0.75, False),
 }  # fmt: skip
 _SUPERSAMPLE = 4  # draw masks at 4x and box-filter down: antialiased edges at 16-128 px
 
 
-def _object_centres(scene: Scene, radius: float, rng: np.random.Generator) -> np.ndarray:
-    """Centres (fractions of the side) of the ``count`` objects: a row or column at the anchor."""
-    ax, ay, vertical = _ANCHORS[scene.position]
-    offsets = (np.arange(scene.count) - (scene.count - 1) / 2) * 2.3 * radius
-    centres = np.zeros((scene.count, 2)) + (ax, ay)
+def _object_centres(
+    position: str, count: int, radius: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Centres (fractions of the side) of ``count`` objects: a column at the left or right, a
+    row at the top or bottom, so the group stays on its side of the reference."""
+    ax, ay, vertical = _ANCHORS[position]
+    offsets = (np.arange(count) - (count - 1) / 2) * 2.3 * radius
+    centres = np.zeros((count, 2)) + (ax, ay)
     centres[:, 1 if vertical else 0] += offsets
     centres += rng.uniform(-0.03, 0.03, size=centres.shape)
     return np.clip(centres, radius, 1 - radius)
@@ -72,18 +75,31 @@ def _background(size: int, rng: np.random.Generator) -> np.ndarray:
     return base[None, None, :] + gradient[:, :, None]
 
 
-def render_scene(scene: Scene, image_size: int, rng: np.random.Generator) -> np.ndarray:
-    """Draw ``scene`` as ``uint8 [image_size, image_size, 3]``: antialiased shapes on a varied
-    background, colour and size jittered, plus pixel noise, so no two images are identical."""
-    big = image_size * _SUPERSAMPLE
-    radius = _RADIUS[scene.size] * rng.uniform(0.9, 1.1)
+def _draw_thing(
+    pixels: np.ndarray, thing: Thing, position: str, count: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Paint ``count`` copies of ``thing`` at ``position`` over ``pixels``, size and colour
+    jittered once for the group (its objects are identical)."""
+    size = pixels.shape[0]
+    big = size * _SUPERSAMPLE
+    radius = _RADIUS[thing.size] * rng.uniform(0.9, 1.1)
     mask = Image.new("L", (big, big), 0)
     draw = ImageDraw.Draw(mask)
-    for cx, cy in _object_centres(scene, radius, rng):
-        _draw_shape(draw, scene.shape, cx * big, cy * big, radius * big)
+    for cx, cy in _object_centres(position, count, radius, rng):
+        _draw_shape(draw, thing.shape, cx * big, cy * big, radius * big)
     alpha = np.asarray(mask.reduce(_SUPERSAMPLE), dtype=np.float32)[:, :, None] / 255.0
-    colour = np.asarray(PALETTE[scene.colour], dtype=np.float32) + rng.uniform(-12, 12, size=3)
-    pixels = _background(image_size, rng) * (1.0 - alpha) + colour * alpha
+    colour = np.asarray(PALETTE[thing.colour], dtype=np.float32) + rng.uniform(-12, 12, size=3)
+    return pixels * (1.0 - alpha) + colour * alpha
+
+
+def render_scene(scene: Scene, image_size: int, rng: np.random.Generator) -> np.ndarray:
+    """Draw ``scene`` as ``uint8 [image_size, image_size, 3]``: the group on its side, the
+    reference on the other, antialiased on a varied background, colour and size jittered, plus
+    pixel noise, so no two images are identical."""
+    group_at, reference_at = scene.positions
+    pixels = _background(image_size, rng)
+    pixels = _draw_thing(pixels, scene.group, group_at, scene.count, rng)
+    pixels = _draw_thing(pixels, scene.reference, reference_at, 1, rng)
     pixels += rng.normal(0.0, 4.0, size=pixels.shape)
     return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
 
