@@ -26,8 +26,15 @@ import pandas as pd
 from xlr.config import Params, config_hash, resolve_path
 from xlr.data.benchmarks import load_benchmark
 from xlr.data.imagetext import ImageTextSet
-from xlr.data.synthetic import corpus_overlaps, generate_corpus, load_pool, read_manifest
+from xlr.data.synthetic import (
+    corpus_overlaps,
+    generate_corpus,
+    load_pool,
+    pretrain_mix,
+    read_manifest,
+)
 from xlr.io import atomic_write_json
+from xlr.langs import laion_mix
 
 DATA_CONTRACT = "data.json"
 
@@ -161,6 +168,15 @@ def val_sets(params: Params) -> dict[str, ImageTextSet]:
         )
     langs = params.data.train_langs + params.data.heldout_langs
     return {"synthetic": _held_out_pool(contract, "val", langs, "synthetic-val")}
+
+
+def pretraining_shares(params: Params) -> dict[str, float]:
+    """Each study language's share of the base model's image-text pretraining: the generated
+    corpus's pretraining mix (zero for a language left out of it), or LAION-5B's own shares of
+    the study languages for the real model."""
+    if params.data.source == "synthetic":
+        return pretrain_mix(params.data.synthetic)
+    return laion_mix(params.data.train_langs + params.data.heldout_langs)
 
 
 def held_out_overlaps(contract: dict[str, Any]) -> pd.DataFrame | None:

@@ -15,12 +15,11 @@ import torch
 from xlr.arms import ZEROSHOT, Arm, study_arms
 from xlr.config import Params
 from xlr.data.imagetext import ImageTextSet
-from xlr.data.prepare import corpus_dir, eval_sets
+from xlr.data.prepare import corpus_dir, eval_sets, pretraining_shares
 from xlr.data.synthetic import load_pool
 from xlr.eval.encoders import AdapterEncoder, Encoder, ModelEncoder
 from xlr.eval.results import results_dir, write_results
 from xlr.eval.tasks import evaluate_arm
-from xlr.langs import laion_mix
 from xlr.models.bases import load_base
 from xlr.models.factory import ModelBundle
 from xlr.runtime import resolve_device
@@ -136,5 +135,5 @@ def base_report(params: Params, base_seed: int) -> pd.DataFrame:
         load_pool(corpus_dir(params), "eval"),
         resolve_device(params.run.device),
     )
-    recall["pretrain_share"] = recall["lang"].map(laion_mix(params.data.synthetic.langs))
+    recall["pretrain_share"] = recall["lang"].map(pretraining_shares(params))
     return recall.sort_values("pretrain_share", ascending=False).reset_index(drop=True)

@@ -1,0 +1,88 @@
+"""Learning rates chosen on the validation split: the sweep, the choice, its reuse, and no
+handle on the evaluation split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from xlr import tuning
+from xlr.config import parse_params
+from xlr.data import prepare
+from xlr.data.prepare import finetune_pool, prepare_data
+
+
+def tiny_study(root: Path, **tune: list[float]) -> object:
+    return parse_params(
+        {
+            "run": {"name": "t", "cache_dir": str(root / "cache"), "runs_dir": str(root / "runs"),
+                    "device": "cpu", "seeds": [0], "workers": 1},
+            "data": {"train_langs": ["en", "de"], "heldout_langs": ["nl"],
+                     "synthetic": {"pretrain_images": 300, "finetune_images": 40,
+                                   "eval_images": 20, "shard_size": 200}},
+            "model": {"tiny": {"vocab_size": 1500, "pretrain_steps": 8,
+                               "pretrain_batch_size": 32}},
+            "train": {"arms": ["zeroshot", "hybrid"], "steps": 2, "batch_size": 8,
+                      "checkpoint_every": 2, "tune": tune},
+            "adapters": {"fallbacks": ["base"], "hybrid_alpha": None},
+        }
+    )  # fmt: skip
+
+
+def test_rates_are_chosen_on_validation_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = tiny_study(tmp_path, full=[1e-4, 1e-1], adapters=[1e-3])
+    prepare_data(params, progress=False)
+    pool = finetune_pool(params)
+
+    def no_test_split(*args: object, **kwargs: object) -> None:
+        raise AssertionError("tuning read the evaluation split")
+
+    real_load_pool = prepare.load_pool
+
+    def val_only(corpus: Path, name: str) -> object:
+        if name == "eval":
+            no_test_split()
+        return real_load_pool(corpus, name)
+
+    monkeypatch.setattr(prepare, "eval_sets", no_test_split)
+    monkeypatch.setattr(prepare, "load_pool", val_only)
+    result = tuning.tune(params, pool)
+
+    sweep = result.sweep
+    assert sweep[["family", "lr"]].values.tolist() == [
+        ["full", 1e-4],
+        ["full", 1e-1],
+        ["adapters", 1e-3],
+    ]
+    assert sweep["value"].between(0, 1).all() and sweep["chosen"].sum() == 2
+    best = sweep[sweep["family"] == "full"].sort_values("value").iloc[-1]
+    assert result.rates == {"full": best["lr"], "adapters": 1e-3}
+    assert result.params.train.lr == best["lr"] and result.params.adapters.lora.lr == 1e-3
+    assert result.params.train.lora.lr == params.train.lora.lr  # an empty grid changes nothing
+    out = tuning.tuning_dir(params)
+    assert pd.read_csv(out / tuning.SWEEP_FILE)["value"].tolist() == pytest.approx(
+        sweep["value"].tolist()
+    )
+    assert tuning.tuned_params(params) == result.params  # what notebooks 03-06 read
+
+    monkeypatch.setattr(tuning, "score", no_test_split)  # reused: nothing is trained or scored
+    assert tuning.tune(params, pool).rates == result.rates
+
+
+def test_without_a_grid_nothing_is_tuned_and_a_missing_sweep_is_an_error(tmp_path: Path) -> None:
+    plain = tiny_study(tmp_path)
+    assert tuning.tune(plain, pool=None).params == plain  # type: ignore[arg-type]
+    assert tuning.tuned_params(plain) == plain
+    with pytest.raises(FileNotFoundError, match="run the tuning first"):
+        tuning.tuned_params(tiny_study(tmp_path, full=[1e-3]))
+
+
+def test_with_rates_replaces_only_the_named_families(tmp_path: Path) -> None:
+    params = tiny_study(tmp_path)
+    changed = tuning.with_rates(params, {"lora": 0.5})
+    assert changed.train.lora.lr == 0.5 and changed.train.lr == params.train.lr
+    assert changed.adapters == params.adapters
