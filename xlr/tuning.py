@@ -32,7 +32,7 @@ from xlr.models.bases import load_base
 from xlr.runtime import resolve_device
 from xlr.train.adapters import train_adapters
 from xlr.train.finetune import train_arm
-from xlr.train.pretrain import ensure_base_model
+from xlr.train.study import ensure_bases
 
 CHOICE_FILE = "choice.json"
 SWEEP_FILE = "sweep.csv"
@@ -123,8 +123,7 @@ def tune(params: Params, pool: ImageTextSet) -> Tuning:
     if saved.is_file() and (choice := json.loads(saved.read_text()))["key"] == _key(params):
         rates = choice["rates"]
         return Tuning(pd.read_csv(out / SWEEP_FILE), rates, with_rates(params, rates))
-    if params.model.kind == "tiny":  # the sweep's arms start from the first base
-        ensure_base_model(params, params.run.base_seeds[0], progress=False)
+    ensure_bases(params, progress=False)  # the sweep's arms start from the first base
     sets, rows = val_sets(params), []
     for family, arm in arms.items():
         for rate in getattr(params.train.tune, family):

@@ -66,6 +66,13 @@ def _base_jobs(params: Params, progress: bool) -> dict[int, _BaseJob]:
     return {b: _BaseJob(params, b, progress and params.run.workers == 1) for b in missing}
 
 
+def ensure_bases(params: Params, progress: bool = True) -> None:
+    """Pretrain every tiny base of ``params`` not yet cached, ``run.workers`` at a time in
+    one-thread workers (a no-op for a real open_clip model, which comes pretrained)."""
+    jobs = list(_base_jobs(params, progress).values())
+    run_jobs(jobs, params.run.workers, desc="bases", progress=progress)
+
+
 def _train_all(params: Params, pool: ImageTextSet, arms: list[Arm], progress: bool) -> pd.DataFrame:
     """Every missing base, then every arm, ``run.workers`` jobs at a time: an arm starts as
     soon as its own base is ready. Returns all summaries."""
