@@ -28,14 +28,14 @@ COLUMNS = [
 ]  # fmt: skip
 
 
-def _inside(texts: set[str], others: Sequence[str]) -> int:
-    """How many of ``texts`` occur inside some text of ``others`` (equal ones included).
+def _inside(texts: set[str], others: Sequence[str]) -> set[str]:
+    """Those of ``texts`` that occur inside some text of ``others`` (equal ones included).
 
     Indexed by each text's first few characters and scanned once over ``others``: searching
     the joined ``others`` once per text took 150 s at the synthetic study's size, this 3 s.
     """
     if not texts:
-        return 0
+        return set()
     width = min(8, *(len(text) for text in texts))
     by_prefix: dict[str, list[str]] = defaultdict(list)
     for text in texts:
@@ -46,7 +46,7 @@ def _inside(texts: set[str], others: Sequence[str]) -> int:
             candidates = by_prefix.get(other[start : start + width])
             if candidates:
                 found.update(text for text in candidates if other.startswith(text, start))
-    return len(found)
+    return found
 
 
 def overlaps(
@@ -55,8 +55,8 @@ def overlaps(
     """The audit table of pools given as one composition per image and their caption texts.
 
     One row per (held-out pool, other pool) in :data:`COLUMNS`, the training pools together
-    (``pretrain+finetune``) among them; ``compositions`` and ``texts`` count the held-out pool's
-    distinct ones, ``shared_*`` those the other pool has too. The row
+    (``pretrain+finetune``) last; ``compositions`` and ``texts`` count the held-out pool's
+    distinct ones, ``shared_*`` and ``texts_inside`` those the other pool has too. The row
     against the pool itself counts repeats: images beyond the first of each composition and
     captions beyond the first of each text (``texts_inside`` is then empty).
     """
@@ -67,20 +67,26 @@ def overlaps(
             (pool, pool, len(scenes), len(compositions[pool]) - len(scenes),
              len(captions), len(texts[pool]) - len(captions), None)
         )  # fmt: skip
-        others = {p: (compositions[p], texts[p]) for p in (*TRAINING, *HELD_OUT) if p in texts}
-        training = [p for p in TRAINING if p in others]
-        if len(training) > 1:
-            others["+".join(training)] = (
-                [c for p in training for c in compositions[p]],
-                [t for p in training for t in texts[p]],
+        found = {
+            other: (
+                scenes & set(compositions[other]),
+                captions & set(texts[other]),
+                _inside(captions, texts[other]),
             )
-        for other, (other_scenes, other_texts) in others.items():
-            if other == pool:
-                continue
-            rows.append(
-                (pool, other, len(scenes), len(scenes & set(other_scenes)),
-                 len(captions), len(captions & set(other_texts)), _inside(captions, other_texts))
-            )  # fmt: skip
+            for other in (*TRAINING, *HELD_OUT)
+            if other in compositions and other != pool
+        }
+        training = [p for p in TRAINING if p in found]
+        if len(training) > 1:
+            found["+".join(training)] = (
+                set().union(*(found[p][0] for p in training)),
+                set().union(*(found[p][1] for p in training)),
+                set().union(*(found[p][2] for p in training)),
+            )
+        rows += [
+            (pool, other, len(scenes), len(shared), len(captions), len(equal), len(inside))
+            for other, (shared, equal, inside) in found.items()
+        ]
     return pd.DataFrame(rows, columns=COLUMNS).astype({"texts_inside": "Int64"})
 
 
