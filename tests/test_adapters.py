@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from conftest import build_tiny_world, tiny_raw_params
+from safetensors.torch import load_file, save_file
 
 from xlr import runtime
-from xlr.arms import FALLBACKS, LOG_CSV, Arm, adapter_arms
+from xlr.arms import ADAPTERS_DIR, FALLBACKS, LOG_CSV, Arm, adapter_arms
 from xlr.config import Params, parse_params
 from xlr.eval.encoders import AdapterEncoder, ModelEncoder
 from xlr.langs import nearest_language
@@ -302,3 +304,15 @@ def test_clear_errors(world: dict, tmp_path: Path) -> None:
             langs=["en", "ja"], progress=False,
         )  # fmt: skip
     assert not list(tmp_path.iterdir())  # refused before writing anything
+
+
+def test_adapters_saved_for_another_layout_are_refused(world: dict, tmp_path: Path) -> None:
+    """An adapter whose layers the tower lacks (saved when peft wrapped text.transformer) would
+    load as peft's zero initialisation: the arm would silently evaluate as the base."""
+    old = tmp_path / "old"
+    shutil.copytree(world["trained"].out_dir / ADAPTERS_DIR, old / ADAPTERS_DIR)
+    weights = old / ADAPTERS_DIR / "de" / stored.ADAPTER_FILES[1]
+    renamed = {k.replace("model.transformer.", "model."): v for k, v in load_file(weights).items()}
+    save_file(renamed, weights)
+    with pytest.raises(ValueError, match="older xlr"):
+        AdapterEncoder.from_folder(world["base"], old)

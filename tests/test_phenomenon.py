@@ -98,3 +98,16 @@ def test_a_world_without_it_fails_with_the_failed_controls_named() -> None:
     missing = phenomenon_controls(results({"en": 0.6, "de": 0.5, "es": 0.4}, {"zeroshot": 0.3}),
                                   ranks(40), SEEN, SHARES)  # fmt: skip
     assert not missing.set_index("measure").filter(like="cross", axis=0)["passed"].any()
+
+
+def test_with_two_seen_languages_the_bias_control_does_not_apply() -> None:
+    two = ["en", "de"]
+    table = phenomenon_controls(
+        results({"en": 0.6, "de": 0.5, "es": 0.4}, {"zeroshot": 0.3, "cross-full": 0.5}),
+        ranks(40),
+        two,
+        SHARES,
+    )
+    bias = table.set_index("control").loc["the zero-shot model is language-biased"]
+    assert bias["passed"] is None and np.isnan(bias["value"])
+    check_phenomenon(table, required=True)  # not applicable is not a failure

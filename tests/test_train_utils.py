@@ -70,6 +70,10 @@ def test_no_weight_decay_on_gains_biases_and_temperature() -> None:
     no_decay, decay = opt.param_groups
     assert [p.shape for p in decay["params"]] == [torch.Size([3, 3])]
     assert len(no_decay["params"]) == 4 and no_decay["weight_decay"] == 0.0
+    own = make_optimizer(model, lr=1e-2, weight_decay=0.2, scale_lr=1e-4)  # one scale policy
+    no_decay, decay, scale = own.param_groups
+    assert scale["params"] == [model.logit_scale] and scale["lr"] == 1e-4
+    assert scale["weight_decay"] == 0.0 and len(no_decay["params"]) == 3 and decay["lr"] == 1e-2
     for p in model.parameters():
         p.requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable"):

@@ -12,6 +12,7 @@ from xlr import tuning
 from xlr.config import parse_params
 from xlr.data import prepare
 from xlr.data.prepare import finetune_pool, prepare_data
+from xlr.data.synthetic import corpus as corpus_module
 
 
 def tiny_study(root: Path, **tune: list[float]) -> object:
@@ -41,15 +42,17 @@ def test_rates_are_chosen_on_validation_only(
     def no_test_split(*args: object, **kwargs: object) -> None:
         raise AssertionError("tuning read the evaluation split")
 
-    real_load_pool = prepare.load_pool
+    real_read_shards = corpus_module.read_shards
 
-    def val_only(corpus: Path, name: str) -> object:
-        if name == "eval":
+    def no_eval_shards(shard_dir: Path) -> object:  # every pool is read from its shards
+        if "eval" in Path(shard_dir).parts:
             no_test_split()
-        return real_load_pool(corpus, name)
+        return real_read_shards(shard_dir)
 
     monkeypatch.setattr(prepare, "eval_sets", no_test_split)
-    monkeypatch.setattr(prepare, "load_pool", val_only)
+    monkeypatch.setattr(corpus_module, "read_shards", no_eval_shards)
+    with pytest.raises(AssertionError, match="evaluation split"):  # the guard does guard
+        prepare.load_pool(Path(prepare.read_contract(params)["corpus"]), "eval")
     result = tuning.tune(params, pool)
 
     sweep = result.sweep
@@ -71,6 +74,15 @@ def test_rates_are_chosen_on_validation_only(
 
     monkeypatch.setattr(tuning, "score", no_test_split)  # reused: nothing is trained or scored
     assert tuning.tune(params, pool).rates == result.rates
+
+    monkeypatch.undo()
+    wider = tiny_study(tmp_path, full=[1e-4, 1e-1, 1e-2], adapters=[1e-3])
+    again = tuning.tune(wider, pool)  # a new grid: a new sweep, in folders of its own
+    assert again.sweep["lr"].tolist() == [1e-4, 1e-1, 1e-2, 1e-3]
+    kept = again.sweep.set_index(["family", "lr"])["value"]
+    assert kept[("full", 1e-4)] == pytest.approx(
+        sweep.set_index(["family", "lr"])["value"][("full", 1e-4)]
+    )
 
 
 def test_without_a_grid_nothing_is_tuned_and_a_missing_sweep_is_an_error(tmp_path: Path) -> None:

@@ -405,6 +405,16 @@ class Params(Section):
         """Short stable hash of some sections (cache keys: same config, same artifact)."""
         return config_hash(*(getattr(self, name) for name in sections))
 
+    def weights_hash(self, *sections: str) -> str:
+        """:meth:`section_hash` less ``train.tune``: the grid of rates tried decides which rate
+        an arm gets, not what an arm trained at a given rate is (its checkpoint's identity)."""
+        parts = [
+            self.train.model_dump(mode="json", exclude={"tune"}) if name == "train"
+            else getattr(self, name)
+            for name in sections
+        ]  # fmt: skip
+        return config_hash(*parts)
+
 
 def config_hash(*parts: object) -> str:
     """Short stable hash of config sections and plain values, for cache keys."""

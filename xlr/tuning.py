@@ -6,7 +6,8 @@ arm family (``full``, shared ``lora``, per-language ``adapters``) trains one arm
 ``train.tune`` grid at the first base and seed, each is scored on the validation sets
 (:func:`xlr.data.prepare.val_sets`) and the best rate replaces the family's configured one.
 Nothing here reads the evaluation sets. The sweep table and the choice are written under
-``runs/<run>/tuning/`` and reused while the params they were made for are unchanged.
+``runs/<run>/tuning/`` and reused while the settings they were made for (:func:`_key`) are
+unchanged; each sweep trains its arms in folders of its own.
 
 Top level, beside :mod:`xlr.cli` and :mod:`xlr.report`: tuning drives training and evaluation,
 two stages neither of which may import the other.
@@ -22,7 +23,7 @@ import pandas as pd
 
 from xlr.analysis.claims import per_query_measure
 from xlr.arms import Arm, headline_arms
-from xlr.config import Params
+from xlr.config import Params, config_hash
 from xlr.data.imagetext import ImageTextSet
 from xlr.data.prepare import run_dir, val_sets
 from xlr.eval.encoders import AdapterEncoder, Encoder, ModelEncoder
@@ -73,8 +74,13 @@ def family_arms(params: Params) -> dict[str, Arm]:
 
 
 def _key(params: Params) -> str:
-    """What a choice was made for: everything that shapes the arms and the data."""
-    return params.section_hash("data", "model", "train", "adapters")
+    """What a sweep was made for: the data, model, training, adapters and evaluation settings
+    (the score depends on them) and the base and seed its arms train at."""
+    run = params.run
+    return config_hash(
+        params.data, params.model, params.train, params.adapters, params.eval,
+        run.base_seeds[0], run.seeds[0],
+    )  # fmt: skip
 
 
 def _encoder(params: Params, arm: Arm, out: Path, pool: ImageTextSet) -> Encoder:
@@ -116,9 +122,9 @@ def tune(params: Params, pool: ImageTextSet) -> Tuning:
     """Sweep ``train.tune`` on the validation split (or reuse the sweep made for these params)
     and return the params with the chosen rates; no grid, no sweep: ``params`` unchanged."""
     arms = family_arms(params)
-    out = tuning_dir(params)
     if not arms:
         return Tuning(pd.DataFrame(), {}, params)
+    out = tuning_dir(params)
     saved = out / CHOICE_FILE
     if saved.is_file() and (choice := json.loads(saved.read_text()))["key"] == _key(params):
         rates = choice["rates"]
@@ -128,7 +134,8 @@ def tune(params: Params, pool: ImageTextSet) -> Tuning:
     for family, arm in arms.items():
         for rate in getattr(params.train.tune, family):
             trial = with_rates(params, {family: rate})
-            encoder = _encoder(trial, arm, out / family / f"lr{rate:g}", pool)
+            trial_dir = out / _key(params) / family / f"lr{rate:g}"  # a new sweep, new folders
+            encoder = _encoder(trial, arm, trial_dir, pool)
             rows.append({"family": family, "arm": arm.name, "lr": rate,
                          "measure": params.train.tune.measure,
                          "value": score(trial, encoder, arm, sets)})  # fmt: skip
@@ -142,8 +149,9 @@ def tune(params: Params, pool: ImageTextSet) -> Tuning:
 
 
 def tuned_params(params: Params) -> Params:
-    """``params`` with the rates a finished :func:`tune` chose (notebooks 03-06 start here);
-    without a grid, ``params`` as they are. A grid without its sweep is an error."""
+    """``params`` with the rates a finished :func:`tune` chose (notebook 03 starts here, after
+    notebook 02 tuned and trained); without a grid, ``params`` as they are. A grid without its
+    sweep is an error."""
     if not family_arms(params):
         return params
     saved = tuning_dir(params) / CHOICE_FILE

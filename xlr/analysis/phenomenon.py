@@ -21,8 +21,12 @@ from xlr.analysis.bias import rank_distance_per_query
 from xlr.arms import ZEROSHOT, Arm
 from xlr.eval.results import MULTILINGUAL_SEEN, check_table
 
-MIN_XT2T_GAIN = 0.10  # cross-lingual fine-tuning over zero-shot, seen-pair xt2t R@1
-MIN_FLOOR_MULTIPLE = 2.0  # zero-shot rank distance at least this many times the invariant floor
+# The issue that asked for these controls set the clear margin of cross-lingual fine-tuning over
+# zero-shot at 0.10 seen-pair xt2t R@1. Twice the invariant floor is a first, weak bar for
+# "measurably biased" (it says little beyond retrieval quality); a language-blind null is the
+# better test and is still to come.
+MIN_XT2T_GAIN = 0.10
+MIN_FLOOR_MULTIPLE = 2.0
 
 
 def share_correlation(recall: pd.Series, shares: Mapping[str, float]) -> float:
@@ -88,19 +92,7 @@ def phenomenon_controls(
             "passed": bool(correlation < 0),
         }
     )
-    pool = ranks[(ranks["arm"] == ZEROSHOT.name) & (ranks["task"] == MULTILINGUAL_SEEN)]
-    per_query = rank_distance_per_query(pool, pool=list(seen))
-    distance = float(per_query.loc[per_query["query_kind"] == "caption", "value"].mean())
-    floor = invariant_floor(len(seen))
-    rows.append(
-        {
-            "control": "the zero-shot model is language-biased",
-            "measure": f"mean rank distance, seen pool (floor {floor})",
-            "value": distance,
-            "threshold": f">= {MIN_FLOOR_MULTIPLE:g} x floor = {MIN_FLOOR_MULTIPLE * floor:g}",
-            "passed": bool(distance >= MIN_FLOOR_MULTIPLE * floor),
-        }
-    )
+    rows.append(_bias_control(ranks, seen))
     xt2t = _seen_pair_xt2t(results, seen)
     cross = Arm("cross", trained=trained).name
     if cross in xt2t.index.get_level_values("arm"):
@@ -119,11 +111,30 @@ def phenomenon_controls(
     return pd.DataFrame(rows)
 
 
+def _bias_control(ranks: pd.DataFrame, seen: Sequence[str]) -> dict[str, object]:
+    """The zero-shot rank distance in the seen pool against the invariant floor; not applicable
+    (``passed`` None) with fewer than three seen languages, where no floor is above zero."""
+    control = {"control": "the zero-shot model is language-biased"}
+    if len(seen) < 3:
+        return control | {"measure": "mean rank distance, seen pool", "value": np.nan,
+                          "threshold": "needs three seen languages", "passed": None}  # fmt: skip
+    pool = ranks[(ranks["arm"] == ZEROSHOT.name) & (ranks["task"] == MULTILINGUAL_SEEN)]
+    per_query = rank_distance_per_query(pool, pool=list(seen))
+    distance = float(per_query.loc[per_query["query_kind"] == "caption", "value"].mean())
+    floor = invariant_floor(len(seen))
+    return control | {
+        "measure": f"mean rank distance, seen pool (floor {floor})",
+        "value": distance,
+        "threshold": f">= {MIN_FLOOR_MULTIPLE:g} x floor = {MIN_FLOOR_MULTIPLE * floor:g}",
+        "passed": bool(distance >= MIN_FLOOR_MULTIPLE * floor),
+    }
+
+
 def check_phenomenon(controls: pd.DataFrame, required: bool) -> pd.DataFrame:
     """``controls``, after stopping the study if ``required`` (``report.require_phenomenon``)
     and a control failed: its claims would measure a world that cannot show the effect. The
     message names each failed control with its value."""
-    failed = controls[~controls["passed"]]
+    failed = controls[controls["passed"].eq(False)]  # None: not applicable
     if required and not failed.empty:
         lines = [
             f"- {row.control}: {row.measure} = {row.value:.3f}, needs {row.threshold}"

@@ -135,6 +135,22 @@ def saved_adapter_langs(folder: str | os.PathLike[str]) -> list[str]:
     return sorted(path.parent.name for path in root.glob(f"*/{ADAPTER_FILES[0]}"))
 
 
+def _check_layout(text: nn.Module, folder: Path) -> None:
+    """Refuse an adapter whose layers the text tower lacks: peft would leave them at their
+    zero initialisation with a warning, and the arm would evaluate as the base model."""
+    prefix = "base_model.model."
+    for key in load_file(folder / ADAPTER_FILES[1]):
+        layer = key.removeprefix(prefix).split(".lora_")[0]
+        try:
+            text.get_submodule(layer)
+        except AttributeError:
+            raise ValueError(
+                f"{folder}: this adapter adapts {layer!r}, which the text tower lacks; it was "
+                "saved by an older xlr (LoRA inside text.transformer) or for another model: "
+                "train the arm again"
+            ) from None
+
+
 def load_adapters(
     base: ModelBundle, folder: str | os.PathLike[str], langs: Sequence[str] | None = None
 ) -> ModelBundle:
@@ -154,6 +170,8 @@ def load_adapters(
     model = copy.deepcopy(base.model)
     for param in model.parameters():
         param.requires_grad_(False)
+    for lang in wanted:
+        _check_layout(model.text, root / lang)
     text = PeftModel.from_pretrained(model.text, root / wanted[0], adapter_name=wanted[0])
     for lang in wanted[1:]:
         text.load_adapter(root / lang, adapter_name=lang)

@@ -180,8 +180,9 @@ def adapter_run(
     set_logit_scale(model, train.logit_scale)
     # LoRA factors are all matrices: decay them all. The name rule would spare Bengali ('bn').
     optimizer = make_optimizer(
-        model, adapters.lora.lr, train.weight_decay, no_decay=lambda _, param: param.ndim < 2
-    )
+        model, adapters.lora.lr, train.weight_decay, no_decay=lambda _, param: param.ndim < 2,
+        scale_lr=train.lr,
+    )  # fmt: skip
     captions = pool.captions[pool.captions["lang"].isin(langs)].reset_index(drop=True)
     steps = train.steps
     scheduler: torch.optim.lr_scheduler.LRScheduler

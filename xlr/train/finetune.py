@@ -101,7 +101,7 @@ def arm_folder(
         "base_seed": arm.base_seed,
         "seed": arm.seed,
         "langs": list(langs),
-        "config": params.section_hash(*sections),
+        "config": params.weights_hash(*sections),
     }
     return RunFolder(out, params, identity, params.train.checkpoint_every, resume)
 
@@ -199,7 +199,9 @@ def train_arm(
         arm.strategy, captions, langs, train.batch_size, arm.seed,
         alpha=0.0 if arm.alpha is None else arm.alpha, tau=train.tau,
     )  # fmt: skip
-    optimizer = make_optimizer(model, train.lora.lr if lora else train.lr, train.weight_decay)
+    optimizer = make_optimizer(
+        model, train.lora.lr if lora else train.lr, train.weight_decay, scale_lr=train.lr
+    )
     trainer = Trainer(
         model=model,
         objective=contrastive_objective(base, pool, captions, params, ctx.world_size),

@@ -25,19 +25,26 @@ def make_optimizer(
     lr: float,
     weight_decay: float,
     no_decay: Callable[[str, nn.Parameter], bool] = decay_exempt,
+    scale_lr: float | None = None,
 ) -> torch.optim.AdamW:
     """AdamW over the trainable parameters, without decay on gains, biases and the logit scale.
 
     ``no_decay(name, param)`` picks the parameters without decay; the default goes by name and
     shape (:func:`decay_exempt`), which language adapters cannot use: Bengali's is named ``bn``.
+    ``scale_lr`` gives a trained logit scale a rate of its own: the fine-tuning arms pass
+    ``train.lr`` whatever rate their weights train at, so one temperature policy holds for all.
     """
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not named:
         raise ValueError("the model has no trainable parameters")
+    scale = [(n, p) for n, p in named if n == "logit_scale" and scale_lr is not None]
+    named = [(n, p) for n, p in named if (n, p) not in scale]
     groups = [
         {"params": [p for n, p in named if no_decay(n, p)], "weight_decay": 0.0},
         {"params": [p for n, p in named if not no_decay(n, p)], "weight_decay": weight_decay},
     ]
+    if scale:
+        groups.append({"params": [p for _, p in scale], "weight_decay": 0.0, "lr": scale_lr})
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6)
 
 
