@@ -10,10 +10,11 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "xlr"
 # What each stage may import from xlr, besides the top-level modules. Models are shared by
-# training and evaluation (like open_clip's library beside its trainer), so they sit before both.
+# training and evaluation (like open_clip's library beside its trainer), so they sit before both;
+# they come after the data, whose corpus key names the cached bases built on it.
 ALLOWED: dict[str, set[str]] = {
     "data": {"data"},
-    "models": {"models"},
+    "models": {"data", "models"},
     "train": {"data", "models", "train"},
     "eval": {"data", "models", "eval"},
     "analysis": {"data", "models", "train", "eval", "analysis"},

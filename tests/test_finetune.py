@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -25,9 +26,10 @@ from xlr.arms import LOG_CSV, LORA_DIR, MODEL_DIR, SUMMARY_FILE, Arm, shared_arm
 from xlr.config import LoraSection, Params, parse_params
 from xlr.data.imagetext import ImageTextSet
 from xlr.models.adapters import lora_targets
+from xlr.models.bases import base_key
 from xlr.models.factory import WEIGHTS, load_model, write_tiny_model_dir
 from xlr.train.checkpoint import CHECKPOINT, load_checkpoint
-from xlr.train.finetune import train_arm
+from xlr.train.finetune import arm_folder, train_arm
 from xlr.train.loop import PARAMS_FILE
 from xlr.train.steplog import TENSORBOARD_DIR
 from xlr.workers import run_jobs, threads_per_worker
@@ -348,6 +350,18 @@ def test_arm_specs_and_folders(tmp_path: Path) -> None:
         Arm("cross")
     with pytest.raises(ValueError, match="seed"):
         Arm("cross", trained="full").at(0).directory(params)
+
+
+def test_a_checkpoint_belongs_to_its_base_and_corpus(tmp_path: Path) -> None:
+    """An arm's identity holds its base's key, which holds the corpus key: arms trained on a
+    corpus of an older format or other lexicons are not resumed as if they were this one's."""
+    params = parse_params(raw_params(tmp_path))
+    arm = Arm("cross", trained="full").at(base_seed=0, seed=0)
+    identity = arm_folder(arm, ["en"], params, tmp_path / "a", resume=True).identity
+    assert identity["base"] == base_key(params, 0)
+    assert base_key(params, 0) != base_key(params, 1)
+    with mock.patch("xlr.data.synthetic.corpus.FORMAT_VERSION", -1):
+        assert base_key(params, 0) != identity["base"]
 
 
 @pytest.mark.parametrize("trained", ["full", "lora"])

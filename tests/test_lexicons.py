@@ -18,6 +18,7 @@ import xlr
 from xlr.data.synthetic import (
     GRAMMARS,
     LEXICON_DIR,
+    lexicon_digest,
     TEMPLATES,
     LexiconError,
     Scene,
@@ -164,6 +165,16 @@ def _edit(folder: Path, lang: str, change: Any) -> None:
 def test_the_copy_loads_like_the_shipped_files(folder: Path) -> None:
     for lang in GRAMMARS:
         assert load_lexicon(lang, folder).sections == load_lexicon(lang).sections
+
+
+def test_the_digest_keys_every_cache_on_the_lexicons_bytes(folder: Path) -> None:
+    """A corrected word must rebuild the corpus, its tokenizer and the bases built on it."""
+    assert lexicon_digest(folder) == lexicon_digest()
+    edited = folder / "de.json"
+    edited.write_bytes(edited.read_bytes().replace("rot".encode(), "rott".encode(), 1))
+    assert lexicon_digest(folder) != lexicon_digest()
+    (folder / "de.json").unlink()
+    assert lexicon_digest(folder) != lexicon_digest()
 
 
 def test_missing_file_names_it_and_the_fix(folder: Path) -> None:

@@ -29,7 +29,7 @@ from xlr.data.prepare import run_dir, val_sets
 from xlr.eval.encoders import AdapterEncoder, Encoder, ModelEncoder
 from xlr.eval.tasks import evaluate_arm
 from xlr.io import atomic_write_json, atomic_write_text
-from xlr.models.bases import load_base
+from xlr.models.bases import base_key, load_base
 from xlr.runtime import resolve_device
 from xlr.train.adapters import train_adapters
 from xlr.train.finetune import train_arm
@@ -75,11 +75,11 @@ def family_arms(params: Params) -> dict[str, Arm]:
 
 def _key(params: Params) -> str:
     """What a sweep was made for: the data, model, training, adapters and evaluation settings
-    (the score depends on them) and the base and seed its arms train at."""
+    (the score depends on them) and the base (corpus included) and seed its arms train at."""
     run = params.run
     return config_hash(
         params.data, params.model, params.train, params.adapters, params.eval,
-        run.base_seeds[0], run.seeds[0],
+        base_key(params, run.base_seeds[0]), run.seeds[0],
     )  # fmt: skip
 
 

@@ -23,20 +23,23 @@ from typing import Any
 
 import pandas as pd
 
-from xlr.config import Params, config_hash, resolve_path
+from xlr.config import Params, resolve_path
 from xlr.data.benchmarks import load_benchmark
 from xlr.data.imagetext import ImageTextSet
 from xlr.data.synthetic import (
+    check_held_out,
+    corpus_key,
     corpus_overlaps,
     generate_corpus,
     load_pool,
     pretrain_mix,
     read_manifest,
 )
-from xlr.io import atomic_write_json
+from xlr.io import atomic_write_json, atomic_write_text
 from xlr.langs import laion_mix
 
 DATA_CONTRACT = "data.json"
+HELD_OUT_AUDIT = "held_out_audit.csv"
 
 
 def run_dir(params: Params) -> Path:
@@ -46,7 +49,7 @@ def run_dir(params: Params) -> Path:
 
 def corpus_dir(params: Params) -> Path:
     """Where the generated corpus of these params lives (shared across runs with equal config)."""
-    return resolve_path(params.run.cache_dir) / "corpus" / config_hash(params.data.synthetic)
+    return resolve_path(params.run.cache_dir) / "corpus" / corpus_key(params.data.synthetic)
 
 
 def ensure_corpus(params: Params, progress: bool = True) -> Path:
@@ -89,9 +92,14 @@ def prepare_data(params: Params, progress: bool = True) -> dict[str, Any]:
     """Build (or find cached) the data of ``params`` and write the data contract for 02-04."""
     out = run_dir(params) / "data"
     if params.data.source == "synthetic":
+        corpus = ensure_corpus(params, progress)
+        audit = corpus_overlaps(corpus)
+        check_held_out(audit, corpus)
+        atomic_write_text(out / HELD_OUT_AUDIT, audit.to_csv(index=False))
         contract: dict[str, Any] = {
             "source": "synthetic",
-            "corpus": str(ensure_corpus(params, progress)),
+            "corpus": str(corpus),
+            "audit": str(out / HELD_OUT_AUDIT),
         }
     else:
         contract = _prepare_laion(params, out)
@@ -181,10 +189,11 @@ def pretraining_shares(params: Params) -> dict[str, float]:
 
 def held_out_overlaps(contract: dict[str, Any]) -> pd.DataFrame | None:
     """What the generated corpus's val and eval pools share with training and with each other
-    (:func:`xlr.data.synthetic.corpus_overlaps`: zeros throughout); None on the LAION path."""
+    (:func:`xlr.data.synthetic.corpus_overlaps`, zeros throughout: :func:`prepare_data` refuses
+    a corpus with any other audit); None on the LAION path."""
     if contract["source"] != "synthetic":
         return None
-    return corpus_overlaps(Path(contract["corpus"]))
+    return pd.read_csv(Path(contract["audit"]), dtype={"texts_inside": "Int64"})
 
 
 def sampled_language_counts(contract: dict[str, Any]) -> dict[str, int]:

@@ -6,8 +6,11 @@ cached by config hash; the real study has one base, the open_clip model and pret
 
 Cache layout under ``run.cache_dir``::
 
-    tokenizer/<hash of corpus + vocab size>/     the XLM-R Unigram tokenizer
-    base/<hash of corpus + model.tiny>-s<seed>/  model folder + pretrain_report.json
+    tokenizer/<hash of corpus key + vocab size>/     the XLM-R Unigram tokenizer
+    base/<hash of corpus key + model.tiny>-s<seed>/  model folder + pretrain_report.json
+
+The corpus key (:func:`xlr.data.synthetic.corpus_key`) holds the generator's format version and
+the lexicons' bytes as well as the config, so a corrected word retrains what was built on it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from xlr.config import Params, config_hash, resolve_path
+from xlr.data.synthetic import corpus_key
 from xlr.models.factory import ModelBundle, create_model, load_model
 
 REPORT_NAME = "pretrain_report.json"  # the last file of a pretrained base: it marks it complete
@@ -22,14 +26,21 @@ REPORT_NAME = "pretrain_report.json"  # the last file of a pretrained base: it m
 
 def tokenizer_dir(params: Params) -> Path:
     """Where the tokenizer trained on the generated corpus lives."""
-    key = config_hash(params.data.synthetic, params.model.tiny.vocab_size)
+    key = config_hash(corpus_key(params.data.synthetic), params.model.tiny.vocab_size)
     return resolve_path(params.run.cache_dir) / "tokenizer" / key
+
+
+def base_key(params: Params, base_seed: int) -> str:
+    """What a base is: the tiny base's corpus, architecture, pretraining and seed, or the real
+    model's config (open_clip name and pretrained tag; one base, the seed unused)."""
+    if params.model.kind != "tiny":
+        return config_hash(params.model)
+    return f"{config_hash(corpus_key(params.data.synthetic), params.model.tiny)}-s{base_seed}"
 
 
 def base_model_dir(params: Params, base_seed: int) -> Path:
     """Where the tiny base pretrained with ``base_seed`` lives."""
-    key = config_hash(params.data.synthetic, params.model.tiny)
-    return resolve_path(params.run.cache_dir) / "base" / f"{key}-s{base_seed}"
+    return resolve_path(params.run.cache_dir) / "base" / base_key(params, base_seed)
 
 
 def is_base_cached(params: Params, base_seed: int) -> bool:

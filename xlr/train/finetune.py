@@ -28,6 +28,7 @@ from xlr.arms import LORA_DIR, MODEL_DIR, SUMMARY_FILE, Arm
 from xlr.config import Params
 from xlr.data.imagetext import ImageTextSet
 from xlr.io import atomic_dir, atomic_write_json
+from xlr.models.bases import base_key
 from xlr.models.factory import ModelBundle, save_model_dir
 from xlr.runtime import DistContext, init_distributed, seed_everything
 from xlr.train.batching import BatchSampler
@@ -102,6 +103,7 @@ def arm_folder(
         "seed": arm.seed,
         "langs": list(langs),
         "config": params.weights_hash(*sections),
+        "base": base_key(params, arm.base_seed),
     }
     return RunFolder(out, params, identity, params.train.checkpoint_every, resume)
 

@@ -22,11 +22,12 @@ formats, and read back) and :mod:`~xlr.data.synthetic.audit` (what a held-out po
 training: nothing, on a corpus of this world).
 """
 
-from xlr.data.synthetic.audit import corpus_overlaps, overlaps
+from xlr.data.synthetic.audit import check_held_out, corpus_overlaps, overlaps
 from xlr.data.synthetic.corpus import (
     DEFAULT_BASE_URL,
     FORMAT_VERSION,
     CorpusError,
+    corpus_key,
     generate_corpus,
     load_pool,
     read_manifest,
@@ -45,7 +46,14 @@ from xlr.data.synthetic.grammar import (
     lexicon_words,
     load_lexicon,
 )
-from xlr.data.synthetic.lexicon import LEXICON_DIR, Lexicon, LexiconError, Section, read_lexicon
+from xlr.data.synthetic.lexicon import (
+    LEXICON_DIR,
+    Lexicon,
+    LexiconError,
+    Section,
+    lexicon_digest,
+    read_lexicon,
+)
 from xlr.data.synthetic.noise import (
     BOILERPLATE,
     NOISE_KINDS,
@@ -90,8 +98,8 @@ __all__ = [
     "POSITIONS", "RELATIONS", "SHAPES", "SIZES", "TEMPLATES", "UNSPACED", "Caption",
     "CaptionRow", "CorpusError", "Grammar", "Lexicon", "LexiconError", "Pieces", "Scene",
     "Section", "Template", "Thing", "WorldSplit", "all_scenes", "all_things", "caption_pieces",
-    "corpus_overlaps", "covering_scenes", "describe", "encode_jpeg", "generate_corpus",
-    "is_canonical", "join_pieces", "lexicon_words", "load_lexicon", "load_pool",
+    "check_held_out", "corpus_key", "corpus_overlaps", "covering_scenes", "describe", "encode_jpeg", "generate_corpus",
+    "is_canonical", "join_pieces", "lexicon_digest", "lexicon_words", "load_lexicon", "load_pool",
     "noise_probabilities", "noisy_caption", "overlaps", "pair_scores", "pool_captions",
     "pool_rng", "pool_scenes", "pool_size", "pretrain_mix", "read_lexicon", "read_manifest",
     "render_scene", "sample_scenes", "scene_of", "split_world", "world_split",

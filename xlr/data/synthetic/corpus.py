@@ -48,7 +48,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 from tqdm.auto import tqdm
 
-from xlr.config import SyntheticSection
+from xlr.config import SyntheticSection, config_hash
 from xlr.data.imagetext import ArrayImages, ImageTextSet
 from xlr.data.shards import Sample, read_shards, write_shards
 from xlr.data.synthetic.pools import (
@@ -61,6 +61,7 @@ from xlr.data.synthetic.pools import (
     pool_size,
     world_split,
 )
+from xlr.data.synthetic.lexicon import lexicon_digest
 from xlr.data.synthetic.render import encode_jpeg, render_scene
 from xlr.data.synthetic.scenes import Scene, Thing, all_scenes
 
@@ -215,6 +216,12 @@ def _sha256(path: Path) -> str:
 
 def _manifest_config(cfg: SyntheticSection, base_url: str) -> dict[str, Any]:
     return {"format_version": FORMAT_VERSION, "base_url": base_url, **cfg.model_dump(mode="json")}
+
+
+def corpus_key(cfg: SyntheticSection) -> str:
+    """The generated corpus's cache key: its config, the generator's :data:`FORMAT_VERSION` and
+    the lexicons' bytes (:func:`lexicon_digest`), the three things that decide what it holds."""
+    return config_hash(cfg, FORMAT_VERSION, lexicon_digest())
 
 
 class CorpusError(ValueError):

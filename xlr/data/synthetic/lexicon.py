@@ -9,6 +9,7 @@ agreement, :mod:`xlr.data.synthetic.grammar`), which reads the words by role
 
 from __future__ import annotations
 
+import hashlib
 import json
 import unicodedata
 from collections.abc import Mapping
@@ -153,6 +154,15 @@ def _nfc(entry: Any) -> Any:
     if isinstance(entry, str):
         return unicodedata.normalize("NFC", entry)
     return {key: _nfc(value) for key, value in entry.items()}
+
+
+def lexicon_digest(lexicon_dir: Path = LEXICON_DIR) -> str:
+    """sha256 over every lexicon file's name and bytes: a corrected word changes the captions,
+    so whatever is cached from a corpus (the corpus, its tokenizer, the bases) keys on it."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(lexicon_dir).glob("*.json")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def read_lexicon(path: Path, lang: str, sections: Mapping[str, Section]) -> Lexicon:
