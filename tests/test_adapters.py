@@ -186,6 +186,35 @@ def test_routing_fallbacks_and_exact_reload(world: dict) -> None:
     assert len(checkpoints) == 3  # cached held-out embeddings never cross fallbacks
 
 
+def test_adapters_on_the_feed_forward_and_projection_reload_exactly(
+    world: dict, tmp_path: Path
+) -> None:
+    """Adapters on every target family (attention, feed-forward pair, text projection) train,
+    save and load back through :func:`load_adapters` to identical embeddings: a target the
+    loader dropped would load as peft's zero update and evaluate as the base."""
+    shape = {"r": R, "alpha": 8.0, "lr": 1e-2, "ffn": True, "projection": True}
+    params = parse_params(
+        raw_params(world["root"] / "runs", {"steps": 3, "lora": shape}, lora=shape)
+    )
+    trained = ad.train_adapters(
+        world["base"], world["pool"], params, Arm("adapters").at(0, 0), tmp_path,
+        langs=["de"], progress=False,
+    )  # fmt: skip
+    names = {name for name in lora_state(trained.bundle.model) if adapter_of(name) == "de"}
+    assert any(".intermediate.dense.lora_" in n for n in names)
+    assert any(".output.dense.lora_" in n for n in names)
+    assert any(".proj.0.lora_" in n for n in names) and any(".proj.2.lora_" in n for n in names)
+    live = AdapterEncoder(trained.bundle, "base")
+    loaded = AdapterEncoder.from_folder(world["base"], trained.out_dir, "base")
+    texts = world["texts"]["de"]
+    assert np.array_equal(live.encode_texts(texts, "de"), loaded.encode_texts(texts, "de"))
+    base = ModelEncoder(world["base"]).encode_texts(texts, "de")
+    assert not np.allclose(loaded.encode_texts(texts, "de"), base)
+    reloaded = lora_state(loaded.bundle.model)
+    assert {n for n in reloaded if adapter_of(n) == "de"} == names
+    assert all(torch.equal(reloaded[n], lora_state(trained.bundle.model)[n]) for n in names)
+
+
 def test_average_adapter_is_the_mean_update(world: dict) -> None:
     transformer = world["trained"].bundle.model.text
     stored.add_average_adapter(transformer, TRAIN)
