@@ -1,7 +1,10 @@
 """Phenomenon controls on hand-built results: each passes when the world shows the effect and
-fails, with a message naming it, when it does not."""
+fails, with a message naming it, when it does not; on a tiny study, they and the base report
+read the validation split only."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,6 +17,14 @@ from xlr.analysis.phenomenon import (
     phenomenon_controls,
     share_correlation,
 )
+from xlr.config import parse_params
+from xlr.data import prepare
+from xlr.data.prepare import finetune_pool, prepare_data
+from xlr.data.synthetic import corpus as corpus_module
+from xlr.eval import runner
+from xlr.eval.planted import planted_name
+from xlr.eval.results import load_planted, load_val_results, results_dir
+from xlr.train.study import train_arms
 
 SEEN = ["en", "de", "es", "zh"]
 SHARES = {"en": 0.5, "de": 0.2, "es": 0.2, "zh": 0.08, "hi": 0.02}
@@ -154,3 +165,59 @@ def test_with_two_seen_languages_only_image_queries_show_a_preference() -> None:
     bias = one.set_index("control").loc["the zero-shot model is language-biased"]
     assert bias["passed"] is None and np.isnan(bias["value"])
     check_phenomenon(one, required=False)
+
+
+def test_the_controls_and_the_base_report_never_read_the_evaluation_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The controls' models are evaluated on validation only (the guard of tests/test_tuning.py:
+    every pool is read from its shards, and reading the eval shards fails)."""
+    params = parse_params(
+        {
+            "run": {"name": "t", "cache_dir": str(tmp_path / "cache"),
+                    "runs_dir": str(tmp_path / "runs"), "device": "cpu", "seeds": [0],
+                    "workers": 1},
+            "data": {"train_langs": ["en", "de", "es"], "heldout_langs": ["nl"],
+                     "synthetic": {"pretrain_images": 300, "finetune_images": 40,
+                                   "eval_images": 20, "val_images": 16, "shard_size": 200}},
+            "model": {"tiny": {"vocab_size": 1500, "pretrain_steps": 8,
+                               "pretrain_batch_size": 32}},
+            "train": {"arms": ["zeroshot", "cross"], "steps": 2, "batch_size": 8,
+                      "checkpoint_every": 2},
+            "adapters": {"enabled": False, "hybrid_alpha": None},
+        }
+    )  # fmt: skip
+    prepare_data(params, progress=False)
+    train_arms(params, finetune_pool(params), progress=False)
+
+    def no_test_split(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the controls read the evaluation split")
+
+    real_read_shards = corpus_module.read_shards
+
+    def no_eval_shards(shard_dir: Path) -> object:
+        if "eval" in Path(shard_dir).parts:
+            no_test_split()
+        return real_read_shards(shard_dir)
+
+    monkeypatch.setattr(prepare, "eval_sets", no_test_split)
+    monkeypatch.setattr(runner, "eval_sets", no_test_split)
+    monkeypatch.setattr(corpus_module, "read_shards", no_eval_shards)
+    with pytest.raises(AssertionError, match="evaluation split"):  # the guard does guard
+        prepare.load_pool(Path(prepare.read_contract(params)["corpus"]), "eval")
+
+    results, ranks = runner.evaluate_controls(params, progress=False)
+    assert set(results["benchmark"]) == {"synthetic-val"}
+    assert set(ranks["arm"]) == {"zeroshot", "cross-full", planted_name("en")}
+    assert set(results["task"]) == {"t2i", "xt2t", "multilingual", "multilingual_seen"}
+    on_disk, on_disk_ranks = load_val_results(params)
+    pd.testing.assert_frame_equal(on_disk, results)
+    assert len(on_disk_ranks) == len(ranks)
+    assert not (results_dir(params) / "results").exists()  # the evaluation results are apart
+    planted = load_planted(params)
+    assert planted[["base_seed", "lang", "fraction"]].values.tolist() == [[0, "en", 2.0]]
+    assert planted["size"].item() == pytest.approx(2.0 * planted["translation_distance"].item())
+    controls = phenomenon_controls(on_disk, on_disk_ranks, ["en", "de", "es"], SHARES)
+    assert controls["value"].notna().all()
+    report = runner.base_report(params, base_seed=0)
+    assert (report["chance_r1"] == 1 / 16).all()  # the validation pool's 16 images
