@@ -3,8 +3,10 @@
 ``results/retrieval.parquet`` holds one row per metric (:data:`RESULT_COLUMNS`), merged across
 runs; ``results/ranks/<arm>-b<base>-s<seed>-<benchmark>.parquet`` holds the whole-gallery rank of
 every relevant item of every query (:data:`RANK_COLUMNS`); ``results/clip_benchmark/`` the same
-recall as CLIP_benchmark's JSON records, so the two tools' outputs merge. Writers and readers
-take the column lists, file names and loaders from here and nowhere else.
+recall as CLIP_benchmark's JSON records, so the two tools' outputs merge. The controls' models
+on the validation split are written the same way under ``val/`` (:func:`val_results_dir`), with
+``val/results/planted.csv``. Writers and readers take the column lists, file names and loaders
+from here and nowhere else.
 
 ``task`` is one of :data:`TASK_NAMES`. The ``multilingual`` retrieval setting writes two tasks,
 one per pool, each ranked against its own pool (never sliced from the other's ranks):
