@@ -15,7 +15,7 @@ from xlr.analysis.bias import (
     rank_distance_per_query,
     top_language_per_query,
 )
-from xlr.analysis.controls import plant_language_penalty, seed_negative_control
+from xlr.analysis.controls import seed_negative_control
 from xlr.analysis.intervals import bootstrap_by_arm, compare_arms, seed_spread
 from xlr.eval.results import RESULT_COLUMNS
 
@@ -276,9 +276,14 @@ def simulated_ranks(rng: np.random.Generator, n_per_lang: int = 20, **run) -> pd
     return ranks_table(queries, **run)
 
 
-def test_planted_language_penalty_raises_rank_distance_and_is_detected():
+def shift_language(ranks: pd.DataFrame, lang: str, penalty: int) -> pd.DataFrame:
+    """``ranks`` with every ``lang`` item moved down ``penalty`` ranks, the others kept."""
+    return ranks.assign(rank=ranks["rank"] + np.where(ranks["relevant_lang"] == lang, penalty, 0))
+
+
+def test_a_language_moved_down_raises_rank_distance_and_is_detected():
     base = simulated_ranks(np.random.default_rng(0))
-    planted = plant_language_penalty(base, "en", penalty=30).assign(arm="planted")
+    planted = shift_language(base, "en", penalty=30).assign(arm="planted")
     moved = planted["rank"] != base["rank"]
     assert moved.any() and (base.loc[moved, "relevant_lang"] == "en").all()
     assert (planted.loc[moved, "rank"] - base.loc[moved, "rank"] == 30).all()
@@ -292,7 +297,7 @@ def test_planted_language_penalty_raises_rank_distance_and_is_detected():
     assert comparison["low"].item() > 0
     assert comparison["p_value"].item() < 0.01
     untouched = ranks_table([(0, "image", {"ja": [5], "de": [9]})])
-    assert plant_language_penalty(untouched, "en", 3)["rank"].tolist() == [5, 9]
+    assert shift_language(untouched, "en", 3)["rank"].tolist() == [5, 9]
 
 
 def test_seed_negative_control_is_rarely_significant():
@@ -344,9 +349,8 @@ def test_compare_against_a_reference_scored_once_per_base():
 
 
 def test_top_language_ties_go_to_the_own_language():
-    table = ranks_table([(0, "de", {"en": [3], "de": [1]})])
-    planted = plant_language_penalty(table, "de", penalty=2)
-    assert top_language_per_query(planted)["top_lang"].item() == "de"
+    table = ranks_table([(0, "de", {"en": [3], "de": [3]})])
+    assert top_language_per_query(table)["top_lang"].item() == "de"
 
 
 def test_clear_errors(hand_ranks):
@@ -362,8 +366,6 @@ def test_clear_errors(hand_ranks):
         rank_distance_per_query(hand_ranks.assign(rank=0))
     with pytest.raises(ValueError, match=r"missing values in key columns \['base_seed'\]"):
         rank_distance_per_query(hand_ranks.assign(base_seed=np.nan))
-    with pytest.raises(ValueError, match="penalty is a number of ranks"):
-        plant_language_penalty(hand_ranks, "en", -1)
     with pytest.raises(ValueError, match="results table lacks columns"):
         language_fairness(results_table().drop(columns="lang_group"), ["en"])
     with pytest.raises(ValueError, match="no per-language rows of metric 'mAP'"):

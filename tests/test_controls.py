@@ -1,32 +1,149 @@
-"""The controls of notebook 05: a planted bias must be seen, seeds of one arm rarely differ."""
+"""The controls of notebook 05: a bias planted in a language-blind model must be seen (and the
+control can fail), seeds of one arm rarely differ."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 from test_bias import simulated_ranks
 
+from xlr.analysis import controls
 from xlr.analysis.bias import rank_distance_per_query
 from xlr.analysis.controls import negative_control, positive_control
+from xlr.data.imagetext import ArrayImages, ImageStore, ImageTextSet
+from xlr.eval.embedded import EmbeddedSet, embed_model
+from xlr.eval.planted import (
+    PLANTED_FRACTION,
+    LanguageOffsetEncoder,
+    plant_bias,
+    planted_language,
+    planted_name,
+    translation_distance,
+    unit_direction,
+)
+from xlr.eval.tasks import evaluate_arm
 
-POOL = ["en", "de", "fr", "ja"]
+LANGS = ["en", "de", "fr", "ja"]
+N_IMAGES, DIM = 40, 24
 
 
-def test_positive_control_sees_a_planted_bias_and_fails_without_one() -> None:
-    ranks = simulated_ranks(np.random.default_rng(0), arm="zeroshot", seed=None)
-    table = positive_control(ranks, POOL, penalty=30, n_resamples=200)
-    assert table["passed"].all() and (table["estimate"] > 0).all()
-    assert table["arm_a"].item() == "zeroshot+ja-30"  # the pool's last language by default
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def blind_set() -> ImageTextSet:
+    """``N_IMAGES`` images with one parallel caption each in ``LANGS`` (``"<lang> <image>"``)."""
+    pixels = np.zeros((N_IMAGES, 2, 2, 3), dtype=np.uint8)
+    pixels[:, 0, 0, 0] = np.arange(N_IMAGES)
+    rows = [(i, lang, 0, f"{lang} {i}") for lang in LANGS for i in range(N_IMAGES)]
+    captions = pd.DataFrame(rows, columns=["image_id", "lang", "caption_idx", "caption"])
+    keys = [f"{i}.jpg" for i in range(N_IMAGES)]
+    return ImageTextSet("blind", keys, ArrayImages(pixels), captions, parallel=True)
+
+
+class BlindEncoder:
+    """A language-blind, imperfect encoder: image i is a fixed random unit vector e_i, and a
+    caption of image i in any language is e_i plus noise drawn alike for every language."""
+
+    name = "blind"
+    checkpoint = "blindckpt"
+
+    def __init__(self) -> None:
+        self.images = _unit(np.random.default_rng(0).standard_normal((N_IMAGES, DIM)))
+
+    def describe(self) -> dict[str, Any]:
+        return {"encoder": "BlindEncoder"}
+
+    def encode_images(self, images: ImageStore) -> np.ndarray:
+        ids = [int(np.asarray(images[i])[0, 0, 0]) for i in range(len(images))]
+        return self.images[ids].astype(np.float32)
+
+    def encode_texts(self, texts: Sequence[str], lang: str) -> np.ndarray:
+        ids = [int(text.split()[1]) for text in texts]
+        rng = np.random.default_rng(LANGS.index(lang) + 1)  # the same law in every language
+        noise = 0.12 * rng.standard_normal((len(ids), DIM))
+        return _unit(self.images[ids] + noise).astype(np.float32)
+
+
+def planted_ranks(fraction: float) -> tuple[pd.DataFrame, float]:
+    """The blind encoder's multilingual ranks and its copy's with a bias of ``fraction`` planted
+    in the first seen language, as evaluate_controls ranks them; and the translation distance."""
+    encoder, eval_set = BlindEncoder(), blind_set()
+    seen, heldout = LANGS[:3], LANGS[3:]
+    lang = planted_language(seen)
+    embedded = embed_model(encoder, eval_set, LANGS, "all", ("zeroshot", 0, None), None)
+    bias = plant_bias(embedded, lang, fraction, seed=0)
+    run = {"tasks": ["multilingual"], "base_seed": 0}
+    _, real = evaluate_arm(encoder, eval_set, seen, heldout, arm="zeroshot", **run)
+    _, planted = evaluate_arm(bias.encoder(encoder), eval_set, seen, heldout,
+                              arm=planted_name(lang), **run)  # fmt: skip
+    return pd.concat([real, planted], ignore_index=True), bias.translation_distance
+
+
+def test_a_bias_planted_in_a_blind_model_is_seen() -> None:
+    ranks, distance = planted_ranks(PLANTED_FRACTION)
+    assert 0.5 < distance < 0.9  # translations near (as the smoke base's, 0.62), not identical
+    table = positive_control(ranks, planted_name("en"), n_resamples=200)
+    captions = table[table["query_kind"] == "caption"].set_index(["task", "measure"])
+    assert captions["passed"].all() and len(captions) == 4  # two pools x two measures
+    assert (captions.xs("rank distance", level="measure")["estimate"] > 0).all()
+    assert (captions.xs("mAP", level="measure")["estimate"] < 0).all()
+
+
+def test_the_positive_control_can_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+    unplanted, _ = planted_ranks(0.0)
     with pytest.raises(AssertionError, match="positive control failed"):
-        positive_control(ranks, POOL, penalty=0, n_resamples=200)  # nothing planted, nothing seen
-    with pytest.raises(ValueError, match="'zh' is not in the pool"):
-        positive_control(ranks, POOL, lang="zh")
+        positive_control(unplanted, planted_name("en"), n_resamples=200)  # nothing planted
+    ranks, _ = planted_ranks(PLANTED_FRACTION)
+
+    def language_blind_measure(table: pd.DataFrame, pool: object = None) -> pd.DataFrame:
+        per_query = rank_distance_per_query(table, pool)
+        return per_query.assign(value=per_query["n_langs"].astype(float))  # a broken measure
+
+    monkeypatch.setattr(controls, "rank_distance_per_query", language_blind_measure)
+    with pytest.raises(AssertionError, match="went unseen"):
+        positive_control(ranks, planted_name("en"), n_resamples=200)
 
 
-def test_positive_control_needs_the_zero_shot_arm() -> None:
-    with pytest.raises(ValueError, match="evaluate it"):
-        positive_control(simulated_ranks(np.random.default_rng(0)), POOL)
+def test_the_positive_control_needs_both_models() -> None:
+    ranks, _ = planted_ranks(PLANTED_FRACTION)
+    with pytest.raises(ValueError, match="no multilingual ranks of 'zeroshot"):
+        positive_control(ranks[ranks["arm"] == "zeroshot"], planted_name("en"))
+
+
+def test_the_planted_encoder_moves_one_language_only() -> None:
+    encoder = BlindEncoder()
+    offset = 0.5 * unit_direction(DIM, seed=3)
+    planted = LanguageOffsetEncoder(encoder, "de", offset)
+    texts = ["de 0", "de 1"]
+    real, moved = encoder.encode_texts(texts, "de"), planted.encode_texts(texts, "de")
+    np.testing.assert_allclose(np.linalg.norm(moved, axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(moved, _unit(real + offset), rtol=1e-6)
+    np.testing.assert_array_equal(
+        planted.encode_texts(["en 0"], "en"), encoder.encode_texts(["en 0"], "en")
+    )
+    assert planted.checkpoint != encoder.checkpoint
+    assert planted.checkpoint != LanguageOffsetEncoder(encoder, "de", 2 * offset).checkpoint
+    away = np.random.default_rng(1).standard_normal((2, DIM))
+    direction = unit_direction(DIM, seed=3, away_from=away)
+    assert np.abs(away @ direction).max() < 1e-5 and np.linalg.norm(direction) == pytest.approx(1)
+    assert planted_language(["hi", "en"]) == "hi"  # the first seen, whatever it is
+
+
+def test_translation_distance_known_answer() -> None:
+    eval_set = blind_set()
+    captions = {lang: eval_set.captions_in(lang).reset_index(drop=True) for lang in LANGS[:2]}
+    texts = {"en": np.zeros((N_IMAGES, 2), np.float32), "de": np.zeros((N_IMAGES, 2), np.float32)}
+    texts["en"][:, 0] = 1.0
+    texts["de"][:, 1] = 1.0  # every translation sqrt(2) apart
+    embedded = EmbeddedSet(np.eye(N_IMAGES, 2, dtype=np.float32), captions, texts, "all", True)
+    assert translation_distance(embedded, "en") == pytest.approx(np.sqrt(2))
+    with pytest.raises(ValueError, match="'fr' is not embedded"):
+        translation_distance(embedded, "fr")
 
 
 def test_negative_control_compares_the_first_two_seeds_of_each_trained_arm() -> None:

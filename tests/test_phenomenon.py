@@ -1,18 +1,30 @@
 """Phenomenon controls on hand-built results: each passes when the world shows the effect and
-fails, with a message naming it, when it does not."""
+fails, with a message naming it, when it does not; on a tiny study, they and the base report
+read the validation split only."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from xlr.analysis.phenomenon import (
+    BIAS_PERMUTATIONS,
     check_phenomenon,
-    invariant_floor,
+    language_blind_test,
     phenomenon_controls,
     share_correlation,
 )
+from xlr.config import parse_params
+from xlr.data import prepare
+from xlr.data.prepare import finetune_pool, prepare_data
+from xlr.data.synthetic import corpus as corpus_module
+from xlr.eval import runner
+from xlr.eval.planted import planted_name
+from xlr.eval.results import load_planted, load_val_results, results_dir
+from xlr.train.study import train_arms
 
 SEEN = ["en", "de", "es", "zh"]
 SHARES = {"en": 0.5, "de": 0.2, "es": 0.2, "zh": 0.08, "hi": 0.02}
@@ -35,24 +47,31 @@ def results(recall: dict[str, float], xt2t: dict[str, float]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def ranks(distance: int) -> pd.DataFrame:
-    """Zero-shot seen-pool ranks: every caption query's translations at ranks 1 .. L-2 and then
-    ``1 + distance`` (so its rank distance is ``distance``)."""
+def ranks(last: str | None, seed: int = 0, n_per_lang: int = 10, langs=SEEN) -> pd.DataFrame:
+    """Zero-shot seen-pool ranks of caption and image queries: each query's relevant items take
+    distinct ranks from 1..30 at random, except that ``last`` (when given) always takes the
+    largest of them: a built-in language order."""
+    rng = np.random.default_rng(seed)
     rows = []
-    for query_idx, lang in enumerate(SEEN * 5):
-        others = [other for other in SEEN if other != lang]
-        for i, other in enumerate(others):
-            rank = 1 + i if i < len(others) - 1 else 1 + distance
+    queries = [(lang, [o for o in langs if o != lang]) for lang in langs * n_per_lang]
+    queries += [("image", list(langs))] * n_per_lang
+    for query_idx, (lang, relevant) in enumerate(queries):
+        picks = np.sort(rng.choice(np.arange(1, 31), size=len(relevant), replace=False))
+        order = rng.permutation(len(relevant))
+        if last in relevant:  # the largest rank to ``last``, the others shuffled
+            others = [i for i in order if relevant[i] != last]
+            order = np.array(others + [relevant.index(last)])
+        for rank, i in zip(picks, order, strict=True):
             rows.append(
                 {"arm": "zeroshot", "seed": None, "base_seed": 0, "benchmark": "synthetic",
                  "task": "multilingual_seen", "query_idx": query_idx, "query_lang": lang,
-                 "query_image_id": query_idx, "relevant_idx": len(rows), "relevant_lang": other,
-                 "relevant_image_id": query_idx, "rank": rank}
+                 "query_image_id": query_idx, "relevant_idx": len(rows),
+                 "relevant_lang": relevant[i], "relevant_image_id": query_idx, "rank": rank}
             )  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def test_share_correlation_and_floor_known_answers() -> None:
+def test_share_correlation_known_answers() -> None:
     falling = pd.Series({"en": 0.6, "de": 0.5, "es": 0.4, "zh": 0.1})
     # share ranks 1, 2.5, 2.5, 4 (de and es tie) against R@1 ranks 4, 3, 2, 1
     expected = np.corrcoef([1, 2.5, 2.5, 4], [4, 3, 2, 1])[0, 1]
@@ -60,9 +79,38 @@ def test_share_correlation_and_floor_known_answers() -> None:
     assert expected < 0
     rising = pd.Series({"en": 0.1, "de": 0.4, "es": 0.5, "zh": 0.6})
     assert share_correlation(rising, SHARES) == pytest.approx(-expected)
-    assert invariant_floor(5) == 3 and invariant_floor(3) == 1
-    with pytest.raises(ValueError, match="three or more"):
-        invariant_floor(2)
+
+
+def test_language_blind_test_known_answers() -> None:
+    """A built-in language order is as extreme as no relabelling gets: p = 1 / (n + 1). Languages
+    assigned at random are what the null draws: p well above 0.05 (seed 0 of the table)."""
+    ordered = language_blind_test(ranks(last="zh"), n_permutations=999)
+    assert ordered.p_value == pytest.approx(1 / 1000)
+    assert ordered.statistic > 3 * ordered.null_mean
+    blind = language_blind_test(ranks(last=None), n_permutations=999)
+    assert blind.p_value > 0.2
+    assert blind.statistic == pytest.approx(blind.null_mean, rel=1.0)  # same order as the null
+    again = language_blind_test(ranks(last=None), n_permutations=999)
+    assert again == blind  # seeded
+    # the statistic by hand: one query language, two relevant languages, two queries
+    table = ranks(last=None, n_per_lang=1, langs=["en", "de"])
+    images = table[table["query_lang"] == "image"]
+    log_ranks = np.log(images.set_index("relevant_lang")["rank"])
+    expected = np.var([log_ranks["en"], log_ranks["de"]])
+    assert language_blind_test(images, 9).statistic == pytest.approx(expected)
+
+
+def test_language_blind_test_refuses_bad_input() -> None:
+    table = ranks(last=None, langs=["en", "de"])
+    with pytest.raises(ValueError, match="two relevant languages per query"):
+        language_blind_test(table)  # caption queries have one relevant language each
+    with pytest.raises(ValueError, match="ranks table is empty"):
+        language_blind_test(table.iloc[:0])
+    three = ranks(last=None, langs=["en", "de", "es"])
+    with pytest.raises(ValueError, match="lack a relevant item"):
+        language_blind_test(three.drop(index=three.index[three["query_lang"] == "en"][:1]))
+    with pytest.raises(ValueError, match="n_permutations must be positive"):
+        language_blind_test(three, n_permutations=0)
 
 
 def test_a_world_with_the_phenomenon_passes() -> None:
@@ -70,12 +118,15 @@ def test_a_world_with_the_phenomenon_passes() -> None:
         results(
             {"en": 0.6, "de": 0.5, "es": 0.45, "zh": 0.2}, {"zeroshot": 0.3, "cross-full": 0.5}
         ),  # fmt: skip
-        ranks(distance=40),
+        ranks(last="zh"),
         SEEN,
         SHARES,
     )
     assert table["passed"].all()
-    assert table["value"].tolist() == pytest.approx([table["value"].iloc[0], 40.0, 0.2])
+    bias = table.set_index("control").loc["the zero-shot model is language-biased"]
+    assert bias["p_value"] == pytest.approx(1 / (BIAS_PERMUTATIONS + 1))
+    assert bias["value"] > bias["null_mean"] > 0
+    assert table["value"].iloc[2] == pytest.approx(0.2)
     assert check_phenomenon(table, required=True) is table
 
 
@@ -85,9 +136,9 @@ def test_a_world_without_it_fails_with_the_failed_controls_named() -> None:
             {"en": 0.3, "de": 0.5, "es": 0.4, "zh": 0.6},  # rarer languages retrieve better
             {"zeroshot": 0.3, "cross-full": 0.35},
         ),  # fmt: skip
-        ranks(distance=3),
+        ranks(last=None),
         SEEN,
-        SHARES,  # a nearly invariant zero-shot model (floor 2)
+        SHARES,  # a language-blind zero-shot model, imperfect (ranks up to 30)
     )
     assert not flat["passed"].any()
     check_phenomenon(flat, required=False)  # reported, not enforced
@@ -95,19 +146,78 @@ def test_a_world_without_it_fails_with_the_failed_controls_named() -> None:
         check_phenomenon(flat, required=True)
     for control in flat["control"]:
         assert control in str(error.value)
+    assert "(p = " in str(error.value)
     missing = phenomenon_controls(results({"en": 0.6, "de": 0.5, "es": 0.4}, {"zeroshot": 0.3}),
-                                  ranks(40), SEEN, SHARES)  # fmt: skip
-    assert not missing.set_index("measure").filter(like="cross", axis=0)["passed"].any()
+                                  ranks("zh"), SEEN, SHARES)  # fmt: skip
+    assert not missing.set_index("measure").filter(like="cross-full", axis=0)["passed"].any()
 
 
-def test_with_two_seen_languages_the_bias_control_does_not_apply() -> None:
+def test_with_two_seen_languages_only_image_queries_show_a_preference() -> None:
+    """A caption query of a two-language pool has one relevant language; an image query has
+    two, so the bias test reads image queries there, and does not apply to one seen language."""
     two = ["en", "de"]
-    table = phenomenon_controls(
-        results({"en": 0.6, "de": 0.5, "es": 0.4}, {"zeroshot": 0.3, "cross-full": 0.5}),
-        ranks(40),
-        two,
-        SHARES,
-    )
+    recall = {"en": 0.6, "de": 0.5, "es": 0.4}
+    xt2t = {"zeroshot": 0.3, "cross-full": 0.5}
+    table = phenomenon_controls(results(recall, xt2t), ranks("de", langs=two), two, SHARES)
     bias = table.set_index("control").loc["the zero-shot model is language-biased"]
+    assert "image queries" in bias["measure"] and bias["passed"]
+    one = phenomenon_controls(results(recall, xt2t), ranks("de", langs=two), ["en"], SHARES)
+    bias = one.set_index("control").loc["the zero-shot model is language-biased"]
     assert bias["passed"] is None and np.isnan(bias["value"])
-    check_phenomenon(table, required=True)  # not applicable is not a failure
+    check_phenomenon(one, required=False)
+
+
+def test_the_controls_and_the_base_report_never_read_the_evaluation_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The controls' models are evaluated on validation only (the guard of tests/test_tuning.py:
+    every pool is read from its shards, and reading the eval shards fails)."""
+    params = parse_params(
+        {
+            "run": {"name": "t", "cache_dir": str(tmp_path / "cache"),
+                    "runs_dir": str(tmp_path / "runs"), "device": "cpu", "seeds": [0],
+                    "workers": 1},
+            "data": {"train_langs": ["en", "de", "es"], "heldout_langs": ["nl"],
+                     "synthetic": {"pretrain_images": 300, "finetune_images": 40,
+                                   "eval_images": 20, "val_images": 16, "shard_size": 200}},
+            "model": {"tiny": {"vocab_size": 1500, "pretrain_steps": 8,
+                               "pretrain_batch_size": 32}},
+            "train": {"arms": ["zeroshot", "cross"], "steps": 2, "batch_size": 8,
+                      "checkpoint_every": 2},
+            "adapters": {"enabled": False, "hybrid_alpha": None},
+        }
+    )  # fmt: skip
+    prepare_data(params, progress=False)
+    train_arms(params, finetune_pool(params), progress=False)
+
+    def no_test_split(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the controls read the evaluation split")
+
+    real_read_shards = corpus_module.read_shards
+
+    def no_eval_shards(shard_dir: Path) -> object:
+        if "eval" in Path(shard_dir).parts:
+            no_test_split()
+        return real_read_shards(shard_dir)
+
+    monkeypatch.setattr(prepare, "eval_sets", no_test_split)
+    monkeypatch.setattr(runner, "eval_sets", no_test_split)
+    monkeypatch.setattr(corpus_module, "read_shards", no_eval_shards)
+    with pytest.raises(AssertionError, match="evaluation split"):  # the guard does guard
+        prepare.load_pool(Path(prepare.read_contract(params)["corpus"]), "eval")
+
+    results, ranks = runner.evaluate_controls(params, progress=False)
+    assert set(results["benchmark"]) == {"synthetic-val"}
+    assert set(ranks["arm"]) == {"zeroshot", "cross-full", planted_name("en")}
+    assert set(results["task"]) == {"t2i", "xt2t", "multilingual", "multilingual_seen"}
+    on_disk, on_disk_ranks = load_val_results(params)
+    pd.testing.assert_frame_equal(on_disk, results)
+    assert len(on_disk_ranks) == len(ranks)
+    assert not (results_dir(params) / "results").exists()  # the evaluation results are apart
+    planted = load_planted(params)
+    assert planted[["base_seed", "lang", "fraction"]].values.tolist() == [[0, "en", 2.0]]
+    assert planted["size"].item() == pytest.approx(2.0 * planted["translation_distance"].item())
+    controls = phenomenon_controls(on_disk, on_disk_ranks, ["en", "de", "es"], SHARES)
+    assert controls["value"].notna().all()
+    report = runner.base_report(params, base_seed=0)
+    assert (report["chance_r1"] == 1 / 16).all()  # the validation pool's 16 images

@@ -1,6 +1,6 @@
 """The cached tiny base: builds offline, reports its pretraining, caches, never half-writes.
 
-Its per-language recall is evaluation's (:func:`xlr.eval.runner.base_report`), checked here on
+Its per-language recall on the validation pool (:func:`xlr.eval.runner.base_report`) is checked on
 the base this module builds.
 """
 
@@ -61,7 +61,7 @@ def test_base_folder_and_report(built) -> None:
     assert set(table["lang"]) == set(params.data.synthetic.langs)
     assert table["pretrain_share"].sum() == pytest.approx(1.0)
     assert table["r1"].between(0, 1).all() and (table["r5"] >= table["r1"]).all()
-    assert (table["chance_r1"] == 1 / params.data.synthetic.eval_images).all()
+    assert (table["chance_r1"] == 1 / params.data.synthetic.validation_images).all()
 
 
 def test_cache_hit_does_not_retrain(built, monkeypatch) -> None:

@@ -3,7 +3,7 @@
 
 ``prepare`` generates the embedded corpus, trains its tokenizer and pretrains one tiny base per
 ``run.base_seeds`` entry (each cached), then prints every base's text-to-image R@1 per language
-against the language's share of the pretraining mix.
+on the validation pool against the language's share of the pretraining mix.
 """
 
 from __future__ import annotations

@@ -211,10 +211,8 @@ def _top_language(frame: pd.DataFrame) -> pd.DataFrame:
 def top_language_per_query(ranks: pd.DataFrame, pool: Sequence[str] | None = None) -> pd.DataFrame:
     """The language (``top_lang``) and rank (``top_rank``) of each query's best pool item.
 
-    Exact ties occur only in planted ranks (the positive control,
-    :func:`xlr.analysis.controls.plant_language_penalty`, moves items without shifting the ones
-    they pass); they go to the query's own language where it has a relevant item, else to the
-    first row.
+    Search ranks are distinct, so exact ties occur only in hand-built tables; they go to the
+    query's own language where it has a relevant item, else to the first row.
     """
     return _top_language(_checked_pool(ranks, pool)[0])
 

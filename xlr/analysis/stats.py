@@ -143,6 +143,64 @@ def sign_flip_test(
     return (1 + hits) / (1 + n_permutations)
 
 
+@dataclass(frozen=True)
+class PermutationTest:
+    """An observed ``statistic``, its permutation ``p_value`` and the mean of its null
+    distribution over ``n_permutations`` relabellings."""
+
+    statistic: float
+    p_value: float
+    null_mean: float
+    n_permutations: int
+
+
+def column_spread(groups: list[np.ndarray]) -> float:
+    """Sum over groups of the variance (ddof=0) of a ``[n, k]`` matrix's ``k`` column means."""
+    return float(sum(group.mean(axis=0).var() for group in groups))
+
+
+def within_row_permutation_test(
+    groups: list[np.ndarray],
+    n_permutations: int = 1000,
+    rng: np.random.Generator | int = 0,
+) -> PermutationTest:
+    """One-sided permutation test that the columns of each ``[n, k]`` matrix are exchangeable
+    within each row, on :func:`column_spread`.
+
+    Under the null the ``k`` column labels of every row are a random order, so each row is
+    shuffled on its own and the spread of the column means recomputed; the p-value counts the
+    observed spread among the shuffled ones (``(1 + hits) / (1 + n_permutations)``, never 0).
+    A spread no larger than chance gives p near 1/2 or above.
+    """
+    if n_permutations < 1:
+        raise ValueError(f"n_permutations must be positive, got {n_permutations}")
+    if not groups:
+        raise ValueError("no groups to test: give at least one [n, k] matrix")
+    for group in groups:
+        if group.ndim != 2 or group.shape[0] == 0 or group.shape[1] < 2:
+            raise ValueError(
+                f"each group is an [n, k] matrix with n >= 1 rows and k >= 2 labels to permute, "
+                f"got shape {group.shape}"
+            )
+        if not np.isfinite(group).all():
+            raise ValueError("a group holds NaN or infinite values: every row needs every label")
+    rng = np.random.default_rng(rng)
+    observed = column_spread(groups)
+    null = np.zeros(n_permutations)
+    for group in groups:
+        per_block = max(1, RESAMPLE_BLOCK // group.size)
+        for start in range(0, n_permutations, per_block):
+            size = min(per_block, n_permutations - start)
+            order = np.argsort(rng.random((size, *group.shape)), axis=2)
+            shuffled = np.take_along_axis(np.broadcast_to(group, order.shape), order, axis=2)
+            null[start : start + size] += shuffled.mean(axis=1).var(axis=1)
+    threshold = observed - RELATIVE_TOLERANCE * max(observed, 1.0)
+    hits = int(np.count_nonzero(null >= threshold))
+    return PermutationTest(
+        observed, (1 + hits) / (1 + n_permutations), float(null.mean()), n_permutations
+    )
+
+
 def seed_summary(values: np.ndarray) -> SeedSummary:
     """Mean and spread of one metric over training seeds (or pretrained bases)."""
     values = _as_values("values", values)

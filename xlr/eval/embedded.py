@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from xlr.data.imagetext import ImageTextSet
-from xlr.eval.encoders import EmbeddingKey, Encoder, cached_embeddings
+from xlr.eval.encoders import EmbeddingKey, Encoder, cached_embeddings, set_fingerprint
 
 
 @dataclass(frozen=True)
@@ -77,3 +77,20 @@ def embed_set(
         tables[lang] = table.iloc[keep].reset_index(drop=True)
         texts[lang] = texts_all[keep]
     return EmbeddedSet(images, tables, texts, captions, eval_set.parallel)
+
+
+def embed_model(
+    encoder: Encoder,
+    eval_set: ImageTextSet,
+    langs: Sequence[str],
+    captions: str,
+    model: tuple[str, int, int | None],
+    cache_dir: str | os.PathLike[str] | None,
+) -> EmbeddedSet:
+    """:func:`embed_set` under the cache key of one model, ``(arm, base_seed, seed)``, its
+    checkpoint and the set's content: the embeddings every task of that model reads."""
+    arm, base_seed, seed = model
+    key = EmbeddingKey(
+        arm, base_seed, seed, encoder.checkpoint, eval_set.name, set_fingerprint(eval_set)
+    )
+    return embed_set(encoder, eval_set, langs, captions, key, cache_dir)

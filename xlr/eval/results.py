@@ -3,8 +3,10 @@
 ``results/retrieval.parquet`` holds one row per metric (:data:`RESULT_COLUMNS`), merged across
 runs; ``results/ranks/<arm>-b<base>-s<seed>-<benchmark>.parquet`` holds the whole-gallery rank of
 every relevant item of every query (:data:`RANK_COLUMNS`); ``results/clip_benchmark/`` the same
-recall as CLIP_benchmark's JSON records, so the two tools' outputs merge. Writers and readers
-take the column lists, file names and loaders from here and nowhere else.
+recall as CLIP_benchmark's JSON records, so the two tools' outputs merge. The controls' models
+on the validation split are written the same way under ``val/`` (:func:`val_results_dir`), with
+``val/results/planted.csv``. Writers and readers take the column lists, file names and loaders
+from here and nowhere else.
 
 ``task`` is one of :data:`TASK_NAMES`. The ``multilingual`` retrieval setting writes two tasks,
 one per pool, each ranked against its own pool (never sliced from the other's ranks):
@@ -53,6 +55,8 @@ RANK_COLUMNS: tuple[str, ...] = IDENTITY_COLUMNS + (
 RETRIEVAL_FILE = Path("results") / "retrieval.parquet"
 RANKS_DIR = Path("results") / "ranks"
 CLIP_BENCHMARK_DIR = Path("results") / "clip_benchmark"
+VAL_DIR = "val"  # runs/<run>/val/: the validation results of notebook 05's controls
+PLANTED_FILE = Path("results") / "planted.csv"  # under VAL_DIR: the positive control's biases
 
 
 def _file_stem(arm: str, base_seed: int, seed: object, benchmark: str) -> str:
@@ -142,17 +146,46 @@ def check_table(frame: pd.DataFrame, columns: Sequence[str], name: str) -> None:
         raise ValueError(f"{name} table is empty: there is nothing to measure")
 
 
-def load_results(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The results table and every ranks file notebook 04 wrote (05 and 06 start here)."""
-    root = results_dir(params)
+def val_results_dir(params: Params) -> Path:
+    """``runs/<run.name>/val``: the controls' results on the validation split, laid out as
+    :func:`results_dir`'s (``results/retrieval.parquet``, ``results/ranks/``), apart from the
+    evaluation results so that nothing reads one for the other."""
+    return results_dir(params) / VAL_DIR
+
+
+def _read_results(root: Path, missing: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     path = root / RETRIEVAL_FILE
     if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: no retrieval results for run {params.run.name!r}; run notebook "
-            "04_retrieval_eval first"
-        )
+        raise FileNotFoundError(f"{path}: {missing}")
     ranks = pd.concat(
         [pd.read_parquet(p) for p in sorted((root / RANKS_DIR).glob("*.parquet"))],
         ignore_index=True,
     )
     return pd.read_parquet(path), ranks
+
+
+def load_results(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The results table and every ranks file notebook 04 wrote (05 and 06 start here)."""
+    return _read_results(
+        results_dir(params),
+        f"no retrieval results for run {params.run.name!r}; run notebook 04_retrieval_eval first",
+    )
+
+
+def load_val_results(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The validation results and ranks of the controls' models
+    (:func:`xlr.eval.runner.evaluate_controls`, notebook 04), the planted model's included."""
+    return _read_results(
+        val_results_dir(params),
+        f"no validation results for run {params.run.name!r}; run notebook 04_retrieval_eval "
+        "(it evaluates the controls' models on the validation split) first",
+    )
+
+
+def load_planted(params: Params) -> pd.DataFrame:
+    """What the positive control planted in each base's zero-shot model (one row per base and
+    validation set: language, fraction, translation distance, size, seed)."""
+    path = val_results_dir(params) / PLANTED_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: nothing planted yet; run notebook 04_retrieval_eval")
+    return pd.read_csv(path)

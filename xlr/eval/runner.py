@@ -1,13 +1,17 @@
-"""Evaluating the study's models (notebook 04): every arm on every eval set, and the bases.
+"""Evaluating the study's models (notebook 04): every arm on every eval set, the models of
+notebook 05's controls on the validation sets, and the bases.
 
 Notebook 04 and ``xlr prepare`` call these instead of looping themselves, so which models,
-which encoder and where results go is written once and tested.
+which encoder and where results go is written once and tested. Only :func:`evaluate_arms` reads
+the evaluation split; the controls and the base report read the validation split, since the
+study acts on what they find and must never choose by looking at test results.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 import torch
@@ -15,11 +19,26 @@ import torch
 from xlr.arms import ZEROSHOT, Arm, study_arms
 from xlr.config import Params
 from xlr.data.imagetext import ImageTextSet
-from xlr.data.prepare import corpus_dir, eval_sets, pretraining_shares
+from xlr.data.prepare import corpus_dir, eval_sets, pretraining_shares, val_sets
 from xlr.data.synthetic import load_pool
+from xlr.eval.embedded import embed_model
 from xlr.eval.encoders import AdapterEncoder, Encoder, ModelEncoder
-from xlr.eval.results import results_dir, write_results
+from xlr.eval.planted import (
+    PLANTED_FRACTION,
+    plant_bias,
+    planted_language,
+    planted_name,
+    planted_table,
+)
+from xlr.eval.results import (
+    MULTILINGUAL,
+    PLANTED_FILE,
+    results_dir,
+    val_results_dir,
+    write_results,
+)
 from xlr.eval.tasks import evaluate_arm
+from xlr.io import atomic_write_text
 from xlr.models.bases import load_base
 from xlr.models.factory import ModelBundle
 from xlr.runtime import resolve_device
@@ -64,6 +83,7 @@ class _EvalJob:
     params: Params
     arm: Arm
     sets: tuple[ImageTextSet, ...]
+    tasks: tuple[str, ...] | None = None  # default: eval.tasks
 
     def __call__(self) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
         data = self.params.data
@@ -76,6 +96,7 @@ class _EvalJob:
                         eval_set,
                         data.train_langs,
                         data.heldout_langs,
+                        tasks=self.tasks,
                         eval_cfg=self.params.eval,
                         arm=evaluated.arm.name,
                         seed=evaluated.arm.seed,
@@ -104,6 +125,88 @@ def evaluate_arms(params: Params, progress: bool = True) -> tuple[pd.DataFrame, 
     return pd.concat(all_results, ignore_index=True), pd.concat(all_ranks, ignore_index=True)
 
 
+# What the controls read: t2i (the share correlation), xt2t (the cross-lingual gain), the
+# multilingual pools (the language-blind test on the seen pool, the planted bias in both).
+CONTROL_TASKS: tuple[str, ...] = ("t2i", "xt2t", MULTILINGUAL)
+
+
+def control_arms(params: Params) -> list[Arm]:
+    """The models notebook 05's controls read, base by base: the zero-shot model, and
+    ``cross-<train.trainable[0]>`` at every seed when the study trains the cross arm (without
+    it, the fine-tuning control reports the arm missing and fails)."""
+    cross = Arm("cross", trained=params.train.trainable[0])
+    arms = []
+    for base_seed in params.run.base_seeds:
+        arms.append(ZEROSHOT.at(base_seed))
+        if cross.family in params.train.arms:
+            arms += [cross.at(base_seed, seed) for seed in params.run.seeds]
+    return arms
+
+
+@dataclass(frozen=True)
+class _PlantedJob:
+    """The positive control's model of one base (a :func:`xlr.workers.run_jobs` job): its
+    zero-shot model with a bias planted in the first seen language (:mod:`xlr.eval.planted`),
+    ranked in the multilingual pools of every set. Returns each set's results, ranks and what
+    was planted (a :func:`planted_table` row)."""
+
+    params: Params
+    base_seed: int
+    sets: tuple[ImageTextSet, ...]
+
+    def __call__(self) -> list[tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]]:
+        data, cfg = self.params.data, self.params.eval
+        lang = planted_language(data.train_langs)
+        (real,) = arm_encoders(self.params, ZEROSHOT.at(self.base_seed))
+        cache_dir = results_dir(self.params) / "embeddings"
+        outputs = []
+        for eval_set in self.sets:
+            model = (ZEROSHOT.name, self.base_seed, None)  # the zero-shot model's cache entry
+            embedded = embed_model(
+                real.encoder, eval_set, data.train_langs + data.heldout_langs, cfg.captions,
+                model, cache_dir,
+            )  # fmt: skip
+            bias = plant_bias(embedded, lang, PLANTED_FRACTION, self.params.run.seeds[0])
+            results, ranks = evaluate_arm(
+                bias.encoder(real.encoder), eval_set,
+                data.train_langs, data.heldout_langs, tasks=[MULTILINGUAL], eval_cfg=cfg,
+                arm=planted_name(lang), base_seed=self.base_seed, cache_dir=cache_dir,
+            )  # fmt: skip
+            row = planted_table([(self.base_seed, eval_set.name, bias)]).iloc[0].to_dict()
+            outputs.append((results, ranks, row))
+        return outputs
+
+
+def evaluate_controls(params: Params, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Evaluate the controls' models (:func:`control_arms`) and each base's planted zero-shot
+    model on the validation sets, with :data:`CONTROL_TASKS`, ``run.workers`` at a time; write
+    the results and ranks under :func:`~xlr.eval.results.val_results_dir` (what was planted in
+    ``results/planted.csv`` there) and return them.
+
+    The evaluation split is never read. Embeddings share the evaluation's cache (keyed by
+    model and set content, the validation set's name included), so a re-run re-encodes nothing.
+    """
+    sets = tuple(val_sets(params).values())
+    arms = control_arms(params)
+    zero_shot = [i for i, arm in enumerate(arms) if not arm.is_trained]
+    jobs: list[Any] = [_EvalJob(params, arm, sets, CONTROL_TASKS) for arm in arms]
+    jobs += [_PlantedJob(params, arms[i].base_seed, sets) for i in zero_shot]
+    after = [None] * len(arms) + zero_shot  # the planted model reuses its base's embeddings
+    outputs = run_jobs(jobs, params.run.workers, "evaluate controls", progress, after)
+    pairs = [pair for job in outputs[: len(arms)] for pair in job]
+    planted = [output for job in outputs[len(arms) :] for output in job]
+    pairs += [(results, ranks) for results, ranks, _ in planted]
+    out = val_results_dir(params)
+    for results, ranks in pairs:
+        write_results(results, ranks, out)
+    table = pd.DataFrame([row for *_, row in planted])
+    atomic_write_text(out / PLANTED_FILE, table.to_csv(index=False))
+    return (
+        pd.concat([results for results, _ in pairs], ignore_index=True),
+        pd.concat([ranks for _, ranks in pairs], ignore_index=True),
+    )
+
+
 def text_to_image_recall(
     bundle: ModelBundle, eval_set: ImageTextSet, device: torch.device
 ) -> pd.DataFrame:
@@ -127,12 +230,14 @@ def text_to_image_recall(
 
 
 def base_report(params: Params, base_seed: int) -> pd.DataFrame:
-    """Per-language text-to-image R@1 of a pretrained tiny base on the generated eval pool,
-    beside each language's share of the pretraining mix (most frequent first): the base should
-    be best in the languages it saw most, as the real model is."""
+    """Per-language text-to-image R@1 of a pretrained tiny base on the generated validation
+    pool, beside each language's share of the pretraining mix (most frequent first): the base
+    should be best in the languages it saw most, as the real model is. Validation, not
+    evaluation: a base that fails this is a world to change, and that choice may not look at
+    the test split."""
     recall = text_to_image_recall(
         load_base(params, base_seed),
-        load_pool(corpus_dir(params), "eval"),
+        load_pool(corpus_dir(params), "val"),
         resolve_device(params.run.device),
     )
     recall["pretrain_share"] = recall["lang"].map(pretraining_shares(params))

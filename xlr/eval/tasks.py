@@ -55,8 +55,8 @@ import pandas as pd
 
 from xlr.config import EvalSection
 from xlr.data.imagetext import ImageTextSet
-from xlr.eval.embedded import EmbeddedSet, embed_set, first_caption_rows
-from xlr.eval.encoders import EmbeddingKey, Encoder, set_fingerprint
+from xlr.eval.embedded import EmbeddedSet, embed_model, first_caption_rows
+from xlr.eval.encoders import Encoder
 from xlr.eval.results import (
     IMAGE,
     MACRO,
@@ -422,10 +422,8 @@ def evaluate_arm(
         raise ValueError(f"unknown retrieval tasks {unknown}; choose from {list(TASKS)}")
     groups = LanguageGroups(tuple(seen_langs), tuple(heldout_langs))
     check_eval_set(eval_set, groups, tasks)
-    key = EmbeddingKey(
-        arm, base_seed, seed, encoder.checkpoint, eval_set.name, set_fingerprint(eval_set)
-    )
-    embedded = embed_set(encoder, eval_set, groups.langs, eval_cfg.captions, key, cache_dir)
+    model = (arm, base_seed, seed)
+    embedded = embed_model(encoder, eval_set, groups.langs, eval_cfg.captions, model, cache_dir)
     rows, ranks = [], []
     for task in tasks:
         output = TASK_FUNCTIONS[task](embedded, groups, eval_cfg.recall_at)

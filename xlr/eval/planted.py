@@ -1,0 +1,185 @@
+"""A language bias planted in a model, for the positive control of notebook 05.
+
+The control asks whether the rank distance sees a language bias *in a model*, so the bias is
+planted where a model's would be: in one language's caption embeddings. Every caption of the
+planted language moves along one fixed, seeded unit direction ``u`` and is re-normalised,
+``t' = (t + size u) / |t + size u|``, as if the model encoded a component of that language that
+no other language shares; images and the other languages keep their embeddings. The planted
+model then goes through the study's own retrieval tasks (:func:`xlr.eval.tasks.evaluate_arm`),
+so its ranks come from the same code as every arm's.
+
+The size is stated relative to the model: ``fraction`` times the median distance between a
+caption and its translations in the real model (:func:`translation_distance`), so it means the
+same for a tiny base as for a ViT-B-32.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from xlr.arms import ZEROSHOT
+from xlr.data.imagetext import ImageStore
+from xlr.eval.embedded import EmbeddedSet
+from xlr.eval.encoders import Encoder
+
+# Twice the typical translation distance. A rank distance (max - min) sees a language only once
+# it moves past the query's current extremes: on the smoke study's base (validation split),
+# plants of 0.5x and 1x in the first seen language, which that base finds first, moved it to the
+# middle and *lowered* the caption rank distance in the all-language pool while mAP fell; 2x
+# moves it past the rare seen language the base finds last. Set from those validation numbers,
+# never from the evaluation split.
+PLANTED_FRACTION = 2.0
+
+
+def planted_language(seen: Sequence[str]) -> str:
+    """The language the positive control plants its bias in: the first seen language.
+
+    Fixed by the params before any result exists (English in every params file of the study),
+    so the choice cannot follow the results. A seen language sits in both multilingual pools,
+    so the control checks the rank distance of each; and the best-resourced language is where a
+    model's own bias against a language is smallest, so what is seen is the planted bias, not
+    an existing weakness made larger.
+    """
+    if not seen:
+        raise ValueError("no seen language to plant a bias in: data.train_langs is empty")
+    return seen[0]
+
+
+def planted_name(lang: str) -> str:
+    """The ``arm`` the planted zero-shot model's results are filed under: ``zeroshot+<lang>``
+    (a model of the control, not an arm of the study)."""
+    return f"{ZEROSHOT.name}+{lang}"
+
+
+def unit_direction(dim: int, seed: int, away_from: np.ndarray | None = None) -> np.ndarray:
+    """A seeded random unit vector of ``dim`` float32 components, orthogonal to the rows of
+    ``away_from`` (``[m, dim]``, m < dim) when given."""
+    if dim < 1:
+        raise ValueError(f"a direction needs at least one dimension, got {dim}")
+    direction = np.random.default_rng(seed).standard_normal(dim)
+    if away_from is not None:
+        basis, _ = np.linalg.qr(np.asarray(away_from, dtype=np.float64).T)
+        direction -= basis @ (basis.T @ direction)
+    return (direction / np.linalg.norm(direction)).astype(np.float32)
+
+
+def translation_distance(embedded: EmbeddedSet, lang: str) -> float:
+    """Median Euclidean distance between a ``lang`` caption and its translations, in embedding
+    units (0 to 2 for unit vectors): the typical gap a language bias would widen.
+
+    Translations are the captions of the same image and caption index in every other language of
+    ``embedded`` (of the same image on a set whose captions are independent).
+    """
+    if lang not in embedded.captions:
+        raise ValueError(f"{lang!r} is not embedded (languages: {sorted(embedded.captions)})")
+    keys = ["image_id", "caption_idx"] if embedded.parallel else ["image_id"]
+    left = embedded.captions[lang][keys].assign(row_a=np.arange(len(embedded.captions[lang])))
+    distances = []
+    for other, table in embedded.captions.items():
+        if other == lang:
+            continue
+        pairs = left.merge(table[keys].assign(row_b=np.arange(len(table))), on=keys)
+        gaps = embedded.texts[lang][pairs["row_a"]] - embedded.texts[other][pairs["row_b"]]
+        distances.append(np.linalg.norm(gaps, axis=1))
+    if not distances or not sum(map(len, distances)):
+        raise ValueError(f"no {lang} caption has a translation in the set: nothing to measure")
+    return float(np.median(np.concatenate(distances)))
+
+
+class LanguageOffsetEncoder:
+    """:class:`~xlr.eval.encoders.Encoder` of ``inner`` with ``offset`` added to every ``lang``
+    caption's embedding, re-normalised; images and other languages are ``inner``'s.
+
+    Its checkpoint names the offset's bytes, so the embedding cache never serves the real model's
+    captions for the planted model's, or one offset's for another's.
+    """
+
+    def __init__(self, inner: Encoder, lang: str, offset: np.ndarray) -> None:
+        self.inner = inner
+        self.lang = lang
+        self.offset = np.asarray(offset, dtype=np.float32)
+        if self.offset.ndim != 1 or not np.isfinite(self.offset).all():
+            raise ValueError(f"the offset is one finite vector, got shape {self.offset.shape}")
+
+    @property
+    def name(self) -> str:
+        return f"{self.inner.name}+{self.lang}"
+
+    @property
+    def checkpoint(self) -> str:
+        digest = hashlib.blake2b(self.offset.tobytes(), digest_size=8).hexdigest()
+        return f"{self.inner.checkpoint}+{self.lang}={digest}"
+
+    def describe(self) -> dict[str, Any]:
+        planted = {"planted_lang": self.lang, "offset_norm": float(np.linalg.norm(self.offset))}
+        return {**self.inner.describe(), **planted}
+
+    def encode_images(self, images: ImageStore) -> np.ndarray:
+        return self.inner.encode_images(images)
+
+    def encode_texts(self, texts: Sequence[str], lang: str) -> np.ndarray:
+        embeddings = self.inner.encode_texts(texts, lang)
+        if lang != self.lang:
+            return embeddings
+        if embeddings.shape[1] != len(self.offset):
+            raise ValueError(
+                f"the offset has {len(self.offset)} dimensions, the embeddings "
+                f"{embeddings.shape[1]}"
+            )
+        moved = embeddings + self.offset
+        return moved / np.linalg.norm(moved, axis=1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class PlantedBias:
+    """What is planted in one base's zero-shot model: ``direction`` (a unit vector), in
+    ``lang``, of ``size`` = ``fraction`` x ``translation_distance`` (embedding units), drawn
+    from ``seed``."""
+
+    lang: str
+    fraction: float
+    translation_distance: float
+    size: float
+    seed: int
+    direction: np.ndarray
+
+    def encoder(self, inner: Encoder) -> LanguageOffsetEncoder:
+        """``inner`` with this bias planted."""
+        return LanguageOffsetEncoder(inner, self.lang, self.size * self.direction)
+
+    def record(self) -> dict[str, Any]:
+        """The bias as a table row (the direction is the seed's)."""
+        return {key: value for key, value in vars(self).items() if key != "direction"}
+
+
+def plant_bias(embedded: EmbeddedSet, lang: str, fraction: float, seed: int) -> PlantedBias:
+    """The bias of ``fraction`` times the real model's translation distance in ``lang``, from
+    ``embedded`` (the real model's embeddings of the set the control ranks).
+
+    The direction is seeded and orthogonal to the mean image and the mean caption of the set.
+    A weak model puts every embedding near one common centre, and a random direction's share of
+    that centre would move the planted language toward (or away from) every item alike: a shift
+    that can make the language found *first*. Orthogonal to it, the offset only pulls the
+    language apart from the others, as a language a model keeps to itself.
+    """
+    if fraction < 0:
+        raise ValueError(f"fraction is a size, at least 0; got {fraction}")
+    distance = translation_distance(embedded, lang)
+    centres = np.stack(
+        [embedded.images.mean(0), np.concatenate(list(embedded.texts.values())).mean(0)]
+    )
+    direction = unit_direction(embedded.images.shape[1], seed, away_from=centres)
+    return PlantedBias(lang, fraction, distance, fraction * distance, seed, direction)
+
+
+def planted_table(biases: Sequence[tuple[int, str, PlantedBias]]) -> pd.DataFrame:
+    """One row per ``(base_seed, benchmark, bias)``: what was planted in that base's zero-shot
+    model on that set."""
+    rows = [{"base_seed": base, "benchmark": name, **bias.record()} for base, name, bias in biases]
+    return pd.DataFrame(rows)
