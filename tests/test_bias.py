@@ -429,6 +429,7 @@ def test_best_and_top_language_match_a_plain_pandas_reference() -> None:
     it replaced), rows and order included."""
     table = random_runs(np.random.default_rng(7))
     keys = ["arm", "seed", "base_seed", "benchmark", "task", "query_idx", "query_lang"]
+    keys.append("query_image_id")  # per-query tables carry the image intervals resample
     frame = table.assign(query_kind=np.where(table["query_lang"] == "image", "image", "caption"))
     keys.append("query_kind")
     best = frame.groupby([*keys, "relevant_lang"], sort=False, dropna=False)["rank"].min()
