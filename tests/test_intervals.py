@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from test_claims import fake_ranks
 
-from xlr.analysis.intervals import compare_arms, interval_by_arm, paired_units
+from xlr.analysis.intervals import compare_arms, interval_by_arm, paired_units, summarize_with_ci
 from xlr.analysis.stats import crossed_mean_interval
 
 LANGS = ["en", "de", "fr"]
@@ -79,3 +80,14 @@ def test_bad_tables_are_clear_errors() -> None:
         interval_by_arm(table.drop(columns="query_image_id"))
     with pytest.raises(ValueError, match="at least two images"):
         interval_by_arm(table.assign(query_image_id=7))  # one unit only
+    with pytest.raises(ValueError, match=r"\['image'\] labels are missing"):
+        interval_by_arm(table.assign(query_image_id=table["query_image_id"].where(
+            table["query_idx"] != 3)))  # fmt: skip
+
+
+def test_two_benchmarks_image_ids_name_different_images() -> None:
+    ranks = fake_ranks({"mono-full": 0.5}, bases=(0,), n_images=10)
+    t2i = ranks[ranks["task"] == "t2i"]
+    both = pd.concat([t2i, t2i.assign(benchmark="xtd10")])
+    row = summarize_with_ci(both, "R@1", by=("arm",), strata="query_lang").iloc[0]
+    assert row["n_images"] == 20

@@ -24,19 +24,21 @@ from xlr.eval.results import check_table
 PAIR_KEYS: tuple[str, ...] = ("benchmark", "task", "query_idx", "base_seed", "seed")
 ARM_SUMMARY_KEYS: tuple[str, ...] = ("arm", "benchmark", "task", "query_kind")
 COMPARISON_KEYS: tuple[str, ...] = ("benchmark", "task", "query_kind")
-DESIGN_COLUMNS: tuple[str, ...] = ("base_seed", "seed", "query_image_id", "value")
+DESIGN_COLUMNS: tuple[str, ...] = ("benchmark", "base_seed", "seed", "query_image_id", "value")
 _UNIT_KEYS = ["benchmark", "task", "query_kind", "query_lang", "query_idx", "query_image_id"]
 
 
 def _interval_of(part: pd.DataFrame, strata: str | None, confidence: float) -> dict[str, object]:
     """The interval of ``part``'s ``value`` (one row per run and query, :data:`DESIGN_COLUMNS`)
-    as a row's fields; ``strata`` names the column whose levels are macro-averaged."""
+    as a row's fields; ``strata`` names the column whose levels are macro-averaged. An image is
+    a benchmark's image: two benchmarks' image ids name different images."""
     check_table(part, [*DESIGN_COLUMNS, *([strata] if strata else [])], "per-query")
+    images = part.groupby(["benchmark", "query_image_id"], sort=False).ngroup()
     interval = crossed_mean_interval(
         part["value"].to_numpy(),
         part["base_seed"].to_numpy(),
         part["seed"].to_numpy(),
-        part["query_image_id"].to_numpy(),
+        images.to_numpy(),  # NaN where the image is missing: refused
         part[strata].to_numpy() if strata else None,
         confidence,
     )
