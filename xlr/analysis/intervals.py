@@ -58,7 +58,8 @@ def summarize_with_ci(
 
     ``by`` are ranks columns or ``target_lang`` (the pool, ``all`` or ``seen``, for the
     multilingual tasks, else the relevant items' language); every run in a group enters its
-    interval as a run, never as more queries. With ``strata`` (e.g. ``query_lang``) the estimate
+    interval as a run, never as more queries (keep ``arm`` in ``by``: within a group a run is
+    known by its base and seed). With ``strata`` (e.g. ``query_lang``) the estimate
     is the macro mean over strata. Groups keep missing seeds (the zero-shot arm).
     """
     extra = [c for c in [*by, *([strata] if strata else [])] if c in ranks.columns]
