@@ -16,7 +16,7 @@ from xlr.analysis.bias import (
     top_language_per_query,
 )
 from xlr.analysis.controls import seed_negative_control
-from xlr.analysis.intervals import bootstrap_by_arm, compare_arms, seed_spread
+from xlr.analysis.intervals import compare_arms, interval_by_arm, seed_spread
 from xlr.eval.results import RESULT_COLUMNS
 
 RUN = {"arm": "mono", "seed": 0, "base_seed": 0, "benchmark": "synthetic", "task": "multilingual"}
@@ -292,7 +292,7 @@ def test_a_language_moved_down_raises_rank_distance_and_is_detected():
     both = pd.concat([rank_distance_per_query(base), rank_distance_per_query(planted)])
     summary = macro_mean(both).set_index("arm")["value"]
     assert summary["planted"] > summary["mono"]
-    comparison = compare_arms(both, "planted", "mono", n_resamples=500, n_permutations=999)
+    comparison = compare_arms(both, "planted", "mono")
     assert comparison["estimate"].item() == pytest.approx(summary["planted"] - summary["mono"])
     assert comparison["low"].item() > 0
     assert comparison["p_value"].item() < 0.01
@@ -306,13 +306,13 @@ def test_seed_negative_control_is_rarely_significant():
     not_significant = []
     for _ in range(50):
         seeds = [rank_distance_per_query(simulated_ranks(rng, seed=s)) for s in (0, 1)]
-        p_value = seed_negative_control(pd.concat(seeds), "mono", 0, 1, 999, rng)
+        p_value = seed_negative_control(pd.concat(seeds), "mono", 0, 1)
         not_significant.append(p_value > 0.05)
     # Three binomial standard errors below the nominal 95%.
     assert np.mean(not_significant) >= 0.95 - 3 * np.sqrt(0.95 * 0.05 / 50)
 
 
-def test_bootstrap_by_arm_and_seed_spread():
+def test_interval_by_arm_and_seed_spread():
     rng = np.random.default_rng(2)
     runs = [
         rank_distance_per_query(simulated_ranks(rng, seed=seed, base_seed=base))
@@ -320,11 +320,12 @@ def test_bootstrap_by_arm_and_seed_spread():
         for base in (0, 1)
     ]
     per_query = pd.concat(runs)
-    interval = bootstrap_by_arm(per_query, n_resamples=300).iloc[0]
+    interval = interval_by_arm(per_query).iloc[0]
     per_run = macro_mean(per_query)
     assert interval["estimate"] == pytest.approx(per_run["value"].mean())
     assert interval["low"] < interval["estimate"] < interval["high"]
-    assert interval["n"] == 80  # queries, each averaged over its 4 runs
+    assert (interval["n_images"], interval["n_bases"], interval["n_runs"]) == (80, 2, 4)
+    assert interval["training_unit"] == "base"
     spread = seed_spread(per_run).iloc[0]
     assert spread["n"] == 4
     assert spread["mean"] == pytest.approx(per_run["value"].mean())
@@ -338,8 +339,8 @@ def test_compare_against_a_reference_scored_once_per_base():
     base = rank_distance_per_query(zero_shot)
     both = pd.concat([arm, base])
     on = ["benchmark", "task", "query_idx", "base_seed"]
-    result = compare_arms(both, "mono", "base", on=on, n_resamples=100, n_permutations=99)
-    assert result["n"].item() == 80
+    result = compare_arms(both, "mono", "base", on=on)
+    assert (result["n_images"].item(), result["n_runs"].item()) == (80, 2)  # seeds paired to base
     with pytest.raises(ValueError, match="several rows per"):
         compare_arms(both, "base", "mono", on=on)
     with pytest.raises(ValueError, match="share no query"):
@@ -431,6 +432,7 @@ def test_best_and_top_language_match_a_plain_pandas_reference() -> None:
     it replaced), rows and order included."""
     table = random_runs(np.random.default_rng(7))
     keys = ["arm", "seed", "base_seed", "benchmark", "task", "query_idx", "query_lang"]
+    keys.append("query_image_id")  # per-query tables carry the image intervals resample
     frame = table.assign(query_kind=np.where(table["query_lang"] == "image", "image", "caption"))
     keys.append("query_kind")
     best = frame.groupby([*keys, "relevant_lang"], sort=False, dropna=False)["rank"].min()

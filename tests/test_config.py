@@ -66,6 +66,13 @@ def test_scientific_notation_reads_as_a_number(tmp_path: Path) -> None:
         ({"adapters": {"lora": {"lr": "fast"}}}, "adapters.lora.lr", "valid number"),
         ({"data": {"source": "laion"}}, "data", "needs a data.laion section"),
         ({"eval": {"captions": "some"}}, "eval.captions", "'all' or 'first'"),
+        ({"report": {"min_effect": {"map": 0}}}, "report.min_effect.map", "greater than 0"),
+        (
+            {"report": {"min_effect": {"rank_distance": 10}}},
+            "report.min_effect.rank_distance",
+            "less than 1",
+        ),
+        ({"report": {"min_effect": {"r1": 0.02}}}, "report.min_effect.r1", "unknown key"),
     ],
 )
 def test_bad_params_name_file_and_key(sections: dict, key: str, hint: str) -> None:
@@ -75,6 +82,13 @@ def test_bad_params_name_file_and_key(sections: dict, key: str, hint: str) -> No
     assert message.startswith("params/bad.yaml:")
     assert f"  {key}:" in message
     assert hint in message
+
+
+def test_minimum_effects_default_to_the_issue_values() -> None:
+    """0.01 absolute for R@1 and mAP, 10% of the reference arm for rank distance."""
+    effect = parse_params(minimal()).report.min_effect
+    assert (effect.recall_at_1, effect.map, effect.rank_distance) == (0.01, 0.01, 0.1)
+    assert parse_params(minimal(report={"min_effect": {"map": 0.02}})).report.min_effect.map == 0.02
 
 
 def test_cross_section_rules() -> None:

@@ -87,7 +87,7 @@ def planted_ranks(fraction: float) -> tuple[pd.DataFrame, float]:
 def test_a_bias_planted_in_a_blind_model_is_seen() -> None:
     ranks, distance = planted_ranks(PLANTED_FRACTION)
     assert 0.5 < distance < 0.9  # translations near (as the smoke base's, 0.62), not identical
-    table = positive_control(ranks, planted_name("en"), n_resamples=200)
+    table = positive_control(ranks, planted_name("en"))
     captions = table[table["query_kind"] == "caption"].set_index(["task", "measure"])
     assert captions["passed"].all() and len(captions) == 4  # two pools x two measures
     assert (captions.xs("rank distance", level="measure")["estimate"] > 0).all()
@@ -97,7 +97,7 @@ def test_a_bias_planted_in_a_blind_model_is_seen() -> None:
 def test_the_positive_control_can_fail(monkeypatch: pytest.MonkeyPatch) -> None:
     unplanted, _ = planted_ranks(0.0)
     with pytest.raises(AssertionError, match="positive control failed"):
-        positive_control(unplanted, planted_name("en"), n_resamples=200)  # nothing planted
+        positive_control(unplanted, planted_name("en"))  # nothing planted
     ranks, _ = planted_ranks(PLANTED_FRACTION)
 
     def language_blind_measure(table: pd.DataFrame, pool: object = None) -> pd.DataFrame:
@@ -106,7 +106,7 @@ def test_the_positive_control_can_fail(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(controls, "rank_distance_per_query", language_blind_measure)
     with pytest.raises(AssertionError, match="went unseen"):
-        positive_control(ranks, planted_name("en"), n_resamples=200)
+        positive_control(ranks, planted_name("en"))
 
 
 def test_the_positive_control_needs_both_models() -> None:

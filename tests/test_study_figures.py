@@ -236,7 +236,7 @@ def test_seen_heldout_figure() -> None:
     fig = seen_heldout_figure(points.assign(confidence=0.9))
     labelled(fig)
     ax = fig.axes[0]
-    assert "90% bootstrap CI" in ax.get_title()
+    assert "90% CI over bases, seeds, images" in ax.get_title()
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert legend == ["seen in fine-tuning", "held out"]
     assert (0.2, 0.1, 0.3) in error_spans(ax)  # mono-full held-out, right of x = 0

@@ -25,6 +25,7 @@ SYNTHETIC_LANGS: tuple[str, ...] = (
 )  # fmt: skip
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+OpenFraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 PositiveInt = Annotated[int, Field(gt=0)]
 
 
@@ -321,21 +322,26 @@ class EvalSection(Section):
     ] = ["synthetic"]
     tasks: Annotated[
         list[Literal["t2i", "i2t", "xt2t", "paraphrase", "multilingual"]], Field(min_length=1)
-    ] = [
-        "t2i",
-        "i2t",
-        "xt2t",
-        "multilingual",
-    ]
+    ] = ["t2i", "i2t", "xt2t", "multilingual"]
     captions: Literal["all", "first"] = "all"
     recall_at: Annotated[list[PositiveInt], Field(min_length=1)] = [1, 5, 10]
     batch_size: PositiveInt = 256
-    bootstrap: Annotated[int, Field(ge=0)] = 1000
     confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
 
 
+class MinEffectSection(Section):
+    """The smallest effect worth a verdict (xlr.analysis.claims): *supported* needs the whole
+    interval beyond it, *equivalent* the whole interval within +-it; at 0 any difference would
+    count. R@1 and mAP are fractions, so theirs are absolute (0.01: one point); rank distance
+    grows with the pool, so its is relative (0.1: 10% of the reference arm's)."""
+
+    recall_at_1: OpenFraction = 0.01
+    map: OpenFraction = 0.01
+    rank_distance: OpenFraction = 0.1
+
+
 class ReportSection(Section):
-    """Figures and HTML exports of notebooks 05 and 06."""
+    """Figures and HTML exports of notebooks 05 and 06, and the claims' minimum effects."""
 
     figure_formats: Annotated[list[Literal["png", "svg", "pdf"]], Field(min_length=1)] = [
         "png", "svg",
@@ -344,6 +350,7 @@ class ReportSection(Section):
     no_code_html: bool = True
     # stop notebook 05 when the world does not show the phenomenon (xlr.analysis.phenomenon)
     require_phenomenon: bool = False
+    min_effect: MinEffectSection = MinEffectSection()
 
 
 class Params(Section):

@@ -45,8 +45,11 @@ from xlr.langs import UnknownLanguageError, canonical_code
 RUN_KEYS: tuple[str, ...] = (*IDENTITY_COLUMNS, "task")
 QUERY_KEYS: tuple[str, ...] = (*RUN_KEYS, "query_idx")
 ENGLISH = "en"
-USED_RANK_COLUMNS: tuple[str, ...] = (*QUERY_KEYS, "query_lang", "relevant_lang", "rank")
-QUERY_COLUMNS: list[str] = [*QUERY_KEYS, "query_lang", "query_kind"]  # of per-query tables
+USED_RANK_COLUMNS: tuple[str, ...] = (
+    *QUERY_KEYS, "query_lang", "query_image_id", "relevant_lang", "rank",
+)  # fmt: skip
+# of per-query tables; the image is the unit intervals resample (xlr.analysis.stats)
+QUERY_COLUMNS: list[str] = [*QUERY_KEYS, "query_lang", "query_image_id", "query_kind"]
 _RUN_KIND = [*RUN_KEYS, "query_kind"]
 
 
@@ -54,7 +57,8 @@ def _check_ranks(ranks: pd.DataFrame) -> pd.DataFrame:
     """Validated copy of the used rank columns, with ``query_kind`` (image | caption) added."""
     check_table(ranks, USED_RANK_COLUMNS, "ranks")
     frame = ranks[list(USED_RANK_COLUMNS)].copy()
-    null_keys = [c for c in QUERY_KEYS if c != "seed" and frame[c].isna().any()]
+    keys = [*QUERY_KEYS, "query_image_id"]
+    null_keys = [c for c in keys if c != "seed" and frame[c].isna().any()]
     if null_keys:
         raise ValueError(
             f"ranks table has missing values in key columns {null_keys}; only ``seed`` may be "

@@ -2,16 +2,23 @@
 
 Every number is computed from the saved per-query ranks (notebook 04), never written by hand:
 a claim names two arms, a measure and a language group, and the effect is the paired difference
-``arm_a - arm_b`` on the same queries (so, for every arm, the difference of its paired gains
-over the zero-shot model of the same base), each query averaged over the bases and seeds it ran
-in, with a bootstrap interval over queries stratified by query language and a sign-flip test
-(:func:`xlr.analysis.intervals.compare_arms`).
+``arm_a - arm_b`` of macro means over query languages, paired by base, seed and query, with an
+interval whose units are bases, seeds within a base and images
+(:func:`xlr.analysis.intervals.compare_arms`, :mod:`xlr.analysis.stats`).
 
-Because the base model's seed dominates the variance on the embedded default (DESIGN.md, Study
-protocol), an interval over queries alone would overstate certainty; a claim is therefore
-*supported* only when the interval excludes zero in the claimed direction **and** the effect has
-that sign in every base; *not supported* when the interval excludes zero the other way; otherwise
-*inconclusive*. Claims whose arms were not run say so.
+The verdict reads the interval against the claim's minimum effect (``report.min_effect``):
+*supported* when the whole interval lies beyond +min in the claimed direction, *contradicted*
+when it lies beyond -min the other way, *equivalent* when it lies inside +-min, *inconclusive*
+otherwise; a comparison of a single run, whose training noise is unmeasured, is inconclusive.
+How many bases and runs show the claimed sign is reported beside it and is not part of the rule:
+with three bases, all three show the claimed sign by chance one time in eight.
+
+The claims that ran are one family. Their p-values (t tests of a zero effect) are Holm-adjusted,
+and the verdicts read Bonferroni intervals at level 1 - alpha/m for m claims (alpha = 1 -
+``confidence``), so the chance that any verdict of the table is wrong is at most alpha. Why
+Bonferroni for the interval: Holm has no simultaneous interval of its own, and a directional
+verdict from a Bonferroni interval implies a Holm-adjusted p below alpha, so the two never
+disagree about a supported or contradicted claim. Claims whose arms were not run say so.
 """
 
 from __future__ import annotations
@@ -23,14 +30,22 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from xlr.analysis.bias import macro_mean, rank_distance_per_query
-from xlr.analysis.intervals import compare_arms
+from xlr.analysis.bias import rank_distance_per_query
+from xlr.analysis.intervals import compare_arms, interval_by_arm, paired_units
+from xlr.analysis.stats import holm
 from xlr.arms import ZEROSHOT, Arm, HeadlineArms
+from xlr.config import MinEffectSection
 from xlr.eval.metrics import per_query_values
 from xlr.eval.results import MULTILINGUAL, MULTILINGUAL_SEEN
 
 Measure = Literal["t2i R@1", "multilingual mAP", "rank distance"]
 LangGroup = Literal["seen", "heldout", "all"]
+Verdict = Literal["supported", "contradicted", "equivalent", "inconclusive"]
+MIN_EFFECT_FIELD: dict[str, str] = {
+    "t2i R@1": "recall_at_1", "multilingual mAP": "map", "rank distance": "rank_distance",
+}  # fmt: skip
+RELATIVE_MEASURES: tuple[str, ...] = ("rank distance",)  # minimum relative to arm_b's level
+DEFAULT_MIN_EFFECT = MinEffectSection()  # the params defaults, for callers without params
 POOL_TASKS: dict[str, str] = {"all": MULTILINGUAL, "seen": MULTILINGUAL_SEEN}
 
 
@@ -147,23 +162,75 @@ def per_query_measure(
     return per_query[per_query["query_kind"] == "caption"]
 
 
-def _bases_agreeing(per_query: pd.DataFrame, claim: Claim) -> tuple[int, int]:
-    """In how many bases the macro-mean difference a - b has the claimed sign, of how many."""
-    runs = macro_mean(per_query[per_query["arm"].isin([claim.arm_a, claim.arm_b])])
-    by_base = runs.groupby(["base_seed", "arm"])["value"].mean().unstack("arm")
-    by_base = by_base.dropna(subset=[claim.arm_a, claim.arm_b])
-    signs = np.sign(by_base[claim.arm_a] - by_base[claim.arm_b]) == claim.direction
-    return int(signs.sum()), len(by_base)
+def min_effect_of(measure: Measure, min_effect: MinEffectSection, reference: float) -> float:
+    """The claim's minimum effect in the measure's units: absolute for R@1 and mAP, a fraction
+    of the reference arm's level (``reference``, e.g. its rank distance) for rank distance."""
+    value = getattr(min_effect, MIN_EFFECT_FIELD[measure])
+    return value * abs(reference) if measure in RELATIVE_MEASURES else value
 
 
-def verdict(low: float, high: float, direction: int, agreeing: int, bases: int) -> str:
-    """``supported`` / ``not supported`` / ``inconclusive`` from the interval of a - b."""
+def verdict(low: float, high: float, direction: int, min_effect: float) -> Verdict:
+    """The verdict of an interval ``[low, high]`` of a - b against a minimum effect > 0."""
+    if not min_effect > 0:
+        raise ValueError(f"the minimum effect must be positive, got {min_effect}")
     lo, hi = (low, high) if direction > 0 else (-high, -low)
-    if lo > 0 and agreeing == bases:
+    if lo > min_effect:
         return "supported"
-    if hi < 0:
-        return "not supported"
+    if hi < -min_effect:
+        return "contradicted"
+    if -min_effect < lo and hi < min_effect:
+        return "equivalent"
     return "inconclusive"
+
+
+def _agreement(units: pd.DataFrame, direction: int) -> dict[str, str]:
+    """In how many bases and runs the macro-mean difference a - b has the claimed sign."""
+    runs = (
+        units.assign(diff=units["value_a"] - units["value_b"])
+        .groupby(["base_seed", "seed", "query_lang"], dropna=False)["diff"]
+        .mean()
+        .groupby(level=["base_seed", "seed"], dropna=False)
+        .mean()
+    )
+    bases = runs.groupby(level="base_seed").mean()
+    agree = [f"{int((np.sign(d) == direction).sum())}/{len(d)}" for d in (bases, runs)]
+    return {"bases_agreeing": agree[0], "runs_agreeing": agree[1]}
+
+
+def _measure_claim(
+    ranks: pd.DataFrame,
+    claim: Claim,
+    seen: Sequence[str],
+    heldout: Sequence[str],
+    min_effect: MinEffectSection,
+    level: float,
+) -> dict[str, object]:
+    """A claim's effect, interval at ``level``, p-value, minimum effect, agreement and design."""
+    per_query = per_query_measure(
+        ranks[ranks["arm"].isin([claim.arm_a, claim.arm_b])],
+        claim.measure,
+        claim.langs,
+        seen,
+        heldout,
+    )
+    on = ["benchmark", "task", "query_idx", "base_seed"]
+    if ZEROSHOT.name not in (claim.arm_a, claim.arm_b):
+        on.append("seed")
+    effect = compare_arms(per_query, claim.arm_a, claim.arm_b, on, confidence=level).iloc[0]
+    reference = interval_by_arm(per_query[per_query["arm"] == claim.arm_b]).iloc[0]
+    sides = (per_query[per_query["arm"] == arm] for arm in (claim.arm_a, claim.arm_b))
+    return {
+        "effect": float(effect["estimate"]),
+        "low": float(effect["low"]),
+        "high": float(effect["high"]),
+        "min_effect": min_effect_of(claim.measure, min_effect, reference["estimate"]),
+        "p_value": float(effect["p_value"]),
+        **_agreement(paired_units(*sides, on), claim.direction),
+        "n_bases": int(effect["n_bases"]),
+        "n_runs": int(effect["n_runs"]),
+        "n_images": int(effect["n_images"]),
+        "training_unit": effect["training_unit"],
+    }
 
 
 def evaluate_claims(
@@ -171,46 +238,39 @@ def evaluate_claims(
     claims: Sequence[Claim],
     seen: Sequence[str],
     heldout: Sequence[str],
-    n_resamples: int = 1000,
+    min_effect: MinEffectSection = DEFAULT_MIN_EFFECT,
     confidence: float = 0.95,
-    rng: int = 0,
 ) -> pd.DataFrame:
-    """The claims table: one row per claim with effect, interval, p-value and verdict."""
+    """The claims table: one row per claim with effect, interval, minimum effect, raw and
+    Holm-adjusted p-values, agreement, design and verdict (module doc for the rule).
+
+    ``confidence`` is the family-wise level; ``interval_confidence`` the level of each claim's
+    interval, 1 - (1 - confidence) / m for the m claims that ran (``family``).
+    """
     arms = set(ranks["arm"].unique())
+    benchmarks = ", ".join(sorted(ranks["benchmark"].unique()))
+    missing = [sorted({c.arm_a, c.arm_b} - arms) for c in claims]
+    family = sum(not m for m in missing)
+    level = 1 - (1 - confidence) / max(family, 1)
     rows = []
-    for claim in claims:
-        benchmarks = ", ".join(sorted(ranks["benchmark"].unique()))
+    for claim, absent in zip(claims, missing, strict=True):
         row = {**asdict(claim), "benchmark": benchmarks, "confidence": confidence}
-        missing = sorted({claim.arm_a, claim.arm_b} - arms)
-        if missing:
-            rows.append({**row, "verdict": f"not run ({', '.join(missing)} missing)"})
+        if absent:
+            rows.append({**row, "verdict": f"not run ({', '.join(absent)} missing)"})
             continue
-        per_query = per_query_measure(
-            ranks[ranks["arm"].isin([claim.arm_a, claim.arm_b])],
-            claim.measure,
-            claim.langs,
-            seen,
-            heldout,
-        )
-        on = ["benchmark", "task", "query_idx", "base_seed"]
-        if ZEROSHOT.name not in (claim.arm_a, claim.arm_b):
-            on.append("seed")
-        test = compare_arms(
-            per_query, claim.arm_a, claim.arm_b, on, n_resamples, confidence, rng=rng
-        )
-        effect = test.iloc[0]
-        agreeing, bases = _bases_agreeing(per_query, claim)
+        measured = _measure_claim(ranks, claim, seen, heldout, min_effect, level)
+        rule = verdict(measured["low"], measured["high"], claim.direction, measured["min_effect"])
         rows.append(
             {
                 **row,
-                "effect": float(effect["estimate"]),
-                "low": float(effect["low"]),
-                "high": float(effect["high"]),
-                "p_value": float(effect["p_value"]),
-                "n_queries": int(effect["n"]),
-                "bases_agreeing": f"{agreeing}/{bases}",
-                "test": f"paired bootstrap over queries ({confidence:.0%}), sign-flip p",
-                "verdict": verdict(effect["low"], effect["high"], claim.direction, agreeing, bases),
+                **measured,
+                "interval_confidence": level,
+                "family": f"the {family} claims run in this table",
+                "verdict": rule if measured["n_runs"] > 1 else "inconclusive",
             }
         )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if family:
+        ran = table["p_value"].notna()
+        table.loc[ran, "p_holm"] = holm(table.loc[ran, "p_value"].to_numpy())
+    return table

@@ -11,8 +11,7 @@ import numpy as np
 import pandas as pd
 
 from xlr.analysis.bias import QUERY_COLUMNS, rank_distance_per_query
-from xlr.analysis.intervals import compare_arms, paired_units
-from xlr.analysis.stats import sign_flip_test
+from xlr.analysis.intervals import compare_arms, paired_comparison
 from xlr.arms import ZEROSHOT
 from xlr.eval.metrics import per_query_values
 from xlr.eval.results import IMAGE, MULTILINGUAL, MULTILINGUAL_SEEN, check_table
@@ -21,7 +20,6 @@ from xlr.eval.results import IMAGE, MULTILINGUAL, MULTILINGUAL_SEEN, check_table
 def positive_control(
     ranks: pd.DataFrame,
     planted: str,
-    n_resamples: int = 1000,
     confidence: float = 0.95,
 ) -> pd.DataFrame:
     """A language bias planted in the zero-shot model must be seen by the rank distance.
@@ -60,7 +58,7 @@ def positive_control(
     }
     tables = []
     for measure, (per_query, direction) in measures.items():
-        table = compare_arms(per_query, planted, ZEROSHOT.name, on, n_resamples, confidence)
+        table = compare_arms(per_query, planted, ZEROSHOT.name, on, confidence=confidence)
         bound = table["low"] if direction > 0 else -table["high"]
         tables.append(table.assign(measure=measure, passed=bound > 0))
     table = pd.concat(tables, ignore_index=True)
@@ -74,7 +72,7 @@ def positive_control(
 
 
 def negative_control(per_query: pd.DataFrame, seeds: Sequence[int]) -> pd.DataFrame:
-    """Sign-flip p-value between the first two fine-tuning seeds of every trained arm, on the
+    """The paired p-value between the first two fine-tuning seeds of every trained arm, on the
     caption queries of ``per_query`` (a rank distance table).
 
     Seeds differ by chance only, so the p-values should rarely fall below the test level; if
@@ -106,14 +104,13 @@ def seed_negative_control(
     arm: str,
     seed_a: int,
     seed_b: int,
-    n_permutations: int = 10_000,
-    rng: np.random.Generator | int = 0,
 ) -> float:
-    """Sign-flip p-value between two fine-tuning seeds of one arm on the same queries.
+    """The p-value of :func:`paired_comparison` between two fine-tuning seeds of one arm on
+    the same queries (paired by base; bases and images are its units, as for arm comparisons).
 
     The negative control of :func:`compare_arms`: seeds of one arm differ by chance only, so the
-    p-value should rarely fall below the test level. If it often does, the per-query test is
-    detecting seed noise, and arm differences must be judged against :func:`seed_spread`.
+    p-value should rarely fall below the test level. If it often does, the comparison mistakes
+    seed noise for an effect, and arm differences must be judged against :func:`seed_spread`.
     ``per_query`` must hold one benchmark, task and query kind (filter it first).
     """
     check_table(per_query, [*QUERY_COLUMNS, "value"], "per-query")
@@ -126,7 +123,4 @@ def seed_negative_control(
         )
     a, b = (runs[runs["seed"] == seed] for seed in (seed_a, seed_b))
     on = ["benchmark", "task", "query_idx", "base_seed"]
-    units = paired_units(a, b, on)
-    return sign_flip_test(
-        units["value_a"].to_numpy(), units["value_b"].to_numpy(), n_permutations, rng
-    )
+    return float(paired_comparison(a, b, on)["p_value"].item())

@@ -144,10 +144,11 @@ def error_bars(table: pd.DataFrame) -> np.ndarray:
 
 
 def interval_note(frame: pd.DataFrame) -> str:
-    """What the error bars are, for a title: the confidence level when the table records it."""
+    """What the error bars are, for a title: the confidence level when the table records it, and
+    the units the interval is over (:mod:`xlr.analysis.stats`)."""
     if "confidence" in frame.columns:
-        return f"(error bars: {frame['confidence'].iat[0]:.0%} bootstrap CI)"
-    return "(error bars: bootstrap CI)"
+        return f"(error bars: {frame['confidence'].iat[0]:.0%} CI over bases, seeds, images)"
+    return "(error bars: CI over bases, seeds, images)"
 
 
 def palette_colours(levels: Sequence[str]) -> dict[str, tuple[float, float, float]]:

@@ -1,115 +1,104 @@
-"""Intervals and paired tests over per-query values: each arm's mean with a bootstrap interval,
+"""Intervals and paired comparisons over per-query tables: each arm's mean with its interval,
 paired differences between arms, the spread over seeds.
 
 Per-query tables come from :mod:`xlr.analysis.bias` (rank distance, preferences) or
-:func:`xlr.eval.metrics.per_query_values` (recall, mAP), so every figure, table and claim of the
-study draws its interval from here.
+:func:`xlr.eval.metrics.per_query_values` (recall, mAP): one row per run (``base_seed``,
+``seed``) and query, with the query's image (``query_image_id``). Every figure, table and claim
+of the study draws its interval from :func:`xlr.analysis.stats.crossed_mean_interval` through
+here, so bases, seeds within a base and images are the units everywhere, and no run is pooled as
+if its queries were new evidence.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 
-import numpy as np
 import pandas as pd
 
 from xlr.analysis.bias import QUERY_COLUMNS
-from xlr.analysis.stats import (
-    bootstrap_mean,
-    paired_bootstrap_difference,
-    seed_summary,
-    sign_flip_test,
-)
+from xlr.analysis.stats import crossed_mean_interval, seed_summary
 from xlr.eval.metrics import DEFAULT_KS, per_query_values
 from xlr.eval.results import check_table
+
+PAIR_KEYS: tuple[str, ...] = ("benchmark", "task", "query_idx", "base_seed", "seed")
+ARM_SUMMARY_KEYS: tuple[str, ...] = ("arm", "benchmark", "task", "query_kind")
+COMPARISON_KEYS: tuple[str, ...] = ("benchmark", "task", "query_kind")
+DESIGN_COLUMNS: tuple[str, ...] = ("benchmark", "base_seed", "seed", "query_image_id", "value")
+_UNIT_KEYS = ["benchmark", "task", "query_kind", "query_lang", "query_idx", "query_image_id"]
+
+
+def _interval_of(part: pd.DataFrame, strata: str | None, confidence: float) -> dict[str, object]:
+    """The interval of ``part``'s ``value`` (one row per run and query, :data:`DESIGN_COLUMNS`)
+    as a row's fields; ``strata`` names the column whose levels are macro-averaged. An image is
+    a benchmark's image: two benchmarks' image ids name different images."""
+    check_table(part, [*DESIGN_COLUMNS, *([strata] if strata else [])], "per-query")
+    images = part.groupby(["benchmark", "query_image_id"], sort=False).ngroup()
+    interval = crossed_mean_interval(
+        part["value"].to_numpy(),
+        part["base_seed"].to_numpy(),
+        part["seed"].to_numpy(),
+        images.to_numpy(),  # NaN where the image is missing: refused
+        part[strata].to_numpy() if strata else None,
+        confidence,
+    )
+    return asdict(interval)
 
 
 def summarize_with_ci(
     ranks: pd.DataFrame,
     metric: str,
     by: Sequence[str] = ("arm", "benchmark", "task", "query_lang", "target_lang"),
-    n_resamples: int = 1000,
     confidence: float = 0.95,
-    seed: int = 0,
     strata: str | None = None,
     ks: Sequence[int] = DEFAULT_KS,
 ) -> pd.DataFrame:
-    """Mean of a per-query metric with a percentile-bootstrap interval over queries, per group.
+    """Mean of a per-query metric of a ranks table with its interval over bases, seeds and
+    images, per group.
 
     ``by`` are ranks columns or ``target_lang`` (the pool, ``all`` or ``seen``, for the
-    multilingual tasks, else the relevant items' language). With ``strata`` (e.g.
-    ``query_lang``) the estimate is the macro mean over strata, resampled within each. Groups
-    keep missing seeds (the zero-shot arm).
+    multilingual tasks, else the relevant items' language); every run in a group enters its
+    interval as a run, never as more queries (keep ``arm`` in ``by``: within a group a run is
+    known by its base and seed). With ``strata`` (e.g. ``query_lang``) the estimate
+    is the macro mean over strata. Groups keep missing seeds (the zero-shot arm).
     """
-    values = per_query_values(ranks, metric, ks, extra=[c for c in by if c in ranks.columns])
-    rows = []
-    for group, part in values.groupby(list(by), dropna=False, sort=False):
-        labels = part[strata].to_numpy() if strata else None
-        interval = bootstrap_mean(
-            part["value"].to_numpy(), n_resamples, confidence, seed, strata=labels
-        )
-        rows.append(
-            dict(zip(by, group, strict=True))
-            | {
-                "metric": metric,
-                "estimate": interval.estimate,
-                "low": interval.low,
-                "high": interval.high,
-                "n": interval.n,
-                "confidence": confidence,
-            }
-        )
+    extra = [c for c in [*by, *([strata] if strata else [])] if c in ranks.columns]
+    values = per_query_values(ranks, metric, ks, extra=extra)
+    rows = [
+        dict(zip(by, group, strict=True))
+        | {"metric": metric}
+        | _interval_of(part, strata, confidence)
+        for group, part in values.groupby(list(by), dropna=False, sort=False)
+    ]
     return pd.DataFrame(rows)
 
 
-PAIR_KEYS: tuple[str, ...] = ("benchmark", "task", "query_idx", "base_seed", "seed")
-
-
-ARM_SUMMARY_KEYS: tuple[str, ...] = ("arm", "benchmark", "task", "query_kind")
-
-
-_UNIT_KEYS = ["benchmark", "task", "query_kind", "query_lang", "query_idx"]
-
-
-def _query_units(per_query: pd.DataFrame) -> pd.DataFrame:
-    """One row per query (:data:`_UNIT_KEYS`), its ``value`` averaged over seeds and bases.
-
-    The query is the resampling unit: the same query scored under several seeds is one piece of
-    evidence about the query population, not several; the seed spread is :func:`seed_spread`.
-    """
-    return per_query.groupby(_UNIT_KEYS, sort=False, dropna=False)["value"].mean().reset_index()
-
-
-def bootstrap_by_arm(
-    per_query: pd.DataFrame,
-    n_resamples: int = 1000,
-    confidence: float = 0.95,
-    rng: np.random.Generator | int = 0,
-) -> pd.DataFrame:
-    """Bootstrap interval over queries of each arm's macro mean, per benchmark, task, query kind.
-
-    Each query's value is first averaged over the seeds and bases it ran in, then queries are
-    resampled within their query language (``strata``) so the macro mean keeps its weights.
-    Returns ``estimate, low, high, n`` (queries) and ``confidence``.
-    """
+def interval_by_arm(per_query: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Each arm's macro mean over query languages with its interval, per benchmark, task and
+    query kind (``estimate, low, high``, the design counts and ``confidence``)."""
     check_table(per_query, [*QUERY_COLUMNS, "value"], "per-query")
-    rng = np.random.default_rng(rng)
-    rows = []
-    for keys, group in per_query.groupby(list(ARM_SUMMARY_KEYS), sort=True, dropna=False):
-        units = _query_units(group)
-        interval = bootstrap_mean(
-            units["value"].to_numpy(), n_resamples, confidence, rng, units["query_lang"].to_numpy()
-        )
-        rows.append({**dict(zip(ARM_SUMMARY_KEYS, keys, strict=True)), **vars(interval)})
+    rows = [
+        dict(zip(ARM_SUMMARY_KEYS, keys, strict=True))
+        | _interval_of(group, "query_lang", confidence)
+        for keys, group in per_query.groupby(list(ARM_SUMMARY_KEYS), sort=True, dropna=False)
+    ]
     return pd.DataFrame(rows)
 
 
 def paired_units(a: pd.DataFrame, b: pd.DataFrame, on: Sequence[str]) -> pd.DataFrame:
-    """Per query unit, the mean ``value_a`` and ``value_b`` of rows joined on ``on``: the pairs
-    every paired test of the study (arms, and seeds in the negative control) is computed on."""
+    """Rows of ``a`` joined to their partner in ``b`` on ``on`` and the query: ``value_a``,
+    ``value_b``, one row per run of ``a`` (``base_seed``, ``seed``) and query.
+
+    Pairing is by base, seed and query: leave ``seed`` out of ``on`` to pair every seed of an arm
+    with a reference scored once per base (the zero-shot model). Runs are kept apart, so the
+    pairs are the units every paired comparison of the study resamples.
+    """
+    if "base_seed" not in on:
+        raise ValueError(f"pairs are matched within a base: put base_seed in on (got {list(on)})")
     keys = list(dict.fromkeys([*on, *_UNIT_KEYS]))
+    carried = [c for c in ("base_seed", "seed") if c not in keys]
     try:
-        joined = a[[*keys, "value"]].merge(
+        joined = a[[*keys, *carried, "value"]].merge(
             b[[*keys, "value"]], on=keys, suffixes=("_a", "_b"), validate="many_to_one"
         )
     except pd.errors.MergeError as error:
@@ -118,25 +107,29 @@ def paired_units(a: pd.DataFrame, b: pd.DataFrame, on: Sequence[str]) -> pd.Data
         ) from error
     if joined.empty:
         raise ValueError(f"the two sides share no query on {keys}; nothing to compare")
-    return (
-        joined.groupby(_UNIT_KEYS, sort=False, dropna=False)[["value_a", "value_b"]]
-        .mean()
-        .reset_index()
-    )
+    return joined
 
 
-def _paired_test(
-    units: pd.DataFrame,
-    n_resamples: int,
-    confidence: float,
-    n_permutations: int,
-    rng: np.random.Generator,
-) -> dict[str, float]:
-    a, b = units["value_a"].to_numpy(), units["value_b"].to_numpy()
-    interval = paired_bootstrap_difference(
-        a, b, n_resamples, confidence, rng, units["query_lang"].to_numpy()
-    )
-    return {**vars(interval), "p_value": sign_flip_test(a, b, n_permutations, rng)}
+def paired_comparison(
+    a: pd.DataFrame, b: pd.DataFrame, on: Sequence[str], confidence: float = 0.95
+) -> pd.DataFrame:
+    """Interval and p-value of the macro mean difference ``a - b`` over their paired units
+    (:func:`paired_units`), per benchmark, task and query kind.
+
+    Both sides move together: the differences are taken per run and query, and their mean's
+    interval resamples the runs and images both share (``estimate, low, high, se, df, p_value``,
+    the design counts); the p-value is the t test of a zero difference.
+    """
+    for side in (a, b):
+        check_table(side, [*QUERY_COLUMNS, "value"], "per-query")
+    units = paired_units(a, b, on)
+    units["value"] = units["value_a"] - units["value_b"]
+    rows = [
+        dict(zip(COMPARISON_KEYS, keys, strict=True))
+        | _interval_of(group, "query_lang", confidence)
+        for keys, group in units.groupby(list(COMPARISON_KEYS), sort=True, dropna=False)
+    ]
+    return pd.DataFrame(rows)
 
 
 def compare_arms(
@@ -144,35 +137,27 @@ def compare_arms(
     arm_a: str,
     arm_b: str,
     on: Sequence[str] = PAIR_KEYS,
-    n_resamples: int = 1000,
+    *,
     confidence: float = 0.95,
-    n_permutations: int = 10_000,
-    rng: np.random.Generator | int = 0,
 ) -> pd.DataFrame:
-    """Paired comparison arm_a - arm_b on the same queries, per benchmark, task and query kind.
+    """Paired comparison ``arm_a - arm_b`` on the same queries (:func:`paired_comparison`), per
+    benchmark, task and query kind, with ``arm_a`` and ``arm_b`` columns.
 
     Rows are joined on ``on`` (default: same query, base and fine-tuning seed); to compare every
     seed of an arm against a reference scored once per base (the zero-shot model), leave
-    ``seed`` out of ``on``. Each query's differences are averaged over the runs it was paired in;
-    ``estimate, low, high`` is the bootstrap interval of the macro mean difference (strata = query
-    language) and ``p_value`` the two-sided sign-flip test of the plain mean difference (the two
-    coincide when every query language has as many queries, as on parallel benchmarks).
+    ``seed`` out of ``on``.
     """
     check_table(per_query, [*QUERY_COLUMNS, "value"], "per-query")
-    rng = np.random.default_rng(rng)
     sides = [per_query[per_query["arm"] == arm] for arm in (arm_a, arm_b)]
     for arm, side in zip((arm_a, arm_b), sides, strict=True):
         if side.empty:
             raise ValueError(
                 f"arm {arm!r} is not in the table (arms: {sorted(per_query['arm'].unique())})"
             )
-    units = paired_units(*sides, on)
-    rows = []
-    for keys, group in units.groupby(["benchmark", "task", "query_kind"], sort=True, dropna=False):
-        test = _paired_test(group, n_resamples, confidence, n_permutations, rng)
-        names = dict(zip(("benchmark", "task", "query_kind"), keys, strict=True))
-        rows.append({**names, "arm_a": arm_a, "arm_b": arm_b, **test})
-    return pd.DataFrame(rows)
+    table = paired_comparison(*sides, on, confidence)
+    table.insert(len(COMPARISON_KEYS), "arm_a", arm_a)
+    table.insert(len(COMPARISON_KEYS) + 1, "arm_b", arm_b)
+    return table
 
 
 def seed_spread(per_run: pd.DataFrame, keys: Sequence[str] = ARM_SUMMARY_KEYS) -> pd.DataFrame:

@@ -107,15 +107,15 @@ def batch_kind_figure(logs: pd.DataFrame) -> Figure:
 
 # --- Notebooks 05 (bias) and 06 (paper figures) ----------------------------------------------
 #
-# Interval tables carry ``estimate, low, high`` (a bootstrap interval, e.g. from
-# :func:`xlr.analysis.intervals.bootstrap_by_arm`); bars and points show them as error bars.
+# Interval tables carry ``estimate, low, high`` (an interval over bases, seeds and images, e.g.
+# from :func:`xlr.analysis.intervals.interval_by_arm`); bars and points show them as error bars.
 # Retrieval metrics are fractions of queries in [0, 1], as the results table stores them.
 
 
 def per_language_recall_figure(
     intervals: pd.DataFrame, metric_label: str = "R@1 (fraction of queries)"
 ) -> Figure:
-    """Per-language retrieval by arm with bootstrap error bars, seen and held-out languages apart.
+    """Per-language retrieval by arm with error bars, seen and held-out languages apart.
 
     Languages are grouped by ``lang_group`` (seen, then held-out, then any other), alphabetical
     within a group, with a gap and a dashed divider between groups named along the top, so the
@@ -332,7 +332,7 @@ def accuracy_vs_params_figure(
 def seen_heldout_figure(
     points: pd.DataFrame, metric_label: str = "R@1 (fraction of queries)"
 ) -> Figure:
-    """Seen vs held-out languages per arm, side by side with bootstrap error bars.
+    """Seen vs held-out languages per arm, side by side with error bars.
 
     Fine-tuning on the seen languages should help them most; the held-out bar shows whether
     that gain transfers to languages the arm never trained on.

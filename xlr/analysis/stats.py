@@ -1,30 +1,73 @@
-"""Uncertainty for per-query metrics: bootstrap intervals, paired comparisons, seed spread.
+"""Uncertainty for per-query metrics scored over a study's design: intervals, p-values, Holm's
+adjustment, the spread over seeds.
 
-Inputs are per-query values (hits, reciprocal ranks, average precisions, rank distances from
-:mod:`xlr.eval.metrics`); the statistic is their mean, or with ``strata`` (e.g. query language) the
-macro mean of per-stratum means. Queries are the resampling unit: two arms scored on the same
-queries are compared by resampling queries jointly, which removes the between-query variance the
-arms share. All randomness comes from one seed or ``numpy.random.Generator``.
+A study scores every query under several training runs (pretrained bases, and fine-tuning seeds
+within a base), and every query derives from an image: each image yields a caption query in
+every language (about 28 on the embedded default), and an image query itself. Queries are
+therefore not the evidence: queries of one image share its difficulty, and runs differ by
+training noise that no number of queries averages away. The units are bases, seeds within a
+base, and images; the image factor is *crossed* with the runs (every run scores the same images).
+
+The statistic is the mean over runs (each base weighs equally, its seeds equally within it) of
+each run's macro mean over strata (query languages) of per-stratum means. Its variance is
+estimated as in the crossed random-effects model ``value = mean + base + seed(base) + image +
+residual``, by the method of moments:
+
+- training: the sample variance of the per-base estimates over the number of bases (the unbiased
+  two-stage estimator, which carries the seeds' noise within a base along); with one base, that
+  of the per-seed estimates; with one run there is no training noise to measure and the interval
+  is conditional on that run;
+- images: the cluster-robust variance of each image's influence on the estimate (all queries of
+  an image move together, in every language and run), the stratified ratio mean linearised;
+  copying every query of an image 28 times leaves it unchanged.
+
+The two parts double-count the run-by-image residual once, which errs wide (as the pigeonhole
+bootstrap does, Owen 2007). The interval is a t interval with Satterthwaite's degrees of freedom:
+with three bases the training part has two, and the interval widens as it must.
+
+Why not a hierarchical percentile bootstrap (resample bases, seeds within, images): a resample
+of three bases never leaves their range and underestimates their variance by a third. Where
+training noise between bases dominates (SD 0.03 per arm and base; 3 bases x 2 seeds x 6
+languages x 150 images, 400 simulated studies with no effect), its 95% interval excluded zero in
+22% of studies, this estimator's in 7.5%. Satterthwaite's df errs slightly narrow when the
+training part dominates (8% at worst in 1,500 studies); it is the usual mixed-model choice.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
+import pandas as pd
+from scipy import stats as distributions
+from statsmodels.stats.multitest import multipletests
 
-RESAMPLE_BLOCK = 2**22  # indices drawn at once (32 MiB of int64); bounds bootstrap memory
+RESAMPLE_BLOCK = 2**22  # signs drawn at once (32 MiB of float64); bounds the permutation memory
 RELATIVE_TOLERANCE = 1e-9  # permutation statistics this close to the observed one count as equal
+
+TrainingUnit = Literal["base", "seed", "none"]
 
 
 @dataclass(frozen=True)
 class Interval:
-    """An estimate with its percentile-bootstrap interval at ``confidence`` over ``n`` queries."""
+    """An estimate with its t interval at ``confidence`` and the two-sided p-value of estimate = 0.
+
+    ``se`` and ``df`` are the standard error and Satterthwaite degrees of freedom;
+    ``training_unit`` says where the training noise was measured: between ``base`` estimates,
+    between ``seed`` estimates of the one base, or ``none`` (a single run).
+    """
 
     estimate: float
     low: float
     high: float
-    n: int
+    se: float
+    df: float
+    p_value: float
+    n_bases: int
+    n_runs: int
+    n_images: int
+    training_unit: TrainingUnit
     confidence: float
 
 
@@ -46,101 +89,135 @@ def _as_values(name: str, values: np.ndarray) -> np.ndarray:
     return values
 
 
-def _as_paired(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-query differences ``a - b`` of two arms scored on the same queries."""
-    a, b = _as_values("a", a), _as_values("b", b)
-    if a.shape != b.shape:
-        raise ValueError(f"paired arms need the same queries, got {len(a)} and {len(b)} values")
-    return a - b
-
-
-def _resampled_means(values: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """Means of ``n_resamples`` bootstrap resamples (with replacement, same size) of ``values``."""
-    per_block = max(1, RESAMPLE_BLOCK // len(values))
-    means = np.empty(n_resamples)
-    for start in range(0, n_resamples, per_block):
-        stop = min(start + per_block, n_resamples)
-        picks = rng.integers(0, len(values), size=(stop - start, len(values)))
-        means[start:stop] = values[picks].mean(axis=1)
-    return means
-
-
-def _strata_groups(strata: np.ndarray | None, n: int) -> list[np.ndarray]:
-    """Positions of each stratum (one group of all positions when ``strata`` is None)."""
-    if strata is None:
-        return [np.arange(n)]
-    strata = np.asarray(strata)
-    if strata.shape != (n,):
-        raise ValueError(f"strata must label each of the {n} values, got shape {strata.shape}")
-    _, labels = np.unique(strata, return_inverse=True)
-    return [np.flatnonzero(labels == label) for label in range(labels.max() + 1)]
-
-
-def bootstrap_mean(
-    values: np.ndarray,
-    n_resamples: int = 1000,
-    confidence: float = 0.95,
-    rng: np.random.Generator | int = 0,
-    strata: np.ndarray | None = None,
-) -> Interval:
-    """Percentile-bootstrap interval for the mean of per-query ``values``.
-
-    With ``strata``, the estimate is the macro mean over strata of each stratum's mean, and
-    queries are resampled within their stratum (so every resample keeps each stratum's size).
-    """
-    values = _as_values("values", values)
+def _check_confidence(confidence: float) -> None:
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}")
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be positive, got {n_resamples}")
-    rng = np.random.default_rng(rng)
-    groups = _strata_groups(strata, len(values))
-    estimate = np.mean([values[group].mean() for group in groups])
-    means = np.mean([_resampled_means(values[group], n_resamples, rng) for group in groups], 0)
-    low, high = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return Interval(float(estimate), float(low), float(high), len(values), confidence)
 
 
-def paired_bootstrap_difference(
-    a: np.ndarray,
-    b: np.ndarray,
-    n_resamples: int = 1000,
-    confidence: float = 0.95,
-    rng: np.random.Generator | int = 0,
+@dataclass(frozen=True)
+class _Design:
+    """Each value's ``run``, ``image`` and ``stratum`` as codes from 0, each run's base code, and
+    the run and stratum labels for error messages."""
+
+    run: np.ndarray
+    image: np.ndarray
+    stratum: np.ndarray
+    run_base: np.ndarray
+    run_names: list[str]
+    strata: np.ndarray
+
+
+def _design(
+    n: int, base: np.ndarray, seed: np.ndarray, image: np.ndarray, strata: np.ndarray | None
+) -> _Design:
+    """Code the labels of ``n`` values; a missing seed (the zero-shot arm) is a label of its own."""
+    labels = {"base": base, "seed": seed, "image": image}
+    labels["stratum"] = np.zeros(n, dtype=np.int64) if strata is None else strata
+    for name, column in labels.items():
+        if np.shape(column) != (n,):
+            raise ValueError(f"{name} must label each of the {n} values, got {np.shape(column)}")
+    frame = pd.DataFrame(labels)
+    missing = [name for name in ("base", "image", "stratum") if frame[name].isna().any()]
+    if missing:
+        raise ValueError(f"{missing} labels are missing for some values; every value needs them")
+    runs = frame.groupby(["base", "seed"], dropna=False, sort=True)
+    keys = runs.size().index
+    return _Design(
+        run=runs.ngroup().to_numpy(),
+        image=pd.factorize(frame["image"])[0],
+        stratum=pd.factorize(frame["stratum"])[0],
+        run_base=pd.factorize(keys.get_level_values("base"))[0],
+        run_names=[f"base {b}, seed {s}" for b, s in keys],
+        strata=pd.unique(frame["stratum"]),
+    )
+
+
+def _training_variance(
+    per_run: np.ndarray, run_base: np.ndarray
+) -> tuple[float, float, TrainingUnit]:
+    """Variance of the estimate from training noise, its degrees of freedom, and its unit."""
+    n_bases = run_base.max() + 1
+    if n_bases > 1:
+        seeds = np.bincount(run_base)
+        per_base = np.bincount(run_base, per_run) / seeds
+        return float(per_base.var(ddof=1) / n_bases), float(n_bases - 1), "base"
+    if len(per_run) > 1:
+        return float(per_run.var(ddof=1) / len(per_run)), float(len(per_run) - 1), "seed"
+    return 0.0, np.inf, "none"
+
+
+def crossed_mean_interval(
+    values: np.ndarray,
+    base: np.ndarray,
+    seed: np.ndarray,
+    image: np.ndarray,
     strata: np.ndarray | None = None,
+    confidence: float = 0.95,
 ) -> Interval:
-    """Interval for mean(a) - mean(b) of two arms on the same queries, resampled jointly.
+    """Interval of the mean of per-query ``values`` over bases, seeds and images (module doc).
 
-    The mean is linear, so resampling query pairs is resampling the per-query differences.
+    One value per run and query; ``base``, ``seed``, ``image`` (the query's image: for a caption
+    query its caption's image, for an image query itself) and ``strata`` (e.g. query language;
+    the estimate is then the macro mean over strata) label each. For two arms scored on the same
+    units, pass the per-unit differences: the statistic is linear, so that is the paired
+    comparison. Every run must score every stratum; at least two images are needed.
     """
-    return bootstrap_mean(_as_paired(a, b), n_resamples, confidence, rng, strata)
+    values = _as_values("values", values)
+    _check_confidence(confidence)
+    design = _design(len(values), base, seed, image, strata)
+    run_base = design.run_base
+    n_runs, n_images = len(run_base), int(design.image.max()) + 1
+    n_strata = int(design.stratum.max()) + 1
+    if n_images < 2:
+        raise ValueError(
+            "an interval over images needs at least two images; got one, so nothing varies "
+            "between the units queries come from (check the query_image_id column)"
+        )
+    cell = (design.run * n_strata + design.stratum) * n_images + design.image
+    shape = (n_runs, n_strata, n_images)
+    sums = np.bincount(cell, values, np.prod(shape)).reshape(shape)
+    counts = np.bincount(cell, minlength=np.prod(shape)).reshape(shape).astype(np.float64)
+    per_stratum = counts.sum(axis=2)
+    if (per_stratum == 0).any():
+        run, stratum = np.argwhere(per_stratum == 0)[0]
+        raise ValueError(
+            f"run ({design.run_names[run]}) has no value in stratum "
+            f"{design.strata[stratum]!r}: every run must score every stratum (query "
+            "language) for their macro means to be comparable"
+        )
+    means = sums.sum(axis=2) / per_stratum
+    per_run = means.mean(axis=1)
+    weight = 1.0 / (run_base.max() + 1) / np.bincount(run_base)[run_base]
+    estimate = float(weight @ per_run)
+    v_run, df_run, unit = _training_variance(per_run, run_base)
+    residual = (sums - means[..., None] * counts) / per_stratum[..., None]
+    influence = np.einsum("r,rsi->i", weight, residual) / n_strata
+    v_image = float(n_images / (n_images - 1) * (influence**2).sum())
+    variance = v_run + v_image
+    df = variance**2 / (v_run**2 / df_run + v_image**2 / (n_images - 1)) if variance else np.inf
+    se = float(np.sqrt(variance))
+    half = float(distributions.t.ppf((1 + confidence) / 2, df)) * se
+    if se > 0:
+        p_value = float(2 * distributions.t.sf(abs(estimate) / se, df))
+    else:  # nothing varies: the estimate is exact
+        p_value = 1.0 if estimate == 0 else 0.0
+    return Interval(
+        estimate, estimate - half, estimate + half, se, float(df), p_value,
+        int(run_base.max() + 1), n_runs, n_images, unit, confidence,
+    )  # fmt: skip
 
 
-def sign_flip_test(
-    a: np.ndarray,
-    b: np.ndarray,
-    n_permutations: int = 10_000,
-    rng: np.random.Generator | int = 0,
-) -> float:
-    """Two-sided p-value of a paired sign-flip (permutation) test of mean(a) = mean(b).
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm's (1979) step-down adjusted p-values of a family of tests.
 
-    Under the null the two arms are exchangeable within each query, so each per-query
-    difference is equally likely to have either sign. The p-value counts the observed
-    statistic among the permutations (``(1 + hits) / (1 + n_permutations)``), so it is never 0.
+    The i-th smallest p-value is multiplied by (m - i + 1) and the results made monotone;
+    rejecting where the adjusted p < alpha keeps the family-wise error at alpha under any
+    dependence between the tests, which the claims have (they share arms and queries).
     """
-    diffs = _as_paired(a, b)
-    if n_permutations < 1:
-        raise ValueError(f"n_permutations must be positive, got {n_permutations}")
-    rng = np.random.default_rng(rng)
-    observed = abs(np.ones(len(diffs)) @ diffs)
-    threshold = observed - RELATIVE_TOLERANCE * max(observed, np.abs(diffs).sum())
-    per_block = max(1, RESAMPLE_BLOCK // len(diffs))
-    hits = 0
-    for start in range(0, n_permutations, per_block):
-        size = min(per_block, n_permutations - start)
-        signs = rng.integers(0, 2, size=(size, len(diffs))) * 2.0 - 1.0
-        hits += int(np.count_nonzero(np.abs(signs @ diffs) >= threshold))
-    return (1 + hits) / (1 + n_permutations)
+    p = np.asarray(p_values, dtype=np.float64)
+    if p.ndim != 1 or len(p) == 0 or not ((p >= 0) & (p <= 1)).all():
+        raise ValueError(f"holm needs a non-empty 1-D array of p-values in [0, 1], got {p}")
+    return multipletests(p, method="holm")[1]
 
 
 @dataclass(frozen=True)

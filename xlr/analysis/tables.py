@@ -1,12 +1,12 @@
 """The study's tables (notebook 06) as CSV for analysis and Markdown for the report and the
-paper: the headline table (each arm's main measures with bootstrap intervals, beside what it cost
+paper: the headline table (each arm's main measures with their intervals, beside what it cost
 to train) and the claims table's Markdown form.
 
 The measures and their conventions are the claims table's (:mod:`xlr.analysis.claims`):
-per-query values from the saved ranks, each query averaged over the bases and seeds it ran in, a
-macro mean over query languages and a percentile-bootstrap interval over queries resampled within
-their language (:func:`xlr.analysis.intervals.bootstrap_by_arm`). So every effect in the claims
-table is a difference of two rows here, up to the pairing.
+per-query values from the saved ranks, a macro mean over query languages averaged over runs, and
+an interval whose units are bases, seeds within a base and images
+(:func:`xlr.analysis.intervals.interval_by_arm`). So every effect in the claims table is a
+difference of two rows here, up to the pairing.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from xlr.analysis.claims import LangGroup, Measure, per_query_measure
-from xlr.analysis.intervals import bootstrap_by_arm
+from xlr.analysis.intervals import interval_by_arm
 from xlr.arms import SWEEP_FAMILIES, ZEROSHOT, arm_catalogue
 from xlr.config import Params
 from xlr.io import atomic_write_text
@@ -73,11 +73,10 @@ def headline_table(
     seen: Sequence[str],
     heldout: Sequence[str],
     measures: Sequence[tuple[Measure, LangGroup]] = HEADLINE_MEASURES,
-    n_resamples: int = 1000,
     confidence: float = 0.95,
-    rng: int = 0,
 ) -> pd.DataFrame:
-    """One row per arm and measure of caption queries: ``estimate, low, high, n`` (queries).
+    """One row per arm and measure of caption queries: ``estimate, low, high`` and the design
+    behind the interval (``n_bases, n_runs, n_images``).
 
     Retrieval measures are fractions in [0, 1]; rank distance is in ranks (lower = less
     language bias). The multilingual measures' ``langs`` name the pool they were ranked in
@@ -87,12 +86,13 @@ def headline_table(
     parts = []
     for measure, group in measures:
         per_query = per_query_measure(ranks, measure, group, seen, heldout)
-        intervals = bootstrap_by_arm(per_query, n_resamples, confidence, rng)
+        intervals = interval_by_arm(per_query, confidence)
         parts.append(intervals.assign(measure=measure, langs=group))
     table = pd.concat(parts, ignore_index=True)
     order = {arm: i for i, arm in enumerate(pd.unique(ranks["arm"]))}
     table = table.sort_values("arm", key=lambda arms: arms.map(order), kind="stable")
-    columns = ["arm", "measure", "langs", "estimate", "low", "high", "n", "confidence"]
+    columns = ["arm", "measure", "langs", "estimate", "low", "high"]
+    columns += ["n_bases", "n_runs", "n_images", "confidence"]
     return table[columns].reset_index(drop=True)
 
 
@@ -139,26 +139,40 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return escaped.to_markdown(index=False, tablefmt="github", disable_numparse=True) + "\n"
 
 
+def _claim_cells(row: dict, header: str) -> dict[str, str]:
+    """The numbers of a claim that ran, as text: three decimals, one for rank distance."""
+    d = 1 if row["measure"] == "rank distance" else 3
+    return {
+        "min effect": f"{row['min_effect']:.{d}f}",
+        "effect (a - b)": f"{row['effect']:+.{d}f}",
+        header: f"[{row['low']:+.{d}f}, {row['high']:+.{d}f}]",
+        "p": f"{row['p_value']:.3g}",
+        "p (Holm)": f"{row['p_holm']:.3g}",
+        "bases agreeing": row["bases_agreeing"],
+        "runs agreeing": row["runs_agreeing"],
+    }
+
+
 def claims_markdown(table: pd.DataFrame) -> str:
     """The claims table (:func:`xlr.analysis.claims.evaluate_claims`) as Markdown, for the report
-    and the closing note: effects and intervals to three decimals, claims whose arms did not run
-    keep their verdict and blank numbers."""
-    level = table["confidence"].iat[0] if "confidence" in table.columns else 0.95
+    and the closing note: minimum effects, effects and intervals, raw and Holm-adjusted
+    p-values, agreement, verdict. The interval column names its level and the family-wise level
+    it gives; claims whose arms did not run keep their verdict and blank numbers."""
+    ran = table["p_value"].notna() if "p_value" in table.columns else pd.Series(False, table.index)
+    numbers: list[str] = []
+    if ran.any():
+        first = table[ran].iloc[0]
+        header = f"{first['interval_confidence']:.1%} CI ({first['confidence']:.0%} family-wise)"
+        numbers = list(_claim_cells(first.to_dict(), header))
     rows = []
-    for row in table.to_dict("records"):
-        ran = not pd.isna(row.get("effect"))
+    for row, measured in zip(table.to_dict("records"), ran, strict=True):
+        cells = _claim_cells(row, header) if measured else {}
+        label = measure_label(row["measure"], row["langs"])
         rows.append(
-            {
-                "claim": row["statement"],
-                "measure": measure_label(row["measure"], row["langs"]),
-                "effect (a - b)": f"{row['effect']:+.3f}" if ran else "",
-                f"{level:.0%} CI": f"[{row['low']:+.3f}, {row['high']:+.3f}]" if ran else "",
-                "p": f"{row['p_value']:.3g}" if ran else "",
-                "bases": row["bases_agreeing"] if ran else "",
-                "verdict": row["verdict"],
-            }
+            {"claim": row["statement"], "measure": label, **cells, "verdict": row["verdict"]}
         )
-    return markdown_table(pd.DataFrame(rows))
+    columns = ["claim", "measure", *numbers, "verdict"]
+    return markdown_table(pd.DataFrame(rows, columns=columns).fillna(""))
 
 
 def save_table(

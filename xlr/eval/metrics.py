@@ -2,7 +2,7 @@
 
 Every function takes a :class:`QueryRanks` (the 1-based gallery ranks of each query's relevant
 items, as :func:`xlr.eval.search.relevant_ranks` writes them) and returns one value per query,
-so the task metric is the mean and :mod:`xlr.analysis.stats` can bootstrap it over queries.
+so the task metric is the mean and :mod:`xlr.analysis.stats` can put an interval on it.
 
 Recall@k is a hit rate, CLIP_benchmark's convention: a query scores 1 when any of its relevant
 items is in the top k, whatever their number. :func:`per_query_values` applies them to a saved
@@ -154,9 +154,11 @@ def _metric_values(ranks: QueryRanks, metric: str, ks: Sequence[int]) -> np.ndar
 def per_query_values(
     ranks: pd.DataFrame, metric: str, ks: Sequence[int] = DEFAULT_KS, extra: Sequence[str] = ()
 ) -> pd.DataFrame:
-    """One row per query (identity, task, query_lang, target_lang, query_idx) with ``value``;
-    ``extra`` carries further per-query columns of ``ranks`` along (e.g. a language group)."""
-    keys = [*IDENTITY_COLUMNS, "task", "query_lang", "target_lang", "query_idx"]
+    """One row per query (identity, task, query_lang, target_lang, query_idx, query_image_id)
+    with ``value``; ``extra`` carries further per-query columns of ``ranks`` along (e.g. a
+    language group). The image is kept because it, not the query, is the unit an interval
+    resamples (:mod:`xlr.analysis.stats`)."""
+    keys = [*IDENTITY_COLUMNS, "task", "query_lang", "target_lang", "query_idx", "query_image_id"]
     keys += [column for column in extra if column not in keys]
     frame = ranks.assign(target_lang=_target_lang(ranks))
     codes = frame.groupby(keys, dropna=False, sort=False).ngroup().to_numpy()
