@@ -376,6 +376,17 @@ class Params(Section):
             )
         if {"cross", "hybrid", "multi"} & set(self.train.arms) and len(self.data.train_langs) < 2:
             raise ValueError("cross, multi and hybrid arms need at least two data.train_langs")
+        paired = [arm for arm in ("cross", "multi", "hybrid") if arm in self.train.arms]
+        paired += ["adapters_hybrid"] if self.adapters.hybrid_alpha is not None else []
+        # LAION's only parallel pairs are X-en, through ENG TEXT (xlr.train.pairs); the pool's
+        # own pair graph is checked again when it is known
+        if self.data.source == "laion" and paired and "en" not in self.data.train_langs:
+            raise ValueError(
+                f"arms {', '.join(paired)} draw language pairs with parallel captions, and LAION "
+                "pairs a caption only with its English translation (ENG TEXT), so data.train_langs "
+                f"{self.data.train_langs} give none: add 'en' to data.train_langs, or drop those "
+                "arms (train.arms; adapters.hybrid_alpha: null)"
+            )
         self._adapters_match_the_shared_lora()
         return self
 
