@@ -169,6 +169,10 @@ class DataSection(Section):
     synthetic: SyntheticSection = SyntheticSection()
     laion: LaionSection | None = None
     benchmark_root: str = "data/benchmarks"  # holds xtd10/, xm3600/, multi30k/ as published
+    # image folders not in <benchmark_root>/<name>/images; left out of dumps (and hashes) if empty
+    benchmark_images: dict[Literal["xtd10", "xm3600", "multi30k"], str] = Field(
+        default={}, exclude_if=lambda folders: not folders
+    )
 
     _langs = field_validator("train_langs", "heldout_langs")(
         classmethod(lambda cls, v: _language_list(v))
