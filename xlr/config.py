@@ -368,11 +368,6 @@ class Params(Section):
                 "model.kind 'tiny' is pretrained on the generated corpus and needs "
                 "data.source 'synthetic'; use model.kind 'open_clip' for LAION data"
             )
-        if self.model.kind == "open_clip" and not self.model.name.startswith("xlm-roberta"):
-            raise ValueError(
-                f"model.name {self.model.name!r} has an English-only text tower; the study needs "
-                "an open_clip 'xlm-roberta-*' model"
-            )
         if "synthetic" in self.eval.benchmarks and self.data.source != "synthetic":
             raise ValueError(
                 "eval.benchmarks 'synthetic' is the generated held-out split; it needs "
