@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from xlr.config import parse_params
 from xlr.data.benchmarks import (
     XTD10_LANGS,
     BenchmarkFileError,
@@ -20,9 +21,10 @@ from xlr.data.benchmarks import (
     load_xtd10,
 )
 from xlr.data.imagetext import CAPTION_COLUMNS
+from xlr.data.prepare import benchmark_coverage, eval_sets, prepare_data
 from xlr.langs import UnknownLanguageError
 
-COCO_NAMES = ["COCO_val2014_000000000042.jpg", "COCO_val2014_000000000073.jpg"]
+COCO_NAMES = ["COCO_train2014_000000000042.jpg", "COCO_train2014_000000000073.jpg"]
 FLICKR_NAMES = ["1000092795.jpg", "10002456.jpg", "1000268201.jpg"]
 XM_KEYS = ["000411001ff7dd4f", "0005c3a0a6b8e1d3"]
 
@@ -37,17 +39,21 @@ def _write_lines(path: Path, lines: list[str]) -> None:
     path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
 
 
-@pytest.fixture
-def xtd10_root(tmp_path: Path) -> Path:
+def xtd10_tree(root: Path) -> Path:
     """A clone of the XTD10 repository (de/fr under ``MIC/``, jp under ``STAIR/``) plus a
-    user-provided COCO images folder."""
-    _write_lines(tmp_path / "XTD10" / "test_image_names.txt", COCO_NAMES)
+    user-provided folder of COCO train2014 images."""
+    _write_lines(root / "XTD10" / "test_image_names.txt", COCO_NAMES)
     for code in XTD10_LANGS:
-        folder = tmp_path / {"de": "MIC", "fr": "MIC", "jp": "STAIR"}.get(code, "XTD10")
+        folder = root / {"de": "MIC", "fr": "MIC", "jp": "STAIR"}.get(code, "XTD10")
         _write_lines(folder / f"test_1kcaptions_{code}.txt", [f"{code} cat", f"{code} dog"])
     for i, name in enumerate(COCO_NAMES):
-        _jpeg(tmp_path / "images" / name, 40 * i)
-    return tmp_path
+        _jpeg(root / "images" / name, 40 * i)
+    return root
+
+
+@pytest.fixture
+def xtd10_root(tmp_path: Path) -> Path:
+    return xtd10_tree(tmp_path)
 
 
 def _xm_entry(captions: list[object]) -> dict[str, list[object]]:
@@ -75,18 +81,22 @@ def xm3600_root(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.fixture
-def multi30k_root(tmp_path: Path) -> Path:
+def multi30k_tree(root: Path) -> Path:
     """The multi30k/dataset repository: gzipped ``raw/`` captions and ``image_splits/``."""
-    task1 = tmp_path / "data" / "task1"
+    task1 = root / "data" / "task1"
     _write_lines(task1 / "image_splits" / "test_2016_flickr.txt", FLICKR_NAMES)
     for code in ("en", "de", "fr", "cs"):
         text = "".join(f"{code} caption {i}\n" for i in range(len(FLICKR_NAMES)))
         (task1 / "raw").mkdir(parents=True, exist_ok=True)
         (task1 / "raw" / f"test_2016_flickr.{code}.gz").write_bytes(gzip.compress(text.encode()))
     for i, name in enumerate(FLICKR_NAMES):
-        _jpeg(tmp_path / "images" / name, 30 * i)
-    return tmp_path
+        _jpeg(root / "images" / name, 30 * i)
+    return root
+
+
+@pytest.fixture
+def multi30k_root(tmp_path: Path) -> Path:
+    return multi30k_tree(tmp_path)
 
 
 def test_xtd10_loads_parallel_captions_with_jp_as_japanese(xtd10_root: Path) -> None:
@@ -139,7 +149,7 @@ def test_missing_file_names_path_and_where_published(xtd10_root: Path) -> None:
 
 def test_missing_images_are_reported_with_their_source(xtd10_root: Path) -> None:
     (xtd10_root / "images" / COCO_NAMES[1]).unlink()
-    with pytest.raises(BenchmarkNotFoundError, match=r"1 of 2 images missing.*val2014"):
+    with pytest.raises(BenchmarkNotFoundError, match=r"1 of 2 images missing.*train2014\.zip"):
         load_xtd10(xtd10_root)
 
 
@@ -263,3 +273,83 @@ def test_multi30k_short_gzipped_file_is_an_error(multi30k_root: Path) -> None:
     path.write_bytes(gzip.compress(b"only one\n"))
     with pytest.raises(BenchmarkFileError, match=r"test_2016_flickr\.en\.gz: 1 lines, fewer"):
         load_multi30k(multi30k_root)
+
+
+def test_a_study_language_a_benchmark_lacks_is_left_out(
+    xtd10_root: Path, multi30k_root: Path, xm3600_root: Path
+) -> None:
+    assert load_benchmark("xtd10", xtd10_root, langs=["en", "cs", "jp"]).langs == ["en", "ja"]
+    study = ["en", "es", "it", "de"]  # Multi30K has en, de, fr, cs
+    assert load_benchmark("multi30k", multi30k_root, langs=study).langs == ["en", "de"]
+    assert load_benchmark("crossmodal-3600", xm3600_root, langs=["he", "de"]).langs == ["he"]
+    with pytest.raises(ValueError, match=r"Multi30K has no captions in es, it; it offers cs, de"):
+        load_benchmark("multi30k", multi30k_root, langs=["es", "it"])
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda data: data[: len(data) // 2],  # cut short
+        lambda data: b"<!DOCTYPE html><html>Not Found</html>",  # an error page saved as .gz
+    ],
+)
+def test_a_damaged_gz_names_the_file_and_the_fix(multi30k_root: Path, damage) -> None:
+    path = multi30k_root / "data" / "task1" / "raw" / "test_2016_flickr.de.gz"
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(
+        BenchmarkFileError,
+        match=r"test_2016_flickr\.de\.gz: not a complete gzip file .*Download it again from "
+        r".*multi30k",
+    ):
+        load_multi30k(multi30k_root)
+
+
+@pytest.mark.parametrize("captions", [["a car", ""], ["   "], []])
+def test_xm3600_blank_or_missing_captions_name_line_key_and_language(
+    xm3600_root: Path, captions: list[str]
+) -> None:
+    _rewrite_first_record(xm3600_root, lambda r: r.update(en=_xm_entry(captions)))
+    with pytest.raises(
+        BenchmarkFileError,
+        match=r"line 1 \(image/key '000411001ff7dd4f', language 'en'\): (caption \d is blank|no "
+        r"captions).*download captions\.jsonl again",
+    ):
+        load_xm3600(xm3600_root)
+
+
+def test_images_can_live_elsewhere(xm3600_root: Path, tmp_path: Path) -> None:
+    moved = (xm3600_root / "images").rename(tmp_path / "xm_images")
+    with pytest.raises(BenchmarkNotFoundError, match="2 of 2 images missing"):
+        load_xm3600(xm3600_root)
+    assert len(load_benchmark("xm3600", xm3600_root, image_dir=moved)) == 2
+
+
+def test_eval_sets_cover_the_study_languages_each_benchmark_has(tmp_path: Path) -> None:
+    """Through the data contract: XTD10 with its images elsewhere (data.benchmark_images),
+    Multi30K without the study's ja and pt, both beside the generated set."""
+    benchmarks = tmp_path / "benchmarks"
+    xtd10 = xtd10_tree(benchmarks / "xtd10")
+    multi30k_tree(benchmarks / "multi30k")
+    coco = (xtd10 / "images").rename(tmp_path / "coco_train2014")
+    raw = {
+        "run": {"name": "b", "runs_dir": str(tmp_path / "runs"), "cache_dir": str(tmp_path)},
+        "data": {
+            "train_langs": ["en", "de"],
+            "heldout_langs": ["ja", "pt"],
+            "benchmark_root": str(benchmarks),
+            "benchmark_images": {"xtd10": str(coco)},
+            "synthetic": {"pretrain_images": 40, "finetune_images": 20, "eval_images": 10,
+                          "shard_size": 100},
+        },
+        "eval": {"benchmarks": ["synthetic", "xtd10", "multi30k"]},
+    }  # fmt: skip
+    params = parse_params(raw)
+    prepare_data(params, progress=False)
+    sets = eval_sets(params)
+    assert sets["xtd10"].langs == ["en", "de", "ja"] and sets["multi30k"].langs == ["en", "de"]
+    coverage = benchmark_coverage(params, sets)
+    assert coverage["group"].to_dict() == {"en": "seen", "de": "seen", "ja": "held-out",
+                                           "pt": "held-out"}  # fmt: skip
+    assert coverage["synthetic"].all()
+    assert coverage["xtd10"].to_dict() == {"en": True, "de": True, "ja": True, "pt": False}
+    assert coverage["multi30k"].to_dict() == {"en": True, "de": True, "ja": False, "pt": False}

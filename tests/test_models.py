@@ -186,3 +186,63 @@ def test_clear_errors_for_missing_or_mismatched_folders(
     with pytest.raises(FileNotFoundError, match=f"no {models.WEIGHTS}"):
         load_model(broken)
     assert not (tmp_path / "m").exists()
+
+
+def test_saved_folders_load_with_plain_open_clip(model_dir: Path, tmp_path: Path) -> None:
+    """A folder written here names itself in its text config, so open_clip's own local-dir
+    loader (and CLIP_benchmark, which calls it) rebuilds the same model from it."""
+    bundle = load_model(model_dir)
+    with torch.no_grad():
+        for parameter in bundle.model.parameters():
+            parameter.add_(0.01 * torch.randn_like(parameter))
+    saved = save_model_dir(bundle, tmp_path / "saved")
+    for folder in (model_dir, saved):
+        config = json.loads((folder / models.OPEN_CLIP_CONFIG).read_text())["model_cfg"]
+        assert config["text_cfg"]["hf_model_name"] == config["text_cfg"]["hf_tokenizer_name"]
+        assert config["text_cfg"]["hf_model_name"] == str(folder)
+        model, _, _ = open_clip.create_model_and_transforms(f"local-dir:{folder}")
+        tokenizer = open_clip.get_tokenizer(f"local-dir:{folder}")
+        plain = ModelBundle(model, model, model, tokenizer, "plain", config)
+        for ours, theirs in zip(encode(load_model(folder), images()), encode(plain, images()),
+                                strict=True):  # fmt: skip
+            assert torch.equal(ours, theirs)
+
+
+def test_the_text_tower_must_be_multilingual(model_dir: Path, tmp_path: Path) -> None:
+    english = tmp_path / "english"  # an open_clip CLIP with its own (English BPE) text tower
+    english.mkdir()
+    vision = {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 8}
+    text = {"context_length": 8, "vocab_size": 49408, "width": 16, "heads": 1, "layers": 1}
+    config = {"model_cfg": {"embed_dim": 16, "vision_cfg": vision, "text_cfg": text}}
+    (english / models.OPEN_CLIP_CONFIG).write_text(json.dumps(config))
+    section = ModelSection(kind="open_clip", name=f"local-dir:{english}", pretrained=None)
+    with pytest.raises(ValueError, match=r"open_clip's own transformer .*, not multilingual"):
+        create_model(section)
+    roberta = shutil.copytree(model_dir, tmp_path / "roberta")  # an English Hugging Face tower
+    hf_config = json.loads((roberta / models.HF_CONFIG).read_text()) | {"model_type": "roberta"}
+    (roberta / models.HF_CONFIG).write_text(json.dumps(hf_config))
+    with pytest.raises(ValueError, match=r"a Hugging Face 'roberta' model, not multilingual"):
+        create_model(ModelSection(kind="open_clip", name=f"local-dir:{roberta}"))
+
+
+def test_local_paths_start_at_the_project_root(model_dir: Path, monkeypatch) -> None:
+    monkeypatch.setenv("XLR_ROOT", str(model_dir.parent))
+    relative = create_model(ModelSection(kind="open_clip", name=f"local-dir:{model_dir.name}"))
+    assert relative.name == f"local-dir:{model_dir}"
+
+    tiny = load_model(model_dir)
+    calls = []
+
+    def fake_create(name, pretrained=None, **kwargs):
+        calls.append(pretrained)
+        return tiny.model, tiny.preprocess_train, tiny.preprocess_val
+
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", fake_create)
+    monkeypatch.setattr(open_clip, "get_tokenizer", lambda name: tiny.tokenizer)
+    checkpoint = model_dir.parent / "checkpoints" / "epoch_1.pt"
+    checkpoint.parent.mkdir(exist_ok=True)
+    checkpoint.touch()
+    create_model(ModelSection(kind="open_clip", pretrained="checkpoints/epoch_1.pt"))
+    assert calls == [str(checkpoint)]
+    with pytest.raises(ValueError, match="brings its own weights.*remove model.pretrained"):
+        create_model(ModelSection(kind="open_clip", name="hf-hub:org/repo", pretrained="x.pt"))

@@ -7,6 +7,7 @@ the base this module builds.
 import json
 from pathlib import Path
 
+import open_clip
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -15,6 +16,7 @@ from xlr.cli import main
 from xlr.config import parse_params
 from xlr.eval.runner import base_report
 from xlr.models.bases import REPORT_NAME, base_model_dir
+from xlr.models.factory import OPEN_CLIP_CONFIG, load_model
 from xlr.train import pretrain as pretrain_module
 from xlr.train.pretrain import PRETRAIN_GRAD_CLIP, PRETRAIN_WEIGHT_DECAY, ensure_base_model
 
@@ -120,3 +122,17 @@ def test_cli_prepare_prints_recall_per_language(tmp_path: Path, capsys) -> None:
     bad.write_text("run: {name: t}\ndata: {train_langs: [en, xx]}\n")
     assert main(["prepare", str(bad)]) == 2
     assert "unknown language code 'xx'" in capsys.readouterr().err
+
+
+def test_the_cached_base_loads_with_plain_open_clip(built) -> None:
+    """Pretrained in a scratch folder, saved to its place: its text config names that place,
+    not a temporary one, so open_clip's local-dir loader rebuilds the base as xlr does."""
+    _, model_dir = built
+    text_cfg = json.loads((model_dir / OPEN_CLIP_CONFIG).read_text())["model_cfg"]["text_cfg"]
+    assert text_cfg["hf_model_name"] == text_cfg["hf_tokenizer_name"] == str(model_dir)
+    assert sorted(p.name for p in model_dir.parent.iterdir()) == [model_dir.name]
+    model, _, _ = open_clip.create_model_and_transforms(f"local-dir:{model_dir}")
+    tokens = open_clip.get_tokenizer(f"local-dir:{model_dir}")(["a red circle", "ein Kreis"])
+    ours = load_model(model_dir).model.eval()
+    with torch.no_grad():
+        assert torch.equal(model.eval().encode_text(tokens), ours.encode_text(tokens))

@@ -170,6 +170,10 @@ class DataSection(Section):
     synthetic: SyntheticSection = SyntheticSection()
     laion: LaionSection | None = None
     benchmark_root: str = "data/benchmarks"  # holds xtd10/, xm3600/, multi30k/ as published
+    # image folders not in <benchmark_root>/<name>/images; left out of dumps (and hashes) if empty
+    benchmark_images: dict[Literal["xtd10", "xm3600", "multi30k"], str] = Field(
+        default={}, exclude_if=lambda folders: not folders
+    )
 
     _langs = field_validator("train_langs", "heldout_langs")(
         classmethod(lambda cls, v: _language_list(v))
@@ -371,11 +375,6 @@ class Params(Section):
                 "model.kind 'tiny' is pretrained on the generated corpus and needs "
                 "data.source 'synthetic'; use model.kind 'open_clip' for LAION data"
             )
-        if self.model.kind == "open_clip" and not self.model.name.startswith("xlm-roberta"):
-            raise ValueError(
-                f"model.name {self.model.name!r} has an English-only text tower; the study needs "
-                "an open_clip 'xlm-roberta-*' model"
-            )
         if "synthetic" in self.eval.benchmarks and self.data.source != "synthetic":
             raise ValueError(
                 "eval.benchmarks 'synthetic' is the generated held-out split; it needs "
@@ -383,6 +382,17 @@ class Params(Section):
             )
         if {"cross", "hybrid", "multi"} & set(self.train.arms) and len(self.data.train_langs) < 2:
             raise ValueError("cross, multi and hybrid arms need at least two data.train_langs")
+        paired = [arm for arm in ("cross", "multi", "hybrid") if arm in self.train.arms]
+        paired += ["adapters_hybrid"] if self.adapters.hybrid_alpha is not None else []
+        # LAION's only parallel pairs are X-en, through ENG TEXT (xlr.train.pairs); the pool's
+        # own pair graph is checked again when it is known
+        if self.data.source == "laion" and paired and "en" not in self.data.train_langs:
+            raise ValueError(
+                f"arms {', '.join(paired)} draw language pairs with parallel captions, and LAION "
+                "pairs a caption only with its English translation (ENG TEXT), so data.train_langs "
+                f"{self.data.train_langs} give none: add 'en' to data.train_langs, or drop those "
+                "arms (train.arms; adapters.hybrid_alpha: null)"
+            )
         self._adapters_match_the_shared_lora()
         return self
 

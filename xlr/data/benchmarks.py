@@ -7,8 +7,12 @@ downloaded: a missing file is an error naming the expected path and where the da
 published.
 
 Benchmarks are fixed test sets, so bad input (a caption file shorter than the image list,
-invalid UTF-8, a non-string caption, an unknown language key) is an error naming the file and the
-line or key, never a silent skip: skipping would quietly change the benchmark being reported.
+invalid UTF-8, a damaged ``.gz``, a blank or non-string caption, an unknown language key) is an
+error naming the file and the line or key, never a silent skip: skipping would quietly change the
+benchmark being reported.
+
+A study evaluates each benchmark in the languages it shares with the study (``langs``): the
+others are left out, and only a benchmark sharing none is an error.
 Crossmodal-3600 keeps *every* caption of every image (``caption_idx`` 0, 1, ...), not just the
 first as CLIP_benchmark does.
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -30,7 +35,9 @@ from xlr.data.imagetext import CAPTION_COLUMNS, FileImages, ImageTextSet
 from xlr.langs import UnknownLanguageError, canonical_code
 
 XTD10_URL = "https://github.com/adobe-research/Cross-lingual-Test-Dataset-XTD10"
-COCO_VAL2014_URL = "http://images.cocodataset.org/zips/val2014.zip"
+# XTD10's test_image_names.txt lists COCO_train2014_* files: its 1000 images come from COCO's
+# train2014 split, not val2014.
+COCO_TRAIN2014_URL = "http://images.cocodataset.org/zips/train2014.zip"
 XM3600_URL = (
     "https://google.github.io/crossmodal-3600 (captions.zip for captions.jsonl, images.tgz for "
     "images/)"
@@ -72,24 +79,32 @@ def _decode_utf8(data: bytes, path: Path) -> str:
         ) from None
 
 
-def _read_lines(path: Path) -> list[str]:
+def _read_lines(path: Path, source: str) -> list[str]:
     """Lines of a UTF-8 text file (``.gz`` transparently), trailing blank lines dropped.
 
     Splits on ``\\n`` only: ``str.splitlines`` would also split on U+2028 or U+0085 inside a
-    caption and misalign every later line with its image.
+    caption and misalign every later line with its image. A ``.gz`` cut short or holding an
+    error page names the file and where to fetch it again (``source``).
     """
     data = path.read_bytes()
     if path.suffix == ".gz":
-        data = gzip.decompress(data)
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
+            raise BenchmarkFileError(
+                f"{path}: not a complete gzip file ({type(err).__name__}: {err}); the download "
+                f"was cut short or saved an error page in its place. Download it again from "
+                f"{source} (`gzip -t` checks a file)"
+            ) from None
     lines = [line.removesuffix("\r") for line in _decode_utf8(data, path).split("\n")]
     while lines and not lines[-1].strip():
         lines.pop()
     return lines
 
 
-def _aligned_captions(path: Path, n_images: int, image_list: Path) -> list[str]:
+def _aligned_captions(path: Path, n_images: int, image_list: Path, source: str) -> list[str]:
     """One caption per image, line ``i`` describing image ``i``; any misalignment is an error."""
-    lines = _read_lines(path)
+    lines = _read_lines(path, source)
     if len(lines) != n_images:
         relation = "fewer" if len(lines) < n_images else "more"
         raise BenchmarkFileError(
@@ -102,9 +117,9 @@ def _aligned_captions(path: Path, n_images: int, image_list: Path) -> list[str]:
     return lines
 
 
-def _image_list(path: Path) -> list[str]:
+def _image_list(path: Path, source: str) -> list[str]:
     """Image file names, one per line; an empty list or a blank line is an error."""
-    names = _read_lines(path)
+    names = _read_lines(path, source)
     if not names:
         raise BenchmarkFileError(f"{path}: no image names")
     blank = next((i for i, name in enumerate(names) if not name.strip()), None)
@@ -127,7 +142,9 @@ def _image_paths(image_dir: Path, names: Sequence[str], source: str) -> list[Pat
 
 
 def _select_langs(available: Sequence[str], langs: Iterable[str] | None, name: str) -> list[str]:
-    """The dataset's own codes to load: all of ``available`` or those matching ``langs``.
+    """The dataset's own codes to load: all of ``available``, or those matching ``langs`` (the
+    languages it shares with the study; :func:`xlr.data.prepare.benchmark_coverage` reports the
+    rest). Sharing none is an error.
 
     ``available`` holds the dataset's spelling (``jp``); ``langs`` may use any alias, so both
     sides are compared by canonical code.
@@ -136,13 +153,14 @@ def _select_langs(available: Sequence[str], langs: Iterable[str] | None, name: s
     if langs is None:
         return list(available)
     wanted = [canonical_code(code) for code in langs]
-    absent = [code for code in wanted if code not in by_canonical]
-    if absent:
+    shared = [code for code in dict.fromkeys(wanted) if code in by_canonical]
+    if not shared:
         raise ValueError(
-            f"{name} has no captions in {', '.join(absent)}; it offers "
-            f"{', '.join(sorted(by_canonical))}"
+            f"{name} has no captions in {', '.join(wanted)}; it offers "
+            f"{', '.join(sorted(by_canonical))}. Add one of those to data.train_langs or "
+            "data.heldout_langs, or drop the benchmark from eval.benchmarks"
         )
-    return [by_canonical[code] for code in dict.fromkeys(wanted)]
+    return [by_canonical[code] for code in shared]
 
 
 def _captions_frame(rows: list[tuple[int, str, int, str]]) -> pd.DataFrame:
@@ -171,22 +189,24 @@ def _xtd10_captions_file(folder: Path, code: str) -> Path:
 def load_xtd10(
     root: Path, image_dir: Path | None = None, langs: Iterable[str] | None = None
 ) -> ImageTextSet:
-    """XTD10: 1000 COCO val2014 images, one caption each in 11 languages, parallel by line.
+    """XTD10: 1000 COCO train2014 images, one caption each in 11 languages, parallel by line.
 
     ``root`` is a clone of the XTD10 repository: ``XTD10/test_image_names.txt`` and
     ``XTD10/test_1kcaptions_{lang}.txt``, except German and French in ``MIC/`` and Japanese
     (written ``jp``) in ``STAIR/``; a folder holding all twelve files flat also works. The images
-    are COCO val2014 files the user provides, by default in ``root/images``.
+    are COCO train2014 files (``COCO_train2014_*.jpg``, as the image list names them) the user
+    provides, by default in ``root/images``. ``langs``: see :func:`load_benchmark`.
     """
     root = Path(root)
     folder = _first_existing([root / "XTD10", root])
     names_file = _require(folder / "test_image_names.txt", XTD10_URL)
-    names = _image_list(names_file)
+    names = _image_list(names_file, XTD10_URL)
     rows: list[tuple[int, str, int, str]] = []
     for code in _select_langs(XTD10_LANGS, langs, "XTD10"):
-        captions = _aligned_captions(_xtd10_captions_file(folder, code), len(names), names_file)
+        path = _xtd10_captions_file(folder, code)
+        captions = _aligned_captions(path, len(names), names_file, XTD10_URL)
         rows.extend((i, canonical_code(code), 0, caption) for i, caption in enumerate(captions))
-    paths = _image_paths(Path(image_dir or root / "images"), names, COCO_VAL2014_URL)
+    paths = _image_paths(Path(image_dir or root / "images"), names, COCO_TRAIN2014_URL)
     return ImageTextSet("xtd10", names, FileImages(paths), _captions_frame(rows), parallel=True)
 
 
@@ -215,21 +235,32 @@ def _xm3600_record(line: str, path: Path, line_no: int) -> tuple[str, dict[str, 
             raise BenchmarkFileError(
                 f"{where_key}: caption {bad} is {type(texts[bad]).__name__}, not a string"
             )
+        blank = next((i for i, text in enumerate(texts) if not text.strip()), None)
+        if not texts or blank is not None:
+            what = "no captions" if not texts else f"caption {blank} is blank"
+            raise BenchmarkFileError(
+                f"{where_key}: {what}; every published image has captions in every language, "
+                f"so the file is damaged: download captions.jsonl again from {XM3600_URL}"
+            )
         captions[code] = texts
     return key, captions
 
 
-def load_xm3600(root: Path, langs: Iterable[str] | None = None) -> ImageTextSet:
+def load_xm3600(
+    root: Path, image_dir: Path | None = None, langs: Iterable[str] | None = None
+) -> ImageTextSet:
     """Crossmodal-3600: 3600 images with captions in 36 languages, every caption kept.
 
     ``root`` holds ``captions.jsonl`` (one object per image: ``image/key`` plus, per language,
-    ``{"caption": [...], "caption/tokenized": [...], ...}``) and ``images/{key}.jpg``. Only the
-    untokenised ``caption`` list is read. Language codes are the dataset's (``fil``, ``quz``,
-    ``he``/``iw``, ``no``) mapped to the registry's canonical codes.
+    ``{"caption": [...], "caption/tokenized": [...], ...}``) and the images ``{key}.jpg``, by
+    default in ``root/images``. Only the untokenised ``caption`` list is read. Language codes are
+    the dataset's (``fil``, ``quz``, ``he``/``iw``, ``no``) mapped to the registry's canonical
+    codes. ``langs``: see :func:`load_benchmark`.
     """
     root = Path(root)
     path = _require(root / "captions.jsonl", XM3600_URL)
-    lines = [(no, line) for no, line in enumerate(_read_lines(path), start=1) if line.strip()]
+    numbered = enumerate(_read_lines(path, XM3600_URL), start=1)
+    lines = [(no, line) for no, line in numbered if line.strip()]
     records = [_xm3600_record(line, path, no) for no, line in lines]
     keys = [key for key, _ in records]
     seen: dict[str, int] = {}
@@ -247,7 +278,8 @@ def load_xm3600(root: Path, langs: Iterable[str] | None = None) -> ImageTextSet:
         for code in selected
         for idx, text in enumerate(captions.get(code, []))
     ]
-    paths = _image_paths(root / "images", [f"{key}.jpg" for key in keys], XM3600_URL)
+    names = [f"{key}.jpg" for key in keys]
+    paths = _image_paths(Path(image_dir or root / "images"), names, XM3600_URL)
     return ImageTextSet("xm3600", keys, FileImages(paths), _captions_frame(rows), parallel=False)
 
 
@@ -272,15 +304,16 @@ def load_multi30k(
     ``root`` is a clone of the Multi30K repository (``data/task1/...``) or its ``task1`` folder:
     ``image_splits/test_2016_flickr.txt`` lists the image files and ``raw/test_2016_flickr.{lang}``
     (or ``.gz``) holds the captions, aligned by line. The Flickr30k images are provided by the
-    user, by default in ``root/images``.
+    user, by default in ``root/images``. ``langs``: see :func:`load_benchmark`.
     """
     root = Path(root)
     task1 = _first_existing([root / "data" / "task1", root / "task1", root])
     names_file = _require(task1 / "image_splits" / f"{MULTI30K_SPLIT}.txt", MULTI30K_URL)
-    names = _image_list(names_file)
+    names = _image_list(names_file, MULTI30K_URL)
     rows: list[tuple[int, str, int, str]] = []
     for code in _select_langs(MULTI30K_LANGS, langs, "Multi30K"):
-        captions = _aligned_captions(_multi30k_captions(task1, code), len(names), names_file)
+        path = _multi30k_captions(task1, code)
+        captions = _aligned_captions(path, len(names), names_file, MULTI30K_URL)
         rows.extend((i, canonical_code(code), 0, caption) for i, caption in enumerate(captions))
     paths = _image_paths(Path(image_dir or root / "images"), names, FLICKR30K_URL)
     return ImageTextSet("multi30k", names, FileImages(paths), _captions_frame(rows), parallel=True)
@@ -293,15 +326,18 @@ BENCHMARKS: dict[str, Callable[..., ImageTextSet]] = {
 }
 
 
-def load_benchmark(name: str, root: Path, langs: list[str] | None = None) -> ImageTextSet:
-    """Load a benchmark by name (``xtd10``, ``xm3600``, ``multi30k``) from its local root.
+def load_benchmark(
+    name: str, root: Path, langs: list[str] | None = None, image_dir: Path | None = None
+) -> ImageTextSet:
+    """Load a benchmark by name (``xtd10``, ``xm3600``, ``multi30k``) from its local root, its
+    images from ``image_dir`` (default ``root/images``).
 
-    ``langs`` restricts the captions to those languages (any alias, e.g. ``jp``); a language the
-    benchmark lacks is an error listing the ones it has.
+    ``langs`` (any alias, e.g. ``jp``) keeps the captions in those of them the benchmark has and
+    leaves the others out; when it has none of them the error lists the ones it has.
     """
     key = name.strip().lower().replace("-", "").replace("_", "")
     aliases = {"crossmodal3600": "xm3600"}
     key = aliases.get(key, key)
     if key not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
-    return BENCHMARKS[key](Path(root), langs=langs)
+    return BENCHMARKS[key](Path(root), image_dir=image_dir, langs=langs)

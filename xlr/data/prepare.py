@@ -108,6 +108,11 @@ def prepare_data(params: Params, progress: bool = True) -> dict[str, Any]:
         for name in params.eval.benchmarks
         if name != "synthetic"
     }
+    contract["benchmark_images"] = {
+        name: str(resolve_path(folder))
+        for name, folder in params.data.benchmark_images.items()
+        if name in contract["benchmarks"]
+    }
     contract["train_langs"] = params.data.train_langs
     contract["heldout_langs"] = params.data.heldout_langs
     atomic_write_json(contract, out / DATA_CONTRACT)
@@ -139,16 +144,34 @@ def finetune_pool(params: Params) -> ImageTextSet:
 
 
 def eval_sets(params: Params) -> dict[str, ImageTextSet]:
-    """Every evaluation set of ``eval.benchmarks``, in seen + held-out languages."""
+    """Every evaluation set of ``eval.benchmarks``, in the seen and held-out languages it has
+    (:func:`benchmark_coverage` shows which study languages each one lacks)."""
     contract = read_contract(params)
     langs = params.data.train_langs + params.data.heldout_langs
+    images = contract.get("benchmark_images", {})  # data.benchmark_images, resolved
     sets = {}
     for name in params.eval.benchmarks:
         if name == "synthetic":
             sets[name] = _held_out_pool(contract, "eval", langs, "synthetic")
         else:
-            sets[name] = load_benchmark(name, Path(contract["benchmarks"][name]), langs)
+            root = Path(contract["benchmarks"][name])
+            image_dir = Path(images[name]) if name in images else None
+            sets[name] = load_benchmark(name, root, langs, image_dir=image_dir)
     return sets
+
+
+def benchmark_coverage(params: Params, sets: dict[str, ImageTextSet]) -> pd.DataFrame:
+    """Which study languages each evaluation set has: one row per study language (its group,
+    ``seen`` or ``held-out``), one boolean column per set. A benchmark is evaluated in the
+    languages it shares with the study, so a False here is a language its results leave out."""
+    groups = {lang: "seen" for lang in params.data.train_langs} | {
+        lang: "held-out" for lang in params.data.heldout_langs
+    }
+    table = pd.DataFrame({"group": groups})
+    for name, evaluation in sets.items():
+        table[name] = table.index.isin(evaluation.langs)
+    table.index.name = "language"
+    return table
 
 
 def _held_out_pool(

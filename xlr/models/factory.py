@@ -2,10 +2,14 @@
 
 Models are data (open_clip's habit): a model folder holds ``open_clip_config.json`` (the towers),
 the XLM-R ``config.json`` and tokenizer files of the text tower, and the weights in
-``open_clip_model.safetensors``. open_clip's own ``local-dir:`` loader reads it; this module only
-adds what that loader cannot know: where the folder is now (a cached folder is built under a
-temporary name and renamed, so the paths recorded inside it go stale) and that the text tower
-must be built from its config, never fetched from the hub.
+``open_clip_model.safetensors``. Its text config names the folder's own path, so plain
+``open_clip.create_model_and_transforms("local-dir:<folder>")`` (and CLIP_benchmark) load it
+where it was saved; :func:`load_model` also loads it after a move, because it reads the text
+tower from wherever the folder now is, and builds that tower from its config, never from the hub.
+
+The study's model is any open_clip CLIP with a multilingual Hugging Face text tower
+(:func:`check_multilingual`): an open_clip name (``xlm-roberta-base-ViT-B-32``) with a
+pretrained tag or a local checkpoint, a ``local-dir:`` folder or an ``hf-hub:`` repository.
 
 The tiny stand-in is ``xlm-roberta-base-ViT-B-32`` shrunk: the same CustomTextCLIP with a ViT
 image tower and a Hugging Face XLM-R text tower (mean pooling, MLP projection), sized by
@@ -29,7 +33,7 @@ from open_clip.hf_model import HFTextEncoder
 from safetensors.torch import save_file
 from transformers import XLMRobertaConfig
 
-from xlr.config import ModelSection, TinyModelSection
+from xlr.config import ModelSection, TinyModelSection, resolve_path
 from xlr.io import atomic_dir
 from xlr.models.tokenizer import load_tokenizer
 
@@ -37,6 +41,10 @@ OPEN_CLIP_CONFIG = "open_clip_config.json"
 HF_CONFIG = "config.json"
 WEIGHTS = "open_clip_model.safetensors"  # the first name open_clip's local-dir loader looks for
 LOCAL_DIR = "local-dir:"
+HF_HUB = "hf-hub:"
+# Hugging Face model types of the multilingual text towers open_clip builds (its xlm-roberta-*
+# and mt5-* CLIPs); with any other tower the study's languages would be unequal by design
+MULTILINGUAL_TEXT_TOWERS: tuple[str, ...] = ("xlm-roberta", "xlm-roberta-xl", "mt5", "umt5")
 Transform = Callable[[Any], torch.Tensor]  # PIL image -> normalised tensor
 
 
@@ -239,6 +247,77 @@ def _check_tiny_dir(tiny: TinyModelSection, folder: Path) -> None:
         )
 
 
+def check_multilingual(model: torch.nn.Module, name: str) -> None:
+    """Refuse a CLIP whose text tower is not a multilingual Hugging Face model.
+
+    Checked on the built model because an open_clip name, a ``local-dir:`` folder and an
+    ``hf-hub:`` repository each say what their text tower is only in a config open_clip reads.
+    open_clip's own text transformer reads CLIP's English BPE vocabulary, and an English Hugging
+    Face tower (``roberta``) is no better for a study of languages.
+    """
+    text = getattr(model, "text", None)
+    kind = text.config.model_type if isinstance(text, HFTextEncoder) else None
+    if kind in MULTILINGUAL_TEXT_TOWERS:
+        return
+    tower = (
+        f"a Hugging Face {kind!r} model"
+        if kind
+        else "open_clip's own transformer over CLIP's English BPE vocabulary"
+    )
+    raise ValueError(
+        f"model.name {name!r}: its text tower is {tower}, not multilingual; the study needs a "
+        f"Hugging Face text tower of type {', '.join(MULTILINGUAL_TEXT_TOWERS)}: an open_clip "
+        "'xlm-roberta-*' model, or a local-dir:/hf-hub: model whose text_cfg.hf_model_name names "
+        "one"
+    )
+
+
+def _located(name: str) -> str:
+    """``name`` with a relative ``local-dir:`` path made absolute against the project root."""
+    if not name.startswith(LOCAL_DIR):
+        return name
+    return f"{LOCAL_DIR}{resolve_path(name.removeprefix(LOCAL_DIR))}"
+
+
+def _pretrained(section: ModelSection, name: str) -> str | None:
+    """The ``pretrained`` argument for open_clip: a known tag as given, a local checkpoint
+    resolved against the project root, None for a ``local-dir:``/``hf-hub:`` model (its weights
+    come with it: a ``model.pretrained`` set for one would be ignored, so it is refused)."""
+    tag = section.pretrained
+    if name.startswith((LOCAL_DIR, HF_HUB)):
+        if tag is not None and "pretrained" in section.model_fields_set:
+            raise ValueError(
+                f"model.pretrained {tag!r}: model.name {section.name!r} brings its own weights "
+                "and open_clip would ignore it; remove model.pretrained (or set it to null)"
+            )
+        return None
+    if tag is None or open_clip.get_pretrained_cfg(name, tag):
+        return tag
+    checkpoint = resolve_path(tag)
+    return str(checkpoint) if checkpoint.is_file() else tag  # open_clip names a bad tag
+
+
+def _open_clip_bundle(
+    name: str, pretrained: str | None, device: str, precision: str
+) -> ModelBundle:
+    """A model open_clip builds by name, with its tokenizer and model config."""
+    try:
+        model, preprocess_train, preprocess_val = open_clip.create_model_and_transforms(
+            name, pretrained=pretrained, device=device, precision=precision
+        )
+        tokenizer = open_clip.get_tokenizer(name)
+    except (OSError, RuntimeError, ValueError) as err:
+        raise RuntimeError(
+            f"model.name {name!r} with model.pretrained {pretrained!r} did not load: {err}. A "
+            "tag must be one of open_clip.list_pretrained_tags_by_model(name) and a local "
+            "checkpoint a file (relative paths start at the project root); offline, the weights "
+            "and the text tower's config and tokenizer must already be in the Hugging Face cache "
+            "(README, Offline nodes); otherwise use model.kind 'tiny'"
+        ) from err
+    model_cfg = open_clip.get_model_config(name)
+    return ModelBundle(model, preprocess_train, preprocess_val, tokenizer, name, model_cfg or {})
+
+
 def create_model(
     section: ModelSection,
     *,
@@ -250,8 +329,11 @@ def create_model(
 
     ``kind: tiny`` loads ``tiny_dir`` (a folder from :func:`write_tiny_model_dir`, usually the
     cached pretrained base) after checking it matches ``model.tiny``. ``kind: open_clip`` loads
-    ``model.name`` with ``model.pretrained`` (a tag or a local checkpoint file) through open_clip,
-    or a saved folder when the name is ``local-dir:<folder>``.
+    ``model.name`` through open_clip: an open_clip name with ``model.pretrained`` (a tag, or a
+    checkpoint file, relative to the project root), an ``hf-hub:`` repository, or a
+    ``local-dir:`` folder (relative to the project root; one this module saved is read by
+    :func:`load_model`). Either way the text tower must be multilingual
+    (:func:`check_multilingual`).
     """
     if section.kind == "tiny":
         if tiny_dir is None:
@@ -261,20 +343,11 @@ def create_model(
             )
         _check_tiny_dir(section.tiny, Path(tiny_dir).resolve())
         return load_model(tiny_dir, device, precision)
-    if section.name.startswith(LOCAL_DIR):
-        return load_model(section.name.removeprefix(LOCAL_DIR), device, precision)
-    try:
-        model, preprocess_train, preprocess_val = open_clip.create_model_and_transforms(
-            section.name, pretrained=section.pretrained, device=device, precision=precision
-        )
-        tokenizer = open_clip.get_tokenizer(section.name)
-    except (OSError, RuntimeError) as err:
-        raise RuntimeError(
-            f"model.name {section.name!r} with model.pretrained {section.pretrained!r} did not "
-            f"load: {err}. Offline, the weights and the text tower's hub files must already be in "
-            "the Hugging Face cache; otherwise use model.kind 'tiny'"
-        ) from err
-    model_cfg = open_clip.get_model_config(section.name)
-    return ModelBundle(
-        model, preprocess_train, preprocess_val, tokenizer, section.name, model_cfg or {}
-    )
+    name = _located(section.name)
+    folder = Path(name.removeprefix(LOCAL_DIR))
+    if name.startswith(LOCAL_DIR) and (folder / HF_CONFIG).is_file():  # a folder saved here
+        bundle = load_model(folder, device, precision)
+    else:
+        bundle = _open_clip_bundle(name, _pretrained(section, name), device, precision)
+    check_multilingual(bundle.model, section.name)
+    return bundle

@@ -43,7 +43,7 @@ from xlr.models.adapters import adapter_bytes, adapter_tensors, saved_adapter_la
 from xlr.models.factory import ModelBundle
 from xlr.runtime import DistContext, init_distributed
 from xlr.train.batching import Batch, BatchSampler
-from xlr.train.finetune import arm_folder, check_arm_inputs, run_summary
+from xlr.train.finetune import arm_folder, arm_sampler, check_arm_inputs, pair_summary, run_summary
 from xlr.train.loop import StepPlan, Trainer, fit, step_seed
 from xlr.train.objective import contrastive_objective, text_features
 from xlr.train.optim import clocked_warmup_cosine, make_optimizer, warmup_cosine
@@ -129,11 +129,13 @@ class TrainedAdapters:
 
 @dataclass(frozen=True)
 class AdapterRun:
-    """One adapter arm, ready to train: its trainer, its step plan, its number of steps."""
+    """One adapter arm, ready to train: its trainer, its step plan, its number of steps, and
+    the language pairs its hybrid batches draw and drop (:func:`pair_summary`)."""
 
     trainer: Trainer
     plan: StepPlan
     steps: int
+    pairs: dict[str, list[str]]
 
 
 def _mono_plan(
@@ -186,13 +188,13 @@ def adapter_run(
     captions = pool.captions[pool.captions["lang"].isin(langs)].reset_index(drop=True)
     steps = train.steps
     scheduler: torch.optim.lr_scheduler.LRScheduler
+    pairs: dict[str, list[str]] = {}
     if arm.alpha is None:
         plan, clock = _mono_plan(captions, langs, params, arm.seed, ctx)
         scheduler = clocked_warmup_cosine(optimizer, clock, train.warmup / train.steps)
     else:
-        sampler = BatchSampler(
-            "hybrid", captions, langs, train.batch_size, arm.seed, alpha=arm.alpha, tau=train.tau
-        )
+        sampler = arm_sampler(arm, captions, langs, params)
+        pairs = pair_summary(sampler)
 
         def plan(step: int) -> tuple[Batch, int]:
             return sampler.batch(step), step_seed(arm.seed, step, ctx.rank)
@@ -210,7 +212,7 @@ def adapter_run(
         precision=train.precision,
         grad_clip=train.grad_clip,
     )
-    return AdapterRun(trainer, plan, steps)
+    return AdapterRun(trainer, plan, steps, pairs)
 
 
 def train_adapters(
@@ -257,6 +259,7 @@ def train_adapters(
         base_model=base.name,
         schedule=params.adapters.schedule if arm.alpha is None else "hybrid",
         steps_per_language=language_steps(run.steps, langs) if arm.alpha is None else None,
+        **run.pairs,
     )  # fmt: skip
     if ctx.is_main:
         with atomic_dir(out / ADAPTERS_DIR, overwrite=True) as tmp:

@@ -15,7 +15,13 @@ the strategies differ only in how ``a`` and ``b`` are chosen (DESIGN, Training a
 
 Languages are drawn with p(l) proportional to n_l^tau, n_l the number of captions of ``l`` in the
 table (tau = 0 uniform, tau = 1 proportional to size). Ordered pairs are drawn with
-p(a, b) proportional to p(a) p(b) for a != b, so query and target languages share one marginal.
+p(a, b) proportional to p(a) p(b) over the pairs the table can fill (:class:`PairGraph`).
+
+Which pairs exist is data (:mod:`xlr.train.pairs`): a pair is drawn only when at least
+``batch_size`` images have parallel captions in both languages, so on LAION (one caption per
+image plus ``ENG TEXT``) only X-en pairs are drawn. In a fully parallel pool (the generated
+corpus) every pair is kept and p(a, b) is the plain product off the diagonal, so query and target
+languages share one marginal.
 
 Every batch is a pure function of (strategy, table, languages, batch size, alpha, tau, seed,
 step): its generator is ``np.random.default_rng([seed, step])``. Resuming a checkpoint at step
@@ -33,11 +39,20 @@ from typing import Literal, get_args
 import numpy as np
 import pandas as pd
 
-from xlr.langs import UnknownLanguageError, canonical_code
+from xlr.train.pairs import (
+    CaptionIndex,
+    PairGraph,
+    key_range,
+    key_stride,
+    language_index,
+    pair_index,
+    present_langs,
+)
 
 Strategy = Literal["mono", "cross", "multi", "hybrid"]
 BatchKind = Literal["mono", "cross", "multi"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
+PAIR_STRATEGIES: tuple[str, ...] = ("cross", "multi", "hybrid")  # those that pair two languages
 
 
 def language_probabilities(counts: Mapping[str, int], tau: float) -> dict[str, float]:
@@ -63,25 +78,34 @@ def language_probabilities(counts: Mapping[str, int], tau: float) -> dict[str, f
 
 @dataclass(frozen=True)
 class LanguageSampler:
-    """Draws languages, and ordered pairs of distinct languages, from p(l)."""
+    """Draws languages from p(l), and ordered pairs of distinct languages among ``pairs``."""
 
     langs: tuple[str, ...]
     probs: np.ndarray  # p(l), aligned with langs, sums to one
+    pairs: np.ndarray | None = None  # bool [L, L], symmetric: pairs that may be drawn; None: all
 
     @classmethod
-    def from_counts(cls, counts: Mapping[str, int], tau: float) -> LanguageSampler:
-        """The sampler with p(l) proportional to ``counts[l] ** tau``."""
+    def from_counts(
+        cls, counts: Mapping[str, int], tau: float, pairs: np.ndarray | None = None
+    ) -> LanguageSampler:
+        """The sampler with p(l) proportional to ``counts[l] ** tau``, drawing only ``pairs``."""
         probs = language_probabilities(counts, tau)
-        return cls(tuple(probs), np.array(list(probs.values())))
+        return cls(tuple(probs), np.array(list(probs.values())), pairs)
 
     @property
     def pair_probs(self) -> np.ndarray:
-        """p(a, b) proportional to p(a) p(b) off the diagonal, zero on it: ``[L, L]``."""
+        """p(a, b) proportional to p(a) p(b) over the drawable pairs off the diagonal, zero
+        elsewhere: ``[L, L]``."""
         joint = np.outer(self.probs, self.probs)
         np.fill_diagonal(joint, 0.0)
+        if self.pairs is not None:
+            joint = np.where(self.pairs, joint, 0.0)
         total = joint.sum()
         if total <= 0:
-            raise ValueError(f"pairs of distinct languages need at least two, got {self.langs}")
+            raise ValueError(
+                f"pairs of distinct languages need at least two that may be paired, got "
+                f"{self.langs}"
+            )
         return joint / total
 
     def draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
@@ -150,28 +174,13 @@ class Batch:
         )
 
 
-@dataclass(frozen=True)
-class _Captions:
-    """One language's captions keyed by ``image_id * stride + caption_idx``, sorted."""
-
-    keys: np.ndarray  # int64, sorted and unique
-    rows: np.ndarray  # int64 positional rows of the table, aligned with keys
-    images: np.ndarray  # int64, sorted image ids with at least one caption
-
-
-def _key_range(keys: np.ndarray, images: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
-    """Start and stop positions in sorted ``keys`` of each image's captions."""
-    return (
-        np.searchsorted(keys, images * stride, side="left"),
-        np.searchsorted(keys, (images + 1) * stride, side="left"),
-    )
-
-
 class BatchSampler:
     """The batch of any step of one strategy, computed from an index built once over the table.
 
     ``batch(step)`` is pure: call it in any order, from any step (checkpoint resume), on every
-    rank (then take :meth:`Batch.shard`), and get the same examples.
+    rank (then take :meth:`Batch.shard`), and get the same examples. ``graph`` is the table's
+    :class:`PairGraph` for a pair strategy (None for ``mono``): its ``dropped`` pairs are never
+    drawn.
     """
 
     def __init__(
@@ -200,56 +209,29 @@ class BatchSampler:
         self.alpha = alpha
         self.captions = captions.reset_index(drop=True)
         self.langs = _checked_langs(langs, self.captions, strategy)
-        self._stride = int(self.captions["caption_idx"].max()) + 1
+        self._stride = key_stride(self.captions)
         self._lang_column = self.captions["lang"].to_numpy()
         self._text_column = self.captions["caption"].to_numpy()
-        self._by_lang = {lang: self._index(lang) for lang in self.langs}
-        self.sampler = LanguageSampler.from_counts(
-            {lang: len(self._by_lang[lang].keys) for lang in self.langs}, tau
-        )
-        self._shared: dict[tuple[int, int], _Captions] = {}
+        self._by_lang = {
+            lang: language_index(self.captions, lang, self._stride) for lang in self.langs
+        }
         if strategy in ("mono", "hybrid"):
             self._check_size(
                 {f"language {lang!r}": len(self._by_lang[lang].images) for lang in self.langs}
             )
+        self._shared: dict[tuple[int, int], CaptionIndex] = {}
+        self.graph: PairGraph | None = None
         if strategy != "mono":
-            self._shared = self._pair_index()
-            self._check_size(
-                {
-                    f"pair ({self.langs[a]!r}, {self.langs[b]!r})": len(shared.images)
-                    for (a, b), shared in self._shared.items()
-                }
+            self._shared = pair_index(self._by_lang, self.langs, self._stride)
+            self.graph = PairGraph.from_index(
+                self.langs, self._by_lang, self._shared, self._stride, batch_size
             )
-
-    def _index(self, lang: str) -> _Captions:
-        table = self.captions[self.captions["lang"] == lang]
-        keys = table["image_id"].to_numpy(np.int64) * self._stride + table["caption_idx"].to_numpy(
-            np.int64
+            self.graph.check(f"strategy {strategy!r}")
+        self.sampler = LanguageSampler.from_counts(
+            {lang: len(self._by_lang[lang].keys) for lang in self.langs},
+            tau,
+            None if self.graph is None else self.graph.mask,
         )
-        order = np.argsort(keys, kind="stable")
-        keys = keys[order]
-        if np.any(np.diff(keys) == 0):
-            raise ValueError(
-                f"captions table has repeated (image_id, lang={lang!r}, caption_idx) rows; "
-                "each caption index must occur once per image and language"
-            )
-        rows = table.index.to_numpy(np.int64)[order]
-        return _Captions(keys, rows, np.unique(keys // self._stride))
-
-    def _pair_index(self) -> dict[tuple[int, int], _Captions]:
-        """For each unordered pair, the (image, caption_idx) keys present in both languages.
-
-        ``rows`` here are positions into the first language's keys; the second language's rows
-        are looked up by key.
-        """
-        shared = {}
-        for a in range(len(self.langs)):
-            for b in range(a + 1, len(self.langs)):
-                first, second = self._by_lang[self.langs[a]], self._by_lang[self.langs[b]]
-                keys = np.intersect1d(first.keys, second.keys, assume_unique=True)
-                rows = np.searchsorted(first.keys, keys)
-                shared[(a, b)] = _Captions(keys, rows, np.unique(keys // self._stride))
-        return shared
 
     def _check_size(self, available: Mapping[str, int]) -> None:
         unit, smallest = min(available.items(), key=lambda item: item[1])
@@ -284,7 +266,7 @@ class BatchSampler:
         lang = self.langs[int(self.sampler.draw(rng, 1)[0])]
         index = self._by_lang[lang]
         images = rng.choice(index.images, self.batch_size, replace=False)
-        start, stop = _key_range(index.keys, images, self._stride)
+        start, stop = key_range(index.keys, images, self._stride)
         n_captions = stop - start
         query = start + rng.integers(0, n_captions)
         # A uniformly chosen *other* caption: shift by 1..n-1 positions, cyclically.
@@ -293,14 +275,14 @@ class BatchSampler:
         target_rows = np.where(n_captions > 1, index.rows[target], -1)
         return self._batch(step, "mono", images, index.rows[query], target_rows)
 
-    def _pair(self, a: int, b: int) -> _Captions:
+    def _pair(self, a: int, b: int) -> CaptionIndex:
         return self._shared[(min(a, b), max(a, b))]
 
     def _distinct_images(self, pairs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """One image per example, uniform over those eligible for its pair and not yet taken.
 
-        Rejection sampling: redraw while the image is taken. It ends because every pair has at
-        least batch_size images, and costs O(batch_size) draws while batches are small next to
+        Rejection sampling: redraw while the image is taken. It ends because every drawn pair has
+        at least batch_size images, and costs O(batch_size) draws while batches are small next to
         the pool, instead of a pass over the pool per example.
         """
         taken: set[int] = set()
@@ -328,7 +310,7 @@ class BatchSampler:
         for a, b in np.unique(pairs, axis=0):
             chosen = np.flatnonzero((pairs[:, 0] == a) & (pairs[:, 1] == b))
             shared = self._pair(a, b)
-            start, stop = _key_range(shared.keys, images[chosen], self._stride)
+            start, stop = key_range(shared.keys, images[chosen], self._stride)
             keys = shared.keys[start + rng.integers(0, stop - start)]
             query_rows[chosen] = self._rows(self.langs[a], keys)
             target_rows[chosen] = self._rows(self.langs[b], keys)
@@ -366,21 +348,8 @@ class BatchSampler:
 
 
 def _checked_langs(langs: Sequence[str], captions: pd.DataFrame, strategy: str) -> tuple[str, ...]:
-    """Canonical, distinct languages that all occur in the table, enough for the strategy."""
-    try:
-        codes = tuple(canonical_code(lang) for lang in langs)
-    except UnknownLanguageError as err:
-        raise ValueError(f"langs: {err}") from None
-    if len(set(codes)) != len(codes):
-        raise ValueError(f"langs lists a language twice: {list(langs)}")
-    present = set(captions["lang"])
-    absent = [code for code in codes if code not in present]
-    if absent:
-        raise ValueError(
-            f"langs {absent} have no captions in the table; choose from {sorted(present)}"
-        )
-    if not codes:
-        raise ValueError("langs is empty; pass the training languages")
+    """:func:`xlr.train.pairs.present_langs`, enough of them for the strategy."""
+    codes = present_langs(langs, captions)
     if strategy != "mono" and len(codes) < 2:
         raise ValueError(
             f"strategy {strategy!r} pairs distinct languages and needs at least two in langs, "

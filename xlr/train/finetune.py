@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -35,6 +36,7 @@ from xlr.train.batching import BatchSampler
 from xlr.train.loop import RunFolder, Trainer, fit, step_seed
 from xlr.train.objective import contrastive_objective
 from xlr.train.optim import make_optimizer, warmup_cosine
+from xlr.train.pairs import PairGraphError
 from xlr.train.trainable import add_shared_lora, unlock_text_tower
 
 
@@ -85,6 +87,33 @@ def check_arm_inputs(
         raise ValueError(
             f"train.batch_size {train.batch_size} does not split over {world_size} processes"
         )
+
+
+def arm_sampler(
+    arm: Arm, captions: pd.DataFrame, langs: Sequence[str], params: Params
+) -> BatchSampler:
+    """The batches of ``arm`` over ``captions`` (``arm.strategy``, ``train.batch_size``,
+    ``train.tau``, the arm's alpha and seed). A pool whose parallel captions leave a training
+    language in no pair (:class:`xlr.train.pairs.PairGraph`) is refused naming the arm."""
+    try:
+        return BatchSampler(
+            arm.strategy, captions, langs, params.train.batch_size, arm.seed,
+            alpha=0.0 if arm.alpha is None else arm.alpha, tau=params.train.tau,
+        )  # fmt: skip
+    except PairGraphError as err:
+        raise PairGraphError(f"arm {arm.name!r}: {err}") from None
+
+
+def pair_summary(sampler: BatchSampler) -> dict[str, list[str]]:
+    """The language pairs a pair strategy drew from and those it dropped (too few images with
+    parallel captions for a batch), as ``a-b`` names for ``summary.json``; empty for mono."""
+    if sampler.graph is None:
+        return {}
+    graph = sampler.graph
+    return {
+        "pairs": [f"{a}-{b}" for a, b in graph.drawn],
+        "dropped_pairs": [f"{a}-{b}" for a, b in graph.dropped],
+    }
 
 
 def arm_folder(
@@ -197,10 +226,7 @@ def train_arm(
     else:
         unlock_text_tower(model, train.logit_scale)
     captions = pool.captions[pool.captions["lang"].isin(langs)].reset_index(drop=True)
-    sampler = BatchSampler(
-        arm.strategy, captions, langs, train.batch_size, arm.seed,
-        alpha=0.0 if arm.alpha is None else arm.alpha, tau=train.tau,
-    )  # fmt: skip
+    sampler = arm_sampler(arm, captions, langs, params)
     optimizer = make_optimizer(
         model, train.lora.lr if lora else train.lr, train.weight_decay, scale_lr=train.lr
     )
@@ -220,7 +246,9 @@ def train_arm(
     )  # fmt: skip
     trained = [p for p in model.parameters() if p.requires_grad]
     total = sum(p.numel() for p in model.parameters())
-    summary = run_summary(arm, langs, params, ctx, train.steps, run.wall_s, trained, total)
+    summary = run_summary(
+        arm, langs, params, ctx, train.steps, run.wall_s, trained, total, **pair_summary(sampler)
+    )
     if ctx.is_main:
         _write_outputs(model, base, out, summary, lora=lora)
     if ctx.world_size > 1:

@@ -16,7 +16,7 @@ open_clip's ``ClipLoss`` as its objective. Its recipe settings that params do no
 from __future__ import annotations
 
 import json
-import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +32,7 @@ from xlr.config import Params
 from xlr.data.imagetext import ImageStore, ImageTextSet, model_input
 from xlr.data.prepare import ensure_corpus
 from xlr.data.synthetic import lexicon_words, load_pool
+from xlr.io import atomic_write_text
 from xlr.models.bases import REPORT_NAME, base_model_dir, is_base_cached, tokenizer_dir
 from xlr.models.factory import ModelBundle, load_model, save_model_dir, write_tiny_model_dir
 from xlr.models.tokenizer import build_tokenizer
@@ -179,7 +180,10 @@ def pretrain(
 def ensure_base_model(params: Params, base_seed: int, progress: bool = True) -> Path:
     """The base model folder for ``base_seed``: built and pretrained on a cache miss.
 
-    Written to a temporary sibling and renamed, so an interrupted build never leaves a folder
+    The untrained model is written to a scratch folder beside the cache and pretrained from
+    there; the pretrained one is saved straight to its place (:func:`save_model_dir` writes
+    atomically), so the paths recorded inside it name that place and plain open_clip loads it
+    (``local-dir:``). The report is written last: an interrupted build never leaves a folder
     that a later run would take for a finished base.
     """
     out = base_model_dir(params, base_seed)
@@ -187,24 +191,18 @@ def ensure_base_model(params: Params, base_seed: int, progress: bool = True) -> 
         return out
     corpus = ensure_corpus(params, progress)
     tokenizer = ensure_tokenizer(params, corpus)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.init-", dir=out.parent) as scratch:
         size = params.data.synthetic.image_size
-        write_tiny_model_dir(params.model.tiny, tokenizer, size, tmp, seed=base_seed)
-        bundle = load_model(tmp)
+        init = Path(scratch) / "model"
+        write_tiny_model_dir(params.model.tiny, tokenizer, size, init, seed=base_seed)
+        bundle = load_model(init)
         log = pretrain(
             bundle, load_pool(corpus, "pretrain"), params, base_seed,
             weight_decay=PRETRAIN_WEIGHT_DECAY, grad_clip=PRETRAIN_GRAD_CLIP,
             precision=PRETRAIN_PRECISION, progress=progress,
         )  # fmt: skip
-        save_model_dir(bundle, tmp)
-        report = {"base_seed": base_seed, "pretrain": asdict(log)}
-        (tmp / REPORT_NAME).write_text(json.dumps(report, indent=2))
-        shutil.rmtree(out, ignore_errors=True)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        save_model_dir(bundle, out)  # while the scratch folder still holds the tokenizer's files
+    report = {"base_seed": base_seed, "pretrain": asdict(log)}
+    atomic_write_text(out / REPORT_NAME, json.dumps(report, indent=2))
     return out

@@ -19,8 +19,9 @@ from xlr.data.prepare import ensure_corpus
 from xlr.models.adapters import adapter_route, saved_adapter_langs
 from xlr.models.bases import is_base_cached, load_base
 from xlr.train.adapters import adapter_costs, train_adapters
-from xlr.train.batching import STRATEGIES, Batch, BatchSampler
-from xlr.train.finetune import train_arm
+from xlr.train.batching import PAIR_STRATEGIES, STRATEGIES, Batch
+from xlr.train.finetune import arm_sampler, train_arm
+from xlr.train.pairs import PairGraph, pair_graph
 from xlr.train.pretrain import ensure_base_model, ensure_tokenizer
 from xlr.workers import run_jobs
 
@@ -73,9 +74,27 @@ def ensure_bases(params: Params, progress: bool = True) -> None:
     run_jobs(jobs, params.run.workers, desc="bases", progress=progress)
 
 
+def training_pairs(params: Params, pool: ImageTextSet) -> PairGraph:
+    """The fine-tuning pool's :class:`~xlr.train.pairs.PairGraph` over ``data.train_langs`` at
+    ``train.batch_size`` (notebook 02 shows it): the language pairs the cross, multi and hybrid
+    batches draw, those they drop, and mono's paraphrase targets."""
+    langs = params.data.train_langs
+    captions = pool.captions[pool.captions["lang"].isin(langs)]
+    return pair_graph(captions, langs, params.train.batch_size)
+
+
+def _check_pairs(params: Params, pool: ImageTextSet, arms: list[Arm]) -> None:
+    """Refuse, before the first arm trains, a pool that leaves a training language in no pair
+    while some arm draws pairs; the error names those arms."""
+    paired = list(dict.fromkeys(arm.name for arm in arms if arm.strategy in PAIR_STRATEGIES))
+    if paired:
+        training_pairs(params, pool).check(f"arms {', '.join(paired)}")
+
+
 def _train_all(params: Params, pool: ImageTextSet, arms: list[Arm], progress: bool) -> pd.DataFrame:
     """Every missing base, then every arm, ``run.workers`` jobs at a time: an arm starts as
     soon as its own base is ready. Returns all summaries."""
+    _check_pairs(params, pool, arms)
     bases = _base_jobs(params, progress)
     base_index = {b: i for i, b in enumerate(bases)}
     inline = progress and params.run.workers == 1
@@ -131,20 +150,19 @@ def training_logs(params: Params, arms: list[Arm] | None = None) -> pd.DataFrame
 
 
 def example_batches(params: Params, pool: ImageTextSet, step: int = 0) -> dict[str, Batch]:
-    """One batch of each strategy as the arms would draw it at ``step`` (first seed, first
-    alpha), for showing what mono, cross, multi and hybrid batches hold."""
-    captions = pool.captions[pool.captions["lang"].isin(params.data.train_langs)]
+    """One batch of each strategy the study's arms train with, as the first arm of that strategy
+    draws it at ``step`` (its seed and alpha), for showing what the batches hold. The
+    ``adapters`` arm's mono steps come from one sampler per language; its example here draws
+    from all of them at once."""
+    langs = params.data.train_langs
+    captions = pool.captions[pool.captions["lang"].isin(langs)].reset_index(drop=True)
+    first: dict[str, Arm] = {}
+    for arm in trained_arms(params):
+        first.setdefault(arm.strategy, arm)
     return {
-        strategy: BatchSampler(
-            strategy,
-            captions.reset_index(drop=True),
-            params.data.train_langs,
-            params.train.batch_size,
-            params.run.seeds[0],
-            alpha=params.train.alphas[0],
-            tau=params.train.tau,
-        ).batch(step)
+        strategy: arm_sampler(first[strategy], captions, langs, params).batch(step)
         for strategy in STRATEGIES
+        if strategy in first
     }
 
 
