@@ -21,7 +21,7 @@ ALLOWED: dict[str, set[str]] = {
 }
 # Top-level modules every stage shares: they reach into no stage. (``config`` validates the LAION
 # sampling specs that live beside the sampler in ``data``; ``report`` and ``cli`` drive stages.)
-TOP_LEVEL_ONLY = {"langs", "io", "runtime", "arms", "workers", "notebook"}
+TOP_LEVEL_ONLY = {"langs", "io", "paths", "runtime", "arms", "workers", "notebook"}
 MAX_LINES = 500
 
 

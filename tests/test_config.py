@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from xlr.config import ParamsError, load_params, parse_params, resolve_path
+from xlr.config import ParamsError, load_params, parse_params
+from xlr.paths import resolve_path
 
 PARAMS_DIR = Path(__file__).resolve().parents[1] / "params"
 

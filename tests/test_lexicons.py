@@ -18,13 +18,13 @@ import xlr
 from xlr.data.synthetic import (
     GRAMMARS,
     LEXICON_DIR,
-    lexicon_digest,
     TEMPLATES,
     LexiconError,
     Scene,
     Thing,
     covering_scenes,
     describe,
+    lexicon_digest,
     load_lexicon,
 )
 
@@ -171,7 +171,7 @@ def test_the_digest_keys_every_cache_on_the_lexicons_bytes(folder: Path) -> None
     """A corrected word must rebuild the corpus, its tokenizer and the bases built on it."""
     assert lexicon_digest(folder) == lexicon_digest()
     edited = folder / "de.json"
-    edited.write_bytes(edited.read_bytes().replace("rot".encode(), "rott".encode(), 1))
+    edited.write_bytes(edited.read_bytes().replace(b"rot", b"rott", 1))
     assert lexicon_digest(folder) != lexicon_digest()
     (folder / "de.json").unlink()
     assert lexicon_digest(folder) != lexicon_digest()

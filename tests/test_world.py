@@ -128,11 +128,16 @@ def test_the_audit_finds_what_leaks() -> None:
     assert table.loc[("eval", "finetune"), "shared_texts"] == 1
     assert table.loc[("eval", "pretrain+finetune"), "shared_texts"] == 1
     assert table.loc[("eval", "val"), "shared_compositions"] == 0
-    with pytest.raises(ValueError, match=r"corpus-x: the held-out pools leak \(val vs val: "
-                       r"shared_compositions 1, shared_texts 1; val vs pretrain: .*delete"):
+    with pytest.raises(
+        ValueError,
+        match=r"corpus-x: the held-out pools leak \(val vs val: "
+        r"shared_compositions 1, shared_texts 1; val vs pretrain: .*delete",
+    ):
         check_held_out(overlaps(compositions, texts), Path("corpus-x"))
-    check_held_out(table.reset_index().assign(shared_compositions=0, shared_texts=0,
-                                              texts_inside=0), Path("corpus-x"))
+    check_held_out(
+        table.reset_index().assign(shared_compositions=0, shared_texts=0, texts_inside=0),
+        Path("corpus-x"),
+    )
 
 
 def _no_leaks(table: pd.DataFrame) -> None:

@@ -27,7 +27,8 @@ from typing import Literal, NamedTuple, get_args
 
 import pandas as pd
 
-from xlr.config import Fallback, Params, Trainable, resolve_path
+from xlr.config import Fallback, Params, Trainable
+from xlr.paths import resolve_path
 
 Family = Literal["zeroshot", "mono", "cross", "multi", "hybrid", "adapters", "adapters_hybrid"]
 Trained = Literal["full", "lora", "adapters"]

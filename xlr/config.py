@@ -484,24 +484,3 @@ def load_params(path: str | os.PathLike[str]) -> Params:
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML: {err}") from None
     return parse_params(raw, str(path))
-
-
-def project_root() -> Path:
-    """Where relative paths in params files point: $XLR_ROOT, else the source checkout, else cwd.
-
-    Why: notebooks run with ``notebooks/`` as working directory in JupyterLab but from the
-    repository root under papermill and the CLI; anchoring paths here makes both write to the
-    same ``runs/`` and ``reports/``.
-    """
-    if env := os.environ.get("XLR_ROOT"):
-        return Path(env).resolve()
-    checkout = Path(__file__).resolve().parents[1]
-    if (checkout / "pyproject.toml").is_file():
-        return checkout
-    return Path.cwd()
-
-
-def resolve_path(path: str | os.PathLike[str]) -> Path:
-    """A params path, absolute as given or relative to :func:`project_root`."""
-    path = Path(path)
-    return path if path.is_absolute() else project_root() / path

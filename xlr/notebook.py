@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from xlr.config import Params, load_params, parse_params, resolve_path
+from xlr.config import Params, load_params, parse_params
+from xlr.paths import resolve_path
 
 SECTIONS: tuple[str, ...] = ("run", "data", "model", "train", "adapters", "eval", "report")
 

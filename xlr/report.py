@@ -29,8 +29,9 @@ import papermill
 from nbconvert import HTMLExporter
 from tqdm.auto import tqdm
 
-from xlr.config import Params, load_params, resolve_path
+from xlr.config import Params, load_params
 from xlr.io import atomic_write_json, atomic_write_text, file_sha256
+from xlr.paths import resolve_path
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 STATUS_FILE = "status.json"

@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from xlr.config import Params, resolve_path
+from xlr.config import Params
 from xlr.data.benchmarks import load_benchmark
 from xlr.data.imagetext import ImageTextSet
 from xlr.data.synthetic import (
@@ -37,6 +37,7 @@ from xlr.data.synthetic import (
 )
 from xlr.io import atomic_write_json, atomic_write_text
 from xlr.langs import laion_mix
+from xlr.paths import resolve_path
 
 DATA_CONTRACT = "data.json"
 HELD_OUT_AUDIT = "held_out_audit.csv"

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from xlr.config import Params, config_hash, resolve_path
+from xlr.config import Params, config_hash
 from xlr.data.synthetic import corpus_key
 from xlr.models.factory import ModelBundle, create_model, load_model
+from xlr.paths import resolve_path
 
 REPORT_NAME = "pretrain_report.json"  # the last file of a pretrained base: it marks it complete
 

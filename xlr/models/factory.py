@@ -33,9 +33,10 @@ from open_clip.hf_model import HFTextEncoder
 from safetensors.torch import save_file
 from transformers import XLMRobertaConfig
 
-from xlr.config import ModelSection, TinyModelSection, resolve_path
+from xlr.config import ModelSection, TinyModelSection
 from xlr.io import atomic_dir
 from xlr.models.tokenizer import load_tokenizer
+from xlr.paths import resolve_path
 
 OPEN_CLIP_CONFIG = "open_clip_config.json"
 HF_CONFIG = "config.json"

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from xlr.config import Params, resolve_path
+from xlr.config import Params
 from xlr.io import atomic_file
+from xlr.paths import resolve_path
 
 
 def tokenize_texts(tokenizer: Any, texts: Sequence[str], chunk: int = 4096) -> torch.Tensor:

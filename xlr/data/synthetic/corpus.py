@@ -51,6 +51,7 @@ from tqdm.auto import tqdm
 from xlr.config import SyntheticSection, config_hash
 from xlr.data.imagetext import ArrayImages, ImageTextSet
 from xlr.data.shards import Sample, read_shards, write_shards
+from xlr.data.synthetic.lexicon import lexicon_digest
 from xlr.data.synthetic.pools import (
     HELD_OUT_POOLS,
     POOLS,
@@ -61,7 +62,6 @@ from xlr.data.synthetic.pools import (
     pool_size,
     world_split,
 )
-from xlr.data.synthetic.lexicon import lexicon_digest
 from xlr.data.synthetic.render import encode_jpeg, render_scene
 from xlr.data.synthetic.scenes import Scene, Thing, all_scenes
 
