@@ -23,33 +23,45 @@ directory holding ``sample.parquet`` and ``manifest.json`` (inputs with sizes an
 quotas, per-language counts at every stage, shortfalls), written atomically as a whole.
 """
 
+from xlr.data.laion.files import describe_inputs
 from xlr.data.laion.inputs import (
     ENG_TEXT,
+    HASH_INPUTS_MAX_BYTES,
+    KNOWN_SCHEMAS,
     NUMERIC_COLUMNS,
+    OUR_COLUMNS,
     RELEASE_URL,
     STRING_COLUMNS,
     EmptySelectionError,
     InputPath,
+    LaionColumns,
+    LaionEngine,
     LaionFilters,
     LaionInputs,
     LaionQuotas,
     LaionSamplingError,
     PositiveInt,
     Unit,
+    is_remote,
     quota_counts,
 )
+from xlr.data.laion.reference import select_reference
 from xlr.data.laion.sampling import (
-    DEDUP_STAGES,
     FILTER_STAGES,
     MANIFEST_FILE,
     SAMPLE_FILE,
+    SAMPLE_FORMAT,
     SampleResult,
     sample_laion,
 )
+from xlr.data.laion.selection import select_scalable
+from xlr.data.laion.sql import DEDUP_STAGES, Selector
 
 __all__ = [
-    "DEDUP_STAGES", "ENG_TEXT", "FILTER_STAGES", "MANIFEST_FILE", "NUMERIC_COLUMNS",
-    "RELEASE_URL", "SAMPLE_FILE", "STRING_COLUMNS", "EmptySelectionError", "InputPath",
-    "LaionFilters", "LaionInputs", "LaionQuotas", "LaionSamplingError", "PositiveInt",
-    "SampleResult", "Unit", "quota_counts", "sample_laion",
+    "DEDUP_STAGES", "ENG_TEXT", "FILTER_STAGES", "HASH_INPUTS_MAX_BYTES", "KNOWN_SCHEMAS",
+    "MANIFEST_FILE", "NUMERIC_COLUMNS", "OUR_COLUMNS", "RELEASE_URL", "SAMPLE_FILE",
+    "SAMPLE_FORMAT", "STRING_COLUMNS", "EmptySelectionError", "InputPath", "LaionColumns",
+    "LaionEngine", "LaionFilters", "LaionInputs", "LaionQuotas", "LaionSamplingError",
+    "PositiveInt", "SampleResult", "Selector", "Unit", "describe_inputs", "is_remote",
+    "quota_counts", "sample_laion", "select_reference", "select_scalable",
 ]  # fmt: skip
