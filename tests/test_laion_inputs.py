@@ -23,7 +23,7 @@ from xlr.data.laion import (
     is_remote,
     sample_laion,
 )
-from xlr.data.laion.files import enable_remote
+from xlr.data.laion.files import enable_remote, list_inputs
 
 QUOTAS = LaionQuotas(counts={"de": 3, "fr": 2, "en": 1})
 ROWS = [
@@ -65,6 +65,25 @@ def test_remote_inputs_need_httpfs_and_say_how_to_get_it(tmp_path: Path) -> None
     message = str(raised.value)
     assert message.startswith("s3://laion/relaion2B-multi/*.parquet: remote inputs need")
     assert "httpfs" in message and "install_extension('httpfs')" in message
+
+
+def test_remote_entries_are_listed_without_touching_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A remote folder (trailing ``/``) becomes its ``*.parquet`` glob, a remote glob is listed
+    by DuckDB, a plain remote file is taken as named; nothing is fetched here."""
+    patterns: list[str] = []
+
+    def fake_glob(con: duckdb.DuckDBPyConnection, pattern: str) -> list[str]:
+        patterns.append(pattern)
+        return [pattern.replace("*", "part-0")]
+
+    monkeypatch.setattr("xlr.data.laion.files._glob", fake_glob)
+    folder, plain = "hf://datasets/laion/relaion2B-en-research-safe/", "s3://b/laion/x.parquet"
+    inputs = LaionInputs(english=[folder], metadata=["s3://b/multi/*.parquet", plain])
+    with duckdb.connect() as con:
+        listed = list_inputs(con, inputs)
+    assert patterns == ["s3://b/multi/*.parquet", folder + "*.parquet"]
+    assert listed["metadata"] == ["s3://b/multi/part-0.parquet", plain]
+    assert listed["english"] == [folder + "part-0.parquet"]
 
 
 def test_globs_expand_like_the_files_they_match(tmp_path: Path) -> None:
