@@ -9,36 +9,35 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
+import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from laion_files import laion_row, write_rows
 from pydantic import ValidationError
 
 from xlr.data.laion import (
+    SAMPLE_FORMAT,
     EmptySelectionError,
+    LaionColumns,
+    LaionEngine,
     LaionFilters,
     LaionInputs,
     LaionQuotas,
     LaionSamplingError,
+    SampleResult,
     quota_counts,
     sample_laion,
+    select_reference,
 )
+from xlr.data.laion.selection import initial_fraction, key_bound, widened
+from xlr.data.laion.sql import caption_key
 
-TYPES = {
-    "URL": pa.large_string(),
-    "TEXT": pa.large_string(),
-    "LANGUAGE": pa.large_string(),
-    "ENG TEXT": pa.large_string(),
-    "similarity": pa.float32(),
-    "punsafe": pa.float32(),
-    "pwatermark": pa.float32(),
-    "WIDTH": pa.int32(),
-    "HEIGHT": pa.int32(),
-    "hash": pa.int64(),
-}
 FILTERS = LaionFilters(
     min_similarity=0.2,
     max_punsafe=0.5,
@@ -49,58 +48,49 @@ FILTERS = LaionFilters(
 )
 
 
-def _row(url: str, text: str | None, lang: str | None = "de", **overrides: float) -> dict:
-    row = {"URL": url, "TEXT": text, "LANGUAGE": lang, "similarity": 0.3, "punsafe": 0.01,
-           "pwatermark": 0.1, "WIDTH": 640, "HEIGHT": 480, "hash": sum(map(ord, url))}  # fmt: skip
-    row.update(overrides)
-    return row
-
-
-def _write(path: Path, rows: list[dict], drop: tuple[str, ...] = ()) -> Path:
-    frame = pd.DataFrame(rows).drop(columns=list(drop))
-    schema = pa.schema([(c, TYPES[c]) for c in frame.columns])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False), path)
-    return path
-
-
 @pytest.fixture
 def laion(tmp_path: Path) -> LaionInputs:
     """Two laion2B-multi parts, one laion2B-en part and one translated-release part."""
     multi = tmp_path / "laion2B-multi"
     part0 = [
-        _row("u1", "Ein Hund"),
-        _row("u2", "Eine Katze"),
-        _row("u2", "Eine Katze im Garten", similarity=0.31),  # same URL: dedup
-        _row("u3", "ein   HUND "),  # same caption as u1 once case and spaces fold
-        _row("u4", "Kaum passend", similarity=0.1),
-        _row("u5", "Unsicher", punsafe=0.9),
-        _row("u6", "Wasserzeichen", pwatermark=0.9),
-        _row("u7", "Winzig", WIDTH=32, HEIGHT=32),
-        _row("u8", "   "),
-        _row("u9", "x" * 300),
-        _row("u10", "Un chien", "fr"),
-        _row("u11", "כלב", "iw"),
-        _row("u12", "Canis", "la"),
-        _row("u13", "Sine lingua", None),
-        _row("u14", "Lingua vacua", ""),
-        _row("u15", "犬", "ja"),
+        laion_row("u1", "Ein Hund"),
+        laion_row("u2", "Eine Katze"),
+        laion_row("u2", "Eine Katze im Garten", similarity=0.31),  # same URL: dedup
+        laion_row("u3", "ein   HUND "),  # same caption as u1 once case and spaces fold
+        laion_row("u4", "Kaum passend", similarity=0.1),
+        laion_row("u5", "Unsicher", punsafe=0.9),
+        laion_row("u6", "Wasserzeichen", pwatermark=0.9),
+        laion_row("u7", "Winzig", WIDTH=32, HEIGHT=32),
+        laion_row("u8", "   "),
+        laion_row("u9", "x" * 300),
+        laion_row("u10", "Un chien", "fr"),
+        laion_row("u11", "כלב", "iw"),
+        laion_row("u12", "Canis", "la"),
+        laion_row("u13", "Sine lingua", None),
+        laion_row("u14", "Lingua vacua", ""),
+        laion_row("u15", "犬", "ja"),
     ]
-    part1 = [_row(f"u2{i}", f"Bild Nummer {i}") for i in range(10)]
-    english = [_row("e1", "A dog on grass"), _row("e2", "A red bus"), _row("e3", "Tiny", WIDTH=8)]
+    part1 = [laion_row(f"u2{i}", f"Bild Nummer {i}") for i in range(10)]
+    english = [
+        laion_row("e1", "A dog on grass"),
+        laion_row("e2", "A red bus"),
+        laion_row("e3", "Tiny", WIDTH=8),
+    ]
     translated = [
-        {**_row("u1", "Ein Hund"), "ENG TEXT": "A dog"},
-        {**_row("u10", "Un chien", "fr"), "ENG TEXT": "A dog (fr)"},
-        {**_row("u10", "Un chien", "fr"), "ENG TEXT": "A hound"},  # repeated pair: min() wins
-        {**_row("u2", "Other text", "de"), "ENG TEXT": "never joined"},
+        {**laion_row("u1", "Ein Hund"), "ENG TEXT": "A dog"},
+        {**laion_row("u10", "Un chien", "fr"), "ENG TEXT": "A dog (fr)"},
+        {**laion_row("u10", "Un chien", "fr"), "ENG TEXT": "A hound"},  # repeated pair: min() wins
+        {**laion_row("u2", "Other text", "de"), "ENG TEXT": "never joined"},
     ]
     return LaionInputs(
         metadata=[
-            _write(multi / "part-00000.snappy.parquet", part0),
-            _write(multi / "part-00001.snappy.parquet", part1),
+            write_rows(multi / "part-00000.snappy.parquet", part0),
+            write_rows(multi / "part-00001.snappy.parquet", part1),
         ],
-        english=[_write(tmp_path / "laion2B-en" / "part-00000.parquet", english, ("LANGUAGE",))],
-        translations=[_write(tmp_path / "translated" / "part-00000.parquet", translated)],
+        english=[
+            write_rows(tmp_path / "laion2B-en" / "part-00000.parquet", english, ("LANGUAGE",))
+        ],
+        translations=[write_rows(tmp_path / "translated" / "part-00000.parquet", translated)],
     )
 
 
@@ -202,11 +192,16 @@ def test_manifest_records_inputs_filters_and_output(laion: LaionInputs, tmp_path
 @pytest.fixture
 def many(tmp_path: Path) -> list[Path]:
     """300 rows in two parts, enough for seeds to pick visibly different subsets."""
-    rows = [_row(f"https://x/{i}", f"caption {i}", "de" if i % 3 else "fr") for i in range(300)]
-    rows += [_row("https://x/7", "dup url", "de"), _row("https://x/y", "CAPTION  8", "de")]
+    rows = [
+        laion_row(f"https://x/{i}", f"caption {i}", "de" if i % 3 else "fr") for i in range(300)
+    ]
+    rows += [
+        laion_row("https://x/7", "dup url", "de"),
+        laion_row("https://x/y", "CAPTION  8", "de"),
+    ]
     return [
-        _write(tmp_path / "in" / "a.parquet", rows[:150]),
-        _write(tmp_path / "in" / "b.parquet", rows[150:]),
+        write_rows(tmp_path / "in" / "a.parquet", rows[:150]),
+        write_rows(tmp_path / "in" / "b.parquet", rows[150:]),
     ]
 
 
@@ -233,9 +228,9 @@ def test_directory_input_expands_to_its_parquet_files(many: list[Path], tmp_path
     assert from_dir.manifest["counts"]["de"]["caption_dedup"] == 200
 
 
-def test_url_shared_across_languages_keeps_one_row(tmp_path: Path) -> None:
-    rows = [_row("same", "Ein Hund", "de"), _row("same", "Un chien", "fr")]
-    path = _write(tmp_path / "m.parquet", rows)
+def test_url_shared_across_languages_keeps_onelaion_row(tmp_path: Path) -> None:
+    rows = [laion_row("same", "Ein Hund", "de"), laion_row("same", "Un chien", "fr")]
+    path = write_rows(tmp_path / "m.parquet", rows)
     result = sample_laion([path], LaionQuotas(counts={"de": 1, "fr": 1}), out_dir=tmp_path / "o")
     assert len(pd.read_parquet(result.parquet)) == 1
     assert len(result.shortfalls) == 1
@@ -251,16 +246,16 @@ def test_empty_selection_is_an_error_and_writes_nothing(laion: LaionInputs, tmp_
 
 
 def test_missing_columns_name_the_file(tmp_path: Path) -> None:
-    path = _write(tmp_path / "m.parquet", [_row("u", "t")], drop=("TEXT",))
+    path = write_rows(tmp_path / "m.parquet", [laion_row("u", "t")], drop=("TEXT",))
     with pytest.raises(LaionSamplingError, match=r"m\.parquet: missing columns \['TEXT'\]"):
         sample_laion([path], QUOTAS, out_dir=tmp_path / "o")
-    path = _write(tmp_path / "n.parquet", [_row("u", "t")], drop=("LANGUAGE",))
+    path = write_rows(tmp_path / "n.parquet", [laion_row("u", "t")], drop=("LANGUAGE",))
     with pytest.raises(LaionSamplingError, match=r"n\.parquet: missing columns \['LANGUAGE'\]"):
         sample_laion([path], QUOTAS, out_dir=tmp_path / "o")
 
 
 def test_filter_columns_are_required_only_when_the_filter_is_on(tmp_path: Path) -> None:
-    path = _write(tmp_path / "m.parquet", [_row("u", "t")], drop=("punsafe", "pwatermark"))
+    path = write_rows(tmp_path / "m.parquet", [laion_row("u", "t")], drop=("punsafe", "pwatermark"))
     with pytest.raises(LaionSamplingError, match=r"missing columns \['punsafe'\]"):
         sample_laion([path], QUOTAS, out_dir=tmp_path / "o")
     result = sample_laion([path], QUOTAS, LaionFilters(max_punsafe=None), out_dir=tmp_path / "o")
@@ -289,7 +284,7 @@ def test_invalid_utf8_in_captions_names_the_file(tmp_path: Path) -> None:
 
 
 def test_bad_translation_file_and_missing_inputs(laion: LaionInputs, tmp_path: Path) -> None:
-    bad = _write(tmp_path / "t.parquet", [_row("u1", "Ein Hund")])
+    bad = write_rows(tmp_path / "t.parquet", [laion_row("u1", "Ein Hund")])
     inputs = laion.model_copy(update={"translations": [bad]})
     with pytest.raises(LaionSamplingError, match=r"t\.parquet: missing columns \['ENG TEXT'\]"):
         sample_laion(inputs, QUOTAS, FILTERS, out_dir=tmp_path / "o")
@@ -323,3 +318,145 @@ def test_filter_spec_validation() -> None:
         LaionFilters(max_punsafe=1.5)
     with pytest.raises(ValidationError):
         LaionFilters(unknown=1)
+
+
+def test_sample_is_reused_until_what_it_was_made_from_changes(
+    laion: LaionInputs, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    first = sample_laion(laion, QUOTAS, FILTERS, seed=1, out_dir=out)
+    assert not first.reused
+    stamp = first.parquet.stat().st_mtime_ns
+    again = sample_laion(laion, QUOTAS, FILTERS, seed=1, out_dir=out)
+    assert again.reused and again.manifest == first.manifest
+    assert again.parquet.stat().st_mtime_ns == stamp  # not rewritten
+    tuned = sample_laion(laion, QUOTAS, FILTERS, seed=1, out_dir=out,
+                         engine=LaionEngine(threads=1, min_examined=1))  # fmt: skip
+    assert tuned.reused  # how DuckDB runs is not what the sample is made from
+    changes = {
+        "seed": {"seed": 2},
+        "filters": {"filters": FILTERS.model_copy(update={"max_caption_chars": 199})},
+        "quotas": {"quotas": LaionQuotas(counts={"de": 4, "fr": 3, "iw": 1, "en": 2})},
+        "columns": {"columns": LaionColumns(english={"similarity": "hash"})},
+    }
+    base = {"inputs": laion, "quotas": QUOTAS, "filters": FILTERS, "seed": 1, "out_dir": out}
+    for what, change in changes.items():
+        with pytest.raises(FileExistsError):
+            sample_laion(**{**base, **change})
+        assert not sample_laion(**{**base, **change}, overwrite=True).reused, what
+        assert not sample_laion(**base, overwrite=True).reused, what  # back to the original
+
+
+def test_a_changed_input_file_invalidates_the_sample(many: list[Path], tmp_path: Path) -> None:
+    quotas = LaionQuotas(counts={"de": 10, "fr": 5})
+    out = tmp_path / "out"
+    first = sample_laion([many[0].parent], quotas, out_dir=out)
+    assert sample_laion([many[0].parent], quotas, out_dir=out).reused
+    extra = write_rows(many[0].parent / "c.parquet", [laion_row("https://x/new", "neu", "fr")])
+    assert not sample_laion([many[0].parent], quotas, out_dir=out, overwrite=True).reused
+    extra.unlink()
+    assert not sample_laion([many[0].parent], quotas, out_dir=out, overwrite=True).reused
+    # Same size, new bytes: hashing (on for small local inputs) sees it even in the same second.
+    table = pq.read_table(many[1])
+    text = pa.array([t.replace("caption", "Caption") for t in table["TEXT"].to_pylist()])
+    pq.write_table(table.set_column(1, "TEXT", text.cast(pa.large_string())), many[1])
+    assert not sample_laion([many[0].parent], quotas, out_dir=out, overwrite=True).reused
+    # Unhashed, a file is known by size and modification time.
+    unhashed = sample_laion(
+        [many[0].parent], quotas, out_dir=out, overwrite=True, hash_inputs=False
+    )
+    assert not unhashed.reused and "sha256" not in unhashed.manifest["inputs"][0]
+    assert sample_laion([many[0].parent], quotas, out_dir=out, hash_inputs=False).reused
+    os.utime(many[0], ns=(0, 0))
+    assert not sample_laion([many[0].parent], quotas, out_dir=out, overwrite=True,
+                            hash_inputs=False).reused  # fmt: skip
+    # A damaged sample is never handed back.
+    result = sample_laion([many[0].parent], quotas, out_dir=out, hash_inputs=False)
+    assert result.reused
+    result.parquet.write_bytes(b"damaged")
+    assert not sample_laion([many[0].parent], quotas, out_dir=out, overwrite=True,
+                            hash_inputs=False).reused  # fmt: skip
+    assert first.manifest["format"] == SAMPLE_FORMAT
+
+
+def _same_selection(inputs: LaionInputs | list[Path], quotas: LaionQuotas, root: Path,
+                    filters: LaionFilters | None = None, seed: int = 0,
+                    engine: LaionEngine | None = None) -> SampleResult:  # fmt: skip
+    """Sample with the scalable selection and the reference; assert identical samples. Each
+    engine writes its own folder: a sample of the same recipe would be reused, not redone."""
+    ref = sample_laion(inputs, quotas, filters, seed, root / "ref", select=select_reference,
+                       overwrite=True)  # fmt: skip
+    engine = engine or LaionEngine()
+    out = root / f"new-{engine.min_examined}-{engine.oversample}"
+    new = sample_laion(inputs, quotas, filters, seed, out, engine=engine, overwrite=True)
+    assert not new.reused
+    assert new.parquet.read_bytes() == ref.parquet.read_bytes()
+    assert new.shortfalls == ref.shortfalls
+    examined_in_full = all(
+        e["fraction"] == 1 for e in new.manifest["selection"]["examined"].values()
+    )
+    if examined_in_full:
+        assert new.manifest["counts"] == ref.manifest["counts"]
+    return new
+
+
+def test_scalable_selection_equals_the_reference_on_the_fixtures(
+    laion: LaionInputs, many: list[Path], tmp_path: Path
+) -> None:
+    narrow = LaionEngine(min_examined=1, oversample=1.0)  # thresholds below 1, widening
+    for engine in (None, narrow):
+        _same_selection(laion, QUOTAS, tmp_path, FILTERS, seed=1, engine=engine)
+        shares = LaionQuotas(shares={"de": 0.6, "fr": 0.4}, total=50)
+        for seed in (7, 8):
+            new = _same_selection(many, shares, tmp_path, seed=seed, engine=engine)
+    assert new.manifest["selection"]["rounds"] >= 1
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_scalable_selection_equals_the_reference_on_random_data(seed: int, tmp_path: Path) -> None:
+    """Thousands of rows full of URL and caption duplicates (across languages, in case and
+    spacing variants), so that the examined slice meets duplicates outside it."""
+    rng = np.random.default_rng(seed)
+    n = 6000
+    variants = ["{}", "{}  ", "  {}", "{}".upper(), "{}\t", "{}\u00a0"]
+    stock = [f"stock {i}" for i in range(40)]
+    rows = []
+    for _ in range(n):
+        text = stock[rng.integers(40)] if rng.random() < 0.3 else f"caption {rng.integers(n)}"
+        text = variants[rng.integers(len(variants))].format(text)
+        text = text.upper() if rng.random() < 0.2 else text
+        lang = rng.choice(["de", "fr", "ja", "iw", "he", "en", "la", None])
+        url = f"https://x/{rng.integers(int(n * 0.8))}"
+        overrides = {"similarity": float(rng.random()), "WIDTH": int(rng.integers(1, 999))}
+        rows.append(laion_row(url, text, lang, **overrides))
+    paths = [write_rows(tmp_path / "in" / f"{i}.parquet", rows[i::3]) for i in range(3)]
+    quotas = LaionQuotas(counts={"de": 300, "fr": 40, "ja": 600, "he": 5, "en": 1})
+    filters = LaionFilters(min_similarity=0.2, min_width=50)
+    for engine in (LaionEngine(min_examined=1, oversample=1.0), LaionEngine(min_examined=200),
+                   None):  # fmt: skip
+        new = _same_selection(paths, quotas, tmp_path, filters, seed, engine)
+    assert new.manifest["selection"]["rounds"] == 1
+
+
+def test_caption_key_folds_exactly_like_the_regular_expression() -> None:
+    texts = ["Ein Hund", " Ein  Hund ", "ein\thund", "EIN\nHUND", "a\u00a0b", "\u3000a b\u3000",
+             "a \u3000 b", "a\x0bb", "a\rb", "a\x0cb", "  ", "", "ÄÖÜ", "a b\t\tc"]  # fmt: skip
+    with duckdb.connect() as con:
+        con.execute("CREATE TABLE t (TEXT VARCHAR)")
+        con.executemany("INSERT INTO t VALUES (?)", [[t] for t in [*texts, None]])
+        plain = "lower(regexp_replace(trim(t.TEXT), '\\s+', ' ', 'g'))"
+        rows = con.execute(f"SELECT {plain}, {caption_key('t')} FROM t").fetchall()
+    assert all(a == b for a, b in rows)
+
+
+def test_key_thresholds_and_widening() -> None:
+    assert key_bound(1.0) == "g" and key_bound(0.5) == "8" + "0" * 15
+    assert key_bound(1e-30) == "0" * 15 + "1"
+    assert key_bound(0.25) < key_bound(0.2500001) < key_bound(0.9999999999)
+    engine = LaionEngine(oversample=1.5, min_examined=10)
+    assert initial_fraction(100, 1000, engine) == 0.15
+    assert initial_fraction(1, 1000, engine) == 0.01  # at least min_examined rows
+    assert initial_fraction(100, 0, engine) == 1.0
+    assert widened(0.1, 100, 90, engine) == 0.2  # at least doubled
+    assert widened(0.1, 100, 10, engine) == pytest.approx(1.0)
+    assert widened(0.6, 100, 0, engine) == 1.0

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from xlr.data.laion import LaionFilters, LaionInputs, LaionQuotas
+from xlr.data.laion import LaionColumns, LaionEngine, LaionFilters, LaionInputs, LaionQuotas
 from xlr.langs import UnknownLanguageError, canonical_code
 
 SYNTHETIC_LANGS: tuple[str, ...] = (
@@ -150,14 +150,18 @@ class DownloadSection(Section):
 class LaionSection(Section):
     """The real path: a study subset of LAION-5B metadata (xlr.data.laion), then img2dataset.
 
-    The input, quota and filter specs are the sampler's own models, so the params file and a
-    direct call of :func:`xlr.data.laion.sample_laion` are validated by the same rules.
+    The input, column, quota, filter and engine specs are the sampler's own models, so the
+    params file and a direct call of :func:`xlr.data.laion.sample_laion` are validated by the
+    same rules. ``columns`` names each role's release schema (Re-LAION research-safe files call
+    the caption ``caption``); ``engine`` is DuckDB's memory limit, threads and spill folder.
     """
 
     snapshot: str = "relaion2B-multi-research-safe"
     inputs: LaionInputs
+    columns: LaionColumns = LaionColumns()
     quotas: LaionQuotas
     filters: LaionFilters = LaionFilters()
+    engine: LaionEngine = LaionEngine()
     download: DownloadSection = DownloadSection()
 
 

@@ -1,22 +1,22 @@
-"""What a LAION subset is drawn from and by which rules: the input, filter and quota specs,
-and the metadata files found, their schemas checked and grouped for reading.
+"""What a LAION subset is drawn from and by which rules: the input, column, filter and quota
+specs, and how DuckDB runs the selection.
 
 The releases are laion2B-en (no ``LANGUAGE`` column: every row is English), laion2B-multi and
 laion1B-nolang (``LANGUAGE`` per row), and the translated release, which adds ``ENG TEXT``.
-Only parquet footers are read here; the rows are left to :mod:`xlr.data.laion.sampling`.
+Re-LAION-5B serves the same rows under other column names (:data:`KNOWN_SCHEMAS`). The files
+themselves are found and checked in :mod:`xlr.data.laion.files`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+import os
+import re
 from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any
 
-import duckdb
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from xlr.langs import UnknownLanguageError, canonical_code
 
@@ -31,10 +31,47 @@ NUMERIC_COLUMNS: dict[str, str] = {
     "HEIGHT": "BIGINT",
 }
 ENG_TEXT = "ENG TEXT"
+OUR_COLUMNS: tuple[str, ...] = (*STRING_COLUMNS, "LANGUAGE", *NUMERIC_COLUMNS, ENG_TEXT)
+ROLES: tuple[str, ...] = ("metadata", "english", "translations")
+
+# Our column names -> a release's, for the columns it names differently. Sources: the 2022
+# releases (laion2B-en, laion2B-multi, laion1B-nolang, their -joined versions with punsafe and
+# pwatermark, and laion2B-multi-joined-translated-to-en with ENG TEXT) use our names. Re-LAION's
+# research-safe files (laion/relaion2B-en-research-safe on the Hugging Face Hub) name them
+# url, caption, similarity, punsafe, pwatermark, original_width and original_height, as code
+# reading those files in public repositories shows; the image size LAION filtered on is the
+# original one. Their language column is taken to be ``language`` by the same lower-casing; no
+# public source read here confirms it, so a file that differs fails with the name it lacks.
+KNOWN_SCHEMAS: dict[str, dict[str, str]] = {
+    "laion-2022": {},
+    "relaion-research-safe": {
+        "URL": "url", "TEXT": "caption", "LANGUAGE": "language",
+        "WIDTH": "original_width", "HEIGHT": "original_height",
+    },
+}  # fmt: skip
+
+# hash_inputs=None hashes local inputs up to this many bytes in all: sha256 read 0.5 GB/s on
+# this project's machine (warm cache), so this costs a few seconds per call; the full metadata
+# (hundreds of gigabytes) would take hours, on every call, since a reuse check hashes too.
+HASH_INPUTS_MAX_BYTES = 1 << 30
+REMOTE_SCHEMES: tuple[str, ...] = ("s3", "s3a", "s3n", "r2", "gcs", "gs", "hf", "http", "https")
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveInt = Annotated[int, Field(gt=0)]
-InputPath = Annotated[Path, Field(strict=False)]
+
+
+def _path_string(value: Any) -> Any:
+    """A path object as its string (it has lost any ``//`` already); strings pass untouched."""
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+InputPath = Annotated[str, BeforeValidator(_path_string)]
+
+
+def is_remote(path: str | os.PathLike[str]) -> bool:
+    """Whether DuckDB reads ``path`` through httpfs (``s3://``, ``hf://``, ``https://``, ...)."""
+    scheme, sep, _ = os.fspath(path).partition("://")
+    return bool(sep) and scheme.lower() in REMOTE_SCHEMES
 
 
 class LaionSamplingError(ValueError):
@@ -50,7 +87,13 @@ class _Spec(BaseModel):
 
 
 class LaionInputs(_Spec):
-    """Which LAION metadata files to sample from; a directory stands for its ``*.parquet`` files.
+    """Which LAION metadata files to sample from, as strings handed to DuckDB unchanged.
+
+    Each entry is a local file, a local directory (standing for its ``*.parquet`` files), a glob
+    (``data/laion/part-0000*.parquet``), or a remote URL DuckDB reads through its httpfs
+    extension (``s3://bucket/laion2B-multi/*.parquet``, ``hf://datasets/laion/.../``; a trailing
+    ``/`` stands for the ``*.parquet`` files under it). They are strings, not paths, because a
+    path object folds ``s3://`` into ``s3:/``.
 
     ``metadata``: files with a ``LANGUAGE`` column (laion2B-multi, laion1B-nolang, or the
     translated release itself). ``english``: laion2B-en files, whose rows are all English.
@@ -66,6 +109,91 @@ class LaionInputs(_Spec):
         if not self.metadata and not self.english:
             raise ValueError("no LAION metadata given: set metadata and/or english")
         return self
+
+    def resolved(self, root: Path) -> LaionInputs:
+        """Relative local entries anchored at ``root`` (the project root, for params files);
+        absolute and remote ones unchanged."""
+
+        def anchor(entry: str) -> str:
+            entry = os.fspath(entry)
+            if is_remote(entry) or Path(entry).is_absolute():
+                return entry
+            return str(Path(root) / entry)
+
+        return LaionInputs(**{role: [anchor(e) for e in getattr(self, role)] for role in ROLES})
+
+
+class LaionColumns(_Spec):
+    """Where each of our column names is found in each role's files.
+
+    A role takes a known schema's name (:data:`KNOWN_SCHEMAS`: ``laion-2022``,
+    ``relaion-research-safe``) or a mapping from our names (``URL``, ``TEXT``, ``LANGUAGE``,
+    ``similarity``, ``punsafe``, ``pwatermark``, ``WIDTH``, ``HEIGHT``, ``ENG TEXT``) to the
+    file's; columns a mapping leaves out keep our names. Roles differ because the releases do:
+    Re-LAION's research-safe metadata beside the 2022 translated release is the usual mix.
+    """
+
+    metadata: str | dict[str, str] = "laion-2022"
+    english: str | dict[str, str] = "laion-2022"
+    translations: str | dict[str, str] = "laion-2022"
+
+    @field_validator("metadata", "english", "translations")
+    @classmethod
+    def _known(cls, value: str | dict[str, str]) -> str | dict[str, str]:
+        if isinstance(value, str):
+            if value not in KNOWN_SCHEMAS:
+                raise ValueError(
+                    f"unknown schema {value!r}; known: {', '.join(KNOWN_SCHEMAS)}, or give a "
+                    "mapping from our column names to the file's"
+                )
+            return value
+        unknown = sorted(set(value) - set(OUR_COLUMNS))
+        if unknown:
+            raise ValueError(f"unknown columns {unknown}; ours are {list(OUR_COLUMNS)}")
+        mapped = {**{c: c for c in OUR_COLUMNS}, **value}
+        clashes = sorted({n for n in mapped.values() if list(mapped.values()).count(n) > 1})
+        if clashes:
+            raise ValueError(f"two of our columns would read the same file column: {clashes}")
+        return value
+
+    def names(self, role: str) -> dict[str, str]:
+        """Our column name -> the file's, for every one of our columns, in ``role``'s files."""
+        value = getattr(self, role)
+        renames = KNOWN_SCHEMAS[value] if isinstance(value, str) else value
+        return {column: renames.get(column, column) for column in OUR_COLUMNS}
+
+
+_MEMORY = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
+
+
+class LaionEngine(_Spec):
+    """How DuckDB runs the selection; nothing here changes which rows are selected.
+
+    ``memory_limit`` caps DuckDB's buffers (a string such as ``"2GB"``; ``None`` is DuckDB's
+    default, 80% of RAM), ``threads`` its worker threads (``None``: one per core), and
+    ``temp_directory`` where it spills (``None``: a folder inside the output being built,
+    removed with it). The sampler examines, per language, the rows whose seeded key falls
+    under a threshold expected to hold ``oversample`` times its quota (at least
+    ``min_examined`` rows), and widens the threshold when deduplication leaves too few.
+    """
+
+    memory_limit: str | None = "2GB"
+    threads: PositiveInt | None = None
+    temp_directory: str | None = None
+    oversample: Annotated[float, Field(ge=1.0)] = 1.5
+    min_examined: PositiveInt = 100_000
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory(cls, value: str | None) -> str | None:
+        if value is not None and not _MEMORY.match(value):
+            raise ValueError(f"memory_limit {value!r} is not a size such as '2GB' or '512MiB'")
+        return value
+
+    def settings(self) -> dict[str, Any]:
+        """DuckDB settings to apply, as ``SET name = value`` pairs (only those given)."""
+        given = {"memory_limit": self.memory_limit, "threads": self.threads}
+        return {name: value for name, value in given.items() if value is not None}
 
 
 class LaionFilters(_Spec):
@@ -165,109 +293,3 @@ def quota_counts(total: int, shares: dict[str, float]) -> dict[str, int]:
     for code in by_remainder[:left]:
         counts[code] += 1
     return counts
-
-
-@dataclass(frozen=True)
-class FileGroup:
-    """Parquet files read by one ``read_parquet`` call: same role, same optional columns."""
-
-    files: tuple[str, ...]
-    language: str | None  # fixed language of every row (laion2B-en), else the LANGUAGE column
-    columns: frozenset[str]
-
-
-def _expand(paths: Sequence[Path], role: str) -> list[Path]:
-    """Files named directly plus the sorted ``*.parquet`` files of any directory."""
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found = sorted(path.glob("*.parquet"))
-            if not found:
-                raise LaionSamplingError(f"{path}: directory holds no *.parquet files ({role})")
-            files.extend(found)
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise FileNotFoundError(f"{path}: LAION {role} file not found; see {RELEASE_URL}")
-    return files
-
-
-def _schema(con: duckdb.DuckDBPyConnection, path: Path) -> dict[str, str]:
-    """Column name to DuckDB type, from the parquet footer only."""
-    try:
-        rows = con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()
-    except duckdb.Error as err:
-        raise LaionSamplingError(f"{path}: not a readable parquet file ({err})") from None
-    return {name: dtype for name, dtype, *_ in rows}
-
-
-def _is_numeric(dtype: str) -> bool:
-    return dtype.startswith("DECIMAL") or dtype in {
-        "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
-        "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE",
-    }  # fmt: skip
-
-
-def _check_columns(
-    path: Path, schema: dict[str, str], strings: Sequence[str], numeric: Sequence[str]
-) -> None:
-    """Required columns present, and every column used typed as expected; names file and column.
-
-    Optional numeric columns are type-checked too: a string ``similarity`` would otherwise be
-    cast to NULL and quietly fail every row.
-    """
-    missing = [c for c in (*strings, *numeric) if c not in schema]
-    if missing:
-        raise LaionSamplingError(
-            f"{path}: missing columns {missing}; it has {sorted(schema)}. "
-            "Is this a LAION metadata file of the right release?"
-        )
-    for column in strings:
-        if schema[column] != "VARCHAR":
-            raise LaionSamplingError(
-                f"{path}: column {column!r} holds {schema[column]}, not strings"
-            )
-    for column in (c for c in NUMERIC_COLUMNS if c in schema):
-        if not _is_numeric(schema[column]):
-            raise LaionSamplingError(
-                f"{path}: column {column!r} holds {schema[column]}, not numbers"
-            )
-
-
-def _needed_numeric(filters: LaionFilters) -> list[str]:
-    """Numeric columns the active filters read: a file lacking one cannot be filtered."""
-    needed = {
-        "similarity": filters.min_similarity is not None,
-        "punsafe": filters.max_punsafe is not None,
-        "pwatermark": filters.max_pwatermark is not None,
-        "WIDTH": filters.min_width is not None or filters.max_aspect_ratio is not None,
-        "HEIGHT": filters.min_height is not None or filters.max_aspect_ratio is not None,
-    }
-    return [column for column, used in needed.items() if used]
-
-
-def file_groups(
-    con: duckdb.DuckDBPyConnection, inputs: LaionInputs, filters: LaionFilters
-) -> list[FileGroup]:
-    """Validate every metadata file's schema and group files that can be read together."""
-    numeric = _needed_numeric(filters)
-    grouped: dict[tuple[str | None, frozenset[str]], list[str]] = {}
-    for role, language, paths in (
-        ("metadata", None, inputs.metadata),
-        ("english", "en", inputs.english),
-    ):
-        strings = STRING_COLUMNS if language else (*STRING_COLUMNS, "LANGUAGE")
-        for path in _expand(paths, role):
-            schema = _schema(con, path)
-            _check_columns(path, schema, strings, numeric)
-            present = frozenset(c for c in NUMERIC_COLUMNS if c in schema)
-            grouped.setdefault((language, present), []).append(str(path))
-    return [FileGroup(tuple(files), lang, cols) for (lang, cols), files in grouped.items()]
-
-
-def translation_files(con: duckdb.DuckDBPyConnection, inputs: LaionInputs) -> list[Path]:
-    """The translated release's files, each checked for ``URL``, ``TEXT`` and ``ENG TEXT``."""
-    files = _expand(inputs.translations, "translations")
-    for path in files:
-        _check_columns(path, _schema(con, path), (*STRING_COLUMNS, ENG_TEXT), ())
-    return files

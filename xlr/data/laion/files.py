@@ -1,0 +1,255 @@
+"""The LAION metadata files behind an input spec: found (files, directories, globs, remote URLs),
+their parquet footers checked against the column mapping, grouped for reading, and described
+for provenance. Only listings and footers are read here; the rows are left to the selection."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from xlr.data.laion.inputs import (
+    ENG_TEXT,
+    HASH_INPUTS_MAX_BYTES,
+    KNOWN_SCHEMAS,
+    NUMERIC_COLUMNS,
+    RELEASE_URL,
+    ROLES,
+    STRING_COLUMNS,
+    LaionColumns,
+    LaionFilters,
+    LaionInputs,
+    LaionSamplingError,
+    is_remote,
+)
+from xlr.io import file_sha256
+
+GLOB_CHARS = frozenset("*?[")
+
+
+@dataclass(frozen=True)
+class FileGroup:
+    """Parquet files read by one ``read_parquet`` call: same role, same optional columns."""
+
+    files: tuple[str, ...]
+    language: str | None  # fixed language of every row (laion2B-en), else the LANGUAGE column
+    columns: frozenset[str]  # our optional numeric columns the files have
+    names: tuple[tuple[str, str], ...]  # our column name -> the files' name
+
+    def name(self, column: str) -> str:
+        """The files' name for our ``column``."""
+        return dict(self.names)[column]
+
+
+def enable_remote(con: duckdb.DuckDBPyConnection, inputs: LaionInputs) -> None:
+    """Load DuckDB's httpfs extension when some input is remote (installing it if need be).
+
+    Local-only runs never touch it, so they work offline; a remote run without it fails here,
+    before any work, with what to do.
+    """
+    remote = [entry for role in ROLES for entry in getattr(inputs, role) if is_remote(entry)]
+    if not remote:
+        return
+    try:
+        con.execute("LOAD httpfs")
+        return
+    except duckdb.Error:
+        pass
+    try:
+        con.execute("INSTALL httpfs")
+        con.execute("LOAD httpfs")
+    except duckdb.Error as err:
+        reason = str(err).splitlines()[0]
+        raise LaionSamplingError(
+            f"{remote[0]}: remote inputs need DuckDB's httpfs extension, which is not installed "
+            f"here and could not be installed ({reason}). Install it on a machine with internet "
+            "(python -c \"import duckdb; duckdb.connect().install_extension('httpfs')\") and copy "
+            "~/.duckdb/extensions here, or download the files and list local paths"
+        ) from None
+
+
+def _glob(con: duckdb.DuckDBPyConnection, pattern: str) -> list[str]:
+    try:
+        return sorted(
+            row[0] for row in con.execute("SELECT file FROM glob(?)", [pattern]).fetchall()
+        )
+    except duckdb.Error as err:
+        raise LaionSamplingError(f"{pattern}: cannot list files ({err})") from None
+
+
+def _expand(con: duckdb.DuckDBPyConnection, entry: str, role: str) -> list[str]:
+    """One input entry as the sorted files it stands for; a missing file is an error."""
+    entry = os.fspath(entry)
+    if is_remote(entry):
+        pattern = entry + "*.parquet" if entry.endswith("/") else entry
+        if not GLOB_CHARS & set(pattern):
+            return [entry]
+    elif Path(entry).is_dir():
+        found = _glob(con, str(Path(entry) / "*.parquet"))
+        if not found:
+            raise LaionSamplingError(f"{entry}: directory holds no *.parquet files ({role})")
+        return found
+    elif GLOB_CHARS & set(entry):
+        pattern = entry
+    elif Path(entry).is_file():
+        return [entry]
+    else:
+        raise FileNotFoundError(f"{entry}: LAION {role} file not found; see {RELEASE_URL}")
+    found = _glob(con, pattern)
+    if not found:
+        raise LaionSamplingError(f"{entry}: matches no file ({role}); check the pattern")
+    return found
+
+
+def list_inputs(con: duckdb.DuckDBPyConnection, inputs: LaionInputs) -> dict[str, list[str]]:
+    """Every input file per role (``metadata``, ``english``, ``translations``), globs expanded."""
+    return {
+        role: [file for entry in getattr(inputs, role) for file in _expand(con, entry, role)]
+        for role in ROLES
+    }
+
+
+def _schema(con: duckdb.DuckDBPyConnection, file: str) -> dict[str, str]:
+    """Column name to DuckDB type, from the parquet footer only."""
+    try:
+        rows = con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [file]).fetchall()
+    except duckdb.Error as err:
+        raise LaionSamplingError(f"{file}: not a readable parquet file ({err})") from None
+    return {name: dtype for name, dtype, *_ in rows}
+
+
+def _is_numeric(dtype: str) -> bool:
+    return dtype.startswith("DECIMAL") or dtype in {
+        "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+        "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE",
+    }  # fmt: skip
+
+
+def _check_columns(
+    file: str,
+    schema: dict[str, str],
+    required: Sequence[str],
+    names: dict[str, str],
+    where: str,
+) -> None:
+    """Required columns present (under the file's names), and every column used typed as
+    expected; the message names the file, the column and the setting to change.
+
+    Optional numeric columns are type-checked too: a string ``similarity`` would otherwise be
+    cast to NULL and quietly fail every row.
+    """
+    missing = [c for c in required if names[c] not in schema]
+    if missing:
+        renamed = [c for c in missing if names[c] != c]
+        ours = f" (our {', '.join(renamed)})" if renamed else ""
+        raise LaionSamplingError(
+            f"{file}: missing columns {[names[c] for c in missing]}{ours}; it has "
+            f"{sorted(schema)}. Is this a LAION metadata file of the right release? Its column "
+            f"names come from data.laion.columns.{where}; set that to a known schema "
+            f"({', '.join(KNOWN_SCHEMAS)}) or map our names to the file's"
+        )
+    for column in (*STRING_COLUMNS, "LANGUAGE", ENG_TEXT):
+        if column in required and schema[names[column]] != "VARCHAR":
+            raise LaionSamplingError(
+                f"{file}: column {names[column]!r} holds {schema[names[column]]}, not strings"
+            )
+    for column in (c for c in NUMERIC_COLUMNS if names[c] in schema):
+        if not _is_numeric(schema[names[column]]):
+            raise LaionSamplingError(
+                f"{file}: column {names[column]!r} holds {schema[names[column]]}, not numbers"
+            )
+
+
+def _needed_numeric(filters: LaionFilters) -> list[str]:
+    """Numeric columns the active filters read: a file lacking one cannot be filtered."""
+    needed = {
+        "similarity": filters.min_similarity is not None,
+        "punsafe": filters.max_punsafe is not None,
+        "pwatermark": filters.max_pwatermark is not None,
+        "WIDTH": filters.min_width is not None or filters.max_aspect_ratio is not None,
+        "HEIGHT": filters.min_height is not None or filters.max_aspect_ratio is not None,
+    }
+    return [column for column, used in needed.items() if used]
+
+
+def file_groups(
+    con: duckdb.DuckDBPyConnection,
+    listed: dict[str, list[str]],
+    columns: LaionColumns,
+    filters: LaionFilters,
+) -> list[FileGroup]:
+    """Validate every metadata file's schema and group files that can be read together."""
+    numeric = _needed_numeric(filters)
+    grouped: dict[tuple[str, frozenset[str]], list[str]] = {}
+    for role, language in (("metadata", None), ("english", "en")):
+        names = columns.names(role)
+        strings = STRING_COLUMNS if language else (*STRING_COLUMNS, "LANGUAGE")
+        for file in listed[role]:
+            schema = _schema(con, file)
+            _check_columns(file, schema, (*strings, *numeric), names, role)
+            present = frozenset(c for c in NUMERIC_COLUMNS if names[c] in schema)
+            grouped.setdefault((role, present), []).append(file)
+    return [
+        FileGroup(
+            tuple(files),
+            "en" if role == "english" else None,
+            present,
+            tuple(columns.names(role).items()),
+        )
+        for (role, present), files in grouped.items()
+    ]
+
+
+def check_translations(
+    con: duckdb.DuckDBPyConnection, files: Sequence[str], columns: LaionColumns
+) -> dict[str, str]:
+    """Check each translated-release file for URL, TEXT and ENG TEXT; returns their names."""
+    names = columns.names("translations")
+    for file in files:
+        _check_columns(file, _schema(con, file), (*STRING_COLUMNS, ENG_TEXT), names, "translations")
+    return names
+
+
+def _stat(con: duckdb.DuckDBPyConnection, files: Sequence[str]) -> dict[str, tuple[int, str]]:
+    """Size in bytes and modification time per file, local or remote, without reading it."""
+    try:
+        rows = con.execute(
+            "SELECT filename, size, last_modified FROM read_blob(?)", [list(files)]
+        ).fetchall()
+    except duckdb.Error as err:
+        raise LaionSamplingError(f"cannot read the size of the inputs ({err})") from None
+    return {name: (size, modified.isoformat()) for name, size, modified in rows}
+
+
+def describe_inputs(
+    con: duckdb.DuckDBPyConnection, listed: dict[str, list[str]], hash_inputs: bool | None
+) -> list[dict[str, Any]]:
+    """Each input file with its role, size, modification time and (where hashed) sha256.
+
+    This is what a sample is made from: a sample is reused only while it stays the same.
+    ``hash_inputs=None`` hashes when every input is local and together they hold at most
+    :data:`HASH_INPUTS_MAX_BYTES`; ``True`` hashes local inputs of any size.
+    """
+    roles = sorted((role, file) for role, files in listed.items() for file in files)
+    remote = [file for _, file in roles if is_remote(file)]
+    if hash_inputs and remote:
+        raise LaionSamplingError(
+            f"{remote[0]}: hash_inputs=True needs local inputs; remote files are described by "
+            "size and modification time. Pass hash_inputs=None or False"
+        )
+    stats = _stat(con, sorted({file for _, file in roles}))
+    total = sum(size for size, _ in stats.values())
+    if hash_inputs is None:
+        hash_inputs = not remote and total <= HASH_INPUTS_MAX_BYTES
+    described = []
+    for role, file in roles:
+        size, modified = stats[file]
+        entry: dict[str, Any] = {"role": role, "path": file, "bytes": size, "modified": modified}
+        if hash_inputs:
+            entry["sha256"] = file_sha256(Path(file))
+        described.append(entry)
+    return described
