@@ -37,7 +37,7 @@ from xlr.data.synthetic import (
 )
 from xlr.io import atomic_write_json, atomic_write_text
 from xlr.langs import laion_mix
-from xlr.paths import resolve_path
+from xlr.paths import project_root, resolve_path
 
 DATA_CONTRACT = "data.json"
 HELD_OUT_AUDIT = "held_out_audit.csv"
@@ -64,18 +64,14 @@ def _prepare_laion(params: Params, out: Path) -> dict[str, Any]:
 
     laion = params.data.laion
     assert laion is not None  # the schema requires it for source 'laion'
-    inputs = laion.inputs.model_copy(
-        update={
-            role: [resolve_path(p) for p in getattr(laion.inputs, role)]
-            for role in ("metadata", "english", "translations")
-        }
-    )
     sample = sample_laion(
-        inputs,
+        laion.inputs.resolved(project_root()),
         laion.quotas,
         laion.filters,
         seed=params.run.seeds[0],
         out_dir=out / "laion_sample",
+        columns=laion.columns,
+        engine=laion.engine,
         overwrite=True,
     )
     report = download_images(sample.parquet, out / "laion_shards", laion.download)
@@ -84,6 +80,7 @@ def _prepare_laion(params: Params, out: Path) -> dict[str, Any]:
         "snapshot": laion.snapshot,
         "sample": str(sample.parquet),
         "sample_manifest": str(sample.manifest_path),
+        "sample_reused": sample.reused,
         "shards": str(out / "laion_shards"),
         "download_failed": report.failed,
     }
