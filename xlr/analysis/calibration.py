@@ -3,11 +3,12 @@ calls a difference that is not there (A/A), how often it detects one of the mini
 (power), and the smallest effect the design detects at 80% power (MDE).
 
 **Resamples.** Each claim's evidence is its paired differences a - b per run and query
-(:func:`xlr.analysis.claims.claim_units`). A resample removes the observed effect and randomises
-the arm labels at both levels of the design: each run (base and seed) swaps its two arms with
-probability 1/2, and so does each image, in every run and for all its queries together. In sums
-per run, query language and image, with run deviations ``m_r - effect`` and within-run image
-residuals ``e_ri``: ``s_r (m_r - effect) + s_i e_ri`` with random signs ``s``. The arms are then
+(:func:`xlr.analysis.claims.claim_units`). A resample removes the observed effect and swaps the
+two arms at random at both levels of the design: a run's deviation from the effect changes sign
+with probability 1/2 (its arms swapped), and so, independently, does each image's deviation from
+its run (all its queries, in every run). In sums per run, query language and image, with run
+deviations ``m_r - effect`` and within-run image residuals ``e_ri``: ``s_r (m_r - effect) + s_i
+e_ri`` with random signs ``s``. The arms are then
 exchangeable, whatever the real effect, and the resamples keep both kinds of noise the interval
 must cover: training noise between runs and image noise (an image's ~28 queries move together).
 The same verdict machinery as the claims reads each resample: the interval of
@@ -63,16 +64,10 @@ RESAMPLES = 200
 MAX_AA_RATE = 0.05  # at most this share of A/A resamples may get a directional verdict
 TARGET_POWER = 0.8
 MIN_TRAINING_UNITS = 3  # fewer (but more than one) cannot be resampled: module doc
+# a calibration table's first columns, as the claims table has them; a Calibration's follow
 CLAIM_COLUMNS: tuple[str, ...] = (
-    "key",
-    "family",
-    "measure",
-    "langs",
-    "arm_a",
-    "arm_b",
-    "min_effect",
-    "interval_confidence",
-)  # fmt: skip  (a calibration table's first columns; a Calibration's fields follow)
+    "key", "family", "measure", "langs", "arm_a", "arm_b", "min_effect", "interval_confidence",
+)  # fmt: skip
 Calibrates = Literal["bases and images", "seeds and images", "images only", "not applicable"]
 
 
@@ -223,9 +218,7 @@ def calibrate_claims(
         first = units.groupby(list(COMPARISON_KEYS), sort=True).ngroup() == 0
         units = units[first].assign(value=units["value_a"] - units["value_b"])
         level, minimum = row["interval_confidence"], row["min_effect"]
-        result = calibrate_comparison(
-            units, claim.direction, minimum, level, resamples, rng
-        )  # fmt: skip
+        result = calibrate_comparison(units, claim.direction, minimum, level, resamples, rng)
         rows.append(
             {"key": claim.key, "family": claim.family, "measure": claim.measure,
              "langs": claim.langs, "arm_a": claim.arm_a, "arm_b": claim.arm_b,

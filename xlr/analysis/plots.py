@@ -433,7 +433,10 @@ def calibration_figure(table: pd.DataFrame) -> Figure:
     coloured by measure, the A/A rate of directional verdicts against its 5% limit and the power
     at the minimum effect against 80%; claims whose design cannot be resampled say so."""
     check_figure_table(
-        table, ["key", "measure", "aa_rate", "power", "resamples"], "calibration", ["key"]
+        table,
+        ["key", "measure", "calibrates", "aa_rate", "power", "resamples"],
+        "calibration",
+        ["key"],
     )
     keys = list(table["key"])
     colours = palette_colours(list(pd.unique(table["measure"])))
@@ -441,8 +444,8 @@ def calibration_figure(table: pd.DataFrame) -> Figure:
         1, 2, figsize=(10, 1.2 + 0.32 * len(keys)), sharey=True, layout="constrained"
     )
     panels = (
-        ("aa_rate", 5, "A/A: no true effect", "supported or contradicted (% of resamples)"),
-        ("power", 80, "Planted minimum effect", "detected: zero excluded (% of resamples)"),
+        ("aa_rate", 5, "A/A: no true effect", "supported or contradicted (%)"),
+        ("power", 80, "Minimum effect planted", "zero excluded: power (%)"),
     )
     for ax, (column, target, title, label) in zip(axes, panels, strict=True):
         values = 100 * table[column].to_numpy(np.float64)
@@ -455,11 +458,14 @@ def calibration_figure(table: pd.DataFrame) -> Figure:
         ax.set_xlim(0, 100 if target > 50 else max(4 * target, 1.1 * np.nanmax([*values, 0])))
         ax.set_title(title)
         ax.set_xlabel(label)
-        ax.legend(loc="lower right")
+        ax.legend(loc="best")
     axes[0].set_ylabel("claim")
     axes[0].invert_yaxis()
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
     fig.legend(handles, list(colours), title="measure", loc="outside right center")
-    resamples = int(table["resamples"].max())
-    fig.suptitle(f"Calibration of the claims' verdicts ({resamples} resamples per claim)")
+    resampled = ", ".join(pd.unique(table["calibrates"]))
+    fig.suptitle(
+        f"Calibration of the claims' verdicts: share of {int(table['resamples'].max())} "
+        f"resamples per claim (resampled: {resampled})"
+    )
     return fig
