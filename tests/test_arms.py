@@ -152,12 +152,15 @@ def test_headline_arms(tmp_path: Path) -> None:
     assert headline.hybrid == Arm("hybrid", 0.5, "full")
     assert headline.adapters == Arm("adapters", fallback="nearest")
     assert headline.shared_lora == Arm("hybrid", 0.5, "lora")  # what the adapters face
+    assert headline.adapters_hybrid == Arm("adapters_hybrid", 0.5, fallback="nearest")
     other = params(tmp_path, train={"alphas": [0.25, 0.75, 0.9], "trainable": ["lora"]},
                    adapters={"fallbacks": ["base"]})  # fmt: skip
     assert headline_arms(other).hybrid == Arm("hybrid", 0.75, "lora")  # the middle alpha
     assert headline_arms(other).adapters == Arm("adapters", fallback="base")
-    none = params(tmp_path, train={"arms": ["zeroshot", "mono"]}, adapters={"enabled": False})
-    assert headline_arms(none) == (None, None, None)
+    assert headline_arms(other).adapters_hybrid == Arm("adapters_hybrid", 0.5, fallback="base")
+    none = params(tmp_path, train={"arms": ["zeroshot", "mono"]},
+                  adapters={"enabled": False, "hybrid_alpha": None})  # fmt: skip
+    assert headline_arms(none) == (None, None, None, None)
 
 
 def test_catalogue_places_arms_on_the_sweep(tmp_path: Path) -> None:

@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 
 from xlr.analysis.claims import (
+    FAMILIES,
     default_claims,
     evaluate_claims,
+    family_levels,
     measure_task,
     per_query_measure,
     verdict,
@@ -86,7 +88,7 @@ def test_missing_arms_are_reported_not_invented() -> None:
     by_key = table.set_index("key")["verdict"]
     assert by_key["hybrid>mono:ml"] == "not run (mono-full missing)"
     missing = "not run (adapters-base, hybrid-a0.5-lora missing)"
-    assert by_key["adapters>hybrid_lora:seen"] == missing  # against the shared LoRA, not full
+    assert by_key["adapters>shared_lora:seen"] == missing  # against the shared LoRA, not full
     assert by_key["hybrid>zeroshot:heldout"] == "supported"
     markdown = claims_markdown(table)
     assert markdown.count("\n") == len(table) + 2 and "not run" in markdown
@@ -141,8 +143,52 @@ def test_multilingual_measures_read_the_pool_the_group_names() -> None:
 def test_the_family_is_holm_adjusted_and_its_intervals_widened() -> None:
     table = table_for({arm: 0.5 for arm in ARMS})
     np.testing.assert_allclose(table["p_holm"], holm(table["p_value"].to_numpy()))
-    np.testing.assert_allclose(table["interval_confidence"], 1 - 0.05 / 7)
-    assert set(table["family"]) == {"the 7 claims run in this table"}
+    np.testing.assert_allclose(table["interval_confidence"], 1 - 0.05 / 8)
+    assert set(table["family"]) == {"batches"} and set(table["family_size"]) == {8}
+
+
+HEADLINE = HeadlineArms(
+    Arm("hybrid", 0.5, "full"),
+    Arm("adapters", fallback="base"),
+    Arm("hybrid", 0.5, "lora"),
+    Arm("adapters_hybrid", 0.5, fallback="base"),
+)
+
+
+def test_each_claim_states_its_family_and_the_adapters_meet_fair_arms() -> None:
+    claims = {c.key: c for c in default_claims(HEADLINE)}
+    assert {c.family for c in claims.values()} == set(FAMILIES)
+    adapters = [c for c in claims.values() if c.family == "adapters"]
+    assert {(c.arm_a, c.arm_b) for c in adapters} == {
+        ("adapters-base", "hybrid-a0.5-lora"), ("hybrid-a0.5-lora", "adapters-base"),
+        ("adapters_hybrid-a0.5-base", "adapters-base"),
+    }  # fmt: skip
+    assert {c.langs for c in adapters if "hybrid-a0.5-lora" in (c.arm_a, c.arm_b)} >= {
+        "seen", "heldout"
+    }  # fmt: skip
+    batches = [c for c in claims.values() if c.family == "batches"]
+    assert all(c.arm_a == "hybrid-a0.5-full" for c in batches)
+    assert {c.arm_b for c in batches} == {"mono-full", "cross-full", "multi-full", "zeroshot"}
+    assert claims["hybrid>zeroshot:heldout"].langs == "heldout"
+    bias = [c for c in claims.values() if c.measure == "rank distance"]
+    assert bias and all(c.langs == "seen" and c.direction == -1 for c in bias)
+    lora_only = default_claims(HeadlineArms(Arm("hybrid", 0.5, "lora"), None))
+    assert {c.arm_b for c in lora_only} == {"mono-lora", "cross-lora", "multi-lora", "zeroshot"}
+    assert default_claims(HeadlineArms(None, None)) == []
+
+
+def test_holm_and_the_interval_level_count_the_family_that_ran() -> None:
+    arms = [*ARMS, "hybrid-a0.5-lora", "adapters-base", "adapters_hybrid-a0.5-base"]
+    ranks = fake_ranks({arm: 0.5 for arm in arms if arm != "multi-full"}, n_images=20)
+    table = evaluate_claims(ranks, default_claims(HEADLINE), SEEN, HELDOUT)
+    ran = table[table["p_value"].notna()]
+    assert table.loc[table["key"] == "hybrid>multi:ml", "verdict"].item().startswith("not run")
+    for family, size in {"batches": 7, "adapters": 6}.items():
+        part = ran[ran["family"] == family]
+        assert len(part) == size and set(part["family_size"]) == {size}
+        np.testing.assert_allclose(part["interval_confidence"], 1 - 0.05 / size)
+        np.testing.assert_allclose(part["p_holm"], holm(part["p_value"].to_numpy()))
+    assert family_levels([], 0.95) == {}
 
 
 def test_the_rank_distance_minimum_is_relative_to_the_reference_arm() -> None:

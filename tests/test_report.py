@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from xlr.analysis.tables import CLAIMS_COLUMNS
 from xlr.cli import main
 from xlr.report import NotebookFailed, reproduce
 
@@ -124,6 +126,10 @@ def test_index_renders_tables_escaped_and_links_their_files(study) -> None:
     assert index.count("<table>") == 2 and PAYLOAD not in index
     assert "&lt;script&gt;alert(" in index
     assert index.index("claims") < index.index("headline")  # the claims table comes first
+    explained = index[index.index("The columns:") : index.index("headline")]
+    for name, text in CLAIMS_COLUMNS.items():  # one line each, the source notebook 06 shows
+        line = f"<strong>{html.escape(name)}</strong>: {html.escape(text, quote=False)}"
+        assert line in explained
     links = re.findall(r'(?:href|src)="([^"]+)"', index)
     for name in ("claims.md", "claims.csv", "tables/headline.md", "tables/headline.csv"):
         assert name in links

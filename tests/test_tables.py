@@ -10,7 +10,9 @@ from test_claims import HELDOUT, SEEN, fake_ranks
 
 from xlr.analysis.claims import default_claims, evaluate_claims
 from xlr.analysis.tables import (
+    CLAIMS_COLUMNS,
     alpha_sweep_table,
+    claims_columns_markdown,
     claims_markdown,
     cost_table,
     headline_table,
@@ -87,19 +89,32 @@ def test_markdown_table_escapes_pipes() -> None:
 def test_claims_markdown_has_one_line_per_claim() -> None:
     ranks = fake_ranks({"zeroshot": 0.3, "hybrid-a0.5-full": 0.6})
     claims = default_claims(
-        HeadlineArms(Arm("hybrid", 0.5, "full"), Arm("adapters", fallback="base"))
+        HeadlineArms(
+            Arm("hybrid", 0.5, "full"), Arm("adapters", fallback="base"), Arm("hybrid", 0.5, "lora")
+        )
     )
     table = evaluate_claims(ranks, claims, SEEN, HELDOUT, confidence=0.9)
     text = claims_markdown(table)
     lines = text.splitlines()
     assert len(lines) == len(table) + 2
-    assert "90.0% CI (90% family-wise)" in lines[0]  # one claim ran: no widening
-    assert "min effect" in lines[0] and "p (Holm)" in lines[0]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    assert header == list(CLAIMS_COLUMNS)
+    held_out = next(line for line in lines if "held-out languages" in line and "zero" in line)
+    assert "| 90.0% " in held_out and "batches (m = 1)" in held_out  # one ran: no widening
+    assert "adapters (m = 0)" in text  # no adapter claim ran
     ran = table[table["verdict"] == "supported"].iloc[0]
     assert any(f"{ran['effect']:+.3f}" in line and "supported" in line for line in lines)
     assert sum("not run" in line for line in lines) == int(
         np.sum(table["verdict"].str.startswith("not run"))
     )
+
+
+def test_every_claims_column_is_explained_in_one_line() -> None:
+    text = claims_columns_markdown()
+    lines = text.splitlines()
+    assert len(lines) == len(CLAIMS_COLUMNS)
+    for line, name in zip(lines, CLAIMS_COLUMNS, strict=True):
+        assert line.startswith(f"- **{name}**: ") and len(line) > len(name) + 20
 
 
 def test_save_table_writes_csv_and_markdown(tmp_path) -> None:

@@ -272,19 +272,22 @@ def evaluated_names(params: Params) -> list[str]:
 
 class HeadlineArms(NamedTuple):
     """The arms the claims are about (None where the study has none): the headline hybrid arm,
-    the adapters, and the hybrid arm with a shared LoRA, which the adapters are compared with
-    (same rank, targets and budget: :class:`xlr.config.Params` checks the shape)."""
+    the adapters, the hybrid arm with a shared LoRA, which the adapters are compared with
+    (same rank, targets and budget: :class:`xlr.config.Params` checks the shape), and the
+    adapters trained with hybrid batches (same fallback as ``adapters``)."""
 
     hybrid: Arm | None
     adapters: Arm | None
     shared_lora: Arm | None = None
+    adapters_hybrid: Arm | None = None
 
 
 def headline_arms(params: Params) -> HeadlineArms:
     """The hybrid arm at alpha 0.5 (the paper's) when swept, else the middle alpha, full text
     tower when trained, else LoRA; the ``adapters`` arm with the first of ``nearest``,
     ``average``, ``base`` among ``adapters.fallbacks``; the hybrid arm at that alpha with a
-    shared LoRA (the adapters' comparison, reported as not run when the study trains none)."""
+    shared LoRA (the adapters' comparison, reported as not run when the study trains none); the
+    ``adapters_hybrid`` arm at ``adapters.hybrid_alpha`` with the adapters' fallback."""
     hybrid = shared_lora = None
     if "hybrid" in params.train.arms:
         alphas = sorted(set(params.train.alphas))
@@ -292,11 +295,17 @@ def headline_arms(params: Params) -> HeadlineArms:
         trained = next(t for t in TRAINABLE if t in params.train.trainable)  # full first
         hybrid = Arm("hybrid", alpha, trained)
         shared_lora = Arm("hybrid", alpha, "lora")  # named even when not trained: "not run"
-    adapters = None
+    adapters = adapters_hybrid = None
+    fallback = next(f for f in FALLBACK_PREFERENCE if f in params.adapters.fallbacks)
     if params.adapters.enabled:
-        fallback = next(f for f in FALLBACK_PREFERENCE if f in params.adapters.fallbacks)
         adapters = Arm("adapters", fallback=fallback)  # type: ignore[arg-type]
-    return HeadlineArms(hybrid, adapters, shared_lora)
+    if params.adapters.hybrid_alpha is not None:
+        adapters_hybrid = Arm(
+            "adapters_hybrid",
+            params.adapters.hybrid_alpha,
+            fallback=fallback,  # type: ignore[arg-type]
+        )
+    return HeadlineArms(hybrid, adapters, shared_lora, adapters_hybrid)
 
 
 def arm_catalogue(params: Params) -> pd.DataFrame:

@@ -29,6 +29,7 @@ import papermill
 from nbconvert import HTMLExporter
 from tqdm.auto import tqdm
 
+from xlr.analysis.tables import claims_columns_markdown
 from xlr.config import Params, load_params
 from xlr.io import atomic_write_json, atomic_write_text, file_sha256
 from xlr.paths import resolve_path
@@ -218,8 +219,9 @@ def _href(out: Path, path: Path) -> str:
 
 
 def _tables(out: Path) -> str:
-    """The claims table, then every table under ``tables/``: rendered from their Markdown with
-    raw HTML escaped (an arm name or caption stays text), linked with their CSV twins."""
+    """The claims table with its columns explained (:data:`xlr.analysis.tables.CLAIMS_COLUMNS`,
+    as notebook 06 shows them), then every table under ``tables/``: rendered from their Markdown
+    with raw HTML escaped (an arm name or caption stays text), linked with their CSV twins."""
     files = [out / "claims.md", *sorted((out / "tables").glob("*.md"))]
     files = [path for path in files if path.is_file()]
     if not files:
@@ -232,6 +234,8 @@ def _tables(out: Path) -> str:
             links.append(f'<a href="{_href(out, path.with_suffix(".csv"))}">CSV</a>')
         heading = f"<h3>{html.escape(path.stem)}</h3><p>{' · '.join(links)}</p>"
         parts.append(heading + render(path.read_text()))
+        if path.name == "claims.md":
+            parts.append("<p>The columns:</p>" + render(claims_columns_markdown()))
     return "".join(parts)
 
 

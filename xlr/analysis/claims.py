@@ -13,16 +13,22 @@ otherwise; a comparison of a single run, whose training noise is unmeasured, is 
 How many bases and runs show the claimed sign is reported beside it and is not part of the rule:
 with three bases, all three show the claimed sign by chance one time in eight.
 
-The claims that ran are one family. Their p-values (t tests of a zero effect) are Holm-adjusted,
-and the verdicts read Bonferroni intervals at level 1 - alpha/m for m claims (alpha = 1 -
-``confidence``), so the chance that any verdict of the table is wrong is at most alpha. Why
-Bonferroni for the interval: Holm has no simultaneous interval of its own, and a directional
-verdict from a Bonferroni interval implies a Holm-adjusted p below alpha, so the two never
-disagree about a supported or contradicted claim. Claims whose arms were not run say so.
+Each claim belongs to a family, the question it answers (:data:`FAMILIES`): *batches* (hybrid
+batches against mono, cross and multi batches training the same part, and against the zero-shot
+model on held-out languages) and *adapters* (per-language adapters against a shared LoRA of the
+same rank, targets and budget, and hybrid batches through the adapters against mono ones). Within
+a family, the claims that ran have their p-values (t tests of a zero effect) Holm-adjusted, and
+their verdicts read Bonferroni intervals at level 1 - alpha/m for the m claims of the family that
+ran (alpha = 1 - ``confidence``), so the chance that any verdict of a family is wrong is at most
+alpha. Why Bonferroni for the interval: Holm has no simultaneous interval of its own, and a
+directional verdict from a Bonferroni interval implies a Holm-adjusted p below alpha, so the two
+never disagree about a supported or contradicted claim. Claims whose arms were not run say so
+and do not count in m. :mod:`xlr.analysis.calibration` checks the rule on the run's own data.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -63,9 +69,19 @@ def measure_task(measure: Measure, group: LangGroup) -> str:
     return POOL_TASKS[group]
 
 
+BATCHES, ADAPTERS = "batches", "adapters"
+FAMILIES: dict[str, str] = {
+    BATCHES: "hybrid batches against mono, cross and multi batches training the same part, and "
+    "against the zero-shot model on held-out languages",
+    ADAPTERS: "per-language adapters against a shared LoRA of the same rank, targets and budget, "
+    "and hybrid against mono batches through the adapters",
+}  # the claims families: Holm and the interval level count the claims of one family that ran
+
+
 @dataclass(frozen=True)
 class Claim:
-    """One testable statement: ``arm_a`` beats ``arm_b`` on ``measure`` in ``langs``."""
+    """One testable statement of ``family``: ``arm_a`` beats ``arm_b`` on ``measure`` in
+    ``langs``."""
 
     key: str
     statement: str
@@ -74,61 +90,85 @@ class Claim:
     measure: Measure
     langs: LangGroup
     direction: int  # +1: a above b supports the claim; -1: a below b (rank distance)
+    family: str
 
 
 def default_claims(headline: HeadlineArms) -> list[Claim]:
-    """The source synthesis's claims about the study's headline hybrid arm (e.g.
-    ``hybrid-a0.5-full``, :func:`xlr.arms.headline_arms`) and, when run, its adapters arm;
-    none without a hybrid arm. Mono, cross and multi arms train what the hybrid arm trains, so
-    like is compared with like."""
-    if headline.hybrid is None:
-        return []
-    hybrid, zeroshot = headline.hybrid.name, ZEROSHOT.name
+    """The study's claims about its headline arms (:func:`xlr.arms.headline_arms`), each family
+    where its arms are named: the *batches* family about the headline hybrid arm (e.g.
+    ``hybrid-a0.5-full``) against mono, cross and multi arms training what it trains, so like is
+    compared with like, and against the zero-shot model; the *adapters* family
+    (:func:`_adapter_claims`). Rank distance is read in the seen languages' pool, ranked on its
+    own."""
+    claims = _batch_claims(headline.hybrid) if headline.hybrid is not None else []
+    return claims + _adapter_claims(headline)
+
+
+def _batch_claims(hybrid_arm: Arm) -> list[Claim]:
+    """Hybrid batches against the other batch strategies of the same trainable part, and the
+    zero-shot model on the languages fine-tuning never saw."""
+    hybrid, zeroshot = hybrid_arm.name, ZEROSHOT.name
     mono, cross, multi = (
-        Arm(family, trained=headline.hybrid.trained).name for family in ("mono", "cross", "multi")
+        Arm(family, trained=hybrid_arm.trained).name for family in ("mono", "cross", "multi")
     )
-    claims = [
+    return [
         Claim("hybrid>mono:ml", "Hybrid batches give better multilingual retrieval than mono "
-              "batches", hybrid, mono, "multilingual mAP", "all", +1),
+              "batches", hybrid, mono, "multilingual mAP", "all", +1, BATCHES),
         Claim("hybrid>cross:ml", "Hybrid batches give better multilingual retrieval than "
-              "cross-lingual batches", hybrid, cross, "multilingual mAP", "all", +1),
+              "cross-lingual batches", hybrid, cross, "multilingual mAP", "all", +1, BATCHES),
         Claim("hybrid>multi:ml", "Hybrid batches give better multilingual retrieval than mixed "
-              "(multi) batches", hybrid, multi, "multilingual mAP", "all", +1),
-        Claim("hybrid>mono:t2i", "Hybrid batches beat mono batches for the same initialiser in "
-              "text-to-image retrieval (seen languages)", hybrid, mono, "t2i R@1", "seen", +1),
-        Claim("hybrid>cross:t2i", "Hybrid batches beat cross-lingual batches for the same "
-              "initialiser in text-to-image retrieval (seen languages)", hybrid, cross,
-              "t2i R@1", "seen", +1),
+              "(multi) batches", hybrid, multi, "multilingual mAP", "all", +1, BATCHES),
+        Claim("hybrid>mono:t2i", "Hybrid batches beat mono batches in text-to-image retrieval "
+              "(seen languages)", hybrid, mono, "t2i R@1", "seen", +1, BATCHES),
+        Claim("hybrid>cross:t2i", "Hybrid batches beat cross-lingual batches in text-to-image "
+              "retrieval (seen languages)", hybrid, cross, "t2i R@1", "seen", +1, BATCHES),
         Claim("hybrid<mono:bias", "Hybrid batches reduce language bias (rank distance in the "
               "seen languages' pool) compared with mono batches", hybrid, mono, "rank distance",
-              "seen", -1),
+              "seen", -1, BATCHES),
+        Claim("hybrid<cross:bias", "Hybrid batches reduce language bias (rank distance in the "
+              "seen languages' pool) compared with cross-lingual batches", hybrid, cross,
+              "rank distance", "seen", -1, BATCHES),
         Claim("hybrid>zeroshot:heldout", "Hybrid fine-tuning on the seen languages improves "
-              "zero-shot retrieval in held-out languages", hybrid, zeroshot, "t2i R@1",
-              "heldout", +1),
+              "zero-shot text-to-image retrieval in held-out languages", hybrid, zeroshot,
+              "t2i R@1", "heldout", +1, BATCHES),
     ]  # fmt: skip
-    if headline.adapters is not None and headline.shared_lora is not None:
-        claims += _adapter_claims(headline.adapters.name, headline.shared_lora.name)
+
+
+def _adapter_claims(headline: HeadlineArms) -> list[Claim]:
+    """Per-language adapters against hybrid batches through a shared LoRA of the same rank,
+    targets and training budget (``headline.shared_lora``; DESIGN, fair comparisons: against
+    full fine-tuning, the adapters' smaller capacity would decide the comparison by design), on
+    seen and held-out languages and in the seen pool's rank distance; and the adapters trained
+    with hybrid batches against those trained with mono batches (same adapters, same budget)."""
+    adapters, claims = headline.adapters, []
+    if adapters is not None and headline.shared_lora is not None:
+        ours, shared = adapters.name, headline.shared_lora.name
+        claims += [
+            Claim("adapters>shared_lora:seen", "Per-language adapters beat a shared LoRA of the "
+                  "same size and budget (hybrid batches) in text-to-image retrieval on seen "
+                  "languages", ours, shared, "t2i R@1", "seen", +1, ADAPTERS),
+            Claim("shared_lora>adapters:heldout", "A shared LoRA of the same size and budget "
+                  "(hybrid batches) beats per-language adapters in text-to-image retrieval on "
+                  "held-out languages", shared, ours, "t2i R@1", "heldout", +1, ADAPTERS),
+            Claim("shared_lora>adapters:ml", "A shared LoRA of the same size and budget (hybrid "
+                  "batches) gives better multilingual retrieval than per-language adapters",
+                  shared, ours, "multilingual mAP", "all", +1, ADAPTERS),
+            Claim("shared_lora<adapters:bias", "A shared LoRA of the same size and budget "
+                  "(hybrid batches) shows less language bias (rank distance in the seen "
+                  "languages' pool) than per-language adapters", shared, ours, "rank distance",
+                  "seen", -1, ADAPTERS),
+        ]  # fmt: skip
+    if adapters is not None and headline.adapters_hybrid is not None:
+        combined = headline.adapters_hybrid.name
+        claims += [
+            Claim("adapters_hybrid>adapters:ml", "Training the per-language adapters with hybrid "
+                  "batches gives better multilingual retrieval than with mono batches",
+                  combined, adapters.name, "multilingual mAP", "all", +1, ADAPTERS),
+            Claim("adapters_hybrid<adapters:bias", "Training the per-language adapters with "
+                  "hybrid batches reduces language bias (rank distance in the seen languages' "
+                  "pool)", combined, adapters.name, "rank distance", "seen", -1, ADAPTERS),
+        ]  # fmt: skip
     return claims
-
-
-def _adapter_claims(adapters: str, hybrid: str) -> list[Claim]:
-    """Per-language adapters against hybrid batches through a shared LoRA (``hybrid``) of the
-    same rank, targets and training budget (DESIGN, fair comparisons): with full fine-tuning on
-    the other side, the adapters' smaller capacity would decide the comparison by design."""
-    return [
-        Claim("adapters>hybrid_lora:seen", "Language adapters beat hybrid batches (shared LoRA "
-              "of the same size and budget) on seen languages", adapters, hybrid, "t2i R@1",
-              "seen", +1),
-        Claim("hybrid_lora>adapters:heldout", "Hybrid batches (shared LoRA of the same size and "
-              "budget) beat language adapters on held-out languages", hybrid, adapters,
-              "t2i R@1", "heldout", +1),
-        Claim("hybrid_lora>adapters:ml", "Hybrid batches (shared LoRA of the same size and "
-              "budget) give better multilingual retrieval than language adapters", hybrid,
-              adapters, "multilingual mAP", "all", +1),
-        Claim("hybrid_lora<adapters:bias", "Hybrid batches (shared LoRA of the same size and "
-              "budget) show less language bias than language adapters (rank distance in the "
-              "seen languages' pool)", hybrid, adapters, "rank distance", "seen", -1),
-    ]  # fmt: skip
 
 
 def group_langs(group: LangGroup, seen: Sequence[str], heldout: Sequence[str]) -> list[str]:
@@ -197,6 +237,29 @@ def _agreement(units: pd.DataFrame, direction: int) -> dict[str, str]:
     return {"bases_agreeing": agree[0], "runs_agreeing": agree[1]}
 
 
+def claim_pairing(claim: Claim) -> list[str]:
+    """The keys a claim's two arms are paired on: benchmark, task, query and base, and the
+    fine-tuning seed unless one side is the zero-shot model (scored once per base)."""
+    on = ["benchmark", "task", "query_idx", "base_seed"]
+    return on if ZEROSHOT.name in (claim.arm_a, claim.arm_b) else [*on, "seed"]
+
+
+def claim_per_query(
+    ranks: pd.DataFrame, claim: Claim, seen: Sequence[str], heldout: Sequence[str]
+) -> pd.DataFrame:
+    """Per-query values of the claim's measure and languages for its two arms."""
+    arms = ranks[ranks["arm"].isin([claim.arm_a, claim.arm_b])]
+    return per_query_measure(arms, claim.measure, claim.langs, seen, heldout)
+
+
+def claim_units(per_query: pd.DataFrame, claim: Claim) -> pd.DataFrame:
+    """The claim's paired units (:func:`xlr.analysis.intervals.paired_units`: ``value_a``,
+    ``value_b`` per run and query) from its :func:`claim_per_query` values: the evidence its
+    interval, agreement and calibration read."""
+    sides = [per_query[per_query["arm"] == arm] for arm in (claim.arm_a, claim.arm_b)]
+    return paired_units(*sides, claim_pairing(claim))
+
+
 def _measure_claim(
     ranks: pd.DataFrame,
     claim: Claim,
@@ -206,31 +269,29 @@ def _measure_claim(
     level: float,
 ) -> dict[str, object]:
     """A claim's effect, interval at ``level``, p-value, minimum effect, agreement and design."""
-    per_query = per_query_measure(
-        ranks[ranks["arm"].isin([claim.arm_a, claim.arm_b])],
-        claim.measure,
-        claim.langs,
-        seen,
-        heldout,
-    )
-    on = ["benchmark", "task", "query_idx", "base_seed"]
-    if ZEROSHOT.name not in (claim.arm_a, claim.arm_b):
-        on.append("seed")
+    per_query = claim_per_query(ranks, claim, seen, heldout)
+    on = claim_pairing(claim)
     effect = compare_arms(per_query, claim.arm_a, claim.arm_b, on, confidence=level).iloc[0]
     reference = interval_by_arm(per_query[per_query["arm"] == claim.arm_b]).iloc[0]
-    sides = (per_query[per_query["arm"] == arm] for arm in (claim.arm_a, claim.arm_b))
     return {
         "effect": float(effect["estimate"]),
         "low": float(effect["low"]),
         "high": float(effect["high"]),
         "min_effect": min_effect_of(claim.measure, min_effect, reference["estimate"]),
         "p_value": float(effect["p_value"]),
-        **_agreement(paired_units(*sides, on), claim.direction),
+        **_agreement(claim_units(per_query, claim), claim.direction),
         "n_bases": int(effect["n_bases"]),
         "n_runs": int(effect["n_runs"]),
         "n_images": int(effect["n_images"]),
         "training_unit": effect["training_unit"],
     }
+
+
+def family_levels(ran: Sequence[Claim], confidence: float = 0.95) -> dict[str, tuple[int, float]]:
+    """Per claims family, how many of its claims ran (m) and the level of each of their
+    intervals, 1 - (1 - confidence) / m (Bonferroni: the family-wise level is ``confidence``)."""
+    sizes = Counter(claim.family for claim in ran)
+    return {family: (m, 1 - (1 - confidence) / m) for family, m in sizes.items()}
 
 
 def evaluate_claims(
@@ -245,19 +306,20 @@ def evaluate_claims(
     Holm-adjusted p-values, agreement, design and verdict (module doc for the rule).
 
     ``confidence`` is the family-wise level; ``interval_confidence`` the level of each claim's
-    interval, 1 - (1 - confidence) / m for the m claims that ran (``family``).
+    interval, 1 - (1 - confidence) / m for the m claims of its family that ran
+    (``family_size``, :func:`family_levels`); Holm adjusts within each family.
     """
     arms = set(ranks["arm"].unique())
     benchmarks = ", ".join(sorted(ranks["benchmark"].unique()))
     missing = [sorted({c.arm_a, c.arm_b} - arms) for c in claims]
-    family = sum(not m for m in missing)
-    level = 1 - (1 - confidence) / max(family, 1)
+    levels = family_levels([c for c, m in zip(claims, missing, strict=True) if not m], confidence)
     rows = []
     for claim, absent in zip(claims, missing, strict=True):
         row = {**asdict(claim), "benchmark": benchmarks, "confidence": confidence}
         if absent:
             rows.append({**row, "verdict": f"not run ({', '.join(absent)} missing)"})
             continue
+        size, level = levels[claim.family]
         measured = _measure_claim(ranks, claim, seen, heldout, min_effect, level)
         rule = verdict(measured["low"], measured["high"], claim.direction, measured["min_effect"])
         rows.append(
@@ -265,12 +327,12 @@ def evaluate_claims(
                 **row,
                 **measured,
                 "interval_confidence": level,
-                "family": f"the {family} claims run in this table",
+                "family_size": size,
                 "verdict": rule if measured["n_runs"] > 1 else "inconclusive",
             }
         )
     table = pd.DataFrame(rows)
-    if family:
-        ran = table["p_value"].notna()
+    for family in levels:
+        ran = (table["family"] == family) & table["p_value"].notna()
         table.loc[ran, "p_holm"] = holm(table.loc[ran, "p_value"].to_numpy())
     return table

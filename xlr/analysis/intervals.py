@@ -17,7 +17,7 @@ from dataclasses import asdict
 import pandas as pd
 
 from xlr.analysis.bias import QUERY_COLUMNS
-from xlr.analysis.stats import crossed_mean_interval, seed_summary
+from xlr.analysis.stats import Cells, cells_interval, design_cells, seed_summary
 from xlr.eval.metrics import DEFAULT_KS, per_query_values
 from xlr.eval.results import check_table
 
@@ -28,21 +28,25 @@ DESIGN_COLUMNS: tuple[str, ...] = ("benchmark", "base_seed", "seed", "query_imag
 _UNIT_KEYS = ["benchmark", "task", "query_kind", "query_lang", "query_idx", "query_image_id"]
 
 
-def _interval_of(part: pd.DataFrame, strata: str | None, confidence: float) -> dict[str, object]:
-    """The interval of ``part``'s ``value`` (one row per run and query, :data:`DESIGN_COLUMNS`)
-    as a row's fields; ``strata`` names the column whose levels are macro-averaged. An image is
-    a benchmark's image: two benchmarks' image ids name different images."""
+def unit_cells(part: pd.DataFrame, strata: str | None) -> Cells:
+    """The design cells (:func:`xlr.analysis.stats.design_cells`) of ``part``'s ``value`` (one
+    row per run and query, :data:`DESIGN_COLUMNS`); ``strata`` names the column whose levels are
+    macro-averaged. An image is a benchmark's image: two benchmarks' image ids name different
+    images."""
     check_table(part, [*DESIGN_COLUMNS, *([strata] if strata else [])], "per-query")
     images = part.groupby(["benchmark", "query_image_id"], sort=False).ngroup()
-    interval = crossed_mean_interval(
+    return design_cells(
         part["value"].to_numpy(),
         part["base_seed"].to_numpy(),
         part["seed"].to_numpy(),
         images.to_numpy(),  # NaN where the image is missing: refused
         part[strata].to_numpy() if strata else None,
-        confidence,
     )
-    return asdict(interval)
+
+
+def _interval_of(part: pd.DataFrame, strata: str | None, confidence: float) -> dict[str, object]:
+    """The interval of ``part``'s ``value`` over its :func:`unit_cells`, as a row's fields."""
+    return asdict(cells_interval(unit_cells(part, strata), confidence))
 
 
 def summarize_with_ci(

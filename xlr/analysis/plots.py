@@ -426,3 +426,46 @@ def language_preference_figure(shares: pd.DataFrame) -> Figure:
     ax.set_ylabel("share of queries (%)")
     legend_outside(ax, "arm")
     return fig
+
+
+def calibration_figure(table: pd.DataFrame) -> Figure:
+    """The claims' calibration (:func:`xlr.analysis.calibration.calibrate_claims`): per claim,
+    coloured by measure, the A/A rate of directional verdicts against its 5% limit and the power
+    at the minimum effect against 80%; claims whose design cannot be resampled say so."""
+    check_figure_table(
+        table,
+        ["key", "measure", "calibrates", "aa_rate", "power", "resamples"],
+        "calibration",
+        ["key"],
+    )
+    keys = list(table["key"])
+    colours = palette_colours(list(pd.unique(table["measure"])))
+    fig, axes = plt.subplots(
+        1, 2, figsize=(10, 1.2 + 0.32 * len(keys)), sharey=True, layout="constrained"
+    )
+    panels = (
+        ("aa_rate", 5, "A/A: no true effect", "supported or contradicted (%)"),
+        ("power", 80, "Minimum effect planted", "zero excluded: power (%)"),
+    )
+    for ax, (column, target, title, label) in zip(axes, panels, strict=True):
+        values = 100 * table[column].to_numpy(np.float64)
+        drawn = np.nan_to_num(values)
+        ax.barh(keys, drawn, color=[colours[m] for m in table["measure"]])
+        for y, value in enumerate(values):
+            if np.isnan(value):
+                ax.text(0.02, y, "not applicable", va="center", transform=ax.get_yaxis_transform())
+        ax.axvline(target, color="0.2", linestyle="--", label=f"{target}%")
+        ax.set_xlim(0, 100 if target > 50 else max(4 * target, 1.1 * np.nanmax([*values, 0])))
+        ax.set_title(title)
+        ax.set_xlabel(label)
+        ax.legend(loc="best")
+    axes[0].set_ylabel("claim")
+    axes[0].invert_yaxis()
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
+    fig.legend(handles, list(colours), title="measure", loc="outside right center")
+    resampled = ", ".join(pd.unique(table["calibrates"]))
+    fig.suptitle(
+        f"Calibration of the claims' verdicts: share of {int(table['resamples'].max())} "
+        f"resamples per claim (resampled: {resampled})"
+    )
+    return fig

@@ -146,27 +146,30 @@ def _training_variance(
     return 0.0, np.inf, "none"
 
 
-def crossed_mean_interval(
+@dataclass(frozen=True)
+class Cells:
+    """Per-query values summed per run, stratum and image (``sums``, ``counts``: arrays of
+    ``[runs, strata, images]``) and each run's base code: all the interval reads. Every run
+    scores every stratum and there are at least two images (:func:`design_cells` checks)."""
+
+    sums: np.ndarray
+    counts: np.ndarray
+    run_base: np.ndarray
+
+
+def design_cells(
     values: np.ndarray,
     base: np.ndarray,
     seed: np.ndarray,
     image: np.ndarray,
     strata: np.ndarray | None = None,
-    confidence: float = 0.95,
-) -> Interval:
-    """Interval of the mean of per-query ``values`` over bases, seeds and images (module doc).
-
-    One value per run and query; ``base``, ``seed``, ``image`` (the query's image: for a caption
-    query its caption's image, for an image query itself) and ``strata`` (e.g. query language;
-    the estimate is then the macro mean over strata) label each. For two arms scored on the same
-    units, pass the per-unit differences: the statistic is linear, so that is the paired
-    comparison. Every run must score every stratum; at least two images are needed.
-    """
+) -> Cells:
+    """The :class:`Cells` of per-query ``values`` labelled as :func:`crossed_mean_interval`
+    takes them. Resampling schemes (:mod:`xlr.analysis.calibration`) change the sums and keep
+    the design, so every resample reads the same statistic."""
     values = _as_values("values", values)
-    _check_confidence(confidence)
     design = _design(len(values), base, seed, image, strata)
-    run_base = design.run_base
-    n_runs, n_images = len(run_base), int(design.image.max()) + 1
+    n_runs, n_images = len(design.run_base), int(design.image.max()) + 1
     n_strata = int(design.stratum.max()) + 1
     if n_images < 2:
         raise ValueError(
@@ -185,6 +188,15 @@ def crossed_mean_interval(
             f"{design.strata[stratum]!r}: every run must score every stratum (query "
             "language) for their macro means to be comparable"
         )
+    return Cells(sums, counts, design.run_base)
+
+
+def cells_interval(cells: Cells, confidence: float = 0.95) -> Interval:
+    """The interval of :func:`crossed_mean_interval` from the design's :class:`Cells`."""
+    _check_confidence(confidence)
+    sums, counts, run_base = cells.sums, cells.counts, cells.run_base
+    n_strata, n_images = sums.shape[1:]
+    per_stratum = counts.sum(axis=2)
     means = sums.sum(axis=2) / per_stratum
     per_run = means.mean(axis=1)
     weight = 1.0 / (run_base.max() + 1) / np.bincount(run_base)[run_base]
@@ -203,8 +215,28 @@ def crossed_mean_interval(
         p_value = 1.0 if estimate == 0 else 0.0
     return Interval(
         estimate, estimate - half, estimate + half, se, float(df), p_value,
-        int(run_base.max() + 1), n_runs, n_images, unit, confidence,
+        int(run_base.max() + 1), len(run_base), int(n_images), unit, confidence,
     )  # fmt: skip
+
+
+def crossed_mean_interval(
+    values: np.ndarray,
+    base: np.ndarray,
+    seed: np.ndarray,
+    image: np.ndarray,
+    strata: np.ndarray | None = None,
+    confidence: float = 0.95,
+) -> Interval:
+    """Interval of the mean of per-query ``values`` over bases, seeds and images (module doc).
+
+    One value per run and query; ``base``, ``seed``, ``image`` (the query's image: for a caption
+    query its caption's image, for an image query itself) and ``strata`` (e.g. query language;
+    the estimate is then the macro mean over strata) label each. For two arms scored on the same
+    units, pass the per-unit differences: the statistic is linear, so that is the paired
+    comparison. Every run must score every stratum; at least two images are needed.
+    """
+    _check_confidence(confidence)
+    return cells_interval(design_cells(values, base, seed, image, strata), confidence)
 
 
 def holm(p_values: np.ndarray) -> np.ndarray:

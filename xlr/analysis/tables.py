@@ -139,13 +139,44 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return escaped.to_markdown(index=False, tablefmt="github", disable_numparse=True) + "\n"
 
 
-def _claim_cells(row: dict, header: str) -> dict[str, str]:
+CLAIMS_COLUMNS: dict[str, str] = {
+    "claim": "the statement tested, about arm a against arm b",
+    "family": "the question the claim belongs to, with how many of its claims ran (m): Holm and "
+    "the interval level count those",
+    "measure": "t2i R@1 or multilingual mAP (fractions) or rank distance (ranks, lower = less "
+    "language bias), in the languages or ranked pool in brackets",
+    "min effect": "the smallest difference worth a verdict (report.min_effect; for rank distance "
+    "a fraction of arm b's level)",
+    "effect (a - b)": "arm a minus arm b, paired by base, seed and query: macro mean over query "
+    "languages, averaged over bases and seeds",
+    "interval": "the effect's t interval over bases, seeds within a base and images (an image's "
+    "queries move together), never queries",
+    "level": "each interval's level, 1 - alpha/m for the m claims of its family that ran "
+    "(Bonferroni: the family-wise level is 1 - alpha, eval.confidence)",
+    "p": "two-sided p-value of a zero effect, from the same t (Satterthwaite's degrees of freedom)",
+    "p (Holm)": "the p-value Holm-adjusted within the claim's family",
+    "bases agreeing": "of the bases, how many show the claimed sign on their own (shown, not "
+    "part of the verdict)",
+    "runs agreeing": "of the runs (base and seed), how many show the claimed sign (shown, not "
+    "part of the verdict)",
+    "verdict": "supported: interval beyond +min in the claimed direction; contradicted: beyond "
+    "min the other way; equivalent: inside +-min; inconclusive otherwise or with one run",
+}  # one line per column of the claims table, for notebook 06 and index.html
+
+
+def claims_columns_markdown() -> str:
+    """The claims table's columns explained (:data:`CLAIMS_COLUMNS`), one Markdown bullet each."""
+    return "".join(f"- **{name}**: {text}\n" for name, text in CLAIMS_COLUMNS.items())
+
+
+def _claim_cells(row: dict) -> dict[str, str]:
     """The numbers of a claim that ran, as text: three decimals, one for rank distance."""
     d = 1 if row["measure"] == "rank distance" else 3
     return {
         "min effect": f"{row['min_effect']:.{d}f}",
         "effect (a - b)": f"{row['effect']:+.{d}f}",
-        header: f"[{row['low']:+.{d}f}, {row['high']:+.{d}f}]",
+        "interval": f"[{row['low']:+.{d}f}, {row['high']:+.{d}f}]",
+        "level": f"{row['interval_confidence']:.1%}",
         "p": f"{row['p_value']:.3g}",
         "p (Holm)": f"{row['p_holm']:.3g}",
         "bases agreeing": row["bases_agreeing"],
@@ -155,24 +186,20 @@ def _claim_cells(row: dict, header: str) -> dict[str, str]:
 
 def claims_markdown(table: pd.DataFrame) -> str:
     """The claims table (:func:`xlr.analysis.claims.evaluate_claims`) as Markdown, for the report
-    and the closing note: minimum effects, effects and intervals, raw and Holm-adjusted
-    p-values, agreement, verdict. The interval column names its level and the family-wise level
-    it gives; claims whose arms did not run keep their verdict and blank numbers."""
+    and the closing note, in the columns of :data:`CLAIMS_COLUMNS`: claims whose arms did not run
+    keep their verdict and blank numbers, and their family counts only the claims that ran."""
     ran = table["p_value"].notna() if "p_value" in table.columns else pd.Series(False, table.index)
-    numbers: list[str] = []
-    if ran.any():
-        first = table[ran].iloc[0]
-        header = f"{first['interval_confidence']:.1%} CI ({first['confidence']:.0%} family-wise)"
-        numbers = list(_claim_cells(first.to_dict(), header))
+    sizes = table[ran].groupby("family").size()
     rows = []
     for row, measured in zip(table.to_dict("records"), ran, strict=True):
-        cells = _claim_cells(row, header) if measured else {}
+        cells = _claim_cells(row) if measured else {}
+        family = f"{row['family']} (m = {sizes.get(row['family'], 0)})"
         label = measure_label(row["measure"], row["langs"])
         rows.append(
-            {"claim": row["statement"], "measure": label, **cells, "verdict": row["verdict"]}
-        )
-    columns = ["claim", "measure", *numbers, "verdict"]
-    return markdown_table(pd.DataFrame(rows, columns=columns).fillna(""))
+            {"claim": row["statement"], "family": family, "measure": label, **cells,
+             "verdict": row["verdict"]}
+        )  # fmt: skip
+    return markdown_table(pd.DataFrame(rows, columns=list(CLAIMS_COLUMNS)).fillna(""))
 
 
 def save_table(

@@ -1,0 +1,154 @@
+"""Calibration of the verdicts: on simulated studies with known answers the A/A rate stays at or
+below 5% (a real effect included), a planted effect of three minimums is found, the MDE matches
+a hand computation, designs that cannot be resampled say so, and bad inputs are errors."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_claims import HELDOUT, SEEN, fake_ranks
+from test_stats import DESIGN, MIN_EFFECT, simulated_difference
+
+from xlr.analysis.calibration import (
+    MAX_AA_RATE,
+    calibrate_claims,
+    calibrate_comparison,
+    check_calibration,
+    minimum_detectable_effect,
+)
+from xlr.analysis.claims import default_claims, evaluate_claims
+from xlr.analysis.plots import calibration_figure
+from xlr.arms import Arm, HeadlineArms
+
+# the A/A rate may exceed 5% by binomial noise over 200 resamples: two standard errors
+NOISE = 2 * np.sqrt(MAX_AA_RATE * (1 - MAX_AA_RATE) / 200)
+
+
+def units_of(diffs: np.ndarray) -> pd.DataFrame:
+    """Per-query differences ``[base, seed, lang, image]`` as a paired-units table."""
+    base, seed, lang, image = (axis.ravel() for axis in DESIGN)
+    return pd.DataFrame(
+        {"benchmark": "synthetic", "base_seed": base, "seed": seed, "query_image_id": image,
+         "query_lang": lang, "value": diffs.ravel()}
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("effect", [0.0, 10 * MIN_EFFECT])
+def test_the_aa_rate_stays_at_or_below_five_percent(effect: float) -> None:
+    """No effect, and a real effect of ten minimums, which the resamples must remove: a plain
+    permutation of whole runs would keep it in the runs it does not swap."""
+    units = units_of(simulated_difference(np.random.default_rng(0), effect))
+    result = calibrate_comparison(units, +1, MIN_EFFECT, resamples=200, rng=1)
+    assert result.calibrates == "bases and images" and result.resamples == 200
+    assert result.aa_rate <= MAX_AA_RATE + NOISE
+    assert result.aa_nonzero_rate <= MAX_AA_RATE + NOISE  # zero excluded at the nominal rate
+    assert result.estimate == pytest.approx(effect, abs=0.02)
+
+
+def test_a_planted_effect_of_three_minimums_is_found() -> None:
+    units = units_of(simulated_difference(np.random.default_rng(2), 0.0))
+    result = calibrate_comparison(units, +1, MIN_EFFECT, resamples=200, rng=3, plant=3 * MIN_EFFECT)
+    assert result.power >= 0.95 and result.supported_at_min >= 0.6
+    at_min = calibrate_comparison(units, +1, MIN_EFFECT, resamples=200, rng=3)
+    assert at_min.power < result.power
+    # a verdict needs the interval beyond the minimum: at exactly the minimum it is rare
+    assert at_min.supported_at_min <= 0.1
+
+
+def test_lower_is_better_plants_below() -> None:
+    """For rank distance (direction -1) the plant lowers arm a, and power counts intervals
+    below zero."""
+    units = units_of(simulated_difference(np.random.default_rng(4), 0.0))
+    up = calibrate_comparison(units, +1, MIN_EFFECT, resamples=100, rng=5, plant=0.05)
+    flipped = units.assign(value=-units["value"])
+    down = calibrate_comparison(flipped, -1, MIN_EFFECT, resamples=100, rng=5, plant=0.05)
+    assert up.power == down.power >= 0.95 and up.aa_rate == down.aa_rate
+
+
+def test_mde_against_a_hand_computation() -> None:
+    # t(0.975, 4) = 2.776445, t(0.8, 4) = 0.940965 (tables): (2.776445 + 0.940965) x 0.01
+    assert minimum_detectable_effect(0.01, 4.0) == pytest.approx(0.0371741, abs=1e-6)
+    # normal limit: 1.959964 + 0.841621 = 2.801585
+    assert minimum_detectable_effect(2.0, np.inf) == pytest.approx(5.60317, abs=1e-4)
+    # a wider level (Bonferroni's, e.g.) widens it: t(0.995, 10) = 3.169, t(0.8, 10) = 0.879
+    assert minimum_detectable_effect(1.0, 10, 0.99) == pytest.approx(3.169 + 0.879, abs=1e-3)
+
+
+def test_designs_say_what_they_can_calibrate() -> None:
+    diffs = simulated_difference(np.random.default_rng(6), 0.0)
+    units = units_of(diffs)
+    one_base = calibrate_comparison(units[units["base_seed"] == 0], +1, MIN_EFFECT, resamples=20)
+    assert one_base.calibrates == "not applicable"  # two seeds: the centred runs are +-d
+    assert np.isnan(one_base.aa_rate) and one_base.resamples == 0 and one_base.mde > 0
+    one_run = units[(units["base_seed"] == 0) & (units["seed"] == 0)]
+    alone = calibrate_comparison(one_run, +1, MIN_EFFECT, resamples=50)
+    assert alone.calibrates == "images only" and alone.n_runs == 1
+    assert alone.aa_rate <= MAX_AA_RATE + NOISE
+    third = one_run.assign(base_seed=0, seed=2)  # a third seed of base 0
+    three = pd.concat([units[units["base_seed"] == 0], third])
+    seeds = calibrate_comparison(three, +1, MIN_EFFECT, resamples=5)
+    assert seeds.calibrates == "seeds and images" and seeds.n_runs == 3
+
+
+def test_calibration_reads_the_claims_interval() -> None:
+    """calibrate_claims sees the claims table's effect, level and minimum: the verdict machinery
+    calibrated is the one the claims use."""
+    quality = {"zeroshot": 0.3, "mono-full": 0.45, "cross-full": 0.5, "hybrid-a0.5-full": 0.55}
+    ranks = fake_ranks(quality, bases=(0, 1, 2), n_images=30)
+    claims = default_claims(HeadlineArms(Arm("hybrid", 0.5, "full"), None))
+    table = calibrate_claims(ranks, claims, SEEN, HELDOUT, resamples=50, seed=0)
+    expected = evaluate_claims(ranks, claims, SEEN, HELDOUT).set_index("key")
+    ran = expected[expected["p_value"].notna()]
+    assert list(table["key"]) == list(ran.index)  # hybrid>multi:ml did not run
+    by_key = table.set_index("key")
+    np.testing.assert_allclose(by_key["estimate"], ran["effect"])
+    np.testing.assert_allclose(by_key["min_effect"], ran["min_effect"])
+    np.testing.assert_allclose(by_key["interval_confidence"], 1 - 0.05 / len(ran))
+    assert set(by_key["calibrates"]) == {"bases and images"}
+    assert (by_key["aa_rate"] <= MAX_AA_RATE).all()
+    assert "at most" in check_calibration(table)
+    again = calibrate_claims(ranks, claims, SEEN, HELDOUT, resamples=50, seed=0)
+    pd.testing.assert_frame_equal(table, again)  # one seed, the same resamples
+    nothing = calibrate_claims(ranks, [], SEEN, HELDOUT, resamples=5)
+    assert nothing.empty and "not applicable" in check_calibration(nothing)
+    fig = calibration_figure(table)
+    ax = fig.axes[0]
+    assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel() and fig.get_suptitle()
+
+
+def test_the_check_fails_loudly_and_says_when_it_cannot_run() -> None:
+    table = pd.DataFrame(
+        {"key": ["a", "b"], "aa_rate": [0.02, 0.2], "calibrates": "bases and images",
+         "resamples": 200}
+    )  # fmt: skip
+    with pytest.raises(AssertionError, match=r"b: 20\.0%.*too narrow"):
+        check_calibration(table)
+    none = table.assign(aa_rate=np.nan, calibrates="not applicable")
+    assert "not applicable" in check_calibration(none)
+    with pytest.raises(ValueError, match="lacks columns"):
+        check_calibration(table.drop(columns="aa_rate"))
+
+
+def test_bad_inputs_are_errors() -> None:
+    units = units_of(simulated_difference(np.random.default_rng(7), 0.0))
+    with pytest.raises(ValueError, match="direction"):
+        calibrate_comparison(units, 0, MIN_EFFECT)
+    with pytest.raises(ValueError, match="minimum effect must be positive"):
+        calibrate_comparison(units, +1, 0.0)
+    with pytest.raises(ValueError, match="planted effect must be positive"):
+        calibrate_comparison(units, +1, MIN_EFFECT, plant=-1.0)
+    with pytest.raises(ValueError, match="resamples"):
+        calibrate_comparison(units, +1, MIN_EFFECT, resamples=0)
+    with pytest.raises(ValueError, match="query_lang"):
+        calibrate_comparison(units.drop(columns="query_lang"), +1, MIN_EFFECT)
+    with pytest.raises(ValueError, match="standard error"):
+        minimum_detectable_effect(np.nan, 3)
+    with pytest.raises(ValueError, match="degrees of freedom"):
+        minimum_detectable_effect(0.1, 0)
+    with pytest.raises(ValueError, match="power"):
+        minimum_detectable_effect(0.1, 3, power=1.0)

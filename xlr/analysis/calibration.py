@@ -1,0 +1,259 @@
+"""Calibration of the claims' verdicts on the run's own data (notebook 05): how often the rule
+calls a difference that is not there (A/A), how often it detects one of the minimum size
+(power), and the smallest effect the design detects at 80% power (MDE).
+
+**Resamples.** Each claim's evidence is its paired differences a - b per run and query
+(:func:`xlr.analysis.claims.claim_units`). A resample removes the observed effect and swaps the
+two arms at random at both levels of the design: a run's deviation from the effect changes sign
+with probability 1/2 (its arms swapped), and so, independently, does each image's deviation from
+its run (all its queries, in every run). In sums per run, query language and image, with run
+deviations ``m_r - effect`` and within-run image residuals ``e_ri``: ``s_r (m_r - effect) + s_i
+e_ri`` with random signs ``s``. The arms are then
+exchangeable, whatever the real effect, and the resamples keep both kinds of noise the interval
+must cover: training noise between runs and image noise (an image's ~28 queries move together).
+The same verdict machinery as the claims reads each resample: the interval of
+:func:`xlr.analysis.stats.cells_interval` at the claim's level (1 - alpha/m in its family), the
+claim's minimum effect and :func:`xlr.analysis.claims.verdict`.
+
+Why not plain label permutations: swapping whole runs keeps a real effect in every run that is
+not swapped (with three runs, a quarter of the permutations swap none or all of them, and the
+A/A would count the real effect as an error); swapping images within runs alone erases the
+training noise. Why centre: so a real effect, however large, is not part of the null.
+
+**What a design can calibrate.** With at least three training units (bases, or seeds of the one
+base) both levels are resampled. With two, the centred run deviations are +-d, and half the sign
+patterns make them equal, erasing the training variance: the A/A would measure that artefact,
+so the check is *not applicable*. With one run (the smoke study) there is no training noise to
+resample or measure, and every verdict is inconclusive by rule (an A/A rate of verdicts would be
+0 by construction); what one run can calibrate is the interval's image part, so the rates are
+those of the rule applied to the interval alone, marked *images only*.
+
+**Planted effect and MDE.** The same resamples plus the claim's minimum effect in the claimed
+direction on arm a: *power* is how often the interval excludes zero on that side (the family's
+test rejects), *supported at min* how often the verdict is supported, which needs the whole
+interval beyond the minimum, so it stays near (1 - level) / 2 at an effect of exactly the
+minimum: a claim is supported with 80% power only at about min + MDE. The MDE is
+``(t_{1 - alpha'/2, df} + t_{0.8, df}) x se`` from the claim's own interval (alpha' = 1 - its
+level): the effect a two-sided test at that level detects with probability 0.8.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats as distributions
+
+from xlr.analysis.claims import (
+    DEFAULT_MIN_EFFECT,
+    Claim,
+    claim_per_query,
+    claim_units,
+    evaluate_claims,
+    verdict,
+)
+from xlr.analysis.intervals import COMPARISON_KEYS, unit_cells
+from xlr.analysis.stats import cells_interval
+from xlr.config import MinEffectSection
+
+RESAMPLES = 200
+MAX_AA_RATE = 0.05  # at most this share of A/A resamples may get a directional verdict
+TARGET_POWER = 0.8
+MIN_TRAINING_UNITS = 3  # fewer (but more than one) cannot be resampled: module doc
+# a calibration table's first columns, as the claims table has them; a Calibration's follow
+CLAIM_COLUMNS: tuple[str, ...] = (
+    "key", "family", "measure", "langs", "arm_a", "arm_b", "min_effect", "interval_confidence",
+)  # fmt: skip
+Calibrates = Literal["bases and images", "seeds and images", "images only", "not applicable"]
+
+
+def minimum_detectable_effect(
+    se: float, df: float, confidence: float = 0.95, power: float = TARGET_POWER
+) -> float:
+    """``(t_{(1 + confidence) / 2, df} + t_{power, df}) x se``: the true effect that the two-sided
+    test at level 1 - ``confidence`` (the interval excluding zero) detects with probability
+    ``power``, for an estimate with standard error ``se`` and ``df`` degrees of freedom."""
+    if not (se >= 0 and np.isfinite(se)):
+        raise ValueError(f"the standard error must be finite and >= 0, got {se}")
+    if not df > 0:
+        raise ValueError(f"the degrees of freedom must be positive, got {df}")
+    for name, level in (("confidence", confidence), ("power", power)):
+        if not 0 < level < 1:
+            raise ValueError(f"{name} must lie strictly between 0 and 1, got {level}")
+    t = distributions.t
+    return float((t.ppf((1 + confidence) / 2, df) + t.ppf(power, df)) * se)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """One comparison's calibration (module doc): the observed interval's ``estimate``, ``se``,
+    ``df`` and design; what the resamples vary (``calibrates``); the A/A rates of directional
+    verdicts (``aa_rate``) and of intervals excluding zero (``aa_nonzero_rate``); with the
+    planted effect (the minimum by default), ``power`` (zero excluded on the planted side) and
+    ``supported_at_min``; and the design's minimum detectable effect ``mde`` at 80% power. Rates
+    are NaN where the design cannot be calibrated."""
+
+    estimate: float
+    se: float
+    df: float
+    n_bases: int
+    n_runs: int
+    n_images: int
+    calibrates: Calibrates
+    resamples: int
+    aa_rate: float
+    aa_nonzero_rate: float
+    power: float
+    supported_at_min: float
+    mde: float
+
+
+def _calibrates(n_bases: int, n_runs: int) -> Calibrates:
+    units = n_bases if n_bases > 1 else n_runs
+    if units >= MIN_TRAINING_UNITS:
+        return "bases and images" if n_bases > 1 else "seeds and images"
+    return "images only" if units == 1 else "not applicable"
+
+
+def calibrate_comparison(
+    units: pd.DataFrame,
+    direction: int,
+    min_effect: float,
+    confidence: float = 0.95,
+    resamples: int = RESAMPLES,
+    rng: np.random.Generator | int = 0,
+    plant: float | None = None,
+) -> Calibration:
+    """Calibrate the verdict of one paired comparison (module doc).
+
+    ``units``: the per-run, per-query differences a - b in ``value`` with ``benchmark``,
+    ``base_seed``, ``seed``, ``query_image_id`` and ``query_lang`` (the strata of the macro
+    mean); ``direction`` +1 when a above b supports the claim, -1 when below; ``min_effect`` the
+    claim's minimum effect (> 0, in the measure's units); ``confidence`` the level of each
+    interval (the claim's, 1 - alpha/m); ``plant`` the size of the planted effect behind
+    ``power`` and ``supported_at_min`` (default: the minimum effect itself).
+    """
+    if direction not in (-1, 1):
+        raise ValueError(f"direction must be +1 or -1, got {direction}")
+    if not min_effect > 0:
+        raise ValueError(f"the minimum effect must be positive, got {min_effect}")
+    plant = min_effect if plant is None else plant
+    if not plant > 0:
+        raise ValueError(f"the planted effect must be positive, got {plant}")
+    if resamples < 1:
+        raise ValueError(f"resamples must be positive, got {resamples}")
+    cells = unit_cells(units, "query_lang")
+    observed = cells_interval(cells, confidence)
+    calibrates = _calibrates(observed.n_bases, observed.n_runs)
+    design = {
+        "estimate": observed.estimate,
+        "se": observed.se,
+        "df": observed.df,
+        "n_bases": observed.n_bases,
+        "n_runs": observed.n_runs,
+        "n_images": observed.n_images,
+        "calibrates": calibrates,
+        "mde": minimum_detectable_effect(observed.se, observed.df, confidence),
+    }
+    if calibrates == "not applicable":
+        rates = dict.fromkeys(("aa_rate", "aa_nonzero_rate", "power", "supported_at_min"), np.nan)
+        return Calibration(**design, resamples=0, **rates)
+    rng = np.random.default_rng(rng)
+    means = cells.sums.sum(axis=2) / cells.counts.sum(axis=2)
+    run_part = (means - observed.estimate)[..., None] * cells.counts
+    image_part = cells.sums - means[..., None] * cells.counts
+    planted = direction * plant * cells.counts
+    n_runs, _, n_images = cells.sums.shape
+    outcomes = np.zeros((resamples, 4), dtype=bool)
+    for i in range(resamples):
+        runs = rng.choice([-1.0, 1.0], n_runs)[:, None, None]
+        images = rng.choice([-1.0, 1.0], n_images)[None, None, :]
+        null = runs * run_part + images * image_part
+        aa = cells_interval(dataclasses.replace(cells, sums=null), confidence)
+        hit = cells_interval(dataclasses.replace(cells, sums=null + planted), confidence)
+        aa_verdict = verdict(aa.low, aa.high, direction, min_effect)
+        outcomes[i] = (
+            aa_verdict in ("supported", "contradicted"),
+            aa.low > 0 or aa.high < 0,
+            hit.low > 0 if direction > 0 else hit.high < 0,
+            verdict(hit.low, hit.high, direction, min_effect) == "supported",
+        )
+    aa_rate, aa_nonzero_rate, power, supported_at_min = outcomes.mean(axis=0)
+    return Calibration(
+        **design,
+        resamples=resamples,
+        aa_rate=float(aa_rate),
+        aa_nonzero_rate=float(aa_nonzero_rate),
+        power=float(power),
+        supported_at_min=float(supported_at_min),
+    )
+
+
+def calibrate_claims(
+    ranks: pd.DataFrame,
+    claims: Sequence[Claim],
+    seen: Sequence[str],
+    heldout: Sequence[str],
+    min_effect: MinEffectSection = DEFAULT_MIN_EFFECT,
+    confidence: float = 0.95,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """One row per claim that ran (:func:`xlr.analysis.claims.evaluate_claims`, same arguments):
+    the claim, its minimum effect and interval level as the claims table has them, and its
+    :class:`Calibration`. Every claim draws its resamples from one generator seeded by ``seed``.
+    """
+    table = evaluate_claims(ranks, claims, seen, heldout, min_effect, confidence)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for claim, row in zip(claims, table.to_dict("records"), strict=True):
+        if pd.isna(row.get("p_value", np.nan)):
+            continue  # an arm did not run: nothing to calibrate
+        units = claim_units(claim_per_query(ranks, claim, seen, heldout), claim)
+        # the comparison the claims table reports: compare_arms's first benchmark, task, kind
+        first = units.groupby(list(COMPARISON_KEYS), sort=True).ngroup() == 0
+        units = units[first].assign(value=units["value_a"] - units["value_b"])
+        level, minimum = row["interval_confidence"], row["min_effect"]
+        result = calibrate_comparison(units, claim.direction, minimum, level, resamples, rng)
+        rows.append(
+            {"key": claim.key, "family": claim.family, "measure": claim.measure,
+             "langs": claim.langs, "arm_a": claim.arm_a, "arm_b": claim.arm_b,
+             "min_effect": minimum, "interval_confidence": level, **asdict(result)}
+        )  # fmt: skip
+    columns = [*CLAIM_COLUMNS, *(field.name for field in dataclasses.fields(Calibration))]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def check_calibration(table: pd.DataFrame, max_rate: float = MAX_AA_RATE) -> str:
+    """Raise ``AssertionError`` naming the claims whose A/A rate (:func:`calibrate_claims`)
+    exceeds ``max_rate``; else return one line saying what was checked, or why nothing was."""
+    missing = {"key", "aa_rate", "calibrates", "resamples"} - set(table.columns)
+    if missing:
+        raise ValueError(f"calibration table lacks columns {sorted(missing)}: calibrate_claims")
+    checked = table[table["aa_rate"].notna()]
+    if checked.empty:
+        return (
+            "A/A check not applicable: no claim ran, or none with one run or with three or more "
+            "training units (bases, or seeds of the one base); two cannot be resampled"
+        )
+    failed = checked[checked["aa_rate"] > max_rate]
+    if not failed.empty:
+        pairs = zip(failed["key"], failed["aa_rate"], strict=True)
+        rates = ", ".join(f"{key}: {rate:.1%}" for key, rate in pairs)
+        raise AssertionError(
+            f"A/A calibration failed: with the arm labels randomised (no true effect), these "
+            f"claims got a supported or contradicted verdict in more than {max_rate:.0%} of the "
+            f"resamples ({rates}). The claims' intervals are too narrow for this design, so "
+            "their verdicts cannot be trusted: fix the interval (xlr.analysis.stats), never "
+            "the check"
+        )
+    what = ", ".join(sorted(checked["calibrates"].unique()))
+    return (
+        f"A/A rate at most {checked['aa_rate'].max():.1%} (limit {max_rate:.0%}) in "
+        f"{len(checked)} claims, {int(checked['resamples'].iat[0])} resamples each; resampled: "
+        f"{what}"
+    )
