@@ -13,7 +13,7 @@ from test_bias import simulated_ranks
 
 from xlr.analysis import controls
 from xlr.analysis.bias import rank_distance_per_query
-from xlr.analysis.controls import negative_control, positive_control
+from xlr.analysis.controls import check_positive_control, negative_control, positive_control
 from xlr.data.imagetext import ArrayImages, ImageStore, ImageTextSet
 from xlr.eval.embedded import EmbeddedSet, embed_model
 from xlr.eval.planted import (
@@ -87,17 +87,23 @@ def planted_ranks(fraction: float) -> tuple[pd.DataFrame, float]:
 def test_a_bias_planted_in_a_blind_model_is_seen() -> None:
     ranks, distance = planted_ranks(PLANTED_FRACTION)
     assert 0.5 < distance < 0.9  # translations near (as the smoke base's, 0.62), not identical
-    table = positive_control(ranks, planted_name("en"))
+    table = check_positive_control(positive_control(ranks, planted_name("en")), required=True)
     captions = table[table["query_kind"] == "caption"].set_index(["task", "measure"])
     assert captions["passed"].all() and len(captions) == 4  # two pools x two measures
     assert (captions.xs("rank distance", level="measure")["estimate"] > 0).all()
     assert (captions.xs("mAP", level="measure")["estimate"] < 0).all()
 
 
-def test_the_positive_control_can_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_positive_control_can_fail(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     unplanted, _ = planted_ranks(0.0)
-    with pytest.raises(AssertionError, match="positive control failed"):
-        positive_control(unplanted, planted_name("en"))  # nothing planted
+    table = positive_control(unplanted, planted_name("en"))  # nothing planted
+    assert not table.loc[table["query_kind"] == "caption", "passed"].all()
+    with pytest.raises(AssertionError, match=r"(?s)positive control failed.*require_controls is set"):
+        check_positive_control(table, required=True)
+    assert check_positive_control(table, required=False) is table  # reported, not enforced
+    assert "reported, not enforced" in capsys.readouterr().out
     ranks, _ = planted_ranks(PLANTED_FRACTION)
 
     def language_blind_measure(table: pd.DataFrame, pool: object = None) -> pd.DataFrame:
@@ -106,7 +112,7 @@ def test_the_positive_control_can_fail(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(controls, "rank_distance_per_query", language_blind_measure)
     with pytest.raises(AssertionError, match="went unseen"):
-        positive_control(ranks, planted_name("en"))
+        check_positive_control(positive_control(ranks, planted_name("en")), required=True)
 
 
 def test_the_positive_control_needs_both_models() -> None:

@@ -356,8 +356,9 @@ class ReportSection(Section):
     ]  # fmt: skip
     html: bool = True
     no_code_html: bool = True
-    # stop notebook 05 when the world does not show the phenomenon (xlr.analysis.phenomenon)
-    require_phenomenon: bool = False
+    # stop notebook 05 when a control fails: the world does not show the phenomenon
+    # (xlr.analysis.phenomenon) or the bias measure misses a planted bias (positive control)
+    require_controls: bool = False
     min_effect: MinEffectSection = MinEffectSection()
 
 

@@ -34,8 +34,7 @@ def positive_control(
     it (the planted language's translations are found later). Image queries are reported, not
     required: when the planted language is the one an image's caption is usually found first in,
     moving it down can shrink an image query's distance. Returns the comparisons with
-    ``measure`` and ``passed``; raises if a caption comparison did not pass, since a bias
-    measure that cannot see a planted bias cannot be trusted with a real one.
+    ``measure`` and ``passed``; :func:`check_positive_control` decides what a failure does.
     """
     pools = ranks[
         ranks["task"].isin([MULTILINGUAL, MULTILINGUAL_SEEN])
@@ -61,13 +60,25 @@ def positive_control(
         table = compare_arms(per_query, planted, ZEROSHOT.name, on, confidence=confidence)
         bound = table["low"] if direction > 0 else -table["high"]
         tables.append(table.assign(measure=measure, passed=bound > 0))
-    table = pd.concat(tables, ignore_index=True)
+    return pd.concat(tables, ignore_index=True)
+
+
+def check_positive_control(table: pd.DataFrame, required: bool) -> pd.DataFrame:
+    """``table`` (:func:`positive_control`), after stopping the study if ``required``
+    (``report.require_controls``) and a caption comparison did not pass: a bias measure that
+    cannot see a planted bias cannot be trusted with a real one. Not required (the smoke study:
+    one base, a small validation set, too few images to see a planted shift of the rank
+    distance), a failure is printed and stays in the table's ``passed`` column."""
     captions = table[table["query_kind"] == "caption"]
-    if captions.empty or not captions["passed"].all():
-        raise AssertionError(
-            f"positive control failed: the bias planted in {planted} went unseen (rank distance "
-            f"must rise, mAP fall, in every pool)\n{captions.to_string()}"
-        )
+    if not captions.empty and captions["passed"].all():
+        return table
+    message = (
+        f"positive control failed: the planted bias went unseen (rank distance must rise, mAP "
+        f"fall, in every pool)\n{captions.to_string()}"
+    )
+    if required:
+        raise AssertionError(message + "\nreport.require_controls is set: the study stops")
+    print(message + "\n(report.require_controls is not set: reported, not enforced)")
     return table
 
 

@@ -10,7 +10,7 @@ languages. :func:`phenomenon_controls` measures
 them on the validation split (:func:`xlr.eval.runner.evaluate_controls`), never on the
 evaluation split, since a failed control leads to changing the world and nothing may be chosen
 by looking at test results; :func:`check_phenomenon` stops a study whose world cannot show
-them (``report.require_phenomenon``): change the world, never the control.
+them (``report.require_controls``): change the world, never the control.
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ def _bias_control(ranks: pd.DataFrame, seen: Sequence[str], rng: int) -> dict[st
 
 
 def check_phenomenon(controls: pd.DataFrame, required: bool) -> pd.DataFrame:
-    """``controls``, after stopping the study if ``required`` (``report.require_phenomenon``)
+    """``controls``, after stopping the study if ``required`` (``report.require_controls``)
     and a control failed: its claims would measure a world that cannot show the effect. The
     message names each failed control with its value."""
     failed = controls[controls["passed"].eq(False)]  # None: not applicable
@@ -201,7 +201,7 @@ def check_phenomenon(controls: pd.DataFrame, required: bool) -> pd.DataFrame:
             for row in failed.itertuples()
         ]
         raise AssertionError(
-            "phenomenon controls failed (report.require_phenomenon is set): the world does not "
+            "phenomenon controls failed (report.require_controls is set): the world does not "
             "show what the study measures; change the world, never the control\n" + "\n".join(lines)
         )
     return controls
