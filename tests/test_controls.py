@@ -100,7 +100,8 @@ def test_the_positive_control_can_fail(
     unplanted, _ = planted_ranks(0.0)
     table = positive_control(unplanted, planted_name("en"))  # nothing planted
     assert not table.loc[table["query_kind"] == "caption", "passed"].all()
-    with pytest.raises(AssertionError, match=r"(?s)positive control failed.*require_controls is set"):
+    failed = r"(?s)positive control failed.*require_controls is set"
+    with pytest.raises(AssertionError, match=failed):
         check_positive_control(table, required=True)
     assert check_positive_control(table, required=False) is table  # reported, not enforced
     assert "reported, not enforced" in capsys.readouterr().out

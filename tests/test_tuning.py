@@ -98,3 +98,16 @@ def test_with_rates_replaces_only_the_named_families(tmp_path: Path) -> None:
     changed = tuning.with_rates(params, {"lora": 0.5})
     assert changed.train.lora.lr == 0.5 and changed.train.lr == params.train.lr
     assert changed.adapters == params.adapters
+
+
+def test_a_choice_at_the_edge_of_its_grid_is_flagged() -> None:
+    """A rate chosen at the end of a grid of three or more may be beaten beyond it."""
+    sweep = pd.DataFrame(
+        {
+            "family": ["full"] * 3 + ["lora"] * 3 + ["adapters"] * 2,
+            "lr": [1e-4, 1e-3, 1e-2, 1e-3, 1e-2, 1e-1, 1e-3, 1e-2],
+            "chosen": [False, True, False, False, False, True, True, False],
+        }
+    )
+    flagged = sweep["chosen"] & tuning._at_grid_edge(sweep)
+    assert flagged.tolist() == [False, False, False, False, False, True, False, False]

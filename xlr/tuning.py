@@ -143,9 +143,20 @@ def tune(params: Params, pool: ImageTextSet) -> Tuning:
     best = sweep.loc[sweep.groupby("family", sort=False)["value"].idxmax()]
     rates = {row.family: float(row.lr) for row in best.itertuples()}
     sweep["chosen"] = sweep.index.isin(best.index)
+    sweep["at_edge"] = sweep["chosen"] & _at_grid_edge(sweep)
     atomic_write_text(out / SWEEP_FILE, sweep.to_csv(index=False))
     atomic_write_json({"key": _key(params), "rates": rates}, saved)
     return Tuning(sweep, rates, with_rates(params, rates))
+
+
+def _at_grid_edge(sweep: pd.DataFrame) -> pd.Series:
+    """Rows at the lowest or highest rate of their family's grid (of three or more rates): a
+    rate chosen there may be beaten beyond the grid, so the sweep table flags it and the grid
+    should be widened (on validation, as before) rather than the choice trusted."""
+    rates = sweep.groupby("family", sort=False)["lr"]
+    wide = rates.transform("count") >= 3
+    edge = sweep["lr"].eq(rates.transform("min")) | sweep["lr"].eq(rates.transform("max"))
+    return wide & edge
 
 
 def tuned_params(params: Params) -> Params:
