@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -30,6 +31,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from pydantic import ValidationError
 
 from xlr.config import DownloadSection
 from xlr.data.download import (
@@ -45,6 +47,7 @@ from xlr.data.download import (
 )
 from xlr.data.img2dataset_shards import (
     audit_shards,
+    check_given_shards,
     drop_unfinished_shards,
     error_kind,
     load_downloaded,
@@ -470,3 +473,116 @@ def test_audit_tells_finished_shards_from_unfinished(
     assert sorted(p.name for p in shard_dir.iterdir()) == [
         "00000.parquet", "00000.tar", "00000_stats.json",
     ]  # fmt: skip
+
+
+FAKE_SPARK = """
+class _Builder:
+    def master(self, url):
+        self.url = url
+        return self
+
+    def appName(self, name):
+        return self
+
+    def getOrCreate(self):
+        SparkSession.active_master = self.url
+
+
+class SparkSession:
+    active_master = None
+    builder = _Builder()
+"""
+FAKE_RAY = """
+address = None
+
+
+def init(address=None):
+    globals()["address"] = address
+"""
+FAKE_IMG2DATASET = '''
+import json
+import sys
+from pathlib import Path
+
+
+def download(**arguments):
+    """Record the call and what cluster the process had joined by then; download nothing."""
+    Path(arguments["output_folder"]).mkdir(parents=True)
+    spark = sys.modules.get("pyspark.sql")
+    ray = sys.modules.get("ray")
+    joined = {
+        "spark_master": spark.SparkSession.active_master if spark else None,
+        "ray_address": ray.address if ray else None,
+    }
+    call = {"arguments": arguments, "joined": joined}
+    (Path(arguments["output_folder"]).parent / "fake_call.json").write_text(json.dumps(call))
+'''
+
+
+@pytest.mark.parametrize(
+    ("distributor", "key", "address"),
+    [("pyspark", "spark_master", "spark://head:7077"), ("ray", "ray_address", "ray://head:10001")],
+)
+def test_cluster_address_reaches_img2datasets_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, distributor: str, key: str, address: str
+) -> None:
+    """The child joins the configured cluster before img2dataset runs, in img2dataset's own
+    process, which is where its distributors look for a session. pyspark, ray and img2dataset
+    are stand-ins on PYTHONPATH: no cluster starts."""
+    fakes = tmp_path / "fakes"
+    (fakes / "pyspark").mkdir(parents=True)
+    (fakes / "pyspark" / "__init__.py").write_text("")
+    (fakes / "pyspark" / "sql.py").write_text(FAKE_SPARK)
+    (fakes / "ray.py").write_text(FAKE_RAY)
+    (fakes / "img2dataset").mkdir()
+    (fakes / "img2dataset" / "__init__.py").write_text(FAKE_IMG2DATASET)
+    monkeypatch.syspath_prepend(str(fakes))  # so the distributor's package is found here too
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(fakes), *sys.path]))
+    sample = _write_sample(tmp_path / "sample.parquet", "http://127.0.0.1:9", PLANTED)
+    settings = SETTINGS.model_copy(update={"distributor": distributor, key: address})
+    report = download_images(sample, tmp_path / "images", settings)
+    call = json.loads((tmp_path / "images" / "fake_call.json").read_text())
+    assert call["joined"] == {"spark_master": None, "ray_address": None} | {key: address}
+    assert call["arguments"]["distributor"] == distributor
+    assert call["arguments"]["incremental_mode"] == "incremental"
+    assert call["arguments"]["output_folder"] == str(tmp_path / "images.partial" / SHARD_DIR)
+    assert report.totals["unaccounted"] == len(PLANTED)  # the stand-in wrote no shard
+
+
+@pytest.mark.parametrize(
+    ("update", "message"),
+    [
+        ({"spark_master": "spark://head:7077"}, "download.spark_master is set but"),
+        ({"distributor": "pyspark", "ray_address": "auto"}, "set distributor: ray"),
+    ],
+)
+def test_cluster_address_needs_its_distributor(update: dict[str, str], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        DownloadSection(**update)
+
+
+def test_given_shards_are_checked_not_repaired(
+    downloaded: tuple[Path, Path, DownloadReport], tmp_path: Path
+) -> None:
+    """``data.laion.shards``: a folder downloaded elsewhere is used as is or refused, naming the
+    folder, the shard and the fix; nothing in it is deleted."""
+    _, out_dir, _ = downloaded
+    given = tmp_path / "given"
+    shutil.copytree(out_dir / SHARD_DIR, given)
+    assert check_given_shards(given) == ["00000", "00001", "00002"]
+    with pytest.raises(FileNotFoundError, match=r"nowhere: no such folder \(data\.laion\.shards\)"):
+        check_given_shards(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"empty: no shards \(\*\.tar"):
+        check_given_shards(tmp_path / "empty")
+    (given / "00002_stats.json").unlink()
+    with pytest.raises(ValueError, match=r"given: unfinished shards .*shard 00002: no 00002_stats"):
+        check_given_shards(given)
+    assert (given / "00002.tar").exists()
+    (given / "00002.tar").unlink()
+    (given / "00002.parquet").unlink()
+    pd.read_parquet(given / "00001.parquet").drop(columns=["LANGUAGE"]).to_parquet(
+        given / "00001.parquet", index=False
+    )
+    with pytest.raises(ValueError, match=r"00001\.parquet: no LANGUAGE column"):
+        check_given_shards(given)
