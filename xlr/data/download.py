@@ -16,7 +16,8 @@ Failed images never stop the study. Each sample row ends in one status: ``succes
 ``failed_to_resize`` (a body OpenCV cannot decode: truncated JPEGs, HTML or text served as an
 image) or ``unaccounted`` (its shard crashed on every retry; its partial files are deleted). The
 counts per ``LANGUAGE`` and the commonest error kinds go to ``download_report.json``. Only a
-failure of img2dataset itself (not installed, a bad argument) raises :class:`Img2DatasetError`.
+failure of img2dataset itself (a bad argument, its process killed) raises
+:class:`Img2DatasetError`.
 
 ``out_dir`` holds img2dataset's output folder ``shards/`` (``{shard:05d}.tar``, ``.parquet``
 with a status per sample, ``_stats.json``), ``img2dataset.log``, ``download_plan.json`` (what
