@@ -144,17 +144,27 @@ class LaionSection(Section):
     params file and a direct call of :func:`xlr.data.laion.sample_laion` are validated by the
     same rules. ``columns`` names each role's release schema (Re-LAION research-safe files call
     the caption ``caption``); ``engine`` is DuckDB's memory limit, threads and spill folder;
-    ``shards`` a folder of img2dataset shards to use instead of sampling and downloading.
+    ``shards`` img2dataset shards to use instead of sampling and downloading (inputs and quotas
+    may then be left out). Unset, they are left out of dumps, so of the hashes naming checkpoints.
     """
 
     snapshot: str = "relaion2B-multi-research-safe"
-    inputs: LaionInputs
+    inputs: LaionInputs | None = Field(default=None, exclude_if=lambda v: v is None)
     columns: LaionColumns = LaionColumns()
-    quotas: LaionQuotas
+    quotas: LaionQuotas | None = Field(default=None, exclude_if=lambda v: v is None)
     filters: LaionFilters = LaionFilters()
     engine: LaionEngine = LaionEngine()
     download: DownloadSection = DownloadSection()
-    shards: str | None = None  # img2dataset shards downloaded elsewhere: no sampling, no download
+    shards: str | None = Field(default=None, exclude_if=lambda v: v is None)
+
+    @model_validator(mode="after")
+    def _sample_or_shards(self) -> LaionSection:
+        if self.shards is None and (self.inputs is None or self.quotas is None):
+            raise ValueError(
+                "data.laion needs inputs and quotas (the metadata to sample and download), "
+                "or shards (a folder of img2dataset shards downloaded elsewhere)"
+            )
+        return self
 
 
 class DataSection(Section):

@@ -22,7 +22,8 @@ class DownloadSection(BaseModel):
     given here and xlr opens the session in that child: ``spark_master`` (a Spark master URL such
     as ``spark://host:7077``; without it img2dataset starts a local Spark with ``processes``
     cores) and ``ray_address`` (``ray.init(address=...)``, e.g. ``auto`` or ``ray://host:10001``;
-    without it Ray starts a local instance).
+    without it Ray starts a local instance). Unset addresses are left out of dumps, so params
+    hashes stay as they were before these settings existed.
     """
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -33,8 +34,8 @@ class DownloadSection(BaseModel):
     image_size: PositiveInt = 256
     resize_mode: Literal["border", "keep_ratio", "center_crop", "no"] = "keep_ratio"
     shard_size: PositiveInt = 10000
-    spark_master: str | None = None
-    ray_address: str | None = None
+    spark_master: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    ray_address: str | None = Field(default=None, exclude_if=lambda v: v is None)
 
     @model_validator(mode="after")
     def _address_matches_distributor(self) -> DownloadSection:

@@ -85,6 +85,7 @@ def _prepare_laion(params: Params, out: Path) -> dict[str, Any]:
     assert laion is not None  # the schema requires it for source 'laion'
     if laion.shards is not None:
         return _given_laion_shards(resolve_path(laion.shards), laion.snapshot)
+    assert laion.inputs is not None and laion.quotas is not None  # the schema requires them
     sample = sample_laion(
         laion.inputs.resolved(project_root()),
         laion.quotas,
