@@ -36,6 +36,7 @@ from pydantic import ValidationError
 from xlr.config import DownloadSection
 from xlr.data.download import (
     LOG_FILE,
+    PLAN_FILE,
     REPORT_FILE,
     SHARD_DIR,
     DownloadInputError,
@@ -586,3 +587,20 @@ def test_given_shards_are_checked_not_repaired(
     )
     with pytest.raises(ValueError, match=r"00001\.parquet: no LANGUAGE column"):
         check_given_shards(given)
+
+
+def test_unfinished_download_of_another_sample_is_kept(
+    downloaded: tuple[Path, Path, DownloadReport], tmp_path: Path
+) -> None:
+    """An interrupted download is hours of work: another sample or setting never overwrites
+    it; the error names the folder and both ways out."""
+    sample, _, _ = downloaded
+    partial = tmp_path / "images.partial"
+    partial.mkdir()
+    plan = {"fingerprint": "other", "sample": "older.parquet", "version": "1", "arguments": {}}
+    atomic_write_json(plan, partial / PLAN_FILE)
+    (partial / "kept.txt").write_text("hours of shards")
+    with pytest.raises(FileExistsError, match=r"images\.partial holds an unfinished download of"):
+        download_images(sample, tmp_path / "images", SETTINGS)
+    assert (partial / "kept.txt").read_text() == "hours of shards"
+    assert not (tmp_path / "images").exists()
