@@ -604,3 +604,23 @@ def test_unfinished_download_of_another_sample_is_kept(
         download_images(sample, tmp_path / "images", SETTINGS)
     assert (partial / "kept.txt").read_text() == "hours of shards"
     assert not (tmp_path / "images").exists()
+
+
+def test_download_made_before_the_shards_folder_is_gathered_not_refetched(
+    downloaded: tuple[Path, Path, DownloadReport],
+    image_server: Server,
+    tmp_path: Path,
+) -> None:
+    sample, out_dir, report = downloaded
+    flat = tmp_path / "images"
+    shutil.copytree(out_dir, flat)
+    for path in (flat / SHARD_DIR).iterdir():
+        path.rename(flat / path.name)
+    (flat / SHARD_DIR).rmdir()
+    requests = list(image_server.requests)
+    assert download_images(sample, flat, SETTINGS, timeout=5) == report
+    assert image_server.requests == requests
+    assert sorted(p.name for p in (flat / SHARD_DIR).glob("*.tar")) == [
+        "00000.tar", "00001.tar", "00002.tar",
+    ]  # fmt: skip
+    assert not list(flat.glob("*.tar")) and len(load_downloaded(flat / SHARD_DIR)) == 4

@@ -226,13 +226,33 @@ def _finished_report(out_dir: Path, fingerprint: str) -> DownloadReport | None:
     report_path = out_dir / REPORT_FILE
     if report_path.is_file():
         saved = json.loads(report_path.read_text(encoding="utf-8"))
-        return DownloadReport(**saved) if saved.get("fingerprint") == fingerprint else None
+        if saved.get("fingerprint") != fingerprint:
+            return None
+        _gather_flat_shards(out_dir)
+        return DownloadReport(**saved)
     if any(out_dir.iterdir()):
         raise FileExistsError(
             f"{out_dir} exists and holds no {REPORT_FILE}, so it is not a finished download; "
             "remove it or choose another out_dir"
         )
     return None
+
+
+def _gather_flat_shards(out_dir: Path) -> None:
+    """Move the shards of a download made before ``shards/`` existed (they sat in ``out_dir``
+    itself) into ``shards/``, by renames, rather than download them again.
+
+    Gathered in a hidden folder renamed to ``shards/`` last, so an interrupted move finishes on
+    the next call.
+    """
+    if (out_dir / SHARD_DIR).is_dir():
+        return
+    gathering = out_dir / f".{SHARD_DIR}-gathering"
+    gathering.mkdir(exist_ok=True)
+    for pattern in ("*.tar", "*.parquet", "*_stats.json"):
+        for path in out_dir.glob(pattern):
+            os.replace(path, gathering / path.name)
+    os.replace(gathering, out_dir / SHARD_DIR)
 
 
 def _claim_partial(partial: Path, plan: dict[str, Any]) -> None:
