@@ -146,3 +146,17 @@ def test_relative_paths_resolve_against_project_root(monkeypatch, tmp_path: Path
     monkeypatch.setenv("XLR_ROOT", str(tmp_path))
     assert resolve_path("runs/x") == tmp_path / "runs/x"
     assert resolve_path("/abs/y") == Path("/abs/y")
+
+
+def test_laion_shards_stand_in_for_inputs_and_unset_settings_keep_hashes() -> None:
+    """``data.laion.shards`` replaces inputs and quotas; the new settings, unset, leave the data
+    section's hash (part of every checkpoint's name) as it was before they existed."""
+    real = load_params(PARAMS_DIR / "laion5b_xlmr_b32.yaml")
+    assert real.section_hash("data") == "a781d99bc243760c"
+    laion = real.data.model_dump(mode="json")["laion"]
+    assert "shards" not in laion and not {"spark_master", "ray_address"} & set(laion["download"])
+    real_model = {"model": {"kind": "open_clip"}, "eval": {"benchmarks": ["xtd10"]}}
+    given = {"source": "laion", "laion": {"shards": "data/laion_shards"}}
+    assert parse_params(minimal(data=given, **real_model)).data.laion.shards
+    with pytest.raises(ParamsError, match="data.laion needs inputs and quotas .* or shards"):
+        parse_params(minimal(data={"source": "laion", "laion": {}}, **real_model))

@@ -11,34 +11,53 @@ from __future__ import annotations
 import functools
 import importlib.util
 import io
+import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import threading
+import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from pydantic import ValidationError
 
 from xlr.config import DownloadSection
 from xlr.data.download import (
+    LOG_FILE,
+    PLAN_FILE,
     REPORT_FILE,
+    SHARD_DIR,
     DownloadInputError,
     DownloadReport,
+    Img2DatasetError,
     _fingerprint,
     download_images,
-    error_kind,
-    load_downloaded,
     summarise_download,
 )
+from xlr.data.img2dataset_shards import (
+    audit_shards,
+    check_given_shards,
+    drop_unfinished_shards,
+    error_kind,
+    load_downloaded,
+)
 from xlr.data.shards import read_shards
-from xlr.io import atomic_write_json
+from xlr.io import atomic_write_json, file_sha256
 
 STALE_SHARD = "00007.tar"
+GATED = "/gated/"
 SETTINGS = DownloadSection(processes=1, threads=4, image_size=32, shard_size=3)
 # (LANGUAGE, served file): "missing.jpg" is never written, so the server answers 404.
 PLANTED = [
@@ -69,29 +88,61 @@ def _jpeg(seed: int, width: int, height: int) -> bytes:
     return buffer.getvalue()
 
 
+class Server(NamedTuple):
+    """The loopback image server: its base URL, its request log, the gate of ``/gated/`` and
+    the requests still being answered after waiting at it."""
+
+    url: str
+    requests: list[str]
+    gate: threading.Event
+    waited: list[SimpleHTTPRequestHandler]
+
+
 class _CountingHandler(SimpleHTTPRequestHandler):
-    """Serves a folder quietly and counts requests, to tell a no-op re-run from a download."""
+    """Serves a folder quietly and logs each request's path, to tell a no-op re-run from a
+    download. A path under ``/gated/`` is the file without that prefix, served once ``gate`` is
+    set: a download stalls there while a test interrupts it."""
 
     requests: list[str] = []
+    gate: threading.Event
+    waited: list[SimpleHTTPRequestHandler] = []
+
+    def do_GET(self) -> None:
+        if not self.path.startswith(GATED):
+            return super().do_GET()
+        self.waited.append(self)
+        try:
+            self.gate.wait(timeout=120)
+            self.path = self.path.removeprefix(GATED[:-1])
+            super().do_GET()
+        finally:
+            self.waited.remove(self)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        type(self).requests.append(self.path)
 
     def log_message(self, format: str, *args: object) -> None:
-        type(self).requests.append(self.path)
+        pass
 
 
 @pytest.fixture(scope="module")
-def image_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[str]]]:
-    """Base URL of a loopback server over the planted files, and its request log."""
+def image_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The loopback server over the planted files (its gate open)."""
     root = tmp_path_factory.mktemp("www")
     for i, (width, height) in enumerate([(48, 40), (40, 64), (36, 36), (50, 34)]):
         (root / f"ok{i}.jpg").write_bytes(_jpeg(i, width, height))
     whole = _jpeg(99, 64, 64)
     (root / "truncated.jpg").write_bytes(whole[: len(whole) // 2])
     (root / "text.jpg").write_bytes(b"<html><body>Not an image</body></html>\n")
-    handler = type("Handler", (_CountingHandler,), {"requests": []})
+    gate = threading.Event()
+    gate.set()
+    attributes = {"requests": [], "gate": gate, "waited": []}
+    handler = type("Handler", (_CountingHandler,), attributes)
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=root))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", handler.requests
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield Server(url, handler.requests, gate, handler.waited)
     server.shutdown()
     server.server_close()
     thread.join()
@@ -127,14 +178,14 @@ def _older_download(out_dir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def downloaded(
-    image_server: tuple[str, list[str]], tmp_path_factory: pytest.TempPathFactory
+    image_server: Server, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, Path, DownloadReport]:
     """One real img2dataset run over the planted sample: (sample parquet, out_dir, report).
 
     ``out_dir`` starts as an older download, so the one (slow) run also tests replacement.
     """
     pytest.importorskip("img2dataset", reason="img2dataset is installed by `make env`")
-    base_url, _ = image_server
+    base_url = image_server.url
     root = tmp_path_factory.mktemp("download")
     sample = _write_sample(root / "sample.parquet", base_url, PLANTED)
     out_dir = _older_download(root / "images")
@@ -142,8 +193,8 @@ def downloaded(
     return sample, out_dir, report
 
 
-def test_planted_body_is_served_as_jpeg(image_server: tuple[str, list[str]]) -> None:
-    with urllib.request.urlopen(f"{image_server[0]}/text.jpg", timeout=5) as response:
+def test_planted_body_is_served_as_jpeg(image_server: Server) -> None:
+    with urllib.request.urlopen(f"{image_server.url}/text.jpg", timeout=5) as response:
         assert response.headers["Content-Type"] == "image/jpeg"
 
 
@@ -182,7 +233,7 @@ def test_successes_decode_and_keep_laion_columns(
 ) -> None:
     sample, out_dir, _ = downloaded
     rows = pd.read_parquet(sample).set_index("URL")
-    samples = list(read_shards(out_dir))
+    samples = list(read_shards(out_dir / SHARD_DIR))
     assert sorted(Path(s["json"]["url"]).name for s in samples) == [f"ok{i}.jpg" for i in range(4)]
     for s in samples:
         meta, row = s["json"], rows.loc[s["json"]["url"]]
@@ -197,25 +248,25 @@ def test_successes_decode_and_keep_laion_columns(
 
 def test_load_downloaded_as_image_text_set(downloaded: tuple[Path, Path, DownloadReport]) -> None:
     _, out_dir, _ = downloaded
-    pairs = load_downloaded(out_dir)
+    pairs = load_downloaded(out_dir / SHARD_DIR)
     assert len(pairs) == 4
     assert sorted(pairs.captions["lang"]) == ["de", "en", "en", "fr"]
     assert pairs.images[0].mode == "RGB"
-    translated = load_downloaded(out_dir, eng_text=True)
+    translated = load_downloaded(out_dir / SHARD_DIR, eng_text=True)
     english = translated.captions_in("en")
     assert len(english) == 4  # two English captions plus the translations of de and fr
     assert english["caption"].str.startswith("english").sum() == 2
 
 
 def test_rerun_with_same_inputs_is_a_noop(
-    downloaded: tuple[Path, Path, DownloadReport], image_server: tuple[str, list[str]]
+    downloaded: tuple[Path, Path, DownloadReport], image_server: Server
 ) -> None:
     sample, out_dir, report = downloaded
-    requests = list(image_server[1])
+    requests = list(image_server.requests)
     before = {p.name: p.stat().st_mtime_ns for p in out_dir.iterdir()}
     cluster = SETTINGS.model_copy(update={"processes": 2, "threads": 8})  # how, not what
     assert download_images(sample, out_dir, cluster, timeout=5) == report
-    assert image_server[1] == requests
+    assert image_server.requests == requests
     assert {p.name: p.stat().st_mtime_ns for p in out_dir.iterdir()} == before
 
 
@@ -223,7 +274,8 @@ def test_older_download_was_replaced_whole(downloaded: tuple[Path, Path, Downloa
     _, out_dir, report = downloaded
     assert report.fingerprint != "older"
     assert not (out_dir / STALE_SHARD).exists()
-    assert sorted(p.name for p in out_dir.glob("*.tar")) == ["00000.tar", "00001.tar", "00002.tar"]
+    tars = sorted(p.name for p in (out_dir / SHARD_DIR).glob("*.tar"))
+    assert tars == ["00000.tar", "00001.tar", "00002.tar"]
     assert sorted(p.name for p in out_dir.parent.iterdir()) == ["images", "sample.parquet"]
 
 
@@ -232,7 +284,7 @@ def test_unfinished_shard_is_dropped_and_unaccounted(
 ) -> None:
     sample, finished, report = downloaded
     shard_dir = tmp_path / "images"
-    shutil.copytree(finished, shard_dir)
+    shutil.copytree(finished / SHARD_DIR, shard_dir)
     (shard_dir / "00001_stats.json").unlink()  # as if shard 1 crashed on every retry
     partial = summarise_download(
         shard_dir, sample, fingerprint="f", img2dataset=report.img2dataset, seconds=0.0
@@ -309,3 +361,266 @@ def test_download_fingerprint_is_stable(tmp_path: Path) -> None:
     assert _fingerprint(sample, arguments, "1.47.0") == expected
     assert _fingerprint(sample, arguments | {"processes_count": 16}, "1.47.0") == expected
     assert _fingerprint(sample, arguments | {"image_size": 256}, "1.47.0") != expected
+
+
+def _shard_files(shard_dir: Path, shard: str) -> dict[str, tuple[int, str]]:
+    """(mtime_ns, sha256) of one shard's three files."""
+    files = [shard_dir / f"{shard}{suffix}" for suffix in (".tar", ".parquet", "_stats.json")]
+    return {p.name: (p.stat().st_mtime_ns, file_sha256(p)) for p in files}
+
+
+def _wait_for_stats(shard_dir: Path, shards: list[str], seconds: float = 120) -> None:
+    """Until img2dataset has written (whole) the stats of ``shards``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            for shard in shards:
+                json.loads((shard_dir / f"{shard}_stats.json").read_text(encoding="utf-8"))
+            return
+        except (OSError, ValueError):
+            time.sleep(0.2)
+    raise TimeoutError(f"img2dataset finished no shards {shards} in {shard_dir} in {seconds} s")
+
+
+def test_killed_download_resumes_without_loss_or_duplicates(
+    image_server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kill img2dataset (SIGKILL, as a lost job would) while shard 2 waits on the server and
+    after shards 0 and 1 are written, truncate shard 1's stats (as a kill inside img2dataset's
+    write_stats would), and run again: shard 0 is kept byte for byte and not fetched again,
+    shards 1 and 2 are downloaded, and every row ends in exactly one shard."""
+    pytest.importorskip("img2dataset", reason="img2dataset is installed by `make env`")
+    planted = [  # a unique URL per row; shard 2's rows (6-8) wait behind the gate
+        (lang, f"{'gated/' if i >= 6 else ''}{name}?row={i}")
+        for i, (lang, name) in enumerate(PLANTED)
+    ]
+    sample = _write_sample(tmp_path / "sample.parquet", image_server.url, planted)
+    out_dir, partial = tmp_path / "images", tmp_path / "images.partial"
+    children: list[subprocess.Popen[bytes]] = []
+
+    class RecordedPopen(subprocess.Popen):  # type: ignore[type-arg]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)  # type: ignore[call-overload]
+            children.append(self)
+
+    monkeypatch.setattr("xlr.data.download.subprocess.Popen", RecordedPopen)
+    errors: list[BaseException] = []
+
+    def first_run() -> None:
+        try:
+            download_images(sample, out_dir, SETTINGS, timeout=5)
+        except BaseException as err:  # noqa: BLE001 - the test inspects it
+            errors.append(err)
+
+    image_server.gate.clear()
+    try:
+        run = threading.Thread(target=first_run)
+        run.start()
+        _wait_for_stats(partial / SHARD_DIR, ["00000", "00001"])
+        os.killpg(children[0].pid, signal.SIGKILL)
+        run.join(timeout=60)
+    finally:
+        image_server.gate.set()
+    while image_server.waited:  # the killed run's requests, answered to closed sockets
+        time.sleep(0.05)
+    assert len(errors) == 1 and isinstance(errors[0], Img2DatasetError)
+    assert "running again resumes" in str(errors[0])
+    assert not out_dir.exists()  # nothing half-done where the study reads
+    shard_dir = partial / SHARD_DIR
+    assert not (shard_dir / "00002_stats.json").exists()
+    kept = _shard_files(shard_dir, "00000")
+    stats = shard_dir / "00001_stats.json"
+    stats.write_bytes(stats.read_bytes()[:40])
+    requests_before = len(image_server.requests)
+
+    report = download_images(sample, out_dir, SETTINGS, timeout=5)
+
+    assert not partial.exists()
+    shard_dir = out_dir / SHARD_DIR
+    assert _shard_files(shard_dir, "00000") == kept
+    assert report.resumed_shards == 1 and report.shards == ["00000", "00001", "00002"]
+    assert report.totals == {
+        "success": 4, "failed_to_download": 3, "failed_to_resize": 2, "unaccounted": 0,
+    }  # fmt: skip
+    assert report.per_language == {
+        lang: {**counts, "unaccounted": 0} for lang, counts in EXPECTED.items()
+    }
+    per_shard = [json.loads(p.read_text()) for p in sorted(shard_dir.glob("*_stats.json"))]
+    assert [s["count"] for s in per_shard] == [3, 3, 3]
+    assert sum(s["successes"] for s in per_shard) == report.totals["success"]
+    urls = pd.read_parquet(sample)["URL"]
+    served = [url for url, (_, name) in zip(urls, planted, strict=True) if "ok" in name]
+    assert sorted(s["json"]["url"] for s in read_shards(shard_dir)) == sorted(served)
+    again = Counter(p.split("?row=")[1] for p in image_server.requests[requests_before:])
+    assert sorted(again) == ["3", "4", "5", "6", "7", "8"]  # shards 1 and 2, not shard 0
+    assert all(n == 1 for n in again.values())
+    log = (out_dir / LOG_FILE).read_text(encoding="utf-8")
+    assert log.count("--- img2dataset run started") == 2
+
+
+def test_audit_tells_finished_shards_from_unfinished(
+    downloaded: tuple[Path, Path, DownloadReport], tmp_path: Path
+) -> None:
+    _, out_dir, _ = downloaded
+    shard_dir = tmp_path / "shards"
+    shutil.copytree(out_dir / SHARD_DIR, shard_dir)
+    (shard_dir / "00001_stats.json").write_text('{"count": 3, "succ')  # cut mid-write
+    (shard_dir / "00002.parquet").unlink()
+    finished, unfinished = audit_shards(shard_dir)
+    assert finished == ["00000"]
+    assert unfinished["00001"].startswith("00001_stats.json is not readable JSON")
+    assert unfinished["00002"] == "00002.parquet is missing"
+    assert drop_unfinished_shards(shard_dir) == ["00000"]
+    assert sorted(p.name for p in shard_dir.iterdir()) == [
+        "00000.parquet", "00000.tar", "00000_stats.json",
+    ]  # fmt: skip
+
+
+FAKE_SPARK = """
+class _Builder:
+    def master(self, url):
+        self.url = url
+        return self
+
+    def appName(self, name):
+        return self
+
+    def getOrCreate(self):
+        SparkSession.active_master = self.url
+
+
+class SparkSession:
+    active_master = None
+    builder = _Builder()
+"""
+FAKE_RAY = """
+address = None
+
+
+def init(address=None):
+    globals()["address"] = address
+"""
+FAKE_IMG2DATASET = '''
+import json
+import sys
+from pathlib import Path
+
+
+def download(**arguments):
+    """Record the call and what cluster the process had joined by then; download nothing."""
+    Path(arguments["output_folder"]).mkdir(parents=True)
+    spark = sys.modules.get("pyspark.sql")
+    ray = sys.modules.get("ray")
+    joined = {
+        "spark_master": spark.SparkSession.active_master if spark else None,
+        "ray_address": ray.address if ray else None,
+    }
+    call = {"arguments": arguments, "joined": joined}
+    (Path(arguments["output_folder"]).parent / "fake_call.json").write_text(json.dumps(call))
+'''
+
+
+@pytest.mark.parametrize(
+    ("distributor", "key", "address"),
+    [("pyspark", "spark_master", "spark://head:7077"), ("ray", "ray_address", "ray://head:10001")],
+)
+def test_cluster_address_reaches_img2datasets_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, distributor: str, key: str, address: str
+) -> None:
+    """The child joins the configured cluster before img2dataset runs, in img2dataset's own
+    process, which is where its distributors look for a session. pyspark, ray and img2dataset
+    are stand-ins on PYTHONPATH: no cluster starts."""
+    fakes = tmp_path / "fakes"
+    (fakes / "pyspark").mkdir(parents=True)
+    (fakes / "pyspark" / "__init__.py").write_text("")
+    (fakes / "pyspark" / "sql.py").write_text(FAKE_SPARK)
+    (fakes / "ray.py").write_text(FAKE_RAY)
+    (fakes / "img2dataset").mkdir()
+    (fakes / "img2dataset" / "__init__.py").write_text(FAKE_IMG2DATASET)
+    monkeypatch.syspath_prepend(str(fakes))  # so the distributor's package is found here too
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(fakes), *sys.path]))
+    sample = _write_sample(tmp_path / "sample.parquet", "http://127.0.0.1:9", PLANTED)
+    settings = SETTINGS.model_copy(update={"distributor": distributor, key: address})
+    report = download_images(sample, tmp_path / "images", settings)
+    call = json.loads((tmp_path / "images" / "fake_call.json").read_text())
+    assert call["joined"] == {"spark_master": None, "ray_address": None} | {key: address}
+    assert call["arguments"]["distributor"] == distributor
+    assert call["arguments"]["incremental_mode"] == "incremental"
+    assert call["arguments"]["output_folder"] == str(tmp_path / "images.partial" / SHARD_DIR)
+    assert report.totals["unaccounted"] == len(PLANTED)  # the stand-in wrote no shard
+
+
+@pytest.mark.parametrize(
+    ("update", "message"),
+    [
+        ({"spark_master": "spark://head:7077"}, "download.spark_master is set but"),
+        ({"distributor": "pyspark", "ray_address": "auto"}, "set distributor: ray"),
+    ],
+)
+def test_cluster_address_needs_its_distributor(update: dict[str, str], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        DownloadSection(**update)
+
+
+def test_given_shards_are_checked_not_repaired(
+    downloaded: tuple[Path, Path, DownloadReport], tmp_path: Path
+) -> None:
+    """``data.laion.shards``: a folder downloaded elsewhere is used as is or refused, naming the
+    folder, the shard and the fix; nothing in it is deleted."""
+    _, out_dir, _ = downloaded
+    given = tmp_path / "given"
+    shutil.copytree(out_dir / SHARD_DIR, given)
+    assert check_given_shards(given) == ["00000", "00001", "00002"]
+    with pytest.raises(FileNotFoundError, match=r"nowhere: no such folder \(data\.laion\.shards\)"):
+        check_given_shards(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"empty: no shards \(\*\.tar"):
+        check_given_shards(tmp_path / "empty")
+    (given / "00002_stats.json").unlink()
+    with pytest.raises(ValueError, match=r"given: unfinished shards .*shard 00002: no 00002_stats"):
+        check_given_shards(given)
+    assert (given / "00002.tar").exists()
+    (given / "00002.tar").unlink()
+    (given / "00002.parquet").unlink()
+    pd.read_parquet(given / "00001.parquet").drop(columns=["LANGUAGE"]).to_parquet(
+        given / "00001.parquet", index=False
+    )
+    with pytest.raises(ValueError, match=r"00001\.parquet: no LANGUAGE column"):
+        check_given_shards(given)
+
+
+def test_unfinished_download_of_another_sample_is_kept(
+    downloaded: tuple[Path, Path, DownloadReport], tmp_path: Path
+) -> None:
+    """An interrupted download is hours of work: another sample or setting never overwrites
+    it; the error names the folder and both ways out."""
+    sample, _, _ = downloaded
+    partial = tmp_path / "images.partial"
+    partial.mkdir()
+    plan = {"fingerprint": "other", "sample": "older.parquet", "version": "1", "arguments": {}}
+    atomic_write_json(plan, partial / PLAN_FILE)
+    (partial / "kept.txt").write_text("hours of shards")
+    with pytest.raises(FileExistsError, match=r"images\.partial holds an unfinished download of"):
+        download_images(sample, tmp_path / "images", SETTINGS)
+    assert (partial / "kept.txt").read_text() == "hours of shards"
+    assert not (tmp_path / "images").exists()
+
+
+def test_download_made_before_the_shards_folder_is_gathered_not_refetched(
+    downloaded: tuple[Path, Path, DownloadReport],
+    image_server: Server,
+    tmp_path: Path,
+) -> None:
+    sample, out_dir, report = downloaded
+    flat = tmp_path / "images"
+    shutil.copytree(out_dir, flat)
+    for path in (flat / SHARD_DIR).iterdir():
+        path.rename(flat / path.name)
+    (flat / SHARD_DIR).rmdir()
+    requests = list(image_server.requests)
+    assert download_images(sample, flat, SETTINGS, timeout=5) == report
+    assert image_server.requests == requests
+    assert sorted(p.name for p in (flat / SHARD_DIR).glob("*.tar")) == [
+        "00000.tar", "00001.tar", "00002.tar",
+    ]  # fmt: skip
+    assert not list(flat.glob("*.tar")) and len(load_downloaded(flat / SHARD_DIR)) == 4

@@ -119,3 +119,13 @@ def test_laion_path_offline(served_corpus: Path, tmp_path: Path) -> None:
     assert held_out_overlaps(contract) is None
     with pytest.raises(ValueError, match="only the generated corpus has a validation pool"):
         val_sets(params)
+    # the same shards as if downloaded elsewhere: used as they are, nothing sampled or fetched
+    spec = params.model_dump()
+    spec["run"]["name"] = "given"
+    spec["data"]["laion"]["shards"] = contract["shards"]
+    given = parse_params(spec)
+    reused = prepare_data(given, progress=False)
+    assert reused["given_shards"] == ["00000"] and "sample" not in reused
+    assert sampled_language_counts(reused) == counts
+    assert input_language_counts(reused) is None and reused["download_failed"] == 0
+    assert len(finetune_pool(given)) == len(pool)

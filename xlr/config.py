@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from xlr.data.download_settings import DownloadSection
 from xlr.data.laion import LaionColumns, LaionEngine, LaionFilters, LaionInputs, LaionQuotas
 from xlr.langs import UnknownLanguageError, canonical_code
 
@@ -136,33 +137,34 @@ class SyntheticSection(Section):
         return self.eval_images if self.val_images is None else self.val_images
 
 
-class DownloadSection(Section):
-    """img2dataset settings for fetching the sampled subset."""
-
-    distributor: Literal["multiprocessing", "pyspark", "ray"] = "multiprocessing"
-    processes: PositiveInt = 8
-    threads: PositiveInt = 64
-    image_size: PositiveInt = 256
-    resize_mode: Literal["border", "keep_ratio", "center_crop", "no"] = "keep_ratio"
-    shard_size: PositiveInt = 10000
-
-
 class LaionSection(Section):
     """The real path: a study subset of LAION-5B metadata (xlr.data.laion), then img2dataset.
 
     The input, column, quota, filter and engine specs are the sampler's own models, so the
     params file and a direct call of :func:`xlr.data.laion.sample_laion` are validated by the
     same rules. ``columns`` names each role's release schema (Re-LAION research-safe files call
-    the caption ``caption``); ``engine`` is DuckDB's memory limit, threads and spill folder.
+    the caption ``caption``); ``engine`` is DuckDB's memory limit, threads and spill folder;
+    ``shards`` img2dataset shards to use instead of sampling and downloading (inputs and quotas
+    may then be left out). Unset, they are left out of dumps, so of the hashes naming checkpoints.
     """
 
     snapshot: str = "relaion2B-multi-research-safe"
-    inputs: LaionInputs
+    inputs: LaionInputs | None = Field(default=None, exclude_if=lambda v: v is None)
     columns: LaionColumns = LaionColumns()
-    quotas: LaionQuotas
+    quotas: LaionQuotas | None = Field(default=None, exclude_if=lambda v: v is None)
     filters: LaionFilters = LaionFilters()
     engine: LaionEngine = LaionEngine()
     download: DownloadSection = DownloadSection()
+    shards: str | None = Field(default=None, exclude_if=lambda v: v is None)
+
+    @model_validator(mode="after")
+    def _sample_or_shards(self) -> LaionSection:
+        if self.shards is None and (self.inputs is None or self.quotas is None):
+            raise ValueError(
+                "data.laion needs inputs and quotas (the metadata to sample and download), "
+                "or shards (a folder of img2dataset shards downloaded elsewhere)"
+            )
+        return self
 
 
 class DataSection(Section):

@@ -89,6 +89,22 @@ def atomic_write_parquet(df: pd.DataFrame | pa.Table, path: str | os.PathLike[st
     return Path(path)
 
 
+def replace_dir(built: Path, final: Path) -> None:
+    """Move the complete directory ``built`` to ``final`` (a sibling), replacing any old one.
+
+    The old one is renamed aside before the new one is renamed in and only then deleted, so at
+    every instant ``final`` is either the old directory or the new one, never a mix.
+    """
+    if final.exists():
+        old = _sibling(final, "old")
+        os.replace(final, old)
+        os.replace(built, final)
+        shutil.rmtree(old)
+    else:
+        os.replace(built, final)
+    _fsync_dir(final.parent)
+
+
 @contextmanager
 def atomic_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling directory to fill; it becomes ``path`` only if the block succeeds.
@@ -105,14 +121,7 @@ def atomic_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterato
     tmp.mkdir()
     try:
         yield tmp
-        if final.exists():
-            old = _sibling(final, "old")
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, final)
-        _fsync_dir(final.parent)
+        replace_dir(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

@@ -7,20 +7,32 @@ loaders read (:mod:`xlr.data.shards` writes the same layout), and one call scale
 Why in a child process: ``img2dataset.download`` replaces the caller's SIGINT handler with one that
 calls ``sys.exit``, starts a non-daemon logger process that keeps the caller alive when the call
 raises, and spawns workers that re-import the caller's ``__main__``. ``python -c`` isolates all
-three. The child calls the Python API with keyword arguments passed as one JSON argument, so no
-shell and no command-line parsing sit in between.
+three. The child (:mod:`xlr.data.img2dataset_child`) joins the configured Spark or Ray cluster
+and calls the Python API with keyword arguments passed as JSON, so no shell and no command-line
+parsing sit in between.
 
 Failed images never stop the study. Each sample row ends in one status: ``success``,
 ``failed_to_download`` (HTTP errors, timeouts, refused connections, X-Robots-Tag opt-outs),
 ``failed_to_resize`` (a body OpenCV cannot decode: truncated JPEGs, HTML or text served as an
 image) or ``unaccounted`` (its shard crashed on every retry; its partial files are deleted). The
 counts per ``LANGUAGE`` and the commonest error kinds go to ``download_report.json``. Only a
-failure of img2dataset itself (not installed, a bad argument) raises :class:`Img2DatasetError`.
+failure of img2dataset itself (a bad argument, its process killed) raises
+:class:`Img2DatasetError`.
 
-``out_dir`` holds img2dataset's shards (``{shard:05d}.tar``, ``.parquet`` with a status per
-sample, ``_stats.json``), ``img2dataset.log`` and the report, and appears whole or not at all.
-Running again with the same sample and settings returns the saved report and downloads nothing;
-a different sample or setting replaces ``out_dir``, and only once the new download is complete.
+``out_dir`` holds img2dataset's output folder ``shards/`` (``{shard:05d}.tar``, ``.parquet``
+with a status per sample, ``_stats.json``), ``img2dataset.log``, ``download_plan.json`` (what
+is being downloaded) and the report, and appears whole or not at all: the download is written
+in place into ``<out_dir>.partial/`` and renamed to ``out_dir`` once complete. Why in place:
+about 900k images take hours, and img2dataset's incremental mode skips every shard whose
+``_stats.json`` exists, so a download that was interrupted (Ctrl-C, a killed job, a crash)
+resumes where it stopped when run again with the same sample and settings. img2dataset writes a
+shard's ``_stats.json`` only after closing its tar and parquet, but not atomically, so before
+resuming every shard is checked (stats readable and complete, tar and parquet present, the
+parquet's row count equal to the stats' count) and the files of any other shard are deleted, to
+be downloaded again. A finished ``out_dir`` with the same sample and settings is returned as
+is; a different sample or setting replaces it once the new download is complete, and a
+``.partial`` folder of another sample or setting is never overwritten (the error says how to
+resume or discard it).
 """
 
 from __future__ import annotations
@@ -28,15 +40,12 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
-import io
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -45,13 +54,16 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image
 
-from xlr.config import DownloadSection
-from xlr.data.imagetext import CAPTION_COLUMNS, ImageTextSet
-from xlr.data.shards import read_shards
-from xlr.io import atomic_dir, atomic_write_json
-from xlr.langs import UnknownLanguageError, canonical_code
+from xlr.data.download_settings import DownloadSection
+from xlr.data.img2dataset_shards import (
+    STATS_KEYS,
+    drop_unfinished_shards,
+    language_column,
+    stats_totals,
+    status_by_language,
+)
+from xlr.io import atomic_write_json, replace_dir
 
 SAMPLE_COLUMNS: tuple[str, ...] = ("URL", "TEXT")
 ADDITIONAL_COLUMNS: tuple[str, ...] = (
@@ -63,24 +75,24 @@ ADDITIONAL_COLUMNS: tuple[str, ...] = (
 )
 STATUSES: tuple[str, ...] = ("success", "failed_to_download", "failed_to_resize", "unaccounted")
 REPORT_FILE = "download_report.json"
+PLAN_FILE = "download_plan.json"
 LOG_FILE = "img2dataset.log"
-UNKNOWN_LANGUAGE = "unknown"  # rows whose LANGUAGE is null, or samples without the column
+SHARD_DIR = "shards"  # img2dataset's output folder: it reads every *.json there as a shard's stats
+PARTIAL_SUFFIX = ".partial"
 TOP_ERROR_KINDS = 10
 # How it runs, not what it fetches: left out of the fingerprint, so moving a finished download to
 # a cluster's settings does not fetch it again.
-EXECUTION_ARGUMENTS: frozenset[str] = frozenset({"distributor", "processes_count", "thread_count"})
+EXECUTION_ARGUMENTS: frozenset[str] = frozenset(
+    {"distributor", "processes_count", "thread_count", "incremental_mode"}
+)
 INSTALL_HINT = (
     "install it with `pip install -e '.[dev]'` then `pip install --no-deps img2dataset==1.47.0` "
     "(what `make env` does; img2dataset pins webdataset<0.3, which xlr does not need)"
 )
-_RUNNER = "import json, sys; from img2dataset import download; download(**json.loads(sys.argv[1]))"
-_STATS_KEYS = {  # report status: its count's key in img2dataset's _stats.json
-    "success": "successes",
-    "failed_to_download": "failed_to_download",
-    "failed_to_resize": "failed_to_resize",
-}
-_HTTP_ERROR = re.compile(r"^HTTP Error (\d{3})\b")
-_MAX_KIND_CHARS = 120
+_RUNNER = (
+    "import json, sys; from xlr.data.img2dataset_child import run; "
+    "run(json.loads(sys.argv[1]), json.loads(sys.argv[2]))"
+)
 
 
 class DownloadInputError(ValueError):
@@ -99,7 +111,8 @@ class DownloadReport:
     ``*.parquet``; both have one count per :data:`STATUSES` entry, and ``per_language`` also the
     sample's ``rows``. ``error_kinds`` are the commonest failure messages, HTTP errors folded by
     status code. ``fingerprint`` identifies the sample bytes and the arguments that decide
-    content; ``seconds`` is wall-clock time of the download.
+    content; ``seconds`` is wall-clock time of the last run, which resumed
+    ``resumed_shards`` shards finished by earlier, interrupted runs.
     """
 
     fingerprint: str
@@ -111,6 +124,7 @@ class DownloadReport:
     shards: list[str]
     img2dataset: dict[str, Any]
     seconds: float
+    resumed_shards: int = 0
 
     @property
     def failed(self) -> int:
@@ -128,24 +142,6 @@ class DownloadReport:
     def read(cls, path: Path) -> DownloadReport:
         """Load a ``download_report.json`` written by :func:`download_images`."""
         return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
-
-
-@dataclass(frozen=True)
-class EncodedImages:
-    """Images kept encoded (JPEG bytes) and decoded on access.
-
-    A download is mixed in size (``keep_ratio`` fixes only the short side) and about ten times
-    smaller encoded than as pixels, so it is held as bytes rather than in :class:`ArrayImages`.
-    """
-
-    blobs: Sequence[bytes]
-
-    def __len__(self) -> int:
-        return len(self.blobs)
-
-    def __getitem__(self, index: int) -> Image.Image:
-        with Image.open(io.BytesIO(self.blobs[index])) as img:
-            return img.convert("RGB")
 
 
 def _check_sample(path: Path) -> pa.Schema:
@@ -205,6 +201,7 @@ def img2dataset_arguments(
         "number_sample_per_shard": settings.shard_size,
         "timeout": timeout,
         "retries": retries,
+        "incremental_mode": "incremental",  # skip the shards that have a _stats.json: resume
     }
 
 
@@ -229,7 +226,10 @@ def _finished_report(out_dir: Path, fingerprint: str) -> DownloadReport | None:
     report_path = out_dir / REPORT_FILE
     if report_path.is_file():
         saved = json.loads(report_path.read_text(encoding="utf-8"))
-        return DownloadReport(**saved) if saved.get("fingerprint") == fingerprint else None
+        if saved.get("fingerprint") != fingerprint:
+            return None
+        _gather_flat_shards(out_dir)
+        return DownloadReport(**saved)
     if any(out_dir.iterdir()):
         raise FileExistsError(
             f"{out_dir} exists and holds no {REPORT_FILE}, so it is not a finished download; "
@@ -238,15 +238,60 @@ def _finished_report(out_dir: Path, fingerprint: str) -> DownloadReport | None:
     return None
 
 
-def _run_img2dataset(arguments: dict[str, Any], log_path: Path) -> None:
-    """Run ``img2dataset.download(**arguments)`` in a child Python; its output goes to the log.
+def _gather_flat_shards(out_dir: Path) -> None:
+    """Move the shards of a download made before ``shards/`` existed (they sat in ``out_dir``
+    itself) into ``shards/``, by renames, rather than download them again.
+
+    Gathered in a hidden folder renamed to ``shards/`` last, so an interrupted move finishes on
+    the next call.
+    """
+    if (out_dir / SHARD_DIR).is_dir():
+        return
+    gathering = out_dir / f".{SHARD_DIR}-gathering"
+    gathering.mkdir(exist_ok=True)
+    for pattern in ("*.tar", "*.parquet", "*_stats.json"):
+        for path in out_dir.glob(pattern):
+            os.replace(path, gathering / path.name)
+    os.replace(gathering, out_dir / SHARD_DIR)
+
+
+def _claim_partial(partial: Path, plan: dict[str, Any]) -> None:
+    """Make ``partial`` the in-place folder of the download ``plan`` describes, or resume it.
+
+    An unfinished download of another sample or setting is never overwritten: hours of work may
+    sit in it, and img2dataset would mix its shards with this download's.
+    """
+    plan_path = partial / PLAN_FILE
+    if plan_path.is_file():
+        saved = json.loads(plan_path.read_text(encoding="utf-8"))
+        if saved["fingerprint"] != plan["fingerprint"]:
+            raise FileExistsError(
+                f"{partial} holds an unfinished download of {saved['sample']} with another sample "
+                f"or other settings (its {PLAN_FILE} lists them): run again with those to resume "
+                f"it, or delete {partial} to start this download"
+            )
+        return
+    if partial.exists() and any(partial.iterdir()):
+        raise FileExistsError(
+            f"{partial} exists and holds no {PLAN_FILE}, so it is not an unfinished download; "
+            "remove it or choose another out_dir"
+        )
+    partial.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(plan, plan_path)
+
+
+def _run_img2dataset(arguments: dict[str, Any], cluster: dict[str, str], log_path: Path) -> None:
+    """Run ``img2dataset.download(**arguments)`` in a child Python that first joins ``cluster``
+    (:mod:`xlr.data.img2dataset_child`); its output is appended to the log, one block per run.
 
     The child leads its own process group, so an interrupt (Ctrl-C, a notebook's stop button)
     ends it together with its logger and download workers instead of orphaning them.
     """
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}  # no update check against PyPI
-    command = [sys.executable, "-c", _RUNNER, json.dumps(arguments)]
-    with open(log_path, "w", encoding="utf-8") as log:
+    command = [sys.executable, "-c", _RUNNER, json.dumps(arguments), json.dumps(cluster)]
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(f"--- img2dataset run started {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n")
+        log.flush()
         child = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
@@ -260,58 +305,9 @@ def _run_img2dataset(arguments: dict[str, Any], log_path: Path) -> None:
         tail = log_path.read_text(encoding="utf-8", errors="replace")[-3000:]
         raise Img2DatasetError(
             f"img2dataset exited with status {returncode} downloading "
-            f"{arguments['url_list']}; the end of its output:\n{tail}"
+            f"{arguments['url_list']}; its finished shards stay in {arguments['output_folder']} "
+            f"and running again resumes from them. The end of its output:\n{tail}"
         )
-
-
-def _finished_shards(shard_dir: Path) -> list[str]:
-    """Shards img2dataset completed (it writes ``_stats.json`` last); the others' files deleted.
-
-    Why delete: a shard that crashed on every retry can leave a truncated tar that would break
-    the webdataset reader; its rows are reported as ``unaccounted`` instead.
-    """
-    finished = sorted(p.name.removesuffix("_stats.json") for p in shard_dir.glob("*_stats.json"))
-    for path in [*shard_dir.glob("*.tar"), *shard_dir.glob("*.parquet")]:
-        if path.stem not in finished:
-            path.unlink()
-    return finished
-
-
-def error_kind(message: str) -> str:
-    """Fold one failure message into a kind: servers word the reason of an HTTP status freely."""
-    match = _HTTP_ERROR.match(message)
-    return f"HTTP {match.group(1)}" if match else message[:_MAX_KIND_CHARS]
-
-
-def _stats_totals(shard_dir: Path, shards: Sequence[str]) -> tuple[Counter[str], Counter[str]]:
-    """Counts per status and per error kind, summed over the shards' ``_stats.json``."""
-    totals: Counter[str] = Counter()
-    kinds: Counter[str] = Counter()
-    for shard in shards:
-        stats = json.loads((shard_dir / f"{shard}_stats.json").read_text(encoding="utf-8"))
-        totals.update({status: stats[key] for status, key in _STATS_KEYS.items()})
-        for message, count in stats["status_dict"].items():
-            if message != "success":
-                kinds[error_kind(message)] += count
-    return totals, kinds
-
-
-def _language_column(table: pa.Table) -> pd.Series:
-    """LANGUAGE as strings, null (or a missing column) as :data:`UNKNOWN_LANGUAGE`."""
-    if "LANGUAGE" not in table.column_names:
-        return pd.Series([UNKNOWN_LANGUAGE] * table.num_rows, dtype=object)
-    return table.column("LANGUAGE").to_pandas().fillna(UNKNOWN_LANGUAGE).astype(str)
-
-
-def _status_by_language(shard_dir: Path, shards: Sequence[str]) -> pd.DataFrame:
-    """Per-sample ``language`` and ``status`` from the shards' parquet files."""
-    languages: list[str] = []
-    statuses: list[str] = []
-    for shard in shards:
-        table = pq.read_table(shard_dir / f"{shard}.parquet")
-        languages.extend(_language_column(table))
-        statuses.extend(table.column("status").to_pylist())
-    return pd.DataFrame({"language": languages, "status": statuses})
 
 
 def _per_language(rows: pd.Series, statuses: pd.DataFrame) -> dict[str, dict[str, int]]:
@@ -320,7 +316,7 @@ def _per_language(rows: pd.Series, statuses: pd.DataFrame) -> dict[str, dict[str
     counts = statuses.groupby(["language", "status"]).size()
     out: dict[str, dict[str, int]] = {}
     for lang, total in wanted.items():
-        got = {s: int(counts.get((lang, s), 0)) for s in _STATS_KEYS}
+        got = {s: int(counts.get((lang, s), 0)) for s in STATS_KEYS}
         out[str(lang)] = {"rows": int(total), **got, "unaccounted": int(total) - sum(got.values())}
     return out
 
@@ -332,26 +328,28 @@ def summarise_download(
     fingerprint: str,
     img2dataset: dict[str, Any],
     seconds: float,
+    resumed_shards: int = 0,
 ) -> DownloadReport:
     """Build the report of the img2dataset output in ``shard_dir`` for the rows of ``sample``.
 
-    Deletes the files of shards img2dataset did not finish (see :func:`_finished_shards`).
+    Deletes the files of shards img2dataset did not finish (see :func:`drop_unfinished_shards`).
     """
-    shards = _finished_shards(shard_dir)
-    totals, kinds = _stats_totals(shard_dir, shards)
+    shards = drop_unfinished_shards(shard_dir)
+    totals, kinds = stats_totals(shard_dir, shards)
     present = [c for c in ("LANGUAGE",) if c in pq.read_schema(sample).names]
-    languages = _language_column(pq.read_table(sample, columns=present))
+    languages = language_column(pq.read_table(sample, columns=present))
     totals["unaccounted"] = len(languages) - sum(totals.values())
     return DownloadReport(
         fingerprint=fingerprint,
         sample=str(sample),
         rows=len(languages),
         totals={s: int(totals[s]) for s in STATUSES},
-        per_language=_per_language(languages, _status_by_language(shard_dir, shards)),
+        per_language=_per_language(languages, status_by_language(shard_dir, shards)),
         error_kinds=dict(kinds.most_common(TOP_ERROR_KINDS)),
         shards=shards,
         img2dataset=img2dataset,
         seconds=round(seconds, 3),
+        resumed_shards=resumed_shards,
     )
 
 
@@ -370,11 +368,14 @@ def download_images(
     size; ``image_size`` overrides its size, ``timeout`` (seconds per request) and ``retries``
     (extra attempts per URL) go to img2dataset. Of LANGUAGE, ENG TEXT, similarity, punsafe and
     pwatermark, those the parquet has are kept in every sample's ``.json``. Returns the report,
-    also written to ``out_dir/download_report.json``; see the module docstring for re-runs.
+    also written to ``out_dir/download_report.json``; the shards are in ``out_dir/shards``. See
+    the module docstring for re-runs and resuming an interrupted download.
 
     Raises :class:`DownloadInputError` when the parquet lacks URL or TEXT, ``ImportError`` when
-    img2dataset or the distributor is not installed, and :class:`Img2DatasetError` when
-    img2dataset itself fails. Images that fail are counted, never raised.
+    img2dataset or the distributor is not installed, :class:`Img2DatasetError` when img2dataset
+    itself fails (its finished shards are kept for the next run), and ``FileExistsError`` when
+    ``out_dir`` or its ``.partial`` folder holds something else. Images that fail are counted,
+    never raised.
     """
     sample_parquet, out_dir = Path(sample_parquet).resolve(), Path(out_dir)
     schema = _check_sample(sample_parquet)
@@ -385,53 +386,22 @@ def download_images(
     fingerprint = _fingerprint(sample_parquet, arguments, version)
     if (report := _finished_report(out_dir, fingerprint)) is not None:
         return report
+    partial = out_dir.with_name(out_dir.name + PARTIAL_SUFFIX)
+    recipe = {"version": version, "arguments": arguments}
+    _claim_partial(partial, {"fingerprint": fingerprint, "sample": str(sample_parquet), **recipe})
+    shard_dir = partial / SHARD_DIR
+    resumed = drop_unfinished_shards(shard_dir) if shard_dir.is_dir() else []
     start = time.perf_counter()
-    with atomic_dir(out_dir, overwrite=True) as build:
-        paths = {"url_list": str(sample_parquet), "output_folder": str(build)}
-        _run_img2dataset({**arguments, **paths}, build / LOG_FILE)
-        report = summarise_download(
-            build,
-            sample_parquet,
-            fingerprint=fingerprint,
-            img2dataset={"version": version, "arguments": arguments},
-            seconds=time.perf_counter() - start,
-        )
-        atomic_write_json(asdict(report), build / REPORT_FILE)
+    paths = {"url_list": str(sample_parquet), "output_folder": str(shard_dir)}
+    _run_img2dataset({**arguments, **paths}, settings.cluster(), partial / LOG_FILE)
+    report = summarise_download(
+        shard_dir,
+        sample_parquet,
+        fingerprint=fingerprint,
+        img2dataset=recipe,
+        seconds=time.perf_counter() - start,
+        resumed_shards=len(resumed),
+    )
+    atomic_write_json(asdict(report), partial / REPORT_FILE)
+    replace_dir(partial, out_dir)
     return report
-
-
-def _sample_language(meta: dict[str, Any], out_dir: Path) -> str:
-    """A downloaded sample's canonical language code; the error names the shard folder and key."""
-    code = meta.get("LANGUAGE")
-    if not code:
-        raise ValueError(
-            f"{out_dir}: sample {meta.get('key')} has no LANGUAGE; download from a sample parquet "
-            "with a LANGUAGE column"
-        )
-    try:
-        return canonical_code(code)
-    except UnknownLanguageError as err:
-        raise ValueError(f"{out_dir}: sample {meta.get('key')}: {err}") from None
-
-
-def load_downloaded(out_dir: Path, name: str = "laion", *, eng_text: bool = False) -> ImageTextSet:
-    """The downloaded pairs as an :class:`ImageTextSet`, read from the shards with webdataset.
-
-    Each image gets its caption (TEXT) in its LANGUAGE as caption 0. ``eng_text`` adds LAION's
-    machine translation (ENG TEXT) as the English caption 0 of non-English images, for the
-    translated-caption arms. Images stay JPEG-encoded in memory (:class:`EncodedImages`).
-    """
-    out_dir = Path(out_dir)
-    keys: list[str] = []
-    blobs: list[bytes] = []
-    records: list[tuple[int, str, int, str]] = []
-    for image_id, sample in enumerate(read_shards(out_dir)):
-        meta = sample["json"]
-        lang = _sample_language(meta, out_dir)
-        keys.append(sample["key"])
-        blobs.append(sample["jpg"])
-        records.append((image_id, lang, 0, sample["txt"]))
-        if eng_text and lang != "en" and meta.get("ENG TEXT"):
-            records.append((image_id, "en", 0, meta["ENG TEXT"]))
-    captions = pd.DataFrame(records, columns=list(CAPTION_COLUMNS))
-    return ImageTextSet(name, keys, EncodedImages(blobs), captions)

@@ -7,7 +7,8 @@ Two paths behind one call, chosen by ``data.source``:
   held-out ``eval`` split and the validation set (for tuning, so eval stays untouched) its
   held-out ``val`` split, whose compositions are disjoint from eval's and from training's.
 * ``laion``: sample a study subset of LAION-5B metadata with DuckDB, download it with
-  img2dataset, and read the benchmarks the params name from ``data.benchmark_root``.
+  img2dataset (or, with ``data.laion.shards``, take the shards img2dataset wrote elsewhere),
+  and read the benchmarks the params name from ``data.benchmark_root``.
 
 The contract with notebooks 02-04 is ``runs/<run.name>/data/data.json`` (written atomically),
 read back through :func:`finetune_pool`, :func:`eval_sets` and :func:`val_sets`, so later
@@ -58,12 +59,33 @@ def ensure_corpus(params: Params, progress: bool = True) -> Path:
     return generate_corpus(params.data.synthetic, corpus_dir(params), progress=progress)
 
 
+def _given_laion_shards(folder: Path, snapshot: str) -> dict[str, Any]:
+    """The contract of shards downloaded elsewhere (``data.laion.shards``): no sample is drawn
+    here, so the rows per language come from the shards' parquet files."""
+    from xlr.data.img2dataset_shards import check_given_shards, stats_totals, status_by_language
+
+    shards = check_given_shards(folder)
+    totals, _ = stats_totals(folder, shards)
+    languages = status_by_language(folder, shards)["language"].value_counts()
+    return {
+        "source": "laion",
+        "snapshot": snapshot,
+        "shards": str(folder),
+        "given_shards": shards,
+        "sampled_counts": {str(lang): int(n) for lang, n in languages.sort_index().items()},
+        "download_failed": sum(totals.values()) - totals["success"],
+    }
+
+
 def _prepare_laion(params: Params, out: Path) -> dict[str, Any]:
-    from xlr.data.download import download_images
+    from xlr.data.download import SHARD_DIR, download_images
     from xlr.data.laion import sample_laion
 
     laion = params.data.laion
     assert laion is not None  # the schema requires it for source 'laion'
+    if laion.shards is not None:
+        return _given_laion_shards(resolve_path(laion.shards), laion.snapshot)
+    assert laion.inputs is not None and laion.quotas is not None  # the schema requires them
     sample = sample_laion(
         laion.inputs.resolved(project_root()),
         laion.quotas,
@@ -81,7 +103,7 @@ def _prepare_laion(params: Params, out: Path) -> dict[str, Any]:
         "sample": str(sample.parquet),
         "sample_manifest": str(sample.manifest_path),
         "sample_reused": sample.reused,
-        "shards": str(out / "laion_shards"),
+        "shards": str(out / "laion_shards" / SHARD_DIR),
         "download_failed": report.failed,
     }
 
@@ -134,7 +156,7 @@ def finetune_pool(params: Params) -> ImageTextSet:
     if contract["source"] == "synthetic":
         pool = load_pool(Path(contract["corpus"]), "finetune")
     else:
-        from xlr.data.download import load_downloaded
+        from xlr.data.img2dataset_shards import load_downloaded
 
         pool = load_downloaded(Path(contract["shards"]), eng_text=True)
     seen = pool.captions[pool.captions["lang"].isin(params.data.train_langs)]
@@ -219,9 +241,11 @@ def held_out_overlaps(contract: dict[str, Any]) -> pd.DataFrame | None:
 
 def sampled_language_counts(contract: dict[str, Any]) -> dict[str, int]:
     """Pairs per language in the pretraining-like sample: the generated corpus's LAION-like pool,
-    or the LAION subset DuckDB selected."""
+    the LAION subset DuckDB selected, or the rows of shards downloaded elsewhere."""
     if contract["source"] == "synthetic":
         return dict(read_manifest(Path(contract["corpus"]))["counts"]["pretrain"])
+    if "sampled_counts" in contract:
+        return dict(contract["sampled_counts"])
     manifest = json.loads(Path(contract["sample_manifest"]).read_text(encoding="utf-8"))
     counts = manifest["counts"].items()
     return {lang: stages["selected"] for lang, stages in counts if "selected" in stages}
@@ -229,8 +253,9 @@ def sampled_language_counts(contract: dict[str, Any]) -> dict[str, int]:
 
 def input_language_counts(contract: dict[str, Any]) -> dict[str, int] | None:
     """Rows per language in the LAION metadata before any filter (None for the generated corpus,
-    which is generated at its mix rather than sampled from a larger pool)."""
-    if contract["source"] == "synthetic":
+    which is generated at its mix rather than sampled from a larger pool, and for shards
+    downloaded elsewhere, whose metadata this run never read)."""
+    if "sample_manifest" not in contract:
         return None
     manifest = json.loads(Path(contract["sample_manifest"]).read_text(encoding="utf-8"))
     return {lang: stages.get("rows", 0) for lang, stages in manifest["counts"].items()}

@@ -1,0 +1,225 @@
+"""An img2dataset output folder: which shards are finished, their counts, their samples.
+
+img2dataset writes, per shard, ``{shard:05d}.tar`` (webdataset samples), ``.parquet`` (every
+input row with its ``status`` and ``error_message``) and, last, ``_stats.json`` (counts per
+status). :mod:`xlr.data.download` reads its own downloads here; ``data.laion.shards`` points the
+study at a folder downloaded elsewhere (a cluster), checked by :func:`check_given_shards`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+from xlr.data.imagetext import CAPTION_COLUMNS, ImageTextSet
+from xlr.data.shards import read_shards
+from xlr.langs import UnknownLanguageError, canonical_code
+
+UNKNOWN_LANGUAGE = "unknown"  # rows whose LANGUAGE is null, or samples without the column
+
+
+STATS_KEYS = {  # report status: its count's key in img2dataset's _stats.json
+    "success": "successes",
+    "failed_to_download": "failed_to_download",
+    "failed_to_resize": "failed_to_resize",
+}
+
+
+_STATS_FIELDS: tuple[str, ...] = ("count", *STATS_KEYS.values(), "status_dict")
+
+
+_HTTP_ERROR = re.compile(r"^HTTP Error (\d{3})\b")
+
+
+_MAX_KIND_CHARS = 120
+
+
+@dataclass(frozen=True)
+class EncodedImages:
+    """Images kept encoded (JPEG bytes) and decoded on access.
+
+    A download is mixed in size (``keep_ratio`` fixes only the short side) and about ten times
+    smaller encoded than as pixels, so it is held as bytes rather than in :class:`ArrayImages`.
+    """
+
+    blobs: Sequence[bytes]
+
+    def __len__(self) -> int:
+        return len(self.blobs)
+
+    def __getitem__(self, index: int) -> Image.Image:
+        with Image.open(io.BytesIO(self.blobs[index])) as img:
+            return img.convert("RGB")
+
+
+def _shard_problem(shard_dir: Path, shard: str) -> str | None:
+    """Why a shard with a ``_stats.json`` is not complete, or None when it is."""
+    try:
+        stats = json.loads((shard_dir / f"{shard}_stats.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return f"{shard}_stats.json is not readable JSON ({err})"
+    missing = [key for key in _STATS_FIELDS if not isinstance(stats, dict) or key not in stats]
+    if missing:
+        return f"{shard}_stats.json lacks {', '.join(missing)}"
+    for suffix in (".tar", ".parquet"):
+        if not (shard_dir / f"{shard}{suffix}").is_file():
+            return f"{shard}{suffix} is missing"
+    try:
+        rows = pq.read_metadata(shard_dir / f"{shard}.parquet").num_rows
+    except (pa.ArrowInvalid, OSError) as err:
+        return f"{shard}.parquet is not readable ({err})"
+    if rows != stats["count"]:
+        return f"{shard}.parquet has {rows} rows where {shard}_stats.json counts {stats['count']}"
+    return None
+
+
+def audit_shards(shard_dir: Path) -> tuple[list[str], dict[str, str]]:
+    """The finished shards of an img2dataset folder, and why each other shard is unfinished.
+
+    img2dataset closes a shard's tar and parquet, then writes its ``_stats.json``; a kill before
+    that leaves no stats, a kill during it a truncated one. So a shard is finished when its
+    stats are readable and complete, its tar and parquet exist and the parquet has the stats'
+    row count.
+    """
+    suffixes = ("_stats.json", ".tar", ".parquet")
+    names = {p.name.removesuffix(x) for x in suffixes for p in shard_dir.glob(f"*{x}")}
+    finished: list[str] = []
+    unfinished: dict[str, str] = {}
+    for shard in sorted(names):
+        if not (shard_dir / f"{shard}_stats.json").is_file():
+            unfinished[shard] = f"no {shard}_stats.json (img2dataset writes it last)"
+        elif problem := _shard_problem(shard_dir, shard):
+            unfinished[shard] = problem
+        else:
+            finished.append(shard)
+    return finished, unfinished
+
+
+def drop_unfinished_shards(shard_dir: Path) -> list[str]:
+    """Shards img2dataset completed (see :func:`audit_shards`); the others' files deleted.
+
+    Why delete: before a resume, so that img2dataset downloads them again rather than trusting
+    a truncated ``_stats.json``; after the last run, because a shard that crashed on every retry
+    can leave a truncated tar that would break the webdataset reader (its rows are reported as
+    ``unaccounted``).
+    """
+    finished, unfinished = audit_shards(shard_dir)
+    for shard in unfinished:
+        for suffix in ("_stats.json", ".tar", ".parquet"):
+            (shard_dir / f"{shard}{suffix}").unlink(missing_ok=True)
+    return finished
+
+
+def error_kind(message: str) -> str:
+    """Fold one failure message into a kind: servers word the reason of an HTTP status freely."""
+    match = _HTTP_ERROR.match(message)
+    return f"HTTP {match.group(1)}" if match else message[:_MAX_KIND_CHARS]
+
+
+def stats_totals(shard_dir: Path, shards: Sequence[str]) -> tuple[Counter[str], Counter[str]]:
+    """Counts per status and per error kind, summed over the shards' ``_stats.json``."""
+    totals: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()
+    for shard in shards:
+        stats = json.loads((shard_dir / f"{shard}_stats.json").read_text(encoding="utf-8"))
+        totals.update({status: stats[key] for status, key in STATS_KEYS.items()})
+        for message, count in stats["status_dict"].items():
+            if message != "success":
+                kinds[error_kind(message)] += count
+    return totals, kinds
+
+
+def language_column(table: pa.Table) -> pd.Series:
+    """LANGUAGE as strings, null (or a missing column) as :data:`UNKNOWN_LANGUAGE`."""
+    if "LANGUAGE" not in table.column_names:
+        return pd.Series([UNKNOWN_LANGUAGE] * table.num_rows, dtype=object)
+    return table.column("LANGUAGE").to_pandas().fillna(UNKNOWN_LANGUAGE).astype(str)
+
+
+def status_by_language(shard_dir: Path, shards: Sequence[str]) -> pd.DataFrame:
+    """Per-sample ``language`` and ``status`` from the shards' parquet files."""
+    languages: list[str] = []
+    statuses: list[str] = []
+    for shard in shards:
+        table = pq.read_table(shard_dir / f"{shard}.parquet")
+        languages.extend(language_column(table))
+        statuses.extend(table.column("status").to_pylist())
+    return pd.DataFrame({"language": languages, "status": statuses})
+
+
+def _sample_language(meta: dict[str, Any], out_dir: Path) -> str:
+    """A downloaded sample's canonical language code; the error names the shard folder and key."""
+    code = meta.get("LANGUAGE")
+    if not code:
+        raise ValueError(
+            f"{out_dir}: sample {meta.get('key')} has no LANGUAGE; download from a sample parquet "
+            "with a LANGUAGE column"
+        )
+    try:
+        return canonical_code(code)
+    except UnknownLanguageError as err:
+        raise ValueError(f"{out_dir}: sample {meta.get('key')}: {err}") from None
+
+
+def load_downloaded(out_dir: Path, name: str = "laion", *, eng_text: bool = False) -> ImageTextSet:
+    """The downloaded pairs as an :class:`ImageTextSet`, read from the shards with webdataset.
+
+    Each image gets its caption (TEXT) in its LANGUAGE as caption 0. ``eng_text`` adds LAION's
+    machine translation (ENG TEXT) as the English caption 0 of non-English images, for the
+    translated-caption arms. Images stay JPEG-encoded in memory (:class:`EncodedImages`).
+    """
+    out_dir = Path(out_dir)
+    keys: list[str] = []
+    blobs: list[bytes] = []
+    records: list[tuple[int, str, int, str]] = []
+    for image_id, sample in enumerate(read_shards(out_dir)):
+        meta = sample["json"]
+        lang = _sample_language(meta, out_dir)
+        keys.append(sample["key"])
+        blobs.append(sample["jpg"])
+        records.append((image_id, lang, 0, sample["txt"]))
+        if eng_text and lang != "en" and meta.get("ENG TEXT"):
+            records.append((image_id, "en", 0, meta["ENG TEXT"]))
+    captions = pd.DataFrame(records, columns=list(CAPTION_COLUMNS))
+    return ImageTextSet(name, keys, EncodedImages(blobs), captions)
+
+
+def check_given_shards(folder: Path) -> list[str]:
+    """The shards of a folder img2dataset wrote elsewhere (``data.laion.shards``), once checked.
+
+    Nothing there is deleted or repaired (it is not ours): an unfinished shard, a folder
+    without shards and shards without ``LANGUAGE`` (the study reads each image's language
+    from it) are errors naming the folder, the shard and the fix.
+    """
+    fix = "point data.laion.shards at a folder img2dataset wrote, or remove it to download"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder (data.laion.shards); {fix}")
+    finished, unfinished = audit_shards(folder)
+    if unfinished:
+        listed = "; ".join(f"shard {shard}: {why}" for shard, why in unfinished.items())
+        raise ValueError(
+            f"{folder}: unfinished shards (data.laion.shards): {listed}. Finish the download "
+            "there (img2dataset's incremental mode downloads such shards again) or delete those "
+            "shards' .tar, .parquet and _stats.json"
+        )
+    if not finished:
+        raise FileNotFoundError(f"{folder}: no shards (*.tar with .parquet and _stats.json); {fix}")
+    for shard in finished:
+        if "LANGUAGE" not in pq.read_schema(folder / f"{shard}.parquet").names:
+            raise ValueError(
+                f"{folder / f'{shard}.parquet'}: no LANGUAGE column (data.laion.shards); "
+                "download with img2dataset's save_additional_columns including LANGUAGE, as "
+                "xlr.data.download.img2dataset_arguments does"
+            )
+    return finished
