@@ -222,7 +222,7 @@ def approximate_recall(
 
 
 def rank_chunk_size(n_gallery: int, memory_budget_bytes: int) -> int:
-    """Queries per chunk so that a chunk's ``[chunk, G]`` scores, bins and histogram fit the budget."""
+    """Queries per chunk so that a chunk's ``[chunk, G]`` scores, bins and histogram fit."""
     per_query = RANK_BYTES_PER_SCORE * n_gallery + RANK_BYTES_PER_BIN * _bins_per_query(n_gallery)
     return max(1, memory_budget_bytes // per_query)
 
@@ -259,10 +259,11 @@ def _count_ranks(
     A monotone binning of the scores (``SCORE_RANGE`` cut into ``B`` bins per row) turns "how many
     items score higher" into a histogram suffix sum, whatever the number of relevant items per
     query; only the items sharing a bin with a relevant item (about 1% of the gallery) are then
-    compared with it exactly, score first and gallery index on ties. One pass per relevant
-    item over the whole row, as before, cost 8x the matmul at Crossmodal-3600 scale. Exactness does not depend on where bin edges fall:
-    the binning is a non-decreasing function of the float32 score, so an item in a higher bin
-    scores strictly higher. ``excluded`` (rows, items) go to bin 0, below every real score.
+    compared with it exactly, score first and gallery index on ties. (One pass per relevant item
+    over the whole row cost 8x the matmul at Crossmodal-3600 scale.) Exactness does not depend
+    on where bin edges fall: the binning is a non-decreasing function of the float32 score, so
+    an item in a higher bin scores strictly higher. ``excluded`` (rows, items) go to bin 0,
+    below every real score's bin.
     """
     n_rows, n_gallery = scores.shape
     n_bins = _bins_per_query(n_gallery)
