@@ -248,6 +248,14 @@ def _validate_relevance(relevance: Relevance, n_queries: int, n_gallery: int, na
         raise ValueError(f"{name} lists the same gallery item twice for one query")
 
 
+def _flat_nonzero(mask: torch.Tensor) -> torch.Tensor:
+    """Positions of the true entries of a 1-D mask, ascending. On the CPU through numpy, whose
+    ``flatnonzero`` was 5x faster than ``torch.nonzero`` over a 70M-entry chunk."""
+    if mask.device.type == "cpu":
+        return torch.from_numpy(np.flatnonzero(mask.numpy()))
+    return mask.nonzero().squeeze(1)
+
+
 def _count_ranks(
     scores: torch.Tensor,
     rows: torch.Tensor,
@@ -268,7 +276,8 @@ def _count_ranks(
     n_rows, n_gallery = scores.shape
     n_bins = _bins_per_query(n_gallery)
     scale = (n_bins - 1) / (2 * SCORE_RANGE)
-    bins = scores.mul(scale).add_(SCORE_RANGE * scale).to(torch.int32)
+    shift = torch.tensor(SCORE_RANGE * scale, device=scores.device)
+    bins = torch.add(shift, scores, alpha=scale).to(torch.int32)  # one pass, then the cast
     bins[excluded] = 0
     bins += torch.arange(n_rows, device=scores.device, dtype=torch.int32)[:, None] * n_bins
     bins = bins.view(-1)
@@ -278,7 +287,7 @@ def _count_ranks(
     higher_bins = row_end - histogram[pair_bins]
     wanted = torch.zeros(n_rows * n_bins, dtype=torch.bool, device=scores.device)
     wanted[pair_bins] = True
-    candidates = wanted.index_select(0, bins).nonzero().squeeze(1)  # items sharing a bin
+    candidates = _flat_nonzero(wanted.index_select(0, bins))  # items sharing a bin
     # Match every candidate with the pairs of its bin (usually one), through the pairs sorted
     # by bin; the matches are about as many as the candidates, so this stays O(C x G).
     pair_order = torch.argsort(pair_bins)
