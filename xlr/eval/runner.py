@@ -58,18 +58,18 @@ def arm_encoders(params: Params, arm: Arm) -> Iterator[EvaluatedArm]:
     trained arm's model folder, or an adapter arm once per fallback (its routing says which
     adapter encodes which language). A missing folder is a clear error naming the arm."""
     device = resolve_device(params.run.device)
-    batch = params.eval.batch_size
+    how = {"batch_size": params.eval.batch_size, "precision": params.eval.precision}
     if arm.is_adapters:
         base = load_base(params, arm.base_seed)
         for evaluated in arm.evaluated(params):
             encoder: Encoder = AdapterEncoder.from_folder(
-                base, arm.directory(params), evaluated.fallback, device=device, batch_size=batch
+                base, arm.directory(params), evaluated.fallback, device=device, **how
             )
             yield EvaluatedArm(evaluated, encoder)
     elif not arm.is_trained:
-        yield EvaluatedArm(arm, ModelEncoder(load_base(params, arm.base_seed), device, batch))
+        yield EvaluatedArm(arm, ModelEncoder(load_base(params, arm.base_seed), device, **how))
     else:
-        yield EvaluatedArm(arm, ModelEncoder.from_folder(arm.model_dir(params), device, batch))
+        yield EvaluatedArm(arm, ModelEncoder.from_folder(arm.model_dir(params), device, **how))
 
 
 @dataclass(frozen=True)
