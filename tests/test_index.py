@@ -257,3 +257,20 @@ def test_ranks_do_not_depend_on_the_chunk_size_with_exclusions(tied_data):
     scores[exclude.query_of_pair, exclude.indices] = -np.inf
     expected = dense_ranks(scores)[relevance.query_of_pair, relevance.indices]
     np.testing.assert_array_equal(tables[0]["rank"], expected)
+
+
+def test_full_size_chunks_keep_every_row_in_its_own_bins():
+    """At 65,536 bins per query a chunk of 256 rows numbers its bins up to 2**24, the last
+    integers float32 holds: ranks there still equal a direct count."""
+    rng = np.random.default_rng(7)
+    gallery = unit_rows(rng, 70_000, 8)
+    queries = gallery[rng.integers(0, 70_000, 256)]  # each query also finds itself
+    assert rank_chunk_size(len(gallery), 2**40) == 256
+    relevance = Relevance.from_lists([rng.choice(70_000, 2, replace=False) for _ in queries])
+    table = relevant_ranks(queries, gallery, relevance, memory_budget_bytes=2**40, device="cpu")
+    scores = torch_scores(queries, gallery).numpy()
+    rows, items = relevance.query_of_pair, relevance.indices
+    own = scores[rows, items][:, None]
+    before = np.arange(70_000)[None, :] < items[:, None]
+    expected = 1 + ((scores[rows] > own) | ((scores[rows] == own) & before)).sum(axis=1)
+    np.testing.assert_array_equal(table["rank"], expected)

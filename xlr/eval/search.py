@@ -29,6 +29,7 @@ NORM_TOLERANCE = 1e-2  # allowed deviation of an L2 norm from 1 (bf16 outputs ca
 RANK_BYTES_PER_SCORE = 13  # float32 score, its scaled copy, int32 bin, candidate mask
 RANK_BYTES_PER_BIN = 9  # int64 histogram count and the boolean "holds a relevant item" flag
 MAX_BINS = 2**16  # histogram bins per query (see _count_ranks)
+FLOAT_EXACT_INTEGERS = 2**24  # float32 holds every integer up to this: a chunk's bin numbers
 SCORE_RANGE = 1.03  # |score| bound: rows are unit vectors within NORM_TOLERANCE
 
 
@@ -224,7 +225,12 @@ def approximate_recall(
 def rank_chunk_size(n_gallery: int, memory_budget_bytes: int) -> int:
     """Queries per chunk so that a chunk's ``[chunk, G]`` scores, bins and histogram fit."""
     per_query = RANK_BYTES_PER_SCORE * n_gallery + RANK_BYTES_PER_BIN * _bins_per_query(n_gallery)
-    return max(1, memory_budget_bytes // per_query)
+    return max(1, min(memory_budget_bytes // per_query, _max_chunk(n_gallery)))
+
+
+def _max_chunk(n_gallery: int) -> int:
+    """Most queries per chunk whose bin numbers float32 holds exactly (256 at 65,536 bins)."""
+    return FLOAT_EXACT_INTEGERS // _bins_per_query(n_gallery)
 
 
 def _bins_per_query(n_gallery: int) -> int:
@@ -270,16 +276,17 @@ def _count_ranks(
     compared with it exactly, score first and gallery index on ties. (One pass per relevant item
     over the whole row cost 8x the matmul at Crossmodal-3600 scale.) Exactness does not depend
     on where bin edges fall: the binning is a non-decreasing function of the float32 score, so
-    an item in a higher bin scores strictly higher. ``excluded`` (rows, items) go to bin 0,
-    below every real score's bin.
+    an item in a higher bin scores strictly higher. ``excluded`` (rows, items) go to their
+    row's first bin, below every real score's bin.
     """
     n_rows, n_gallery = scores.shape
     n_bins = _bins_per_query(n_gallery)
     scale = (n_bins - 1) / (2 * SCORE_RANGE)
-    shift = torch.tensor(SCORE_RANGE * scale, device=scores.device)
-    bins = torch.add(shift, scores, alpha=scale).to(torch.int32)  # one pass, then the cast
-    bins[excluded] = 0
-    bins += torch.arange(n_rows, device=scores.device, dtype=torch.int32)[:, None] * n_bins
+    row_bin_0 = torch.arange(n_rows, device=scores.device, dtype=torch.float32)[:, None] * n_bins
+    # Row r's bins are r * B .. r * B + B - 1, in one pass and a cast: exact in float32 while
+    # rows x B <= FLOAT_EXACT_INTEGERS (relevant_ranks caps the chunk so).
+    bins = torch.add(row_bin_0 + SCORE_RANGE * scale, scores, alpha=scale).to(torch.int32)
+    bins[excluded] = excluded[0].to(torch.int32) * n_bins
     bins = bins.view(-1)
     pair_bins = bins[rows * n_gallery + items].long()
     histogram = torch.bincount(bins, minlength=n_rows * n_bins).cumsum_(0)
@@ -335,6 +342,7 @@ def relevant_ranks(
     chunk_size = chunk_size or rank_chunk_size(len(g), memory_budget_bytes)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    chunk_size = min(chunk_size, _max_chunk(len(g)))  # ranks do not depend on it
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     gallery_t = torch.from_numpy(g).to(device).T
     pair_queries = torch.from_numpy(relevance.query_of_pair).to(device)
