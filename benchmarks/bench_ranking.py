@@ -90,11 +90,19 @@ def main() -> None:
         lambda: relevant_ranks(queries, gallery, relevance, device="cpu"), args.repeats
     )
     t_matmul = best_time(lambda: matmul_chunks(queries, gallery, chunk), args.repeats)
+    first = Relevance(relevance.offsets[:2], relevance.indices[: relevance.offsets[1]])
+    t_one = best_time(
+        lambda: relevant_ranks(queries[:1], gallery, first, device="cpu"), args.repeats
+    )  # one query: mostly the per-call cost (input checks), which a whole pool pays once
     per_query = 1e3 / args.queries
     print(
         f"ranks   {t_ranks * per_query:.2f} ms/query  matmul alone {t_matmul * per_query:.2f} "
         f"ms/query  ranks/matmul {t_ranks / t_matmul:.2f}  "
         f"(whole pool at this speed: {t_ranks / args.queries * args.gallery / 3600:.2f} h)"
+    )
+    print(
+        f"        one query {t_one:.2f} s per call; beyond it ranks/matmul "
+        f"{(t_ranks - t_one) / t_matmul:.2f}"
     )
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(1, mp_context=spawn) as pool:
