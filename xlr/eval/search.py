@@ -353,7 +353,7 @@ def relevant_ranks(
         exclude = Relevance(np.zeros(len(q) + 1, dtype=np.int64), np.empty(0, dtype=np.int64))
     excluded_queries = torch.from_numpy(exclude.query_of_pair).to(device)
     excluded_items = torch.from_numpy(exclude.indices).to(device)
-    ranks = []
+    chunk_ranks = []
     for start in range(0, len(q), chunk_size):
         stop = min(start + chunk_size, len(q))
         scores = torch.from_numpy(q[start:stop]).to(device) @ gallery_t
@@ -361,8 +361,8 @@ def relevant_ranks(
         excluded = (excluded_queries[lo:hi] - start, excluded_items[lo:hi])
         lo, hi = relevance.offsets[start], relevance.offsets[stop]
         rows = pair_queries[lo:hi] - start
-        ranks.append(_count_ranks(scores, rows, pair_items[lo:hi], excluded).cpu())
-    ranks = torch.cat(ranks).numpy() if ranks else np.empty(0, dtype=np.int64)
+        chunk_ranks.append(_count_ranks(scores, rows, pair_items[lo:hi], excluded).cpu())
+    ranks = torch.cat(chunk_ranks).numpy()
     return pd.DataFrame(
         {"query_idx": relevance.query_of_pair, "relevant_idx": relevance.indices, "rank": ranks}
     )
