@@ -301,17 +301,19 @@ def _count_ranks(
     # by bin; the matches are about as many as the candidates, so this stays O(C x G).
     pair_order = torch.argsort(pair_bins)
     sorted_bins = pair_bins[pair_order]
-    cand_bins = bins[candidates].long()
+    cand_bins = bins.index_select(0, candidates).long()
     first = torch.searchsorted(sorted_bins, cand_bins)
     n_matches = torch.searchsorted(sorted_bins, cand_bins, right=True) - first
-    cand = torch.repeat_interleave(torch.arange(len(candidates), device=scores.device), n_matches)
+    match = torch.repeat_interleave(n_matches)  # candidate of each (candidate, pair) match
     starts = torch.cumsum(n_matches, 0) - n_matches
-    pair = pair_order[first[cand] + torch.arange(len(cand), device=scores.device) - starts[cand]]
-    cand_scores, pair_scores = scores.view(-1)[candidates[cand]], scores[rows[pair], items[pair]]
-    cand_items = candidates[cand] % n_gallery
-    ahead = (cand_scores > pair_scores) | (
-        (cand_scores == pair_scores) & (cand_items < items[pair])
-    )
+    within = torch.arange(len(match), device=scores.device) - starts.index_select(0, match)
+    cand = candidates.index_select(0, match)
+    pair = pair_order.index_select(0, first.index_select(0, match) + within)
+    pair_flat = (rows * n_gallery + items).index_select(0, pair)
+    flat = scores.view(-1)
+    cand_scores, pair_scores = flat.index_select(0, cand), flat.index_select(0, pair_flat)
+    # A bin lies within one row, so flat positions order a tie by gallery index.
+    ahead = (cand_scores > pair_scores) | ((cand_scores == pair_scores) & (cand < pair_flat))
     return 1 + higher_bins + torch.bincount(pair[ahead], minlength=len(rows))
 
 
