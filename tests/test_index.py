@@ -5,6 +5,8 @@ import pytest
 import torch
 
 from xlr.eval.search import (
+    RANK_BYTES_PER_BIN,
+    RANK_BYTES_PER_SCORE,
     Relevance,
     approximate_recall,
     gpu_available,
@@ -102,10 +104,11 @@ def test_chunked_ranks_equal_dense_ranks(tied_data, chunk_size):
 
 def test_memory_budget_sets_chunk_size(tied_data):
     queries, gallery = tied_data
-    assert rank_chunk_size(400, 8 * 400 * 7) == 7
+    per_query = RANK_BYTES_PER_SCORE * 400 + RANK_BYTES_PER_BIN * 400  # 400 bins for 400 items
+    assert rank_chunk_size(400, per_query * 7) == 7
     assert rank_chunk_size(10**6, 1) == 1
     relevance = Relevance.from_lists([[i % 400, (i * 7 + 1) % 400] for i in range(60)])
-    small = relevant_ranks(queries, gallery, relevance, memory_budget_bytes=8 * 400 * 7)
+    small = relevant_ranks(queries, gallery, relevance, memory_budget_bytes=per_query * 7)
     whole = relevant_ranks(queries, gallery, relevance, chunk_size=60)
     np.testing.assert_array_equal(small["rank"], whole["rank"])
 
@@ -192,3 +195,82 @@ def test_asking_for_a_missing_gpu_is_an_error(tied_data):
     queries, gallery = tied_data
     with pytest.raises(ValueError, match="faiss-gpu"):
         search(queries, gallery, 1, use_gpu=True)
+
+
+def test_ranks_at_first_and_last_position_and_among_duplicates():
+    """Known answers: gallery items 0..5 score 0.9, 0.5, 0.5, 0.5, 0.1, -0.2 against the query;
+    the duplicates at 0.5 take ranks 2, 3, 4 in index order, and the last item is ranked last."""
+    query = np.array([[1.0, 0.0]], dtype=np.float32)
+    cosines = np.array([0.9, 0.5, 0.5, 0.5, 0.1, -0.2], dtype=np.float32)
+    gallery = np.stack([cosines, np.sqrt(1 - cosines**2)], axis=1).astype(np.float32)
+    relevance = Relevance.from_lists([[5, 3, 0, 1, 2]])
+    assert relevant_ranks(query, gallery, relevance, device="cpu")["rank"].tolist() == [
+        6,
+        4,
+        1,
+        2,
+        3,
+    ]
+    excluded = relevant_ranks(
+        query, gallery, relevance, exclude=Relevance.from_lists([[4]]), device="cpu"
+    )
+    assert excluded["rank"].tolist() == [5, 4, 1, 2, 3]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rank_engine_and_faiss_agree_on_random_data_with_duplicates(seed):
+    """The torch rank engine and faiss's exact search give the same order: every item faiss
+    puts at position r of a full ranking has rank r, duplicates (exact ties) included."""
+    rng = np.random.default_rng(seed)
+    gallery = unit_rows(rng, 300, 16)
+    gallery[rng.integers(0, 300, 60)] = gallery[rng.integers(0, 300, 60)]  # duplicate rows
+    queries = unit_rows(rng, 25, 16)
+    queries[:5] = gallery[rng.integers(0, 300, 5)]
+    top = search(queries, gallery, 20, use_gpu=False)
+    ranks = relevant_ranks(queries, gallery, Relevance.from_lists(top.indices), device="cpu")
+    expected = np.tile(np.arange(1, 21), len(queries))
+    tied = np.isclose(top.scores[:, :-1], top.scores[:, 1:], rtol=0, atol=1e-6) & (
+        top.scores[:, :-1] != top.scores[:, 1:]
+    )  # within rounding, not exact: may swap
+    near = np.zeros_like(top.indices, dtype=bool)
+    near[:, :-1] |= tied
+    near[:, 1:] |= tied
+    np.testing.assert_array_equal(ranks["rank"].to_numpy()[~near.ravel()], expected[~near.ravel()])
+    assert near.mean() < 0.02
+
+
+def test_ranks_do_not_depend_on_the_chunk_size_with_exclusions(tied_data):
+    queries, gallery = tied_data
+    rng = np.random.default_rng(6)
+    relevance = Relevance.from_lists([rng.choice(400, 9, replace=False) for _ in range(60)])
+    exclude = Relevance.from_lists(
+        [np.setdiff1d(rng.choice(400, 4, replace=False), items) for items in
+         np.split(relevance.indices, 60)]
+    )  # fmt: skip
+    tables = [
+        relevant_ranks(queries, gallery, relevance, exclude, chunk_size=size, device="cpu")
+        for size in (1, 7, 60)
+    ]
+    for table in tables[1:]:
+        np.testing.assert_array_equal(table["rank"], tables[0]["rank"])
+    scores = torch_scores(queries, gallery).numpy()
+    scores[exclude.query_of_pair, exclude.indices] = -np.inf
+    expected = dense_ranks(scores)[relevance.query_of_pair, relevance.indices]
+    np.testing.assert_array_equal(tables[0]["rank"], expected)
+
+
+def test_full_size_chunks_keep_every_row_in_its_own_bins():
+    """At 65,536 bins per query a chunk of 256 rows numbers its bins up to 2**24, the last
+    integers float32 holds: ranks there still equal a direct count."""
+    rng = np.random.default_rng(7)
+    gallery = unit_rows(rng, 70_000, 8)
+    queries = gallery[rng.integers(0, 70_000, 256)]  # each query also finds itself
+    assert rank_chunk_size(len(gallery), 2**40) == 256
+    relevance = Relevance.from_lists([rng.choice(70_000, 2, replace=False) for _ in queries])
+    table = relevant_ranks(queries, gallery, relevance, memory_budget_bytes=2**40, device="cpu")
+    scores = torch_scores(queries, gallery).numpy()
+    rows, items = relevance.query_of_pair, relevance.indices
+    own = scores[rows, items][:, None]
+    before = np.arange(70_000)[None, :] < items[:, None]
+    expected = 1 + ((scores[rows] > own) | ((scores[rows] == own) & before)).sum(axis=1)
+    np.testing.assert_array_equal(table["rank"], expected)

@@ -23,7 +23,7 @@ from xlr.data.prepare import finetune_pool, prepare_data
 from xlr.data.synthetic import corpus as corpus_module
 from xlr.eval import runner
 from xlr.eval.planted import planted_name
-from xlr.eval.results import load_planted, load_val_results, results_dir
+from xlr.eval.results import load_planted, load_val_results, read_ranks, results_dir
 from xlr.train.study import train_arms
 
 SEEN = ["en", "de", "es", "zh"]
@@ -206,7 +206,8 @@ def test_the_controls_and_the_base_report_never_read_the_evaluation_split(
     with pytest.raises(AssertionError, match="evaluation split"):  # the guard does guard
         prepare.load_pool(Path(prepare.read_contract(params)["corpus"]), "eval")
 
-    results, ranks = runner.evaluate_controls(params, progress=False)
+    results, rank_files = runner.evaluate_controls(params, progress=False)
+    ranks = read_ranks(rank_files)
     assert set(results["benchmark"]) == {"synthetic-val"}
     assert set(ranks["arm"]) == {"zeroshot", "cross-full", planted_name("en")}
     assert set(results["task"]) == {"t2i", "xt2t", "multilingual", "multilingual_seen"}

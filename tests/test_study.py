@@ -13,7 +13,7 @@ import torch
 from xlr.arms import adapter_arms, shared_arms
 from xlr.config import parse_params
 from xlr.data.prepare import finetune_pool, prepare_data
-from xlr.eval.results import results_dir
+from xlr.eval.results import read_ranks, results_dir
 from xlr.eval.runner import evaluate_arms
 from xlr.train.study import (
     adapter_cost_table,
@@ -55,10 +55,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def evaluate_fresh(params) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Evaluate with no cached embeddings or results left from an earlier evaluation."""
+    """Evaluate with no cached embeddings or results left from an earlier evaluation; return
+    the results and the ranks files written, read back."""
     shutil.rmtree(results_dir(params) / "results", ignore_errors=True)
     shutil.rmtree(results_dir(params) / "embeddings", ignore_errors=True)
-    return evaluate_arms(params, progress=False)
+    results, rank_files = evaluate_arms(params, progress=False)
+    return results, read_ranks(rank_files)
 
 
 def test_evaluation_covers_every_model_in_study_order(trained: Path) -> None:

@@ -336,6 +336,7 @@ class EvalSection(Section):
     captions: Literal["all", "first"] = "all"
     recall_at: Annotated[list[PositiveInt], Field(min_length=1)] = [1, 5, 10]
     batch_size: PositiveInt = 256
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # encoders' autocast (runtime)
     confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
 
 

@@ -34,11 +34,18 @@ def resolve_device(setting: str = "auto") -> torch.device:
     return torch.device(setting)
 
 
+AUTOCAST_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def autocast(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA (``auto`` or ``bf16``); plain fp32 on CPU, where bf16 is slower."""
-    if device.type == "cuda" and precision in ("auto", "bf16"):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    """Autocast for a ``precision`` setting: ``auto`` is bf16 on CUDA and plain fp32 on the CPU
+    (where bf16 is slower); ``fp32`` is plain fp32; ``bf16`` and ``fp16`` (for GPUs without
+    bf16) autocast to that dtype on any device, so an explicit setting is always honoured."""
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision])
 
 
 def normalise_pixels(pixels: torch.Tensor, mean: tuple, std: tuple) -> torch.Tensor:

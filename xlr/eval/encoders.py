@@ -49,8 +49,10 @@ def encode_images(
     device: torch.device,
     batch_size: int = 256,
     progress: bool = False,
+    precision: str = "auto",
 ) -> np.ndarray:
-    """L2-normalised float32 image embeddings ``[N, D]``.
+    """L2-normalised float32 image embeddings ``[N, D]``, the forward pass under
+    :func:`xlr.runtime.autocast` for ``precision``.
 
     Images already decoded at the model's resolution skip the PIL transform (17-21 ms a batch
     on this machine's CPU, more than the tiny model's forward pass).
@@ -61,7 +63,7 @@ def encode_images(
     out = []
     for rows in tqdm(list(chunks(len(images), batch_size)), desc="images", disable=not progress):
         batch = model_input(images, rows, model, preprocess).to(device)
-        with autocast(device):
+        with autocast(device, precision):
             features = model.encode_image(batch, normalize=True)
         out.append(features.float().cpu())
     return torch.cat(out).numpy()
@@ -75,16 +77,18 @@ def encode_texts(
     device: torch.device,
     batch_size: int = 256,
     progress: bool = False,
+    precision: str = "auto",
 ) -> np.ndarray:
     """L2-normalised float32 caption embeddings ``[N, D]`` (tokenised with the model's own
-    multilingual tokenizer, never open_clip's English ``tokenize``)."""
+    multilingual tokenizer, never open_clip's English ``tokenize``), autocast as
+    :func:`encode_images`."""
     if len(texts) == 0:
         raise ValueError("no captions to encode")
     model.eval()
     out = []
     for rows in tqdm(list(chunks(len(texts), batch_size)), desc="captions", disable=not progress):
         tokens = tokenizer(list(texts[rows])).to(device)
-        with autocast(device):
+        with autocast(device, precision):
             features = model.encode_text(tokens, normalize=True)
         out.append(features.float().cpu())
     return torch.cat(out).numpy()
@@ -131,6 +135,7 @@ class ModelEncoder:
     """:class:`Encoder` of one plain CLIP: the same weights for every language (``lang`` unused).
 
     The checkpoint hash is computed on first use (hashing a ViT-B-32 takes a few seconds).
+    ``precision`` is ``eval.precision`` (:func:`xlr.runtime.autocast`).
     """
 
     def __init__(
@@ -139,10 +144,12 @@ class ModelEncoder:
         device: str | torch.device = "cpu",
         batch_size: int = 256,
         checkpoint: str | None = None,
+        precision: str = "auto",
     ) -> None:
         self.bundle = bundle
         self.device = torch.device(device)
         self.batch_size = batch_size
+        self.precision = precision
         self._checkpoint = checkpoint
         bundle.model.to(self.device)
 
@@ -152,6 +159,7 @@ class ModelEncoder:
         folder: str | os.PathLike[str],
         device: str | torch.device = "cpu",
         batch_size: int = 256,
+        precision: str = "auto",
     ) -> ModelEncoder:
         """Load an arm's model folder (:func:`xlr.models.factory.load_model`), failing clearly
         when it is absent."""
@@ -162,7 +170,7 @@ class ModelEncoder:
                 "first (notebooks 02/03), or for the zero-shot arm pretrain the base (notebook 02 "
                 "or `xlr prepare PARAMS`)"
             )
-        return cls(load_model(path, str(device)), device, batch_size)
+        return cls(load_model(path, str(device)), device, batch_size, precision=precision)
 
     @property
     def name(self) -> str:
@@ -170,9 +178,13 @@ class ModelEncoder:
 
     @property
     def checkpoint(self) -> str:
+        """Weights hash, and the precision unless ``auto``: embeddings encoded under another
+        autocast dtype are other numbers, so they get their own cache entry."""
         if self._checkpoint is None:
             self._checkpoint = state_dict_hash(self.bundle.model)
-        return self._checkpoint
+        if self.precision == "auto":
+            return self._checkpoint
+        return f"{self._checkpoint}-{self.precision}"
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -181,17 +193,22 @@ class ModelEncoder:
             "checkpoint": self.checkpoint,
             "device": str(self.device),
             "batch_size": self.batch_size,
+            "precision": self.precision,
         }
 
     def encode_images(self, images: ImageStore) -> np.ndarray:
         model = self.bundle.model
         return encode_images(
-            model, self.bundle.preprocess_val, images, self.device, self.batch_size
-        )
+            model, self.bundle.preprocess_val, images, self.device, self.batch_size,
+            precision=self.precision,
+        )  # fmt: skip
 
     def encode_texts(self, texts: Sequence[str], lang: str) -> np.ndarray:
         model = self.bundle.model
-        return encode_texts(model, self.bundle.tokenizer, texts, self.device, self.batch_size)
+        return encode_texts(
+            model, self.bundle.tokenizer, texts, self.device, self.batch_size,
+            precision=self.precision,
+        )  # fmt: skip
 
 
 def set_fingerprint(eval_set: ImageTextSet) -> str:
@@ -292,6 +309,7 @@ class AdapterEncoder(ModelEncoder):
         fallback: Fallback = "base",
         device: str | torch.device = "cpu",
         batch_size: int = 256,
+        precision: str = "auto",
     ) -> None:
         if fallback not in FALLBACKS:
             raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
@@ -304,7 +322,7 @@ class AdapterEncoder(ModelEncoder):
         add_average_adapter(transformer, self.langs)
         for param in bundle.model.parameters():
             param.requires_grad_(False)
-        super().__init__(bundle, device, batch_size)
+        super().__init__(bundle, device, batch_size, precision=precision)
         self.fallback = fallback
         bundle.model.eval()
 
@@ -317,9 +335,11 @@ class AdapterEncoder(ModelEncoder):
         langs: Sequence[str] | None = None,
         device: str | torch.device = "cpu",
         batch_size: int = 256,
+        precision: str = "auto",
     ) -> AdapterEncoder:
         """The encoder of an adapter arm's folder (see :func:`load_adapters`) on ``base``."""
-        return cls(load_adapters(base, folder, langs), fallback, device, batch_size)
+        adapters = load_adapters(base, folder, langs)
+        return cls(adapters, fallback, device, batch_size, precision=precision)
 
     def route(self, lang: str) -> str:
         """Which text weights encode ``lang``: its adapter (``de``), ``base``, ``nearest:es``
@@ -349,6 +369,4 @@ class AdapterEncoder(ModelEncoder):
     def encode_texts(self, texts: Sequence[str], lang: str) -> np.ndarray:
         """Captions of one language, through the adapter :meth:`route` picks for it."""
         with self._routed(lang):
-            return encode_texts(
-                self.bundle.model, self.bundle.tokenizer, texts, self.device, self.batch_size
-            )
+            return super().encode_texts(texts, lang)

@@ -101,12 +101,28 @@ def clip_benchmark_records(results: pd.DataFrame) -> list[dict]:
     return records
 
 
+def write_ranks(ranks: pd.DataFrame, out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Write ``results/ranks/{arm}-b{base}-s{seed}-{benchmark}.parquet``, one file per run in
+    ``ranks``, atomically; return the paths. Every run has a file of its own, so processes may
+    write theirs at once, each as soon as its model is ranked (unlike the merged table of
+    :func:`write_results`)."""
+    return [
+        atomic_write_parquet(
+            part,
+            Path(out_dir) / RANKS_DIR / f"{_file_stem(arm, base_seed, seed, benchmark)}.parquet",
+        )
+        for (arm, seed, base_seed, benchmark), part in ranks.groupby(
+            list(IDENTITY_COLUMNS), dropna=False, sort=False
+        )
+    ]
+
+
 def write_results(
-    results: pd.DataFrame, ranks: pd.DataFrame, out_dir: str | os.PathLike[str]
+    results: pd.DataFrame, ranks: pd.DataFrame | None, out_dir: str | os.PathLike[str]
 ) -> list[Path]:
-    """Write ``results/retrieval.parquet`` (merged: a re-run replaces its own rows),
-    ``results/ranks/{arm}-b{base}-s{seed}-{benchmark}.parquet`` and CLIP_benchmark JSON records
-    under ``results/clip_benchmark/``, all atomically. Returns the paths written.
+    """Write ``results/retrieval.parquet`` (merged: a re-run replaces its own rows), the ranks
+    (:func:`write_ranks`; ``None`` where they were written already) and CLIP_benchmark JSON
+    records under ``results/clip_benchmark/``, all atomically. Returns the paths written.
 
     The merge reads, updates and replaces the table; runs writing one ``out_dir`` concurrently
     must take turns.
@@ -115,11 +131,8 @@ def write_results(
     path = out_dir / RETRIEVAL_FILE
     merged = _merge_results(pd.read_parquet(path), results) if path.is_file() else results
     written = [atomic_write_parquet(merged, path)]
-    for (arm, seed, base_seed, benchmark), part in ranks.groupby(
-        list(IDENTITY_COLUMNS), dropna=False, sort=False
-    ):
-        stem = _file_stem(arm, base_seed, seed, benchmark)
-        written.append(atomic_write_parquet(part, out_dir / RANKS_DIR / f"{stem}.parquet"))
+    if ranks is not None:
+        written += write_ranks(ranks, out_dir)
     for record in clip_benchmark_records(results):
         name = "_".join(
             [record["dataset"], record["pretrained"], record["model"], record["language"]]
@@ -153,15 +166,18 @@ def val_results_dir(params: Params) -> Path:
     return results_dir(params) / VAL_DIR
 
 
+def read_ranks(paths: Sequence[Path], task: str | None = None) -> pd.DataFrame:
+    """The ranks in ``paths`` (files :func:`write_ranks` wrote), in that order; with ``task``,
+    only its rows, filtered while reading so that the other tasks' rows are never loaded."""
+    filters = [("task", "==", task)] if task is not None else None
+    return pd.concat([pd.read_parquet(p, filters=filters) for p in paths], ignore_index=True)
+
+
 def _read_results(root: Path, missing: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     path = root / RETRIEVAL_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {missing}")
-    ranks = pd.concat(
-        [pd.read_parquet(p) for p in sorted((root / RANKS_DIR).glob("*.parquet"))],
-        ignore_index=True,
-    )
-    return pd.read_parquet(path), ranks
+    return pd.read_parquet(path), read_ranks(sorted((root / RANKS_DIR).glob("*.parquet")))
 
 
 def load_results(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:

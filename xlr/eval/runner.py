@@ -9,8 +9,9 @@ study acts on what they find and must never choose by looking at test results.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -35,6 +36,7 @@ from xlr.eval.results import (
     PLANTED_FILE,
     results_dir,
     val_results_dir,
+    write_ranks,
     write_results,
 )
 from xlr.eval.tasks import evaluate_arm
@@ -58,71 +60,82 @@ def arm_encoders(params: Params, arm: Arm) -> Iterator[EvaluatedArm]:
     trained arm's model folder, or an adapter arm once per fallback (its routing says which
     adapter encodes which language). A missing folder is a clear error naming the arm."""
     device = resolve_device(params.run.device)
-    batch = params.eval.batch_size
+    how = {"batch_size": params.eval.batch_size, "precision": params.eval.precision}
     if arm.is_adapters:
         base = load_base(params, arm.base_seed)
         for evaluated in arm.evaluated(params):
             encoder: Encoder = AdapterEncoder.from_folder(
-                base, arm.directory(params), evaluated.fallback, device=device, batch_size=batch
+                base, arm.directory(params), evaluated.fallback, device=device, **how
             )
             yield EvaluatedArm(evaluated, encoder)
     elif not arm.is_trained:
-        yield EvaluatedArm(arm, ModelEncoder(load_base(params, arm.base_seed), device, batch))
+        yield EvaluatedArm(arm, ModelEncoder(load_base(params, arm.base_seed), device, **how))
     else:
-        yield EvaluatedArm(arm, ModelEncoder.from_folder(arm.model_dir(params), device, batch))
+        yield EvaluatedArm(arm, ModelEncoder.from_folder(arm.model_dir(params), device, **how))
 
 
 @dataclass(frozen=True)
 class _EvalJob:
     """Evaluate one arm's models on every eval set (a :func:`xlr.workers.run_jobs` job).
 
-    Returns each evaluation's results and ranks; the caller writes them, since every run
-    rewrites the one merged ``retrieval.parquet``. Embeddings are cached per model and set.
+    Each model's ranks go to their own file under ``out_dir`` as soon as they exist
+    (:func:`~xlr.eval.results.write_ranks`), so no process holds more than one model's ranks:
+    an arm's ranks on Crossmodal-3600's pools run to millions of rows. Returns each
+    evaluation's results and ranks files; the caller merges the results, since every run
+    rewrites the one ``retrieval.parquet``. Embeddings are cached per model and set.
     """
 
     params: Params
     arm: Arm
     sets: tuple[ImageTextSet, ...]
+    out_dir: Path
     tasks: tuple[str, ...] | None = None  # default: eval.tasks
 
-    def __call__(self) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    def __call__(self) -> list[tuple[pd.DataFrame, list[Path]]]:
         data = self.params.data
         outputs = []
         for evaluated in arm_encoders(self.params, self.arm):
             for eval_set in self.sets:
-                outputs.append(
-                    evaluate_arm(
-                        evaluated.encoder,
-                        eval_set,
-                        data.train_langs,
-                        data.heldout_langs,
-                        tasks=self.tasks,
-                        eval_cfg=self.params.eval,
-                        arm=evaluated.arm.name,
-                        seed=evaluated.arm.seed,
-                        base_seed=evaluated.arm.base_seed,
-                        cache_dir=results_dir(self.params) / "embeddings",
-                    )
+                results, ranks = evaluate_arm(
+                    evaluated.encoder,
+                    eval_set,
+                    data.train_langs,
+                    data.heldout_langs,
+                    tasks=self.tasks,
+                    eval_cfg=self.params.eval,
+                    arm=evaluated.arm.name,
+                    seed=evaluated.arm.seed,
+                    base_seed=evaluated.arm.base_seed,
+                    cache_dir=results_dir(self.params) / "embeddings",
                 )
+                outputs.append((results, write_ranks(ranks, self.out_dir)))
         return outputs
 
 
-def evaluate_arms(params: Params, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Evaluate every arm on every eval set of ``params``, ``run.workers`` models at a time,
-    write the results and ranks, and return them.
+def _merge_written(
+    outputs: Sequence[tuple[pd.DataFrame, list[Path]]], out_dir: Path
+) -> tuple[pd.DataFrame, list[Path]]:
+    """Merge the results of evaluations whose ranks are written into ``out_dir``'s table, in
+    the order given; return the results and every ranks file."""
+    for results, _ in outputs:
+        write_results(results, None, out_dir)
+    results = pd.concat([results for results, _ in outputs], ignore_index=True)
+    return results, [path for _, paths in outputs for path in paths]
+
+
+def evaluate_arms(params: Params, progress: bool = True) -> tuple[pd.DataFrame, list[Path]]:
+    """Evaluate every arm on every eval set of ``params``, ``run.workers`` models at a time;
+    write the results and ranks, and return the results and the ranks files
+    (:func:`~xlr.eval.results.load_results` reads them back).
 
     Results are written in the study's arm order whatever order the workers finish in, and
     embeddings are cached per arm, seed and checkpoint, so a re-run re-encodes nothing.
     """
     sets = tuple(eval_sets(params).values())
-    jobs = [_EvalJob(params, arm, sets) for arm in study_arms(params)]
+    out = results_dir(params)
+    jobs = [_EvalJob(params, arm, sets, out) for arm in study_arms(params)]
     outputs = run_jobs(jobs, params.run.workers, desc="evaluate arms", progress=progress)
-    all_results, all_ranks = [], []
-    for results, ranks in (output for job_outputs in outputs for output in job_outputs):
-        write_results(results, ranks, results_dir(params))
-        all_results.append(results)
-        all_ranks.append(ranks)
-    return pd.concat(all_results, ignore_index=True), pd.concat(all_ranks, ignore_index=True)
+    return _merge_written([output for job in outputs for output in job], out)
 
 
 # What the controls read: t2i (the share correlation), xt2t (the cross-lingual gain), the
@@ -148,13 +161,13 @@ class _PlantedJob:
     """The positive control's model of one base (a :func:`xlr.workers.run_jobs` job): its
     zero-shot model with a bias planted in the first seen language (:mod:`xlr.eval.planted`),
     ranked in the multilingual pools of every set. Returns each set's results, ranks and what
-    was planted (a :func:`planted_table` row)."""
+    was planted (a :func:`planted_table` row), the ranks written as :class:`_EvalJob` does."""
 
     params: Params
     base_seed: int
     sets: tuple[ImageTextSet, ...]
 
-    def __call__(self) -> list[tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]]:
+    def __call__(self) -> list[tuple[pd.DataFrame, list[Path], dict[str, Any]]]:
         data, cfg = self.params.data, self.params.eval
         lang = planted_language(data.train_langs)
         (real,) = arm_encoders(self.params, ZEROSHOT.at(self.base_seed))
@@ -173,38 +186,33 @@ class _PlantedJob:
                 arm=planted_name(lang), base_seed=self.base_seed, cache_dir=cache_dir,
             )  # fmt: skip
             row = planted_table([(self.base_seed, eval_set.name, bias)]).iloc[0].to_dict()
-            outputs.append((results, ranks, row))
+            outputs.append((results, write_ranks(ranks, val_results_dir(self.params)), row))
         return outputs
 
 
-def evaluate_controls(params: Params, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+def evaluate_controls(params: Params, progress: bool = True) -> tuple[pd.DataFrame, list[Path]]:
     """Evaluate the controls' models (:func:`control_arms`) and each base's planted zero-shot
     model on the validation sets, with :data:`CONTROL_TASKS`, ``run.workers`` at a time; write
     the results and ranks under :func:`~xlr.eval.results.val_results_dir` (what was planted in
-    ``results/planted.csv`` there) and return them.
+    ``results/planted.csv`` there) and return the results and the ranks files.
 
     The evaluation split is never read. Embeddings share the evaluation's cache (keyed by
     model and set content, the validation set's name included), so a re-run re-encodes nothing.
     """
     sets = tuple(val_sets(params).values())
+    out = val_results_dir(params)
     arms = control_arms(params)
     zero_shot = [i for i, arm in enumerate(arms) if not arm.is_trained]
-    jobs: list[Any] = [_EvalJob(params, arm, sets, CONTROL_TASKS) for arm in arms]
+    jobs: list[Any] = [_EvalJob(params, arm, sets, out, CONTROL_TASKS) for arm in arms]
     jobs += [_PlantedJob(params, arms[i].base_seed, sets) for i in zero_shot]
     after = [None] * len(arms) + zero_shot  # the planted model reuses its base's embeddings
     outputs = run_jobs(jobs, params.run.workers, "evaluate controls", progress, after)
     pairs = [pair for job in outputs[: len(arms)] for pair in job]
     planted = [output for job in outputs[len(arms) :] for output in job]
-    pairs += [(results, ranks) for results, ranks, _ in planted]
-    out = val_results_dir(params)
-    for results, ranks in pairs:
-        write_results(results, ranks, out)
+    pairs += [(results, paths) for results, paths, _ in planted]
     table = pd.DataFrame([row for *_, row in planted])
     atomic_write_text(out / PLANTED_FILE, table.to_csv(index=False))
-    return (
-        pd.concat([results for results, _ in pairs], ignore_index=True),
-        pd.concat([ranks for _, ranks in pairs], ignore_index=True),
-    )
+    return _merge_written(pairs, out)
 
 
 def text_to_image_recall(

@@ -26,7 +26,11 @@ import torch
 GPU_MAX_K = 2048  # largest k a faiss GPU index selects; larger requests fall back to the CPU
 TIE_MARGIN = 16  # extra rows fetched beyond k so that most ties at the cut-off are seen at once
 NORM_TOLERANCE = 1e-2  # allowed deviation of an L2 norm from 1 (bf16 outputs cast to float32)
-RANK_BYTES_PER_SCORE = 8  # float32 score plus the boolean masks built while counting
+RANK_BYTES_PER_SCORE = 13  # float32 score, its scaled copy, int32 bin, candidate mask
+RANK_BYTES_PER_BIN = 9  # int64 histogram count and the boolean "holds a relevant item" flag
+MAX_BINS = 2**16  # histogram bins per query (see _count_ranks)
+FLOAT_EXACT_INTEGERS = 2**24  # float32 holds every integer up to this: a chunk's bin numbers
+SCORE_RANGE = 1.03  # |score| bound: rows are unit vectors within NORM_TOLERANCE
 
 
 @dataclass(frozen=True)
@@ -107,9 +111,11 @@ def _as_embeddings(name: str, x: np.ndarray | torch.Tensor) -> np.ndarray:
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"{name} must be a non-empty [N, d] matrix, got shape {x.shape}")
-    if not np.isfinite(x).all():
+    # Row norms without a temporary copy of x (a 259k-row gallery is 0.5 GB); a NaN or an
+    # infinity anywhere makes its row's norm non-finite, so x itself is scanned only then.
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+    if not np.isfinite(norms).all() and not np.isfinite(x).all():
         raise ValueError(f"{name} contains NaN or infinite values")
-    norms = np.linalg.norm(x, axis=1)
     if np.abs(norms - 1).max() > NORM_TOLERANCE:
         raise ValueError(
             f"{name} rows must be L2-normalised (norms range {norms.min():.4g}..{norms.max():.4g});"
@@ -219,8 +225,19 @@ def approximate_recall(
 
 
 def rank_chunk_size(n_gallery: int, memory_budget_bytes: int) -> int:
-    """Queries per chunk so that a chunk's ``[chunk, G]`` scores and masks fit the budget."""
-    return max(1, memory_budget_bytes // (RANK_BYTES_PER_SCORE * n_gallery))
+    """Queries per chunk so that a chunk's ``[chunk, G]`` scores, bins and histogram fit."""
+    per_query = RANK_BYTES_PER_SCORE * n_gallery + RANK_BYTES_PER_BIN * _bins_per_query(n_gallery)
+    return max(1, min(memory_budget_bytes // per_query, _max_chunk(n_gallery)))
+
+
+def _max_chunk(n_gallery: int) -> int:
+    """Most queries per chunk whose bin numbers float32 holds exactly (256 at 65,536 bins)."""
+    return FLOAT_EXACT_INTEGERS // _bins_per_query(n_gallery)
+
+
+def _bins_per_query(n_gallery: int) -> int:
+    """Histogram bins per query: about one per gallery item, between 256 and 65,536."""
+    return min(MAX_BINS, max(256, n_gallery))
 
 
 def _pair_keys(relevance: Relevance, n_gallery: int) -> np.ndarray:
@@ -239,26 +256,65 @@ def _validate_relevance(relevance: Relevance, n_queries: int, n_gallery: int, na
         raise ValueError(f"{name} lists the same gallery item twice for one query")
 
 
+def _flat_nonzero(mask: torch.Tensor) -> torch.Tensor:
+    """Positions of the true entries of a 1-D mask, ascending. On the CPU through numpy, whose
+    ``flatnonzero`` was 5x faster than ``torch.nonzero`` over a 70M-entry chunk."""
+    if mask.device.type == "cpu":
+        return torch.from_numpy(np.flatnonzero(mask.numpy()))
+    return mask.nonzero().squeeze(1)
+
+
 def _count_ranks(
-    scores: np.ndarray, rows: np.ndarray, items: np.ndarray, slots: np.ndarray
-) -> np.ndarray:
+    scores: torch.Tensor,
+    rows: torch.Tensor,
+    items: torch.Tensor,
+    excluded: tuple[torch.Tensor, torch.Tensor],
+) -> torch.Tensor:
     """1-based rank of gallery item ``items[p]`` in row ``rows[p]`` of a ``[C, G]`` score chunk.
 
-    Pairs are processed one relevant "slot" at a time (the j-th relevant item of every row), so
-    each pass compares the whole chunk against one threshold per row: ``C x G`` booleans at most.
+    A monotone binning of the scores (``SCORE_RANGE`` cut into ``B`` bins per row) turns "how many
+    items score higher" into a histogram suffix sum, whatever the number of relevant items per
+    query; only the items sharing a bin with a relevant item (about 1% of the gallery) are then
+    compared with it exactly, score first and gallery index on ties. (One pass per relevant item
+    over the whole row cost 8x the matmul at Crossmodal-3600 scale.) Exactness does not depend
+    on where bin edges fall: the binning is a non-decreasing function of the float32 score, so
+    an item in a higher bin scores strictly higher. ``excluded`` (rows, items) go to their
+    row's first bin, below every real score's bin.
     """
-    ranks = np.empty(len(rows), dtype=np.int64)
-    for slot in range(slots.max(initial=-1) + 1):
-        pick = np.flatnonzero(slots == slot)
-        threshold = np.full((len(scores), 1), np.inf, dtype=np.float32)
-        threshold[rows[pick], 0] = scores[rows[pick], items[pick]]
-        higher = (scores > threshold).sum(axis=1)[rows[pick]]
-        equal = (scores == threshold).sum(axis=1)[rows[pick]]
-        for p in np.flatnonzero(equal > 1):  # exact ties: the lower gallery index goes first
-            row, item = rows[pick[p]], items[pick[p]]
-            higher[p] += np.count_nonzero(scores[row, :item] == threshold[row, 0])
-        ranks[pick] = 1 + higher
-    return ranks
+    n_rows, n_gallery = scores.shape
+    n_bins = _bins_per_query(n_gallery)
+    scale = (n_bins - 1) / (2 * SCORE_RANGE)
+    row_bin_0 = torch.arange(n_rows, device=scores.device, dtype=torch.float32)[:, None] * n_bins
+    # Row r's bins are r * B .. r * B + B - 1, in one pass and a cast: exact in float32 while
+    # rows x B <= FLOAT_EXACT_INTEGERS (relevant_ranks caps the chunk so).
+    bins = torch.add(row_bin_0 + SCORE_RANGE * scale, scores, alpha=scale).to(torch.int32)
+    bins[excluded] = excluded[0].to(torch.int32) * n_bins
+    bins = bins.view(-1)
+    pair_bins = bins[rows * n_gallery + items].long()
+    histogram = torch.bincount(bins, minlength=n_rows * n_bins).cumsum_(0)
+    row_end = histogram[(rows + 1) * n_bins - 1]
+    higher_bins = row_end - histogram[pair_bins]
+    wanted = torch.zeros(n_rows * n_bins, dtype=torch.bool, device=scores.device)
+    wanted[pair_bins] = True
+    candidates = _flat_nonzero(wanted.index_select(0, bins))  # items sharing a bin
+    # Match every candidate with the pairs of its bin (usually one), through the pairs sorted
+    # by bin; the matches are about as many as the candidates, so this stays O(C x G).
+    pair_order = torch.argsort(pair_bins)
+    sorted_bins = pair_bins[pair_order]
+    cand_bins = bins.index_select(0, candidates).long()
+    first = torch.searchsorted(sorted_bins, cand_bins)
+    n_matches = torch.searchsorted(sorted_bins, cand_bins, right=True) - first
+    match = torch.repeat_interleave(n_matches)  # candidate of each (candidate, pair) match
+    starts = torch.cumsum(n_matches, 0) - n_matches
+    within = torch.arange(len(match), device=scores.device) - starts.index_select(0, match)
+    cand = candidates.index_select(0, match)
+    pair = pair_order.index_select(0, first.index_select(0, match) + within)
+    pair_flat = (rows * n_gallery + items).index_select(0, pair)
+    flat = scores.view(-1)
+    cand_scores, pair_scores = flat.index_select(0, cand), flat.index_select(0, pair_flat)
+    # A bin lies within one row, so flat positions order a tie by gallery index.
+    ahead = (cand_scores > pair_scores) | ((cand_scores == pair_scores) & (cand < pair_flat))
+    return 1 + higher_bins + torch.bincount(pair[ahead], minlength=len(rows))
 
 
 def relevant_ranks(
@@ -275,8 +331,8 @@ def relevant_ranks(
     rank = 1 + (items scoring strictly higher) + (items scoring equal with a lower gallery index),
     the order of :func:`search`. Scores are computed ``chunk_size`` queries at a time (default:
     as many as fit ``memory_budget_bytes``) with a float32 torch matmul on ``device`` (default:
-    CUDA when available), so the ``[Q, G]`` matrix never exists at once; the counting runs on
-    the CPU in numpy, whose boolean reductions are several times faster than torch's there.
+    CUDA when available), so the ``[Q, G]`` matrix never exists at once; the counting
+    (:func:`_count_ranks`) runs there too, and only the ranks come back to the host.
     ``exclude`` lists gallery items to leave out of a query's ranking entirely, e.g. the query
     caption itself in a multilingual pool that contains it. Returns a long table ``query_idx,
     relevant_idx, rank`` (int64) in the pair order of ``relevance``, ready to save as parquet.
@@ -290,19 +346,25 @@ def relevant_ranks(
     chunk_size = chunk_size or rank_chunk_size(len(g), memory_budget_bytes)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    chunk_size = min(chunk_size, _max_chunk(len(g)))  # ranks do not depend on it
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     gallery_t = torch.from_numpy(g).to(device).T
-    slots = np.arange(len(relevance.indices)) - np.repeat(relevance.offsets[:-1], relevance.counts)
-    ranks = np.empty(len(relevance.indices), dtype=np.int64)
+    pair_queries = torch.from_numpy(relevance.query_of_pair).to(device)
+    pair_items = torch.from_numpy(relevance.indices).to(device)
+    if exclude is None:
+        exclude = Relevance(np.zeros(len(q) + 1, dtype=np.int64), np.empty(0, dtype=np.int64))
+    excluded_queries = torch.from_numpy(exclude.query_of_pair).to(device)
+    excluded_items = torch.from_numpy(exclude.indices).to(device)
+    chunk_ranks = []
     for start in range(0, len(q), chunk_size):
         stop = min(start + chunk_size, len(q))
-        scores = (torch.from_numpy(q[start:stop]).to(device) @ gallery_t).cpu().numpy()
-        if exclude is not None:
-            lo, hi = exclude.offsets[start], exclude.offsets[stop]
-            scores[exclude.query_of_pair[lo:hi] - start, exclude.indices[lo:hi]] = -np.inf
+        scores = torch.from_numpy(q[start:stop]).to(device) @ gallery_t
+        lo, hi = exclude.offsets[start], exclude.offsets[stop]
+        excluded = (excluded_queries[lo:hi] - start, excluded_items[lo:hi])
         lo, hi = relevance.offsets[start], relevance.offsets[stop]
-        rows = relevance.query_of_pair[lo:hi] - start
-        ranks[lo:hi] = _count_ranks(scores, rows, relevance.indices[lo:hi], slots[lo:hi])
+        rows = pair_queries[lo:hi] - start
+        chunk_ranks.append(_count_ranks(scores, rows, pair_items[lo:hi], excluded).cpu())
+    ranks = torch.cat(chunk_ranks).numpy()
     return pd.DataFrame(
         {"query_idx": relevance.query_of_pair, "relevant_idx": relevance.indices, "rank": ranks}
     )

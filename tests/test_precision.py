@@ -1,0 +1,68 @@
+"""``eval.precision`` reaches the encoders' autocast: checked on the CPU, where ``auto`` keeps
+plain fp32 and an explicit ``bf16``/``fp16`` is honoured."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+
+from xlr.config import EvalSection
+from xlr.eval.encoders import ModelEncoder, encode_texts
+from xlr.runtime import autocast
+
+CPU = torch.device("cpu")
+
+
+class AutocastProbe(torch.nn.Module):
+    """Stands in for a CLIP: records the autocast state each text batch is encoded under."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[torch.dtype | None] = []
+
+    def encode_text(self, tokens: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        enabled = torch.is_autocast_enabled("cpu")
+        self.seen.append(torch.get_autocast_dtype("cpu") if enabled else None)
+        return torch.nn.functional.normalize(torch.ones(len(tokens), 4), dim=-1)
+
+
+@pytest.mark.parametrize(
+    ("precision", "dtype"),
+    [("auto", None), ("fp32", None), ("bf16", torch.bfloat16), ("fp16", torch.float16)],
+)
+def test_encoders_autocast_to_the_configured_precision(precision, dtype):
+    probe = AutocastProbe()
+    texts = ["a", "b", "c"]
+    out = encode_texts(
+        probe, lambda batch: torch.zeros(len(batch), 2), texts, CPU, 2, precision=precision
+    )
+    assert probe.seen == [dtype, dtype]  # two batches of at most 2
+    assert out.shape == (3, 4) and out.dtype == np.float32
+
+
+@pytest.mark.parametrize(("precision", "checkpoint"), [("auto", "abc"), ("bf16", "abc-bf16")])
+def test_model_encoder_honours_precision_and_caches_it_apart(precision, checkpoint):
+    probe = AutocastProbe()
+    tokenizer = lambda batch: torch.zeros(len(batch), 2)  # noqa: E731
+    bundle = SimpleNamespace(model=probe, tokenizer=tokenizer, name="probe")
+    encoder = ModelEncoder(bundle, CPU, 2, checkpoint="abc", precision=precision)
+    encoder.encode_texts(["a"], "en")
+    assert probe.seen == [torch.bfloat16 if precision == "bf16" else None]
+    assert encoder.checkpoint == checkpoint  # the embedding cache's key
+    assert encoder.describe()["precision"] == precision
+
+
+def test_autocast_auto_keeps_fp32_on_the_cpu():
+    with autocast(CPU, "auto"):
+        assert not torch.is_autocast_enabled("cpu")
+    with autocast(CPU, "bf16"):
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+
+
+def test_eval_precision_is_validated():
+    assert EvalSection().precision == "auto"
+    assert EvalSection(precision="fp16").precision == "fp16"
+    with pytest.raises(ValidationError):
+        EvalSection(precision="int8")
