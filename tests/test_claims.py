@@ -220,3 +220,26 @@ def test_one_run_is_never_directional() -> None:
     row = evaluate_claims(ranks, claims, SEEN, HELDOUT).iloc[0]
     assert row["low"] > row["min_effect"] and row["n_runs"] == 1
     assert row["verdict"] == "inconclusive"
+
+
+def test_each_benchmark_is_judged_on_its_own() -> None:
+    """Two benchmarks: one row per claim on each, the family counting both; a benchmark without
+    the claim's languages says so instead of lending the other's numbers."""
+    quality = {"zeroshot": 0.2, "mono-full": 0.35, "cross-full": 0.4, "multi-full": 0.4,
+               "hybrid-a0.5-full": 0.8}  # fmt: skip
+    first = fake_ranks(quality)
+    second = fake_ranks({**quality, "hybrid-a0.5-full": 0.2}).assign(benchmark="other")
+    second = second[second["query_lang"] != "nl"]  # no held-out language there
+    claims = default_claims(HeadlineArms(Arm("hybrid", 0.5, "full"), None))
+    table = evaluate_claims(pd.concat([first, second]), claims, SEEN, HELDOUT)
+    assert len(table) == 2 * len(claims)
+    by = table.set_index(["key", "benchmark"])
+    assert by.loc[("hybrid>mono:ml", "synthetic"), "verdict"] == "supported"
+    effect = by.loc[("hybrid>mono:ml", "other"), "effect"]
+    assert effect < 0  # the other benchmark's own numbers, not the first's
+    assert by.loc[("hybrid>zeroshot:heldout", "other"), "verdict"] == (
+        "not run (no heldout language in other)"
+    )
+    ran = table[table["p_value"].notna()]
+    assert set(ran["family_size"]) == {2 * len(claims) - 1}
+    assert claims_markdown(table).count(", other") == len(claims)

@@ -51,12 +51,12 @@ from scipy import stats as distributions
 from xlr.analysis.claims import (
     DEFAULT_MIN_EFFECT,
     Claim,
-    claim_per_query,
+    claim_evidence,
     claim_units,
     evaluate_claims,
     verdict,
 )
-from xlr.analysis.intervals import COMPARISON_KEYS, unit_cells
+from xlr.analysis.intervals import unit_cells
 from xlr.analysis.stats import cells_interval
 from xlr.config import MinEffectSection
 
@@ -66,7 +66,8 @@ TARGET_POWER = 0.8
 MIN_TRAINING_UNITS = 3  # fewer (but more than one) cannot be resampled: module doc
 # a calibration table's first columns, as the claims table has them; a Calibration's follow
 CLAIM_COLUMNS: tuple[str, ...] = (
-    "key", "family", "measure", "langs", "arm_a", "arm_b", "min_effect", "interval_confidence",
+    "key", "benchmark", "family", "measure", "langs", "arm_a", "arm_b", "min_effect",
+    "interval_confidence",
 )  # fmt: skip
 Calibrates = Literal["bases and images", "seeds and images", "images only", "not applicable"]
 
@@ -208,21 +209,21 @@ def calibrate_claims(
     :class:`Calibration`. Every claim draws its resamples from one generator seeded by ``seed``.
     """
     table = evaluate_claims(ranks, claims, seen, heldout, min_effect, confidence)
+    evidence = claim_evidence(ranks, claims, seen, heldout)
     rng = np.random.default_rng(seed)
     rows = []
-    for claim, row in zip(claims, table.to_dict("records"), strict=True):
-        if pd.isna(row.get("p_value", np.nan)):
-            continue  # an arm did not run: nothing to calibrate
-        units = claim_units(claim_per_query(ranks, claim, seen, heldout), claim)
-        # the comparison the claims table reports: compare_arms's first benchmark, task, kind
-        first = units.groupby(list(COMPARISON_KEYS), sort=True).ngroup() == 0
-        units = units[first].assign(value=units["value_a"] - units["value_b"])
+    for (claim, benchmark, found), row in zip(evidence, table.to_dict("records"), strict=True):
+        if isinstance(found, str):
+            continue  # an arm or the claim's languages are missing: nothing to calibrate
+        units = claim_units(found, claim)
+        units = units.assign(value=units["value_a"] - units["value_b"])
         level, minimum = row["interval_confidence"], row["min_effect"]
         result = calibrate_comparison(units, claim.direction, minimum, level, resamples, rng)
         rows.append(
-            {"key": claim.key, "family": claim.family, "measure": claim.measure,
-             "langs": claim.langs, "arm_a": claim.arm_a, "arm_b": claim.arm_b,
-             "min_effect": minimum, "interval_confidence": level, **asdict(result)}
+            {"key": claim.key, "benchmark": benchmark, "family": claim.family,
+             "measure": claim.measure, "langs": claim.langs, "arm_a": claim.arm_a,
+             "arm_b": claim.arm_b, "min_effect": minimum, "interval_confidence": level,
+             **asdict(result)}
         )  # fmt: skip
     columns = [*CLAIM_COLUMNS, *(field.name for field in dataclasses.fields(Calibration))]
     return pd.DataFrame(rows, columns=columns)

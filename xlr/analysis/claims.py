@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from xlr.analysis.bias import rank_distance_per_query
-from xlr.analysis.intervals import compare_arms, interval_by_arm, paired_units
+from xlr.analysis.intervals import COMPARISON_KEYS, compare_arms, interval_by_arm, paired_units
 from xlr.analysis.stats import holm
 from xlr.arms import ZEROSHOT, Arm, HeadlineArms
 from xlr.config import MinEffectSection
@@ -261,17 +261,18 @@ def claim_units(per_query: pd.DataFrame, claim: Claim) -> pd.DataFrame:
 
 
 def _measure_claim(
-    ranks: pd.DataFrame,
-    claim: Claim,
-    seen: Sequence[str],
-    heldout: Sequence[str],
-    min_effect: MinEffectSection,
-    level: float,
+    per_query: pd.DataFrame, claim: Claim, min_effect: MinEffectSection, level: float
 ) -> dict[str, object]:
-    """A claim's effect, interval at ``level``, p-value, minimum effect, agreement and design."""
-    per_query = claim_per_query(ranks, claim, seen, heldout)
+    """A claim's effect, interval at ``level``, p-value, minimum effect, agreement and design,
+    from its :func:`claim_per_query` values on one benchmark."""
     on = claim_pairing(claim)
-    effect = compare_arms(per_query, claim.arm_a, claim.arm_b, on, confidence=level).iloc[0]
+    comparison = compare_arms(per_query, claim.arm_a, claim.arm_b, on, confidence=level)
+    if len(comparison) != 1:
+        raise ValueError(
+            f"claim {claim.key!r} needs one comparison per benchmark, got {len(comparison)}:\n"
+            f"{comparison[list(COMPARISON_KEYS)].to_string()}"
+        )
+    effect = comparison.iloc[0]
     reference = interval_by_arm(per_query[per_query["arm"] == claim.arm_b]).iloc[0]
     return {
         "effect": float(effect["estimate"]),
@@ -294,6 +295,33 @@ def family_levels(ran: Sequence[Claim], confidence: float = 0.95) -> dict[str, t
     return {family: (m, 1 - (1 - confidence) / m) for family, m in sizes.items()}
 
 
+def claim_evidence(
+    ranks: pd.DataFrame, claims: Sequence[Claim], seen: Sequence[str], heldout: Sequence[str]
+) -> list[tuple[Claim, str, pd.DataFrame | str]]:
+    """Each claim on each benchmark of ``ranks`` (sorted): its :func:`claim_per_query` values,
+    or why it cannot run there (an arm missing, or none of its languages in that benchmark).
+
+    A claim is judged per benchmark, never over their union: benchmarks differ in images,
+    languages and difficulty, and each is a finding of its own (the family counts them all).
+    """
+    arms = set(ranks["arm"].unique())
+    evidence: list[tuple[Claim, str, pd.DataFrame | str]] = []
+    for claim in claims:
+        absent = sorted({claim.arm_a, claim.arm_b} - arms)
+        for benchmark in sorted(ranks["benchmark"].unique()):
+            if absent:
+                evidence.append((claim, benchmark, f"not run ({', '.join(absent)} missing)"))
+                continue
+            on_benchmark = ranks[ranks["benchmark"] == benchmark]
+            langs = group_langs(claim.langs, seen, heldout)
+            if claim.langs != "all" and not on_benchmark["query_lang"].isin(langs).any():
+                reason = f"not run (no {claim.langs} language in {benchmark})"
+                evidence.append((claim, benchmark, reason))
+                continue
+            evidence.append((claim, benchmark, claim_per_query(on_benchmark, claim, seen, heldout)))
+    return evidence
+
+
 def evaluate_claims(
     ranks: pd.DataFrame,
     claims: Sequence[Claim],
@@ -302,25 +330,26 @@ def evaluate_claims(
     min_effect: MinEffectSection = DEFAULT_MIN_EFFECT,
     confidence: float = 0.95,
 ) -> pd.DataFrame:
-    """The claims table: one row per claim with effect, interval, minimum effect, raw and
-    Holm-adjusted p-values, agreement, design and verdict (module doc for the rule).
+    """The claims table: one row per claim and benchmark (:func:`claim_evidence`) with effect,
+    interval, minimum effect, raw and Holm-adjusted p-values, agreement, design and verdict
+    (module doc for the rule).
 
-    ``confidence`` is the family-wise level; ``interval_confidence`` the level of each claim's
-    interval, 1 - (1 - confidence) / m for the m claims of its family that ran
-    (``family_size``, :func:`family_levels`); Holm adjusts within each family.
+    ``confidence`` is the family-wise level; ``interval_confidence`` the level of each row's
+    interval, 1 - (1 - confidence) / m for the m rows of its family that ran (``family_size``,
+    :func:`family_levels`); Holm adjusts within each family.
     """
-    arms = set(ranks["arm"].unique())
-    benchmarks = ", ".join(sorted(ranks["benchmark"].unique()))
-    missing = [sorted({c.arm_a, c.arm_b} - arms) for c in claims]
-    levels = family_levels([c for c, m in zip(claims, missing, strict=True) if not m], confidence)
+    evidence = claim_evidence(ranks, claims, seen, heldout)
+    levels = family_levels(
+        [c for c, _, found in evidence if not isinstance(found, str)], confidence
+    )
     rows = []
-    for claim, absent in zip(claims, missing, strict=True):
-        row = {**asdict(claim), "benchmark": benchmarks, "confidence": confidence}
-        if absent:
-            rows.append({**row, "verdict": f"not run ({', '.join(absent)} missing)"})
+    for claim, benchmark, found in evidence:
+        row = {**asdict(claim), "benchmark": benchmark, "confidence": confidence}
+        if isinstance(found, str):
+            rows.append({**row, "verdict": found})
             continue
         size, level = levels[claim.family]
-        measured = _measure_claim(ranks, claim, seen, heldout, min_effect, level)
+        measured = _measure_claim(found, claim, min_effect, level)
         rule = verdict(measured["low"], measured["high"], claim.direction, measured["min_effect"])
         rows.append(
             {
@@ -332,6 +361,8 @@ def evaluate_claims(
             }
         )
     table = pd.DataFrame(rows)
+    if "p_value" not in table.columns:
+        return table
     for family in levels:
         ran = (table["family"] == family) & table["p_value"].notna()
         table.loc[ran, "p_holm"] = holm(table.loc[ran, "p_value"].to_numpy())

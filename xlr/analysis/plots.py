@@ -438,7 +438,11 @@ def calibration_figure(table: pd.DataFrame) -> Figure:
         "calibration",
         ["key"],
     )
-    keys = list(table["key"])
+    several = "benchmark" in table.columns and table["benchmark"].nunique() > 1
+    keys = [
+        f"{row.key} ({row.benchmark})" if several else row.key
+        for row in table.itertuples(index=False)
+    ]
     colours = palette_colours(list(pd.unique(table["measure"])))
     fig, axes = plt.subplots(
         1, 2, figsize=(10, 1.2 + 0.32 * len(keys)), sharey=True, layout="constrained"

@@ -187,7 +187,8 @@ def _claim_cells(row: dict) -> dict[str, str]:
 def claims_markdown(table: pd.DataFrame) -> str:
     """The claims table (:func:`xlr.analysis.claims.evaluate_claims`) as Markdown, for the report
     and the closing note, in the columns of :data:`CLAIMS_COLUMNS`: claims whose arms did not run
-    keep their verdict and blank numbers, and their family counts only the claims that ran."""
+    keep their verdict and blank numbers, and their family counts only the claims that ran. With
+    several benchmarks a claim has a row on each, its measure naming the benchmark."""
     ran = table["p_value"].notna() if "p_value" in table.columns else pd.Series(False, table.index)
     sizes = table[ran].groupby("family").size()
     rows = []
@@ -195,6 +196,8 @@ def claims_markdown(table: pd.DataFrame) -> str:
         cells = _claim_cells(row) if measured else {}
         family = f"{row['family']} (m = {sizes.get(row['family'], 0)})"
         label = measure_label(row["measure"], row["langs"])
+        if table["benchmark"].nunique() > 1:
+            label = f"{label}, {row['benchmark']}"
         rows.append(
             {"claim": row["statement"], "family": family, "measure": label, **cells,
              "verdict": row["verdict"]}
