@@ -1,9 +1,10 @@
 """Command line: ``xlr reproduce PARAMS`` runs the study; ``xlr prepare PARAMS`` builds its bases;
 ``xlr tune PARAMS`` chooses the learning rates on the validation split (:mod:`xlr.tuning`).
 
-``prepare`` generates the embedded corpus, trains its tokenizer and pretrains one tiny base per
-``run.base_seeds`` entry (each cached), then prints every base's text-to-image R@1 per language
-on the validation pool against the language's share of the pretraining mix.
+``prepare`` generates the embedded corpus (refused if its held-out pools leak), trains its
+tokenizer and pretrains one tiny base per ``run.base_seeds`` entry (each cached), then prints
+every base's text-to-image R@1 per language on the validation pool against the language's share
+of the pretraining mix.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from xlr.config import ParamsError, load_params
 
 
 def _prepare(args: argparse.Namespace) -> int:
+    from xlr.data.prepare import prepare_data
     from xlr.eval.runner import base_report
     from xlr.train.pretrain import ensure_base_model
 
     params = load_params(args.params)
     if params.run.threads:
         torch.set_num_threads(params.run.threads)
+    prepare_data(params, progress=not args.quiet)  # refuses a corpus whose held-out pools leak
     if params.model.kind != "tiny":
         print(f"model.kind is {params.model.kind!r}: nothing to pretrain offline")
         return 0
