@@ -1,5 +1,7 @@
 """Command line: ``xlr reproduce PARAMS`` runs the study; ``xlr prepare PARAMS`` builds its bases;
-``xlr tune PARAMS`` chooses the learning rates on the validation split (:mod:`xlr.tuning`).
+``xlr tune PARAMS`` chooses the learning rates on the validation split (:mod:`xlr.tuning`);
+``xlr train PARAMS --arm NAME`` trains arms as notebooks 02 and 03 do, also under ``torchrun``
+(:mod:`xlr.launch`).
 
 ``prepare`` generates the embedded corpus (refused if its held-out pools leak), trains its
 tokenizer and pretrains one tiny base per ``run.base_seeds`` entry (each cached), then prints
@@ -55,6 +57,28 @@ def _tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from xlr.launch import LaunchError, train
+
+    if not args.arm and not args.all:
+        print(
+            "error: name an arm (--arm NAME, repeatable) or train them all (--all)", file=sys.stderr
+        )
+        return 2
+    params = load_params(args.params)
+    try:
+        folders = train(
+            params, None if args.all else args.arm, build=args.base, progress=not args.quiet,
+            source=args.params,
+        )  # fmt: skip
+    except (LaunchError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for folder in folders:
+        print(folder)
+    return 0
+
+
 def _reproduce(args: argparse.Namespace) -> int:
     from xlr.report import NotebookFailed, report_dir, reproduce
 
@@ -83,6 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("params", help="a params YAML file, e.g. params/synthetic.yaml")
     tune.add_argument("--quiet", action="store_true", help="no progress bars")
     tune.set_defaults(handler=_tune)
+    train = commands.add_parser(
+        "train", help="train arms as notebooks 02/03 do; under torchrun, rank 0 writes"
+    )
+    train.add_argument("params", help="a params YAML file, e.g. params/smoke.yaml")
+    which = train.add_mutually_exclusive_group()
+    which.add_argument("--arm", action="append", help="an arm name, e.g. hybrid-a0.5-full")
+    which.add_argument("--all", action="store_true", help="every configured arm, in order")
+    train.add_argument(
+        "--base", action="store_true", help="first prepare the data and pretrain missing bases"
+    )
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(handler=_train)
     reproduce = commands.add_parser(
         "reproduce", help="run every notebook with papermill into reports/<run.name>/"
     )

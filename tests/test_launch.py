@@ -1,0 +1,172 @@
+"""``xlr train`` (xlr.launch): one process, two gloo ranks under torchrun, bad requests.
+
+A shrunken smoke study in a temporary project root: the commands run as a user types them
+(``python -m xlr.cli train``, ``python -m torch.distributed.run ... -m xlr.cli train``). Each rank
+records what it writes (``tests/write_audit``), so "only rank 0 writes" is observed, not assumed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from xlr.arms import LOG_CSV, MODEL_DIR, Arm, adapter_arms
+from xlr.cli import main
+from xlr.config import Params, load_params
+from xlr.data.prepare import finetune_pool, prepare_data
+from xlr.launch import LaunchError, select_arms, train
+from xlr.models.bases import base_model_dir, load_base
+from xlr.models.factory import HF_CONFIG, WEIGHTS
+from xlr.train.checkpoint import CHECKPOINT
+from xlr.train.finetune import train_arm
+from xlr.train.pretrain import ensure_base_model
+
+TESTS = Path(__file__).resolve().parent
+SMOKE = TESTS.parent / "params" / "smoke.yaml"
+ARM = "mono-full"
+
+
+def write_params(root: Path, name: str, **run: object) -> Path:
+    """params/smoke.yaml shrunk to seconds (no tuning grid, no adapters), as ``root/params/``."""
+    raw = yaml.safe_load(SMOKE.read_text())
+    raw["run"] |= {"name": name, "device": "cpu", "workers": 1, **run}
+    raw["run"] |= {"runs_dir": str(root / "runs"), "cache_dir": str(root / "runs" / "cache")}
+    raw["data"]["synthetic"] |= {
+        "pretrain_images": 300, "finetune_images": 120, "eval_images": 20, "val_images": 20,
+        "shard_size": 300,
+    }  # fmt: skip
+    raw["model"]["tiny"] |= {"vocab_size": 400, "pretrain_steps": 3, "pretrain_batch_size": 16}
+    raw["train"] |= {"steps": 2, "batch_size": 16, "checkpoint_every": 2, "warmup": 1}
+    raw["train"] |= {"trainable": ["full"], "tune": {}}
+    raw["adapters"] = {"enabled": False, "hybrid_alpha": None}
+    path = root / "params" / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project root with the data of run ``nb`` and its base, built without dropout in the text
+    tower: then two ranks (each drawing its own dropout masks) can match one process."""
+    root = tmp_path_factory.mktemp("launch")
+    params = load_params(write_params(root, "nb"))
+    prepare_data(params, progress=False)
+    config_path = ensure_base_model(params, 0, progress=False) / HF_CONFIG
+    config = json.loads(config_path.read_text())
+    config |= {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    config_path.write_text(json.dumps(config))
+    return root
+
+
+def xlr_train(root: Path, args: list[str], ranks: int = 0, audit: Path | None = None) -> str:
+    """Run ``xlr train ARGS`` in ``root`` (under torchrun with ``ranks`` ranks); its output."""
+    launcher = [sys.executable]
+    if ranks:
+        launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}"]
+    # One process matches this one's thread count (CPU sums are reproducible for a given count);
+    # each rank takes one thread.
+    threads = 1 if ranks else torch.get_num_threads()
+    paths = [str(TESTS.parent), os.environ.get("PYTHONPATH", "")]
+    if audit is not None:
+        paths.insert(0, str(TESTS / "write_audit"))
+    env = os.environ | {
+        "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1", "XLR_ROOT": str(root),
+        "PYTHONPATH": os.pathsep.join(paths), "XLR_WRITE_AUDIT": str(audit or ""),
+    }  # fmt: skip
+    command = [*launcher, "-m", "xlr.cli", "train", *args, "--quiet"]
+    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    return done.stdout
+
+
+def weights(params: Params) -> dict[str, torch.Tensor]:
+    return load_file(Arm.parse(ARM).at(0, 0).model_dir(params) / WEIGHTS)
+
+
+def log_rows(folder: Path) -> list[dict[str, str]]:
+    with open(folder / LOG_CSV, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_one_process_matches_the_notebook_and_two_ranks_match_it(root: Path) -> None:
+    notebook = load_params(root / "params" / "nb.yaml")
+    spec = Arm.parse(ARM).at(0, 0)
+    train_arm(load_base(notebook, 0), finetune_pool(notebook), notebook, spec, progress=False)
+
+    one = load_params(write_params(root, "one"))
+    out = xlr_train(root, ["params/one.yaml", "--arm", ARM, "--base"])
+    assert out.split() == [str(spec.directory(one))]
+    expected, got = weights(notebook), weights(one)
+    assert expected.keys() == got.keys()
+    assert all(torch.equal(expected[k], got[k]) for k in expected)  # bit for bit
+    # notebook 02 finds the arm finished: no step runs again, the same weights stay
+    train_arm(load_base(one, 0), finetune_pool(one), one, spec, progress=False)
+    assert len(log_rows(spec.directory(one))) == one.train.steps
+    assert all(torch.equal(got[k], v) for k, v in weights(one).items())
+
+    shutil.rmtree(root / "runs" / "cache" / "tokens")  # rank 0 must write it again, alone
+    audit = root.parent / f"{root.name}-audit"
+    audit.mkdir()
+    ddp = load_params(write_params(root, "ddp"))
+    out = xlr_train(root, ["params/ddp.yaml", "--arm", ARM, "--base"], ranks=2, audit=audit)
+    run = root / "runs" / "ddp"
+    assert [p.relative_to(run) for p in run.rglob(CHECKPOINT)] == [
+        spec.directory(ddp).relative_to(run) / CHECKPOINT
+    ]
+    summary = json.loads((spec.directory(ddp) / "summary.json").read_text())
+    assert summary["world_size"] == 2
+    for key, value in weights(ddp).items():
+        torch.testing.assert_close(value, got[key], atol=1e-4, rtol=1e-4)
+    rank0, rank1 = ((audit / f"rank{r}.txt").read_text() for r in (0, 1))
+    assert rank1 == ""  # the hook ran (the file exists) and saw no write
+    for written in (CHECKPOINT, "data.json", "tokens", MODEL_DIR, LOG_CSV):
+        assert written in rank0, rank0
+
+
+def test_unknown_arm_is_refused_listing_the_configured_arms(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    params = str(root / "params" / "nb.yaml")
+    for name in ("hybrid-a0.9-full", "nonsense", "mono-lora"):
+        assert main(["train", params, "--arm", name]) == 2
+        err = capsys.readouterr().err
+        assert f"nb.yaml: arm {name!r} is not configured" in err
+        assert "the configured arms are: mono-full, cross-full, hybrid-a0.5-full" in err
+    assert main(["train", params]) == 2
+    assert "--arm NAME" in capsys.readouterr().err
+
+
+def test_adapter_names_select_their_trained_adapters() -> None:
+    params = load_params(SMOKE)
+    every = adapter_arms(params)
+    assert select_arms(params, ["adapters-nearest"]) == [a for a in every if a.name == "adapters"]
+    assert select_arms(params, ["adapters"]) == select_arms(params, ["adapters-base"])
+    assert [a.name for a in select_arms(params, None)][-2:] == ["adapters", "adapters_hybrid-a0.5"]
+
+
+def test_missing_inputs_name_the_fix(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fresh = load_params(write_params(root, "fresh"))
+    with pytest.raises(LaunchError, match="no data prepared.*add --base"):
+        train(fresh, [ARM], progress=False)
+    other_base = load_params(write_params(root, "seed5", base_seeds=[5]))
+    prepare_data(other_base, progress=False)
+    with pytest.raises(LaunchError, match="base of seed 5 is not pretrained.*add --base"):
+        train(other_base, [ARM], progress=False)
+    assert not base_model_dir(other_base, 5).exists()
+    raw = yaml.safe_load((root / "params" / "nb.yaml").read_text())
+    raw["train"]["tune"] = {"full": [1e-3, 2e-3]}
+    tuned = root / "params" / "tuned.yaml"
+    tuned.write_text(yaml.safe_dump(raw))
+    assert main(["train", str(tuned), "--arm", ARM]) == 2
+    assert "run the tuning first (notebook 02 or `xlr tune PARAMS`)" in capsys.readouterr().err
