@@ -1,13 +1,13 @@
 """Time exact relevant ranks at Crossmodal-3600 scale against the bare score matmul.
 
-Run: ``.venv/bin/python benchmarks/bench_ranking.py [--queries 256] [--threads 2]``.
+Run: ``.venv/bin/python benchmarks/bench_ranking.py [--queries 256] [--threads 2] [--device cuda]``.
 The gallery is the full multilingual pool (259,200 captions, 512-d float32 random unit vectors);
 each query has ``--relevant`` relevant items (35: its translations in the other languages of a
 36-language pool). Only the first ``--queries`` of the pool's queries are ranked (256 by
 default, 0.1% of them, so that a CPU run takes a minute); seconds per query scale linearly.
 The ratio compares :func:`relevant_ranks` with the matmul alone over the same query chunks,
-in one run. Peak resident memory of each is measured in a fresh process
-(``resource.getrusage``), data generation included.
+in one run, both on ``--device``. Peak resident memory of each (on the CPU) is measured in a
+fresh process (``resource.getrusage``), data generation included.
 """
 
 from __future__ import annotations
@@ -37,11 +37,16 @@ def pool_data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, Relevan
     return gallery, queries, relevance
 
 
-def matmul_chunks(queries: np.ndarray, gallery: np.ndarray, chunk: int) -> None:
-    """The scores alone, chunk by chunk: what any exact ranking has to compute."""
-    gallery_t = torch.from_numpy(gallery).T
+def matmul_chunks(
+    queries: np.ndarray, gallery: np.ndarray, chunk: int, device: str = "cpu"
+) -> None:
+    """The scores alone, chunk by chunk on ``device``: what any exact ranking has to compute
+    (the gallery's copy to the device included, as :func:`relevant_ranks` makes it)."""
+    gallery_t = torch.from_numpy(gallery).to(device).T
     for start in range(0, len(queries), chunk):
-        torch.from_numpy(queries[start : start + chunk]) @ gallery_t
+        torch.from_numpy(queries[start : start + chunk]).to(device) @ gallery_t
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()  # kernels are asynchronous: wait for them before the clock
 
 
 def peak_rss_gib(args: argparse.Namespace, ranks: bool) -> tuple[float, float]:
@@ -81,6 +86,7 @@ def main() -> None:
     parser.add_argument("--relevant", type=int, default=35, help="relevant items per query")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="where ranks and matmul run: cpu, cuda")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     gallery, queries, relevance = pool_data(args)
@@ -88,16 +94,16 @@ def main() -> None:
     print(
         f"gallery {args.gallery} x {args.dim}, {args.queries} queries "
         f"({args.queries / args.gallery:.2%} of the pool) x {args.relevant} relevant, "
-        f"chunk {chunk}, {args.threads} thread(s), best of {args.repeats}"
+        f"chunk {chunk}, {args.threads} thread(s), {args.device}, best of {args.repeats}"
     )
     check_against_sort(gallery, queries, relevance)
     t_ranks = best_time(
-        lambda: relevant_ranks(queries, gallery, relevance, device="cpu"), args.repeats
+        lambda: relevant_ranks(queries, gallery, relevance, device=args.device), args.repeats
     )
-    t_matmul = best_time(lambda: matmul_chunks(queries, gallery, chunk), args.repeats)
+    t_matmul = best_time(lambda: matmul_chunks(queries, gallery, chunk, args.device), args.repeats)
     first = Relevance(relevance.offsets[:2], relevance.indices[: relevance.offsets[1]])
     t_one = best_time(
-        lambda: relevant_ranks(queries[:1], gallery, first, device="cpu"), args.repeats
+        lambda: relevant_ranks(queries[:1], gallery, first, device=args.device), args.repeats
     )  # one query: mostly the per-call cost (input checks), which a whole pool pays once
     per_query = 1e3 / args.queries
     print(
@@ -115,7 +121,7 @@ def main() -> None:
     with ProcessPoolExecutor(1, mp_context=spawn) as pool:
         _, rss_matmul = pool.submit(peak_rss_gib, args, False).result()
     print(
-        f"peak RSS  data alone {data:.2f} GiB  ranks {rss_ranks:.2f} GiB  "
+        f"peak RSS (cpu)  data alone {data:.2f} GiB  ranks {rss_ranks:.2f} GiB  "
         f"matmul alone {rss_matmul:.2f} GiB"
     )
 

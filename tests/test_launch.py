@@ -1,4 +1,5 @@
-"""``xlr train`` (xlr.launch): one process, two gloo ranks under torchrun, bad requests.
+"""``xlr train`` (xlr.launch): one process, two gloo ranks under torchrun, bad requests; and
+``benchmarks/gpu_check.sh`` in its dry (CPU) mode, so the commands it runs on a GPU are known.
 
 A shrunken smoke study in a temporary project root: the commands run as a user types them
 (``python -m xlr.cli train``, ``python -m torch.distributed.run ... -m xlr.cli train``). Each rank
@@ -33,6 +34,7 @@ from xlr.train.pretrain import ensure_base_model
 
 TESTS = Path(__file__).resolve().parent
 SMOKE = TESTS.parent / "params" / "smoke.yaml"
+GPU_CHECK = TESTS.parent / "benchmarks" / "gpu_check.sh"
 ARM = "mono-full"
 
 
@@ -99,6 +101,7 @@ def log_rows(folder: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_one_process_matches_the_notebook_and_two_ranks_match_it(root: Path) -> None:
     notebook = load_params(root / "params" / "nb.yaml")
     spec = Arm.parse(ARM).at(0, 0)
@@ -170,3 +173,33 @@ def test_missing_inputs_name_the_fix(root: Path, capsys: pytest.CaptureFixture[s
     tuned.write_text(yaml.safe_dump(raw))
     assert main(["train", str(tuned), "--arm", ARM]) == 2
     assert "run the tuning first (notebook 02 or `xlr tune PARAMS`)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_every_step_on_the_cpu(tmp_path: Path) -> None:
+    """``gpu_check.sh --cpu``: the same commands at tiny sizes, GPU-only parts skipped."""
+    params = write_params(tmp_path, "gpucheck")
+    env = os.environ | {
+        "OUT": str(tmp_path / "out"), "TMPDIR": str(tmp_path), "XLR_PYTHON": sys.executable,
+        "XLR_GPU_CHECK_PARAMS": str(params), "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")]),
+    }  # fmt: skip
+    command = ["bash", str(GPU_CHECK), "--cpu"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    log = (tmp_path / "out" / "gpu_check.log").read_text()
+    assert done.returncode == 0, log[-3000:]
+    for part in ("(a) project env", "(b) real-architecture", "(c) faiss", "(d) gloo", "(e)"):
+        assert f"== {part}" in log
+    assert "rank 0 of 2: gloo all_reduce on cpu ok" in log
+    assert "rank 1 of 2: gloo all_reduce on cpu ok" in log
+    assert "'name': 'hybrid-a0.5-full', 'device': 'cpu', 'world_size': 2" in log
+    assert "ranks/matmul" in log and "== done on CPU (dry run)" in log
+    checkpoints = list((tmp_path / "runs" / "gpucheck").rglob(CHECKPOINT))
+    assert len(checkpoints) == 1
+
+
+def test_gpu_check_is_valid_bash() -> None:
+    assert subprocess.run(["bash", "-n", str(GPU_CHECK)]).returncode == 0
+    if shutil.which("shellcheck"):
+        done = subprocess.run(["shellcheck", str(GPU_CHECK)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout

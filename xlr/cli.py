@@ -12,6 +12,7 @@ of the pretraining mix.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -74,8 +75,8 @@ def _train(args: argparse.Namespace) -> int:
     except (LaunchError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    for folder in folders:
-        print(folder)
+    if os.environ.get("RANK", "0") == "0":  # one list of folders, not one per rank
+        print("\n".join(map(str, folders)))
     return 0
 
 
