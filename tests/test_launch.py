@@ -21,7 +21,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from xlr.arms import LOG_CSV, MODEL_DIR, Arm, adapter_arms
+from xlr.arms import LOG_CSV, MODEL_DIR, Arm, adapter_arms, trained_arms
 from xlr.cli import main
 from xlr.config import Params, load_params
 from xlr.data.prepare import finetune_pool, prepare_data
@@ -155,6 +155,7 @@ def test_adapter_names_select_their_trained_adapters() -> None:
     every = adapter_arms(params)
     assert select_arms(params, ["adapters-nearest"]) == [a for a in every if a.name == "adapters"]
     assert select_arms(params, ["adapters"]) == select_arms(params, ["adapters-base"])
+    assert select_arms(params, None) == trained_arms(params)  # --all: 02's arms, then 03's
     assert [a.name for a in select_arms(params, None)][-2:] == ["adapters", "adapters_hybrid-a0.5"]
 
 
@@ -162,6 +163,8 @@ def test_missing_inputs_name_the_fix(root: Path, capsys: pytest.CaptureFixture[s
     fresh = load_params(write_params(root, "fresh"))
     with pytest.raises(LaunchError, match="no data prepared.*add --base"):
         train(fresh, [ARM], progress=False)
+    assert main(["train", str(root / "params" / "fresh.yaml"), "--all"]) == 2
+    assert "no data prepared for run 'fresh'" in capsys.readouterr().err
     other_base = load_params(write_params(root, "seed5", base_seeds=[5]))
     prepare_data(other_base, progress=False)
     with pytest.raises(LaunchError, match="base of seed 5 is not pretrained.*add --base"):
