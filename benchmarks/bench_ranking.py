@@ -6,8 +6,8 @@ each query has ``--relevant`` relevant items (35: its translations in the other 
 36-language pool). Only the first ``--queries`` of the pool's queries are ranked (256 by
 default, 0.1% of them, so that a CPU run takes a minute); seconds per query scale linearly.
 The ratio compares :func:`relevant_ranks` with the matmul alone over the same query chunks,
-in one run, both on ``--device``. Peak resident memory of each (on the CPU) is measured in a
-fresh process (``resource.getrusage``), data generation included.
+in one run, both on ``--device``. Peak resident (host) memory of each is measured in a fresh
+process (``resource.getrusage``), data generation included.
 """
 
 from __future__ import annotations
@@ -60,9 +60,9 @@ def peak_rss_gib(args: argparse.Namespace, ranks: bool) -> tuple[float, float]:
     gallery, queries, relevance = pool_data(args)
     data = peak()
     if ranks:
-        relevant_ranks(queries, gallery, relevance, device="cpu")
+        relevant_ranks(queries, gallery, relevance, device=args.device)
     else:
-        matmul_chunks(queries, gallery, rank_chunk_size(len(gallery), 2**30))
+        matmul_chunks(queries, gallery, rank_chunk_size(len(gallery), 2**30), args.device)
     return data, peak()
 
 
@@ -121,7 +121,7 @@ def main() -> None:
     with ProcessPoolExecutor(1, mp_context=spawn) as pool:
         _, rss_matmul = pool.submit(peak_rss_gib, args, False).result()
     print(
-        f"peak RSS (cpu)  data alone {data:.2f} GiB  ranks {rss_ranks:.2f} GiB  "
+        f"peak RSS  data alone {data:.2f} GiB  ranks {rss_ranks:.2f} GiB  "
         f"matmul alone {rss_matmul:.2f} GiB"
     )
 
