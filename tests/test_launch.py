@@ -21,13 +21,14 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from xlr.arms import LOG_CSV, MODEL_DIR, Arm, adapter_arms, trained_arms
+from xlr.arms import ADAPTERS_DIR, LOG_CSV, MODEL_DIR, Arm, adapter_arms, trained_arms
 from xlr.cli import main
 from xlr.config import Params, load_params
 from xlr.data.prepare import finetune_pool, prepare_data
 from xlr.launch import LaunchError, select_arms, train
 from xlr.models.bases import base_model_dir, load_base
 from xlr.models.factory import HF_CONFIG, WEIGHTS
+from xlr.train.adapters import train_adapters
 from xlr.train.checkpoint import CHECKPOINT
 from xlr.train.finetune import train_arm
 from xlr.train.pretrain import ensure_base_model
@@ -38,8 +39,9 @@ GPU_CHECK = TESTS.parent / "benchmarks" / "gpu_check.sh"
 ARM = "mono-full"
 
 
-def write_params(root: Path, name: str, **run: object) -> Path:
-    """params/smoke.yaml shrunk to seconds (no tuning grid, no adapters), as ``root/params/``."""
+def write_params(root: Path, name: str, adapters: bool = False, **run: object) -> Path:
+    """params/smoke.yaml shrunk to seconds (no tuning grid; the ``adapters`` arm alone, on five
+    steps, one per language), as ``root/params/``."""
     raw = yaml.safe_load(SMOKE.read_text())
     raw["run"] |= {"name": name, "device": "cpu", "workers": 1, **run}
     raw["run"] |= {"runs_dir": str(root / "runs"), "cache_dir": str(root / "runs" / "cache")}
@@ -50,7 +52,9 @@ def write_params(root: Path, name: str, **run: object) -> Path:
     raw["model"]["tiny"] |= {"vocab_size": 400, "pretrain_steps": 3, "pretrain_batch_size": 16}
     raw["train"] |= {"steps": 2, "batch_size": 16, "checkpoint_every": 2, "warmup": 1}
     raw["train"] |= {"trainable": ["full"], "tune": {}}
-    raw["adapters"] = {"enabled": False, "hybrid_alpha": None}
+    raw["adapters"] = {"enabled": adapters, "hybrid_alpha": None}
+    if adapters:
+        raw["train"] |= {"steps": 5, "checkpoint_every": 5}
     path = root / "params" / f"{name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(raw))
@@ -176,6 +180,25 @@ def test_missing_inputs_name_the_fix(root: Path, capsys: pytest.CaptureFixture[s
     tuned.write_text(yaml.safe_dump(raw))
     assert main(["train", str(tuned), "--arm", ARM]) == 2
     assert "run the tuning first (notebook 02 or `xlr tune PARAMS`)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_adapters_train_as_notebook_03_does(root: Path) -> None:
+    """An evaluated adapter name trains the adapters folder notebook 03 writes, with its weights."""
+    notebook = load_params(write_params(root, "ad_nb", adapters=True))
+    prepare_data(notebook, progress=False)
+    spec = Arm("adapters").at(0, 0)
+    train_adapters(load_base(notebook, 0), finetune_pool(notebook), notebook, spec, progress=False)
+    launched = load_params(write_params(root, "ad_cli", adapters=True))
+    assert train(launched, ["adapters-nearest"], build=True, progress=False) == [
+        spec.directory(launched)
+    ]
+    files = sorted((spec.directory(notebook) / ADAPTERS_DIR).rglob("*.safetensors"))
+    assert len(files) == len(notebook.data.train_langs)
+    for path in files:
+        twin = spec.directory(launched) / path.relative_to(spec.directory(notebook))
+        expected, got = load_file(path), load_file(twin)
+        assert all(torch.equal(expected[k], got[k]) for k in expected)
 
 
 @pytest.mark.slow
