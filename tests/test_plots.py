@@ -43,7 +43,13 @@ def test_training_figures() -> None:
             "seed": 0,
         }
     )
-    labelled(loss_curves_figure(logs, smooth=2))
+    curves = loss_curves_figure(logs, smooth=2, warmup=2)
+    labelled(curves)
+    assert curves.axes[0].get_yscale() == "log"
+    shaded = [p for p in curves.axes[0].patches if p.get_facecolor()[:3] == (0.9, 0.9, 0.9)]
+    assert len(shaded) == 1 and shaded[0].get_x() + shaded[0].get_width() == 2  # the warm-up
+    legend = [t.get_text() for t in curves.axes[0].get_legend().get_texts()]
+    assert legend == ["mono-full", "hybrid-a0.5-full"]  # the study's arm order
     fig = batch_kind_figure(logs)
     labelled(fig)
     widths = sorted(round(p.get_width()) for p in fig.axes[0].patches if p.get_width() > 0)

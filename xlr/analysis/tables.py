@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from xlr.analysis.claims import LangGroup, Measure, per_query_measure
+from xlr.analysis.figure_style import sort_arms
 from xlr.analysis.intervals import interval_by_arm
 from xlr.arms import SWEEP_FAMILIES, ZEROSHOT, arm_catalogue
 from xlr.config import Params
@@ -80,17 +81,15 @@ def headline_table(
 
     Retrieval measures are fractions in [0, 1]; rank distance is in ranks (lower = less
     language bias). The multilingual measures' ``langs`` name the pool they were ranked in
-    (``all``: every study language, ``seen``: the seen languages only). Arms are in ``ranks``
-    order.
+    (``all``: every study language, ``seen``: the seen languages only). Arms are in the study's
+    order (:func:`xlr.analysis.figure_style.arm_order`: zero-shot first).
     """
     parts = []
     for measure, group in measures:
         per_query = per_query_measure(ranks, measure, group, seen, heldout)
         intervals = interval_by_arm(per_query, confidence)
         parts.append(intervals.assign(measure=measure, langs=group))
-    table = pd.concat(parts, ignore_index=True)
-    order = {arm: i for i, arm in enumerate(pd.unique(ranks["arm"]))}
-    table = table.sort_values("arm", key=lambda arms: arms.map(order), kind="stable")
+    table = sort_arms(pd.concat(parts, ignore_index=True))
     columns = ["arm", "measure", "langs", "estimate", "low", "high"]
     columns += ["n_bases", "n_runs", "n_images", "confidence"]
     return table[columns].reset_index(drop=True)
