@@ -8,8 +8,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
 from xlr.analysis.figure_style import (
     ARM_VARIANTS,
@@ -103,12 +104,22 @@ def loss_curves_figure(logs: pd.DataFrame, smooth: int = 10, warmup: int = 0) ->
         dashes={arm: style.dashes for arm, style in styles.items()},
         ax=ax,
     )
-    ax.set_yscale("log")
+    plain_log_yticks(ax)
     ax.set_title("Fine-tuning loss by arm\n(image-text + lambda x text-text InfoNCE)")
     ax.set_xlabel("step")
     ax.set_ylabel(f"loss (nats, {smooth}-step rolling mean, log scale)")
     legend_outside(ax, "arm")
     return fig
+
+
+def plain_log_yticks(ax: Axes) -> None:
+    """A log y axis labelled in plain numbers (``3``, ``4``, ``6``, not ``6 x 10^0``); the
+    in-between ticks are labelled only when the data span less than a decade."""
+    ax.set_yscale("log")
+    plain = FuncFormatter(lambda value, _position: f"{value:g}")
+    ax.yaxis.set_major_formatter(plain)
+    low, high = ax.get_ylim()
+    ax.yaxis.set_minor_formatter(plain if high / low < 10 else NullFormatter())
 
 
 def batch_kind_figure(logs: pd.DataFrame) -> Figure:
