@@ -13,7 +13,12 @@ from test_bias import simulated_ranks
 
 from xlr.analysis import controls
 from xlr.analysis.bias import rank_distance_per_query
-from xlr.analysis.controls import check_positive_control, negative_control, positive_control
+from xlr.analysis.controls import (
+    check_positive_control,
+    negative_control,
+    positive_control,
+    positive_control_summary,
+)
 from xlr.data.imagetext import ArrayImages, ImageStore, ImageTextSet
 from xlr.eval.embedded import EmbeddedSet, embed_model
 from xlr.eval.planted import (
@@ -99,6 +104,11 @@ def test_a_bias_planted_in_a_blind_model_is_seen() -> None:
     ]  # fmt: skip  # what the claims read; the all-language rank distance is shown only
     unseen = table.assign(passed=table["required"])  # only the rows nobody reads fail
     assert check_positive_control(unseen, required=True) is unseen
+    summary = positive_control_summary(unseen)
+    assert summary["role"].tolist()[:3] == ["required"] * 3  # what the claims read comes first
+    assert summary["result"].tolist()[:3] == ["pass"] * 3
+    assert set(summary["result"].tolist()[3:]) == {"not seen"}  # shown, not required
+    assert summary.loc[0, "pool"] == "seen languages" and summary.loc[0, "queries"] == "caption"
 
 
 def test_the_positive_control_can_fail(
@@ -111,7 +121,9 @@ def test_the_positive_control_can_fail(
     with pytest.raises(AssertionError, match=failed):
         check_positive_control(table, required=True)
     assert check_positive_control(table, required=False) is table  # reported, not enforced
-    assert "reported, not enforced" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "reported, not enforced" in printed and "planted - real" in printed
+    assert "FAIL" in positive_control_summary(table)["result"].tolist()
     ranks, _ = planted_ranks(PLANTED_FRACTION)
 
     def language_blind_measure(table: pd.DataFrame, pool: object = None) -> pd.DataFrame:
@@ -169,7 +181,11 @@ def test_negative_control_compares_the_first_two_seeds_of_each_trained_arm() -> 
     ]
     runs.append(rank_distance_per_query(simulated_ranks(rng, arm="zeroshot", seed=None)))
     table = negative_control(pd.concat(runs), seeds=[0, 1])
-    assert table["arm"].tolist() == ["cross-full", "mono-full"]  # zero-shot has no seeds
+    assert table["arm"].tolist() == ["mono-full", "cross-full"]  # zero-shot has no seeds
     assert table["p_value"].between(0, 1).all()
+    expected = ["pass" if p >= 0.05 else "fail" for p in table["p_value"]]
+    assert table["result"].tolist() == expected
+    assert negative_control(pd.concat(runs), seeds=[0, 1], level=1.0)["result"].eq("fail").all()
     one_seed = negative_control(pd.concat(runs), seeds=[0])
     assert one_seed["p_value"].isna().all() and "two run.seeds" in one_seed["note"].item()
+    assert one_seed["result"].item() == "not run"

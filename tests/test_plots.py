@@ -43,7 +43,13 @@ def test_training_figures() -> None:
             "seed": 0,
         }
     )
-    labelled(loss_curves_figure(logs, smooth=2))
+    curves = loss_curves_figure(logs, smooth=2, warmup=2)
+    labelled(curves)
+    assert curves.axes[0].get_yscale() == "log"
+    shaded = [p for p in curves.axes[0].patches if p.get_facecolor()[:3] == (0.9, 0.9, 0.9)]
+    assert len(shaded) == 1 and shaded[0].get_x() + shaded[0].get_width() == 2  # the warm-up
+    legend = [t.get_text() for t in curves.axes[0].get_legend().get_texts()]
+    assert legend == ["mono-full", "hybrid-a0.5-full"]  # the study's arm order
     fig = batch_kind_figure(logs)
     labelled(fig)
     widths = sorted(round(p.get_width()) for p in fig.axes[0].patches if p.get_width() > 0)
@@ -70,3 +76,23 @@ def test_galleries_escape_captions() -> None:
     batch = BatchSampler("cross", images.captions, ["en", "de"], 2, seed=0).batch(0)
     page = batch_gallery_html(images, batch)
     assert EVIL not in page and "cross batch (step 0)" in page
+    page = batch_gallery_html(images, batch, strategy="hybrid")
+    assert "hybrid batch (step 0: it drew a cross batch)" in page
+
+
+def test_caption_gallery_labels_noisy_captions() -> None:
+    images = small_set()
+    noise = pd.DataFrame(
+        {
+            "image_id": [0, 0, 1, 1, 0],
+            "lang": ["en", "de", "en", "de", "en"],
+            "caption_idx": [0, 0, 0, 0, 1],
+            "noise": ["clean", "mismatch", "clean", "clean", "truncate"],
+        }
+    )
+    page = caption_gallery_html(images, [0, 1], ["en", "de"], noise=noise)
+    rows = page.split("<tr>")[1:]
+    assert rows[0].endswith("<th>noise</th></tr>")
+    assert rows[1].endswith("<td>de: mismatch</td></tr>")  # the shown captions are index 0
+    assert rows[2].endswith("<td>clean</td></tr></table>")
+    assert "noise" not in caption_gallery_html(images, [0], ["en"])

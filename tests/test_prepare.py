@@ -16,6 +16,7 @@ import pytest
 
 from xlr.config import parse_params
 from xlr.data.prepare import (
+    caption_noise,
     eval_sets,
     finetune_pool,
     held_out_overlaps,
@@ -25,7 +26,7 @@ from xlr.data.prepare import (
     sampled_language_counts,
     val_sets,
 )
-from xlr.data.synthetic import generate_corpus
+from xlr.data.synthetic import NOISE_KINDS, generate_corpus, load_pool
 
 SYNTHETIC = {"pretrain_images": 300, "finetune_images": 40, "eval_images": 20, "shard_size": 100}
 
@@ -77,6 +78,10 @@ def test_synthetic_path_writes_the_contract(tmp_path: Path) -> None:
     audit = held_out_overlaps(contract)
     assert set(audit["pool"]) == {"val", "eval"}
     assert (audit[["shared_compositions", "shared_texts"]] == 0).all().all()
+    noise = caption_noise(params)  # one label per fine-tuning caption, every language
+    pool = load_pool(Path(contract["corpus"]), "finetune").captions
+    assert len(noise) == len(pool) and set(noise["noise"]) <= set(NOISE_KINDS)
+    assert set(noise["noise"]) > {"clean"}  # the pool's planted noise is labelled
 
 
 @pytest.mark.skipif(importlib.util.find_spec("img2dataset") is None, reason="needs img2dataset")

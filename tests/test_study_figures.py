@@ -12,13 +12,18 @@ import pytest
 from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 
-from xlr.analysis.figure_style import ARM_VARIANTS, arm_styles, family_and_variant, save_figure
+from xlr.analysis.figure_style import (
+    ARM_VARIANTS,
+    arm_order,
+    arm_styles,
+    family_and_variant,
+    save_figure,
+)
+from xlr.analysis.heatmaps import pair_heatmap_figure, pair_heatmaps_figure, pair_matrix
 from xlr.analysis.plots import (
     accuracy_vs_params_figure,
     alpha_sweep_figure,
     language_preference_figure,
-    pair_heatmap_figure,
-    pair_matrix,
     per_language_recall_figure,
     rank_distance_figure,
     seen_heldout_figure,
@@ -181,6 +186,26 @@ def test_pair_heatmap_figure() -> None:
         pair_heatmap_figure(pd.DataFrame(), "t")
 
 
+def test_pair_heatmaps_share_one_scale_and_group_languages() -> None:
+    matrix = pair_matrix(results(), "multi-full")
+    matrices = {"multi-full": matrix, "zeroshot": pair_matrix(results(), "zeroshot")}
+    fig = pair_heatmaps_figure(matrices, "xt2t R@1", seen=["en"])
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["zeroshot", "multi-full"]  # zero-shot first
+    assert {ax.collections[0].get_clim() for ax in panels} == {(0.4, 0.7)}  # one joint scale
+    assert len(fig.axes) == 3  # two panels, one colour bar
+    first = panels[0]
+    assert [t.get_text() for t in first.get_yticklabels()] == ["en", "de"]  # seen first
+    assert any(list(line.get_ydata()) == [1, 1] for line in first.lines)  # the separator
+
+
+def test_arm_order_puts_zero_shot_first() -> None:
+    arms = ["hybrid-a0.5-full", "adapters-nearest", "zeroshot", "mono-lora", "mono-full", "x"]
+    assert arm_order(arms) == [
+        "zeroshot", "mono-full", "mono-lora", "hybrid-a0.5-full", "adapters-nearest", "x",
+    ]  # fmt: skip
+
+
 def test_alpha_sweep_figure() -> None:
     points = pd.DataFrame(
         {
@@ -219,6 +244,10 @@ def test_accuracy_vs_params_figure() -> None:
     assert legend == ["zeroshot", "mono-full", "cross-full", "adapters"]  # zero-shot: dashed line
     assert not ax.texts  # names live in the legend: labels beside the points collide
     assert (2_000_000, 0.4, 0.44) in error_spans(ax)
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks == ["2M", "150M"]  # the counts the arms train, no minor ticks
+    xs = sorted(x for x, _, _ in error_spans(ax) if x > 1e8)  # the two arms at 150M, side by side
+    assert np.sqrt(xs[0] * xs[1]) == pytest.approx(150_000_000)  # centred on the true count
     with pytest.raises(ValueError, match=r"one row per \['arm'\]"):
         accuracy_vs_params_figure(pd.concat([points, points]))
 
@@ -270,8 +299,10 @@ def test_language_preference_figure_averages_runs() -> None:
     labelled(fig)
     ax = fig.axes[0]
     heights = sorted(round(p.get_height(), 6) for p in ax.patches)
-    assert heights == [30.0, 70.0]  # percent, mean over the two seeds
-    assert [line.get_ydata()[0] for line in ax.lines] == [50.0]
+    assert heights == [-20.0, 20.0]  # points from uniform (50%): 30% and 70%, mean of two seeds
+    low, high = ax.get_ylim()
+    assert low == pytest.approx(-high)  # centred at the uniform share
+    assert "50.0%" in ax.get_title()
 
 
 @pytest.mark.parametrize(

@@ -12,12 +12,17 @@ from xlr.analysis.claims import default_claims, evaluate_claims
 from xlr.analysis.tables import (
     CLAIMS_COLUMNS,
     alpha_sweep_table,
+    blank_missing,
+    by_language,
     claims_columns_markdown,
     claims_markdown,
     cost_table,
     headline_table,
     headline_wide,
+    interval_wide,
+    language_order,
     markdown_table,
+    mean_by_arm,
     save_table,
     with_cost,
 )
@@ -42,7 +47,7 @@ def test_headline_known_values() -> None:
     # in the seen pool a caption's two translations sit at ranks 1 and 2; in the full pool, 1..3
     assert value[("hybrid-a0.5-full", "rank distance", "seen")] == 1.0
     assert value[("hybrid-a0.5-full", "rank distance", "all")] == 2.0
-    assert list(pd.unique(table["arm"])) == ["hybrid-a0.5-full", "zeroshot"]  # ranks order
+    assert list(pd.unique(table["arm"])) == ["zeroshot", "hybrid-a0.5-full"]  # zero-shot first
     assert (table["low"] <= table["estimate"]).all() and (table["estimate"] <= table["high"]).all()
 
 
@@ -173,3 +178,59 @@ def test_cost_is_the_mean_over_runs_and_zero_for_the_zero_shot_arm() -> None:
     assert np.isnan(points["wall_s"].iloc[0])
     with pytest.raises(ValueError, match="train the arms first"):
         cost_table(pd.DataFrame({"name": ["mono-full"]}))
+
+
+def test_languages_sort_seen_then_held_out_with_image_and_macro_last() -> None:
+    langs = ["macro", "pt", "image", "en", "zz", "de", "ar"]
+    assert language_order(langs, seen=["en", "de"], heldout=["pt", "ar"]) == [
+        "de", "en", "ar", "pt", "zz", "image", "macro",
+    ]  # fmt: skip
+    index = pd.MultiIndex.from_product([["seen", "all"], ["macro", "image", "pt", "en"]])
+    frame = pd.DataFrame(
+        {"zeroshot": range(8), "hybrid-a0.5-full": range(8), "mono-full": range(8)},
+        index=index.set_names(["target_lang", "query_lang"]),
+    ).rename_axis(columns="arm")
+    tidy = by_language(frame, seen=["en"], heldout=["pt"])
+    assert list(tidy.index) == [
+        (pool, lang) for pool in ("seen", "all") for lang in ("en", "pt", "image", "macro")
+    ]  # the pools keep their order; languages sorted within each
+    assert list(tidy.columns) == ["zeroshot", "mono-full", "hybrid-a0.5-full"]
+
+
+def test_interval_wide_writes_estimate_and_interval() -> None:
+    table = pd.DataFrame(
+        {
+            "arm": ["mono-full", "zeroshot"],
+            "query_kind": ["caption"] * 2,
+            "estimate": [0.5, 0.25],
+            "low": [0.4, 0.125],
+            "high": [0.6, 0.375],
+        }
+    )
+    wide = interval_wide(table, "arm", "query_kind", digits=2)
+    assert list(wide.index) == ["zeroshot", "mono-full"]
+    assert wide.loc["mono-full", "caption"] == "0.50 [0.40, 0.60]"
+
+
+def test_blank_missing_marks_unmeasured_cells() -> None:
+    frame = pd.DataFrame({"n": pd.array([1, pd.NA], dtype="Int64"), "p": [0.5, np.nan]})
+    assert blank_missing(frame).to_dict("list") == {"n": [1, "–"], "p": [0.5, "–"]}
+
+
+def test_mean_by_arm_averages_runs_and_spreads_a_column() -> None:
+    frame = pd.DataFrame(
+        {
+            "arm": ["mono-full"] * 4 + ["zeroshot"] * 2,
+            "seed": pd.array([0, 0, 1, 1, pd.NA, pd.NA], dtype="Int64"),
+            "query_kind": ["caption", "image"] * 3,
+            "value": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        }
+    )
+    wide = mean_by_arm(frame, columns="query_kind")
+    assert list(wide.index) == ["zeroshot", "mono-full"]
+    assert wide.loc["mono-full"].tolist() == [2.0, 3.0] and list(wide.columns) == [
+        "caption",
+        "image",
+    ]
+    single = mean_by_arm(frame, name="KL")
+    assert list(single.columns) == ["KL"] and single.loc["zeroshot", "KL"] == 5.5

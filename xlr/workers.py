@@ -21,13 +21,17 @@ from typing import TypeVar
 import torch
 from tqdm.auto import tqdm
 
+from xlr.logs import log_to_inherited_file
+
 R = TypeVar("R")
 Job = Callable[[], R]  # a picklable callable: a module-level function or a dataclass instance
 
 
 def _init_worker(threads: int) -> None:
-    """Pin the worker's torch thread pool before any job runs."""
+    """Pin the worker's torch thread pool before any job runs, and send its warnings and log
+    records where the parent's go (:func:`xlr.logs.log_to_file`)."""
     torch.set_num_threads(threads)
+    log_to_inherited_file()
 
 
 def threads_per_worker(workers: int) -> int:

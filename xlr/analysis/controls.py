@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from xlr.analysis.bias import QUERY_COLUMNS, rank_distance_per_query
+from xlr.analysis.figure_style import arm_order
 from xlr.analysis.intervals import compare_arms, paired_comparison
 from xlr.arms import ZEROSHOT
 from xlr.eval.metrics import per_query_values
@@ -79,9 +80,17 @@ def check_positive_control(table: pd.DataFrame, required: bool) -> pd.DataFrame:
     read = table[table["required"]]
     if not read.empty and read["passed"].all():
         return table
-    message = (
-        f"positive control failed: the planted bias went unseen (mAP must fall in both pools, "
-        f"the seen pool's rank distance rise)\n{read.to_string()}"
+    failed = positive_control_summary(read[~read["passed"]])
+    lines = [
+        f"  {row.pool}, {row.measure}: planted - real {row.difference}"
+        for row in failed.itertuples()
+    ]
+    message = "\n".join(
+        [
+            "positive control failed: the planted bias went unseen (mAP must fall in both "
+            "pools, the seen pool's rank distance rise); not seen:",
+            *lines,
+        ]
     )
     if required:
         raise AssertionError(message + "\nreport.require_controls is set: the study stops")
@@ -89,31 +98,82 @@ def check_positive_control(table: pd.DataFrame, required: bool) -> pd.DataFrame:
     return table
 
 
-def negative_control(per_query: pd.DataFrame, seeds: Sequence[int]) -> pd.DataFrame:
-    """The paired p-value between the first two fine-tuning seeds of every trained arm, on the
-    caption queries of ``per_query`` (a rank distance table).
+POOLS: dict[str, str] = {MULTILINGUAL_SEEN: "seen languages", MULTILINGUAL: "all languages"}
 
-    Seeds differ by chance only, so the p-values should rarely fall below the test level; if
-    they often do, arm differences must be judged against the seed spread. With fewer than two
-    seeds there is nothing to compare: one row says so.
+
+def positive_control_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`positive_control`'s comparisons as a reader's table: pool, queries, measure, what
+    the planted bias should do to it, the planted - real difference with its interval, and a
+    ``result``: ``pass``/``FAIL`` where the control requires the shift, ``seen``/``not seen``
+    where it is shown only. Required rows first, the seen pool before the all-language one."""
+    rows = table.assign(
+        pool=table["task"].map(POOLS).fillna(table["task"]),
+        expected=np.where(table["measure"] == "mAP", "falls", "rises"),
+        digits=np.where(table["measure"] == "mAP", 3, 1),
+    )
+    rows = rows.sort_values(
+        ["required", "query_kind", "task", "measure"],
+        ascending=[False, True, False, True],
+        kind="stable",
+    )
+    return pd.DataFrame(
+        {
+            "pool": rows["pool"],
+            "queries": rows["query_kind"],
+            "measure": rows["measure"],
+            "if seen, it": rows["expected"],
+            "difference": [
+                f"{e:+.{d}f} [{lo:+.{d}f}, {hi:+.{d}f}]"
+                for e, lo, hi, d in zip(
+                    rows["estimate"], rows["low"], rows["high"], rows["digits"], strict=True
+                )
+            ],
+            "p_value": rows["p_value"].map(lambda p: f"{p:.2g}"),
+            "role": np.where(rows["required"], "required", "shown"),
+            "result": np.where(
+                rows["required"],
+                np.where(rows["passed"], "pass", "FAIL"),
+                np.where(rows["passed"], "seen", "not seen"),
+            ),
+        }
+    ).reset_index(drop=True)
+
+
+def negative_control(
+    per_query: pd.DataFrame, seeds: Sequence[int], level: float = 0.05
+) -> pd.DataFrame:
+    """The paired p-value between the first two fine-tuning seeds of every trained arm, on the
+    caption queries of ``per_query`` (a rank distance table), with a ``result``: ``pass`` when
+    the seeds do not differ at ``level``, ``fail`` when they do.
+
+    Seeds differ by chance only, so the p-values should rarely fall below the test level (about
+    a ``level`` share of arms fail by chance); if they often do, arm differences must be judged
+    against the seed spread. With fewer than two seeds there is nothing to compare: one row
+    says so, with result ``not run``.
     """
     captions = per_query[per_query["query_kind"] == "caption"]
-    arms = sorted(a for a in captions["arm"].unique() if a != ZEROSHOT.name)
+    arms = arm_order([a for a in captions["arm"].unique() if a != ZEROSHOT.name])
     if len(seeds) < 2 or not arms:
-        note = "needs two run.seeds and a trained arm (params/synthetic.yaml has them)"
-        return pd.DataFrame([{"arm": None, "seed_a": None, "seed_b": None, "p_value": None,
-                              "note": note}])  # fmt: skip
+        note = (
+            f"needs two run.seeds and a trained arm; this run has {len(seeds)} seed(s) "
+            "(params/synthetic.yaml has two)"
+        )
+        return pd.DataFrame([{"arm": "every trained arm", "seed_a": pd.NA, "seed_b": pd.NA,
+                              "p_value": np.nan, "result": "not run", "note": note}])  # fmt: skip
     seed_a, seed_b = seeds[:2]
-    rows = [
-        {
-            "arm": arm,
-            "seed_a": seed_a,
-            "seed_b": seed_b,
-            "p_value": seed_negative_control(captions, arm, seed_a, seed_b),
-            "note": "",
-        }
-        for arm in arms
-    ]
+    rows = []
+    for arm in arms:
+        p_value = seed_negative_control(captions, arm, seed_a, seed_b)
+        rows.append(
+            {
+                "arm": arm,
+                "seed_a": seed_a,
+                "seed_b": seed_b,
+                "p_value": p_value,
+                "result": "pass" if p_value >= level else "fail",
+                "note": "" if p_value >= level else f"the seeds differ at p < {level}",
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -21,7 +21,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from xlr.arms import Arm
+from xlr.arms import FALLBACKS, FAMILIES, TRAINABLE, Arm
 from xlr.eval.results import check_table
 from xlr.io import atomic_file
 
@@ -82,6 +82,33 @@ def family_and_variant(label: str) -> tuple[str, str]:
     except ValueError:
         return label, ""
     return arm.family_name, arm.variant
+
+
+_VARIANT_ORDER: tuple[str, ...] = ("", *TRAINABLE, *FALLBACKS)
+
+
+def arm_sort_key(label: str) -> tuple:
+    """Where an arm goes in every figure and table: zero-shot first (the reference every
+    other arm is read against), then the batch families in :data:`xlr.arms.FAMILIES` order, alpha
+    ascending, full before LoRA and the adapters' fallbacks in their order; labels that are no
+    arm name (a planted control, a user's own) last, alphabetically."""
+    try:
+        arm = Arm.parse(label)
+    except ValueError:
+        return (len(FAMILIES), 0.0, 0, label)
+    variant = arm.variant if arm.variant in _VARIANT_ORDER else ""
+    alpha = -1.0 if arm.alpha is None else arm.alpha
+    return (FAMILIES.index(arm.family), alpha, _VARIANT_ORDER.index(variant), label)
+
+
+def arm_order(arms: Sequence[str] | pd.Series) -> list[str]:
+    """The distinct ``arms`` in the study's order (:func:`arm_sort_key`)."""
+    return sorted(dict.fromkeys(arms), key=arm_sort_key)
+
+
+def sort_arms(table: pd.DataFrame, column: str = "arm") -> pd.DataFrame:
+    """``table`` with its rows in the study's arm order (stable within an arm)."""
+    return table.sort_values(column, key=lambda arms: arms.map(arm_sort_key), kind="stable")
 
 
 def plain_styles(levels: Sequence[str]) -> dict[str, ArmStyle]:
@@ -208,8 +235,11 @@ def group_rank(groups: pd.Series) -> pd.Series:
     return groups.map({name: i for i, name in enumerate(GROUP_LABELS)}).fillna(len(GROUP_LABELS))
 
 
-def legend_outside(ax: Axes, title: str) -> None:
-    ax.legend(title=title, loc="center left", bbox_to_anchor=(1.0, 0.5))
+def legend_outside(ax: Axes, title: str, handles: Sequence | None = None, labels=None) -> None:
+    """The legend right of the axes, where it hides no data; ``layout="constrained"`` makes
+    room for it inside the figure."""
+    extra = {} if handles is None else {"handles": handles, "labels": labels}
+    ax.legend(title=title, loc="center left", bbox_to_anchor=(1.0, 0.5), **extra)
 
 
 def readable_xticks(ax: Axes) -> None:

@@ -8,7 +8,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
 from xlr.analysis.figure_style import (
     ARM_VARIANTS,
@@ -18,6 +20,7 @@ from xlr.analysis.figure_style import (
     PALETTE,
     ArmShape,
     arm_bars,
+    arm_order,
     arm_styles,
     check_figure_table,
     dodged_points,
@@ -28,8 +31,8 @@ from xlr.analysis.figure_style import (
     palette_colours,
     plain_styles,
     readable_xticks,
+    sort_arms,
 )
-from xlr.eval.results import check_table
 
 
 def language_mix_figure(
@@ -67,41 +70,69 @@ def language_mix_figure(
     return fig
 
 
-def loss_curves_figure(logs: pd.DataFrame, smooth: int = 10) -> Figure:
+def loss_curves_figure(logs: pd.DataFrame, smooth: int = 10, warmup: int = 0) -> Figure:
     """Training loss per arm against step (mean over bases and seeds, rolling mean of
-    ``smooth`` steps, since single-batch losses are noisy)."""
+    ``smooth`` steps, since single-batch losses are noisy), on a log y axis with the first
+    ``warmup`` steps shaded.
+
+    Every step is drawn (a short run may be mostly warm-up), but the early, large losses of the
+    learning-rate warm-up would set a linear axis's range and flatten the rest; the log axis keeps
+    both readable and the shading says which steps are warm-up.
+    """
     table = logs.sort_values("step").copy()
     table["loss (smoothed)"] = table.groupby(["arm", "base_seed", "seed"])["loss"].transform(
         lambda s: s.rolling(smooth, min_periods=1).mean()
     )
-    styles = arm_styles(sorted(table["arm"].unique()))
-    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    arms = arm_order(table["arm"])
+    styles = arm_styles(arms)
+    fig, ax = plt.subplots(figsize=(7.5, 4), layout="constrained")
+    if warmup > 0:
+        ax.axvspan(table["step"].min(), warmup, color="0.9", zorder=0)
+        ax.text(
+            0.01, 0.02, f"warm-up ({warmup} steps)", transform=ax.transAxes, color="0.35",
+            fontsize=9,
+        )  # fmt: skip
     sns.lineplot(
         table,
         x="step",
         y="loss (smoothed)",
         hue="arm",
         style="arm",
+        hue_order=arms,
+        style_order=arms,
         palette={arm: style.colour for arm, style in styles.items()},
         dashes={arm: style.dashes for arm, style in styles.items()},
         ax=ax,
     )
-    ax.set_title("Fine-tuning loss by arm (image-text + lambda x text-text InfoNCE)")
+    plain_log_yticks(ax)
+    ax.set_title("Fine-tuning loss by arm\n(image-text + lambda x text-text InfoNCE)")
     ax.set_xlabel("step")
-    ax.set_ylabel(f"loss (nats, {smooth}-step rolling mean)")
+    ax.set_ylabel(f"loss (nats, {smooth}-step rolling mean, log scale)")
+    legend_outside(ax, "arm")
     return fig
+
+
+def plain_log_yticks(ax: Axes) -> None:
+    """A log y axis labelled in plain numbers (``3``, ``4``, ``6``, not ``6 x 10^0``); the
+    in-between ticks are labelled only when the data span less than a decade."""
+    ax.set_yscale("log")
+    plain = FuncFormatter(lambda value, _position: f"{value:g}")
+    ax.yaxis.set_major_formatter(plain)
+    low, high = ax.get_ylim()
+    ax.yaxis.set_minor_formatter(plain if high / low < 10 else NullFormatter())
 
 
 def batch_kind_figure(logs: pd.DataFrame) -> Figure:
     """Share of steps by batch kind per arm: hybrid's mono share should sit at its alpha."""
     shares = pd.crosstab(logs["arm"], logs["kind"], normalize="index") * 100
+    shares = shares.reindex(arm_order(shares.index)[::-1])  # barh draws bottom-up
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(shares) + 1.5), layout="constrained")
     colours = sns.color_palette(PALETTE, n_colors=len(shares.columns))
     shares.plot.barh(stacked=True, ax=ax, color=colours, width=0.7)
     ax.set_title("Batch kinds per arm")
     ax.set_xlabel("share of training steps (%)")
     ax.set_ylabel("arm")
-    ax.legend(title="batch kind", loc="center left", bbox_to_anchor=(1.0, 0.5))
+    legend_outside(ax, "batch kind")
     return fig
 
 
@@ -137,6 +168,7 @@ def per_language_recall_figure(
     n_arms = intervals["arm"].nunique()
     width = min(24.0, max(7.0, 0.16 * len(langs) * (n_arms + 1) + 3))
     fig, ax = plt.subplots(figsize=(width, 4.2), layout="constrained")
+    intervals = sort_arms(intervals)
     styles = arm_styles(list(pd.unique(intervals["arm"])))
     dodged_points(ax, intervals, "query_lang", "arm", positions, styles)
     ax.grid(axis="y", alpha=0.3)
@@ -155,85 +187,6 @@ def per_language_recall_figure(
     ax.set_xlabel("query language (ISO 639-1)")
     ax.set_ylabel(metric_label)
     legend_outside(ax, "arm")
-    return fig
-
-
-def pair_matrix(
-    results: pd.DataFrame, arm: str, metric: str = "R@1", benchmark: str | None = None
-) -> pd.DataFrame:
-    """An arm's ``xt2t`` ``metric`` as a query-language x target-language matrix.
-
-    Each cell is the mean over the arm's runs (fine-tuning seeds and base seeds). Rows and
-    columns are the same sorted languages, so the diagonal (no same-language pairs) shows blank.
-    """
-    check_table(
-        results,
-        ["arm", "task", "benchmark", "query_lang", "target_lang", "metric", "value"],
-        "results",
-    )
-    rows = results[
-        (results["task"] == "xt2t") & (results["arm"] == arm) & (results["metric"] == metric)
-    ]
-    if benchmark is not None:
-        rows = rows[rows["benchmark"] == benchmark]
-    if rows.empty:
-        raise ValueError(
-            f"no xt2t rows of arm {arm!r}, metric {metric!r}"
-            + (f", benchmark {benchmark!r}" if benchmark else "")
-            + f" in the results table (its arms: {sorted(results['arm'].unique())})"
-        )
-    check_figure_table(rows, ["query_lang", "target_lang", "value"], f"xt2t {metric} of {arm}")
-    matrix = rows.pivot_table(
-        index="query_lang", columns="target_lang", values="value", aggfunc="mean"
-    )
-    langs = sorted(set(matrix.index) | set(matrix.columns))
-    matrix = matrix.reindex(index=langs, columns=langs)
-    matrix.index.name, matrix.columns.name = "query language", "target language"
-    return matrix
-
-
-def pair_heatmap_figure(
-    matrix: pd.DataFrame,
-    title: str,
-    diverging: bool = False,
-    value_label: str = "R@1 (fraction of queries)",
-    fmt: str = ".2f",
-) -> Figure:
-    """Annotated language x language heatmap (rows: query language, columns: target language).
-
-    Sequential ``viridis`` for a metric; for a difference (``diverging``) the ``vlag`` map centred
-    at 0 with symmetric limits, so gains and losses of equal size get equal colour weight.
-    Missing cells are hatched.
-    """
-    if matrix.empty or matrix.isna().all().all():
-        raise ValueError("the pair matrix is empty or all missing: there is nothing to plot")
-    n = max(matrix.shape)
-    side = max(4.5, 0.42 * n + 2)
-    fig, ax = plt.subplots(figsize=(side + 1, side), layout="constrained")
-    scale: dict[str, object] = {"cmap": "viridis"}
-    if diverging:
-        limit = float(np.nanmax(np.abs(matrix.to_numpy(np.float64)))) or 1.0
-        scale = {"cmap": "vlag", "center": 0.0, "vmin": -limit, "vmax": limit}
-    sns.heatmap(
-        matrix,
-        annot=True,
-        fmt=fmt,
-        annot_kws={"fontsize": max(5.0, min(10.0, 110 / n))},
-        square=True,
-        xticklabels=True,
-        yticklabels=True,
-        cbar_kws={"label": value_label, "shrink": 0.8},
-        linewidths=0.5,
-        ax=ax,
-        **scale,
-    )
-    ax.patch.set_hatch("xx")  # missing pairs (the diagonal) read as "not measured", not as 0
-    ax.patch.set_edgecolor("0.8")
-    ax.set_title(title)
-    ax.set_xlabel("target language (ISO 639-1)")
-    ax.set_ylabel("query language (ISO 639-1)")
-    ax.tick_params(axis="x", labelrotation=0 if n <= 20 else 90)
-    ax.tick_params(axis="y", labelrotation=0)
     return fig
 
 
@@ -279,11 +232,21 @@ def alpha_sweep_figure(
     return fig
 
 
-def _dodged_log(counts: pd.Series, step: float = 0.03) -> pd.Series:
-    """Positive ``counts`` with ties spread ``step`` decades apart around their true value."""
-    rank = counts.groupby(counts).cumcount()
+def _dodged_log(points: pd.DataFrame, step: float = 0.04) -> pd.Series:
+    """Positive ``trainable_params`` with the arms that share a count set side by side, ``step``
+    decades apart in arm order and centred on the true count (a fixed dodge, not jitter)."""
+    counts = points["trainable_params"]
+    rank = points.groupby("trainable_params").cumcount()
     ties = counts.groupby(counts).transform("size")
     return counts * 10 ** (step * (rank - (ties - 1) / 2))
+
+
+def parameter_count(value: float, _position: object = None) -> str:
+    """A parameter count for a tick label: ``4.1k``, ``211k``, ``1.5M``, ``12``."""
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if value >= size:
+            return f"{value / size:.3g}{suffix}"
+    return f"{value:.3g}"
 
 
 def accuracy_vs_params_figure(
@@ -292,24 +255,24 @@ def accuracy_vs_params_figure(
     """A metric against the number of trainable parameters (log x), one point per arm.
 
     Shows what each arm buys per parameter trained (adapters and LoRA against full fine-tuning).
-    Arms are told apart by :func:`arm_styles` and named in the legend: text labels beside the
-    points collide, since arms of one kind train the same parameters. Arms with no trainable
-    parameters (zero-shot) cannot sit on a log axis and are dashed horizontal reference lines.
-    Arms with equal counts are spread a few hundredths of a decade apart so their error bars
-    stay distinct.
+    The x ticks are the counts the arms train, labelled in full (``4.1k``, ``211k``); arms with
+    the same count sit side by side around its tick, in arm order, each with its own marker
+    and colour (:func:`arm_styles`) and named in the legend. Arms with no trainable parameters
+    (zero-shot) cannot sit on a log axis and are dashed horizontal reference lines.
     """
     columns = ["arm", "trainable_params", *INTERVAL_COLUMNS]
     check_figure_table(points, columns, "accuracy vs parameters", unique=["arm"])
     if (points["trainable_params"] < 0).any():
         raise ValueError("trainable_params must be >= 0")
+    points = sort_arms(points)
     trained = points[points["trainable_params"] > 0]
     if trained.empty:
         raise ValueError("no arm has trainable parameters: there is nothing to place on the axis")
-    fig, ax = plt.subplots(figsize=(8.5, 4.5), layout="constrained")
+    fig, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
     styles = arm_styles(list(points["arm"]))
     for row in points[points["trainable_params"] == 0].itertuples():
         ax.axhline(row.estimate, color=styles[row.arm].colour, linestyle="--", label=row.arm)
-    for row in trained.assign(x=_dodged_log(trained["trainable_params"])).itertuples():
+    for row in trained.assign(x=_dodged_log(trained)).itertuples():
         style = styles[row.arm]
         ax.errorbar(
             [row.x],
@@ -320,10 +283,15 @@ def accuracy_vs_params_figure(
             color=style.colour,
             label=row.arm,
         )
+    counts = sorted(trained["trainable_params"].unique())
     ax.set_xscale("log")
+    ax.set_xlim(counts[0] / 10**0.3, counts[-1] * 10**0.3)
+    ax.xaxis.set_major_locator(FixedLocator(counts))
+    ax.xaxis.set_major_formatter(FuncFormatter(parameter_count))
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.grid(alpha=0.3)
     ax.set_title(f"{metric_label} against trainable parameters\n{interval_note(points)}")
-    ax.set_xlabel("trainable parameters (count, log scale)")
+    ax.set_xlabel("trainable parameters (log scale; arms with equal counts side by side)")
     ax.set_ylabel(f"{metric_label} (fraction, 0-1)")
     legend_outside(ax, "arm (dashed: no trainable parameters)")
     return fig
@@ -339,7 +307,7 @@ def seen_heldout_figure(
     """
     columns = ["arm", "lang_group", *INTERVAL_COLUMNS]
     check_figure_table(points, columns, "seen / held-out", unique=["arm", "lang_group"])
-    arms = list(pd.unique(points["arm"]))
+    arms = arm_order(points["arm"])
     table = points.sort_values("lang_group", key=group_rank, kind="stable").assign(
         lang_group=lambda t: t["lang_group"].map(lambda g: GROUP_LABELS.get(g, g))
     )
@@ -365,13 +333,14 @@ def rank_distance_figure(
     """Distribution of per-query maximum rank distance by arm: box (quartiles, 1.5 IQR whiskers)
     with the mean as a white diamond, since the claims compare means but the tails show bias.
 
-    Rows of every run (seeds, bases) are pooled. The y axis is logarithmic when the values span
-    two decades or more (symmetric-log when some are 0), else linear.
+    Rows of every run (seeds, bases) are pooled; arms in the study's order, the legend outside
+    the data. The y axis is logarithmic when the values span two decades or more (symmetric-log
+    when some are 0), else linear.
     """
     check_figure_table(per_query, ["arm", "value"], "per-query")
-    arms = list(pd.unique(per_query["arm"]))
+    arms = arm_order(per_query["arm"])
     data = [per_query.loc[per_query["arm"] == arm, "value"].to_numpy(np.float64) for arm in arms]
-    fig, ax = plt.subplots(figsize=(max(6.5, 0.8 * len(arms) + 2), 4.2), layout="constrained")
+    fig, ax = plt.subplots(figsize=(max(7.5, 0.8 * len(arms) + 3), 5), layout="constrained")
     boxes = ax.boxplot(
         data,
         tick_labels=arms,
@@ -391,40 +360,51 @@ def rank_distance_figure(
         scale = "log" if (values > 0).all() else "symlog"
         ax.set_yscale(scale, **({"linthresh": 1.0} if scale == "symlog" else {}))
     readable_xticks(ax)
-    ax.legend(boxes["means"][:1] + boxes["medians"][:1], ["mean", "median"], loc="best")
-    ax.set_title("Per-query maximum rank distance by arm (lower = less language bias)")
+    legend_outside(ax, "marks", boxes["means"][:1] + boxes["medians"][:1], ["mean", "median"])
+    ax.set_title("Per-query maximum rank distance by arm\n(lower = less language bias)")
     ax.set_xlabel("arm")
-    ax.set_ylabel(value_label + (f", {scale} scale" if scale else ""))
+    ax.set_ylabel(value_label.replace(" (", "\n(") + (f", {scale} scale" if scale else ""))
     return fig
 
 
 def language_preference_figure(shares: pd.DataFrame) -> Figure:
-    """Share of queries whose best-ranked relevant item is in each language, per arm (%).
+    """How far each language's share of first-ranked relevant items lies from uniform, per arm,
+    in percentage points.
 
-    An unbiased model ranks every language first equally often: the dashed line at ``uniform``
-    (the column if given, else 1 / number of languages). Rows of the same arm and language (seeds,
-    bases) are averaged; rename the ``top_lang`` of
-    :func:`xlr.analysis.bias.language_preference` to ``lang``.
+    An unbiased model ranks every language first equally often (``uniform``: the column if
+    given, else 1 / number of languages), so the bars start at the uniform share, the axis's
+    centre, and show the difference: up is preferred, down avoided. Differences of a few points
+    would be slivers on bars drawn from 0. Rows of the same arm and language (seeds, bases) are
+    averaged; rename the ``top_lang`` of :func:`xlr.analysis.bias.language_preference` to
+    ``lang``.
     """
     check_figure_table(shares, ["arm", "lang", "share"], "language-preference")
     if "uniform" in shares.columns and shares["uniform"].nunique() > 1:
         raise ValueError("language-preference table has several uniform levels (language pools)")
     uniform = shares["uniform"].iat[0] if "uniform" in shares else 1 / shares["lang"].nunique()
-    table = shares.groupby(["arm", "lang"], sort=False)["share"].mean().reset_index()
-    table["share"] *= 100
+    table = sort_arms(shares.groupby(["arm", "lang"], sort=False)["share"].mean().reset_index())
+    table["difference"] = 100 * (table["share"] - uniform)
     langs = sorted(table["lang"].unique())
     n_arms = table["arm"].nunique()
-    fig, ax = plt.subplots(
-        figsize=(min(24.0, max(6.5, 0.16 * len(langs) * (n_arms + 1) + 3)), 4),
-        layout="constrained",
-    )
-    arm_bars(ax, table, "lang", {lang: float(i) for i, lang in enumerate(langs)}, "share")
-    ax.axhline(100 * uniform, color="0.2", linestyle="--", label="uniform")
-    ax.set_xticks(range(len(langs)), langs)
-    ax.set_title("Language of the best-ranked relevant item (dashed: unbiased, uniform share)")
-    ax.set_xlabel("language of the best-ranked relevant item (ISO 639-1)")
-    ax.set_ylabel("share of queries (%)")
-    legend_outside(ax, "arm")
+    width = min(13.0, max(7.5, 0.13 * len(langs) * (n_arms + 1) + 4))
+    with plt.rc_context({"font.size": 11}):
+        fig, ax = plt.subplots(figsize=(width, 4.8), layout="constrained")
+        arm_bars(ax, table, "lang", {lang: float(i) for i, lang in enumerate(langs)}, "difference")
+        limit = float(np.nanmax(np.abs(table["difference"]))) * 1.15 or 1.0
+        ax.set_ylim(-limit, limit)
+        ax.axhline(0, color="0.2", linewidth=1)
+        ax.set_xticks(range(len(langs)), langs)
+        readable_xticks(ax)
+        for edge in np.arange(len(langs) - 1) + 0.5:
+            ax.axvline(edge, color="0.85", linewidth=0.8, zorder=0)
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_title(
+            "Language of the best-ranked relevant item:\nshare minus the uniform share "
+            f"({100 * uniform:.1f}%)"
+        )
+        ax.set_xlabel("language of the best-ranked relevant item (ISO 639-1)")
+        ax.set_ylabel("share - uniform (percentage points)")
+        legend_outside(ax, "arm")
     return fig
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from xlr.analysis.claims import LangGroup, Measure, per_query_measure
+from xlr.analysis.figure_style import arm_order, sort_arms
 from xlr.analysis.intervals import interval_by_arm
 from xlr.arms import SWEEP_FAMILIES, ZEROSHOT, arm_catalogue
 from xlr.config import Params
@@ -80,17 +81,15 @@ def headline_table(
 
     Retrieval measures are fractions in [0, 1]; rank distance is in ranks (lower = less
     language bias). The multilingual measures' ``langs`` name the pool they were ranked in
-    (``all``: every study language, ``seen``: the seen languages only). Arms are in ``ranks``
-    order.
+    (``all``: every study language, ``seen``: the seen languages only). Arms are in the study's
+    order (:func:`xlr.analysis.figure_style.arm_order`: zero-shot first).
     """
     parts = []
     for measure, group in measures:
         per_query = per_query_measure(ranks, measure, group, seen, heldout)
         intervals = interval_by_arm(per_query, confidence)
         parts.append(intervals.assign(measure=measure, langs=group))
-    table = pd.concat(parts, ignore_index=True)
-    order = {arm: i for i, arm in enumerate(pd.unique(ranks["arm"]))}
-    table = table.sort_values("arm", key=lambda arms: arms.map(order), kind="stable")
+    table = sort_arms(pd.concat(parts, ignore_index=True))
     columns = ["arm", "measure", "langs", "estimate", "low", "high"]
     columns += ["n_bases", "n_runs", "n_images", "confidence"]
     return table[columns].reset_index(drop=True)
@@ -109,12 +108,7 @@ def headline_wide(table: pd.DataFrame, cost: pd.DataFrame | None = None) -> pd.D
     decimals = table["measure"].map(lambda m: 1 if m == "rank distance" else 3)
     cells = table.assign(
         column=[measure_label(m, g) for m, g in zip(table["measure"], table["langs"], strict=True)],
-        text=[
-            f"{e:.{d}f} [{lo:.{d}f}, {hi:.{d}f}]"
-            for e, lo, hi, d in zip(
-                table["estimate"], table["low"], table["high"], decimals, strict=True
-            )
-        ],
+        text=interval_text(table, decimals),
     )
     wide = cells.pivot(index="arm", columns="column", values="text")
     wide = wide.reindex(index=pd.unique(table["arm"]), columns=pd.unique(cells["column"]))
@@ -127,6 +121,108 @@ def headline_wide(table: pd.DataFrame, cost: pd.DataFrame | None = None) -> pd.D
         wide["examples seen"] = spent["examples"].fillna(0).map(lambda n: f"{n:,.0f}")
         wide["train wall (s)"] = spent["wall_s"].map(lambda s: "" if pd.isna(s) else f"{s:.1f}")
     return wide.rename_axis(index="arm", columns=None).reset_index()
+
+
+NOT_LANGUAGES: tuple[str, ...] = ("image", "macro")  # image queries, the macro mean: after them
+
+
+def language_order(
+    langs: Sequence[str], seen: Sequence[str], heldout: Sequence[str] = ()
+) -> list[str]:
+    """The distinct ``langs`` as tables show them: seen, then held out, then any other language
+    (each alphabetical), then :data:`NOT_LANGUAGES` rows (``image``, ``macro``) last."""
+    distinct = list(dict.fromkeys(langs))
+
+    def group(lang: str) -> int:
+        if lang in NOT_LANGUAGES:
+            return 3 + NOT_LANGUAGES.index(lang)
+        return 0 if lang in seen else 1 if lang in heldout else 2
+
+    return sorted(distinct, key=lambda lang: (group(lang), lang))
+
+
+def by_language(
+    frame: pd.DataFrame,
+    seen: Sequence[str],
+    heldout: Sequence[str] = (),
+    levels: Sequence[str] = ("query_lang",),
+) -> pd.DataFrame:
+    """``frame`` with the rows of its index ``levels`` in :func:`language_order` (other index
+    levels keep their order and come first) and, when its columns are arms, the arms in the
+    study's order (zero-shot first)."""
+    langs = [v for level in levels for v in frame.index.get_level_values(level)]
+    rank = {lang: i for i, lang in enumerate(language_order(langs, seen, heldout))}
+
+    def position(index: pd.Index) -> pd.Index:
+        if index.name in levels:
+            return index.map(rank.get)
+        first = {value: i for i, value in enumerate(pd.unique(index))}  # as they came
+        return index.map(first.get)
+
+    frame = frame.sort_index(level=list(frame.index.names), key=position, sort_remaining=False)
+    if frame.columns.name == "arm":
+        frame = frame[arm_order(frame.columns)]
+    return frame
+
+
+def interval_text(table: pd.DataFrame, digits: int | pd.Series = 3) -> pd.Series:
+    """Each row's ``estimate [low, high]`` as text, ``digits`` decimals (one per row if a
+    Series): how tables show an estimate with its interval."""
+    places = digits if isinstance(digits, pd.Series) else pd.Series(digits, table.index)
+    return pd.Series(
+        [
+            f"{e:.{d}f} [{lo:.{d}f}, {hi:.{d}f}]"
+            for e, lo, hi, d in zip(
+                table["estimate"], table["low"], table["high"], places, strict=True
+            )
+        ],
+        index=table.index,
+    )
+
+
+def interval_wide(table: pd.DataFrame, index: str, columns: str, digits: int = 3) -> pd.DataFrame:
+    """One ``estimate [low, high]`` cell per ``index`` x ``columns`` pair of an interval table;
+    arms (as rows or columns) in the study's order, zero-shot first."""
+    cells = table.assign(interval=interval_text(table, digits))
+    wide = cells.pivot(index=index, columns=columns, values="interval")
+    if index == "arm":
+        wide = wide.reindex(arm_order(wide.index))
+    if columns == "arm":
+        wide = wide[arm_order(wide.columns)]
+    return wide.rename_axis(columns=None)
+
+
+def mean_by_arm(
+    frame: pd.DataFrame,
+    values: str | Sequence[str] = "value",
+    columns: str | None = None,
+    name: str | None = None,
+) -> pd.DataFrame:
+    """The mean of ``values`` over each arm's runs (bases and seeds; per benchmark when there
+    are several), one row per arm in the study's order, spread over the levels of ``columns``
+    when given (e.g. ``query_kind``); a single value column is called ``name``.
+
+    Averaging the runs keeps the run keys out of the table (the zero-shot model's missing seed
+    would print as ``<NA>``) and leaves one readable row per arm.
+    """
+    keys = (
+        ["benchmark"] if "benchmark" in frame.columns and frame["benchmark"].nunique() > 1 else []
+    )
+    keys += ["arm"] + ([columns] if columns else [])
+    table = frame.groupby(keys, dropna=False)[values].mean()
+    if columns:
+        table = table.unstack(columns)
+    if isinstance(table, pd.Series):
+        table = table.to_frame(name or table.name)
+    table.columns.name = None
+    order = {arm: i for i, arm in enumerate(arm_order(frame["arm"]))}
+    return table.sort_index(key=lambda index: index.map(order) if index.name == "arm" else index)
+
+
+def blank_missing(frame: pd.DataFrame, mark: str = "–") -> pd.DataFrame:
+    """``frame`` with its missing cells (``NaN``, ``<NA>``, ``None``) shown as ``mark``: a cell
+    that was not measured, which pandas would print as a bare ``<NA>``."""
+    return frame.astype(object).where(frame.notna(), mark)
 
 
 def markdown_table(frame: pd.DataFrame) -> str:

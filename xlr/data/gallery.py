@@ -12,6 +12,7 @@ import html
 import io
 from collections.abc import Sequence
 
+import pandas as pd
 from PIL import Image
 
 from xlr.data.imagetext import ImageTextSet
@@ -25,18 +26,37 @@ def png_data_uri(image: Image.Image, size: int) -> str:
 
 
 def caption_gallery_html(
-    images: ImageTextSet, image_ids: Sequence[int], langs: Sequence[str], size: int = 96
+    images: ImageTextSet,
+    image_ids: Sequence[int],
+    langs: Sequence[str],
+    size: int = 96,
+    noise: pd.DataFrame | None = None,
 ) -> str:
-    """A table: one row per image, its thumbnail, then its first caption in each language."""
+    """A table: one row per image, its thumbnail, then its first caption in each language.
+
+    ``noise`` (``image_id, lang, caption_idx, noise``: the corpus's label of each caption, see
+    :func:`xlr.data.prepare.caption_noise`) adds a last column naming the shown captions that
+    are web-like noise (``de: mismatch``: describes another image), or ``clean``, so a reader
+    does not take an intended mismatch for a broken pairing.
+    """
     header = "".join(f"<th>{html.escape(lang)}</th>" for lang in langs)
+    if noise is not None:
+        header += "<th>noise</th>"
+        labels = noise.set_index(["image_id", "lang", "caption_idx"])["noise"]
     rows = []
     captions = images.captions.set_index(["image_id", "lang"]).sort_index()
     for image_id in image_ids:
-        cells = []
+        cells, noisy = [], []
         for lang in langs:
             key = (image_id, lang)
-            text = captions.loc[[key], "caption"].iloc[0] if key in captions.index else ""
-            cells.append(f"<td>{html.escape(text)}</td>")
+            shown = captions.loc[[key]].iloc[0] if key in captions.index else None
+            cells.append(f"<td>{html.escape('' if shown is None else shown['caption'])}</td>")
+            if noise is not None and shown is not None:
+                label = labels.get((image_id, lang, shown["caption_idx"]), "clean")
+                if label != "clean":
+                    noisy.append(f"{lang}: {label}")
+        if noise is not None:
+            cells.append(f"<td>{html.escape('; '.join(noisy) or 'clean')}</td>")
         uri = png_data_uri(images.images[image_id], size)
         thumbnail = f'<td><img src="{uri}" width="{size}" alt="image {image_id}"></td>'
         rows.append(f"<tr>{thumbnail}{''.join(cells)}</tr>")

@@ -163,6 +163,20 @@ def finetune_pool(params: Params) -> ImageTextSet:
     return ImageTextSet(pool.name, pool.image_keys, pool.images, seen.reset_index(drop=True))
 
 
+def caption_noise(params: Params, pool: str = "finetune") -> pd.DataFrame | None:
+    """The generated corpus's noise label of every caption of ``pool`` (``image_id, lang,
+    caption_idx, noise``: ``clean``, ``mismatch``, ``truncate`` or ``boilerplate``), from its
+    ``metadata.parquet``; None on the LAION path, whose captions carry no such label."""
+    contract = read_contract(params)
+    if contract["source"] != "synthetic":
+        return None
+    meta = pd.read_parquet(
+        Path(contract["corpus"]) / pool / "metadata.parquet",
+        columns=["image_id", "LANGUAGE", "caption_idx", "noise"],
+    )
+    return meta.rename(columns={"LANGUAGE": "lang"})
+
+
 def eval_sets(params: Params) -> dict[str, ImageTextSet]:
     """Every evaluation set of ``eval.benchmarks``, in the seen and held-out languages it has
     (:func:`benchmark_coverage` shows which study languages each one lacks)."""

@@ -9,8 +9,13 @@ from xlr.data.imagetext import ImageTextSet
 from xlr.train.batching import Batch
 
 
-def batch_gallery_html(images: ImageTextSet, batch: Batch, n: int = 4, size: int = 64) -> str:
-    """The first ``n`` examples of a training batch: image, query and target captions."""
+def batch_gallery_html(
+    images: ImageTextSet, batch: Batch, n: int = 4, size: int = 64, strategy: str | None = None
+) -> str:
+    """The first ``n`` examples of a training batch: image, query and target captions.
+
+    Headed by the batch's kind; given the ``strategy`` that drew it, by that, with the kind it
+    drew when they differ (a hybrid batch is a mono or a cross batch at each step)."""
     head = "".join(
         f"<th>{h}</th>" for h in ("image", "query lang", "query", "target lang", "target")
     )
@@ -26,5 +31,8 @@ def batch_gallery_html(images: ImageTextSet, batch: Batch, n: int = 4, size: int
             f"<td>{html.escape(target) if target is not None else '(no second caption)'}</td>"
         )
         rows.append(f"<tr>{cells}</tr>")
-    title = html.escape(f"{batch.kind} batch (step {batch.step})")
+    title = f"{batch.kind} batch (step {batch.step})"
+    if strategy is not None and strategy != batch.kind:
+        title = f"{strategy} batch (step {batch.step}: it drew a {batch.kind} batch)"
+    title = html.escape(title)
     return f"<p><b>{title}</b></p><table><tr>{head}</tr>{''.join(rows)}</table>"

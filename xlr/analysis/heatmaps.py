@@ -1,0 +1,183 @@
+"""Language x language heatmaps of the cross-lingual task (notebooks 04 and 06): one arm's
+query x target matrix, or one panel per arm on a single colour scale.
+
+Languages are grouped seen first, then held out, with a line between the groups, so the
+transfer to languages the arms never trained on reads at a glance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from xlr.analysis.figure_style import arm_order, check_figure_table
+from xlr.eval.results import check_table
+
+
+def pair_matrix(
+    results: pd.DataFrame, arm: str, metric: str = "R@1", benchmark: str | None = None
+) -> pd.DataFrame:
+    """An arm's ``xt2t`` ``metric`` as a query-language x target-language matrix.
+
+    Each cell is the mean over the arm's runs (fine-tuning seeds and base seeds). Rows and
+    columns are the same sorted languages, so the diagonal (no same-language pairs) shows blank.
+    """
+    check_table(
+        results,
+        ["arm", "task", "benchmark", "query_lang", "target_lang", "metric", "value"],
+        "results",
+    )
+    rows = results[
+        (results["task"] == "xt2t") & (results["arm"] == arm) & (results["metric"] == metric)
+    ]
+    if benchmark is not None:
+        rows = rows[rows["benchmark"] == benchmark]
+    if rows.empty:
+        raise ValueError(
+            f"no xt2t rows of arm {arm!r}, metric {metric!r}"
+            + (f", benchmark {benchmark!r}" if benchmark else "")
+            + f" in the results table (its arms: {sorted(results['arm'].unique())})"
+        )
+    check_figure_table(rows, ["query_lang", "target_lang", "value"], f"xt2t {metric} of {arm}")
+    matrix = rows.pivot_table(
+        index="query_lang", columns="target_lang", values="value", aggfunc="mean"
+    )
+    langs = sorted(set(matrix.index) | set(matrix.columns))
+    matrix = matrix.reindex(index=langs, columns=langs)
+    matrix.index.name, matrix.columns.name = "query language", "target language"
+    return matrix
+
+
+def grouped_languages(langs: Sequence[str], seen: Sequence[str] | None) -> tuple[list[str], int]:
+    """``langs`` with the seen ones first, then the rest (held out), each alphabetical, and how
+    many are seen (where a separator goes); without ``seen``, alphabetical and 0."""
+    first = sorted(lang for lang in langs if seen is not None and lang in seen)
+    return first + sorted(lang for lang in langs if lang not in first), len(first)
+
+
+def _heatmap_scale(matrices: Sequence[pd.DataFrame], diverging: bool) -> dict[str, object]:
+    """One colour scale for every matrix: ``viridis`` over their joint range for a metric,
+    ``vlag`` centred at 0 with symmetric limits for a difference (so gains and losses of equal
+    size get equal colour weight)."""
+    values = np.concatenate([m.to_numpy(np.float64).ravel() for m in matrices])
+    if np.isnan(values).all():
+        raise ValueError("the pair matrix is empty or all missing: there is nothing to plot")
+    if diverging:
+        limit = float(np.nanmax(np.abs(values))) or 1.0
+        return {"cmap": "vlag", "center": 0.0, "vmin": -limit, "vmax": limit}
+    low, high = float(np.nanmin(values)), float(np.nanmax(values))
+    return {"cmap": "viridis", "vmin": low, "vmax": high if high > low else low + 1e-9}
+
+
+def _draw_pair_heatmap(
+    ax: Axes,
+    matrix: pd.DataFrame,
+    seen: Sequence[str] | None,
+    scale: Mapping[str, object],
+    fmt: str,
+    colorbar: bool | dict[str, object],
+    annot_size: float | None,
+) -> None:
+    """One query x target heatmap on ``ax``: languages seen first, a line between seen and held
+    out, missing cells (the diagonal) hatched as "not measured"; values written in the cells at
+    ``annot_size`` points (None: not written)."""
+    langs, n_seen = grouped_languages(list(dict.fromkeys([*matrix.index, *matrix.columns])), seen)
+    matrix = matrix.reindex(index=langs, columns=langs)
+    n = len(langs)
+    sns.heatmap(
+        matrix,
+        annot=annot_size is not None,
+        fmt=fmt,
+        annot_kws={"fontsize": annot_size or 6.0},
+        square=True,
+        xticklabels=True,
+        yticklabels=True,
+        cbar=bool(colorbar),
+        cbar_kws=colorbar if isinstance(colorbar, dict) else None,
+        linewidths=0.5,
+        ax=ax,
+        **scale,
+    )
+    ax.patch.set_hatch("xx")  # missing pairs (the diagonal) read as "not measured", not as 0
+    ax.patch.set_edgecolor("0.8")
+    if 0 < n_seen < n:
+        ax.axhline(n_seen, color="black", linewidth=2)
+        ax.axvline(n_seen, color="black", linewidth=2)
+    short = n <= 12 and max(map(len, langs)) <= 3
+    ax.tick_params(axis="x", labelrotation=0 if short else 90)
+    ax.tick_params(axis="y", labelrotation=0)
+
+
+def pair_heatmap_figure(
+    matrix: pd.DataFrame,
+    title: str,
+    diverging: bool = False,
+    value_label: str = "R@1 (fraction of queries)",
+    fmt: str = ".2f",
+    seen: Sequence[str] | None = None,
+) -> Figure:
+    """Annotated language x language heatmap (rows: query language, columns: target language).
+
+    Sequential ``viridis`` for a metric; for a difference (``diverging``) the ``vlag`` map centred
+    at 0 with symmetric limits. With ``seen``, the seen languages come first and a black line
+    separates them from the held-out ones. Missing cells are hatched.
+    """
+    if matrix.empty or matrix.isna().all().all():
+        raise ValueError("the pair matrix is empty or all missing: there is nothing to plot")
+    side = max(4.5, 0.42 * max(matrix.shape) + 2)
+    fig, ax = plt.subplots(figsize=(side + 1, side), layout="constrained")
+    colorbar = {"label": value_label, "shrink": 0.8}
+    scale = _heatmap_scale([matrix], diverging)
+    n = max(matrix.shape)
+    _draw_pair_heatmap(ax, matrix, seen, scale, fmt, colorbar, max(6.0, min(10.0, 90 / n)))
+    ax.set_title(title)
+    ax.set_xlabel("target language" + (" (seen | held out)" if seen else ""))
+    ax.set_ylabel("query language" + (" (seen | held out)" if seen else ""))
+    return fig
+
+
+def pair_heatmaps_figure(
+    matrices: Mapping[str, pd.DataFrame],
+    title: str,
+    seen: Sequence[str] | None = None,
+    diverging: bool = False,
+    value_label: str = "R@1 (fraction of queries)",
+    fmt: str = ".2f",
+    columns: int = 4,
+) -> Figure:
+    """One small heatmap per arm (``matrices``: arm -> :func:`pair_matrix`) on ONE colour scale
+    with one colour bar, arms in the study's order, languages seen first and split by a line.
+
+    One scale because the panels are compared with each other: a scale per panel would give the
+    same colour to different values.
+    """
+    if not matrices:
+        raise ValueError("no pair matrices to plot")
+    arms = arm_order(list(matrices))
+    scale = _heatmap_scale([matrices[arm] for arm in arms], diverging)
+    columns = min(columns, len(arms))
+    rows = -(-len(arms) // columns)
+    n = max(max(m.shape) for m in matrices.values())
+    side = max(2.8, 0.3 * n + 1.0)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(side * columns + 1.2, side * rows + 0.6), layout="constrained",
+        squeeze=False,
+    )  # fmt: skip
+    for ax, arm in zip(axes.flat, arms, strict=False):
+        _draw_pair_heatmap(ax, matrices[arm], seen, scale, fmt, False, 6.0 if n <= 9 else None)
+        ax.set_title(arm, fontsize=10)
+        ax.set_xlabel("target")
+        ax.set_ylabel("query")
+    for ax in axes.flat[len(arms) :]:
+        ax.remove()
+    used = list(axes.flat[: len(arms)])
+    fig.colorbar(used[0].collections[0], ax=used, label=value_label, shrink=0.6)
+    groups = " (languages seen | held out)" if seen else ""
+    fig.suptitle(f"{title}: query x target language{groups}, one colour scale")
+    return fig
