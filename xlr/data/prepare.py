@@ -329,3 +329,16 @@ def language_counts(pools: dict[str, ImageTextSet]) -> pd.DataFrame:
     """Captions per language (rows) in each pool (columns), zero where a pool lacks one."""
     counts = {name: pool.captions["lang"].value_counts() for name, pool in pools.items()}
     return pd.DataFrame(counts).fillna(0).astype(int)
+
+
+def caption_sources(pool: ImageTextSet) -> pd.DataFrame:
+    """Captions per language (rows) by who wrote them (columns): ``written`` (the web page's
+    own), ``ENG TEXT`` (LAION's English translation) and ``machine-translated``
+    (``data.laion.translate``), zero where none."""
+    captions = pool.captions
+    source = captions["translated_by"].map(
+        lambda who: {"": "written", "ENG TEXT": "ENG TEXT"}.get(who, "machine-translated")
+    )
+    table = pd.crosstab(captions["lang"], source)
+    columns = ["written", "ENG TEXT", "machine-translated"]
+    return table.reindex(columns=columns, fill_value=0).rename_axis(index="language", columns=None)
