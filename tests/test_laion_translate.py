@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from mt_models import TEXTS, build_mt_model
+from mt_models import TEXTS, build_marian_model, build_mt_model
 from transformers import M2M100ForConditionalGeneration
 
 from xlr.config import ParamsError, parse_params
@@ -137,6 +137,25 @@ def test_nllb_is_told_its_own_target_code(models: dict, generations: list, tmp_p
     ]
     with sqlite3.connect(tmp_path / "c.sqlite") as db:
         assert db.execute("SELECT DISTINCT lang FROM translations").fetchall() == [("fr",)]
+
+
+def test_marian_loads_one_model_per_target(tmp_path: Path) -> None:
+    for lang in ("de", "fr"):
+        build_marian_model(tmp_path / f"opus-mt-en-{lang}")
+    pool = laion_pool(6)
+    marian = settings(tmp_path / "opus-mt-en-{lang}", family="marian")
+    translator = Seq2SeqTranslator(marian, CPU)
+    table = translate_pool(
+        pool.captions, pool.image_keys, ["en", "de", "fr"], translator, tmp_path / "c.sqlite"
+    )
+    assert sorted(translator._loaded) == [
+        str(tmp_path / f"opus-mt-en-{lang}") for lang in ("de", "fr")
+    ]
+    assert table.groupby("lang")["translated_by"].first().str.split().str[0].to_dict() == {
+        lang: str(tmp_path / f"opus-mt-en-{lang}") for lang in ("de", "fr")
+    }
+    with pytest.raises(TranslationError, match=r"opus-mt-en-it' does not load"):
+        translate_pool(pool.captions, pool.image_keys, ["it"], translator, tmp_path / "c.sqlite")
 
 
 def test_language_codes_per_family() -> None:

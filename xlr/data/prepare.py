@@ -124,18 +124,17 @@ def _split_and_translate(params: Params, contract: dict[str, Any], out: Path) ->
     laion = params.data.laion
     assert laion is not None  # the schema requires it for source 'laion'
     files: dict[str, Any] = {}
+    pool = _laion_pool(contract)
     if laion.translate is not None:
-        from xlr.data.img2dataset_shards import load_downloaded
-        from xlr.data.laion.translate import Seq2SeqTranslator, translate_pool
+        from xlr.data.laion.translate import Seq2SeqTranslator, translate_pool, with_translations
 
-        pool = load_downloaded(Path(contract["shards"]), eng_text=True)
         translator = Seq2SeqTranslator(laion.translate, resolve_device(params.run.device))
         cache = resolve_path(params.run.cache_dir) / "translations.sqlite"
         table = translate_pool(
             pool.captions, pool.image_keys, params.data.train_langs, translator, cache
         )
         files["translations"] = str(atomic_write_parquet(table, out / TRANSLATIONS))
-    pool = _laion_pool(contract | files)
+        pool = with_translations(pool, table)
     val_ids = held_out_images(pool, laion.val_fraction, params.run.seeds[0])
     keys = [pool.image_keys[i] for i in val_ids]
     files["val_images"] = str(atomic_write_json(keys, out / VAL_IMAGES))

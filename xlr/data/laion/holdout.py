@@ -12,13 +12,12 @@ no held-out caption is also a training caption; :func:`holdout_audit` counts bot
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
-from xlr.data.imagetext import ImageStore, ImageTextSet
+from xlr.data.imagetext import ArrayImages, FileImages, ImageStore, ImageTextSet
 
 VAL_IMAGES_MAX = 5000  # a retrieval gallery this size already ranks finely; more only slows
 AUDIT_COLUMNS: tuple[str, ...] = ("pool", "against", "shared_images", "shared_texts")
@@ -56,19 +55,18 @@ def held_out_images(pool: ImageTextSet, fraction: float, seed: int) -> np.ndarra
     return np.sort(np.asarray(chosen, dtype=np.int64))
 
 
-@dataclass(frozen=True)
-class ImageSubset:
-    """Some images of another store, renumbered ``0..len(ids)-1``: a split of a pool shares
-    its images (a downloaded pool's JPEG bytes) instead of copying them."""
+def _store_subset(images: ImageStore, ids: np.ndarray) -> ImageStore:
+    """Images ``ids`` of ``images`` as a store of their own: only they travel when a set is
+    pickled to a worker, not the whole download."""
+    from xlr.data.img2dataset_shards import EncodedImages
 
-    images: ImageStore
-    ids: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, index: int) -> Image.Image:
-        return self.images[int(self.ids[index])]
+    if isinstance(images, EncodedImages):
+        return EncodedImages([images.blobs[i] for i in ids])
+    if isinstance(images, ArrayImages):
+        return ArrayImages(images.pixels[ids])
+    if isinstance(images, FileImages):
+        return FileImages([images.paths[i] for i in ids])
+    raise TypeError(f"cannot take a subset of {type(images).__name__} images")
 
 
 def image_subset(
@@ -82,7 +80,7 @@ def image_subset(
         pool,
         name=name,
         image_keys=[pool.image_keys[i] for i in ids],
-        images=ImageSubset(pool.images, ids),
+        images=_store_subset(pool.images, ids),
         captions=captions.reset_index(drop=True),
         parallel=parallel,
     )
