@@ -212,6 +212,13 @@ def test_params_name_the_translate_fields(tmp_path: Path, models: dict) -> None:
         parse_params(_laion_params({"model": "Helsinki-NLP/opus-mt-en-de", "family": "marian"}))
     marian = TranslateSection(model="Helsinki-NLP/opus-mt-en-{lang}", family="marian")
     assert marian.model_for("fr") == "Helsinki-NLP/opus-mt-en-fr"
+    wrong_family = Seq2SeqTranslator(settings(models["nllb"], family="m2m100"), CPU)
+    with pytest.raises(
+        TranslationError,
+        match=r"has no token '__de__' for 'de'; is "
+        r"data.laion.translate.family 'm2m100' the model's family",
+    ):
+        wrong_family.translate(["a cat"], "de")
     not_a_model = tmp_path / "empty"
     not_a_model.mkdir()
     translator = Seq2SeqTranslator(settings(not_a_model), CPU)

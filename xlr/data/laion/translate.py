@@ -160,11 +160,15 @@ class Seq2SeqTranslator:
         if settings.family != "marian":
             tokenizer.src_lang = model_language(settings.family, SOURCE_LANG)
             target = model_language(settings.family, lang)
-            kwargs["forced_bos_token_id"] = (
-                tokenizer.get_lang_id(target)
-                if settings.family == "m2m100"
-                else tokenizer.convert_tokens_to_ids(target)
-            )
+            token = f"__{target}__" if settings.family == "m2m100" else target  # M2M100: __de__
+            bos = tokenizer.convert_tokens_to_ids(token)
+            if bos is None or bos == tokenizer.unk_token_id:
+                raise TranslationError(
+                    f"data.laion.translate.model: the tokenizer of {settings.model_for(lang)!r} "
+                    f"has no token {token!r} for {lang!r}; is data.laion.translate.family "
+                    f"{settings.family!r} the model's family?"
+                )
+            kwargs["forced_bos_token_id"] = bos
         batch = tokenizer(texts, return_tensors="pt", padding=True, truncation=True)
         out = model.generate(
             **batch.to(self.device),
@@ -186,7 +190,8 @@ def translate_texts(
     who = translator_id(translator.settings, lang)
     unique = list(dict.fromkeys(texts))
     found = cache.lookup(who, lang, unique)
-    missing = [text for text in unique if text not in found]
+    # by length, so a batch pads its captions to about their own length
+    missing = sorted((text for text in unique if text not in found), key=len)
     size = translator.settings.batch_size
     for start in range(0, len(missing), size):
         batch = missing[start : start + size]
