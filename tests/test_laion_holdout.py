@@ -49,6 +49,10 @@ def test_split_is_seeded_sized_and_by_image(monkeypatch: pytest.MonkeyPatch) -> 
     assert not np.array_equal(ids, held_out_images(pool, 0.05, seed=1))
     assert len(held_out_images(numbered(10), 0.01, seed=0)) == 1  # never none
     assert len(held_out_images(numbered(2), 0.2, seed=0)) == 1  # never all
+    twins = numbered(3, ["a cat", "A  cat", "a dog"])
+    assert held_out_images(twins, 0.2, seed=0).tolist() in ([0, 1], [2])  # training keeps one
+    with pytest.raises(ValueError, match="every image has the same caption"):
+        held_out_images(numbered(2, ["a cat", "a cat"]), 0.2, seed=0)
     monkeypatch.setattr(holdout, "VAL_IMAGES_MAX", 4)
     assert len(held_out_images(pool, 0.2, seed=0)) == 4
     with pytest.raises(

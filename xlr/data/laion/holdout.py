@@ -51,7 +51,10 @@ def held_out_images(pool: ImageTextSet, fraction: float, seed: int) -> np.ndarra
     for text in ranked:
         if len(chosen) >= wanted:
             break
-        chosen += [int(i) for i in groups[text]]
+        if len(chosen) + len(groups[text]) < len(pool):  # training keeps an image
+            chosen += [int(i) for i in groups[text]]
+    if not chosen:
+        raise ValueError(f"{pool.name}: every image has the same caption; nothing to hold out")
     return np.sort(np.asarray(chosen, dtype=np.int64))
 
 
