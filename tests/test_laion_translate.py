@@ -244,6 +244,7 @@ def test_translations_make_every_pair_trainable(models: dict, tmp_path: Path) ->
     assert marked.groupby("lang").size().to_dict() == {"de": 20, "fr": 20}
     graph = pair_graph(translated.captions, ["en", "de", "fr"], batch_size=4)
     assert ("de", "fr") in graph.drawn and graph.images[("de", "fr")] == 30
+    assert pair_graph(translated.captions, ["de", "fr"], batch_size=4).drawn == [("de", "fr")]
     sampler = BatchSampler("cross", translated.captions, ["en", "de", "fr"], batch_size=4, seed=0)
     batches = [sampler.batch(step) for step in range(30)]
     pairs = {frozenset((b.query_langs[0], b.target_langs[0])) for b in batches}
