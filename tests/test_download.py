@@ -256,6 +256,8 @@ def test_load_downloaded_as_image_text_set(downloaded: tuple[Path, Path, Downloa
     english = translated.captions_in("en")
     assert len(english) == 4  # two English captions plus the translations of de and fr
     assert english["caption"].str.startswith("english").sum() == 2
+    # who wrote each: the page (""), or LAION's translation of a de or fr caption
+    assert sorted(english["translated_by"]) == ["", "", "ENG TEXT", "ENG TEXT"]
 
 
 def test_rerun_with_same_inputs_is_a_noop(

@@ -13,10 +13,12 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from mt_models import build_mt_model
 
 from xlr.config import parse_params
 from xlr.data.prepare import (
     caption_noise,
+    caption_sources,
     eval_sets,
     finetune_pool,
     held_out_overlaps,
@@ -27,6 +29,7 @@ from xlr.data.prepare import (
     val_sets,
 )
 from xlr.data.synthetic import NOISE_KINDS, generate_corpus, load_pool
+from xlr.train.pairs import pair_graph
 
 SYNTHETIC = {"pretrain_images": 300, "finetune_images": 40, "eval_images": 20, "shard_size": 100}
 
@@ -89,7 +92,12 @@ def test_laion_path_offline(served_corpus: Path, tmp_path: Path) -> None:
     metadata = served_corpus / "pretrain" / "metadata.parquet"
     params = parse_params(
         {
-            "run": {"name": "l", "runs_dir": str(tmp_path / "runs"), "device": "cpu"},
+            "run": {
+                "name": "l",
+                "runs_dir": str(tmp_path / "runs"),
+                "device": "cpu",
+                "cache_dir": str(tmp_path / "cache"),
+            },  # fmt: skip
             "data": {
                 "source": "laion",
                 "train_langs": ["en", "de", "hi"],
@@ -100,6 +108,7 @@ def test_laion_path_offline(served_corpus: Path, tmp_path: Path) -> None:
                     "quotas": {"counts": {"en": 12, "de": 6, "hi": 40}},
                     "filters": {"min_similarity": 0.25},
                     "download": {"processes": 1, "threads": 4, "image_size": 32},
+                    "val_fraction": 0.2,
                 },
             },
             "model": {"kind": "open_clip"},
@@ -116,14 +125,18 @@ def test_laion_path_offline(served_corpus: Path, tmp_path: Path) -> None:
     assert all(before[lang] >= n for lang, n in counts.items())
     assert contract["download_failed"] == 0
     pool = finetune_pool(params)
-    assert len(pool) == sum(counts.values())
+    validation = val_sets(params)["laion"]
+    # a seeded fifth of the images is held out for validation, by image
+    assert len(pool) + len(validation) == sum(counts.values())
+    assert len(validation) == round(0.2 * sum(counts.values()))
+    assert not set(pool.image_keys) & set(validation.image_keys)
+    assert validation.name == "laion-val" and validation.parallel
     # ENG TEXT gives every non-English image an English caption: the cross arms' parallel text
     english = pool.captions[pool.captions["lang"] == "en"]
     assert english["image_id"].nunique() == len(pool)
     assert contract["benchmarks"]["xtd10"].endswith("data/benchmarks/xtd10")
-    assert held_out_overlaps(contract) is None
-    with pytest.raises(ValueError, match="only the generated corpus has a validation pool"):
-        val_sets(params)
+    audit = held_out_overlaps(contract)
+    assert audit[["shared_images", "shared_texts"]].sum().sum() == 0
     # the same shards as if downloaded elsewhere: used as they are, nothing sampled or fetched
     spec = params.model_dump()
     spec["run"]["name"] = "given"
@@ -133,4 +146,24 @@ def test_laion_path_offline(served_corpus: Path, tmp_path: Path) -> None:
     assert reused["given_shards"] == ["00000"] and "sample" not in reused
     assert sampled_language_counts(reused) == counts
     assert input_language_counts(reused) is None and reused["download_failed"] == 0
+    assert val_sets(given)["laion"].image_keys == validation.image_keys  # seeded, by image
+    # translated: every image gets the training languages it lacks, from its English caption
+    model = build_mt_model(tmp_path / "m2m100", "m2m100")
+    spec["run"]["name"] = "translated"
+    spec["data"]["laion"]["translate"] = {
+        "model": str(model),
+        "family": "m2m100",
+        "max_new_tokens": 4,
+    }
+    translated = parse_params(spec)
+    prepare_data(translated, progress=False)
+    pool = finetune_pool(translated)
+    assert val_sets(translated)["laion"].image_keys == validation.image_keys
+    machine = pool.captions[pool.captions["translated_by"].str.startswith(str(model))]
+    own = pool.captions[pool.captions["translated_by"] == ""]
+    for lang in ("de", "hi"):
+        assert (machine["lang"] == lang).sum() == len(pool) - (own["lang"] == lang).sum()
+    graph = pair_graph(pool.captions, ["en", "de", "hi"], batch_size=4)
+    assert graph.images[("de", "hi")] == len(pool) and not graph.dropped
+    assert caption_sources(pool).loc["hi", "machine-translated"] == (machine["lang"] == "hi").sum()
     assert len(finetune_pool(given)) == len(pool)

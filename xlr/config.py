@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from xlr.data.download_settings import DownloadSection
 from xlr.data.laion import LaionColumns, LaionEngine, LaionFilters, LaionInputs, LaionQuotas
+from xlr.data.translate_settings import TranslateSection
 from xlr.langs import UnknownLanguageError, canonical_code
 
 SYNTHETIC_LANGS: tuple[str, ...] = (
@@ -146,6 +147,7 @@ class LaionSection(Section):
     the caption ``caption``); ``engine`` is DuckDB's memory limit, threads and spill folder;
     ``shards`` img2dataset shards to use instead of sampling and downloading (inputs and quotas
     may then be left out). Unset, they are left out of dumps, so of the hashes naming checkpoints.
+    ``val_fraction`` of the images are held out for validation; ``translate`` machine-translates.
     """
 
     snapshot: str = "relaion2B-multi-research-safe"
@@ -156,6 +158,8 @@ class LaionSection(Section):
     engine: LaionEngine = LaionEngine()
     download: DownloadSection = DownloadSection()
     shards: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    val_fraction: Annotated[float, Field(gt=0.0, le=0.2)] = 0.02  # xlr.data.laion.holdout
+    translate: TranslateSection | None = Field(default=None, exclude_if=lambda v: v is None)
 
     @model_validator(mode="after")
     def _sample_or_shards(self) -> LaionSection:
@@ -394,12 +398,13 @@ class Params(Section):
         paired += ["adapters_hybrid"] if self.adapters.hybrid_alpha is not None else []
         # LAION's only parallel pairs are X-en, through ENG TEXT (xlr.train.pairs); the pool's
         # own pair graph is checked again when it is known
-        if self.data.source == "laion" and paired and "en" not in self.data.train_langs:
+        laion = self.data.laion if self.data.source == "laion" else None  # translate: all pairs
+        if laion and paired and "en" not in self.data.train_langs and not laion.translate:
             raise ValueError(
                 f"arms {', '.join(paired)} draw language pairs with parallel captions, and LAION "
                 "pairs a caption only with its English translation (ENG TEXT), so data.train_langs "
-                f"{self.data.train_langs} give none: add 'en' to data.train_langs, or drop those "
-                "arms (train.arms; adapters.hybrid_alpha: null)"
+                f"{self.data.train_langs} give none: add 'en' to data.train_langs, set "
+                "data.laion.translate, or drop those arms (train.arms; adapters.hybrid_alpha: null)"
             )
         self._adapters_match_the_shared_lora()
         return self

@@ -177,21 +177,23 @@ def load_downloaded(out_dir: Path, name: str = "laion", *, eng_text: bool = Fals
 
     Each image gets its caption (TEXT) in its LANGUAGE as caption 0. ``eng_text`` adds LAION's
     machine translation (ENG TEXT) as the English caption 0 of non-English images, for the
-    translated-caption arms. Images stay JPEG-encoded in memory (:class:`EncodedImages`).
+    translated-caption arms. ``translated_by`` says who wrote each caption: ``""`` the web page,
+    ``ENG TEXT`` LAION's translation (:mod:`xlr.data.laion.translate` adds its own). Images stay
+    JPEG-encoded in memory (:class:`EncodedImages`).
     """
     out_dir = Path(out_dir)
     keys: list[str] = []
     blobs: list[bytes] = []
-    records: list[tuple[int, str, int, str]] = []
+    records: list[tuple[int, str, int, str, str]] = []
     for image_id, sample in enumerate(read_shards(out_dir)):
         meta = sample["json"]
         lang = _sample_language(meta, out_dir)
         keys.append(sample["key"])
         blobs.append(sample["jpg"])
-        records.append((image_id, lang, 0, sample["txt"]))
+        records.append((image_id, lang, 0, sample["txt"], ""))
         if eng_text and lang != "en" and meta.get("ENG TEXT"):
-            records.append((image_id, "en", 0, meta["ENG TEXT"]))
-    captions = pd.DataFrame(records, columns=list(CAPTION_COLUMNS))
+            records.append((image_id, "en", 0, meta["ENG TEXT"], "ENG TEXT"))
+    captions = pd.DataFrame(records, columns=[*CAPTION_COLUMNS, "translated_by"])
     return ImageTextSet(name, keys, EncodedImages(blobs), captions)
 
 

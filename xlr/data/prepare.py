@@ -8,7 +8,10 @@ Two paths behind one call, chosen by ``data.source``:
   held-out ``val`` split, whose compositions are disjoint from eval's and from training's.
 * ``laion``: sample a study subset of LAION-5B metadata with DuckDB, download it with
   img2dataset (or, with ``data.laion.shards``, take the shards img2dataset wrote elsewhere),
-  and read the benchmarks the params name from ``data.benchmark_root``.
+  hold out ``data.laion.val_fraction`` of its images for validation
+  (:mod:`xlr.data.laion.holdout`), with ``data.laion.translate`` machine-translate each image's
+  English caption into the other training languages (:mod:`xlr.data.laion.translate`), and
+  read the benchmarks the params name from ``data.benchmark_root``.
 
 The contract with notebooks 02-04 is ``runs/<run.name>/data/data.json`` (written atomically),
 read back through :func:`finetune_pool`, :func:`eval_sets` and :func:`val_sets`, so later
@@ -22,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from xlr.config import Params
@@ -36,12 +40,15 @@ from xlr.data.synthetic import (
     pretrain_mix,
     read_manifest,
 )
-from xlr.io import atomic_write_json, atomic_write_text
+from xlr.io import atomic_write_json, atomic_write_parquet, atomic_write_text
 from xlr.langs import laion_mix
 from xlr.paths import project_root, resolve_path
+from xlr.runtime import resolve_device
 
 DATA_CONTRACT = "data.json"
 HELD_OUT_AUDIT = "held_out_audit.csv"
+TRANSLATIONS = "translations.parquet"
+VAL_IMAGES = "val_images.json"
 
 
 def run_dir(params: Params) -> Path:
@@ -108,6 +115,61 @@ def _prepare_laion(params: Params, out: Path) -> dict[str, Any]:
     }
 
 
+def _split_and_translate(params: Params, contract: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Translate the downloaded pool (``data.laion.translate``; the cache under ``run.cache_dir``
+    keeps every finished batch), then hold out its validation images and audit the split.
+    Returns the files written, for the contract."""
+    from xlr.data.laion.holdout import check_holdout, held_out_images, holdout_audit
+
+    laion = params.data.laion
+    assert laion is not None  # the schema requires it for source 'laion'
+    files: dict[str, Any] = {}
+    pool = _laion_pool(contract)
+    if laion.translate is not None:
+        from xlr.data.laion.translate import Seq2SeqTranslator, translate_pool, with_translations
+
+        translator = Seq2SeqTranslator(laion.translate, resolve_device(params.run.device))
+        cache = resolve_path(params.run.cache_dir) / "translations.sqlite"
+        table = translate_pool(
+            pool.captions, pool.image_keys, params.data.train_langs, translator, cache
+        )
+        files["translations"] = str(atomic_write_parquet(table, out / TRANSLATIONS))
+        pool = with_translations(pool, table)
+    val_ids = held_out_images(pool, laion.val_fraction, params.run.seeds[0])
+    keys = [pool.image_keys[i] for i in val_ids]
+    files["val_images"] = str(atomic_write_json(keys, out / VAL_IMAGES))
+    audit = holdout_audit(*_laion_split(pool, keys))
+    check_holdout(audit)
+    files["audit"] = str(atomic_write_text(out / HELD_OUT_AUDIT, audit.to_csv(index=False)))
+    return files
+
+
+def _laion_pool(contract: dict[str, Any]) -> ImageTextSet:
+    """The downloaded pool with ENG TEXT and, if written, the machine translations."""
+    from xlr.data.img2dataset_shards import load_downloaded
+    from xlr.data.laion.translate import with_translations
+
+    pool = load_downloaded(Path(contract["shards"]), eng_text=True)
+    if "translations" in contract:
+        pool = with_translations(pool, pd.read_parquet(contract["translations"]))
+    return pool
+
+
+def _laion_split(pool: ImageTextSet, val_keys: list[str]) -> tuple[ImageTextSet, ImageTextSet]:
+    """The training and validation parts of a LAION pool. Validation is declared parallel:
+    an image's captions in other languages are translations of its own (ENG TEXT, ours)."""
+    from xlr.data.laion.holdout import image_subset
+
+    held = np.isin(np.asarray(pool.image_keys), val_keys)
+    train = image_subset(pool, np.flatnonzero(~held), pool.name, None)
+    return train, image_subset(pool, np.flatnonzero(held), f"{pool.name}-val", True)
+
+
+def _laion_parts(contract: dict[str, Any]) -> tuple[ImageTextSet, ImageTextSet]:
+    val_keys = json.loads(Path(contract["val_images"]).read_text(encoding="utf-8"))
+    return _laion_split(_laion_pool(contract), val_keys)
+
+
 def prepare_data(params: Params, progress: bool = True) -> dict[str, Any]:
     """Build (or find cached) the data of ``params`` and write the data contract for 02-04."""
     out = run_dir(params) / "data"
@@ -123,6 +185,7 @@ def prepare_data(params: Params, progress: bool = True) -> dict[str, Any]:
         }
     else:
         contract = _prepare_laion(params, out)
+        contract |= _split_and_translate(params, contract, out)
     contract["benchmarks"] = {
         name: str(resolve_path(params.data.benchmark_root) / name)
         for name in params.eval.benchmarks
@@ -156,9 +219,7 @@ def finetune_pool(params: Params) -> ImageTextSet:
     if contract["source"] == "synthetic":
         pool = load_pool(Path(contract["corpus"]), "finetune")
     else:
-        from xlr.data.img2dataset_shards import load_downloaded
-
-        pool = load_downloaded(Path(contract["shards"]), eng_text=True)
+        pool, _ = _laion_parts(contract)
     seen = pool.captions[pool.captions["lang"].isin(params.data.train_langs)]
     return ImageTextSet(pool.name, pool.image_keys, pool.images, seen.reset_index(drop=True))
 
@@ -222,16 +283,16 @@ def val_sets(params: Params) -> dict[str, ImageTextSet]:
 
     The generated corpus has one, under the key ``synthetic`` (the benchmark it stands in for)
     and named ``synthetic-val`` (so its results never pass for evaluation results): its ``val``
-    pool, parallel clean captions of its own held-out compositions. The LAION path has none
-    yet: an error says so.
+    pool, parallel clean captions of its own held-out compositions. The LAION path's is under
+    ``laion``, named ``laion-val``: the images :func:`prepare_data` held out of the downloaded
+    pool, with their own captions, ENG TEXT and machine translations.
     """
     contract = read_contract(params)
-    if contract["source"] != "synthetic":
-        raise ValueError(
-            f"data.source is {contract['source']!r}: only the generated corpus has a validation "
-            "pool; tune on data.source: synthetic, or hold out part of the training sample"
-        )
     langs = params.data.train_langs + params.data.heldout_langs
+    if contract["source"] != "synthetic":
+        _, val = _laion_parts(contract)
+        kept = val.captions[val.captions["lang"].isin(langs)].reset_index(drop=True)
+        return {"laion": replace(val, captions=kept)}
     return {"synthetic": _held_out_pool(contract, "val", langs, "synthetic-val")}
 
 
@@ -246,9 +307,11 @@ def pretraining_shares(params: Params) -> dict[str, float]:
 
 def held_out_overlaps(contract: dict[str, Any]) -> pd.DataFrame | None:
     """What the generated corpus's val and eval pools share with training and with each other
-    (:func:`xlr.data.synthetic.corpus_overlaps`, zeros throughout: :func:`prepare_data` refuses
-    a corpus with any other audit); None on the LAION path."""
-    if contract["source"] != "synthetic":
+    (:func:`xlr.data.synthetic.corpus_overlaps`), or what the LAION validation images share with
+    training (:func:`xlr.data.laion.holdout.holdout_audit`): zeros throughout, since
+    :func:`prepare_data` refuses any other audit. None for a contract written before LAION had
+    a validation split."""
+    if "audit" not in contract:
         return None
     return pd.read_csv(Path(contract["audit"]), dtype={"texts_inside": "Int64"})
 
@@ -279,3 +342,16 @@ def language_counts(pools: dict[str, ImageTextSet]) -> pd.DataFrame:
     """Captions per language (rows) in each pool (columns), zero where a pool lacks one."""
     counts = {name: pool.captions["lang"].value_counts() for name, pool in pools.items()}
     return pd.DataFrame(counts).fillna(0).astype(int)
+
+
+def caption_sources(pool: ImageTextSet) -> pd.DataFrame:
+    """Captions per language (rows) by who wrote them (columns): ``written`` (the web page's
+    own), ``ENG TEXT`` (LAION's English translation) and ``machine-translated``
+    (``data.laion.translate``), zero where none."""
+    captions = pool.captions
+    source = captions["translated_by"].map(
+        lambda who: {"": "written", "ENG TEXT": "ENG TEXT"}.get(who, "machine-translated")
+    )
+    table = pd.crosstab(captions["lang"], source)
+    columns = ["written", "ENG TEXT", "machine-translated"]
+    return table.reindex(columns=columns, fill_value=0).rename_axis(index="language", columns=None)

@@ -1,0 +1,103 @@
+"""The LAION path's validation split (:mod:`xlr.data.laion.holdout`): seeded, by image, whole
+groups of images with the same caption, audited; and shaped so the controls' tasks run on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import build_tiny_world, tiny_raw_params
+
+from xlr.data.imagetext import ArrayImages, ImageTextSet
+from xlr.data.laion import holdout
+from xlr.data.laion.holdout import check_holdout, held_out_images, holdout_audit, image_subset
+from xlr.eval.encoders import ModelEncoder
+from xlr.eval.runner import CONTROL_TASKS
+from xlr.eval.tasks import evaluate_arm
+
+
+def laion_shaped(pool: ImageTextSet, langs: list[str]) -> ImageTextSet:
+    """Image ``i`` keeps its first caption in ``langs[i % len(langs)]`` and, unless English, its
+    first English caption as LAION's ENG TEXT."""
+    first = pool.captions[pool.captions["caption_idx"] == 0].set_index(["image_id", "lang"])
+    rows = []
+    for image in range(len(pool)):
+        own = langs[image % len(langs)]
+        rows.append((image, own, 0, first.loc[(image, own), "caption"], ""))
+        if own != "en":
+            rows.append((image, "en", 0, first.loc[(image, "en"), "caption"], "ENG TEXT"))
+    columns = ["image_id", "lang", "caption_idx", "caption", "translated_by"]
+    return ImageTextSet("laion", pool.image_keys, pool.images, pd.DataFrame(rows, columns=columns))
+
+
+def numbered(images: int, texts: list[str] | None = None) -> ImageTextSet:
+    texts = texts or [f"caption {i}" for i in range(images)]
+    captions = pd.DataFrame(
+        {"image_id": range(images), "lang": "de", "caption_idx": 0, "caption": texts,
+         "translated_by": ""}
+    )  # fmt: skip
+    pixels = np.zeros((images, 2, 2, 3), dtype=np.uint8)
+    return ImageTextSet("laion", [f"k{i}" for i in range(images)], ArrayImages(pixels), captions)
+
+
+def test_split_is_seeded_sized_and_by_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    pool = numbered(200)
+    ids = held_out_images(pool, 0.05, seed=0)
+    assert len(ids) == 10 and np.array_equal(ids, held_out_images(pool, 0.05, seed=0))
+    assert not np.array_equal(ids, held_out_images(pool, 0.05, seed=1))
+    assert len(held_out_images(numbered(10), 0.01, seed=0)) == 1  # never none
+    assert len(held_out_images(numbered(2), 0.2, seed=0)) == 1  # never all
+    twins = numbered(3, ["a cat", "A  cat", "a dog"])
+    assert held_out_images(twins, 0.2, seed=0).tolist() in ([0, 1], [2])  # training keeps one
+    with pytest.raises(ValueError, match="every image has the same caption"):
+        held_out_images(numbered(2, ["a cat", "a cat"]), 0.2, seed=0)
+    monkeypatch.setattr(holdout, "VAL_IMAGES_MAX", 4)
+    assert len(held_out_images(pool, 0.2, seed=0)) == 4
+    with pytest.raises(
+        ValueError, match=r"1 image\(s\) downloaded; .* \(raise data.laion.quotas\)"
+    ):
+        held_out_images(numbered(1), 0.2, seed=0)
+
+
+def test_images_with_one_caption_fall_on_one_side() -> None:
+    texts = [f"caption {i}" for i in range(40)]
+    texts[5] = texts[30] = "Same  CAPTION"  # folded alike
+    texts[6] = texts[31] = "same caption"
+    pool = numbered(40, texts)
+    for seed in range(20):
+        ids = set(held_out_images(pool, 0.25, seed).tolist())
+        assert len({i in ids for i in (5, 6, 30, 31)}) == 1
+    ids = held_out_images(pool, 0.25, seed=0)
+    train = image_subset(pool, np.setdiff1d(np.arange(40), ids), "laion", None)
+    val = image_subset(pool, ids, "laion-val", True)
+    audit = holdout_audit(train, val)
+    assert audit[["shared_images", "shared_texts"]].to_numpy().tolist() == [[0, 0]]
+    check_holdout(audit)
+    assert val.captions["image_id"].tolist() == list(range(len(val)))  # renumbered
+    assert [val.captions["caption"].iloc[i] for i in range(len(val))] == [texts[i] for i in ids]
+    assert np.array_equal(np.asarray(val.images[0]), np.asarray(pool.images[int(ids[0])]))
+    leaky = image_subset(pool, np.array([0, 5]), "laion", None)
+    audit = holdout_audit(leaky, image_subset(pool, np.array([0, 6]), "laion-val", True))
+    assert audit[["shared_images", "shared_texts"]].to_numpy().tolist() == [[1, 2]]
+    with pytest.raises(ValueError, match="shares 3 images or captions with training"):
+        check_holdout(audit)
+
+
+def test_controls_tasks_run_on_a_laion_validation_set(tmp_path: Path) -> None:
+    tiny = build_tiny_world(tmp_path, tiny_raw_params(tmp_path / "runs", ["en", "de", "es"],
+                                                      ["en", "de", "es"], []))  # fmt: skip
+    pool = laion_shaped(tiny.pool, ["en", "de", "es"])
+    ids = held_out_images(pool, 0.2, seed=0)
+    val = image_subset(pool, ids, "laion-val", True)
+    with pytest.warns(UserWarning, match="xt2t de->es skipped"):
+        results, _ = evaluate_arm(
+            ModelEncoder.from_folder(tiny.model_dir), val, ["en", "de", "es"], [],
+            tasks=list(CONTROL_TASKS), arm="zeroshot", base_seed=0, cache_dir=tmp_path / "c",
+        )  # fmt: skip
+    assert set(CONTROL_TASKS) <= set(results["task"])
+    xt2t = results[(results["task"] == "xt2t") & (results["metric"] == "R@1")]
+    pairs = set(zip(xt2t["query_lang"], xt2t["target_lang"], strict=True))
+    # LAION-val is parallel only X-en (ENG TEXT), so only those pairs have queries
+    assert pairs == {("de", "en"), ("en", "de"), ("es", "en"), ("en", "es")}

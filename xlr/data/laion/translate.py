@@ -1,0 +1,248 @@
+"""Machine translation of a LAION pool's English captions into the other training languages.
+
+LAION gives each image one caption in its own language and, in the translated release, its
+English translation (``ENG TEXT``), so a LAION pool is parallel only in X-en pairs
+(:mod:`xlr.train.pairs`). Translating each image's English caption into every other training
+language it lacks makes every pair of training languages parallel, as the cross-lingual batches
+of the paper (arXiv 2408.10536) need. The translations are marked (``translated_by``: the
+translator's identity) so reports can tell them from the captions people wrote.
+
+A transformers sequence-to-sequence model (NLLB-200, M2M100 or per-pair Marian) translates
+``batch_size`` captions per ``generate`` call, on the GPU when there is one. Every batch is
+committed to an SQLite cache keyed by (translator, target language, English text) before the
+next starts, so a re-run translates nothing twice and an interrupted run keeps what it finished.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from contextlib import closing
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from xlr.data.imagetext import ImageTextSet
+from xlr.data.translate_settings import TranslateSection
+from xlr.langs import canonical_code
+
+SOURCE_LANG = "en"  # what is translated: each image's English caption (TEXT or ENG TEXT)
+
+# The study registry's languages in NLLB-200's codes (ISO 639-3 and script)
+NLLB_CODES: dict[str, str] = {
+    "en": "eng_Latn", "de": "deu_Latn", "nl": "nld_Latn", "sv": "swe_Latn", "da": "dan_Latn",
+    "no": "nob_Latn", "fr": "fra_Latn", "es": "spa_Latn", "it": "ita_Latn", "pt": "por_Latn",
+    "ro": "ron_Latn", "pl": "pol_Latn", "cs": "ces_Latn", "hr": "hrv_Latn", "ru": "rus_Cyrl",
+    "uk": "ukr_Cyrl", "el": "ell_Grek", "hi": "hin_Deva", "bn": "ben_Beng", "fa": "pes_Arab",
+    "tr": "tur_Latn", "hu": "hun_Latn", "fi": "fin_Latn", "ar": "arb_Arab", "he": "heb_Hebr",
+    "zh": "zho_Hans", "ja": "jpn_Jpan", "ko": "kor_Hang", "vi": "vie_Latn", "th": "tha_Thai",
+    "id": "ind_Latn", "tl": "tgl_Latn", "mi": "mri_Latn", "sw": "swh_Latn", "te": "tel_Telu",
+    "qu": "quy_Latn",
+}  # fmt: skip
+
+
+class TranslationError(ValueError):
+    """A translation the settings cannot do: a language the model family lacks, a model that
+    does not load."""
+
+
+def _family_languages(family: str) -> set[str] | None:
+    """The codes a family's tokenizers know (transformers' own lists); None for Marian, whose
+    languages are those of the per-pair models that exist."""
+    if family == "nllb":
+        from transformers.models.nllb.tokenization_nllb import FAIRSEQ_LANGUAGE_CODES
+
+        return set(FAIRSEQ_LANGUAGE_CODES)
+    if family == "m2m100":
+        from transformers.models.m2m_100.tokenization_m2m_100 import FAIRSEQ_LANGUAGE_CODES
+
+        return set(FAIRSEQ_LANGUAGE_CODES["m2m100"])
+    return None
+
+
+def model_language(family: str, lang: str) -> str:
+    """``lang`` (a study code) as ``family`` names it: ``deu_Latn`` (NLLB), ``de`` (M2M100,
+    Marian); an error naming the fields when the family has no such language."""
+    code = canonical_code(lang)
+    known = _family_languages(family)
+    mapped = NLLB_CODES.get(code) if family == "nllb" else code
+    if known is not None and mapped not in known:
+        raise TranslationError(
+            f"data.train_langs has {code!r}, which data.laion.translate.family {family!r} "
+            "cannot translate into; drop it from data.train_langs, or choose a family that has "
+            f"it (nllb covers {', '.join(sorted(NLLB_CODES))})"
+        )
+    return str(mapped)
+
+
+def translator_id(settings: TranslateSection, lang: str) -> str:
+    """Who translated into ``lang``: the model and the generation settings that change its
+    output (the cache key's first part, and the pool's ``translated_by``)."""
+    return f"{settings.model_for(lang)} beams={settings.num_beams} max={settings.max_new_tokens}"
+
+
+class TranslationCache:
+    """Translations on disk, one SQLite row per (translator, target language, source text).
+
+    SQLite commits each batch atomically, so a run killed mid-way leaves every committed batch
+    and nothing half-written."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path)
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS translations (translator TEXT, lang TEXT, source TEXT, "
+            "translation TEXT, PRIMARY KEY (translator, lang, source))"
+        )
+        self._db.commit()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def lookup(self, translator: str, lang: str, texts: Iterable[str]) -> dict[str, str]:
+        """The cached translations of ``texts`` (those that have one)."""
+        found: dict[str, str] = {}
+        query = (
+            "SELECT source, translation FROM translations "
+            "WHERE translator = ? AND lang = ? AND source = ?"
+        )
+        for text in texts:
+            row = self._db.execute(query, (translator, lang, text)).fetchone()
+            if row is not None:
+                found[row[0]] = row[1]
+        return found
+
+    def store(self, translator: str, lang: str, pairs: Sequence[tuple[str, str]]) -> None:
+        """Add one batch of (source, translation) in one transaction."""
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO translations VALUES (?, ?, ?, ?)",
+                [(translator, lang, source, out) for source, out in pairs],
+            )
+
+
+class Seq2SeqTranslator:
+    """English into one target language at a time with a transformers seq2seq model, loaded on
+    first use (a run whose every caption is cached loads none)."""
+
+    def __init__(self, settings: TranslateSection, device: torch.device) -> None:
+        self.settings = settings
+        self.device = device
+        self._loaded: dict[str, tuple[Any, Any]] = {}
+
+    def _load(self, name: str) -> tuple[Any, Any]:
+        if name not in self._loaded:
+            from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(name)
+                model = AutoModelForSeq2SeqLM.from_pretrained(name)
+            except (OSError, ValueError) as err:
+                raise TranslationError(
+                    f"data.laion.translate.model: {name!r} does not load as a seq2seq "
+                    f"translation model ({err}); give a hub name the machine can fetch, or a "
+                    "local folder saved with save_pretrained"
+                ) from None
+            self._loaded[name] = (tokenizer, model.to(self.device).eval())
+        return self._loaded[name]
+
+    @torch.no_grad()
+    def translate(self, texts: list[str], lang: str) -> list[str]:
+        """``texts`` (English) in ``lang``, one ``generate`` call."""
+        settings = self.settings
+        tokenizer, model = self._load(settings.model_for(lang))
+        kwargs: dict[str, Any] = {}
+        if settings.family != "marian":
+            tokenizer.src_lang = model_language(settings.family, SOURCE_LANG)
+            target = model_language(settings.family, lang)
+            token = f"__{target}__" if settings.family == "m2m100" else target  # M2M100: __de__
+            bos = tokenizer.convert_tokens_to_ids(token)
+            if bos is None or bos == tokenizer.unk_token_id:
+                raise TranslationError(
+                    f"data.laion.translate.model: the tokenizer of {settings.model_for(lang)!r} "
+                    f"has no token {token!r} for {lang!r}; is data.laion.translate.family "
+                    f"{settings.family!r} the model's family?"
+                )
+            kwargs["forced_bos_token_id"] = bos
+        batch = tokenizer(texts, return_tensors="pt", padding=True, truncation=True)
+        out = model.generate(
+            **batch.to(self.device),
+            num_beams=settings.num_beams,
+            max_new_tokens=settings.max_new_tokens,
+            **kwargs,
+        )
+        return [text.strip() for text in tokenizer.batch_decode(out, skip_special_tokens=True)]
+
+
+def translate_texts(
+    texts: Iterable[str],
+    lang: str,
+    translator: Seq2SeqTranslator,
+    cache: TranslationCache,
+) -> dict[str, str]:
+    """Each distinct text of ``texts`` in ``lang``: the cached ones read back, the rest
+    translated ``batch_size`` at a time, each batch cached before the next."""
+    who = translator_id(translator.settings, lang)
+    unique = list(dict.fromkeys(texts))
+    found = cache.lookup(who, lang, unique)
+    # by length, so a batch pads its captions to about their own length
+    missing = sorted((text for text in unique if text not in found), key=len)
+    size = translator.settings.batch_size
+    for start in range(0, len(missing), size):
+        batch = missing[start : start + size]
+        pairs = list(zip(batch, translator.translate(batch, lang), strict=True))
+        cache.store(who, lang, pairs)
+        found.update(pairs)
+    return found
+
+
+TRANSLATION_COLUMNS: tuple[str, ...] = ("image_key", "lang", "caption", "translated_by")
+
+
+def translate_pool(
+    captions: pd.DataFrame,
+    image_keys: Sequence[str],
+    langs: Sequence[str],
+    translator: Seq2SeqTranslator,
+    cache_path: Path,
+) -> pd.DataFrame:
+    """Translations of each image's English caption 0 into every language of ``langs`` the image
+    has no caption in: one row per image and language, :data:`TRANSLATION_COLUMNS`. An image
+    without an English caption gets none; an empty translation is left out."""
+    family = translator.settings.family
+    targets = [canonical_code(lang) for lang in langs if canonical_code(lang) != SOURCE_LANG]
+    for lang in targets:  # every language checked before any model loads
+        model_language(family, lang)
+    english = captions[(captions["lang"] == SOURCE_LANG) & (captions["caption_idx"] == 0)]
+    source = english.set_index("image_id")["caption"]
+    has = captions.groupby("image_id")["lang"].agg(set)
+    rows = []
+    with closing(TranslationCache(cache_path)) as cache:
+        for lang in targets:
+            images = [i for i in source.index if lang not in has[i]]
+            done = translate_texts(source.loc[images], lang, translator, cache)
+            who = translator_id(translator.settings, lang)
+            rows += [(image_keys[i], lang, done[source[i]], who) for i in images if done[source[i]]]
+    return pd.DataFrame(rows, columns=list(TRANSLATION_COLUMNS))
+
+
+def with_translations(pool: ImageTextSet, table: pd.DataFrame) -> ImageTextSet:
+    """``pool`` with the :func:`translate_pool` rows of ``table`` added as caption 0 in their
+    language, marked by ``translated_by``."""
+    ids = pd.Series(np.arange(len(pool)), index=list(pool.image_keys))
+    added = pd.DataFrame(
+        {
+            "image_id": ids.loc[table["image_key"]].to_numpy(),
+            "lang": table["lang"].to_numpy(),
+            "caption_idx": 0,
+            "caption": table["caption"].to_numpy(),
+            "translated_by": table["translated_by"].to_numpy(),
+        }
+    )
+    captions = pd.concat([pool.captions, added], ignore_index=True)
+    return replace(pool, captions=captions)

@@ -1,0 +1,78 @@
+"""``data.laion.translate``: which machine-translation model turns the sample's English captions
+into the other training languages, and how it runs.
+
+Its own module (not :mod:`xlr.config`) so that the translation code and the params schema share
+one definition without the schema growing; :mod:`xlr.config` imports it. Nothing here imports
+transformers: a params file is checked without loading a model.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from xlr.paths import resolve_path
+
+PositiveInt = Annotated[int, Field(gt=0)]
+
+# A Hugging Face hub repository id: "name" or "owner/name", letters, digits, "-", "_", "."
+_HUB_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*$")
+MARIAN_TARGET = "{lang}"  # where a Marian model name takes the target language
+
+
+def _looks_like_a_path(model: str) -> bool:
+    """A name written as a file path (absolute, ./ or ../, ~, or more than one folder deep)."""
+    bare = model.replace(MARIAN_TARGET, "xx")
+    return bare.startswith(("/", ".", "~")) or not _HUB_ID.match(bare)
+
+
+class TranslateSection(BaseModel):
+    """A transformers sequence-to-sequence MT model and its batching.
+
+    ``model`` is a hub name (``facebook/nllb-200-distilled-600M``, ``facebook/m2m100_418M``) or a
+    local folder that ``from_pretrained`` reads (a relative one from the project root);
+    ``family`` says how the model names languages (``nllb``: ``deu_Latn``; ``m2m100``: ``de``;
+    ``marian``: one model per target, so ``model`` holds ``{lang}``, e.g.
+    ``Helsinki-NLP/opus-mt-en-{lang}``). ``batch_size`` captions go through ``generate`` at
+    once, with ``num_beams`` beams and at most ``max_new_tokens`` tokens out.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    model: str
+    family: Literal["nllb", "m2m100", "marian"]
+    batch_size: PositiveInt = 32
+    max_new_tokens: PositiveInt = 128
+    num_beams: PositiveInt = 1
+
+    @field_validator("model")
+    @classmethod
+    def _hub_name_or_folder(cls, model: str) -> str:
+        # a Marian folder per target is checked when its target is translated
+        folder = resolve_path(model).expanduser()
+        if _looks_like_a_path(model) and MARIAN_TARGET not in model and not folder.is_dir():
+            raise ValueError(
+                f"data.laion.translate.model {model!r} is written as a path but "
+                f"{folder} is not a folder; give a folder that "
+                "from_pretrained reads (config.json, tokenizer, weights) or a hub name such as "
+                "facebook/nllb-200-distilled-600M"
+            )
+        return model
+
+    @model_validator(mode="after")
+    def _marian_names_its_target(self) -> TranslateSection:
+        per_target = MARIAN_TARGET in self.model
+        if per_target != (self.family == "marian"):
+            raise ValueError(
+                f"data.laion.translate.model {self.model!r} with family {self.family!r}: a "
+                f"Marian model translates one pair, so its name holds {MARIAN_TARGET} (e.g. "
+                "Helsinki-NLP/opus-mt-en-{lang}), and only a Marian name does; fix model or family"
+            )
+        return self
+
+    def model_for(self, lang: str) -> str:
+        """The model (hub name or resolved folder) that translates English into ``lang``."""
+        name = self.model.replace(MARIAN_TARGET, lang)
+        return str(resolve_path(name).expanduser()) if _looks_like_a_path(name) else name
