@@ -138,7 +138,7 @@ def test_index_renders_tables_escaped_and_links_their_files(study) -> None:
     )
     reproduce(params, notebooks=[write_notebook(nbs / "06_tables.ipynb", writer)])
     index = (out / "index.html").read_text()
-    assert index.count("<table>") == 2 and PAYLOAD not in index
+    assert index.count('<div class="table-wrap" data-table=') == 2 and PAYLOAD not in index
     assert "&lt;script&gt;alert(" in index
     assert index.index("claims") < index.index("headline")  # the claims table comes first
     explained = index[index.index("The columns:") : index.index("headline")]
@@ -199,3 +199,33 @@ def test_a_real_study_gets_no_smoke_banner(tmp_path: Path) -> None:
     index = write_index(tmp_path, load_params(params_file), params_file, "0" * 64, []).read_text()
     assert "not findings" not in index and "Synthetic data" in index
     assert "No figures yet" in index and "No tables yet" in index
+
+
+def test_widget_outputs_become_the_text_their_saved_state_shows() -> None:
+    """Known answers: a finished tqdm box reads as in a terminal; a bar closed before the
+    notebook ended (no saved state) keeps its plain-text form; one without any text goes."""
+    from xlr.export import WIDGET_STATE, WIDGET_VIEW, flatten_widgets
+
+    state = {
+        "box": {"model_name": "HBoxModel", "state": {"children": ["IPY_MODEL_l", "IPY_MODEL_b"]}},
+        "l": {"model_name": "HTMLModel", "state": {"value": "steps:\u2007100%"}},
+        "b": {"model_name": "FloatProgressModel", "state": {"value": 3, "max": 10, "min": 0}},
+        "x": {"model_name": "HTMLModel", "state": {"value": "&lt;b&gt;"}},
+    }
+    views = [
+        {WIDGET_VIEW: {"model_id": "box"}, "text/plain": "steps: 0%"},
+        {WIDGET_VIEW: {"model_id": "gone"}, "text/plain": "closed: 0%"},
+        {WIDGET_VIEW: {"model_id": "gone"}},
+        {WIDGET_VIEW: {"model_id": "x"}},
+    ]
+    cell = nbformat.v4.new_code_cell("")
+    cell.outputs = [nbformat.v4.new_output("display_data", data=data) for data in views]
+    notebook = nbformat.v4.new_notebook(cells=[cell])
+    notebook.metadata["widgets"] = {WIDGET_STATE: {"state": state}}
+    flat = flatten_widgets(notebook)
+    assert [o["data"] for o in flat.cells[0].outputs] == [
+        {"text/plain": "steps: 100%|███       |"},
+        {"text/plain": "closed: 0%"},
+        {"text/plain": "<b>"},  # text, escaped when the page is written
+    ]
+    assert "widgets" not in flat.metadata
