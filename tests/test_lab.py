@@ -76,3 +76,19 @@ def test_make_lab_listens_on_localhost_with_a_token(tmp_path: Path) -> None:
     random = lab_command(tmp_path / "stamp", None)
     token = random.split("--IdentityProvider.token=")[1].split()[0]
     assert len(token) >= 24  # a fresh random token when none is given
+
+
+def test_a_kernel_of_another_python_shadowing_xlr_is_refused(tmp_path: Path, monkeypatch) -> None:
+    """papermill would run the notebooks with whichever ``xlr`` Jupyter finds first: one that
+    runs another Python (here planted first on JUPYTER_PATH) stops ``xlr reproduce`` with the
+    fix, instead of failing later on a missing ``xlr`` import."""
+    from xlr.kernel import ensure_kernel
+
+    spec_dir = tmp_path / "kernels" / KERNEL_NAME
+    spec_dir.mkdir(parents=True)
+    argv = ["/usr/bin/python3", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    spec = {"argv": argv, "display_name": "other", "language": "python"}
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    with pytest.raises(RuntimeError, match="jupyter kernelspec remove xlr"):
+        ensure_kernel()
