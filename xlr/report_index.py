@@ -53,24 +53,26 @@ NOTEBOOK_ROLES: dict[str, str] = {
 }
 # What each figure the notebooks save shows; a figure not listed gets its humanised file name.
 FIGURE_CAPTIONS: dict[str, str] = {
-    "per_language_t2i_r1": "Text-to-image R@1 per caption language and arm; seen and held-out "
-    "languages are marked, so the gain from fine-tuning and how far it reaches held-out "
-    "languages can be read per language.",
+    "per_language_t2i_r1": "Text-to-image R@1 per caption language and arm, with error bars; "
+    "seen and held-out languages apart, so the gain from fine-tuning and how far it reaches "
+    "held-out languages can be read per language.",
     "xt2t_r1_hybrid": "Cross-lingual text-to-text R@1 of the hybrid arm for every ordered pair "
     "of query and target language.",
     "xt2t_r1_hybrid_minus_zeroshot": "The hybrid arm's cross-lingual text-to-text R@1 minus the "
     "zero-shot base's, per language pair: where fine-tuning helped (positive) or hurt.",
-    "alpha_sweep_multilingual_map": "Multilingual mAP against the hybrid mixing rate alpha "
-    "(0 = cross-lingual batches only, 1 = monolingual only).",
-    "map_vs_trainable_params": "Multilingual mAP against the number of trained parameters: "
-    "full fine-tuning, a shared LoRA and per-language adapters at their cost.",
-    "seen_vs_heldout_t2i_r1": "Text-to-image R@1 on the seen languages against the held-out "
-    "languages, one point per arm: how much of the gain transfers.",
-    "rank_distance_seen_pool": "Language bias: the maximum rank distance between a query's "
-    "relevant captions in the seen languages' pool, per arm (lower is less biased).",
-    "calibration": "Calibration of the claims' verdicts: how often two runs of one arm are "
-    "called different (A/A rate), the power at the minimum effect and the smallest effect "
-    "each measure can detect.",
+    "alpha_sweep_multilingual_map": "Multilingual mAP against the hybrid mix alpha (the share "
+    "of monolingual batches), a line per what trains (full or LoRA).",
+    "map_vs_trainable_params": "Multilingual mAP against the number of trainable parameters "
+    "(log scale), one point per arm: what full fine-tuning, a shared LoRA and per-language "
+    "adapters buy per parameter trained.",
+    "seen_vs_heldout_t2i_r1": "Text-to-image R@1 on the seen and the held-out languages, side "
+    "by side per arm: whether the gain on the trained languages transfers.",
+    "rank_distance_seen_pool": "Language bias per arm: the distribution of each query's maximum "
+    "rank distance between its relevant captions in the seen languages' pool (box: quartiles; "
+    "diamond: the mean the claims compare; lower is less biased).",
+    "calibration": "Calibration of the claims' verdicts on resamples: how often a verdict is "
+    "reached when there is no true effect (A/A, left) and how often zero is excluded when the "
+    "minimum effect is planted (power, right).",
 }
 DIGESTS_EXPLAINED = (
     "Two hashes name the parameters. The <em>params file sha256</em> is the hash of the YAML "
