@@ -12,17 +12,25 @@ where it can); without it, or without playwright, the browser test is skipped an
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from xlr.analysis.tables import CLAIMS_COLUMNS
-from xlr.export import external_fetches
+from xlr.export import external_fetches, page_css
 from xlr.report import reproduce
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 VIEWPORT = {"width": 1280, "height": 900}
 
+CAPTIONS = {
+    "en": "two red circles",
+    "hi": "दो लाल वृत्त",
+    "ar": "دائرتان حمراوان",
+    "zh": "两个红色的圆",
+    "ru": "два красных круга",
+}
 GALLERY = """
 import numpy as np
 import pandas as pd
@@ -34,8 +42,7 @@ from xlr.data.imagetext import ArrayImages, ImageTextSet
 
 for _ in tqdm(range(3), desc="steps"):
     pass
-texts = {"en": "two red circles", "hi": "दो लाल वृत्त", "ar": "دائرتان حمراوان",
-         "zh": "两个红色的圆", "ru": "два красных круга"}
+texts = {CAPTIONS!r}
 caps = pd.DataFrame({"image_id": [0] * 5, "lang": list(texts), "caption_idx": [0] * 5,
                      "caption": list(texts.values())})
 pixels = np.random.default_rng(0).integers(0, 255, (1, 16, 16, 3), dtype=np.uint8)
@@ -96,11 +103,15 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     out = root / "reports" / "smoke"
     notebooks = [
-        write_notebook(root / "01_gallery.ipynb", GALLERY),
+        write_notebook(root / "01_gallery.ipynb", gallery_source()),
         write_notebook(root / "06_tables.ipynb", writer_source(out)),
     ]
     reproduce(params, notebooks=notebooks)
     return out
+
+
+def gallery_source() -> str:
+    return GALLERY.replace("{CAPTIONS!r}", repr(CAPTIONS))
 
 
 def pages(out: Path) -> list[Path]:
@@ -116,7 +127,7 @@ def test_pages_fetch_nothing_and_show_progress_as_text(report: Path) -> None:
         assert '<script src="http' not in text and "widget-view+json" not in text
     gallery = (report / "01_gallery.nocode.html").read_text(encoding="utf-8")
     assert "steps: 100%|██████████| 3/3" in gallery
-    assert "दो लाल वृत्त" in gallery and "两个红色的圆" in gallery
+    assert all(caption in gallery for caption in CAPTIONS.values())
 
 
 def chromium() -> str:
@@ -184,5 +195,38 @@ def test_pages_render_offline_in_chromium(report: Path) -> None:
                 width, room = found["claimsBox"]
                 assert width <= room, f"the claims table ({width}px) overflows its box ({room}px)"
                 assert found["overflowingCells"] == 0, "claims table text overflows its cells"
+        fonts = caption_fonts(page, report / "01_gallery.nocode.html")
         browser.close()
     assert problems == []
+    if noto_installed():  # every script's caption is drawn by a font the stack names
+        stack = page_css()
+        for lang, families in fonts.items():
+            assert families and all(f'"{family}"' in stack for family in families), (lang, families)
+
+
+def noto_installed() -> bool:
+    fc_list = shutil.which("fc-list")
+    if fc_list is None:
+        return False
+    listed = subprocess.run([fc_list], capture_output=True, text=True).stdout
+    return all(name in listed for name in ("Noto Sans Devanagari", "Noto Sans CJK"))
+
+
+def caption_fonts(page, path: Path) -> dict[str, list[str]]:
+    """The fonts Chromium drew each gallery caption with (DevTools' platform fonts)."""
+    page.goto(path.as_uri(), wait_until="load")
+    session = page.context.new_cdp_session(page)
+    session.send("DOM.enable")
+    session.send("CSS.enable")
+    root = session.send("DOM.getDocument")["root"]["nodeId"]
+    fonts = {}
+    for lang, caption in CAPTIONS.items():
+        page.evaluate(
+            "([lang, text]) => { for (const td of document.querySelectorAll('td')) "
+            "{ if (td.textContent === text) td.id = 'caption-' + lang; } }",
+            [lang, caption],
+        )
+        node = session.send("DOM.querySelector", {"nodeId": root, "selector": f"#caption-{lang}"})
+        used = session.send("CSS.getPlatformFontsForNode", {"nodeId": node["nodeId"]})["fonts"]
+        fonts[lang] = [font["familyName"] for font in used]
+    return fonts
