@@ -1,12 +1,13 @@
 # The two commands of a fresh machine: `make smoke` (the smoke study) and `make test`.
 # Both create .venv from pyproject.toml on first use; nothing else needs to be installed.
+# `make lab` opens the notebooks in JupyterLab on the `xlr` kernel (this .venv's Python).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PARAMS ?= params/smoke.yaml
 STAMP := $(VENV)/.installed
 
-.PHONY: env smoke study test lint bench clean
+.PHONY: env smoke study test browser lab lint bench clean
 
 env: $(STAMP)
 
@@ -15,6 +16,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python -m pip install --quiet --no-deps img2dataset==1.47.0
+	$(BIN)/python -m xlr.kernel
 	touch $(STAMP)
 
 smoke: env
@@ -23,8 +25,31 @@ smoke: env
 study: env
 	$(BIN)/xlr reproduce params/synthetic.yaml
 
-test: env
+test: env browser
 	$(BIN)/python -m pytest
+
+# tests/test_browser.py opens the exported pages in Debian's Chromium with the Noto fonts
+# (Latin, Cyrillic, Arabic, Devanagari, CJK). Installed through apt-get where this runs as root;
+# elsewhere, or when apt-get fails, the test is skipped and says why.
+BROWSER_PACKAGES := chromium fonts-noto-core fonts-noto-cjk
+browser:
+	@if command -v dpkg >/dev/null 2>&1 && dpkg -s $(BROWSER_PACKAGES) >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends $(BROWSER_PACKAGES) >/dev/null) \
+	  || echo "apt-get could not install $(BROWSER_PACKAGES): the browser test will be skipped"; \
+	else echo "$(BROWSER_PACKAGES) missing and apt-get needs root: the browser test will be skipped"; fi
+
+# JupyterLab on localhost only, behind a token (XLR_LAB_TOKEN, else a random one, printed first),
+# with the `xlr` kernel registered from .venv; as root it needs --allow-root.
+JUPYTER = $(BIN)/jupyter
+lab: env
+	$(BIN)/python -m xlr.kernel
+	@token="$${XLR_LAB_TOKEN:-$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(24))')}"; \
+	echo "JupyterLab token: $$token"; \
+	$(JUPYTER) lab --ip=127.0.0.1 --no-browser --IdentityProvider.token="$$token" \
+	  --MultiKernelManager.default_kernel_name=xlr --ServerApp.root_dir="$(CURDIR)" \
+	  $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 lint: env
 	$(BIN)/ruff check xlr tests benchmarks

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 import re
 from pathlib import Path
 
@@ -11,7 +12,11 @@ import pytest
 
 from xlr.analysis.tables import CLAIMS_COLUMNS
 from xlr.cli import main
-from xlr.report import NotebookFailed, reproduce
+from xlr.config import load_params
+from xlr.report import NotebookFailed, NotebookRun, reproduce
+from xlr.report_index import FIGURE_CAPTIONS, write_index
+
+ROOT = Path(__file__).resolve().parents[1]
 
 PAYLOAD = "<script>alert('xss')</script>"
 
@@ -81,7 +86,17 @@ def test_runs_in_order_exports_html_and_skips_on_rerun(study) -> None:
     index = (out / "index.html").read_text()
     links = re.findall(r'(?:href|src)="([^"]+)"', index)
     assert len(links) == 6 and all((out / link).is_file() for link in links)
-    assert "git commit" in index and "params sha256" in index
+    for row in (
+        "git commit",
+        "uncommitted changes",
+        "params file sha256",
+        "validated params digest",
+    ):
+        assert f"<th>{row}</th>" in index
+    status = json.loads((out / "status.json").read_text())
+    assert (
+        status["01_a.ipynb"]["params"] in index and "validated params" in status["about"]["params"]
+    )
 
 
 def test_failing_notebook_stops_and_keeps_earlier_reports(study) -> None:
@@ -123,7 +138,7 @@ def test_index_renders_tables_escaped_and_links_their_files(study) -> None:
     )
     reproduce(params, notebooks=[write_notebook(nbs / "06_tables.ipynb", writer)])
     index = (out / "index.html").read_text()
-    assert index.count("<table>") == 2 and PAYLOAD not in index
+    assert index.count('<div class="table-wrap" data-table=') == 2 and PAYLOAD not in index
     assert "&lt;script&gt;alert(" in index
     assert index.index("claims") < index.index("headline")  # the claims table comes first
     explained = index[index.index("The columns:") : index.index("headline")]
@@ -134,3 +149,83 @@ def test_index_renders_tables_escaped_and_links_their_files(study) -> None:
     for name in ("claims.md", "claims.csv", "tables/headline.md", "tables/headline.csv"):
         assert name in links
     assert all((out / link).is_file() for link in links)
+
+
+def test_index_says_what_the_study_is_and_what_its_numbers_are(tmp_path: Path) -> None:
+    """The smoke study's landing page: question, data, arms, the smoke and synthetic banners,
+    the claims table explained, readable captioned figures linked to full size, provenance as a
+    table, inline CSS and nothing fetched."""
+    from PIL import Image
+
+    out = tmp_path / "report"
+    (out / "figures").mkdir(parents=True)
+    for stem in ("per_language_t2i_r1", "odd_extra-plot"):
+        Image.new("RGB", (1200, 600), "white").save(out / "figures" / f"{stem}.png")
+    (out / "figures" / "per_language_t2i_r1.svg").write_text("<svg/>")
+    (out / "claims.md").write_text(
+        "| claim | verdict |\n| --- | --- |\n"
+        "| hybrid beats multi | not run (multi-full missing) |\n"
+    )
+    params_file = ROOT / "params" / "smoke.yaml"
+    params = load_params(params_file)
+    runs = [NotebookRun("01_data_sampling.ipynb", "skipped", 12.5)]
+    index = write_index(out, params, params_file, "d" * 64, runs).read_text()
+    assert "numbers are checks, not findings" in index and "Synthetic data" in index
+    assert "Question." in index and "hybrid batch training" in index
+    for lang in params.data.train_langs + params.data.heldout_langs:
+        assert lang in index
+    assert "zeroshot, mono, cross, hybrid" in index and "tiny open_clip model" in index
+    assert 'width="480"' not in index and "max-width: 100%" in index
+    caption = html.escape(FIGURE_CAPTIONS["per_language_t2i_r1"])
+    assert f"<figcaption>{caption}" in index
+    assert "<figcaption>Odd extra plot" in index  # an unknown figure gets a readable name
+    assert (
+        '<a href="figures/per_language_t2i_r1.png"><img src="figures/per_language_t2i_r1.png"'
+        in index
+    )
+    assert 'href="figures/per_language_t2i_r1.svg"' in index
+    assert "is no failure" in index  # a claim whose arm did not run is explained
+    rows = ["git commit", "uncommitted changes", "date (UTC)", "params file sha256"]
+    rows += ["validated params digest", "Python", "packages", "device", "data source"]
+    rows += ["model kind", "fine-tuning seeds", "base seeds", "wall time per notebook"]
+    for row in rows:
+        assert f"<th>{row}</th>" in index
+    assert "d" * 64 in index and "01_data_sampling.ipynb 12.5 s (skipped)" in index
+    assert "<script" not in index and "<link" not in index and "http" not in index
+
+
+def test_a_real_study_gets_no_smoke_banner(tmp_path: Path) -> None:
+    params_file = ROOT / "params" / "synthetic.yaml"
+    index = write_index(tmp_path, load_params(params_file), params_file, "0" * 64, []).read_text()
+    assert "not findings" not in index and "Synthetic data" in index
+    assert "No figures yet" in index and "No tables yet" in index
+
+
+def test_widget_outputs_become_the_text_their_saved_state_shows() -> None:
+    """Known answers: a finished tqdm box reads as in a terminal; a bar closed before the
+    notebook ended (no saved state) keeps its plain-text form; one without any text goes."""
+    from xlr.export import WIDGET_STATE, WIDGET_VIEW, flatten_widgets
+
+    state = {
+        "box": {"model_name": "HBoxModel", "state": {"children": ["IPY_MODEL_l", "IPY_MODEL_b"]}},
+        "l": {"model_name": "HTMLModel", "state": {"value": "steps:\u2007100%"}},
+        "b": {"model_name": "FloatProgressModel", "state": {"value": 3, "max": 10, "min": 0}},
+        "x": {"model_name": "HTMLModel", "state": {"value": "&lt;b&gt;"}},
+    }
+    views = [
+        {WIDGET_VIEW: {"model_id": "box"}, "text/plain": "steps: 0%"},
+        {WIDGET_VIEW: {"model_id": "gone"}, "text/plain": "closed: 0%"},
+        {WIDGET_VIEW: {"model_id": "gone"}},
+        {WIDGET_VIEW: {"model_id": "x"}},
+    ]
+    cell = nbformat.v4.new_code_cell("")
+    cell.outputs = [nbformat.v4.new_output("display_data", data=data) for data in views]
+    notebook = nbformat.v4.new_notebook(cells=[cell])
+    notebook.metadata["widgets"] = {WIDGET_STATE: {"state": state}}
+    flat = flatten_widgets(notebook)
+    assert [o["data"] for o in flat.cells[0].outputs] == [
+        {"text/plain": "steps: 100%|███       |"},
+        {"text/plain": "closed: 0%"},
+        {"text/plain": "<b>"},  # text, escaped when the page is written
+    ]
+    assert "widgets" not in flat.metadata
