@@ -17,6 +17,7 @@ import yaml
 
 from xlr.config import load_params
 from xlr.eval.runner import base_report
+from xlr.kernel import ensure_kernel
 from xlr.notebook import SECTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,8 +71,11 @@ def xlr_root(tmp_path_factory: pytest.TempPathFactory):
 
 
 def run_every_notebook(out_dir: Path, cwd: Path, **papermill_args: object) -> None:
-    """Execute all notebooks in order into ``out_dir`` (one shared run directory)."""
+    """Execute all notebooks in order into ``out_dir`` (one shared run directory), on the
+    ``xlr`` kernel they name (registered first, as ``xlr reproduce`` does, so a bare ``pytest``
+    on a fresh environment finds it)."""
     out_dir.mkdir(exist_ok=True)
+    ensure_kernel()
     for path in NOTEBOOKS:
         papermill.execute_notebook(
             str(path), str(out_dir / path.name), cwd=str(cwd), progress_bar=False, **papermill_args
