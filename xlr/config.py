@@ -299,7 +299,9 @@ class TrainSection(Section):
     weight_decay: Annotated[float, Field(ge=0)] = 0.1
     lambda_tt: Annotated[float, Field(ge=0)] = 1.0
     grad_clip: Annotated[float, Field(gt=0)] | None = 1.0
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # fp16: CUDA, GradScaler (loop)
+    loader_workers: Annotated[int, Field(ge=0)] = 2  # input pipeline (xlr.train.inputs)
+    cache_image_features: bool = Field(default=False, exclude_if=lambda v: not v)  # image_cache
     checkpoint_every: PositiveInt = 100
     # one policy for every arm (full, shared LoRA, per-language adapters): the loss temperature
     # trains or stays at the base's value; it changes no embedding, only the training signal
@@ -431,10 +433,12 @@ class Params(Section):
         return config_hash(*(getattr(self, name) for name in sections))
 
     def weights_hash(self, *sections: str) -> str:
-        """:meth:`section_hash` less ``train.tune``: the grid of rates tried decides which rate
-        an arm gets, not what an arm trained at a given rate is (its checkpoint's identity)."""
+        """:meth:`section_hash` less ``train.tune`` and ``train.loader_workers``: the grid of
+        rates decides which rate an arm gets, the workers how fast it loads, neither what an arm
+        trained at a given rate is (its checkpoint's identity)."""
+        speed_only = {"tune", "loader_workers"}
         parts = [
-            self.train.model_dump(mode="json", exclude={"tune"}) if name == "train"
+            self.train.model_dump(mode="json", exclude=speed_only) if name == "train"
             else getattr(self, name)
             for name in sections
         ]  # fmt: skip
