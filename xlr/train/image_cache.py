@@ -2,7 +2,7 @@
 
 Why: the image tower is locked in every arm (:mod:`xlr.train.trainable`), so with no augmentation
 each image's features are the same at every step of every arm of a base. With
-``train.cache_image_features`` they are encoded once (:func:`xlr.eval.encoders.encode_images`,
+``train.cache_image_features`` they are encoded once (:func:`xlr.models.encode.encode_images`,
 under the training precision) and the steps skip the image tower: the objective reads their rows
 (:class:`xlr.train.objective.ContrastiveObjective`).
 
@@ -27,8 +27,8 @@ from torch import nn
 
 from xlr.config import Params, config_hash
 from xlr.data.imagetext import ImageTextSet
-from xlr.eval.encoders import encode_images
 from xlr.io import atomic_file
+from xlr.models.encode import encode_images
 from xlr.models.factory import ModelBundle
 from xlr.paths import resolve_path
 from xlr.runtime import DistContext, resolve_precision
