@@ -37,6 +37,7 @@ from xlr.train.image_cache import (
 from xlr.train.inputs import step_inputs
 from xlr.train.loop import Trainer, check_train_precision
 from xlr.train.objective import contrastive_objective
+from xlr.train.pretrain import pretrain
 from xlr.train.trainable import unlock_text_tower
 
 LANGS = ["en", "de", "es", "ja"]
@@ -149,6 +150,24 @@ def test_an_interrupted_run_with_workers_resumes_to_the_weights_of_one_without(
     got = load_file(out / MODEL_DIR / WEIGHTS)
     assert all(torch.equal(expected[key], got[key]) for key in expected)
     assert log_losses(out) == log_losses(reference.out_dir)
+
+
+def test_pretraining_with_workers_gives_the_weights_of_pretraining_without(world: dict) -> None:
+    """Pretraining reseeds no step (one dropout stream): the workers must not draw from it."""
+    pool = world["pool"]
+    first = pool.captions[(pool.captions["lang"] == "en") & (pool.captions["caption_idx"] == 0)]
+    pairs = dataclasses.replace(pool, captions=first.reset_index(drop=True))
+    weights = []
+    for workers in (0, 2):
+        raw = raw_params(world["root"] / "runs", loader_workers=workers)
+        raw["model"]["tiny"] |= {"pretrain_steps": 3, "pretrain_batch_size": 8}
+        bundle = load_model(world["model"])
+        pretrain(
+            bundle, pairs, parse_params(raw), 0, weight_decay=0.1, grad_clip=1.0,
+            precision="fp32", progress=False,
+        )  # fmt: skip
+        weights.append(bundle.model.state_dict())
+    assert all(torch.equal(value, weights[1][key]) for key, value in weights[0].items())
 
 
 def test_cached_features_give_the_loss_and_gradients_of_the_locked_image_tower(

@@ -105,7 +105,8 @@ def step_inputs(
 
     Workers are forked, not spawned: a plan is a closure over its sampler and need not pickle.
     They keep one torch thread each (the DataLoader's default) and each holds up to two steps
-    ahead.
+    ahead. The DataLoader draws its workers' seeds from a generator of its own: from torch's
+    global one it would shift the dropout stream of a plan that does not reseed (pretraining).
     """
     if workers < 0:
         raise ValueError(f"train.loader_workers must be >= 0, got {workers}")
@@ -120,6 +121,7 @@ def step_inputs(
         collate_fn=_as_is,
         pin_memory=ctx.device.type == "cuda",
         multiprocessing_context="fork",
+        generator=torch.Generator(),
     )
 
 
