@@ -15,6 +15,7 @@ text-text, backward, AdamW. The tiny model's image tower runs at ``--image-size`
 saving is the image tower's share of the step, which grows with the image size.
 
     python benchmarks/bench_pipeline.py [--workers 2] [--images 512] [--batch 64] [--image-size 64]
+        [--threads 1]
 """
 
 from __future__ import annotations
@@ -170,7 +171,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20, help="timed steps of each kind in (b)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads here; 0: default")
     args = parser.parse_args()
+    if args.threads:  # the workers keep one thread each whatever this is
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         start = time.perf_counter()
