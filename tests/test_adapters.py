@@ -269,11 +269,11 @@ def test_crashed_run_resumes_to_identical_adapters(
     )
     step, calls = Trainer.step, []
 
-    def crash_at_third(self: Trainer, batch: object) -> dict[str, float]:
+    def crash_at_third(self: Trainer, batch: object, loaded: object = None) -> dict[str, float]:
         calls.append(1)
         if len(calls) == 3:
             raise RuntimeError("killed")
-        return step(self, batch)
+        return step(self, batch, loaded)
 
     monkeypatch.setattr(Trainer, "step", crash_at_third)
     with pytest.raises(RuntimeError, match="killed"):

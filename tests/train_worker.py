@@ -26,8 +26,8 @@ from xlr.train.loop import Trainer
 def slowed(step, delay: float):
     """``Trainer.step`` followed by a pause: a kill then lands between two steps' writes."""
 
-    def step_then_sleep(self, batch):
-        metrics = step(self, batch)
+    def step_then_sleep(self, batch, loaded=None):
+        metrics = step(self, batch, loaded)
         time.sleep(delay)
         return metrics
 

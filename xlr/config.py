@@ -17,9 +17,7 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from xlr.data.download_settings import DownloadSection
-from xlr.data.laion import LaionColumns, LaionEngine, LaionFilters, LaionInputs, LaionQuotas
-from xlr.data.translate_settings import TranslateSection
+from xlr.data.laion_settings import LaionSection
 from xlr.langs import UnknownLanguageError, canonical_code
 
 SYNTHETIC_LANGS: tuple[str, ...] = (
@@ -136,39 +134,6 @@ class SyntheticSection(Section):
     def validation_images(self) -> int:
         """Images in the validation pool: ``val_images``, else as many as ``eval_images``."""
         return self.eval_images if self.val_images is None else self.val_images
-
-
-class LaionSection(Section):
-    """The real path: a study subset of LAION-5B metadata (xlr.data.laion), then img2dataset.
-
-    The input, column, quota, filter and engine specs are the sampler's own models, so the
-    params file and a direct call of :func:`xlr.data.laion.sample_laion` are validated by the
-    same rules. ``columns`` names each role's release schema (Re-LAION research-safe files call
-    the caption ``caption``); ``engine`` is DuckDB's memory limit, threads and spill folder;
-    ``shards`` img2dataset shards to use instead of sampling and downloading (inputs and quotas
-    may then be left out). Unset, they are left out of dumps, so of the hashes naming checkpoints.
-    ``val_fraction`` of the images are held out for validation; ``translate`` machine-translates.
-    """
-
-    snapshot: str = "relaion2B-multi-research-safe"
-    inputs: LaionInputs | None = Field(default=None, exclude_if=lambda v: v is None)
-    columns: LaionColumns = LaionColumns()
-    quotas: LaionQuotas | None = Field(default=None, exclude_if=lambda v: v is None)
-    filters: LaionFilters = LaionFilters()
-    engine: LaionEngine = LaionEngine()
-    download: DownloadSection = DownloadSection()
-    shards: str | None = Field(default=None, exclude_if=lambda v: v is None)
-    val_fraction: Annotated[float, Field(gt=0.0, le=0.2)] = 0.02  # xlr.data.laion.holdout
-    translate: TranslateSection | None = Field(default=None, exclude_if=lambda v: v is None)
-
-    @model_validator(mode="after")
-    def _sample_or_shards(self) -> LaionSection:
-        if self.shards is None and (self.inputs is None or self.quotas is None):
-            raise ValueError(
-                "data.laion needs inputs and quotas (the metadata to sample and download), "
-                "or shards (a folder of img2dataset shards downloaded elsewhere)"
-            )
-        return self
 
 
 class DataSection(Section):
@@ -303,7 +268,9 @@ class TrainSection(Section):
     weight_decay: Annotated[float, Field(ge=0)] = 0.1
     lambda_tt: Annotated[float, Field(ge=0)] = 1.0
     grad_clip: Annotated[float, Field(gt=0)] | None = 1.0
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # fp16: CUDA, GradScaler (loop)
+    loader_workers: Annotated[int, Field(ge=0)] = 2  # input pipeline (xlr.train.inputs)
+    cache_image_features: bool = Field(default=False, exclude_if=lambda v: not v)  # image_cache
     checkpoint_every: PositiveInt = 100
     # one policy for every arm (full, shared LoRA, per-language adapters): the loss temperature
     # trains or stays at the base's value; it changes no embedding, only the training signal
@@ -436,10 +403,12 @@ class Params(Section):
         return config_hash(*(getattr(self, name) for name in sections))
 
     def weights_hash(self, *sections: str) -> str:
-        """:meth:`section_hash` less ``train.tune``: the grid of rates tried decides which rate
-        an arm gets, not what an arm trained at a given rate is (its checkpoint's identity)."""
+        """:meth:`section_hash` less ``train.tune`` and ``train.loader_workers``: the grid of
+        rates decides which rate an arm gets, the workers how fast it loads, neither what an arm
+        trained at a given rate is (its checkpoint's identity)."""
+        speed_only = {"tune", "loader_workers"}
         parts = [
-            self.train.model_dump(mode="json", exclude={"tune"}) if name == "train"
+            self.train.model_dump(mode="json", exclude=speed_only) if name == "train"
             else getattr(self, name)
             for name in sections
         ]  # fmt: skip

@@ -37,12 +37,20 @@ def resolve_device(setting: str = "auto") -> torch.device:
 AUTOCAST_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def autocast(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager:
-    """Autocast for a ``precision`` setting: ``auto`` is bf16 on CUDA and plain fp32 on the CPU
-    (where bf16 is slower); ``fp32`` is plain fp32; ``bf16`` and ``fp16`` (for GPUs without
-    bf16) autocast to that dtype on any device, so an explicit setting is always honoured."""
+def resolve_precision(device: torch.device, precision: str = "auto") -> str:
+    """The precision a ``precision`` setting means on ``device``: ``auto`` is bf16 on CUDA and
+    fp32 on the CPU (where bf16 is slower); an explicit setting is itself."""
     if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
+        return "bf16" if device.type == "cuda" else "fp32"
+    return precision
+
+
+def autocast(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager:
+    """Autocast for a ``precision`` setting (:func:`resolve_precision`): ``fp32`` is plain fp32;
+    ``bf16`` and ``fp16`` (for GPUs without bf16) autocast to that dtype on any device, so an
+    explicit setting is always honoured. Training refuses fp16 off CUDA
+    (:func:`xlr.train.loop.check_train_precision`); evaluation, forward only, runs it."""
+    precision = resolve_precision(device, precision)
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision])

@@ -8,22 +8,19 @@ study at a folder downloaded elsewhere (a cluster), checked by :func:`check_give
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image
 
 from xlr.data.imagetext import CAPTION_COLUMNS, ImageTextSet
-from xlr.data.shards import read_shards
+from xlr.data.shards import read_shards, shard_images
 from xlr.langs import UnknownLanguageError, canonical_code
 
 UNKNOWN_LANGUAGE = "unknown"  # rows whose LANGUAGE is null, or samples without the column
@@ -43,24 +40,6 @@ _HTTP_ERROR = re.compile(r"^HTTP Error (\d{3})\b")
 
 
 _MAX_KIND_CHARS = 120
-
-
-@dataclass(frozen=True)
-class EncodedImages:
-    """Images kept encoded (JPEG bytes) and decoded on access.
-
-    A download is mixed in size (``keep_ratio`` fixes only the short side) and about ten times
-    smaller encoded than as pixels, so it is held as bytes rather than in :class:`ArrayImages`.
-    """
-
-    blobs: Sequence[bytes]
-
-    def __len__(self) -> int:
-        return len(self.blobs)
-
-    def __getitem__(self, index: int) -> Image.Image:
-        with Image.open(io.BytesIO(self.blobs[index])) as img:
-            return img.convert("RGB")
 
 
 def _shard_problem(shard_dir: Path, shard: str) -> str | None:
@@ -179,22 +158,21 @@ def load_downloaded(out_dir: Path, name: str = "laion", *, eng_text: bool = Fals
     machine translation (ENG TEXT) as the English caption 0 of non-English images, for the
     translated-caption arms. ``translated_by`` says who wrote each caption: ``""`` the web page,
     ``ENG TEXT`` LAION's translation (:mod:`xlr.data.laion.translate` adds its own). Images stay
-    JPEG-encoded in memory (:class:`EncodedImages`).
+    in the tars (:class:`xlr.data.shards.ShardImages`): memory holds where each lies, not its
+    bytes.
     """
     out_dir = Path(out_dir)
     keys: list[str] = []
-    blobs: list[bytes] = []
     records: list[tuple[int, str, int, str, str]] = []
     for image_id, sample in enumerate(read_shards(out_dir)):
         meta = sample["json"]
         lang = _sample_language(meta, out_dir)
         keys.append(sample["key"])
-        blobs.append(sample["jpg"])
         records.append((image_id, lang, 0, sample["txt"], ""))
         if eng_text and lang != "en" and meta.get("ENG TEXT"):
             records.append((image_id, "en", 0, meta["ENG TEXT"], "ENG TEXT"))
     captions = pd.DataFrame(records, columns=[*CAPTION_COLUMNS, "translated_by"])
-    return ImageTextSet(name, keys, EncodedImages(blobs), captions)
+    return ImageTextSet(name, keys, shard_images(out_dir, keys)[1], captions)
 
 
 def check_given_shards(folder: Path) -> list[str]:

@@ -24,18 +24,21 @@ about twice as fast to write.
 from __future__ import annotations
 
 import hashlib
+import io
 import itertools
 import json
 import math
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import webdataset as wds
+from PIL import Image
 
 SHARD_DIGITS = 5  # img2dataset's oom_shard_count
 PARQUET_ROW_GROUP = 100  # img2dataset's BufferedParquetWriter buffer size
@@ -153,16 +156,88 @@ def write_shards(
     return shard_id
 
 
-def read_shards(shard_dir: Path) -> Iterator[dict[str, Any]]:
-    """Samples of every ``*.tar`` in ``shard_dir`` in shard and key order, read with webdataset:
-    ``key``, ``jpg`` (bytes), ``txt`` (str) and ``json`` (dict)."""
-    shard_dir = Path(shard_dir)
-    tars = sorted(shard_dir.glob("*.tar"))
+def _tars(shard_dir: Path) -> list[Path]:
+    tars = sorted(Path(shard_dir).glob("*.tar"))
     if not tars:
         raise FileNotFoundError(
             f"{shard_dir}: no webdataset shards (*.tar); point at a folder img2dataset or "
             "xlr.data.synthetic.generate_corpus wrote"
         )
+    return tars
+
+
+IMAGE_SUFFIXES: tuple[str, ...] = ("jpg", "jpeg", "png", "webp")  # img2dataset's encode formats
+
+
+@dataclass(frozen=True)
+class ShardImages:
+    """Images left in their webdataset tars, read and decoded on access.
+
+    Why: holding a pool as JPEG bytes costs every rank 20-35 GB at 900k images; this holds where
+    each image lies (tar, byte offset, size: 20 bytes an image) and reads it with one seek, so a
+    DataLoader worker (:mod:`xlr.train.inputs`) reads only the images of its batch. Picklable and
+    safe to share across forked workers: no file handle is kept open.
+    """
+
+    tars: tuple[str, ...]
+    tar_ids: np.ndarray  # int32 [N]: which tar holds image i
+    offsets: np.ndarray  # int64 [N]: byte offset of its data in that tar
+    sizes: np.ndarray  # int64 [N]: its size in bytes
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def read(self, index: int) -> bytes:
+        """The encoded bytes of image ``index``, as stored in its tar."""
+        path = self.tars[int(self.tar_ids[index])]
+        with open(path, "rb") as stream:
+            stream.seek(int(self.offsets[index]))
+            data = stream.read(int(self.sizes[index]))
+        if len(data) != self.sizes[index]:
+            raise ValueError(f"{path}: truncated at image {index}; download the shard again")
+        return data
+
+    def __getitem__(self, index: int) -> Image.Image:
+        with Image.open(io.BytesIO(self.read(index))) as img:
+            return img.convert("RGB")
+
+
+def shard_images(
+    shard_dir: Path, keys: Sequence[str] | None = None
+) -> tuple[list[str], ShardImages]:
+    """Index the images of every ``*.tar`` in ``shard_dir``: (their keys, the store).
+
+    Only the tar headers are read (``tarfile`` seeks over the data of an uncompressed tar). The
+    order is shard then member order, as :func:`read_shards` yields samples, or ``keys``' order
+    when given (a key without an image is an error). The key of ``000000042.jpg`` is
+    ``000000042``, as webdataset splits names.
+    """
+    tars = _tars(shard_dir)
+    found: dict[str, tuple[int, int, int]] = {}
+    for tar_id, path in enumerate(tars):
+        with tarfile.open(path, "r:") as archive:
+            for member in archive:
+                key, _, suffix = member.name.partition(".")
+                if member.isfile() and suffix.lower() in IMAGE_SUFFIXES:
+                    found[key] = (tar_id, member.offset_data, member.size)
+    order = list(found) if keys is None else list(keys)
+    missing = [key for key in order if key not in found]
+    if missing:
+        raise KeyError(
+            f"{shard_dir}: no image for keys {missing[:5]} ({len(missing)} in all) in the shards; "
+            "the shards changed since their metadata was read: read them again"
+        )
+    where = np.array([found[key] for key in order], dtype=np.int64).reshape(-1, 3)
+    store = ShardImages(
+        tuple(str(path) for path in tars), where[:, 0].astype(np.int32), where[:, 1], where[:, 2]
+    )
+    return order, store
+
+
+def read_shards(shard_dir: Path) -> Iterator[dict[str, Any]]:
+    """Samples of every ``*.tar`` in ``shard_dir`` in shard and key order, read with webdataset:
+    ``key``, ``jpg`` (bytes), ``txt`` (str) and ``json`` (dict)."""
+    tars = _tars(shard_dir)
     # nodesplitter=None: every rank of a torchrun job needs the whole pool (batches are drawn
     # globally, then sharded), so webdataset must not split the tars across ranks.
     dataset = wds.WebDataset(

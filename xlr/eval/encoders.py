@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from xlr.arms import FALLBACKS
 from xlr.config import Fallback
-from xlr.data.imagetext import CAPTION_COLUMNS, ImageStore, ImageTextSet, model_input
+from xlr.data.imagetext import CAPTION_COLUMNS, ImageStore, ImageTextSet
 from xlr.io import atomic_file
 from xlr.models.adapters import (
     AVERAGE,
@@ -37,36 +37,9 @@ from xlr.models.adapters import (
     add_average_adapter,
     load_adapters,
 )
+from xlr.models.encode import encode_images
 from xlr.models.factory import ModelBundle, load_model
 from xlr.runtime import autocast, chunks
-
-
-@torch.no_grad()
-def encode_images(
-    model: torch.nn.Module,
-    preprocess,
-    images: ImageStore,
-    device: torch.device,
-    batch_size: int = 256,
-    progress: bool = False,
-    precision: str = "auto",
-) -> np.ndarray:
-    """L2-normalised float32 image embeddings ``[N, D]``, the forward pass under
-    :func:`xlr.runtime.autocast` for ``precision``.
-
-    Images already decoded at the model's resolution skip the PIL transform (17-21 ms a batch
-    on this machine's CPU, more than the tiny model's forward pass).
-    """
-    if len(images) == 0:
-        raise ValueError("no images to encode")
-    model.eval()
-    out = []
-    for rows in tqdm(list(chunks(len(images), batch_size)), desc="images", disable=not progress):
-        batch = model_input(images, rows, model, preprocess).to(device)
-        with autocast(device, precision):
-            features = model.encode_image(batch, normalize=True)
-        out.append(features.float().cpu())
-    return torch.cat(out).numpy()
 
 
 @torch.no_grad()

@@ -43,8 +43,16 @@ from xlr.models.adapters import adapter_bytes, adapter_tensors, saved_adapter_la
 from xlr.models.factory import ModelBundle
 from xlr.runtime import DistContext, init_distributed
 from xlr.train.batching import Batch, BatchSampler
-from xlr.train.finetune import arm_folder, arm_sampler, check_arm_inputs, pair_summary, run_summary
-from xlr.train.loop import StepPlan, Trainer, fit, step_seed
+from xlr.train.finetune import (
+    arm_folder,
+    arm_sampler,
+    check_arm_inputs,
+    image_features,
+    pair_summary,
+    run_summary,
+)
+from xlr.train.inputs import StepPlan
+from xlr.train.loop import Trainer, fit, step_seed
 from xlr.train.objective import contrastive_objective, text_features
 from xlr.train.optim import clocked_warmup_cosine, make_optimizer, warmup_cosine
 from xlr.train.trainable import add_language_adapters, language_seed, set_logit_scale
@@ -201,8 +209,9 @@ def adapter_run(
 
         scheduler = warmup_cosine(optimizer, train.warmup, steps)
     objective = contrastive_objective(
-        base, pool, captions, params, ctx.world_size, text_features=routed_text_features
-    )
+        base, pool, captions, params, ctx.world_size, text_features=routed_text_features,
+        image_features=image_features(base, pool, params, arm, model, ctx),
+    )  # fmt: skip
     trainer = Trainer(
         model=model,
         objective=objective,
@@ -246,8 +255,9 @@ def train_adapters(
     run = adapter_run(base, pool, params, arm, langs, ctx)
     folder = arm_folder(arm, langs, params, out, resume, ("data", "model", "train", "adapters"))
     wall = fit(
-        run.trainer, run.plan, run.steps, folder=folder, desc=arm.name, progress=progress
-    ).wall_s
+        run.trainer, run.plan, run.steps, folder=folder, desc=arm.name, progress=progress,
+        workers=params.train.loader_workers,
+    ).wall_s  # fmt: skip
     model = run.trainer.model
     transformer = model.text
     transformer.set_requires_grad(langs, False)

@@ -1,9 +1,10 @@
 """Checkpoints of a training run: save, load, restore, and where a run resumes.
 
 A checkpoint holds what an uninterrupted run would still have in memory: the trained weights,
-the optimizer and the schedule, the next step and the training seconds so far. No RNG state:
-batches are a pure function of (seed, step) and dropout is reseeded per step
-(:func:`xlr.train.loop.step_seed`), so a run resumed at step ``s`` ends, on CPU, with the
+the optimizer, the schedule, the fp16 loss scale (when there is one), the next step and the
+training seconds so far. No RNG state: batches are a pure function of (seed, step), dropout is
+reseeded per step (:func:`xlr.train.loop.step_seed`) and the input pipeline's transforms per step
+(:func:`xlr.train.inputs.load_seed`), so a run resumed at step ``s`` ends, on CPU, with the
 weights of one that never stopped.
 """
 
@@ -28,6 +29,7 @@ class Resumable(Protocol):
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     trained: Sequence[str]  # names of the parameters the run trains
+    scaler: torch.amp.GradScaler | None  # fp16 loss scaling, None otherwise
 
 
 def trainable_state(model: nn.Module, names: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -52,6 +54,7 @@ def save_checkpoint(
         "model": trainable_state(run.model, run.trained),
         "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(),
+        "scaler": None if run.scaler is None else run.scaler.state_dict(),
     }
     with atomic_file(path) as tmp:
         torch.save(state, tmp)
@@ -72,6 +75,8 @@ def restore_checkpoint(state: dict[str, Any], run: Resumable, path: Path) -> Non
             params[name].copy_(value)
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
+    if run.scaler is not None and state.get("scaler"):
+        run.scaler.load_state_dict(state["scaler"])
 
 
 def resume_point(

@@ -33,6 +33,7 @@ from xlr.models.bases import base_key
 from xlr.models.factory import ModelBundle, save_model_dir
 from xlr.runtime import DistContext, init_distributed, seed_everything
 from xlr.train.batching import BatchSampler
+from xlr.train.image_cache import cached_image_features
 from xlr.train.loop import RunFolder, Trainer, fit, step_seed
 from xlr.train.objective import contrastive_objective
 from xlr.train.optim import make_optimizer, warmup_cosine
@@ -102,6 +103,18 @@ def arm_sampler(
         )  # fmt: skip
     except PairGraphError as err:
         raise PairGraphError(f"arm {arm.name!r}: {err}") from None
+
+
+def image_features(
+    base: ModelBundle, pool: ImageTextSet, params: Params, arm: Arm, model: nn.Module,
+    ctx: DistContext,
+) -> torch.Tensor | None:  # fmt: skip
+    """The pool's cached image features for ``arm`` when ``train.cache_image_features`` (shared
+    by every arm of its base, :mod:`xlr.train.image_cache`), else None."""
+    if not params.train.cache_image_features:
+        return None
+    key = base_key(params, arm.base_seed)
+    return cached_image_features(base, pool, params, key, model, ctx)
 
 
 def pair_summary(sampler: BatchSampler) -> dict[str, list[str]]:
@@ -207,7 +220,9 @@ def train_arm(
     ``langs`` (default ``data.train_langs``) are the languages batches draw from. Batches follow
     ``arm.strategy`` with ``train.tau`` (and ``arm.alpha`` for hybrid); the loss is image-text
     plus ``train.lambda_tt`` times text-text InfoNCE; ``arm.trained`` picks the full text
-    tower or one shared LoRA. Outputs go to ``out_dir`` (default :meth:`Arm.directory`):
+    tower or one shared LoRA. ``train.loader_workers`` processes prepare the batches ahead and
+    ``train.cache_image_features`` reads the images' features from a per-base cache. Outputs go
+    to ``out_dir`` (default :meth:`Arm.directory`):
     ``params.yaml``, ``log.csv``, ``tb/``, ``checkpoint.pt`` (every ``train.checkpoint_every``
     steps and at the end), then ``model/``, ``lora/`` and ``summary.json``. With ``resume`` a
     run continues from its checkpoint and ends, on CPU, with the weights of an uninterrupted
@@ -230,9 +245,12 @@ def train_arm(
     optimizer = make_optimizer(
         model, train.lora.lr if lora else train.lr, train.weight_decay, scale_lr=train.lr
     )
+    features = image_features(base, pool, params, arm, model, ctx)
     trainer = Trainer(
         model=model,
-        objective=contrastive_objective(base, pool, captions, params, ctx.world_size),
+        objective=contrastive_objective(
+            base, pool, captions, params, ctx.world_size, image_features=features
+        ),
         optimizer=optimizer,
         scheduler=warmup_cosine(optimizer, train.warmup, train.steps),
         ctx=ctx,
@@ -242,7 +260,7 @@ def train_arm(
     run = fit(
         trainer, lambda step: (sampler.batch(step), step_seed(arm.seed, step, ctx.rank)),
         train.steps, folder=arm_folder(arm, langs, params, out, resume), desc=arm.name,
-        progress=progress,
+        progress=progress, workers=train.loader_workers,
     )  # fmt: skip
     trained = [p for p in model.parameters() if p.requires_grad]
     total = sum(p.numel() for p in model.parameters())

@@ -6,15 +6,14 @@ to that step's global batch and dropout seed. The drivers (:mod:`xlr.train.pretr
 :mod:`xlr.train.finetune`, :mod:`xlr.train.adapters`) differ only in what they hand it: the model
 after their surgery, their plan and their objective. Everything else is written here once:
 autocast, the AdamW step, gradient averaging over ranks, clipping, the logit-scale clamp, dropout
-seeding, checkpoints and resume (:mod:`xlr.train.checkpoint`) and the per-step log
-(:mod:`xlr.train.steplog`).
+seeding, the input pipeline (:mod:`xlr.train.inputs`), fp16 loss scaling, checkpoints and resume
+(:mod:`xlr.train.checkpoint`) and the per-step log (:mod:`xlr.train.steplog`).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,33 +29,27 @@ from xlr.config import Params
 from xlr.io import atomic_write_text
 from xlr.runtime import DistContext, all_reduce_gradients, autocast
 from xlr.train.checkpoint import CHECKPOINT, resume_point, save_checkpoint
+from xlr.train.inputs import StepPlan, step_inputs, to_device
 from xlr.train.steplog import StepLog
 
 PARAMS_FILE = "params.yaml"  # the resolved params of a run, beside its log
 
 
-class StepBatch(Protocol):
-    """What the loop needs of a batch: its step, its size, and this rank's shard of it."""
-
-    @property
-    def step(self) -> int: ...
-
-    def __len__(self) -> int: ...
-
-    def shard(self, rank: int, world_size: int) -> Any: ...
-
-
 class Objective(Protocol):
-    """A driver's forward pass: the loss of ``model`` on this rank's shard and the parts to log
-    (``loss`` among them), run by :meth:`Trainer.step` under autocast."""
+    """A driver's forward pass, in two parts.
+
+    ``load`` prepares the CPU side of this rank's shard (decoded, transformed images or cached
+    image features): it runs in the input pipeline's workers (:mod:`xlr.train.inputs`), so it
+    must not touch the model being trained. ``__call__`` is the loss of ``model`` on the shard
+    given what ``load`` returned (on ``device``) and the parts to log (``loss`` among them), run
+    by :meth:`Trainer.step` under autocast.
+    """
+
+    def load(self, batch: Any) -> Any: ...
 
     def __call__(
-        self, model: nn.Module, batch: Any, device: torch.device
+        self, model: nn.Module, batch: Any, device: torch.device, loaded: Any
     ) -> tuple[torch.Tensor, dict[str, Any]]: ...
-
-
-# global step -> (global batch, torch seed of its dropout; None continues the current stream)
-StepPlan = Callable[[int], tuple[StepBatch, int | None]]
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -71,7 +64,9 @@ class Trainer:
 
     ``trained`` is fixed when the trainer is built, from the parameters that require grad then:
     what checkpoints hold. A step may train fewer (an adapter step marks only its adapters).
-    ``grad_clip`` None leaves gradients unclipped (their norm is still logged).
+    ``grad_clip`` None leaves gradients unclipped (their norm is still logged). ``precision``
+    ``fp16`` (for GPUs without bf16) scales the loss with a ``GradScaler``, whose state the
+    checkpoints keep; it needs CUDA (:func:`check_train_precision`).
     """
 
     model: nn.Module
@@ -82,24 +77,41 @@ class Trainer:
     precision: str
     grad_clip: float | None
     trained: tuple[str, ...] = field(init=False)
+    scaler: torch.amp.GradScaler | None = field(init=False)
 
     def __post_init__(self) -> None:
         named = self.model.named_parameters()
         self.trained = tuple(name for name, param in named if param.requires_grad)
+        check_train_precision(self.precision, self.ctx.device)
+        fp16 = self.precision == "fp16"
+        self.scaler = torch.amp.GradScaler(self.ctx.device.type) if fp16 else None
 
-    def step(self, batch: Any) -> dict[str, float]:
-        """Forward on this rank's shard, loss over the global batch, one AdamW step."""
+    def step(self, batch: Any, loaded: Any = None) -> dict[str, float]:
+        """Forward on this rank's shard, loss over the global batch, one AdamW step.
+
+        ``loaded`` is what the objective's ``load`` made of ``batch`` (the input pipeline's
+        work); None loads it here.
+        """
         model, device = self.model, self.ctx.device
+        if loaded is None:
+            loaded = self.objective.load(batch)
         with autocast(device, self.precision):
-            loss, parts = self.objective(model, batch, device)
+            loss, parts = self.objective(model, batch, device, to_device(loaded, device))
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler = self.scaler
+        (loss if scaler is None else scaler.scale(loss)).backward()
         params = [p for p in model.parameters() if p.requires_grad]
         if self.ctx.world_size > 1:
             all_reduce_gradients(params, self.ctx.world_size)
+        if scaler is not None:
+            scaler.unscale_(self.optimizer)  # clip the true gradients
         grad_norm = nn.utils.clip_grad_norm_(params, self.grad_clip or math.inf)
         lr = self.optimizer.param_groups[0]["lr"]
-        self.optimizer.step()
+        if scaler is None:
+            self.optimizer.step()
+        else:  # skips the step when a gradient overflowed, and adapts the scale
+            scaler.step(self.optimizer)
+            scaler.update()
         self.scheduler.step()
         with torch.no_grad():  # open_clip clamps the learnable temperature at 100
             model.logit_scale.clamp_(0, math.log(100))
@@ -109,6 +121,16 @@ class Trainer:
             "lr": lr,
             "grad_norm": float(grad_norm),
         }
+
+
+def check_train_precision(precision: str, device: torch.device) -> None:
+    """Refuse fp16 training off CUDA: loss scaling exists for CUDA's fp16, and CPU autocast in
+    fp16 is slow and partly unsupported; on the CPU bf16 (or fp32) trains instead."""
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError(
+            f"train.precision is 'fp16', which trains with a CUDA GradScaler, but the device is "
+            f"{device.type}; set train.precision to 'bf16' or 'fp32' (or 'auto') off CUDA"
+        )
 
 
 @dataclass(frozen=True)
@@ -143,9 +165,14 @@ def fit(
     folder: RunFolder | None = None,
     desc: str = "train",
     progress: bool = True,
+    workers: int = 0,
 ) -> Fit:
     """Run steps ``0 .. steps - 1`` of ``plan`` (from its checkpoint when ``folder`` has one):
     seed each step's dropout, train this rank's shard, log, checkpoint.
+
+    ``workers`` DataLoader processes draw and load the steps ahead (``train.loader_workers``,
+    :func:`xlr.train.inputs.step_inputs`); 0 loads each step here. Either way the weights are
+    the same.
 
     Without ``folder`` nothing is written (base pretraining keeps its losses in memory). Under
     ``torchrun`` only rank 0 writes. A tower with nothing to train runs in eval mode: no dropout
@@ -164,29 +191,33 @@ def fit(
             tower.eval()
     history: list[dict[str, float]] = []
     loop_start = time.perf_counter()
+    inputs = step_inputs(plan, trainer.objective.load, start, steps, ctx, workers)
     bar = tqdm(
-        range(start, steps), desc=desc, initial=start, total=steps,
-        disable=not (progress and ctx.is_main),
+        total=steps, desc=desc, initial=start, disable=not (progress and ctx.is_main),
     )  # fmt: skip
     try:
         with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
-            for step in bar:
-                tic = time.perf_counter()
-                batch, seed = plan(step)
-                if seed is not None:
-                    torch.manual_seed(seed)
-                metrics = trainer.step(batch.shard(ctx.rank, ctx.world_size))
+            tic = time.perf_counter()
+            for item in inputs:
+                step = item.step
+                if item.seed is not None:
+                    torch.manual_seed(item.seed)
+                metrics = trainer.step(item.shard, item.loaded)
                 history.append(metrics)
+                bar.update()
                 if log is None or folder is None:
+                    tic = time.perf_counter()
                     continue
-                log.write(batch, metrics, time.perf_counter() - tic)
+                log.write(item.batch, metrics, time.perf_counter() - tic)
                 if (step + 1) % folder.checkpoint_every == 0 or step + 1 == steps:
                     save_checkpoint(
                         folder.path / CHECKPOINT, trainer, step=step + 1,
                         elapsed_s=elapsed + time.perf_counter() - loop_start,
                         identity=folder.identity,
                     )  # fmt: skip
+                tic = time.perf_counter()
     finally:
+        bar.close()
         if log is not None:
             log.close()
     return Fit(start, elapsed + time.perf_counter() - loop_start, history)

@@ -3,9 +3,11 @@
 DESIGN (Training arms): an example is (image, query caption in a, target caption in b); the loss
 is CLIP InfoNCE(images, queries) + ``train.lambda_tt`` x InfoNCE(queries, targets), negatives
 gathered over ranks (:class:`xlr.train.losses.ContrastiveLoss`). The image tower is locked in
-every arm, so its features carry no graph. The arms and the adapters differ only in how a batch's
-captions become text features (the :data:`TextFeatures` hook): one text tower for the arms, the
-caption language's adapter for the adapters.
+every arm, so its features carry no graph, and with ``train.cache_image_features`` they are
+read from a per-base cache (:mod:`xlr.train.image_cache`) instead of encoded each step. The arms
+and the adapters differ only in how a batch's captions become text features (the
+:data:`TextFeatures` hook): one text tower for the arms, the caption language's adapter for the
+adapters.
 """
 
 from __future__ import annotations
@@ -52,23 +54,36 @@ def text_features(
 class ContrastiveObjective:
     """The :class:`xlr.train.loop.Objective` of the arms and the adapters.
 
-    ``tokens`` are the token ids of the captions table the batches index; ``images`` and
-    ``preprocess`` give the image tower its input (:func:`xlr.data.imagetext.model_input`).
+    ``tokens`` are the token ids of the captions table the batches index; ``images``,
+    ``preprocess`` and ``base_model`` (only its image tower's size and normalisation are read)
+    give the image tower its input (:func:`xlr.data.imagetext.model_input`).
+    ``image_features``, when given, are the normalised features of every image of ``images``
+    (:mod:`xlr.train.image_cache`): the image tower is then not run at all.
     """
 
     images: ImageStore
     preprocess: Callable[[Any], torch.Tensor]
     tokens: torch.Tensor
     loss_fn: ContrastiveLoss
+    base_model: nn.Module
     text_features: TextFeatures = text_features
+    image_features: torch.Tensor | None = None
+
+    def load(self, batch: Batch) -> torch.Tensor:
+        """The image side of ``batch`` on the CPU: its cached features, or the tower's input."""
+        if self.image_features is not None:
+            return self.image_features[torch.from_numpy(batch.image_ids)]
+        return model_input(self.images, batch.image_ids, self.base_model, self.preprocess)
 
     def __call__(
-        self, model: nn.Module, batch: Batch, device: torch.device
+        self, model: nn.Module, batch: Batch, device: torch.device, loaded: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        images = model_input(self.images, batch.image_ids, model, self.preprocess).to(device)
         mask = torch.from_numpy(batch.has_target).to(device)
-        with torch.no_grad():  # the image tower is locked in every arm
-            image_features = model.encode_image(images, normalize=True)
+        if self.image_features is not None:
+            image_features = loaded
+        else:
+            with torch.no_grad():  # the image tower is locked in every arm
+                image_features = model.encode_image(loaded, normalize=True)
         query, target = self.text_features(model, self.tokens, batch, device)
         return self.loss_fn(image_features, query, target, mask, model.logit_scale.exp())
 
@@ -80,10 +95,14 @@ def contrastive_objective(
     params: Params,
     world_size: int,
     text_features: TextFeatures = text_features,
+    image_features: torch.Tensor | None = None,
 ) -> ContrastiveObjective:
     """The objective over ``captions`` (the rows of ``pool.captions`` a run's batches index),
     with ``base``'s tokenizer (ids cached, :func:`xlr.train.tokens.cached_tokens`) and train
-    transform, and ``train.lambda_tt``."""
+    transform, ``train.lambda_tt``, and the pool's cached ``image_features`` when given."""
     tokens = cached_tokens(base.tokenizer, captions["caption"].tolist(), token_cache_dir(params))
     loss_fn = ContrastiveLoss(params.train.lambda_tt, world_size)
-    return ContrastiveObjective(pool.images, base.preprocess_train, tokens, loss_fn, text_features)
+    return ContrastiveObjective(
+        pool.images, base.preprocess_train, tokens, loss_fn, base.model, text_features,
+        image_features,
+    )  # fmt: skip

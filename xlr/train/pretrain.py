@@ -97,20 +97,24 @@ class PairBatch:
 @dataclass
 class ClipObjective:
     """Pretraining's :class:`xlr.train.loop.Objective`: both towers forward with gradients,
-    open_clip's ``ClipLoss`` between the image and caption of each pair."""
+    open_clip's ``ClipLoss`` between the image and caption of each pair. ``model`` is the one
+    trained; ``load`` reads only its image tower's size and normalisation."""
 
     images: ImageStore
     image_ids: np.ndarray  # image of each caption row
     tokens: torch.Tensor
     preprocess: Callable[[Any], torch.Tensor]
     loss_fn: ClipLoss
+    model: nn.Module
+
+    def load(self, batch: PairBatch) -> torch.Tensor:
+        """The image tower's input for the batch's pairs, on the CPU."""
+        return model_input(self.images, self.image_ids[batch.rows], self.model, self.preprocess)
 
     def __call__(
-        self, model: nn.Module, batch: PairBatch, device: torch.device
+        self, model: nn.Module, batch: PairBatch, device: torch.device, loaded: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        ids = self.image_ids[batch.rows]
-        images = model_input(self.images, ids, model, self.preprocess).to(device)
-        image_features = model.encode_image(images, normalize=True)
+        image_features = model.encode_image(loaded, normalize=True)
         text_features = model.encode_text(
             self.tokens[torch.from_numpy(batch.rows)].to(device), normalize=True
         )
@@ -154,8 +158,9 @@ def pretrain(
     device = resolve_device(params.run.device)
     model = bundle.model.to(device)
     objective = ClipObjective(
-        pool.images, captions["image_id"].to_numpy(), tokens, bundle.preprocess_train, ClipLoss()
-    )
+        pool.images, captions["image_id"].to_numpy(), tokens, bundle.preprocess_train, ClipLoss(),
+        model,
+    )  # fmt: skip
     optimizer = make_optimizer(model, tiny.pretrain_lr, weight_decay)
     trainer = Trainer(
         model=model,
@@ -172,7 +177,10 @@ def pretrain(
         return PairBatch(step, rows), None
 
     seed_everything(seed)
-    run = fit(trainer, plan, tiny.pretrain_steps, desc=f"pretrain base s{seed}", progress=progress)
+    run = fit(
+        trainer, plan, tiny.pretrain_steps, desc=f"pretrain base s{seed}", progress=progress,
+        workers=params.train.loader_workers,
+    )  # fmt: skip
     losses = [metrics["loss"] for metrics in run.history]
     return PretrainLog(losses, tiny.pretrain_steps / run.wall_s, run.wall_s)
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from xlr.data.imagetext import ArrayImages, FileImages, ImageStore, ImageTextSet
+from xlr.data.shards import ShardImages
 
 VAL_IMAGES_MAX = 5000  # a retrieval gallery this size already ranks finely; more only slows
 AUDIT_COLUMNS: tuple[str, ...] = ("pool", "against", "shared_images", "shared_texts")
@@ -60,11 +61,9 @@ def held_out_images(pool: ImageTextSet, fraction: float, seed: int) -> np.ndarra
 
 def _store_subset(images: ImageStore, ids: np.ndarray) -> ImageStore:
     """Images ``ids`` of ``images`` as a store of their own: only they travel when a set is
-    pickled to a worker, not the whole download."""
-    from xlr.data.img2dataset_shards import EncodedImages
-
-    if isinstance(images, EncodedImages):
-        return EncodedImages([images.blobs[i] for i in ids])
+    pickled to a worker, not the whole download's index."""
+    if isinstance(images, ShardImages):
+        return ShardImages(images.tars, images.tar_ids[ids], images.offsets[ids], images.sizes[ids])
     if isinstance(images, ArrayImages):
         return ArrayImages(images.pixels[ids])
     if isinstance(images, FileImages):

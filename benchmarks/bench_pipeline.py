@@ -1,0 +1,201 @@
+"""The training input pipeline and cached image features, each against the plain alternative.
+
+(a) Images per second into the image tower: xlr's pipeline (:func:`xlr.train.inputs.step_inputs`,
+``--workers`` DataLoader processes over whole steps, images read from webdataset shards by
+offset) against the bare per-image loop the training step used to run (read, decode, open_clip's
+224 px train transform, one image after the other in the main process), on the same shards:
+img2dataset-like 256 px JPEGs. The pipeline's time includes drawing each step's rows and
+starting its workers.
+
+(b) Seconds per training step of an arm with cached image features (``train.cache_image_features``:
+:class:`xlr.train.loop.Trainer` on the arm's objective, text tower trained) against the bare
+open_clip step a user would write for the same objective on the same batch, pixels already
+decoded: locked image tower forward, query and target text forward, CLIP loss image-text plus
+text-text, backward, AdamW. The tiny model's image tower runs at ``--image-size`` (patch 8): the
+saving is the image tower's share of the step, which grows with the image size.
+
+    python benchmarks/bench_pipeline.py [--workers 2] [--images 512] [--batch 64] [--image-size 64]
+        [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import io
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import torch
+from open_clip.loss import ClipLoss
+from open_clip.transform import image_transform
+from PIL import Image
+from timing import best_times
+
+from xlr.arms import Arm
+from xlr.config import parse_params
+from xlr.data.imagetext import model_input
+from xlr.data.prepare import ensure_corpus
+from xlr.data.shards import Sample, shard_images, write_shards
+from xlr.data.synthetic import load_pool
+from xlr.models.factory import load_model, write_tiny_model_dir
+from xlr.runtime import DistContext
+from xlr.train.finetune import arm_sampler
+from xlr.train.image_cache import cached_image_features
+from xlr.train.inputs import step_inputs
+from xlr.train.loop import Trainer
+from xlr.train.objective import contrastive_objective
+from xlr.train.optim import make_optimizer, warmup_cosine
+from xlr.train.pretrain import PairBatch, batch_indices, ensure_tokenizer
+from xlr.train.tokens import tokenize_texts
+from xlr.train.trainable import unlock_text_tower
+
+CPU = DistContext(0, 1, torch.device("cpu"))
+
+
+def photo_like_jpeg(rng: np.random.Generator, size: int = 256) -> bytes:
+    """A 256 px JPEG with smooth shapes and grain, about the size of a resized LAION photo."""
+    coarse = Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).resize(
+        (size, size), Image.Resampling.BICUBIC
+    )
+    grain = rng.normal(0, 12, (size, size, 3))
+    pixels = np.clip(np.asarray(coarse, dtype=np.float64) + grain, 0, 255).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="JPEG", quality=90)
+    return out.getvalue()
+
+
+def image_rates(root: Path, n_images: int, batch: int, workers: int, model: torch.nn.Module):
+    """(bare, pipeline) images/s over the same steps of the same shards."""
+    rng = np.random.default_rng(0)
+    samples = (
+        Sample(f"http://x/{i}.jpg", f"caption {i}", photo_like_jpeg(rng), 256, 256, {})
+        for i in range(n_images)
+    )
+    write_shards(samples, root / "shards", 256, pa.schema([]))
+    _, store = shard_images(root / "shards")
+    transform = image_transform(224, is_train=True)
+    steps = n_images // batch
+
+    def plan(step: int) -> tuple[PairBatch, int]:
+        return PairBatch(step, batch_indices(len(store), batch, 0, step)), step
+
+    def load(shard: PairBatch) -> torch.Tensor:
+        return model_input(store, shard.rows, model, transform)
+
+    def bare() -> None:
+        for step in range(steps):
+            load(plan(step)[0])
+
+    def pipeline() -> None:
+        for _ in step_inputs(plan, load, 0, steps, CPU, workers):
+            pass
+
+    images = steps * batch
+    bare_s, pipeline_s = best_times([bare, pipeline], 3)
+    return images / bare_s, images / pipeline_s
+
+
+def step_times(root: Path, batch: int, image_size: int, steps: int) -> tuple[float, float]:
+    """(bare open_clip, xlr with cached features) seconds per step on one cross batch."""
+    params = parse_params(
+        {
+            "run": {"name": "bench", "cache_dir": str(root / "cache"), "device": "cpu"},
+            "data": {
+                "train_langs": ["en", "de"],
+                "synthetic": {
+                    "langs": ["en", "de"], "image_size": image_size, "pretrain_images": 64,
+                    "finetune_images": max(2 * batch, 128), "eval_images": 16,
+                },
+            },
+            "train": {"batch_size": batch, "cache_image_features": True, "precision": "fp32"},
+        }
+    )  # fmt: skip
+    corpus = ensure_corpus(params, progress=False)
+    tokenizer = ensure_tokenizer(params, corpus)
+    folder = write_tiny_model_dir(params.model.tiny, tokenizer, image_size, root / "m", seed=0)
+    base = load_model(folder)
+    pool = load_pool(corpus, "finetune")
+    arm = Arm("cross", trained="full").at(0, 0)
+    captions = pool.captions[pool.captions["lang"].isin(["en", "de"])].reset_index(drop=True)
+    shard = arm_sampler(arm, captions, ["en", "de"], params).batch(0)
+
+    bare_model = copy.deepcopy(base.model)
+    bare_model.visual.requires_grad_(False)
+    pixels = model_input(pool.images, shard.image_ids, bare_model, base.preprocess_train)
+    queries = tokenize_texts(base.tokenizer, shard.query_texts)
+    targets = tokenize_texts(base.tokenizer, [str(text) for text in shard.target_texts])
+    optimizer = torch.optim.AdamW([p for p in bare_model.parameters() if p.requires_grad])
+    loss_fn = ClipLoss()
+    bare_model.train()
+    bare_model.visual.eval()
+
+    def bare_step() -> None:
+        with torch.no_grad():
+            image = bare_model.encode_image(pixels, normalize=True)
+        query = bare_model.encode_text(queries, normalize=True)
+        target = bare_model.encode_text(targets, normalize=True)
+        scale = bare_model.logit_scale.exp()
+        loss = loss_fn(image, query, scale) + loss_fn(query, target, scale)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    model = copy.deepcopy(base.model)
+    unlock_text_tower(model)
+    features = cached_image_features(base, pool, params, "bench", model, CPU)
+    objective = contrastive_objective(base, pool, captions, params, 1, image_features=features)
+    xlr_optimizer = make_optimizer(model, params.train.lr, params.train.weight_decay)
+    trainer = Trainer(
+        model, objective, xlr_optimizer, warmup_cosine(xlr_optimizer, 0, 10**6), CPU,
+        params.train.precision, params.train.grad_clip,
+    )  # fmt: skip
+    model.train()
+    model.visual.eval()
+
+    def cached_step() -> None:
+        trainer.step(shard, objective.load(shard))
+
+    bare_step(), cached_step()  # warm-up outside the timing
+    bare, cached = best_times([bare_step, cached_step], steps)
+    return bare, cached
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--images", type=int, default=512)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=20, help="timed steps of each kind in (b)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads here; 0: default")
+    args = parser.parse_args()
+    if args.threads:  # the workers keep one thread each whatever this is
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        start = time.perf_counter()
+        bare_step, cached_step = step_times(root, args.batch, args.image_size, args.steps)
+        model = load_model(root / "m").model
+        bare_rate, pipeline_rate = image_rates(root, args.images, args.batch, args.workers, model)
+    print(
+        f"torch threads: {torch.get_num_threads()}, batch {args.batch}, {args.images} images "
+        f"(256 px JPEG -> 224 px), tiny model at {args.image_size} px "
+        f"({time.perf_counter() - start:.0f} s)"
+    )
+    print(f"{'measure':<44}{'plain':>10}{'xlr':>10}{'xlr/plain':>11}")
+    print(
+        f"{f'(a) images/s, {args.workers} workers vs per-image loop':<44}"
+        f"{bare_rate:>10.1f}{pipeline_rate:>10.1f}{pipeline_rate / bare_rate:>11.2f}"
+    )
+    print(
+        f"{'(b) s/step, cached features vs open_clip':<44}"
+        f"{bare_step:>10.4f}{cached_step:>10.4f}{cached_step / bare_step:>11.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,268 @@
+"""The training input pipeline (DataLoader workers over whole steps, images read from the shards),
+cached image features, and the training precisions, on the tiny offline world.
+
+Images read from the shards go through open_clip's train transform, whose random crop draws from
+torch's generator: the pipeline must seed it per step for workers and resume to be exact.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+from conftest import build_tiny_world, tiny_raw_params
+from open_clip.model import CustomTextCLIP
+from safetensors.torch import load_file
+
+from xlr.arms import LOG_CSV, MODEL_DIR, Arm
+from xlr.config import Params, parse_params
+from xlr.data.imagetext import ImageTextSet
+from xlr.data.shards import read_shards, shard_images
+from xlr.models.bases import base_key
+from xlr.models.factory import WEIGHTS, load_model
+from xlr.runtime import DistContext, autocast
+from xlr.train.checkpoint import CHECKPOINT, load_checkpoint
+from xlr.train.finetune import arm_sampler, train_arm
+from xlr.train.image_cache import (
+    cached_image_features,
+    check_locked_image_tower,
+    image_cache_path,
+)
+from xlr.train.inputs import step_inputs
+from xlr.train.loop import Trainer, check_train_precision
+from xlr.train.objective import contrastive_objective
+from xlr.train.pretrain import pretrain
+from xlr.train.trainable import unlock_text_tower
+
+LANGS = ["en", "de", "es", "ja"]
+MONO, CROSS = Arm("mono", trained="full").at(0, 0), Arm("cross", trained="full").at(0, 0)
+CPU_CTX = DistContext(0, 1, torch.device("cpu"))
+
+
+def raw_params(runs: Path, **train: object) -> dict:
+    defaults = {"steps": 4, "batch_size": 16, "checkpoint_every": 2, "warmup": 1, "lr": 1e-3}
+    no_adapters = {"enabled": False, "hybrid_alpha": None}
+    raw = tiny_raw_params(
+        runs, LANGS, ["en", "de", "es"], ["ja"], train=defaults | train, adapters=no_adapters
+    )
+    raw["run"]["cache_dir"] = str(runs / "cache")  # token ids and image features
+    return raw
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The tiny world, and its fine-tuning pool with the images left in the shards."""
+    root = tmp_path_factory.mktemp("inputs")
+    tiny = build_tiny_world(root, raw_params(root / "runs"))
+    shard_dir = tiny.corpus / "finetune" / "shards"
+    ids = {sample["key"]: sample["json"]["image_id"] for sample in read_shards(shard_dir)}
+    keys = sorted(ids, key=ids.__getitem__)  # the pool's image order
+    _, store = shard_images(shard_dir, keys)
+    return {
+        "root": root, "pool": tiny.pool, "model": tiny.model_dir, "shard_dir": shard_dir,
+        "shard_pool": dataclasses.replace(tiny.pool, images=store),
+    }  # fmt: skip
+
+
+def params_for(world: dict, **train: object) -> Params:
+    return parse_params(raw_params(world["root"] / "runs", **train))
+
+
+def log_losses(out: Path) -> list[float]:
+    with open(out / LOG_CSV, newline="") as handle:
+        return [float(row["loss"]) for row in csv.DictReader(handle)]
+
+
+def test_shard_images_read_each_image_where_webdataset_finds_it(world: dict) -> None:
+    keys, store = shard_images(world["shard_dir"])
+    samples = list(read_shards(world["shard_dir"]))
+    assert keys == [sample["key"] for sample in samples]
+    assert all(store.read(i) == sample["jpg"] for i, sample in enumerate(samples))
+    pool: ImageTextSet = world["shard_pool"]
+    decoded = np.asarray(pool.images[5])
+    assert decoded.shape == world["pool"].images.pixels[5].shape  # the same image, decoded again
+    assert np.abs(decoded.astype(int) - world["pool"].images.pixels[5]).max() == 0
+    with pytest.raises(KeyError, match="read them again"):
+        shard_images(world["shard_dir"], [*keys[:2], "nope"])
+
+
+def test_workers_yield_the_steps_of_the_synchronous_path(world: dict) -> None:
+    """Two worker processes and the main process load the same steps: the same shards and the
+    same randomly cropped pixels (the train transform runs on images from the shards)."""
+    params = params_for(world)
+    base = load_model(world["model"])
+    pool = world["shard_pool"]
+    arm = Arm("hybrid", 0.5, "full").at(base_seed=0, seed=3)
+    captions = pool.captions[pool.captions["lang"].isin(["en", "de", "es"])]
+    captions = captions.reset_index(drop=True)
+    sampler = arm_sampler(arm, captions, ["en", "de", "es"], params)
+    objective = contrastive_objective(base, pool, captions, params, 1)
+
+    def plan(step: int) -> tuple:
+        return sampler.batch(step), 1000 + step
+
+    here = list(step_inputs(plan, objective.load, 1, 5, CPU_CTX, workers=0))
+    forked = list(step_inputs(plan, objective.load, 1, 5, CPU_CTX, workers=2))
+    assert [item.step for item in forked] == [1, 2, 3, 4] == [item.step for item in here]
+    for a, b in zip(here, forked, strict=True):
+        assert a.seed == b.seed and np.array_equal(a.shard.image_ids, b.shard.image_ids)
+        assert a.shard.query_texts == b.shard.query_texts
+        assert torch.equal(a.loaded, b.loaded)
+    assert not torch.equal(here[0].loaded, here[1].loaded)
+    again = next(iter(step_inputs(plan, objective.load, 1, 2, CPU_CTX, workers=0)))
+    assert torch.equal(again.loaded, here[0].loaded)  # the crop is a function of the step
+
+
+def test_an_interrupted_run_with_workers_resumes_to_the_weights_of_one_without(
+    world: dict, tmp_path: Path
+) -> None:
+    """Workers read and crop images from the shards; the run stops after its first checkpoint
+    and resumes; its weights equal those of an uninterrupted run that loaded in the main
+    process."""
+    pool = world["shard_pool"]
+    arm = Arm("hybrid", 0.5, "full").at(base_seed=0, seed=1)
+    reference = train_arm(
+        load_model(world["model"]), pool, params_for(world, steps=6, checkpoint_every=3,
+        loader_workers=0), arm, tmp_path / "ref", progress=False,
+    )  # fmt: skip
+    params = params_for(world, steps=6, checkpoint_every=3, loader_workers=2)
+    step = Trainer.step
+    calls = []
+
+    def stop_at_step_four(self: Trainer, batch: object, loaded: object = None) -> dict:
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return step(self, batch, loaded)
+
+    out = tmp_path / "stopped"
+    with mock.patch.object(Trainer, "step", stop_at_step_four), pytest.raises(KeyboardInterrupt):
+        train_arm(load_model(world["model"]), pool, params, arm, out, progress=False)
+    assert load_checkpoint(out / CHECKPOINT)["step"] == 3
+    train_arm(load_model(world["model"]), pool, params, arm, out, progress=False)
+    expected = load_file(reference.out_dir / MODEL_DIR / WEIGHTS)
+    got = load_file(out / MODEL_DIR / WEIGHTS)
+    assert all(torch.equal(expected[key], got[key]) for key in expected)
+    assert log_losses(out) == log_losses(reference.out_dir)
+
+
+def test_pretraining_with_workers_gives_the_weights_of_pretraining_without(world: dict) -> None:
+    """Pretraining reseeds no step (one dropout stream): the workers must not draw from it."""
+    pool = world["pool"]
+    first = pool.captions[(pool.captions["lang"] == "en") & (pool.captions["caption_idx"] == 0)]
+    pairs = dataclasses.replace(pool, captions=first.reset_index(drop=True))
+    weights = []
+    for workers in (0, 2):
+        raw = raw_params(world["root"] / "runs", loader_workers=workers)
+        raw["model"]["tiny"] |= {"pretrain_steps": 3, "pretrain_batch_size": 8}
+        bundle = load_model(world["model"])
+        pretrain(
+            bundle, pairs, parse_params(raw), 0, weight_decay=0.1, grad_clip=1.0,
+            precision="fp32", progress=False,
+        )  # fmt: skip
+        weights.append(bundle.model.state_dict())
+    assert all(torch.equal(value, weights[1][key]) for key, value in weights[0].items())
+
+
+def test_cached_features_give_the_loss_and_gradients_of_the_locked_image_tower(
+    world: dict,
+) -> None:
+    """Known answer: one step's loss and text-tower gradients, with the image features read from
+    the cache and with the image tower run, agree to float tolerance."""
+    params = params_for(world)
+    pool = world["pool"]
+    base = load_model(world["model"])
+    model = base.model
+    unlock_text_tower(model)
+    model.eval()  # no dropout: the two passes see the same text forward
+    arm = Arm("cross", trained="full").at(base_seed=0, seed=0)
+    features = cached_image_features(base, pool, params, "k", model, CPU_CTX)
+    captions = pool.captions[pool.captions["lang"].isin(["en", "de"])].reset_index(drop=True)
+    batch = arm_sampler(arm, captions, ["en", "de"], params).batch(0)
+    results = []
+    for cached in (None, features):
+        objective = contrastive_objective(base, pool, captions, params, 1, image_features=cached)
+        model.zero_grad(set_to_none=True)
+        loss, _ = objective(model, batch, torch.device("cpu"), objective.load(batch))
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results.append((loss.detach(), grads))
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    assert grads_a.keys() == grads_b.keys() and any(k.startswith("text.") for k in grads_a)
+    torch.testing.assert_close(loss_b, loss_a, rtol=1e-5, atol=1e-6)
+    for name, grad in grads_a.items():
+        torch.testing.assert_close(grads_b[name], grad, rtol=1e-4, atol=1e-6)
+
+
+def test_two_arms_encode_the_images_once(world: dict, tmp_path: Path) -> None:
+    """The first arm of a base encodes the pool's images into the cache; the second reads them;
+    neither runs the image tower in its steps."""
+    params = params_for(world, steps=2, cache_image_features=True)
+    calls = []
+    encode = CustomTextCLIP.encode_image
+
+    def counted(self: CustomTextCLIP, image: torch.Tensor, normalize: bool = False) -> object:
+        calls.append(len(image))
+        return encode(self, image, normalize=normalize)
+
+    base = load_model(world["model"])
+    with mock.patch.object(CustomTextCLIP, "encode_image", counted):
+        first = train_arm(base, world["pool"], params, MONO, tmp_path / "a", progress=False)
+        assert sum(calls) == len(world["pool"])  # every image once, by the cache
+        second = train_arm(base, world["pool"], params, CROSS, tmp_path / "b", progress=False)
+    assert sum(calls) == len(world["pool"])
+    assert first.summary["steps"] == second.summary["steps"] == 2
+    key = base_key(params, 0)
+    assert image_cache_path(base, world["pool"], params, key, torch.device("cpu")).is_file()
+    uncached = params_for(world, steps=2)
+    train_arm(base, world["pool"], uncached, MONO, tmp_path / "c", progress=False)
+    np.testing.assert_allclose(log_losses(tmp_path / "a"), log_losses(tmp_path / "c"), rtol=1e-5)
+
+
+def test_the_cache_refuses_a_trained_image_tower(world: dict) -> None:
+    model = load_model(world["model"]).model
+    check_locked_image_tower(model.requires_grad_(False))
+    model.visual.requires_grad_(True)
+    with pytest.raises(ValueError, match="cache_image_features: false"):
+        check_locked_image_tower(model)
+
+
+def test_bf16_autocast_trains_on_the_cpu_close_to_fp32(world: dict, tmp_path: Path) -> None:
+    base = load_model(world["model"])
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        params = params_for(world, steps=2, precision=precision, loader_workers=0)
+        with mock.patch("xlr.train.loop.autocast", wraps=autocast) as spy:
+            train_arm(base, world["pool"], params, MONO, tmp_path / precision, progress=False)
+        assert spy.call_args.args[1] == precision
+        losses[precision] = log_losses(tmp_path / precision)
+    assert all(math.isfinite(loss) for loss in losses["bf16"])
+    np.testing.assert_allclose(losses["bf16"], losses["fp32"], rtol=0.02)
+    assert losses["bf16"] != losses["fp32"]  # bf16 really ran
+
+
+def test_fp16_training_needs_cuda(world: dict, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="train.precision is 'fp16'"):
+        check_train_precision("fp16", torch.device("cpu"))
+    params = params_for(world, steps=1, precision="fp16")
+    with pytest.raises(ValueError, match="'bf16' or 'fp32'"):
+        train_arm(load_model(world["model"]), world["pool"], params, MONO, tmp_path, progress=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 loss scaling trains on CUDA")
+def test_fp16_trains_with_a_grad_scaler_and_checkpoints_its_scale(
+    world: dict, tmp_path: Path
+) -> None:
+    params = params_for(world, steps=2, precision="fp16", checkpoint_every=1)
+    params = params.model_copy(update={"run": params.run.model_copy(update={"device": "cuda"})})
+    base = load_model(world["model"])
+    arm = train_arm(base, world["shard_pool"], params, MONO, tmp_path, progress=False)
+    assert all(math.isfinite(loss) for loss in log_losses(tmp_path))
+    assert load_checkpoint(tmp_path / CHECKPOINT)["scaler"]["scale"] > 0
+    assert arm.summary["device"].startswith("cuda")

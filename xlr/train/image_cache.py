@@ -1,0 +1,87 @@
+"""Image features computed once per base and image set, reused by every arm that trains on them.
+
+Why: the image tower is locked in every arm (:mod:`xlr.train.trainable`), so with no augmentation
+each image's features are the same at every step of every arm of a base. With
+``train.cache_image_features`` they are encoded once (:func:`xlr.models.encode.encode_images`,
+under the training precision) and the steps skip the image tower: the objective reads their rows
+(:class:`xlr.train.objective.ContrastiveObjective`).
+
+No augmentation is what caching means: images that would go through the train transform (its
+random crop) are encoded through the base's eval transform instead, once; images already decoded
+at the tower's resolution take neither transform, so there the loss is the uncached one.
+
+The cache lives in ``<run.cache_dir>/image_features/<key>.safetensors``, the key naming the base
+(:func:`xlr.models.bases.base_key`), the image set (its name and image keys), the transform and
+the resolved precision: features of another base, set or preprocessing are never served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from xlr.config import Params, config_hash
+from xlr.data.imagetext import ImageTextSet
+from xlr.io import atomic_file
+from xlr.models.encode import encode_images
+from xlr.models.factory import ModelBundle
+from xlr.paths import resolve_path
+from xlr.runtime import DistContext, resolve_precision
+
+FEATURES = "features"  # the tensor's name in the safetensors file
+
+
+def check_locked_image_tower(model: nn.Module) -> None:
+    """Refuse the cache for a model whose image tower trains: its features change every step."""
+    trained = [name for name, param in model.visual.named_parameters() if param.requires_grad]
+    if trained:
+        raise ValueError(
+            f"train.cache_image_features is true, but this run trains the image tower "
+            f"({len(trained)} tensors, e.g. visual.{trained[0]}), so its features change every "
+            "step and a cache would be stale; set train.cache_image_features: false for it"
+        )
+
+
+def image_cache_path(
+    base: ModelBundle, pool: ImageTextSet, params: Params, key: str, device: torch.device
+) -> Path:
+    """Where the features of ``pool``'s images under base ``key`` (its
+    :func:`xlr.models.bases.base_key`) are cached for ``params``' cache folder and precision."""
+    images = hashlib.sha256("\n".join(pool.image_keys).encode()).hexdigest()
+    precision = resolve_precision(device, params.train.precision)
+    name = config_hash(key, pool.name, len(pool), images, repr(base.preprocess_val), precision)
+    return resolve_path(params.run.cache_dir) / "image_features" / f"{name}.safetensors"
+
+
+def cached_image_features(
+    base: ModelBundle,
+    pool: ImageTextSet,
+    params: Params,
+    key: str,
+    model: nn.Module,
+    ctx: DistContext,
+) -> torch.Tensor:
+    """The normalised float32 features ``[len(pool), D]`` of every image of ``pool`` by
+    ``base``'s image tower, encoded on a cache miss (by rank 0 under ``torchrun``) and read back.
+
+    ``model`` is the run's copy of the base after its surgery, on the run's device and not yet
+    trained: it encodes (its image tower is the base's) and must not train the image tower
+    (:func:`check_locked_image_tower`). ``key`` is the base's :func:`xlr.models.bases.base_key`.
+    """
+    check_locked_image_tower(model)
+    path = image_cache_path(base, pool, params, key, ctx.device)
+    if ctx.is_main and not path.is_file():
+        features = encode_images(
+            model, base.preprocess_val, pool.images, ctx.device,
+            batch_size=params.eval.batch_size, precision=params.train.precision,
+        )  # fmt: skip
+        with atomic_file(path) as tmp:
+            save_file({FEATURES: torch.from_numpy(features)}, str(tmp))
+    if ctx.world_size > 1:
+        dist.barrier()
+    return load_file(str(path))[FEATURES]
