@@ -33,7 +33,6 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
-from xlr.config import DownloadSection
 from xlr.data.download import (
     LOG_FILE,
     PLAN_FILE,
@@ -46,6 +45,7 @@ from xlr.data.download import (
     download_images,
     summarise_download,
 )
+from xlr.data.download_settings import DownloadSection
 from xlr.data.img2dataset_shards import (
     audit_shards,
     check_given_shards,
