@@ -12,6 +12,8 @@ at real size, each against a count derived here from the configs, not read back 
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +22,11 @@ import pytest
 import torch
 from loopback import serve_folder
 from open_clip.hf_model import HFTextEncoder
-from rehearsal_world import SERVED, build_rehearsal_world, xlmr_base_config
+from rehearsal_world import MODEL_DIR, SERVED, build_rehearsal_world, xlmr_base_config
 from safetensors.torch import load_file
 
-from xlr.arms import LORA_DIR, SUMMARY_FILE, Arm
-from xlr.config import Params, SyntheticSection, load_params
+from xlr.arms import ADAPTERS_DIR, LORA_DIR, SUMMARY_FILE, Arm
+from xlr.config import LoraSection, Params, SyntheticSection, load_params
 from xlr.models.factory import ModelBundle, create_model
 from xlr.report import NotebookFailed, report_dir, reproduce, study_notebooks
 
@@ -59,6 +61,9 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
             except NotebookFailed as err:  # the notebooks before it still ran: checked below
                 failure = err
         yield Rehearsal(root, load_params(PARAMS), failure)
+    # about 8 GB of weights, checkpoints and optimizer states; the reports stay for a look
+    for heavy in (root / "runs", root / MODEL_DIR):
+        shutil.rmtree(heavy, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -153,30 +158,53 @@ def _summary(params: Params, arm: Arm) -> dict:
     return json.loads((arm.directory(params) / SUMMARY_FILE).read_text())
 
 
+def _lora_targets(lora: LoraSection) -> set[str]:
+    """The layers a LoRA on ``lora.target_modules`` adapts in XLM-R base, from its config."""
+    return {
+        f"transformer.encoder.layer.{i}.attention.self.{name}"
+        for i in range(xlmr_base_config().num_hidden_layers)
+        for name in lora.target_modules
+    }
+
+
+def _check_saved_lora(folder: Path, lora: LoraSection) -> int:
+    """The layers and rank of the LoRA peft saved in ``folder``; returns its parameter count.
+
+    The layers are read from the tensors' names: from 20 targets on, peft records
+    ``target_modules`` as the shortest suffixes that match them (here ``query`` and ``value``),
+    not as the full names xlr passes, so the config alone does not say which layers.
+    """
+    config = json.loads((folder / "adapter_config.json").read_text())
+    tensors = load_file(folder / "adapter_model.safetensors")
+    layers = {re.sub(r"^base_model\.model\.|\.lora_[AB]\.weight$", "", key) for key in tensors}
+    assert layers == _lora_targets(lora) and config["r"] == lora.r
+    assert all(t.shape in {(lora.r, 768), (768, lora.r)} for t in tensors.values())
+    return sum(t.numel() for t in tensors.values())
+
+
 def test_the_shared_lora_adapts_query_and_value_of_every_layer(rehearsal: Rehearsal) -> None:
     """24 targets (12 layers x query, value) and r * (768 + 768) parameters each: 294,912,
     plus one for the logit scale, which trains in every arm (``train.logit_scale: train``)."""
     params = rehearsal.params
     lora = params.train.lora
-    config = xlmr_base_config()
-    expected_targets = {
-        f"transformer.encoder.layer.{i}.attention.self.{name}"
-        for i in range(config.num_hidden_layers)
-        for name in lora.target_modules
-    }
-    assert len(expected_targets) == 24 and lora.target_modules == ["query", "value"]
-    arm = Arm("hybrid", alpha=params.train.alphas[0], trained="lora", base_seed=0, seed=0)
-    folder = arm.directory(params) / LORA_DIR
-    saved = json.loads((folder / "adapter_config.json").read_text())
-    assert set(saved["target_modules"]) == expected_targets and saved["r"] == lora.r
-    hidden = config.hidden_size
-    per_target = lora.r * (hidden + hidden)
-    lora_params = len(expected_targets) * per_target
+    assert len(_lora_targets(lora)) == 24 and lora.target_modules == ["query", "value"]
+    hidden = xlmr_base_config().hidden_size
+    lora_params = len(_lora_targets(lora)) * lora.r * (hidden + hidden)
     assert lora_params == 294_912  # r = 8
-    tensors = load_file(folder / "adapter_model.safetensors")
-    assert sum(t.numel() for t in tensors.values()) == lora_params
+    arm = Arm("hybrid", alpha=params.train.alphas[0], trained="lora", base_seed=0, seed=0)
+    assert _check_saved_lora(arm.directory(params) / LORA_DIR, lora) == lora_params
     assert params.train.logit_scale == "train"
     assert _summary(params, arm)["trainable_params"] == lora_params + 1
+
+
+def test_each_language_adapter_is_shaped_like_the_shared_lora(rehearsal: Rehearsal) -> None:
+    params = rehearsal.params
+    lora = params.adapters.lora
+    hidden = xlmr_base_config().hidden_size
+    folder = Arm("adapters", base_seed=0, seed=0).directory(params) / ADAPTERS_DIR
+    for lang in params.data.train_langs:
+        saved = _check_saved_lora(folder / lang, lora)
+        assert saved == len(_lora_targets(lora)) * lora.r * (hidden + hidden)
 
 
 def test_full_fine_tuning_trains_the_whole_text_tower(rehearsal: Rehearsal) -> None:
