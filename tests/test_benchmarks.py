@@ -64,8 +64,7 @@ def _xm_entry(captions: list[object]) -> dict[str, list[object]]:
     }
 
 
-@pytest.fixture
-def xm3600_root(tmp_path: Path) -> Path:
+def xm3600_tree(root: Path) -> Path:
     """``captions.jsonl`` + ``images/{key}.jpg`` as Crossmodal-3600 publishes them."""
     records = [
         {"image/key": XM_KEYS[0], "en": _xm_entry(["a red car", "a car on a road"]),
@@ -75,10 +74,15 @@ def xm3600_root(tmp_path: Path) -> Path:
          "fil": _xm_entry(["dalawang aso", "mga aso", "aso"]), "quz": _xm_entry(["iskay allqu"]),
          "iw": _xm_entry(["שני כלבים"])},
     ]  # fmt: skip
-    _write_lines(tmp_path / "captions.jsonl", [json.dumps(r, ensure_ascii=False) for r in records])
+    _write_lines(root / "captions.jsonl", [json.dumps(r, ensure_ascii=False) for r in records])
     for i, key in enumerate(XM_KEYS):
-        _jpeg(tmp_path / "images" / f"{key}.jpg", 60 * i)
-    return tmp_path
+        _jpeg(root / "images" / f"{key}.jpg", 60 * i)
+    return root
+
+
+@pytest.fixture
+def xm3600_root(tmp_path: Path) -> Path:
+    return xm3600_tree(tmp_path)
 
 
 def multi30k_tree(root: Path) -> Path:

@@ -4,15 +4,13 @@ served on 127.0.0.1."""
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import json
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from loopback import serve_folder
 from mt_models import build_mt_model
 
 from xlr.config import parse_params
@@ -34,26 +32,18 @@ from xlr.train.pairs import pair_graph
 SYNTHETIC = {"pretrain_images": 300, "finetune_images": 40, "eval_images": 20, "shard_size": 100}
 
 
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def served_corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A generated corpus whose LAION-schema URLs point at a loopback server over its images."""
     root = tmp_path_factory.mktemp("www")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=root))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    base_url = f"http://127.0.0.1:{server.server_address[1]}/corpus/images"
     params = parse_params(
         {"run": {"name": "c"}, "data": {"train_langs": ["en", "de"], "synthetic": SYNTHETIC}}
     )
-    yield generate_corpus(params.data.synthetic, root / "corpus", progress=False, base_url=base_url)
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serve_folder(root) as url:
+        base_url = f"{url}/corpus/images"
+        yield generate_corpus(
+            params.data.synthetic, root / "corpus", progress=False, base_url=base_url
+        )
 
 
 def test_synthetic_path_writes_the_contract(tmp_path: Path) -> None:

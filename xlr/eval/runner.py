@@ -96,11 +96,13 @@ class _EvalJob:
         outputs = []
         for evaluated in arm_encoders(self.params, self.arm):
             for eval_set in self.sets:
+                # a study language a benchmark lacks was left out of its set (eval_sets)
+                has = set(eval_set.langs)
                 results, ranks = evaluate_arm(
                     evaluated.encoder,
                     eval_set,
-                    data.train_langs,
-                    data.heldout_langs,
+                    [lang for lang in data.train_langs if lang in has],
+                    [lang for lang in data.heldout_langs if lang in has],
                     tasks=self.tasks,
                     eval_cfg=self.params.eval,
                     arm=evaluated.arm.name,

@@ -42,7 +42,9 @@ def lora_targets(text: nn.Module, lora: LoraSection) -> list[str]:
     """Full names, inside the text tower ``text`` (``model.text``), of the linear layers a LoRA
     shaped by ``lora`` adapts: XLM-R layers named by ``target_modules`` (peft's rule: the name or
     its last parts), with ``ffn`` every layer's feed-forward pair, with ``projection`` the text
-    projection's linear layers. Exact names, so peft adapts exactly these and saves them."""
+    projection's linear layers. Exact names, so peft adapts exactly these; from 20 names on it
+    records them in ``adapter_config.json`` as the shortest suffixes that match only them
+    (``query``, ``value`` at xlm-roberta-base's 24), and the saved tensors keep the full names."""
     names = []
     for name, module in text.named_modules():
         # a layer another adapter already adapts keeps its linear as peft's ``base_layer``

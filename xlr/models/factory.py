@@ -169,14 +169,61 @@ def write_tiny_model_dir(
     state. The folder is written atomically and replaces an existing one.
     """
     tokenizer = load_tokenizer(tokenizer_dir)
+    final = Path(out_dir).resolve()
+    model_cfg = tiny_model_cfg(tiny, image_size, final)
+    text_config = tiny_text_config(tiny, len(tokenizer))
+    return _write_random_dir(model_cfg, text_config, tokenizer_dir, final, seed)
+
+
+def write_random_model_dir(
+    name: str,
+    text_config: XLMRobertaConfig,
+    tokenizer_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    seed: int,
+) -> Path:
+    """Write open_clip model ``name`` at its real size with random weights, offline.
+
+    The towers are open_clip's own config of ``name`` (``xlm-roberta-base-ViT-B-32``: ViT-B/32,
+    mean pooling, MLP projection); only the text tower's config and tokenizer come from the
+    caller instead of the hub, which is what lets a test build the real architecture without a
+    network (``text_config`` the published ``xlm-roberta-base`` config, ``tokenizer_dir`` any
+    XLM-R-framed tokenizer whose ids fit its vocabulary). Deterministic in ``seed``; atomic.
+    """
+    model_cfg = open_clip.get_model_config(name)
+    if model_cfg is None or "hf_model_name" not in model_cfg.get("text_cfg", {}):
+        raise ValueError(
+            f"{name!r}: not an open_clip model with a Hugging Face text tower; "
+            "see open_clip.list_models() for the xlm-roberta-* and mt5-* ones"
+        )
+    final = Path(out_dir).resolve()
+    model_cfg = model_cfg | {"text_cfg": _text_cfg_at(model_cfg["text_cfg"], final)}
+    return _write_random_dir(model_cfg, text_config, tokenizer_dir, final, seed)
+
+
+def _write_random_dir(
+    model_cfg: dict[str, Any],
+    text_config: XLMRobertaConfig,
+    tokenizer_dir: str | os.PathLike[str],
+    final: Path,
+    seed: int,
+) -> Path:
+    """A model folder of ``model_cfg`` whose text tower is ``text_config`` and the tokenizer in
+    ``tokenizer_dir``, with weights drawn from ``seed``; ids the tokenizer can emit must fit
+    the tower's vocabulary."""
+    tokenizer = load_tokenizer(tokenizer_dir)
     if tokenizer.pad_token_id != 1:
         raise ValueError(f"{tokenizer_dir}: pad id {tokenizer.pad_token_id}, XLM-R needs 1")
-    final = Path(out_dir).resolve()
+    if len(tokenizer) > text_config.vocab_size:
+        raise ValueError(
+            f"{tokenizer_dir}: {len(tokenizer)} tokens, more than the text tower's vocabulary "
+            f"({text_config.vocab_size}); train a smaller tokenizer"
+        )
     with atomic_dir(final, overwrite=True) as tmp:
         tokenizer.save_pretrained(tmp)
-        tiny_text_config(tiny, len(tokenizer)).save_pretrained(tmp)
+        text_config.save_pretrained(tmp)
         config = {
-            "model_cfg": tiny_model_cfg(tiny, image_size, final),
+            "model_cfg": model_cfg,
             "preprocess_cfg": {"mean": OPENAI_DATASET_MEAN, "std": OPENAI_DATASET_STD},
         }
         (tmp / OPEN_CLIP_CONFIG).write_text(json.dumps(config, indent=2))
