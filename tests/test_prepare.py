@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from loopback import serve_folder
 from mt_models import build_mt_model
@@ -78,6 +79,36 @@ def test_synthetic_path_writes_the_contract(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(importlib.util.find_spec("img2dataset") is None, reason="needs img2dataset")
+def test_a_download_without_images_is_an_error_naming_its_report(
+    served_corpus: Path, tmp_path: Path
+) -> None:
+    """Every URL dead (nothing listens on port 1): notebook 01 stops with where to look."""
+    metadata = pd.read_parquet(served_corpus / "pretrain" / "metadata.parquet")
+    metadata["URL"] = "http://127.0.0.1:1/gone.jpg?" + metadata["URL"]  # still unique
+    dead = tmp_path / "dead.parquet"
+    metadata.to_parquet(dead)
+    params = parse_params(
+        {
+            "run": {"name": "d", "runs_dir": str(tmp_path / "runs"), "device": "cpu"},
+            "data": {
+                "source": "laion",
+                "train_langs": ["en", "de"],
+                "laion": {
+                    "inputs": {"metadata": [str(dead)], "translations": [str(dead)]},
+                    "quotas": {"counts": {"en": 4, "de": 4}},
+                    "filters": {"min_similarity": 0.25},
+                    "download": {"processes": 1, "threads": 4, "image_size": 32},
+                },
+            },
+            "model": {"kind": "open_clip"},
+            "eval": {"benchmarks": ["xtd10"]},
+        }
+    )
+    with pytest.raises(ValueError, match=r"no image in the shards \(8 sampled rows failed.*"
+                       r"download_report.json"):  # fmt: skip
+        prepare_data(params, progress=False)
+
+
 def test_laion_path_offline(served_corpus: Path, tmp_path: Path) -> None:
     metadata = served_corpus / "pretrain" / "metadata.parquet"
     params = parse_params(

@@ -125,6 +125,12 @@ def _split_and_translate(params: Params, contract: dict[str, Any], out: Path) ->
     assert laion is not None  # the schema requires it for source 'laion'
     files: dict[str, Any] = {}
     pool = _laion_pool(contract)
+    if not pool.image_keys:
+        raise ValueError(
+            f"{contract['shards']}: no image in the shards ({contract['download_failed']} sampled "
+            "rows failed to download); download_report.json beside them counts the errors (dead "
+            "URLs, no network). Fix the cause and run notebook 01 again"
+        )
     if laion.translate is not None:
         from xlr.data.laion.translate import Seq2SeqTranslator, translate_pool, with_translations
 
