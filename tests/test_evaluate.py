@@ -10,7 +10,7 @@ import pytest
 from test_tasks import DesignedEncoder, designed_set
 
 from xlr.config import EvalSection, SyntheticSection, TinyModelSection
-from xlr.data.imagetext import ImageTextSet
+from xlr.data.imagetext import ArrayImages, ImageTextSet
 from xlr.data.synthetic import generate_corpus, lexicon_words, load_pool
 from xlr.eval.encoders import (
     EmbeddingKey,
@@ -21,6 +21,7 @@ from xlr.eval.encoders import (
     state_dict_hash,
 )
 from xlr.eval.results import RANK_COLUMNS, RESULT_COLUMNS, write_results
+from xlr.eval.runner import languages_in
 from xlr.eval.tasks import evaluate_arm
 from xlr.models.factory import load_model, write_tiny_model_dir
 from xlr.models.tokenizer import build_tokenizer
@@ -122,3 +123,19 @@ def test_tiny_model_runs_all_four_tasks(tiny_world, tmp_path: Path) -> None:
     ranks_file = f"zeroshot-b0-snone-{eval_set.name}.parquet"
     assert tmp_path / "run" / "results" / "ranks" / ranks_file in written
     assert len(written) == 2 + len(SEEN + HELDOUT)  # results, ranks, a record per language
+
+
+def test_each_set_is_evaluated_in_the_study_languages_it_has() -> None:
+    """Multi30K has en, de, fr, cs; LAION's validation split only the sampled languages: the
+    rest of the study's are left out of that set's tasks, in study order, not an error."""
+    captions = pd.DataFrame(
+        {
+            "image_id": [0, 0, 1, 1],
+            "lang": ["fr", "en", "fr", "en"],
+            "caption_idx": 0,
+            "caption": ["un chat", "a cat", "un chien", "a dog"],
+        }  # fmt: skip
+    )
+    images = ArrayImages(np.zeros((2, 8, 8, 3), dtype=np.uint8))
+    multi30k = ImageTextSet("multi30k", ["a", "b"], images, captions, parallel=True)
+    assert languages_in(multi30k, ["en", "de", "fr"], ["ko", "cs"]) == (["en", "fr"], [])

@@ -74,6 +74,16 @@ def arm_encoders(params: Params, arm: Arm) -> Iterator[EvaluatedArm]:
         yield EvaluatedArm(arm, ModelEncoder.from_folder(arm.model_dir(params), device, **how))
 
 
+def languages_in(
+    eval_set: ImageTextSet, seen: Sequence[str], heldout: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """The seen and held-out study languages ``eval_set`` has captions in: a benchmark lacks
+    some (Multi30K has en, de, fr, cs), and so may LAION's validation split (it holds only the
+    sampled languages); :func:`~xlr.data.prepare.eval_sets` reports what each one leaves out."""
+    has = set(eval_set.langs)
+    return [lang for lang in seen if lang in has], [lang for lang in heldout if lang in has]
+
+
 @dataclass(frozen=True)
 class _EvalJob:
     """Evaluate one arm's models on every eval set (a :func:`xlr.workers.run_jobs` job).
@@ -96,13 +106,10 @@ class _EvalJob:
         outputs = []
         for evaluated in arm_encoders(self.params, self.arm):
             for eval_set in self.sets:
-                # a study language a benchmark lacks was left out of its set (eval_sets)
-                has = set(eval_set.langs)
                 results, ranks = evaluate_arm(
                     evaluated.encoder,
                     eval_set,
-                    [lang for lang in data.train_langs if lang in has],
-                    [lang for lang in data.heldout_langs if lang in has],
+                    *languages_in(eval_set, data.train_langs, data.heldout_langs),
                     tasks=self.tasks,
                     eval_cfg=self.params.eval,
                     arm=evaluated.arm.name,
@@ -176,15 +183,15 @@ class _PlantedJob:
         cache_dir = results_dir(self.params) / "embeddings"
         outputs = []
         for eval_set in self.sets:
+            seen, heldout = languages_in(eval_set, data.train_langs, data.heldout_langs)
             model = (ZEROSHOT.name, self.base_seed, None)  # the zero-shot model's cache entry
             embedded = embed_model(
-                real.encoder, eval_set, data.train_langs + data.heldout_langs, cfg.captions,
-                model, cache_dir,
-            )  # fmt: skip
+                real.encoder, eval_set, seen + heldout, cfg.captions, model, cache_dir
+            )
             bias = plant_bias(embedded, lang, PLANTED_FRACTION, self.params.run.seeds[0])
             results, ranks = evaluate_arm(
                 bias.encoder(real.encoder), eval_set,
-                data.train_langs, data.heldout_langs, tasks=[MULTILINGUAL], eval_cfg=cfg,
+                seen, heldout, tasks=[MULTILINGUAL], eval_cfg=cfg,
                 arm=planted_name(lang), base_seed=self.base_seed, cache_dir=cache_dir,
             )  # fmt: skip
             row = planted_table([(self.base_seed, eval_set.name, bias)]).iloc[0].to_dict()
