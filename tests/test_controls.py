@@ -189,3 +189,10 @@ def test_negative_control_compares_the_first_two_seeds_of_each_trained_arm() -> 
     one_seed = negative_control(pd.concat(runs), seeds=[0])
     assert one_seed["p_value"].isna().all() and "two run.seeds" in one_seed["note"].item()
     assert one_seed["result"].item() == "not run"
+    # the real study ranks three benchmarks: one row per benchmark and arm, each on its own
+    other = pd.concat(runs).assign(benchmark="xm3600")
+    both = negative_control(pd.concat([*runs, other]), seeds=[0, 1])
+    assert both[["benchmark", "arm"]].values.tolist() == [
+        [b, a] for b in ("synthetic", "xm3600") for a in ("mono-full", "cross-full")
+    ]
+    assert both["p_value"].tolist() == table["p_value"].tolist() * 2

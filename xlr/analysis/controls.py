@@ -143,11 +143,11 @@ def negative_control(
     per_query: pd.DataFrame, seeds: Sequence[int], level: float = 0.05
 ) -> pd.DataFrame:
     """The paired p-value between the first two fine-tuning seeds of every trained arm, on the
-    caption queries of ``per_query`` (a rank distance table), with a ``result``: ``pass`` when
-    the seeds do not differ at ``level``, ``fail`` when they do.
+    caption queries of ``per_query`` (a rank distance table), one row per benchmark and arm,
+    with a ``result``: ``pass`` when the seeds do not differ at ``level``, ``fail`` when they do.
 
     Seeds differ by chance only, so the p-values should rarely fall below the test level (about
-    a ``level`` share of arms fail by chance); if they often do, arm differences must be judged
+    a ``level`` share of rows fail by chance); if they often do, arm differences must be judged
     against the seed spread. With fewer than two seeds there is nothing to compare: one row
     says so, with result ``not run``.
     """
@@ -158,22 +158,25 @@ def negative_control(
             f"needs two run.seeds and a trained arm; this run has {len(seeds)} seed(s) "
             "(params/synthetic.yaml has two)"
         )
-        return pd.DataFrame([{"arm": "every trained arm", "seed_a": pd.NA, "seed_b": pd.NA,
-                              "p_value": np.nan, "result": "not run", "note": note}])  # fmt: skip
+        return pd.DataFrame([{"benchmark": "every benchmark", "arm": "every trained arm",
+                              "seed_a": pd.NA, "seed_b": pd.NA, "p_value": np.nan,
+                              "result": "not run", "note": note}])  # fmt: skip
     seed_a, seed_b = seeds[:2]
     rows = []
-    for arm in arms:
-        p_value = seed_negative_control(captions, arm, seed_a, seed_b)
-        rows.append(
-            {
-                "arm": arm,
-                "seed_a": seed_a,
-                "seed_b": seed_b,
-                "p_value": p_value,
-                "result": "pass" if p_value >= level else "fail",
-                "note": "" if p_value >= level else f"the seeds differ at p < {level}",
-            }
-        )
+    for (benchmark, _), table in captions.groupby(["benchmark", "task"], sort=False):
+        for arm in arms:
+            p_value = seed_negative_control(table, arm, seed_a, seed_b)
+            rows.append(
+                {
+                    "benchmark": benchmark,
+                    "arm": arm,
+                    "seed_a": seed_a,
+                    "seed_b": seed_b,
+                    "p_value": p_value,
+                    "result": "pass" if p_value >= level else "fail",
+                    "note": "" if p_value >= level else f"the seeds differ at p < {level}",
+                }
+            )
     return pd.DataFrame(rows)
 
 
