@@ -17,6 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from xlr.analysis.figure_style import arm_order, check_figure_table
+from xlr.analysis.tables import language_order
 from xlr.eval.results import check_table
 
 
@@ -54,13 +55,6 @@ def pair_matrix(
     return matrix
 
 
-def grouped_languages(langs: Sequence[str], seen: Sequence[str] | None) -> tuple[list[str], int]:
-    """``langs`` with the seen ones first, then the rest (held out), each alphabetical, and how
-    many are seen (where a separator goes); without ``seen``, alphabetical and 0."""
-    first = sorted(lang for lang in langs if seen is not None and lang in seen)
-    return first + sorted(lang for lang in langs if lang not in first), len(first)
-
-
 def _heatmap_scale(matrices: Sequence[pd.DataFrame], diverging: bool) -> dict[str, object]:
     """One colour scale for every matrix: ``viridis`` over their joint range for a metric,
     ``vlag`` centred at 0 with symmetric limits for a difference (so gains and losses of equal
@@ -87,7 +81,9 @@ def _draw_pair_heatmap(
     """One query x target heatmap on ``ax``: languages seen first, a line between seen and held
     out, missing cells (the diagonal) hatched as "not measured"; values written in the cells at
     ``annot_size`` points (None: not written)."""
-    langs, n_seen = grouped_languages(list(dict.fromkeys([*matrix.index, *matrix.columns])), seen)
+    seen = seen or []
+    langs = language_order([*matrix.index, *matrix.columns], seen)
+    n_seen = sum(lang in seen for lang in langs)
     matrix = matrix.reindex(index=langs, columns=langs)
     n = len(langs)
     sns.heatmap(
