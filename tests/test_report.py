@@ -5,11 +5,13 @@ from __future__ import annotations
 import html
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from xlr import report_index
 from xlr.analysis.tables import CLAIMS_COLUMNS
 from xlr.cli import main
 from xlr.config import load_params
@@ -229,3 +231,26 @@ def test_widget_outputs_become_the_text_their_saved_state_shows() -> None:
         {"text/plain": "<b>"},  # text, escaped when the page is written
     ]
     assert "widgets" not in flat.metadata
+
+
+def test_provenance_counts_a_new_module_as_uncommitted_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An uncommitted module runs as surely as an edited one; notes outside the code do not."""
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "xlr").mkdir()
+    (tmp_path / "xlr" / "a.py").write_text("A = 1\n")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "a")
+    monkeypatch.setattr(report_index, "CHECKOUT", tmp_path)
+    assert report_index._dirty() == "no: the commit is the code that ran"
+    (tmp_path / "notes.txt").write_text("not code\n")
+    assert report_index._dirty() == "no: the commit is the code that ran"
+    (tmp_path / "xlr" / "b.py").write_text("B = 2\n")
+    assert report_index._dirty().startswith("yes: 1 file(s)")
+    (tmp_path / "xlr" / "a.py").write_text("A = 3\n")
+    assert report_index._dirty().startswith("yes: 2 file(s)")

@@ -102,13 +102,20 @@ def _git(*args: str) -> str | None:
     return result.stdout.strip()
 
 
+CODE_PATHS = ("xlr", "notebooks", "params", "pyproject.toml")  # what decides a run's numbers
+
+
 def _dirty() -> str:
-    changes = _git("status", "--porcelain", "--untracked-files=no")
-    if changes is None:
+    """Whether the code that ran is the commit: changed tracked files anywhere, and new files
+    (not ignored) where code lives, since an uncommitted module can run as well as an edit."""
+    tracked = _git("status", "--porcelain", "--untracked-files=no")
+    new = _git("status", "--porcelain", "--untracked-files=all", "--", *CODE_PATHS)
+    if tracked is None or new is None:
         return "unknown (not a git checkout)"
+    changes = set(tracked.splitlines()) | {line for line in new.splitlines() if line[:2] == "??"}
     if not changes:
         return "no: the commit is the code that ran"
-    return f"yes: {len(changes.splitlines())} tracked file(s) differ from the commit"
+    return f"yes: {len(changes)} file(s) differ from the commit or are not in it"
 
 
 def _package_versions() -> str:
