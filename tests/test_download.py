@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from PIL import Image
 from pydantic import ValidationError
@@ -53,7 +54,7 @@ from xlr.data.img2dataset_shards import (
     error_kind,
     load_downloaded,
 )
-from xlr.data.shards import read_shards
+from xlr.data.shards import Sample, read_shards, write_shards
 from xlr.io import atomic_write_json, file_sha256
 
 STALE_SHARD = "00007.tar"
@@ -258,6 +259,70 @@ def test_load_downloaded_as_image_text_set(downloaded: tuple[Path, Path, Downloa
     assert english["caption"].str.startswith("english").sum() == 2
     # who wrote each: the page (""), or LAION's translation of a de or fr caption
     assert sorted(english["translated_by"]) == ["", "", "ENG TEXT", "ENG TEXT"]
+
+
+def _webdataset_pool(shard_dir: Path) -> tuple[list[str], list[tuple], list[bytes]]:
+    """The oracle: keys, caption records (``eng_text``) and image bytes, read sample by sample
+    with webdataset, as load_downloaded once did."""
+    keys, records, images = [], [], []
+    for image_id, sample in enumerate(read_shards(shard_dir)):
+        meta = sample["json"]
+        keys.append(sample["key"])
+        images.append(sample["jpg"])
+        records.append((image_id, meta["LANGUAGE"], 0, sample["txt"], ""))
+        if meta["LANGUAGE"] != "en" and meta.get("ENG TEXT"):
+            records.append((image_id, "en", 0, meta["ENG TEXT"], "ENG TEXT"))
+    return keys, records, images
+
+
+def test_load_downloaded_equals_reading_every_sample(
+    downloaded: tuple[Path, Path, DownloadReport],
+) -> None:
+    """The parquet files and tar headers give the pool reading every sample gave."""
+    _, out_dir, _ = downloaded
+    keys, records, images = _webdataset_pool(out_dir / SHARD_DIR)
+    pool = load_downloaded(out_dir / SHARD_DIR, eng_text=True)
+    assert list(pool.image_keys) == keys and len(keys) == 4
+    assert [pool.images.read(i) for i in range(len(pool))] == images
+    expected = pd.DataFrame(records, columns=list(pool.captions.columns))
+    pd.testing.assert_frame_equal(pool.captions, expected)
+
+
+def _read_bytes() -> int:
+    """Bytes this process has read through read() calls so far (Linux's rchar)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").is_file(), reason="reads Linux's /proc/self/io")
+def test_load_downloaded_reads_no_image_bytes(tmp_path: Path) -> None:
+    """At 900k images the tars are 20-35 GB: only their headers and the parquet files are read."""
+    jpegs = [_jpeg(seed, 1200, 1200) for seed in range(3)]  # noise: about 1 MB each
+    samples = [
+        Sample(
+            f"http://x/{i}.jpg",
+            f"Bild {i}",
+            jpg,
+            1200,
+            1200,
+            {"LANGUAGE": "de", "ENG TEXT": f"picture {i}"},
+        )
+        for i, jpg in enumerate(jpegs)
+    ]
+    additional = pa.schema([("LANGUAGE", pa.string()), ("ENG TEXT", pa.string())])
+    write_shards(samples, tmp_path, shard_size=2, additional=additional)
+    before = _read_bytes()
+    pool = load_downloaded(tmp_path, eng_text=True)
+    read = _read_bytes() - before
+    assert len(pool) == 3 and sorted(pool.captions["caption"]) == [
+        "Bild 0", "Bild 1", "Bild 2", "picture 0", "picture 1", "picture 2",
+    ]  # fmt: skip
+    assert read < sum(map(len, jpegs)) / 10, (
+        f"{read} bytes read for {sum(map(len, jpegs))} of images"
+    )
+    assert pool.images.read(2) == jpegs[2]
 
 
 def test_rerun_with_same_inputs_is_a_noop(

@@ -9,30 +9,38 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import math
+import shutil
+from datetime import timedelta
 from pathlib import Path
 from unittest import mock
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 import pytest
 import torch
+import torch.distributed as dist
 from conftest import build_tiny_world, tiny_raw_params
 from open_clip.model import CustomTextCLIP
+from PIL import Image
 from safetensors.torch import load_file
 
 from xlr.arms import LOG_CSV, MODEL_DIR, Arm
 from xlr.config import Params, parse_params
-from xlr.data.imagetext import ImageTextSet
-from xlr.data.shards import read_shards, shard_images
+from xlr.data.imagetext import ArrayImages, ImageTextSet
+from xlr.data.shards import Sample, read_shards, shard_images, write_shards
 from xlr.models.bases import base_key
 from xlr.models.factory import WEIGHTS, load_model
-from xlr.runtime import DistContext, autocast
+from xlr.runtime import RANK0_WAIT, DistContext, autocast
 from xlr.train.checkpoint import CHECKPOINT, load_checkpoint
 from xlr.train.finetune import arm_sampler, train_arm
 from xlr.train.image_cache import (
     cached_image_features,
     check_locked_image_tower,
     image_cache_path,
+    images_digest,
 )
 from xlr.train.inputs import step_inputs
 from xlr.train.loop import Trainer, check_train_precision
@@ -223,6 +231,83 @@ def test_two_arms_encode_the_images_once(world: dict, tmp_path: Path) -> None:
     uncached = params_for(world, steps=2)
     train_arm(base, world["pool"], uncached, MONO, tmp_path / "c", progress=False)
     np.testing.assert_allclose(log_losses(tmp_path / "a"), log_losses(tmp_path / "c"), rtol=1e-5)
+
+
+def _jpeg(seed: int) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (24, 24, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def _shard_pool(shard_dir: Path) -> ImageTextSet:
+    keys, store = shard_images(shard_dir)
+    captions = pd.DataFrame({"image_id": range(len(keys)), "lang": "en", "caption_idx": 0,
+                             "caption": "a photo"})  # fmt: skip
+    return ImageTextSet("laion", keys, store, captions)
+
+
+def _downloaded(shard_dir: Path, seeds: list[int]) -> ImageTextSet:
+    """A pool of img2dataset-shaped shards: its keys are positions, whatever the images."""
+    samples = [Sample(f"http://x/{s}.jpg", f"c{s}", _jpeg(s), 24, 24, {}) for s in seeds]
+    write_shards(samples, shard_dir, shard_size=2, additional=pa.schema([]))
+    return _shard_pool(shard_dir)
+
+
+def test_the_cache_key_follows_the_images_not_their_keys(world: dict, tmp_path: Path) -> None:
+    """Two LAION samples whose surviving keys coincide get two cache files; a moved folder
+    keeps its file; decoded pixels count too."""
+    params, base, cpu = params_for(world), load_model(world["model"]), torch.device("cpu")
+    one = _downloaded(tmp_path / "one", [0, 1, 2])
+    other = _downloaded(tmp_path / "other", [3, 4, 5])
+    assert list(one.image_keys) == list(other.image_keys)
+    path = image_cache_path(base, one, params, "k", cpu)
+    assert image_cache_path(base, other, params, "k", cpu) != path
+    moved = shutil.copytree(tmp_path / "one", tmp_path / "moved")
+    assert image_cache_path(base, _shard_pool(moved), params, "k", cpu) == path
+    for shard in ("00000", "00001"):  # without the parquet files, the images' bytes decide
+        (moved / f"{shard}.parquet").unlink()
+        (tmp_path / "other" / f"{shard}.parquet").unlink()
+    assert images_digest(shard_images(moved)[1]) != images_digest(other.images)
+    pool = world["pool"]
+    pixels = pool.images.pixels.copy()
+    pixels[0, 0, 0, 0] ^= 1
+    changed = dataclasses.replace(pool, images=ArrayImages(pixels))
+    assert image_cache_path(base, changed, params, "k", cpu) != image_cache_path(
+        base, pool, params, "k", cpu
+    )
+
+
+def test_other_ranks_wait_for_the_encoding_on_the_long_timeout_group(
+    world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decoding 900k images outlasts NCCL's 10-minute barrier: the wait runs on
+    :func:`xlr.runtime.rank0_first`'s gloo group, and only rank 0 encodes."""
+    raw = raw_params(world["root"] / "runs")
+    raw["run"]["cache_dir"] = str(tmp_path)
+    params, base = parse_params(raw), load_model(world["model"])
+    unlock_text_tower(base.model)
+    calls: list[tuple] = []
+    group = object()
+    monkeypatch.setattr(dist, "new_group", lambda **kw: calls.append(("new_group", kw)) or group)
+    monkeypatch.setattr(dist, "barrier", lambda group=None: calls.append(("barrier", group)))
+    monkeypatch.setattr(dist, "destroy_process_group", lambda g=None: calls.append(("destroy", g)))
+    encoded = []
+    encode = CustomTextCLIP.encode_image
+
+    def counted(self: CustomTextCLIP, image: torch.Tensor, normalize: bool = False) -> object:
+        encoded.append(len(image))
+        return encode(self, image, normalize=normalize)
+
+    with mock.patch.object(CustomTextCLIP, "encode_image", counted):
+        for rank in (0, 1):
+            ctx = DistContext(rank, 2, torch.device("cpu"))
+            features = cached_image_features(base, world["pool"], params, "k", base.model, ctx)
+            assert len(features) == len(world["pool"])
+    assert sum(encoded) == len(world["pool"])  # rank 0 only
+    wait = [("new_group", {"backend": "gloo", "timeout": RANK0_WAIT}), ("barrier", group),
+            ("destroy", group)]  # fmt: skip
+    assert calls == wait * 2 and RANK0_WAIT >= timedelta(hours=1)
 
 
 def test_the_cache_refuses_a_trained_image_tower(world: dict) -> None:

@@ -20,8 +20,7 @@ Every rank reads the run's folders, so on several nodes ``runs/`` (``run.runs_di
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import timedelta
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -31,16 +30,12 @@ from xlr.arms import Arm, trained_arms
 from xlr.config import Params
 from xlr.data.prepare import finetune_pool, prepare_data, read_contract
 from xlr.models.bases import base_model_dir, is_base_cached, load_base
-from xlr.runtime import DistContext, init_distributed
+from xlr.runtime import init_distributed, rank0_first
 from xlr.train.adapters import train_adapters
 from xlr.train.finetune import train_arm
 from xlr.train.pretrain import ensure_base_model
 from xlr.train.tokens import cached_tokens, token_cache_dir
 from xlr.tuning import tuned_params
-
-# How long the other ranks wait for rank 0 (a base pretraining, a LAION download). NCCL's own
-# timeout is minutes, so the wait runs on a gloo group of its own.
-RANK0_WAIT = timedelta(hours=24)
 
 
 class LaunchError(ValueError):
@@ -106,20 +101,6 @@ def _prepare(params: Params, arms: Sequence[Arm], build: bool, progress: bool) -
     for base_seed in dict.fromkeys(arm.base_seed for arm in arms):
         tokenizer = load_base(params, base_seed).tokenizer
         cached_tokens(tokenizer, pool.captions["caption"].tolist(), token_cache_dir(params))
-
-
-def rank0_first(ctx: DistContext, work: Callable[[], None]) -> None:
-    """Run ``work`` on rank 0 while the other ranks wait for it at a barrier (a gloo group with
-    :data:`RANK0_WAIT` as timeout). A failure on rank 0 raises there; ``torchrun`` then stops
-    the waiting ranks."""
-    if ctx.world_size == 1:
-        work()
-        return
-    waiting = dist.new_group(backend="gloo", timeout=RANK0_WAIT)
-    if ctx.is_main:
-        work()
-    dist.barrier(group=waiting)
-    dist.destroy_process_group(waiting)
 
 
 def train(

@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 import torch
@@ -98,6 +99,25 @@ def init_distributed(device_setting: str = "auto") -> DistContext:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return DistContext(dist.get_rank(), dist.get_world_size(), device)
+
+
+# How long the other ranks wait for rank 0 (a base pretraining, a LAION download, the image
+# features of a pool). NCCL's own timeout is minutes, so the wait runs on a gloo group of its own.
+RANK0_WAIT = timedelta(hours=24)
+
+
+def rank0_first(ctx: DistContext, work: Callable[[], None]) -> None:
+    """Run ``work`` on rank 0 while the other ranks wait for it at a barrier (a gloo group with
+    :data:`RANK0_WAIT` as timeout). A failure on rank 0 raises there; ``torchrun`` then stops
+    the waiting ranks."""
+    if ctx.world_size == 1:
+        work()
+        return
+    waiting = dist.new_group(backend="gloo", timeout=RANK0_WAIT)
+    if ctx.is_main:
+        work()
+    dist.barrier(group=waiting)
+    dist.destroy_process_group(waiting)
 
 
 def all_reduce_gradients(params: Sequence[nn.Parameter], world_size: int) -> None:

@@ -13,14 +13,13 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from xlr.data.imagetext import CAPTION_COLUMNS, ImageTextSet
-from xlr.data.shards import read_shards, shard_images
+from xlr.data.shards import shard_images
 from xlr.langs import UnknownLanguageError, canonical_code
 
 UNKNOWN_LANGUAGE = "unknown"  # rows whose LANGUAGE is null, or samples without the column
@@ -137,42 +136,92 @@ def status_by_language(shard_dir: Path, shards: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame({"language": languages, "status": statuses})
 
 
-def _sample_language(meta: dict[str, Any], out_dir: Path) -> str:
+def _sample_language(code: str | None, key: str, out_dir: Path) -> str:
     """A downloaded sample's canonical language code; the error names the shard folder and key."""
-    code = meta.get("LANGUAGE")
     if not code:
         raise ValueError(
-            f"{out_dir}: sample {meta.get('key')} has no LANGUAGE; download from a sample parquet "
-            "with a LANGUAGE column"
+            f"{out_dir}: sample {key} has no LANGUAGE; download from a sample parquet with a "
+            "LANGUAGE column"
         )
     try:
         return canonical_code(code)
     except UnknownLanguageError as err:
-        raise ValueError(f"{out_dir}: sample {meta.get('key')}: {err}") from None
+        raise ValueError(f"{out_dir}: sample {key}: {err}") from None
+
+
+_NEEDED = ("key", "status", "caption")  # img2dataset's own columns the pool reads
+_OPTIONAL = ("LANGUAGE", "ENG TEXT")  # saved additional columns (their absence is checked later)
+
+
+def _downloaded_text(tars: Sequence[str]) -> dict[str, tuple[str | None, str | None, str | None]]:
+    """Per downloaded key: (caption, LANGUAGE, ENG TEXT), from the parquet beside each tar.
+
+    img2dataset writes one parquet row per input row, ``status`` ``success`` for exactly the
+    samples it put in the tar, with the caption it wrote as ``.txt`` and the saved additional
+    columns it wrote into ``.json``: a few columns of it give what the tars would only give by
+    reading every image's bytes too.
+    """
+    text: dict[str, tuple[str | None, str | None, str | None]] = {}
+    for tar in tars:
+        parquet = Path(tar).with_suffix(".parquet")
+        try:
+            names = pq.read_schema(parquet).names
+        except (pa.ArrowInvalid, OSError) as err:
+            raise ValueError(
+                f"{parquet}: not readable ({err}); img2dataset writes it beside {Path(tar).name}: "
+                "download that shard again"
+            ) from None
+        lacking = [column for column in _NEEDED if column not in names]
+        if lacking:
+            raise ValueError(
+                f"{parquet}: no column {', '.join(lacking)}; not an img2dataset shard written "
+                "with caption_col (xlr.data.download.img2dataset_arguments sets it): download again"
+            )
+        read = [*_NEEDED, *(column for column in _OPTIONAL if column in names)]
+        columns = pq.read_table(parquet, columns=read).to_pydict()
+        none = [None] * len(columns["key"])
+        rows = zip(
+            columns["key"], columns["status"], columns["caption"],
+            columns.get("LANGUAGE", none), columns.get("ENG TEXT", none), strict=True,
+        )  # fmt: skip
+        for key, status, caption, language, eng in rows:
+            if status == "success":
+                text[key] = (caption, language, eng)
+    return text
 
 
 def load_downloaded(out_dir: Path, name: str = "laion", *, eng_text: bool = False) -> ImageTextSet:
-    """The downloaded pairs as an :class:`ImageTextSet`, read from the shards with webdataset.
+    """The downloaded pairs as an :class:`ImageTextSet`: images where the tars hold them, text
+    from the shards' parquet files.
 
     Each image gets its caption (TEXT) in its LANGUAGE as caption 0. ``eng_text`` adds LAION's
     machine translation (ENG TEXT) as the English caption 0 of non-English images, for the
     translated-caption arms. ``translated_by`` says who wrote each caption: ``""`` the web page,
     ``ENG TEXT`` LAION's translation (:mod:`xlr.data.laion.translate` adds its own). Images stay
     in the tars (:class:`xlr.data.shards.ShardImages`): memory holds where each lies, not its
-    bytes.
+    bytes, and no image byte is read here (at 900k images the tars are 20-35 GB): the image
+    order is the tars' member order, read from their headers, as webdataset would yield them.
     """
     out_dir = Path(out_dir)
-    keys: list[str] = []
+    keys, images = shard_images(out_dir)
+    text = _downloaded_text(images.tars)
+    missing = [key for key in keys if key not in text]
+    if missing:
+        raise ValueError(
+            f"{out_dir}: images {missing[:5]} ({len(missing)} in all) are in the tars but not "
+            "listed as downloaded in the shards' parquet files; download those shards again"
+        )
     records: list[tuple[int, str, int, str, str]] = []
-    for image_id, sample in enumerate(read_shards(out_dir)):
-        meta = sample["json"]
-        lang = _sample_language(meta, out_dir)
-        keys.append(sample["key"])
-        records.append((image_id, lang, 0, sample["txt"], ""))
-        if eng_text and lang != "en" and meta.get("ENG TEXT"):
-            records.append((image_id, "en", 0, meta["ENG TEXT"], "ENG TEXT"))
+    for image_id, key in enumerate(keys):
+        caption, language, eng = text[key]
+        lang = _sample_language(language, key, out_dir)
+        if caption is None:
+            raise ValueError(f"{out_dir}: sample {key} has no caption; sample rows with a TEXT")
+        records.append((image_id, lang, 0, caption, ""))
+        if eng_text and lang != "en" and eng:
+            records.append((image_id, "en", 0, eng, "ENG TEXT"))
     captions = pd.DataFrame(records, columns=[*CAPTION_COLUMNS, "translated_by"])
-    return ImageTextSet(name, keys, shard_images(out_dir, keys)[1], captions)
+    return ImageTextSet(name, keys, images, captions)
 
 
 def check_given_shards(folder: Path) -> list[str]:
