@@ -51,10 +51,20 @@ def _group_order(pool: ImageTextSet, groups: np.ndarray, seed: int) -> list[int]
     on the captions, not on where the shards list the images. A group without captions is named
     by its first image key ("~" sorts after the "t" of every caption)."""
     captions = pool.captions
-    texts = ("t" + _normalised(captions["caption"])).set_axis(groups[captions["image_id"]])
-    keys = ("~" + pd.Series(pool.image_keys, dtype=object)).set_axis(groups)
-    names = pd.concat([texts, keys]).groupby(level=0).min()
-    digest = {g: hashlib.md5(f"{seed}\x00{name}".encode()).hexdigest() for g, name in names.items()}
+    texts = "t" + _normalised(captions["caption"])
+    keys = "~" + pd.Series(pool.image_keys, dtype=object)
+    names = pd.DataFrame(
+        {
+            "group": np.r_[groups[captions["image_id"].to_numpy()], groups],
+            "name": np.r_[texts.to_numpy(), keys.to_numpy()],
+        }
+    )
+    # each group's smallest name (a sort: groupby's min of strings runs in Python, per group)
+    first = names.sort_values("name").drop_duplicates("group")
+    digest = {
+        g: hashlib.md5(f"{seed}\x00{name}".encode()).hexdigest()
+        for g, name in zip(first["group"], first["name"], strict=True)
+    }
     return sorted(digest, key=digest.__getitem__)
 
 
@@ -73,20 +83,24 @@ def held_out_images(pool: ImageTextSet, fraction: float, seed: int) -> np.ndarra
     share = max(1, math.floor(fraction * len(pool) + 1e-9))
     wanted = min(share, VAL_IMAGES_MAX, len(pool) - 1)  # training keeps an image
     groups = caption_groups(pool)
-    members = pd.Series(np.arange(len(pool))).groupby(groups).groups
-    chosen: list[int] = []
+    members = np.argsort(groups, kind="stable")  # group g's images: members[starts[g]:][:sizes[g]]
+    sizes = np.bincount(groups)
+    starts = np.cumsum(sizes) - sizes
+    chosen: list[np.ndarray] = []
+    total = 0
     for group in _group_order(pool, groups, seed):
-        if len(chosen) + len(members[group]) <= wanted:
-            chosen += [int(i) for i in members[group]]
-            if len(chosen) == wanted:
+        if total + sizes[group] <= wanted:
+            chosen.append(members[starts[group] : starts[group] + sizes[group]])
+            total += sizes[group]
+            if total == wanted:
                 break
-    if not chosen:
+    if not total:
         raise ValueError(
             f"{pool.name}: every group of images that share a caption holds more than {wanted} "
             "image(s), the validation size; nothing can be held out without its captions also "
             "training (raise data.laion.val_fraction or data.laion.quotas)"
         )
-    return np.sort(np.asarray(chosen, dtype=np.int64))
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
 def _store_subset(images: ImageStore, ids: np.ndarray) -> ImageStore:
