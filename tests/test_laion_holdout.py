@@ -50,8 +50,8 @@ def test_split_is_seeded_sized_and_by_image(monkeypatch: pytest.MonkeyPatch) -> 
     assert len(held_out_images(numbered(10), 0.01, seed=0)) == 1  # never none
     assert len(held_out_images(numbered(2), 0.2, seed=0)) == 1  # never all
     twins = numbered(3, ["a cat", "A  cat", "a dog"])
-    assert held_out_images(twins, 0.2, seed=0).tolist() in ([0, 1], [2])  # training keeps one
-    with pytest.raises(ValueError, match="every image has the same caption"):
+    assert held_out_images(twins, 0.2, seed=0).tolist() == [2]  # the pair would be 2 of 1
+    with pytest.raises(ValueError, match="every group of images that share a caption holds"):
         held_out_images(numbered(2, ["a cat", "a cat"]), 0.2, seed=0)
     monkeypatch.setattr(holdout, "VAL_IMAGES_MAX", 4)
     assert len(held_out_images(pool, 0.2, seed=0)) == 4
@@ -83,6 +83,58 @@ def test_images_with_one_caption_fall_on_one_side() -> None:
     assert audit[["shared_images", "shared_texts"]].to_numpy().tolist() == [[1, 2]]
     with pytest.raises(ValueError, match="shares 3 images or captions with training"):
         check_holdout(audit)
+
+
+def with_eng_text(pool: ImageTextSet, english: dict[int, str], source: str) -> ImageTextSet:
+    """``pool`` with an English caption added to the images of ``english``, marked ``source``
+    (LAION's "ENG TEXT" or a translation model's name)."""
+    added = pd.DataFrame(
+        {"image_id": list(english), "lang": "en", "caption_idx": 0,
+         "caption": list(english.values()), "translated_by": source}
+    )  # fmt: skip
+    return ImageTextSet(
+        pool.name,
+        pool.image_keys,
+        pool.images,
+        pd.concat([pool.captions, added], ignore_index=True),
+    )
+
+
+@pytest.mark.parametrize("source", ["ENG TEXT", "facebook/nllb-200-distilled-600M"])
+def test_images_sharing_a_translated_caption_fall_on_one_side(source: str) -> None:
+    # image 3 ("Hund") and image 17 ("chien") both read "dog" in English; image 20's English
+    # caption reads as image 29's own
+    texts = [f"bild {i}" for i in range(40)]
+    texts[3], texts[17], texts[29] = "Hund", "chien", "Katze"
+    pool = with_eng_text(numbered(40, texts), {3: "dog", 17: " Dog", 20: "Katze"}, source)
+    for seed in range(30):
+        ids = held_out_images(pool, 0.2, seed)
+        assert len({i in ids for i in (3, 17)}) == 1 and len({i in ids for i in (20, 29)}) == 1
+        train = image_subset(pool, np.setdiff1d(np.arange(40), ids), "laion", None)
+        audit = holdout_audit(train, image_subset(pool, ids, "laion-val", True))
+        assert audit[["shared_images", "shared_texts"]].to_numpy().tolist() == [[0, 0]]
+    # the audit compares every caption: a German validation image whose English caption trains
+    val = image_subset(pool, np.array([3]), "laion-val", True)
+    train = image_subset(pool, np.array([17, 29]), "laion", None)
+    audit = holdout_audit(train, val)
+    assert audit[["shared_images", "shared_texts"]].to_numpy().tolist() == [[0, 1]]
+
+
+def test_a_boilerplate_group_never_swells_the_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    texts = [f"caption {i}" for i in range(1000)]
+    texts[:400] = ["Untitled"] * 400
+    pool = numbered(1000, texts)
+    for seed in range(40):
+        ids = held_out_images(pool, 0.02, seed)
+        assert len(ids) == 20 and not set(ids.tolist()) & set(range(400))
+    # the README's bounds: at most val_fraction (0.2 at most) of the images, and 5,000
+    big = numbered(30_000, ["Untitled"] * 7_000 + [f"caption {i}" for i in range(23_000)])
+    assert holdout.VAL_IMAGES_MAX == 5000
+    assert len(held_out_images(big, 0.2, seed=23)) == 5000
+    small = numbered(8, ["a", "a", "b", "b", "c", "c", "d", "e"])
+    assert all(len(held_out_images(small, 0.2, seed)) == 1 for seed in range(10))  # 1.6: 1
+    monkeypatch.setattr(holdout, "VAL_IMAGES_MAX", 7)
+    assert len(held_out_images(numbered(100, ["x"] * 6 + texts[400:494]), 0.2, seed=0)) == 7
 
 
 def test_controls_tasks_run_on_a_laion_validation_set(tmp_path: Path) -> None:

@@ -4,9 +4,11 @@ errors, and a LAION-shaped pool whose translations make every pair of languages 
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
+import huggingface_hub
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,6 +22,7 @@ from xlr.data.laion.translate import (
     Seq2SeqTranslator,
     TranslationError,
     model_language,
+    model_revision,
     translate_pool,
     with_translations,
 )
@@ -84,6 +87,62 @@ def test_second_run_is_all_cache_hits(models: dict, generations: list, tmp_path:
     again = translate_pool(pool.captions, pool.image_keys, ["en", "de", "fr"], fresh, cache)
     assert generations == [] and not fresh._loaded  # no model even loaded
     pd.testing.assert_frame_equal(first, again)
+
+
+def test_a_replaced_model_folder_translates_afresh(generations: list, tmp_path: Path) -> None:
+    folder = build_mt_model(tmp_path / "m2m100", "m2m100")
+    pool = laion_pool(6)  # 4 images lack de: one batch
+    cache = tmp_path / "cache.sqlite"
+
+    def run() -> pd.DataFrame:
+        generations.clear()
+        translator = Seq2SeqTranslator(settings(folder, batch_size=8), CPU)
+        return translate_pool(pool.captions, pool.image_keys, ["de"], translator, cache)
+
+    first = run()
+    assert len(generations) == 1
+    run()
+    assert generations == []  # the same folder: all cache hits
+    model = M2M100ForConditionalGeneration.from_pretrained(folder)
+    with torch.no_grad():
+        model.model.shared.weight.mul_(-1.0)  # other weights, the same size
+    model.save_pretrained(folder)
+    again = run()
+    assert len(generations) == 1  # the new weights translate again
+    assert set(first["translated_by"]).isdisjoint(again["translated_by"])
+    with sqlite3.connect(cache) as db:
+        assert db.execute("SELECT COUNT(DISTINCT translator) FROM translations").fetchone()[0] == 2
+    # a config edited in place, its time stamp kept: read by content; hidden files are not read
+    before = model_revision(str(folder))
+    (folder / ".notes").write_text("not the model")
+    assert model_revision(str(folder)) == before
+    config = folder / "generation_config.json"
+    stamp = config.stat()
+    config.write_text(config.read_text().replace("{", '{"num_beams": 2, ', 1))
+    os.utime(config, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert model_revision(str(folder)) != before
+
+
+def test_a_hub_model_is_keyed_by_its_cached_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    repo = tmp_path / "models--someone--mt-model"
+
+    def cached(commit: str) -> None:
+        (repo / "snapshots" / commit).mkdir(parents=True)
+        (repo / "snapshots" / commit / "config.json").write_text("{}")
+        (repo / "refs").mkdir(exist_ok=True)
+        (repo / "refs" / "main").write_text(commit)
+
+    assert model_revision("someone/mt-model") is None  # not downloaded: the translator loads it
+    cached("a1b2c3")
+    hub = TranslateSection(model="someone/mt-model", family="m2m100", max_new_tokens=6)
+    translator = Seq2SeqTranslator(hub, CPU)
+    assert translator.identity("de") == "someone/mt-model rev=a1b2c3 beams=1 max=6"
+    assert not translator._loaded  # read from the cache's folders, no model loaded
+    cached("d4e5f6")  # the hub model updated
+    assert Seq2SeqTranslator(hub, CPU).identity("de").startswith("someone/mt-model rev=d4e5f6 ")
 
 
 def test_batches_and_repeated_texts(models: dict, generations: list, tmp_path: Path) -> None:

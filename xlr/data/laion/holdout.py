@@ -4,18 +4,22 @@ Tuning and the controls choose by looking at validation results, never at the ev
 benchmarks, so the LAION path needs its own validation set as the generated corpus has one.
 It is a seeded share of the downloaded images (``data.laion.val_fraction``, at most
 :data:`VAL_IMAGES_MAX`), drawn by image, so an image and every caption of it (its own, ENG TEXT,
-machine translations) fall on one side. Images whose own captions read the same (case and
-whitespace folded: shards downloaded elsewhere need not be deduplicated) are drawn together, so
-no held-out caption is also a training caption; :func:`holdout_audit` counts both overlaps.
+machine translations) fall on one side. Images that share any caption (case and whitespace
+folded, in any language and from any source: a German and a French image whose ENG TEXT both
+read "dog" share one) are drawn together, as are images linked through a chain of such shares,
+so no held-out caption is also a training caption; :func:`holdout_audit` counts both overlaps.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import replace
 
 import numpy as np
 import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from xlr.data.imagetext import ArrayImages, FileImages, ImageStore, ImageTextSet
 from xlr.data.shards import ShardImages
@@ -28,35 +32,75 @@ def _normalised(texts: pd.Series) -> pd.Series:
     return texts.str.casefold().str.split().str.join(" ")
 
 
-def own_captions(pool: ImageTextSet) -> pd.DataFrame:
-    """Each image's caption as written (not LAION's or our translation)."""
+def caption_groups(pool: ImageTextSet) -> np.ndarray:
+    """Each image's group: the connected components of the graph joining every image to each
+    of its folded captions (own, ENG TEXT, machine translations; the text alone, not its
+    language). Two images in different groups share no caption."""
+    images = len(pool)
+    texts, distinct = pd.factorize(_normalised(pool.captions["caption"]))
+    edges = coo_matrix(
+        (np.ones(len(texts)), (pool.captions["image_id"].to_numpy(), images + texts)),
+        shape=(images + len(distinct),) * 2,
+    )
+    _, labels = connected_components(edges, directed=False)
+    return labels[:images]
+
+
+def _group_order(pool: ImageTextSet, groups: np.ndarray, seed: int) -> list[int]:
+    """The groups in the seeded order ``md5(seed, the group's first folded caption)``: it depends
+    on the captions, not on where the shards list the images. A group without captions is named
+    by its first image key ("~" sorts after the "t" of every caption)."""
     captions = pool.captions
-    return captions[captions["translated_by"] == ""]
+    texts = "t" + _normalised(captions["caption"])
+    keys = "~" + pd.Series(pool.image_keys, dtype=object)
+    names = pd.DataFrame(
+        {
+            "group": np.r_[groups[captions["image_id"].to_numpy()], groups],
+            "name": np.r_[texts.to_numpy(), keys.to_numpy()],
+        }
+    )
+    # each group's smallest name (a sort: groupby's min of strings runs in Python, per group)
+    first = names.sort_values("name").drop_duplicates("group")
+    digest = {
+        g: hashlib.md5(f"{seed}\x00{name}".encode()).hexdigest()
+        for g, name in zip(first["group"], first["name"], strict=True)
+    }
+    return sorted(digest, key=digest.__getitem__)
 
 
 def held_out_images(pool: ImageTextSet, fraction: float, seed: int) -> np.ndarray:
-    """Sorted ids of the images held out for validation: ``fraction`` of the pool's images
-    (at least one, at most :data:`VAL_IMAGES_MAX`), whole groups of images with the same own
-    caption, in the seeded order ``md5(seed, caption)``."""
+    """Sorted ids of the images held out for validation: whole :func:`caption_groups`, in a
+    seeded order, each taken only if it keeps the total within ``fraction`` of the pool's images
+    (rounded down, but at least one) and :data:`VAL_IMAGES_MAX`. A group too large to fit (a
+    boilerplate caption such as "Untitled" shared by many images) stays in training, and smaller
+    groups after it are still taken, so the split never exceeds its size."""
     if len(pool) < 2:
         raise ValueError(
             f"{pool.name}: {len(pool)} image(s) downloaded; a validation split needs at least 2 "
             "(raise data.laion.quotas)"
         )
-    wanted = min(max(1, round(fraction * len(pool))), VAL_IMAGES_MAX, len(pool) - 1)
-    texts = _normalised(own_captions(pool).set_index("image_id")["caption"])
-    order = {text: hashlib.md5(f"{seed}\x00{text}".encode()).hexdigest() for text in set(texts)}
-    ranked = sorted(order, key=order.__getitem__)
-    groups = texts.groupby(texts).groups
-    chosen: list[int] = []
-    for text in ranked:
-        if len(chosen) >= wanted:
-            break
-        if len(chosen) + len(groups[text]) < len(pool):  # training keeps an image
-            chosen += [int(i) for i in groups[text]]
-    if not chosen:
-        raise ValueError(f"{pool.name}: every image has the same caption; nothing to hold out")
-    return np.sort(np.asarray(chosen, dtype=np.int64))
+    # the epsilon keeps 0.29 * 100 (28.999...) at 29
+    share = max(1, math.floor(fraction * len(pool) + 1e-9))
+    wanted = min(share, VAL_IMAGES_MAX, len(pool) - 1)  # training keeps an image
+    groups = caption_groups(pool)
+    members = np.argsort(groups, kind="stable")  # group g's images: members[starts[g]:][:sizes[g]]
+    sizes = np.bincount(groups)
+    starts = np.cumsum(sizes) - sizes
+    chosen: list[np.ndarray] = []
+    total = 0
+    for group in _group_order(pool, groups, seed):
+        if total + sizes[group] <= wanted:
+            chosen.append(members[starts[group] : starts[group] + sizes[group]])
+            total += sizes[group]
+            if total == wanted:
+                break
+    if not total:
+        raise ValueError(
+            f"{pool.name}: every group of images that share a caption holds more than {wanted} "
+            "image(s), the validation size; nothing can be held out without its captions also "
+            "training (raise data.laion.val_fraction or data.laion.quotas)"
+        )
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
 def _store_subset(images: ImageStore, ids: np.ndarray) -> ImageStore:
@@ -89,8 +133,9 @@ def image_subset(
 
 
 def holdout_audit(train: ImageTextSet, val: ImageTextSet) -> pd.DataFrame:
-    """What the validation images share with training: image keys, and own captions (folded)."""
-    texts = [set(_normalised(own_captions(part)["caption"])) for part in (train, val)]
+    """What the validation images share with training: image keys, and captions (folded; every
+    language and source: own, ENG TEXT, machine translations)."""
+    texts = [set(_normalised(part.captions["caption"])) for part in (train, val)]
     keys = set(train.image_keys) & set(val.image_keys)
     row = ("val", "finetune", len(keys), len(texts[0] & texts[1]))
     return pd.DataFrame([row], columns=list(AUDIT_COLUMNS))

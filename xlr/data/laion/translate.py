@@ -11,10 +11,13 @@ A transformers sequence-to-sequence model (NLLB-200, M2M100 or per-pair Marian) 
 ``batch_size`` captions per ``generate`` call, on the GPU when there is one. Every batch is
 committed to an SQLite cache keyed by (translator, target language, English text) before the
 next starts, so a re-run translates nothing twice and an interrupted run keeps what it finished.
+The translator's identity names the model's content (:func:`model_revision`), not only its name,
+so a model replaced in its folder or updated on the hub translates afresh.
 """
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Iterable, Sequence
 from contextlib import closing
@@ -79,10 +82,42 @@ def model_language(family: str, lang: str) -> str:
     return str(mapped)
 
 
-def translator_id(settings: TranslateSection, lang: str) -> str:
-    """Who translated into ``lang``: the model and the generation settings that change its
-    output (the cache key's first part, and the pool's ``translated_by``)."""
-    return f"{settings.model_for(lang)} beams={settings.num_beams} max={settings.max_new_tokens}"
+# Files that hold a model's weights: too large to read for a key, named by size and time instead
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx")
+
+
+def _folder_digest(folder: Path) -> str:
+    """A digest of a model folder (its hidden files, such as ``.git``, left out): the sha256 of
+    every file except the weights (config, generation config, tokenizer and vocabulary), and the
+    name, size and modification time of each weights file (:data:`WEIGHT_SUFFIXES`), which may
+    be gigabytes. Weights replaced by others of the same size and time stamp (``cp -p`` of a
+    model of the same shape) would go unseen; a copy, a re-save or a download changes the time."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        part = path.relative_to(folder)
+        if not path.is_file() or any(name.startswith(".") for name in part.parts):
+            continue
+        if path.suffix in WEIGHT_SUFFIXES:
+            stat = path.stat()
+            digest.update(f"{part}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        else:
+            digest.update(f"{part}\0{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def model_revision(name: str) -> str | None:
+    """What identifies the content of model ``name``: a local folder's :func:`_folder_digest`;
+    for a hub name, the commit its ``main`` resolves to in the local Hugging Face cache (the
+    snapshot folder's name, read offline), or None when the cache does not hold the model."""
+    if Path(name).is_dir():
+        return f"files-{_folder_digest(Path(name))}"
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(name, "config.json")
+    except ValueError:  # neither a folder nor a hub name: loading it says so
+        return None
+    return Path(found).parent.name if isinstance(found, str) else None
 
 
 class TranslationCache:
@@ -134,14 +169,35 @@ class Seq2SeqTranslator:
         self.settings = settings
         self.device = device
         self._loaded: dict[str, tuple[Any, Any]] = {}
+        self._revisions: dict[str, str | None] = {}
+
+    def identity(self, lang: str) -> str:
+        """Who translates into ``lang``: the model, its :func:`model_revision` and the generation
+        settings that change its output (the cache key's first part, and the pool's
+        ``translated_by``). A hub model the local cache lacks is loaded (downloaded) first, so
+        that the key names the commit that translates; should the cache still not resolve it,
+        the key says ``rev=unpinned`` and names the model alone."""
+        settings = self.settings
+        name = settings.model_for(lang)
+        if name not in self._revisions:
+            revision = model_revision(name)
+            if revision is None:
+                self._load(name)
+                revision = model_revision(name)
+            self._revisions[name] = revision
+        revision = self._revisions[name] or "unpinned"
+        return f"{name} rev={revision} beams={settings.num_beams} max={settings.max_new_tokens}"
 
     def _load(self, name: str) -> tuple[Any, Any]:
+        """The tokenizer and model ``name``; a hub model at the commit :meth:`identity` keyed."""
         if name not in self._loaded:
             from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
+            commit = self._revisions.get(name)
+            pinned = {"revision": commit} if commit and not Path(name).is_dir() else {}
             try:
-                tokenizer = AutoTokenizer.from_pretrained(name)
-                model = AutoModelForSeq2SeqLM.from_pretrained(name)
+                tokenizer = AutoTokenizer.from_pretrained(name, **pinned)
+                model = AutoModelForSeq2SeqLM.from_pretrained(name, **pinned)
             except (OSError, ValueError) as err:
                 raise TranslationError(
                     f"data.laion.translate.model: {name!r} does not load as a seq2seq "
@@ -187,7 +243,7 @@ def translate_texts(
 ) -> dict[str, str]:
     """Each distinct text of ``texts`` in ``lang``: the cached ones read back, the rest
     translated ``batch_size`` at a time, each batch cached before the next."""
-    who = translator_id(translator.settings, lang)
+    who = translator.identity(lang)
     unique = list(dict.fromkeys(texts))
     found = cache.lookup(who, lang, unique)
     # by length, so a batch pads its captions to about their own length
@@ -226,7 +282,7 @@ def translate_pool(
         for lang in targets:
             images = [i for i in source.index if lang not in has[i]]
             done = translate_texts(source.loc[images], lang, translator, cache)
-            who = translator_id(translator.settings, lang)
+            who = translator.identity(lang)
             rows += [(image_keys[i], lang, done[source[i]], who) for i in images if done[source[i]]]
     return pd.DataFrame(rows, columns=list(TRANSLATION_COLUMNS))
 
