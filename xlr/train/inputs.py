@@ -107,8 +107,9 @@ def step_inputs(
     They keep one torch thread each (the DataLoader's default) and each holds up to two steps
     ahead. (:mod:`xlr.workers` spawns its jobs instead: each trains a whole model on several
     threads, where a fork of a busy thread pool can hang; a loader worker only decodes and
-    transforms, single-threaded, the DataLoader's usual set-up.) The DataLoader draws its workers' seeds from a generator of its own: from torch's
-    global one it would shift the dropout stream of a plan that does not reseed (pretraining).
+    transforms, single-threaded, the DataLoader's usual set-up.) The DataLoader draws its
+    workers' seeds from a generator of its own: from torch's global one it would shift the
+    dropout stream of a plan that does not reseed (pretraining).
     """
     if workers < 0:
         raise ValueError(f"train.loader_workers must be >= 0, got {workers}")
