@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from xlr.analysis.bias import QUERY_COLUMNS, best_rank_per_language
+from xlr.analysis.bias import QUERY_COLUMNS, QUERY_KEYS, best_rank_per_language
 from xlr.analysis.stats import PermutationTest, within_row_permutation_test
 from xlr.arms import ZEROSHOT, Arm
 from xlr.eval.results import IMAGE, MULTILINGUAL_SEEN, check_table
@@ -149,6 +149,15 @@ def language_blind_test(
     return within_row_permutation_test(groups, n_permutations, rng)
 
 
+def _every_language(pool: pd.DataFrame) -> pd.DataFrame:
+    """The queries of ``pool`` with a relevant item in every language their query language's
+    other queries have: a LAION image often has captions in some seen languages only, and the
+    language-blind test compares languages within a query."""
+    langs = pool.groupby(list(QUERY_KEYS), dropna=False)["relevant_lang"].transform("nunique")
+    group = [pool["benchmark"], pool["task"], pool["query_lang"]]
+    return pool[langs == langs.groupby(group).transform("max")]
+
+
 def _share_control(recall: pd.Series, shares: Mapping[str, float]) -> dict[str, object]:
     """Does zero-shot R@1 fall with the pretraining share? Not applicable (``passed`` None)
     when the validation split holds fewer than three languages with a share (a LAION
@@ -178,7 +187,7 @@ def _bias_control(ranks: pd.DataFrame, seen: Sequence[str], rng: int) -> dict[st
     if len(seen) == 2:
         pool = pool[pool["query_lang"] == IMAGE]
         measure += " (image queries)"
-    test = language_blind_test(pool, BIAS_PERMUTATIONS, rng)
+    test = language_blind_test(_every_language(pool), BIAS_PERMUTATIONS, rng)
     return control | {
         "measure": measure,
         "value": test.statistic,
