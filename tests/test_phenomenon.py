@@ -167,6 +167,40 @@ def test_with_two_seen_languages_only_image_queries_show_a_preference() -> None:
     check_phenomenon(one, required=False)
 
 
+def test_the_bias_control_reads_the_queries_with_every_language() -> None:
+    """Image queries missing a caption in a seen language (LAION images often have one
+    language's caption) leave the test; the complete ones still show the built-in order."""
+    two = ["en", "de"]
+    pool = ranks("de", langs=two)
+    image_rows = pool.index[pool["query_lang"] == "image"]
+    gappy = pool.drop(image_rows[:3])  # the first image query goes, the second keeps one language
+    table = phenomenon_controls(
+        results({"en": 0.6, "de": 0.5, "es": 0.4}, {"zeroshot": 0.3}), gappy, two, SHARES
+    )
+    bias = table.set_index("control").loc["the zero-shot model is language-biased"]
+    assert bias["passed"] and bias["p_value"] < 0.05
+    with pytest.raises(ValueError, match="lack a relevant item"):
+        language_blind_test(gappy[gappy["query_lang"] == "image"], 10)  # the test itself refuses
+
+
+def test_the_share_control_needs_three_languages() -> None:
+    """A LAION validation split holds the seen languages only: with two, the rank correlation
+    is not applicable (reported, never a pass or a failure); with three it is read."""
+    xt2t = {"zeroshot": 0.3, "cross-full": 0.5}
+    two = phenomenon_controls(results({"en": 0.6, "de": 0.5}, xt2t), ranks("de"), SEEN, SHARES)
+    share = two.set_index("control").loc[
+        "zero-shot t2i R@1 falls with the language's pretraining share"
+    ]
+    assert share["passed"] is None and np.isnan(share["value"])
+    assert share["threshold"] == "needs three languages"
+    check_phenomenon(two, required=False)
+    three = phenomenon_controls(
+        results({"en": 0.6, "de": 0.5, "zh": 0.2}, xt2t), ranks("de"), SEEN, SHARES
+    )
+    read = three.set_index("measure").loc["Spearman(share rank, R@1)"]
+    assert read["passed"] and read["value"] == pytest.approx(-1.0)
+
+
 def test_the_controls_and_the_base_report_never_read_the_evaluation_split(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,7 +16,7 @@ from xlr.analysis.tables import CLAIMS_COLUMNS
 from xlr.cli import main
 from xlr.config import load_params
 from xlr.report import NotebookFailed, NotebookRun, reproduce
-from xlr.report_index import FIGURE_CAPTIONS, write_index
+from xlr.report_index import FIGURE_CAPTIONS, figure_caption, write_index
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -194,6 +194,19 @@ def test_index_says_what_the_study_is_and_what_its_numbers_are(tmp_path: Path) -
         assert f"<th>{row}</th>" in index
     assert "d" * 64 in index and "01_data_sampling.ipynb 12.5 s (skipped)" in index
     assert "<script" not in index and "<link" not in index and "http" not in index
+
+
+def test_a_figure_of_one_benchmark_gets_its_figures_caption() -> None:
+    """With several benchmarks notebook 06 names a figure ``<figure>_<benchmark>``: it keeps the
+    figure's caption (the longest name it extends) and names the benchmark."""
+    assert figure_caption("xt2t_r1_hybrid") == FIGURE_CAPTIONS["xt2t_r1_hybrid"]
+    assert figure_caption("xt2t_r1_hybrid_xtd10") == (
+        f"{FIGURE_CAPTIONS['xt2t_r1_hybrid']} Benchmark: xtd10."
+    )
+    assert figure_caption("xt2t_r1_hybrid_minus_zeroshot_multi30k").startswith(
+        FIGURE_CAPTIONS["xt2t_r1_hybrid_minus_zeroshot"]
+    )
+    assert figure_caption("loss_curves") == "Loss curves"
 
 
 def test_a_real_study_gets_no_smoke_banner(tmp_path: Path) -> None:

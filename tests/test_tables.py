@@ -23,6 +23,7 @@ from xlr.analysis.tables import (
     language_order,
     markdown_table,
     mean_by_arm,
+    per_benchmark,
     save_table,
     with_cost,
 )
@@ -49,6 +50,30 @@ def test_headline_known_values() -> None:
     assert value[("hybrid-a0.5-full", "rank distance", "all")] == 2.0
     assert list(pd.unique(table["arm"])) == ["zeroshot", "hybrid-a0.5-full"]  # zero-shot first
     assert (table["low"] <= table["estimate"]).all() and (table["estimate"] <= table["high"]).all()
+
+
+def test_headline_refuses_several_benchmarks_and_reads_each_on_its_own() -> None:
+    """Pooled, two benchmarks would repeat each arm's measure; per benchmark, each table holds
+    that benchmark's own numbers."""
+    other = fake_ranks({"hybrid-a0.5-full": 0.0, "zeroshot": 1.0}, bases=(0,), n_images=4)
+    both = pd.concat([perfect_and_poor(), other.assign(benchmark="other")], ignore_index=True)
+    with pytest.raises(ValueError, match=r"headline_table got several benchmarks.*per_benchmark"):
+        headline_table(both, SEEN, HELDOUT)
+    parts = {name: (part, suffix) for name, part, suffix in per_benchmark(both)}
+    assert {name: suffix for name, (_, suffix) in parts.items()} == {
+        "other": "_other", "synthetic": "_synthetic"
+    }  # fmt: skip
+    for name, hybrid_r1 in (("synthetic", 1.0), ("other", 0.0)):
+        table = headline_table(parts[name][0], SEEN, HELDOUT).set_index(["arm", "measure", "langs"])
+        assert table.loc[("hybrid-a0.5-full", "t2i R@1", "seen"), "estimate"] == hybrid_r1
+
+
+def test_one_benchmark_keeps_its_names() -> None:
+    """A one-benchmark study's figures and tables keep their names: no suffix."""
+    [(name, part, suffix)] = per_benchmark(perfect_and_poor())
+    assert (name, suffix, len(part)) == ("synthetic", "", len(perfect_and_poor()))
+    with pytest.raises(ValueError, match="lacks a benchmark column"):
+        list(per_benchmark(pd.DataFrame({"arm": ["zeroshot"]})))
 
 
 def test_headline_matches_an_independent_macro_mean() -> None:
@@ -156,6 +181,9 @@ def test_alpha_sweep_places_mono_and_cross_at_the_ends(tmp_path) -> None:
     assert by_arm.loc["cross-lora", "trained"] == "lora"
     assert "adapters-base" not in by_arm.index and "zeroshot" not in by_arm.index
     assert alpha_sweep_table(per_arm.iloc[1:], params)[1] is None
+    two = pd.concat([per_arm.assign(benchmark="a"), per_arm.assign(benchmark="b")])
+    with pytest.raises(ValueError, match="alpha_sweep_table got several benchmarks"):
+        alpha_sweep_table(two, params)  # the zero-shot level would be the first benchmark's
 
 
 def test_cost_is_the_mean_over_runs_and_zero_for_the_zero_shot_arm() -> None:

@@ -269,6 +269,18 @@ def humanise(stem: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def figure_caption(stem: str) -> str:
+    """The caption of a saved figure: its :data:`FIGURE_CAPTIONS` entry, or that of the figure
+    it is one benchmark of (``<figure>_<benchmark>``, as notebook 06 names them when a study has
+    several benchmarks) naming the benchmark, else the humanised file name."""
+    if stem in FIGURE_CAPTIONS:
+        return FIGURE_CAPTIONS[stem]
+    for name in sorted(FIGURE_CAPTIONS, key=len, reverse=True):  # xt2t_r1_hybrid_minus_... first
+        if stem.startswith(f"{name}_"):
+            return f"{FIGURE_CAPTIONS[name]} Benchmark: {stem[len(name) + 1 :]}."
+    return humanise(stem)
+
+
 def _figures(out: Path) -> str:
     folder = out / "figures"
     figures = sorted(folder.glob("*.png")) if folder.is_dir() else []
@@ -277,7 +289,7 @@ def _figures(out: Path) -> str:
     parts = []
     for figure in figures:
         href = html.escape(f"figures/{figure.name}")
-        caption = html.escape(FIGURE_CAPTIONS.get(figure.stem, humanise(figure.stem)))
+        caption = html.escape(figure_caption(figure.stem))
         extra = [f'<a href="{href}">full size</a>']
         if figure.with_suffix(".svg").is_file():
             extra.append(f'<a href="{html.escape(f"figures/{figure.stem}.svg")}">SVG</a>')

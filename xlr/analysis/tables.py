@@ -12,7 +12,7 @@ difference of two rows here, up to the pairing.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -32,6 +32,27 @@ HEADLINE_MEASURES: tuple[tuple[Measure, LangGroup], ...] = (
     ("rank distance", "all"),
 )
 COST_COLUMNS: tuple[str, ...] = ("trainable_params", "examples", "wall_s")
+
+
+def per_benchmark(frame: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame, str]]:
+    """Each benchmark's rows of ``frame`` with the suffix its figure and table names take:
+    ``_<benchmark>`` when ``frame`` holds several benchmarks, empty when it holds one, so a
+    one-benchmark study keeps its file names. Benchmarks are never pooled: their images, captions
+    and languages differ, so a mean across them mixes incomparable numbers."""
+    if "benchmark" not in frame.columns:
+        raise ValueError(f"table lacks a benchmark column (its columns: {list(frame.columns)})")
+    several = frame["benchmark"].nunique() > 1
+    for benchmark, part in frame.groupby("benchmark", sort=True):
+        yield str(benchmark), part, f"_{benchmark}" if several else ""
+
+
+def single_benchmark(frame: pd.DataFrame, what: str) -> None:
+    """Raise ``ValueError`` when ``frame`` mixes benchmarks: ``what`` would pool them."""
+    if "benchmark" in frame.columns and frame["benchmark"].nunique() > 1:
+        raise ValueError(
+            f"{what} got several benchmarks {sorted(frame['benchmark'].unique())}; pass one at a "
+            "time (xlr.analysis.tables.per_benchmark)"
+        )
 
 
 def cost_table(summaries: pd.DataFrame) -> pd.DataFrame:
@@ -55,8 +76,9 @@ def alpha_sweep_table(per_arm: pd.DataFrame, params: Params) -> tuple[pd.DataFra
     alpha axis and what trains, and the zero-shot level (None when it was not evaluated).
 
     ``per_arm``: one row per arm with ``estimate, low, high`` (e.g. multilingual mAP from
-    :func:`xlr.analysis.intervals.summarize_with_ci`).
+    :func:`xlr.analysis.intervals.summarize_with_ci`), of one benchmark.
     """
+    single_benchmark(per_arm, "alpha_sweep_table")
     catalogue = arm_catalogue(params)
     sweep = per_arm.merge(catalogue, on="arm")
     sweep = sweep[sweep["family"].isin(SWEEP_FAMILIES)].reset_index(drop=True)
@@ -82,8 +104,10 @@ def headline_table(
     Retrieval measures are fractions in [0, 1]; rank distance is in ranks (lower = less
     language bias). The multilingual measures' ``langs`` name the pool they were ranked in
     (``all``: every study language, ``seen``: the seen languages only). Arms are in the study's
-    order (:func:`xlr.analysis.figure_style.arm_order`: zero-shot first).
+    order (:func:`xlr.analysis.figure_style.arm_order`: zero-shot first). One benchmark's ranks:
+    its rows carry no benchmark, so several would repeat an arm's measure.
     """
+    single_benchmark(ranks, "headline_table")
     parts = []
     for measure, group in measures:
         per_query = per_query_measure(ranks, measure, group, seen, heldout)
