@@ -91,6 +91,20 @@ def test_each_task_is_measured_over_its_own_pool():
     assert per_query["n_langs"].to_dict() == {"multilingual": 2, "multilingual_seen": 2}
 
 
+def test_each_benchmark_is_measured_over_the_pool_languages_it_has():
+    """Multi30K lacks es; Crossmodal-3600 (as a one-study-language fixture) has en alone: the
+    first is measured over en, de, the second has no rank distance, and neither raises."""
+    pool = ["en", "de", "es"]
+    xtd10 = ranks_table([(0, "en", {"de": [3], "es": [1]})], benchmark="xtd10")
+    multi30k = ranks_table([(0, "en", {"en": [2], "de": [5]})], benchmark="multi30k")
+    xm3600 = ranks_table([(0, "en", {"en": [1]})], benchmark="xm3600")
+    per_query = rank_distance_per_query(pd.concat([xtd10, multi30k, xm3600]), pool=pool)
+    assert per_query.set_index("benchmark")["value"].to_dict() == {"xtd10": 2, "multi30k": 3}
+    german = ranks_table([(0, "en", {"de": [1]})], benchmark="other")
+    with pytest.raises(ValueError, match="no benchmark has two languages"):
+        rank_distance_per_query(pd.concat([xm3600, german]), pool=["en", "de"])
+
+
 def test_slicing_a_larger_pool_overstates_the_sub_pool_distance():
     """Why the seen pool is ranked on its own: RD read off whole-pool ranks of the sub-pool's
     items is >= RD with the other languages' items removed from the gallery, and often larger."""

@@ -182,6 +182,9 @@ def rank_distance_per_query(ranks: pd.DataFrame, pool: Sequence[str] | None = No
 
     Every query needs a relevant item in each pool language other than its own; its own language
     may be missing because the query caption is excluded from its pool (its language's only item).
+    Each benchmark is measured over the pool languages it has (Multi30K has four; its pool was
+    built of those, :func:`xlr.eval.runner.languages_in`); one with fewer than two of them has no
+    rank distance and no rows.
     """
     frame = _check_ranks(ranks)
     if pool is not None:
@@ -192,11 +195,15 @@ def rank_distance_per_query(ranks: pd.DataFrame, pool: Sequence[str] | None = No
                 "rank distance over a sub-pool must be ranked against that sub-pool (e.g. task "
                 "multilingual_seen for the seen languages), not sliced from a larger pool's ranks"
             )
-    tasks = frame["task"].to_numpy()
-    parts = [
-        _rank_distance(frame[tasks == task], _pool(frame[tasks == task], pool))
-        for task in pd.unique(tasks)
-    ]
+        _pool(frame, pool)  # every pool language ranked in some benchmark, at least two
+    parts = []
+    for _, part in frame.groupby(["benchmark", "task"], sort=False):
+        present = set(part["relevant_lang"])
+        langs = None if pool is None else [lang for lang in pool if lang in present]
+        if langs is None or len(langs) >= 2:
+            parts.append(_rank_distance(part, _pool(part, langs)))
+    if not parts:
+        raise ValueError(f"no benchmark has two languages of the pool {pool} to compare")
     return pd.concat(parts, ignore_index=True)
 
 
