@@ -428,8 +428,8 @@ def calibration_figure(table: pd.DataFrame) -> Figure:
         1, 2, figsize=(10, 1.2 + 0.32 * len(keys)), sharey=True, layout="constrained"
     )
     panels = (
-        ("aa_rate", 5, "A/A: no true effect", "supported or contradicted (%)"),
-        ("power", 80, "Minimum effect planted", "zero excluded: power (%)"),
+        ("aa_rate", 5, "A/A: no true effect", "supported or\ncontradicted (%)"),
+        ("power", 80, "Minimum effect planted", "zero excluded:\npower (%)"),
     )
     for ax, (column, target, title, label) in zip(axes, panels, strict=True):
         values = 100 * table[column].to_numpy(np.float64)
@@ -438,11 +438,11 @@ def calibration_figure(table: pd.DataFrame) -> Figure:
         for y, value in enumerate(values):
             if np.isnan(value):
                 ax.text(0.02, y, "not applicable", va="center", transform=ax.get_yaxis_transform())
-        ax.axvline(target, color="0.2", linestyle="--", label=f"{target}%")
+        ax.axvline(target, color="0.2", linestyle="--")
         ax.set_xlim(0, 100 if target > 50 else max(4 * target, 1.1 * np.nanmax([*values, 0])))
-        ax.set_title(title)
+        # the reference line is named in the title: a legend inside the axes covered bars
+        ax.set_title(f"{title}\n(dashed line: {target}%)")
         ax.set_xlabel(label)
-        ax.legend(loc="best")
     axes[0].set_ylabel("claim")
     axes[0].invert_yaxis()
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
