@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_report import write_notebook
 
 from xlr.analysis.tables import CLAIMS_COLUMNS
 from xlr.export import external_fetches, page_css
@@ -74,22 +75,6 @@ ax.bar(["en", "hi", "zh"], [0.5, 0.2, 0.3])
 for name in ("per_language_t2i_r1", "an_unlisted_figure"):
     save_figure(fig, out / "figures", name, ["png", "svg"])
 """
-
-
-def write_notebook(path: Path, source: str) -> Path:
-    import nbformat
-
-    cells = [nbformat.v4.new_code_cell("run = None\ndata = None")]
-    cells[0].metadata["tags"] = ["parameters"]
-    cells.append(nbformat.v4.new_code_cell(source))
-    notebook = nbformat.v4.new_notebook(cells=cells)
-    notebook.metadata["kernelspec"] = {
-        "name": "xlr",
-        "display_name": "Python (xlr)",
-        "language": "python",
-    }
-    nbformat.write(notebook, path)
-    return path
 
 
 @pytest.fixture(scope="module")

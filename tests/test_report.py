@@ -24,13 +24,15 @@ PAYLOAD = "<script>alert('xss')</script>"
 
 
 def write_notebook(path: Path, *sources: str) -> Path:
+    """A notebook of a parameters cell and ``sources``, naming the ``xlr`` kernel as the study's
+    notebooks do."""
     cells = [nbformat.v4.new_code_cell("run = None\ndata = None")]
     cells[0].metadata["tags"] = ["parameters"]
     cells += [nbformat.v4.new_code_cell(src) for src in sources]
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
+        "name": "xlr",
+        "display_name": "Python (xlr)",
         "language": "python",
     }
     nbformat.write(nb, path)
