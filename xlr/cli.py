@@ -113,7 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("params", help="a params YAML file, e.g. params/smoke.yaml")
     which = train.add_mutually_exclusive_group()
-    which.add_argument("--arm", action="append", help="an arm name, e.g. hybrid-a0.5-full")
+    which.add_argument(
+        "--arm",
+        action="append",
+        help="an arm of the params file (an unknown one is refused with the list)",
+    )
     which.add_argument("--all", action="store_true", help="every configured arm, in order")
     train.add_argument(
         "--base", action="store_true", help="first prepare the data and pretrain missing bases"
