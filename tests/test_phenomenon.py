@@ -256,3 +256,21 @@ def test_the_controls_and_the_base_report_never_read_the_evaluation_split(
     assert controls["value"].notna().all()
     report = runner.base_report(params, base_seed=0)
     assert (report["chance_r1"] == 1 / 16).all()  # the validation pool's 16 images
+
+
+def test_caption_queries_with_one_other_language_leave_the_bias_test() -> None:
+    """A LAION image without machine translation has its own caption and ENG TEXT: a caption
+    query has one other language to compare, so with three seen languages only the image
+    queries are read (the caption groups would raise in the test itself)."""
+    three = ["en", "de", "fr"]
+    pool = ranks("de", langs=three)
+    captions = pool["query_lang"] != "image"
+    first = pool[captions].groupby("query_idx")["relevant_idx"].transform("min")
+    laion = pool[~captions | (pool["relevant_idx"] == first.reindex(pool.index))]
+    table = phenomenon_controls(
+        results({"en": 0.6, "de": 0.5, "fr": 0.4}, {"zeroshot": 0.3}), laion, three, SHARES
+    )
+    bias = table.set_index("control").loc["the zero-shot model is language-biased"]
+    assert bias["passed"] and bias["p_value"] < 0.05
+    with pytest.raises(ValueError, match="at least two languages"):
+        language_blind_test(laion[laion["query_lang"] == "en"], 10)

@@ -151,11 +151,14 @@ def language_blind_test(
 
 def _every_language(pool: pd.DataFrame) -> pd.DataFrame:
     """The queries of ``pool`` with a relevant item in every language their query language's
-    other queries have: a LAION image often has captions in some seen languages only, and the
+    other queries have, in query languages whose queries have two or more: a LAION image often
+    has captions in some seen languages only (without translation, its own and ENG TEXT, so a
+    caption query has one other language and only image queries compare two), and the
     language-blind test compares languages within a query."""
     langs = pool.groupby(list(QUERY_KEYS), dropna=False)["relevant_lang"].transform("nunique")
     group = [pool["benchmark"], pool["task"], pool["query_lang"]]
-    return pool[langs == langs.groupby(group).transform("max")]
+    most = langs.groupby(group).transform("max")
+    return pool[(langs == most) & (most >= 2)]
 
 
 def _share_control(recall: pd.Series, shares: Mapping[str, float]) -> dict[str, object]:
