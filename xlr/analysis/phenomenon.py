@@ -155,7 +155,9 @@ def _every_language(pool: pd.DataFrame) -> pd.DataFrame:
     has captions in some seen languages only (without translation, its own and ENG TEXT, so a
     caption query has one other language and only image queries compare two), and the
     language-blind test compares languages within a query."""
-    langs = pool.groupby(list(QUERY_KEYS), dropna=False)["relevant_lang"].transform("nunique")
+    # an image query and a caption query may share a query_idx: the query language tells them apart
+    keys = [*QUERY_KEYS, "query_lang"]
+    langs = pool.groupby(keys, dropna=False)["relevant_lang"].transform("nunique")
     group = [pool["benchmark"], pool["task"], pool["query_lang"]]
     most = langs.groupby(group).transform("max")
     return pool[(langs == most) & (most >= 2)]
