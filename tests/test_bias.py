@@ -143,6 +143,12 @@ def test_own_language_may_be_missing_but_no_other(hand_ranks):
         ValueError, match=r"1 queries lack a relevant item .*query_idx 0, query_lang 'en'"
     ):
         rank_distance_per_query(missing_fr)
+    laion_like = ranks_table(
+        [(0, "image", {"de": [7], "en": [2]}), (1, "de", {"en": [3]}), (2, "image", {"fr": [1]})]
+    )  # an image with a de caption and ENG TEXT; a caption with one other; a lone caption
+    partial = rank_distance_per_query(laion_like, partial=True)  # over the languages it has
+    assert partial["query_idx"].tolist() == [0] and partial["value"].tolist() == [5.0]
+    assert partial["n_langs"].tolist() == [2]
 
 
 def test_preference_shares_and_kl_against_uniform():
@@ -163,6 +169,28 @@ def test_preference_shares_and_kl_against_uniform():
     assert shares.to_dict() == {"de": 0.0, "en": 1.0, "fr": 0.0}
     divergence = preference_divergence(language_preference(english))["value"].item()
     assert divergence == pytest.approx(np.log(3))
+
+
+def test_preference_counts_the_languages_each_benchmark_has():
+    """An unbiased model on a benchmark with two of the pool's three languages (Multi30K in a
+    wider study): uniform 1/2 and KL 0 there, not 1/3 with an 'avoided' third language."""
+    langs = ["en", "de", "fr"]
+    three = ranks_table([(q, "image", {lang: [1 + (q + i) % 3] for i, lang in enumerate(langs)})
+                         for q in range(3)], benchmark="xtd10")  # fmt: skip
+    two = ranks_table([(q, "image", {"en": [1 + q % 2], "de": [2 - q % 2]}) for q in range(2)],
+                      benchmark="multi30k")  # fmt: skip
+    shares = language_preference(pd.concat([three, two]), pool=["en", "de", "fr"])
+    by_benchmark = shares.groupby("benchmark")
+    assert by_benchmark["uniform"].first().to_dict() == pytest.approx(
+        {"multi30k": 1 / 2, "xtd10": 1 / 3}
+    )
+    assert by_benchmark["top_lang"].apply(sorted).to_dict() == {
+        "multi30k": ["de", "en"], "xtd10": ["de", "en", "fr"],
+    }  # fmt: skip
+    np.testing.assert_allclose(preference_divergence(shares)["value"], 0.0, atol=1e-12)
+    with pytest.raises(ValueError, match=r"\['nl'\] have none"):
+        english_first(pd.concat([three, ranks_table([(0, "image", {"de": [1], "fr": [2]})],
+                                                    benchmark="nl")]))  # fmt: skip
 
 
 def test_preference_is_macro_over_query_languages():

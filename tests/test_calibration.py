@@ -118,7 +118,10 @@ def test_calibration_reads_the_claims_interval() -> None:
     assert nothing.empty and "not applicable" in check_calibration(nothing)
     fig = calibration_figure(table)
     ax = fig.axes[0]
-    assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel() and fig.get_suptitle()
+    assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+    assert f"on {table['benchmark'].iloc[0]}:" in fig.get_suptitle()
+    with pytest.raises(ValueError, match="mixes several values of .'benchmark'"):
+        calibration_figure(pd.concat([table, table.assign(benchmark="other")]))  # one at a time
 
 
 def test_the_check_fails_loudly_and_says_when_it_cannot_run() -> None:

@@ -126,13 +126,46 @@ def test_the_positive_control_can_fail(
     assert "FAIL" in positive_control_summary(table)["result"].tolist()
     ranks, _ = planted_ranks(PLANTED_FRACTION)
 
-    def language_blind_measure(table: pd.DataFrame, pool: object = None) -> pd.DataFrame:
-        per_query = rank_distance_per_query(table, pool)
+    def language_blind_measure(table: pd.DataFrame, partial: bool) -> pd.DataFrame:
+        per_query = rank_distance_per_query(table, partial=partial)
         return per_query.assign(value=per_query["n_langs"].astype(float))  # a broken measure
 
     monkeypatch.setattr(controls, "rank_distance_per_query", language_blind_measure)
     with pytest.raises(AssertionError, match="went unseen"):
         check_positive_control(positive_control(ranks, planted_name("en")), required=True)
+
+
+def laion_shaped(ranks: pd.DataFrame) -> pd.DataFrame:
+    """``ranks`` cut to what a LAION validation split without translation holds: image i has
+    its own caption (de for even i, fr for odd) and ENG TEXT, nothing else."""
+    own = np.where(ranks["query_image_id"] % 2 == 0, "de", "fr")
+    has = lambda lang: (lang == "en") | (lang == own)  # noqa: E731
+    query_ok = (ranks["query_lang"] == "image") | has(ranks["query_lang"])
+    return ranks[query_ok & has(ranks["relevant_lang"])].reset_index(drop=True)
+
+
+def test_on_a_laion_split_the_caption_rank_distance_is_not_measured_and_not_passed() -> None:
+    """Caption queries with one other language have no rank distance: its required row reads
+    n/a and fails the control (a control not run is not passed), with the fix named; mAP and
+    the image queries' distance over their two languages are still compared."""
+    ranks, _ = planted_ranks(PLANTED_FRACTION)
+    table = positive_control(laion_shaped(ranks), planted_name("en"))
+    unmeasured = table[~table["measured"]]
+    kinds = unmeasured[["task", "measure", "query_kind"]].itertuples(index=False, name=None)
+    assert sorted(kinds) == [
+        ("multilingual", "rank distance", "caption"),
+        ("multilingual_seen", "rank distance", "caption"),
+    ]
+    assert not unmeasured["passed"].any()
+    measured = table[table["measured"]].set_index(["task", "query_kind", "measure"])
+    assert measured.xs("mAP", level="measure")["passed"].all()
+    assert ("multilingual_seen", "image", "rank distance") in measured.index
+    with pytest.raises(AssertionError, match=r"(?s)went unseen.*data\.laion\.translate"):
+        check_positive_control(table, required=True)
+    summary = positive_control_summary(table)
+    required = summary[summary["role"] == "required"].set_index("measure")
+    assert required.loc["rank distance", "result"] == "n/a"
+    assert (required.loc["mAP", "result"] == "pass").all()
 
 
 def test_the_positive_control_needs_both_models() -> None:

@@ -107,7 +107,7 @@ def test_language_blind_test_refuses_bad_input() -> None:
     with pytest.raises(ValueError, match="ranks table is empty"):
         language_blind_test(table.iloc[:0])
     three = ranks(last=None, langs=["en", "de", "es"])
-    with pytest.raises(ValueError, match="lack a relevant item"):
+    with pytest.raises(ValueError, match=r"1 queries with relevant items in \['de'\] only"):
         language_blind_test(three.drop(index=three.index[three["query_lang"] == "en"][:1]))
     with pytest.raises(ValueError, match="n_permutations must be positive"):
         language_blind_test(three, n_permutations=0)
@@ -167,20 +167,54 @@ def test_with_two_seen_languages_only_image_queries_show_a_preference() -> None:
     check_phenomenon(one, required=False)
 
 
-def test_the_bias_control_reads_the_queries_with_every_language() -> None:
-    """Image queries missing a caption in a seen language (LAION images often have one
-    language's caption) leave the test; the complete ones still show the built-in order."""
-    two = ["en", "de"]
-    pool = ranks("de", langs=two)
-    image_rows = pool.index[pool["query_lang"] == "image"]
-    gappy = pool.drop(image_rows[:3])  # the first image query goes, the second keeps one language
-    table = phenomenon_controls(
-        results({"en": 0.6, "de": 0.5, "es": 0.4}, {"zeroshot": 0.3}), gappy, two, SHARES
+def laion_ranks(last: str | None, seed: int = 0, n_images: int = 40) -> pd.DataFrame:
+    """Seen-pool ranks of a LAION validation split without translation (seen en, de, fr): each
+    image has its own caption (de or fr, alternately) and ENG TEXT, so an image query has two
+    relevant languages, and its sets differ ({de, en} or {en, fr}); a caption query has one.
+    ``last`` (when given) takes the larger of an image query's two ranks."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for image in range(n_images):
+        own = ["de", "fr"][image % 2]
+        queries = [("image", [own, "en"]), (own, ["en"]), ("en", [own])]
+        for lang, relevant in queries:
+            picks = np.sort(rng.choice(np.arange(1, 31), size=len(relevant), replace=False))
+            order = list(rng.permutation(relevant))
+            if last in order:
+                order = [o for o in order if o != last] + [last]
+            for rank, relevant_lang in zip(picks, order, strict=True):
+                rows.append(
+                    {"arm": "zeroshot", "seed": None, "base_seed": 0, "benchmark": "laion-val",
+                     "task": "multilingual_seen", "query_idx": image, "query_lang": lang,
+                     "query_image_id": image, "relevant_idx": len(rows),
+                     "relevant_lang": relevant_lang, "relevant_image_id": image, "rank": rank}
+                )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_the_bias_control_groups_queries_by_their_languages() -> None:
+    """A LAION validation split: caption queries have one other language and leave the test;
+    image queries have two, in sets that differ ({de, en}, {en, fr}), each its own group. A
+    built-in order (de last) is found; a language-blind model is not called biased."""
+    seen = ["en", "de", "fr"]
+    recall = results({"en": 0.6, "de": 0.5, "fr": 0.4}, {"zeroshot": 0.3})
+    biased = phenomenon_controls(recall, laion_ranks("de"), seen, SHARES)
+    bias = biased.set_index("control").loc["the zero-shot model is language-biased"]
+    assert bias["passed"] and bias["p_value"] < 0.01
+    blind = phenomenon_controls(recall, laion_ranks(None), seen, SHARES)
+    bias = blind.set_index("control").loc["the zero-shot model is language-biased"]
+    assert not bias["passed"] and bias["p_value"] > 0.05
+    # the statistic by hand: per set, the variance of the two languages' mean log-ranks, summed
+    images = laion_ranks("de")
+    images = images[images["query_lang"] == "image"].assign(log=lambda t: np.log(t["rank"]))
+    images["set"] = images["query_idx"] % 2
+    means = images.groupby(["set", "relevant_lang"])["log"].mean()
+    expected = sum(np.var(means.loc[s].to_numpy()) for s in (0, 1))
+    assert language_blind_test(images.drop(columns=["log", "set"]), 9).statistic == pytest.approx(
+        expected
     )
-    bias = table.set_index("control").loc["the zero-shot model is language-biased"]
-    assert bias["passed"] and bias["p_value"] < 0.05
-    with pytest.raises(ValueError, match="lack a relevant item"):
-        language_blind_test(gappy[gappy["query_lang"] == "image"], 10)  # the test itself refuses
+    with pytest.raises(ValueError, match="two relevant languages per query"):
+        language_blind_test(laion_ranks("de"), 10)  # the test itself refuses caption queries
 
 
 def test_the_share_control_needs_three_languages() -> None:

@@ -138,7 +138,7 @@ def best_rank_per_language(ranks: pd.DataFrame, pool: Sequence[str] | None = Non
     return _best_per_language(_checked_pool(ranks, pool)[0])
 
 
-def _rank_distance(frame: pd.DataFrame, langs: list[str]) -> pd.DataFrame:
+def _rank_distance(frame: pd.DataFrame, langs: list[str], partial: bool) -> pd.DataFrame:
     """:func:`rank_distance_per_query` of validated ranks of one pool of ``langs``."""
     best, numbers, per_query = _numbered_best(frame)
     other = best["relevant_lang"].to_numpy() != best["query_lang"].to_numpy()
@@ -152,7 +152,9 @@ def _rank_distance(frame: pd.DataFrame, langs: list[str]) -> pd.DataFrame:
     per_query = per_query.join(spans.reset_index(drop=True))
     expected_other = len(langs) - per_query["query_lang"].isin(langs).astype(int)
     incomplete = (per_query["n_other"] < expected_other) | (per_query["n_langs"] < 2)
-    if incomplete.any():
+    if partial:
+        per_query = per_query[per_query["n_langs"] >= 2].copy()
+    elif incomplete.any():
         first = per_query.loc[incomplete].iloc[0]
         raise ValueError(
             f"{int(incomplete.sum())} queries lack a relevant item in some pool language of "
@@ -164,7 +166,9 @@ def _rank_distance(frame: pd.DataFrame, langs: list[str]) -> pd.DataFrame:
     return per_query[[*QUERY_COLUMNS, "n_langs", "value"]]
 
 
-def rank_distance_per_query(ranks: pd.DataFrame, pool: Sequence[str] | None = None) -> pd.DataFrame:
+def rank_distance_per_query(
+    ranks: pd.DataFrame, pool: Sequence[str] | None = None, partial: bool = False
+) -> pd.DataFrame:
     """Maximum rank distance of every query over the pool it was ranked against, in ranks.
 
     RD (``value``) = max - min over the pool languages of each language's best-ranked relevant
@@ -185,6 +189,12 @@ def rank_distance_per_query(ranks: pd.DataFrame, pool: Sequence[str] | None = No
     Each benchmark is measured over the pool languages it has (Multi30K has four; its pool was
     built of those, :func:`xlr.eval.runner.languages_in`); one with fewer than two of them has no
     rank distance and no rows.
+
+    ``partial`` measures each query over the pool languages it has relevant items in and drops
+    those with fewer than two, for a paired comparison of two models on the same queries only
+    (the positive control on a LAION validation split, whose images have captions in some seen
+    languages only): the floor then differs between queries, so such distances are never
+    averaged across queries as a study's measure.
     """
     frame = _check_ranks(ranks)
     if pool is not None:
@@ -201,7 +211,7 @@ def rank_distance_per_query(ranks: pd.DataFrame, pool: Sequence[str] | None = No
         present = set(part["relevant_lang"])
         langs = None if pool is None else [lang for lang in pool if lang in present]
         if langs is None or len(langs) >= 2:
-            parts.append(_rank_distance(part, _pool(part, langs)))
+            parts.append(_rank_distance(part, _pool(part, langs), partial))
     if not parts:
         raise ValueError(f"no benchmark has two languages of the pool {pool} to compare")
     return pd.concat(parts, ignore_index=True)
@@ -232,11 +242,15 @@ def english_first(ranks: pd.DataFrame, pool: Sequence[str] | None = None) -> pd.
     """Per image query, 1.0 when its best pool caption is English (``value``).
 
     LAION is about 40% English, so a model that learnt English best ranks English captions
-    first; the uniform rate is 1 / (number of pool languages).
+    first; the uniform rate is 1 / (number of pool languages the benchmark has, as
+    :func:`language_preference`'s ``uniform``).
     """
-    frame, langs = _checked_pool(ranks, pool)
-    if ENGLISH not in langs:
-        raise ValueError(f"the English-first rate needs English in the pool, got {langs}")
+    frame, _ = _checked_pool(ranks, pool)
+    lacking = sorted(
+        set(frame["benchmark"]) - set(frame.loc[frame["relevant_lang"] == ENGLISH, "benchmark"])
+    )
+    if lacking:
+        raise ValueError(f"the English-first rate needs English in the pool; {lacking} have none")
     top = _top_language(frame)
     top = top[top["query_kind"] == IMAGE]
     if top.empty:
@@ -249,22 +263,33 @@ def language_preference(ranks: pd.DataFrame, pool: Sequence[str] | None = None) 
 
     Per run and query kind: the share of each pool language (``top_lang``) among the queries'
     best items, computed per query language and macro-averaged over query languages, with the
-    ``uniform`` share 1 / L of an unbiased model. Languages never ranked first appear with 0.
+    ``uniform`` share 1 / L of an unbiased model. L counts the pool languages the benchmark has
+    (Multi30K four of a wider study's): a language a benchmark lacks can never come first there,
+    so counting it would call an unbiased model biased. Languages never ranked first appear
+    with 0.
     """
-    frame, langs = _checked_pool(ranks, pool)
+    frame, _ = _checked_pool(ranks, pool)
     top = _top_language(frame)
     by_query_lang = [*_RUN_KIND, "query_lang"]
     counts = top.groupby([*by_query_lang, "top_lang"], sort=False, dropna=False).size()
     per_query_lang = counts / counts.groupby(level=by_query_lang, dropna=False).transform("sum")
+    benchmark_langs = (
+        frame[["benchmark", "task", "relevant_lang"]]
+        .drop_duplicates()
+        .rename(columns={"relevant_lang": "top_lang"})
+    )
     every_lang = (
         top[by_query_lang]
         .drop_duplicates()
-        .merge(pd.DataFrame({"top_lang": langs}), how="cross")
+        .merge(benchmark_langs, on=["benchmark", "task"])
         .merge(per_query_lang.rename("share").reset_index(), how="left")
         .fillna({"share": 0.0})
     )
     shares = every_lang.groupby([*_RUN_KIND, "top_lang"], sort=True, dropna=False)["share"].mean()
-    return shares.reset_index().assign(uniform=1.0 / len(langs))
+    n_langs = benchmark_langs.groupby(["benchmark", "task"])["top_lang"].size()
+    shares = shares.reset_index()
+    sizes = shares.set_index(["benchmark", "task"]).index.map(n_langs)
+    return shares.assign(uniform=1.0 / np.asarray(sizes, dtype=np.float64))
 
 
 def preference_divergence(shares: pd.DataFrame) -> pd.DataFrame:

@@ -58,17 +58,37 @@ def positive_control(
         pools.assign(query_kind=is_image), "mAP", extra=["query_kind"]
     )
     measures = {
-        "rank distance": (rank_distance_per_query(pools), 1.0),
+        "rank distance": (rank_distance_per_query(pools, partial=True), 1.0),
         "mAP": (average_precision, -1.0),
     }
     tables = []
     for measure, (per_query, direction) in measures.items():
+        if per_query.empty:
+            continue
         table = compare_arms(per_query, planted, ZEROSHOT.name, on, confidence=confidence)
         bound = table["low"] if direction > 0 else -table["high"]
-        tables.append(table.assign(measure=measure, passed=bound > 0))
-    table = pd.concat(tables, ignore_index=True)
+        tables.append(table.assign(measure=measure, passed=bound > 0, measured=True))
+    table = pd.concat([*tables, _unmeasured(pools, tables)], ignore_index=True)
+    table = table.astype({"passed": bool, "measured": bool})
     read_by_claims = (table["measure"] == "mAP") | (table["task"] == MULTILINGUAL_SEEN)
     return table.assign(required=(table["query_kind"] == "caption") & read_by_claims)
+
+
+def _unmeasured(pools: pd.DataFrame, tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """A row (``measured`` and ``passed`` False) for each benchmark, pool and measure of caption
+    queries that no query could measure: a validation split whose caption queries have one
+    other language (LAION without translation: an image's own caption and ENG TEXT) has no
+    caption rank distance, and a control that was not run must not read as passed."""
+    wanted = (
+        pools[["benchmark", "task"]]
+        .drop_duplicates()
+        .merge(pd.DataFrame({"measure": ["rank distance", "mAP"]}), how="cross")
+    )
+    done = pd.concat(tables)  # mAP is measured wherever there are queries
+    done = done.loc[done["query_kind"] == "caption", ["benchmark", "task", "measure"]]
+    missing = wanted.merge(done, how="left", indicator=True)
+    missing = missing[missing["_merge"] == "left_only"].drop(columns="_merge")
+    return missing.assign(query_kind="caption", passed=False, measured=False)
 
 
 def check_positive_control(table: pd.DataFrame, required: bool) -> pd.DataFrame:
@@ -82,13 +102,14 @@ def check_positive_control(table: pd.DataFrame, required: bool) -> pd.DataFrame:
         return table
     failed = positive_control_summary(read[~read["passed"]])
     lines = [
-        f"  {row.pool}, {row.measure}: planted - real {row.difference}"
+        f"  {row.benchmark}, {row.pool}, {row.measure}: {row.difference}"
         for row in failed.itertuples()
     ]
     message = "\n".join(
         [
             "positive control failed: the planted bias went unseen (mAP must fall in both "
-            "pools, the seen pool's rank distance rise); not seen:",
+            "pools, the seen pool's rank distance rise); not seen (planted - real) or not "
+            "measured:",
             *lines,
         ]
     )
@@ -98,42 +119,58 @@ def check_positive_control(table: pd.DataFrame, required: bool) -> pd.DataFrame:
     return table
 
 
+UNMEASURED = (
+    "no caption query has relevant items in two languages (translate the validation captions: "
+    "data.laion.translate)"
+)
 POOLS: dict[str, str] = {MULTILINGUAL_SEEN: "seen languages", MULTILINGUAL: "all languages"}
 
 
 def positive_control_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """:func:`positive_control`'s comparisons as a reader's table: pool, queries, measure, what
-    the planted bias should do to it, the planted - real difference with its interval, and a
-    ``result``: ``pass``/``FAIL`` where the control requires the shift, ``seen``/``not seen``
-    where it is shown only. Required rows first, the seen pool before the all-language one."""
+    """:func:`positive_control`'s comparisons as a reader's table: benchmark, pool, queries,
+    measure, what the planted bias should do to it, the planted - real difference with its
+    interval, and a ``result``: ``pass``/``FAIL`` where the control requires the shift,
+    ``seen``/``not seen`` where it is shown only, ``n/a`` where no query could measure it (a
+    required ``n/a`` fails: :func:`check_positive_control`). Required rows first, the seen pool
+    before the all-language one."""
     rows = table.assign(
         pool=table["task"].map(POOLS).fillna(table["task"]),
         expected=np.where(table["measure"] == "mAP", "falls", "rises"),
         digits=np.where(table["measure"] == "mAP", 3, 1),
     )
     rows = rows.sort_values(
-        ["required", "query_kind", "task", "measure"],
-        ascending=[False, True, False, True],
+        ["required", "benchmark", "query_kind", "task", "measure"],
+        ascending=[False, True, True, False, True],
         kind="stable",
     )
     return pd.DataFrame(
         {
+            "benchmark": rows["benchmark"],
             "pool": rows["pool"],
             "queries": rows["query_kind"],
             "measure": rows["measure"],
             "if seen, it": rows["expected"],
             "difference": [
-                f"{e:+.{d}f} [{lo:+.{d}f}, {hi:+.{d}f}]"
-                for e, lo, hi, d in zip(
-                    rows["estimate"], rows["low"], rows["high"], rows["digits"], strict=True
+                f"{e:+.{d}f} [{lo:+.{d}f}, {hi:+.{d}f}]" if measured else UNMEASURED
+                for e, lo, hi, d, measured in zip(
+                    rows["estimate"],
+                    rows["low"],
+                    rows["high"],
+                    rows["digits"],
+                    rows["measured"],
+                    strict=True,
                 )
             ],
-            "p_value": rows["p_value"].map(lambda p: f"{p:.2g}"),
+            "p_value": rows["p_value"].map(lambda p: "" if pd.isna(p) else f"{p:.2g}"),
             "role": np.where(rows["required"], "required", "shown"),
             "result": np.where(
-                rows["required"],
-                np.where(rows["passed"], "pass", "FAIL"),
-                np.where(rows["passed"], "seen", "not seen"),
+                ~rows["measured"],
+                "n/a",
+                np.where(
+                    rows["required"],
+                    np.where(rows["passed"], "pass", "FAIL"),
+                    np.where(rows["passed"], "seen", "not seen"),
+                ),
             ),
         }
     ).reset_index(drop=True)

@@ -99,33 +99,33 @@ def phenomenon_controls(
     return pd.DataFrame(rows, columns=columns)
 
 
-def relevant_language_log_ranks(ranks: pd.DataFrame) -> dict[tuple[str, str, str], pd.DataFrame]:
-    """Per (benchmark, task, query language), one row per query and one column per relevant
-    language: the log of the query's best rank in that language.
+def relevant_language_log_ranks(
+    ranks: pd.DataFrame,
+) -> dict[tuple[str, str, str, tuple[str, ...]], pd.DataFrame]:
+    """Per (benchmark, task, query language, relevant languages), one row per query and one
+    column per relevant language: the log of the query's best rank in that language.
 
     Logs, so that the few queries whose translations fall hundreds of ranks down do not outweigh
-    the many near the top. Every query of a group must have an item in each of the group's
-    languages, and a group needs two languages: which language sits where is the question.
+    the many near the top. Queries are grouped by the set of languages they have relevant items
+    in: a LAION image often has captions in some seen languages only (without translation its
+    own and ENG TEXT), and a benchmark's queries all have the same set. A group needs two
+    languages: which language sits where is the question.
     """
     best = best_rank_per_language(ranks)  # validates; one item per query and language
     query = best.groupby(QUERY_COLUMNS, sort=False, dropna=False).ngroup()
     best = best.assign(query=query.to_numpy(), log_rank=np.log(best["rank"].to_numpy(float)))
+    langs = best.groupby("query")["relevant_lang"].agg(lambda s: tuple(sorted(s)))
+    best["langs"] = langs.loc[best["query"]].to_numpy()
     groups = {}
-    for key, part in best.groupby(["benchmark", "task", "query_lang"], sort=True):
-        matrix = part.pivot(index="query", columns="relevant_lang", values="log_rank")
-        where = f"task {key[1]!r}, query language {key[2]!r}"
-        if matrix.shape[1] < 2:
+    for key, part in best.groupby(["benchmark", "task", "query_lang", "langs"], sort=True):
+        if len(key[3]) < 2:
             raise ValueError(
-                f"{where}: relevant items in {list(matrix.columns)} only; comparing where "
-                "languages rank needs two relevant languages per query (a pool of three "
-                "languages for caption queries, two for image queries)"
+                f"task {key[1]!r}, query language {key[2]!r}: {part['query'].nunique()} queries "
+                f"with relevant items in {list(key[3])} only; comparing where languages rank "
+                "needs two relevant languages per query (a pool of three languages for caption "
+                "queries, two for image queries)"
             )
-        if matrix.isna().any().any():
-            raise ValueError(
-                f"{where}: {int(matrix.isna().any(axis=1).sum())} queries lack a relevant item in "
-                f"some of {list(matrix.columns)}; drop them or rank them against the full pool"
-            )
-        groups[key] = matrix
+        groups[key] = part.pivot(index="query", columns="relevant_lang", values="log_rank")
     return groups
 
 
@@ -136,9 +136,9 @@ def language_blind_test(
 ) -> PermutationTest:
     """Does where a model ranks a query's relevant items depend on their language?
 
-    Statistic: for each query language (images are one), the variance across relevant
-    languages of the mean log-rank of the relevant items in that language
-    (:func:`relevant_language_log_ranks`), summed over query languages. A language-blind model
+    Statistic: for each query language (images are one) and set of relevant languages, the
+    variance across those languages of the mean log-rank of the relevant items in each
+    (:func:`relevant_language_log_ranks`), summed over the groups. A language-blind model
     may still be imperfect, but which of a query's relevant items falls where is then
     exchangeable across languages; the null permutes the relevant-language labels within each
     query, seeded by ``rng``. Unlike a rank distance against the invariant floor, which any
@@ -149,18 +149,14 @@ def language_blind_test(
     return within_row_permutation_test(groups, n_permutations, rng)
 
 
-def _every_language(pool: pd.DataFrame) -> pd.DataFrame:
-    """The queries of ``pool`` with a relevant item in every language their query language's
-    other queries have, in query languages whose queries have two or more: a LAION image often
-    has captions in some seen languages only (without translation, its own and ENG TEXT, so a
-    caption query has one other language and only image queries compare two), and the
-    language-blind test compares languages within a query."""
+def _comparable(pool: pd.DataFrame) -> pd.DataFrame:
+    """The queries of ``pool`` with relevant items in two or more languages: the
+    language-blind test compares languages within a query, and a LAION caption query without
+    translation has one other language (ENG TEXT or the image's own caption)."""
     # an image query and a caption query may share a query_idx: the query language tells them apart
     keys = [*QUERY_KEYS, "query_lang"]
     langs = pool.groupby(keys, dropna=False)["relevant_lang"].transform("nunique")
-    group = [pool["benchmark"], pool["task"], pool["query_lang"]]
-    most = langs.groupby(group).transform("max")
-    return pool[(langs == most) & (most >= 2)]
+    return pool[langs >= 2]
 
 
 def _share_control(recall: pd.Series, shares: Mapping[str, float]) -> dict[str, object]:
@@ -192,7 +188,7 @@ def _bias_control(ranks: pd.DataFrame, seen: Sequence[str], rng: int) -> dict[st
     if len(seen) == 2:
         pool = pool[pool["query_lang"] == IMAGE]
         measure += " (image queries)"
-    test = language_blind_test(_every_language(pool), BIAS_PERMUTATIONS, rng)
+    test = language_blind_test(_comparable(pool), BIAS_PERMUTATIONS, rng)
     return control | {
         "measure": measure,
         "value": test.statistic,

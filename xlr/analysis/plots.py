@@ -409,20 +409,17 @@ def language_preference_figure(shares: pd.DataFrame) -> Figure:
 
 
 def calibration_figure(table: pd.DataFrame) -> Figure:
-    """The claims' calibration (:func:`xlr.analysis.calibration.calibrate_claims`): per claim,
-    coloured by measure, the A/A rate of directional verdicts against its 5% limit and the power
-    at the minimum effect against 80%; claims whose design cannot be resampled say so."""
+    """The claims' calibration (:func:`xlr.analysis.calibration.calibrate_claims`) of one
+    benchmark (:func:`xlr.analysis.tables.per_benchmark`): per claim, coloured by measure, the
+    A/A rate of directional verdicts against its 5% limit and the power at the minimum effect
+    against 80%; claims whose design cannot be resampled say so."""
     check_figure_table(
         table,
         ["key", "measure", "calibrates", "aa_rate", "power", "resamples"],
         "calibration",
         ["key"],
     )
-    several = "benchmark" in table.columns and table["benchmark"].nunique() > 1
-    keys = [
-        f"{row.key} ({row.benchmark})" if several else row.key
-        for row in table.itertuples(index=False)
-    ]
+    keys = table["key"].tolist()
     colours = palette_colours(list(pd.unique(table["measure"])))
     fig, axes = plt.subplots(
         1, 2, figsize=(10, 1.2 + 0.32 * len(keys)), sharey=True, layout="constrained"
@@ -448,8 +445,9 @@ def calibration_figure(table: pd.DataFrame) -> Figure:
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
     fig.legend(handles, list(colours), title="measure", loc="outside right center")
     resampled = ", ".join(pd.unique(table["calibrates"]))
+    on = f" on {table['benchmark'].iloc[0]}" if "benchmark" in table.columns else ""
     fig.suptitle(
-        f"Calibration of the claims' verdicts: share of {int(table['resamples'].max())} "
+        f"Calibration of the claims' verdicts{on}: share of {int(table['resamples'].max())} "
         f"resamples per claim (resampled: {resampled})"
     )
     return fig
