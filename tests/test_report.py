@@ -188,6 +188,14 @@ def test_index_says_what_the_study_is_and_what_its_numbers_are(tmp_path: Path) -
         in index
     )
     assert 'href="figures/per_language_t2i_r1.svg"' in index
+    (out / "figures" / "vector_only.svg").write_text("<svg/>")  # report.figure_formats: [svg]
+    (out / "figures" / "print_only.pdf").write_bytes(b"%PDF-1.4")  # [pdf]
+    index = write_index(out, params, params_file, "d" * 64, runs).read_text()
+    assert '<img src="figures/vector_only.svg"' in index
+    assert (
+        '<a href="figures/print_only.pdf">PDF</a>' in index and 'print_only.pdf"><img' not in index
+    )
+    assert index.count('id="fig-per_language_t2i_r1"') == 1  # one figure, two formats
     assert "is no failure" in index  # a claim whose arm did not run is explained
     rows = ["git commit", "uncommitted changes", "date (UTC)", "params file sha256"]
     rows += ["validated params digest", "Python", "packages", "device", "data source"]
@@ -269,3 +277,28 @@ def test_provenance_counts_a_new_module_as_uncommitted_code(
     assert report_index._dirty().startswith("yes: 1 file(s)")
     (tmp_path / "xlr" / "a.py").write_text("A = 3\n")
     assert report_index._dirty().startswith("yes: 2 file(s)")
+
+
+def test_a_page_fetching_from_another_host_is_refused() -> None:
+    """Known answers: scripts, stylesheets, fonts, images and frames from another host are
+    fetches an offline page must not need; a link to follow, or an inline image, is none. A
+    notebook output with a remote image stops the export, naming what to remove."""
+    from xlr.export import external_fetches, offline_html
+
+    fetching = [
+        '<script src="https://cdn.example/x.js">',
+        "<link rel=stylesheet href=//fonts.example/f.css>",
+        "<style>@import url('https://fonts.example/f.css');</style>",
+        '<img alt="x" src="http://example.org/a.png">',
+        '<iframe src="https://example.org/">',
+        "<div style=\"background: url( 'https://example.org/b.png')\">",
+    ]
+    for page in fetching:
+        assert len(external_fetches(page)) == 1, page
+    local = '<a href="https://example.org/">paper</a><img src="data:image/png;base64,AA==">'
+    assert external_fetches(local + '<img src="figures/a.png">') == []
+    cell = nbformat.v4.new_code_cell("")
+    remote = {"text/html": '<img src="https://example.org/a.png">'}
+    cell.outputs = [nbformat.v4.new_output("display_data", data=remote)]
+    with pytest.raises(RuntimeError, match="fetches from another host.*that output"):
+        offline_html(nbformat.v4.new_notebook(cells=[cell]))

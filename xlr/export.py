@@ -24,11 +24,13 @@ TEMPLATE = "xlr_offline"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 BAR_WIDTH = 10  # characters of a text progress bar, as tqdm draws it without a known width
-# a script, stylesheet or font fetched from another host: what an offline page must not need
+# a script, stylesheet, font, image or frame fetched from another host: what an offline page
+# must not need (a link the reader may follow, <a href>, is no fetch)
 EXTERNAL_FETCH = re.compile(
-    r"<script\b[^>]*\bsrc\s*=\s*[\"']?(?:https?:)?//"
+    r"<(?:script|img|iframe|embed|source|video|audio)\b[^>]*\bsrc\s*=\s*[\"']?(?:https?:)?//"
     r"|<link\b[^>]*\bhref\s*=\s*[\"']?(?:https?:)?//"
     r"|@import\s+(?:url\()?[\"']?(?:https?:)?//"
+    r"|\burl\(\s*[\"']?(?:https?:)?//"
     r"|\bimport\(\s*[\"'](?:https?:)?//",
     re.IGNORECASE,
 )
@@ -40,7 +42,8 @@ def page_css() -> str:
 
 
 def external_fetches(page: str) -> list[str]:
-    """The places where ``page`` would fetch a script, stylesheet or font from another host."""
+    """The places where ``page`` would fetch a script, stylesheet, font, image or frame from
+    another host."""
     return [page[m.start() : m.start() + 120] for m in EXTERNAL_FETCH.finditer(page)]
 
 
@@ -110,9 +113,11 @@ def offline_html(notebook: nbformat.NotebookNode, with_code: bool = True) -> str
     page, _ = exporter.from_notebook_node(flatten_widgets(notebook))
     fetches = external_fetches(page)
     if fetches:
+        where = notebook.metadata.get("papermill", {}).get("output_path", "the page")
         raise RuntimeError(
-            f"the {TEMPLATE} template (xlr/templates/{TEMPLATE}/) still fetches from another host: "
-            f"{fetches[0]!r}; remove that block from the template"
+            f"{where}: fetches from "
+            f"another host: {fetches[0]!r}; remove that block from the {TEMPLATE} template "
+            f"(xlr/templates/{TEMPLATE}/) or that output from the notebook"
         )
     return page
 

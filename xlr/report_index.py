@@ -281,23 +281,34 @@ def figure_caption(stem: str) -> str:
     return humanise(stem)
 
 
+FIGURE_SUFFIXES: tuple[str, ...] = (".png", ".svg", ".pdf")  # report.figure_formats' choices
+
+
 def _figures(out: Path) -> str:
+    """Each figure once, whatever ``report.figure_formats`` wrote: shown from its PNG (else its
+    SVG), linked in every format; a PDF-only figure is a link."""
     folder = out / "figures"
-    figures = sorted(folder.glob("*.png")) if folder.is_dir() else []
-    if not figures:
+    files = (
+        [f for f in sorted(folder.iterdir()) if f.suffix in FIGURE_SUFFIXES]
+        if folder.is_dir()
+        else []
+    )
+    stems = list(dict.fromkeys(f.stem for f in files))
+    if not stems:
         return "<p>No figures yet (notebooks 05 and 06 write them).</p>"
     parts = []
-    for figure in figures:
-        href = html.escape(f"figures/{figure.name}")
-        caption = html.escape(figure_caption(figure.stem))
-        extra = [f'<a href="{href}">full size</a>']
-        if figure.with_suffix(".svg").is_file():
-            extra.append(f'<a href="{html.escape(f"figures/{figure.stem}.svg")}">SVG</a>')
+    for stem in stems:
+        formats = [suffix for suffix in FIGURE_SUFFIXES if (folder / f"{stem}{suffix}").is_file()]
+        hrefs = {suffix: html.escape(f"figures/{stem}{suffix}") for suffix in formats}
+        caption = html.escape(figure_caption(stem))
+        links = " · ".join(
+            f'<a href="{href}">{suffix[1:].upper()}</a>' for suffix, href in hrefs.items()
+        )
+        shown = next((hrefs[suffix] for suffix in (".png", ".svg") if suffix in hrefs), None)
+        image = f'<a href="{shown}"><img src="{shown}" alt="{caption}"></a>' if shown else ""
         parts.append(
-            f'<figure id="fig-{html.escape(figure.stem)}"><a href="{href}">'
-            f'<img src="{href}" alt="{caption}"></a>'
-            f"<figcaption>{caption} ({' · '.join(extra)})"
-            "</figcaption></figure>"
+            f'<figure id="fig-{html.escape(stem)}">{image}'
+            f"<figcaption>{caption} ({links})</figcaption></figure>"
         )
     return "".join(parts)
 
