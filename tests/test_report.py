@@ -196,6 +196,11 @@ def test_index_says_what_the_study_is_and_what_its_numbers_are(tmp_path: Path) -
         '<a href="figures/print_only.pdf">PDF</a>' in index and 'print_only.pdf"><img' not in index
     )
     assert index.count('id="fig-per_language_t2i_r1"') == 1  # one figure, two formats
+    (out / "01_data_sampling.ipynb").write_text("{}")
+    (out / "logs").mkdir()
+    (out / "logs" / "01_data_sampling.log").write_text("UserWarning: ...\n")
+    index = write_index(out, params, params_file, "d" * 64, runs).read_text()
+    assert '<a href="logs/01_data_sampling.log">warnings and logs</a>' in index
     assert "is no failure" in index  # a claim whose arm did not run is explained
     rows = ["git commit", "uncommitted changes", "date (UTC)", "params file sha256"]
     rows += ["validated params digest", "Python", "packages", "device", "data source"]

@@ -251,7 +251,8 @@ def _links(out: Path) -> str:
             f"<tr><td>{stem}</td><td>{role}</td><td>"
             f'<a href="{stem}.nocode.html">without code</a> · '
             f'<a href="{stem}.html">with code</a> · '
-            f'<a href="{html.escape(executed.name)}">notebook</a></td></tr>'
+            f'<a href="{html.escape(executed.name)}">notebook</a>{_log_link(out, executed)}'
+            "</td></tr>"
         )
     if not rows:
         return "<p>No notebook has run yet.</p>"
@@ -260,6 +261,13 @@ def _links(out: Path) -> str:
     return (
         f'<div class="table-wrap"><table><thead>{head}</thead><tbody>{body}</tbody></table></div>'
     )
+
+
+def _log_link(out: Path, executed: Path) -> str:
+    """A link to the notebook's warnings and library logs (:func:`xlr.notebook.notebook_log`),
+    which its pages leave out: a reader must be able to find a warning that flags a result."""
+    log = out / "logs" / f"{executed.stem}.log"
+    return f' · <a href="{_href(out, log)}">warnings and logs</a>' if log.is_file() else ""
 
 
 def humanise(stem: str) -> str:
