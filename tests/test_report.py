@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from xlr import report_index
+from xlr import report, report_index
 from xlr.analysis.tables import CLAIMS_COLUMNS
 from xlr.cli import main
 from xlr.config import load_params
@@ -87,6 +87,10 @@ def test_runs_in_order_exports_html_and_skips_on_rerun(study) -> None:
     write_notebook(notebooks[0], "print('edited', run['name'])")  # a changed notebook reruns
     assert [r.status for r in reproduce(params, notebooks=notebooks)] == ["ran", "ran"]
     assert "edited t" in (out / "01_a.html").read_text()
+    with pytest.MonkeyPatch.context() as patch:  # an edit to xlr/ re-runs, committed or not
+        patch.setattr(report, "code_digest", lambda: "0" * 64)
+        assert [r.status for r in reproduce(params, notebooks=notebooks)] == ["ran", "ran"]
+    assert report.code_digest() != "0" * 64 and len(report.code_digest()) == 64
     index = (out / "index.html").read_text()
     links = re.findall(r'(?:href|src)="([^"]+)"', index)
     assert len(links) == 6 and all((out / link).is_file() for link in links)

@@ -31,13 +31,15 @@ from xlr.report_index import NotebookRun, write_index
 
 __all__ = ["NotebookFailed", "NotebookRun", "export_html", "report_dir", "reproduce"]
 
-NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+PACKAGE_DIR = Path(__file__).resolve().parent
+NOTEBOOK_DIR = PACKAGE_DIR.parent / "notebooks"
 STATUS_FILE = "status.json"
 # status.json's own entry: what its per-notebook hashes are (the index explains both hashes)
 STATUS_ABOUT = {
     "params": "sha256 of the validated params (every section after defaults, sorted JSON): a "
     "re-run compares it to skip a notebook; index.html also gives the params file's own sha256",
     "notebook": "sha256 of the notebook file that ran",
+    "code": "sha256 over the xlr package's files (path and content): changed code re-runs",
     "wall_s": "seconds the notebook took",
 }
 
@@ -63,6 +65,17 @@ def report_dir(params: Params) -> Path:
 def _params_digest(params: Params) -> str:
     blob = json.dumps(params.model_dump(mode="json"), sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def code_digest(package: Path = PACKAGE_DIR) -> str:
+    """sha256 over every file of the ``xlr`` package (relative path and content hash): a report
+    reflects the code that wrote it, so a re-run repeats notebooks whose code changed, even
+    uncommitted (the commit alone would miss an edit)."""
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(f"{path.relative_to(package).as_posix()}\0{file_sha256(path)}\n".encode())
+    return digest.hexdigest()
 
 
 def _read_status(out: Path) -> dict:
@@ -103,7 +116,7 @@ def reproduce(
     params = load_params(params_file)
     out = report_dir(params)
     out.mkdir(parents=True, exist_ok=True)
-    digest = _params_digest(params)
+    digest, code = _params_digest(params), code_digest()
     status = _read_status(out)
     status["about"] = STATUS_ABOUT
     ensure_kernel()
@@ -112,6 +125,7 @@ def reproduce(
         previous = status.get(notebook.name, {})
         source = file_sha256(notebook)
         same_inputs = previous.get("params") == digest and previous.get("notebook") == source
+        same_inputs = same_inputs and previous.get("code") == code
         done = same_inputs and (out / notebook.name).is_file()
         # a notebook that runs may change what every later one reads: they run again too
         if done and not force and not any(run.status == "ran" for run in runs):
@@ -120,7 +134,12 @@ def reproduce(
         start = time.perf_counter()
         _execute(notebook, out, params)
         wall = time.perf_counter() - start
-        status[notebook.name] = {"params": digest, "notebook": source, "wall_s": round(wall, 2)}
+        status[notebook.name] = {
+            "params": digest,
+            "notebook": source,
+            "code": code,
+            "wall_s": round(wall, 2),
+        }
         atomic_write_json(status, out / STATUS_FILE)
         runs.append(NotebookRun(notebook.name, "ran", wall))
     write_index(out, params, params_file, digest, runs)
