@@ -89,6 +89,12 @@ def test_designs_say_what_they_can_calibrate() -> None:
     alone = calibrate_comparison(one_run, +1, MIN_EFFECT, resamples=50)
     assert alone.calibrates == "images only" and alone.n_runs == 1
     assert alone.aa_rate <= MAX_AA_RATE + NOISE
+    few = one_run[one_run["query_image_id"].isin(one_run["query_image_id"].unique()[:19])]
+    tiny = calibrate_comparison(few, +1, MIN_EFFECT, resamples=5)
+    assert tiny.calibrates == "not applicable" and tiny.n_images == 19  # module doc
+    binary = pd.DataFrame({"benchmark": "b", "base_seed": 0, "seed": 0, "query_lang": "en",
+                           "query_image_id": [0, 1], "value": [1.0, -1.0]})  # fmt: skip
+    assert np.isnan(calibrate_comparison(binary, +1, MIN_EFFECT, resamples=50).aa_rate)
     third = one_run.assign(base_seed=0, seed=2)  # a third seed of base 0
     three = pd.concat([units[units["base_seed"] == 0], third])
     seeds = calibrate_comparison(three, +1, MIN_EFFECT, resamples=5)

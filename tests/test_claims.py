@@ -242,4 +242,9 @@ def test_each_benchmark_is_judged_on_its_own() -> None:
     )
     ran = table[table["p_value"].notna()]
     assert set(ran["family_size"]) == {2 * len(claims) - 1}
+    images_only = second[(second["task"] != "multilingual") | (second["query_lang"] == "image")]
+    table = evaluate_claims(pd.concat([first, images_only]), claims, SEEN, HELDOUT)
+    assert table.set_index(["key", "benchmark"]).loc[("hybrid>mono:ml", "other"), "verdict"] == (
+        "not run (no multilingual caption query in other)"
+    )  # a pool without caption queries (a tiny Crossmodal-3600 subset) is no error
     assert claims_markdown(table).count(", other") == len(claims)

@@ -26,7 +26,11 @@ patterns make them equal, erasing the training variance: the A/A would measure t
 so the check is *not applicable*. With one run (the smoke study) there is no training noise to
 resample or measure, and every verdict is inconclusive by rule (an A/A rate of verdicts would be
 0 by construction); what one run can calibrate is the interval's image part, so the rates are
-those of the rule applied to the interval alone, marked *images only*.
+those of the rule applied to the interval alone, marked *images only*. Below 20 images the
+image level cannot be resampled either: n images have 2^n sign patterns, and with the 0/1 values
+of R@1 whole patterns make every image's deviation equal, a zero-width interval that the rule
+calls supported (a rehearsal benchmark of 2 images gave A/A rates near 50% that way); the check
+is then *not applicable* too.
 
 **Planted effect and MDE.** The same resamples plus the claim's minimum effect in the claimed
 direction on arm a: *power* is how often the interval excludes zero on that side (the family's
@@ -64,6 +68,7 @@ RESAMPLES = 200
 MAX_AA_RATE = 0.05  # at most this share of A/A resamples may get a directional verdict
 TARGET_POWER = 0.8
 MIN_TRAINING_UNITS = 3  # fewer (but more than one) cannot be resampled: module doc
+MIN_IMAGES = 20  # fewer cannot be resampled either: module doc
 # a calibration table's first columns, as the claims table has them; a Calibration's follow
 CLAIM_COLUMNS: tuple[str, ...] = (
     "key", "benchmark", "family", "measure", "langs", "arm_a", "arm_b", "min_effect",
@@ -113,7 +118,9 @@ class Calibration:
     mde: float
 
 
-def _calibrates(n_bases: int, n_runs: int) -> Calibrates:
+def _calibrates(n_bases: int, n_runs: int, n_images: int) -> Calibrates:
+    if n_images < MIN_IMAGES:
+        return "not applicable"
     units = n_bases if n_bases > 1 else n_runs
     if units >= MIN_TRAINING_UNITS:
         return "bases and images" if n_bases > 1 else "seeds and images"
@@ -149,7 +156,7 @@ def calibrate_comparison(
         raise ValueError(f"resamples must be positive, got {resamples}")
     cells = unit_cells(units, "query_lang")
     observed = cells_interval(cells, confidence)
-    calibrates = _calibrates(observed.n_bases, observed.n_runs)
+    calibrates = _calibrates(observed.n_bases, observed.n_runs, observed.n_images)
     design = {
         "estimate": observed.estimate,
         "se": observed.se,
@@ -239,7 +246,8 @@ def check_calibration(table: pd.DataFrame, max_rate: float = MAX_AA_RATE) -> str
     if checked.empty:
         return (
             "A/A check not applicable: no claim ran, or none with one run or with three or more "
-            "training units (bases, or seeds of the one base); two cannot be resampled"
+            "training units (bases, or seeds of the one base) and 20 or more images; two units, "
+            "or fewer images, cannot be resampled"
         )
     failed = checked[checked["aa_rate"] > max_rate]
     if not failed.empty:

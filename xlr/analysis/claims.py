@@ -176,6 +176,26 @@ def group_langs(group: LangGroup, seen: Sequence[str], heldout: Sequence[str]) -
     return {"seen": list(seen), "heldout": list(heldout), "all": [*seen, *heldout]}[group]
 
 
+def _measured_rows(
+    ranks: pd.DataFrame, measure: Measure, group: LangGroup, seen: Sequence[str],
+    heldout: Sequence[str],
+) -> pd.DataFrame:  # fmt: skip
+    """The rows of ``ranks`` that ``measure`` reads for language group ``group``."""
+    langs = group_langs(group, seen, heldout)
+    return ranks[(ranks["task"] == measure_task(measure, group)) & ranks["query_lang"].isin(langs)]
+
+
+def is_measured(
+    ranks: pd.DataFrame, measure: Measure, group: LangGroup, seen: Sequence[str],
+    heldout: Sequence[str],
+) -> bool:  # fmt: skip
+    """Whether one benchmark's ``ranks`` hold a query that ``measure`` reads for ``group``: not
+    every benchmark has every language (Multi30K has no held-out language of most studies) or
+    every pool (a Crossmodal-3600 subset without two captions of an image has no caption query
+    in its multilingual pool)."""
+    return not _measured_rows(ranks, measure, group, seen, heldout).empty
+
+
 def per_query_measure(
     ranks: pd.DataFrame,
     measure: Measure,
@@ -190,15 +210,16 @@ def per_query_measure(
     and every caption query in it: ``multilingual mAP`` is the average precision of the query's
     translations in the pool, ``rank distance`` their maximum rank distance (ranks).
     """
-    task = measure_task(measure, group)
-    langs = group_langs(group, seen, heldout)
-    table = ranks[(ranks["task"] == task) & ranks["query_lang"].isin(langs)]
+    table = _measured_rows(ranks, measure, group, seen, heldout)
+    langs = list(group_langs(group, seen, heldout))
     if table.empty:
-        raise ValueError(f"no {task} caption queries in {list(langs)} in the ranks")
+        raise ValueError(
+            f"no {measure_task(measure, group)} caption queries in {langs} in the ranks"
+        )
     if measure in ("t2i R@1", "multilingual mAP"):
         metric = measure.split()[1]
         return per_query_values(table, metric).assign(query_kind="caption")
-    per_query = rank_distance_per_query(table, pool=list(langs))
+    per_query = rank_distance_per_query(table, pool=langs)
     return per_query[per_query["query_kind"] == "caption"]
 
 
@@ -316,9 +337,13 @@ def claim_evidence(
             langs = group_langs(claim.langs, seen, heldout)
             if claim.langs != "all" and not on_benchmark["query_lang"].isin(langs).any():
                 reason = f"not run (no {claim.langs} language in {benchmark})"
-                evidence.append((claim, benchmark, reason))
-                continue
-            evidence.append((claim, benchmark, claim_per_query(on_benchmark, claim, seen, heldout)))
+            elif not is_measured(on_benchmark, claim.measure, claim.langs, seen, heldout):
+                task = measure_task(claim.measure, claim.langs)
+                reason = f"not run (no {task} caption query in {benchmark})"
+            else:
+                reason = None
+            per_query = reason or claim_per_query(on_benchmark, claim, seen, heldout)
+            evidence.append((claim, benchmark, per_query))
     return evidence
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from xlr.analysis.claims import LangGroup, Measure, per_query_measure
+from xlr.analysis.claims import LangGroup, Measure, is_measured, per_query_measure
 from xlr.analysis.figure_style import arm_order, sort_arms
 from xlr.analysis.intervals import interval_by_arm
 from xlr.arms import SWEEP_FAMILIES, ZEROSHOT, arm_catalogue
@@ -105,11 +105,14 @@ def headline_table(
     language bias). The multilingual measures' ``langs`` name the pool they were ranked in
     (``all``: every study language, ``seen``: the seen languages only). Arms are in the study's
     order (:func:`xlr.analysis.figure_style.arm_order`: zero-shot first). One benchmark's ranks:
-    its rows carry no benchmark, so several would repeat an arm's measure.
+    its rows carry no benchmark, so several would repeat an arm's measure. A measure the
+    benchmark cannot give (:func:`xlr.analysis.claims.is_measured`) has no rows.
     """
     single_benchmark(ranks, "headline_table")
     parts = []
     for measure, group in measures:
+        if not is_measured(ranks, measure, group, seen, heldout):
+            continue  # the benchmark lacks its languages or pool: no column, as no claim ran
         per_query = per_query_measure(ranks, measure, group, seen, heldout)
         intervals = interval_by_arm(per_query, confidence)
         parts.append(intervals.assign(measure=measure, langs=group))
