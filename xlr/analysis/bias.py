@@ -182,7 +182,7 @@ def rank_distance_per_query(
     ``multilingual_seen`` over the seen ones. A sub-pool's RD cannot be sliced from a larger
     pool's ranks: items of the other languages ranked between the sub-pool's items would still
     widen it. ``pool`` is therefore a check, not a filter: every relevant language in ``ranks``
-    must be in it, and each of its languages must be ranked.
+    must be in it (one benchmark's ranks may lack some of its languages).
 
     Every query needs a relevant item in each pool language other than its own; its own language
     may be missing because the query caption is excluded from its pool (its language's only item).
@@ -205,7 +205,6 @@ def rank_distance_per_query(
                 "rank distance over a sub-pool must be ranked against that sub-pool (e.g. task "
                 "multilingual_seen for the seen languages), not sliced from a larger pool's ranks"
             )
-        _pool(frame, pool)  # every pool language ranked in some benchmark, at least two
     parts = []
     for _, part in frame.groupby(["benchmark", "task"], sort=False):
         present = set(part["relevant_lang"])
@@ -213,7 +212,7 @@ def rank_distance_per_query(
         if langs is None or len(langs) >= 2:
             parts.append(_rank_distance(part, _pool(part, langs), partial))
     if not parts:
-        raise ValueError(f"no benchmark has two languages of the pool {pool} to compare")
+        raise ValueError(f"no benchmark has at least two languages of the pool {pool} to compare")
     return pd.concat(parts, ignore_index=True)
 
 
