@@ -19,6 +19,7 @@ from xlr.analysis.tables import (
     cost_table,
     headline_table,
     headline_wide,
+    interval_text,
     interval_wide,
     language_order,
     markdown_table,
@@ -273,3 +274,12 @@ def test_mean_by_arm_averages_runs_and_spreads_a_column() -> None:
     ]
     single = mean_by_arm(frame, name="KL")
     assert list(single.columns) == ["KL"] and single.loc["zeroshot", "KL"] == 5.5
+
+
+def test_interval_text_known_answers() -> None:
+    table = pd.DataFrame({"estimate": [0.0123, 2.0], "low": [-0.0204, 1.5], "high": [0.031, 2.5]})
+    assert interval_text(table, 3).tolist() == ["0.012 [-0.020, 0.031]", "2.000 [1.500, 2.500]"]
+    digits = pd.Series([2, 1], index=table.index)
+    assert interval_text(table, digits, signed=True).tolist() == [
+        "+0.01 [-0.02, +0.03]", "+2.0 [+1.5, +2.5]"
+    ]  # fmt: skip

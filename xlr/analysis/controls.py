@@ -13,6 +13,7 @@ import pandas as pd
 from xlr.analysis.bias import QUERY_COLUMNS, rank_distance_per_query
 from xlr.analysis.figure_style import arm_order
 from xlr.analysis.intervals import compare_arms, paired_comparison
+from xlr.analysis.tables import interval_text
 from xlr.arms import ZEROSHOT
 from xlr.eval.metrics import per_query_values
 from xlr.eval.results import IMAGE, MULTILINGUAL, MULTILINGUAL_SEEN, check_table
@@ -150,17 +151,9 @@ def positive_control_summary(table: pd.DataFrame) -> pd.DataFrame:
             "queries": rows["query_kind"],
             "measure": rows["measure"],
             "if seen, it": rows["expected"],
-            "difference": [
-                f"{e:+.{d}f} [{lo:+.{d}f}, {hi:+.{d}f}]" if measured else UNMEASURED
-                for e, lo, hi, d, measured in zip(
-                    rows["estimate"],
-                    rows["low"],
-                    rows["high"],
-                    rows["digits"],
-                    rows["measured"],
-                    strict=True,
-                )
-            ],
+            "difference": interval_text(rows, rows["digits"], signed=True).where(
+                rows["measured"], UNMEASURED
+            ),
             "p_value": rows["p_value"].map(lambda p: "" if pd.isna(p) else f"{p:.2g}"),
             "role": np.where(rows["required"], "required", "shown"),
             "result": np.where(

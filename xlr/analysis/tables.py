@@ -192,13 +192,17 @@ def by_language(
     return frame
 
 
-def interval_text(table: pd.DataFrame, digits: int | pd.Series = 3) -> pd.Series:
+def interval_text(
+    table: pd.DataFrame, digits: int | pd.Series = 3, signed: bool = False
+) -> pd.Series:
     """Each row's ``estimate [low, high]`` as text, ``digits`` decimals (one per row if a
-    Series): how tables show an estimate with its interval."""
+    Series): how tables show an estimate with its interval; ``signed`` writes every sign, as a
+    difference reads best (``+0.012 [-0.003, +0.027]``)."""
     places = digits if isinstance(digits, pd.Series) else pd.Series(digits, table.index)
+    sign = "+" if signed else ""
     return pd.Series(
         [
-            f"{e:.{d}f} [{lo:.{d}f}, {hi:.{d}f}]"
+            f"{e:{sign}.{d}f} [{lo:{sign}.{d}f}, {hi:{sign}.{d}f}]"
             for e, lo, hi, d in zip(
                 table["estimate"], table["low"], table["high"], places, strict=True
             )
