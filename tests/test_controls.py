@@ -16,6 +16,7 @@ from xlr.analysis.bias import rank_distance_per_query
 from xlr.analysis.controls import (
     check_positive_control,
     negative_control,
+    negative_control_summary,
     positive_control,
     positive_control_summary,
 )
@@ -229,3 +230,16 @@ def test_negative_control_compares_the_first_two_seeds_of_each_trained_arm() -> 
         [b, a] for b in ("synthetic", "xm3600") for a in ("mono-full", "cross-full")
     ]
     assert both["p_value"].tolist() == table["p_value"].tolist() * 2
+    assert set(both["task"]) == set(table["task"]) and len(set(table["task"])) == 1
+
+
+def test_negative_control_summary_weighs_failures_against_chance() -> None:
+    """Known answers: 1 failure in 40 at 0.05 is what chance gives (P(>= 1) = 1 - 0.95^40); 10
+    in 40 is not (binomial tail below 1e-4)."""
+    rows = lambda fails: pd.DataFrame({"result": ["fail"] * fails + ["pass"] * (40 - fails)})  # noqa: E731
+    line = negative_control_summary(rows(1))
+    assert "1 of 40 comparisons fail" in line and "2.0 expected by chance" in line
+    assert f"= {1 - 0.95**40:.2g}" in line
+    assert float(negative_control_summary(rows(10)).rsplit("= ", 1)[1]) < 1e-4
+    none = pd.DataFrame({"result": ["not run"]})
+    assert negative_control_summary(none) == "negative control not run"

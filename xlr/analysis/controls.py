@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats as distributions
 
 from xlr.analysis.bias import QUERY_COLUMNS, rank_distance_per_query
 from xlr.analysis.figure_style import arm_order
@@ -188,17 +189,19 @@ def negative_control(
             f"needs two run.seeds and a trained arm; this run has {len(seeds)} seed(s) "
             "(params/synthetic.yaml has two)"
         )
-        return pd.DataFrame([{"benchmark": "every benchmark", "arm": "every trained arm",
+        return pd.DataFrame([{"benchmark": "every benchmark", "task": "every task",
+                              "arm": "every trained arm",
                               "seed_a": pd.NA, "seed_b": pd.NA, "p_value": np.nan,
                               "result": "not run", "note": note}])  # fmt: skip
     seed_a, seed_b = seeds[:2]
     rows = []
-    for (benchmark, _), table in captions.groupby(["benchmark", "task"], sort=False):
+    for (benchmark, task), table in captions.groupby(["benchmark", "task"], sort=False):
         for arm in arms:
             p_value = seed_negative_control(table, arm, seed_a, seed_b)
             rows.append(
                 {
                     "benchmark": benchmark,
+                    "task": task,
                     "arm": arm,
                     "seed_a": seed_a,
                     "seed_b": seed_b,
@@ -208,6 +211,22 @@ def negative_control(
                 }
             )
     return pd.DataFrame(rows)
+
+
+def negative_control_summary(table: pd.DataFrame, level: float = 0.05) -> str:
+    """One line on :func:`negative_control`'s rows together: how many fail against the
+    ``level`` share expected by chance, and the binomial probability of that many or more
+    failures if seeds differ by chance only. With many rows (benchmarks x tasks x arms) a
+    failure or two is expected; it is a pattern of failures that says seeds matter."""
+    ran = table[table["result"].isin(["pass", "fail"])]
+    if ran.empty:
+        return "negative control not run"
+    failed, n = int((ran["result"] == "fail").sum()), len(ran)
+    chance = float(distributions.binom.sf(failed - 1, n, level))
+    return (
+        f"negative control: {failed} of {n} comparisons fail at p < {level:g}; "
+        f"{n * level:.1f} expected by chance; P(>= {failed} failures by chance) = {chance:.2g}"
+    )
 
 
 def seed_negative_control(
