@@ -232,6 +232,10 @@ def test_a_real_study_gets_no_smoke_banner(tmp_path: Path) -> None:
     params_file = ROOT / "params" / "synthetic.yaml"
     index = write_index(tmp_path, load_params(params_file), params_file, "0" * 64, []).read_text()
     assert "not findings" not in index and "Synthetic data" in index
+    assert "One run" not in index  # 3 bases x 2 seeds
+    one_run = load_params(ROOT / "params" / "rehearsal.yaml")  # any name, one base x one seed
+    index = write_index(tmp_path, one_run, params_file, "0" * 64, []).read_text()
+    assert "One run (one base seed, one fine-tuning seed)" in index
     assert "No figures yet" in index and "No tables yet" in index
 
 

@@ -199,6 +199,12 @@ def banner(params: Params, params_file: Path) -> str:
             "every step on a small world in minutes; its verdicts say that the pipeline works, "
             "not which method is better."
         )
+    if len(params.run.base_seeds) * len(params.run.seeds) == 1:
+        lines.append(
+            "<strong>One run (one base seed, one fine-tuning seed).</strong> Training noise is "
+            "unmeasured: the intervals cover images only, and every claim's verdict is "
+            "inconclusive by rule. Run more seeds (run.seeds) before reading any difference."
+        )
     if params.data.source == "synthetic":
         lines.append(
             "<strong>Synthetic data.</strong> The images and captions are generated (rendered "
