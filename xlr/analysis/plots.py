@@ -446,8 +446,12 @@ def calibration_figure(table: pd.DataFrame) -> Figure:
     fig.legend(handles, list(colours), title="measure", loc="outside right center")
     resampled = ", ".join(pd.unique(table["calibrates"]))
     on = f" on {table['benchmark'].iloc[0]}" if "benchmark" in table.columns else ""
+    resamples = int(table["resamples"].max())
     fig.suptitle(
-        f"Calibration of the claims' verdicts{on}: share of {int(table['resamples'].max())} "
-        f"resamples per claim (resampled: {resampled})"
+        f"Calibration of the claims' verdicts{on}: share of {resamples} resamples per claim "
+        f"(resampled: {resampled})"
+        if resamples
+        else f"Calibration of the claims' verdicts{on}: not applicable (too few images, or two "
+        "training units, to resample)"
     )
     return fig
