@@ -236,6 +236,7 @@ def test_a_real_study_gets_no_smoke_banner(tmp_path: Path) -> None:
     one_run = load_params(ROOT / "params" / "rehearsal.yaml")  # any name, one base x one seed
     index = write_index(tmp_path, one_run, params_file, "0" * 64, []).read_text()
     assert "One run (one base seed, one fine-tuning seed)" in index
+    assert "no pretrained tag" in index and "pretrained None" not in index
     assert "No figures yet" in index and "No tables yet" in index
 
 
@@ -315,3 +316,16 @@ def test_a_page_fetching_from_another_host_is_refused() -> None:
     cell.outputs = [nbformat.v4.new_output("display_data", data=remote)]
     with pytest.raises(RuntimeError, match="fetches from another host.*that output"):
         offline_html(nbformat.v4.new_notebook(cells=[cell]))
+
+
+def test_a_page_without_code_shows_no_prompts() -> None:
+    """``In [3]:`` and ``Out[3]:`` number code the no-code page does not show."""
+    from xlr.export import offline_html
+
+    cell = nbformat.v4.new_code_cell("1 + 1", execution_count=3)
+    cell.outputs = [nbformat.v4.new_output("execute_result", data={"text/plain": "2"},
+                                           execution_count=3)]  # fmt: skip
+    notebook = nbformat.v4.new_notebook(cells=[cell])
+    assert "Out[3]" in offline_html(notebook, with_code=True)
+    bare = offline_html(notebook, with_code=False)
+    assert "Out[3]" not in bare and "In&nbsp;[3]" not in bare and "In [3]" not in bare

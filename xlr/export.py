@@ -109,6 +109,7 @@ def offline_html(notebook: nbformat.NotebookNode, with_code: bool = True) -> str
         extra_template_basedirs=[str(TEMPLATE_DIR)],
         exclude_input=not with_code,
         exclude_input_prompt=not with_code,
+        exclude_output_prompt=not with_code,  # "Out[4]:" means nothing without the code
     )
     page, _ = exporter.from_notebook_node(flatten_widgets(notebook))
     fetches = external_fetches(page)

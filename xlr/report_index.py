@@ -159,7 +159,13 @@ def model_kind(params: Params) -> str:
             "tiny open_clip model (XLM-R text tower) pretrained here on the generated corpus, "
             f"one per base seed {params.run.base_seeds}"
         )
-    return f"open_clip {params.model.name} (pretrained {params.model.pretrained})"
+    weights = params.model.pretrained
+    if weights is None:  # open_clip loads a local-dir:/hf-hub: folder's weights, if it has any
+        return (
+            f"open_clip {params.model.name} (no pretrained tag: the model folder's weights where "
+            "it has them, else random)"
+        )
+    return f"open_clip {params.model.name} (pretrained {weights})"
 
 
 def provenance(
