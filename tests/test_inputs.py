@@ -29,6 +29,7 @@ from safetensors.torch import load_file
 
 from xlr.arms import LOG_CSV, MODEL_DIR, Arm
 from xlr.config import Params, parse_params
+from xlr.data.digest import images_digest
 from xlr.data.imagetext import ArrayImages, ImageTextSet
 from xlr.data.shards import Sample, read_shards, shard_images, write_shards
 from xlr.models.bases import base_key
@@ -36,12 +37,7 @@ from xlr.models.factory import WEIGHTS, load_model
 from xlr.runtime import RANK0_WAIT, DistContext, autocast
 from xlr.train.checkpoint import CHECKPOINT, load_checkpoint
 from xlr.train.finetune import arm_sampler, train_arm
-from xlr.train.image_cache import (
-    cached_image_features,
-    check_locked_image_tower,
-    image_cache_path,
-    images_digest,
-)
+from xlr.train.image_cache import cached_image_features, check_locked_image_tower, image_cache_path
 from xlr.train.inputs import step_inputs
 from xlr.train.loop import Trainer, check_train_precision
 from xlr.train.objective import contrastive_objective
