@@ -35,7 +35,7 @@ from xlr.models.factory import ModelBundle, save_model_dir
 from xlr.runtime import DistContext, init_distributed, seed_everything
 from xlr.train.batching import BatchSampler
 from xlr.train.image_cache import cached_image_features
-from xlr.train.loop import RunFolder, Trainer, fit, step_seed
+from xlr.train.loop import RunFolder, Trainer, check_train_precision, fit, step_seed
 from xlr.train.objective import contrastive_objective
 from xlr.train.optim import make_optimizer, warmup_cosine
 from xlr.train.pairs import PairGraphError
@@ -111,7 +111,10 @@ def image_features(
     ctx: DistContext,
 ) -> torch.Tensor | None:  # fmt: skip
     """The pool's cached image features for ``arm`` when ``train.cache_image_features`` (shared
-    by every arm of its base, :mod:`xlr.train.image_cache`), else None."""
+    by every arm of its base, :mod:`xlr.train.image_cache`), else None. A precision the device
+    cannot train in is refused first: the :class:`Trainer` would refuse it only after the
+    features are encoded and written, the longest step of a LAION run."""
+    check_train_precision(params.train.precision, ctx.device)
     if not params.train.cache_image_features:
         return None
     key = base_key(params, arm.base_seed)
