@@ -325,6 +325,23 @@ def test_load_downloaded_reads_no_image_bytes(tmp_path: Path) -> None:
     assert pool.images.read(2) == jpegs[2]
 
 
+def test_a_key_in_two_shards_is_refused_naming_both(tmp_path: Path) -> None:
+    """Shards of two runs in one folder repeat keys (they are positions): which image or text a
+    key names would depend on the order the shards are read in, so both tars are named."""
+    samples = [Sample(f"http://x/{i}.jpg", f"c{i}", _jpeg(i, 24, 24), 24, 24, {}) for i in range(6)]
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder in (first, second):
+        write_shards(samples, folder, shard_size=2, additional=pa.schema([]))
+    (second / "00002.parquet").write_bytes((second / "00000.parquet").read_bytes())
+    with pytest.raises(
+        ValueError, match=r"'000000' is downloaded in both .*00000.parquet and .*00002.parquet"
+    ):
+        load_downloaded(second)
+    (first / "00003.tar").write_bytes((first / "00000.tar").read_bytes())
+    with pytest.raises(ValueError, match=r"image key '000000' is in both 00000.tar and 00003.tar"):
+        load_downloaded(first)
+
+
 def test_rerun_with_same_inputs_is_a_noop(
     downloaded: tuple[Path, Path, DownloadReport], image_server: Server
 ) -> None:

@@ -13,10 +13,12 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from unittest import mock
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import build_tiny_world, tiny_raw_params
@@ -24,7 +26,7 @@ from safetensors.torch import load_file
 
 from xlr.arms import LOG_CSV, LORA_DIR, MODEL_DIR, SUMMARY_FILE, Arm, shared_arms
 from xlr.config import LoraSection, Params, parse_params
-from xlr.data.imagetext import ImageTextSet
+from xlr.data.imagetext import ArrayImages, ImageTextSet
 from xlr.models.adapters import lora_targets
 from xlr.models.bases import base_key
 from xlr.models.factory import WEIGHTS, load_model, write_tiny_model_dir
@@ -352,12 +354,45 @@ def test_arm_specs_and_folders(tmp_path: Path) -> None:
         Arm("cross", trained="full").at(0).directory(params)
 
 
+CAPTIONS = pd.DataFrame(
+    {"image_id": [0, 0], "lang": ["en", "de"], "caption_idx": [0, 0], "caption": ["a", "b"]}
+)
+
+
+def test_a_checkpoint_belongs_to_the_data_it_trained_on(tmp_path: Path) -> None:
+    """Same params, other prepared data (another validation draw leaves other training images,
+    another translation other captions, another download other pixels): another identity, so
+    the checkpoint is neither resumed nor passed as finished. Same data: the same identity."""
+    params = parse_params(raw_params(tmp_path))
+    arm = Arm("cross", trained="full").at(base_seed=0, seed=0)
+    pixels = np.arange(3 * 2 * 2 * 3, dtype=np.uint8).reshape(3, 2, 2, 3)
+    captions = pd.DataFrame(
+        {"image_id": [0, 1, 2], "lang": ["en"] * 3, "caption_idx": [0] * 3, "caption": list("xyz")}
+    )
+    pool = ImageTextSet("laion", ["k0", "k1", "k2"], ArrayImages(pixels), captions)
+
+    def identity(data: ImageTextSet) -> dict:
+        return arm_folder(arm, data, ["en"], params, tmp_path / "a", resume=True).identity
+
+    again = ImageTextSet("laion", ["k0", "k1", "k2"], ArrayImages(pixels.copy()), captions.copy())
+    assert identity(again) == identity(pool)
+    other_split = ImageTextSet("laion", ["k0", "k1"], ArrayImages(pixels[:2]), captions[:2])
+    retranslated = replace(pool, captions=captions.replace("z", "z2"))
+    redownloaded = replace(pool, images=ArrayImages(pixels[::-1].copy()))
+    for changed in (other_split, retranslated, redownloaded):
+        assert identity(changed) != identity(pool)
+        assert {k: v for k, v in identity(changed).items() if k != "data"} == {
+            k: v for k, v in identity(pool).items() if k != "data"
+        }
+
+
 def test_a_checkpoint_belongs_to_its_base_and_corpus(tmp_path: Path) -> None:
     """An arm's identity holds its base's key, which holds the corpus key: arms trained on a
     corpus of an older format or other lexicons are not resumed as if they were this one's."""
     params = parse_params(raw_params(tmp_path))
     arm = Arm("cross", trained="full").at(base_seed=0, seed=0)
-    identity = arm_folder(arm, ["en"], params, tmp_path / "a", resume=True).identity
+    pool = ImageTextSet("p", ["a"], ArrayImages(np.zeros((1, 2, 2, 3), np.uint8)), CAPTIONS)
+    identity = arm_folder(arm, pool, ["en"], params, tmp_path / "a", resume=True).identity
     assert identity["base"] == base_key(params, 0)
     assert base_key(params, 0) != base_key(params, 1)
     with mock.patch("xlr.data.synthetic.corpus.FORMAT_VERSION", -1):

@@ -29,19 +29,16 @@ from safetensors.torch import load_file
 
 from xlr.arms import LOG_CSV, MODEL_DIR, Arm
 from xlr.config import Params, parse_params
+from xlr.data.digest import images_digest
 from xlr.data.imagetext import ArrayImages, ImageTextSet
 from xlr.data.shards import Sample, read_shards, shard_images, write_shards
 from xlr.models.bases import base_key
 from xlr.models.factory import WEIGHTS, load_model
 from xlr.runtime import RANK0_WAIT, DistContext, autocast
+from xlr.train.adapters import train_adapters
 from xlr.train.checkpoint import CHECKPOINT, load_checkpoint
 from xlr.train.finetune import arm_sampler, train_arm
-from xlr.train.image_cache import (
-    cached_image_features,
-    check_locked_image_tower,
-    image_cache_path,
-    images_digest,
-)
+from xlr.train.image_cache import cached_image_features, check_locked_image_tower, image_cache_path
 from xlr.train.inputs import step_inputs
 from xlr.train.loop import Trainer, check_train_precision
 from xlr.train.objective import contrastive_objective
@@ -338,6 +335,15 @@ def test_fp16_training_needs_cuda(world: dict, tmp_path: Path) -> None:
     params = params_for(world, steps=1, precision="fp16")
     with pytest.raises(ValueError, match="'bf16' or 'fp32'"):
         train_arm(load_model(world["model"]), world["pool"], params, MONO, tmp_path, progress=False)
+    cached = params_for(world, steps=3, precision="fp16", cache_image_features=True)
+    cache = tmp_path / "cache"
+    run = cached.run.model_copy(update={"cache_dir": str(cache)})
+    cached = cached.model_copy(update={"run": run})
+    adapters = Arm("adapters").at(0, 0)
+    for train, arm in ((train_arm, MONO), (train_adapters, adapters)):  # before any encoding
+        with pytest.raises(ValueError, match="'bf16' or 'fp32'"):
+            train(load_model(world["model"]), world["pool"], cached, arm, tmp_path, progress=False)
+        assert not cache.exists()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 loss scaling trains on CUDA")

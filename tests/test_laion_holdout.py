@@ -51,7 +51,7 @@ def test_split_is_seeded_sized_and_by_image(monkeypatch: pytest.MonkeyPatch) -> 
     assert len(held_out_images(numbered(2), 0.2, seed=0)) == 1  # never all
     twins = numbered(3, ["a cat", "A  cat", "a dog"])
     assert held_out_images(twins, 0.2, seed=0).tolist() == [2]  # the pair would be 2 of 1
-    with pytest.raises(ValueError, match="every group of images that share a caption holds"):
+    with pytest.raises(ValueError, match=r"only 0 of the 1 validation images"):
         held_out_images(numbered(2, ["a cat", "a cat"]), 0.2, seed=0)
     monkeypatch.setattr(holdout, "VAL_IMAGES_MAX", 4)
     assert len(held_out_images(pool, 0.2, seed=0)) == 4
@@ -72,14 +72,15 @@ def test_images_with_one_caption_fall_on_one_side() -> None:
     ids = held_out_images(pool, 0.25, seed=0)
     train = image_subset(pool, np.setdiff1d(np.arange(40), ids), "laion", None)
     val = image_subset(pool, ids, "laion-val", True)
-    audit = holdout_audit(train, val)
+    audit = holdout_audit(train, val, 0.25)
     assert audit[["shared_images", "shared_texts"]].to_numpy().tolist() == [[0, 0]]
+    assert audit[["val_images", "wanted_images"]].to_numpy().tolist() == [[10, 10]]
     check_holdout(audit)
     assert val.captions["image_id"].tolist() == list(range(len(val)))  # renumbered
     assert [val.captions["caption"].iloc[i] for i in range(len(val))] == [texts[i] for i in ids]
     assert np.array_equal(np.asarray(val.images[0]), np.asarray(pool.images[int(ids[0])]))
     leaky = image_subset(pool, np.array([0, 5]), "laion", None)
-    audit = holdout_audit(leaky, image_subset(pool, np.array([0, 6]), "laion-val", True))
+    audit = holdout_audit(leaky, image_subset(pool, np.array([0, 6]), "laion-val", True), 0.25)
     assert audit[["shared_images", "shared_texts"]].to_numpy().tolist() == [[1, 2]]
     with pytest.raises(ValueError, match="shares 3 images or captions with training"):
         check_holdout(audit)
@@ -111,12 +112,12 @@ def test_images_sharing_a_translated_caption_fall_on_one_side(source: str) -> No
         ids = held_out_images(pool, 0.2, seed)
         assert len({i in ids for i in (3, 17)}) == 1 and len({i in ids for i in (20, 29)}) == 1
         train = image_subset(pool, np.setdiff1d(np.arange(40), ids), "laion", None)
-        audit = holdout_audit(train, image_subset(pool, ids, "laion-val", True))
+        audit = holdout_audit(train, image_subset(pool, ids, "laion-val", True), 0.2)
         assert audit[["shared_images", "shared_texts"]].to_numpy().tolist() == [[0, 0]]
     # the audit compares every caption: a German validation image whose English caption trains
     val = image_subset(pool, np.array([3]), "laion-val", True)
     train = image_subset(pool, np.array([17, 29]), "laion", None)
-    audit = holdout_audit(train, val)
+    audit = holdout_audit(train, val, 0.2)
     assert audit[["shared_images", "shared_texts"]].to_numpy().tolist() == [[0, 1]]
 
 
@@ -135,6 +136,36 @@ def test_a_boilerplate_group_never_swells_the_split(monkeypatch: pytest.MonkeyPa
     assert all(len(held_out_images(small, 0.2, seed)) == 1 for seed in range(10))  # 1.6: 1
     monkeypatch.setattr(holdout, "VAL_IMAGES_MAX", 7)
     assert len(held_out_images(numbered(100, ["x"] * 6 + texts[400:494]), 0.2, seed=0)) == 7
+
+
+def test_a_split_short_of_half_its_size_is_refused_and_audited() -> None:
+    """Duplicate captions chain 91 of 100 images into one group: of the 20 wanted, only the
+    9 others can be held out, and the error says so; a split over half passes, and the audit
+    records its size beside the wanted one."""
+    texts = [f"caption {i}" for i in range(100)]
+    for i in range(91):  # image i shares a caption with image i + 1: one chain of 91
+        texts[i] = f"link {i // 2}"
+    pool = with_eng_text(numbered(100, texts), {i: f"link {(i + 1) // 2}" for i in range(90)}, "")
+    with pytest.raises(
+        ValueError,
+        match=r"only 9 of the 20 validation images \(data.laion.val_fraction 0.2 of 100\).*"
+        r"duplicate captions.*largest such group holds 91 images",
+    ):
+        held_out_images(pool, 0.2, seed=0)
+    assert len(held_out_images(pool, 0.1, seed=0)) == 9
+    ids = held_out_images(pool, 0.15, seed=0)  # 9 of 15: more than half
+    train = image_subset(pool, np.setdiff1d(np.arange(100), ids), "laion", None)
+    audit = holdout_audit(train, image_subset(pool, ids, "laion-val", True), 0.15)
+    assert audit[["val_images", "wanted_images"]].to_numpy().tolist() == [[9, 15]]
+
+
+def test_a_caption_without_text_is_refused() -> None:
+    """A null caption would factorize to -1 and link its image to the last one."""
+    pool = numbered(10)
+    captions = pool.captions.copy()
+    captions.loc[3, "caption"] = None
+    with pytest.raises(ValueError, match=r"1 caption\(s\) without text \(null\), e.g. image 'k3'"):
+        held_out_images(ImageTextSet("laion", pool.image_keys, pool.images, captions), 0.2, 0)
 
 
 def test_controls_tasks_run_on_a_laion_validation_set(tmp_path: Path) -> None:

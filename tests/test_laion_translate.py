@@ -254,6 +254,25 @@ def _laion_params(translate: dict) -> dict:
     }
 
 
+def test_local_model_folders_resolve_from_home_and_the_project_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``~/models/nllb`` is the home folder's, not ``<root>/~/models/nllb``; a one-level
+    ``models/nllb-600M`` that exists under the project root is that folder, though it also
+    reads as a hub id ``owner/name``. A hub id with no such folder stays a hub id."""
+    home, root = tmp_path / "home", tmp_path / "root"
+    (home / "models" / "nllb").mkdir(parents=True)
+    (root / "models" / "nllb-600M").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XLR_ROOT", str(root))
+    in_home = TranslateSection(model="~/models/nllb", family="nllb")
+    assert in_home.model_for("de") == str(home / "models" / "nllb")
+    in_root = TranslateSection(model="models/nllb-600M", family="nllb")
+    assert in_root.model_for("de") == str(root / "models" / "nllb-600M")
+    hub = TranslateSection(model="facebook/nllb-200-distilled-600M", family="nllb")
+    assert hub.model_for("de") == "facebook/nllb-200-distilled-600M"
+
+
 def test_params_name_the_translate_fields(tmp_path: Path, models: dict) -> None:
     params = parse_params(_laion_params({"model": str(models["nllb"]), "family": "nllb"}))
     assert params.data.laion.translate.family == "nllb"  # and no 'en' needed: all pairs parallel

@@ -21,6 +21,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from xlr import launch
 from xlr.arms import ADAPTERS_DIR, LOG_CSV, MODEL_DIR, Arm, adapter_arms, trained_arms
 from xlr.cli import main
 from xlr.config import Params, load_params
@@ -28,6 +29,7 @@ from xlr.data.prepare import finetune_pool, prepare_data
 from xlr.launch import LaunchError, select_arms, train
 from xlr.models.bases import base_model_dir, load_base
 from xlr.models.factory import HF_CONFIG, WEIGHTS
+from xlr.runtime import DistContext
 from xlr.train.adapters import train_adapters
 from xlr.train.checkpoint import CHECKPOINT
 from xlr.train.finetune import train_arm
@@ -180,6 +182,20 @@ def test_missing_inputs_name_the_fix(root: Path, capsys: pytest.CaptureFixture[s
     tuned.write_text(yaml.safe_dump(raw))
     assert main(["train", str(tuned), "--arm", ARM]) == 2
     assert "run the tuning first (notebook 02 or `xlr tune PARAMS`)" in capsys.readouterr().err
+
+
+def test_a_failed_rank_leaves_its_process_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rank of a torchrun job whose training fails (here: no data prepared) still destroys
+    its process group, so its NCCL threads and sockets do not outlive the error."""
+    two_ranks = DistContext(0, 2, torch.device("cpu"))
+    monkeypatch.setattr(launch, "init_distributed", lambda device: two_ranks)
+    destroyed = []
+    monkeypatch.setattr(launch.dist, "destroy_process_group", lambda: destroyed.append(True))
+    with pytest.raises(LaunchError, match="no data prepared"):
+        train(load_params(write_params(tmp_path, "fresh")), [ARM], progress=False)
+    assert destroyed == [True]
 
 
 @pytest.mark.slow

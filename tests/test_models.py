@@ -8,10 +8,12 @@ from pathlib import Path
 import open_clip
 import pytest
 import torch
+from conftest import tiny_raw_params
 from open_clip.loss import ClipLoss
 
-from xlr.config import ModelSection, TinyModelSection
+from xlr.config import ModelSection, TinyModelSection, config_hash, parse_params
 from xlr.models import factory as models
+from xlr.models.bases import base_key
 from xlr.models.factory import (
     ModelBundle,
     create_model,
@@ -246,3 +248,36 @@ def test_local_paths_start_at_the_project_root(model_dir: Path, monkeypatch) -> 
     assert calls == [str(checkpoint)]
     with pytest.raises(ValueError, match="brings its own weights.*remove model.pretrained"):
         create_model(ModelSection(kind="open_clip", name="hf-hub:org/repo", pretrained="x.pt"))
+
+
+def test_weights_replaced_in_place_are_another_base(
+    model_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """Same params, weights replaced under the same name (a ``model.pretrained`` checkpoint, a
+    ``local-dir:`` folder): another base key, so the image features cached on the old base
+    (keyed on it, xlr.train.image_cache) are not served. Unchanged files: the same key."""
+    monkeypatch.setenv("XLR_ROOT", str(tmp_path))
+    tiny = parse_params(
+        tiny_raw_params(tmp_path / "runs", ["en", "de", "ja"], ["en", "de"], ["ja"])
+    )
+
+    def key(**model: str | None) -> str:
+        section = ModelSection(kind="open_clip", **model)
+        return base_key(tiny.model_copy(update={"model": section}), 0)
+
+    checkpoint = tmp_path / "checkpoints" / "epoch_1.pt"
+    checkpoint.parent.mkdir()
+    checkpoint.write_bytes(b"old weights")
+    before = key(pretrained="checkpoints/epoch_1.pt")
+    assert key(pretrained="checkpoints/epoch_1.pt") == before
+    checkpoint.write_bytes(b"new weights, longer")
+    assert key(pretrained="checkpoints/epoch_1.pt") != before
+
+    folder = shutil.copytree(model_dir, tmp_path / "clip")
+    before = key(name="local-dir:clip", pretrained=None)
+    assert key(name="local-dir:clip", pretrained=None) == before
+    config = folder / "open_clip_config.json"
+    config.write_text(json.dumps(json.loads(config.read_text()) | {"note": "replaced"}))
+    assert key(name="local-dir:clip", pretrained=None) != before
+    tagged = tiny.model_copy(update={"model": ModelSection(kind="open_clip")})
+    assert base_key(tagged, 0) == config_hash(tagged.model)  # a tag pins its weights

@@ -134,3 +134,31 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         while block := handle.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
+
+
+# Files that hold a model's weights: too large to read for a key, named by size and time instead
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx")
+
+
+def model_files_digest(path: str | os.PathLike[str]) -> str:
+    """A digest of a model folder or checkpoint file, for keys of what was computed with it.
+
+    Hidden files (such as ``.git``) are left out. Every file except the weights (config,
+    generation config, tokenizer and vocabulary) counts by its sha256; each weights file
+    (:data:`WEIGHT_SUFFIXES`), which may be gigabytes, by its name, size and modification time.
+    Weights replaced by others of the same size and time stamp (``cp -p`` of a model of the
+    same shape) would go unseen; a copy, a re-save or a download changes the time.
+    """
+    root = Path(path)
+    files = [root] if root.is_file() else sorted(root.rglob("*"))
+    digest = hashlib.sha256()
+    for file in files:
+        part = Path(file.name) if file == root else file.relative_to(root)
+        if not file.is_file() or any(name.startswith(".") for name in part.parts):
+            continue
+        if file.suffix in WEIGHT_SUFFIXES:
+            stat = file.stat()
+            digest.update(f"{part}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        else:
+            digest.update(f"{part}\0{file_sha256(file)}\n".encode())
+    return digest.hexdigest()[:16]

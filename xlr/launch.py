@@ -120,15 +120,17 @@ def train(
     tuned = tuned_params(params)  # notebook 02's chosen rates: the notebooks' arm folders
     ctx = init_distributed(params.run.device)
     show = progress and ctx.is_main
-    if not build:
-        _check_inputs(params, arms, source)
-    rank0_first(ctx, lambda: _prepare(params, arms, build, show))
-    params, pool = tuned, finetune_pool(tuned)
     folders = []
-    for arm in arms:
-        trainer = train_adapters if arm.is_adapters else train_arm
-        trained = trainer(load_base(params, arm.base_seed), pool, params, arm, progress=show)
-        folders.append(trained.out_dir)
-    if ctx.world_size > 1:
-        dist.destroy_process_group()
+    try:
+        if not build:
+            _check_inputs(params, arms, source)
+        rank0_first(ctx, lambda: _prepare(params, arms, build, show))
+        params, pool = tuned, finetune_pool(tuned)
+        for arm in arms:
+            trainer = train_adapters if arm.is_adapters else train_arm
+            trained = trainer(load_base(params, arm.base_seed), pool, params, arm, progress=show)
+            folders.append(trained.out_dir)
+    finally:  # a failed step must not leave the process group (and its NCCL threads) behind
+        if ctx.world_size > 1:
+            dist.destroy_process_group()
     return folders

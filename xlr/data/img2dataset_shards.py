@@ -159,9 +159,11 @@ def _downloaded_text(tars: Sequence[str]) -> dict[str, tuple[str | None, str | N
     img2dataset writes one parquet row per input row, ``status`` ``success`` for exactly the
     samples it put in the tar, with the caption it wrote as ``.txt`` and the saved additional
     columns it wrote into ``.json``: a few columns of it give what the tars would only give by
-    reading every image's bytes too.
+    reading every image's bytes too. A key downloaded in two shards is an error naming both:
+    whose text it gets would depend on the order the shards are read in.
     """
     text: dict[str, tuple[str | None, str | None, str | None]] = {}
+    source: dict[str, Path] = {}  # the parquet each key's text came from
     for tar in tars:
         parquet = Path(tar).with_suffix(".parquet")
         try:
@@ -185,8 +187,16 @@ def _downloaded_text(tars: Sequence[str]) -> dict[str, tuple[str | None, str | N
             columns.get("LANGUAGE", none), columns.get("ENG TEXT", none), strict=True,
         )  # fmt: skip
         for key, status, caption, language, eng in rows:
-            if status == "success":
-                text[key] = (caption, language, eng)
+            if status != "success":
+                continue
+            if key in text:
+                raise ValueError(
+                    f"sample key {key!r} is downloaded in both {source[key]} and {parquet}; "
+                    "shards of different img2dataset runs share one folder: keep one run's "
+                    "shards per folder"
+                )
+            text[key] = (caption, language, eng)
+            source[key] = parquet
     return text
 
 

@@ -144,7 +144,7 @@ def _split_and_translate(params: Params, contract: dict[str, Any], out: Path) ->
     val_ids = held_out_images(pool, laion.val_fraction, params.run.seeds[0])
     keys = [pool.image_keys[i] for i in val_ids]
     files["val_images"] = str(atomic_write_json(keys, out / VAL_IMAGES))
-    audit = holdout_audit(*_laion_split(pool, keys))
+    audit = holdout_audit(*_laion_split(pool, keys), laion.val_fraction)
     check_holdout(audit)
     files["audit"] = str(atomic_write_text(out / HELD_OUT_AUDIT, audit.to_csv(index=False)))
     return files
@@ -314,7 +314,8 @@ def pretraining_shares(params: Params) -> dict[str, float]:
 def held_out_overlaps(contract: dict[str, Any]) -> pd.DataFrame | None:
     """What the generated corpus's val and eval pools share with training and with each other
     (:func:`xlr.data.synthetic.corpus_overlaps`), or what the LAION validation images share with
-    training (:func:`xlr.data.laion.holdout.holdout_audit`): zeros throughout, since
+    training, beside the split's size and the size asked for
+    (:func:`xlr.data.laion.holdout.holdout_audit`): zero shares throughout, since
     :func:`prepare_data` refuses any other audit. None for a contract written before LAION had
     a validation split."""
     if "audit" not in contract:

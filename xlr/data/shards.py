@@ -210,7 +210,8 @@ def shard_images(
     Only the tar headers are read (``tarfile`` seeks over the data of an uncompressed tar). The
     order is shard then member order, as :func:`read_shards` yields samples, or ``keys``' order
     when given (a key without an image is an error). The key of ``000000042.jpg`` is
-    ``000000042``, as webdataset splits names.
+    ``000000042``, as webdataset splits names. A key with two images (in two tars, or twice in
+    one) is an error: which image it names would depend on the order the tars are listed in.
     """
     tars = _tars(shard_dir)
     found: dict[str, tuple[int, int, int]] = {}
@@ -219,6 +220,12 @@ def shard_images(
             for member in archive:
                 key, _, suffix = member.name.partition(".")
                 if member.isfile() and suffix.lower() in IMAGE_SUFFIXES:
+                    if key in found:
+                        raise ValueError(
+                            f"{shard_dir}: image key {key!r} is in both {tars[found[key][0]].name} "
+                            f"and {path.name}; shards written by different runs (or twice) into "
+                            "one folder: keep one run's shards per folder"
+                        )
                     found[key] = (tar_id, member.offset_data, member.size)
     order = list(found) if keys is None else list(keys)
     missing = [key for key in order if key not in found]

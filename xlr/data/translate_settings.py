@@ -9,6 +9,7 @@ transformers: a params file is checked without loading a model.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -22,9 +23,19 @@ _HUB_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*$")
 MARIAN_TARGET = "{lang}"  # where a Marian model name takes the target language
 
 
+def _local_path(model: str) -> Path:
+    """``model`` read as a local path: ``~`` expanded first, then a relative path from the
+    project root (the other order would make ``~/models/nllb`` ``<root>/~/models/nllb``)."""
+    return resolve_path(Path(model).expanduser())
+
+
 def _looks_like_a_path(model: str) -> bool:
-    """A name written as a file path (absolute, ./ or ../, ~, or more than one folder deep)."""
+    """A name for a local folder: one that exists (``models/nllb-600M`` from the project root,
+    though it also reads as a hub id ``owner/name``), or a name written as a file path
+    (absolute, ./ or ../, ~, or more than one folder deep)."""
     bare = model.replace(MARIAN_TARGET, "xx")
+    if _local_path(model).is_dir():
+        return True
     return bare.startswith(("/", ".", "~")) or not _HUB_ID.match(bare)
 
 
@@ -51,7 +62,7 @@ class TranslateSection(BaseModel):
     @classmethod
     def _hub_name_or_folder(cls, model: str) -> str:
         # a Marian folder per target is checked when its target is translated
-        folder = resolve_path(model).expanduser()
+        folder = _local_path(model)
         if _looks_like_a_path(model) and MARIAN_TARGET not in model and not folder.is_dir():
             raise ValueError(
                 f"data.laion.translate.model {model!r} is written as a path but "
@@ -75,4 +86,4 @@ class TranslateSection(BaseModel):
     def model_for(self, lang: str) -> str:
         """The model (hub name or resolved folder) that translates English into ``lang``."""
         name = self.model.replace(MARIAN_TARGET, lang)
-        return str(resolve_path(name).expanduser()) if _looks_like_a_path(name) else name
+        return str(_local_path(name)) if _looks_like_a_path(name) else name

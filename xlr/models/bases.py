@@ -19,7 +19,7 @@ from pathlib import Path
 
 from xlr.config import Params, config_hash
 from xlr.data.synthetic import corpus_key
-from xlr.models.factory import ModelBundle, create_model, load_model
+from xlr.models.factory import ModelBundle, create_model, load_model, weights_revision
 from xlr.paths import resolve_path
 
 REPORT_NAME = "pretrain_report.json"  # the last file of a pretrained base: it marks it complete
@@ -33,9 +33,12 @@ def tokenizer_dir(params: Params) -> Path:
 
 def base_key(params: Params, base_seed: int) -> str:
     """What a base is: the tiny base's corpus, architecture, pretraining and seed, or the real
-    model's config (open_clip name and pretrained tag; one base, the seed unused)."""
+    model's config (open_clip name and pretrained tag; one base, the seed unused) with the
+    content of its local weights (:func:`xlr.models.factory.weights_revision`), so a
+    ``local-dir:`` folder or checkpoint file replaced in place is another base."""
     if params.model.kind != "tiny":
-        return config_hash(params.model)
+        revision = weights_revision(params.model)  # None: a tag or hub name pins the weights
+        return config_hash(params.model, *([] if revision is None else [revision]))
     return f"{config_hash(corpus_key(params.data.synthetic), params.model.tiny)}-s{base_seed}"
 
 

@@ -34,7 +34,7 @@ from safetensors.torch import save_file
 from transformers import XLMRobertaConfig
 
 from xlr.config import ModelSection, TinyModelSection
-from xlr.io import atomic_dir
+from xlr.io import atomic_dir, model_files_digest
 from xlr.models.tokenizer import load_tokenizer
 from xlr.paths import resolve_path
 
@@ -343,6 +343,25 @@ def _pretrained(section: ModelSection, name: str) -> str | None:
         return tag
     checkpoint = resolve_path(tag)
     return str(checkpoint) if checkpoint.is_file() else tag  # open_clip names a bad tag
+
+
+def weights_revision(section: ModelSection) -> str | None:
+    """The content digest (:func:`xlr.io.model_files_digest`) of the local weights an open_clip
+    ``model`` section loads: its ``local-dir:`` folder, or its ``model.pretrained`` checkpoint
+    file; None for the tiny model, an open_clip tag or an ``hf-hub:`` repository, which their
+    names pin. Why: a folder or checkpoint replaced in place keeps its name, and whatever is
+    cached on the base (image features, checkpoints of its arms) must not outlive it."""
+    if section.kind == "tiny":
+        return None
+    name = _located(section.name)
+    if name.startswith(LOCAL_DIR):
+        folder = Path(name.removeprefix(LOCAL_DIR))
+        return model_files_digest(folder) if folder.is_dir() else None
+    tag = section.pretrained
+    if name.startswith(HF_HUB) or tag is None or open_clip.get_pretrained_cfg(name, tag):
+        return None
+    checkpoint = resolve_path(tag)
+    return model_files_digest(checkpoint) if checkpoint.is_file() else None
 
 
 def _open_clip_bundle(

@@ -253,7 +253,8 @@ def train_adapters(
     check_arm_inputs(pool, params, arm, langs, ctx.world_size)
     out = Path(out_dir) if out_dir is not None else arm.directory(params)
     run = adapter_run(base, pool, params, arm, langs, ctx)
-    folder = arm_folder(arm, langs, params, out, resume, ("data", "model", "train", "adapters"))
+    sections = ("data", "model", "train", "adapters")
+    folder = arm_folder(arm, pool, langs, params, out, resume, sections)
     wall = fit(
         run.trainer, run.plan, run.steps, folder=folder, desc=arm.name, progress=progress,
         workers=params.train.loader_workers,

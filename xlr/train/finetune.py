@@ -27,6 +27,7 @@ from torch import nn
 
 from xlr.arms import LORA_DIR, MODEL_DIR, SUMMARY_FILE, Arm
 from xlr.config import Params
+from xlr.data.digest import pool_digest
 from xlr.data.imagetext import ImageTextSet
 from xlr.io import atomic_dir, atomic_write_json
 from xlr.models.bases import base_key
@@ -34,7 +35,7 @@ from xlr.models.factory import ModelBundle, save_model_dir
 from xlr.runtime import DistContext, init_distributed, seed_everything
 from xlr.train.batching import BatchSampler
 from xlr.train.image_cache import cached_image_features
-from xlr.train.loop import RunFolder, Trainer, fit, step_seed
+from xlr.train.loop import RunFolder, Trainer, check_train_precision, fit, step_seed
 from xlr.train.objective import contrastive_objective
 from xlr.train.optim import make_optimizer, warmup_cosine
 from xlr.train.pairs import PairGraphError
@@ -110,7 +111,10 @@ def image_features(
     ctx: DistContext,
 ) -> torch.Tensor | None:  # fmt: skip
     """The pool's cached image features for ``arm`` when ``train.cache_image_features`` (shared
-    by every arm of its base, :mod:`xlr.train.image_cache`), else None."""
+    by every arm of its base, :mod:`xlr.train.image_cache`), else None. A precision the device
+    cannot train in is refused first: the :class:`Trainer` would refuse it only after the
+    features are encoded and written, the longest step of a LAION run."""
+    check_train_precision(params.train.precision, ctx.device)
     if not params.train.cache_image_features:
         return None
     key = base_key(params, arm.base_seed)
@@ -131,6 +135,7 @@ def pair_summary(sampler: BatchSampler) -> dict[str, list[str]]:
 
 def arm_folder(
     arm: Arm,
+    pool: ImageTextSet,
     langs: Sequence[str],
     params: Params,
     out: Path,
@@ -138,7 +143,10 @@ def arm_folder(
     sections: Sequence[str] = ("data", "model", "train"),
 ) -> RunFolder:
     """The run folder of a fine-tuned arm: its checkpoint belongs to this arm, base, seed,
-    languages and the params ``sections`` that shape its weights, and no other."""
+    languages, the params ``sections`` that shape its weights and the content of ``pool``
+    (:func:`xlr.data.digest.pool_digest`), and no other. The content, because the params do not
+    fix the data: a LAION pool re-downloaded (other dead URLs), split or translated again under
+    the same params must not resume, or pass as finished, on a checkpoint of the old one."""
     identity = {
         "arm": arm.name,
         "base_seed": arm.base_seed,
@@ -146,6 +154,7 @@ def arm_folder(
         "langs": list(langs),
         "config": params.weights_hash(*sections),
         "base": base_key(params, arm.base_seed),
+        "data": pool_digest(pool),
     }
     return RunFolder(out, params, identity, params.train.checkpoint_every, resume)
 
@@ -259,7 +268,7 @@ def train_arm(
     )
     run = fit(
         trainer, lambda step: (sampler.batch(step), step_seed(arm.seed, step, ctx.rank)),
-        train.steps, folder=arm_folder(arm, langs, params, out, resume), desc=arm.name,
+        train.steps, folder=arm_folder(arm, pool, langs, params, out, resume), desc=arm.name,
         progress=progress, workers=train.loader_workers,
     )  # fmt: skip
     trained = [p for p in model.parameters() if p.requires_grad]

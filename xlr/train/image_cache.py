@@ -12,9 +12,9 @@ at the tower's resolution take neither transform, so there the loss is the uncac
 
 The cache lives in ``<run.cache_dir>/image_features/<key>.safetensors``, the key naming the base
 (:func:`xlr.models.bases.base_key`), the image set (its name, image keys and content:
-:func:`images_digest`), the transform and the resolved precision: features of another base, set,
-image or preprocessing are never served. Rank 0 encodes while the other ranks wait on the
-long-timeout gloo group of :func:`xlr.runtime.rank0_first`.
+:func:`xlr.data.digest.images_digest`), the transform and the resolved precision: features of
+another base, set, image or preprocessing are never served. Rank 0 encodes while the other
+ranks wait on the long-timeout gloo group of :func:`xlr.runtime.rank0_first`.
 """
 
 from __future__ import annotations
@@ -22,15 +22,14 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from xlr.config import Params, config_hash
-from xlr.data.imagetext import ArrayImages, ImageStore, ImageTextSet
-from xlr.data.shards import ShardImages
-from xlr.io import atomic_file, file_sha256
+from xlr.data.digest import images_digest
+from xlr.data.imagetext import ImageTextSet
+from xlr.io import atomic_file
 from xlr.models.encode import encode_images
 from xlr.models.factory import ModelBundle
 from xlr.paths import resolve_path
@@ -50,49 +49,12 @@ def check_locked_image_tower(model: nn.Module) -> None:
         )
 
 
-def images_digest(images: ImageStore) -> str:
-    """sha256 naming the content of ``images``, computed without encoding them.
-
-    Why content, not names: a real model's base key is its config, and img2dataset's keys are
-    positions (shard, index), so two LAION samples whose surviving keys coincide would share a
-    cache file under the shared ``run.cache_dir``. Per store, the cheapest sound witness:
-
-    - :class:`ShardImages`: the parquet file img2dataset wrote beside each tar (per image its URL,
-      key, status, size and, by img2dataset's default ``compute_hash``, the sha256 of its bytes,
-      so another sample or another resize gives another digest) plus where each image lies in
-      its tar; hashing a few hundred MB of parquet beats reading the 20-35 GB of images, and the
-      digest survives moving the folder. A tar without its parquet falls back to the images'
-      bytes.
-    - :class:`ArrayImages`: the pixels, already in memory.
-    - any other store: every image decoded (small benchmark sets).
-    """
-    digest = hashlib.sha256(type(images).__name__.encode())
-    if isinstance(images, ShardImages):
-        for array in (images.tar_ids, images.offsets, images.sizes):
-            digest.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
-        parquets = [Path(tar).with_suffix(".parquet") for tar in images.tars]
-        if all(parquet.is_file() for parquet in parquets):
-            digest.update("".join(file_sha256(parquet) for parquet in parquets).encode())
-        else:
-            for index in range(len(images)):
-                digest.update(images.read(index))
-    elif isinstance(images, ArrayImages):
-        digest.update(repr(images.pixels.shape).encode())
-        digest.update(np.ascontiguousarray(images.pixels).data)
-    else:
-        for index in range(len(images)):
-            image = images[index]
-            digest.update(repr(image.size).encode())
-            digest.update(image.tobytes())
-    return digest.hexdigest()
-
-
 def image_cache_path(
     base: ModelBundle, pool: ImageTextSet, params: Params, key: str, device: torch.device
 ) -> Path:
     """Where the features of ``pool``'s images under base ``key`` (its
     :func:`xlr.models.bases.base_key`) are cached for ``params``' cache folder and precision;
-    the images' content is part of the name (:func:`images_digest`)."""
+    the images' content is part of the name (:func:`xlr.data.digest.images_digest`)."""
     names = hashlib.sha256("\n".join(pool.image_keys).encode()).hexdigest()
     content = images_digest(pool.images)
     precision = resolve_precision(device, params.train.precision)

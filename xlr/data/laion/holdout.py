@@ -25,7 +25,9 @@ from xlr.data.imagetext import ArrayImages, FileImages, ImageStore, ImageTextSet
 from xlr.data.shards import ShardImages
 
 VAL_IMAGES_MAX = 5000  # a retrieval gallery this size already ranks finely; more only slows
-AUDIT_COLUMNS: tuple[str, ...] = ("pool", "against", "shared_images", "shared_texts")
+AUDIT_COLUMNS: tuple[str, ...] = (
+    "pool", "against", "val_images", "wanted_images", "shared_images", "shared_texts",
+)  # fmt: skip
 
 
 def _normalised(texts: pd.Series) -> pd.Series:
@@ -35,7 +37,17 @@ def _normalised(texts: pd.Series) -> pd.Series:
 def caption_groups(pool: ImageTextSet) -> np.ndarray:
     """Each image's group: the connected components of the graph joining every image to each
     of its folded captions (own, ENG TEXT, machine translations; the text alone, not its
-    language). Two images in different groups share no caption."""
+    language). Two images in different groups share no caption. A missing caption is refused:
+    it has no text to group by, and factorize's code -1 would link its image to the last one."""
+    missing = pool.captions[pool.captions["caption"].isna()]
+    if len(missing):
+        first = missing.iloc[0]
+        raise ValueError(
+            f"{pool.name}: {len(missing)} caption(s) without text (null), e.g. image "
+            f"{pool.image_keys[int(first['image_id'])]!r} in {first['lang']!r} (translated_by "
+            f"{first.get('translated_by', '')!r}); the validation split groups images by caption "
+            "text, so drop the rows without text (or translate them) before the split"
+        )
     images = len(pool)
     texts, distinct = pd.factorize(_normalised(pool.captions["caption"]))
     edges = coo_matrix(
@@ -68,20 +80,26 @@ def _group_order(pool: ImageTextSet, groups: np.ndarray, seed: int) -> list[int]
     return sorted(digest, key=digest.__getitem__)
 
 
+def validation_size(images: int, fraction: float) -> int:
+    """How many of ``images`` the validation split wants: ``fraction`` of them (rounded down,
+    but at least one), at most :data:`VAL_IMAGES_MAX`, and never all (training keeps one)."""
+    share = max(1, math.floor(fraction * images + 1e-9))  # the epsilon keeps 0.29 * 100 at 29
+    return min(share, VAL_IMAGES_MAX, images - 1)
+
+
 def held_out_images(pool: ImageTextSet, fraction: float, seed: int) -> np.ndarray:
     """Sorted ids of the images held out for validation: whole :func:`caption_groups`, in a
-    seeded order, each taken only if it keeps the total within ``fraction`` of the pool's images
-    (rounded down, but at least one) and :data:`VAL_IMAGES_MAX`. A group too large to fit (a
-    boilerplate caption such as "Untitled" shared by many images) stays in training, and smaller
-    groups after it are still taken, so the split never exceeds its size."""
+    seeded order, each taken only if it keeps the total within :func:`validation_size`. A group
+    too large to fit (a boilerplate caption such as "Untitled" shared by many images) stays in
+    training, and smaller groups after it are still taken, so the split never exceeds its size.
+    A split short of half its size is refused: duplicate captions then chain most images into
+    groups too large to hold out, and validation would be too small to choose by."""
     if len(pool) < 2:
         raise ValueError(
             f"{pool.name}: {len(pool)} image(s) downloaded; a validation split needs at least 2 "
             "(raise data.laion.quotas)"
         )
-    # the epsilon keeps 0.29 * 100 (28.999...) at 29
-    share = max(1, math.floor(fraction * len(pool) + 1e-9))
-    wanted = min(share, VAL_IMAGES_MAX, len(pool) - 1)  # training keeps an image
+    wanted = validation_size(len(pool), fraction)
     groups = caption_groups(pool)
     members = np.argsort(groups, kind="stable")  # group g's images: members[starts[g]:][:sizes[g]]
     sizes = np.bincount(groups)
@@ -94,11 +112,15 @@ def held_out_images(pool: ImageTextSet, fraction: float, seed: int) -> np.ndarra
             total += sizes[group]
             if total == wanted:
                 break
-    if not total:
+    if 2 * total < wanted:
         raise ValueError(
-            f"{pool.name}: every group of images that share a caption holds more than {wanted} "
-            "image(s), the validation size; nothing can be held out without its captions also "
-            "training (raise data.laion.val_fraction or data.laion.quotas)"
+            f"{pool.name}: only {total} of the {wanted} validation images "
+            f"(data.laion.val_fraction {fraction} of {len(pool)}) can be held out: images that "
+            "share a caption (duplicate captions, in any language, and chains of them) fall on "
+            f"one side, and the largest such group holds {sizes.max()} images, too many to hold "
+            "out without its captions also training. Raise data.laion.val_fraction or "
+            "data.laion.quotas, or data.laion.filters.min_caption_chars to drop short "
+            "boilerplate captions ('Untitled', 'image') that chain images"
         )
     return np.sort(np.concatenate(chosen)).astype(np.int64)
 
@@ -132,12 +154,15 @@ def image_subset(
     )
 
 
-def holdout_audit(train: ImageTextSet, val: ImageTextSet) -> pd.DataFrame:
-    """What the validation images share with training: image keys, and captions (folded; every
-    language and source: own, ENG TEXT, machine translations)."""
+def holdout_audit(train: ImageTextSet, val: ImageTextSet, fraction: float) -> pd.DataFrame:
+    """The validation split's size beside the size ``fraction`` wants (:func:`validation_size`
+    of both parts' images: caption groups can leave it short), and what the validation images
+    share with training: image keys, and captions (folded; every language and source: own,
+    ENG TEXT, machine translations)."""
     texts = [set(_normalised(part.captions["caption"])) for part in (train, val)]
     keys = set(train.image_keys) & set(val.image_keys)
-    row = ("val", "finetune", len(keys), len(texts[0] & texts[1]))
+    wanted = validation_size(len(train) + len(val), fraction)
+    row = ("val", "finetune", len(val), wanted, len(keys), len(texts[0] & texts[1]))
     return pd.DataFrame([row], columns=list(AUDIT_COLUMNS))
 
 

@@ -17,7 +17,6 @@ so a model replaced in its folder or updated on the hub translates afresh.
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from collections.abc import Iterable, Sequence
 from contextlib import closing
@@ -31,6 +30,7 @@ import torch
 
 from xlr.data.imagetext import ImageTextSet
 from xlr.data.translate_settings import TranslateSection
+from xlr.io import model_files_digest
 from xlr.langs import canonical_code
 
 SOURCE_LANG = "en"  # what is translated: each image's English caption (TEXT or ENG TEXT)
@@ -82,35 +82,13 @@ def model_language(family: str, lang: str) -> str:
     return str(mapped)
 
 
-# Files that hold a model's weights: too large to read for a key, named by size and time instead
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx")
-
-
-def _folder_digest(folder: Path) -> str:
-    """A digest of a model folder (its hidden files, such as ``.git``, left out): the sha256 of
-    every file except the weights (config, generation config, tokenizer and vocabulary), and the
-    name, size and modification time of each weights file (:data:`WEIGHT_SUFFIXES`), which may
-    be gigabytes. Weights replaced by others of the same size and time stamp (``cp -p`` of a
-    model of the same shape) would go unseen; a copy, a re-save or a download changes the time."""
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        part = path.relative_to(folder)
-        if not path.is_file() or any(name.startswith(".") for name in part.parts):
-            continue
-        if path.suffix in WEIGHT_SUFFIXES:
-            stat = path.stat()
-            digest.update(f"{part}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-        else:
-            digest.update(f"{part}\0{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
-    return digest.hexdigest()[:16]
-
-
 def model_revision(name: str) -> str | None:
-    """What identifies the content of model ``name``: a local folder's :func:`_folder_digest`;
-    for a hub name, the commit its ``main`` resolves to in the local Hugging Face cache (the
-    snapshot folder's name, read offline), or None when the cache does not hold the model."""
+    """What identifies the content of model ``name``: a local folder's
+    :func:`xlr.io.model_files_digest`; for a hub name, the commit its ``main`` resolves to in the
+    local Hugging Face cache (the snapshot folder's name, read offline), or None when the cache
+    does not hold the model."""
     if Path(name).is_dir():
-        return f"files-{_folder_digest(Path(name))}"
+        return f"files-{model_files_digest(name)}"
     from huggingface_hub import try_to_load_from_cache
 
     try:
