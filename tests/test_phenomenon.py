@@ -96,7 +96,7 @@ def test_language_blind_test_known_answers() -> None:
     table = ranks(last=None, n_per_lang=1, langs=["en", "de"])
     images = table[table["query_lang"] == "image"]
     log_ranks = np.log(images.set_index("relevant_lang")["rank"])
-    expected = np.var([log_ranks["en"], log_ranks["de"]])
+    expected = 1 * 2 * np.var([log_ranks["en"], log_ranks["de"]])  # n k var(language means)
     assert language_blind_test(images, 9).statistic == pytest.approx(expected)
 
 
@@ -204,15 +204,14 @@ def test_the_bias_control_groups_queries_by_their_languages() -> None:
     blind = phenomenon_controls(recall, laion_ranks(None), seen, SHARES)
     bias = blind.set_index("control").loc["the zero-shot model is language-biased"]
     assert not bias["passed"] and bias["p_value"] > 0.05
-    # the statistic by hand: per set, the variance of the two languages' mean log-ranks, summed
+    # the statistic by hand: each query's log-ranks centred, summed per language over the
+    # queries that have it (en in both sets, de and fr in one), squared over their number
     images = laion_ranks("de")
     images = images[images["query_lang"] == "image"].assign(log=lambda t: np.log(t["rank"]))
-    images["set"] = images["query_idx"] % 2
-    means = images.groupby(["set", "relevant_lang"])["log"].mean()
-    expected = sum(np.var(means.loc[s].to_numpy()) for s in (0, 1))
-    assert language_blind_test(images.drop(columns=["log", "set"]), 9).statistic == pytest.approx(
-        expected
-    )
+    centred = images["log"] - images.groupby("query_idx")["log"].transform("mean")
+    per_lang = centred.groupby(images["relevant_lang"]).agg(["sum", "size"])
+    expected = float((per_lang["sum"] ** 2 / per_lang["size"]).sum())
+    assert language_blind_test(images.drop(columns=["log"]), 9).statistic == pytest.approx(expected)
     with pytest.raises(ValueError, match="two relevant languages per query"):
         language_blind_test(laion_ranks("de"), 10)  # the test itself refuses caption queries
 

@@ -8,7 +8,14 @@ import pytest
 from scipy import stats
 
 from xlr.analysis.claims import verdict
-from xlr.analysis.stats import crossed_mean_interval, holm, seed_summary
+from xlr.analysis.stats import (
+    LabelledRows,
+    crossed_mean_interval,
+    holm,
+    label_spread,
+    seed_summary,
+    within_row_permutation_test,
+)
 
 N_EXPERIMENTS = 200
 MIN_EFFECT = 0.01
@@ -181,3 +188,26 @@ def test_bad_inputs_are_errors() -> None:
         crossed_mean_interval(zeros, zeros, zeros, np.arange(4), confidence=1.0)
     with pytest.raises(ValueError, match="non-empty"):
         seed_summary(np.zeros((2, 2)))
+
+
+def test_many_small_blocks_keep_the_permutation_tests_power() -> None:
+    """200 queries with one language ranked 0.3 sd worse: as one block, or split into 100 blocks
+    of two (LAION queries grouped by the languages they have), the bias is found: a language's
+    evidence is pooled over its blocks. (A per-block variance of means, summed, added each
+    block's chance spread: p = 0.023 on the split against 0.001 whole, a measured loss.)"""
+    rng = np.random.default_rng(0)
+    whole = rng.standard_normal((200, 2)) + [0.0, 0.3]
+    labels = np.array([0, 1])
+    one = [LabelledRows(whole, labels, 0)]
+    split = [LabelledRows(part, labels, 0) for part in np.split(whole, 100)]
+    assert within_row_permutation_test(one, 999, 1).p_value == pytest.approx(0.001)
+    assert label_spread(split) == pytest.approx(label_spread(one))  # the same evidence
+    assert within_row_permutation_test(split, 999, 1).p_value < 0.01
+    blind = [LabelledRows(part, labels, 0) for part in np.split(rng.standard_normal((200, 2)), 100)]
+    assert within_row_permutation_test(blind, 999, 1).p_value > 0.05
+    # known answer: one block of n rows and k labels gives n k var(column means)
+    block = rng.standard_normal((7, 3))
+    expected = 7 * 3 * block.mean(axis=0).var()
+    assert label_spread([LabelledRows(block, np.array([2, 0, 1]), 0)]) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="one distinct label per column"):
+        within_row_permutation_test([LabelledRows(block, np.array([0, 0, 1]), 0)])

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from xlr.analysis.bias import QUERY_COLUMNS, QUERY_KEYS, best_rank_per_language
-from xlr.analysis.stats import PermutationTest, within_row_permutation_test
+from xlr.analysis.stats import LabelledRows, PermutationTest, within_row_permutation_test
 from xlr.arms import ZEROSHOT, Arm
 from xlr.eval.results import IMAGE, MULTILINGUAL_SEEN, check_table
 
@@ -136,17 +136,30 @@ def language_blind_test(
 ) -> PermutationTest:
     """Does where a model ranks a query's relevant items depend on their language?
 
-    Statistic: for each query language (images are one) and set of relevant languages, the
-    variance across those languages of the mean log-rank of the relevant items in each
-    (:func:`relevant_language_log_ranks`), summed over the groups. A language-blind model
-    may still be imperfect, but which of a query's relevant items falls where is then
-    exchangeable across languages; the null permutes the relevant-language labels within each
-    query, seeded by ``rng``. Unlike a rank distance against the invariant floor, which any
-    imperfect model exceeds, only a language-dependent ranking gives a small p-value. ``ranks``
-    is one model's ranks of one pool (filter them first); bases are pooled.
+    Statistic (:func:`xlr.analysis.stats.label_spread`): per query language (images are one),
+    each relevant language's sum of the queries' centred log-ranks
+    (:func:`relevant_language_log_ranks`; each query's log-ranks minus their mean), squared and
+    divided by its number of queries, summed over languages and query languages. With every
+    query complete this is n k times the variance of the languages' mean log-ranks; queries
+    with relevant items in different sets of languages (LAION) pool their evidence per language.
+    A language-blind model may still be imperfect, but which of a query's relevant items falls
+    where is then exchangeable across languages; the null permutes the relevant-language labels
+    within each query, seeded by ``rng``. Unlike a rank distance against the invariant floor,
+    which any imperfect model exceeds, only a language-dependent ranking gives a small p-value.
+    ``ranks`` is one model's ranks of one pool (filter them first); bases are pooled.
     """
-    groups = [m.to_numpy() for m in relevant_language_log_ranks(ranks).values()]
-    return within_row_permutation_test(groups, n_permutations, rng)
+    groups = relevant_language_log_ranks(ranks)
+    langs = sorted({lang for matrix in groups.values() for lang in matrix.columns})
+    strata = sorted({key[:3] for key in groups})
+    blocks = [
+        LabelledRows(
+            matrix.to_numpy(),
+            np.array([langs.index(lang) for lang in matrix.columns]),
+            strata.index(key[:3]),
+        )
+        for key, matrix in groups.items()
+    ]
+    return within_row_permutation_test(blocks, n_permutations, rng)
 
 
 def _comparable(pool: pd.DataFrame) -> pd.DataFrame:

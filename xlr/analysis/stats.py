@@ -35,6 +35,7 @@ training part dominates (8% at worst in 1,500 studies); it is the usual mixed-mo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -263,46 +264,100 @@ class PermutationTest:
     n_permutations: int
 
 
-def column_spread(groups: list[np.ndarray]) -> float:
-    """Sum over groups of the variance (ddof=0) of a ``[n, k]`` matrix's ``k`` column means."""
-    return float(sum(group.mean(axis=0).var() for group in groups))
+@dataclass(frozen=True)
+class LabelledRows:
+    """Rows of values, one column per label (``labels``: a code per column, shared across the
+    blocks of a ``stratum``): e.g. the log-ranks of queries' relevant items, one column per
+    relevant language, for the queries with relevant items in exactly those languages."""
+
+    values: np.ndarray  # [n, k]
+    labels: np.ndarray  # [k] int codes
+    stratum: int
+
+
+def label_spread(blocks: Sequence[LabelledRows]) -> float:
+    """Sum over strata and labels of ``S^2 / N``: ``S`` the sum of a label's row-centred values
+    over every row of the stratum that has it, ``N`` their number.
+
+    For one block of n rows and k labels this is n k times the variance of the column means.
+    Pooling a stratum's blocks makes a label's effect add up across them: split into many small
+    blocks (LAION queries grouped by the languages they have), a per-block variance would add
+    each block's chance spread and lose the effect."""
+    return float(_spread(_label_sums(blocks, [b.values for b in blocks]), _label_counts(blocks)))
+
+
+def _label_index(blocks: Sequence[LabelledRows]) -> tuple[dict[tuple[int, int], int], int]:
+    keys = sorted({(b.stratum, int(code)) for b in blocks for code in b.labels})
+    return {key: i for i, key in enumerate(keys)}, len(keys)
+
+
+def _label_counts(blocks: Sequence[LabelledRows]) -> np.ndarray:
+    index, size = _label_index(blocks)
+    counts = np.zeros(size)
+    for block in blocks:
+        for code in block.labels:
+            counts[index[(block.stratum, int(code))]] += len(block.values)
+    return counts
+
+
+def _label_sums(blocks: Sequence[LabelledRows], values: Sequence[np.ndarray]) -> np.ndarray:
+    """``S`` per (stratum, label) for each of a batch of value arrays (``[..., n, k]`` per block,
+    leading axes shared): ``[..., labels]``."""
+    index, size = _label_index(blocks)
+    lead = values[0].shape[:-2]
+    sums = np.zeros((*lead, size))
+    for block, value in zip(blocks, values, strict=True):
+        centred = value - value.mean(axis=-1, keepdims=True)
+        columns = [index[(block.stratum, int(code))] for code in block.labels]
+        sums[..., columns] += centred.sum(axis=-2)
+    return sums
+
+
+def _spread(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    return (sums**2 / counts).sum(axis=-1)
 
 
 def within_row_permutation_test(
-    groups: list[np.ndarray],
+    blocks: Sequence[LabelledRows],
     n_permutations: int = 1000,
     rng: np.random.Generator | int = 0,
 ) -> PermutationTest:
-    """One-sided permutation test that the columns of each ``[n, k]`` matrix are exchangeable
-    within each row, on :func:`column_spread`.
+    """One-sided permutation test that the values of each row are exchangeable across its
+    labels, on :func:`label_spread`.
 
-    Under the null the ``k`` column labels of every row are a random order, so each row is
-    shuffled on its own and the spread of the column means recomputed; the p-value counts the
-    observed spread among the shuffled ones (``(1 + hits) / (1 + n_permutations)``, never 0).
-    A spread no larger than chance gives p near 1/2 or above.
+    Under the null the labels of every row are a random order, so each row is shuffled on its
+    own and the spread recomputed; the p-value counts the observed spread among the shuffled ones
+    (``(1 + hits) / (1 + n_permutations)``, never 0). A spread no larger than chance gives p near
+    1/2 or above.
     """
     if n_permutations < 1:
         raise ValueError(f"n_permutations must be positive, got {n_permutations}")
-    if not groups:
-        raise ValueError("no groups to test: give at least one [n, k] matrix")
-    for group in groups:
-        if group.ndim != 2 or group.shape[0] == 0 or group.shape[1] < 2:
+    if not blocks:
+        raise ValueError("no blocks to test: give at least one [n, k] block of rows")
+    for block in blocks:
+        values = block.values
+        if values.ndim != 2 or values.shape[0] == 0 or values.shape[1] < 2:
             raise ValueError(
-                f"each group is an [n, k] matrix with n >= 1 rows and k >= 2 labels to permute, "
-                f"got shape {group.shape}"
+                f"each block is an [n, k] matrix with n >= 1 rows and k >= 2 labels to permute, "
+                f"got shape {values.shape}"
             )
-        if not np.isfinite(group).all():
-            raise ValueError("a group holds NaN or infinite values: every row needs every label")
+        if len(block.labels) != values.shape[1] or len(set(block.labels)) != len(block.labels):
+            raise ValueError(f"a block needs one distinct label per column, got {block.labels}")
+        if not np.isfinite(values).all():
+            raise ValueError("a block holds NaN or infinite values: every row needs every label")
     rng = np.random.default_rng(rng)
-    observed = column_spread(groups)
-    null = np.zeros(n_permutations)
-    for group in groups:
-        per_block = max(1, RESAMPLE_BLOCK // group.size)
-        for start in range(0, n_permutations, per_block):
-            size = min(per_block, n_permutations - start)
-            order = np.argsort(rng.random((size, *group.shape)), axis=2)
-            shuffled = np.take_along_axis(np.broadcast_to(group, order.shape), order, axis=2)
-            null[start : start + size] += shuffled.mean(axis=1).var(axis=1)
+    counts = _label_counts(blocks)
+    observed = float(_spread(_label_sums(blocks, [b.values for b in blocks]), counts))
+    per_chunk = max(1, RESAMPLE_BLOCK // sum(b.values.size for b in blocks))
+    null = np.empty(n_permutations)
+    for start in range(0, n_permutations, per_chunk):
+        size = min(per_chunk, n_permutations - start)
+        shuffled = []
+        for block in blocks:
+            order = np.argsort(rng.random((size, *block.values.shape)), axis=2)
+            full = np.broadcast_to(block.values, order.shape)
+            shuffled.append(np.take_along_axis(full, order, axis=2))
+        null[start : start + size] = _spread(_label_sums(blocks, shuffled), counts)
     threshold = observed - RELATIVE_TOLERANCE * max(observed, 1.0)
     hits = int(np.count_nonzero(null >= threshold))
     return PermutationTest(
