@@ -100,8 +100,8 @@ def test_each_benchmark_is_measured_over_the_pool_languages_it_has():
     xm3600 = ranks_table([(0, "en", {"en": [1]})], benchmark="xm3600")
     per_query = rank_distance_per_query(pd.concat([xtd10, multi30k, xm3600]), pool=pool)
     assert per_query.set_index("benchmark")["value"].to_dict() == {"xtd10": 2, "multi30k": 3}
-    alone = rank_distance_per_query(multi30k, pool=pool)  # one benchmark, es absent: no error
-    assert alone["value"].tolist() == [3]
+    with pytest.raises(ValueError, match=r"pool languages \['es'\] have no relevant item"):
+        rank_distance_per_query(multi30k, pool=pool)  # es in no benchmark: a typo, or not loaded
     german = ranks_table([(0, "en", {"de": [1]})], benchmark="other")
     with pytest.raises(ValueError, match="no benchmark has at least two languages"):
         rank_distance_per_query(pd.concat([xm3600, german]), pool=["en", "de"])

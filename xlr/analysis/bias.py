@@ -182,7 +182,8 @@ def rank_distance_per_query(
     ``multilingual_seen`` over the seen ones. A sub-pool's RD cannot be sliced from a larger
     pool's ranks: items of the other languages ranked between the sub-pool's items would still
     widen it. ``pool`` is therefore a check, not a filter: every relevant language in ``ranks``
-    must be in it (one benchmark's ranks may lack some of its languages).
+    must be in it, and each of its languages ranked in some benchmark (one benchmark may lack
+    some: pass one benchmark's ranks with the pool languages it has).
 
     Every query needs a relevant item in each pool language other than its own; its own language
     may be missing because the query caption is excluded from its pool (its language's only item).
@@ -205,6 +206,7 @@ def rank_distance_per_query(
                 "rank distance over a sub-pool must be ranked against that sub-pool (e.g. task "
                 "multilingual_seen for the seen languages), not sliced from a larger pool's ranks"
             )
+        _pool(frame, pool)  # every pool language ranked in some benchmark: a typo shows here
     parts = []
     for _, part in frame.groupby(["benchmark", "task"], sort=False):
         present = set(part["relevant_lang"])

@@ -219,7 +219,8 @@ def per_query_measure(
     if measure in ("t2i R@1", "multilingual mAP"):
         metric = measure.split()[1]
         return per_query_values(table, metric).assign(query_kind="caption")
-    per_query = rank_distance_per_query(table, pool=langs)
+    present = set(table["relevant_lang"])  # one benchmark may lack some (Multi30K: 4 languages)
+    per_query = rank_distance_per_query(table, pool=[lang for lang in langs if lang in present])
     return per_query[per_query["query_kind"] == "caption"]
 
 
