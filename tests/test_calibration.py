@@ -92,6 +92,9 @@ def test_designs_say_what_they_can_calibrate() -> None:
     few = one_run[one_run["query_image_id"].isin(one_run["query_image_id"].unique()[:19])]
     tiny = calibrate_comparison(few, +1, MIN_EFFECT, resamples=5)
     assert tiny.calibrates == "not applicable" and tiny.n_images == 19  # module doc
+    enough = one_run[one_run["query_image_id"].isin(one_run["query_image_id"].unique()[:20])]
+    at_twenty = calibrate_comparison(enough, +1, MIN_EFFECT, resamples=5)
+    assert at_twenty.calibrates == "images only" and np.isfinite(at_twenty.aa_rate)
     binary = pd.DataFrame({"benchmark": "b", "base_seed": 0, "seed": 0, "query_lang": "en",
                            "query_image_id": [0, 1], "value": [1.0, -1.0]})  # fmt: skip
     assert np.isnan(calibrate_comparison(binary, +1, MIN_EFFECT, resamples=50).aa_rate)

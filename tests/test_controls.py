@@ -236,10 +236,12 @@ def test_negative_control_compares_the_first_two_seeds_of_each_trained_arm() -> 
 def test_negative_control_summary_weighs_failures_against_chance() -> None:
     """Known answers: 1 failure in 40 at 0.05 is what chance gives (P(>= 1) = 1 - 0.95^40); 10
     in 40 is not (binomial tail below 1e-4)."""
-    rows = lambda fails: pd.DataFrame({"result": ["fail"] * fails + ["pass"] * (40 - fails)})  # noqa: E731
+    rows = lambda fails: pd.DataFrame({"p_value": [0.01] * fails + [0.5] * (40 - fails)})  # noqa: E731
     line = negative_control_summary(rows(1))
-    assert "1 of 40 comparisons fail" in line and "2.0 expected by chance" in line
+    assert "1 of 40 comparisons have p < 0.05" in line and "2.0 expected by chance" in line
     assert f"= {1 - 0.95**40:.2g}" in line
-    assert float(negative_control_summary(rows(10)).rsplit("= ", 1)[1]) < 1e-4
-    none = pd.DataFrame({"result": ["not run"]})
+    tail = negative_control_summary(rows(10)).rsplit("= ", 1)[1]
+    assert float(tail.split()[0]) < 1e-4 and "lower bound" in tail
+    assert "0 of 40" in negative_control_summary(rows(1), level=0.005)  # the level it is given
+    none = pd.DataFrame({"p_value": [np.nan], "result": ["not run"]})
     assert negative_control_summary(none) == "negative control not run"

@@ -78,6 +78,9 @@ def test_headline_leaves_out_what_a_benchmark_cannot_measure() -> None:
     assert "heldout" not in set(table["langs"])
     assert {"t2i R@1", "multilingual mAP", "rank distance"} <= set(table["measure"])
     assert "t2i R@1 (heldout)" not in headline_wide(table).columns
+    elsewhere = ranks.assign(query_lang="xx")  # queries in no study language
+    with pytest.raises(ValueError, match=r"\['synthetic'\]: none of the headline measures"):
+        headline_table(elsewhere, SEEN, HELDOUT)
 
 
 def test_one_benchmark_keeps_its_names() -> None:

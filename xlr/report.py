@@ -67,13 +67,17 @@ def _params_digest(params: Params) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+CODE_SUFFIXES: tuple[str, ...] = (".py", ".json", ".j2", ".css")  # what xlr/ runs or renders
+
+
 def code_digest(package: Path = PACKAGE_DIR) -> str:
-    """sha256 over every file of the ``xlr`` package (relative path and content hash): a report
-    reflects the code that wrote it, so a re-run repeats notebooks whose code changed, even
-    uncommitted (the commit alone would miss an edit)."""
+    """sha256 over the ``xlr`` package's code files (:data:`CODE_SUFFIXES`; relative path and
+    content hash): a report reflects the code that wrote it, so a re-run repeats notebooks whose
+    code changed, even uncommitted (the commit alone would miss an edit). Editor backups, caches
+    and other files do not count."""
     digest = hashlib.sha256()
     for path in sorted(package.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts:
+        if path.suffix in CODE_SUFFIXES and path.is_file() and "__pycache__" not in path.parts:
             digest.update(f"{path.relative_to(package).as_posix()}\0{file_sha256(path)}\n".encode())
     return digest.hexdigest()
 

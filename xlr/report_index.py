@@ -23,6 +23,7 @@ from xlr.analysis.tables import claims_columns_markdown
 from xlr.config import Params
 from xlr.export import page_css
 from xlr.io import atomic_write_text, file_sha256
+from xlr.models.factory import HF_HUB, LOCAL_DIR
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 PACKAGES = (
@@ -159,13 +160,11 @@ def model_kind(params: Params) -> str:
             "tiny open_clip model (XLM-R text tower) pretrained here on the generated corpus, "
             f"one per base seed {params.run.base_seeds}"
         )
+    name = params.model.name
+    if name.startswith((LOCAL_DIR, HF_HUB)):  # open_clip loads the folder's own weights
+        return f"open_clip {name} (the weights in that model folder; random where it has none)"
     weights = params.model.pretrained
-    if weights is None:  # open_clip loads a local-dir:/hf-hub: folder's weights, if it has any
-        return (
-            f"open_clip {params.model.name} (no pretrained tag: the model folder's weights where "
-            "it has them, else random)"
-        )
-    return f"open_clip {params.model.name} (pretrained {weights})"
+    return f"open_clip {name} ({'random weights' if weights is None else f'pretrained {weights}'})"
 
 
 def provenance(

@@ -246,8 +246,8 @@ def check_calibration(table: pd.DataFrame, max_rate: float = MAX_AA_RATE) -> str
     if checked.empty:
         return (
             "A/A check not applicable: no claim ran, or none with one run or with three or more "
-            "training units (bases, or seeds of the one base) and 20 or more images; two units, "
-            "or fewer images, cannot be resampled"
+            f"training units (bases, or seeds of the one base) and {MIN_IMAGES} or more images; "
+            "two units, or fewer images, cannot be resampled"
         )
     failed = checked[checked["aa_rate"] > max_rate]
     if not failed.empty:

@@ -116,6 +116,11 @@ def headline_table(
         per_query = per_query_measure(ranks, measure, group, seen, heldout)
         intervals = interval_by_arm(per_query, confidence)
         parts.append(intervals.assign(measure=measure, langs=group))
+    if not parts:
+        raise ValueError(
+            f"{sorted(set(ranks['benchmark']))}: none of the headline measures "
+            f"{[measure_label(m, g) for m, g in measures]} has a caption query in these ranks"
+        )
     table = sort_arms(pd.concat(parts, ignore_index=True))
     columns = ["arm", "measure", "langs", "estimate", "low", "high"]
     columns += ["n_bases", "n_runs", "n_images", "confidence"]
