@@ -306,11 +306,16 @@ def test_a_page_fetching_from_another_host_is_refused() -> None:
         '<img alt="x" src="http://example.org/a.png">',
         '<iframe src="https://example.org/">',
         "<div style=\"background: url( 'https://example.org/b.png')\">",
+        '<img src="a.png" srcset="https://example.org/a2.png 2x">',
+        '<video poster="https://example.org/p.png">',
+        '<object data="https://example.org/o.svg">',
+        '<svg><image xlink:href="https://example.org/i.png"/></svg>',
     ]
     for page in fetching:
         assert len(external_fetches(page)) == 1, page
     local = '<a href="https://example.org/">paper</a><img src="data:image/png;base64,AA==">'
     assert external_fetches(local + '<img src="figures/a.png">') == []
+    assert external_fetches('<img data-src-note="x" src="figures/a.png">') == []
     cell = nbformat.v4.new_code_cell("")
     remote = {"text/html": '<img src="https://example.org/a.png">'}
     cell.outputs = [nbformat.v4.new_output("display_data", data=remote)]

@@ -322,10 +322,13 @@ class MinEffectSection(Section):
     rank_distance: OpenFraction = 0.1
 
 
+FigureFormat = Literal["png", "svg", "pdf"]
+
+
 class ReportSection(Section):
     """Figures and HTML exports of notebooks 05 and 06, and the claims' minimum effects."""
 
-    figure_formats: Annotated[list[Literal["png", "svg", "pdf"]], Field(min_length=1)] = [
+    figure_formats: Annotated[list[FigureFormat], Field(min_length=1)] = [
         "png", "svg",
     ]  # fmt: skip
     html: bool = True

@@ -27,7 +27,8 @@ BAR_WIDTH = 10  # characters of a text progress bar, as tqdm draws it without a 
 # a script, stylesheet, font, image or frame fetched from another host: what an offline page
 # must not need (a link the reader may follow, <a href>, is no fetch)
 EXTERNAL_FETCH = re.compile(
-    r"<(?:script|img|iframe|embed|source|video|audio)\b[^>]*\bsrc\s*=\s*[\"']?(?:https?:)?//"
+    r"<(?:script|img|iframe|embed|source|video|audio|track|object|image|use|input)\b[^>]*"
+    r"(?<![\w-])(?:src|srcset|poster|data|href|xlink:href)\s*=\s*[\"']?(?:https?:)?//"
     r"|<link\b[^>]*\bhref\s*=\s*[\"']?(?:https?:)?//"
     r"|@import\s+(?:url\()?[\"']?(?:https?:)?//"
     r"|\burl\(\s*[\"']?(?:https?:)?//"

@@ -16,11 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import get_args
 
 import mistune
 
 from xlr.analysis.tables import claims_columns_markdown
-from xlr.config import Params
+from xlr.config import FigureFormat, Params
 from xlr.export import page_css
 from xlr.io import atomic_write_text, file_sha256
 from xlr.models.factory import HF_HUB, LOCAL_DIR
@@ -300,7 +301,7 @@ def figure_caption(stem: str) -> str:
     return humanise(stem)
 
 
-FIGURE_SUFFIXES: tuple[str, ...] = (".png", ".svg", ".pdf")  # report.figure_formats' choices
+FIGURE_SUFFIXES: tuple[str, ...] = tuple(f".{fmt}" for fmt in get_args(FigureFormat))
 
 
 def _figures(out: Path) -> str:
