@@ -194,8 +194,8 @@ def rank_distance_per_query(
     ``partial`` measures each query over the pool languages it has relevant items in and drops
     those with fewer than two, for a paired comparison of two models on the same queries only
     (the positive control on a LAION validation split, whose images have captions in some seen
-    languages only): the floor then differs between queries, so such distances are never
-    averaged across queries as a study's measure.
+    languages only): the floor then differs between queries, so only the paired planted - real
+    differences are averaged, never the distances themselves as a study's measure.
     """
     frame = _check_ranks(ranks)
     if pool is not None:
