@@ -433,8 +433,10 @@ def calibration_figure(table: pd.DataFrame) -> Figure:
         drawn = np.nan_to_num(values)
         ax.barh(keys, drawn, color=[colours[m] for m in table["measure"]])
         for y, value in enumerate(values):
-            if np.isnan(value):
-                ax.text(0.02, y, "not applicable", va="center", transform=ax.get_yaxis_transform())
+            # a 0% bar has no width: the number says it was measured, not missing
+            text = "not applicable" if np.isnan(value) else f"{value:.1f}%"
+            box = {"facecolor": "white", "edgecolor": "none", "pad": 1, "alpha": 0.8}
+            ax.text(0.02, y, text, va="center", transform=ax.get_yaxis_transform(), bbox=box)
         ax.axvline(target, color="0.2", linestyle="--")
         ax.set_xlim(0, 100 if target > 50 else max(4 * target, 1.1 * np.nanmax([*values, 0])))
         # the reference line is named in the title: a legend inside the axes covered bars
