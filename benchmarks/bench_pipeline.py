@@ -15,7 +15,7 @@ text-text, backward, AdamW. The tiny model's image tower runs at ``--image-size`
 saving is the image tower's share of the step, which grows with the image size.
 
     python benchmarks/bench_pipeline.py [--workers 2] [--images 512] [--batch 64] [--image-size 64]
-        [--threads 1]
+        [--threads 1] [--device cuda]
 """
 
 from __future__ import annotations
@@ -53,8 +53,6 @@ from xlr.train.pretrain import PairBatch, batch_indices, ensure_tokenizer
 from xlr.train.tokens import tokenize_texts
 from xlr.train.trainable import unlock_text_tower
 
-CPU = DistContext(0, 1, torch.device("cpu"))
-
 
 def photo_like_jpeg(rng: np.random.Generator, size: int = 256) -> bytes:
     """A 256 px JPEG with smooth shapes and grain, about the size of a resized LAION photo."""
@@ -68,8 +66,18 @@ def photo_like_jpeg(rng: np.random.Generator, size: int = 256) -> bytes:
     return out.getvalue()
 
 
-def image_rates(root: Path, n_images: int, batch: int, workers: int, model: torch.nn.Module):
-    """(bare, pipeline) images/s over the same steps of the same shards."""
+def _done(ctx: DistContext) -> None:
+    """Wait for the device's queued work, so that a timing covers it."""
+    if ctx.device.type == "cuda":
+        torch.cuda.synchronize(ctx.device)
+
+
+def image_rates(
+    root: Path, n_images: int, batch: int, workers: int, model: torch.nn.Module, ctx: DistContext
+) -> tuple[float, float]:
+    """(bare, pipeline) images/s onto ``ctx``'s device over the same steps of the same shards:
+    the bare loop copies each batch after decoding it, the pipeline pins it in its workers and
+    copies without blocking (on CUDA)."""
     rng = np.random.default_rng(0)
     samples = (
         Sample(f"http://x/{i}.jpg", f"caption {i}", photo_like_jpeg(rng), 256, 256, {})
@@ -88,22 +96,27 @@ def image_rates(root: Path, n_images: int, batch: int, workers: int, model: torc
 
     def bare() -> None:
         for step in range(steps):
-            load(plan(step)[0])
+            load(plan(step)[0]).to(ctx.device)
+        _done(ctx)
 
     def pipeline() -> None:
-        for _ in step_inputs(plan, load, 0, steps, CPU, workers):
+        for _ in step_inputs(plan, load, 0, steps, ctx, workers):
             pass
+        _done(ctx)
 
     images = steps * batch
     bare_s, pipeline_s = best_times([bare, pipeline], 3)
     return images / bare_s, images / pipeline_s
 
 
-def step_times(root: Path, batch: int, image_size: int, steps: int) -> tuple[float, float]:
-    """(bare open_clip, xlr with cached features) seconds per step on one cross batch."""
+def step_times(
+    root: Path, batch: int, image_size: int, steps: int, ctx: DistContext
+) -> tuple[float, float]:
+    """(bare open_clip, xlr with cached features) seconds per step on one cross batch, on
+    ``ctx``'s device."""
     params = parse_params(
         {
-            "run": {"name": "bench", "cache_dir": str(root / "cache"), "device": "cpu"},
+            "run": {"name": "bench", "cache_dir": str(root / "cache"), "device": ctx.device.type},
             "data": {
                 "train_langs": ["en", "de"],
                 "synthetic": {
@@ -123,11 +136,14 @@ def step_times(root: Path, batch: int, image_size: int, steps: int) -> tuple[flo
     captions = pool.captions[pool.captions["lang"].isin(["en", "de"])].reset_index(drop=True)
     shard = arm_sampler(arm, captions, ["en", "de"], params).batch(0)
 
+    base.model.to(ctx.device)
     bare_model = copy.deepcopy(base.model)
     bare_model.visual.requires_grad_(False)
     pixels = model_input(pool.images, shard.image_ids, bare_model, base.preprocess_train)
-    queries = tokenize_texts(base.tokenizer, shard.query_texts)
+    pixels = pixels.to(ctx.device)
+    queries = tokenize_texts(base.tokenizer, shard.query_texts).to(ctx.device)
     targets = tokenize_texts(base.tokenizer, [str(text) for text in shard.target_texts])
+    targets = targets.to(ctx.device)
     optimizer = torch.optim.AdamW([p for p in bare_model.parameters() if p.requires_grad])
     loss_fn = ClipLoss()
     bare_model.train()
@@ -143,14 +159,15 @@ def step_times(root: Path, batch: int, image_size: int, steps: int) -> tuple[flo
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        _done(ctx)
 
     model = copy.deepcopy(base.model)
     unlock_text_tower(model)
-    features = cached_image_features(base, pool, params, "bench", model, CPU)
+    features = cached_image_features(base, pool, params, "bench", model, ctx)
     objective = contrastive_objective(base, pool, captions, params, 1, image_features=features)
     xlr_optimizer = make_optimizer(model, params.train.lr, params.train.weight_decay)
     trainer = Trainer(
-        model, objective, xlr_optimizer, warmup_cosine(xlr_optimizer, 0, 10**6), CPU,
+        model, objective, xlr_optimizer, warmup_cosine(xlr_optimizer, 0, 10**6), ctx,
         params.train.precision, params.train.grad_clip,
     )  # fmt: skip
     model.train()
@@ -158,6 +175,7 @@ def step_times(root: Path, batch: int, image_size: int, steps: int) -> tuple[flo
 
     def cached_step() -> None:
         trainer.step(shard, objective.load(shard))
+        _done(ctx)
 
     bare_step(), cached_step()  # warm-up outside the timing
     bare, cached = best_times([bare_step, cached_step], steps)
@@ -172,18 +190,22 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20, help="timed steps of each kind in (b)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads here; 0: default")
+    parser.add_argument("--device", default="cpu", help="where batches go and steps run: cpu, cuda")
     args = parser.parse_args()
+    ctx = DistContext(0, 1, torch.device(args.device))
     if args.threads:  # the workers keep one thread each whatever this is
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         start = time.perf_counter()
-        bare_step, cached_step = step_times(root, args.batch, args.image_size, args.steps)
+        bare_step, cached_step = step_times(root, args.batch, args.image_size, args.steps, ctx)
         model = load_model(root / "m").model
-        bare_rate, pipeline_rate = image_rates(root, args.images, args.batch, args.workers, model)
+        bare_rate, pipeline_rate = image_rates(
+            root, args.images, args.batch, args.workers, model, ctx
+        )
     print(
         f"torch threads: {torch.get_num_threads()}, batch {args.batch}, {args.images} images "
-        f"(256 px JPEG -> 224 px), tiny model at {args.image_size} px "
+        f"(256 px JPEG -> 224 px), tiny model at {args.image_size} px on {args.device} "
         f"({time.perf_counter() - start:.0f} s)"
     )
     print(f"{'measure':<44}{'plain':>10}{'xlr':>10}{'xlr/plain':>11}")

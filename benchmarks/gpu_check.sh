@@ -4,7 +4,7 @@
 #   (b) the real-architecture rehearsal (tests/test_rehearsal.py) on CUDA in bf16, if present
 #   (c) faiss search on the GPU against the CPU, if faiss sees a GPU
 #   (d) an all-reduce over NCCL, then `xlr train` of one smoke arm under torchrun on CUDA
-#   (e) the ranking (and pipeline, if present) benchmarks on CUDA
+#   (e) the ranking and input-pipeline benchmarks on CUDA
 # Usage: bash benchmarks/gpu_check.sh [--cpu]
 #   --cpu (or XLR_GPU_CHECK_DRY=1): a dry run on the CPU, every step at tiny sizes, the GPU-only
 #   parts skipped with a message (tests/test_launch.py runs it so its commands are known to work).
@@ -106,11 +106,7 @@ EOF
 
 step "(e) benchmarks on $CARD"
 "$PY" benchmarks/bench_ranking.py --device "$DEVICE" "${RANKING[@]}"
-if [[ ! -f benchmarks/bench_pipeline.py ]]; then
-    echo "skipped: benchmarks/bench_pipeline.py is not in this checkout"
-elif ! "$PY" benchmarks/bench_pipeline.py --help | grep -q -- --device; then
-    echo "skipped: benchmarks/bench_pipeline.py takes no --device"
-elif [[ "$DRY" == 1 && -z "${XLR_BENCH_PIPELINE_ARGS:-}" ]]; then
+if [[ "$DRY" == 1 && -z "${XLR_BENCH_PIPELINE_ARGS:-}" ]]; then
     echo "skipped in a dry run: set XLR_BENCH_PIPELINE_ARGS to tiny sizes to run it"
 else
     # shellcheck disable=SC2086  # the extra arguments are words

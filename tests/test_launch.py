@@ -224,6 +224,7 @@ def test_gpu_check_runs_every_step_on_the_cpu(tmp_path: Path) -> None:
     env = os.environ | {
         "OUT": str(tmp_path / "out"), "TMPDIR": str(tmp_path), "XLR_PYTHON": sys.executable,
         "XLR_GPU_CHECK_PARAMS": str(params), "HF_HUB_OFFLINE": "1",
+        "XLR_BENCH_PIPELINE_ARGS": "--images 64 --batch 16 --steps 2 --image-size 32",
         "PYTHONPATH": os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")]),
     }  # fmt: skip
     command = ["bash", str(GPU_CHECK), "--cpu"]
@@ -236,6 +237,7 @@ def test_gpu_check_runs_every_step_on_the_cpu(tmp_path: Path) -> None:
     assert "rank 1 of 2: gloo all_reduce on cpu ok" in log
     assert "'name': 'hybrid-a0.5-full', 'device': 'cpu', 'world_size': 2" in log
     assert "ranks/matmul" in log and "== done on CPU (dry run)" in log
+    assert "tiny model at 32 px on cpu" in log and "(b) s/step, cached features" in log
     checkpoints = list((tmp_path / "runs" / "gpucheck").rglob(CHECKPOINT))
     assert len(checkpoints) == 1
 
