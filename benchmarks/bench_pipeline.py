@@ -14,6 +14,12 @@ decoded: locked image tower forward, query and target text forward, CLIP loss im
 text-text, backward, AdamW. The tiny model's image tower runs at ``--image-size`` (patch 8): the
 saving is the image tower's share of the step, which grows with the image size.
 
+(c) Images per second through the image-feature cache's encoding
+(:func:`xlr.train.image_cache.encode_pool_images`: rank 0's work on a cache miss), the shards'
+JPEGs decoded by ``--workers`` DataLoader processes against 0 (decoded in the main process
+between forward passes, as before), the tiny model's image tower at ``--image-size`` encoding
+batches of ``--batch`` on ``--device``, on the same shards as (a). The features are the same.
+
     python benchmarks/bench_pipeline.py [--workers 2] [--images 512] [--batch 64] [--image-size 64]
         [--threads 1] [--device cuda]
 """
@@ -25,6 +31,7 @@ import copy
 import io
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -36,15 +43,15 @@ from PIL import Image
 from timing import best_times
 
 from xlr.arms import Arm
-from xlr.config import parse_params
+from xlr.config import Params, parse_params
 from xlr.data.imagetext import model_input
 from xlr.data.prepare import ensure_corpus
-from xlr.data.shards import Sample, shard_images, write_shards
+from xlr.data.shards import Sample, ShardImages, shard_images, write_shards
 from xlr.data.synthetic import load_pool
-from xlr.models.factory import load_model, write_tiny_model_dir
+from xlr.models.factory import ModelBundle, load_model, write_tiny_model_dir
 from xlr.runtime import DistContext
 from xlr.train.finetune import arm_sampler
-from xlr.train.image_cache import cached_image_features
+from xlr.train.image_cache import cached_image_features, encode_pool_images
 from xlr.train.inputs import step_inputs
 from xlr.train.loop import Trainer
 from xlr.train.objective import contrastive_objective
@@ -72,21 +79,25 @@ def _done(ctx: DistContext) -> None:
         torch.cuda.synchronize(ctx.device)
 
 
-def image_rates(
-    root: Path, n_images: int, batch: int, workers: int, model: torch.nn.Module, ctx: DistContext
-) -> tuple[float, float]:
-    """(bare, pipeline) images/s onto ``ctx``'s device over the same steps of the same shards:
-    the bare loop copies each batch after decoding it, the pipeline pins it in its workers and
-    copies without blocking (on CUDA)."""
+def bench_shards(root: Path, n_images: int) -> ShardImages:
+    """``n_images`` photo-like 256 px JPEGs in webdataset shards under ``root``, read by offset."""
     rng = np.random.default_rng(0)
     samples = (
         Sample(f"http://x/{i}.jpg", f"caption {i}", photo_like_jpeg(rng), 256, 256, {})
         for i in range(n_images)
     )
     write_shards(samples, root / "shards", 256, pa.schema([]))
-    _, store = shard_images(root / "shards")
+    return shard_images(root / "shards")[1]
+
+
+def image_rates(
+    store: ShardImages, batch: int, workers: int, model: torch.nn.Module, ctx: DistContext
+) -> tuple[float, float]:
+    """(bare, pipeline) images/s onto ``ctx``'s device over the same steps of the same shards:
+    the bare loop copies each batch after decoding it, the pipeline pins it in its workers and
+    copies without blocking (on CUDA)."""
     transform = image_transform(224, is_train=True)
-    steps = n_images // batch
+    steps = len(store) // batch
 
     def plan(step: int) -> tuple[PairBatch, int]:
         return PairBatch(step, batch_indices(len(store), batch, 0, step)), step
@@ -109,12 +120,36 @@ def image_rates(
     return images / bare_s, images / pipeline_s
 
 
-def step_times(
-    root: Path, batch: int, image_size: int, steps: int, ctx: DistContext
+def cache_rates(
+    store: ShardImages, base: ModelBundle, params: Params, workers: int, ctx: DistContext
 ) -> tuple[float, float]:
-    """(bare open_clip, xlr with cached features) seconds per step on one cross batch, on
-    ``ctx``'s device."""
-    params = parse_params(
+    """(0 workers, ``workers``) images/s of the cache's encoding of ``store`` on ``ctx``'s
+    device, batches of ``eval.batch_size``; checks the two give the same features."""
+    model = base.model.to(ctx.device)
+    runs = {}
+    for count in (0, workers):
+        train = params.train.model_copy(update={"loader_workers": count})
+        runs[count] = params.model_copy(update={"train": train})
+    features = {}
+
+    def encode(count: int) -> None:
+        features[count] = encode_pool_images(
+            model, base.preprocess_val, store, runs[count], ctx.device
+        )
+
+    plain_s, workers_s = best_times([lambda: encode(0), lambda: encode(workers)], 3)
+    exact = (
+        ctx.device.type == "cpu"
+    )  # bit for bit there; a GPU's kernels may differ in the last bits
+    same = torch.equal if exact else partial(torch.allclose, rtol=1e-4, atol=1e-5)
+    if not same(features[0], features[workers]):
+        raise AssertionError(f"the cache's features differ with {workers} workers and with 0")
+    return len(store) / plain_s, len(store) / workers_s
+
+
+def bench_params(root: Path, batch: int, image_size: int, ctx: DistContext) -> Params:
+    """The cached-features arm of (b), with ``eval.batch_size`` ``batch`` for (c)."""
+    return parse_params(
         {
             "run": {"name": "bench", "cache_dir": str(root / "cache"), "device": ctx.device.type},
             "data": {
@@ -125,8 +160,16 @@ def step_times(
                 },
             },
             "train": {"batch_size": batch, "cache_image_features": True, "precision": "fp32"},
+            "eval": {"batch_size": batch},
         }
     )  # fmt: skip
+
+
+def step_times(
+    root: Path, params: Params, image_size: int, steps: int, ctx: DistContext
+) -> tuple[float, float]:
+    """(bare open_clip, xlr with cached features) seconds per step on one cross batch, on
+    ``ctx``'s device."""
     corpus = ensure_corpus(params, progress=False)
     tokenizer = ensure_tokenizer(params, corpus)
     folder = write_tiny_model_dir(params.model.tiny, tokenizer, image_size, root / "m", seed=0)
@@ -198,10 +241,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         start = time.perf_counter()
-        bare_step, cached_step = step_times(root, args.batch, args.image_size, args.steps, ctx)
+        params = bench_params(root, args.batch, args.image_size, ctx)
+        bare_step, cached_step = step_times(root, params, args.image_size, args.steps, ctx)
+        store = bench_shards(root, args.images)
         model = load_model(root / "m").model
-        bare_rate, pipeline_rate = image_rates(
-            root, args.images, args.batch, args.workers, model, ctx
+        bare_rate, pipeline_rate = image_rates(store, args.batch, args.workers, model, ctx)
+        plain_cache, workers_cache = cache_rates(
+            store, load_model(root / "m"), params, args.workers, ctx
         )
     print(
         f"torch threads: {torch.get_num_threads()}, batch {args.batch}, {args.images} images "
@@ -216,6 +262,10 @@ def main() -> None:
     print(
         f"{'(b) s/step, cached features vs open_clip':<44}"
         f"{bare_step:>10.4f}{cached_step:>10.4f}{cached_step / bare_step:>11.2f}"
+    )
+    print(
+        f"{f'(c) cache images/s, {args.workers} workers vs 0':<44}"
+        f"{plain_cache:>10.1f}{workers_cache:>10.1f}{workers_cache / plain_cache:>11.2f}"
     )
 
 

@@ -33,12 +33,18 @@ from xlr.data.digest import images_digest
 from xlr.data.imagetext import ArrayImages, ImageTextSet
 from xlr.data.shards import Sample, read_shards, shard_images, write_shards
 from xlr.models.bases import base_key
+from xlr.models.encode import encode_images
 from xlr.models.factory import WEIGHTS, load_model
 from xlr.runtime import RANK0_WAIT, DistContext, autocast
 from xlr.train.adapters import train_adapters
 from xlr.train.checkpoint import CHECKPOINT, load_checkpoint
 from xlr.train.finetune import arm_sampler, train_arm
-from xlr.train.image_cache import cached_image_features, check_locked_image_tower, image_cache_path
+from xlr.train.image_cache import (
+    cached_image_features,
+    check_locked_image_tower,
+    encode_pool_images,
+    image_cache_path,
+)
 from xlr.train.inputs import step_inputs
 from xlr.train.loop import Trainer, check_train_precision
 from xlr.train.objective import contrastive_objective
@@ -249,6 +255,60 @@ def _downloaded(shard_dir: Path, seeds: list[int]) -> ImageTextSet:
     samples = [Sample(f"http://x/{s}.jpg", f"c{s}", _jpeg(s), 24, 24, {}) for s in seeds]
     write_shards(samples, shard_dir, shard_size=2, additional=pa.schema([]))
     return _shard_pool(shard_dir)
+
+
+def test_the_cache_decodes_in_workers_to_the_features_of_one_process(
+    world: dict, tmp_path: Path
+) -> None:
+    """JPEGs read from the shards and decoded by 0 or 2 DataLoader workers give bit for bit the
+    features :func:`encode_images` computes in one process (a short last batch included), and
+    the worker count names no other cache file: the second run reads the first's."""
+    pool = world["shard_pool"]
+    base = load_model(world["model"])
+    unlock_text_tower(base.model)  # the image tower locked, as the cache requires
+    raw = raw_params(world["root"] / "runs")
+    raw["run"]["cache_dir"] = str(tmp_path)
+    raw["eval"] = {"batch_size": 7}
+    assert len(pool) % 7
+    expected = encode_images(
+        base.model, base.preprocess_val, pool.images, torch.device("cpu"), batch_size=7,
+        precision=parse_params(raw).train.precision,
+    )  # fmt: skip
+    for workers in (0, 2):
+        params = parse_params(raw | {"train": raw["train"] | {"loader_workers": workers}})
+        features = encode_pool_images(
+            base.model, base.preprocess_val, pool.images, params, torch.device("cpu")
+        )
+        assert torch.equal(features, torch.from_numpy(expected))
+    paths = set()
+    for workers in (2, 0):
+        params = parse_params(raw | {"train": raw["train"] | {"loader_workers": workers}})
+        paths.add(image_cache_path(base, pool, params, "k", torch.device("cpu")))
+        with mock.patch.object(
+            CustomTextCLIP, "encode_image", wraps=base.model.encode_image
+        ) as spy:
+            features = cached_image_features(base, pool, params, "k", base.model, CPU_CTX)
+        assert spy.called == (workers == 2)  # encoded once, then read back
+        assert torch.equal(features, torch.from_numpy(expected))
+    assert len(paths) == 1
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_bad_image_in_the_cache_names_its_shard_and_position(
+    world: dict, tmp_path: Path, workers: int
+) -> None:
+    seeds = [0, 1, 2]
+    samples = [Sample(f"http://x/{s}.jpg", f"c{s}", _jpeg(s), 24, 24, {}) for s in seeds]
+    samples[1] = dataclasses.replace(samples[1], jpg=b"not a jpeg at all")
+    write_shards(samples, tmp_path / "shards", shard_size=2, additional=pa.schema([]))
+    pool = _shard_pool(tmp_path / "shards")
+    raw = raw_params(world["root"] / "runs", loader_workers=workers)
+    raw["run"]["cache_dir"] = str(tmp_path / "cache")
+    base = load_model(world["model"])
+    unlock_text_tower(base.model)
+    with pytest.raises(ValueError, match=r"00000\.tar: image 1 \(at byte \d+\) cannot be decoded"):
+        cached_image_features(base, pool, parse_params(raw), "k", base.model, CPU_CTX)
+    assert not list((tmp_path / "cache").rglob("*.safetensors"))
 
 
 def test_the_cache_key_follows_the_images_not_their_keys(world: dict, tmp_path: Path) -> None:

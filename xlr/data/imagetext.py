@@ -34,6 +34,7 @@ from xlr.langs import LANGUAGES
 from xlr.runtime import normalise_pixels
 
 CAPTION_COLUMNS: tuple[str, ...] = ("image_id", "lang", "caption_idx", "caption")
+Preprocess = Callable[[Image.Image], torch.Tensor]  # a model's image transform (open_clip's)
 
 
 class ImageStore(Protocol):
@@ -144,7 +145,7 @@ def model_input(
     images: ImageStore,
     ids: np.ndarray | slice,
     model: torch.nn.Module,
-    preprocess: Callable[[Image.Image], torch.Tensor],
+    preprocess: Preprocess,
 ) -> torch.Tensor:
     """The float ``[B, 3, H, W]`` input of ``model``'s image tower for images ``ids`` (an int
     array or a slice) of ``images``.

@@ -198,8 +198,15 @@ class ShardImages:
         return data
 
     def __getitem__(self, index: int) -> Image.Image:
-        with Image.open(io.BytesIO(self.read(index))) as img:
-            return img.convert("RGB")
+        try:
+            with Image.open(io.BytesIO(self.read(index))) as img:
+                return img.convert("RGB")
+        except OSError as err:  # PIL's own message names a BytesIO, not the image
+            path = self.tars[int(self.tar_ids[index])]
+            raise ValueError(
+                f"{path}: image {index} (at byte {int(self.offsets[index])}) cannot be decoded "
+                f"({err}); download the shard again or drop the sample"
+            ) from err
 
 
 def shard_images(

@@ -1,8 +1,11 @@
 """Image embeddings by a CLIP's image tower, for evaluation (:mod:`xlr.eval.encoders`) and for
-the training runs' cache of image features (:mod:`xlr.train.image_cache`): one routine, so a
-cached feature is the feature evaluation would compute."""
+the training runs' cache of image features (:mod:`xlr.train.image_cache`): one forward routine
+over the same batches of :func:`xlr.data.imagetext.model_input`, so a cached feature is the
+feature evaluation would compute."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -23,18 +26,36 @@ def encode_images(
     precision: str = "auto",
 ) -> np.ndarray:
     """L2-normalised float32 image embeddings ``[N, D]``, the forward pass under
-    :func:`xlr.runtime.autocast` for ``precision``.
+    :func:`xlr.runtime.autocast` for ``precision``, the images decoded here batch by batch.
 
     Images already decoded at the model's resolution skip the PIL transform (17-21 ms a batch
     on this machine's CPU, more than the tiny model's forward pass).
     """
-    if len(images) == 0:
-        raise ValueError("no images to encode")
+    rows = tqdm(list(chunks(len(images), batch_size)), desc="images", disable=not progress)
+    batches = (model_input(images, ids, model, preprocess) for ids in rows)
+    return encode_image_batches(model, batches, device, precision)
+
+
+@torch.no_grad()
+def encode_image_batches(
+    model: torch.nn.Module,
+    batches: Iterable[torch.Tensor],
+    device: torch.device,
+    precision: str = "auto",
+) -> np.ndarray:
+    """L2-normalised float32 embeddings ``[N, D]`` of the image-tower inputs ``batches`` (each a
+    :func:`xlr.data.imagetext.model_input`), in their order.
+
+    Why apart from :func:`encode_images`: the batches may come decoded ahead by DataLoader
+    workers (:mod:`xlr.train.image_cache`); from pinned memory the copy to the device does not
+    block, and the features' copy back waits for the forward pass.
+    """
     model.eval()
     out = []
-    for rows in tqdm(list(chunks(len(images), batch_size)), desc="images", disable=not progress):
-        batch = model_input(images, rows, model, preprocess).to(device)
+    for batch in batches:
         with autocast(device, precision):
-            features = model.encode_image(batch, normalize=True)
+            features = model.encode_image(batch.to(device, non_blocking=True), normalize=True)
         out.append(features.float().cpu())
+    if not out:
+        raise ValueError("no images to encode")
     return torch.cat(out).numpy()

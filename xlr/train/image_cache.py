@@ -15,6 +15,12 @@ The cache lives in ``<run.cache_dir>/image_features/<key>.safetensors``, the key
 :func:`xlr.data.digest.images_digest`), the transform and the resolved precision: features of
 another base, set, image or preprocessing are never served. Rank 0 encodes while the other
 ranks wait on the long-timeout gloo group of :func:`xlr.runtime.rank0_first`.
+
+Rank 0 reads and decodes the images in ``train.loader_workers`` DataLoader processes
+(:func:`xlr.train.inputs.ordered_items`) while its device encodes the batches before: decoding
+900k JPEGs in the main process would leave the GPU waiting about an hour. The batches are those
+of :func:`xlr.models.encode.encode_images`, in its order, so the features do not depend on the
+worker count (bit for bit on the CPU), and the worker count is no part of the key.
 """
 
 from __future__ import annotations
@@ -25,15 +31,17 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.utils.data import Dataset
 
 from xlr.config import Params, config_hash
 from xlr.data.digest import images_digest
-from xlr.data.imagetext import ImageTextSet
+from xlr.data.imagetext import ImageStore, ImageTextSet, Preprocess, model_input
 from xlr.io import atomic_file
-from xlr.models.encode import encode_images
+from xlr.models.encode import encode_image_batches
 from xlr.models.factory import ModelBundle
 from xlr.paths import resolve_path
-from xlr.runtime import DistContext, rank0_first, resolve_precision
+from xlr.runtime import DistContext, chunks, rank0_first, resolve_precision
+from xlr.train.inputs import ordered_items
 
 FEATURES = "features"  # the tensor's name in the safetensors file
 
@@ -47,6 +55,41 @@ def check_locked_image_tower(model: nn.Module) -> None:
             f"({len(trained)} tensors, e.g. visual.{trained[0]}), so its features change every "
             "step and a cache would be stale; set train.cache_image_features: false for it"
         )
+
+
+class ImageBatches(Dataset[torch.Tensor]):
+    """Item ``i``: the image-tower input of the ``i``-th batch of ``batch_size`` images of
+    ``images`` (:func:`xlr.data.imagetext.model_input`), the batches of
+    :func:`xlr.models.encode.encode_images`. Only the model's image size, mean and std are read
+    (in a forked worker too: it touches no CUDA)."""
+
+    def __init__(
+        self, images: ImageStore, batch_size: int, model: nn.Module, preprocess: Preprocess
+    ) -> None:
+        self.images, self.model, self.preprocess = images, model, preprocess
+        self.rows = list(chunks(len(images), batch_size))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return model_input(self.images, self.rows[index], self.model, self.preprocess)
+
+
+def encode_pool_images(
+    model: nn.Module,
+    preprocess: Preprocess,
+    images: ImageStore,
+    params: Params,
+    device: torch.device,
+) -> torch.Tensor:
+    """The features of every image of ``images``, decoded by ``train.loader_workers``
+    DataLoader processes in batches of ``eval.batch_size``, encoded here under
+    ``train.precision``: those :func:`xlr.models.encode.encode_images` computes in one process."""
+    batches = ImageBatches(images, params.eval.batch_size, model, preprocess)
+    loaded = ordered_items(batches, range(len(batches)), device, params.train.loader_workers)
+    features = encode_image_batches(model, loaded, device, params.train.precision)
+    return torch.from_numpy(features)
 
 
 def image_cache_path(
@@ -85,12 +128,9 @@ def cached_image_features(
     def encode() -> None:
         if path.is_file():
             return
-        features = encode_images(
-            model, base.preprocess_val, pool.images, ctx.device,
-            batch_size=params.eval.batch_size, precision=params.train.precision,
-        )  # fmt: skip
+        features = encode_pool_images(model, base.preprocess_val, pool.images, params, ctx.device)
         with atomic_file(path) as tmp:
-            save_file({FEATURES: torch.from_numpy(features)}, str(tmp))
+            save_file({FEATURES: features}, str(tmp))
 
     rank0_first(ctx, encode)  # decoding 900k images outlasts NCCL's barrier timeout
     return load_file(str(path))[FEATURES]

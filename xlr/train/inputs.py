@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -42,6 +42,7 @@ class StepBatch(Protocol):
 # global step -> (global batch, torch seed of its dropout; None continues the current stream)
 StepPlan = Callable[[int], tuple[StepBatch, int | None]]
 Load = Callable[[Any], Any]  # this rank's shard -> what the objective needs of it, on the CPU
+T = TypeVar("T")  # an item of a DataLoader over whole items
 
 
 def load_seed(seed: int | None, step: int, rank: int) -> int:
@@ -92,8 +93,8 @@ class PlannedSteps(Dataset):
         return StepInput(step, batch, shard, seed, loaded)
 
 
-def _as_is(item: StepInput) -> StepInput:
-    """The DataLoader's collate function: items are whole steps already."""
+def _as_is(item: T) -> T:
+    """The DataLoader's collate function: items are whole already."""
     return item
 
 
@@ -101,36 +102,49 @@ def step_inputs(
     plan: StepPlan, load: Load, start: int, steps: int, ctx: DistContext, workers: int
 ) -> Iterable[StepInput]:
     """Steps ``start .. steps - 1`` of ``plan``, in order, loaded by ``workers`` DataLoader
-    processes (0: here, one step at a time, with the same function).
+    processes (0: here, one step at a time, with the same function): :func:`ordered_items`.
+
+    The DataLoader draws its workers' seeds from a generator of its own: from torch's global
+    one it would shift the dropout stream of a plan that does not reseed (pretraining).
+    """
+    return ordered_items(PlannedSteps(plan, load, ctx), range(start, steps), ctx.device, workers)
+
+
+def ordered_items(
+    dataset: Dataset[T], indices: range, device: torch.device, workers: int
+) -> Iterable[T]:
+    """``dataset[i]`` for each ``i`` of ``indices``, in order, made by ``workers`` DataLoader
+    processes each holding up to two items ahead (0: here, one at a time, by the same
+    ``__getitem__``), pinned when bound for a CUDA ``device`` (copy them with
+    :func:`to_device`). Each item is whole already (no collation): a step's input, a batch of
+    images for the cache of :mod:`xlr.train.image_cache`.
 
     Workers are forked, not spawned: a plan is a closure over its sampler and need not pickle.
-    They keep one torch thread each (the DataLoader's default) and each holds up to two steps
-    ahead. (:mod:`xlr.workers` spawns its jobs instead: each trains a whole model on several
-    threads, where a fork of a busy thread pool can hang; a loader worker only decodes and
-    transforms, single-threaded, the DataLoader's usual set-up.) The DataLoader draws its
-    workers' seeds from a generator of its own: from torch's global one it would shift the
-    dropout stream of a plan that does not reseed (pretraining).
+    They keep one torch thread each (the DataLoader's default). (:mod:`xlr.workers` spawns its
+    jobs instead: each trains a whole model on several threads, where a fork of a busy thread
+    pool can hang; a loader worker only decodes and transforms, single-threaded, the
+    DataLoader's usual set-up, and touches no CUDA.) Their seeds come from a generator of the
+    DataLoader's own (why: :func:`step_inputs`).
     """
     if workers < 0:
         raise ValueError(f"train.loader_workers must be >= 0, got {workers}")
-    dataset = PlannedSteps(plan, load, ctx)
-    if workers == 0 or start >= steps:
-        return _here(dataset, start, steps)
+    if workers == 0 or len(indices) == 0:
+        return _here(dataset, indices)
     return DataLoader(
         dataset,
         batch_size=None,
-        sampler=range(start, steps),
+        sampler=indices,
         num_workers=workers,
         collate_fn=_as_is,
-        pin_memory=ctx.device.type == "cuda",
+        pin_memory=device.type == "cuda",
         multiprocessing_context="fork",
         generator=torch.Generator(),
     )
 
 
-def _here(dataset: PlannedSteps, start: int, steps: int) -> Iterator[StepInput]:
-    for step in range(start, steps):
-        yield dataset[step]
+def _here(dataset: Dataset[T], indices: range) -> Iterator[T]:
+    for index in indices:
+        yield dataset[index]
 
 
 def to_device(loaded: Any, device: torch.device) -> Any:
