@@ -4,6 +4,7 @@ control can fail), seeds of one arm rarely differ."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,11 +15,13 @@ from test_bias import simulated_ranks
 from xlr.analysis import controls
 from xlr.analysis.bias import rank_distance_per_query
 from xlr.analysis.controls import (
+    POSITIVE_CONTROL_TABLE,
     check_positive_control,
     negative_control,
     negative_control_summary,
     positive_control,
     positive_control_summary,
+    save_positive_control,
 )
 from xlr.data.imagetext import ArrayImages, ImageStore, ImageTextSet
 from xlr.eval.embedded import EmbeddedSet, embed_model
@@ -32,6 +35,7 @@ from xlr.eval.planted import (
     unit_direction,
 )
 from xlr.eval.tasks import evaluate_arm
+from xlr.report_index import positive_control_warning
 
 LANGS = ["en", "de", "fr", "ja"]
 N_IMAGES, DIM = 40, 24
@@ -167,6 +171,25 @@ def test_on_a_laion_split_the_caption_rank_distance_is_not_measured_and_not_pass
     required = summary[summary["role"] == "required"].set_index("measure")
     assert required.loc["rank distance", "result"] == "n/a"
     assert (required.loc["mAP", "result"] == "pass").all()
+
+
+def test_the_saved_positive_control_table_reaches_the_landing_page(tmp_path: Path) -> None:
+    """What notebook 05 saves is what the landing page reads: the LAION-shaped control's n/a
+    rank distance becomes a banner line naming it and the fix; the full control passes and
+    gives none."""
+    ranks, _ = planted_ranks(PLANTED_FRACTION)
+    tables = tmp_path / "tables"
+    laion = positive_control(laion_shaped(ranks), planted_name("en"))
+    paths = save_positive_control(laion, tables)
+    assert [path.name for path in paths] == [f"{POSITIVE_CONTROL_TABLE}.csv",
+                                             f"{POSITIVE_CONTROL_TABLE}.md"]  # fmt: skip
+    assert "| n/a" in paths[1].read_text()
+    warning = positive_control_warning(tmp_path)
+    assert warning is not None
+    assert "rank distance (blind, seen languages): not measured" in warning
+    assert "data.laion.translate" in warning and "claims reading rank distance" in warning
+    save_positive_control(positive_control(ranks, planted_name("en")), tables)
+    assert positive_control_warning(tmp_path) is None
 
 
 def test_the_positive_control_needs_both_models() -> None:

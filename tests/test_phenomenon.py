@@ -4,18 +4,22 @@ read the validation split only."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import ConstantInputWarning, spearmanr
 
 from xlr.analysis.phenomenon import (
     BIAS_PERMUTATIONS,
+    SHARE_PERMUTATIONS,
     check_phenomenon,
     language_blind_test,
     phenomenon_controls,
     share_correlation,
+    share_correlation_test,
 )
 from xlr.config import parse_params
 from xlr.data import prepare
@@ -81,6 +85,54 @@ def test_share_correlation_known_answers() -> None:
     assert share_correlation(rising, SHARES) == pytest.approx(-expected)
 
 
+def test_share_correlation_test_known_answers() -> None:
+    """Exact up to eight languages: a perfect ordering of five is one of 5! = 120 orders, and a
+    tie that lets two orders reach the observed correlation doubles p; beyond eight, random
+    orders, seeded, with p = (1 + hits) / (1 + draws)."""
+    shares = {"a": 0.5, "b": 0.2, "c": 0.1, "d": 0.05, "e": 0.01}
+    perfect = share_correlation_test(
+        pd.Series({"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.6, "e": 0.5}), shares
+    )
+    assert perfect.statistic == pytest.approx(-1.0)
+    assert perfect.p_value == pytest.approx(1 / 120) and perfect.n_permutations == 120
+    assert perfect.null_mean == pytest.approx(0.0, abs=1e-12)  # every order: the null is centred
+    rising = share_correlation_test(
+        pd.Series({"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.4, "e": 0.5}), shares
+    )
+    assert rising.p_value == pytest.approx(1.0)  # one-sided: every order is at most +1
+    # ties in R@1 (a and b at 0.5): share ranks 1, 2, 3, 4 against R@1 ranks 3.5, 3.5, 2, 1;
+    # by hand, centred (-1.5, -0.5, 0.5, 1.5) and (1, 1, -0.5, -1.5): -4.5 / sqrt(5 * 4.5);
+    # of the 24 orders, only this one and the one swapping a's and b's 3.5 reach it: p = 2/24
+    tied = pd.Series({"a": 0.5, "b": 0.5, "c": 0.3, "d": 0.1})
+    test = share_correlation_test(tied, shares)
+    assert test.statistic == pytest.approx(-4.5 / np.sqrt(22.5))
+    assert test.statistic == pytest.approx(spearmanr([0.5, 0.2, 0.1, 0.05], tied).statistic * -1)
+    assert test.p_value == pytest.approx(2 / 24)
+    # ties in shares (de and es): the observed order and its de/es swap, p = 2/24, as scipy says
+    falling = pd.Series({"en": 0.6, "de": 0.5, "es": 0.4, "zh": 0.1})
+    observed = spearmanr([-SHARES[lang] for lang in falling.index], falling).statistic
+    orders = list(itertools.permutations(falling.to_numpy()))
+    scipy_p = np.mean(
+        [spearmanr([-SHARES[lang] for lang in falling.index], o).statistic <= observed + 1e-12
+         for o in orders]
+    )  # fmt: skip
+    assert share_correlation_test(falling, SHARES).p_value == pytest.approx(scipy_p) == 2 / 24
+    many = {f"l{i}": 1 / (i + 1) for i in range(12)}
+    drawn = share_correlation_test(
+        pd.Series({lang: 1 - i / 20 for i, lang in enumerate(many)}), many
+    )
+    assert drawn.n_permutations == SHARE_PERMUTATIONS
+    assert drawn.p_value == pytest.approx(1 / (SHARE_PERMUTATIONS + 1))
+    shuffled = pd.Series(np.random.default_rng(1).permutation(12) / 20, index=list(many))
+    assert share_correlation_test(shuffled, many, rng=3) == share_correlation_test(
+        shuffled, many, rng=3
+    )
+    assert share_correlation_test(shuffled, many, rng=3).p_value > 0.05
+    with pytest.warns(ConstantInputWarning):
+        flat = share_correlation_test(pd.Series(0.5, index=list(shares)), shares)
+    assert np.isnan(flat.p_value)  # constant R@1: no order, no test
+
+
 def test_language_blind_test_known_answers() -> None:
     """A built-in language order is as extreme as no relabelling gets: p = 1 / (n + 1). Languages
     assigned at random are what the null draws: p well above 0.05 (seed 0 of the table)."""
@@ -116,7 +168,8 @@ def test_language_blind_test_refuses_bad_input() -> None:
 def test_a_world_with_the_phenomenon_passes() -> None:
     table = phenomenon_controls(
         results(
-            {"en": 0.6, "de": 0.5, "es": 0.45, "zh": 0.2}, {"zeroshot": 0.3, "cross-full": 0.5}
+            {"en": 0.6, "de": 0.5, "es": 0.45, "zh": 0.2, "hi": 0.1},
+            {"zeroshot": 0.3, "cross-full": 0.5},
         ),  # fmt: skip
         ranks(last="zh"),
         SEEN,
@@ -127,6 +180,9 @@ def test_a_world_with_the_phenomenon_passes() -> None:
     assert bias["p_value"] == pytest.approx(1 / (BIAS_PERMUTATIONS + 1))
     assert bias["value"] > bias["null_mean"] > 0
     assert table["value"].iloc[2] == pytest.approx(0.2)
+    share = table.set_index("measure").loc["Spearman(share rank, R@1)"]
+    assert share["p_value"] == pytest.approx(2 / 120)  # de and es share a share: two orders
+    assert share["threshold"].startswith("p < 0.05, one-sided")
     assert check_phenomenon(table, required=True) is table
 
 
@@ -216,22 +272,31 @@ def test_the_bias_control_groups_queries_by_their_languages() -> None:
         language_blind_test(laion_ranks("de"), 10)  # the test itself refuses caption queries
 
 
-def test_the_share_control_needs_three_languages() -> None:
-    """A LAION validation split holds the seen languages only: with two, the rank correlation
-    is not applicable (reported, never a pass or a failure); with three it is read."""
+def test_the_share_control_needs_four_languages() -> None:
+    """A LAION validation split holds the seen languages only: with three, even a perfect
+    ordering has p = 1/6, so the share test is not applicable (reported, never a pass or a
+    failure); with four a perfect ordering has p = 1/24 < 0.05 and is read, as a test."""
     xt2t = {"zeroshot": 0.3, "cross-full": 0.5}
-    two = phenomenon_controls(results({"en": 0.6, "de": 0.5}, xt2t), ranks("de"), SEEN, SHARES)
-    share = two.set_index("control").loc[
-        "zero-shot t2i R@1 falls with the language's pretraining share"
-    ]
-    assert share["passed"] is None and np.isnan(share["value"])
-    assert share["threshold"] == "needs three languages"
-    check_phenomenon(two, required=False)
     three = phenomenon_controls(
         results({"en": 0.6, "de": 0.5, "zh": 0.2}, xt2t), ranks("de"), SEEN, SHARES
     )
-    read = three.set_index("measure").loc["Spearman(share rank, R@1)"]
+    share = three.set_index("control").loc[
+        "zero-shot t2i R@1 falls with the language's pretraining share"
+    ]
+    assert share["passed"] is None and np.isnan(share["value"])
+    assert share["threshold"] == "needs 4 languages (with 3, even a perfect ordering has p >= 1/6)"
+    check_phenomenon(three, required=True)  # not applicable is no failure
+    four = phenomenon_controls(
+        results({"en": 0.6, "de": 0.5, "zh": 0.2, "hi": 0.1}, xt2t), ranks("de"), SEEN, SHARES
+    )
+    read = four.set_index("measure").loc["Spearman(share rank, R@1)"]
     assert read["passed"] and read["value"] == pytest.approx(-1.0)
+    assert read["p_value"] == pytest.approx(1 / 24)
+    wrong = phenomenon_controls(
+        results({"en": 0.6, "de": 0.5, "zh": 0.1, "hi": 0.2}, xt2t), ranks("de"), SEEN, SHARES
+    )
+    read = wrong.set_index("measure").loc["Spearman(share rank, R@1)"]
+    assert read["value"] < 0 and not read["passed"]  # negative, yet p = 2/24: no pass on sign
 
 
 def test_the_controls_and_the_base_report_never_read_the_evaluation_split(
@@ -285,7 +350,8 @@ def test_the_controls_and_the_base_report_never_read_the_evaluation_split(
     planted = load_planted(params)
     assert planted[["base_seed", "lang", "fraction"]].values.tolist() == [[0, "en", 2.0]]
     assert planted["size"].item() == pytest.approx(2.0 * planted["translation_distance"].item())
-    controls = phenomenon_controls(on_disk, on_disk_ranks, ["en", "de", "es"], SHARES)
+    shares = {**SHARES, "nl": 0.01}  # four languages: the share test applies
+    controls = phenomenon_controls(on_disk, on_disk_ranks, ["en", "de", "es"], shares)
     assert controls["value"].notna().all()
     report = runner.base_report(params, base_seed=0)
     assert (report["chance_r1"] == 1 / 16).all()  # the validation pool's 16 images

@@ -12,11 +12,17 @@ import nbformat
 import pytest
 
 from xlr import report, report_index
+from xlr.analysis.controls import POSITIVE_CONTROL_TABLE
 from xlr.analysis.tables import CLAIMS_COLUMNS
 from xlr.cli import main
 from xlr.config import load_params
 from xlr.report import NotebookFailed, NotebookRun, reproduce
-from xlr.report_index import FIGURE_CAPTIONS, figure_caption, write_index
+from xlr.report_index import (
+    FIGURE_CAPTIONS,
+    figure_caption,
+    positive_control_warning,
+    write_index,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -238,6 +244,58 @@ def test_a_real_study_gets_no_smoke_banner(tmp_path: Path) -> None:
     assert "One run (one base seed, one fine-tuning seed)" in index
     assert "the weights in that model folder" in index and "pretrained None" not in index
     assert "No figures yet" in index and "No tables yet" in index
+
+
+POSITIVE_CONTROL_CSV = """\
+benchmark,pool,queries,measure,"if seen, it",difference,p_value,role,result
+synthetic-val,seen languages,caption,mAP,falls,"-0.052 [-0.081, -0.023]",0.001,required,pass
+synthetic-val,all languages,caption,mAP,falls,"-0.031 [-0.050, -0.012]",0.002,required,pass
+synthetic-val,seen languages,caption,rank distance,rises,{seen},{p},required,{result}
+synthetic-val,all languages,caption,rank distance,rises,"-4.8 [-86.0, +76.0]",0.9,shown,not seen
+"""
+
+
+def test_index_warns_when_the_positive_control_missed_a_required_comparison(
+    tmp_path: Path,
+) -> None:
+    """A hand-written positive control table: every required row passed, no banner line; the
+    seen pool's rank distance n/a (a LAION split without translation) or FAIL, a banner line
+    naming it and the claims it concerns; a shown row that failed is no reason to warn."""
+    params_file = ROOT / "params" / "synthetic.yaml"
+    params = load_params(params_file)
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    csv = tables / f"{POSITIVE_CONTROL_TABLE}.csv"
+    assert positive_control_warning(tmp_path) is None  # notebook 05 has not saved it
+    csv.write_text(
+        POSITIVE_CONTROL_CSV.format(seen='"+9.1 [+3.2, +15.0]"', p="0.004", result="pass")
+    )
+    assert positive_control_warning(tmp_path) is None
+    index = write_index(tmp_path, params, params_file, "0" * 64, []).read_text()
+    assert "Positive control not passed" not in index
+    unmeasured = "no caption query has relevant items in two languages (translate: a|b)"
+    csv.write_text(POSITIVE_CONTROL_CSV.format(seen=f'"{unmeasured}"', p="", result="n/a"))
+    index = write_index(tmp_path, params, params_file, "0" * 64, []).read_text()
+    warning = positive_control_warning(tmp_path)
+    assert warning is not None and f"<p>{warning}</p>" in index
+    assert "Positive control not passed" in warning
+    assert "rank distance (synthetic-val, seen languages): not measured" in warning
+    assert "translate: a|b" in warning and "mAP" not in warning and "all languages" not in warning
+    assert "claims reading rank distance rest on a measure not shown to see a planted bias" in (
+        warning
+    )
+    csv.write_text(POSITIVE_CONTROL_CSV.format(seen='"-1.5 [-7.0, +4.0]"', p="0.6", result="FAIL"))
+    warning = positive_control_warning(tmp_path)
+    assert warning is not None
+    assert "rank distance (synthetic-val, seen languages): not seen, planted - real -1.5" in warning
+    assert "(if seen, it rises)" in warning
+    csv.write_text(
+        POSITIVE_CONTROL_CSV.format(seen='"+9.1 [+3.2, +15.0]"', p="0.004", result="pass")
+        .replace("synthetic-val,seen", "<b>x</b>,seen", 1)
+        .replace("required,pass", "required,FAIL", 1)
+    )
+    warning = positive_control_warning(tmp_path)
+    assert warning is not None and "&lt;b&gt;x&lt;/b&gt;" in warning and "<b>" not in warning
 
 
 def test_widget_outputs_become_the_text_their_saved_state_shows() -> None:

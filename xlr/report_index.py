@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import get_args
 
 import mistune
+import pandas as pd
 
+from xlr.analysis.controls import POSITIVE_CONTROL_TABLE, positive_control_shortfalls
 from xlr.analysis.tables import claims_columns_markdown
 from xlr.config import FigureFormat, Params
 from xlr.export import page_css
@@ -196,8 +198,40 @@ def is_smoke(params: Params, params_file: Path) -> bool:
     return params.run.name == "smoke" or Path(params_file).stem == "smoke"
 
 
-def banner(params: Params, params_file: Path) -> str:
-    """What a reader must know before reading any number on the page (empty for a real run)."""
+def positive_control_warning(out: Path) -> str | None:
+    """A banner line when the positive control table notebook 05 saved under ``out/tables``
+    (:func:`xlr.analysis.controls.save_positive_control`) has a required comparison that
+    failed or could not be measured (a LAION validation split without translation has no
+    caption rank distance): the claims reading that measure rest on a measure not shown to see
+    a planted bias. None without the table or with every required row passed."""
+    path = out / "tables" / f"{POSITIVE_CONTROL_TABLE}.csv"
+    if not path.is_file():
+        return None
+    summary = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missed = positive_control_shortfalls(summary)
+    if missed.empty:
+        return None
+    esc = html.escape
+    rows = []
+    for row in missed.to_dict("records"):
+        if row["result"] == "n/a":
+            why = f"not measured, {row['difference']}"
+        else:
+            why = f"not seen, planted - real {row['difference']} (if seen, it {row['if seen, it']})"
+        rows.append(esc(f"{row['measure']} ({row['benchmark']}, {row['pool']}): {why}"))
+    measures = " and ".join(esc(m) for m in dict.fromkeys(missed["measure"]))
+    return (
+        "<strong>Positive control not passed.</strong> The language bias planted in the "
+        "zero-shot model was not seen, or could not be measured, where the claims need it: "
+        f"{'; '.join(rows)}. The claims "
+        f"reading {measures} rest on a measure not shown to see a planted bias on this run's "
+        "validation split (notebook 05; the Positive control table below)."
+    )
+
+
+def banner(params: Params, params_file: Path, out: Path) -> str:
+    """What a reader must know before reading any number on the page (empty for a real run
+    whose controls passed); ``out`` is the report folder, whose saved tables it reads."""
     lines = []
     if is_smoke(params, params_file):
         lines.append(
@@ -217,6 +251,9 @@ def banner(params: Params, params_file: Path) -> str:
             "scenes, captions from hand-written lexicons) and the base model is pretrained here: "
             "the numbers describe this generated world, not LAION-5B or a released CLIP."
         )
+    warning = positive_control_warning(out)
+    if warning is not None:
+        lines.append(warning)
     if not lines:
         return ""
     return (
@@ -394,7 +431,7 @@ def write_index(
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{title}</title><style>{page_css()}</style></head>"
-        f"<body class='xlr-index'><h1>{title}</h1>{banner(params, params_file)}"
+        f"<body class='xlr-index'><h1>{title}</h1>{banner(params, params_file, out)}"
         f"{summary(params)}<h2>Claims and tables</h2>{_tables(out)}"
         f"<h2>Figures</h2>{_figures(out)}<h2>Reports</h2>{_links(out)}"
         f"<h2>Provenance</h2><div class='table-wrap'><table class='provenance'>{rows}</table>"

@@ -5,7 +5,9 @@ the same arm.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,7 +16,7 @@ from scipy import stats as distributions
 from xlr.analysis.bias import QUERY_COLUMNS, rank_distance_per_query
 from xlr.analysis.figure_style import arm_order
 from xlr.analysis.intervals import compare_arms, paired_comparison
-from xlr.analysis.tables import interval_text
+from xlr.analysis.tables import interval_text, markdown_table, save_table
 from xlr.arms import ZEROSHOT
 from xlr.eval.metrics import per_query_values
 from xlr.eval.results import IMAGE, MULTILINGUAL, MULTILINGUAL_SEEN, check_table
@@ -168,6 +170,27 @@ def positive_control_summary(table: pd.DataFrame) -> pd.DataFrame:
             ),
         }
     ).reset_index(drop=True)
+
+
+# The stem of the positive control's table under a report's tables/: notebook 05 writes it
+# (save_positive_control), the landing page reads it (xlr.report_index.banner).
+POSITIVE_CONTROL_TABLE = "positive_control"
+
+
+def save_positive_control(table: pd.DataFrame, directory: str | os.PathLike[str]) -> list[Path]:
+    """:func:`positive_control_summary` of ``table`` saved as ``directory/``
+    :data:`POSITIVE_CONTROL_TABLE` ``.csv`` and ``.md`` (the report's ``tables/``): the landing
+    page lists it with the other tables and warns when a required row failed or read ``n/a``
+    (:func:`positive_control_shortfalls`), since a run without ``report.require_controls``
+    goes on past such a row and only notebook 05 would say so. Returns the paths."""
+    summary = positive_control_summary(table)
+    return save_table(summary, directory, POSITIVE_CONTROL_TABLE, markdown_table(summary))
+
+
+def positive_control_shortfalls(summary: pd.DataFrame) -> pd.DataFrame:
+    """The required rows of a :func:`positive_control_summary` (as saved: every cell text)
+    that did not pass: ``FAIL`` (the planted bias went unseen) or ``n/a`` (not measured)."""
+    return summary[(summary["role"] == "required") & (summary["result"] != "pass")]
 
 
 def negative_control(

@@ -15,13 +15,21 @@ them (``report.require_controls``): change the world, never the control.
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats as distributions
 
 from xlr.analysis.bias import QUERY_COLUMNS, QUERY_KEYS, best_rank_per_language
-from xlr.analysis.stats import LabelledRows, PermutationTest, within_row_permutation_test
+from xlr.analysis.stats import (
+    RELATIVE_TOLERANCE,
+    LabelledRows,
+    PermutationTest,
+    within_row_permutation_test,
+)
 from xlr.arms import ZEROSHOT, Arm
 from xlr.eval.results import IMAGE, MULTILINGUAL_SEEN, check_table
 
@@ -30,6 +38,12 @@ from xlr.eval.results import IMAGE, MULTILINGUAL_SEEN, check_table
 MIN_XT2T_GAIN = 0.10
 BIAS_TEST_LEVEL = 0.05
 BIAS_PERMUTATIONS = 1000
+# The share test enumerates every order of the languages up to 8 (8! = 40,320 orders) and draws
+# this many random orders beyond; with n languages its p-value can be no smaller than 1 / n!.
+EXACT_ORDERS_UP_TO = 8
+SHARE_PERMUTATIONS = 10_000
+# The fewest languages at which a perfect ordering reaches p < BIAS_TEST_LEVEL (1/24 at four).
+MIN_SHARE_LANGUAGES = next(n for n in range(2, 10) if 1 / math.factorial(n) < BIAS_TEST_LEVEL)
 
 
 def share_correlation(recall: pd.Series, shares: Mapping[str, float]) -> float:
@@ -40,6 +54,51 @@ def share_correlation(recall: pd.Series, shares: Mapping[str, float]) -> float:
         raise ValueError(f"a rank correlation needs three or more languages, got {langs}")
     share_rank = pd.Series({lang: shares[lang] for lang in langs}).rank(ascending=False)
     return float(share_rank.corr(recall.loc[langs], method="spearman"))
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson correlation of ``x`` with each row of ``y``; NaN where either is constant."""
+    x, y = x - x.mean(), y - y.mean(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (y @ x) / np.sqrt((x @ x) * (y * y).sum(axis=-1))
+
+
+def share_correlation_test(
+    recall: pd.Series,
+    shares: Mapping[str, float],
+    n_permutations: int = SHARE_PERMUTATIONS,
+    rng: np.random.Generator | int = 0,
+) -> PermutationTest:
+    """One-sided permutation test that R@1 falls with the pretraining share, on
+    :func:`share_correlation`.
+
+    Under the null, R@1 is unrelated to share: every assignment of the languages' R@1 values to
+    the languages is equally likely. The p-value is the share of assignments whose Spearman
+    correlation is at most the observed one. Up to :data:`EXACT_ORDERS_UP_TO` languages every
+    assignment is enumerated (the identity among them: p >= 1 / n!); beyond, ``n_permutations``
+    random ones are drawn, seeded by ``rng``, and p = (1 + hits) / (1 + n_permutations). Ties
+    take average ranks, as :func:`scipy.stats.spearmanr` does, and the null permutes those
+    ranks. A sign alone is no test: with three languages half the orders are negative.
+    Constant R@1 or shares give a NaN statistic and p-value.
+    """
+    langs = [lang for lang in recall.index if lang in shares]
+    observed = share_correlation(recall, shares)  # refuses fewer than three languages
+    share_rank = distributions.rankdata([-shares[lang] for lang in langs])
+    recall_rank = distributions.rankdata(recall.loc[langs].to_numpy(float))
+    n = len(langs)
+    if n <= EXACT_ORDERS_UP_TO:
+        orders = np.array(list(itertools.permutations(range(n))))
+    else:
+        if n_permutations < 1:
+            raise ValueError(f"n_permutations must be positive, got {n_permutations}")
+        draws = np.random.default_rng(rng).random((n_permutations, n))
+        orders = np.argsort(draws, axis=1)
+    null = _pearson(share_rank, recall_rank[orders])
+    if np.isnan(observed):
+        return PermutationTest(observed, np.nan, np.nan, len(orders))
+    hits = int(np.count_nonzero(null <= observed + RELATIVE_TOLERANCE))
+    p_value = hits / len(orders) if n <= EXACT_ORDERS_UP_TO else (1 + hits) / (1 + len(orders))
+    return PermutationTest(observed, p_value, float(null.mean()), len(orders))
 
 
 def _zero_shot_t2i(results: pd.DataFrame) -> pd.Series:
@@ -73,12 +132,12 @@ def phenomenon_controls(
     seed: int = 0,
 ) -> pd.DataFrame:
     """The three controls with their value, threshold and ``passed`` (``p_value`` and the
-    null's mean for the bias test), from the validation results and ranks
+    null's mean for the share and bias tests), from the validation results and ranks
     (:func:`xlr.eval.results.load_val_results`); ``shares`` is each language's share of the
     pretraining mix, ``trained`` what the cross-lingual arm trains (``cross-<trained>``) and
-    ``seed`` the bias test's permutations."""
+    ``seed`` the permutations of the share and bias tests."""
     check_table(results, ["arm", "base_seed", "task", "query_lang", "target_lang"], "results")
-    rows = [_share_control(_zero_shot_t2i(results), shares)]
+    rows = [_share_control(_zero_shot_t2i(results), shares, seed)]
     rows.append(_bias_control(ranks, seen, seed))
     xt2t = _seen_pair_xt2t(results, seen)
     cross = Arm("cross", trained=trained).name
@@ -172,16 +231,33 @@ def _comparable(pool: pd.DataFrame) -> pd.DataFrame:
     return pool[langs >= 2]
 
 
-def _share_control(recall: pd.Series, shares: Mapping[str, float]) -> dict[str, object]:
-    """Does zero-shot R@1 fall with the pretraining share? Not applicable (``passed`` None)
-    when the validation split holds fewer than three languages with a share (a LAION
-    validation split has captions in the seen languages only; two cannot be rank-correlated)."""
+def _share_control(recall: pd.Series, shares: Mapping[str, float], rng: int) -> dict[str, object]:
+    """Does zero-shot R@1 fall with the pretraining share (:func:`share_correlation_test`)? Not
+    applicable (``passed`` None) when the validation split holds fewer than
+    :data:`MIN_SHARE_LANGUAGES` languages with a share: with three, even a perfect ordering has
+    p = 1/6 (a LAION validation split has captions in the seen languages only)."""
     control = {"control": "zero-shot t2i R@1 falls with the language's pretraining share",
                "measure": "Spearman(share rank, R@1)"}  # fmt: skip
-    if sum(lang in shares for lang in recall.index) < 3:
-        return control | {"value": np.nan, "threshold": "needs three languages", "passed": None}
-    correlation = share_correlation(recall, shares)
-    return control | {"value": correlation, "threshold": "< 0", "passed": bool(correlation < 0)}
+    n = sum(lang in shares for lang in recall.index)
+    if n < MIN_SHARE_LANGUAGES:
+        return control | {
+            "value": np.nan,
+            "threshold": f"needs {MIN_SHARE_LANGUAGES} languages (with {n}, even a perfect "
+            f"ordering has p >= 1/{math.factorial(n)})",
+            "passed": None,
+        }
+    test = share_correlation_test(recall, shares, SHARE_PERMUTATIONS, rng)
+    orders = (
+        f"all {test.n_permutations}" if n <= EXACT_ORDERS_UP_TO else f"{test.n_permutations} random"
+    )
+    return control | {
+        "value": test.statistic,
+        "threshold": f"p < {BIAS_TEST_LEVEL:g}, one-sided, against R@1 unrelated to share "
+        f"({orders} orders of the languages)",
+        "passed": bool(test.p_value < BIAS_TEST_LEVEL),  # NaN (constant R@1) fails
+        "p_value": test.p_value,
+        "null_mean": test.null_mean,
+    }
 
 
 def _bias_control(ranks: pd.DataFrame, seen: Sequence[str], rng: int) -> dict[str, object]:
