@@ -19,7 +19,12 @@ from xlr.analysis.figure_style import (
     family_and_variant,
     save_figure,
 )
-from xlr.analysis.heatmaps import pair_heatmap_figure, pair_heatmaps_figure, pair_matrix
+from xlr.analysis.heatmaps import (
+    pair_difference_unclear,
+    pair_heatmap_figure,
+    pair_heatmaps_figure,
+    pair_matrix,
+)
 from xlr.analysis.plots import (
     accuracy_vs_params_figure,
     alpha_sweep_figure,
@@ -353,3 +358,39 @@ def test_save_figure_leaves_no_half_file_on_failure(tmp_path) -> None:
     with pytest.raises(ValueError):
         save_figure(fig, tmp_path, "broken", formats=("png", "not-a-format"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.png"]
+
+
+def xt2t_ranks(n_images: int = 30) -> pd.DataFrame:
+    """xt2t ranks of zero-shot and hybrid on one base: en->de, hybrid always first and zero-shot
+    never (a clear gain); de->en, each first on alternate images (no difference)."""
+    rows = []
+    for arm, seed in (("zeroshot", None), ("hybrid-a0.5-full", 0)):
+        for query, target in (("en", "de"), ("de", "en")):
+            for image in range(n_images):
+                if query == "en":
+                    rank = 1 if arm != "zeroshot" else 4
+                else:
+                    rank = 1 if (image % 2 == 0) == (arm == "zeroshot") else 3
+                rows.append(
+                    {"arm": arm, "seed": seed, "base_seed": 0, "benchmark": "xtd10", "task": "xt2t",
+                     "query_idx": image, "query_lang": query, "query_image_id": image,
+                     "relevant_idx": image, "relevant_lang": target, "relevant_image_id": image,
+                     "rank": rank}
+                )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_a_difference_heatmap_hatches_the_cells_whose_interval_contains_zero() -> None:
+    ranks = xt2t_ranks()
+    unclear = pair_difference_unclear(ranks, "hybrid-a0.5-full", "zeroshot")
+    assert not unclear.loc["en", "de"] and unclear.loc["de", "en"]
+    assert not unclear.loc["en", "en"]  # the diagonal is not measured, not "unclear"
+    gain = pd.DataFrame([[np.nan, 1.0], [0.0, np.nan]], index=["de", "en"], columns=["de", "en"])
+    fig = pair_heatmap_figure(gain, "gain", diverging=True, seen=["en", "de"], unclear=unclear)
+    ax = fig.axes[0]
+    hatched = [p for p in ax.patches if p.get_hatch() == "///"]
+    assert len(hatched) == 1 and "interval contains 0" in ax.get_title()
+    with pytest.raises(ValueError, match="several benchmarks"):
+        pair_difference_unclear(
+            pd.concat([ranks, ranks.assign(benchmark="xm3600")]), "hybrid-a0.5-full", "zeroshot"
+        )

@@ -63,7 +63,8 @@ FIGURE_CAPTIONS: dict[str, str] = {
     "xt2t_r1_hybrid": "Cross-lingual text-to-text R@1 of the hybrid arm for every ordered pair "
     "of query and target language.",
     "xt2t_r1_hybrid_minus_zeroshot": "The hybrid arm's cross-lingual text-to-text R@1 minus the "
-    "zero-shot base's, per language pair: where fine-tuning helped (positive) or hurt.",
+    "zero-shot base's, per language pair: where fine-tuning helped (positive) or hurt; hatched "
+    "where the paired interval contains 0.",
     "alpha_sweep_multilingual_map": "Multilingual mAP against the hybrid mix alpha (the share "
     "of monolingual batches), a line per what trains (full or LoRA).",
     "map_vs_trainable_params": "Multilingual mAP against the number of trainable parameters "

@@ -15,9 +15,12 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from xlr.analysis.figure_style import arm_order, check_figure_table
-from xlr.analysis.tables import language_order
+from xlr.analysis.intervals import compare_arms
+from xlr.analysis.tables import language_order, single_benchmark
+from xlr.eval.metrics import per_query_values
 from xlr.eval.results import check_table
 
 
@@ -55,6 +58,32 @@ def pair_matrix(
     return matrix
 
 
+def pair_difference_unclear(
+    ranks: pd.DataFrame, arm_a: str, arm_b: str, metric: str = "R@1", confidence: float = 0.95
+) -> pd.DataFrame:
+    """Per query x target language of one benchmark's ``xt2t`` ranks, whether the paired
+    interval of ``arm_a - arm_b`` (:func:`xlr.analysis.intervals.compare_arms`: bases, seeds and
+    images resampled; seed left out of the pairing, so a reference scored once per base, the
+    zero-shot model, pairs with every seed) contains 0: the cells a difference heatmap must
+    not present as a gain or a loss. Laid out as :func:`pair_matrix`."""
+    single_benchmark(ranks, "pair_difference_unclear")
+    rows = ranks[(ranks["task"] == "xt2t") & ranks["arm"].isin([arm_a, arm_b])]
+    per_query = per_query_values(rows, metric).assign(query_kind="caption")
+    on = ["benchmark", "task", "query_idx", "base_seed", "target_lang"]
+    cells = []
+    for (query, target), part in per_query.groupby(["query_lang", "target_lang"], sort=True):
+        table = compare_arms(part, arm_a, arm_b, on, confidence=confidence)
+        low, high = float(table["low"].iloc[0]), float(table["high"].iloc[0])
+        cells.append({"query_lang": query, "target_lang": target, "unclear": low <= 0 <= high})
+    if not cells:
+        raise ValueError(f"no xt2t ranks of {arm_a!r} and {arm_b!r} to compare")
+    matrix = pd.DataFrame(cells).pivot(index="query_lang", columns="target_lang", values="unclear")
+    langs = sorted(set(matrix.index) | set(matrix.columns))
+    matrix = matrix.reindex(index=langs, columns=langs).eq(True)  # a missing pair is not unclear
+    matrix.index.name, matrix.columns.name = "query language", "target language"
+    return matrix
+
+
 def _heatmap_scale(matrices: Sequence[pd.DataFrame], diverging: bool) -> dict[str, object]:
     """One colour scale for every matrix: ``viridis`` over their joint range for a metric,
     ``vlag`` centred at 0 with symmetric limits for a difference (so gains and losses of equal
@@ -77,10 +106,12 @@ def _draw_pair_heatmap(
     fmt: str,
     colorbar: bool | dict[str, object],
     annot_size: float | None,
+    unclear: pd.DataFrame | None = None,
 ) -> None:
     """One query x target heatmap on ``ax``: languages seen first, a line between seen and held
     out, missing cells (the diagonal) hatched as "not measured"; values written in the cells at
-    ``annot_size`` points (None: not written)."""
+    ``annot_size`` points (None: not written); the ``unclear`` cells (a boolean matrix,
+    :func:`pair_difference_unclear`) hatched over."""
     seen = seen or []
     langs = language_order([*matrix.index, *matrix.columns], seen)
     n_seen = sum(lang in seen for lang in langs)
@@ -105,6 +136,14 @@ def _draw_pair_heatmap(
     if 0 < n_seen < n:
         ax.axhline(n_seen, color="black", linewidth=2)
         ax.axvline(n_seen, color="black", linewidth=2)
+    if unclear is not None:  # hatched over: the interval contains 0
+        marked = unclear.reindex(index=langs, columns=langs, fill_value=False).to_numpy(bool)
+        for row, column in zip(*np.nonzero(marked), strict=True):
+            ax.add_patch(
+                Rectangle(
+                    (column, row), 1, 1, fill=False, hatch="///", edgecolor="0.35", linewidth=0
+                )  # fmt: skip
+            )
     short = n <= 12 and max(map(len, langs)) <= 3
     ax.tick_params(axis="x", labelrotation=0 if short else 90)
     ax.tick_params(axis="y", labelrotation=0)
@@ -117,12 +156,15 @@ def pair_heatmap_figure(
     value_label: str = "R@1 (fraction of queries)",
     fmt: str = ".2f",
     seen: Sequence[str] | None = None,
+    unclear: pd.DataFrame | None = None,
 ) -> Figure:
     """Annotated language x language heatmap (rows: query language, columns: target language).
 
     Sequential ``viridis`` for a metric; for a difference (``diverging``) the ``vlag`` map centred
-    at 0 with symmetric limits. With ``seen``, the seen languages come first and a black line
-    separates them from the held-out ones. Missing cells are hatched.
+    at 0 with symmetric limits, whose colours stretch to the largest difference however noisy:
+    ``unclear`` (:func:`pair_difference_unclear`) hatches the cells whose interval contains 0,
+    and the title says so. With ``seen``, the seen languages come first and a black line
+    separates them from the held-out ones. Missing cells are cross-hatched.
     """
     if matrix.empty or matrix.isna().all().all():
         raise ValueError("the pair matrix is empty or all missing: there is nothing to plot")
@@ -131,8 +173,9 @@ def pair_heatmap_figure(
     colorbar = {"label": value_label, "shrink": 0.8}
     scale = _heatmap_scale([matrix], diverging)
     n = max(matrix.shape)
-    _draw_pair_heatmap(ax, matrix, seen, scale, fmt, colorbar, max(6.0, min(10.0, 90 / n)))
-    ax.set_title(title)
+    annot = max(6.0, min(10.0, 90 / n))
+    _draw_pair_heatmap(ax, matrix, seen, scale, fmt, colorbar, annot, unclear)
+    ax.set_title(title if unclear is None else f"{title}\n(hatched: the interval contains 0)")
     ax.set_xlabel("target language" + (" (seen | held out)" if seen else ""))
     ax.set_ylabel("query language" + (" (seen | held out)" if seen else ""))
     return fig
