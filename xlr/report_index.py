@@ -26,7 +26,6 @@ from xlr.analysis.tables import claims_columns_markdown
 from xlr.config import FigureFormat, Params
 from xlr.export import page_css
 from xlr.io import atomic_write_text, file_sha256
-from xlr.models.factory import HF_HUB, LOCAL_DIR
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 PACKAGES = (
@@ -164,6 +163,8 @@ def model_kind(params: Params) -> str:
             "tiny open_clip model (XLM-R text tower) pretrained here on the generated corpus, "
             f"one per base seed {params.run.base_seeds}"
         )
+    from xlr.models.factory import HF_HUB, LOCAL_DIR  # here: importing it loads torch (3 s)
+
     name = params.model.name
     if name.startswith((LOCAL_DIR, HF_HUB)):  # open_clip loads the folder's own weights
         return f"open_clip {name} (the weights in that model folder; random where it has none)"
