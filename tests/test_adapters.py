@@ -10,6 +10,7 @@ import csv
 import json
 import shutil
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -289,6 +290,15 @@ def test_crashed_run_resumes_to_identical_adapters(
     expected = lora_state(reference.bundle.model)
     assert all(torch.equal(v, expected[n]) for n, v in lora_state(resumed.bundle.model).items())
     assert len((tmp_path / "run" / LOG_CSV).read_text().splitlines()) == 1 + 4
+    assert not (tmp_path / "run" / CHECKPOINT).exists()  # finished: dropped
+    monkeypatch.setattr(Trainer, "step", mock.Mock(side_effect=AssertionError("a step ran")))
+    again = ad.train_adapters(
+        world["base"], world["pool"], params, spec, tmp_path / "run", langs=langs, progress=False
+    )
+    assert again.summary == resumed.summary
+    loaded = lora_state(again.bundle.model)
+    assert loaded.keys() == expected.keys()
+    assert all(torch.equal(v, expected[n]) for n, v in loaded.items())
 
 
 def test_costs_against_full_tower_and_shared_lora(world: dict, tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from xlr.models.bases import base_key
 from xlr.models.factory import WEIGHTS, load_model, write_tiny_model_dir
 from xlr.train.checkpoint import CHECKPOINT, load_checkpoint
 from xlr.train.finetune import arm_folder, train_arm
-from xlr.train.loop import PARAMS_FILE
+from xlr.train.loop import PARAMS_FILE, RunFolder, Trainer
 from xlr.train.steplog import TENSORBOARD_DIR
 from xlr.workers import run_jobs, threads_per_worker
 
@@ -141,9 +141,15 @@ def test_killed_run_resumes_to_identical_weights(world: dict, tmp_path: Path) ->
     assert [int(r["step"]) for r in rows] == list(range(8))
     assert [r["loss"] for r in rows] == [r["loss"] for r in reference_rows]
     assert resumed.summary["wall_s"] > 0 and (out / PARAMS_FILE).is_file()
-    again = train_arm(base, world["pool"], params, spec, out, progress=False)  # nothing left to do
-    assert len(log_rows(out)) == 8 and again.summary["steps"] == 8
+    assert not (out / CHECKPOINT).exists()  # finished: the optimizer state is dropped
+    with mock.patch.object(Trainer, "step", side_effect=AssertionError("a step ran")):
+        again = train_arm(base, world["pool"], params, spec, out, progress=False)
+    assert len(log_rows(out)) == 8 and again.summary == resumed.summary
     assert all(torch.equal(value, got[key]) for key, value in final_weights(out).items())
+    again_state = again.bundle.model.state_dict()
+    assert all(torch.equal(value, again_state[key]) for key, value in resumed_state.items())
+    with pytest.raises(ValueError, match="resume=False"):  # a finished run is not overwritten
+        train_arm(base, world["pool"], params, other, out, progress=False)
 
 
 def test_two_gloo_ranks_match_one_process(world: dict, tmp_path: Path) -> None:
@@ -299,9 +305,33 @@ def test_log_has_one_row_per_step_with_the_strategys_batch_kinds(
         assert set(row["query_langs"].split("+")) <= {"en", "de", "es"}
         assert float(row["loss"]) > 0 and float(row["examples_per_s"]) > 0
     assert float(rows[0]["lr"]) == pytest.approx(params.train.lr)  # warmup of one step
-    assert load_checkpoint(tmp_path / CHECKPOINT)["step"] == 3  # the final checkpoint
+    assert not (tmp_path / CHECKPOINT).exists()  # dropped once the arm finished
     assert list((tmp_path / TENSORBOARD_DIR).glob("events.out.tfevents.*"))
     assert arm_out.summary["steps_per_s"] > 0
+
+
+def test_an_arm_finished_by_an_older_xlr_resumes_from_its_final_checkpoint(
+    world: dict, tmp_path: Path
+) -> None:
+    """An older xlr kept the final checkpoint and wrote no identity in the summary: that
+    checkpoint still proves which run it was, no step runs, and the folder ends as a finished
+    arm does now (identity in the summary, checkpoint dropped)."""
+    params = params_for(world, steps=2, trainable=["lora"])
+    spec = Arm("hybrid", 0.5, "lora").at(base_seed=0, seed=0)
+    base = load_model(world["model"])
+
+    def old_finish(folder: RunFolder, summary: dict) -> None:
+        (folder.path / SUMMARY_FILE).write_text(json.dumps(summary))
+
+    with mock.patch.object(RunFolder, "finish", old_finish):
+        old = train_arm(base, world["pool"], params, spec, tmp_path, progress=False)
+    assert load_checkpoint(tmp_path / CHECKPOINT)["step"] == 2
+    with mock.patch.object(Trainer, "step", side_effect=AssertionError("a step ran")):
+        again = train_arm(base, world["pool"], params, spec, tmp_path, progress=False)
+    summary = json.loads((tmp_path / SUMMARY_FILE).read_text())
+    identity = arm_folder(spec, world["pool"], LANGS[:3], params, tmp_path, True).identity
+    assert summary["identity"] == identity and not (tmp_path / CHECKPOINT).exists()
+    assert len(log_rows(tmp_path)) == 2 and again.summary["steps"] == old.summary["steps"]
 
 
 def test_clear_errors_before_any_training(world: dict, tmp_path: Path) -> None:

@@ -46,7 +46,7 @@ from xlr.train.image_cache import (
     image_cache_path,
 )
 from xlr.train.inputs import step_inputs
-from xlr.train.loop import Trainer, check_train_precision
+from xlr.train.loop import RunFolder, Trainer, check_train_precision
 from xlr.train.objective import contrastive_objective
 from xlr.train.pretrain import pretrain
 from xlr.train.trainable import unlock_text_tower
@@ -413,7 +413,15 @@ def test_fp16_trains_with_a_grad_scaler_and_checkpoints_its_scale(
     params = params_for(world, steps=2, precision="fp16", checkpoint_every=1)
     params = params.model_copy(update={"run": params.run.model_copy(update={"device": "cuda"})})
     base = load_model(world["model"])
-    arm = train_arm(base, world["shard_pool"], params, MONO, tmp_path, progress=False)
+    scales = []
+    finish = RunFolder.finish
+
+    def look_then_finish(folder: RunFolder, summary: dict) -> None:  # before the drop
+        scales.append(load_checkpoint(folder.path / CHECKPOINT)["scaler"]["scale"])
+        finish(folder, summary)
+
+    with mock.patch.object(RunFolder, "finish", look_then_finish):
+        arm = train_arm(base, world["shard_pool"], params, MONO, tmp_path, progress=False)
     assert all(math.isfinite(loss) for loss in log_losses(tmp_path))
-    assert load_checkpoint(tmp_path / CHECKPOINT)["scaler"]["scale"] > 0
+    assert len(scales) == 1 and scales[0] > 0
     assert arm.summary["device"].startswith("cuda")

@@ -22,7 +22,15 @@ import yaml
 from safetensors.torch import load_file
 
 from xlr import launch
-from xlr.arms import ADAPTERS_DIR, LOG_CSV, MODEL_DIR, Arm, adapter_arms, trained_arms
+from xlr.arms import (
+    ADAPTERS_DIR,
+    LOG_CSV,
+    MODEL_DIR,
+    SUMMARY_FILE,
+    Arm,
+    adapter_arms,
+    trained_arms,
+)
 from xlr.cli import main
 from xlr.config import Params, load_params
 from xlr.data.prepare import finetune_pool, prepare_data
@@ -130,10 +138,11 @@ def test_one_process_matches_the_notebook_and_two_ranks_match_it(root: Path) -> 
     ddp = load_params(write_params(root, "ddp"))
     out = xlr_train(root, ["params/ddp.yaml", "--arm", ARM, "--base"], ranks=2, audit=audit)
     run = root / "runs" / "ddp"
-    assert [p.relative_to(run) for p in run.rglob(CHECKPOINT)] == [
-        spec.directory(ddp).relative_to(run) / CHECKPOINT
+    assert [p.relative_to(run) for p in run.rglob(SUMMARY_FILE)] == [
+        spec.directory(ddp).relative_to(run) / SUMMARY_FILE
     ]
-    summary = json.loads((spec.directory(ddp) / "summary.json").read_text())
+    assert not list(run.rglob(CHECKPOINT))  # finished: dropped
+    summary = json.loads((spec.directory(ddp) / SUMMARY_FILE).read_text())
     assert summary["world_size"] == 2
     for key, value in weights(ddp).items():
         torch.testing.assert_close(value, got[key], atol=1e-4, rtol=1e-4)
@@ -238,8 +247,8 @@ def test_gpu_check_runs_every_step_on_the_cpu(tmp_path: Path) -> None:
     assert "'name': 'hybrid-a0.5-full', 'device': 'cpu', 'world_size': 2" in log
     assert "ranks/matmul" in log and "== done on CPU (dry run)" in log
     assert "tiny model at 32 px on cpu" in log and "(b) s/step, cached features" in log
-    checkpoints = list((tmp_path / "runs" / "gpucheck").rglob(CHECKPOINT))
-    assert len(checkpoints) == 1
+    assert len(list((tmp_path / "runs" / "gpucheck").rglob(SUMMARY_FILE))) == 1
+    assert not list((tmp_path / "runs" / "gpucheck").rglob(CHECKPOINT))
 
 
 def test_gpu_check_is_valid_bash() -> None:

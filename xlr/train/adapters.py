@@ -34,12 +34,18 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from xlr.arms import ADAPTERS_DIR, LOG_CSV, SUMMARY_FILE, Arm
+from xlr.arms import ADAPTERS_DIR, LOG_CSV, Arm
 from xlr.config import Params
 from xlr.data.imagetext import ImageTextSet
-from xlr.io import atomic_dir, atomic_write_json
+from xlr.io import atomic_dir
 from xlr.langs import canonical_code
-from xlr.models.adapters import adapter_bytes, adapter_tensors, saved_adapter_langs, saved_params
+from xlr.models.adapters import (
+    adapter_bytes,
+    adapter_tensors,
+    load_adapters,
+    saved_adapter_langs,
+    saved_params,
+)
 from xlr.models.factory import ModelBundle
 from xlr.runtime import DistContext, init_distributed
 from xlr.train.batching import Batch, BatchSampler
@@ -244,17 +250,23 @@ def train_adapters(
     ``train.steps`` hybrid steps (``train.tau``, ``arm.alpha``) on one clock. Loss, batch size,
     logit-scale policy, clipping and checkpointing come from ``train``, the LoRA shape and
     learning rate from ``adapters.lora``. Outputs in ``out_dir`` (default
-    :meth:`Arm.directory`): ``params.yaml``, ``log.csv``, ``tb/``, ``checkpoint.pt``, then
-    ``adapters/<lang>/`` (peft ``save_pretrained``) and ``summary.json`` last. With ``resume``
-    a run continues from its checkpoint to the weights of an uninterrupted run.
+    :meth:`Arm.directory`): ``params.yaml``, ``log.csv``, ``tb/``, ``checkpoint.pt`` (dropped
+    once finished), then ``adapters/<lang>/`` (peft ``save_pretrained``) and ``summary.json``
+    last. With ``resume`` a run continues from its checkpoint to the weights of an
+    uninterrupted run, and a finished run (a summary of this identity) trains nothing: its
+    adapters are loaded from ``adapters/``.
     """
     langs = [canonical_code(lang) for lang in (params.data.train_langs if langs is None else langs)]
     ctx = init_distributed(params.run.device)
     check_arm_inputs(pool, params, arm, langs, ctx.world_size)
     out = Path(out_dir) if out_dir is not None else arm.directory(params)
-    run = adapter_run(base, pool, params, arm, langs, ctx)
     sections = ("data", "model", "train", "adapters")
     folder = arm_folder(arm, pool, langs, params, out, resume, sections)
+    if (done := folder.finished()) is not None:
+        bundle = load_adapters(base, out, langs)
+        bundle.model.to(ctx.device)
+        return TrainedAdapters(arm, bundle, out, done)
+    run = adapter_run(base, pool, params, arm, langs, ctx)
     wall = fit(
         run.trainer, run.plan, run.steps, folder=folder, desc=arm.name, progress=progress,
         workers=params.train.loader_workers,
@@ -277,7 +289,7 @@ def train_adapters(
             transformer.save_pretrained(tmp, selected_adapters=langs)
         summary["per_language"] = _per_language(out, langs, transformer, params.train.batch_size)
         summary["bytes_on_disk"] = sum(v["bytes_on_disk"] for v in summary["per_language"].values())
-        atomic_write_json(summary, out / SUMMARY_FILE)
+        folder.finish(summary)
     if ctx.world_size > 1:
         dist.barrier()
     return TrainedAdapters(arm, dataclasses.replace(base, model=model), out, summary)

@@ -87,10 +87,16 @@ def resume_point(
     if not (resume and path.is_file()):
         return 0, 0.0
     state = load_checkpoint(path)
-    if state["identity"] != identity:
-        raise ValueError(
-            f"{path}: written for {state['identity']}, not {identity}; pass resume=False to "
-            "start this arm again, or point out_dir elsewhere"
-        )
+    check_identity(path, state["identity"], identity)
     restore_checkpoint(state, run, path)
     return int(state["step"]), float(state["elapsed_s"])
+
+
+def check_identity(path: Path, written: dict[str, Any], identity: dict[str, Any]) -> None:
+    """Refuse ``path`` (a checkpoint or a finished run's summary) when another run wrote it: a
+    resume that quietly started over would overwrite that run's outputs."""
+    if written != identity:
+        raise ValueError(
+            f"{path}: written for {written}, not {identity}; pass resume=False to start this "
+            "arm again, or point out_dir elsewhere"
+        )

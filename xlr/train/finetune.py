@@ -25,13 +25,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from xlr.arms import LORA_DIR, MODEL_DIR, SUMMARY_FILE, Arm
+from xlr.arms import LORA_DIR, MODEL_DIR, Arm
 from xlr.config import Params
 from xlr.data.digest import pool_digest
 from xlr.data.imagetext import ImageTextSet
-from xlr.io import atomic_dir, atomic_write_json
+from xlr.io import atomic_dir
 from xlr.models.bases import base_key
-from xlr.models.factory import ModelBundle, save_model_dir
+from xlr.models.factory import ModelBundle, load_model, save_model_dir
 from xlr.runtime import DistContext, init_distributed, seed_everything
 from xlr.train.batching import BatchSampler
 from xlr.train.image_cache import cached_image_features
@@ -200,17 +200,14 @@ def _merged(model: nn.Module) -> nn.Module:
     return merged
 
 
-def _write_outputs(
-    model: nn.Module, bundle: ModelBundle, out_dir: Path, summary: dict[str, Any], lora: bool
-) -> None:
-    """The model folder (LoRA merged), the LoRA alone, and the summary last: a summary means
-    the arm is complete."""
+def _write_outputs(model: nn.Module, bundle: ModelBundle, out_dir: Path, lora: bool) -> None:
+    """The model folder (LoRA merged) and the LoRA alone; the summary comes after them
+    (:meth:`RunFolder.finish`)."""
     final = _merged(model) if lora else model
     save_model_dir(dataclasses.replace(bundle, model=final), out_dir / MODEL_DIR)
     if lora:
         with atomic_dir(out_dir / LORA_DIR, overwrite=True) as tmp:
             model.text.save_pretrained(tmp)
-    atomic_write_json(summary, out_dir / SUMMARY_FILE)
 
 
 def train_arm(
@@ -233,15 +230,22 @@ def train_arm(
     ``train.cache_image_features`` reads the images' features from a per-base cache. Outputs go
     to ``out_dir`` (default :meth:`Arm.directory`):
     ``params.yaml``, ``log.csv``, ``tb/``, ``checkpoint.pt`` (every ``train.checkpoint_every``
-    steps and at the end), then ``model/``, ``lora/`` and ``summary.json``. With ``resume`` a
-    run continues from its checkpoint and ends, on CPU, with the weights of an uninterrupted
-    run. Under ``torchrun`` each rank trains its shard of the global batch; rank 0 writes.
+    steps and at the end, dropped once the arm is finished), then ``model/``, ``lora/`` and
+    ``summary.json``. With ``resume`` a run continues from its checkpoint and ends, on CPU, with
+    the weights of an uninterrupted run, and a finished run (a summary of this identity) trains
+    nothing: it comes back loaded from ``model/`` (a LoRA arm merged). Under ``torchrun`` each
+    rank trains its shard of the global batch; rank 0 writes.
     """
     train = params.train
     langs = list(params.data.train_langs if langs is None else langs)
     ctx = init_distributed(params.run.device)
     check_arm_inputs(pool, params, arm, langs, ctx.world_size)
     out = Path(out_dir) if out_dir is not None else arm.directory(params)
+    folder = arm_folder(arm, pool, langs, params, out, resume)
+    if (done := folder.finished()) is not None:
+        bundle = load_model(out / MODEL_DIR, str(ctx.device))
+        bundle.model.eval()
+        return TrainedArm(arm, bundle, out, done)
     seed_everything(arm.seed)  # LoRA initialisation
     model = copy.deepcopy(base.model).to(ctx.device)
     lora = arm.trained == "lora"
@@ -268,7 +272,7 @@ def train_arm(
     )
     run = fit(
         trainer, lambda step: (sampler.batch(step), step_seed(arm.seed, step, ctx.rank)),
-        train.steps, folder=arm_folder(arm, pool, langs, params, out, resume), desc=arm.name,
+        train.steps, folder=folder, desc=arm.name,
         progress=progress, workers=train.loader_workers,
     )  # fmt: skip
     trained = [p for p in model.parameters() if p.requires_grad]
@@ -277,7 +281,8 @@ def train_arm(
         arm, langs, params, ctx, train.steps, run.wall_s, trained, total, **pair_summary(sampler)
     )
     if ctx.is_main:
-        _write_outputs(model, base, out, summary, lora=lora)
+        _write_outputs(model, base, out, lora=lora)
+        folder.finish(summary)
     if ctx.world_size > 1:
         dist.barrier()
     model.eval()

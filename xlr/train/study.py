@@ -21,6 +21,7 @@ from xlr.models.bases import is_base_cached, load_base
 from xlr.train.adapters import adapter_costs, train_adapters
 from xlr.train.batching import PAIR_STRATEGIES, STRATEGIES, Batch
 from xlr.train.finetune import arm_sampler, train_arm
+from xlr.train.loop import IDENTITY_KEY
 from xlr.train.pairs import PairGraph, pair_graph
 from xlr.train.pretrain import ensure_base_model, ensure_tokenizer
 from xlr.workers import run_jobs
@@ -127,6 +128,7 @@ def arm_summaries(params: Params, arms: list[Arm] | None = None) -> pd.DataFrame
         path = arm.directory(params) / SUMMARY_FILE
         if path.is_file():
             summary = json.loads(path.read_text(encoding="utf-8"))
+            summary.pop(IDENTITY_KEY, None)  # which run it was: for resume, not for tables
             rows += [
                 {**summary, "name": e.name, "fallback": e.fallback} for e in arm.evaluated(params)
             ]
