@@ -2,10 +2,13 @@
 
 (a) Images per second into the image tower: xlr's pipeline (:func:`xlr.train.inputs.step_inputs`,
 ``--workers`` DataLoader processes over whole steps, images read from webdataset shards by
-offset) against the bare per-image loop the training step used to run (read, decode, open_clip's
+offset, shipped as uint8 and normalised on the device: :func:`xlr.data.imagetext.model_pixels`)
+against the bare per-image loop the training step used to run (read, decode, open_clip's
 224 px train transform, one image after the other in the main process), on the same shards:
 img2dataset-like 256 px JPEGs. The pipeline's time includes drawing each step's rows and
-starting its workers.
+starting its workers. Beside it, the ceiling: the per-image loop's steps split over
+``--workers`` plain forked processes (no queue, no shared memory, no copy), what that many
+cores give this machine's decoding with no pipeline overhead at all.
 
 (b) Seconds per training step of an arm with cached image features (``train.cache_image_features``:
 :class:`xlr.train.loop.Trainer` on the arm's objective, text tower trained) against the bare
@@ -29,6 +32,7 @@ from __future__ import annotations
 import argparse
 import copy
 import io
+import multiprocessing
 import tempfile
 import time
 from functools import partial
@@ -44,7 +48,7 @@ from timing import best_times
 
 from xlr.arms import Arm
 from xlr.config import Params, parse_params
-from xlr.data.imagetext import model_input
+from xlr.data.imagetext import finish_input, model_input, model_pixels
 from xlr.data.prepare import ensure_corpus
 from xlr.data.shards import Sample, ShardImages, shard_images, write_shards
 from xlr.data.synthetic import load_pool
@@ -52,7 +56,7 @@ from xlr.models.factory import ModelBundle, load_model, write_tiny_model_dir
 from xlr.runtime import DistContext
 from xlr.train.finetune import arm_sampler
 from xlr.train.image_cache import cached_image_features, encode_pool_images
-from xlr.train.inputs import step_inputs
+from xlr.train.inputs import step_inputs, to_device
 from xlr.train.loop import Trainer
 from xlr.train.objective import contrastive_objective
 from xlr.train.optim import make_optimizer, warmup_cosine
@@ -92,32 +96,54 @@ def bench_shards(root: Path, n_images: int) -> ShardImages:
 
 def image_rates(
     store: ShardImages, batch: int, workers: int, model: torch.nn.Module, ctx: DistContext
-) -> tuple[float, float]:
-    """(bare, pipeline) images/s onto ``ctx``'s device over the same steps of the same shards:
-    the bare loop copies each batch after decoding it, the pipeline pins it in its workers and
-    copies without blocking (on CUDA)."""
+) -> tuple[float, float, float]:
+    """(bare, pipeline, ceiling) images/s of the image tower's input on ``ctx``'s device, over
+    the same steps of the same shards. The bare loop runs the whole transform image by image
+    and copies each float batch; the pipeline's workers ship uint8 pixels (pinned on CUDA),
+    copied without blocking and normalised on the device (``model`` has the tower's size and
+    statistics). The ceiling is the bare loop's decoding split over ``workers`` forked
+    processes that share nothing and copy nothing: what that many workers could reach on this
+    machine with no pipeline at all."""
     transform = image_transform(224, is_train=True)
     steps = len(store) // batch
 
     def plan(step: int) -> tuple[PairBatch, int]:
         return PairBatch(step, batch_indices(len(store), batch, 0, step)), step
 
-    def load(shard: PairBatch) -> torch.Tensor:
-        return model_input(store, shard.rows, model, transform)
+    def per_image(shard: PairBatch) -> torch.Tensor:
+        return torch.stack([transform(store[int(row)]) for row in shard.rows])
+
+    def pixels(shard: PairBatch) -> torch.Tensor:
+        return model_pixels(store, shard.rows, model, transform)
 
     def bare() -> None:
         for step in range(steps):
-            load(plan(step)[0]).to(ctx.device)
+            per_image(plan(step)[0]).to(ctx.device)
         _done(ctx)
 
     def pipeline() -> None:
-        for _ in step_inputs(plan, load, 0, steps, ctx, workers):
-            pass
+        for item in step_inputs(plan, pixels, 0, steps, ctx, workers):
+            finish_input(to_device(item.loaded, ctx.device), model)
         _done(ctx)
 
+    def part(worker: int) -> None:
+        torch.set_num_threads(1)  # as a DataLoader worker
+        for step in range(worker, steps, workers):
+            per_image(plan(step)[0])
+
+    def ceiling() -> None:
+        forked = multiprocessing.get_context("fork")
+        processes = [forked.Process(target=part, args=(w,)) for w in range(workers)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join()
+        if any(process.exitcode != 0 for process in processes):
+            raise RuntimeError("a ceiling process failed")
+
     images = steps * batch
-    bare_s, pipeline_s = best_times([bare, pipeline], 3)
-    return images / bare_s, images / pipeline_s
+    bare_s, pipeline_s, ceiling_s = best_times([bare, pipeline, ceiling], 3)
+    return images / bare_s, images / pipeline_s, images / ceiling_s
 
 
 def cache_rates(
@@ -245,7 +271,9 @@ def main() -> None:
         bare_step, cached_step = step_times(root, params, args.image_size, args.steps, ctx)
         store = bench_shards(root, args.images)
         model = load_model(root / "m").model
-        bare_rate, pipeline_rate = image_rates(store, args.batch, args.workers, model, ctx)
+        bare_rate, pipeline_rate, ceiling_rate = image_rates(
+            store, args.batch, args.workers, model, ctx
+        )
         plain_cache, workers_cache = cache_rates(
             store, load_model(root / "m"), params, args.workers, ctx
         )
@@ -258,6 +286,10 @@ def main() -> None:
     print(
         f"{f'(a) images/s, {args.workers} workers vs per-image loop':<44}"
         f"{bare_rate:>10.1f}{pipeline_rate:>10.1f}{pipeline_rate / bare_rate:>11.2f}"
+    )
+    print(
+        f"{f'    ceiling: per-image loop in {args.workers} processes':<44}"
+        f"{bare_rate:>10.1f}{ceiling_rate:>10.1f}{ceiling_rate / bare_rate:>11.2f}"
     )
     print(
         f"{'(b) s/step, cached features vs open_clip':<44}"

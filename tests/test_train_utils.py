@@ -5,11 +5,18 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+from open_clip.transform import image_transform
+from PIL import Image
 
-from xlr.data.imagetext import ArrayImages, model_input
+from xlr.data.imagetext import ArrayImages, finish_input, model_input, model_pixels
 from xlr.runtime import chunks, normalise_pixels
 from xlr.train.optim import clocked_warmup_cosine, make_optimizer, warmup_cosine
 from xlr.train.pretrain import batch_indices
+
+
+class ListImages(list):
+    """A list of PIL images as an image store."""
 
 
 def test_warmup_then_cosine_to_zero() -> None:
@@ -108,6 +115,36 @@ def test_model_input_skips_pil_only_at_the_towers_size() -> None:
 
     assert model_input(ArrayImages(pixels), ids, model, transform).shape == (2, 3, 16, 16)
     assert [image.tolist() for image in seen] == [pixels[3].tolist(), pixels[1].tolist()]
+
+
+@pytest.mark.parametrize("is_train", [True, False])
+def test_uint8_pixels_normalised_later_equal_open_clips_whole_transform(is_train: bool) -> None:
+    """A loader ships uint8 pixels and the device normalises them: bit for bit the floats of
+    open_clip's transform image by image (random crops drawn in the same order), greyscale and
+    palette images included. A transform of another shape, or a Normalize with other
+    statistics than the tower's, runs whole and ships floats."""
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (40, 52, 3), dtype=np.uint8) for _ in range(3)]
+    pil = [Image.fromarray(a) for a in images]
+    pil += [Image.fromarray(images[0][..., 0]), Image.fromarray(images[1]).convert("P")]
+    tower = SimpleNamespace(
+        image_size=32, image_mean=OPENAI_DATASET_MEAN, image_std=OPENAI_DATASET_STD
+    )
+    model = SimpleNamespace(visual=tower)
+    transform = image_transform(32, is_train=is_train, mean=tower.image_mean, std=tower.image_std)
+    store = ListImages(pil)
+    torch.manual_seed(3)
+    expected = torch.stack([transform(image) for image in pil])
+    torch.manual_seed(3)
+    pixels = model_pixels(store, np.arange(len(pil)), model, transform)
+    assert pixels.dtype == torch.uint8 and pixels.shape == (len(pil), 32, 32, 3)
+    assert torch.equal(finish_input(pixels, model), expected)
+    torch.manual_seed(3)
+    assert torch.equal(model_input(store, np.arange(len(pil)), model, transform), expected)
+    other = image_transform(32, is_train=is_train, mean=(0.5,) * 3, std=(0.5,) * 3)
+    for whole in (other, lambda image: transform(image)):
+        floats = model_pixels(store, np.arange(2), model, whole)
+        assert floats.dtype == torch.float32 and finish_input(floats, model) is floats
 
 
 def test_chunks_cover_range() -> None:

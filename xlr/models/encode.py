@@ -1,6 +1,6 @@
 """Image embeddings by a CLIP's image tower, for evaluation (:mod:`xlr.eval.encoders`) and for
 the training runs' cache of image features (:mod:`xlr.train.image_cache`): one forward routine
-over the same batches of :func:`xlr.data.imagetext.model_input`, so a cached feature is the
+over the same batches of :func:`xlr.data.imagetext.model_pixels`, so a cached feature is the
 feature evaluation would compute."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from xlr.data.imagetext import ImageStore, model_input
+from xlr.data.imagetext import ImageStore, finish_input, model_pixels
 from xlr.runtime import autocast, chunks
 
 
@@ -32,7 +32,7 @@ def encode_images(
     on this machine's CPU, more than the tiny model's forward pass).
     """
     rows = tqdm(list(chunks(len(images), batch_size)), desc="images", disable=not progress)
-    batches = (model_input(images, ids, model, preprocess) for ids in rows)
+    batches = (model_pixels(images, ids, model, preprocess) for ids in rows)
     return encode_image_batches(model, batches, device, precision)
 
 
@@ -43,8 +43,8 @@ def encode_image_batches(
     device: torch.device,
     precision: str = "auto",
 ) -> np.ndarray:
-    """L2-normalised float32 embeddings ``[N, D]`` of the image-tower inputs ``batches`` (each a
-    :func:`xlr.data.imagetext.model_input`), in their order.
+    """L2-normalised float32 embeddings ``[N, D]`` of the image batches ``batches`` (each a
+    :func:`xlr.data.imagetext.model_pixels`, normalised on the device), in their order.
 
     Why apart from :func:`encode_images`: the batches may come decoded ahead by DataLoader
     workers (:mod:`xlr.train.image_cache`); from pinned memory the copy to the device does not
@@ -53,8 +53,9 @@ def encode_image_batches(
     model.eval()
     out = []
     for batch in batches:
+        pixels = finish_input(batch.to(device, non_blocking=True), model)
         with autocast(device, precision):
-            features = model.encode_image(batch.to(device, non_blocking=True), normalize=True)
+            features = model.encode_image(pixels, normalize=True)
         out.append(features.float().cpu())
     if not out:
         raise ValueError("no images to encode")

@@ -35,7 +35,7 @@ from torch.utils.data import Dataset
 
 from xlr.config import Params, config_hash
 from xlr.data.digest import images_digest
-from xlr.data.imagetext import ImageStore, ImageTextSet, Preprocess, model_input
+from xlr.data.imagetext import ImageStore, ImageTextSet, Preprocess, model_pixels
 from xlr.io import atomic_file
 from xlr.models.encode import encode_image_batches
 from xlr.models.factory import ModelBundle
@@ -58,8 +58,8 @@ def check_locked_image_tower(model: nn.Module) -> None:
 
 
 class ImageBatches(Dataset[torch.Tensor]):
-    """Item ``i``: the image-tower input of the ``i``-th batch of ``batch_size`` images of
-    ``images`` (:func:`xlr.data.imagetext.model_input`), the batches of
+    """Item ``i``: the pixels of the ``i``-th batch of ``batch_size`` images of ``images``
+    (:func:`xlr.data.imagetext.model_pixels`, uint8 where the transform allows), the batches of
     :func:`xlr.models.encode.encode_images`. Only the model's image size, mean and std are read
     (in a forked worker too: it touches no CUDA)."""
 
@@ -73,7 +73,7 @@ class ImageBatches(Dataset[torch.Tensor]):
         return len(self.rows)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        return model_input(self.images, self.rows[index], self.model, self.preprocess)
+        return model_pixels(self.images, self.rows[index], self.model, self.preprocess)
 
 
 def encode_pool_images(

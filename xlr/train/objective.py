@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from xlr.config import Params
-from xlr.data.imagetext import ImageStore, ImageTextSet, model_input
+from xlr.data.imagetext import ImageStore, ImageTextSet, finish_input, model_pixels
 from xlr.models.factory import ModelBundle
 from xlr.train.batching import Batch
 from xlr.train.losses import ContrastiveLoss
@@ -56,7 +56,8 @@ class ContrastiveObjective:
 
     ``tokens`` are the token ids of the captions table the batches index; ``images``,
     ``preprocess`` and ``base_model`` (only its image tower's size and normalisation are read)
-    give the image tower its input (:func:`xlr.data.imagetext.model_input`).
+    give the image tower its input (:func:`xlr.data.imagetext.model_pixels`, then
+    :func:`~xlr.data.imagetext.finish_input` on the device).
     ``image_features``, when given, are the normalised features of every image of ``images``
     (:mod:`xlr.train.image_cache`): the image tower is then not run at all.
     """
@@ -70,10 +71,12 @@ class ContrastiveObjective:
     image_features: torch.Tensor | None = None
 
     def load(self, batch: Batch) -> torch.Tensor:
-        """The image side of ``batch`` on the CPU: its cached features, or the tower's input."""
+        """The image side of ``batch`` on the CPU: its cached features, or its pixels (uint8
+        where the transform allows: :func:`xlr.data.imagetext.model_pixels`), normalised on
+        the device in :meth:`__call__`."""
         if self.image_features is not None:
             return self.image_features[torch.from_numpy(batch.image_ids)]
-        return model_input(self.images, batch.image_ids, self.base_model, self.preprocess)
+        return model_pixels(self.images, batch.image_ids, self.base_model, self.preprocess)
 
     def __call__(
         self, model: nn.Module, batch: Batch, device: torch.device, loaded: torch.Tensor
@@ -83,7 +86,8 @@ class ContrastiveObjective:
             image_features = loaded
         else:
             with torch.no_grad():  # the image tower is locked in every arm
-                image_features = model.encode_image(loaded, normalize=True)
+                pixels = finish_input(loaded, self.base_model)
+                image_features = model.encode_image(pixels, normalize=True)
         query, target = self.text_features(model, self.tokens, batch, device)
         return self.loss_fn(image_features, query, target, mask, model.logit_scale.exp())
 

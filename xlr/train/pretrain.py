@@ -29,7 +29,7 @@ from open_clip.loss import ClipLoss
 from torch import nn
 
 from xlr.config import Params
-from xlr.data.imagetext import ImageStore, ImageTextSet, model_input
+from xlr.data.imagetext import ImageStore, ImageTextSet, finish_input, model_pixels
 from xlr.data.prepare import ensure_corpus
 from xlr.data.synthetic import lexicon_words, load_pool
 from xlr.io import atomic_write_text
@@ -108,13 +108,14 @@ class ClipObjective:
     model: nn.Module
 
     def load(self, batch: PairBatch) -> torch.Tensor:
-        """The image tower's input for the batch's pairs, on the CPU."""
-        return model_input(self.images, self.image_ids[batch.rows], self.model, self.preprocess)
+        """The pixels of the batch's pairs on the CPU (:func:`xlr.data.imagetext.model_pixels`),
+        normalised on the device in :meth:`__call__`."""
+        return model_pixels(self.images, self.image_ids[batch.rows], self.model, self.preprocess)
 
     def __call__(
         self, model: nn.Module, batch: PairBatch, device: torch.device, loaded: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        image_features = model.encode_image(loaded, normalize=True)
+        image_features = model.encode_image(finish_input(loaded, self.model), normalize=True)
         text_features = model.encode_text(
             self.tokens[torch.from_numpy(batch.rows)].to(device), normalize=True
         )
