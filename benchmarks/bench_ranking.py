@@ -4,8 +4,9 @@ Run: ``.venv/bin/python benchmarks/bench_ranking.py [--queries 256] [--threads 2
 The gallery is the full multilingual pool (259,200 captions, 512-d float32 random unit vectors);
 each query has ``--relevant`` relevant items (35: its translations in the other languages of a
 36-language pool). Only the first ``--queries`` of the pool's queries are ranked (1024 by
-default, 0.4% of them: four chunks, so that counting one chunk overlaps the next chunk's matmul
-as in a whole-pool run, and a CPU run takes about a minute); seconds per query scale linearly.
+default, 0.4% of them: five chunks of 214 at the default 1 GiB budget, so that counting one
+chunk overlaps the next chunk's matmul as in a whole-pool run, and a CPU run takes about a
+minute); seconds per query scale linearly.
 The ratio compares :func:`relevant_ranks` with the matmul alone over the same query chunks,
 in one run, both on ``--device``. Peak resident (host) memory of each is measured in a fresh
 process (``resource.getrusage``), data generation included.
