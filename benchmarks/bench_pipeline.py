@@ -15,7 +15,8 @@ cores give this machine's decoding with no pipeline overhead at all.
 open_clip step a user would write for the same objective on the same batch, pixels already
 decoded: locked image tower forward, query and target text forward, CLIP loss image-text plus
 text-text, backward, AdamW. The tiny model's image tower runs at ``--image-size`` (patch 8): the
-saving is the image tower's share of the step, which grows with the image size.
+saving is the image tower's share of the step, which grows with the image size. ``--model-dir``
+times another model folder instead, such as the study's architecture with random weights.
 
 (c) Images per second through the image-feature cache's encoding
 (:func:`xlr.train.image_cache.encode_pool_images`: rank 0's work on a cache miss), the shards'
@@ -191,14 +192,20 @@ def bench_params(root: Path, batch: int, image_size: int, ctx: DistContext) -> P
     )  # fmt: skip
 
 
-def step_times(
-    root: Path, params: Params, image_size: int, steps: int, ctx: DistContext
-) -> tuple[float, float]:
-    """(bare open_clip, xlr with cached features) seconds per step on one cross batch, on
-    ``ctx``'s device."""
+def model_folder(root: Path, params: Params, image_size: int, given: str | None) -> Path:
+    """``given`` (a model folder: :func:`xlr.models.factory.write_random_model_dir` builds the
+    study's architecture offline), else the tiny model at ``image_size``, written under
+    ``root``."""
+    if given is not None:
+        return Path(given)
+    tokenizer = ensure_tokenizer(params, ensure_corpus(params, progress=False))
+    return write_tiny_model_dir(params.model.tiny, tokenizer, image_size, root / "m", seed=0)
+
+
+def step_times(params: Params, folder: Path, steps: int, ctx: DistContext) -> tuple[float, float]:
+    """(bare open_clip, xlr with cached features) seconds per step of the model in ``folder``
+    on one cross batch of the generated pool, on ``ctx``'s device."""
     corpus = ensure_corpus(params, progress=False)
-    tokenizer = ensure_tokenizer(params, corpus)
-    folder = write_tiny_model_dir(params.model.tiny, tokenizer, image_size, root / "m", seed=0)
     base = load_model(folder)
     pool = load_pool(corpus, "finetune")
     arm = Arm("cross", trained="full").at(0, 0)
@@ -260,6 +267,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed steps of each kind in (b)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads here; 0: default")
     parser.add_argument("--device", default="cpu", help="where batches go and steps run: cpu, cuda")
+    parser.add_argument(
+        "--model-dir", default=None, help="a model folder instead of the tiny model (all parts)"
+    )
     args = parser.parse_args()
     ctx = DistContext(0, 1, torch.device(args.device))
     if args.threads:  # the workers keep one thread each whatever this is
@@ -268,18 +278,20 @@ def main() -> None:
         root = Path(tmp)
         start = time.perf_counter()
         params = bench_params(root, args.batch, args.image_size, ctx)
-        bare_step, cached_step = step_times(root, params, args.image_size, args.steps, ctx)
+        folder = model_folder(root, params, args.image_size, args.model_dir)
+        bare_step, cached_step = step_times(params, folder, args.steps, ctx)
         store = bench_shards(root, args.images)
-        model = load_model(root / "m").model
+        model = load_model(folder).model
         bare_rate, pipeline_rate, ceiling_rate = image_rates(
             store, args.batch, args.workers, model, ctx
         )
         plain_cache, workers_cache = cache_rates(
-            store, load_model(root / "m"), params, args.workers, ctx
+            store, load_model(folder), params, args.workers, ctx
         )
+    shown = args.model_dir or f"tiny model at {args.image_size} px"
     print(
         f"torch threads: {torch.get_num_threads()}, batch {args.batch}, {args.images} images "
-        f"(256 px JPEG -> 224 px), tiny model at {args.image_size} px on {args.device} "
+        f"(256 px JPEG -> 224 px), {shown} on {args.device} "
         f"({time.perf_counter() - start:.0f} s)"
     )
     print(f"{'measure':<44}{'plain':>10}{'xlr':>10}{'xlr/plain':>11}")
