@@ -320,7 +320,7 @@ def test_an_arm_finished_by_an_older_xlr_resumes_from_its_final_checkpoint(
     spec = Arm("hybrid", 0.5, "lora").at(base_seed=0, seed=0)
     base = load_model(world["model"])
 
-    def old_finish(folder: RunFolder, summary: dict) -> None:
+    def old_finish(folder: RunFolder, summary: dict, ctx: object) -> None:
         (folder.path / SUMMARY_FILE).write_text(json.dumps(summary))
 
     with mock.patch.object(RunFolder, "finish", old_finish):

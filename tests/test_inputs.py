@@ -416,9 +416,9 @@ def test_fp16_trains_with_a_grad_scaler_and_checkpoints_its_scale(
     scales = []
     finish = RunFolder.finish
 
-    def look_then_finish(folder: RunFolder, summary: dict) -> None:  # before the drop
+    def look_then_finish(folder: RunFolder, summary: dict, ctx: object) -> None:  # before the drop
         scales.append(load_checkpoint(folder.path / CHECKPOINT)["scaler"]["scale"])
-        finish(folder, summary)
+        finish(folder, summary, ctx)
 
     with mock.patch.object(RunFolder, "finish", look_then_finish):
         arm = train_arm(base, world["shard_pool"], params, MONO, tmp_path, progress=False)

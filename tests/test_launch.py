@@ -150,6 +150,12 @@ def test_one_process_matches_the_notebook_and_two_ranks_match_it(root: Path) -> 
     assert rank1 == ""  # the hook ran (the file exists) and saw no write
     for written in (CHECKPOINT, "data.json", "tokens", MODEL_DIR, LOG_CSV):
         assert written in rank0, rank0
+    # both ranks find the arm finished (none hangs in a barrier the other skipped) and train
+    # nothing: not a file of the arm is written again
+    folder = spec.directory(ddp)
+    written = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+    xlr_train(root, ["params/ddp.yaml", "--arm", ARM], ranks=2)
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()} == written
 
 
 def test_unknown_arm_is_refused_listing_the_configured_arms(

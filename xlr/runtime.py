@@ -60,7 +60,8 @@ def autocast(device: torch.device, precision: str = "auto") -> contextlib.Abstra
 def normalise_pixels(pixels: torch.Tensor, mean: tuple, std: tuple) -> torch.Tensor:
     """uint8 ``[B, H, W, 3]`` images to the float ``[B, 3, H, W]`` input a CLIP tower expects,
     on their device: torchvision's ``ToTensor`` then ``Normalize``, operation for operation."""
-    x = pixels.permute(0, 3, 1, 2).float().div_(255.0)
+    x = pixels.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)
+    x = x.div_(255.0)  # contiguous NCHW, as ToTensor's output: a conv picks the same kernels
     mean_t = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     std_t = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     return (x - mean_t) / std_t

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from xlr.analysis.claims import per_query_measure
-from xlr.arms import Arm, headline_arms
+from xlr.arms import MODEL_DIR, Arm, headline_arms
 from xlr.config import Params, config_hash
 from xlr.data.imagetext import ImageTextSet
 from xlr.data.prepare import run_dir, val_sets
@@ -91,7 +91,10 @@ def _encoder(params: Params, arm: Arm, out: Path, pool: ImageTextSet) -> Encoder
         trained = train_adapters(base, pool, params, arm, out, progress=False)
         fallback = headline_arms(params).adapters
         return AdapterEncoder(trained.bundle, fallback.fallback or "base", device=device)
-    return ModelEncoder(train_arm(base, pool, params, arm, out, progress=False).bundle, device)
+    train_arm(base, pool, params, arm, out, progress=False)
+    # the saved model (a LoRA merged), as evaluation loads it: a trial scores the same whether
+    # it trained now or in an interrupted sweep
+    return ModelEncoder.from_folder(out / MODEL_DIR, device)
 
 
 def score(params: Params, encoder: Encoder, arm: Arm, sets: dict[str, ImageTextSet]) -> float:

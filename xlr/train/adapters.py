@@ -31,7 +31,6 @@ from typing import Any, Literal
 
 import pandas as pd
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from xlr.arms import ADAPTERS_DIR, LOG_CSV, Arm
@@ -262,7 +261,7 @@ def train_adapters(
     out = Path(out_dir) if out_dir is not None else arm.directory(params)
     sections = ("data", "model", "train", "adapters")
     folder = arm_folder(arm, pool, langs, params, out, resume, sections)
-    if (done := folder.finished()) is not None:
+    if (done := folder.finished(ctx)) is not None:
         bundle = load_adapters(base, out, langs)
         bundle.model.to(ctx.device)
         return TrainedAdapters(arm, bundle, out, done)
@@ -289,9 +288,7 @@ def train_adapters(
             transformer.save_pretrained(tmp, selected_adapters=langs)
         summary["per_language"] = _per_language(out, langs, transformer, params.train.batch_size)
         summary["bytes_on_disk"] = sum(v["bytes_on_disk"] for v in summary["per_language"].values())
-        folder.finish(summary)
-    if ctx.world_size > 1:
-        dist.barrier()
+    folder.finish(summary, ctx)
     return TrainedAdapters(arm, dataclasses.replace(base, model=model), out, summary)
 
 

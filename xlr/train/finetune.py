@@ -22,7 +22,6 @@ from typing import Any
 
 import pandas as pd
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from xlr.arms import LORA_DIR, MODEL_DIR, Arm
@@ -242,7 +241,7 @@ def train_arm(
     check_arm_inputs(pool, params, arm, langs, ctx.world_size)
     out = Path(out_dir) if out_dir is not None else arm.directory(params)
     folder = arm_folder(arm, pool, langs, params, out, resume)
-    if (done := folder.finished()) is not None:
+    if (done := folder.finished(ctx)) is not None:
         bundle = load_model(out / MODEL_DIR, str(ctx.device))
         bundle.model.eval()
         return TrainedArm(arm, bundle, out, done)
@@ -282,8 +281,6 @@ def train_arm(
     )
     if ctx.is_main:
         _write_outputs(model, base, out, lora=lora)
-        folder.finish(summary)
-    if ctx.world_size > 1:
-        dist.barrier()
+    folder.finish(summary, ctx)
     model.eval()
     return TrainedArm(arm, dataclasses.replace(base, model=model), out, summary)

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import yaml
 from torch import nn
 from tqdm.auto import tqdm
@@ -148,30 +149,39 @@ class RunFolder:
     checkpoint_every: int
     resume: bool = True
 
-    def finished(self) -> dict[str, Any] | None:
+    def finished(self, ctx: DistContext) -> dict[str, Any] | None:
         """The summary of this run (as the driver made it, without the identity) when it has
-        finished (with ``resume``), else None.
+        finished (with ``resume``), else None; every rank of ``ctx`` has looked before any
+        returns, so no rank can see a summary that rank 0 writes later in this same call.
 
         A summary of another run (other params, base or data in the same folder) is refused
         like its checkpoint would be; one with no identity, from an xlr that kept the final
         checkpoint, is left to that checkpoint's resume.
         """
         path = self.path / SUMMARY_FILE
-        if not (self.resume and path.is_file()):
-            return None
-        summary = json.loads(path.read_text(encoding="utf-8"))
-        if IDENTITY_KEY not in summary:
-            return None
-        check_identity(path, summary.pop(IDENTITY_KEY), self.identity)
+        summary = None
+        if self.resume and path.is_file():
+            summary = json.loads(path.read_text(encoding="utf-8"))
+            if IDENTITY_KEY not in summary:
+                summary = None
+            else:
+                check_identity(path, summary.pop(IDENTITY_KEY), self.identity)
+        if ctx.world_size > 1:
+            dist.barrier()
         return summary
 
-    def finish(self, summary: dict[str, Any]) -> None:
-        """Write ``summary.json`` with this run's identity (after the driver's outputs: it says
-        the run is complete), then drop the checkpoint. Its optimizer state only served a
-        resume, and for a full xlm-roberta-base text tower it is 3.3 GB: three times the
-        trained weights, which the outputs already hold."""
-        atomic_write_json({**summary, IDENTITY_KEY: self.identity}, self.path / SUMMARY_FILE)
-        (self.path / CHECKPOINT).unlink(missing_ok=True)
+    def finish(self, summary: dict[str, Any], ctx: DistContext) -> None:
+        """On rank 0, write ``summary.json`` with this run's identity (after the driver's
+        outputs: it says the run is complete); then, once every rank is past its resume,
+        drop the checkpoint. Its optimizer state only served a resume, and for a full
+        xlm-roberta-base text tower it is 3.3 GB: three times the trained weights, which the
+        outputs already hold. Every rank calls this."""
+        if ctx.is_main:
+            atomic_write_json({**summary, IDENTITY_KEY: self.identity}, self.path / SUMMARY_FILE)
+        if ctx.world_size > 1:
+            dist.barrier()
+        if ctx.is_main:
+            (self.path / CHECKPOINT).unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
