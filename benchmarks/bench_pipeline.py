@@ -84,14 +84,15 @@ def _done(ctx: DistContext) -> None:
         torch.cuda.synchronize(ctx.device)
 
 
-def bench_shards(root: Path, n_images: int) -> ShardImages:
-    """``n_images`` photo-like 256 px JPEGs in webdataset shards under ``root``, read by offset."""
+def bench_shards(root: Path, n_images: int, shard_size: int = 256) -> ShardImages:
+    """``n_images`` photo-like 256 px JPEGs captioned ``caption {i}`` in webdataset shards of
+    ``shard_size`` under ``root / "shards"``, read by offset."""
     rng = np.random.default_rng(0)
     samples = (
         Sample(f"http://x/{i}.jpg", f"caption {i}", photo_like_jpeg(rng), 256, 256, {})
         for i in range(n_images)
     )
-    write_shards(samples, root / "shards", 256, pa.schema([]))
+    write_shards(samples, root / "shards", shard_size, pa.schema([]))
     return shard_images(root / "shards")[1]
 
 

@@ -4,12 +4,15 @@
 #   (b) the real-architecture rehearsal (tests/test_rehearsal.py) on CUDA in bf16, if present
 #   (c) faiss search on the GPU against the CPU, if faiss sees a GPU
 #   (d) an all-reduce over NCCL, then `xlr train` of one smoke arm under torchrun on CUDA
-#   (e) the ranking and input-pipeline benchmarks on CUDA
+#   (e) the ranking and input-pipeline benchmarks on CUDA, and training samples/s against
+#       open_clip's own trainer at the study's architecture in bf16
 # Usage: bash benchmarks/gpu_check.sh [--cpu]
 #   --cpu (or XLR_GPU_CHECK_DRY=1): a dry run on the CPU, every step at tiny sizes, the GPU-only
 #   parts skipped with a message (tests/test_launch.py runs it so its commands are known to work).
 # Settings: XLR_GPU_CHECK_PARAMS (params/smoke.yaml), XLR_GPU_CHECK_ARM (hybrid-a0.5-full),
-#   XLR_BENCH_PIPELINE_ARGS (extra bench_pipeline.py arguments). The log goes to
+#   XLR_BENCH_PIPELINE_ARGS and XLR_BENCH_TRAIN_ARGS (bench_pipeline.py's and bench_train.py's
+#   arguments after --device; bench_train's default on a GPU: the study's model, bf16, batch
+#   256). The log goes to
 #   $OUT/gpu_check.log (runs/gpu_check/ without OUT); runs and caches to a scratch XLR_ROOT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,12 +32,13 @@ step() { echo; echo "== $* [$(date -u +%T), ${SECONDS}s]"; }
 if [[ "$DRY" == 1 ]]; then
     export CUDA_VISIBLE_DEVICES=""  # params with device 'auto' train on the CPU too
     DEVICE=cpu CARD="CPU (dry run)" NPROC=2 BACKEND=gloo
-    RANKING=(--gallery 3000 --queries 16 --repeats 1 --threads 1)
+    RANKING=(--gallery 3000 --queries 16 --repeats 1 --threads 1) TRAINING=()
 else
     nvidia-smi --query-gpu=name,memory.total --format=csv
     DEVICE=cuda CARD=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)
     NPROC=$(nvidia-smi -L | wc -l) BACKEND=nccl
     RANKING=(--queries 4096 --threads 8)
+    TRAINING=(--study-model --precision bf16 --batch 256 --steps 32 --skip 4 --workers 8)
 fi
 echo "card: $CARD | params: $PARAMS | arm: $ARM | scratch XLR_ROOT: $XLR_ROOT"
 
@@ -111,6 +115,12 @@ if [[ "$DRY" == 1 && -z "${XLR_BENCH_PIPELINE_ARGS:-}" ]]; then
 else
     # shellcheck disable=SC2086  # the extra arguments are words
     "$PY" benchmarks/bench_pipeline.py --device "$DEVICE" ${XLR_BENCH_PIPELINE_ARGS:-}
+fi
+if [[ -n "${XLR_BENCH_TRAIN_ARGS:-}" ]]; then read -ra TRAINING <<< "$XLR_BENCH_TRAIN_ARGS"; fi
+if [[ ${#TRAINING[@]} == 0 ]]; then
+    echo "skipped in a dry run: set XLR_BENCH_TRAIN_ARGS to tiny sizes to run it"
+else
+    "$PY" benchmarks/bench_train.py --device "$DEVICE" "${TRAINING[@]}"
 fi
 
 step "done on $CARD in ${SECONDS}s; log: $LOG_DIR/gpu_check.log"

@@ -30,6 +30,7 @@ from xlr.data.imagetext import ArrayImages, ImageTextSet
 from xlr.models.adapters import lora_targets
 from xlr.models.bases import base_key
 from xlr.models.factory import WEIGHTS, load_model, write_tiny_model_dir
+from xlr.train import loop
 from xlr.train.checkpoint import CHECKPOINT, load_checkpoint
 from xlr.train.finetune import arm_folder, train_arm
 from xlr.train.loop import PARAMS_FILE, RunFolder, Trainer
@@ -308,6 +309,23 @@ def test_log_has_one_row_per_step_with_the_strategys_batch_kinds(
     assert not (tmp_path / CHECKPOINT).exists()  # dropped once the arm finished
     assert list((tmp_path / TENSORBOARD_DIR).glob("events.out.tfevents.*"))
     assert arm_out.summary["steps_per_s"] > 0
+
+
+def test_a_steps_time_runs_from_the_end_of_the_step_before(
+    world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``examples_per_s`` is timed as open_clip times a step (``benchmarks/bench_train.py``
+    compares the two): the checkpoint written after step k counts in step k + 1."""
+    params = params_for(world, steps=3, checkpoint_every=1, trainable=["lora"])
+    spec = Arm("mono", trained="lora").at(base_seed=0, seed=0)
+
+    def slow_checkpoint(*args: object, **kwargs: object) -> None:
+        time.sleep(0.5)
+
+    monkeypatch.setattr(loop, "save_checkpoint", slow_checkpoint)
+    train_arm(load_model(world["model"]), world["pool"], params, spec, tmp_path, progress=False)
+    seconds = [params.train.batch_size / float(row["examples_per_s"]) for row in log_rows(tmp_path)]
+    assert min(seconds[1:]) >= 0.5, seconds
 
 
 def test_an_arm_finished_by_an_older_xlr_resumes_from_its_final_checkpoint(

@@ -240,6 +240,7 @@ def test_gpu_check_runs_every_step_on_the_cpu(tmp_path: Path) -> None:
         "OUT": str(tmp_path / "out"), "TMPDIR": str(tmp_path), "XLR_PYTHON": sys.executable,
         "XLR_GPU_CHECK_PARAMS": str(params), "HF_HUB_OFFLINE": "1",
         "XLR_BENCH_PIPELINE_ARGS": "--images 64 --batch 16 --steps 2 --image-size 32",
+        "XLR_BENCH_TRAIN_ARGS": "--batch 8 --steps 4 --skip 1 --image-size 32",
         "PYTHONPATH": os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")]),
     }  # fmt: skip
     command = ["bash", str(GPU_CHECK), "--cpu"]
@@ -253,6 +254,7 @@ def test_gpu_check_runs_every_step_on_the_cpu(tmp_path: Path) -> None:
     assert "'name': 'hybrid-a0.5-full', 'device': 'cpu', 'world_size': 2" in log
     assert "ranks/matmul" in log and "== done on CPU (dry run)" in log
     assert "tiny model at 32 px on cpu" in log and "(b) s/step, cached features" in log
+    assert "training samples/s" in log and "xlr/open_clip" in log
     assert len(list((tmp_path / "runs" / "gpucheck").rglob(SUMMARY_FILE))) == 1
     assert not list((tmp_path / "runs" / "gpucheck").rglob(CHECKPOINT))
 

@@ -241,19 +241,21 @@ def fit(
                 if item.seed is not None:
                     torch.manual_seed(item.seed)
                 metrics = trainer.step(item.shard, item.loaded)
+                # open_clip's Batch (t): from the end of the last step to the end of this one,
+                # so the wait for input and the last step's log and checkpoint count too
+                toc = time.perf_counter()
+                seconds, tic = toc - tic, toc
                 history.append(metrics)
                 bar.update()
                 if log is None or folder is None:
-                    tic = time.perf_counter()
                     continue
-                log.write(item.batch, metrics, time.perf_counter() - tic)
+                log.write(item.batch, metrics, seconds)
                 if (step + 1) % folder.checkpoint_every == 0 or step + 1 == steps:
                     save_checkpoint(
                         folder.path / CHECKPOINT, trainer, step=step + 1,
                         elapsed_s=elapsed + time.perf_counter() - loop_start,
                         identity=folder.identity,
                     )  # fmt: skip
-                tic = time.perf_counter()
     finally:
         bar.close()
         if log is not None:

@@ -47,8 +47,9 @@ class StepLog:
         self._tb = SummaryWriter(str(tb_dir), purge_step=start or None)
 
     def write(self, batch: Batch, metrics: dict[str, float], seconds: float) -> None:
-        """Append the row of one step on the global ``batch`` that took ``seconds`` (flushed:
-        a killed run keeps every finished step)."""
+        """Append the row of one step on the global ``batch`` that took ``seconds`` since the
+        step before ended (:func:`xlr.train.loop.fit`'s clock; flushed: a killed run keeps every
+        finished step)."""
         row = _row(batch, metrics, seconds)
         self._csv.writerow(row)
         self._file.flush()

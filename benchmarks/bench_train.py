@@ -1,0 +1,205 @@
+"""Training samples/s of an xlr arm against open_clip's own trainer: same model, batch, precision
+and shards.
+
+open_clip's trainer is ``open_clip_train.main`` itself (``--dataset-type webdataset``,
+``--lock-image``: the text tower and the logit scale train, CLIP loss, AdamW), reading the shards
+as its users do. xlr's is :func:`xlr.train.finetune.train_arm` (what ``xlr train`` runs) for a
+``mono-full`` arm on a pool of the same shards with one English caption an image: a mono batch
+then has no text-text rows, so each step does open_clip's work (a locked image tower's forward,
+one text forward and backward, AdamW), fed by xlr's DataLoader pipeline
+(:mod:`xlr.train.inputs`) reading the images by offset. Both use the model folder's train
+transform, ``--workers`` loader processes, and the same learning rate, weight decay and gradient
+clipping. Each step's time is what each trainer logs (open_clip's samples/s per step with
+``--log-every-n-steps 1``; xlr's ``log.csv``), from the end of the step before to the end of
+this one; the first ``--skip`` steps (workers starting, first allocations) are left out.
+
+The shards are img2dataset-like 256 px JPEGs (``bench_pipeline.bench_shards``), split into
+``2 x --workers`` tars so that each of open_clip's workers gets its share. open_clip 3.3 with
+webdataset >= 0.2.96 fails on the end-of-shard marker webdataset now yields
+(mlfoundations/open_clip#935); the launcher here passes ``eof_value=None``, the fix given in
+that issue, and changes nothing else. On CUDA, open_clip's main also turns on TF32 matmuls and
+cuDNN benchmarking: compare at ``--precision bf16``, the study's, where those do not matter.
+
+    python benchmarks/bench_train.py [--batch 32] [--steps 40] [--skip 3] [--workers 2]
+        [--image-size 64] [--precision fp32] [--device cpu] [--model-dir DIR | --study-model]
+
+``--study-model`` builds the study's architecture (open_clip's ``xlm-roberta-base-ViT-B-32``) with
+random weights offline, as the rehearsal does (``tests/rehearsal_world.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import torch
+from bench_pipeline import bench_params, bench_shards, model_folder
+
+from xlr.arms import LOG_CSV, Arm
+from xlr.config import Params
+from xlr.data.imagetext import ImageTextSet
+from xlr.data.shards import shard_images
+from xlr.models.factory import LOCAL_DIR, load_model, write_random_model_dir
+from xlr.models.tokenizer import build_tokenizer
+from xlr.runtime import DistContext
+from xlr.train.finetune import train_arm
+
+OPEN_CLIP_PRECISION = {"fp32": "fp32", "bf16": "amp_bf16", "fp16": "amp"}
+# open_clip_train.main with the fix of mlfoundations/open_clip#935 (webdataset's EOF marker)
+LAUNCHER = """
+import functools, sys
+import open_clip_train.data as data
+data.tar_file_expander = functools.partial(data.tar_file_expander, eof_value=None)
+from open_clip_train.main import main
+main(sys.argv[1:])
+"""
+# one step's line of open_clip's log: "[ 64/512 (12%)] ... Batch (t): 0.046, 691.980/s,"
+OPEN_CLIP_STEP = re.compile(r"\[\s*(\d+)/\d+ \(\d+%\)\].*?Batch \(t\): [\d.]+, ([\d.e+]+)/s,")
+
+
+def bench_pool(shard_dir: Path) -> ImageTextSet:
+    """The shards' images with their one caption each, as an English pool xlr trains on."""
+    keys, store = shard_images(shard_dir)
+    meta = pq.read_table(sorted(shard_dir.glob("*.parquet")), columns=["key", "caption"])
+    caption_of = dict(zip(meta["key"].to_pylist(), meta["caption"].to_pylist(), strict=True))
+    captions = pd.DataFrame(
+        {
+            "image_id": np.arange(len(keys)),
+            "lang": "en",
+            "caption_idx": 0,
+            "caption": [caption_of[key] for key in keys],
+        }
+    )
+    return ImageTextSet("bench", keys, store, captions, parallel=True)
+
+
+def study_model_dir(root: Path, captions: list[str]) -> Path:
+    """``xlm-roberta-base-ViT-B-32`` at its real size with random weights and a stand-in
+    tokenizer trained on ``captions``, built as the rehearsal builds it."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from rehearsal_world import MODEL, TOKENIZER_VOCAB, xlmr_base_config
+
+    tokenizer = build_tokenizer(captions, root / "tokenizer", TOKENIZER_VOCAB)
+    return write_random_model_dir(MODEL, xlmr_base_config(), tokenizer, root / "study", seed=0)
+
+
+def train_params(base: Params, args: argparse.Namespace) -> Params:
+    """``base`` with the compared run's training section: ``--steps`` of ``--batch``, no
+    warm-up, a checkpoint only at the end, images encoded every step (no feature cache)."""
+    train = base.train.model_copy(
+        update={
+            "steps": args.steps, "batch_size": args.batch, "warmup": 0,
+            "precision": args.precision, "loader_workers": args.workers,
+            "checkpoint_every": args.steps, "cache_image_features": False,
+        }
+    )  # fmt: skip
+    data = base.data.model_copy(update={"train_langs": ["en"], "heldout_langs": []})
+    return base.model_copy(update={"train": train, "data": data})
+
+
+def xlr_step_seconds(params: Params, folder: Path, pool: ImageTextSet, out: Path) -> np.ndarray:
+    """Seconds of each step of xlr's ``mono-full`` arm, from its ``log.csv``."""
+    arm = Arm("mono", trained="full").at(0, 0)
+    train_arm(load_model(folder), pool, params, arm, out, langs=["en"], progress=False)
+    log = pd.read_csv(out / LOG_CSV)
+    return params.train.batch_size / log["examples_per_s"].to_numpy()
+
+
+def open_clip_step_seconds(
+    params: Params, folder: Path, shard_dir: Path, out: Path, device: str
+) -> np.ndarray:
+    """Seconds of each step of ``open_clip_train.main`` on ``shard_dir``, from its log."""
+    train = params.train
+    tars = sorted(shard_dir.glob("*.tar"))
+    command = [
+        sys.executable, "-c", LAUNCHER,
+        "--model", f"{LOCAL_DIR}{folder}", "--dataset-type", "webdataset",
+        "--train-data", "::".join(str(tar) for tar in tars),
+        "--train-num-samples", str(train.steps * train.batch_size),
+        "--batch-size", str(train.batch_size), "--epochs", "1",
+        "--precision", OPEN_CLIP_PRECISION[train.precision], "--workers", str(train.loader_workers),
+        "--lock-image", "--lr", str(train.lr), "--wd", str(train.weight_decay), "--warmup", "0",
+        "--save-frequency", "0", "--log-every-n-steps", "1", "--report-to", "",
+        "--logs", str(out), "--name", "open_clip", "--seed", "0", "--device", device,
+    ]  # fmt: skip
+    if train.grad_clip is not None:
+        command += ["--grad-clip-norm", str(train.grad_clip)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"open_clip_train failed ({done.returncode}):\n{done.stderr[-4000:]}")
+    log = (out / "open_clip" / "out.log").read_text(encoding="utf-8")
+    rates = [float(rate) for _, rate in OPEN_CLIP_STEP.findall(log)]
+    return train.batch_size / np.array(rates)
+
+
+def rate(seconds: np.ndarray, batch: int, steps: int, skip: int, who: str) -> float:
+    """Samples/s over steps ``skip ..`` of ``steps``, after checking that all of them ran."""
+    if len(seconds) != steps:
+        raise AssertionError(f"{who} logged {len(seconds)} steps, not {steps}")
+    return batch * (steps - skip) / float(seconds[skip:].sum())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--skip", type=int, default=3, help="first steps left out of the rate")
+    parser.add_argument("--workers", type=int, default=2, help="loader processes of each")
+    parser.add_argument("--image-size", type=int, default=64, help="the tiny model's")
+    parser.add_argument("--precision", default="fp32", choices=sorted(OPEN_CLIP_PRECISION))
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    models = parser.add_mutually_exclusive_group()
+    models.add_argument("--model-dir", default=None, help="a model folder instead of the tiny")
+    models.add_argument(
+        "--study-model", action="store_true", help="xlm-roberta-base-ViT-B-32, random weights"
+    )
+    args = parser.parse_args()
+    if not 0 <= args.skip < args.steps:
+        parser.error(f"--skip must be in 0 .. --steps - 1, got {args.skip}")
+    if args.steps % max(args.workers, 1):
+        parser.error("--steps must be a multiple of --workers (open_clip's workers split steps)")
+    ctx = DistContext(0, 1, torch.device(args.device))
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        start = time.perf_counter()
+        base = bench_params(root, args.batch, args.image_size, ctx)
+        params = train_params(base, args)
+        tars = 2 * max(args.workers, 1)
+        # every open_clip worker reads its own tars: enough images in each for all its steps
+        per_tar = math.ceil(args.steps / tars + 1) * args.batch
+        bench_shards(root, tars * per_tar, per_tar)
+        pool = bench_pool(root / "shards")
+        if args.study_model:
+            folder = study_model_dir(root, pool.captions["caption"].tolist())
+        else:
+            folder = model_folder(root, base, args.image_size, args.model_dir)
+        ours = xlr_step_seconds(params, folder, pool, root / "xlr")
+        theirs = open_clip_step_seconds(params, folder, root / "shards", root, args.device)
+    xlr_rate = rate(ours, args.batch, args.steps, args.skip, "xlr")
+    open_clip_rate = rate(theirs, args.batch, args.steps, args.skip, "open_clip_train")
+    shown = args.model_dir or f"tiny model at {args.image_size} px"
+    if args.study_model:
+        shown = "xlm-roberta-base-ViT-B-32 (random weights) at 224 px"
+    print(
+        f"{shown} on {args.device}, {args.precision}, batch {args.batch}, steps {args.skip + 1}"
+        f"-{args.steps} of {args.steps}, {args.workers} loader workers each "
+        f"({time.perf_counter() - start:.0f} s)"
+    )
+    print(f"{'measure':<32}{'open_clip':>11}{'xlr':>10}{'xlr/open_clip':>15}")
+    print(
+        f"{'training samples/s':<32}{open_clip_rate:>11.1f}{xlr_rate:>10.1f}"
+        f"{xlr_rate / open_clip_rate:>15.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
