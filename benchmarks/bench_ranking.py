@@ -4,12 +4,13 @@ Run: ``.venv/bin/python benchmarks/bench_ranking.py [--queries 256] [--threads 2
 The gallery is the full multilingual pool (259,200 captions, 512-d float32 random unit vectors);
 each query has ``--relevant`` relevant items (35: its translations in the other languages of a
 36-language pool). Only the first ``--queries`` of the pool's queries are ranked (1024 by
-default, 0.4% of them: five chunks of 214 at the default 1 GiB budget, so that counting one
+default, 0.4% of them: five chunks of 226 at the default 1 GiB budget, so that counting one
 chunk overlaps the next chunk's matmul as in a whole-pool run, and a CPU run takes about a
 minute); seconds per query scale linearly.
 The ratio compares :func:`relevant_ranks` with the matmul alone over the same query chunks,
-in one run, both on ``--device``. Peak resident (host) memory of each is measured in a fresh
-process (``resource.getrusage``), data generation included.
+in one run, both on ``--device``, each the best of ``--repeats`` calls taken in turn. Peak
+resident (host) memory of each is measured in a fresh process (``resource.getrusage``), data
+generation included.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import torch
-from timing import best_time
+from timing import best_time, best_times
 
 from xlr.eval.search import Relevance, rank_chunk_size, relevant_ranks
 
@@ -91,7 +92,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=1024, help="queries ranked (a fraction)")
     parser.add_argument("--relevant", type=int, default=35, help="relevant items per query")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu", help="where ranks and matmul run: cpu, cuda")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -103,10 +104,15 @@ def main() -> None:
         f"chunk {chunk}, {args.threads} thread(s), {args.device}, best of {args.repeats}"
     )
     check_against_sort(gallery, queries, relevance)
-    t_ranks = best_time(
-        lambda: relevant_ranks(queries, gallery, relevance, device=args.device), args.repeats
+
+    def ranks() -> None:
+        relevant_ranks(queries, gallery, relevance, device=args.device)
+        if torch.get_num_threads() != args.threads:  # the matmul would run at another width
+            raise AssertionError(f"ranking left torch at {torch.get_num_threads()} threads")
+
+    t_ranks, t_matmul = best_times(
+        [ranks, lambda: matmul_chunks(queries, gallery, chunk, args.device)], args.repeats
     )
-    t_matmul = best_time(lambda: matmul_chunks(queries, gallery, chunk, args.device), args.repeats)
     first = Relevance(relevance.offsets[:2], relevance.indices[: relevance.offsets[1]])
     t_one = best_time(
         lambda: relevant_ranks(queries[:1], gallery, first, device=args.device), args.repeats
