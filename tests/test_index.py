@@ -107,6 +107,8 @@ def test_memory_budget_sets_chunk_size(tied_data):
     per_query = RANK_BYTES_PER_SCORE * 400 + RANK_BYTES_PER_BIN * 400  # 400 bins for 400 items
     assert rank_chunk_size(400, per_query * 7) == 7
     assert rank_chunk_size(10**6, 1) == 1
+    # a chunk's histogram counts in int32: 21 rows of 10**8 scores fit, 22 would not
+    assert rank_chunk_size(10**8, 2**62) == (2**31 - 1) // 10**8 == 21
     relevance = Relevance.from_lists([[i % 400, (i * 7 + 1) % 400] for i in range(60)])
     small = relevant_ranks(queries, gallery, relevance, memory_budget_bytes=per_query * 7)
     whole = relevant_ranks(queries, gallery, relevance, chunk_size=60)
