@@ -84,12 +84,16 @@ def _done(ctx: DistContext) -> None:
         torch.cuda.synchronize(ctx.device)
 
 
-def bench_shards(root: Path, n_images: int, shard_size: int = 256) -> ShardImages:
+def bench_shards(
+    root: Path, n_images: int, shard_size: int = 256, distinct: int | None = None
+) -> ShardImages:
     """``n_images`` photo-like 256 px JPEGs captioned ``caption {i}`` in webdataset shards of
-    ``shard_size`` under ``root / "shards"``, read by offset."""
+    ``shard_size`` under ``root / "shards"``, read by offset. ``distinct`` of them are drawn
+    (default: all) and repeated in turn: decoding costs the same, drawing does not."""
     rng = np.random.default_rng(0)
+    drawn = [photo_like_jpeg(rng) for _ in range(min(n_images, distinct or n_images))]
     samples = (
-        Sample(f"http://x/{i}.jpg", f"caption {i}", photo_like_jpeg(rng), 256, 256, {})
+        Sample(f"http://x/{i}.jpg", f"caption {i}", drawn[i % len(drawn)], 256, 256, {})
         for i in range(n_images)
     )
     write_shards(samples, root / "shards", shard_size, pa.schema([]))

@@ -73,16 +73,20 @@ def peak_rss_gib(args: argparse.Namespace, ranks: bool) -> tuple[float, float]:
     return data, peak()
 
 
-def check_against_sort(gallery: np.ndarray, queries: np.ndarray, relevance: Relevance) -> None:
-    """Ranks of the first queries equal a stable sort of their whole score rows (the same
-    torch matmul, so the same float32 scores)."""
+def check_against_sort(
+    gallery: np.ndarray, queries: np.ndarray, relevance: Relevance, device: str
+) -> None:
+    """Ranks of the first queries on ``device`` equal a stable sort of their whole score rows
+    (the same torch matmul there, so the same float32 scores)."""
     few = Relevance(relevance.offsets[:5], relevance.indices[: relevance.offsets[4]])
-    table = relevant_ranks(queries[:4], gallery, few, device="cpu")
-    scores = (torch.from_numpy(queries[:4]) @ torch.from_numpy(gallery).T).numpy()
+    table = relevant_ranks(queries[:4], gallery, few, device=device)
+    rows, columns = torch.from_numpy(queries[:4]).to(device), torch.from_numpy(gallery).to(device)
+    scores = (rows @ columns.T).cpu().numpy()
     order = np.argsort(-scores, axis=1, kind="stable")
     rank_of = np.empty_like(order)
     np.put_along_axis(rank_of, order, np.arange(1, len(gallery) + 1)[None, :], axis=1)
-    assert np.array_equal(table["rank"], rank_of[few.query_of_pair, few.indices])
+    if not np.array_equal(table["rank"], rank_of[few.query_of_pair, few.indices]):
+        raise AssertionError(f"ranks on {device} differ from a stable sort of the same scores")
 
 
 def main() -> None:
@@ -103,7 +107,7 @@ def main() -> None:
         f"({args.queries / args.gallery:.2%} of the pool) x {args.relevant} relevant, "
         f"chunk {chunk}, {args.threads} thread(s), {args.device}, best of {args.repeats}"
     )
-    check_against_sort(gallery, queries, relevance)
+    check_against_sort(gallery, queries, relevance, args.device)
 
     def ranks() -> None:
         relevant_ranks(queries, gallery, relevance, device=args.device)

@@ -30,6 +30,7 @@ random weights offline, as the rehearsal does (``tests/rehearsal_world.py``).
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import re
 import subprocess
@@ -53,6 +54,7 @@ from xlr.models.tokenizer import build_tokenizer
 from xlr.runtime import DistContext
 from xlr.train.finetune import train_arm
 
+DISTINCT_IMAGES = 1024  # JPEGs drawn for the shards, repeated in turn to any size
 OPEN_CLIP_PRECISION = {"fp32": "fp32", "bf16": "amp_bf16", "fp16": "amp"}
 # open_clip_train.main with the fix of mlfoundations/open_clip#935 (webdataset's EOF marker)
 LAUNCHER = """
@@ -148,12 +150,39 @@ def rate(seconds: np.ndarray, batch: int, steps: int, skip: int, who: str) -> fl
     return batch * (steps - skip) / float(seconds[skip:].sum())
 
 
+def compared_rates(
+    params: Params, folder: Path, root: Path, args: argparse.Namespace
+) -> list[dict[str, float]]:
+    """Samples/s of ``open_clip_train`` and ``xlr`` in each of ``--repeats`` rounds, the order
+    of the two alternating from round to round (a warm page cache or GPU favours neither);
+    each run trains afresh in a folder of its own."""
+    pool = bench_pool(root / "shards")
+
+    def samples_per_s(who: str, repeat: int) -> float:
+        if who == "xlr":
+            seconds = xlr_step_seconds(params, folder, pool, root / f"xlr{repeat}")
+        else:
+            out = root / f"open_clip{repeat}"
+            seconds = open_clip_step_seconds(params, folder, root / "shards", out, args.device)
+        gc.collect()  # hand the GPU memory an in-process run cached to the next run
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return rate(seconds, args.batch, args.steps, args.skip, who)
+
+    sides = ["xlr", "open_clip_train"]
+    return [
+        {who: samples_per_s(who, repeat) for who in (sides if repeat % 2 == 0 else sides[::-1])}
+        for repeat in range(args.repeats)
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--skip", type=int, default=3, help="first steps left out of the rate")
+    parser.add_argument("--skip", type=int, default=8, help="first steps left out of the rate")
     parser.add_argument("--workers", type=int, default=2, help="loader processes of each")
+    parser.add_argument("--repeats", type=int, default=2, help="rounds, the order alternating")
     parser.add_argument("--image-size", type=int, default=64, help="the tiny model's")
     parser.add_argument("--precision", default="fp32", choices=sorted(OPEN_CLIP_PRECISION))
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -172,20 +201,16 @@ def main() -> None:
         root = Path(tmp)
         start = time.perf_counter()
         base = bench_params(root, args.batch, args.image_size, ctx)
-        params = train_params(base, args)
         tars = 2 * max(args.workers, 1)
         # every open_clip worker reads its own tars: enough images in each for all its steps
         per_tar = math.ceil(args.steps / tars + 1) * args.batch
-        bench_shards(root, tars * per_tar, per_tar)
-        pool = bench_pool(root / "shards")
+        bench_shards(root, tars * per_tar, per_tar, distinct=DISTINCT_IMAGES)
         if args.study_model:
-            folder = study_model_dir(root, pool.captions["caption"].tolist())
+            captions = bench_pool(root / "shards").captions["caption"].tolist()
+            folder = study_model_dir(root, captions)
         else:
             folder = model_folder(root, base, args.image_size, args.model_dir)
-        ours = xlr_step_seconds(params, folder, pool, root / "xlr")
-        theirs = open_clip_step_seconds(params, folder, root / "shards", root, args.device)
-    xlr_rate = rate(ours, args.batch, args.steps, args.skip, "xlr")
-    open_clip_rate = rate(theirs, args.batch, args.steps, args.skip, "open_clip_train")
+        rounds = compared_rates(train_params(base, args), folder, root, args)
     shown = args.model_dir or f"tiny model at {args.image_size} px"
     if args.study_model:
         shown = "xlm-roberta-base-ViT-B-32 (random weights) at 224 px"
@@ -194,11 +219,14 @@ def main() -> None:
         f"-{args.steps} of {args.steps}, {args.workers} loader workers each "
         f"({time.perf_counter() - start:.0f} s)"
     )
-    print(f"{'measure':<32}{'open_clip':>11}{'xlr':>10}{'xlr/open_clip':>15}")
-    print(
-        f"{'training samples/s':<32}{open_clip_rate:>11.1f}{xlr_rate:>10.1f}"
-        f"{xlr_rate / open_clip_rate:>15.2f}"
-    )
+    print(f"{'training samples/s':<32}{'open_clip':>11}{'xlr':>10}{'xlr/open_clip':>15}")
+    best = {who: max(one[who] for one in rounds) for who in ("open_clip_train", "xlr")}
+    for label, rates in [
+        *((f"round {n + 1} ({next(iter(one))} first)", one) for n, one in enumerate(rounds)),
+        ("best of each", best),
+    ]:
+        theirs, ours = rates["open_clip_train"], rates["xlr"]
+        print(f"{label:<32}{theirs:>11.1f}{ours:>10.1f}{ours / theirs:>15.2f}")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@
 #   parts skipped with a message (tests/test_launch.py runs it so its commands are known to work).
 # Settings: XLR_GPU_CHECK_PARAMS (params/smoke.yaml), XLR_GPU_CHECK_ARM (hybrid-a0.5-full),
 #   XLR_BENCH_PIPELINE_ARGS and XLR_BENCH_TRAIN_ARGS (bench_pipeline.py's and bench_train.py's
-#   arguments after --device; bench_train's default on a GPU: the study's model, bf16, batch
-#   256). The log goes to
+#   arguments after --device, in place of the defaults; bench_train's on a GPU: the study's
+#   model, bf16, batch 256, steps 33-128: the skipped ones cover 8 workers' prefetched
+#   batches). The log goes to
 #   $OUT/gpu_check.log (runs/gpu_check/ without OUT); runs and caches to a scratch XLR_ROOT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,7 +39,7 @@ else
     DEVICE=cuda CARD=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)
     NPROC=$(nvidia-smi -L | wc -l) BACKEND=nccl
     RANKING=(--queries 4096 --threads 8)
-    TRAINING=(--study-model --precision bf16 --batch 256 --steps 32 --skip 4 --workers 8)
+    TRAINING=(--study-model --precision bf16 --batch 256 --steps 128 --skip 32 --workers 8)
 fi
 echo "card: $CARD | params: $PARAMS | arm: $ARM | scratch XLR_ROOT: $XLR_ROOT"
 

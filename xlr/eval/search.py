@@ -389,7 +389,7 @@ def relevant_ranks(
     scratch = _Scratch(chunk_size, len(g), gallery_t.device)
     # Two score buffers: the matmul fills one while the other's chunk is counted.
     score_buffers = [torch.empty(chunk_size * len(g), device=gallery_t.device) for _ in "ab"]
-    # On the CPU a chunk's counting (partly single-threaded: bincount, nonzero) runs in a second
+    # On the CPU a chunk's counting (partly single-threaded: cumsum, flatnonzero) runs in a second
     # thread while the next chunk's matmul runs; on a GPU the stream already overlaps them.
     with ThreadPoolExecutor(1) as counter:
         counting: Future | None = None

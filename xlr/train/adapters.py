@@ -296,7 +296,10 @@ def _per_language(
     out: Path, langs: list[str], transformer: nn.Module, batch_size: int
 ) -> dict[str, dict[str, Any]]:
     """Each adapter's parameters, bytes on disk, and the steps and seconds it trained in (from
-    ``log.csv``, which survives resumes; a cross step counts for both of its languages)."""
+    ``log.csv``, which survives resumes; a cross step counts for both of its languages). A
+    step's seconds include the log and checkpoint written after the step before
+    (:func:`xlr.train.loop.fit`), so under the sequential schedule a language's last checkpoint
+    counts for the next language; the final one is in the summary's ``wall_s`` alone."""
     log = pd.read_csv(
         out / LOG_CSV, dtype={"query_langs": str, "target_langs": str}, keep_default_na=False
     )
