@@ -49,8 +49,7 @@ from xlr.arms import LOG_CSV, Arm
 from xlr.config import Params
 from xlr.data.imagetext import ImageTextSet
 from xlr.data.shards import shard_images
-from xlr.models.factory import LOCAL_DIR, load_model, write_random_model_dir
-from xlr.models.tokenizer import build_tokenizer
+from xlr.models.factory import LOCAL_DIR, load_model
 from xlr.runtime import DistContext
 from xlr.train.finetune import train_arm
 
@@ -88,10 +87,9 @@ def study_model_dir(root: Path, captions: list[str]) -> Path:
     """``xlm-roberta-base-ViT-B-32`` at its real size with random weights and a stand-in
     tokenizer trained on ``captions``, built as the rehearsal builds it."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from rehearsal_world import MODEL, TOKENIZER_VOCAB, xlmr_base_config
+    from rehearsal_world import write_study_model
 
-    tokenizer = build_tokenizer(captions, root / "tokenizer", TOKENIZER_VOCAB)
-    return write_random_model_dir(MODEL, xlmr_base_config(), tokenizer, root / "study", seed=0)
+    return write_study_model(captions, root / "tokenizer", root / "study")
 
 
 def train_params(base: Params, args: argparse.Namespace) -> Params:

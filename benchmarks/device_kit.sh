@@ -9,9 +9,10 @@
 # leaves two sets, each small enough to travel with the working tree in one call (64 MiB):
 #   .whl/core       what `xlr train`, the ranking and the benchmarks import (steps a, d, e)
 #   .whl/rehearsal  papermill, nbconvert, ipykernel and img2dataset's needs (step b)
-# gpu_check.sh installs XLR_WHEELS (a folder of wheels) into a scratch site folder first.
-# faiss-gpu (135 MB) cannot travel in one call; step (c) skips itself without it.
-# Usage: bash benchmarks/device_kit.sh   (then see the README, "GPU check on a lent machine")
+# (47 MB and 43 MB when written). gpu_check.sh installs the folders XLR_WHEELS names into .site/
+# first, which stays on the machine while it is held, so the sets can travel in two calls.
+# faiss-gpu (135 MB) cannot travel at all; step (c) skips itself without it.
+# Usage: bash benchmarks/device_kit.sh   (then the README's "GPU check on a lent machine")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${XLR_PYTHON:-.venv/bin/python}
@@ -44,37 +45,52 @@ threadpoolctl tifffile tiktoken timm tokenizers toolz torch torchaudio torchdiff
 torchmetrics torchvision tqdm transformers treescope triton typer typing-extensions typing-inspect
 urllib3 uvloop wadler-lindig werkzeug wheel wrapt xarray xxhash yarl zipp"
 
-# name of a wheel file, normalised as pip compares names (PEP 503)
-wheel_name() { basename "$1" | cut -d- -f1 | tr '[:upper:]_.' '[:lower:]--'; }
+# the project env's version of each of its packages: the pins of the core set, known to work
+pins() { "$PY" -c 'import sys
+from importlib.metadata import version
+print(" ".join(f"{n}=={version(n)}" for n in sys.argv[1:]))' "$@"; }
 
-# download_set DIR REQUIREMENT...: resolve, then keep only what neither the image nor the sets
-# before it hold (the image's own torch is kept: its CUDA build is the point)
-download_set() {
+# resolve REQUIREMENT... for the image's Python; print the pins neither the image nor the core
+# set holds (the resolver's torch and CUDA libraries among them: the image's own are the point)
+missing() {
+    "$PY" -m pip install --dry-run --ignore-installed --quiet --report "$OUT/report.json" \
+        "${PLATFORM[@]}" --target "$OUT/unused" "$@"
+    IMAGE=$IMAGE "$PY" - "$OUT/report.json" "$OUT/core" << 'EOF'
+import json, os, re, sys
+from pathlib import Path
+
+def norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+have = set(os.environ["IMAGE"].split())
+have |= {norm(wheel.name.split("-")[0]) for wheel in Path(sys.argv[2]).glob("*.whl")}
+for item in json.loads(Path(sys.argv[1]).read_text())["install"]:
+    name, version = item["metadata"]["name"], item["metadata"]["version"]
+    if norm(name) not in have and not norm(name).startswith("nvidia-"):
+        print(f"{name}=={version}")
+EOF
+}
+
+fetch() {  # fetch SET PIN...: those exact wheels, nothing they depend on
     local dir=$OUT/$1
     shift
     rm -rf "$dir" && mkdir -p "$dir"
-    "$PY" -m pip download --quiet --dest "$dir" "${PLATFORM[@]}" "$@"
-    for wheel in "$dir"/*.whl; do
-        name=$(wheel_name "$wheel")
-        if [[ " $(echo "$IMAGE" | tr '\n' ' ') " == *" $name "* ]] ||
-            compgen -G "$OUT/core/$(basename "$wheel" | cut -d- -f1)-*.whl" > /dev/null &&
-            [[ "$dir" != "$OUT/core" ]]; then
-            rm "$wheel"
-        fi
-    done
+    "$PY" -m pip download --quiet --no-deps --dest "$dir" "${PLATFORM[@]}" "$@"
 }
 
-mkdir -p "$OUT"
-grep -qxF "/$OUT/" .git/info/exclude 2> /dev/null || echo "/$OUT/" >> .git/info/exclude
-download_set core open_clip_torch==3.3.0 "webdataset>=1.0.2,<2" "faiss-cpu>=1.15,<1.16" \
-    "duckdb>=1.1,<3" "pydantic>=2.8,<3" "torch==2.11.0"
+mkdir -p "$OUT"  # .gitignore keeps it out of commits; the device tool's carry takes it along
+# open_clip needs ftfy (and it wcwidth) beyond the image; webdataset braceexpand; pydantic its
+# core, annotated-types and typing-inspection; faiss-cpu and duckdb nothing the image lacks
+# shellcheck disable=SC2046  # one word per pin
+fetch core $(pins open_clip_torch ftfy wcwidth webdataset braceexpand faiss-cpu duckdb \
+    pydantic pydantic-core annotated-types typing-inspection)
 # img2dataset pins webdataset<0.3 (xlr reads 1.x): itself without its dependencies, as the
 # Makefile installs it, beside the runtime dependencies pyproject.toml's "laion" extra lists
-download_set rehearsal "papermill>=2.7,<3" "nbconvert>=7.16,<8" "ipykernel>=6.29" \
+# shellcheck disable=SC2046
+fetch rehearsal $(missing "papermill>=2.7,<3" "nbconvert>=7.16,<8" "ipykernel>=6.29" \
     "mistune>=3,<4" "ipywidgets>=8" "albumentations>=1.3.0,<2" "exifread-nocycle>=3.0.1,<4" \
-    "fire>=0.4.0,<0.8" "wandb>=0.17.0" "opencv-python-headless>=4.5.5.62,<5" "torch==2.11.0"
-"$PY" -m pip download --quiet --no-deps --dest "$OUT/rehearsal" "${PLATFORM[@]}" \
-    img2dataset==1.47.0
+    "fire>=0.4.0,<0.8" "wandb>=0.17.0") img2dataset==1.47.0
+rm -rf "$OUT/report.json" "$OUT/unused"
 for set in core rehearsal; do
     echo "$OUT/$set: $(find "$OUT/$set" -name '*.whl' | wc -l) wheels, $(du -sh "$OUT/$set" | cut -f1)"
 done

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CUDA path of xlr on a machine with a GPU, in about ten minutes on an H100:
+# The CUDA path of xlr on a machine with a GPU (never run on one yet: no GPU has been lent):
 #   (a) the project env (`make env` unless XLR_PYTHON names an interpreter)
 #   (b) the real-architecture rehearsal (tests/test_rehearsal.py) on CUDA in bf16, if present
 #   (c) faiss search on the GPU against the CPU, if faiss sees a GPU
@@ -9,7 +9,10 @@
 # Usage: bash benchmarks/gpu_check.sh [--cpu]
 #   --cpu (or XLR_GPU_CHECK_DRY=1): a dry run on the CPU, every step at tiny sizes, the GPU-only
 #   parts skipped with a message (tests/test_launch.py runs it so its commands are known to work).
-# Settings: XLR_GPU_CHECK_PARAMS (params/smoke.yaml), XLR_GPU_CHECK_ARM (hybrid-a0.5-full),
+# Settings: XLR_GPU_CHECK_STEPS (bcde: which of b-e run), XLR_PYTHON (an interpreter instead of
+#   `make env`), XLR_WHEELS (folders of wheels installed into XLR_SITE, .site/ by default, which
+#   goes first on PYTHONPATH: a lent machine reaches no package index; device_kit.sh writes them),
+#   XLR_GPU_CHECK_PARAMS (params/smoke.yaml), XLR_GPU_CHECK_ARM (hybrid-a0.5-full),
 #   XLR_BENCH_PIPELINE_ARGS and XLR_BENCH_TRAIN_ARGS (bench_pipeline.py's and bench_train.py's
 #   arguments after --device, in place of the defaults; bench_train's on a GPU: the study's
 #   model, bf16, batch 256, steps 33-128: the skipped ones cover 8 workers' prefetched
@@ -20,6 +23,7 @@ cd "$(dirname "$0")/.."
 
 DRY=${XLR_GPU_CHECK_DRY:-0}
 if [[ "${1:-}" == "--cpu" ]]; then DRY=1; fi
+STEPS=${XLR_GPU_CHECK_STEPS:-bcde}
 PARAMS=${XLR_GPU_CHECK_PARAMS:-params/smoke.yaml}
 ARM=${XLR_GPU_CHECK_ARM:-hybrid-a0.5-full}
 LOG_DIR=${OUT:-runs/gpu_check}
@@ -43,12 +47,25 @@ else
 fi
 echo "card: $CARD | params: $PARAMS | arm: $ARM | scratch XLR_ROOT: $XLR_ROOT"
 
+want() { [[ "$STEPS" == *"$1"* ]]; }
+
 step "(a) project env"
 if [[ -n "${XLR_PYTHON:-}" ]]; then PY=$XLR_PYTHON; else make env; PY=.venv/bin/python; fi
+SITE=$(realpath -m "${XLR_SITE:-.site}")
+for wheels in ${XLR_WHEELS:-}; do  # a lent machine has no package index (device_kit.sh)
+    "$PY" -m pip install --quiet --no-index --no-deps --no-compile --upgrade --target "$SITE" \
+        "$wheels"/*.whl
+done
+if [[ -d "$SITE" ]]; then
+    export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+    echo "carried wheels in $SITE, first on PYTHONPATH: $PYTHONPATH"
+fi
 "$PY" -c "import torch, xlr; print('torch', torch.__version__, '| cuda', torch.cuda.is_available())"
 
 step "(b) real-architecture rehearsal on $DEVICE in bf16"
-if [[ ! -f params/rehearsal.yaml || ! -f tests/test_rehearsal.py ]]; then
+if ! want b; then
+    echo "skipped: not in XLR_GPU_CHECK_STEPS ($STEPS)"
+elif [[ ! -f params/rehearsal.yaml || ! -f tests/test_rehearsal.py ]]; then
     echo "skipped: params/rehearsal.yaml (the rehearsal) is not in this checkout"
 elif ! grep -q XLR_REHEARSAL_DEVICE tests/test_rehearsal.py; then
     echo "skipped: tests/test_rehearsal.py reads no XLR_REHEARSAL_DEVICE, so it cannot run on CUDA"
@@ -60,6 +77,9 @@ else
 fi
 
 step "(c) faiss search on the GPU"
+if ! want c; then
+    echo "skipped: not in XLR_GPU_CHECK_STEPS ($STEPS)"
+else
 "$PY" - <<'EOF'
 import numpy as np
 
@@ -78,8 +98,12 @@ same = (gpu.indices == cpu.indices).mean()
 print(f"faiss GPU top-10 equals the CPU's on {same:.4%} of 2000 x 10 (float rounding aside)")
 assert same > 0.999, same
 EOF
+fi
 
 step "(d) $BACKEND all-reduce and \`xlr train\` under torchrun, $NPROC rank(s) on $DEVICE"
+if ! want d; then
+    echo "skipped: not in XLR_GPU_CHECK_STEPS ($STEPS)"
+else
 cat > "$XLR_ROOT/all_reduce.py" <<'EOF'
 import os
 
@@ -108,8 +132,12 @@ summary = json.load(open(sys.argv[1]))
 print({k: summary[k] for k in ("name", "device", "world_size", "steps", "steps_per_s")})
 assert summary["device"].startswith(sys.argv[2]), summary["device"]
 EOF
+fi
 
 step "(e) benchmarks on $CARD"
+if ! want e; then
+    echo "skipped: not in XLR_GPU_CHECK_STEPS ($STEPS)"
+else
 "$PY" benchmarks/bench_ranking.py --device "$DEVICE" "${RANKING[@]}"
 if [[ "$DRY" == 1 && -z "${XLR_BENCH_PIPELINE_ARGS:-}" ]]; then
     echo "skipped in a dry run: set XLR_BENCH_PIPELINE_ARGS to tiny sizes to run it"
@@ -122,6 +150,7 @@ if [[ ${#TRAINING[@]} == 0 ]]; then
     echo "skipped in a dry run: set XLR_BENCH_TRAIN_ARGS to tiny sizes to run it"
 else
     "$PY" benchmarks/bench_train.py --device "$DEVICE" "${TRAINING[@]}"
+fi
 fi
 
 step "done on $CARD in ${SECONDS}s; log: $LOG_DIR/gpu_check.log"

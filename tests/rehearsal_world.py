@@ -49,6 +49,13 @@ def xlmr_base_config() -> XLMRobertaConfig:
     )
 
 
+def write_study_model(captions: list[str], tokenizer_dir: Path, model_dir: Path) -> Path:
+    """``xlm-roberta-base-ViT-B-32`` with random weights in ``model_dir``, its stand-in
+    tokenizer trained on ``captions`` (also ``benchmarks/bench_train.py --study-model``'s)."""
+    tokenizer = build_tokenizer(captions, tokenizer_dir, TOKENIZER_VOCAB)
+    return write_random_model_dir(MODEL, xlmr_base_config(), tokenizer, model_dir, seed=0)
+
+
 def build_rehearsal_world(root: Path, base_url: str, corpus: SyntheticSection) -> None:
     """Write the metadata (images served from ``root / SERVED`` at ``base_url``), the model
     folder and the benchmarks under ``root``."""
@@ -59,8 +66,7 @@ def build_rehearsal_world(root: Path, base_url: str, corpus: SyntheticSection) -
     metadata.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(served / "pretrain" / "metadata.parquet", metadata)
     captions = load_pool(served, "pretrain").captions["caption"].tolist()
-    tokenizer = build_tokenizer(captions, root / "data" / "tokenizer", TOKENIZER_VOCAB)
-    write_random_model_dir(MODEL, xlmr_base_config(), tokenizer, root / MODEL_DIR, seed=0)
+    write_study_model(captions, root / "data" / "tokenizer", root / MODEL_DIR)
     xtd10_tree(root / BENCHMARKS / "xtd10")
     xm3600_tree(root / BENCHMARKS / "xm3600")
     multi30k_tree(root / BENCHMARKS / "multi30k")

@@ -259,6 +259,50 @@ def test_gpu_check_runs_every_step_on_the_cpu(tmp_path: Path) -> None:
     assert not list((tmp_path / "runs" / "gpucheck").rglob(CHECKPOINT))
 
 
+def test_gpu_check_runs_only_the_steps_asked_for(tmp_path: Path) -> None:
+    """``XLR_GPU_CHECK_STEPS`` splits the check over the device tool's calls (README)."""
+    env = os.environ | {
+        "OUT": str(tmp_path / "out"), "TMPDIR": str(tmp_path), "XLR_PYTHON": sys.executable,
+        "XLR_GPU_CHECK_STEPS": "c", "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")]),
+    }  # fmt: skip
+    done = subprocess.run(
+        ["bash", str(GPU_CHECK), "--cpu"], env=env, capture_output=True, text=True, timeout=300
+    )
+    log = (tmp_path / "out" / "gpu_check.log").read_text()
+    assert done.returncode == 0, log[-3000:]
+    assert log.count("skipped: not in XLR_GPU_CHECK_STEPS (c)") == 3  # b, d and e
+    assert "faiss sees no GPU" in log and "ranks/matmul" not in log
+
+
+def test_gpu_check_installs_the_wheels_it_is_given_first(tmp_path: Path) -> None:
+    """``XLR_WHEELS``: wheels carried to a machine without a package index are installed and
+    importable before any step runs (``benchmarks/device_kit.sh`` writes the real ones)."""
+    project = tmp_path / "project"
+    (project / "carried_probe").mkdir(parents=True)
+    (project / "carried_probe" / "__init__.py").write_text("WHERE = __file__\n")
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "carried-probe"\nversion = "1.0"\n'
+        '[tool.setuptools]\npackages = ["carried_probe"]\n'
+    )
+    wheels = tmp_path / "wheels"
+    build = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-index"]
+    build += ["--no-build-isolation", "--wheel-dir", str(wheels), str(project)]
+    subprocess.run(build, check=True, capture_output=True, timeout=120)
+    env = os.environ | {
+        "OUT": str(tmp_path / "out"), "TMPDIR": str(tmp_path), "XLR_PYTHON": sys.executable,
+        "XLR_GPU_CHECK_STEPS": "-", "XLR_WHEELS": str(wheels), "XLR_SITE": str(tmp_path / "site"),
+        "HF_HUB_OFFLINE": "1",
+    }  # fmt: skip
+    done = subprocess.run(
+        ["bash", str(GPU_CHECK), "--cpu"], env=env, capture_output=True, text=True, timeout=300
+    )
+    log = (tmp_path / "out" / "gpu_check.log").read_text()
+    assert done.returncode == 0, log[-3000:]
+    assert (tmp_path / "site" / "carried_probe" / "__init__.py").is_file()
+    assert f"first on PYTHONPATH: {tmp_path / 'site'}:" in log
+
+
 def test_gpu_check_is_valid_bash() -> None:
     assert subprocess.run(["bash", "-n", str(GPU_CHECK)]).returncode == 0
     if shutil.which("shellcheck"):
