@@ -13,11 +13,13 @@
 # first, which stays on the machine while it is held, so the sets can travel in two calls.
 # faiss-gpu (135 MB) cannot travel at all; step (c) skips itself without it.
 # Usage: bash benchmarks/device_kit.sh   (then the README's "GPU check on a lent machine")
+#   XLR_KIT_PYTHON=3.11 XLR_KIT_DIR=/tmp/kit: the same sets for another Python, elsewhere (to
+#   try them on this machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${XLR_PYTHON:-.venv/bin/python}
-OUT=.whl
-PLATFORM=(--only-binary=:all: --python-version 3.12 --implementation cp
+OUT=${XLR_KIT_DIR:-.whl}
+PLATFORM=(--only-binary=:all: --python-version "${XLR_KIT_PYTHON:-3.12}" --implementation cp
     --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64
     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
     --platform manylinux1_x86_64 --platform any)
