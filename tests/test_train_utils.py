@@ -1,5 +1,6 @@
 """Shared training-loop pieces: schedule shape, resumable batch draws, pixel normalisation."""
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -9,7 +10,10 @@ from open_clip import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from open_clip.transform import image_transform
 from PIL import Image
 
+from xlr.config import TinyModelSection
 from xlr.data.imagetext import ArrayImages, finish_input, model_input, model_pixels
+from xlr.models.factory import load_model, write_tiny_model_dir
+from xlr.models.tokenizer import build_tokenizer
 from xlr.runtime import chunks, normalise_pixels
 from xlr.train.optim import clocked_warmup_cosine, make_optimizer, warmup_cosine
 from xlr.train.pretrain import batch_indices
@@ -145,6 +149,26 @@ def test_uint8_pixels_normalised_later_equal_open_clips_whole_transform(is_train
     for whole in (other, lambda image: transform(image)):
         floats = model_pixels(store, np.arange(2), model, whole)
         assert floats.dtype == torch.float32 and finish_input(floats, model) is floats
+
+
+def test_a_reloaded_model_folder_still_ships_uint8_pixels(tmp_path: Path) -> None:
+    """A model folder's statistics come back from JSON as lists: its transform still counts as
+    open_clip's (the comparison with the tower's is by value), so workers ship uint8 and the
+    device's normalisation gives the whole transform's floats."""
+    tokenizer = build_tokenizer(["a red square", "ein blaues Dreieck"] * 20, tmp_path / "tok", 120)
+    folder = write_tiny_model_dir(TinyModelSection(), tokenizer, 32, tmp_path / "model", seed=0)
+    bundle = load_model(folder)
+    normalize = bundle.preprocess_train.transforms[-1]
+    assert isinstance(normalize.mean, list)  # as read back from open_clip_config.json
+    rng = np.random.default_rng(1)
+    store = ListImages([Image.fromarray(rng.integers(0, 256, (40, 36, 3), dtype=np.uint8))] * 2)
+    for transform in (bundle.preprocess_train, bundle.preprocess_val):
+        torch.manual_seed(5)
+        expected = torch.stack([transform(store[i]) for i in range(2)])
+        torch.manual_seed(5)
+        pixels = model_pixels(store, np.arange(2), bundle.model, transform)
+        assert pixels.dtype == torch.uint8
+        assert torch.equal(finish_input(pixels, bundle.model), expected)
 
 
 def test_chunks_cover_range() -> None:
