@@ -56,8 +56,9 @@ for wheels in ${XLR_WHEELS:-}; do  # a lent machine has no package index (device
     "$PY" -m pip install --quiet --no-index --no-deps --no-compile --upgrade --target "$SITE" \
         "$wheels"/*.whl
 done
-if [[ -d "$SITE" ]]; then
-    export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+if [[ -d "$SITE" ]]; then  # its modules, console scripts, and Jupyter's data (kernel, templates)
+    export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}" PATH="$SITE/bin:$PATH"
+    export JUPYTER_PATH="$SITE/share/jupyter${JUPYTER_PATH:+:$JUPYTER_PATH}"
     echo "carried wheels in $SITE, first on PYTHONPATH: $PYTHONPATH"
 fi
 "$PY" -c "import torch, xlr; print('torch', torch.__version__, '| cuda', torch.cuda.is_available())"

@@ -328,6 +328,23 @@ def test_a_steps_time_runs_from_the_end_of_the_step_before(
     assert min(seconds[1:]) >= 0.5, seconds
 
 
+def test_a_finished_arm_reads_its_model_only_when_asked(world: dict, tmp_path: Path) -> None:
+    """Run again, a finished arm trains nothing and leaves ``model/`` unread until its model is
+    used: ``xlr train`` and notebook 02's workers keep only the folder."""
+    params = params_for(world, steps=2, trainable=["full"])
+    spec = Arm("mono", trained="full").at(base_seed=0, seed=0)
+    base = load_model(world["model"])
+    first = train_arm(base, world["pool"], params, spec, tmp_path, progress=False)
+    with mock.patch("xlr.train.finetune.load_model", side_effect=AssertionError("read")):
+        again = train_arm(base, world["pool"], params, spec, tmp_path, progress=False)
+        assert again.summary == first.summary
+        with pytest.raises(AssertionError, match="read"):
+            again.bundle  # noqa: B018  (the property is the read)
+    for name, value in first.bundle.model.state_dict().items():
+        assert torch.equal(value, again.bundle.model.state_dict()[name]), name
+    assert not again.bundle.model.training
+
+
 def test_an_arm_finished_by_an_older_xlr_resumes_from_its_final_checkpoint(
     world: dict, tmp_path: Path
 ) -> None:

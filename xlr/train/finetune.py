@@ -17,6 +17,7 @@ import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +44,27 @@ from xlr.train.trainable import add_shared_lora, unlock_text_tower
 
 @dataclass(frozen=True)
 class TrainedArm:
-    """A fine-tuned arm: the trained copy of the base, where its outputs are, its summary."""
+    """A fine-tuned arm: where its outputs are, its summary, and the trained copy of the base.
+
+    An arm that an earlier call finished comes back without its model in memory (``loaded``
+    None): :attr:`bundle` reads ``model/`` on first use, so a caller that keeps only the folder
+    (``xlr train``, notebook 02's workers) reads no 1.5 GB model per arm and rank."""
 
     arm: Arm
-    bundle: ModelBundle
     out_dir: Path
     summary: dict[str, Any]
+    loaded: ModelBundle | None = None
+    device: str = "cpu"  # where a finished arm's model is loaded
+
+    @cached_property
+    def bundle(self) -> ModelBundle:
+        """The trained model: as trained here, or loaded from ``model/`` (a LoRA arm merged),
+        in eval mode either way."""
+        if self.loaded is not None:
+            return self.loaded
+        bundle = load_model(self.out_dir / MODEL_DIR, self.device)
+        bundle.model.eval()
+        return bundle
 
 
 def check_arm_inputs(
@@ -232,8 +248,8 @@ def train_arm(
     steps and at the end, dropped once the arm is finished), then ``model/``, ``lora/`` and
     ``summary.json``. With ``resume`` a run continues from its checkpoint and ends, on CPU, with
     the weights of an uninterrupted run, and a finished run (a summary of this identity) trains
-    nothing: it comes back loaded from ``model/`` (a LoRA arm merged). Under ``torchrun`` each
-    rank trains its shard of the global batch; rank 0 writes.
+    nothing: its model is read from ``model/`` (a LoRA arm merged) when first used. Under
+    ``torchrun`` each rank trains its shard of the global batch; rank 0 writes.
     """
     train = params.train
     langs = list(params.data.train_langs if langs is None else langs)
@@ -242,9 +258,7 @@ def train_arm(
     out = Path(out_dir) if out_dir is not None else arm.directory(params)
     folder = arm_folder(arm, pool, langs, params, out, resume)
     if (done := folder.finished(ctx)) is not None:
-        bundle = load_model(out / MODEL_DIR, str(ctx.device))
-        bundle.model.eval()
-        return TrainedArm(arm, bundle, out, done)
+        return TrainedArm(arm, out, done, device=str(ctx.device))
     seed_everything(arm.seed)  # LoRA initialisation
     model = copy.deepcopy(base.model).to(ctx.device)
     lora = arm.trained == "lora"
@@ -283,4 +297,4 @@ def train_arm(
         _write_outputs(model, base, out, lora=lora)
     folder.finish(summary, ctx)
     model.eval()
-    return TrainedArm(arm, dataclasses.replace(base, model=model), out, summary)
+    return TrainedArm(arm, out, summary, loaded=dataclasses.replace(base, model=model))
