@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import huggingface_hub
@@ -19,7 +20,9 @@ from transformers import M2M100ForConditionalGeneration
 from xlr.config import ParamsError, parse_params
 from xlr.data.imagetext import ArrayImages, ImageTextSet
 from xlr.data.laion.translate import (
+    LOOKUP_CHUNK,
     Seq2SeqTranslator,
+    TranslationCache,
     TranslationError,
     model_language,
     model_revision,
@@ -70,7 +73,7 @@ def laion_pool(images: int) -> ImageTextSet:
     return ImageTextSet("laion", [f"{i:05d}" for i in range(images)], ArrayImages(pixels), captions)
 
 
-def settings(model: Path, family: str = "m2m100", **more: int) -> TranslateSection:
+def settings(model: Path, family: str = "m2m100", **more: int | str) -> TranslateSection:
     return TranslateSection(model=str(model), family=family, max_new_tokens=6, **more)
 
 
@@ -143,6 +146,38 @@ def test_a_hub_model_is_keyed_by_its_cached_commit(
     assert not translator._loaded  # read from the cache's folders, no model loaded
     cached("d4e5f6")  # the hub model updated
     assert Seq2SeqTranslator(hub, CPU).identity("de").startswith("someone/mt-model rev=d4e5f6 ")
+
+
+def test_the_cache_reads_back_more_texts_than_one_query_holds(tmp_path: Path) -> None:
+    """Lookups go ``LOOKUP_CHUNK`` texts a query: every stored text comes back with its own
+    translation across chunk edges, quotes and non-ASCII included, and no text is invented."""
+    texts = [f'a "quoted" caption {i} ünïcode\'s' for i in range(2 * LOOKUP_CHUNK + 7)]
+    with closing(TranslationCache(tmp_path / "c.sqlite")) as cache:
+        cache.store("mt", "de", [(text, f"de {i}") for i, text in enumerate(texts[:-5])])
+        cache.store("other mt", "de", [(texts[-1], "from another translator")])
+        found = cache.lookup("mt", "de", texts)
+    assert found == {text: f"de {i}" for i, text in enumerate(texts[:-5])}
+
+
+def test_a_bf16_translator_loads_bf16_weights_and_keys_its_translations_apart(
+    models: dict, generations: list, tmp_path: Path
+) -> None:
+    """``precision`` is the dtype the weights load in; its translations differ from fp32's in
+    the last bits, so they are cached under their own key (fp32 keeps the key it always had)."""
+    pool = laion_pool(3)
+    cache = tmp_path / "c.sqlite"
+    fp32 = Seq2SeqTranslator(settings(models["m2m100"], batch_size=4), CPU)
+    bf16 = Seq2SeqTranslator(settings(models["m2m100"], batch_size=4, precision="bf16"), CPU)
+    assert bf16.identity("de") == fp32.identity("de") + " dtype=bf16"
+    assert "dtype" not in fp32.identity("de")
+    translate_pool(pool.captions, pool.image_keys, ["de"], fp32, cache)
+    table = translate_pool(pool.captions, pool.image_keys, ["de"], bf16, cache)
+    assert len(generations) == 2  # nothing of fp32's reused
+    _, model = bf16._loaded[str(models["m2m100"])]
+    assert {param.dtype for param in model.parameters()} == {torch.bfloat16}
+    assert (table["translated_by"] == bf16.identity("de")).all()
+    with sqlite3.connect(cache) as db:
+        assert db.execute("SELECT COUNT(DISTINCT translator) FROM translations").fetchone()[0] == 2
 
 
 def test_batches_and_repeated_texts(models: dict, generations: list, tmp_path: Path) -> None:

@@ -47,7 +47,9 @@ class TranslateSection(BaseModel):
     ``family`` says how the model names languages (``nllb``: ``deu_Latn``; ``m2m100``: ``de``;
     ``marian``: one model per target, so ``model`` holds ``{lang}``, e.g.
     ``Helsinki-NLP/opus-mt-en-{lang}``). ``batch_size`` captions go through ``generate`` at
-    once, with ``num_beams`` beams and at most ``max_new_tokens`` tokens out.
+    once, with ``num_beams`` beams and at most ``max_new_tokens`` tokens out. ``precision`` is
+    the dtype the model's weights load in (``auto``: bf16 on CUDA, fp32 on the CPU, as
+    ``eval.precision``); a translation made in another dtype than fp32 is keyed by it.
     """
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -57,6 +59,7 @@ class TranslateSection(BaseModel):
     batch_size: PositiveInt = 32
     max_new_tokens: PositiveInt = 128
     num_beams: PositiveInt = 1
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
 
     @field_validator("model")
     @classmethod

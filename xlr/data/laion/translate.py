@@ -32,7 +32,10 @@ from xlr.data.imagetext import ImageTextSet
 from xlr.data.translate_settings import TranslateSection
 from xlr.io import model_files_digest
 from xlr.langs import canonical_code
+from xlr.runtime import AUTOCAST_DTYPES, resolve_precision
 
+PRECISION_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, **AUTOCAST_DTYPES}
+LOOKUP_CHUNK = 500  # texts per cache query: under SQLite's oldest limit of 999 parameters
 SOURCE_LANG = "en"  # what is translated: each image's English caption (TEXT or ENG TEXT)
 
 # The study registry's languages in NLLB-200's codes (ISO 639-3 and script)
@@ -118,16 +121,17 @@ class TranslationCache:
         self._db.close()
 
     def lookup(self, translator: str, lang: str, texts: Iterable[str]) -> dict[str, str]:
-        """The cached translations of ``texts`` (those that have one)."""
+        """The cached translations of ``texts`` (those that have one), ``LOOKUP_CHUNK`` texts a
+        query (one query a text took most of a cached run at LAION scale)."""
+        texts = list(texts)
         found: dict[str, str] = {}
-        query = (
-            "SELECT source, translation FROM translations "
-            "WHERE translator = ? AND lang = ? AND source = ?"
-        )
-        for text in texts:
-            row = self._db.execute(query, (translator, lang, text)).fetchone()
-            if row is not None:
-                found[row[0]] = row[1]
+        for start in range(0, len(texts), LOOKUP_CHUNK):
+            chunk = texts[start : start + LOOKUP_CHUNK]
+            query = (
+                "SELECT source, translation FROM translations WHERE translator = ? AND lang = ? "
+                f"AND source IN ({', '.join('?' * len(chunk))})"
+            )
+            found.update(self._db.execute(query, (translator, lang, *chunk)).fetchall())
         return found
 
     def store(self, translator: str, lang: str, pairs: Sequence[tuple[str, str]]) -> None:
@@ -146,6 +150,7 @@ class Seq2SeqTranslator:
     def __init__(self, settings: TranslateSection, device: torch.device) -> None:
         self.settings = settings
         self.device = device
+        self.precision = resolve_precision(device, settings.precision)
         self._loaded: dict[str, tuple[Any, Any]] = {}
         self._revisions: dict[str, str | None] = {}
 
@@ -164,7 +169,9 @@ class Seq2SeqTranslator:
                 revision = model_revision(name)
             self._revisions[name] = revision
         revision = self._revisions[name] or "unpinned"
-        return f"{name} rev={revision} beams={settings.num_beams} max={settings.max_new_tokens}"
+        key = f"{name} rev={revision} beams={settings.num_beams} max={settings.max_new_tokens}"
+        # fp32 keys as before this setting existed, so caches written then stay valid
+        return key if self.precision == "fp32" else f"{key} dtype={self.precision}"
 
     def _load(self, name: str) -> tuple[Any, Any]:
         """The tokenizer and model ``name``; a hub model at the commit :meth:`identity` keyed."""
@@ -175,7 +182,9 @@ class Seq2SeqTranslator:
             pinned = {"revision": commit} if commit and not Path(name).is_dir() else {}
             try:
                 tokenizer = AutoTokenizer.from_pretrained(name, **pinned)
-                model = AutoModelForSeq2SeqLM.from_pretrained(name, **pinned)
+                model = AutoModelForSeq2SeqLM.from_pretrained(
+                    name, dtype=PRECISION_DTYPES[self.precision], **pinned
+                )
             except (OSError, ValueError) as err:
                 raise TranslationError(
                     f"data.laion.translate.model: {name!r} does not load as a seq2seq "
