@@ -11,6 +11,7 @@ cached, the lookups of one language timed), all of them cached.
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import tempfile
 from contextlib import closing
 from pathlib import Path
@@ -28,7 +29,7 @@ def captions(n: int) -> list[str]:
     return [" ".join(rng.choice(words, int(rng.integers(8, 25)))) + f" #{i}" for i in range(n)]
 
 
-def per_text(cache: TranslationCache, translator: str, lang: str, texts: list[str]) -> dict:
+def per_text(db: sqlite3.Connection, translator: str, lang: str, texts: list[str]) -> dict:
     """The plain lookup: one query a text."""
     query = (
         "SELECT source, translation FROM translations "
@@ -36,7 +37,7 @@ def per_text(cache: TranslationCache, translator: str, lang: str, texts: list[st
     )
     found = {}
     for text in texts:
-        row = cache._db.execute(query, (translator, lang, text)).fetchone()  # noqa: SLF001
+        row = db.execute(query, (translator, lang, text)).fetchone()
         if row is not None:
             found[row[0]] = row[1]
     return found
@@ -51,7 +52,8 @@ def main() -> None:
     texts = captions(args.texts)
     langs = [f"l{i}" for i in range(args.langs)]
     with tempfile.TemporaryDirectory() as tmp:
-        with closing(TranslationCache(Path(tmp) / "c.sqlite")) as cache:
+        path = Path(tmp) / "c.sqlite"
+        with closing(TranslationCache(path)) as cache, closing(sqlite3.connect(path)) as db:
             for lang in langs:
                 cache.store("mt", lang, [(text, f"{lang}: {text}") for text in texts])
             results = {}
@@ -60,7 +62,7 @@ def main() -> None:
                 results["chunked"] = cache.lookup("mt", langs[0], texts)
 
             def plain() -> None:
-                results["plain"] = per_text(cache, "mt", langs[0], texts)
+                results["plain"] = per_text(db, "mt", langs[0], texts)
 
             t_chunked, t_plain = best_times([chunked, plain], args.repeats)
     if results["chunked"] != results["plain"] or len(results["plain"]) != len(texts):

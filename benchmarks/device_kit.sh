@@ -16,6 +16,7 @@
 #   XLR_KIT_PYTHON=3.11 XLR_KIT_DIR=/tmp/kit: the same sets for another Python, elsewhere (to
 #   try them on this machine)
 set -euo pipefail
+shopt -s inherit_errexit  # a failing $(...) stops the script too
 cd "$(dirname "$0")/.."
 PY=${XLR_PYTHON:-.venv/bin/python}
 OUT=${XLR_KIT_DIR:-.whl}
@@ -83,15 +84,18 @@ fetch() {  # fetch SET PIN...: those exact wheels, nothing they depend on
 mkdir -p "$OUT"  # .gitignore keeps it out of commits; the device tool's carry takes it along
 # open_clip needs ftfy (and it wcwidth) beyond the image; webdataset braceexpand; pydantic its
 # core, annotated-types and typing-inspection; faiss-cpu and duckdb nothing the image lacks
-# shellcheck disable=SC2046  # one word per pin
-fetch core $(pins open_clip_torch ftfy wcwidth webdataset braceexpand faiss-cpu duckdb \
+core=$(pins open_clip_torch ftfy wcwidth webdataset braceexpand faiss-cpu duckdb \
     pydantic pydantic-core annotated-types typing-inspection)
+# shellcheck disable=SC2086  # one word per pin
+fetch core $core
 # img2dataset pins webdataset<0.3 (xlr reads 1.x): itself without its dependencies, as the
 # Makefile installs it, beside the runtime dependencies pyproject.toml's "laion" extra lists
-# shellcheck disable=SC2046
-fetch rehearsal $(missing "papermill>=2.7,<3" "nbconvert>=7.16,<8" "ipykernel>=6.29" \
+rm -f "$OUT/report.json"  # never read an earlier run's resolution
+rehearsal=$(missing "papermill>=2.7,<3" "nbconvert>=7.16,<8" "ipykernel>=6.29" \
     "mistune>=3,<4" "ipywidgets>=8" "albumentations>=1.3.0,<2" "exifread-nocycle>=3.0.1,<4" \
-    "fire>=0.4.0,<0.8" "wandb>=0.17.0") img2dataset==1.47.0
+    "fire>=0.4.0,<0.8" "wandb>=0.17.0")
+# shellcheck disable=SC2086
+fetch rehearsal $rehearsal img2dataset==1.47.0
 rm -rf "$OUT/report.json" "$OUT/unused"
 for set in core rehearsal; do
     echo "$OUT/$set: $(find "$OUT/$set" -name '*.whl' | wc -l) wheels, $(du -sh "$OUT/$set" | cut -f1)"

@@ -24,6 +24,10 @@ cd "$(dirname "$0")/.."
 DRY=${XLR_GPU_CHECK_DRY:-0}
 if [[ "${1:-}" == "--cpu" ]]; then DRY=1; fi
 STEPS=${XLR_GPU_CHECK_STEPS:-bcde}
+if [[ ! "$STEPS" =~ ^[bcde-]*$ ]]; then
+    echo "XLR_GPU_CHECK_STEPS is '$STEPS': letters b to e, or - for none" >&2
+    exit 2
+fi
 PARAMS=${XLR_GPU_CHECK_PARAMS:-params/smoke.yaml}
 ARM=${XLR_GPU_CHECK_ARM:-hybrid-a0.5-full}
 LOG_DIR=${OUT:-runs/gpu_check}
@@ -51,15 +55,23 @@ want() { [[ "$STEPS" == *"$1"* ]]; }
 
 step "(a) project env"
 if [[ -n "${XLR_PYTHON:-}" ]]; then PY=$XLR_PYTHON; else make env; PY=.venv/bin/python; fi
+# A lent machine has no package index (device_kit.sh): each folder of wheels goes into a folder
+# of its own under SITE (pip --target --upgrade would replace the bin/ and share/ of another),
+# which stays for a later call; every such folder then goes first on the paths.
 SITE=$(realpath -m "${XLR_SITE:-.site}")
-for wheels in ${XLR_WHEELS:-}; do  # a lent machine has no package index (device_kit.sh)
-    "$PY" -m pip install --quiet --no-index --no-deps --no-compile --upgrade --target "$SITE" \
-        "$wheels"/*.whl
+read -ra WHEELS <<< "${XLR_WHEELS:-}"
+for wheels in "${WHEELS[@]}"; do
+    "$PY" -m pip install --quiet --no-index --no-deps --no-compile --upgrade \
+        --target "$SITE/$(basename "$wheels")" "$wheels"/*.whl
 done
-if [[ -d "$SITE" ]]; then  # its modules, console scripts, and Jupyter's data (kernel, templates)
-    export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}" PATH="$SITE/bin:$PATH"
-    export JUPYTER_PATH="$SITE/share/jupyter${JUPYTER_PATH:+:$JUPYTER_PATH}"
-    echo "carried wheels in $SITE, first on PYTHONPATH: $PYTHONPATH"
+SITES=("$SITE"/*/)
+if [[ -d "${SITES[0]}" ]]; then  # modules, console scripts, Jupyter's data (kernel, templates)
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # xlr itself, not installed there
+    for site in "${SITES[@]%/}"; do
+        export PYTHONPATH="$site:$PYTHONPATH" PATH="$site/bin:$PATH"
+        export JUPYTER_PATH="$site/share/jupyter${JUPYTER_PATH:+:$JUPYTER_PATH}"
+    done
+    echo "carried wheels first on PYTHONPATH: $PYTHONPATH"
 fi
 "$PY" -c "import torch, xlr; print('torch', torch.__version__, '| cuda', torch.cuda.is_available())"
 

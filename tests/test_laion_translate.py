@@ -180,6 +180,21 @@ def test_a_bf16_translator_loads_bf16_weights_and_keys_its_translations_apart(
         assert db.execute("SELECT COUNT(DISTINCT translator) FROM translations").fetchone()[0] == 2
 
 
+def test_the_precision_at_its_default_leaves_a_runs_identity_alone(models: dict) -> None:
+    """Runs from before ``precision`` existed keep their params hash (arm and tuning keys);
+    another dtype changes it, and fp16 off CUDA is refused as training refuses it."""
+    translate = {"model": str(models["m2m100"]), "family": "m2m100"}
+    before = parse_params(_laion_params(translate)).weights_hash("data")
+    auto = parse_params(_laion_params({**translate, "precision": "auto"}))
+    assert auto.weights_hash("data") == before
+    assert (
+        parse_params(_laion_params({**translate, "precision": "bf16"})).weights_hash("data")
+        != before
+    )
+    with pytest.raises(TranslationError, match="fp16 is for GPUs without bf16"):
+        Seq2SeqTranslator(settings(models["m2m100"], precision="fp16"), CPU)
+
+
 def test_batches_and_repeated_texts(models: dict, generations: list, tmp_path: Path) -> None:
     pool = laion_pool(15)  # 10 images lack de
     captions = pool.captions.copy()

@@ -239,6 +239,7 @@ def test_gpu_check_runs_every_step_on_the_cpu(tmp_path: Path) -> None:
     env = os.environ | {
         "OUT": str(tmp_path / "out"), "TMPDIR": str(tmp_path), "XLR_PYTHON": sys.executable,
         "XLR_GPU_CHECK_PARAMS": str(params), "HF_HUB_OFFLINE": "1",
+        "XLR_SITE": str(tmp_path / "site"),  # never a .site left in the checkout
         "XLR_BENCH_PIPELINE_ARGS": "--images 64 --batch 16 --steps 2 --image-size 32",
         "XLR_BENCH_TRAIN_ARGS": "--batch 8 --steps 4 --skip 1 --image-size 32",
         "PYTHONPATH": os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")]),
@@ -263,7 +264,7 @@ def test_gpu_check_runs_only_the_steps_asked_for(tmp_path: Path) -> None:
     """``XLR_GPU_CHECK_STEPS`` splits the check over the device tool's calls (README)."""
     env = os.environ | {
         "OUT": str(tmp_path / "out"), "TMPDIR": str(tmp_path), "XLR_PYTHON": sys.executable,
-        "XLR_GPU_CHECK_STEPS": "c", "HF_HUB_OFFLINE": "1",
+        "XLR_GPU_CHECK_STEPS": "c", "HF_HUB_OFFLINE": "1", "XLR_SITE": str(tmp_path / "site"),
         "PYTHONPATH": os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")]),
     }  # fmt: skip
     done = subprocess.run(
@@ -299,12 +300,16 @@ def test_gpu_check_installs_the_wheels_it_is_given_first(tmp_path: Path) -> None
     )
     log = (tmp_path / "out" / "gpu_check.log").read_text()
     assert done.returncode == 0, log[-3000:]
-    assert (tmp_path / "site" / "carried_probe" / "__init__.py").is_file()
-    assert f"first on PYTHONPATH: {tmp_path / 'site'}:" in log
+    assert (tmp_path / "site" / "wheels" / "carried_probe" / "__init__.py").is_file()
+    assert f"first on PYTHONPATH: {tmp_path / 'site' / 'wheels'}:{GPU_CHECK.parents[1]}" in log
+    env["XLR_GPU_CHECK_STEPS"] = "none"  # "e" is a step: a typo must not run it
+    done = subprocess.run(["bash", str(GPU_CHECK), "--cpu"], env=env, capture_output=True)
+    assert done.returncode == 2 and b"letters b to e" in done.stderr
 
 
-def test_gpu_check_is_valid_bash() -> None:
-    assert subprocess.run(["bash", "-n", str(GPU_CHECK)]).returncode == 0
+@pytest.mark.parametrize("script", [GPU_CHECK, GPU_CHECK.with_name("device_kit.sh")])
+def test_gpu_check_is_valid_bash(script: Path) -> None:
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     if shutil.which("shellcheck"):
-        done = subprocess.run(["shellcheck", str(GPU_CHECK)], capture_output=True, text=True)
+        done = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True)
         assert done.returncode == 0, done.stdout

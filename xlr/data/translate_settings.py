@@ -59,7 +59,11 @@ class TranslateSection(BaseModel):
     batch_size: PositiveInt = 32
     max_new_tokens: PositiveInt = 128
     num_beams: PositiveInt = 1
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    # left out of params hashes at its default: runs from before it existed keep their identity
+    # (what it changes reaches an arm through the pool's content digest anyway)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        default="auto", exclude_if=lambda v: v == "auto"
+    )
 
     @field_validator("model")
     @classmethod

@@ -122,8 +122,7 @@ class TranslationCache:
 
     def lookup(self, translator: str, lang: str, texts: Iterable[str]) -> dict[str, str]:
         """The cached translations of ``texts`` (those that have one), ``LOOKUP_CHUNK`` texts a
-        query: 0.57 of the time of one query a text over 200,000 cached captions
-        (``benchmarks/bench_translation_cache.py``)."""
+        query rather than one a text (``benchmarks/bench_translation_cache.py``)."""
         texts = list(texts)
         found: dict[str, str] = {}
         for start in range(0, len(texts), LOOKUP_CHUNK):
@@ -152,6 +151,11 @@ class Seq2SeqTranslator:
         self.settings = settings
         self.device = device
         self.precision = resolve_precision(device, settings.precision)
+        if self.precision == "fp16" and device.type != "cuda":
+            raise TranslationError(
+                "data.laion.translate.precision: fp16 is for GPUs without bf16, and this runs on "
+                f"{device}; use auto, fp32 or bf16"
+            )
         self._loaded: dict[str, tuple[Any, Any]] = {}
         self._revisions: dict[str, str | None] = {}
 
