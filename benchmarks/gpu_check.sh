@@ -10,8 +10,9 @@
 #   --cpu (or XLR_GPU_CHECK_DRY=1): a dry run on the CPU, every step at tiny sizes, the GPU-only
 #   parts skipped with a message (tests/test_launch.py runs it so its commands are known to work).
 # Settings: XLR_GPU_CHECK_STEPS (bcde: which of b-e run), XLR_PYTHON (an interpreter instead of
-#   `make env`), XLR_WHEELS (folders of wheels installed into XLR_SITE, .site/ by default, which
-#   goes first on PYTHONPATH: a lent machine reaches no package index; device_kit.sh writes them),
+#   `make env`), XLR_WHEELS (folders of wheels, each installed into a folder of its own under
+#   XLR_SITE, .site/ by default, put first on PYTHONPATH: a lent machine reaches no package index;
+#   device_kit.sh writes them),
 #   XLR_GPU_CHECK_PARAMS (params/smoke.yaml), XLR_GPU_CHECK_ARM (hybrid-a0.5-full),
 #   XLR_BENCH_PIPELINE_ARGS and XLR_BENCH_TRAIN_ARGS (bench_pipeline.py's and bench_train.py's
 #   arguments after --device, in place of the defaults; bench_train's on a GPU: the study's
