@@ -149,12 +149,12 @@ def rate(seconds: np.ndarray, batch: int, steps: int, skip: int, who: str) -> fl
 
 
 def compared_rates(
-    params: Params, folder: Path, root: Path, args: argparse.Namespace
+    params: Params, folder: Path, pool: ImageTextSet, root: Path, args: argparse.Namespace
 ) -> list[dict[str, float]]:
-    """Samples/s of ``open_clip_train`` and ``xlr`` in each of ``--repeats`` rounds, the order
-    of the two alternating from round to round (a warm page cache or GPU favours neither);
-    each run trains afresh in a folder of its own."""
-    pool = bench_pool(root / "shards")
+    """Samples/s of ``open_clip_train`` (on ``root / "shards"``) and ``xlr`` (on ``pool``, the
+    same shards) in each of ``--repeats`` rounds, the order of the two alternating from round
+    to round (a warm page cache or GPU favours neither); each run trains afresh in a folder of
+    its own."""
 
     def samples_per_s(who: str, repeat: int) -> float:
         if who == "xlr":
@@ -203,12 +203,12 @@ def main() -> None:
         # every open_clip worker reads its own tars: enough images in each for all its steps
         per_tar = math.ceil(args.steps / tars + 1) * args.batch
         bench_shards(root, tars * per_tar, per_tar, distinct=DISTINCT_IMAGES)
+        pool = bench_pool(root / "shards")
         if args.study_model:
-            captions = bench_pool(root / "shards").captions["caption"].tolist()
-            folder = study_model_dir(root, captions)
+            folder = study_model_dir(root, pool.captions["caption"].tolist())
         else:
             folder = model_folder(root, base, args.image_size, args.model_dir)
-        rounds = compared_rates(train_params(base, args), folder, root, args)
+        rounds = compared_rates(train_params(base, args), folder, pool, root, args)
     shown = args.model_dir or f"tiny model at {args.image_size} px"
     if args.study_model:
         shown = "xlm-roberta-base-ViT-B-32 (random weights) at 224 px"
