@@ -123,9 +123,9 @@ def main() -> None:
     )  # one query: mostly the per-call cost (input checks), which a whole pool pays once
     per_query = 1e3 / args.queries
     print(
-        f"ranks   {t_ranks * per_query:.2f} ms/query  matmul alone {t_matmul * per_query:.2f} "
+        f"ranks   {t_ranks * per_query:.3g} ms/query  matmul alone {t_matmul * per_query:.3g} "
         f"ms/query  ranks/matmul {t_ranks / t_matmul:.2f}  "
-        f"(whole pool at this speed: {t_ranks / args.queries * args.gallery / 3600:.2f} h)"
+        f"(whole pool at this speed: {t_ranks / args.queries * args.gallery / 60:.3g} min)"
     )
     print(
         f"        one query {t_one:.2f} s per call; beyond it ranks/matmul "

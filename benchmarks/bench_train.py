@@ -165,7 +165,10 @@ def compared_rates(
         gc.collect()  # hand the GPU memory an in-process run cached to the next run
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        return rate(seconds, args.batch, args.steps, args.skip, who)
+        samples = rate(seconds, args.batch, args.steps, args.skip, who)
+        # as each run ends, so that a run stopped at a time limit still leaves its figures
+        print(f"round {repeat + 1}: {who} {samples:.1f} samples/s", flush=True)
+        return samples
 
     sides = ["xlr", "open_clip_train"]
     return [
@@ -208,6 +211,7 @@ def main() -> None:
             folder = study_model_dir(root, pool.captions["caption"].tolist())
         else:
             folder = model_folder(root, base, args.image_size, args.model_dir)
+        print(f"shards and model written ({time.perf_counter() - start:.0f} s)", flush=True)
         rounds = compared_rates(train_params(base, args), folder, pool, root, args)
     shown = args.model_dir or f"tiny model at {args.image_size} px"
     if args.study_model:

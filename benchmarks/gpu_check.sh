@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
-# The CUDA path of xlr on a machine with a GPU (never run on one yet: no GPU has been lent):
+# The CUDA path of xlr on a machine with a GPU (first run on a lent H100 in session 10; README):
 #   (a) the project env (`make env` unless XLR_PYTHON names an interpreter)
 #   (b) the real-architecture rehearsal (tests/test_rehearsal.py) on CUDA in bf16, if present
 #   (c) faiss search on the GPU against the CPU, if faiss sees a GPU
-#   (d) an all-reduce over NCCL, then `xlr train` of one smoke arm under torchrun on CUDA
-#   (e) the ranking and input-pipeline benchmarks on CUDA, and training samples/s against
-#       open_clip's own trainer at the study's architecture in bf16
+#   (d) fp16 training steps with loss scaling (bf16 off CUDA), an all-reduce over NCCL, then
+#       `xlr train` of one smoke arm under torchrun on CUDA
+#   (e) the ranking and input-pipeline benchmarks on CUDA
+#   (f) training samples/s against open_clip's own trainer at the study's architecture in bf16
 # Usage: bash benchmarks/gpu_check.sh [--cpu]
 #   --cpu (or XLR_GPU_CHECK_DRY=1): a dry run on the CPU, every step at tiny sizes, the GPU-only
 #   parts skipped with a message (tests/test_launch.py runs it so its commands are known to work).
-# Settings: XLR_GPU_CHECK_STEPS (bcde: which of b-e run), XLR_PYTHON (an interpreter instead of
+# Settings: XLR_GPU_CHECK_STEPS (bcdef: which of b-f run), XLR_PYTHON (an interpreter instead of
 #   `make env`), XLR_WHEELS (folders of wheels, each installed into a folder of its own under
 #   XLR_SITE, .site/ by default, put first on PYTHONPATH: a lent machine reaches no package index;
 #   device_kit.sh writes them),
+#   XLR_GPU_CHECK_REHEARSAL_S (600: then step b is stopped with its stacks printed),
 #   XLR_GPU_CHECK_PARAMS (params/smoke.yaml), XLR_GPU_CHECK_ARM (hybrid-a0.5-full),
 #   XLR_BENCH_PIPELINE_ARGS and XLR_BENCH_TRAIN_ARGS (bench_pipeline.py's and bench_train.py's
 #   arguments after --device, in place of the defaults; bench_train's on a GPU: the study's
-#   model, bf16, batch 256, steps 33-128: the skipped ones cover 8 workers' prefetched
+#   model, bf16, batch 256, steps 33-96: the skipped ones cover 8 workers' prefetched
 #   batches). The log goes to
 #   $OUT/gpu_check.log (runs/gpu_check/ without OUT); runs and caches to a scratch XLR_ROOT.
 set -euo pipefail
@@ -24,9 +26,9 @@ cd "$(dirname "$0")/.."
 
 DRY=${XLR_GPU_CHECK_DRY:-0}
 if [[ "${1:-}" == "--cpu" ]]; then DRY=1; fi
-STEPS=${XLR_GPU_CHECK_STEPS:-bcde}
-if [[ ! "$STEPS" =~ ^[bcde-]*$ ]]; then
-    echo "XLR_GPU_CHECK_STEPS is '$STEPS': letters b to e, or - for none" >&2
+STEPS=${XLR_GPU_CHECK_STEPS:-bcdef}
+if [[ ! "$STEPS" =~ ^[bcdef-]*$ ]]; then
+    echo "XLR_GPU_CHECK_STEPS is '$STEPS': letters b to f, or - for none" >&2
     exit 2
 fi
 PARAMS=${XLR_GPU_CHECK_PARAMS:-params/smoke.yaml}
@@ -47,8 +49,8 @@ else
     nvidia-smi --query-gpu=name,memory.total --format=csv
     DEVICE=cuda CARD=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)
     NPROC=$(nvidia-smi -L | wc -l) BACKEND=nccl
-    RANKING=(--queries 4096 --threads 8)
-    TRAINING=(--study-model --precision bf16 --batch 256 --steps 128 --skip 32 --workers 8)
+    RANKING=(--queries 32768 --threads 8)  # 12.6% of the pool
+    TRAINING=(--study-model --precision bf16 --batch 256 --steps 96 --skip 32 --workers 8)
 fi
 echo "card: $CARD | params: $PARAMS | arm: $ARM | scratch XLR_ROOT: $XLR_ROOT"
 
@@ -86,8 +88,12 @@ elif ! grep -q XLR_REHEARSAL_DEVICE tests/test_rehearsal.py; then
 elif [[ "$DRY" == 1 ]]; then
     echo "skipped in a dry run: the rehearsal's CPU run is tests/test_rehearsal.py's"
 else
-    XLR_REHEARSAL_DEVICE=cuda XLR_REHEARSAL_PRECISION=bf16 \
-        "$PY" -m pytest tests/test_rehearsal.py -q -p no:cacheprovider
+    # live progress (-s), no plugins but pytest's own (a lent image has many), and a stack of
+    # every thread (pytest's faulthandler) if it outlasts XLR_GPU_CHECK_REHEARSAL_S: on the
+    # first lent H100 its 7 tests passed but pytest did not exit within the call's limit
+    XLR_REHEARSAL_DEVICE=cuda XLR_REHEARSAL_PRECISION=bf16 PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 \
+        timeout --foreground --signal=ABRT "${XLR_GPU_CHECK_REHEARSAL_S:-600}" \
+        "$PY" -m pytest tests/test_rehearsal.py -q -s -p no:cacheprovider --durations=0
 fi
 
 step "(c) faiss search on the GPU"
@@ -114,10 +120,59 @@ assert same > 0.999, same
 EOF
 fi
 
-step "(d) $BACKEND all-reduce and \`xlr train\` under torchrun, $NPROC rank(s) on $DEVICE"
+step "(d) fp16 loss scaling, $BACKEND all-reduce and \`xlr train\` under torchrun," \
+    "$NPROC rank(s) on $DEVICE"
 if ! want d; then
     echo "skipped: not in XLR_GPU_CHECK_STEPS ($STEPS)"
 else
+"$PY" - <<'EOF'
+import math
+
+import torch
+from torch import nn
+
+from xlr.runtime import DistContext
+from xlr.train.loop import Trainer
+from xlr.train.optim import make_optimizer, warmup_cosine
+
+# train.precision fp16 (GPUs without bf16): autocast to float16 and a GradScaler in Trainer.step,
+# on a small regression whose loss must fall; off CUDA, where it is refused, in bf16 instead
+cuda = torch.cuda.is_available()
+device = torch.device("cuda" if cuda else "cpu")
+torch.manual_seed(0)
+model = nn.Module()
+model.net = nn.Sequential(nn.Linear(64, 256), nn.GELU(), nn.Linear(256, 64))
+model.logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))
+model.to(device)
+x = torch.randn(512, 64, device=device)
+y = torch.sin(x)
+seen = set()
+
+def objective(model, batch, device, loaded):
+    out = model.net(x)
+    seen.add(out.dtype)
+    loss = nn.functional.mse_loss(out.float(), y)
+    return loss, {"loss": loss.detach()}
+
+optimizer = make_optimizer(model, 3e-3, 0.0)
+schedule, ctx = warmup_cosine(optimizer, 0, 200), DistContext(0, 1, device)
+if not cuda:
+    try:
+        Trainer(model, objective, optimizer, schedule, ctx, "fp16", 1.0)
+        raise AssertionError("fp16 training was not refused off CUDA")
+    except ValueError as refused:
+        print("off CUDA:", refused)
+precision = "fp16" if cuda else "bf16"
+trainer = Trainer(model, objective, optimizer, schedule, ctx, precision, 1.0)
+losses = [trainer.step(None, ())["loss"] for _ in range(200)]
+scale = trainer.scaler.get_scale() if trainer.scaler is not None else None
+shown = f"loss {losses[0]:.4f} -> {losses[-1]:.4f}, outputs {seen}, scale {scale}"
+print(f"{precision} on {device}: {shown}")
+assert seen == {torch.float16 if cuda else torch.bfloat16}, seen
+assert (trainer.scaler is not None) == cuda and (scale is None or 0 < scale < math.inf)
+assert losses[-1] < 0.5 * losses[0] and all(map(math.isfinite, losses)), losses[::20]
+assert all(torch.isfinite(p).all() for p in model.parameters())
+EOF
 cat > "$XLR_ROOT/all_reduce.py" <<'EOF'
 import os
 
@@ -148,7 +203,7 @@ assert summary["device"].startswith(sys.argv[2]), summary["device"]
 EOF
 fi
 
-step "(e) benchmarks on $CARD"
+step "(e) ranking and input-pipeline benchmarks on $CARD"
 if ! want e; then
     echo "skipped: not in XLR_GPU_CHECK_STEPS ($STEPS)"
 else
@@ -159,6 +214,12 @@ else
     # shellcheck disable=SC2086  # the extra arguments are words
     "$PY" benchmarks/bench_pipeline.py --device "$DEVICE" ${XLR_BENCH_PIPELINE_ARGS:-}
 fi
+fi
+
+step "(f) training samples/s against open_clip_train on $CARD"
+if ! want f; then
+    echo "skipped: not in XLR_GPU_CHECK_STEPS ($STEPS)"
+else
 if [[ -n "${XLR_BENCH_TRAIN_ARGS:-}" ]]; then read -ra TRAINING <<< "$XLR_BENCH_TRAIN_ARGS"; fi
 if [[ ${#TRAINING[@]} == 0 ]]; then
     echo "skipped in a dry run: set XLR_BENCH_TRAIN_ARGS to tiny sizes to run it"

@@ -248,8 +248,10 @@ def test_gpu_check_runs_every_step_on_the_cpu(tmp_path: Path) -> None:
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     log = (tmp_path / "out" / "gpu_check.log").read_text()
     assert done.returncode == 0, log[-3000:]
-    for part in ("(a) project env", "(b) real-architecture", "(c) faiss", "(d) gloo", "(e)"):
+    parts = ("(a) project env", "(b) real-architecture", "(c) faiss", "(d) fp16 loss scaling, gloo")
+    for part in (*parts, "(e) ranking", "(f) training"):
         assert f"== {part}" in log
+    assert "off CUDA: train.precision is 'fp16'" in log and "bf16 on cpu: loss" in log
     assert "rank 0 of 2: gloo all_reduce on cpu ok" in log
     assert "rank 1 of 2: gloo all_reduce on cpu ok" in log
     assert "'name': 'hybrid-a0.5-full', 'device': 'cpu', 'world_size': 2" in log
@@ -272,7 +274,7 @@ def test_gpu_check_runs_only_the_steps_asked_for(tmp_path: Path) -> None:
     )
     log = (tmp_path / "out" / "gpu_check.log").read_text()
     assert done.returncode == 0, log[-3000:]
-    assert log.count("skipped: not in XLR_GPU_CHECK_STEPS (c)") == 3  # b, d and e
+    assert log.count("skipped: not in XLR_GPU_CHECK_STEPS (c)") == 4  # b, d, e and f
     assert "faiss sees no GPU" in log and "ranks/matmul" not in log
 
 
@@ -304,7 +306,7 @@ def test_gpu_check_installs_the_wheels_it_is_given_first(tmp_path: Path) -> None
     assert f"first on PYTHONPATH: {tmp_path / 'site' / 'wheels'}:{GPU_CHECK.parents[1]}" in log
     env["XLR_GPU_CHECK_STEPS"] = "none"  # "e" is a step: a typo must not run it
     done = subprocess.run(["bash", str(GPU_CHECK), "--cpu"], env=env, capture_output=True)
-    assert done.returncode == 2 and b"letters b to e" in done.stderr
+    assert done.returncode == 2 and b"letters b to f" in done.stderr
 
 
 @pytest.mark.parametrize("script", [GPU_CHECK, GPU_CHECK.with_name("device_kit.sh")])
