@@ -49,7 +49,7 @@ else
     nvidia-smi --query-gpu=name,memory.total --format=csv
     DEVICE=cuda CARD=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)
     NPROC=$(nvidia-smi -L | wc -l) BACKEND=nccl
-    RANKING=(--queries 32768 --threads 8)  # 12.6% of the pool
+    RANKING=(--queries 259200 --threads 8 --repeats 1)  # the whole pool, as a model's eval
     TRAINING=(--study-model --precision bf16 --batch 256 --steps 96 --skip 32 --workers 8)
 fi
 echo "card: $CARD | params: $PARAMS | arm: $ARM | scratch XLR_ROOT: $XLR_ROOT"
