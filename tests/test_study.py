@@ -15,6 +15,7 @@ from xlr.config import parse_params
 from xlr.data.prepare import finetune_pool, prepare_data
 from xlr.eval.results import read_ranks, results_dir
 from xlr.eval.runner import evaluate_arms
+from xlr.train import study
 from xlr.train.study import (
     adapter_cost_table,
     arm_summaries,
@@ -98,6 +99,24 @@ def test_summaries_and_logs_of_chosen_arms(trained: Path) -> None:
     assert set(adapters["family"]) == {"adapters", "adapters_hybrid"}
     logs = training_logs(params, shared_arms(params))
     assert set(logs["arm"]) == {"mono-full"} and len(logs) == params.train.steps
+
+
+def test_finished_arms_train_again_without_loading_their_base(
+    trained: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second pass over finished arms (a notebook re-run, ``xlr train --all``) reads their
+    summaries and loads no base: for the real study each load is a 1.4 GB model."""
+    params = study_params(trained, workers=1)
+    pool = finetune_pool(params)
+
+    def no_base(*args: object) -> None:
+        raise AssertionError("a finished arm loaded its base")
+
+    monkeypatch.setattr(study, "load_base", no_base)
+    before = arm_summaries(params)
+    assert train_arms(params, pool, progress=False)["name"].tolist() == ["mono-full"]
+    adapters = train_adapter_arms(params, pool, progress=False)
+    assert len(adapters) == 4 and arm_summaries(params).equals(before)
 
 
 def test_routing_and_cost_of_the_adapter_arm(trained: Path) -> None:

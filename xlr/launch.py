@@ -31,9 +31,8 @@ from xlr.config import Params
 from xlr.data.prepare import finetune_pool, prepare_data, read_contract
 from xlr.models.bases import base_model_dir, is_base_cached, load_base
 from xlr.runtime import init_distributed, rank0_first
-from xlr.train.adapters import train_adapters
-from xlr.train.finetune import train_arm
 from xlr.train.pretrain import ensure_base_model
+from xlr.train.study import ensure_arm
 from xlr.train.tokens import cached_tokens, token_cache_dir
 from xlr.tuning import tuned_params
 
@@ -120,16 +119,12 @@ def train(
     tuned = tuned_params(params)  # notebook 02's chosen rates: the notebooks' arm folders
     ctx = init_distributed(params.run.device)
     show = progress and ctx.is_main
-    folders = []
     try:
         if not build:
             _check_inputs(params, arms, source)
         rank0_first(ctx, lambda: _prepare(params, arms, build, show))
         params, pool = tuned, finetune_pool(tuned)
-        for arm in arms:
-            trainer = train_adapters if arm.is_adapters else train_arm
-            trained = trainer(load_base(params, arm.base_seed), pool, params, arm, progress=show)
-            folders.append(trained.out_dir)
+        folders = [ensure_arm(params, arm, pool, show) for arm in arms]
     finally:  # a failed step must not leave the process group (and its NCCL threads) behind
         if ctx.world_size > 1:
             dist.destroy_process_group()

@@ -259,8 +259,7 @@ def train_adapters(
     ctx = init_distributed(params.run.device)
     check_arm_inputs(pool, params, arm, langs, ctx.world_size)
     out = Path(out_dir) if out_dir is not None else arm.directory(params)
-    sections = ("data", "model", "train", "adapters")
-    folder = arm_folder(arm, pool, langs, params, out, resume, sections)
+    folder = arm_folder(arm, pool, langs, params, out, resume)
     if (done := folder.finished(ctx)) is not None:
         bundle = load_adapters(base, out, langs)
         bundle.model.to(ctx.device)

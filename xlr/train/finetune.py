@@ -149,19 +149,15 @@ def pair_summary(sampler: BatchSampler) -> dict[str, list[str]]:
 
 
 def arm_folder(
-    arm: Arm,
-    pool: ImageTextSet,
-    langs: Sequence[str],
-    params: Params,
-    out: Path,
-    resume: bool,
-    sections: Sequence[str] = ("data", "model", "train"),
+    arm: Arm, pool: ImageTextSet, langs: Sequence[str], params: Params, out: Path, resume: bool
 ) -> RunFolder:
-    """The run folder of a fine-tuned arm: its checkpoint belongs to this arm, base, seed,
-    languages, the params ``sections`` that shape its weights and the content of ``pool``
-    (:func:`xlr.data.digest.pool_digest`), and no other. The content, because the params do not
-    fix the data: a LAION pool re-downloaded (other dead URLs), split or translated again under
-    the same params must not resume, or pass as finished, on a checkpoint of the old one."""
+    """The run folder of a fine-tuned arm or an adapter arm: its checkpoint belongs to this arm,
+    base, seed, languages, the params sections that shape its weights (``adapters`` too for an
+    adapter arm) and the content of ``pool`` (:func:`xlr.data.digest.pool_digest`), and no
+    other. The content, because the params do not fix the data: a LAION pool re-downloaded
+    (other dead URLs), split or translated again under the same params must not resume, or pass
+    as finished, on a checkpoint of the old one."""
+    sections = ("data", "model", "train", *(("adapters",) if arm.is_adapters else ()))
     identity = {
         "arm": arm.name,
         "base_seed": arm.base_seed,
@@ -172,6 +168,16 @@ def arm_folder(
         "data": pool_digest(pool),
     }
     return RunFolder(out, params, identity, params.train.checkpoint_every, resume)
+
+
+def finished_summary(arm: Arm, pool: ImageTextSet, params: Params) -> dict[str, Any] | None:
+    """The summary of ``arm`` in its own folder when it has finished on ``pool`` with
+    ``params`` (as :func:`train_arm` or :func:`xlr.train.adapters.train_adapters` would find it
+    with their defaults), else None: the study's loop asks before it loads a base, which for
+    the real study is a 1.4 GB model read for nothing when the arm is done."""
+    langs = params.data.train_langs  # canonical codes: the params validate them
+    folder = arm_folder(arm, pool, langs, params, arm.directory(params), resume=True)
+    return folder.finished(init_distributed(params.run.device))
 
 
 def run_summary(

@@ -20,7 +20,7 @@ from xlr.models.adapters import adapter_route, saved_adapter_langs
 from xlr.models.bases import is_base_cached, load_base
 from xlr.train.adapters import adapter_costs, train_adapters
 from xlr.train.batching import PAIR_STRATEGIES, STRATEGIES, Batch
-from xlr.train.finetune import arm_sampler, train_arm
+from xlr.train.finetune import arm_sampler, finished_summary, train_arm
 from xlr.train.loop import IDENTITY_KEY
 from xlr.train.pairs import PairGraph, pair_graph
 from xlr.train.pretrain import ensure_base_model, ensure_tokenizer
@@ -49,9 +49,17 @@ class _ArmJob:
     progress: bool
 
     def __call__(self) -> None:
-        base = load_base(self.params, self.arm.base_seed)
-        train = train_adapters if self.arm.is_adapters else train_arm
-        train(base, self.pool, self.params, self.arm, progress=self.progress)
+        ensure_arm(self.params, self.arm, self.pool, self.progress)
+
+
+def ensure_arm(params: Params, arm: Arm, pool: ImageTextSet, progress: bool = True) -> Path:
+    """Train ``arm`` (a fine-tuned or an adapter arm) from its base unless it has finished, and
+    return its folder. A finished arm's base is not loaded: for the real study each is a
+    1.4 GB model, read for nothing on every re-run of a notebook or of ``xlr train``."""
+    if finished_summary(arm, pool, params) is None:
+        train = train_adapters if arm.is_adapters else train_arm
+        train(load_base(params, arm.base_seed), pool, params, arm, progress=progress)
+    return arm.directory(params)
 
 
 def _base_jobs(params: Params, progress: bool) -> dict[int, _BaseJob]:
