@@ -8,6 +8,7 @@ import pytest
 
 from xlr.analysis.claims import (
     FAMILIES,
+    MIN_IMAGES,
     default_claims,
     evaluate_claims,
     family_levels,
@@ -220,6 +221,22 @@ def test_one_run_is_never_directional() -> None:
     row = evaluate_claims(ranks, claims, SEEN, HELDOUT).iloc[0]
     assert row["low"] > row["min_effect"] and row["n_runs"] == 1
     assert row["verdict"] == "inconclusive"
+
+
+@pytest.mark.parametrize(
+    ("n_images", "expected"), [(MIN_IMAGES - 1, "inconclusive"), (MIN_IMAGES, "supported")]
+)
+def test_fewer_images_than_calibration_needs_are_never_directional(n_images, expected) -> None:
+    """Three bases, a clear effect: below MIN_IMAGES images the interval cannot be calibrated
+    on the run's own data (a few 0/1 images can make it zero-width), so the verdict waits."""
+    ranks = fake_ranks(
+        {"mono-full": 0.2, "hybrid-a0.5-full": 0.9}, bases=(0, 1, 2), n_images=n_images
+    )
+    claims = [c for c in default_claims(HeadlineArms(Arm("hybrid", 0.5, "full"), None))
+              if c.key == "hybrid>mono:t2i"]  # fmt: skip
+    row = evaluate_claims(ranks, claims, SEEN, HELDOUT).iloc[0]
+    assert row["n_runs"] == 3 and row["n_images"] == n_images
+    assert row["low"] > row["min_effect"] and row["verdict"] == expected
 
 
 def test_each_benchmark_is_judged_on_its_own() -> None:

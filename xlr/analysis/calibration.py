@@ -54,6 +54,7 @@ from scipy import stats as distributions
 
 from xlr.analysis.claims import (
     DEFAULT_MIN_EFFECT,
+    MIN_IMAGES,
     Claim,
     claim_evidence,
     claim_units,
@@ -68,7 +69,6 @@ RESAMPLES = 200
 MAX_AA_RATE = 0.05  # at most this share of A/A resamples may get a directional verdict
 TARGET_POWER = 0.8
 MIN_TRAINING_UNITS = 3  # fewer (but more than one) cannot be resampled: module doc
-MIN_IMAGES = 20  # fewer cannot be resampled either: module doc
 # a calibration table's first columns, as the claims table has them; a Calibration's follow
 CLAIM_COLUMNS: tuple[str, ...] = (
     "key", "benchmark", "family", "measure", "langs", "arm_a", "arm_b", "min_effect",

@@ -9,7 +9,10 @@ interval whose units are bases, seeds within a base and images
 The verdict reads the interval against the claim's minimum effect (``report.min_effect``):
 *supported* when the whole interval lies beyond +min in the claimed direction, *contradicted*
 when it lies beyond -min the other way, *equivalent* when it lies inside +-min, *inconclusive*
-otherwise; a comparison of a single run, whose training noise is unmeasured, is inconclusive.
+otherwise; a comparison of a single run, whose training noise is unmeasured, is inconclusive,
+and so is one on fewer than :data:`MIN_IMAGES` images, whose interval the run's own data cannot
+calibrate (:mod:`xlr.analysis.calibration`: with 0/1 values such as R@1, whole patterns of few
+images give a zero-width interval; a rehearsal benchmark of 2 images did).
 How many bases and runs show the claimed sign is reported beside it and is not part of the rule:
 with three bases, all three show the claimed sign by chance one time in eight.
 
@@ -47,6 +50,7 @@ from xlr.eval.results import MULTILINGUAL, MULTILINGUAL_SEEN
 Measure = Literal["t2i R@1", "multilingual mAP", "rank distance"]
 LangGroup = Literal["seen", "heldout", "all"]
 Verdict = Literal["supported", "contradicted", "equivalent", "inconclusive"]
+MIN_IMAGES = 20  # fewer: a verdict is inconclusive and its calibration not applicable
 MIN_EFFECT_FIELD: dict[str, str] = {
     "t2i R@1": "recall_at_1", "multilingual mAP": "map", "rank distance": "rank_distance",
 }  # fmt: skip
@@ -310,6 +314,12 @@ def _measure_claim(
     }
 
 
+def _judged(measured: dict[str, object]) -> bool:
+    """Whether a claim's design may give a directional or equivalence verdict (module doc):
+    more than one run, so training noise is measured, and :data:`MIN_IMAGES` images or more."""
+    return int(measured["n_runs"]) > 1 and int(measured["n_images"]) >= MIN_IMAGES
+
+
 def family_levels(ran: Sequence[Claim], confidence: float = 0.95) -> dict[str, tuple[int, float]]:
     """Per claims family, how many of its claims ran (m) and the level of each of their
     intervals, 1 - (1 - confidence) / m (Bonferroni: the family-wise level is ``confidence``)."""
@@ -383,7 +393,7 @@ def evaluate_claims(
                 **measured,
                 "interval_confidence": level,
                 "family_size": size,
-                "verdict": rule if measured["n_runs"] > 1 else "inconclusive",
+                "verdict": rule if _judged(measured) else "inconclusive",
             }
         )
     table = pd.DataFrame(rows)

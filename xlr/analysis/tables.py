@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from xlr.analysis.claims import LangGroup, Measure, is_measured, per_query_measure
+from xlr.analysis.claims import MIN_IMAGES, LangGroup, Measure, is_measured, per_query_measure
 from xlr.analysis.figure_style import arm_order, sort_arms
 from xlr.analysis.intervals import interval_by_arm
 from xlr.arms import SWEEP_FAMILIES, ZEROSHOT, arm_catalogue
@@ -292,7 +292,8 @@ CLAIMS_COLUMNS: dict[str, str] = {
     "runs agreeing": "of the runs (base and seed), how many show the claimed sign (shown, not "
     "part of the verdict)",
     "verdict": "supported: interval beyond +min in the claimed direction; contradicted: beyond "
-    "min the other way; equivalent: inside +-min; inconclusive otherwise or with one run",
+    "min the other way; equivalent: inside +-min; inconclusive otherwise, with one run or with "
+    f"fewer than {MIN_IMAGES} images",
 }  # one line per column of the claims table, for notebook 06 and index.html
 
 
