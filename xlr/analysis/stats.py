@@ -347,7 +347,7 @@ def within_row_permutation_test(
             raise ValueError("a block holds NaN or infinite values: every row needs every label")
     rng = np.random.default_rng(rng)
     counts = _label_counts(blocks)
-    observed = float(_spread(_label_sums(blocks, [b.values for b in blocks]), counts))
+    observed = label_spread(blocks)
     per_chunk = max(1, RESAMPLE_BLOCK // sum(b.values.size for b in blocks))
     null = np.empty(n_permutations)
     for start in range(0, n_permutations, per_chunk):
