@@ -11,7 +11,8 @@
 #   .whl/rehearsal  papermill, nbconvert, ipykernel and img2dataset's needs (step b)
 # (47 MB and 43 MB when written). gpu_check.sh installs the folders XLR_WHEELS names into .site/
 # first, which stays on the machine while it is held, so the sets can travel in two calls.
-# faiss-gpu (135 MB) cannot travel at all; step (c) skips itself without it.
+# faiss-gpu cannot travel: 1.15.1 is a 130 MB wheel that needs CUDA 12's runtime, cuBLAS (a
+# 555 MB wheel) and cuRAND, where the image has CUDA 13's; step (c) skips itself without it.
 # Usage: bash benchmarks/device_kit.sh   (then the README's "GPU check on a lent machine")
 #   XLR_KIT_PYTHON=3.11 XLR_KIT_DIR=/tmp/kit: the same sets for another Python, elsewhere (to
 #   try them on this machine)
