@@ -35,6 +35,7 @@ from xlr.cli import main
 from xlr.config import Params, load_params
 from xlr.data.prepare import finetune_pool, prepare_data
 from xlr.launch import LaunchError, select_arms, train
+from xlr.models import factory
 from xlr.models.bases import base_model_dir, load_base
 from xlr.models.factory import HF_CONFIG, WEIGHTS
 from xlr.runtime import DistContext
@@ -230,6 +231,23 @@ def test_adapters_train_as_notebook_03_does(root: Path) -> None:
         twin = spec.directory(launched) / path.relative_to(spec.directory(notebook))
         expected, got = load_file(path), load_file(twin)
         assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+@pytest.mark.slow
+def test_training_finished_arms_again_builds_no_model(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`xlr train` over finished arms reads their summaries and the base's tokenizer (for the
+    token cache) and builds no model: for the real study each is 1.4 GB of weights."""
+    launched = load_params(write_params(root, "again", adapters=True))
+    arms = [ARM, "adapters-nearest"]
+    folders = train(launched, arms, build=True, progress=False)
+
+    def no_model(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a model was built for finished arms")
+
+    monkeypatch.setattr(factory, "_build", no_model)
+    assert train(launched, arms, progress=False) == folders
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ from xlr.models.factory import (
     ModelBundle,
     create_model,
     load_model,
+    model_tokenizer,
     save_model_dir,
     write_tiny_model_dir,
 )
@@ -163,6 +164,24 @@ def test_create_model_dispatches_on_kind(model_dir: Path, monkeypatch) -> None:
     ]
     assert real.name == "xlm-roberta-base-ViT-B-32"
     assert real.model_cfg["text_cfg"]["hf_model_name"] == "xlm-roberta-base"
+
+
+def test_the_tokenizer_alone_is_the_models_own(
+    model_dir: Path, bundle: ModelBundle, monkeypatch
+) -> None:
+    """``model_tokenizer`` reads the tokenizer :func:`create_model` would return, from the same
+    source, and builds no model: the token cache's need, where a real model is 1.4 GB."""
+    monkeypatch.setattr(models, "_build", lambda *args: pytest.fail("a model was built"))
+    expected = bundle.tokenizer(CAPTIONS)
+    tiny = model_tokenizer(ModelSection(kind="tiny", tiny=TINY), tiny_dir=model_dir)
+    saved = model_tokenizer(ModelSection(kind="open_clip", name=f"local-dir:{model_dir}"))
+    assert torch.equal(tiny(CAPTIONS), expected) and torch.equal(saved(CAPTIONS), expected)
+    named = []
+    monkeypatch.setattr(open_clip, "get_tokenizer", lambda name: named.append(name))
+    model_tokenizer(ModelSection(kind="open_clip"))
+    assert named == ["xlm-roberta-base-ViT-B-32"]  # what create_model asks open_clip for
+    with pytest.raises(ValueError, match="needs tiny_dir"):
+        model_tokenizer(ModelSection(kind="tiny", tiny=TINY))
 
 
 def test_unknown_pretrained_tag_names_model_and_tag() -> None:

@@ -29,7 +29,7 @@ import torch.distributed as dist
 from xlr.arms import Arm, trained_arms
 from xlr.config import Params
 from xlr.data.prepare import finetune_pool, prepare_data, read_contract
-from xlr.models.bases import base_model_dir, is_base_cached, load_base
+from xlr.models.bases import base_model_dir, is_base_cached, load_base_tokenizer
 from xlr.runtime import init_distributed, rank0_first
 from xlr.train.pretrain import ensure_base_model
 from xlr.train.study import ensure_arm
@@ -98,7 +98,7 @@ def _prepare(params: Params, arms: Sequence[Arm], build: bool, progress: bool) -
                 ensure_base_model(params, base_seed, progress=progress)
     pool = finetune_pool(params)  # the trainers tokenise these captions (data.train_langs)
     for base_seed in dict.fromkeys(arm.base_seed for arm in arms):
-        tokenizer = load_base(params, base_seed).tokenizer
+        tokenizer = load_base_tokenizer(params, base_seed)  # not its 1.4 GB model
         cached_tokens(tokenizer, pool.captions["caption"].tolist(), token_cache_dir(params))
 
 

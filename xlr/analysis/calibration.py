@@ -28,9 +28,10 @@ resample or measure, and every verdict is inconclusive by rule (an A/A rate of v
 0 by construction); what one run can calibrate is the interval's image part, so the rates are
 those of the rule applied to the interval alone, marked *images only*. Below 20 images the
 image level cannot be resampled either: n images have 2^n sign patterns, and with the 0/1 values
-of R@1 whole patterns make every image's deviation equal, a zero-width interval that the rule
-calls supported (a rehearsal benchmark of 2 images gave A/A rates near 50% that way); the check
-is then *not applicable* too.
+of R@1 whole patterns make every image's deviation equal, a zero-width interval that the
+interval rule alone calls supported (a rehearsal benchmark of 2 images gave A/A rates near 50%
+that way); the check is then *not applicable* too, and the claims' verdicts there are
+inconclusive by rule (:data:`xlr.analysis.claims.MIN_IMAGES`).
 
 **Planted effect and MDE.** The same resamples plus the claim's minimum effect in the claimed
 direction on arm a: *power* is how often the interval excludes zero on that side (the family's

@@ -10,9 +10,11 @@ The verdict reads the interval against the claim's minimum effect (``report.min_
 *supported* when the whole interval lies beyond +min in the claimed direction, *contradicted*
 when it lies beyond -min the other way, *equivalent* when it lies inside +-min, *inconclusive*
 otherwise; a comparison of a single run, whose training noise is unmeasured, is inconclusive,
-and so is one on fewer than :data:`MIN_IMAGES` images, whose interval the run's own data cannot
-calibrate (:mod:`xlr.analysis.calibration`: with 0/1 values such as R@1, whole patterns of few
-images give a zero-width interval; a rehearsal benchmark of 2 images did).
+and so is one on fewer than :data:`MIN_IMAGES` images, whose interval can be degenerate: with
+0/1 values such as R@1, few images can all deviate alike and give a zero-width interval (a
+rehearsal benchmark of 2 images did), which is also why :mod:`xlr.analysis.calibration` cannot
+check such a design. (Two training units cannot be calibrated either, for a reason of the
+resampling, not of the interval, which is then wide: their verdicts stand.)
 How many bases and runs show the claimed sign is reported beside it and is not part of the rule:
 with three bases, all three show the claimed sign by chance one time in eight.
 

@@ -16,10 +16,17 @@ the lexicons' bytes as well as the config, so a corrected word retrains what was
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from xlr.config import Params, config_hash
 from xlr.data.synthetic import corpus_key
-from xlr.models.factory import ModelBundle, create_model, load_model, weights_revision
+from xlr.models.factory import (
+    ModelBundle,
+    create_model,
+    load_model,
+    model_tokenizer,
+    weights_revision,
+)
 from xlr.paths import resolve_path
 
 REPORT_NAME = "pretrain_report.json"  # the last file of a pretrained base: it marks it complete
@@ -58,9 +65,20 @@ def load_base(params: Params, base_seed: int) -> ModelBundle:
     open_clip model and pretrained tag (one base; the seed is unused)."""
     if params.model.kind != "tiny":
         return create_model(params.model)
+    return load_model(_cached_base_dir(params, base_seed))
+
+
+def load_base_tokenizer(params: Params, base_seed: int) -> Any:
+    """The tokenizer of :func:`load_base`'s model, without loading the model."""
+    if params.model.kind != "tiny":
+        return model_tokenizer(params.model)
+    return model_tokenizer(params.model, tiny_dir=_cached_base_dir(params, base_seed))
+
+
+def _cached_base_dir(params: Params, base_seed: int) -> Path:
     if not is_base_cached(params, base_seed):
         raise FileNotFoundError(
             f"{base_model_dir(params, base_seed)}: the tiny base of seed {base_seed} is not "
             "pretrained yet; run notebook 02 or `xlr prepare PARAMS` first"
         )
-    return load_model(base_model_dir(params, base_seed))
+    return base_model_dir(params, base_seed)

@@ -385,6 +385,25 @@ def _open_clip_bundle(
     return ModelBundle(model, preprocess_train, preprocess_val, tokenizer, name, model_cfg or {})
 
 
+def _model_source(
+    section: ModelSection, tiny_dir: str | os.PathLike[str] | None
+) -> tuple[bool, str]:
+    """Where :func:`create_model` reads the ``model`` section's CLIP: (True, a model folder
+    :func:`load_model` reads) or (False, a name open_clip builds)."""
+    if section.kind == "tiny":
+        if tiny_dir is None:
+            raise ValueError(
+                "model.kind 'tiny' needs tiny_dir: a folder from write_tiny_model_dir or a "
+                "pretrained base (xlr.models.bases.base_model_dir)"
+            )
+        return True, str(Path(tiny_dir).resolve())
+    name = _located(section.name)
+    folder = Path(name.removeprefix(LOCAL_DIR))
+    if name.startswith(LOCAL_DIR) and (folder / HF_CONFIG).is_file():  # a folder saved here
+        return True, str(folder)
+    return False, name
+
+
 def create_model(
     section: ModelSection,
     *,
@@ -402,19 +421,22 @@ def create_model(
     :func:`load_model`). Either way the text tower must be multilingual
     (:func:`check_multilingual`).
     """
+    is_folder, where = _model_source(section, tiny_dir)
     if section.kind == "tiny":
-        if tiny_dir is None:
-            raise ValueError(
-                "model.kind 'tiny' needs tiny_dir: a folder from write_tiny_model_dir or a "
-                "pretrained base (xlr.models.bases.base_model_dir)"
-            )
-        _check_tiny_dir(section.tiny, Path(tiny_dir).resolve())
-        return load_model(tiny_dir, device, precision)
-    name = _located(section.name)
-    folder = Path(name.removeprefix(LOCAL_DIR))
-    if name.startswith(LOCAL_DIR) and (folder / HF_CONFIG).is_file():  # a folder saved here
-        bundle = load_model(folder, device, precision)
+        _check_tiny_dir(section.tiny, Path(where))
+        return load_model(where, device, precision)
+    if is_folder:
+        bundle = load_model(where, device, precision)
     else:
-        bundle = _open_clip_bundle(name, _pretrained(section, name), device, precision)
+        bundle = _open_clip_bundle(where, _pretrained(section, where), device, precision)
     check_multilingual(bundle.model, section.name)
     return bundle
+
+
+def model_tokenizer(
+    section: ModelSection, *, tiny_dir: str | os.PathLike[str] | None = None
+) -> Any:
+    """The tokenizer of the CLIP :func:`create_model` builds, without building it: what a
+    token cache needs, where the real study's model is 1.4 GB of weights to read for nothing."""
+    is_folder, where = _model_source(section, tiny_dir)
+    return open_clip.get_tokenizer(f"{LOCAL_DIR}{where}" if is_folder else where)
