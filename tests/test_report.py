@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 
 from xlr import report, report_index
@@ -19,6 +20,7 @@ from xlr.config import load_params
 from xlr.report import NotebookFailed, NotebookRun, reproduce
 from xlr.report_index import (
     FIGURE_CAPTIONS,
+    few_images_warning,
     figure_caption,
     positive_control_warning,
     write_index,
@@ -296,6 +298,33 @@ def test_index_warns_when_the_positive_control_missed_a_required_comparison(
     )
     warning = positive_control_warning(tmp_path)
     assert warning is not None and "&lt;b&gt;x&lt;/b&gt;" in warning and "<b>" not in warning
+
+
+def test_index_names_the_benchmarks_too_small_to_judge(tmp_path: Path) -> None:
+    """A hand-written claims table: benchmarks under MIN_IMAGES images are named, with their
+    fewest images, once each (escaped); larger ones and claims not run are not."""
+    params_file = ROOT / "params" / "synthetic.yaml"
+    params = load_params(params_file)
+    assert few_images_warning(tmp_path) is None  # notebook 06 has not saved it
+    claims = pd.DataFrame(
+        {
+            "key": ["a", "b", "a", "a", "b"],
+            "benchmark": ["xtd10", "xtd10", "<i>m30k</i>", "xm3600", "xm3600"],
+            "n_images": [2, 3, 19, 3600, None],
+            "verdict": ["inconclusive"] * 4 + ["not run (no held-out language in xm3600)"],
+        }
+    )
+    claims.to_csv(tmp_path / "claims.csv", index=False)
+    warning = few_images_warning(tmp_path)
+    assert warning is not None
+    assert "xtd10 (2 images), &lt;i&gt;m30k&lt;/i&gt; (19 images): fewer than 20" in warning
+    assert "xm3600" not in warning and "<i>" not in warning
+    index = write_index(tmp_path, params, params_file, "0" * 64, []).read_text()
+    assert f"<p>{warning}</p>" in index
+    claims.assign(n_images=[20, 20, 20, 3600, None]).to_csv(tmp_path / "claims.csv", index=False)
+    assert few_images_warning(tmp_path) is None
+    claims[["key", "benchmark", "verdict"]].to_csv(tmp_path / "claims.csv", index=False)
+    assert few_images_warning(tmp_path) is None
 
 
 def test_widget_outputs_become_the_text_their_saved_state_shows() -> None:

@@ -21,6 +21,7 @@ from typing import get_args
 import mistune
 import pandas as pd
 
+from xlr.analysis.claims import MIN_IMAGES
 from xlr.analysis.controls import POSITIVE_CONTROL_TABLE, positive_control_shortfalls
 from xlr.analysis.tables import claims_columns_markdown
 from xlr.config import FigureFormat, Params
@@ -231,6 +232,28 @@ def positive_control_warning(out: Path) -> str | None:
     )
 
 
+def few_images_warning(out: Path) -> str | None:
+    """A banner line naming the benchmarks of the claims table notebook 06 saved
+    (``out/claims.csv``) on which claims were measured with fewer than
+    :data:`~xlr.analysis.claims.MIN_IMAGES` images: their verdicts are inconclusive by rule,
+    however clear the effect looks. None without the table or without such a benchmark."""
+    path = out / "claims.csv"
+    if not path.is_file():
+        return None
+    claims = pd.read_csv(path)
+    if "n_images" not in claims.columns:  # no claim was measured
+        return None
+    few = claims[claims["n_images"] < MIN_IMAGES].groupby("benchmark", sort=False)["n_images"]
+    listed = [f"{benchmark} ({int(n)} images)" for benchmark, n in few.min().items()]
+    if not listed:
+        return None
+    return (
+        f"<strong>Too few images to judge.</strong> {html.escape(', '.join(listed))}: fewer than "
+        f"{MIN_IMAGES} images, so every claim there is inconclusive by rule (a few images can "
+        "make an interval zero-width; notebook 06)."
+    )
+
+
 def banner(params: Params, params_file: Path, out: Path) -> str:
     """What a reader must know before reading any number on the page (empty for a real run
     whose controls passed); ``out`` is the report folder, whose saved tables it reads."""
@@ -253,9 +276,7 @@ def banner(params: Params, params_file: Path, out: Path) -> str:
             "scenes, captions from hand-written lexicons) and the base model is pretrained here: "
             "the numbers describe this generated world, not LAION-5B or a released CLIP."
         )
-    warning = positive_control_warning(out)
-    if warning is not None:
-        lines.append(warning)
+    lines += [w for w in (positive_control_warning(out), few_images_warning(out)) if w is not None]
     if not lines:
         return ""
     return (
