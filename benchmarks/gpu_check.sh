@@ -94,7 +94,7 @@ else
     # group (not the notebooks' kernels, which run in sessions of their own): pytest's
     # faulthandler prints its threads' stacks. On the first lent H100 its 7 tests passed but
     # pytest did not exit within the call's limit. No core files; killed 30 s later if need be.
-    ulimit -c 0
+    ulimit -S -c 0
     XLR_REHEARSAL_DEVICE=cuda XLR_REHEARSAL_PRECISION=bf16 PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 \
         timeout --kill-after=30 --signal=ABRT "${XLR_GPU_CHECK_REHEARSAL_S:-450}" \
         "$PY" -m pytest tests/test_rehearsal.py -q -s -p no:cacheprovider --durations=0

@@ -182,6 +182,15 @@ def test_the_tokenizer_alone_is_the_models_own(
     assert named == ["xlm-roberta-base-ViT-B-32"]  # what create_model asks open_clip for
     with pytest.raises(ValueError, match="needs tiny_dir"):
         model_tokenizer(ModelSection(kind="tiny", tiny=TINY))
+    with pytest.raises(ValueError, match="brings its own weights"):  # as create_model refuses it
+        model_tokenizer(ModelSection(kind="open_clip", name="hf-hub:a/b", pretrained="tag"))
+
+    def offline(name: str) -> None:
+        raise OSError("no tokenizer.json in the cache")
+
+    monkeypatch.setattr(open_clip, "get_tokenizer", offline)
+    with pytest.raises(RuntimeError, match="did not load: no tokenizer.json.*Offline nodes"):
+        model_tokenizer(ModelSection(kind="open_clip"))
 
 
 def test_unknown_pretrained_tag_names_model_and_tag() -> None:

@@ -317,7 +317,8 @@ def test_index_names_the_benchmarks_too_small_to_judge(tmp_path: Path) -> None:
     claims.to_csv(tmp_path / "claims.csv", index=False)
     warning = few_images_warning(tmp_path)
     assert warning is not None
-    assert "xtd10 (2 images), &lt;i&gt;m30k&lt;/i&gt; (19 images): fewer than 20" in warning
+    named = "xtd10 (2 images), &lt;i&gt;m30k&lt;/i&gt; (19 images): claims measured there on"
+    assert f"{named} fewer than 20" in warning
     assert "xm3600" not in warning and "<i>" not in warning
     index = write_index(tmp_path, params, params_file, "0" * 64, []).read_text()
     assert f"<p>{warning}</p>" in index

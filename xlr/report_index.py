@@ -235,22 +235,25 @@ def positive_control_warning(out: Path) -> str | None:
 def few_images_warning(out: Path) -> str | None:
     """A banner line naming the benchmarks of the claims table notebook 06 saved
     (``out/claims.csv``) on which claims were measured with fewer than
-    :data:`~xlr.analysis.claims.MIN_IMAGES` images: their verdicts are inconclusive by rule,
-    however clear the effect looks. None without the table or without such a benchmark."""
+    :data:`~xlr.analysis.claims.MIN_IMAGES` images (with the fewest): those verdicts are
+    inconclusive by rule, however clear the effect looks. None without the table or without
+    such a benchmark."""
     path = out / "claims.csv"
     if not path.is_file():
         return None
-    claims = pd.read_csv(path)
+    claims = pd.read_csv(path, dtype={"benchmark": str}, keep_default_na=False)
     if "n_images" not in claims.columns:  # no claim was measured
         return None
-    few = claims[claims["n_images"] < MIN_IMAGES].groupby("benchmark", sort=False)["n_images"]
+    images = pd.to_numeric(claims["n_images"], errors="coerce")  # blank: a claim not run
+    few = claims.assign(n_images=images)[images < MIN_IMAGES].groupby("benchmark", sort=False)
+    few = few["n_images"]
     listed = [f"{benchmark} ({int(n)} images)" for benchmark, n in few.min().items()]
     if not listed:
         return None
     return (
-        f"<strong>Too few images to judge.</strong> {html.escape(', '.join(listed))}: fewer than "
-        f"{MIN_IMAGES} images, so every claim there is inconclusive by rule (a few images can "
-        "make an interval zero-width; notebook 06)."
+        f"<strong>Too few images to judge.</strong> {html.escape(', '.join(listed))}: claims "
+        f"measured there on fewer than {MIN_IMAGES} images are inconclusive by rule (a few "
+        "images can make an interval zero-width; notebook 06)."
     )
 
 

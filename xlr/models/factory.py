@@ -364,6 +364,17 @@ def weights_revision(section: ModelSection) -> str | None:
     return model_files_digest(checkpoint) if checkpoint.is_file() else None
 
 
+def _not_loaded(name: str, pretrained: str | None, err: Exception) -> RuntimeError:
+    """The error of an open_clip model (or its tokenizer) that did not load, with the fixes."""
+    return RuntimeError(
+        f"model.name {name!r} with model.pretrained {pretrained!r} did not load: {err}. A "
+        "tag must be one of open_clip.list_pretrained_tags_by_model(name) and a local "
+        "checkpoint a file (relative paths start at the project root); offline, the weights "
+        "and the text tower's config and tokenizer must already be in the Hugging Face cache "
+        "(README, Offline nodes); otherwise use model.kind 'tiny'"
+    )
+
+
 def _open_clip_bundle(
     name: str, pretrained: str | None, device: str, precision: str
 ) -> ModelBundle:
@@ -374,13 +385,7 @@ def _open_clip_bundle(
         )
         tokenizer = open_clip.get_tokenizer(name)
     except (OSError, RuntimeError, ValueError) as err:
-        raise RuntimeError(
-            f"model.name {name!r} with model.pretrained {pretrained!r} did not load: {err}. A "
-            "tag must be one of open_clip.list_pretrained_tags_by_model(name) and a local "
-            "checkpoint a file (relative paths start at the project root); offline, the weights "
-            "and the text tower's config and tokenizer must already be in the Hugging Face cache "
-            "(README, Offline nodes); otherwise use model.kind 'tiny'"
-        ) from err
+        raise _not_loaded(name, pretrained, err) from err
     model_cfg = open_clip.get_model_config(name)
     return ModelBundle(model, preprocess_train, preprocess_val, tokenizer, name, model_cfg or {})
 
@@ -437,6 +442,14 @@ def model_tokenizer(
     section: ModelSection, *, tiny_dir: str | os.PathLike[str] | None = None
 ) -> Any:
     """The tokenizer of the CLIP :func:`create_model` builds, without building it: what a
-    token cache needs, where the real study's model is 1.4 GB of weights to read for nothing."""
+    token cache needs, where the real study's model is 1.4 GB of weights to read for nothing.
+    The model section is refused as :func:`create_model` refuses it, bar the multilingual check,
+    which needs the model."""
     is_folder, where = _model_source(section, tiny_dir)
-    return open_clip.get_tokenizer(f"{LOCAL_DIR}{where}" if is_folder else where)
+    if is_folder:
+        return open_clip.get_tokenizer(f"{LOCAL_DIR}{where}")
+    pretrained = _pretrained(section, where)
+    try:
+        return open_clip.get_tokenizer(where)
+    except (OSError, RuntimeError, ValueError) as err:
+        raise _not_loaded(where, pretrained, err) from err
