@@ -245,9 +245,9 @@ def few_images_warning(out: Path) -> str | None:
     if "n_images" not in claims.columns:  # no claim was measured
         return None
     images = pd.to_numeric(claims["n_images"], errors="coerce")  # blank: a claim not run
-    few = claims.assign(n_images=images)[images < MIN_IMAGES].groupby("benchmark", sort=False)
-    few = few["n_images"]
-    listed = [f"{benchmark} ({int(n)} images)" for benchmark, n in few.min().items()]
+    small = claims.assign(n_images=images)[images < MIN_IMAGES]
+    fewest = small.groupby("benchmark", sort=False)["n_images"].min()
+    listed = [f"{benchmark} ({int(n)} images)" for benchmark, n in fewest.items()]
     if not listed:
         return None
     return (
