@@ -330,7 +330,7 @@ def test_a_steps_time_runs_from_the_end_of_the_step_before(
 
 def test_a_finished_arm_reads_its_model_only_when_asked(world: dict, tmp_path: Path) -> None:
     """Run again, a finished arm trains nothing and leaves ``model/`` unread until its model is
-    used: ``xlr train`` and notebook 02's workers keep only the folder."""
+    used: a caller that keeps only the folder reads no model."""
     params = params_for(world, steps=2, trainable=["full"])
     spec = Arm("mono", trained="full").at(base_seed=0, seed=0)
     base = load_model(world["model"])

@@ -13,6 +13,8 @@ from xlr.config import parse_params
 from xlr.data import prepare
 from xlr.data.prepare import finetune_pool, prepare_data
 from xlr.data.synthetic import corpus as corpus_module
+from xlr.models.bases import load_base
+from xlr.train import study
 
 
 def tiny_study(root: Path, **tune: list[float]) -> object:
@@ -74,6 +76,23 @@ def test_rates_are_chosen_on_validation_only(
 
     monkeypatch.setattr(tuning, "score", no_test_split)  # reused: nothing is trained or scored
     assert tuning.tune(params, pool).rates == result.rates
+
+    monkeypatch.undo()
+    for name in (tuning.CHOICE_FILE, tuning.SWEEP_FILE):  # a sweep stopped before its choice
+        (out / name).unlink()
+
+    loads = []
+
+    def counted_base(*args: object) -> object:
+        loads.append(args)
+        return load_base(*args)
+
+    for module in (study, tuning):
+        monkeypatch.setattr(module, "load_base", counted_base)
+    assert tuning.tune(params, pool).sweep["value"].tolist() == pytest.approx(
+        sweep["value"].tolist()
+    )
+    assert len(loads) == 1  # the adapters' trial, used on its base; the full trials load none
 
     monkeypatch.undo()
     wider = tiny_study(tmp_path, full=[1e-4, 1e-1, 1e-2], adapters=[1e-3])

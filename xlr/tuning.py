@@ -32,8 +32,7 @@ from xlr.io import atomic_write_json, atomic_write_text
 from xlr.models.bases import base_key, load_base
 from xlr.runtime import resolve_device
 from xlr.train.adapters import train_adapters
-from xlr.train.finetune import train_arm
-from xlr.train.study import ensure_bases
+from xlr.train.study import ensure_arm, ensure_bases
 
 CHOICE_FILE = "choice.json"
 SWEEP_FILE = "sweep.csv"
@@ -85,13 +84,13 @@ def _key(params: Params) -> str:
 
 def _encoder(params: Params, arm: Arm, out: Path, pool: ImageTextSet) -> Encoder:
     """Train ``arm`` at ``out`` (resuming, skipped when finished) and return its encoder."""
-    base = load_base(params, arm.base_seed)
     device = resolve_device(params.run.device)
-    if arm.is_adapters:
+    if arm.is_adapters:  # the adapters are used on their base
+        base = load_base(params, arm.base_seed)
         trained = train_adapters(base, pool, params, arm, out, progress=False)
         fallback = headline_arms(params).adapters
         return AdapterEncoder(trained.bundle, fallback.fallback or "base", device=device)
-    train_arm(base, pool, params, arm, out, progress=False)
+    ensure_arm(params, arm, pool, progress=False, out_dir=out)  # a finished trial loads no base
     # the saved model (a LoRA merged), as evaluation loads it: a trial scores the same whether
     # it trained now or in an interrupted sweep
     return ModelEncoder.from_folder(out / MODEL_DIR, device)

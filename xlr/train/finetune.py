@@ -48,7 +48,7 @@ class TrainedArm:
 
     An arm that an earlier call finished comes back without its model in memory (``loaded``
     None): :attr:`bundle` reads ``model/`` on first use, so a caller that keeps only the folder
-    (``xlr train``, notebook 02's workers) reads no 1.5 GB model per arm and rank."""
+    reads no 1.4 GB model per arm and rank."""
 
     arm: Arm
     out_dir: Path
@@ -170,13 +170,17 @@ def arm_folder(
     return RunFolder(out, params, identity, params.train.checkpoint_every, resume)
 
 
-def finished_summary(arm: Arm, pool: ImageTextSet, params: Params) -> dict[str, Any] | None:
-    """The summary of ``arm`` in its own folder when it has finished on ``pool`` with
-    ``params`` (as :func:`train_arm` or :func:`xlr.train.adapters.train_adapters` would find it
-    with their defaults), else None: the study's loop asks before it loads a base, which for
-    the real study is a 1.4 GB model read for nothing when the arm is done."""
+def finished_summary(
+    arm: Arm, pool: ImageTextSet, params: Params, out_dir: Path | None = None
+) -> dict[str, Any] | None:
+    """The summary of ``arm`` in ``out_dir`` (default :meth:`Arm.directory`) when it has
+    finished on ``pool`` with ``params`` (as :func:`train_arm` or
+    :func:`xlr.train.adapters.train_adapters` would find it), else None: asked before a base
+    is loaded, which for the real study is a 1.4 GB model read for nothing when the arm is
+    done."""
     langs = params.data.train_langs  # canonical codes: the params validate them
-    folder = arm_folder(arm, pool, langs, params, arm.directory(params), resume=True)
+    out = arm.directory(params) if out_dir is None else out_dir
+    folder = arm_folder(arm, pool, langs, params, out, resume=True)
     return folder.finished(init_distributed(params.run.device))
 
 

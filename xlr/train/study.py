@@ -52,14 +52,22 @@ class _ArmJob:
         ensure_arm(self.params, self.arm, self.pool, self.progress)
 
 
-def ensure_arm(params: Params, arm: Arm, pool: ImageTextSet, progress: bool = True) -> Path:
-    """Train ``arm`` (a fine-tuned or an adapter arm) from its base unless it has finished, and
-    return its folder. A finished arm's base is not loaded: for the real study each is a
-    1.4 GB model, read for nothing on every re-run of a notebook or of ``xlr train``."""
-    if finished_summary(arm, pool, params) is None:
+def ensure_arm(
+    params: Params,
+    arm: Arm,
+    pool: ImageTextSet,
+    progress: bool = True,
+    out_dir: Path | None = None,
+) -> Path:
+    """Train ``arm`` (a fine-tuned or an adapter arm) from its base into ``out_dir`` (default
+    :meth:`Arm.directory`) unless it has finished there, and return the folder. A finished
+    arm's base is not loaded: for the real study each is a 1.4 GB model, read for nothing on
+    every re-run of a notebook, of ``xlr train`` or of a tuning sweep."""
+    out = arm.directory(params) if out_dir is None else out_dir
+    if finished_summary(arm, pool, params, out) is None:
         train = train_adapters if arm.is_adapters else train_arm
-        train(load_base(params, arm.base_seed), pool, params, arm, progress=progress)
-    return arm.directory(params)
+        train(load_base(params, arm.base_seed), pool, params, arm, out, progress=progress)
+    return out
 
 
 def _base_jobs(params: Params, progress: bool) -> dict[int, _BaseJob]:
