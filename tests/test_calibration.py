@@ -21,8 +21,8 @@ from xlr.analysis.calibration import (
     check_calibration,
     minimum_detectable_effect,
 )
+from xlr.analysis.check_figures import calibration_figure
 from xlr.analysis.claims import default_claims, evaluate_claims
-from xlr.analysis.plots import calibration_figure
 from xlr.arms import Arm, HeadlineArms
 
 # the A/A rate may exceed 5% by binomial noise over 200 resamples: two standard errors

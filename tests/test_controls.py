@@ -1,8 +1,10 @@
-"""The controls of notebook 05: a bias planted in a language-blind model must be seen (and the
-control can fail), seeds of one arm rarely differ."""
+"""The controls of notebook 05: a bias planted in a language-blind model must be seen, more as
+it grows and never where none was planted (and the control can fail), seeds of one arm rarely
+differ."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,8 @@ from xlr.analysis.bias import rank_distance_per_query
 from xlr.analysis.controls import (
     POSITIVE_CONTROL_TABLE,
     check_positive_control,
+    dose_response_points,
+    dose_response_table,
     negative_control,
     negative_control_summary,
     positive_control,
@@ -27,14 +31,14 @@ from xlr.data.imagetext import ArrayImages, ImageStore, ImageTextSet
 from xlr.eval.embedded import EmbeddedSet, embed_model
 from xlr.eval.planted import (
     PLANTED_FRACTION,
-    LanguageOffsetEncoder,
+    control_doses,
     plant_bias,
     planted_language,
     planted_name,
     translation_distance,
     unit_direction,
 )
-from xlr.eval.tasks import evaluate_arm
+from xlr.eval.tasks import evaluate_arm, evaluate_embedded
 from xlr.report_index import positive_control_warning
 
 LANGS = ["en", "de", "fr", "ja"]
@@ -79,49 +83,112 @@ class BlindEncoder:
         return _unit(self.images[ids] + noise).astype(np.float32)
 
 
-def planted_ranks(fraction: float) -> tuple[pd.DataFrame, float]:
-    """The blind encoder's multilingual ranks and its copy's with a bias of ``fraction`` planted
-    in the first seen language, as evaluate_controls ranks them; and the translation distance."""
+def planted_ranks(fractions: Sequence[float]) -> tuple[pd.DataFrame, float]:
+    """The blind encoder's multilingual ranks and its copies' with a bias of each of
+    ``fractions`` planted in the first seen language, as evaluate_controls ranks them; and the
+    translation distance."""
     encoder, eval_set = BlindEncoder(), blind_set()
     seen, heldout = LANGS[:3], LANGS[3:]
     lang = planted_language(seen)
     embedded = embed_model(encoder, eval_set, LANGS, "all", ("zeroshot", 0, None), None)
-    bias = plant_bias(embedded, lang, fraction, seed=0)
     run = {"tasks": ["multilingual"], "base_seed": 0}
     _, real = evaluate_arm(encoder, eval_set, seen, heldout, arm="zeroshot", **run)
-    _, planted = evaluate_arm(bias.encoder(encoder), eval_set, seen, heldout,
-                              arm=planted_name(lang), **run)  # fmt: skip
-    return pd.concat([real, planted], ignore_index=True), bias.translation_distance
+    tables = [real]
+    for fraction in fractions:
+        bias = plant_bias(embedded, lang, fraction, seed=0)
+        _, planted = evaluate_embedded(bias.plant(embedded), eval_set, seen, heldout,
+                                       arm=planted_name(lang, fraction), **run)  # fmt: skip
+        tables.append(planted)
+    return pd.concat(tables, ignore_index=True), bias.translation_distance
+
+
+JUDGED = [PLANTED_FRACTION]
 
 
 def test_a_bias_planted_in_a_blind_model_is_seen() -> None:
-    ranks, distance = planted_ranks(PLANTED_FRACTION)
+    ranks, distance = planted_ranks(JUDGED)
     assert 0.5 < distance < 0.9  # translations near (as the smoke base's, 0.62), not identical
-    table = check_positive_control(positive_control(ranks, planted_name("en")), required=True)
+    table = check_positive_control(positive_control(ranks, "en", JUDGED), required=True)
     captions = table[table["query_kind"] == "caption"].set_index(["task", "measure"])
-    assert captions["passed"].all() and len(captions) == 4  # two pools x two measures
+    assert captions["seen"].all() and len(captions) == 4  # two pools x two measures
     assert (captions.xs("rank distance", level="measure")["estimate"] > 0).all()
     assert (captions.xs("mAP", level="measure")["estimate"] < 0).all()
-    required = table[table["required"]].set_index(["task", "measure"]).index
+    required = table[table["role"] == "required"].set_index(["task", "measure"]).index
     assert sorted(required) == [
         ("multilingual", "mAP"), ("multilingual_seen", "mAP"),
         ("multilingual_seen", "rank distance"),
     ]  # fmt: skip  # what the claims read; the all-language rank distance is shown only
-    unseen = table.assign(passed=table["required"])  # only the rows nobody reads fail
+    unseen = table.assign(seen=table["role"] == "required")  # only the rows nobody reads fail
     assert check_positive_control(unseen, required=True) is unseen
     summary = positive_control_summary(unseen)
     assert summary["role"].tolist()[:3] == ["required"] * 3  # what the claims read comes first
     assert summary["result"].tolist()[:3] == ["pass"] * 3
     assert set(summary["result"].tolist()[3:]) == {"not seen"}  # shown, not required
     assert summary.loc[0, "pool"] == "seen languages" and summary.loc[0, "queries"] == "caption"
+    assert set(summary["dose"]) == {"2x"}
+
+
+def test_the_bias_grows_with_its_dose_and_is_not_seen_at_zero() -> None:
+    """The default doses on the blind model: mAP falls further at every larger dose (a known
+    direction: the planted language's captions move away from everything else), nothing is seen
+    at a dose of 0, where the copy is the real model re-normalised (every difference within a
+    hair of 0), and the judged dose passes. The judged summary holds the judged and zero-dose
+    rows; the dose table every dose, in order."""
+    doses = control_doses([0.0, 0.5, 1.0, 4.0])
+    assert doses == [0.0, 0.5, 1.0, 2.0, 4.0]
+    ranks, _ = planted_ranks(doses)
+    table = check_positive_control(positive_control(ranks, "en", doses), required=True)
+    captions = table[(table["query_kind"] == "caption") & (table["measure"] == "mAP")]
+    for _, pool in captions.groupby("task"):
+        estimates = pool.sort_values("fraction")["estimate"].to_numpy()
+        assert np.all(np.diff(estimates) < 0), estimates
+    zero = table[table["fraction"] == 0]
+    assert not zero["seen"].any() and (zero["estimate"].abs() < 1e-3).all()
+    assert sorted(zero.loc[zero["role"] == "zero dose", ["task", "measure"]].itertuples(
+        index=False, name=None)) == [("multilingual", "mAP"), ("multilingual_seen", "mAP"),
+                                     ("multilingual_seen", "rank distance")]  # fmt: skip
+    summary = positive_control_summary(table)
+    assert summary["role"].tolist() == ["required"] * 3 + ["zero dose"] * 3 + ["shown"] * 5
+    assert (summary.loc[summary["role"] != "shown", "result"] == "pass").all()
+    assert set(summary.loc[summary["role"] == "zero dose", "dose"]) == {"0x"}
+    wide = dose_response_table(table)
+    assert list(wide.columns) == ["benchmark", "pool", "queries", "measure",
+                                  "0x", "0.5x", "1x", "2x", "4x"]  # fmt: skip
+    assert len(wide) == 8  # two pools x two query kinds x two measures
+    points = dose_response_points(table)
+    assert {"pool", "queries"} <= set(points.columns) and "task" not in points.columns
+    assert len(points) == len(table)
+
+
+def test_a_bias_seen_where_nothing_was_planted_fails_the_control(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A comparison that sees an effect at a dose of 0 passes whatever the measure does: here
+    the judged dose's copy filed as the zero dose must fail the control, by name."""
+    ranks, _ = planted_ranks(JUDGED)
+    relabelled = ranks.replace(
+        {"arm": {planted_name("en", PLANTED_FRACTION): planted_name("en", 0)}}
+    )
+    both = pd.concat([ranks, relabelled[relabelled["arm"] != "zeroshot"]], ignore_index=True)
+    table = positive_control(both, "en", [0.0, PLANTED_FRACTION])
+    with pytest.raises(AssertionError, match=r"dose 0x.*seen where nothing was planted"):
+        check_positive_control(table, required=True)
+    summary = positive_control_summary(table)
+    assert (summary.loc[summary["role"] == "zero dose", "result"] == "FAIL").all()
+    assert len(controls.positive_control_shortfalls(summary)) == 3
+    with pytest.raises(AssertionError, match="no comparison at the judged dose"):
+        check_positive_control(positive_control(both, "en", [0.0]), required=True)
 
 
 def test_the_positive_control_can_fail(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    unplanted, _ = planted_ranks(0.0)
-    table = positive_control(unplanted, planted_name("en"))  # nothing planted
-    assert not table.loc[table["query_kind"] == "caption", "passed"].all()
+    unplanted, _ = planted_ranks([0.0])
+    relabelled = unplanted.replace(
+        {"arm": {planted_name("en", 0): planted_name("en", PLANTED_FRACTION)}}
+    )
+    table = positive_control(relabelled, "en", JUDGED)  # nothing planted, judged as planted
+    assert not table.loc[table["query_kind"] == "caption", "seen"].all()
     failed = r"(?s)positive control failed.*require_controls is set"
     with pytest.raises(AssertionError, match=failed):
         check_positive_control(table, required=True)
@@ -129,7 +196,7 @@ def test_the_positive_control_can_fail(
     printed = capsys.readouterr().out
     assert "reported, not enforced" in printed and "planted - real" in printed
     assert "FAIL" in positive_control_summary(table)["result"].tolist()
-    ranks, _ = planted_ranks(PLANTED_FRACTION)
+    ranks, _ = planted_ranks(JUDGED)
 
     def language_blind_measure(table: pd.DataFrame, partial: bool) -> pd.DataFrame:
         per_query = rank_distance_per_query(table, partial=partial)
@@ -137,7 +204,7 @@ def test_the_positive_control_can_fail(
 
     monkeypatch.setattr(controls, "rank_distance_per_query", language_blind_measure)
     with pytest.raises(AssertionError, match="went unseen"):
-        check_positive_control(positive_control(ranks, planted_name("en")), required=True)
+        check_positive_control(positive_control(ranks, "en", JUDGED), required=True)
 
 
 def laion_shaped(ranks: pd.DataFrame) -> pd.DataFrame:
@@ -153,17 +220,17 @@ def test_on_a_laion_split_the_caption_rank_distance_is_not_measured_and_not_pass
     """Caption queries with one other language have no rank distance: its required row reads
     n/a and fails the control (a control not run is not passed), with the fix named; mAP and
     the image queries' distance over their two languages are still compared."""
-    ranks, _ = planted_ranks(PLANTED_FRACTION)
-    table = positive_control(laion_shaped(ranks), planted_name("en"))
+    ranks, _ = planted_ranks(JUDGED)
+    table = positive_control(laion_shaped(ranks), "en", JUDGED)
     unmeasured = table[~table["measured"]]
     kinds = unmeasured[["task", "measure", "query_kind"]].itertuples(index=False, name=None)
     assert sorted(kinds) == [
         ("multilingual", "rank distance", "caption"),
         ("multilingual_seen", "rank distance", "caption"),
     ]
-    assert not unmeasured["passed"].any()
+    assert not unmeasured["seen"].any()
     measured = table[table["measured"]].set_index(["task", "query_kind", "measure"])
-    assert measured.xs("mAP", level="measure")["passed"].all()
+    assert measured.xs("mAP", level="measure")["seen"].all()
     assert ("multilingual_seen", "image", "rank distance") in measured.index
     with pytest.raises(AssertionError, match=r"(?s)went unseen.*data\.laion\.translate"):
         check_positive_control(table, required=True)
@@ -177,9 +244,9 @@ def test_the_saved_positive_control_table_reaches_the_landing_page(tmp_path: Pat
     """What notebook 05 saves is what the landing page reads: the LAION-shaped control's n/a
     rank distance becomes a banner line naming it and the fix; the full control passes and
     gives none."""
-    ranks, _ = planted_ranks(PLANTED_FRACTION)
+    ranks, _ = planted_ranks(JUDGED)
     tables = tmp_path / "tables"
-    laion = positive_control(laion_shaped(ranks), planted_name("en"))
+    laion = positive_control(laion_shaped(ranks), "en", JUDGED)
     paths = save_positive_control(laion, tables)
     assert [path.name for path in paths] == [f"{POSITIVE_CONTROL_TABLE}.csv",
                                              f"{POSITIVE_CONTROL_TABLE}.md"]  # fmt: skip
@@ -188,33 +255,41 @@ def test_the_saved_positive_control_table_reaches_the_landing_page(tmp_path: Pat
     assert warning is not None
     assert "rank distance (blind, seen languages): not measured" in warning
     assert "data.laion.translate" in warning and "claims reading rank distance" in warning
-    save_positive_control(positive_control(ranks, planted_name("en")), tables)
+    save_positive_control(positive_control(ranks, "en", JUDGED), tables)
     assert positive_control_warning(tmp_path) is None
 
 
 def test_the_positive_control_needs_both_models() -> None:
-    ranks, _ = planted_ranks(PLANTED_FRACTION)
+    ranks, _ = planted_ranks(JUDGED)
     with pytest.raises(ValueError, match="no multilingual ranks of 'zeroshot"):
-        positive_control(ranks[ranks["arm"] == "zeroshot"], planted_name("en"))
+        positive_control(ranks[ranks["arm"] == "zeroshot"], "en", JUDGED)
+    with pytest.raises(ValueError, match="at least one planted dose"):
+        positive_control(ranks, "en", [])
 
 
-def test_the_planted_encoder_moves_one_language_only() -> None:
-    encoder = BlindEncoder()
-    offset = 0.5 * unit_direction(DIM, seed=3)
-    planted = LanguageOffsetEncoder(encoder, "de", offset)
-    texts = ["de 0", "de 1"]
-    real, moved = encoder.encode_texts(texts, "de"), planted.encode_texts(texts, "de")
+def test_the_planted_copy_moves_one_language_only() -> None:
+    encoder, eval_set = BlindEncoder(), blind_set()
+    embedded = embed_model(encoder, eval_set, LANGS, "all", ("zeroshot", 0, None), None)
+    bias = plant_bias(embedded, "de", 0.5, seed=3)
+    planted = bias.plant(embedded)
+    real, moved = embedded.texts["de"], planted.texts["de"]
     np.testing.assert_allclose(np.linalg.norm(moved, axis=1), 1.0, rtol=1e-6)
-    np.testing.assert_allclose(moved, _unit(real + offset), rtol=1e-6)
-    np.testing.assert_array_equal(
-        planted.encode_texts(["en 0"], "en"), encoder.encode_texts(["en 0"], "en")
-    )
-    assert planted.checkpoint != encoder.checkpoint
-    assert planted.checkpoint != LanguageOffsetEncoder(encoder, "de", 2 * offset).checkpoint
+    np.testing.assert_allclose(moved, _unit(real + bias.size * bias.direction), rtol=1e-6)
+    assert bias.size == pytest.approx(0.5 * translation_distance(embedded, "de"))
+    for lang in ("en", "fr", "ja"):
+        assert planted.texts[lang] is embedded.texts[lang]
+    assert planted.images is embedded.images and embedded.texts["de"] is real  # a copy moves
+    np.testing.assert_allclose(plant_bias(embedded, "de", 0.0, 3).plant(embedded).texts["de"],
+                               real, atol=1e-7)  # fmt: skip  # dose 0: re-normalised only
+    with pytest.raises(ValueError, match="'xx' is not embedded"):
+        dataclasses.replace(bias, lang="xx").plant(embedded)
     away = np.random.default_rng(1).standard_normal((2, DIM))
     direction = unit_direction(DIM, seed=3, away_from=away)
     assert np.abs(away @ direction).max() < 1e-5 and np.linalg.norm(direction) == pytest.approx(1)
     assert planted_language(["hi", "en"]) == "hi"  # the first seen, whatever it is
+    assert (
+        planted_name("en", 2.0) == "zeroshot+en@2" and planted_name("en", 0.5) == "zeroshot+en@0.5"
+    )
 
 
 def test_translation_distance_known_answer() -> None:

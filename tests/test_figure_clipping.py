@@ -16,12 +16,12 @@ import pytest
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
+from xlr.analysis.check_figures import calibration_figure, dose_response_figure
 from xlr.analysis.heatmaps import pair_heatmap_figure, pair_heatmaps_figure
 from xlr.analysis.plots import (
     accuracy_vs_params_figure,
     alpha_sweep_figure,
     batch_kind_figure,
-    calibration_figure,
     language_mix_figure,
     language_preference_figure,
     loss_curves_figure,
@@ -174,6 +174,19 @@ def calibration() -> Figure:
     return calibration_figure(frame)
 
 
+def dose_response() -> Figure:
+    rows = [
+        {"benchmark": "crossmodal-3600-validation-with-a-long-name", "pool": pool,
+         "queries": queries, "measure": measure, "fraction": dose, "estimate": -dose / 10,
+         "low": -dose / 10 - 0.05, "high": -dose / 10 + 0.05}
+        for pool in ("seen languages", "all languages")
+        for queries in ("caption", "image")
+        for measure in ("mAP", "rank distance")
+        for dose in (0.0, 0.5, 1.0, 2.0, 4.0)
+    ]  # fmt: skip
+    return dose_response_figure(pd.DataFrame(rows), judged=2.0)
+
+
 def language_mix() -> Figure:
     counts = {lang: 100 * (i + 1) for i, lang in enumerate(LANGS)}
     reference = {lang: (i + 1) / 21 for i, lang in enumerate(LANGS)}
@@ -193,6 +206,7 @@ FIGURES = {
     "rank_distance": rank_distance,
     "language_preference": language_preference,
     "calibration": calibration,
+    "dose_response": dose_response,
 }
 
 

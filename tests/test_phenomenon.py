@@ -26,7 +26,7 @@ from xlr.data import prepare
 from xlr.data.prepare import finetune_pool, prepare_data
 from xlr.data.synthetic import corpus as corpus_module
 from xlr.eval import runner
-from xlr.eval.planted import planted_name
+from xlr.eval.planted import control_doses, planted_name
 from xlr.eval.results import load_planted, load_val_results, read_ranks, results_dir
 from xlr.train.study import train_arms
 
@@ -341,15 +341,23 @@ def test_the_controls_and_the_base_report_never_read_the_evaluation_split(
     results, rank_files = runner.evaluate_controls(params, progress=False)
     ranks = read_ranks(rank_files)
     assert set(results["benchmark"]) == {"synthetic-val"}
-    assert set(ranks["arm"]) == {"zeroshot", "cross-full", planted_name("en")}
+    doses = control_doses(params.eval.control_doses)
+    planted_arms = {planted_name("en", dose) for dose in doses}
+    assert set(ranks["arm"]) == {"zeroshot", "cross-full", *planted_arms}
+    assert len(planted_arms) == 5 and 0.0 in doses
     assert set(results["task"]) == {"t2i", "xt2t", "multilingual", "multilingual_seen"}
     on_disk, on_disk_ranks = load_val_results(params)
     pd.testing.assert_frame_equal(on_disk, results)
     assert len(on_disk_ranks) == len(ranks)
     assert not (results_dir(params) / "results").exists()  # the evaluation results are apart
     planted = load_planted(params)
-    assert planted[["base_seed", "lang", "fraction"]].values.tolist() == [[0, "en", 2.0]]
-    assert planted["size"].item() == pytest.approx(2.0 * planted["translation_distance"].item())
+    assert planted[["base_seed", "lang", "fraction"]].values.tolist() == [
+        [0, "en", dose] for dose in doses
+    ]
+    assert planted["translation_distance"].nunique() == 1  # one real model: one distance
+    np.testing.assert_allclose(
+        planted["size"], planted["fraction"] * planted["translation_distance"]
+    )
     shares = {**SHARES, "nl": 0.01}  # four languages: the share test applies
     controls = phenomenon_controls(on_disk, on_disk_ranks, ["en", "de", "es"], shares)
     assert controls["value"].notna().all()

@@ -249,20 +249,25 @@ def test_a_real_study_gets_no_smoke_banner(tmp_path: Path) -> None:
 
 
 POSITIVE_CONTROL_CSV = """\
-benchmark,pool,queries,measure,"if seen, it",difference,p_value,role,result
-synthetic-val,seen languages,caption,mAP,falls,"-0.052 [-0.081, -0.023]",0.001,required,pass
-synthetic-val,all languages,caption,mAP,falls,"-0.031 [-0.050, -0.012]",0.002,required,pass
-synthetic-val,seen languages,caption,rank distance,rises,{seen},{p},required,{result}
-synthetic-val,all languages,caption,rank distance,rises,"-4.8 [-86.0, +76.0]",0.9,shown,not seen
+benchmark,pool,queries,measure,dose,"if seen, it",difference,p_value,role,result
+synthetic-val,seen languages,caption,mAP,2x,falls,"-0.052 [-0.081, -0.023]",0.001,required,pass
+synthetic-val,all languages,caption,mAP,2x,falls,"-0.031 [-0.050, -0.012]",0.002,required,pass
+synthetic-val,seen languages,caption,rank distance,2x,rises,{seen},{p},required,{result}
+synthetic-val,seen languages,caption,mAP,0x,falls,"{zero}",0.9,zero dose,{zero_result}
+synthetic-val,all languages,caption,rank distance,2x,rises,"-4.8 [-86.0, +76.0]",0.9,shown,not seen
 """
+
+
+ZERO_PASS = {"zero": "+0.000 [-0.001, +0.001]", "zero_result": "pass"}
 
 
 def test_index_warns_when_the_positive_control_missed_a_required_comparison(
     tmp_path: Path,
 ) -> None:
-    """A hand-written positive control table: every required row passed, no banner line; the
+    """A hand-written positive control table: every judged row passed, no banner line; the
     seen pool's rank distance n/a (a LAION split without translation) or FAIL, a banner line
-    naming it and the claims it concerns; a shown row that failed is no reason to warn."""
+    naming it and the claims it concerns; a zero-dose row that saw a bias, a line saying so; a
+    shown row that failed is no reason to warn."""
     params_file = ROOT / "params" / "synthetic.yaml"
     params = load_params(params_file)
     tables = tmp_path / "tables"
@@ -270,13 +275,17 @@ def test_index_warns_when_the_positive_control_missed_a_required_comparison(
     csv = tables / f"{POSITIVE_CONTROL_TABLE}.csv"
     assert positive_control_warning(tmp_path) is None  # notebook 05 has not saved it
     csv.write_text(
-        POSITIVE_CONTROL_CSV.format(seen='"+9.1 [+3.2, +15.0]"', p="0.004", result="pass")
+        POSITIVE_CONTROL_CSV.format(
+            **ZERO_PASS, seen='"+9.1 [+3.2, +15.0]"', p="0.004", result="pass"
+        )
     )
     assert positive_control_warning(tmp_path) is None
     index = write_index(tmp_path, params, params_file, "0" * 64, []).read_text()
     assert "Positive control not passed" not in index
     unmeasured = "no caption query has relevant items in two languages (translate: a|b)"
-    csv.write_text(POSITIVE_CONTROL_CSV.format(seen=f'"{unmeasured}"', p="", result="n/a"))
+    csv.write_text(
+        POSITIVE_CONTROL_CSV.format(**ZERO_PASS, seen=f'"{unmeasured}"', p="", result="n/a")
+    )
     index = write_index(tmp_path, params, params_file, "0" * 64, []).read_text()
     warning = positive_control_warning(tmp_path)
     assert warning is not None and f"<p>{warning}</p>" in index
@@ -286,18 +295,31 @@ def test_index_warns_when_the_positive_control_missed_a_required_comparison(
     assert "claims reading rank distance rest on a measure not shown to see a planted bias" in (
         warning
     )
-    csv.write_text(POSITIVE_CONTROL_CSV.format(seen='"-1.5 [-7.0, +4.0]"', p="0.6", result="FAIL"))
+    csv.write_text(
+        POSITIVE_CONTROL_CSV.format(**ZERO_PASS, seen='"-1.5 [-7.0, +4.0]"', p="0.6", result="FAIL")
+    )
     warning = positive_control_warning(tmp_path)
     assert warning is not None
     assert "rank distance (synthetic-val, seen languages): not seen, planted - real -1.5" in warning
     assert "(if seen, it rises)" in warning
     csv.write_text(
-        POSITIVE_CONTROL_CSV.format(seen='"+9.1 [+3.2, +15.0]"', p="0.004", result="pass")
+        POSITIVE_CONTROL_CSV.format(
+            **ZERO_PASS, seen='"+9.1 [+3.2, +15.0]"', p="0.004", result="pass"
+        )
         .replace("synthetic-val,seen", "<b>x</b>,seen", 1)
         .replace("required,pass", "required,FAIL", 1)
     )
     warning = positive_control_warning(tmp_path)
     assert warning is not None and "&lt;b&gt;x&lt;/b&gt;" in warning and "<b>" not in warning
+    zero_seen = {"zero": "-0.030 [-0.041, -0.019]", "zero_result": "FAIL"}
+    csv.write_text(POSITIVE_CONTROL_CSV.format(**zero_seen, seen='"+9.1 [+3.2, +15.0]"', p="0.004",
+                                               result="pass"))  # fmt: skip
+    warning = positive_control_warning(tmp_path)
+    assert warning is not None
+    assert "mAP (synthetic-val, seen languages): seen where nothing was planted (dose 0x)" in (
+        warning
+    )
+    assert "rank distance" not in warning
 
 
 def test_index_names_the_benchmarks_too_small_to_judge(tmp_path: Path) -> None:

@@ -22,7 +22,11 @@ import mistune
 import pandas as pd
 
 from xlr.analysis.claims import MIN_IMAGES
-from xlr.analysis.controls import POSITIVE_CONTROL_TABLE, positive_control_shortfalls
+from xlr.analysis.controls import (
+    POSITIVE_CONTROL_TABLE,
+    ZERO_DOSE,
+    positive_control_shortfalls,
+)
 from xlr.analysis.tables import claims_columns_markdown
 from xlr.config import FigureFormat, Params
 from xlr.export import page_css
@@ -205,8 +209,9 @@ def positive_control_warning(out: Path) -> str | None:
     """A banner line when the positive control table notebook 05 saved under ``out/tables``
     (:func:`xlr.analysis.controls.save_positive_control`) has a required comparison that
     failed or could not be measured (a LAION validation split without translation has no
-    caption rank distance): the claims reading that measure rest on a measure not shown to see
-    a planted bias. None without the table or with every required row passed."""
+    caption rank distance), or a zero-dose comparison that saw a bias where none was planted:
+    the claims reading that measure rest on a measure not shown to see a planted bias, or shown
+    to see one that is not there. None without the table or with every judged row passed."""
     path = out / "tables" / f"{POSITIVE_CONTROL_TABLE}.csv"
     if not path.is_file():
         return None
@@ -217,7 +222,9 @@ def positive_control_warning(out: Path) -> str | None:
     esc = html.escape
     rows = []
     for row in missed.to_dict("records"):
-        if row["result"] == "n/a":
+        if row["role"] == ZERO_DOSE:
+            why = f"seen where nothing was planted (dose {row['dose']}), {row['difference']}"
+        elif row["result"] == "n/a":
             why = f"not measured, {row['difference']}"
         else:
             why = f"not seen, planted - real {row['difference']} (if seen, it {row['if seen, it']})"
@@ -225,10 +232,11 @@ def positive_control_warning(out: Path) -> str | None:
     measures = " and ".join(esc(m) for m in dict.fromkeys(missed["measure"]))
     return (
         "<strong>Positive control not passed.</strong> The language bias planted in the "
-        "zero-shot model was not seen, or could not be measured, where the claims need it: "
-        f"{'; '.join(rows)}. The claims "
+        "zero-shot model was not seen, or could not be measured, where the claims need it, or "
+        f"a bias was seen where none was planted: {'; '.join(rows)}. The claims "
         f"reading {measures} rest on a measure not shown to see a planted bias on this run's "
-        "validation split (notebook 05; the Positive control table below)."
+        "validation split, and none where nothing was planted (notebook 05; the Positive "
+        "control table below)."
     )
 
 

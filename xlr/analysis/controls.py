@@ -19,33 +19,73 @@ from xlr.analysis.intervals import compare_arms, paired_comparison
 from xlr.analysis.tables import interval_text, markdown_table, save_table
 from xlr.arms import ZEROSHOT
 from xlr.eval.metrics import per_query_values
+from xlr.eval.planted import PLANTED_FRACTION, planted_name
 from xlr.eval.results import IMAGE, MULTILINGUAL, MULTILINGUAL_SEEN, check_table
+
+# What a comparison of the positive control is for (its ``role``): at PLANTED_FRACTION the
+# measures the claims read must see the bias; at a dose of 0 (nothing planted) they must not;
+# every other comparison is shown.
+REQUIRED, ZERO_DOSE, SHOWN = "required", "zero dose", "shown"
 
 
 def positive_control(
     ranks: pd.DataFrame,
-    planted: str,
+    lang: str,
+    fractions: Sequence[float],
     confidence: float = 0.95,
 ) -> pd.DataFrame:
-    """A language bias planted in the zero-shot model must be seen by the rank distance.
+    """A language bias planted in the zero-shot model must be seen by the measures, in
+    proportion to its size, and not be seen where none was planted.
 
     ``ranks`` holds, for each base, the multilingual-pool ranks of the zero-shot model and of
-    the same model with one language's caption embeddings moved along a fixed direction
-    (``planted``, filed by :func:`xlr.eval.runner.evaluate_controls` on the validation split;
+    its copies with ``lang``'s caption embeddings moved along a fixed direction by each of
+    ``fractions`` (:func:`xlr.eval.planted.control_doses`, filed by
+    :func:`xlr.eval.runner.evaluate_controls` on the validation split;
     :mod:`xlr.eval.planted` says how). The bias is in the model, not in the ranks, so nothing
     forces the rank distance up: a measure blind to language would see no change. Over caption
-    queries paired by base, the planted - real interval must lie above zero for the rank
-    distance and below it for mAP (the planted language's translations are found later).
+    queries paired by base, a planted - real interval above zero for the rank distance and
+    below it for mAP (the planted language's translations are found later) is ``seen``.
 
-    ``required`` marks what the claims read: mAP in both pools and the rank distance in the
-    seen pool (``multilingual_seen``). The all-language pool's rank distance is reported, not
-    required: that pool holds languages absent from pretraining, ranked near chance, whose ranks
-    set max - min, so a shift in one seen language can leave it unmoved (synthetic validation:
-    -4.8, 95% interval [-86, +76]); the claims do not read it. Image queries are reported too:
-    when the planted language is the one an image's caption is usually found first in, moving
-    it down can shrink an image query's distance. Returns the comparisons with ``measure``,
-    ``passed`` and ``required``; :func:`check_positive_control` decides what a failure does.
+    ``role`` says what each comparison is for. At :data:`~xlr.eval.planted.PLANTED_FRACTION`,
+    mAP in both pools and the rank distance in the seen pool (``multilingual_seen``: what the
+    claims read) are ``required`` to be seen; at a dose of 0 (the real model re-normalised) the
+    same comparisons are ``zero dose`` and must not be: a comparison that sees a bias where
+    none was planted passes whatever the measure does. Every other comparison is ``shown``: the
+    other doses, which say how the measures respond to the size, and at any dose the
+    all-language pool's rank distance (that pool holds languages absent from pretraining,
+    ranked near chance, whose ranks set max - min, so a shift in one seen language can leave
+    it unmoved: synthetic validation, -4.8, 95% interval [-86, +76]) and image queries (when
+    the planted language is the one an image's caption is usually found first in, moving it
+    down can shrink an image query's distance). Returns the comparisons with ``fraction``,
+    ``measure``, ``seen``, ``measured`` and ``role``; :func:`check_positive_control` decides
+    what a failure does.
     """
+    if not len(fractions):
+        raise ValueError("the positive control needs at least one planted dose")
+    tables = [
+        _planted_comparisons(ranks, planted_name(lang, fraction), confidence).assign(
+            fraction=float(fraction)
+        )
+        for fraction in sorted(fractions)
+    ]
+    table = pd.concat(tables, ignore_index=True)
+    read_by_claims = (table["query_kind"] == "caption") & (
+        (table["measure"] == "mAP") | (table["task"] == MULTILINGUAL_SEEN)
+    )
+    role = np.select(
+        [read_by_claims & (table["fraction"] == PLANTED_FRACTION),
+         read_by_claims & (table["fraction"] == 0)],
+        [REQUIRED, ZERO_DOSE],
+        SHOWN,
+    )  # fmt: skip
+    return table.assign(role=role)
+
+
+def _planted_comparisons(ranks: pd.DataFrame, planted: str, confidence: float) -> pd.DataFrame:
+    """Planted - real (``planted`` against the zero-shot model) rank distance and mAP of every
+    benchmark, pool and query kind, with ``seen`` (the interval excludes zero in the direction a
+    bias moves it) and ``measured``; a required comparison no query could measure is a row too
+    (:func:`_unmeasured`)."""
     pools = ranks[
         ranks["task"].isin([MULTILINGUAL, MULTILINGUAL_SEEN])
         & ranks["arm"].isin([ZEROSHOT.name, planted])
@@ -71,15 +111,13 @@ def positive_control(
             continue
         table = compare_arms(per_query, planted, ZEROSHOT.name, on, confidence=confidence)
         bound = table["low"] if direction > 0 else -table["high"]
-        tables.append(table.assign(measure=measure, passed=bound > 0, measured=True))
+        tables.append(table.assign(measure=measure, seen=bound > 0, measured=True))
     table = pd.concat([*tables, _unmeasured(pools, tables)], ignore_index=True)
-    table = table.astype({"passed": bool, "measured": bool})
-    read_by_claims = (table["measure"] == "mAP") | (table["task"] == MULTILINGUAL_SEEN)
-    return table.assign(required=(table["query_kind"] == "caption") & read_by_claims)
+    return table.astype({"seen": bool, "measured": bool})
 
 
 def _unmeasured(pools: pd.DataFrame, tables: list[pd.DataFrame]) -> pd.DataFrame:
-    """A row (``measured`` and ``passed`` False) for each benchmark, pool and measure of caption
+    """A row (``measured`` and ``seen`` False) for each benchmark, pool and measure of caption
     queries that no query could measure: a validation split whose caption queries have one
     other language (LAION without translation: an image's own caption and ENG TEXT) has no
     caption rank distance, and a control that was not run must not read as passed."""
@@ -92,29 +130,43 @@ def _unmeasured(pools: pd.DataFrame, tables: list[pd.DataFrame]) -> pd.DataFrame
     done = done.loc[done["query_kind"] == "caption", ["benchmark", "task", "measure"]]
     missing = wanted.merge(done, how="left", indicator=True)
     missing = missing[missing["_merge"] == "left_only"].drop(columns="_merge")
-    return missing.assign(query_kind="caption", passed=False, measured=False)
+    return missing.assign(query_kind="caption", seen=False, measured=False)
+
+
+def _passed(table: pd.DataFrame) -> pd.Series:
+    """Whether each comparison did what its ``role`` asks: a required one was seen, a zero-dose
+    one was not (an unmeasured zero-dose row passes: its required row fails already), a shown
+    one always passes."""
+    return np.select(
+        [table["role"] == REQUIRED, table["role"] == ZERO_DOSE],
+        [table["seen"], ~table["seen"]],
+        True,
+    ).astype(bool)
 
 
 def check_positive_control(table: pd.DataFrame, required: bool) -> pd.DataFrame:
     """``table`` (:func:`positive_control`), after stopping the study if ``required``
-    (``report.require_controls``) and a required comparison did not pass: a bias measure that
-    cannot see a planted bias cannot be trusted with a real one. Not required (the smoke study:
-    one base, a small validation set, too few images to see a planted shift of the rank
-    distance), a failure is printed and stays in the table's ``passed`` column."""
-    read = table[table["required"]]
-    if not read.empty and read["passed"].all():
+    (``report.require_controls``) and a required comparison did not see the bias, or a
+    zero-dose one saw a bias where none was planted: a bias measure that cannot see a planted
+    bias, or sees one that is not there, cannot be trusted with a real one. Not required (the
+    smoke study: one base, a small validation set, too few images to see a planted shift of the
+    rank distance), a failure is printed and stays in the summary's ``result`` column."""
+    failed = table[~_passed(table)]
+    judged = (table["role"] == REQUIRED).any()
+    if failed.empty and judged:
         return table
-    failed = positive_control_summary(read[~read["passed"]])
     lines = [
-        f"  {row.benchmark}, {row.pool}, {row.measure}: {row.difference}"
-        for row in failed.itertuples()
+        f"  {row.benchmark}, {row.pool}, {row.measure}, dose {row.dose}: {row.difference}"
+        f"{' (seen where nothing was planted)' if row.role == ZERO_DOSE else ''}"
+        for row in positive_control_summary(failed).itertuples()
     ]
     message = "\n".join(
         [
             "positive control failed: the planted bias went unseen or could not be measured "
-            "(mAP must fall in both pools, the seen pool's rank distance rise); planted - real, "
-            "or why it was not measured:",
+            "(mAP must fall in both pools, the seen pool's rank distance rise), or a bias was "
+            "seen at a dose of 0; planted - real, or why it was not measured:",
             *lines,
+            *([] if judged else [f"  no comparison at the judged dose, {PLANTED_FRACTION:g}x"]),
         ]
     )
     if required:
@@ -131,45 +183,94 @@ POOLS: dict[str, str] = {MULTILINGUAL_SEEN: "seen languages", MULTILINGUAL: "all
 
 
 def positive_control_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """:func:`positive_control`'s comparisons as a reader's table: benchmark, pool, queries,
-    measure, what the planted bias should do to it, the planted - real difference with its
-    interval, and a ``result``: ``pass``/``FAIL`` where the control requires the shift,
-    ``seen``/``not seen`` where it is shown only, ``n/a`` where no query could measure it (a
-    required ``n/a`` fails: :func:`check_positive_control`). Required rows first, the seen pool
-    before the all-language one."""
-    rows = table.assign(
-        pool=table["task"].map(POOLS).fillna(table["task"]),
-        expected=np.where(table["measure"] == "mAP", "falls", "rises"),
-        digits=np.where(table["measure"] == "mAP", 3, 1),
+    """:func:`positive_control`'s judged comparisons as a reader's table: those at
+    :data:`~xlr.eval.planted.PLANTED_FRACTION` and the zero-dose ones, with benchmark, pool,
+    queries, measure, dose, what the planted bias should do to the measure, the planted - real
+    difference with its interval, the ``role`` and a ``result``: ``pass``/``FAIL`` where the
+    role asks for something (seen at the judged dose, unseen at dose 0), ``seen``/``not seen``
+    where the comparison is only shown, ``n/a`` where no query could measure it (a required
+    ``n/a`` fails: :func:`check_positive_control`). Required rows first, then the zero-dose
+    ones; the seen pool before the all-language one. :func:`dose_response_table` shows every
+    dose."""
+    judged = table[(table["fraction"] == PLANTED_FRACTION) | (table["role"] == ZERO_DOSE)]
+    rows = _readable(judged).assign(
+        order=judged["role"].map({REQUIRED: 0, ZERO_DOSE: 1, SHOWN: 2}),
+        passed=_passed(judged),
     )
     rows = rows.sort_values(
-        ["required", "benchmark", "query_kind", "task", "measure"],
-        ascending=[False, True, True, False, True],
+        ["order", "benchmark", "query_kind", "task", "measure"],
+        ascending=[True, True, True, False, True],
         kind="stable",
     )
+    shown = np.where(rows["seen"], "seen", "not seen")
     return pd.DataFrame(
         {
             "benchmark": rows["benchmark"],
             "pool": rows["pool"],
             "queries": rows["query_kind"],
             "measure": rows["measure"],
+            "dose": rows["dose"],
             "if seen, it": rows["expected"],
-            "difference": interval_text(rows, rows["digits"], signed=True).where(
-                rows["measured"], UNMEASURED
-            ),
+            "difference": rows["difference"],
             "p_value": rows["p_value"].map(lambda p: "" if pd.isna(p) else f"{p:.2g}"),
-            "role": np.where(rows["required"], "required", "shown"),
+            "role": rows["role"],
             "result": np.where(
                 ~rows["measured"],
                 "n/a",
-                np.where(
-                    rows["required"],
-                    np.where(rows["passed"], "pass", "FAIL"),
-                    np.where(rows["passed"], "seen", "not seen"),
-                ),
+                np.where(rows["role"] == SHOWN, shown, np.where(rows["passed"], "pass", "FAIL")),
             ),
         }
     ).reset_index(drop=True)
+
+
+def _readable(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with its pool named, the dose as text, what a seen bias does to the measure and
+    the difference as text (``UNMEASURED`` where no query measured it)."""
+    digits = np.where(table["measure"] == "mAP", 3, 1)
+    return table.assign(
+        pool=table["task"].map(POOLS).fillna(table["task"]),
+        dose=table["fraction"].map(lambda f: f"{f:g}x"),
+        expected=np.where(table["measure"] == "mAP", "falls", "rises"),
+        difference=interval_text(table, pd.Series(digits, table.index), signed=True).where(
+            table["measured"], UNMEASURED
+        ),
+    )
+
+
+def dose_response_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Every comparison of :func:`positive_control` as one row per benchmark, pool, query kind
+    and measure, with the planted - real difference at each dose in a column (``0x``, ``0.5x``,
+    ...): how the measures respond to the size of the bias. mAP should fall further as the dose
+    grows; the rank distance may first fall, since moving the language a query finds first to
+    the middle narrows max - min, and rise once the language passes the query's extremes."""
+    rows = _readable(table).sort_values(
+        ["benchmark", "query_kind", "task", "measure", "fraction"],
+        ascending=[True, True, False, True, True],
+        kind="stable",
+    )
+    wide = rows.pivot_table(
+        index=["benchmark", "pool", "query_kind", "measure"],
+        columns="dose",
+        values="difference",
+        aggfunc="first",
+        sort=False,
+    )
+    doses = [f"{f:g}x" for f in sorted(table["fraction"].unique())]
+    return (
+        wide[doses]
+        .rename_axis(columns=None)
+        .reset_index()
+        .rename(columns={"query_kind": "queries"})
+    )
+
+
+def dose_response_points(table: pd.DataFrame) -> pd.DataFrame:
+    """The measured comparisons of :func:`positive_control` with the pool named and the query
+    kind as ``queries``, as :func:`xlr.analysis.plots.dose_response_figure` draws them."""
+    measured = table[table["measured"]]
+    return measured.assign(
+        pool=measured["task"].map(POOLS).fillna(measured["task"]), queries=measured["query_kind"]
+    ).drop(columns=["task", "query_kind"])
 
 
 # The stem of the positive control's table under a report's tables/: notebook 05 writes it
@@ -180,17 +281,22 @@ POSITIVE_CONTROL_TABLE = "positive_control"
 def save_positive_control(table: pd.DataFrame, directory: str | os.PathLike[str]) -> list[Path]:
     """:func:`positive_control_summary` of ``table`` saved as ``directory/``
     :data:`POSITIVE_CONTROL_TABLE` ``.csv`` and ``.md`` (the report's ``tables/``): the landing
-    page lists it with the other tables and warns when a required row failed or read ``n/a``
-    (:func:`positive_control_shortfalls`), since a run without ``report.require_controls``
-    goes on past such a row and only notebook 05 would say so. Returns the paths."""
+    page lists it with the other tables and warns when a judged row failed or a required one
+    read ``n/a`` (:func:`positive_control_shortfalls`), since a run without
+    ``report.require_controls`` goes on past such a row and only notebook 05 would say so.
+    Returns the paths."""
     summary = positive_control_summary(table)
     return save_table(summary, directory, POSITIVE_CONTROL_TABLE, markdown_table(summary))
 
 
 def positive_control_shortfalls(summary: pd.DataFrame) -> pd.DataFrame:
-    """The required rows of a :func:`positive_control_summary` (as saved: every cell text)
-    that did not pass: ``FAIL`` (the planted bias went unseen) or ``n/a`` (not measured)."""
-    return summary[(summary["role"] == "required") & (summary["result"] != "pass")]
+    """The rows of a :func:`positive_control_summary` (as saved: every cell text) that did not
+    do what their role asks: a required row that reads ``FAIL`` (the planted bias went unseen)
+    or ``n/a`` (not measured), a zero-dose row that reads ``FAIL`` (a bias seen where none was
+    planted)."""
+    required = (summary["role"] == REQUIRED) & (summary["result"] != "pass")
+    zero_dose = (summary["role"] == ZERO_DOSE) & (summary["result"] == "FAIL")
+    return summary[required | zero_dose]
 
 
 def negative_control(

@@ -5,17 +5,19 @@ planted where a model's would be: in one language's caption embeddings. Every ca
 planted language moves along one fixed, seeded unit direction ``u`` and is re-normalised,
 ``t' = (t + size u) / |t + size u|``, as if the model encoded a component of that language that
 no other language shares; images and the other languages keep their embeddings. The planted
-model then goes through the study's own retrieval tasks (:func:`xlr.eval.tasks.evaluate_arm`),
-so its ranks come from the same code as every arm's.
+model's embeddings then go through the study's own retrieval tasks
+(:func:`xlr.eval.tasks.evaluate_embedded`), so its ranks come from the same code as every arm's.
 
 The size is stated relative to the model: ``fraction`` times the median distance between a
 caption and its translations in the real model (:func:`translation_distance`), so it means the
-same for a tiny base as for a ViT-B-32.
+same for a tiny base as for a ViT-B-32. The control is judged at :data:`PLANTED_FRACTION`; the
+other doses of ``eval.control_doses`` show how the measures respond to the size (a dose of 0 is
+the real model re-normalised, where no measure may see a bias).
 """
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,9 +26,7 @@ import numpy as np
 import pandas as pd
 
 from xlr.arms import ZEROSHOT
-from xlr.data.imagetext import ImageStore
 from xlr.eval.embedded import EmbeddedSet
-from xlr.eval.encoders import Encoder
 
 # Twice the typical translation distance. A rank distance (max - min) sees a language only once
 # it moves past the query's current extremes: on the smoke study's base (validation split),
@@ -51,10 +51,16 @@ def planted_language(seen: Sequence[str]) -> str:
     return seen[0]
 
 
-def planted_name(lang: str) -> str:
-    """The ``arm`` the planted zero-shot model's results are filed under: ``zeroshot+<lang>``
-    (a model of the control, not an arm of the study)."""
-    return f"{ZEROSHOT.name}+{lang}"
+def planted_name(lang: str, fraction: float) -> str:
+    """The ``arm`` a planted zero-shot model's results are filed under:
+    ``zeroshot+<lang>@<fraction>`` (a model of the control, not an arm of the study)."""
+    return f"{ZEROSHOT.name}+{lang}@{fraction:g}"
+
+
+def control_doses(extra: Sequence[float]) -> list[float]:
+    """The fractions the positive control plants, ascending: :data:`PLANTED_FRACTION`, which
+    it is judged at, and the ``extra`` doses shown beside it (``eval.control_doses``)."""
+    return sorted({PLANTED_FRACTION, *map(float, extra)})
 
 
 def unit_direction(dim: int, seed: int, away_from: np.ndarray | None = None) -> np.ndarray:
@@ -92,50 +98,6 @@ def translation_distance(embedded: EmbeddedSet, lang: str) -> float:
     return float(np.median(np.concatenate(distances)))
 
 
-class LanguageOffsetEncoder:
-    """:class:`~xlr.eval.encoders.Encoder` of ``inner`` with ``offset`` added to every ``lang``
-    caption's embedding, re-normalised; images and other languages are ``inner``'s.
-
-    Its checkpoint names the offset's bytes, so the embedding cache never serves the real model's
-    captions for the planted model's, or one offset's for another's.
-    """
-
-    def __init__(self, inner: Encoder, lang: str, offset: np.ndarray) -> None:
-        self.inner = inner
-        self.lang = lang
-        self.offset = np.asarray(offset, dtype=np.float32)
-        if self.offset.ndim != 1 or not np.isfinite(self.offset).all():
-            raise ValueError(f"the offset is one finite vector, got shape {self.offset.shape}")
-
-    @property
-    def name(self) -> str:
-        return f"{self.inner.name}+{self.lang}"
-
-    @property
-    def checkpoint(self) -> str:
-        digest = hashlib.blake2b(self.offset.tobytes(), digest_size=8).hexdigest()
-        return f"{self.inner.checkpoint}+{self.lang}={digest}"
-
-    def describe(self) -> dict[str, Any]:
-        planted = {"planted_lang": self.lang, "offset_norm": float(np.linalg.norm(self.offset))}
-        return {**self.inner.describe(), **planted}
-
-    def encode_images(self, images: ImageStore) -> np.ndarray:
-        return self.inner.encode_images(images)
-
-    def encode_texts(self, texts: Sequence[str], lang: str) -> np.ndarray:
-        embeddings = self.inner.encode_texts(texts, lang)
-        if lang != self.lang:
-            return embeddings
-        if embeddings.shape[1] != len(self.offset):
-            raise ValueError(
-                f"the offset has {len(self.offset)} dimensions, the embeddings "
-                f"{embeddings.shape[1]}"
-            )
-        moved = embeddings + self.offset
-        return moved / np.linalg.norm(moved, axis=1, keepdims=True)
-
-
 @dataclass(frozen=True)
 class PlantedBias:
     """What is planted in one base's zero-shot model: ``direction`` (a unit vector), in
@@ -149,9 +111,20 @@ class PlantedBias:
     seed: int
     direction: np.ndarray
 
-    def encoder(self, inner: Encoder) -> LanguageOffsetEncoder:
-        """``inner`` with this bias planted."""
-        return LanguageOffsetEncoder(inner, self.lang, self.size * self.direction)
+    def plant(self, embedded: EmbeddedSet) -> EmbeddedSet:
+        """``embedded`` with every ``lang`` caption moved by ``size`` along ``direction`` and
+        re-normalised, ``t' = (t + size u) / |t + size u|``; images and the other languages
+        keep their embeddings (the same arrays)."""
+        if self.lang not in embedded.texts:
+            raise ValueError(f"{self.lang!r} is not embedded (languages: {sorted(embedded.texts)})")
+        texts = embedded.texts[self.lang]
+        if texts.shape[1] != len(self.direction):
+            raise ValueError(
+                f"the bias has {len(self.direction)} dimensions, the embeddings {texts.shape[1]}"
+            )
+        moved = texts + self.size * self.direction
+        moved /= np.linalg.norm(moved, axis=1, keepdims=True)
+        return dataclasses.replace(embedded, texts={**embedded.texts, self.lang: moved})
 
     def record(self) -> dict[str, Any]:
         """The bias as a table row (the direction is the seed's)."""

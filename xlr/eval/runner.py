@@ -25,7 +25,7 @@ from xlr.data.synthetic import load_pool
 from xlr.eval.embedded import embed_model
 from xlr.eval.encoders import AdapterEncoder, Encoder, ModelEncoder
 from xlr.eval.planted import (
-    PLANTED_FRACTION,
+    control_doses,
     plant_bias,
     planted_language,
     planted_name,
@@ -39,7 +39,7 @@ from xlr.eval.results import (
     write_ranks,
     write_results,
 )
-from xlr.eval.tasks import evaluate_arm
+from xlr.eval.tasks import evaluate_arm, evaluate_embedded
 from xlr.io import atomic_write_text
 from xlr.models.bases import load_base
 from xlr.models.factory import ModelBundle
@@ -167,10 +167,12 @@ def control_arms(params: Params) -> list[Arm]:
 
 @dataclass(frozen=True)
 class _PlantedJob:
-    """The positive control's model of one base (a :func:`xlr.workers.run_jobs` job): its
-    zero-shot model with a bias planted in the first seen language (:mod:`xlr.eval.planted`),
-    ranked in the multilingual pools of every set. Returns each set's results, ranks and what
-    was planted (a :func:`planted_table` row), the ranks written as :class:`_EvalJob` does."""
+    """The positive control's models of one base (a :func:`xlr.workers.run_jobs` job): its
+    zero-shot model with a bias planted in the first seen language (:mod:`xlr.eval.planted`) at
+    each dose of :func:`control_doses`, ranked in the multilingual pools of every set. Returns
+    each set and dose's results, ranks and what was planted (a :func:`planted_table` row), the
+    ranks written as :class:`_EvalJob` does. The zero-shot model's embeddings are read from the
+    cache its own job filled; every dose moves a copy of them, so nothing is encoded again."""
 
     params: Params
     base_seed: int
@@ -188,14 +190,14 @@ class _PlantedJob:
             embedded = embed_model(
                 real.encoder, eval_set, seen + heldout, cfg.captions, model, cache_dir
             )
-            bias = plant_bias(embedded, lang, PLANTED_FRACTION, self.params.run.seeds[0])
-            results, ranks = evaluate_arm(
-                bias.encoder(real.encoder), eval_set,
-                seen, heldout, tasks=[MULTILINGUAL], eval_cfg=cfg,
-                arm=planted_name(lang), base_seed=self.base_seed, cache_dir=cache_dir,
-            )  # fmt: skip
-            row = planted_table([(self.base_seed, eval_set.name, bias)]).iloc[0].to_dict()
-            outputs.append((results, write_ranks(ranks, val_results_dir(self.params)), row))
+            for fraction in control_doses(cfg.control_doses):
+                bias = plant_bias(embedded, lang, fraction, self.params.run.seeds[0])
+                results, ranks = evaluate_embedded(
+                    bias.plant(embedded), eval_set, seen, heldout, tasks=[MULTILINGUAL],
+                    eval_cfg=cfg, arm=planted_name(lang, fraction), base_seed=self.base_seed,
+                )  # fmt: skip
+                row = planted_table([(self.base_seed, eval_set.name, bias)]).iloc[0].to_dict()
+                outputs.append((results, write_ranks(ranks, val_results_dir(self.params)), row))
         return outputs
 
 

@@ -416,14 +416,37 @@ def evaluate_arm(
     as a missing value in the nullable ``seed`` column. Notes on skipped pairs are warned.
     """
     eval_cfg = eval_cfg or EvalSection()
-    tasks = list(tasks or eval_cfg.tasks)
-    unknown = [task for task in tasks if task not in TASK_FUNCTIONS]
-    if unknown:
-        raise ValueError(f"unknown retrieval tasks {unknown}; choose from {list(TASKS)}")
-    groups = LanguageGroups(tuple(seen_langs), tuple(heldout_langs))
-    check_eval_set(eval_set, groups, tasks)
+    groups = _checked_groups(eval_set, seen_langs, heldout_langs, tasks or eval_cfg.tasks)
     model = (arm, base_seed, seed)
     embedded = embed_model(encoder, eval_set, groups.langs, eval_cfg.captions, model, cache_dir)
+    return evaluate_embedded(
+        embedded, eval_set, seen_langs, heldout_langs, tasks, eval_cfg, arm, seed, base_seed
+    )
+
+
+def evaluate_embedded(
+    embedded: EmbeddedSet,
+    eval_set: ImageTextSet,
+    seen_langs: Sequence[str],
+    heldout_langs: Sequence[str],
+    tasks: Sequence[str] | None = None,
+    eval_cfg: EvalSection | None = None,
+    arm: str = "model",
+    seed: int | None = None,
+    base_seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`evaluate_arm` on embeddings already made (``embedded``: ``eval_set`` embedded in
+    its study languages under ``eval_cfg.captions``): the positive control ranks copies of one
+    model's embeddings (:mod:`xlr.eval.planted`) without encoding the set again per copy."""
+    eval_cfg = eval_cfg or EvalSection()
+    tasks = list(tasks or eval_cfg.tasks)
+    groups = _checked_groups(eval_set, seen_langs, heldout_langs, tasks)
+    if embedded.convention != eval_cfg.captions or set(embedded.captions) != set(groups.langs):
+        raise ValueError(
+            f"{eval_set.name}: the embeddings hold captions {embedded.convention!r} in "
+            f"{sorted(embedded.captions)}; eval.captions is {eval_cfg.captions!r} and the study "
+            f"languages are {sorted(groups.langs)}: embed the set with those"
+        )
     rows, ranks = [], []
     for task in tasks:
         output = TASK_FUNCTIONS[task](embedded, groups, eval_cfg.recall_at)
@@ -437,6 +460,22 @@ def evaluate_arm(
         _with_identity(results, identity, RESULT_COLUMNS),
         _with_identity(pd.concat(ranks, ignore_index=True), identity, RANK_COLUMNS),
     )
+
+
+def _checked_groups(
+    eval_set: ImageTextSet,
+    seen_langs: Sequence[str],
+    heldout_langs: Sequence[str],
+    tasks: Sequence[str],
+) -> LanguageGroups:
+    """The language groups of a run of ``tasks`` on ``eval_set``, after refusing an unknown
+    task or a set the tasks cannot run on (:func:`check_eval_set`)."""
+    unknown = [task for task in tasks if task not in TASK_FUNCTIONS]
+    if unknown:
+        raise ValueError(f"unknown retrieval tasks {unknown}; choose from {list(TASKS)}")
+    groups = LanguageGroups(tuple(seen_langs), tuple(heldout_langs))
+    check_eval_set(eval_set, groups, tasks)
+    return groups
 
 
 def xt2t_matrix(results: pd.DataFrame, metric: str = "R@1") -> pd.DataFrame:
