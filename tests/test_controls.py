@@ -27,6 +27,7 @@ from xlr.analysis.controls import (
     positive_control_summary,
     save_positive_control,
 )
+from xlr.config import EvalSection
 from xlr.data.imagetext import ArrayImages, ImageStore, ImageTextSet
 from xlr.eval.embedded import EmbeddedSet, embed_model
 from xlr.eval.planted import (
@@ -130,11 +131,11 @@ def test_a_bias_planted_in_a_blind_model_is_seen() -> None:
 
 def test_the_bias_grows_with_its_dose_and_is_not_seen_at_zero() -> None:
     """The default doses on the blind model: mAP falls further at every larger dose (a known
-    direction: the planted language's captions move away from everything else), nothing is seen
-    at a dose of 0, where the copy is the real model re-normalised (every difference within a
-    hair of 0), and the judged dose passes. The judged summary holds the judged and zero-dose
-    rows; the dose table every dose, in order."""
-    doses = control_doses([0.0, 0.5, 1.0, 4.0])
+    direction: the planted language's captions move away from everything else), nothing differs
+    at a dose of 0, where the copy is the real model re-normalised (its ranks are the real
+    model's bit for bit), and the judged dose passes. The judged summary holds the judged and
+    zero-dose rows; the dose table every dose, in order."""
+    doses = control_doses(EvalSection().control_doses)
     assert doses == [0.0, 0.5, 1.0, 2.0, 4.0]
     ranks, _ = planted_ranks(doses)
     table = check_positive_control(positive_control(ranks, "en", doses), required=True)
@@ -143,7 +144,9 @@ def test_the_bias_grows_with_its_dose_and_is_not_seen_at_zero() -> None:
         estimates = pool.sort_values("fraction")["estimate"].to_numpy()
         assert np.all(np.diff(estimates) < 0), estimates
     zero = table[table["fraction"] == 0]
-    assert not zero["seen"].any() and (zero["estimate"].abs() < 1e-3).all()
+    assert not zero["differs"].any() and (zero[["estimate", "low", "high"]] == 0).all().all()
+    zero_copy = ranks[ranks["arm"] == planted_name("en", 0)]["rank"].to_numpy()
+    np.testing.assert_array_equal(zero_copy, ranks[ranks["arm"] == "zeroshot"]["rank"].to_numpy())
     assert sorted(zero.loc[zero["role"] == "zero dose", ["task", "measure"]].itertuples(
         index=False, name=None)) == [("multilingual", "mAP"), ("multilingual_seen", "mAP"),
                                      ("multilingual_seen", "rank distance")]  # fmt: skip
@@ -163,21 +166,32 @@ def test_the_bias_grows_with_its_dose_and_is_not_seen_at_zero() -> None:
 def test_a_bias_seen_where_nothing_was_planted_fails_the_control(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """A comparison that sees an effect at a dose of 0 passes whatever the measure does: here
-    the judged dose's copy filed as the zero dose must fail the control, by name."""
+    """A difference at a dose of 0 is an error of the comparison, whichever its side: the
+    judged dose's copy filed as the zero dose (mAP down, rank distance up) fails the control by
+    name, and so does a zero-dose copy with perfect ranks (mAP up: the side a bias would not
+    move it)."""
     ranks, _ = planted_ranks(JUDGED)
     relabelled = ranks.replace(
         {"arm": {planted_name("en", PLANTED_FRACTION): planted_name("en", 0)}}
     )
     both = pd.concat([ranks, relabelled[relabelled["arm"] != "zeroshot"]], ignore_index=True)
     table = positive_control(both, "en", [0.0, PLANTED_FRACTION])
-    with pytest.raises(AssertionError, match=r"dose 0x.*seen where nothing was planted"):
+    with pytest.raises(AssertionError, match=r"dose 0x.*a difference where nothing was planted"):
         check_positive_control(table, required=True)
     summary = positive_control_summary(table)
     assert (summary.loc[summary["role"] == "zero dose", "result"] == "FAIL").all()
     assert len(controls.positive_control_shortfalls(summary)) == 3
     with pytest.raises(AssertionError, match="no comparison at the judged dose"):
         check_positive_control(positive_control(both, "en", [0.0]), required=True)
+    zero = planted_name("en", 0)
+    first_ranks = both.groupby(["arm", "task", "query_idx"]).cumcount() + 1  # 1, 2, ... a query
+    perfect = both.assign(rank=both["rank"].where(both["arm"] != zero, first_ranks))
+    table = positive_control(perfect, "en", [0, 0.0, PLANTED_FRACTION])  # a dose given twice
+    assert len(table) == 2 * len(positive_control(ranks, "en", JUDGED))
+    mean_ap = table[(table["role"] == "zero dose") & (table["measure"] == "mAP")]
+    assert (mean_ap["estimate"] > 0).all() and not mean_ap["seen"].any()
+    with pytest.raises(AssertionError, match="a difference where nothing was planted"):
+        check_positive_control(table, required=True)
 
 
 def test_the_positive_control_can_fail(
@@ -271,14 +285,16 @@ def test_the_planted_copy_moves_one_language_only() -> None:
     encoder, eval_set = BlindEncoder(), blind_set()
     embedded = embed_model(encoder, eval_set, LANGS, "all", ("zeroshot", 0, None), None)
     bias = plant_bias(embedded, "de", 0.5, seed=3)
+    real = embedded.texts["de"].copy()
     planted = bias.plant(embedded)
-    real, moved = embedded.texts["de"], planted.texts["de"]
+    moved = planted.texts["de"]
+    np.testing.assert_array_equal(embedded.texts["de"], real)  # a copy moves, not the model
     np.testing.assert_allclose(np.linalg.norm(moved, axis=1), 1.0, rtol=1e-6)
     np.testing.assert_allclose(moved, _unit(real + bias.size * bias.direction), rtol=1e-6)
     assert bias.size == pytest.approx(0.5 * translation_distance(embedded, "de"))
     for lang in ("en", "fr", "ja"):
         assert planted.texts[lang] is embedded.texts[lang]
-    assert planted.images is embedded.images and embedded.texts["de"] is real  # a copy moves
+    assert planted.images is embedded.images
     np.testing.assert_allclose(plant_bias(embedded, "de", 0.0, 3).plant(embedded).texts["de"],
                                real, atol=1e-7)  # fmt: skip  # dose 0: re-normalised only
     with pytest.raises(ValueError, match="'xx' is not embedded"):
@@ -287,6 +303,13 @@ def test_the_planted_copy_moves_one_language_only() -> None:
     direction = unit_direction(DIM, seed=3, away_from=away)
     assert np.abs(away @ direction).max() < 1e-5 and np.linalg.norm(direction) == pytest.approx(1)
     assert planted_language(["hi", "en"]) == "hi"  # the first seen, whatever it is
+    assert bias.at(2.0).size == pytest.approx(2 * bias.translation_distance)
+    assert bias.at(2.0).direction is bias.direction
+    with pytest.raises(ValueError, match="at least 0"):
+        bias.at(-1.0)
+    assert control_doses([]) == [0.0, PLANTED_FRACTION]
+    with pytest.raises(ValueError, match=r"eval\.control_doses.*distinct doses"):
+        control_doses([1.0, 1.0000001])
     assert (
         planted_name("en", 2.0) == "zeroshot+en@2" and planted_name("en", 0.5) == "zeroshot+en@0.5"
     )

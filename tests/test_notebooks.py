@@ -11,14 +11,19 @@ import json
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import papermill
 import pytest
 import yaml
 
+from xlr.analysis.controls import POSITIVE_CONTROL_TABLE
 from xlr.config import load_params
+from xlr.eval.planted import planted_name
+from xlr.eval.results import MULTILINGUAL, MULTILINGUAL_SEEN, load_val_results
 from xlr.eval.runner import base_report
 from xlr.kernel import ensure_kernel
 from xlr.notebook import SECTIONS
+from xlr.report import report_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -88,6 +93,23 @@ def test_papermill_smoke_run_of_every_notebook(xlr_root: Path) -> None:
     run_every_notebook(xlr_root / "executed", ROOT, parameters=SMOKE)
     assert (xlr_root / "runs" / "smoke" / "data" / "data.json").is_file()
     assert_base_behaves_like_a_laion_model()
+    assert_zero_dose_is_the_model_itself()
+
+
+def assert_zero_dose_is_the_model_itself() -> None:
+    """The positive control's dose 0 on the smoke base (as the README says): the re-normalised
+    copy ranks every validation query as the zero-shot model does, bit for bit, so its judged
+    rows pass; notebook 05 drew the dose response."""
+    params = load_params(ROOT / "params" / "smoke.yaml")
+    _, ranks = load_val_results(params)
+    pools = ranks[ranks["task"].isin([MULTILINGUAL, MULTILINGUAL_SEEN])]
+    keys = ["task", "query_idx", "relevant_idx"]
+    real = pools[pools["arm"] == "zeroshot"].sort_values(keys)["rank"].to_numpy()
+    zero = pools[pools["arm"] == planted_name("en", 0)].sort_values(keys)["rank"].to_numpy()
+    assert len(real) > 0 and (zero == real).all() and len(zero) == len(real)
+    summary = pd.read_csv(report_dir(params) / "tables" / f"{POSITIVE_CONTROL_TABLE}.csv")
+    assert (summary.loc[summary["role"] == "zero dose", "result"] == "pass").sum() == 3
+    assert (report_dir(params) / "figures" / "dose_response.png").is_file()
 
 
 def assert_base_behaves_like_a_laion_model() -> None:

@@ -309,12 +309,13 @@ class EvalSection(Section):
     batch_size: PositiveInt = 256
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # encoders' autocast (runtime)
     confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
-    # The positive control's doses shown beside the one it is judged at (2): multiples of the
-    # zero-shot model's median translation distance planted in the first seen language, each a
-    # ranking of the validation set's multilingual pools (xlr.eval.planted)
+    # The positive control's doses shown beside 0 and the one it is judged at (2), both always
+    # planted: multiples of the zero-shot model's median translation distance planted in the
+    # first seen language, each a ranking of the validation set's multilingual pools
+    # (xlr.eval.planted.control_doses)
     control_doses: Annotated[
         list[Annotated[float, Field(ge=0.0, le=100.0)]], Field(max_length=16)
-    ] = [0.0, 0.5, 1.0, 4.0]
+    ] = [0.5, 1.0, 4.0]
 
 
 class MinEffectSection(Section):

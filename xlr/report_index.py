@@ -82,6 +82,10 @@ FIGURE_CAPTIONS: dict[str, str] = {
     "calibration": "Calibration of the claims' verdicts on resamples: how often a verdict is "
     "reached when there is no true effect (A/A, left) and how often zero is excluded when the "
     "minimum effect is planted (power, right).",
+    "dose_response": "Positive control on the validation split: the planted - real difference "
+    "of mAP (left) and of the maximum rank distance (right) as a language bias of growing size "
+    "is planted in the zero-shot model; the control is judged at the dotted dose, and at dose "
+    "0 (nothing planted) every interval must hold zero.",
 }
 DIGESTS_EXPLAINED = (
     "Two hashes name the parameters. The <em>params file sha256</em> is the hash of the YAML "
@@ -209,9 +213,10 @@ def positive_control_warning(out: Path) -> str | None:
     """A banner line when the positive control table notebook 05 saved under ``out/tables``
     (:func:`xlr.analysis.controls.save_positive_control`) has a required comparison that
     failed or could not be measured (a LAION validation split without translation has no
-    caption rank distance), or a zero-dose comparison that saw a bias where none was planted:
-    the claims reading that measure rest on a measure not shown to see a planted bias, or shown
-    to see one that is not there. None without the table or with every judged row passed."""
+    caption rank distance), or a zero-dose comparison that found a difference where nothing was
+    planted: the claims reading that measure rest on a measure not shown to see a planted bias,
+    or every comparison on one that differs between a model and itself. None without the table
+    or with every judged row passed."""
     path = out / "tables" / f"{POSITIVE_CONTROL_TABLE}.csv"
     if not path.is_file():
         return None
@@ -223,20 +228,34 @@ def positive_control_warning(out: Path) -> str | None:
     rows = []
     for row in missed.to_dict("records"):
         if row["role"] == ZERO_DOSE:
-            why = f"seen where nothing was planted (dose {row['dose']}), {row['difference']}"
+            why = (
+                f"a difference where nothing was planted (dose {row['dose']}), {row['difference']}"
+            )
         elif row["result"] == "n/a":
             why = f"not measured, {row['difference']}"
         else:
             why = f"not seen, planted - real {row['difference']} (if seen, it {row['if seen, it']})"
         rows.append(esc(f"{row['measure']} ({row['benchmark']}, {row['pool']}): {why}"))
-    measures = " and ".join(esc(m) for m in dict.fromkeys(missed["measure"]))
+    unseen = missed[missed["role"] != ZERO_DOSE]
+    what = []
+    if not unseen.empty:
+        measures = " and ".join(esc(m) for m in dict.fromkeys(unseen["measure"]))
+        what.append(
+            f"the claims reading {measures} rest on a measure not shown to see a planted bias on "
+            "this run's validation split"
+        )
+    if len(unseen) < len(missed):
+        what.append(
+            "a comparison found a difference between the zero-shot model and itself (dose 0), "
+            "so no dose's result, nor any claim's comparison, can be taken as it stands"
+        )
+    consequence = "; and ".join(what)
     return (
         "<strong>Positive control not passed.</strong> The language bias planted in the "
         "zero-shot model was not seen, or could not be measured, where the claims need it, or "
-        f"a bias was seen where none was planted: {'; '.join(rows)}. The claims "
-        f"reading {measures} rest on a measure not shown to see a planted bias on this run's "
-        "validation split, and none where nothing was planted (notebook 05; the Positive "
-        "control table below)."
+        f"a difference was found where nothing was planted: {'; '.join(rows)}. "
+        f"{consequence[:1].upper()}{consequence[1:]} (notebook 05; the Positive control table "
+        "below)."
     )
 
 

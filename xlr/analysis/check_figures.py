@@ -58,7 +58,7 @@ def calibration_figure(table: pd.DataFrame) -> Figure:
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
     fig.legend(handles, list(colours), title="measure", loc="outside right center")
     resampled = ", ".join(pd.unique(table["calibrates"]))
-    on = f" on {table['benchmark'].iloc[0]}" if "benchmark" in table.columns else ""
+    on = _on_benchmark(table)
     resamples = int(table["resamples"].max())
     fig.suptitle(
         f"Calibration of the claims' verdicts{on}: share of {resamples} resamples per claim "
@@ -104,15 +104,20 @@ def dose_response_figure(table: pd.DataFrame, judged: float) -> Figure:
         ax.axvline(judged, color="0.3", linestyle=":")
         direction = "falls" if measure == "mAP" else "rises"
         ax.set_title(f"{measure}: planted - real\n(if the bias is seen, it {direction})")
-        ax.set_xlabel("dose (x the median translation distance; dotted: judged dose)")
         ax.set_ylabel(f"planted - real {unit}")
         ax.grid(alpha=0.3)
+    fig.supxlabel("dose planted (x the median translation distance; dotted line: the judged dose)")
     handles, labels = axes[0].get_legend_handles_labels()
     if not handles:
         handles, labels = axes[1].get_legend_handles_labels()
     fig.legend(handles, labels, title="pool, queries", loc="outside right center")
-    on = f" on {table['benchmark'].iloc[0]}" if "benchmark" in table.columns else ""
+    on = _on_benchmark(table)
     fig.suptitle(
         f"Positive control{on}: a language bias planted at growing doses\n{interval_note(table)}"
     )
     return fig
+
+
+def _on_benchmark(table: pd.DataFrame) -> str:
+    """`` on <benchmark>`` for a title when the table names its (one) benchmark, else empty."""
+    return f" on {table['benchmark'].iloc[0]}" if "benchmark" in table.columns else ""

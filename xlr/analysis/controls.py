@@ -23,8 +23,8 @@ from xlr.eval.planted import PLANTED_FRACTION, planted_name
 from xlr.eval.results import IMAGE, MULTILINGUAL, MULTILINGUAL_SEEN, check_table
 
 # What a comparison of the positive control is for (its ``role``): at PLANTED_FRACTION the
-# measures the claims read must see the bias; at a dose of 0 (nothing planted) they must not;
-# every other comparison is shown.
+# measures the claims read must see the bias; at a dose of 0 (nothing planted) they must show
+# no difference either way; every other comparison is shown.
 REQUIRED, ZERO_DOSE, SHOWN = "required", "zero dose", "shown"
 
 
@@ -34,8 +34,9 @@ def positive_control(
     fractions: Sequence[float],
     confidence: float = 0.95,
 ) -> pd.DataFrame:
-    """A language bias planted in the zero-shot model must be seen by the measures, in
-    proportion to its size, and not be seen where none was planted.
+    """A language bias planted in the zero-shot model must be seen by the measures, no
+    difference may be seen where none was planted, and the doses between show how the
+    measures respond to its size.
 
     ``ranks`` holds, for each base, the multilingual-pool ranks of the zero-shot model and of
     its copies with ``lang``'s caption embeddings moved along a fixed direction by each of
@@ -48,25 +49,26 @@ def positive_control(
 
     ``role`` says what each comparison is for. At :data:`~xlr.eval.planted.PLANTED_FRACTION`,
     mAP in both pools and the rank distance in the seen pool (``multilingual_seen``: what the
-    claims read) are ``required`` to be seen; at a dose of 0 (the real model re-normalised) the
-    same comparisons are ``zero dose`` and must not be: a comparison that sees a bias where
-    none was planted passes whatever the measure does. Every other comparison is ``shown``: the
+    claims read) are ``required`` to be seen; at a dose of 0 (the real model re-normalised,
+    whose ranks are the real model's bit for bit on the smoke base) the same comparisons are
+    ``zero dose`` and their interval must hold zero (``differs`` False): a difference there is
+    an error of the comparison (copies ranked or paired wrongly), not a bias, and would make
+    every dose's result suspect. Every other comparison is ``shown``: the
     other doses, which say how the measures respond to the size, and at any dose the
     all-language pool's rank distance (that pool holds languages absent from pretraining,
     ranked near chance, whose ranks set max - min, so a shift in one seen language can leave
     it unmoved: synthetic validation, -4.8, 95% interval [-86, +76]) and image queries (when
     the planted language is the one an image's caption is usually found first in, moving it
     down can shrink an image query's distance). Returns the comparisons with ``fraction``,
-    ``measure``, ``seen``, ``measured`` and ``role``; :func:`check_positive_control` decides
-    what a failure does.
+    ``measure``, ``seen``, ``differs``, ``measured`` and ``role``;
+    :func:`check_positive_control` decides what a failure does.
     """
-    if not len(fractions):
+    doses = sorted(set(map(float, fractions)))
+    if not doses:
         raise ValueError("the positive control needs at least one planted dose")
     tables = [
-        _planted_comparisons(ranks, planted_name(lang, fraction), confidence).assign(
-            fraction=float(fraction)
-        )
-        for fraction in sorted(fractions)
+        _planted_comparisons(ranks, planted_name(lang, dose), confidence).assign(fraction=dose)
+        for dose in doses
     ]
     table = pd.concat(tables, ignore_index=True)
     read_by_claims = (table["query_kind"] == "caption") & (
@@ -84,8 +86,8 @@ def positive_control(
 def _planted_comparisons(ranks: pd.DataFrame, planted: str, confidence: float) -> pd.DataFrame:
     """Planted - real (``planted`` against the zero-shot model) rank distance and mAP of every
     benchmark, pool and query kind, with ``seen`` (the interval excludes zero in the direction a
-    bias moves it) and ``measured``; a required comparison no query could measure is a row too
-    (:func:`_unmeasured`)."""
+    bias moves it), ``differs`` (it excludes zero on either side) and ``measured``; a required
+    comparison no query could measure is a row too (:func:`_unmeasured`)."""
     pools = ranks[
         ranks["task"].isin([MULTILINGUAL, MULTILINGUAL_SEEN])
         & ranks["arm"].isin([ZEROSHOT.name, planted])
@@ -111,16 +113,18 @@ def _planted_comparisons(ranks: pd.DataFrame, planted: str, confidence: float) -
             continue
         table = compare_arms(per_query, planted, ZEROSHOT.name, on, confidence=confidence)
         bound = table["low"] if direction > 0 else -table["high"]
-        tables.append(table.assign(measure=measure, seen=bound > 0, measured=True))
+        differs = (table["low"] > 0) | (table["high"] < 0)
+        tables.append(table.assign(measure=measure, seen=bound > 0, differs=differs, measured=True))
     table = pd.concat([*tables, _unmeasured(pools, tables)], ignore_index=True)
-    return table.astype({"seen": bool, "measured": bool})
+    return table.astype({"seen": bool, "differs": bool, "measured": bool})
 
 
 def _unmeasured(pools: pd.DataFrame, tables: list[pd.DataFrame]) -> pd.DataFrame:
-    """A row (``measured`` and ``seen`` False) for each benchmark, pool and measure of caption
-    queries that no query could measure: a validation split whose caption queries have one
-    other language (LAION without translation: an image's own caption and ENG TEXT) has no
-    caption rank distance, and a control that was not run must not read as passed."""
+    """A row (``measured``, ``seen`` and ``differs`` False) for each benchmark, pool and
+    measure of caption queries that no query could measure: a validation split whose caption
+    queries have one other language (LAION without translation: an image's own caption and ENG
+    TEXT) has no caption rank distance, and a control that was not run must not read as
+    passed."""
     wanted = (
         pools[["benchmark", "task"]]
         .drop_duplicates()
@@ -130,16 +134,16 @@ def _unmeasured(pools: pd.DataFrame, tables: list[pd.DataFrame]) -> pd.DataFrame
     done = done.loc[done["query_kind"] == "caption", ["benchmark", "task", "measure"]]
     missing = wanted.merge(done, how="left", indicator=True)
     missing = missing[missing["_merge"] == "left_only"].drop(columns="_merge")
-    return missing.assign(query_kind="caption", seen=False, measured=False)
+    return missing.assign(query_kind="caption", seen=False, differs=False, measured=False)
 
 
 def _passed(table: pd.DataFrame) -> pd.Series:
     """Whether each comparison did what its ``role`` asks: a required one was seen, a zero-dose
-    one was not (an unmeasured zero-dose row passes: its required row fails already), a shown
-    one always passes."""
+    one shows no difference (an unmeasured zero-dose row passes: its required row fails
+    already), a shown one always passes."""
     return np.select(
         [table["role"] == REQUIRED, table["role"] == ZERO_DOSE],
-        [table["seen"], ~table["seen"]],
+        [table["seen"], ~table["differs"]],
         True,
     ).astype(bool)
 
@@ -147,8 +151,9 @@ def _passed(table: pd.DataFrame) -> pd.Series:
 def check_positive_control(table: pd.DataFrame, required: bool) -> pd.DataFrame:
     """``table`` (:func:`positive_control`), after stopping the study if ``required``
     (``report.require_controls``) and a required comparison did not see the bias, or a
-    zero-dose one saw a bias where none was planted: a bias measure that cannot see a planted
-    bias, or sees one that is not there, cannot be trusted with a real one. Not required (the
+    zero-dose one found a difference where nothing was planted: a bias measure that cannot see a
+    planted bias cannot be trusted with a real one, nor a comparison that differs between a
+    model and itself. Not required (the
     smoke study: one base, a small validation set, too few images to see a planted shift of the
     rank distance), a failure is printed and stays in the summary's ``result`` column."""
     failed = table[~_passed(table)]
@@ -157,14 +162,14 @@ def check_positive_control(table: pd.DataFrame, required: bool) -> pd.DataFrame:
         return table
     lines = [
         f"  {row.benchmark}, {row.pool}, {row.measure}, dose {row.dose}: {row.difference}"
-        f"{' (seen where nothing was planted)' if row.role == ZERO_DOSE else ''}"
+        f"{' (a difference where nothing was planted)' if row.role == ZERO_DOSE else ''}"
         for row in positive_control_summary(failed).itertuples()
     ]
     message = "\n".join(
         [
             "positive control failed: the planted bias went unseen or could not be measured "
-            "(mAP must fall in both pools, the seen pool's rank distance rise), or a bias was "
-            "seen at a dose of 0; planted - real, or why it was not measured:",
+            "(mAP must fall in both pools, the seen pool's rank distance rise), or a difference "
+            "was found at a dose of 0; planted - real, or why it was not measured:",
             *lines,
             *([] if judged else [f"  no comparison at the judged dose, {PLANTED_FRACTION:g}x"]),
         ]
@@ -187,11 +192,11 @@ def positive_control_summary(table: pd.DataFrame) -> pd.DataFrame:
     :data:`~xlr.eval.planted.PLANTED_FRACTION` and the zero-dose ones, with benchmark, pool,
     queries, measure, dose, what the planted bias should do to the measure, the planted - real
     difference with its interval, the ``role`` and a ``result``: ``pass``/``FAIL`` where the
-    role asks for something (seen at the judged dose, unseen at dose 0), ``seen``/``not seen``
-    where the comparison is only shown, ``n/a`` where no query could measure it (a required
-    ``n/a`` fails: :func:`check_positive_control`). Required rows first, then the zero-dose
-    ones; the seen pool before the all-language one. :func:`dose_response_table` shows every
-    dose."""
+    role asks for something (seen at the judged dose, no difference at dose 0),
+    ``seen``/``not seen`` where the comparison is only shown, ``n/a`` where no query could
+    measure it (a required ``n/a`` fails: :func:`check_positive_control`). Required rows first,
+    then the zero-dose ones; the seen pool before the all-language one.
+    :func:`dose_response_table` shows every dose."""
     judged = table[(table["fraction"] == PLANTED_FRACTION) | (table["role"] == ZERO_DOSE)]
     rows = _readable(judged).assign(
         order=judged["role"].map({REQUIRED: 0, ZERO_DOSE: 1, SHOWN: 2}),
@@ -223,12 +228,17 @@ def positive_control_summary(table: pd.DataFrame) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
+def _pool_names(tasks: pd.Series) -> pd.Series:
+    """A reader's name for each multilingual pool (:data:`POOLS`), else the task."""
+    return tasks.map(POOLS).fillna(tasks)
+
+
 def _readable(table: pd.DataFrame) -> pd.DataFrame:
     """``table`` with its pool named, the dose as text, what a seen bias does to the measure and
     the difference as text (``UNMEASURED`` where no query measured it)."""
     digits = np.where(table["measure"] == "mAP", 3, 1)
     return table.assign(
-        pool=table["task"].map(POOLS).fillna(table["task"]),
+        pool=_pool_names(table["task"]),
         dose=table["fraction"].map(lambda f: f"{f:g}x"),
         expected=np.where(table["measure"] == "mAP", "falls", "rises"),
         difference=interval_text(table, pd.Series(digits, table.index), signed=True).where(
@@ -266,11 +276,11 @@ def dose_response_table(table: pd.DataFrame) -> pd.DataFrame:
 
 def dose_response_points(table: pd.DataFrame) -> pd.DataFrame:
     """The measured comparisons of :func:`positive_control` with the pool named and the query
-    kind as ``queries``, as :func:`xlr.analysis.plots.dose_response_figure` draws them."""
+    kind as ``queries``, as :func:`xlr.analysis.check_figures.dose_response_figure` draws them."""
     measured = table[table["measured"]]
-    return measured.assign(
-        pool=measured["task"].map(POOLS).fillna(measured["task"]), queries=measured["query_kind"]
-    ).drop(columns=["task", "query_kind"])
+    return measured.assign(pool=_pool_names(measured["task"]), queries=measured["query_kind"]).drop(
+        columns=["task", "query_kind"]
+    )
 
 
 # The stem of the positive control's table under a report's tables/: notebook 05 writes it
@@ -292,8 +302,8 @@ def save_positive_control(table: pd.DataFrame, directory: str | os.PathLike[str]
 def positive_control_shortfalls(summary: pd.DataFrame) -> pd.DataFrame:
     """The rows of a :func:`positive_control_summary` (as saved: every cell text) that did not
     do what their role asks: a required row that reads ``FAIL`` (the planted bias went unseen)
-    or ``n/a`` (not measured), a zero-dose row that reads ``FAIL`` (a bias seen where none was
-    planted)."""
+    or ``n/a`` (not measured), a zero-dose row that reads ``FAIL`` (a difference where nothing
+    was planted)."""
     required = (summary["role"] == REQUIRED) & (summary["result"] != "pass")
     zero_dose = (summary["role"] == ZERO_DOSE) & (summary["result"] == "FAIL")
     return summary[required | zero_dose]

@@ -11,8 +11,9 @@ model's embeddings then go through the study's own retrieval tasks
 The size is stated relative to the model: ``fraction`` times the median distance between a
 caption and its translations in the real model (:func:`translation_distance`), so it means the
 same for a tiny base as for a ViT-B-32. The control is judged at :data:`PLANTED_FRACTION`; the
-other doses of ``eval.control_doses`` show how the measures respond to the size (a dose of 0 is
-the real model re-normalised, where no measure may see a bias).
+other doses of ``eval.control_doses`` show how the measures respond to the size, and a dose of 0
+(the real model re-normalised: on the smoke base and the tests' blind model its ranks are the
+real model's, bit for bit) checks the comparison itself.
 """
 
 from __future__ import annotations
@@ -58,9 +59,19 @@ def planted_name(lang: str, fraction: float) -> str:
 
 
 def control_doses(extra: Sequence[float]) -> list[float]:
-    """The fractions the positive control plants, ascending: :data:`PLANTED_FRACTION`, which
-    it is judged at, and the ``extra`` doses shown beside it (``eval.control_doses``)."""
-    return sorted({PLANTED_FRACTION, *map(float, extra)})
+    """The fractions the positive control plants, ascending: 0 (nothing planted: the check of
+    the comparison itself), :data:`PLANTED_FRACTION` (the dose it is judged at) and the
+    ``extra`` doses shown beside them (``eval.control_doses``). Doses whose arm names
+    (:func:`planted_name`) would coincide are refused: their ranks would share one file."""
+    doses = sorted({0.0, PLANTED_FRACTION, *map(float, extra)})
+    names = [planted_name("", dose) for dose in doses]
+    if len(set(names)) != len(names):
+        raise ValueError(
+            f"eval.control_doses: {list(extra)} holds doses equal to 6 significant digits to "
+            f"another or to the judged dose {PLANTED_FRACTION:g} (planted models {names}); give "
+            "distinct doses"
+        )
+    return doses
 
 
 def unit_direction(dim: int, seed: int, away_from: np.ndarray | None = None) -> np.ndarray:
@@ -111,6 +122,14 @@ class PlantedBias:
     seed: int
     direction: np.ndarray
 
+    def at(self, fraction: float) -> PlantedBias:
+        """The same bias (language, direction, translation distance) at another dose."""
+        if fraction < 0:
+            raise ValueError(f"fraction is a size, at least 0; got {fraction}")
+        return dataclasses.replace(
+            self, fraction=fraction, size=fraction * self.translation_distance
+        )
+
     def plant(self, embedded: EmbeddedSet) -> EmbeddedSet:
         """``embedded`` with every ``lang`` caption moved by ``size`` along ``direction`` and
         re-normalised, ``t' = (t + size u) / |t + size u|``; images and the other languages
@@ -141,14 +160,12 @@ def plant_bias(embedded: EmbeddedSet, lang: str, fraction: float, seed: int) -> 
     that can make the language found *first*. Orthogonal to it, the offset only pulls the
     language apart from the others, as a language a model keeps to itself.
     """
-    if fraction < 0:
-        raise ValueError(f"fraction is a size, at least 0; got {fraction}")
     distance = translation_distance(embedded, lang)
     centres = np.stack(
         [embedded.images.mean(0), np.concatenate(list(embedded.texts.values())).mean(0)]
     )
     direction = unit_direction(embedded.images.shape[1], seed, away_from=centres)
-    return PlantedBias(lang, fraction, distance, fraction * distance, seed, direction)
+    return PlantedBias(lang, 1.0, distance, distance, seed, direction).at(fraction)
 
 
 def planted_table(biases: Sequence[tuple[int, str, PlantedBias]]) -> pd.DataFrame:

@@ -190,8 +190,9 @@ class _PlantedJob:
             embedded = embed_model(
                 real.encoder, eval_set, seen + heldout, cfg.captions, model, cache_dir
             )
+            unit = plant_bias(embedded, lang, 1.0, self.params.run.seeds[0])
             for fraction in control_doses(cfg.control_doses):
-                bias = plant_bias(embedded, lang, fraction, self.params.run.seeds[0])
+                bias = unit.at(fraction)
                 results, ranks = evaluate_embedded(
                     bias.plant(embedded), eval_set, seen, heldout, tasks=[MULTILINGUAL],
                     eval_cfg=cfg, arm=planted_name(lang, fraction), base_seed=self.base_seed,

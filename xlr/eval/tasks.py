@@ -416,6 +416,7 @@ def evaluate_arm(
     as a missing value in the nullable ``seed`` column. Notes on skipped pairs are warned.
     """
     eval_cfg = eval_cfg or EvalSection()
+    # checked here too, before the encoders run: a bad set or task fails before minutes of encoding
     groups = _checked_groups(eval_set, seen_langs, heldout_langs, tasks or eval_cfg.tasks)
     model = (arm, base_seed, seed)
     embedded = embed_model(encoder, eval_set, groups.langs, eval_cfg.captions, model, cache_dir)
