@@ -103,14 +103,15 @@ def planted_ranks(fractions: Sequence[float]) -> tuple[pd.DataFrame, float]:
     return pd.concat(tables, ignore_index=True), bias.translation_distance
 
 
-JUDGED = [PLANTED_FRACTION]
+JUDGED = [0.0, PLANTED_FRACTION]  # the doses the control judges
 
 
 def test_a_bias_planted_in_a_blind_model_is_seen() -> None:
     ranks, distance = planted_ranks(JUDGED)
     assert 0.5 < distance < 0.9  # translations near (as the smoke base's, 0.62), not identical
     table = check_positive_control(positive_control(ranks, "en", JUDGED), required=True)
-    captions = table[table["query_kind"] == "caption"].set_index(["task", "measure"])
+    planted = table[table["fraction"] == PLANTED_FRACTION]
+    captions = planted[planted["query_kind"] == "caption"].set_index(["task", "measure"])
     assert captions["seen"].all() and len(captions) == 4  # two pools x two measures
     assert (captions.xs("rank distance", level="measure")["estimate"] > 0).all()
     assert (captions.xs("mAP", level="measure")["estimate"] < 0).all()
@@ -122,11 +123,11 @@ def test_a_bias_planted_in_a_blind_model_is_seen() -> None:
     unseen = table.assign(seen=table["role"] == "required")  # only the rows nobody reads fail
     assert check_positive_control(unseen, required=True) is unseen
     summary = positive_control_summary(unseen)
-    assert summary["role"].tolist()[:3] == ["required"] * 3  # what the claims read comes first
-    assert summary["result"].tolist()[:3] == ["pass"] * 3
-    assert set(summary["result"].tolist()[3:]) == {"not seen"}  # shown, not required
+    assert summary["role"].tolist()[:6] == ["required"] * 3 + ["zero dose"] * 3  # judged first
+    assert summary["result"].tolist()[:6] == ["pass"] * 6
+    assert set(summary["result"].tolist()[6:]) == {"not seen"}  # shown, not required
     assert summary.loc[0, "pool"] == "seen languages" and summary.loc[0, "queries"] == "caption"
-    assert set(summary["dose"]) == {"2x"}
+    assert summary["dose"].tolist() == ["2x"] * 3 + ["0x"] * 3 + ["2x"] * 5
 
 
 def test_the_bias_grows_with_its_dose_and_is_not_seen_at_zero() -> None:
@@ -170,7 +171,7 @@ def test_a_bias_seen_where_nothing_was_planted_fails_the_control(
     judged dose's copy filed as the zero dose (mAP down, rank distance up) fails the control by
     name, and so does a zero-dose copy with perfect ranks (mAP up: the side a bias would not
     move it)."""
-    ranks, _ = planted_ranks(JUDGED)
+    ranks, _ = planted_ranks([PLANTED_FRACTION])
     relabelled = ranks.replace(
         {"arm": {planted_name("en", PLANTED_FRACTION): planted_name("en", 0)}}
     )
@@ -183,11 +184,13 @@ def test_a_bias_seen_where_nothing_was_planted_fails_the_control(
     assert len(controls.positive_control_shortfalls(summary)) == 3
     with pytest.raises(AssertionError, match="no comparison at the judged dose"):
         check_positive_control(positive_control(both, "en", [0.0]), required=True)
+    with pytest.raises(AssertionError, match=r"no comparison at the zero dose.*re-run notebook 04"):
+        check_positive_control(positive_control(ranks, "en", [PLANTED_FRACTION]), required=True)
     zero = planted_name("en", 0)
     first_ranks = both.groupby(["arm", "task", "query_idx"]).cumcount() + 1  # 1, 2, ... a query
     perfect = both.assign(rank=both["rank"].where(both["arm"] != zero, first_ranks))
     table = positive_control(perfect, "en", [0, 0.0, PLANTED_FRACTION])  # a dose given twice
-    assert len(table) == 2 * len(positive_control(ranks, "en", JUDGED))
+    assert len(table) == 2 * len(positive_control(ranks, "en", [PLANTED_FRACTION]))
     mean_ap = table[(table["role"] == "zero dose") & (table["measure"] == "mAP")]
     assert (mean_ap["estimate"] > 0).all() and not mean_ap["seen"].any()
     with pytest.raises(AssertionError, match="a difference where nothing was planted"):
@@ -201,7 +204,7 @@ def test_the_positive_control_can_fail(
     relabelled = unplanted.replace(
         {"arm": {planted_name("en", 0): planted_name("en", PLANTED_FRACTION)}}
     )
-    table = positive_control(relabelled, "en", JUDGED)  # nothing planted, judged as planted
+    table = positive_control(relabelled, "en", [PLANTED_FRACTION])  # nothing planted, judged
     assert not table.loc[table["query_kind"] == "caption", "seen"].all()
     failed = r"(?s)positive control failed.*require_controls is set"
     with pytest.raises(AssertionError, match=failed):
@@ -236,14 +239,15 @@ def test_on_a_laion_split_the_caption_rank_distance_is_not_measured_and_not_pass
     the image queries' distance over their two languages are still compared."""
     ranks, _ = planted_ranks(JUDGED)
     table = positive_control(laion_shaped(ranks), "en", JUDGED)
-    unmeasured = table[~table["measured"]]
+    unmeasured = table[~table["measured"] & (table["fraction"] == PLANTED_FRACTION)]
     kinds = unmeasured[["task", "measure", "query_kind"]].itertuples(index=False, name=None)
     assert sorted(kinds) == [
         ("multilingual", "rank distance", "caption"),
         ("multilingual_seen", "rank distance", "caption"),
     ]
     assert not unmeasured["seen"].any()
-    measured = table[table["measured"]].set_index(["task", "query_kind", "measure"])
+    judged = table[table["measured"] & (table["fraction"] == PLANTED_FRACTION)]
+    measured = judged.set_index(["task", "query_kind", "measure"])
     assert measured.xs("mAP", level="measure")["seen"].all()
     assert ("multilingual_seen", "image", "rank distance") in measured.index
     with pytest.raises(AssertionError, match=r"(?s)went unseen.*data\.laion\.translate"):

@@ -103,10 +103,11 @@ def assert_zero_dose_is_the_model_itself() -> None:
     params = load_params(ROOT / "params" / "smoke.yaml")
     _, ranks = load_val_results(params)
     pools = ranks[ranks["task"].isin([MULTILINGUAL, MULTILINGUAL_SEEN])]
-    keys = ["task", "query_idx", "relevant_idx"]
-    real = pools[pools["arm"] == "zeroshot"].sort_values(keys)["rank"].to_numpy()
-    zero = pools[pools["arm"] == planted_name("en", 0)].sort_values(keys)["rank"].to_numpy()
-    assert len(real) > 0 and (zero == real).all() and len(zero) == len(real)
+    keys = ["task", "query_lang", "query_idx", "relevant_lang", "relevant_idx"]  # one rank each
+    real = pools[pools["arm"] == "zeroshot"].set_index(keys)["rank"].sort_index()
+    zero = pools[pools["arm"] == planted_name("en", 0)].set_index(keys)["rank"].sort_index()
+    assert real.index.is_unique and len(real) > 0
+    pd.testing.assert_series_equal(zero, real)
     summary = pd.read_csv(report_dir(params) / "tables" / f"{POSITIVE_CONTROL_TABLE}.csv")
     assert (summary.loc[summary["role"] == "zero dose", "result"] == "pass").sum() == 3
     assert (report_dir(params) / "figures" / "dose_response.png").is_file()

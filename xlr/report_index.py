@@ -85,7 +85,7 @@ FIGURE_CAPTIONS: dict[str, str] = {
     "dose_response": "Positive control on the validation split: the planted - real difference "
     "of mAP (left) and of the maximum rank distance (right) as a language bias of growing size "
     "is planted in the zero-shot model; the control is judged at the dotted dose, and at dose "
-    "0 (nothing planted) every interval must hold zero.",
+    "0 (nothing planted) the comparisons it judges must show no difference.",
 }
 DIGESTS_EXPLAINED = (
     "Two hashes name the parameters. The <em>params file sha256</em> is the hash of the YAML "

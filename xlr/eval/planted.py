@@ -141,7 +141,8 @@ class PlantedBias:
             raise ValueError(
                 f"the bias has {len(self.direction)} dimensions, the embeddings {texts.shape[1]}"
             )
-        moved = texts + self.size * self.direction
+        # in the embeddings' own dtype, so a dose of 0 only re-normalises what the model gave
+        moved = texts + (self.size * self.direction).astype(texts.dtype)
         moved /= np.linalg.norm(moved, axis=1, keepdims=True)
         return dataclasses.replace(embedded, texts={**embedded.texts, self.lang: moved})
 
