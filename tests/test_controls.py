@@ -39,7 +39,7 @@ from xlr.eval.planted import (
     translation_distance,
     unit_direction,
 )
-from xlr.eval.tasks import evaluate_arm, evaluate_embedded
+from xlr.eval.tasks import evaluate_arm
 from xlr.report_index import positive_control_warning
 
 LANGS = ["en", "de", "fr", "ja"]
@@ -97,7 +97,7 @@ def planted_ranks(fractions: Sequence[float]) -> tuple[pd.DataFrame, float]:
     tables = [real]
     for fraction in fractions:
         bias = plant_bias(embedded, lang, fraction, seed=0)
-        _, planted = evaluate_embedded(bias.plant(embedded), eval_set, seen, heldout,
+        _, planted = evaluate_arm(bias.plant(embedded), eval_set, seen, heldout,
                                        arm=planted_name(lang, fraction), **run)  # fmt: skip
         tables.append(planted)
     return pd.concat(tables, ignore_index=True), bias.translation_distance
@@ -303,6 +303,12 @@ def test_the_planted_copy_moves_one_language_only() -> None:
                                real, atol=1e-7)  # fmt: skip  # dose 0: re-normalised only
     with pytest.raises(ValueError, match="'xx' is not embedded"):
         dataclasses.replace(bias, lang="xx").plant(embedded)
+    with pytest.raises(ValueError, match=r"blind: the embeddings hold captions 'all'.*'first'"):
+        evaluate_arm(
+            planted, eval_set, LANGS[:3], LANGS[3:], eval_cfg=EvalSection(captions="first")
+        )
+    with pytest.raises(ValueError, match="study languages are"):
+        evaluate_arm(planted, eval_set, LANGS[:2], LANGS[3:])  # fr embedded, not studied
     away = np.random.default_rng(1).standard_normal((2, DIM))
     direction = unit_direction(DIM, seed=3, away_from=away)
     assert np.abs(away @ direction).max() < 1e-5 and np.linalg.norm(direction) == pytest.approx(1)

@@ -6,7 +6,7 @@ planted language moves along one fixed, seeded unit direction ``u`` and is re-no
 ``t' = (t + size u) / |t + size u|``, as if the model encoded a component of that language that
 no other language shares; images and the other languages keep their embeddings. The planted
 model's embeddings then go through the study's own retrieval tasks
-(:func:`xlr.eval.tasks.evaluate_embedded`), so its ranks come from the same code as every arm's.
+(:func:`xlr.eval.tasks.evaluate_arm`), so its ranks come from the same code as every arm's.
 
 The size is stated relative to the model: ``fraction`` times the median distance between a
 caption and its translations in the real model (:func:`translation_distance`), so it means the

@@ -39,7 +39,7 @@ from xlr.eval.results import (
     write_ranks,
     write_results,
 )
-from xlr.eval.tasks import evaluate_arm, evaluate_embedded
+from xlr.eval.tasks import evaluate_arm
 from xlr.io import atomic_write_text
 from xlr.models.bases import load_base
 from xlr.models.factory import ModelBundle
@@ -193,7 +193,7 @@ class _PlantedJob:
             unit = plant_bias(embedded, lang, 1.0, self.params.run.seeds[0])
             for fraction in control_doses(cfg.control_doses):
                 bias = unit.at(fraction)
-                results, ranks = evaluate_embedded(
+                results, ranks = evaluate_arm(
                     bias.plant(embedded), eval_set, seen, heldout, tasks=[MULTILINGUAL],
                     eval_cfg=cfg, arm=planted_name(lang, fraction), base_seed=self.base_seed,
                 )  # fmt: skip

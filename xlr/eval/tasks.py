@@ -398,7 +398,7 @@ def _with_identity(frame: pd.DataFrame, identity: dict, columns: Sequence[str]) 
 
 
 def evaluate_arm(
-    encoder: Encoder,
+    model: Encoder | EmbeddedSet,
     eval_set: ImageTextSet,
     seen_langs: Sequence[str],
     heldout_langs: Sequence[str],
@@ -411,43 +411,31 @@ def evaluate_arm(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run the retrieval ``tasks`` (default ``eval_cfg.tasks``) of one arm on one eval set.
 
-    Returns the long results table (:data:`RESULT_COLUMNS`) and the ranks table
+    ``model`` is an encoder (embedded through the cache in ``cache_dir``), or ``eval_set``
+    already embedded in its study languages under ``eval_cfg.captions``: the positive control
+    ranks copies of one model's embeddings (:mod:`xlr.eval.planted`) without encoding the set
+    again per copy. Returns the long results table (:data:`RESULT_COLUMNS`) and the ranks table
     (:data:`RANK_COLUMNS`). ``seed`` is None for the ``zeroshot`` arm (the base itself), stored
     as a missing value in the nullable ``seed`` column. Notes on skipped pairs are warned.
     """
     eval_cfg = eval_cfg or EvalSection()
-    # checked here too, before the encoders run: a bad set or task fails before minutes of encoding
-    groups = _checked_groups(eval_set, seen_langs, heldout_langs, tasks or eval_cfg.tasks)
-    model = (arm, base_seed, seed)
-    embedded = embed_model(encoder, eval_set, groups.langs, eval_cfg.captions, model, cache_dir)
-    return evaluate_embedded(
-        embedded, eval_set, seen_langs, heldout_langs, tasks, eval_cfg, arm, seed, base_seed
-    )
-
-
-def evaluate_embedded(
-    embedded: EmbeddedSet,
-    eval_set: ImageTextSet,
-    seen_langs: Sequence[str],
-    heldout_langs: Sequence[str],
-    tasks: Sequence[str] | None = None,
-    eval_cfg: EvalSection | None = None,
-    arm: str = "model",
-    seed: int | None = None,
-    base_seed: int = 0,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """:func:`evaluate_arm` on embeddings already made (``embedded``: ``eval_set`` embedded in
-    its study languages under ``eval_cfg.captions``): the positive control ranks copies of one
-    model's embeddings (:mod:`xlr.eval.planted`) without encoding the set again per copy."""
-    eval_cfg = eval_cfg or EvalSection()
     tasks = list(tasks or eval_cfg.tasks)
-    groups = _checked_groups(eval_set, seen_langs, heldout_langs, tasks)
-    if embedded.convention != eval_cfg.captions or set(embedded.captions) != set(groups.langs):
-        raise ValueError(
-            f"{eval_set.name}: the embeddings hold captions {embedded.convention!r} in "
-            f"{sorted(embedded.captions)}; eval.captions is {eval_cfg.captions!r} and the study "
-            f"languages are {sorted(groups.langs)}: embed the set with those"
-        )
+    unknown = [task for task in tasks if task not in TASK_FUNCTIONS]
+    if unknown:
+        raise ValueError(f"unknown retrieval tasks {unknown}; choose from {list(TASKS)}")
+    groups = LanguageGroups(tuple(seen_langs), tuple(heldout_langs))
+    check_eval_set(eval_set, groups, tasks)
+    if isinstance(model, EmbeddedSet):
+        embedded = model
+        if embedded.convention != eval_cfg.captions or set(embedded.captions) != set(groups.langs):
+            raise ValueError(
+                f"{eval_set.name}: the embeddings hold captions {embedded.convention!r} in "
+                f"{sorted(embedded.captions)}; eval.captions is {eval_cfg.captions!r} and the "
+                f"study languages are {sorted(groups.langs)}: embed the set with those"
+            )
+    else:
+        key = (arm, base_seed, seed)
+        embedded = embed_model(model, eval_set, groups.langs, eval_cfg.captions, key, cache_dir)
     rows, ranks = [], []
     for task in tasks:
         output = TASK_FUNCTIONS[task](embedded, groups, eval_cfg.recall_at)
@@ -461,22 +449,6 @@ def evaluate_embedded(
         _with_identity(results, identity, RESULT_COLUMNS),
         _with_identity(pd.concat(ranks, ignore_index=True), identity, RANK_COLUMNS),
     )
-
-
-def _checked_groups(
-    eval_set: ImageTextSet,
-    seen_langs: Sequence[str],
-    heldout_langs: Sequence[str],
-    tasks: Sequence[str],
-) -> LanguageGroups:
-    """The language groups of a run of ``tasks`` on ``eval_set``, after refusing an unknown
-    task or a set the tasks cannot run on (:func:`check_eval_set`)."""
-    unknown = [task for task in tasks if task not in TASK_FUNCTIONS]
-    if unknown:
-        raise ValueError(f"unknown retrieval tasks {unknown}; choose from {list(TASKS)}")
-    groups = LanguageGroups(tuple(seen_langs), tuple(heldout_langs))
-    check_eval_set(eval_set, groups, tasks)
-    return groups
 
 
 def xt2t_matrix(results: pd.DataFrame, metric: str = "R@1") -> pd.DataFrame:
