@@ -337,6 +337,20 @@ def test_translation_distance_known_answer() -> None:
         translation_distance(embedded, "fr")
 
 
+def test_a_model_whose_translations_coincide_is_refused_saying_why() -> None:
+    """Planting a dose of 0 x 0 would fail the control as if the measures were blind."""
+    eval_set = blind_set()
+    captions = {lang: eval_set.captions_in(lang).reset_index(drop=True) for lang in LANGS[:2]}
+    same = np.tile(np.float32([0.6, 0.8]), (N_IMAGES, 1))  # one output whatever the caption
+    embedded = EmbeddedSet(np.eye(N_IMAGES, 2, dtype=np.float32), captions,
+                           {"en": same, "de": same.copy()}, "all", True)  # fmt: skip
+    assert translation_distance(embedded, "en") == 0.0
+    with pytest.raises(ValueError, match=r"puts its en captions on their translations.*check the"):
+        plant_bias(embedded, "en", PLANTED_FRACTION, seed=0)
+    embedded.texts["de"][:, :] = [0.8, 0.6]  # translations apart: planted as before
+    assert plant_bias(embedded, "en", PLANTED_FRACTION, seed=0).size > 0
+
+
 def test_negative_control_compares_the_first_two_seeds_of_each_trained_arm() -> None:
     rng = np.random.default_rng(3)
     runs = [

@@ -37,6 +37,11 @@ from xlr.eval.embedded import EmbeddedSet
 # never from the evaluation split.
 PLANTED_FRACTION = 2.0
 
+# Below this median translation distance (embedding units) a model puts its captions on their
+# translations, so every dose sized from it plants next to nothing: float32 unit vectors resolve
+# about 1e-7 a component, and identical outputs give exactly 0.
+MIN_TRANSLATION_DISTANCE = 1e-6
+
 
 def planted_language(seen: Sequence[str]) -> str:
     """The language the positive control plants its bias in: the first seen language.
@@ -160,8 +165,19 @@ def plant_bias(embedded: EmbeddedSet, lang: str, fraction: float, seed: int) -> 
     that centre would move the planted language toward (or away from) every item alike: a shift
     that can make the language found *first*. Orthogonal to it, the offset only pulls the
     language apart from the others, as a language a model keeps to itself.
+
+    A model whose translations coincide (:data:`MIN_TRANSLATION_DISTANCE`) is refused, saying
+    why, rather than planting nothing and failing the control as if the measures were blind.
     """
     distance = translation_distance(embedded, lang)
+    if distance < MIN_TRANSLATION_DISTANCE:
+        raise ValueError(
+            f"positive control: the zero-shot model puts its {lang} captions on their "
+            f"translations (median distance {distance:.3g}), so a bias sized from that distance "
+            "plants nothing at any dose and the control would read as a measure that cannot see "
+            "one. A text tower whose output does not depend on the caption does this: check the "
+            "base model (notebook 02's pretraining, or the checkpoint of model.pretrained)"
+        )
     centres = np.stack(
         [embedded.images.mean(0), np.concatenate(list(embedded.texts.values())).mean(0)]
     )
