@@ -3,8 +3,10 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from xlr.config import ParamsError, load_params, parse_params
+from xlr.notebook import notebook_params
 from xlr.paths import resolve_path
 
 PARAMS_DIR = Path(__file__).resolve().parents[1] / "params"
@@ -44,6 +46,11 @@ def test_scientific_notation_reads_as_a_number(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_text("run: {name: t}\ndata: {train_langs: [en, de]}\ntrain: {lr: 1e-5}\n")
     assert load_params(path).train.lr == pytest.approx(1e-5)
+    # a notebook given the file (papermill -p params_file, README) reads it alike; papermill's
+    # own -f loader would inject the string '1e-5', which the schema refuses
+    assert notebook_params(str(path)).train.lr == pytest.approx(1e-5)
+    with pytest.raises(ValueError, match=r"train\.lr: Input should be a valid number"):
+        parse_params(yaml.safe_load(path.read_text()), source="papermill -f")
 
 
 @pytest.mark.parametrize(

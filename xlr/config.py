@@ -333,13 +333,12 @@ FigureFormat = Literal["png", "svg", "pdf"]
 
 
 class ReportSection(Section):
-    """Figures and HTML exports of notebooks 05 and 06, and the claims' minimum effects."""
+    """Figure formats of notebooks 05 and 06, whether failed controls stop the study, and the
+    claims' minimum effects (every notebook's report is exported with and without code)."""
 
     figure_formats: Annotated[list[FigureFormat], Field(min_length=1)] = [
         "png", "svg",
     ]  # fmt: skip
-    html: bool = True
-    no_code_html: bool = True
     # stop notebook 05 when a control fails: the world does not show the phenomenon
     # (xlr.analysis.phenomenon) or the bias measure misses a planted bias (positive control)
     require_controls: bool = False

@@ -1,10 +1,11 @@
 """The ``xlr`` Jupyter kernel: this environment's Python, named so the notebooks find it.
 
 The notebooks name the kernel ``xlr`` in their metadata. A system JupyterLab that opened them
-with its own ``python3`` would run a Python without ``xlr`` installed; registering ``xlr`` from
+with its own ``python3`` would run a Python without ``xlr`` installed. Registering ``xlr`` from
 the project's environment (``make env`` and ``make lab`` do, ``xlr reproduce`` does when it is
-missing) makes every Jupyter on the machine start the right one. ``python -m xlr.kernel
-[--prefix DIR]`` registers it (default: this environment's ``sys.prefix``).
+missing) under that environment's prefix makes its Jupyter (``.venv/bin/jupyter lab``) start
+the right one. ``python -m xlr.kernel [--prefix DIR]`` registers it (default: this
+environment's ``sys.prefix``).
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 ``xlr reproduce params/P.yaml`` executes ``notebooks/NN_*.ipynb`` in order into
 ``reports/<run.name>/``, each with P's validated sections injected. It stops at the first
 failing notebook, naming it and the failing cell, and leaves every earlier report intact. A
-re-run skips notebooks already executed with the same parameters and the same notebook file
-unless ``force``; once one notebook runs, all later ones run too, since they read what it
-writes (a change to ``xlr/`` alone is not detected: use ``force``). Each executed notebook is
+re-run skips notebooks already executed with the same parameters, the same notebook file and
+the same ``xlr/`` code unless ``force``; once one notebook runs, all later ones run too, since
+they read what it writes. Each executed notebook is
 exported to HTML twice (with code, and without for reviewers) by :mod:`xlr.export`, pages that
 read offline, and :mod:`xlr.report_index` writes ``index.html``. Papermill runs them on the
 ``xlr`` kernel (:mod:`xlr.kernel`), registered from this environment when missing.

@@ -145,8 +145,8 @@ def _split_and_translate(params: Params, contract: dict[str, Any], out: Path) ->
     keys = [pool.image_keys[i] for i in val_ids]
     files["val_images"] = str(atomic_write_json(keys, out / VAL_IMAGES))
     audit = holdout_audit(*_laion_split(pool, keys), laion.val_fraction)
-    check_holdout(audit)
     files["audit"] = str(atomic_write_text(out / HELD_OUT_AUDIT, audit.to_csv(index=False)))
+    check_holdout(audit)  # after writing it, so a failed audit can be read
     return files
 
 
