@@ -163,6 +163,18 @@ def test_caption_file_shorter_than_image_list_names_both_files(xtd10_root: Path)
         load_xtd10(xtd10_root)
 
 
+def test_an_image_listed_twice_names_both_lines(xtd10_root: Path, multi30k_root: Path) -> None:
+    """A second copy of an image would be a wrong answer ranked above the right one."""
+    _write_lines(xtd10_root / "XTD10" / "test_image_names.txt", [COCO_NAMES[0]] * 2)
+    with pytest.raises(BenchmarkFileError, match=r"line 2: 'COCO_train2014_0+42\.jpg' already "
+                       r"listed on line 1.*download it again"):  # fmt: skip
+        load_xtd10(xtd10_root)
+    splits = multi30k_root / "data" / "task1" / "image_splits" / "test_2016_flickr.txt"
+    _write_lines(splits, [FLICKR_NAMES[0], FLICKR_NAMES[1], FLICKR_NAMES[1]])
+    with pytest.raises(BenchmarkFileError, match=r"line 3: '10002456\.jpg' already listed"):
+        load_multi30k(multi30k_root)
+
+
 def test_caption_file_longer_than_image_list_is_an_error(xtd10_root: Path) -> None:
     _write_lines(xtd10_root / "MIC" / "test_1kcaptions_fr.txt", ["a", "b", "c"])
     with pytest.raises(BenchmarkFileError, match="more than the 2 images"):
@@ -245,6 +257,16 @@ def test_xm3600_missing_key_bad_json_and_duplicate_keys(xm3600_root: Path) -> No
     path.write_text(original + first + "\n", encoding="utf-8")
     with pytest.raises(BenchmarkFileError, match="line 3: image/key '000411001ff7dd4f' already"):
         load_xm3600(xm3600_root)
+
+
+def test_xm3600_an_image_without_a_language_names_line_key_and_language(
+    xm3600_root: Path,
+) -> None:
+    _rewrite_first_record(xm3600_root, lambda r: r.pop("quz"))
+    with pytest.raises(BenchmarkFileError, match=r"line 1 \(image/key '000411001ff7dd4f'\): no "
+                       r"captions in \['quz'\].*download captions\.jsonl again"):  # fmt: skip
+        load_xm3600(xm3600_root)
+    assert load_xm3600(xm3600_root, langs=["en", "he"]).langs == ["en", "he"]  # not studied
 
 
 def test_xm3600_missing_captions_file_points_to_the_release(tmp_path: Path) -> None:

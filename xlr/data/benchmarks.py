@@ -118,14 +118,24 @@ def _aligned_captions(path: Path, n_images: int, image_list: Path, source: str) 
 
 
 def _image_list(path: Path, source: str) -> list[str]:
-    """Image file names, one per line; an empty list or a blank line is an error."""
+    """Image file names, one per line; an empty list, a blank line or a name listed twice is an
+    error (a second copy of an image would rank above the first as a wrong answer)."""
     names = _read_lines(path, source)
     if not names:
         raise BenchmarkFileError(f"{path}: no image names")
     blank = next((i for i, name in enumerate(names) if not name.strip()), None)
     if blank is not None:
         raise BenchmarkFileError(f"{path}: line {blank + 1} is blank; expected an image file name")
-    return [name.strip() for name in names]
+    names = [name.strip() for name in names]
+    first: dict[str, int] = {}
+    for no, name in enumerate(names, start=1):
+        if name in first:
+            raise BenchmarkFileError(
+                f"{path}: line {no}: {name!r} already listed on line {first[name]}; each image "
+                f"is listed once in the published file: download it again from {source}"
+            )
+        first[name] = no
+    return names
 
 
 def _image_paths(image_dir: Path, names: Sequence[str], source: str) -> list[Path]:
@@ -272,11 +282,19 @@ def load_xm3600(
         seen[key] = no
     available = list(dict.fromkeys(code for _, captions in records for code in captions))
     selected = _select_langs(available, langs, "Crossmodal-3600")
+    for (no, _), (key, captions) in zip(lines, records, strict=True):
+        missing = [code for code in selected if code not in captions]
+        if missing:
+            raise BenchmarkFileError(
+                f"{path}: line {no} (image/key {key!r}): no captions in {missing}; every "
+                "published image has captions in every language, so the file is damaged: "
+                f"download captions.jsonl again from {XM3600_URL}"
+            )
     rows = [
         (image_id, canonical_code(code), idx, text)
         for image_id, (_, captions) in enumerate(records)
         for code in selected
-        for idx, text in enumerate(captions.get(code, []))
+        for idx, text in enumerate(captions[code])
     ]
     names = [f"{key}.jpg" for key in keys]
     paths = _image_paths(Path(image_dir or root / "images"), names, XM3600_URL)
