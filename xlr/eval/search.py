@@ -4,9 +4,12 @@ Scores are inner products (cosine similarities, since inputs are unit vectors). 
 is used everywhere: higher score first, and among exactly equal float32 scores the lower gallery
 index first. faiss does not promise that order for ties, so :func:`search` re-sorts what faiss
 returns and fetches more rows where a tie straddles the cut-off; :func:`relevant_ranks` counts it
-directly. Two items count as tied only when their computed float32 scores are bitwise equal (for
-example duplicate gallery rows); faiss and torch round differently in the last bit, so items
-within a rounding error of each other may be ordered differently by the two routines.
+directly. Two items count as tied only when their computed float32 scores are bitwise equal.
+Duplicate gallery rows usually are, but not always: a float32 matmul may round the same product
+one unit in the last place apart depending on the row's column and the chunk's shape (seen with
+chunks of one query), and faiss and torch round differently too, so items within a rounding
+error of each other (duplicates included) may be ordered differently by the two routines or by
+two chunk sizes.
 
 Approximate indexes (IVF, HNSW through ``faiss.index_factory``) are for scale studies only, and
 :func:`approximate_recall` reports how much of the exact top-k they recover.
@@ -375,7 +378,7 @@ def relevant_ranks(
     chunk_size = chunk_size or rank_chunk_size(len(g), memory_budget_bytes)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    chunk_size = min(chunk_size, _max_chunk(len(g)))  # ranks do not depend on it
+    chunk_size = min(chunk_size, _max_chunk(len(g)))  # ranks depend on it only through rounding
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     gallery_t = torch.from_numpy(g).to(device).T
     pair_queries = torch.from_numpy(relevance.query_of_pair).to(device)
