@@ -32,7 +32,7 @@ from xlr.models.bases import base_key
 from xlr.models.factory import WEIGHTS, load_model, write_tiny_model_dir
 from xlr.train import loop
 from xlr.train.checkpoint import CHECKPOINT, load_checkpoint
-from xlr.train.finetune import arm_folder, train_arm
+from xlr.train.finetune import arm_folder, check_arm_inputs, train_arm
 from xlr.train.loop import PARAMS_FILE, RunFolder, Trainer
 from xlr.train.steplog import TENSORBOARD_DIR
 from xlr.workers import run_jobs, threads_per_worker
@@ -388,6 +388,8 @@ def test_clear_errors_before_any_training(world: dict, tmp_path: Path) -> None:
         train_arm(base, pool_without_es, params, cross, tmp_path, progress=False)
     with pytest.raises(ValueError, match="zeroshot"):
         train_arm(base, pool, params, Arm("zeroshot").at(0), tmp_path, progress=False)
+    with pytest.raises(ValueError, match=r"train\.batch_size 16 does not split over 3 processes"):
+        check_arm_inputs(pool, params, cross, params.data.train_langs, world_size=3)
     assert not list(tmp_path.iterdir())  # refused before writing anything
 
 

@@ -107,6 +107,11 @@ def test_runs_in_order_exports_html_and_skips_on_rerun(study) -> None:
         "uncommitted changes",
         "params file sha256",
         "validated params digest",
+        "packages",
+        "device",
+        "fine-tuning seeds",
+        "base seeds",
+        "wall time per notebook",
     ):
         assert f"<th>{row}</th>" in index
     status = json.loads((out / "status.json").read_text())
