@@ -158,6 +158,21 @@ def test_one_process_matches_the_notebook_and_two_ranks_match_it(root: Path) -> 
     xlr_train(root, ["params/ddp.yaml", "--arm", ARM], ranks=2)
     assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()} == written
 
+    # a base not yet cached: rank 0 alone pretrains and writes it (README), the other waits
+    base, kept = base_model_dir(ddp, 0), root.parent / f"{root.name}-base"
+    shutil.move(base, kept)  # the fixture's base (without dropout) comes back afterwards
+    try:
+        audit = root.parent / f"{root.name}-audit-base"
+        audit.mkdir()
+        write_params(root, "fresh")
+        xlr_train(root, ["params/fresh.yaml", "--arm", ARM, "--base"], ranks=2, audit=audit)
+        rank0, rank1 = ((audit / f"rank{r}.txt").read_text() for r in (0, 1))
+        assert rank1 == "" and os.path.realpath(base) in rank0, rank0
+        assert (base / WEIGHTS).is_file()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+        shutil.move(kept, base)
+
 
 def test_unknown_arm_is_refused_listing_the_configured_arms(
     root: Path, capsys: pytest.CaptureFixture[str]
