@@ -104,6 +104,30 @@ def test_copying_every_query_28_times_does_not_narrow_the_interval() -> None:
     assert copied.p_value == pytest.approx(once.p_value)
 
 
+@pytest.mark.parametrize("n_bases", [1, 3])
+def test_an_images_languages_are_one_unit_of_the_interval(n_bases: int) -> None:
+    """An image's captions in L languages are L strata but one image: copying each image's value
+    into 6 languages must leave the image part at sd(image) / sqrt(n), the estimator's answer
+    for one value per image (influence (v_i - mean) / n, times n / (n - 1)); with three bases
+    that each shift every value, the training part var(shifts) / 3 adds to it. Counting
+    (language, image) cells as clusters would divide the image part by about 6."""
+    rng = np.random.default_rng(11)
+    n_images, n_langs = 150, 6
+    image_values = rng.normal(0.5, 0.2, n_images)
+    shifts = rng.normal(0, 0.01, n_bases) if n_bases > 1 else np.zeros(1)
+    base, lang, image = (
+        axis.ravel()
+        for axis in np.meshgrid(*map(np.arange, (n_bases, n_langs, n_images)), indexing="ij")
+    )
+    values = image_values[image] + shifts[base]
+    result = crossed_mean_interval(values, base, np.zeros_like(base), image, lang)
+    image_part = image_values.var(ddof=1) / n_images
+    training_part = shifts.var(ddof=1) / n_bases if n_bases > 1 else 0.0
+    assert result.n_images == n_images and result.n_runs == n_bases
+    assert result.estimate == pytest.approx(image_values.mean() + shifts.mean())
+    assert result.se == pytest.approx(np.sqrt(image_part + training_part), rel=1e-9)
+
+
 def test_known_answer_of_two_bases_and_three_images() -> None:
     """Base 0 scores images 1, 2, 3 and base 1 scores 3, 4, 5: base means 2 and 4 give the
     training variance var([2, 4]) / 2 = 1; image means 2, 3, 4 give influences -1/3, 0, 1/3
