@@ -8,21 +8,26 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
 from test_claims import HELDOUT, SEEN, fake_ranks
 from test_stats import DESIGN, MIN_EFFECT, simulated_difference
 
+from xlr.analysis import calibration
 from xlr.analysis.calibration import (
     MAX_AA_RATE,
     calibrate_claims,
     calibrate_comparison,
     check_calibration,
     minimum_detectable_effect,
+    nonzero_rate_limit,
 )
 from xlr.analysis.check_figures import calibration_figure
 from xlr.analysis.claims import default_claims, evaluate_claims
+from xlr.analysis.stats import Cells, Interval
 from xlr.arms import Arm, HeadlineArms
 
 # the A/A rate may exceed 5% by binomial noise over 200 resamples: two standard errors
@@ -133,13 +138,62 @@ def test_calibration_reads_the_claims_interval() -> None:
         calibration_figure(pd.concat([table, table.assign(benchmark="other")]))  # one at a time
 
 
+@pytest.mark.parametrize("width", [1 / 3, 0.0])
+def test_the_check_fails_an_interval_too_narrow_to_get_verdicts(
+    width: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interval a third of the right width, or of zero width, gets almost no verdict under
+    A/A (a verdict needs the whole interval beyond the minimum effect), so the rate of verdicts
+    cannot see it; the rate of intervals excluding zero can, and the check names it. The honest
+    interval passes on the same data and resamples."""
+    units = units_of(simulated_difference(np.random.default_rng(0), 0.0))
+    honest = calibrate_comparison(units, +1, MIN_EFFECT, resamples=200, rng=1)
+    row = {"key": "k", **dataclasses.asdict(honest)}
+    assert honest.aa_nonzero_rate < honest.aa_nonzero_limit
+    assert "below their limits" in check_calibration(pd.DataFrame([row]))
+    wide = calibration.cells_interval
+
+    def narrowed(cells: Cells, confidence: float = 0.95) -> Interval:
+        result = wide(cells, confidence)
+        half = width * (result.high - result.low) / 2
+        return dataclasses.replace(
+            result, low=result.estimate - half, high=result.estimate + half, se=width * result.se
+        )
+
+    monkeypatch.setattr(calibration, "cells_interval", narrowed)
+    narrow = calibrate_comparison(units, +1, MIN_EFFECT, resamples=200, rng=1)
+    assert narrow.aa_rate <= MAX_AA_RATE  # the verdicts' rate alone would pass it
+    assert narrow.aa_nonzero_limit == honest.aa_nonzero_limit
+    with pytest.raises(
+        AssertionError, match=r"excluded zero in more resamples.*k: \d+\.\d%, limit"
+    ):
+        check_calibration(pd.DataFrame([{"key": "k", **dataclasses.asdict(narrow)}]))
+
+
+def test_the_nonzero_limit_known_answers() -> None:
+    """Binomial tails by hand: at 5% over 32 replicates P(X >= 7) = 0.00087 < 0.001 <= P(X >= 6)
+    = 0.0046, so the limit is 7/32; at 0.625% over 200, P(X >= 7) = 0.0003 and P(X >= 6) =
+    0.0018: 7/200. The sign patterns bound the replicates: 200 resamples of 32 patterns count
+    as 32, and a third seed of one base (4 patterns) leaves a wide limit."""
+    assert nonzero_rate_limit(0.95, 200, 32) == pytest.approx(7 / 32)
+    assert nonzero_rate_limit(0.95, 32, 2**20) == pytest.approx(7 / 32)
+    assert nonzero_rate_limit(1 - 0.05 / 8, 200, 2**149) == pytest.approx(7 / 200)
+    assert nonzero_rate_limit(0.95, 200, 4) == pytest.approx(3 / 4)
+    with pytest.raises(ValueError, match="resamples"):
+        nonzero_rate_limit(0.95, 0, 4)
+
+
 def test_the_check_fails_loudly_and_says_when_it_cannot_run() -> None:
     table = pd.DataFrame(
-        {"key": ["a", "b"], "aa_rate": [0.02, 0.2], "calibrates": "bases and images",
-         "resamples": 200}
+        {"key": ["a", "b"], "aa_rate": [0.02, 0.2], "aa_nonzero_rate": [0.03, 0.05],
+         "aa_nonzero_limit": 0.2, "calibrates": "bases and images", "resamples": 200}
     )  # fmt: skip
-    with pytest.raises(AssertionError, match=r"b: 20\.0%.*too narrow"):
+    with pytest.raises(AssertionError, match=r"b: 20\.0%.*too narrow") as error:
         check_calibration(table)
+    assert "excluded zero" not in str(error.value)  # only the verdicts failed
+    both = table.assign(aa_nonzero_rate=[0.3, 0.05])
+    with pytest.raises(AssertionError, match=r"verdict.*b: 20\.0%.*and these.*a: 30\.0%, limit"):
+        check_calibration(both)
     none = table.assign(aa_rate=np.nan, calibrates="not applicable")
     assert "not applicable" in check_calibration(none)
     with pytest.raises(ValueError, match="lacks columns"):
