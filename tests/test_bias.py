@@ -345,11 +345,16 @@ def test_a_language_moved_down_raises_rank_distance_and_is_detected():
 
 
 def test_seed_negative_control_is_rarely_significant():
-    """Two seeds drawn from one distribution: p > 0.05 in about 95% of 50 simulated cases."""
+    """Two seeds drawn from one distribution, on three bases (with one the control does not run:
+    tests/test_controls.py): p > 0.05 in about 95% of 50 simulated cases."""
     rng = np.random.default_rng(1)
     not_significant = []
     for _ in range(50):
-        seeds = [rank_distance_per_query(simulated_ranks(rng, seed=s)) for s in (0, 1)]
+        seeds = [
+            rank_distance_per_query(simulated_ranks(rng, seed=s, base_seed=b))
+            for s in (0, 1)
+            for b in (0, 1, 2)
+        ]
         p_value = seed_negative_control(pd.concat(seeds), "mono", 0, 1)
         not_significant.append(p_value > 0.05)
     # Three binomial standard errors below the nominal 95%.

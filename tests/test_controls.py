@@ -17,6 +17,7 @@ from test_bias import simulated_ranks
 from xlr.analysis import controls
 from xlr.analysis.bias import rank_distance_per_query
 from xlr.analysis.controls import (
+    NO_REPLICATE,
     POSITIVE_CONTROL_TABLE,
     check_positive_control,
     dose_response_points,
@@ -27,6 +28,7 @@ from xlr.analysis.controls import (
     positive_control_summary,
     save_positive_control,
 )
+from xlr.analysis.intervals import paired_comparison
 from xlr.config import EvalSection
 from xlr.data.imagetext import ArrayImages, ImageStore, ImageTextSet
 from xlr.eval.embedded import EmbeddedSet, embed_model
@@ -354,9 +356,10 @@ def test_a_model_whose_translations_coincide_is_refused_saying_why() -> None:
 def test_negative_control_compares_the_first_two_seeds_of_each_trained_arm() -> None:
     rng = np.random.default_rng(3)
     runs = [
-        rank_distance_per_query(simulated_ranks(rng, arm=arm, seed=seed))
+        rank_distance_per_query(simulated_ranks(rng, arm=arm, seed=seed, base_seed=base))
         for arm in ("mono-full", "cross-full")
         for seed in (0, 1)
+        for base in (0, 1, 2)  # one base leaves it not run: the test below
     ]
     runs.append(rank_distance_per_query(simulated_ranks(rng, arm="zeroshot", seed=None)))
     table = negative_control(pd.concat(runs), seeds=[0, 1])
@@ -376,6 +379,63 @@ def test_negative_control_compares_the_first_two_seeds_of_each_trained_arm() -> 
     ]
     assert both["p_value"].tolist() == table["p_value"].tolist() * 2
     assert set(both["task"]) == set(table["task"]) and len(set(table["task"])) == 1
+
+
+def seed_shift_world(
+    rng: np.random.Generator, bases: Sequence[int], n_images: int = 500, seed_sd: float = 0.005
+) -> pd.DataFrame:
+    """Per-query values of one arm's seeds 0 and 1 on each base that differ by training noise
+    only: each run shifts all its queries by one draw (SD ``seed_sd``), on top of an image
+    difficulty every run shares and per-query noise, in three query languages."""
+    difficulty = rng.normal(0.5, 0.2, n_images)
+    frames = [
+        pd.DataFrame(
+            {
+                "arm": "mono-full",
+                "seed": seed,
+                "base_seed": base,
+                "benchmark": "synthetic",
+                "task": "multilingual_seen",
+                "query_idx": i * n_images + np.arange(n_images),
+                "query_lang": lang,
+                "query_image_id": np.arange(n_images),
+                "query_kind": "caption",
+                "value": difficulty + shift + rng.normal(0, 0.1, n_images),
+            }
+        )  # fmt: skip
+        for base in bases
+        for seed, shift in zip((0, 1), rng.normal(0, seed_sd, 2), strict=True)
+        for i, lang in enumerate(("en", "de", "es"))
+    ]
+    return pd.concat(frames, ignore_index=True).astype({"seed": "Int64"})
+
+
+def test_one_base_leaves_the_negative_control_not_run() -> None:
+    """With one base (the real study's base_seeds: [0]) seeds 0 and 1 give one run of
+    differences, whose interval covers image noise only: in worlds where two seeds differ by
+    training noise alone, its p-value falls below 0.05 far more often than 5% of the time. That
+    is not a test: the control is not run and says why. With three bases the difference has
+    replicates, and over 40 such worlds the control fails at about the test level."""
+    rng = np.random.default_rng(5)
+
+    def one_base_p_value(world: pd.DataFrame) -> float:
+        runs = world.groupby("seed")
+        pair = paired_comparison(runs.get_group(0), runs.get_group(1), ["query_idx", "base_seed"])
+        assert pair["training_unit"].item() == "none"
+        return pair["p_value"].item()
+
+    unjudged = [one_base_p_value(seed_shift_world(rng, bases=[0])) for _ in range(40)]
+    assert np.mean(np.array(unjudged) < 0.05) > 0.25
+    table = negative_control(seed_shift_world(rng, bases=[0]), seeds=[0, 1])
+    assert table["result"].tolist() == ["not run"] and table["p_value"].isna().all()
+    assert table["note"].item() == NO_REPLICATE
+    assert negative_control_summary(table) == f"negative control not run: {NO_REPLICATE}"
+    fails = [
+        negative_control(seed_shift_world(rng, bases=[0, 1, 2]), seeds=[0, 1])["result"].item()
+        for _ in range(40)
+    ]
+    assert "not run" not in fails
+    assert fails.count("fail") / 40 <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / 40)
 
 
 def test_negative_control_summary_weighs_failures_against_chance() -> None:

@@ -26,6 +26,8 @@ from xlr.eval.results import IMAGE, MULTILINGUAL, MULTILINGUAL_SEEN, check_table
 # measures the claims read must see the bias; at a dose of 0 (nothing planted) they must show
 # no difference either way; every other comparison is shown.
 REQUIRED, ZERO_DOSE, SHOWN = "required", "zero dose", "shown"
+# Why the negative control does not judge a study of one base (seed_negative_control).
+NO_REPLICATE = "one base: two seeds' difference has no replicate to judge it by"
 
 
 def positive_control(
@@ -324,7 +326,8 @@ def negative_control(
     Seeds differ by chance only, so the p-values should rarely fall below the test level (about
     a ``level`` share of rows fail by chance); if they often do, arm differences must be judged
     against the seed spread. With fewer than two seeds there is nothing to compare: one row
-    says so, with result ``not run``.
+    says so, with result ``not run``. With one base, each row is ``not run`` with
+    :data:`NO_REPLICATE` as its note (:func:`seed_negative_control`).
     """
     captions = per_query[per_query["query_kind"] == "caption"]
     arms = arm_order([a for a in captions["arm"].unique() if a != ZEROSHOT.name])
@@ -342,6 +345,12 @@ def negative_control(
     for (benchmark, task), table in captions.groupby(["benchmark", "task"], sort=False):
         for arm in arms:
             p_value = seed_negative_control(table, arm, seed_a, seed_b)
+            if np.isnan(p_value):
+                result, note = "not run", NO_REPLICATE
+            elif p_value < level:
+                result, note = "fail", f"the seeds differ at p < {level}"
+            else:
+                result, note = "pass", ""
             rows.append(
                 {
                     "benchmark": benchmark,
@@ -350,8 +359,8 @@ def negative_control(
                     "seed_a": seed_a,
                     "seed_b": seed_b,
                     "p_value": p_value,
-                    "result": "pass" if p_value >= level else "fail",
-                    "note": "" if p_value >= level else f"the seeds differ at p < {level}",
+                    "result": result,
+                    "note": note,
                 }
             )
     return pd.DataFrame(rows)
@@ -363,10 +372,12 @@ def negative_control_summary(table: pd.DataFrame, level: float = 0.05) -> str:
     or more if seeds differ by chance only. With many rows (benchmarks x tasks x arms) a failure
     or two is expected; it is a pattern of failures that says seeds matter. The binomial treats
     the rows as independent; they share images and the seed pair, so the real tail is wider and
-    the probability shown understates chance."""
+    the probability shown understates chance. When no row ran, the line gives their notes
+    (why)."""
     ran = table[table["p_value"].notna()]
     if ran.empty:
-        return "negative control not run"
+        notes = table["note"].unique() if "note" in table.columns else []
+        return "negative control not run" + "".join(f": {note}" for note in notes[:1])
     failed, n = int((ran["p_value"] < level).sum()), len(ran)
     chance = float(distributions.binom.sf(failed - 1, n, level))
     return (
@@ -383,12 +394,17 @@ def seed_negative_control(
     seed_b: int,
 ) -> float:
     """The p-value of :func:`paired_comparison` between two fine-tuning seeds of one arm on
-    the same queries (paired by base; bases and images are its units, as for arm comparisons).
+    the same queries (paired by base; bases and images are its units, as for arm comparisons),
+    or NaN where the difference has no training replicate (:data:`NO_REPLICATE`).
 
     The negative control of :func:`compare_arms`: seeds of one arm differ by chance only, so the
     p-value should rarely fall below the test level. If it often does, the comparison mistakes
     seed noise for an effect, and arm differences must be judged against :func:`seed_spread`.
-    ``per_query`` must hold one benchmark, task and query kind (filter it first).
+    With one base the two seeds give one run of differences (training unit ``none``): its
+    interval is conditional on that run and covers image noise only, while the difference
+    between two seeds is training noise, which more images do not average away; its p-value
+    would fall towards 0 as images grow, however alike the seeds are. ``per_query`` must hold
+    one benchmark, task and query kind (filter it first).
     """
     check_table(per_query, [*QUERY_COLUMNS, "value"], "per-query")
     runs = per_query[per_query["arm"] == arm]
@@ -400,4 +416,7 @@ def seed_negative_control(
         )
     a, b = (runs[runs["seed"] == seed] for seed in (seed_a, seed_b))
     on = ["benchmark", "task", "query_idx", "base_seed"]
-    return float(paired_comparison(a, b, on)["p_value"].item())
+    comparison = paired_comparison(a, b, on)
+    if comparison["training_unit"].item() == "none":
+        return np.nan
+    return float(comparison["p_value"].item())
