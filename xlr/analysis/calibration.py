@@ -42,22 +42,23 @@ minimum: a claim is supported with 80% power only at about min + MDE. The MDE is
 level): the effect a two-sided test at that level detects with probability 0.8.
 
 **The gate** (:func:`check_calibration`) fails a claim on either A/A rate. The rate of verdicts
-alone cannot see an interval that is too narrow: a verdict needs the interval beyond the
-minimum effect, so an interval a third of the right width, or of zero width, still gets few
-(on the tests' simulated study at the claims' level 1 - 0.05/8: 0% and 0.5%). The rate of
-intervals excluding zero can: an honest interval excludes a true zero in about 1 - level of the
-resamples, a third-width one in 14-26% of them, a zero-width one in all. So the gate also fails
-a claim whose ``aa_nonzero_rate`` reaches :func:`nonzero_rate_limit`: the smallest rate that
-1 - level reaches with probability below :data:`NONZERO_TAIL` among ``n`` binomial replicates
-(the exact tail, since 1 - level is small and its binomial skewed). ``n`` is not the number of
-resamples: the resamples all reuse the one data set, and where runs are flipped, the training
-part of every resample is one of only ``2^(runs - 1)`` sign patterns (up to a global flip, which
-mirrors the interval), so the resamples are no more independent evidence than those patterns;
-``n`` is the smaller of the two (32 with 3 bases x 2 seeds; the resamples themselves where
-images are the only signs). Over 30 simulated studies (3 bases x 2 seeds x 6 languages x 150
-images) an honest interval's rate had a standard deviation 1.4-1.9 times the binomial one at 200
-resamples and below the one at 32, so the count errs wide, as a gate meant never to stop an
-honest study must.
+alone cannot see an interval that is too narrow: a verdict needs the interval beyond the minimum
+effect, so an interval a third of the right width, or of zero width, still gets few (on the
+tests' simulated study at the claims' level 1 - 0.05/8: 0% and 0.5%). The rate of intervals
+excluding zero can: an honest interval excludes a true zero in about 1 - level of the resamples,
+a third-width one in 14-26% of them (30 such studies), a zero-width one in all. So the gate also
+fails a claim whose ``aa_nonzero_rate`` reaches :func:`nonzero_rate_limit`: the smallest rate
+that 1 - level reaches with probability below :data:`NONZERO_TAIL` among ``n`` binomial
+replicates (the exact tail, since 1 - level is small and its binomial skewed). ``n`` is not the
+number of resamples: the resamples all reuse the one data set, and where runs are flipped, the
+training part of every resample is one of only ``2^(runs - 1)`` sign patterns (up to a global
+flip, which mirrors the interval), so the resamples are no more independent evidence than those
+patterns; ``n`` is the smaller of the two (32 with 3 bases x 2 seeds, 4 with 3 seeds of one
+base, where only a far too narrow interval can fail; the resamples themselves where images are
+the only signs). Over 30 simulated studies (3 bases x 2 seeds x 6 languages x 150 images) an
+honest interval's rate had a standard deviation 1.4-1.9 times the binomial one at 200 resamples
+and below the one at 32, so the count errs wide, as a gate meant never to stop an honest study
+must.
 """
 
 from __future__ import annotations
