@@ -4,6 +4,7 @@ read the validation split only."""
 
 from __future__ import annotations
 
+import html
 import itertools
 from pathlib import Path
 
@@ -14,20 +15,23 @@ from scipy.stats import ConstantInputWarning, spearmanr
 
 from xlr.analysis.phenomenon import (
     BIAS_PERMUTATIONS,
+    PHENOMENON_TABLE,
     SHARE_PERMUTATIONS,
     check_phenomenon,
     language_blind_test,
     phenomenon_controls,
+    save_phenomenon,
     share_correlation,
     share_correlation_test,
 )
-from xlr.config import parse_params
+from xlr.config import load_params, parse_params
 from xlr.data import prepare
 from xlr.data.prepare import finetune_pool, prepare_data
 from xlr.data.synthetic import corpus as corpus_module
 from xlr.eval import runner
 from xlr.eval.planted import control_doses, planted_name
 from xlr.eval.results import load_planted, load_val_results, read_ranks, results_dir
+from xlr.report_index import phenomenon_warning, write_index
 from xlr.train.study import train_arms
 
 SEEN = ["en", "de", "es", "zh"]
@@ -439,3 +443,41 @@ def test_caption_queries_with_one_other_language_leave_the_bias_test() -> None:
     assert bias["passed"] and bias["p_value"] < 0.05
     with pytest.raises(ValueError, match="no image queries"):
         language_blind_test(laion[laion["query_lang"] == "en"], 10)
+
+
+def test_the_landing_page_names_a_failed_control_and_not_one_that_does_not_apply(
+    tmp_path: Path,
+) -> None:
+    """Without report.require_controls nothing stops the study, so the saved table is what
+    tells a reader of the landing page that its claims rest on a world without the phenomenon."""
+    assert phenomenon_warning(tmp_path) is None  # notebook 05 has not saved it
+    passing = phenomenon_controls(
+        results({"en": 0.6, "de": 0.5, "es": 0.45, "zh": 0.2, "hi": 0.1},
+                {"zeroshot": 0.3, "cross-full": 0.5}),
+        ranks(last="zh", n_per_lang=30), SEEN, SHARES,
+    )  # fmt: skip
+    paths = save_phenomenon(passing, tmp_path / "tables")
+    assert [p.name for p in paths] == [f"{PHENOMENON_TABLE}.csv", f"{PHENOMENON_TABLE}.md"]
+    assert phenomenon_warning(tmp_path) is None
+    recall, xt2t = {"en": 0.6, "de": 0.5, "es": 0.4}, {"zeroshot": 0.3, "cross-full": 0.5}
+    not_applicable = phenomenon_controls(results(recall, xt2t), ranks("de", langs=["en", "de"]),
+                                         ["en"], SHARES)  # fmt: skip
+    does_not_apply = not_applicable[not_applicable["passed"].isna()]  # one seen language
+    assert len(does_not_apply) == 2
+    save_phenomenon(pd.concat([passing.iloc[2:], does_not_apply]), tmp_path / "tables")
+    assert phenomenon_warning(tmp_path) is None
+    flat = phenomenon_controls(
+        results({"en": 0.3, "de": 0.5, "es": 0.4, "zh": 0.6},
+                {"zeroshot": 0.3, "cross-full": 0.35}),
+        ranks(last=None), SEEN, SHARES,
+    )  # fmt: skip
+    save_phenomenon(flat, tmp_path / "tables")
+    warning = phenomenon_warning(tmp_path)
+    assert warning is not None and warning.startswith("<strong>Phenomenon controls not passed")
+    for row in flat.itertuples():
+        assert f"{row.control}: {row.measure} = " in html.unescape(warning)
+        assert f"needs {row.threshold}" in html.unescape(warning)
+    assert "(p = " in warning
+    params_file = Path(__file__).resolve().parents[1] / "params" / "synthetic.yaml"
+    index = write_index(tmp_path, load_params(params_file), params_file, "0" * 64, [])
+    assert f"<p>{warning}</p>" in index.read_text()

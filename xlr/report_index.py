@@ -27,6 +27,7 @@ from xlr.analysis.controls import (
     ZERO_DOSE,
     positive_control_shortfalls,
 )
+from xlr.analysis.phenomenon import PHENOMENON_TABLE, phenomenon_failures
 from xlr.analysis.tables import claims_columns_markdown
 from xlr.config import FigureFormat, Params
 from xlr.export import page_css
@@ -259,6 +260,39 @@ def positive_control_warning(out: Path) -> str | None:
     )
 
 
+def phenomenon_warning(out: Path) -> str | None:
+    """A banner line naming each failed control of the phenomenon table notebook 05 saved
+    (``out/tables``, :func:`xlr.analysis.phenomenon.save_phenomenon`) with its value and what
+    it needed: the claims were still issued (a run without ``report.require_controls``), but on
+    a world that may not show what they measure. None without the table or with no failure."""
+    path = out / "tables" / f"{PHENOMENON_TABLE}.csv"
+    if not path.is_file():
+        return None
+    failed = phenomenon_failures(pd.read_csv(path, dtype=str, keep_default_na=False))
+    if failed.empty:
+        return None
+    rows = [
+        f"{row['control']}: {row['measure']} = {_number(row['value'])}"
+        + (f" (p = {_number(row['p_value'])})" if row["p_value"] else "")
+        + f", needs {row['threshold']}"
+        for row in failed.to_dict("records")
+    ]
+    return (
+        "<strong>Phenomenon controls not passed.</strong> "
+        f"{html.escape('; '.join(rows))}. The claims below were issued on a world that may not "
+        "show what they measure: read them as the measures' output, not as evidence about the "
+        "question (notebook 05, its first table)."
+    )
+
+
+def _number(text: str) -> str:
+    """A saved number as three significant digits, or as saved when it is not one."""
+    try:
+        return f"{float(text):.3g}"
+    except ValueError:
+        return text
+
+
 def few_images_warning(out: Path) -> str | None:
     """A banner line naming the benchmarks of the claims table notebook 06 saved
     (``out/claims.csv``) on which claims were measured with fewer than
@@ -306,7 +340,8 @@ def banner(params: Params, params_file: Path, out: Path) -> str:
             "scenes, captions from hand-written lexicons) and the base model is pretrained here: "
             "the numbers describe this generated world, not LAION-5B or a released CLIP."
         )
-    lines += [w for w in (positive_control_warning(out), few_images_warning(out)) if w is not None]
+    warnings = (phenomenon_warning(out), positive_control_warning(out), few_images_warning(out))
+    lines += [w for w in warnings if w is not None]
     if not lines:
         return ""
     return (

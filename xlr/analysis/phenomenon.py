@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -31,6 +33,7 @@ from xlr.analysis.stats import (
     PermutationTest,
     within_row_permutation_test,
 )
+from xlr.analysis.tables import markdown_table, save_table
 from xlr.arms import ZEROSHOT, Arm
 from xlr.eval.results import IMAGE, MULTILINGUAL_SEEN, check_table
 
@@ -318,3 +321,21 @@ def check_phenomenon(controls: pd.DataFrame, required: bool) -> pd.DataFrame:
             "show what the study measures; change the world, never the control\n" + "\n".join(lines)
         )
     return controls
+
+
+PHENOMENON_TABLE = "phenomenon_controls"
+
+
+def save_phenomenon(controls: pd.DataFrame, directory: str | os.PathLike[str]) -> list[Path]:
+    """:func:`phenomenon_controls` saved as ``directory/`` :data:`PHENOMENON_TABLE` ``.csv``
+    and ``.md`` (the report's ``tables/``), so the landing page can say when a control failed:
+    a run without ``report.require_controls`` (the real study: its world cannot be changed)
+    goes on past a failure and issues claims that only notebook 05 would question. Returns the
+    paths."""
+    return save_table(controls, directory, PHENOMENON_TABLE, markdown_table(controls.round(3)))
+
+
+def phenomenon_failures(saved: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a saved :func:`phenomenon_controls` table (every cell text) whose control
+    failed; a control that does not apply (``passed`` blank) is not a failure."""
+    return saved[saved["passed"].str.strip().str.casefold().eq("false")]
