@@ -49,6 +49,7 @@ def hamming(a: np.ndarray, b: np.ndarray) -> int:
 
 def test_a_resized_reencoded_copy_is_within_the_radius_and_another_photo_is_not() -> None:
     assert BITS == 10
+    apart = []
     for seed in range(30):
         original = phash_code(decoded(jpeg(photo(seed))))
         copy = phash_code(decoded(jpeg(photo(seed), quality=30, scale=0.6)))
@@ -57,6 +58,8 @@ def test_a_resized_reencoded_copy_is_within_the_radius_and_another_photo_is_not(
         assert hamming(original, copy) <= BITS < hamming(original, other)
         pairs = pairs_within(np.stack([copy, other]), original[None], BITS)
         assert pairs.tolist() == [[0, 0]]  # the copy matches, the other photo does not
+        apart.append(hamming(original, other))
+    assert 28 <= np.median(apart) <= 36  # unrelated photos: about half the 64 bits differ
 
 
 def test_faiss_radius_is_strict_and_pairs_within_includes_its_bound() -> None:

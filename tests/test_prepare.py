@@ -25,6 +25,7 @@ from xlr.data.laion import near_duplicates
 from xlr.data.laion.translate import Seq2SeqTranslator, TranslationCache
 from xlr.data.prepare import (
     BENCHMARK_OVERLAP,
+    benchmark_copies,
     caption_noise,
     caption_sources,
     eval_sets,
@@ -78,7 +79,7 @@ def test_synthetic_path_writes_the_contract(tmp_path: Path) -> None:
     assert not set(validation.captions["caption"]) & set(evaluation.captions["caption"])
     counts = sampled_language_counts(contract)
     assert sum(counts.values()) == SYNTHETIC["pretrain_images"] and counts["en"] > counts["de"]
-    assert input_language_counts(contract) is None
+    assert input_language_counts(contract) is None and benchmark_copies(contract) is None
     audit = held_out_overlaps(contract)
     assert set(audit["pool"]) == {"val", "eval"}
     assert (audit[["shared_compositions", "shared_texts"]] == 0).all().all()
@@ -272,9 +273,8 @@ def test_laion_copies_of_benchmark_and_training_images_leave_the_split(
     assert not set(repeats) & set(train + val)
     assert sorted(train + val + repeats + [keys[0]]) == keys
     assert not [key for key in val if twin.get(key) in train]
-    overlap = pd.read_csv(Path(contract["benchmark_overlap"]))
     assert Path(contract["benchmark_overlap"]).name == BENCHMARK_OVERLAP
-    assert overlap.to_dict("records") == [
+    assert benchmark_copies(contract).to_dict("records") == [
         {"benchmark": "xtd10", "benchmark_images": 2, "radius_bits": 10, "removed_from_pool": 1,
          "left_in_finetune": 0, "left_in_val": 0}
     ]  # fmt: skip
