@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -46,6 +46,9 @@ from xlr.io import atomic_write_json, atomic_write_parquet, atomic_write_text
 from xlr.langs import laion_mix
 from xlr.paths import project_root, resolve_path
 from xlr.runtime import resolve_device
+
+if TYPE_CHECKING:
+    from xlr.data.laion.near_duplicates import ImageHashes
 
 DATA_CONTRACT = "data.json"
 HELD_OUT_AUDIT = "held_out_audit.csv"
@@ -156,23 +159,13 @@ def _split_and_translate(
         )
         files["translations"] = str(atomic_write_parquet(table, out / TRANSLATIONS))
         pool = with_translations(pool, table)
-    bits, workers = laion.near_duplicate_bits, params.run.workers
+    bits = laion.near_duplicate_bits
     hashes = image_hashes(pool.images, pool.image_keys, out / PHASH_DIR / "laion.parquet",
-                          workers, progress)  # fmt: skip
-    benchmarks = {}  # each benchmark's codes
+                          params.run.workers, progress)  # fmt: skip
+    benchmarks = _benchmark_hashes(params, contract, out, progress)
     copies: dict[str, list[str]] = {}  # pool key -> the benchmarks it copies an image of
-    try:
-        sets = _benchmark_sets(params, contract)
-    except BenchmarkNotFoundError as err:
-        raise BenchmarkNotFoundError(
-            f"{err}. Notebook 01 removes copies of the evaluation benchmarks' images from the "
-            "LAION pool, so the benchmarks of eval.benchmarks must be in place (under "
-            "data.benchmark_root) before it runs"
-        ) from err
-    for name, bench in sets.items():
-        cache = out / PHASH_DIR / f"{name}.parquet"
-        benchmarks[name] = image_hashes(bench.images, bench.image_keys, cache, workers, progress)
-        for key in near_keys(benchmarks[name].codes, hashes, pool.image_keys, bits):
+    for name, codes in benchmarks.items():
+        for key in near_keys(codes.codes, hashes, pool.image_keys, bits):
             copies.setdefault(key, []).append(name)
     clean = np.flatnonzero(~np.isin(np.asarray(pool.image_keys, dtype=object), list(copies)))
     candidates = image_subset(pool, clean, pool.name, None)
@@ -197,6 +190,33 @@ def _split_and_translate(
     check_holdout(audit)  # after writing them, so a failed audit can be read
     check_benchmark_overlap(overlap)
     return files
+
+
+def _benchmark_hashes(
+    params: Params, contract: dict[str, Any], out: Path, progress: bool
+) -> dict[str, ImageHashes]:
+    """The pHash codes of each benchmark's images (cached beside the pool's). The benchmarks
+    must be in place before notebook 01: a missing one is an error saying why it reads them."""
+    from xlr.data.laion.near_duplicates import image_hashes
+
+    try:
+        sets = _benchmark_sets(params, contract)
+    except BenchmarkNotFoundError as err:
+        raise BenchmarkNotFoundError(
+            f"{err}. Notebook 01 removes copies of the evaluation benchmarks' images from the "
+            "LAION pool, so the benchmarks of eval.benchmarks must be in place (under "
+            "data.benchmark_root) before it runs"
+        ) from err
+    return {
+        name: image_hashes(
+            bench.images,
+            bench.image_keys,
+            out / PHASH_DIR / f"{name}.parquet",
+            params.run.workers,
+            progress,
+        )  # fmt: skip
+        for name, bench in sets.items()
+    }
 
 
 def _excluded_keys(excluded: dict[str, Any]) -> list[str]:
