@@ -3,6 +3,7 @@ groups of images with the same caption, audited; and shaped so the controls' tas
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +13,20 @@ from conftest import build_tiny_world, tiny_raw_params
 
 from xlr.data.imagetext import ArrayImages, ImageTextSet
 from xlr.data.laion import holdout
-from xlr.data.laion.holdout import check_holdout, held_out_images, holdout_audit, image_subset
+from xlr.data.laion.holdout import (
+    LEAK_COLUMNS,
+    check_holdout,
+    held_out_images,
+    holdout_audit,
+    image_subset,
+)
+from xlr.data.laion.near_duplicates import pairs_within, phash_code
+from xlr.data.laion_settings import LaionSection
 from xlr.eval.encoders import ModelEncoder
 from xlr.eval.runner import CONTROL_TASKS
 from xlr.eval.tasks import evaluate_arm
+
+BITS = LaionSection.model_fields["near_duplicate_bits"].default
 
 
 def laion_shaped(pool: ImageTextSet, langs: list[str]) -> ImageTextSet:
@@ -33,13 +44,27 @@ def laion_shaped(pool: ImageTextSet, langs: list[str]) -> ImageTextSet:
 
 
 def numbered(images: int, texts: list[str] | None = None) -> ImageTextSet:
+    """``images`` images of 8x8 random pixels (no two alike, nor near-duplicates of one
+    another), captioned ``texts``."""
     texts = texts or [f"caption {i}" for i in range(images)]
     captions = pd.DataFrame(
         {"image_id": range(images), "lang": "de", "caption_idx": 0, "caption": texts,
          "translated_by": ""}
     )  # fmt: skip
-    pixels = np.zeros((images, 2, 2, 3), dtype=np.uint8)
+    pixels = np.random.default_rng(images).integers(0, 256, (images, 8, 8, 3), dtype=np.uint8)
     return ImageTextSet("laion", [f"k{i}" for i in range(images)], ArrayImages(pixels), captions)
+
+
+def split_audit(
+    pool: ImageTextSet, train_ids: np.ndarray, val_ids: np.ndarray, fraction: float
+) -> pd.DataFrame:
+    """:func:`holdout_audit` of images ``train_ids`` against ``val_ids`` of ``pool``, its
+    near-duplicate pairs counted as :func:`xlr.data.prepare.prepare_data` counts them."""
+    train = image_subset(pool, train_ids, "laion", None)
+    val = image_subset(pool, val_ids, "laion-val", True)
+    codes = np.stack([phash_code(pool.images[i]) for i in range(len(pool))])
+    pairs = pairs_within(codes[val_ids], codes[train_ids], BITS)
+    return holdout_audit(train, val, fraction, len(pairs))
 
 
 def test_split_is_seeded_sized_and_by_image(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -49,7 +74,7 @@ def test_split_is_seeded_sized_and_by_image(monkeypatch: pytest.MonkeyPatch) -> 
     assert not np.array_equal(ids, held_out_images(pool, 0.05, seed=1))
     assert len(held_out_images(numbered(10), 0.01, seed=0)) == 1  # never none
     assert len(held_out_images(numbered(2), 0.2, seed=0)) == 1  # never all
-    twins = numbered(3, ["a cat", "A  cat", "a dog"])
+    twins = numbered(3, ["a cat", "A  cat!", "a dog"])
     assert held_out_images(twins, 0.2, seed=0).tolist() == [2]  # the pair would be 2 of 1
     with pytest.raises(ValueError, match=r"only 0 of the 1 validation images"):
         held_out_images(numbered(2, ["a cat", "a cat"]), 0.2, seed=0)
@@ -70,19 +95,17 @@ def test_images_with_one_caption_fall_on_one_side() -> None:
         ids = set(held_out_images(pool, 0.25, seed).tolist())
         assert len({i in ids for i in (5, 6, 30, 31)}) == 1
     ids = held_out_images(pool, 0.25, seed=0)
-    train = image_subset(pool, np.setdiff1d(np.arange(40), ids), "laion", None)
     val = image_subset(pool, ids, "laion-val", True)
-    audit = holdout_audit(train, val, 0.25)
-    assert audit[["shared_images", "shared_texts"]].to_numpy().tolist() == [[0, 0]]
+    audit = split_audit(pool, np.setdiff1d(np.arange(40), ids), ids, 0.25)
+    assert audit[list(LEAK_COLUMNS)].to_numpy().tolist() == [[0, 0, 0]]
     assert audit[["val_images", "wanted_images"]].to_numpy().tolist() == [[10, 10]]
     check_holdout(audit)
     assert val.captions["image_id"].tolist() == list(range(len(val)))  # renumbered
     assert [val.captions["caption"].iloc[i] for i in range(len(val))] == [texts[i] for i in ids]
     assert np.array_equal(np.asarray(val.images[0]), np.asarray(pool.images[int(ids[0])]))
-    leaky = image_subset(pool, np.array([0, 5]), "laion", None)
-    audit = holdout_audit(leaky, image_subset(pool, np.array([0, 6]), "laion-val", True), 0.25)
-    assert audit[["shared_images", "shared_texts"]].to_numpy().tolist() == [[1, 2]]
-    with pytest.raises(ValueError, match="shares 3 images or captions with training"):
+    audit = split_audit(pool, np.array([0, 5]), np.array([0, 6]), 0.25)  # image 0 on both sides
+    assert audit[list(LEAK_COLUMNS)].to_numpy().tolist() == [[1, 2, 1]]
+    with pytest.raises(ValueError, match="shares 4 images, captions or near-duplicate photos"):
         check_holdout(audit)
 
 
@@ -111,14 +134,11 @@ def test_images_sharing_a_translated_caption_fall_on_one_side(source: str) -> No
     for seed in range(30):
         ids = held_out_images(pool, 0.2, seed)
         assert len({i in ids for i in (3, 17)}) == 1 and len({i in ids for i in (20, 29)}) == 1
-        train = image_subset(pool, np.setdiff1d(np.arange(40), ids), "laion", None)
-        audit = holdout_audit(train, image_subset(pool, ids, "laion-val", True), 0.2)
-        assert audit[["shared_images", "shared_texts"]].to_numpy().tolist() == [[0, 0]]
+        audit = split_audit(pool, np.setdiff1d(np.arange(40), ids), ids, 0.2)
+        assert audit[list(LEAK_COLUMNS)].to_numpy().tolist() == [[0, 0, 0]]
     # the audit compares every caption: a German validation image whose English caption trains
-    val = image_subset(pool, np.array([3]), "laion-val", True)
-    train = image_subset(pool, np.array([17, 29]), "laion", None)
-    audit = holdout_audit(train, val, 0.2)
-    assert audit[["shared_images", "shared_texts"]].to_numpy().tolist() == [[0, 1]]
+    audit = split_audit(pool, np.array([17, 29]), np.array([3]), 0.2)
+    assert audit[list(LEAK_COLUMNS)].to_numpy().tolist() == [[0, 1, 0]]
 
 
 def test_a_boilerplate_group_never_swells_the_split(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -154,8 +174,7 @@ def test_a_split_short_of_half_its_size_is_refused_and_audited() -> None:
         held_out_images(pool, 0.2, seed=0)
     assert len(held_out_images(pool, 0.1, seed=0)) == 9
     ids = held_out_images(pool, 0.15, seed=0)  # 9 of 15: more than half
-    train = image_subset(pool, np.setdiff1d(np.arange(100), ids), "laion", None)
-    audit = holdout_audit(train, image_subset(pool, ids, "laion-val", True), 0.15)
+    audit = split_audit(pool, np.setdiff1d(np.arange(100), ids), ids, 0.15)
     assert audit[["val_images", "wanted_images"]].to_numpy().tolist() == [[9, 15]]
 
 
@@ -184,3 +203,27 @@ def test_controls_tasks_run_on_a_laion_validation_set(tmp_path: Path) -> None:
     pairs = set(zip(xt2t["query_lang"], xt2t["target_lang"], strict=True))
     # LAION-val is parallel only X-en (ENG TEXT), so only those pairs have queries
     assert pairs == {("de", "en"), ("en", "de"), ("es", "en"), ("en", "es")}
+
+
+def test_one_photo_under_two_urls_with_captions_apart_by_punctuation_falls_on_one_side() -> None:
+    """The review's case: every odd image is the same photo (pixel for pixel) as the image
+    before it, under another key, its caption ending in a full stop. Punctuation is folded, so
+    each pair is one caption group; the audit counts the photos a split shows on both sides."""
+    images = 40
+    pixels = np.random.default_rng(0).integers(0, 256, size=(images, 4, 4, 3), dtype=np.uint8)
+    pixels[1::2] = pixels[0::2]
+    texts = [f"photo {i // 2} of a dog on the beach" + ("." if i % 2 else "") for i in range(40)]
+    pool = replace(numbered(images, texts), images=ArrayImages(pixels))
+    for seed in range(10):
+        ids = held_out_images(pool, 0.2, seed)
+        assert len(ids) == 8 and set((ids ^ 1).tolist()) == set(ids.tolist())  # whole pairs
+        audit = split_audit(pool, np.setdiff1d(np.arange(images), ids), ids, 0.2)
+        assert audit[list(LEAK_COLUMNS)].to_numpy().tolist() == [[0, 0, 0]]
+        check_holdout(audit)
+    # a split that cuts pairs: each pair is a near-duplicate pair (distance 0) and a caption
+    # (folded alike) on both sides
+    val = np.array([1, 3, 5])
+    audit = split_audit(pool, np.setdiff1d(np.arange(images), val), val, 0.2)
+    assert audit[list(LEAK_COLUMNS)].to_numpy().tolist() == [[0, 3, 3]]
+    with pytest.raises(ValueError, match="shares 6 images, captions or near-duplicate photos"):
+        check_holdout(audit)

@@ -11,15 +11,21 @@ from contextlib import closing
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 import torch
 from loopback import serve_folder
 from mt_models import build_mt_model
+from test_benchmarks import COCO_NAMES, xtd10_tree
+from test_laion_near_duplicates import jpeg, photo
 
 from xlr.config import parse_params
 from xlr.data.img2dataset_shards import load_downloaded
+from xlr.data.laion import near_duplicates
 from xlr.data.laion.translate import Seq2SeqTranslator, TranslationCache
 from xlr.data.prepare import (
+    BENCHMARK_OVERLAP,
+    benchmark_copies,
     caption_noise,
     caption_sources,
     eval_sets,
@@ -31,6 +37,7 @@ from xlr.data.prepare import (
     sampled_language_counts,
     val_sets,
 )
+from xlr.data.shards import Sample, sample_key, write_shards
 from xlr.data.synthetic import NOISE_KINDS, generate_corpus, load_pool
 from xlr.train.pairs import pair_graph
 
@@ -72,7 +79,7 @@ def test_synthetic_path_writes_the_contract(tmp_path: Path) -> None:
     assert not set(validation.captions["caption"]) & set(evaluation.captions["caption"])
     counts = sampled_language_counts(contract)
     assert sum(counts.values()) == SYNTHETIC["pretrain_images"] and counts["en"] > counts["de"]
-    assert input_language_counts(contract) is None
+    assert input_language_counts(contract) is None and benchmark_copies(contract) is None
     audit = held_out_overlaps(contract)
     assert set(audit["pool"]) == {"val", "eval"}
     assert (audit[["shared_compositions", "shared_texts"]] == 0).all().all()
@@ -127,6 +134,7 @@ def test_laion_path_offline(served_corpus: Path, tmp_path: Path) -> None:
                 "source": "laion",
                 "train_langs": ["en", "de", "hi"],
                 "heldout_langs": [],
+                "benchmark_root": str(xtd10_tree(tmp_path / "benchmarks" / "xtd10").parent),
                 "laion": {
                     # the generated metadata carries ENG TEXT, like the translated release
                     "inputs": {"metadata": [str(metadata)], "translations": [str(metadata)]},
@@ -151,17 +159,22 @@ def test_laion_path_offline(served_corpus: Path, tmp_path: Path) -> None:
     assert contract["download_failed"] == 0
     pool = finetune_pool(params)
     validation = val_sets(params)["laion"]
-    # a seeded fifth of the images (at most) is held out for validation, by image
-    assert len(pool) + len(validation) == sum(counts.values())
-    assert len(validation) == int(0.2 * sum(counts.values()))  # rounded down: at most 0.2
+    # a seeded fifth of the images (at most) is held out for validation, by image, less the
+    # validation images that are copies of training images (the generated corpus draws its
+    # scenes with replacement, so some are); none is a copy of the benchmark's two images
+    excluded = json.loads(Path(contract["excluded_images"]).read_text())
+    assert excluded["benchmark_copies"] == {}
+    copies = len(excluded["validation_copies"])
+    assert len(pool) + len(validation) + copies == sum(counts.values())
+    assert len(validation) + copies == int(0.2 * sum(counts.values()))  # rounded down
     assert not set(pool.image_keys) & set(validation.image_keys)
     assert validation.name == "laion-val" and validation.parallel
     # ENG TEXT gives every non-English image an English caption: the cross arms' parallel text
     english = pool.captions[pool.captions["lang"] == "en"]
     assert english["image_id"].nunique() == len(pool)
-    assert contract["benchmarks"]["xtd10"].endswith("data/benchmarks/xtd10")
+    assert contract["benchmarks"]["xtd10"] == str(tmp_path / "benchmarks" / "xtd10")
     audit = held_out_overlaps(contract)
-    assert audit[["shared_images", "shared_texts"]].sum().sum() == 0
+    assert audit[["shared_images", "shared_texts", "near_duplicate_pairs"]].sum().sum() == 0
     # the same shards as if downloaded elsewhere: used as they are, nothing sampled or fetched
     spec = params.model_dump()
     spec["run"]["name"] = "given"
@@ -195,6 +208,7 @@ def test_laion_path_offline(served_corpus: Path, tmp_path: Path) -> None:
     prepare_data(translated, progress=False)
     pool = finetune_pool(translated)
     assert val_sets(translated)["laion"].image_keys == validation.image_keys
+    assert len(pool) == len(finetune_pool(params))
     machine = pool.captions[pool.captions["translated_by"].str.startswith(str(model))]
     own = pool.captions[pool.captions["translated_by"] == ""]
     for lang in ("de", "hi"):
@@ -203,3 +217,94 @@ def test_laion_path_offline(served_corpus: Path, tmp_path: Path) -> None:
     assert graph.images[("de", "hi")] == len(pool) and not graph.dropped
     assert caption_sources(pool).loc["hi", "machine-translated"] == (machine["lang"] == "hi").sum()
     assert len(finetune_pool(given)) == len(pool)
+
+
+def given_shards(folder: Path, images: list[bytes], captions: list[str]) -> Path:
+    """img2dataset-layout shards of German ``images`` with their ``captions`` and an ENG TEXT."""
+    samples = [
+        Sample(f"http://x/{i}.jpg", text, data, 64, 64,
+               {"LANGUAGE": "de", "ENG TEXT": f"{text} (en)"})
+        for i, (data, text) in enumerate(zip(images, captions, strict=True))
+    ]  # fmt: skip
+    additional = pa.schema([("LANGUAGE", pa.string()), ("ENG TEXT", pa.string())])
+    write_shards(samples, folder, 100, additional)
+    return folder
+
+
+def test_laion_copies_of_benchmark_and_training_images_leave_the_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Image 0 of the pool is a resized, re-encoded copy of a benchmark image: it leaves
+    training and validation, and the audit counts it. Images 1-6 are each the same photo as one
+    of images 34-39 under another key, with another caption: no twin of a training image stays
+    in validation. A second run reads every pHash from the cache."""
+    benchmarks = tmp_path / "benchmarks"
+    xtd10 = xtd10_tree(benchmarks / "xtd10")
+    for i, name in enumerate(COCO_NAMES):
+        (xtd10 / "images" / name).write_bytes(jpeg(photo(100 + i), quality=95))
+    images = [jpeg(photo(100), quality=40, scale=0.5)] + [jpeg(photo(i)) for i in range(1, 40)]
+    images[34:40] = images[1:7]
+    captions = [f"Bild {i}" for i in range(34)] + [f"Foto {i} vom Strand" for i in range(1, 7)]
+    shards = given_shards(tmp_path / "shards", images, captions)
+    keys = [sample_key(0, i, 100) for i in range(40)]
+    twin = {keys[i]: keys[i + 33] for i in range(1, 7)} | {
+        keys[i + 33]: keys[i] for i in range(1, 7)
+    }
+    params = parse_params(
+        {
+            "run": {"name": "dedup", "runs_dir": str(tmp_path / "runs"), "device": "cpu"},
+            "data": {
+                "source": "laion",
+                "train_langs": ["en", "de"],
+                "benchmark_root": str(benchmarks),
+                "laion": {"shards": str(shards), "val_fraction": 0.2},
+            },
+            "model": {"kind": "open_clip"},
+            "eval": {"benchmarks": ["xtd10"]},
+        }
+    )
+    contract = prepare_data(params, progress=False)
+    train, val = finetune_pool(params).image_keys, val_sets(params)["laion"].image_keys
+    excluded = json.loads(Path(contract["excluded_images"]).read_text())
+    assert excluded["benchmark_copies"] == {keys[0]: ["xtd10"]}
+    assert keys[0] not in train + val
+    repeats = excluded["validation_copies"]
+    assert repeats and all(twin[key] in train for key in repeats)  # seed 0 cuts a pair
+    assert not set(repeats) & set(train + val)
+    assert sorted(train + val + repeats + [keys[0]]) == keys
+    assert not [key for key in val if twin.get(key) in train]
+    assert Path(contract["benchmark_overlap"]).name == BENCHMARK_OVERLAP
+    assert benchmark_copies(contract).to_dict("records") == [
+        {"benchmark": "xtd10", "benchmark_images": 2, "radius_bits": 10, "removed_from_pool": 1,
+         "left_in_finetune": 0, "left_in_val": 0}
+    ]  # fmt: skip
+    audit = held_out_overlaps(contract)
+    assert audit["near_duplicate_pairs"].tolist() == [0]
+    assert audit["val_images"].tolist() == [len(val)] and len(val) + len(repeats) == 7
+
+    # a re-run hashes nothing again and splits alike
+    def refuse(image: object) -> None:
+        raise AssertionError("hashed again")
+
+    monkeypatch.setattr(near_duplicates, "phash_code", refuse)
+    again = prepare_data(params, progress=False)
+    assert json.loads(Path(again["excluded_images"]).read_text()) == excluded
+    assert val_sets(params)["laion"].image_keys == val
+
+
+def test_laion_path_needs_the_benchmarks_before_the_split(tmp_path: Path) -> None:
+    shards = given_shards(tmp_path / "shards", [jpeg(photo(i)) for i in range(10)],
+                          [f"Bild {i}" for i in range(10)])  # fmt: skip
+    params = parse_params(
+        {
+            "run": {"name": "nob", "runs_dir": str(tmp_path / "runs"), "device": "cpu"},
+            "data": {"source": "laion", "train_langs": ["en", "de"],
+                     "benchmark_root": str(tmp_path / "none"),
+                     "laion": {"shards": str(shards), "val_fraction": 0.2}},
+            "model": {"kind": "open_clip"},
+            "eval": {"benchmarks": ["xtd10"]},
+        }
+    )  # fmt: skip
+    with pytest.raises(FileNotFoundError, match=r"none/xtd10.*published at.*Notebook 01 removes "
+                       r"copies of the evaluation benchmarks' images"):  # fmt: skip
+        prepare_data(params, progress=False)

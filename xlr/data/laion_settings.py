@@ -24,7 +24,9 @@ class LaionSection(BaseModel):
     the caption ``caption``); ``engine`` is DuckDB's memory limit, threads and spill folder;
     ``shards`` img2dataset shards to use instead of sampling and downloading (inputs and quotas
     may then be left out). Unset, they are left out of dumps, so of the hashes naming checkpoints.
-    ``val_fraction`` of the images are held out for validation; ``translate`` machine-translates.
+    ``val_fraction`` of the images are held out for validation; ``translate`` machine-translates;
+    ``near_duplicate_bits`` is the pHash radius within which a pool image counts as a copy of a
+    benchmark or training image.
     """
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -38,6 +40,12 @@ class LaionSection(BaseModel):
     download: DownloadSection = DownloadSection()
     shards: str | None = Field(default=None, exclude_if=lambda v: v is None)
     val_fraction: Annotated[float, Field(gt=0.0, le=0.2)] = 0.02  # xlr.data.laion.holdout
+    # Two images whose 64-bit pHashes differ in at most this many bits are one photo
+    # (xlr.data.laion.near_duplicates). Fixed a priori, never from results: 8-10 is the usual
+    # pHash near-duplicate threshold, and the loose end is taken because the errors cost unevenly
+    # (a false match drops a few pool images; a missed copy leaks a benchmark or validation photo
+    # into training). Unrelated photos differ in about 32 bits.
+    near_duplicate_bits: Annotated[int, Field(ge=0, le=32)] = 10
     translate: TranslateSection | None = Field(default=None, exclude_if=lambda v: v is None)
 
     @model_validator(mode="after")

@@ -8,10 +8,12 @@ Two paths behind one call, chosen by ``data.source``:
   held-out ``val`` split, whose compositions are disjoint from eval's and from training's.
 * ``laion``: sample a study subset of LAION-5B metadata with DuckDB, download it with
   img2dataset (or, with ``data.laion.shards``, take the shards img2dataset wrote elsewhere),
-  hold out ``data.laion.val_fraction`` of its images for validation
-  (:mod:`xlr.data.laion.holdout`), with ``data.laion.translate`` machine-translate each image's
-  English caption into the other training languages (:mod:`xlr.data.laion.translate`), and
-  read the benchmarks the params name from ``data.benchmark_root``.
+  with ``data.laion.translate`` machine-translate each image's English caption into the other
+  training languages (:mod:`xlr.data.laion.translate`), drop every image that is a copy of an
+  image of the evaluation benchmarks (``eval.benchmarks``, read from ``data.benchmark_root``:
+  :mod:`xlr.data.laion.near_duplicates`), hold out ``data.laion.val_fraction`` of the rest for
+  validation (:mod:`xlr.data.laion.holdout`) and drop the validation images that are copies of
+  training images.
 
 The contract with notebooks 02-04 is ``runs/<run.name>/data/data.json`` (written atomically),
 read back through :func:`finetune_pool`, :func:`eval_sets` and :func:`val_sets`, so later
@@ -23,13 +25,13 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from xlr.config import Params
-from xlr.data.benchmarks import load_benchmark
+from xlr.data.benchmarks import BenchmarkNotFoundError, load_benchmark
 from xlr.data.imagetext import ImageTextSet
 from xlr.data.synthetic import (
     check_held_out,
@@ -45,8 +47,14 @@ from xlr.langs import laion_mix
 from xlr.paths import project_root, resolve_path
 from xlr.runtime import resolve_device
 
+if TYPE_CHECKING:
+    from xlr.data.laion.near_duplicates import ImageHashes
+
 DATA_CONTRACT = "data.json"
 HELD_OUT_AUDIT = "held_out_audit.csv"
+BENCHMARK_OVERLAP = "benchmark_overlap.csv"
+EXCLUDED_IMAGES = "excluded_images.json"
+PHASH_DIR = "phash"  # one parquet of pHash codes per set: the pool's and each benchmark's
 TRANSLATIONS = "translations.parquet"
 VAL_IMAGES = "val_images.json"
 
@@ -115,11 +123,21 @@ def _prepare_laion(params: Params, out: Path) -> dict[str, Any]:
     }
 
 
-def _split_and_translate(params: Params, contract: dict[str, Any], out: Path) -> dict[str, Any]:
+def _split_and_translate(
+    params: Params, contract: dict[str, Any], out: Path, progress: bool
+) -> dict[str, Any]:
     """Translate the downloaded pool (``data.laion.translate``; the cache under ``run.cache_dir``
-    keeps every finished batch), then hold out its validation images and audit the split.
+    keeps every finished batch), drop its copies of benchmark images, hold out its validation
+    images, drop the validation images that copy training images, and audit the split.
     Returns the files written, for the contract."""
-    from xlr.data.laion.holdout import check_holdout, held_out_images, holdout_audit
+    from xlr.data.laion.holdout import check_holdout, held_out_images, holdout_audit, image_subset
+    from xlr.data.laion.near_duplicates import (
+        benchmark_overlap,
+        check_benchmark_overlap,
+        image_hashes,
+        near_keys,
+        pairs_within,
+    )
 
     laion = params.data.laion
     assert laion is not None  # the schema requires it for source 'laion'
@@ -141,13 +159,69 @@ def _split_and_translate(params: Params, contract: dict[str, Any], out: Path) ->
         )
         files["translations"] = str(atomic_write_parquet(table, out / TRANSLATIONS))
         pool = with_translations(pool, table)
-    val_ids = held_out_images(pool, laion.val_fraction, params.run.seeds[0])
-    keys = [pool.image_keys[i] for i in val_ids]
+    bits = laion.near_duplicate_bits
+    hashes = image_hashes(pool.images, pool.image_keys, out / PHASH_DIR / "laion.parquet",
+                          params.run.workers, progress)  # fmt: skip
+    benchmarks = _benchmark_hashes(params, contract, out, progress)
+    copies: dict[str, list[str]] = {}  # pool key -> the benchmarks it copies an image of
+    for name, codes in benchmarks.items():
+        for key in near_keys(codes.codes, hashes, pool.image_keys, bits):
+            copies.setdefault(key, []).append(name)
+    clean = np.flatnonzero(~np.isin(np.asarray(pool.image_keys, dtype=object), list(copies)))
+    candidates = image_subset(pool, clean, pool.name, None)
+    val_ids = held_out_images(candidates, laion.val_fraction, params.run.seeds[0])
+    keys = [candidates.image_keys[i] for i in val_ids]
+    train, val = _laion_split(pool, keys, list(copies))
+    # a validation photo that training shows under another URL: dropped from both sides (in
+    # training it could bring captions its validation group shares)
+    repeats = near_keys(hashes.of(train.image_keys), hashes, val.image_keys, bits)
+    excluded = {"benchmark_copies": copies, "validation_copies": repeats}
+    files["excluded_images"] = str(atomic_write_json(excluded, out / EXCLUDED_IMAGES))
+    dropped = set(repeats)
+    keys = [key for key in keys if key not in dropped]
     files["val_images"] = str(atomic_write_json(keys, out / VAL_IMAGES))
-    audit = holdout_audit(*_laion_split(pool, keys), laion.val_fraction)
+    train, val = _laion_split(pool, keys, _excluded_keys(excluded))
+    pairs = pairs_within(hashes.of(val.image_keys), hashes.of(train.image_keys), bits)
+    audit = holdout_audit(train, val, laion.val_fraction, len(pairs))
     files["audit"] = str(atomic_write_text(out / HELD_OUT_AUDIT, audit.to_csv(index=False)))
-    check_holdout(audit)  # after writing it, so a failed audit can be read
+    overlap = benchmark_overlap(benchmarks, copies, hashes, (train, val), bits)
+    path = atomic_write_text(out / BENCHMARK_OVERLAP, overlap.to_csv(index=False))
+    files["benchmark_overlap"] = str(path)
+    check_holdout(audit)  # after writing them, so a failed audit can be read
+    check_benchmark_overlap(overlap)
     return files
+
+
+def _benchmark_hashes(
+    params: Params, contract: dict[str, Any], out: Path, progress: bool
+) -> dict[str, ImageHashes]:
+    """The pHash codes of each benchmark's images (cached beside the pool's). The benchmarks
+    must be in place before notebook 01: a missing one is an error saying why it reads them."""
+    from xlr.data.laion.near_duplicates import image_hashes
+
+    try:
+        sets = _benchmark_sets(params, contract)
+    except BenchmarkNotFoundError as err:
+        raise BenchmarkNotFoundError(
+            f"{err}. Notebook 01 removes copies of the evaluation benchmarks' images from the "
+            "LAION pool, so the benchmarks of eval.benchmarks must be in place (under "
+            "data.benchmark_root) before it runs"
+        ) from err
+    return {
+        name: image_hashes(
+            bench.images,
+            bench.image_keys,
+            out / PHASH_DIR / f"{name}.parquet",
+            params.run.workers,
+            progress,
+        )  # fmt: skip
+        for name, bench in sets.items()
+    }
+
+
+def _excluded_keys(excluded: dict[str, Any]) -> list[str]:
+    """The image keys :data:`EXCLUDED_IMAGES` keeps out of training and validation."""
+    return [*excluded["benchmark_copies"], *excluded["validation_copies"]]
 
 
 def _laion_pool(contract: dict[str, Any]) -> ImageTextSet:
@@ -161,24 +235,36 @@ def _laion_pool(contract: dict[str, Any]) -> ImageTextSet:
     return pool
 
 
-def _laion_split(pool: ImageTextSet, val_keys: list[str]) -> tuple[ImageTextSet, ImageTextSet]:
-    """The training and validation parts of a LAION pool. Validation is declared parallel:
-    an image's captions in other languages are translations of its own (ENG TEXT, ours)."""
+def _laion_split(
+    pool: ImageTextSet, val_keys: list[str], excluded: list[str]
+) -> tuple[ImageTextSet, ImageTextSet]:
+    """The training and validation parts of a LAION pool, without the ``excluded`` images.
+    Validation is declared parallel: an image's captions in other languages are translations
+    of its own (ENG TEXT, ours)."""
     from xlr.data.laion.holdout import image_subset
 
-    held = np.isin(np.asarray(pool.image_keys), val_keys)
-    train = image_subset(pool, np.flatnonzero(~held), pool.name, None)
-    return train, image_subset(pool, np.flatnonzero(held), f"{pool.name}-val", True)
+    keys = np.asarray(pool.image_keys, dtype=object)
+    held, out = np.isin(keys, val_keys), np.isin(keys, excluded)
+    train = image_subset(pool, np.flatnonzero(~held & ~out), pool.name, None)
+    return train, image_subset(pool, np.flatnonzero(held & ~out), f"{pool.name}-val", True)
 
 
 def _laion_parts(contract: dict[str, Any]) -> tuple[ImageTextSet, ImageTextSet]:
+    if "excluded_images" not in contract:
+        raise ValueError(
+            f"{contract['val_images']}: this run's data was prepared before notebook 01 removed "
+            "copies of benchmark images and validation images from the LAION pool; run notebook "
+            "01_data_sampling again (its downloads and translations are reused)"
+        )
     val_keys = json.loads(Path(contract["val_images"]).read_text(encoding="utf-8"))
-    return _laion_split(_laion_pool(contract), val_keys)
+    excluded = json.loads(Path(contract["excluded_images"]).read_text(encoding="utf-8"))
+    return _laion_split(_laion_pool(contract), val_keys, _excluded_keys(excluded))
 
 
 def prepare_data(params: Params, progress: bool = True) -> dict[str, Any]:
     """Build (or find cached) the data of ``params`` and write the data contract for 02-04."""
     out = run_dir(params) / "data"
+    benchmarks = _benchmark_folders(params)
     if params.data.source == "synthetic":
         corpus = ensure_corpus(params, progress)
         audit = corpus_overlaps(corpus)
@@ -190,22 +276,42 @@ def prepare_data(params: Params, progress: bool = True) -> dict[str, Any]:
             "audit": str(out / HELD_OUT_AUDIT),
         }
     else:
-        contract = _prepare_laion(params, out)
-        contract |= _split_and_translate(params, contract, out)
-    contract["benchmarks"] = {
-        name: str(resolve_path(params.data.benchmark_root) / name)
-        for name in params.eval.benchmarks
-        if name != "synthetic"
-    }
-    contract["benchmark_images"] = {
-        name: str(resolve_path(folder))
-        for name, folder in params.data.benchmark_images.items()
-        if name in contract["benchmarks"]
-    }
+        contract = _prepare_laion(params, out) | benchmarks
+        contract |= _split_and_translate(params, contract, out, progress)
+    contract |= benchmarks
     contract["train_langs"] = params.data.train_langs
     contract["heldout_langs"] = params.data.heldout_langs
     atomic_write_json(contract, out / DATA_CONTRACT)
     return contract
+
+
+def _benchmark_folders(params: Params) -> dict[str, dict[str, str]]:
+    """The contract's ``benchmarks`` (each one's root) and ``benchmark_images`` (the image
+    folders ``data.benchmark_images`` moves elsewhere), resolved."""
+    roots = {
+        name: str(resolve_path(params.data.benchmark_root) / name)
+        for name in params.eval.benchmarks
+        if name != "synthetic"
+    }
+    images = {
+        name: str(resolve_path(folder))
+        for name, folder in params.data.benchmark_images.items()
+        if name in roots
+    }
+    return {"benchmarks": roots, "benchmark_images": images}
+
+
+def _benchmark_sets(params: Params, contract: dict[str, Any]) -> dict[str, ImageTextSet]:
+    """The benchmarks of ``eval.benchmarks`` (not the generated set) in the study's languages,
+    from the folders the contract names."""
+    langs = params.data.train_langs + params.data.heldout_langs
+    images = contract.get("benchmark_images", {})  # data.benchmark_images, resolved
+    return {
+        name: load_benchmark(
+            name, Path(root), langs, image_dir=Path(images[name]) if name in images else None
+        )
+        for name, root in contract["benchmarks"].items()
+    }
 
 
 def read_contract(params: Params) -> dict[str, Any]:
@@ -249,16 +355,13 @@ def eval_sets(params: Params) -> dict[str, ImageTextSet]:
     (:func:`benchmark_coverage` shows which study languages each one lacks)."""
     contract = read_contract(params)
     langs = params.data.train_langs + params.data.heldout_langs
-    images = contract.get("benchmark_images", {})  # data.benchmark_images, resolved
-    sets = {}
-    for name in params.eval.benchmarks:
-        if name == "synthetic":
-            sets[name] = _held_out_pool(contract, "eval", langs, "synthetic")
-        else:
-            root = Path(contract["benchmarks"][name])
-            image_dir = Path(images[name]) if name in images else None
-            sets[name] = load_benchmark(name, root, langs, image_dir=image_dir)
-    return sets
+    loaded = _benchmark_sets(params, contract)
+    return {
+        name: _held_out_pool(contract, "eval", langs, "synthetic")
+        if name == "synthetic"
+        else loaded[name]
+        for name in params.eval.benchmarks
+    }
 
 
 def benchmark_coverage(params: Params, sets: dict[str, ImageTextSet]) -> pd.DataFrame:
@@ -314,13 +417,23 @@ def pretraining_shares(params: Params) -> dict[str, float]:
 def held_out_overlaps(contract: dict[str, Any]) -> pd.DataFrame | None:
     """What the generated corpus's val and eval pools share with training and with each other
     (:func:`xlr.data.synthetic.corpus_overlaps`), or what the LAION validation images share with
-    training, beside the split's size and the size asked for
-    (:func:`xlr.data.laion.holdout.holdout_audit`): zero shares throughout, since
+    training (keys, captions, near-duplicate photos), beside the split's size and the size asked
+    for (:func:`xlr.data.laion.holdout.holdout_audit`): zero shares throughout, since
     :func:`prepare_data` refuses any other audit. None for a contract written before LAION had
     a validation split."""
     if "audit" not in contract:
         return None
     return pd.read_csv(Path(contract["audit"]), dtype={"texts_inside": "Int64"})
+
+
+def benchmark_copies(contract: dict[str, Any]) -> pd.DataFrame | None:
+    """Per benchmark, its images, the LAION pool images removed as copies of them and the copies
+    left in training and validation (zero, since :func:`prepare_data` refuses any other table:
+    :func:`xlr.data.laion.near_duplicates.benchmark_overlap`). None for the generated corpus,
+    whose images are rendered, not collected from the web."""
+    if "benchmark_overlap" not in contract:
+        return None
+    return pd.read_csv(Path(contract["benchmark_overlap"]))
 
 
 def sampled_language_counts(contract: dict[str, Any]) -> dict[str, int]:

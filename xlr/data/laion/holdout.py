@@ -4,17 +4,23 @@ Tuning and the controls choose by looking at validation results, never at the ev
 benchmarks, so the LAION path needs its own validation set as the generated corpus has one.
 It is a seeded share of the downloaded images (``data.laion.val_fraction``, at most
 :data:`VAL_IMAGES_MAX`), drawn by image, so an image and every caption of it (its own, ENG TEXT,
-machine translations) fall on one side. Images that share any caption (case and whitespace
-folded, in any language and from any source: a German and a French image whose ENG TEXT both
-read "dog" share one) are drawn together, as are images linked through a chain of such shares,
-so no held-out caption is also a training caption; :func:`holdout_audit` counts both overlaps.
+machine translations) fall on one side. Images that share any caption (case, whitespace and
+punctuation folded, in any language and from any source: a German and a French image whose ENG
+TEXT both read "dog" share one) are drawn together, as are images linked through a chain of such
+shares, so no held-out caption is also a training caption. The same photo under two URLs with
+two captions is found by its pixels instead (:mod:`xlr.data.laion.near_duplicates`, which
+:func:`xlr.data.prepare.prepare_data` runs after the split); :func:`holdout_audit` counts all
+three overlaps.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import sys
+import unicodedata
 from dataclasses import replace
+from functools import cache
 
 import numpy as np
 import pandas as pd
@@ -27,11 +33,22 @@ from xlr.data.shards import ShardImages
 VAL_IMAGES_MAX = 5000  # a retrieval gallery this size already ranks finely; more only slows
 AUDIT_COLUMNS: tuple[str, ...] = (
     "pool", "against", "val_images", "wanted_images", "shared_images", "shared_texts",
+    "near_duplicate_pairs",
 )  # fmt: skip
+LEAK_COLUMNS: tuple[str, ...] = ("shared_images", "shared_texts", "near_duplicate_pairs")
+
+
+@cache
+def _punctuation() -> dict[int, str]:
+    """Every Unicode punctuation character (categories P*), mapped to a space. Not ``[^\\w\\s]``:
+    that would also cut the vowel signs of Devanagari and other scripts, which are marks."""
+    chars = map(chr, range(sys.maxunicode + 1))
+    return {ord(c): " " for c in chars if unicodedata.category(c).startswith("P")}
 
 
 def _normalised(texts: pd.Series) -> pd.Series:
-    return texts.str.casefold().str.split().str.join(" ")
+    """Captions folded for comparison: case, punctuation and runs of whitespace."""
+    return texts.str.casefold().str.translate(_punctuation()).str.split().str.join(" ")
 
 
 def caption_groups(pool: ImageTextSet) -> np.ndarray:
@@ -125,7 +142,7 @@ def held_out_images(pool: ImageTextSet, fraction: float, seed: int) -> np.ndarra
     return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
-def _store_subset(images: ImageStore, ids: np.ndarray) -> ImageStore:
+def store_subset(images: ImageStore, ids: np.ndarray) -> ImageStore:
     """Images ``ids`` of ``images`` as a store of their own: only they travel when a set is
     pickled to a worker, not the whole download's index."""
     if isinstance(images, ShardImages):
@@ -148,30 +165,37 @@ def image_subset(
         pool,
         name=name,
         image_keys=[pool.image_keys[i] for i in ids],
-        images=_store_subset(pool.images, ids),
+        images=store_subset(pool.images, ids),
         captions=captions.reset_index(drop=True),
         parallel=parallel,
     )
 
 
-def holdout_audit(train: ImageTextSet, val: ImageTextSet, fraction: float) -> pd.DataFrame:
+def holdout_audit(
+    train: ImageTextSet, val: ImageTextSet, fraction: float, near_duplicate_pairs: int
+) -> pd.DataFrame:
     """The validation split's size beside the size ``fraction`` wants (:func:`validation_size`
-    of both parts' images: caption groups can leave it short), and what the validation images
-    share with training: image keys, and captions (folded; every language and source: own,
-    ENG TEXT, machine translations)."""
+    of both parts' images: caption groups and near-duplicates can leave it short), and what the
+    validation images share with training: image keys, captions (folded; every language and
+    source: own, ENG TEXT, machine translations), and ``near_duplicate_pairs``, the
+    (validation, training) image pairs within the pHash radius
+    (:func:`xlr.data.laion.near_duplicates.pairs_within` of the two parts' codes)."""
     texts = [set(_normalised(part.captions["caption"])) for part in (train, val)]
     keys = set(train.image_keys) & set(val.image_keys)
     wanted = validation_size(len(train) + len(val), fraction)
-    row = ("val", "finetune", len(val), wanted, len(keys), len(texts[0] & texts[1]))
+    shared = (len(keys), len(texts[0] & texts[1]), near_duplicate_pairs)
+    row = ("val", "finetune", len(val), wanted, *shared)
     return pd.DataFrame([row], columns=list(AUDIT_COLUMNS))
 
 
 def check_holdout(audit: pd.DataFrame) -> None:
-    """Raise unless the :func:`holdout_audit` table is zero: a validation image or caption that
-    training also shows would flatter every choice made on validation."""
-    leaks = audit[["shared_images", "shared_texts"]].to_numpy().sum()
+    """Raise unless the :func:`holdout_audit` table is zero: a validation image, caption or
+    photo (another copy of it) that training also shows would flatter every choice made on
+    validation."""
+    leaks = audit[list(LEAK_COLUMNS)].to_numpy().sum()
     if leaks:
         raise ValueError(
-            f"the LAION validation split shares {leaks} images or captions with training: "
-            f"{audit.to_dict('records')}; this is a bug in xlr.data.laion.holdout, report it"
+            f"the LAION validation split shares {leaks} images, captions or near-duplicate "
+            f"photos with training: {audit.to_dict('records')}; this is a bug in "
+            "xlr.data.laion.holdout or xlr.data.prepare, report it"
         )

@@ -1,0 +1,126 @@
+"""Content near-duplicates (:mod:`xlr.data.laion.near_duplicates`): the pHash radius on known
+answers, faiss's radius convention, and the cache of hashes."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from xlr.data.imagetext import FileImages
+from xlr.data.laion import near_duplicates
+from xlr.data.laion.near_duplicates import image_hashes, near_keys, pairs_within, phash_code
+from xlr.data.laion_settings import LaionSection
+
+BITS = LaionSection.model_fields["near_duplicate_bits"].default
+
+
+def photo(seed: int, size: int = 128) -> Image.Image:
+    """A photo-like image: a smooth random colour field (a 6x6 grid upsampled) with an ellipse."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
+    image = Image.fromarray(coarse).resize((size, size), Image.Resampling.BICUBIC)
+    x, y = rng.uniform(0.1, 0.6, 2) * size
+    colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+    ImageDraw.Draw(image).ellipse((x, y, x + size / 3, y + size / 4), fill=colour)
+    return image
+
+
+def jpeg(image: Image.Image, quality: int = 90, scale: float = 1.0) -> bytes:
+    """``image`` resized by ``scale`` and encoded as a JPEG of ``quality``."""
+    size = (round(image.width * scale), round(image.height * scale))
+    buffer = io.BytesIO()
+    image.resize(size, Image.Resampling.BILINEAR).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def decoded(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as image:
+        return image.convert("RGB")
+
+
+def hamming(a: np.ndarray, b: np.ndarray) -> int:
+    return int(np.unpackbits(a ^ b).sum())
+
+
+def test_a_resized_reencoded_copy_is_within_the_radius_and_another_photo_is_not() -> None:
+    assert BITS == 10
+    apart = []
+    for seed in range(30):
+        original = phash_code(decoded(jpeg(photo(seed))))
+        copy = phash_code(decoded(jpeg(photo(seed), quality=30, scale=0.6)))
+        other = phash_code(decoded(jpeg(photo(seed + 1000))))
+        assert original.dtype == np.uint8 and original.shape == (8,)
+        assert hamming(original, copy) <= BITS < hamming(original, other)
+        pairs = pairs_within(np.stack([copy, other]), original[None], BITS)
+        assert pairs.tolist() == [[0, 0]]  # the copy matches, the other photo does not
+        apart.append(hamming(original, other))
+    assert 28 <= np.median(apart) <= 36  # unrelated photos: about half the 64 bits differ
+
+
+def test_faiss_radius_is_strict_and_pairs_within_includes_its_bound() -> None:
+    base = np.zeros((1, 8), dtype=np.uint8)
+    query = base.copy()
+    query[0, 0] = 0b1111  # 4 bits apart
+    query[0, 7] = 0b1  # 5
+    index = faiss.IndexBinaryFlat(64)
+    index.add(base)
+    assert len(index.range_search(query, 5)[2]) == 0  # distance 5 is not below radius 5
+    assert index.range_search(query, 6)[1].tolist() == [5]
+    assert pairs_within(query, base, 5).tolist() == [[0, 0]]
+    assert pairs_within(query, base, 4).tolist() == []
+    # every pair, in query order; an empty side finds none
+    queries = np.stack([base[0], query[0], base[0]])
+    assert pairs_within(queries, np.concatenate([base, base]), 0).tolist() == [
+        [0, 0], [0, 1], [2, 0], [2, 1],
+    ]  # fmt: skip
+    assert pairs_within(queries[:0], base, 64).shape == (0, 2)
+
+
+def test_hashes_are_cached_by_key_and_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = []
+    for seed in range(5):
+        paths.append(tmp_path / f"{seed}.jpg")
+        paths[-1].write_bytes(jpeg(photo(seed)))
+    keys = [f"k{i}" for i in range(5)]
+    cache = tmp_path / "phash" / "pool.parquet"
+    first = image_hashes(FileImages(paths), keys, cache, progress=False)
+    assert hamming(first.of(["k2"])[0], phash_code(photo(2))) <= 2
+    assert np.array_equal(first.of(["k3", "k0"]), first.codes[[3, 0]])
+    with pytest.raises(KeyError, match=r"no pHash for image keys \['k9'\]"):
+        first.of(["k9"])
+    hashed: list[int] = []
+
+    def counting(image: Image.Image) -> np.ndarray:
+        hashed.append(1)
+        return phash_code(image)
+
+    monkeypatch.setattr(near_duplicates, "phash_code", counting)
+    again = image_hashes(FileImages(paths), keys, cache, progress=False)
+    assert hashed == [] and np.array_equal(again.codes, first.codes)  # nothing re-hashed
+    paths[1].write_bytes(jpeg(photo(7)))  # key k1 now names other bytes: hashed again
+    changed = image_hashes(FileImages(paths), keys, cache, progress=False)
+    assert len(hashed) == 1 and hamming(changed.of(["k1"])[0], phash_code(photo(7))) <= 2
+    assert near_keys(changed.of(["k1"]), changed, keys, BITS) == ["k1"]
+
+
+def test_hashing_in_worker_processes_gives_the_same_codes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = []
+    for seed in range(6):
+        paths.append(tmp_path / f"{seed}.jpg")
+        paths[-1].write_bytes(jpeg(photo(seed)))
+    keys = [f"k{i}" for i in range(6)]
+    here = image_hashes(FileImages(paths), keys, tmp_path / "here.parquet", progress=False)
+    monkeypatch.setattr(near_duplicates, "CHUNK_IMAGES", 2)  # three jobs
+    spawned = image_hashes(
+        FileImages(paths), keys, tmp_path / "spawned.parquet", workers=2, progress=False
+    )
+    assert np.array_equal(here.codes, spawned.codes)
