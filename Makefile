@@ -1,7 +1,8 @@
 # The two commands of a fresh machine: `make smoke` (the smoke study) and `make test`.
 # Both create .venv from pyproject.toml on first use; nothing else needs to be installed.
 # `make lab` opens the notebooks in JupyterLab on the `xlr` kernel (this .venv's Python).
-PYTHON ?= python3
+# pyproject asks for Python 3.11: python3.11 where it is on PATH, else python3 (`make PYTHON=...`)
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 PARAMS ?= params/smoke.yaml
