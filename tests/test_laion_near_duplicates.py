@@ -81,14 +81,18 @@ def test_faiss_radius_is_strict_and_pairs_within_includes_its_bound() -> None:
     assert pairs_within(queries[:0], base, 64).shape == (0, 2)
 
 
+def photo_files(folder: Path, n: int) -> tuple[list[Path], list[str]]:
+    """``n`` JPEG files of different photos in ``folder``, and their keys ``k0``, ``k1``..."""
+    paths = [folder / f"{seed}.jpg" for seed in range(n)]
+    for seed, path in enumerate(paths):
+        path.write_bytes(jpeg(photo(seed)))
+    return paths, [f"k{i}" for i in range(n)]
+
+
 def test_hashes_are_cached_by_key_and_bytes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    paths = []
-    for seed in range(5):
-        paths.append(tmp_path / f"{seed}.jpg")
-        paths[-1].write_bytes(jpeg(photo(seed)))
-    keys = [f"k{i}" for i in range(5)]
+    paths, keys = photo_files(tmp_path, 5)
     cache = tmp_path / "phash" / "pool.parquet"
     first = image_hashes(FileImages(paths), keys, cache, progress=False)
     assert hamming(first.of(["k2"])[0], phash_code(photo(2))) <= 2
@@ -113,11 +117,7 @@ def test_hashes_are_cached_by_key_and_bytes(
 def test_hashing_in_worker_processes_gives_the_same_codes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    paths = []
-    for seed in range(6):
-        paths.append(tmp_path / f"{seed}.jpg")
-        paths[-1].write_bytes(jpeg(photo(seed)))
-    keys = [f"k{i}" for i in range(6)]
+    paths, keys = photo_files(tmp_path, 6)
     here = image_hashes(FileImages(paths), keys, tmp_path / "here.parquet", progress=False)
     monkeypatch.setattr(near_duplicates, "CHUNK_IMAGES", 2)  # three jobs
     spawned = image_hashes(
