@@ -42,7 +42,7 @@ from xlr.eval.planted import (
     unit_direction,
 )
 from xlr.eval.tasks import evaluate_arm
-from xlr.report_index import positive_control_warning
+from xlr.report_banner import positive_control_warning
 
 LANGS = ["en", "de", "fr", "ja"]
 N_IMAGES, DIM = 40, 24

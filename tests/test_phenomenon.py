@@ -31,7 +31,8 @@ from xlr.data.synthetic import corpus as corpus_module
 from xlr.eval import runner
 from xlr.eval.planted import control_doses, planted_name
 from xlr.eval.results import load_planted, load_val_results, read_ranks, results_dir
-from xlr.report_index import phenomenon_warning, write_index
+from xlr.report_banner import phenomenon_warning
+from xlr.report_index import write_index
 from xlr.train.study import train_arms
 
 SEEN = ["en", "de", "es", "zh"]

@@ -18,13 +18,8 @@ from xlr.analysis.tables import CLAIMS_COLUMNS
 from xlr.cli import main
 from xlr.config import load_params
 from xlr.report import NotebookFailed, NotebookRun, reproduce
-from xlr.report_index import (
-    FIGURE_CAPTIONS,
-    few_images_warning,
-    figure_caption,
-    positive_control_warning,
-    write_index,
-)
+from xlr.report_banner import few_images_warning, positive_control_warning
+from xlr.report_index import FIGURE_CAPTIONS, figure_caption, write_index
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,19 +19,12 @@ from pathlib import Path
 from typing import get_args
 
 import mistune
-import pandas as pd
 
-from xlr.analysis.claims import MIN_IMAGES
-from xlr.analysis.controls import (
-    POSITIVE_CONTROL_TABLE,
-    ZERO_DOSE,
-    positive_control_shortfalls,
-)
-from xlr.analysis.phenomenon import PHENOMENON_TABLE, phenomenon_failures
 from xlr.analysis.tables import claims_columns_markdown
 from xlr.config import FigureFormat, Params
 from xlr.export import page_css
 from xlr.io import atomic_write_text, file_sha256
+from xlr.report_banner import banner, is_smoke
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 PACKAGES = (
@@ -203,150 +196,6 @@ def provenance(
         "base seeds": ", ".join(map(str, params.run.base_seeds)),
         "wall time per notebook": walls or "no notebook ran",
     }
-
-
-def is_smoke(params: Params, params_file: Path) -> bool:
-    """The smoke study: the pipeline's check on a few minutes of CPU, not a result."""
-    return params.run.name == "smoke" or Path(params_file).stem == "smoke"
-
-
-def positive_control_warning(out: Path) -> str | None:
-    """A banner line when the positive control table notebook 05 saved under ``out/tables``
-    (:func:`xlr.analysis.controls.save_positive_control`) has a required comparison that
-    failed or could not be measured (a LAION validation split without translation has no
-    caption rank distance), or a zero-dose comparison that found a difference where nothing was
-    planted: the claims reading that measure rest on a measure not shown to see a planted bias,
-    or every comparison on one that differs between a model and itself. None without the table
-    or with every judged row passed."""
-    path = out / "tables" / f"{POSITIVE_CONTROL_TABLE}.csv"
-    if not path.is_file():
-        return None
-    summary = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missed = positive_control_shortfalls(summary)
-    if missed.empty:
-        return None
-    esc = html.escape
-    rows = []
-    for row in missed.to_dict("records"):
-        if row["role"] == ZERO_DOSE:
-            why = (
-                f"a difference where nothing was planted (dose {row['dose']}), {row['difference']}"
-            )
-        elif row["result"] == "n/a":
-            why = f"not measured, {row['difference']}"
-        else:
-            why = f"not seen, planted - real {row['difference']} (if seen, it {row['if seen, it']})"
-        rows.append(esc(f"{row['measure']} ({row['benchmark']}, {row['pool']}): {why}"))
-    unseen = missed[missed["role"] != ZERO_DOSE]
-    what = []
-    if not unseen.empty:
-        measures = " and ".join(esc(m) for m in dict.fromkeys(unseen["measure"]))
-        what.append(
-            f"the claims reading {measures} rest on a measure not shown to see a planted bias on "
-            "this run's validation split"
-        )
-    if len(unseen) < len(missed):
-        what.append(
-            "a comparison found a difference between the zero-shot model and itself (dose 0), "
-            "so no dose's result, nor any claim's comparison, can be taken as it stands"
-        )
-    consequence = "; and ".join(what)
-    return (
-        "<strong>Positive control not passed.</strong> The language bias planted in the "
-        "zero-shot model was not seen, or could not be measured, where the claims need it, or "
-        f"a difference was found where nothing was planted: {'; '.join(rows)}. "
-        f"{consequence[:1].upper()}{consequence[1:]} (notebook 05; the Positive control table "
-        "below)."
-    )
-
-
-def phenomenon_warning(out: Path) -> str | None:
-    """A banner line naming each failed control of the phenomenon table notebook 05 saved
-    (``out/tables``, :func:`xlr.analysis.phenomenon.save_phenomenon`) with its value and what
-    it needed: the claims were still issued (a run without ``report.require_controls``), but on
-    a world that may not show what they measure. None without the table or with no failure."""
-    path = out / "tables" / f"{PHENOMENON_TABLE}.csv"
-    if not path.is_file():
-        return None
-    failed = phenomenon_failures(pd.read_csv(path, dtype=str, keep_default_na=False))
-    if failed.empty:
-        return None
-    rows = [
-        f"{row['control']}: {row['measure']} = {_number(row['value'])}"
-        + (f" (p = {_number(row['p_value'])})" if row["p_value"] else "")
-        + f", needs {row['threshold']}"
-        for row in failed.to_dict("records")
-    ]
-    return (
-        "<strong>Phenomenon controls not passed.</strong> "
-        f"{html.escape('; '.join(rows))}. The claims below were issued on a world that may not "
-        "show what they measure: read them as the measures' output, not as evidence about the "
-        "question (notebook 05, its first table)."
-    )
-
-
-def _number(text: str) -> str:
-    """A saved number as three significant digits, or as saved when it is not one."""
-    try:
-        return f"{float(text):.3g}"
-    except ValueError:
-        return text
-
-
-def few_images_warning(out: Path) -> str | None:
-    """A banner line naming the benchmarks of the claims table notebook 06 saved
-    (``out/claims.csv``) on which claims were measured with fewer than
-    :data:`~xlr.analysis.claims.MIN_IMAGES` images (with the fewest): those verdicts are
-    inconclusive by rule, however clear the effect looks. None without the table or without
-    such a benchmark."""
-    path = out / "claims.csv"
-    if not path.is_file():
-        return None
-    claims = pd.read_csv(path, dtype={"benchmark": str}, keep_default_na=False)
-    if "n_images" not in claims.columns:  # no claim was measured
-        return None
-    images = pd.to_numeric(claims["n_images"], errors="coerce")  # blank: a claim not run
-    small = claims.assign(n_images=images)[images < MIN_IMAGES]
-    fewest = small.groupby("benchmark", sort=False)["n_images"].min()
-    listed = [f"{benchmark} ({int(n)} images)" for benchmark, n in fewest.items()]
-    if not listed:
-        return None
-    return (
-        f"<strong>Too few images to judge.</strong> {html.escape(', '.join(listed))}: claims "
-        f"measured there on fewer than {MIN_IMAGES} images are inconclusive by rule (a few "
-        "images can make an interval zero-width; notebook 06)."
-    )
-
-
-def banner(params: Params, params_file: Path, out: Path) -> str:
-    """What a reader must know before reading any number on the page (empty for a real run
-    whose controls passed); ``out`` is the report folder, whose saved tables it reads."""
-    lines = []
-    if is_smoke(params, params_file):
-        lines.append(
-            "<strong>Smoke run: numbers are checks, not findings.</strong> This run exercises "
-            "every step on a small world in minutes; its verdicts say that the pipeline works, "
-            "not which method is better."
-        )
-    if len(params.run.base_seeds) * len(params.run.seeds) == 1:
-        lines.append(
-            "<strong>One run (one base seed, one fine-tuning seed).</strong> Training noise is "
-            "unmeasured: the intervals cover images only, and every claim's verdict is "
-            "inconclusive by rule. Run more seeds (run.seeds) before reading any difference."
-        )
-    if params.data.source == "synthetic":
-        lines.append(
-            "<strong>Synthetic data.</strong> The images and captions are generated (rendered "
-            "scenes, captions from hand-written lexicons) and the base model is pretrained here: "
-            "the numbers describe this generated world, not LAION-5B or a released CLIP."
-        )
-    warnings = (phenomenon_warning(out), positive_control_warning(out), few_images_warning(out))
-    lines += [w for w in warnings if w is not None]
-    if not lines:
-        return ""
-    return (
-        '<div class="banner" role="note">' + "".join(f"<p>{line}</p>" for line in lines) + "</div>"
-    )
 
 
 def summary(params: Params) -> str:

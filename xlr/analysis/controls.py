@@ -291,7 +291,7 @@ def dose_response_points(table: pd.DataFrame) -> pd.DataFrame:
 
 
 # The stem of the positive control's table under a report's tables/: notebook 05 writes it
-# (save_positive_control), the landing page reads it (xlr.report_index.banner).
+# (save_positive_control), the landing page reads it (xlr.report_banner.banner).
 POSITIVE_CONTROL_TABLE = "positive_control"
 
 
