@@ -168,5 +168,9 @@ def test_laion_shards_stand_in_for_inputs_and_unset_settings_keep_hashes() -> No
     real_model = {"model": {"kind": "open_clip"}, "eval": {"benchmarks": ["xtd10"]}}
     given = {"source": "laion", "laion": {"shards": "data/laion_shards"}}
     assert parse_params(minimal(data=given, **real_model)).data.laion.shards
+    # a cropped or padded download moves a photo's pHash: copies of benchmark images would stay
+    crop = given | {"laion": {"shards": "d", "download": {"resize_mode": "center_crop"}}}
+    with pytest.raises(ParamsError, match=r"resize_mode: Input should be 'keep_ratio' or 'no'"):
+        parse_params(minimal(data=crop, **real_model))
     with pytest.raises(ParamsError, match="data.laion needs inputs and quotas .* or shards"):
         parse_params(minimal(data={"source": "laion", "laion": {}}, **real_model))

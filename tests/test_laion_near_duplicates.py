@@ -13,7 +13,13 @@ from PIL import Image, ImageDraw
 
 from xlr.data.imagetext import FileImages
 from xlr.data.laion import near_duplicates
-from xlr.data.laion.near_duplicates import image_hashes, near_keys, pairs_within, phash_code
+from xlr.data.laion.near_duplicates import (
+    check_copies_left_enough,
+    image_hashes,
+    near_keys,
+    pairs_within,
+    phash_code,
+)
 from xlr.data.laion_settings import LaionSection
 
 BITS = LaionSection.model_fields["near_duplicate_bits"].default
@@ -124,3 +130,11 @@ def test_hashing_in_worker_processes_gives_the_same_codes(
         FileImages(paths), keys, tmp_path / "spawned.parquet", workers=2, progress=False
     )
     assert np.array_equal(here.codes, spawned.codes)
+
+
+def test_too_many_validation_copies_stop_the_split_saying_why() -> None:
+    """500 candidates at 0.02 want 10 validation images: half must stay after the copies go."""
+    check_copies_left_enough(10, 5, 500, 0.02, BITS)
+    why = r"6 of the 10 LAION validation images are copies .* fewer than half of the 10 wanted"
+    with pytest.raises(ValueError, match=why + r".*Raise data\.laion\.val_fraction"):
+        check_copies_left_enough(10, 6, 500, 0.02, BITS)

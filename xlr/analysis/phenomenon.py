@@ -183,7 +183,7 @@ def image_query_log_ranks(
     caption and ENG TEXT only); a group needs two languages: which language sits where is the
     question.
     """
-    images = ranks[ranks["query_lang"] == IMAGE] if "query_lang" in ranks.columns else ranks
+    images = ranks[ranks["query_lang"] == IMAGE]
     if images.empty and not ranks.empty:
         raise ValueError(
             f"no image queries (query_lang {IMAGE!r}) in the ranks: the language-blind test reads "

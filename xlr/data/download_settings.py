@@ -32,7 +32,10 @@ class DownloadSection(BaseModel):
     processes: PositiveInt = 8
     threads: PositiveInt = 64
     image_size: PositiveInt = 256
-    resize_mode: Literal["border", "keep_ratio", "center_crop", "no"] = "keep_ratio"
+    # img2dataset's border and center_crop pad or cut the photo, which moves its pHash past the
+    # near-duplicate radius (xlr.data.laion.near_duplicates): copies of benchmark images would
+    # then stay in the pool unseen, so only aspect-keeping modes are offered
+    resize_mode: Literal["keep_ratio", "no"] = "keep_ratio"
     shard_size: PositiveInt = 10000
     spark_master: str | None = Field(default=None, exclude_if=lambda v: v is None)
     ray_address: str | None = Field(default=None, exclude_if=lambda v: v is None)

@@ -126,14 +126,16 @@ def _prepare_laion(params: Params, out: Path) -> dict[str, Any]:
 def _split_and_translate(
     params: Params, contract: dict[str, Any], out: Path, progress: bool
 ) -> dict[str, Any]:
-    """Translate the downloaded pool (``data.laion.translate``; the cache under ``run.cache_dir``
-    keeps every finished batch), drop its copies of benchmark images, hold out its validation
-    images, drop the validation images that copy training images, and audit the split.
-    Returns the files written, for the contract."""
+    """Translate the downloaded pool (:func:`_translated_pool`), drop its copies of benchmark
+    images (:func:`_benchmark_copies`), hold out its validation images, drop the validation
+    images that copy training images, and audit the split. Returns the files written, for the
+    contract."""
     from xlr.data.laion.holdout import check_holdout, held_out_images, holdout_audit, image_subset
     from xlr.data.laion.near_duplicates import (
         benchmark_overlap,
         check_benchmark_overlap,
+        check_copies_left_enough,
+        copies_of,
         image_hashes,
         near_keys,
         pairs_within,
@@ -141,32 +143,12 @@ def _split_and_translate(
 
     laion = params.data.laion
     assert laion is not None  # the schema requires it for source 'laion'
-    files: dict[str, Any] = {}
-    pool = _laion_pool(contract)
-    if not pool.image_keys:
-        raise ValueError(
-            f"{contract['shards']}: no image in the shards ({contract['download_failed']} sampled "
-            "rows failed to download); download_report.json beside them counts the errors (dead "
-            "URLs, no network). Fix the cause and run notebook 01 again"
-        )
-    if laion.translate is not None:
-        from xlr.data.laion.translate import Seq2SeqTranslator, translate_pool, with_translations
-
-        translator = Seq2SeqTranslator(laion.translate, resolve_device(params.run.device))
-        cache = resolve_path(params.run.cache_dir) / "translations.sqlite"
-        table = translate_pool(
-            pool.captions, pool.image_keys, params.data.train_langs, translator, cache
-        )
-        files["translations"] = str(atomic_write_parquet(table, out / TRANSLATIONS))
-        pool = with_translations(pool, table)
+    pool, files = _translated_pool(params, contract, out)
     bits = laion.near_duplicate_bits
     hashes = image_hashes(pool.images, pool.image_keys, out / PHASH_DIR / "laion.parquet",
                           params.run.workers, progress)  # fmt: skip
     benchmarks = _benchmark_hashes(params, contract, out, progress)
-    copies: dict[str, list[str]] = {}  # pool key -> the benchmarks it copies an image of
-    for name, codes in benchmarks.items():
-        for key in near_keys(codes.codes, hashes, pool.image_keys, bits):
-            copies.setdefault(key, []).append(name)
+    copies = copies_of(benchmarks, hashes, pool.image_keys, bits)
     clean = np.flatnonzero(~np.isin(np.asarray(pool.image_keys, dtype=object), list(copies)))
     candidates = image_subset(pool, clean, pool.name, None)
     val_ids = held_out_images(candidates, laion.val_fraction, params.run.seeds[0])
@@ -175,6 +157,7 @@ def _split_and_translate(
     # a validation photo that training shows under another URL: dropped from both sides (in
     # training it could bring captions its validation group shares)
     repeats = near_keys(hashes.of(train.image_keys), hashes, val.image_keys, bits)
+    check_copies_left_enough(len(keys), len(repeats), len(candidates), laion.val_fraction, bits)
     excluded = {"benchmark_copies": copies, "validation_copies": repeats}
     files["excluded_images"] = str(atomic_write_json(excluded, out / EXCLUDED_IMAGES))
     dropped = set(repeats)
@@ -190,6 +173,33 @@ def _split_and_translate(
     check_holdout(audit)  # after writing them, so a failed audit can be read
     check_benchmark_overlap(overlap)
     return files
+
+
+def _translated_pool(
+    params: Params, contract: dict[str, Any], out: Path
+) -> tuple[ImageTextSet, dict[str, Any]]:
+    """The downloaded pool with ``data.laion.translate``'s translations (the cache under
+    ``run.cache_dir`` keeps every finished batch), and the files written for the contract."""
+    laion = params.data.laion
+    assert laion is not None  # the schema requires it for source 'laion'
+    pool = _laion_pool(contract)
+    if not pool.image_keys:
+        raise ValueError(
+            f"{contract['shards']}: no image in the shards ({contract['download_failed']} sampled "
+            "rows failed to download); download_report.json beside them counts the errors (dead "
+            "URLs, no network). Fix the cause and run notebook 01 again"
+        )
+    if laion.translate is None:
+        return pool, {}
+    from xlr.data.laion.translate import Seq2SeqTranslator, translate_pool, with_translations
+
+    translator = Seq2SeqTranslator(laion.translate, resolve_device(params.run.device))
+    cache = resolve_path(params.run.cache_dir) / "translations.sqlite"
+    table = translate_pool(
+        pool.captions, pool.image_keys, params.data.train_langs, translator, cache
+    )
+    files = {"translations": str(atomic_write_parquet(table, out / TRANSLATIONS))}
+    return with_translations(pool, table), files
 
 
 def _benchmark_hashes(
@@ -276,9 +286,9 @@ def prepare_data(params: Params, progress: bool = True) -> dict[str, Any]:
             "audit": str(out / HELD_OUT_AUDIT),
         }
     else:
-        contract = _prepare_laion(params, out) | benchmarks
+        contract = _prepare_laion(params, out) | benchmarks  # the split reads the benchmarks
         contract |= _split_and_translate(params, contract, out, progress)
-    contract |= benchmarks
+    contract |= benchmarks  # after the synthetic branch's fresh contract too
     contract["train_langs"] = params.data.train_langs
     contract["heldout_langs"] = params.data.heldout_langs
     atomic_write_json(contract, out / DATA_CONTRACT)

@@ -31,7 +31,7 @@ import pandas as pd
 from PIL import Image
 
 from xlr.data.imagetext import ArrayImages, FileImages, ImageStore, ImageTextSet
-from xlr.data.laion.holdout import store_subset
+from xlr.data.laion.holdout import store_subset, validation_size
 from xlr.data.shards import ShardImages
 from xlr.io import atomic_write_parquet
 from xlr.workers import run_jobs
@@ -140,6 +140,35 @@ def near_keys(
     ``queries``."""
     found = np.unique(pairs_within(hashes.of(keys), queries, bits)[:, 0])
     return [keys[i] for i in found]
+
+
+def copies_of(
+    benchmarks: dict[str, ImageHashes], hashes: ImageHashes, keys: Sequence[str], bits: int
+) -> dict[str, list[str]]:
+    """Those of ``keys`` (with their ``hashes``) within ``bits`` of an image of a benchmark,
+    each with the benchmarks (named as in ``benchmarks``) it copies an image of."""
+    copies: dict[str, list[str]] = {}
+    for name, codes in benchmarks.items():
+        for key in near_keys(codes.codes, hashes, keys, bits):
+            copies.setdefault(key, []).append(name)
+    return copies
+
+
+def check_copies_left_enough(
+    held_out: int, copies: int, candidates: int, fraction: float, bits: int
+) -> None:
+    """Raise when dropping the ``copies`` of training photos from the ``held_out`` validation
+    images leaves fewer than half of what ``fraction`` of the ``candidates`` wants (the floor
+    :func:`xlr.data.laion.holdout.held_out_images` keeps before the drop)."""
+    wanted = validation_size(candidates, fraction)
+    if 2 * (held_out - copies) < wanted:
+        raise ValueError(
+            f"{copies} of the {held_out} LAION validation images are copies of training images "
+            f"(pHash within data.laion.near_duplicate_bits {bits}), leaving fewer than half of "
+            f"the {wanted} wanted: the pool holds many near-identical photos (placeholders, "
+            "product shots on white). Raise data.laion.val_fraction or data.laion.quotas, or "
+            "tighten data.laion.filters"
+        )
 
 
 def benchmark_overlap(
