@@ -92,9 +92,10 @@ fetch core $core
 # img2dataset pins webdataset<0.3 (xlr reads 1.x): itself without its dependencies, as the
 # Makefile installs it, beside the runtime dependencies pyproject.toml's "laion" extra lists
 rm -f "$OUT/report.json"  # never read an earlier run's resolution
+# imagehash (with PyWavelets): notebook 01's near-duplicate check on the LAION path
 rehearsal=$(missing "papermill>=2.7,<3" "nbconvert>=7.16,<8" "ipykernel>=6.29" \
     "mistune>=3,<4" "ipywidgets>=8" "albumentations>=1.3.0,<2" "exifread-nocycle>=3.0.1,<4" \
-    "fire>=0.4.0,<0.8" "wandb>=0.17.0")
+    "fire>=0.4.0,<0.8" "wandb>=0.17.0" "imagehash>=4.3,<5")
 # shellcheck disable=SC2086
 fetch rehearsal $rehearsal img2dataset==1.47.0
 rm -rf "$OUT/report.json" "$OUT/unused"
