@@ -27,7 +27,7 @@ from xlr.analysis.calibration import (
 )
 from xlr.analysis.check_figures import calibration_figure
 from xlr.analysis.claims import default_claims, evaluate_claims
-from xlr.analysis.stats import Cells, Interval
+from xlr.analysis.stats import Cells, Interval, crossed_mean_interval
 from xlr.arms import Arm, HeadlineArms
 
 # the A/A rate may exceed 5% by binomial noise over 200 resamples: two standard errors
@@ -76,12 +76,23 @@ def test_lower_is_better_plants_below() -> None:
 
 
 def test_mde_against_a_hand_computation() -> None:
-    # t(0.975, 4) = 2.776445, t(0.8, 4) = 0.940965 (tables): (2.776445 + 0.940965) x 0.01
-    assert minimum_detectable_effect(0.01, 4.0) == pytest.approx(0.0371741, abs=1e-6)
-    # normal limit: 1.959964 + 0.841621 = 2.801585
-    assert minimum_detectable_effect(2.0, np.inf) == pytest.approx(5.60317, abs=1e-4)
-    # a wider level (Bonferroni's, e.g.) widens it: t(0.995, 10) = 3.169, t(0.8, 10) = 0.879
-    assert minimum_detectable_effect(1.0, 10, 0.99) == pytest.approx(3.169 + 0.879, abs=1e-3)
+    # one run of 5 images: the image part alone, 4 df; t(0.975, 4) = 2.776445 and
+    # t(0.8, 4) = 0.940965 (tables), so the MDE is (2.776445 + 0.940965) x se
+    values = np.array([0.1, 0.4, -0.2, 0.3, 0.5])
+    one_run = crossed_mean_interval(values, np.zeros(5), np.zeros(5), np.arange(5))
+    assert minimum_detectable_effect(one_run) == pytest.approx(3.71741 * one_run.se, rel=1e-6)
+    # a wider level (Bonferroni's, e.g.) widens it: t(0.995, 4) = 4.604095
+    wide = crossed_mean_interval(values, np.zeros(5), np.zeros(5), np.arange(5), confidence=0.99)
+    assert minimum_detectable_effect(wide) == pytest.approx(5.54506 * wide.se, rel=1e-6)
+    # two parts: training var([2, 4]) / 2 = 1 with 1 df, images 1/3 with 2 df (test_stats);
+    # each part's quantile: sqrt(t(q, 1)^2 + t(q, 2)^2 / 3) at q = 0.975, then at q = 0.8
+    two = crossed_mean_interval(
+        np.array([1.0, 2.0, 3.0, 3.0, 4.0, 5.0]), np.repeat([0, 1], 3), np.zeros(6),
+        np.tile([0, 1, 2], 2),
+    )  # fmt: skip
+    level = np.sqrt(12.706205**2 + 4.302653**2 / 3)
+    power = np.sqrt(1.376382**2 + 1.060660**2 / 3)
+    assert minimum_detectable_effect(two) == pytest.approx(level + power, rel=1e-6)
 
 
 def test_designs_say_what_they_can_calibrate() -> None:
@@ -157,7 +168,11 @@ def test_the_check_fails_an_interval_too_narrow_to_get_verdicts(
         result = wide(cells, confidence)
         half = width * (result.high - result.low) / 2
         return dataclasses.replace(
-            result, low=result.estimate - half, high=result.estimate + half, se=width * result.se
+            result,
+            low=result.estimate - half,
+            high=result.estimate + half,
+            se=width * result.se,
+            training_variance=width**2 * result.training_variance,
         )
 
     monkeypatch.setattr(calibration, "cells_interval", narrowed)
@@ -212,9 +227,10 @@ def test_bad_inputs_are_errors() -> None:
         calibrate_comparison(units, +1, MIN_EFFECT, resamples=0)
     with pytest.raises(ValueError, match="query_lang"):
         calibrate_comparison(units.drop(columns="query_lang"), +1, MIN_EFFECT)
-    with pytest.raises(ValueError, match="standard error"):
-        minimum_detectable_effect(np.nan, 3)
-    with pytest.raises(ValueError, match="degrees of freedom"):
-        minimum_detectable_effect(0.1, 0)
     with pytest.raises(ValueError, match="power"):
-        minimum_detectable_effect(0.1, 3, power=1.0)
+        minimum_detectable_effect(
+            crossed_mean_interval(
+                np.array([0.1, 0.3, 0.2]), np.zeros(3), np.zeros(3), np.arange(3)
+            ),
+            power=1.0,
+        )

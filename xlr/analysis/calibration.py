@@ -37,9 +37,10 @@ inconclusive by rule (:data:`xlr.analysis.claims.MIN_IMAGES`).
 direction on arm a: *power* is how often the interval excludes zero on that side (the family's
 test rejects), *supported at min* how often the verdict is supported, which needs the whole
 interval beyond the minimum, so it stays near (1 - level) / 2 at an effect of exactly the
-minimum: a claim is supported with 80% power only at about min + MDE. The MDE is
-``(t_{1 - alpha'/2, df} + t_{0.8, df}) x se`` from the claim's own interval (alpha' = 1 - its
-level): the effect a two-sided test at that level detects with probability 0.8.
+minimum: a claim is supported with 80% power only at about min + MDE. The MDE is the claim's
+own interval's half-width at its level plus the 0.8 quantile of its error (both Banerjee's, as
+the interval: :func:`minimum_detectable_effect`): the effect a two-sided test at that level
+detects with probability 0.8.
 
 **The gate** (:func:`check_calibration`) fails a claim on either A/A rate. The rate of verdicts
 alone cannot see an interval that is too narrow: a verdict needs the interval beyond the minimum
@@ -82,7 +83,7 @@ from xlr.analysis.claims import (
     verdict,
 )
 from xlr.analysis.intervals import unit_cells
-from xlr.analysis.stats import cells_interval
+from xlr.analysis.stats import Interval, cells_interval
 from xlr.config import MinEffectSection
 
 RESAMPLES = 200
@@ -98,36 +99,31 @@ CLAIM_COLUMNS: tuple[str, ...] = (
 Calibrates = Literal["bases and images", "seeds and images", "images only", "not applicable"]
 
 
-def minimum_detectable_effect(
-    se: float, df: float, confidence: float = 0.95, power: float = TARGET_POWER
-) -> float:
-    """``(t_{(1 + confidence) / 2, df} + t_{power, df}) x se``: the true effect that the two-sided
-    test at level 1 - ``confidence`` (the interval excluding zero) detects with probability
-    ``power``, for an estimate with standard error ``se`` and ``df`` degrees of freedom."""
-    if not (se >= 0 and np.isfinite(se)):
-        raise ValueError(f"the standard error must be finite and >= 0, got {se}")
-    if not df > 0:
-        raise ValueError(f"the degrees of freedom must be positive, got {df}")
-    for name, level in (("confidence", confidence), ("power", power)):
-        if not 0 < level < 1:
-            raise ValueError(f"{name} must lie strictly between 0 and 1, got {level}")
-    t = distributions.t
-    return float((t.ppf((1 + confidence) / 2, df) + t.ppf(power, df)) * se)
+def minimum_detectable_effect(interval: Interval, power: float = TARGET_POWER) -> float:
+    """The true effect that the two-sided test at the interval's level (the interval excluding
+    zero) detects with probability ``power``: the interval's half-width plus the one-sided
+    ``power`` quantile of the estimate's error, both Banerjee's (:mod:`xlr.analysis.stats`); with
+    a single variance part, ``(t_{(1 + confidence) / 2, df} + t_{power, df}) x se``."""
+    if not 0 < power < 1:
+        raise ValueError(f"power must lie strictly between 0 and 1, got {power}")
+    return interval.half_width(interval.confidence) + interval.half_width(2 * power - 1)
 
 
 @dataclass(frozen=True)
 class Calibration:
     """One comparison's calibration (module doc): the observed interval's ``estimate``, ``se``,
-    ``df`` and design; what the resamples vary (``calibrates``); the A/A rates of directional
-    verdicts (``aa_rate``) and of intervals excluding zero (``aa_nonzero_rate``), and the most
-    the latter may reach (``aa_nonzero_limit``, :func:`nonzero_rate_limit`); with the planted
-    effect (the minimum by default), ``power`` (zero excluded on the planted side) and
+    the training part's share of its variance (``training_share``) and degrees of freedom
+    (``training_df``) and the design; what the resamples vary (``calibrates``); the A/A rates of
+    directional verdicts (``aa_rate``) and of intervals excluding zero (``aa_nonzero_rate``), and
+    the most the latter may reach (``aa_nonzero_limit``, :func:`nonzero_rate_limit`); with the
+    planted effect (the minimum by default), ``power`` (zero excluded on the planted side) and
     ``supported_at_min``; and the design's minimum detectable effect ``mde`` at 80% power. Rates
     are NaN where the design cannot be calibrated."""
 
     estimate: float
     se: float
-    df: float
+    training_share: float
+    training_df: float
     n_bases: int
     n_runs: int
     n_images: int
@@ -202,12 +198,13 @@ def calibrate_comparison(
     design = {
         "estimate": observed.estimate,
         "se": observed.se,
-        "df": observed.df,
+        "training_share": observed.training_variance / observed.se**2 if observed.se else np.nan,
+        "training_df": observed.training_df,
         "n_bases": observed.n_bases,
         "n_runs": observed.n_runs,
         "n_images": observed.n_images,
         "calibrates": calibrates,
-        "mde": minimum_detectable_effect(observed.se, observed.df, confidence),
+        "mde": minimum_detectable_effect(observed),
     }
     if calibrates == "not applicable":
         rates = dict.fromkeys(

@@ -121,8 +121,9 @@ def paired_comparison(
     (:func:`paired_units`), per benchmark, task and query kind.
 
     Both sides move together: the differences are taken per run and query, and their mean's
-    interval resamples the runs and images both share (``estimate, low, high, se, df, p_value``,
-    the design counts); the p-value is the t test of a zero difference.
+    interval covers the runs and images both share (``estimate, low, high, se``,
+    ``training_variance, training_df, p_value``, the design counts); the p-value is the level at
+    which that interval just reaches zero.
     """
     for side in (a, b):
         check_table(side, [*QUERY_COLUMNS, "value"], "per-query")

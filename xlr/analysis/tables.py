@@ -281,11 +281,11 @@ CLAIMS_COLUMNS: dict[str, str] = {
     "a fraction of arm b's level)",
     "effect (a - b)": "arm a minus arm b, paired by base, seed and query: macro mean over query "
     "languages, averaged over bases and seeds",
-    "interval": "the effect's t interval over bases, seeds within a base and images (an image's "
-    "queries move together), never queries",
+    "interval": "the effect's interval over bases, seeds within a base and images (an image's "
+    "queries move together), never queries: each part's variance times its own t quantile",
     "level": "each interval's level, 1 - alpha/m for the m claims of its family that ran "
     "(Bonferroni: the family-wise level is 1 - alpha, eval.confidence)",
-    "p": "two-sided p-value of a zero effect, from the same t (Satterthwaite's degrees of freedom)",
+    "p": "two-sided p-value of a zero effect: the level at which the interval just reaches zero",
     "p (Holm)": "the p-value Holm-adjusted within the claim's family",
     "bases agreeing": "of the bases, how many show the claimed sign on their own (shown, not "
     "part of the verdict)",
