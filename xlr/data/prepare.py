@@ -284,11 +284,11 @@ def prepare_data(params: Params, progress: bool = True) -> dict[str, Any]:
             "source": "synthetic",
             "corpus": str(corpus),
             "audit": str(out / HELD_OUT_AUDIT),
+            **benchmarks,
         }
     else:
         contract = _prepare_laion(params, out) | benchmarks  # the split reads the benchmarks
         contract |= _split_and_translate(params, contract, out, progress)
-    contract |= benchmarks  # after the synthetic branch's fresh contract too
     contract["train_langs"] = params.data.train_langs
     contract["heldout_langs"] = params.data.heldout_langs
     atomic_write_json(contract, out / DATA_CONTRACT)
