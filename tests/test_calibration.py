@@ -227,10 +227,9 @@ def test_bad_inputs_are_errors() -> None:
         calibrate_comparison(units, +1, MIN_EFFECT, resamples=0)
     with pytest.raises(ValueError, match="query_lang"):
         calibrate_comparison(units.drop(columns="query_lang"), +1, MIN_EFFECT)
-    with pytest.raises(ValueError, match="power"):
-        minimum_detectable_effect(
-            crossed_mean_interval(
-                np.array([0.1, 0.3, 0.2]), np.zeros(3), np.zeros(3), np.arange(3)
-            ),
-            power=1.0,
-        )
+    three_images = crossed_mean_interval(
+        np.array([0.1, 0.3, 0.2]), np.zeros(3), np.zeros(3), np.arange(3)
+    )
+    for power in (1.0, 0.5):  # at or below 1/2 the power quantile is no longer an error's
+        with pytest.raises(ValueError, match="power must lie strictly between 0.5 and 1"):
+            minimum_detectable_effect(three_images, power=power)

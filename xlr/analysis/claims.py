@@ -14,7 +14,8 @@ and so is one on fewer than :data:`MIN_IMAGES` images, whose interval can be deg
 0/1 values such as R@1, few images can all deviate alike and give a zero-width interval (a
 rehearsal benchmark of 2 images did), which is also why :mod:`xlr.analysis.calibration` cannot
 check such a design. (Two training units cannot be calibrated either, for a reason of the
-resampling, not of the interval, which is then wide: their verdicts stand.)
+resampling; their interval's training part then has 1 degree of freedom, whose t quantile at a
+family's level, 102 at 1 - 0.05/8, leaves almost any claim inconclusive: their verdicts stand.)
 How many bases and runs show the claimed sign is reported beside it and is not part of the rule:
 with three bases, all three show the claimed sign by chance one time in eight.
 
@@ -22,13 +23,14 @@ Each claim belongs to a family, the question it answers (:data:`FAMILIES`): *bat
 batches against mono, cross and multi batches training the same part, and against the zero-shot
 model on held-out languages) and *adapters* (per-language adapters against a shared LoRA of the
 same rank, targets and budget, and hybrid batches through the adapters against mono ones). Within
-a family, the claims that ran have their p-values (t tests of a zero effect) Holm-adjusted, and
-their verdicts read Bonferroni intervals at level 1 - alpha/m for the m claims of the family that
-ran (alpha = 1 - ``confidence``), so the chance that any verdict of a family is wrong is at most
-alpha. Why Bonferroni for the interval: Holm has no simultaneous interval of its own, and a
-directional verdict from a Bonferroni interval implies a Holm-adjusted p below alpha, so the two
-never disagree about a supported or contradicted claim. Claims whose arms were not run say so
-and do not count in m. :mod:`xlr.analysis.calibration` checks the rule on the run's own data.
+a family, the claims that ran have their p-values (of a zero effect, from the same interval)
+Holm-adjusted, and their verdicts read Bonferroni intervals at level 1 - alpha/m for the m claims
+of the family that ran (alpha = 1 - ``confidence``), so the chance that any verdict of a family
+is wrong is at most alpha. Why Bonferroni for the interval: Holm has no simultaneous interval of
+its own, and a directional verdict from a Bonferroni interval implies a Holm-adjusted p below
+alpha, so the two never disagree about a supported or contradicted claim. Claims whose arms were
+not run say so and do not count in m. :mod:`xlr.analysis.calibration` checks the rule on the
+run's own data.
 """
 
 from __future__ import annotations

@@ -27,11 +27,14 @@ bootstrap does, Owen 2007).
 **The interval is Banerjee's** (1961, Sankhya A 23): half-width
 ``sqrt(t_run^2 v_run + t_image^2 v_image)``, each part's variance times the square of its own t
 quantile (``t_run`` with the training part's degrees of freedom: bases - 1, or seeds - 1 with one
-base; ``t_image`` with images - 1). Its coverage holds the nominal level whatever the ratio of
-the two parts (conservative, exact at either extreme). A t interval with Satterthwaite's degrees
-of freedom does not: those are computed from the estimated variances, so where training noise
-dominates and its 2-degree-of-freedom estimate comes out small by chance, they rise and the
-interval narrows. On simulated null studies (``benchmarks/bench_intervals.py``: 6 languages x 300
+base; ``t_image`` with images - 1). Under the normal crossed model its coverage holds the
+nominal level whatever the ratio of the two parts (conservative, exact at either extreme; the
+double-counted residual only adds margin); where images - 1 overstates the image part's degrees
+of freedom (few images of skewed difficulty, images spread very unevenly over strata) it can
+fall short, as every t interval on a cluster-robust variance can (README). A t interval with
+Satterthwaite's degrees of freedom does not hold its level even under that model: those are
+computed from the estimated variances, so where training noise dominates and its
+2-degree-of-freedom estimate comes out small by chance, they rise and the interval narrows. On simulated null studies (``benchmarks/bench_intervals.py``: 6 languages x 300
 images, one base x 3 seeds or 3 bases x 2 seeds, training noise from none to dominant)
 Satterthwaite's excluded a true zero in up to 7.2% of 95% intervals and 1.7% at level
 1 - 0.05/24 (nominal 0.21%), Banerjee's in at most 3.9% and 0.20%. The price is width where the
@@ -43,7 +46,7 @@ Why not a hierarchical percentile bootstrap (resample bases, seeds within, image
 of three bases never leaves their range and underestimates their variance by a third. Where
 training noise between bases dominates (SD 0.03 per arm and base; 3 bases x 2 seeds x 6
 languages x 150 images, 400 simulated studies with no effect), its 95% interval excluded zero in
-22% of studies, Satterthwaite's t interval in 7.5%.
+22% of studies, the t interval (then with Satterthwaite's df) in 7.5%.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ from statsmodels.stats.multitest import multipletests
 
 RESAMPLE_BLOCK = 2**22  # signs drawn at once (32 MiB of float64); bounds the permutation memory
 RELATIVE_TOLERANCE = 1e-9  # permutation statistics this close to the observed one count as equal
+P_FLOOR = 1e-200  # smallest p-value computed: scipy's t quantiles stay finite above it (not 1e-300)
 
 TrainingUnit = Literal["base", "seed", "none"]
 
@@ -220,14 +224,20 @@ def design_cells(
 
 def _half_width(tail: float, v_run: float, df_run: float, v_image: float, df_image: float) -> float:
     """Banerjee's half-width at upper-tail probability ``tail`` (alpha / 2): each variance part
-    times the square of its own t quantile (``isf`` keeps tiny tails exact, ``hypot`` finite)."""
-    run = distributions.t.isf(tail, df_run) * np.sqrt(v_run) if v_run else 0.0
-    return float(np.hypot(run, distributions.t.isf(tail, df_image) * np.sqrt(v_image)))
+    times the square of its own t quantile (``isf`` keeps tiny tails exact, ``hypot`` finite).
+    A part of variance 0 adds nothing, whatever its quantile."""
+    parts = [
+        distributions.t.isf(tail, df) * np.sqrt(variance)
+        for variance, df in ((v_run, df_run), (v_image, df_image))
+        if variance
+    ]
+    return float(np.hypot(*parts)) if len(parts) == 2 else float(sum(parts))
 
 
 def _p_value(estimate: float, *parts: float) -> float:
     """The two-sided level at which the interval's edge just reaches zero (1 for a zero estimate,
-    0 when nothing varies): the half-width falls as alpha grows, so one root in log alpha."""
+    0 when nothing varies, 0 below :data:`P_FLOOR`): the half-width falls as alpha grows, so one
+    root in log alpha."""
     if estimate == 0:
         return 1.0
     if parts[0] + parts[2] == 0:
@@ -236,7 +246,7 @@ def _p_value(estimate: float, *parts: float) -> float:
     def gap(log_alpha: float) -> float:
         return _half_width(np.exp(log_alpha) / 2, *parts) - abs(estimate)
 
-    floor = np.log(np.finfo(float).tiny)
+    floor = np.log(P_FLOOR)
     if gap(floor) <= 0:
         return 0.0
     return float(np.exp(optimize.brentq(gap, floor, 0.0, xtol=1e-12, rtol=1e-12)))
