@@ -34,13 +34,13 @@ of freedom (few images of skewed difficulty, images spread very unevenly over st
 fall short, as every t interval on a cluster-robust variance can (README). A t interval with
 Satterthwaite's degrees of freedom does not hold its level even under that model: those are
 computed from the estimated variances, so where training noise dominates and its
-2-degree-of-freedom estimate comes out small by chance, they rise and the interval narrows. On simulated null studies (``benchmarks/bench_intervals.py``: 6 languages x 300
-images, one base x 3 seeds or 3 bases x 2 seeds, training noise from none to dominant)
-Satterthwaite's excluded a true zero in up to 7.2% of 95% intervals and 1.7% at level
-1 - 0.05/24 (nominal 0.21%), Banerjee's in at most 3.9% and 0.20%. The price is width where the
-parts are of similar size: at that level up to 3.2 times Satterthwaite's, since two degrees of
-freedom put t_run near 22 there. The p-value is the level at which the interval just reaches
-zero.
+2-degree-of-freedom estimate comes out small by chance, they rise and the interval narrows. On
+simulated null studies (``benchmarks/bench_intervals.py``: 6 languages x 300 images, one base x
+3 seeds or 3 bases x 2 seeds, training noise from none to dominant) Satterthwaite's excluded a
+true zero in up to 7.2% of 95% intervals and 1.7% at level 1 - 0.05/24 (nominal 0.21%),
+Banerjee's in at most 3.9% and 0.20%. The price is width where the parts are of similar size: at
+that level up to 3.2 times Satterthwaite's, since two degrees of freedom put t_run near 22
+there. The p-value is the level at which the interval just reaches zero.
 
 Why not a hierarchical percentile bootstrap (resample bases, seeds within, images): a resample
 of three bases never leaves their range and underestimates their variance by a third. Where
