@@ -82,6 +82,19 @@ def test_planted_effects_are_supported_and_flipping_flips_them() -> None:
     assert "supported" not in set(same["verdict"])
 
 
+def test_two_training_units_leave_even_large_effects_inconclusive() -> None:
+    """The README's cost of two bases (or two seeds of one base): the training part's 1 degree of
+    freedom puts its t quantile at 102 at the family's level, so of the 8 planted effects that
+    three bases support (above) at most the 2 whose two bases happen to agree closely are."""
+    quality = {"zeroshot": 0.2, "mono-full": 0.35, "cross-full": 0.4, "multi-full": 0.4,
+               "hybrid-a0.5-full": 0.8}  # fmt: skip
+    claims = default_claims(HeadlineArms(Arm("hybrid", 0.5, "full"), None))
+    two = evaluate_claims(fake_ranks(quality, bases=(0, 1), n_images=120), claims, SEEN, HELDOUT)
+    assert set(two["verdict"]) == {"inconclusive", "supported"}
+    assert (two["verdict"] == "inconclusive").sum() >= 6
+    assert (two["effect"][two["key"] != "hybrid<mono:bias"] > 0).all()  # the effects are there
+
+
 def test_missing_arms_are_reported_not_invented() -> None:
     ranks = fake_ranks({"zeroshot": 0.3, "hybrid-a0.5-full": 0.6})
     claims = default_claims(
