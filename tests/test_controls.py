@@ -226,6 +226,41 @@ def test_the_positive_control_can_fail(
         check_positive_control(positive_control(ranks, "en", JUDGED), required=True)
 
 
+def three_bases(doses: Sequence[float]) -> pd.DataFrame:
+    """Three bases' ranks, base b's judged copy being the blind model's copy at ``doses[b]``
+    (relabelled as the judged dose), each with the zero dose and the real model."""
+    ranks, _ = planted_ranks(sorted({0.0, *doses}))
+    judged, zero = planted_name("en", PLANTED_FRACTION), planted_name("en", 0.0)
+    bases = [
+        ranks[ranks["arm"].isin(["zeroshot", zero, planted_name("en", dose)])]
+        .replace({"arm": {planted_name("en", dose): judged}})
+        .assign(base_seed=base)
+        for base, dose in enumerate(doses)
+    ]
+    return pd.concat(bases, ignore_index=True)
+
+
+def test_the_control_is_judged_in_every_base_on_its_own() -> None:
+    """Bases whose planted effects differ in size (the blind model's copies at 1x, 4x and 2x):
+    the pooled interval's two degrees of freedom take it across zero, yet every base sees the
+    bias, so the control passes; one base that does not see it (0.5x: the seen pool's rank
+    distance +0.07 [-0.01, +0.14] there) fails it, however large the others' effect."""
+    table = check_positive_control(positive_control(three_bases([1.0, 4.0, 2.0]), "en", JUDGED),
+                                   required=True)  # fmt: skip
+    required = table[table["role"] == "required"].set_index(["task", "measure"])
+    distance = required.loc[("multilingual_seen", "rank distance")]
+    assert distance["low"] < 0 < distance["estimate"] and distance["n_bases"] == 3
+    assert (required["bases_seeing"] == 3).all() and required["seen"].all()
+    summary = positive_control_summary(table)
+    assert summary.loc[summary["role"] == "required", "bases"].tolist() == ["seen in 3 of 3"] * 3
+    assert (
+        summary.loc[summary["role"] == "zero dose", "bases"].tolist() == ["differs in 0 of 3"] * 3
+    )
+    weak = positive_control(three_bases([4.0, 4.0, 0.5]), "en", JUDGED)
+    with pytest.raises(AssertionError, match=r"rank distance, dose 2x: .*seen in 2 of 3"):
+        check_positive_control(weak, required=True)
+
+
 def laion_shaped(ranks: pd.DataFrame) -> pd.DataFrame:
     """``ranks`` cut to what a LAION validation split without translation holds: image i has
     its own caption (de for even i, fr for odd) and ENG TEXT, nothing else."""

@@ -15,7 +15,7 @@ from scipy import stats as distributions
 
 from xlr.analysis.bias import QUERY_COLUMNS, rank_distance_per_query
 from xlr.analysis.figure_style import arm_order
-from xlr.analysis.intervals import compare_arms, paired_comparison
+from xlr.analysis.intervals import COMPARISON_KEYS, compare_arms, paired_comparison
 from xlr.analysis.tables import interval_text, markdown_table, save_table
 from xlr.arms import ZEROSHOT
 from xlr.eval.metrics import per_query_values
@@ -45,9 +45,12 @@ def positive_control(
     ``fractions`` (:func:`xlr.eval.planted.control_doses`, filed by
     :func:`xlr.eval.runner.evaluate_controls` on the validation split;
     :mod:`xlr.eval.planted` says how). The bias is in the model, not in the ranks, so nothing
-    forces the rank distance up: a measure blind to language would see no change. Over caption
-    queries paired by base, a planted - real interval above zero for the rank distance and
-    below it for mAP (the planted language's translations are found later) is ``seen``.
+    forces the rank distance up: a measure blind to language would see no change. A comparison
+    is ``seen`` when in every base the planted - real interval over its caption queries lies
+    above zero for the rank distance and below it for mAP (the planted language's translations
+    are found later), and ``differs`` when in any base it excludes zero
+    (:func:`_judged_per_base` says why per base); ``estimate``, ``low`` and ``high`` are the
+    comparison pooled over bases, with training noise, as the claims read it.
 
     ``role`` says what each comparison is for. At :data:`~xlr.eval.planted.PLANTED_FRACTION`,
     mAP in both pools and the rank distance in the seen pool (``multilingual_seen``: what the
@@ -59,10 +62,11 @@ def positive_control(
     other doses, which say how the measures respond to the size, and at any dose the
     all-language pool's rank distance (that pool holds languages absent from pretraining,
     ranked near chance, whose ranks set max - min, so a shift in one seen language can leave
-    it unmoved: synthetic validation, -4.8, 95% interval [-86, +76]) and image queries (when
+    it unmoved: synthetic validation at dose 2, -7.0 [-27.3, +13.2], seen in 1 of 3 bases) and image queries (when
     the planted language is the one an image's caption is usually found first in, moving it
     down can shrink an image query's distance). Returns the comparisons with ``fraction``,
-    ``measure``, ``seen``, ``differs``, ``measured`` and ``role``;
+    ``measure``, ``seen``, ``differs``, ``bases_seeing``, ``bases_differing``, ``measured``
+    and ``role``;
     :func:`check_positive_control` decides what a failure does.
     """
     doses = sorted(set(map(float, fractions)))
@@ -114,11 +118,39 @@ def _planted_comparisons(ranks: pd.DataFrame, planted: str, confidence: float) -
         if per_query.empty:
             continue
         table = compare_arms(per_query, planted, ZEROSHOT.name, on, confidence=confidence)
-        bound = table["low"] if direction > 0 else -table["high"]
-        differs = (table["low"] > 0) | (table["high"] < 0)
-        tables.append(table.assign(measure=measure, seen=bound > 0, differs=differs, measured=True))
+        judged = _judged_per_base(per_query, planted, on, direction, confidence)
+        table = table.merge(judged, on=list(COMPARISON_KEYS), how="left", validate="one_to_one")
+        seen, differs = table["bases_seeing"] == table["n_bases"], table["bases_differing"] > 0
+        tables.append(table.assign(measure=measure, seen=seen, differs=differs, measured=True))
     table = pd.concat([*tables, _unmeasured(pools, tables)], ignore_index=True)
     return table.astype({"seen": bool, "differs": bool, "measured": bool})
+
+
+def _judged_per_base(
+    per_query: pd.DataFrame, planted: str, on: Sequence[str], direction: float, confidence: float
+) -> pd.DataFrame:
+    """Each comparison judged in every base on its own: how many bases' planted - real interval
+    over images excludes zero in ``direction`` (``bases_seeing``) and on either side
+    (``bases_differing``). A comparison is ``seen`` when every base sees the bias, and
+    ``differs`` when any base differs.
+
+    Why per base: the bias is planted in each base's model, and the question is whether the
+    measure sees it there. The planted effect's spread between bases is not doubt about that
+    (with three bases its 2 degrees of freedom would make the pooled interval's width, not the
+    measure, decide), and one base (the real study) is judged the same way. A measure blind to
+    language sees nothing in any base; one whose response changes sign between bases fails."""
+    rows = []
+    for _, part in per_query.groupby("base_seed", sort=True):
+        table = compare_arms(part, planted, ZEROSHOT.name, on, confidence=confidence)
+        bound = table["low"] if direction > 0 else -table["high"]
+        differs = (table["low"] > 0) | (table["high"] < 0)
+        rows.append(table[list(COMPARISON_KEYS)].assign(seen=bound > 0, differs=differs))
+    return (
+        pd.concat(rows)
+        .groupby(list(COMPARISON_KEYS), sort=False)
+        .agg(bases_seeing=("seen", "sum"), bases_differing=("differs", "sum"))
+        .reset_index()
+    )
 
 
 def _unmeasured(pools: pd.DataFrame, tables: list[pd.DataFrame]) -> pd.DataFrame:
@@ -169,6 +201,7 @@ def check_positive_control(table: pd.DataFrame, required: bool) -> pd.DataFrame:
         return table
     lines = [
         f"  {row.benchmark}, {row.pool}, {row.measure}, dose {row.dose}: {row.difference}"
+        f"{f', {row.bases}' if row.bases else ''}"
         f"{' (a difference where nothing was planted)' if row.role == ZERO_DOSE else ''}"
         for row in positive_control_summary(failed).itertuples()
     ]
@@ -225,6 +258,7 @@ def positive_control_summary(table: pd.DataFrame) -> pd.DataFrame:
             "if seen, it": rows["expected"],
             "difference": rows["difference"],
             "p_value": rows["p_value"].map(lambda p: "" if pd.isna(p) else f"{p:.2g}"),
+            "bases": rows["bases"],
             "role": rows["role"],
             "result": np.where(
                 ~rows["measured"],
@@ -241,10 +275,18 @@ def _pool_names(tasks: pd.Series) -> pd.Series:
 
 
 def _readable(table: pd.DataFrame) -> pd.DataFrame:
-    """``table`` with its pool named, the dose as text, what a seen bias does to the measure and
-    the difference as text (``UNMEASURED`` where no query measured it)."""
+    """``table`` with its pool named, the dose as text, what a seen bias does to the measure, the
+    difference as text (``UNMEASURED`` where no query measured it) and how many bases saw the
+    bias (at the zero dose: found a difference) as text."""
     digits = np.where(table["measure"] == "mAP", 3, 1)
+    bases = [
+        "" if not row.measured
+        else f"differs in {row.bases_differing:.0f} of {row.n_bases:.0f}" if row.role == ZERO_DOSE
+        else f"seen in {row.bases_seeing:.0f} of {row.n_bases:.0f}"
+        for row in table.itertuples()
+    ]  # fmt: skip
     return table.assign(
+        bases=pd.Series(bases, index=table.index, dtype=object),
         pool=_pool_names(table["task"]),
         dose=table["fraction"].map(lambda f: f"{f:g}x"),
         expected=np.where(table["measure"] == "mAP", "falls", "rises"),
