@@ -62,11 +62,11 @@ def positive_control(
     other doses, which say how the measures respond to the size, and at any dose the
     all-language pool's rank distance (that pool holds languages absent from pretraining,
     ranked near chance, whose ranks set max - min, so a shift in one seen language can leave
-    it unmoved: synthetic validation at dose 2, -7.0 [-27.3, +13.2], seen in 1 of 3 bases) and image queries (when
-    the planted language is the one an image's caption is usually found first in, moving it
-    down can shrink an image query's distance). Returns the comparisons with ``fraction``,
-    ``measure``, ``seen``, ``differs``, ``bases_seeing``, ``bases_differing``, ``measured``
-    and ``role``;
+    it unmoved: synthetic validation at dose 2, -7.0 [-27.3, +13.2], seen in 1 of 3 bases) and
+    image queries (when the planted language is the one an image's caption is usually found
+    first in, moving it down can shrink an image query's distance). Returns the comparisons
+    with ``fraction``, ``measure``, ``seen``, ``differs``, ``bases_seeing``,
+    ``bases_differing``, ``measured`` and ``role``;
     :func:`check_positive_control` decides what a failure does.
     """
     doses = sorted(set(map(float, fractions)))
