@@ -135,7 +135,7 @@ def test_a_bias_planted_in_a_blind_model_is_seen() -> None:
 def test_the_bias_grows_with_its_dose_and_is_not_seen_at_zero() -> None:
     """The default doses on the blind model: mAP falls further at every larger dose (a known
     direction: the planted language's captions move away from everything else), nothing differs
-    at a dose of 0, where the copy is the real model re-normalised (its ranks are the real
+    at a dose of 0, where the copy is the real model's embeddings (its ranks are the real
     model's bit for bit), and the judged dose passes. The judged summary holds the judged and
     zero-dose rows; the dose table every dose, in order."""
     doses = control_doses(EvalSection().control_doses)
@@ -226,17 +226,18 @@ def test_the_positive_control_can_fail(
         check_positive_control(positive_control(ranks, "en", JUDGED), required=True)
 
 
-def three_bases(doses: Sequence[float]) -> pd.DataFrame:
-    """Three bases' ranks, base b's judged copy being the blind model's copy at ``doses[b]``
-    (relabelled as the judged dose), each with the zero dose and the real model."""
-    ranks, _ = planted_ranks(sorted({0.0, *doses}))
+def three_bases(doses: Sequence[float], zero_doses: Sequence[float] = (0.0,) * 3) -> pd.DataFrame:
+    """Three bases' ranks, base b's judged copy being the blind model's copy at ``doses[b]`` and
+    its zero-dose copy the one at ``zero_doses[b]`` (relabelled), each with the real model."""
+    ranks, _ = planted_ranks(sorted({0.0, *doses, *zero_doses}))
     judged, zero = planted_name("en", PLANTED_FRACTION), planted_name("en", 0.0)
-    bases = [
-        ranks[ranks["arm"].isin(["zeroshot", zero, planted_name("en", dose)])]
-        .replace({"arm": {planted_name("en", dose): judged}})
-        .assign(base_seed=base)
-        for base, dose in enumerate(doses)
-    ]
+    bases = []
+    for base, (dose, zero_dose) in enumerate(zip(doses, zero_doses, strict=True)):
+        copies = {planted_name("en", dose): judged, planted_name("en", zero_dose): zero}
+        real = ranks[ranks["arm"] == "zeroshot"]
+        for name, label in copies.items():
+            real = pd.concat([real, ranks[ranks["arm"] == name].assign(arm=label)])
+        bases.append(real.assign(base_seed=base))
     return pd.concat(bases, ignore_index=True)
 
 
@@ -259,6 +260,28 @@ def test_the_control_is_judged_in_every_base_on_its_own() -> None:
     weak = positive_control(three_bases([4.0, 4.0, 0.5]), "en", JUDGED)
     with pytest.raises(AssertionError, match=r"rank distance, dose 2x: .*seen in 2 of 3"):
         check_positive_control(weak, required=True)
+
+
+def test_a_difference_in_one_base_at_the_zero_dose_fails_the_control(tmp_path: Path) -> None:
+    """One base whose zero-dose copy is not the real model (the 0.5x copy filed as 0x): pooled
+    over three bases the difference is within its interval, yet that base differs, so the
+    control fails, and the landing page says in how many bases."""
+    table = positive_control(three_bases([2.0] * 3, zero_doses=[0.0, 0.0, 0.5]), "en", JUDGED)
+    zero = table[(table["role"] == "zero dose") & (table["measure"] == "mAP")]
+    pooled_holds_zero = (zero["low"] <= 0) & (zero["high"] >= 0)
+    assert (zero["differs"] & pooled_holds_zero).any()  # all-language mAP: -0.010 in base 2
+    with pytest.raises(AssertionError, match=r"dose 0x: .*differs in 1 of 3 \(a difference where"):
+        check_positive_control(table, required=True)
+    save_positive_control(table, tmp_path / "tables")
+    assert "differs in 1 of 3" in str(positive_control_warning(tmp_path))
+
+
+def test_a_base_without_its_planted_copy_is_named() -> None:
+    ranks = three_bases([2.0] * 3)
+    judged = planted_name("en", PLANTED_FRACTION)
+    missing = ranks[(ranks["base_seed"] != 2) | (ranks["arm"] != judged)]
+    with pytest.raises(ValueError, match=r"base 2 has no multilingual ranks of \['zeroshot\+en@2"):
+        positive_control(missing, "en", JUDGED)
 
 
 def laion_shaped(ranks: pd.DataFrame) -> pd.DataFrame:
@@ -336,8 +359,7 @@ def test_the_planted_copy_moves_one_language_only() -> None:
     for lang in ("en", "fr", "ja"):
         assert planted.texts[lang] is embedded.texts[lang]
     assert planted.images is embedded.images
-    np.testing.assert_allclose(plant_bias(embedded, "de", 0.0, 3).plant(embedded).texts["de"],
-                               real, atol=1e-7)  # fmt: skip  # dose 0: re-normalised only
+    assert plant_bias(embedded, "de", 0.0, 3).plant(embedded) is embedded  # dose 0: the model
     with pytest.raises(ValueError, match="'xx' is not embedded"):
         dataclasses.replace(bias, lang="xx").plant(embedded)
     with pytest.raises(ValueError, match=r"blind: the embeddings hold captions 'all'.*'first'"):

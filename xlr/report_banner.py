@@ -53,6 +53,8 @@ def positive_control_warning(out: Path) -> str | None:
             why = f"not measured, {row['difference']}"
         else:
             why = f"not seen, planted - real {row['difference']} (if seen, it {row['if seen, it']})"
+        bases = row.get("bases", "")  # tables saved before the per-base judgement lack it
+        why += f"; {bases}" if bases else ""
         rows.append(esc(f"{row['measure']} ({row['benchmark']}, {row['pool']}): {why}"))
     unseen = missed[missed["role"] != ZERO_DOSE]
     what = []

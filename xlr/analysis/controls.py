@@ -54,20 +54,21 @@ def positive_control(
 
     ``role`` says what each comparison is for. At :data:`~xlr.eval.planted.PLANTED_FRACTION`,
     mAP in both pools and the rank distance in the seen pool (``multilingual_seen``: what the
-    claims read) are ``required`` to be seen; at a dose of 0 (the real model re-normalised,
-    whose ranks are the real model's bit for bit on the smoke base) the same comparisons are
-    ``zero dose`` and their interval must hold zero (``differs`` False): a difference there is
+    claims read) are ``required`` to be seen; at a dose of 0 (the real model's embeddings,
+    whose ranks are the real model's bit for bit) the same comparisons are ``zero dose`` and no
+    base's interval may exclude zero (``differs`` False): a difference there is
     an error of the comparison (copies ranked or paired wrongly), not a bias, and would make
     every dose's result suspect. Every other comparison is ``shown``: the
     other doses, which say how the measures respond to the size, and at any dose the
     all-language pool's rank distance (that pool holds languages absent from pretraining,
     ranked near chance, whose ranks set max - min, so a shift in one seen language can leave
-    it unmoved: synthetic validation at dose 2, -7.0 [-27.3, +13.2], seen in 1 of 3 bases) and
-    image queries (when the planted language is the one an image's caption is usually found
-    first in, moving it down can shrink an image query's distance). Returns the comparisons
-    with ``fraction``, ``measure``, ``seen``, ``differs``, ``bases_seeing``,
-    ``bases_differing``, ``measured`` and ``role``;
-    :func:`check_positive_control` decides what a failure does.
+    it unmoved: synthetic validation at dose 2, -7.0 [-27.3, +13.2], seen in 1 of 3 bases and
+    the other way in 2) and image queries (when the planted language is the one an image's
+    caption is usually found first in, moving it down can shrink an image query's distance).
+    Returns the comparisons with ``fraction``, ``measure``, ``seen``, ``differs``,
+    ``bases_seeing``, ``bases_opposite``, ``bases_differing``, ``bases_judged`` (the control's
+    bases), ``measured`` and ``role``; :func:`check_positive_control` decides what a failure
+    does.
     """
     doses = sorted(set(map(float, fractions)))
     if not doses:
@@ -104,6 +105,14 @@ def _planted_comparisons(ranks: pd.DataFrame, planted: str, confidence: float) -
                 f"the positive control compares the zero-shot model with its planted copy; no "
                 f"multilingual ranks of {arm!r}: run xlr.eval.runner.evaluate_controls"
             )
+    for base, arms in pools.groupby("base_seed")["arm"]:
+        missing = sorted({ZEROSHOT.name, planted} - set(arms))
+        if missing:
+            raise ValueError(
+                f"the positive control judges every base on its own; base {base} has no "
+                f"multilingual ranks of {missing}: run xlr.eval.runner.evaluate_controls for it"
+            )
+    bases = pools["base_seed"].nunique()
     on = ["benchmark", "task", "query_idx", "base_seed"]
     is_image = np.where(pools["query_lang"] == IMAGE, IMAGE, "caption")
     average_precision = per_query_values(
@@ -120,8 +129,9 @@ def _planted_comparisons(ranks: pd.DataFrame, planted: str, confidence: float) -
         table = compare_arms(per_query, planted, ZEROSHOT.name, on, confidence=confidence)
         judged = _judged_per_base(per_query, planted, on, direction, confidence)
         table = table.merge(judged, on=list(COMPARISON_KEYS), how="left", validate="one_to_one")
-        seen, differs = table["bases_seeing"] == table["n_bases"], table["bases_differing"] > 0
-        tables.append(table.assign(measure=measure, seen=seen, differs=differs, measured=True))
+        seen, differs = table["bases_seeing"] == bases, table["bases_differing"] > 0
+        table = table.assign(bases_judged=bases, seen=seen, differs=differs, measured=True)
+        tables.append(table.assign(measure=measure))
     table = pd.concat([*tables, _unmeasured(pools, tables)], ignore_index=True)
     return table.astype({"seen": bool, "differs": bool, "measured": bool})
 
@@ -130,8 +140,9 @@ def _judged_per_base(
     per_query: pd.DataFrame, planted: str, on: Sequence[str], direction: float, confidence: float
 ) -> pd.DataFrame:
     """Each comparison judged in every base on its own: how many bases' planted - real interval
-    over images excludes zero in ``direction`` (``bases_seeing``) and on either side
-    (``bases_differing``). A comparison is ``seen`` when every base sees the bias, and
+    over images excludes zero in ``direction`` (``bases_seeing``), the other way
+    (``bases_opposite``) and on either side (``bases_differing``). A comparison is ``seen`` when
+    every base of the control sees the bias (a base without the comparison does not), and
     ``differs`` when any base differs.
 
     Why per base: the bias is planted in each base's model, and the question is whether the
@@ -142,15 +153,16 @@ def _judged_per_base(
     rows = []
     for _, part in per_query.groupby("base_seed", sort=True):
         table = compare_arms(part, planted, ZEROSHOT.name, on, confidence=confidence)
-        bound = table["low"] if direction > 0 else -table["high"]
-        differs = (table["low"] > 0) | (table["high"] < 0)
-        rows.append(table[list(COMPARISON_KEYS)].assign(seen=bound > 0, differs=differs))
-    return (
+        above, below = table["low"] > 0, table["high"] < 0
+        seen, opposite = (above, below) if direction > 0 else (below, above)
+        rows.append(table[list(COMPARISON_KEYS)].assign(seen=seen, opposite=opposite))
+    counts = (
         pd.concat(rows)
         .groupby(list(COMPARISON_KEYS), sort=False)
-        .agg(bases_seeing=("seen", "sum"), bases_differing=("differs", "sum"))
+        .agg(bases_seeing=("seen", "sum"), bases_opposite=("opposite", "sum"))
         .reset_index()
     )
+    return counts.assign(bases_differing=counts["bases_seeing"] + counts["bases_opposite"])
 
 
 def _unmeasured(pools: pd.DataFrame, tables: list[pd.DataFrame]) -> pd.DataFrame:
@@ -281,8 +293,10 @@ def _readable(table: pd.DataFrame) -> pd.DataFrame:
     digits = np.where(table["measure"] == "mAP", 3, 1)
     bases = [
         "" if not row.measured
-        else f"differs in {row.bases_differing:.0f} of {row.n_bases:.0f}" if row.role == ZERO_DOSE
-        else f"seen in {row.bases_seeing:.0f} of {row.n_bases:.0f}"
+        else f"differs in {row.bases_differing:.0f} of {row.bases_judged:.0f}"
+        if row.role == ZERO_DOSE
+        else f"seen in {row.bases_seeing:.0f} of {row.bases_judged:.0f}"
+        + (f", the other way in {row.bases_opposite:.0f}" if row.bases_opposite else "")
         for row in table.itertuples()
     ]  # fmt: skip
     return table.assign(

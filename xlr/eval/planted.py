@@ -12,8 +12,8 @@ The size is stated relative to the model: ``fraction`` times the median distance
 caption and its translations in the real model (:func:`translation_distance`), so it means the
 same for a tiny base as for a ViT-B-32. The control is judged at :data:`PLANTED_FRACTION`; the
 other doses of ``eval.control_doses`` show how the measures respond to the size, and a dose of 0
-(the real model re-normalised: on the smoke base and the tests' blind model its ranks are the
-real model's, bit for bit) checks the comparison itself.
+(the real model's embeddings, unchanged: its ranks are the real model's, bit for bit) checks the
+comparison itself: the copy goes through the same ranking and pairing as every dose.
 """
 
 from __future__ import annotations
@@ -138,7 +138,9 @@ class PlantedBias:
     def plant(self, embedded: EmbeddedSet) -> EmbeddedSet:
         """``embedded`` with every ``lang`` caption moved by ``size`` along ``direction`` and
         re-normalised, ``t' = (t + size u) / |t + size u|``; images and the other languages
-        keep their embeddings (the same arrays)."""
+        keep their embeddings (the same arrays). At size 0, ``embedded`` itself: re-normalising
+        alone could flip near-tied ranks (1 of 88,800 on one synthetic base), a difference the
+        zero dose would report as an error of the comparison."""
         if self.lang not in embedded.texts:
             raise ValueError(f"{self.lang!r} is not embedded (languages: {sorted(embedded.texts)})")
         texts = embedded.texts[self.lang]
@@ -146,7 +148,8 @@ class PlantedBias:
             raise ValueError(
                 f"the bias has {len(self.direction)} dimensions, the embeddings {texts.shape[1]}"
             )
-        # in the embeddings' own dtype, so a dose of 0 only re-normalises what the model gave
+        if self.size == 0:  # the real model itself: its ranks are the real model's, bit for bit
+            return embedded
         moved = texts + (self.size * self.direction).astype(texts.dtype)
         moved /= np.linalg.norm(moved, axis=1, keepdims=True)
         return dataclasses.replace(embedded, texts={**embedded.texts, self.lang: moved})
