@@ -97,8 +97,9 @@ def test_papermill_smoke_run_of_every_notebook(xlr_root: Path) -> None:
 
 
 def assert_zero_dose_is_the_model_itself() -> None:
-    """The positive control's dose 0 on the smoke base (as the README says): the re-normalised
-    copy ranks every validation query as the zero-shot model does, bit for bit, so its judged
+    """The positive control's dose 0 on the smoke base (as the README says): the copy (the
+    model's embeddings unchanged) ranks every validation query as the zero-shot model does, bit
+    for bit, through the same ranking and pairing, so its judged
     rows pass; notebook 05 drew the dose response."""
     params = load_params(ROOT / "params" / "smoke.yaml")
     _, ranks = load_val_results(params)
