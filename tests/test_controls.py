@@ -280,7 +280,7 @@ def test_a_base_without_its_planted_copy_is_named() -> None:
     ranks = three_bases([2.0] * 3)
     judged = planted_name("en", PLANTED_FRACTION)
     missing = ranks[(ranks["base_seed"] != 2) | (ranks["arm"] != judged)]
-    with pytest.raises(ValueError, match=r"base 2 has no multilingual ranks of \['zeroshot\+en@2"):
+    with pytest.raises(ValueError, match=r"base 2 has no multilingual ranks of 'zeroshot\+en@2"):
         positive_control(missing, "en", JUDGED)
 
 

@@ -106,9 +106,9 @@ def minimum_detectable_effect(interval: Interval, power: float = TARGET_POWER) -
     one-sided ``power`` quantile of the estimate's error, both Banerjee's
     (:mod:`xlr.analysis.stats`); with a single variance part, the usual
     ``(t_{(1 + confidence) / 2, df} + t_{power, df}) x se``. An approximation that takes the
-    observed variance parts as true: with a 2-df training part it is optimistic (simulated power
-    0.67-0.76 at a planted MDE; on the synthetic study's resamples 0.19-0.40, 0.74-0.94 at twice
-    the MDE), a lower bound of what the design detects."""
+    observed variance parts as true: with a 2-df training part it is optimistic (power at the MDE
+    0.67-0.76 in a review's simulated studies, 0.19-0.40 in the synthetic study's resamples and
+    0.74-0.94 at twice the MDE), a lower bound of what the design detects."""
     if not 0.5 < power < 1:
         raise ValueError(f"power must lie strictly between 0.5 and 1, got {power}")
     return interval.half_width(interval.confidence) + interval.half_width(2 * power - 1)

@@ -66,8 +66,8 @@ def positive_control(
     the other way in 2) and image queries (when the planted language is the one an image's
     caption is usually found first in, moving it down can shrink an image query's distance).
     Returns the comparisons with ``fraction``, ``measure``, ``seen``, ``differs``,
-    ``bases_seeing``, ``bases_opposite``, ``bases_differing``, ``bases_judged`` (the control's
-    bases), ``measured`` and ``role``; :func:`check_positive_control` decides what a failure
+    ``bases_seeing``, ``bases_opposite``, ``bases_judged`` (the control's bases), ``measured``
+    and ``role``; :func:`check_positive_control` decides what a failure
     does.
     """
     doses = sorted(set(map(float, fractions)))
@@ -92,27 +92,23 @@ def positive_control(
 
 def _planted_comparisons(ranks: pd.DataFrame, planted: str, confidence: float) -> pd.DataFrame:
     """Planted - real (``planted`` against the zero-shot model) rank distance and mAP of every
-    benchmark, pool and query kind, with ``seen`` (the interval excludes zero in the direction a
-    bias moves it), ``differs`` (it excludes zero on either side) and ``measured``; a required
-    comparison no query could measure is a row too (:func:`_unmeasured`)."""
+    benchmark, pool and query kind, pooled over bases, with ``seen`` (in every base the interval
+    excludes zero in the direction a bias moves it), ``differs`` (in some base it excludes zero
+    on either side; :func:`_judged_per_base`) and ``measured``; a required comparison no query
+    could measure is a row too (:func:`_unmeasured`). Every base needs both models' ranks."""
     pools = ranks[
         ranks["task"].isin([MULTILINGUAL, MULTILINGUAL_SEEN])
         & ranks["arm"].isin([ZEROSHOT.name, planted])
     ]
-    for arm in (ZEROSHOT.name, planted):
-        if not (pools["arm"] == arm).any():
-            raise ValueError(
-                f"the positive control compares the zero-shot model with its planted copy; no "
-                f"multilingual ranks of {arm!r}: run xlr.eval.runner.evaluate_controls"
-            )
-    for base, arms in pools.groupby("base_seed")["arm"]:
-        missing = sorted({ZEROSHOT.name, planted} - set(arms))
+    for base in sorted(ranks["base_seed"].unique()):
+        missing = {ZEROSHOT.name, planted} - set(pools.loc[pools["base_seed"] == base, "arm"])
         if missing:
             raise ValueError(
-                f"the positive control judges every base on its own; base {base} has no "
-                f"multilingual ranks of {missing}: run xlr.eval.runner.evaluate_controls for it"
+                f"the positive control compares each base's zero-shot model with its planted "
+                f"copy; base {base} has no multilingual ranks of "
+                f"{', '.join(map(repr, sorted(missing)))}: run xlr.eval.runner.evaluate_controls"
             )
-    bases = pools["base_seed"].nunique()
+    bases = ranks["base_seed"].nunique()
     on = ["benchmark", "task", "query_idx", "base_seed"]
     is_image = np.where(pools["query_lang"] == IMAGE, IMAGE, "caption")
     average_precision = per_query_values(
@@ -129,7 +125,8 @@ def _planted_comparisons(ranks: pd.DataFrame, planted: str, confidence: float) -
         table = compare_arms(per_query, planted, ZEROSHOT.name, on, confidence=confidence)
         judged = _judged_per_base(per_query, planted, on, direction, confidence)
         table = table.merge(judged, on=list(COMPARISON_KEYS), how="left", validate="one_to_one")
-        seen, differs = table["bases_seeing"] == bases, table["bases_differing"] > 0
+        seen = table["bases_seeing"] == bases
+        differs = table["bases_seeing"] + table["bases_opposite"] > 0
         table = table.assign(bases_judged=bases, seen=seen, differs=differs, measured=True)
         tables.append(table.assign(measure=measure))
     table = pd.concat([*tables, _unmeasured(pools, tables)], ignore_index=True)
@@ -140,10 +137,10 @@ def _judged_per_base(
     per_query: pd.DataFrame, planted: str, on: Sequence[str], direction: float, confidence: float
 ) -> pd.DataFrame:
     """Each comparison judged in every base on its own: how many bases' planted - real interval
-    over images excludes zero in ``direction`` (``bases_seeing``), the other way
-    (``bases_opposite``) and on either side (``bases_differing``). A comparison is ``seen`` when
-    every base of the control sees the bias (a base without the comparison does not), and
-    ``differs`` when any base differs.
+    over images excludes zero in ``direction`` (``bases_seeing``) and the other way
+    (``bases_opposite``). A comparison is ``seen`` when every base of the control sees the bias
+    (a base without the comparison does not), and ``differs`` when any base's interval excludes
+    zero on either side.
 
     Why per base: the bias is planted in each base's model, and the question is whether the
     measure sees it there. The planted effect's spread between bases is not doubt about that
@@ -156,13 +153,12 @@ def _judged_per_base(
         above, below = table["low"] > 0, table["high"] < 0
         seen, opposite = (above, below) if direction > 0 else (below, above)
         rows.append(table[list(COMPARISON_KEYS)].assign(seen=seen, opposite=opposite))
-    counts = (
+    return (
         pd.concat(rows)
         .groupby(list(COMPARISON_KEYS), sort=False)
         .agg(bases_seeing=("seen", "sum"), bases_opposite=("opposite", "sum"))
         .reset_index()
     )
-    return counts.assign(bases_differing=counts["bases_seeing"] + counts["bases_opposite"])
 
 
 def _unmeasured(pools: pd.DataFrame, tables: list[pd.DataFrame]) -> pd.DataFrame:
@@ -293,7 +289,7 @@ def _readable(table: pd.DataFrame) -> pd.DataFrame:
     digits = np.where(table["measure"] == "mAP", 3, 1)
     bases = [
         "" if not row.measured
-        else f"differs in {row.bases_differing:.0f} of {row.bases_judged:.0f}"
+        else f"differs in {row.bases_seeing + row.bases_opposite:.0f} of {row.bases_judged:.0f}"
         if row.role == ZERO_DOSE
         else f"seen in {row.bases_seeing:.0f} of {row.bases_judged:.0f}"
         + (f", the other way in {row.bases_opposite:.0f}" if row.bases_opposite else "")

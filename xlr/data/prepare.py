@@ -127,9 +127,9 @@ def _split_and_translate(
     params: Params, contract: dict[str, Any], out: Path, progress: bool
 ) -> dict[str, Any]:
     """Translate the downloaded pool (:func:`_translated_pool`), drop its copies of benchmark
-    images (:func:`_benchmark_copies`), hold out its validation images, drop the validation
-    images that copy training images, and audit the split. Returns the files written, for the
-    contract."""
+    images (:func:`~xlr.data.laion.near_duplicates.copies_of`), hold out its validation images,
+    drop the validation images that copy training images, and audit the split. Returns the
+    files written, for the contract."""
     from xlr.data.laion.holdout import check_holdout, held_out_images, holdout_audit, image_subset
     from xlr.data.laion.near_duplicates import (
         benchmark_overlap,
