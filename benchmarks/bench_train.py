@@ -12,6 +12,9 @@ transform, ``--workers`` loader processes, and the same learning rate, weight de
 clipping. Each step's time is what each trainer logs (open_clip's samples/s per step with
 ``--log-every-n-steps 1``; xlr's ``log.csv``), from the end of the step before to the end of
 this one; the first ``--skip`` steps (workers starting, first allocations) are left out.
+Beside the rates it prints each loader's ceiling, ``--workers`` over the seconds one worker
+spends on an image (:func:`loader_seconds`), and each trainer's best rate as a share of it: a
+trainer near its ceiling is waiting on its input, and the ratio then compares loaders.
 
 The shards are img2dataset-like 256 px JPEGs (``bench_pipeline.bench_shards``), split into
 ``2 x --workers`` tars so that each of open_clip's workers gets its share. open_clip 3.3 with
@@ -44,16 +47,18 @@ import pandas as pd
 import pyarrow.parquet as pq
 import torch
 from bench_pipeline import bench_params, bench_shards, model_folder
+from timing import best_times
 
 from xlr.arms import LOG_CSV, Arm
 from xlr.config import Params
-from xlr.data.imagetext import ImageTextSet
-from xlr.data.shards import shard_images
+from xlr.data.imagetext import ImageTextSet, model_pixels
+from xlr.data.shards import ShardImages, shard_images
 from xlr.models.factory import LOCAL_DIR, load_model
 from xlr.runtime import DistContext
 from xlr.train.finetune import train_arm
 
 DISTINCT_IMAGES = 1024  # JPEGs drawn for the shards, repeated in turn to any size
+LOADER_IMAGES = 256  # images a pass of loader_seconds prepares (fewer if the shards hold fewer)
 OPEN_CLIP_PRECISION = {"fp32": "fp32", "bf16": "amp_bf16", "fp16": "amp"}
 # open_clip_train.main with the fix of mlfoundations/open_clip#935 (webdataset's EOF marker)
 LAUNCHER = """
@@ -177,6 +182,31 @@ def compared_rates(
     ]
 
 
+def loader_seconds(store: ShardImages, folder: Path) -> dict[str, float]:
+    """Seconds a loader worker (one thread) spends on an image, each trainer's way, best of three
+    passes over the first ``LOADER_IMAGES`` of ``store``: open_clip's runs the model's whole
+    train transform and stacks floats; xlr's (:func:`xlr.data.imagetext.model_pixels`) stops
+    before ``ToTensor`` and stacks uint8. Both read the same images by offset and decode them
+    with PIL (open_clip's workers stream the tars instead and also tokenize, which this leaves
+    out). With both trainers fed by the same number of workers, ``workers / seconds`` is the
+    samples/s their loaders can reach."""
+    bundle = load_model(folder)
+    rows = np.arange(min(LOADER_IMAGES, len(store)))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a DataLoader worker
+    try:
+        whole, cut = best_times(
+            [
+                lambda: torch.stack([bundle.preprocess_train(store[int(i)]) for i in rows]),
+                lambda: model_pixels(store, rows, bundle.model, bundle.preprocess_train),
+            ],
+            3,
+        )
+    finally:
+        torch.set_num_threads(threads)
+    return {"open_clip_train": whole / len(rows), "xlr": cut / len(rows)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
@@ -213,6 +243,7 @@ def main() -> None:
             folder = model_folder(root, base, args.image_size, args.model_dir)
         print(f"shards and model written ({time.perf_counter() - start:.0f} s)", flush=True)
         rounds = compared_rates(train_params(base, args), folder, pool, root, args)
+        per_image = loader_seconds(pool.images, folder)
     shown = args.model_dir or f"tiny model at {args.image_size} px"
     if args.study_model:
         shown = "xlm-roberta-base-ViT-B-32 (random weights) at 224 px"
@@ -221,14 +252,22 @@ def main() -> None:
         f"-{args.steps} of {args.steps}, {args.workers} loader workers each "
         f"({time.perf_counter() - start:.0f} s)"
     )
-    print(f"{'training samples/s':<32}{'open_clip':>11}{'xlr':>10}{'xlr/open_clip':>15}")
     best = {who: max(one[who] for one in rounds) for who in ("open_clip_train", "xlr")}
-    for label, rates in [
+    # workers / seconds an image: what the loaders can feed; a trainer near it waits on its input
+    ceiling = {who: max(args.workers, 1) / seconds for who, seconds in per_image.items()}
+    rows = [
         *((f"round {n + 1} ({next(iter(one))} first)", one) for n, one in enumerate(rounds)),
         ("best of each", best),
-    ]:
+        ("loader ceiling (1 thread each)", ceiling),
+    ]
+    print(f"{'training samples/s':<32}{'open_clip':>11}{'xlr':>10}{'xlr/open_clip':>15}")
+    for label, rates in rows:
         theirs, ours = rates["open_clip_train"], rates["xlr"]
         print(f"{label:<32}{theirs:>11.1f}{ours:>10.1f}{ours / theirs:>15.2f}")
+    theirs, ours = (best[who] / ceiling[who] for who in ("open_clip_train", "xlr"))
+    print(f"{'best of each / its ceiling':<32}{theirs:>11.2f}{ours:>10.2f}")
+    shown = ", ".join(f"{who} {1e3 * seconds:.2f} ms" for who, seconds in per_image.items())
+    print(f"loader work an image, one thread: {shown}")
 
 
 if __name__ == "__main__":
