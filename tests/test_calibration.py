@@ -1,6 +1,7 @@
 """Calibration of the verdicts: on simulated studies with known answers the A/A rate stays at or
-below 5% (a real effect included), a planted effect of three minimums is found, the MDE matches
-a hand computation, designs that cannot be resampled say so, and bad inputs are errors."""
+below 5% (a real effect included), a planted effect of three minimums is found, the MDE is the
+noncentral t test's with one variance part and is detected with its power in simulated studies,
+designs that cannot be resampled say so, and bad inputs are errors."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import optimize, stats
 from test_claims import HELDOUT, SEEN, fake_ranks
-from test_stats import DESIGN, MIN_EFFECT, simulated_difference
+from test_stats import DESIGN, MIN_EFFECT, interval, simulated_difference
 
 from xlr.analysis import calibration
 from xlr.analysis.calibration import (
@@ -75,24 +77,58 @@ def test_lower_is_better_plants_below() -> None:
     assert up.power == down.power >= 0.95 and up.aa_rate == down.aa_rate
 
 
-def test_mde_against_a_hand_computation() -> None:
-    # one run of 5 images: the image part alone, 4 df; t(0.975, 4) = 2.776445 and
-    # t(0.8, 4) = 0.940965 (tables), so the MDE is (2.776445 + 0.940965) x se
+def noncentral_t_mde(se: float, df: float, confidence: float, power: float = 0.8) -> float:
+    """The effect at which the one-sided t test at ``confidence``'s two-sided quantile rejects
+    with probability ``power``: scipy's noncentral t, an independent computation."""
+    critical = stats.t.isf((1 - confidence) / 2, df)
+    return se * optimize.brentq(lambda d: stats.nct.sf(critical, df, d) - power, 0, 1e3)
+
+
+def test_mde_with_one_variance_part_is_the_noncentral_t_tests() -> None:
+    # one run of 5 images: the image part alone, 4 df
     values = np.array([0.1, 0.4, -0.2, 0.3, 0.5])
-    one_run = crossed_mean_interval(values, np.zeros(5), np.zeros(5), np.arange(5))
-    assert minimum_detectable_effect(one_run) == pytest.approx(3.71741 * one_run.se, rel=1e-6)
-    # a wider level (Bonferroni's, e.g.) widens it: t(0.995, 4) = 4.604095
-    wide = crossed_mean_interval(values, np.zeros(5), np.zeros(5), np.arange(5), confidence=0.99)
-    assert minimum_detectable_effect(wide) == pytest.approx(5.54506 * wide.se, rel=1e-6)
-    # two parts: training var([2, 4]) / 2 = 1 with 1 df, images 1/3 with 2 df (test_stats);
-    # each part's quantile: sqrt(t(q, 1)^2 + t(q, 2)^2 / 3) at q = 0.975, then at q = 0.8
-    two = crossed_mean_interval(
-        np.array([1.0, 2.0, 3.0, 3.0, 4.0, 5.0]), np.repeat([0, 1], 3), np.zeros(6),
-        np.tile([0, 1, 2], 2),
-    )  # fmt: skip
-    level = np.sqrt(12.706205**2 + 4.302653**2 / 3)
-    power = np.sqrt(1.376382**2 + 1.060660**2 / 3)
-    assert minimum_detectable_effect(two) == pytest.approx(level + power, rel=1e-6)
+    for confidence in (0.95, 0.99):
+        one_run = crossed_mean_interval(
+            values, np.zeros(5), np.zeros(5), np.arange(5), confidence=confidence
+        )
+        expected = noncentral_t_mde(one_run.se, 4, confidence)
+        assert minimum_detectable_effect(one_run) == pytest.approx(expected, rel=1e-4)
+    # the training part alone, 2 df (3 bases), at a family's level: the plug-in effect (the
+    # half-width plus the 0.8 quantile of the error) is 22.9 se, the noncentral t's 27.8 se
+    training = dataclasses.replace(
+        one_run, training_variance=one_run.se**2, training_df=2.0, confidence=1 - 0.05 / 24
+    )
+    expected = noncentral_t_mde(training.se, 2, training.confidence)
+    assert minimum_detectable_effect(training) == pytest.approx(expected, rel=1e-4)
+    assert expected / training.se == pytest.approx(27.79, abs=0.01)
+    assert minimum_detectable_effect(training, power=0.9) > expected  # more power, larger effect
+
+
+def test_the_mde_is_detected_with_its_power_in_simulated_studies() -> None:
+    """Studies simulated with a true effect of the design's MDE, computed from the true variance
+    parts (their estimators' means over null studies: both are unbiased), have their interval
+    exclude zero in about 80% of them; at the plug-in effect, which leaves the variance
+    estimates' own noise out, in about 71% (training 70% of the variance, 2 df)."""
+    confidence = 1 - 0.05 / 8
+    rng = np.random.default_rng(11)
+    null = [interval(simulated_difference(rng, 0.0), confidence) for _ in range(200)]
+    training = float(np.mean([one.training_variance for one in null]))
+    total = float(np.mean([one.se**2 for one in null]))
+    true = dataclasses.replace(null[0], se=np.sqrt(total), training_variance=training)
+    assert 0.6 < training / total < 0.8  # the training part dominates, as the docstring says
+
+    def detected(effect: float) -> float:
+        studies = (interval(simulated_difference(rng, effect), confidence) for _ in range(400))
+        return float(np.mean([study.low > 0 for study in studies]))
+
+    assert detected(minimum_detectable_effect(true)) == pytest.approx(0.8, abs=0.05)
+    assert detected(true.half_width(confidence) + true.half_width(0.6)) < 0.75
+
+
+def test_an_interval_with_nothing_varying_detects_any_effect() -> None:
+    values = np.full(5, 0.3)
+    flat = crossed_mean_interval(values, np.zeros(5), np.zeros(5), np.arange(5))
+    assert flat.se == 0 and minimum_detectable_effect(flat) == 0.0
 
 
 def test_designs_say_what_they_can_calibrate() -> None:

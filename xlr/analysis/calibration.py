@@ -37,11 +37,15 @@ inconclusive by rule (:data:`xlr.analysis.claims.MIN_IMAGES`).
 direction on arm a: *power* is how often the interval excludes zero on that side (the family's
 test rejects), *supported at min* how often the verdict is supported, which needs the whole
 interval beyond the minimum, so it stays near (1 - level) / 2 at an effect of exactly the
-minimum: a claim is supported with 80% power only at about min + MDE. The MDE is the claim's
-own interval's half-width at its level plus the 0.8 quantile of its error (both Banerjee's, as
-the interval: :func:`minimum_detectable_effect`): the effect a two-sided test at that level
-detects with probability 0.8 if the observed variance parts were the true ones, so a lower
-bound of what the design detects.
+minimum: a claim is supported with 80% power only at about min + MDE. The MDE is the effect
+that the claim's own interval, at its level, tells from zero with probability 0.8 were the
+observed variance parts the true ones, under the normal crossed model: the estimate normal
+around the effect, each part's estimate that part times chi^2_df / df, so that the half-width
+varies as in a real study (:func:`minimum_detectable_effect`; with one part, the noncentral t
+test's). The half-width plus the 0.8 quantile of the error, which leaves that variation out,
+is detected only about two times in three where a 2-degree-of-freedom training part dominates.
+The observed parts are still estimates (with 2 degrees of freedom, rough ones), so the MDE is
+the design's, read off this study; ``power`` above is the check on the data themselves.
 
 **The gate** (:func:`check_calibration`) fails a claim on either A/A rate. The rate of verdicts
 alone cannot see an interval that is too narrow: a verdict needs the interval beyond the minimum
@@ -72,6 +76,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from scipy import optimize
 from scipy import stats as distributions
 
 from xlr.analysis.claims import (
@@ -91,6 +96,7 @@ RESAMPLES = 200
 MAX_AA_RATE = 0.05  # at most this share of A/A resamples may get a directional verdict
 NONZERO_TAIL = 0.001  # chance that an honest interval's A/A nonzero rate reaches its limit
 TARGET_POWER = 0.8
+POWER_GRID = 400  # chi-square quantiles of each variance part (minimum_detectable_effect)
 MIN_TRAINING_UNITS = 3  # fewer (but more than one) cannot be resampled: module doc
 # a calibration table's first columns, as the claims table has them; a Calibration's follow
 CLAIM_COLUMNS: tuple[str, ...] = (
@@ -101,17 +107,42 @@ Calibrates = Literal["bases and images", "seeds and images", "images only", "not
 
 
 def minimum_detectable_effect(interval: Interval, power: float = TARGET_POWER) -> float:
-    """The true effect that the two-sided test at the interval's level (the interval excluding
-    zero) detects with probability about ``power`` (above 1/2): the interval's half-width plus the
-    one-sided ``power`` quantile of the estimate's error, both Banerjee's
-    (:mod:`xlr.analysis.stats`); with a single variance part, the usual
-    ``(t_{(1 + confidence) / 2, df} + t_{power, df}) x se``. An approximation that takes the
-    observed variance parts as true: with a 2-df training part it is optimistic (power at the MDE
-    0.67-0.76 in a review's simulated studies, 0.19-0.40 in the synthetic study's resamples and
-    0.74-0.94 at twice the MDE), a lower bound of what the design detects."""
+    """The true effect that this design's interval, at its level, tells from zero with
+    probability ``power`` (above 1/2), were the observed variance parts the true ones, under the
+    normal crossed model (:mod:`xlr.analysis.stats`): the estimate is normal around the effect
+    with the observed standard error, and each variance part's estimate, independent of it, is
+    its true value times chi^2_df / df, so the half-width is as random as in a real study
+    (:func:`_random_half_widths`). With one variance part this is the noncentral t test's
+    minimum detectable effect. The interval's half-width plus the ``power`` quantile of its
+    error would leave that noise out: where a 2-degree-of-freedom training part dominates, its
+    power is 0.67-0.71 at the claims' levels (``tests/test_calibration.py``)."""
     if not 0.5 < power < 1:
         raise ValueError(f"power must lie strictly between 0.5 and 1, got {power}")
-    return interval.half_width(interval.confidence) + interval.half_width(2 * power - 1)
+    if interval.se == 0:
+        return 0.0
+    half = _random_half_widths(interval)
+
+    def shortfall(effect: float) -> float:
+        return float(distributions.norm.sf((half - effect) / interval.se).mean()) - power
+
+    # zero is told apart at most half the time; 10 se beyond the widest half-width, always
+    top = float(half.max()) + 10 * interval.se
+    return float(optimize.brentq(shortfall, 0.0, top, xtol=1e-12 * top, rtol=1e-10))
+
+
+def _random_half_widths(interval: Interval) -> np.ndarray:
+    """The interval's half-width at its level with each variance part's estimate drawn as the
+    part times chi^2_df / df, on :data:`POWER_GRID` midpoint quantiles of each chi-square (all
+    pairs of them, equally likely)."""
+    training, training_df, image, image_df = interval.variance_parts()
+    tail = (1 - interval.confidence) / 2
+    quantiles = (np.arange(POWER_GRID) + 0.5) / POWER_GRID
+    squared = np.zeros(1)
+    for variance, df in ((training, training_df), (image, image_df)):
+        if variance:  # a part of variance 0 adds nothing, as in the interval
+            part = distributions.t.isf(tail, df) ** 2 * variance
+            squared = (squared[:, None] + part * distributions.chi2.ppf(quantiles, df) / df).ravel()
+    return np.sqrt(squared)
 
 
 @dataclass(frozen=True)

@@ -95,9 +95,11 @@ class Interval:
     def half_width(self, confidence: float) -> float:
         """Half the width of this estimate's two-sided interval at ``confidence``."""
         _check_confidence(confidence)
-        return _half_width((1 - confidence) / 2, *self._parts())
+        return _half_width((1 - confidence) / 2, *self.variance_parts())
 
-    def _parts(self) -> tuple[float, float, float, float]:
+    def variance_parts(self) -> tuple[float, float, float, float]:
+        """(training variance, its degrees of freedom, image variance, its degrees of freedom):
+        what the half-width combines."""
         image_variance = max(self.se**2 - self.training_variance, 0.0)
         return self.training_variance, self.training_df, image_variance, float(self.n_images - 1)
 
