@@ -12,9 +12,11 @@ transform, ``--workers`` loader processes, and the same learning rate, weight de
 clipping. Each step's time is what each trainer logs (open_clip's samples/s per step with
 ``--log-every-n-steps 1``; xlr's ``log.csv``), from the end of the step before to the end of
 this one; the first ``--skip`` steps (workers starting, first allocations) are left out.
-Beside the rates it prints each loader's ceiling, ``--workers`` over the seconds one worker
-spends on an image (:func:`loader_seconds`), and each trainer's best rate as a share of it: a
-trainer near its ceiling is waiting on its input, and the ratio then compares loaders.
+Beside the rates it prints each loader's ceiling, ``--workers`` over the seconds one lone worker
+spends on an image (:func:`loader_seconds`), and each trainer's best rate as a share of it. The
+ceiling leaves out what the workers also do (open_clip's stream the tars and tokenize) and their
+contention, so it is an upper bound: a trainer near it is waiting on its input, one well below
+it may still be.
 
 The shards are img2dataset-like 256 px JPEGs (``bench_pipeline.bench_shards``), split into
 ``2 x --workers`` tars so that each of open_clip's workers gets its share. open_clip 3.3 with
@@ -253,7 +255,7 @@ def main() -> None:
         f"({time.perf_counter() - start:.0f} s)"
     )
     best = {who: max(one[who] for one in rounds) for who in ("open_clip_train", "xlr")}
-    # workers / seconds an image: what the loaders can feed; a trainer near it waits on its input
+    # workers / seconds an image: at most what the loaders feed (module doc: an upper bound)
     ceiling = {who: max(args.workers, 1) / seconds for who, seconds in per_image.items()}
     rows = [
         *((f"round {n + 1} ({next(iter(one))} first)", one) for n, one in enumerate(rounds)),
