@@ -12,11 +12,10 @@ transform, ``--workers`` loader processes, and the same learning rate, weight de
 clipping. Each step's time is what each trainer logs (open_clip's samples/s per step with
 ``--log-every-n-steps 1``; xlr's ``log.csv``), from the end of the step before to the end of
 this one; the first ``--skip`` steps (workers starting, first allocations) are left out.
-Beside the rates it prints each loader's ceiling, ``--workers`` over the seconds one lone worker
-spends on an image (:func:`loader_seconds`), and each trainer's best rate as a share of it. The
-ceiling leaves out what the workers also do (open_clip's stream the tars and tokenize) and their
-contention, so it is an upper bound: a trainer near it is waiting on its input, one well below
-it may still be.
+Beside each rate it prints the share of those steps' time spent waiting for the batch (open_clip's
+``Data (t)``, its copy to the device included; xlr's ``data_s``, until the loader hands the batch
+over): near 100%, the loaders set the pace, not the device. Last, the seconds one loader worker
+spends on an image each trainer's way (:func:`loader_seconds`): why one loader is faster.
 
 The shards are img2dataset-like 256 px JPEGs (``bench_pipeline.bench_shards``), split into
 ``2 x --workers`` tars so that each of open_clip's workers gets its share. open_clip 3.3 with
@@ -70,8 +69,10 @@ data.tar_file_expander = functools.partial(data.tar_file_expander, eof_value=Non
 from open_clip_train.main import main
 main(sys.argv[1:])
 """
-# one step's line of open_clip's log: "[ 64/512 (12%)] ... Batch (t): 0.046, 691.980/s,"
-OPEN_CLIP_STEP = re.compile(r"\[\s*(\d+)/\d+ \(\d+%\)\].*?Batch \(t\): [\d.]+, ([\d.e+]+)/s,")
+# one step's line of open_clip's log: "[ 64/512 (12%)] Data (t): 0.001 Batch (t): 0.046, 691.980/s,"
+OPEN_CLIP_STEP = re.compile(
+    r"\[\s*\d+/\d+ \(\d+%\)\] Data \(t\): ([\d.]+) Batch \(t\): [\d.]+, ([\d.e+]+)/s,"
+)
 
 
 def bench_pool(shard_dir: Path) -> ImageTextSet:
@@ -113,18 +114,22 @@ def train_params(base: Params, args: argparse.Namespace) -> Params:
     return base.model_copy(update={"train": train, "data": data})
 
 
-def xlr_step_seconds(params: Params, folder: Path, pool: ImageTextSet, out: Path) -> np.ndarray:
-    """Seconds of each step of xlr's ``mono-full`` arm, from its ``log.csv``."""
+def xlr_step_seconds(
+    params: Params, folder: Path, pool: ImageTextSet, out: Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seconds of each step of xlr's ``mono-full`` arm and the seconds of it spent waiting for
+    the batch (``data_s``), from its ``log.csv``."""
     arm = Arm("mono", trained="full").at(0, 0)
     train_arm(load_model(folder), pool, params, arm, out, langs=["en"], progress=False)
     log = pd.read_csv(out / LOG_CSV)
-    return params.train.batch_size / log["examples_per_s"].to_numpy()
+    return params.train.batch_size / log["examples_per_s"].to_numpy(), log["data_s"].to_numpy()
 
 
 def open_clip_step_seconds(
     params: Params, folder: Path, shard_dir: Path, out: Path, device: str
-) -> np.ndarray:
-    """Seconds of each step of ``open_clip_train.main`` on ``shard_dir``, from its log."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seconds of each step of ``open_clip_train.main`` on ``shard_dir`` and the seconds of it
+    spent waiting for the batch (``Data (t)``, the copy to the device included), from its log."""
     train = params.train
     tars = sorted(shard_dir.glob("*.tar"))
     command = [
@@ -144,42 +149,49 @@ def open_clip_step_seconds(
     if done.returncode != 0:
         raise RuntimeError(f"open_clip_train failed ({done.returncode}):\n{done.stderr[-4000:]}")
     log = (out / "open_clip" / "out.log").read_text(encoding="utf-8")
-    rates = [float(rate) for _, rate in OPEN_CLIP_STEP.findall(log)]
-    return train.batch_size / np.array(rates)
+    steps = np.array(OPEN_CLIP_STEP.findall(log), dtype=np.float64).reshape(-1, 2)
+    return train.batch_size / steps[:, 1], steps[:, 0]
 
 
-def rate(seconds: np.ndarray, batch: int, steps: int, skip: int, who: str) -> float:
-    """Samples/s over steps ``skip ..`` of ``steps``, after checking that all of them ran."""
-    if len(seconds) != steps:
-        raise AssertionError(f"{who} logged {len(seconds)} steps, not {steps}")
-    return batch * (steps - skip) / float(seconds[skip:].sum())
+def rate_and_wait(
+    seconds: np.ndarray, waited: np.ndarray, args: argparse.Namespace, who: str
+) -> tuple[float, float]:
+    """Samples/s over steps ``--skip ..`` of ``--steps``, and the share of their time spent
+    waiting for batches, after checking that all of them ran."""
+    if len(seconds) != args.steps:
+        raise AssertionError(f"{who} logged {len(seconds)} steps, not {args.steps}")
+    total = float(seconds[args.skip :].sum())
+    return args.batch * (args.steps - args.skip) / total, float(waited[args.skip :].sum()) / total
 
 
 def compared_rates(
     params: Params, folder: Path, pool: ImageTextSet, root: Path, args: argparse.Namespace
-) -> list[dict[str, float]]:
+) -> list[dict[str, tuple[float, float]]]:
     """Samples/s of ``open_clip_train`` (on ``root / "shards"``) and ``xlr`` (on ``pool``, the
-    same shards) in each of ``--repeats`` rounds, the order of the two alternating from round
-    to round (a warm page cache or GPU favours neither); each run trains afresh in a folder of
-    its own."""
+    same shards), each with the share of its steps' time spent waiting for batches, in each of
+    ``--repeats`` rounds, the order of the two alternating from round to round (a warm page
+    cache or GPU favours neither); each run trains afresh in a folder of its own."""
 
-    def samples_per_s(who: str, repeat: int) -> float:
+    def measured(who: str, repeat: int) -> tuple[float, float]:
         if who == "xlr":
-            seconds = xlr_step_seconds(params, folder, pool, root / f"xlr{repeat}")
+            seconds, waited = xlr_step_seconds(params, folder, pool, root / f"xlr{repeat}")
         else:
             out = root / f"open_clip{repeat}"
-            seconds = open_clip_step_seconds(params, folder, root / "shards", out, args.device)
+            seconds, waited = open_clip_step_seconds(
+                params, folder, root / "shards", out, args.device
+            )
         gc.collect()  # hand the GPU memory an in-process run cached to the next run
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        samples = rate(seconds, args.batch, args.steps, args.skip, who)
+        samples, waiting = rate_and_wait(seconds, waited, args, who)
         # as each run ends, so that a run stopped at a time limit still leaves its figures
-        print(f"round {repeat + 1}: {who} {samples:.1f} samples/s", flush=True)
-        return samples
+        shown = f"{samples:.1f} samples/s, {waiting:.0%} of it waiting for data"
+        print(f"round {repeat + 1}: {who} {shown}", flush=True)
+        return samples, waiting
 
     sides = ["xlr", "open_clip_train"]
     return [
-        {who: samples_per_s(who, repeat) for who in (sides if repeat % 2 == 0 else sides[::-1])}
+        {who: measured(who, repeat) for who in (sides if repeat % 2 == 0 else sides[::-1])}
         for repeat in range(args.repeats)
     ]
 
@@ -190,8 +202,7 @@ def loader_seconds(store: ShardImages, folder: Path) -> dict[str, float]:
     train transform and stacks floats; xlr's (:func:`xlr.data.imagetext.model_pixels`) stops
     before ``ToTensor`` and stacks uint8. Both read the same images by offset and decode them
     with PIL (open_clip's workers stream the tars instead and also tokenize, which this leaves
-    out). With both trainers fed by the same number of workers, ``workers / seconds`` is the
-    samples/s their loaders can reach."""
+    out)."""
     bundle = load_model(folder)
     rows = np.arange(min(LOADER_IMAGES, len(store)))
     threads = torch.get_num_threads()
@@ -254,20 +265,20 @@ def main() -> None:
         f"-{args.steps} of {args.steps}, {args.workers} loader workers each "
         f"({time.perf_counter() - start:.0f} s)"
     )
-    best = {who: max(one[who] for one in rounds) for who in ("open_clip_train", "xlr")}
-    # workers / seconds an image: at most what the loaders feed (module doc: an upper bound)
-    ceiling = {who: max(args.workers, 1) / seconds for who, seconds in per_image.items()}
-    rows = [
-        *((f"round {n + 1} ({next(iter(one))} first)", one) for n, one in enumerate(rounds)),
-        ("best of each", best),
-        ("loader ceiling (1 thread each)", ceiling),
-    ]
-    print(f"{'training samples/s':<32}{'open_clip':>11}{'xlr':>10}{'xlr/open_clip':>15}")
-    for label, rates in rows:
-        theirs, ours = rates["open_clip_train"], rates["xlr"]
-        print(f"{label:<32}{theirs:>11.1f}{ours:>10.1f}{ours / theirs:>15.2f}")
-    theirs, ours = (best[who] / ceiling[who] for who in ("open_clip_train", "xlr"))
-    print(f"{'best of each / its ceiling':<32}{theirs:>11.2f}{ours:>10.2f}")
+    print(
+        f"{'samples/s (share waiting for data)':<36}{'open_clip':>14}{'xlr':>14}"
+        f"{'xlr/open_clip':>15}"
+    )
+    for n, one in enumerate(rounds):
+        (theirs, their_wait), (ours, our_wait) = one["open_clip_train"], one["xlr"]
+        label = f"round {n + 1} ({next(iter(one))} first)"
+        print(
+            f"{label:<36}{f'{theirs:.1f} ({their_wait:.0%})':>14}"
+            f"{f'{ours:.1f} ({our_wait:.0%})':>14}{ours / theirs:>15.2f}"
+        )
+    best = {who: max(one[who][0] for one in rounds) for who in ("open_clip_train", "xlr")}
+    theirs, ours = best["open_clip_train"], best["xlr"]
+    print(f"{'best of each':<36}{theirs:>14.1f}{ours:>14.1f}{ours / theirs:>15.2f}")
     shown = ", ".join(f"{who} {1e3 * seconds:.2f} ms" for who, seconds in per_image.items())
     print(f"loader work an image, one thread: {shown}")
 

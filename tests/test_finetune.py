@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from unittest import mock
@@ -326,6 +327,27 @@ def test_a_steps_time_runs_from_the_end_of_the_step_before(
     train_arm(load_model(world["model"]), world["pool"], params, spec, tmp_path, progress=False)
     seconds = [params.train.batch_size / float(row["examples_per_s"]) for row in log_rows(tmp_path)]
     assert min(seconds[1:]) >= 0.5, seconds
+
+
+def test_data_s_is_the_wait_for_the_batch(
+    world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``data_s``, as open_clip's ``Data (t)``: the part of a step's time spent waiting for the
+    loader to hand over its batch (``benchmarks/bench_train.py`` reads both)."""
+    params = params_for(world, steps=3, trainable=["lora"])
+    spec = Arm("mono", trained="lora").at(base_seed=0, seed=0)
+    loaded = loop.step_inputs
+
+    def slow_inputs(*args: object, **kwargs: object) -> Iterator[object]:
+        for item in loaded(*args, **kwargs):
+            time.sleep(0.3)
+            yield item
+
+    monkeypatch.setattr(loop, "step_inputs", slow_inputs)
+    train_arm(load_model(world["model"]), world["pool"], params, spec, tmp_path, progress=False)
+    for row in log_rows(tmp_path):
+        seconds = params.train.batch_size / float(row["examples_per_s"])
+        assert 0.3 <= float(row["data_s"]) < seconds, row
 
 
 def test_a_finished_arm_reads_its_model_only_when_asked(world: dict, tmp_path: Path) -> None:

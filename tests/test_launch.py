@@ -291,8 +291,8 @@ def test_gpu_check_runs_every_step_on_the_cpu(tmp_path: Path) -> None:
     assert "'name': 'hybrid-a0.5-full', 'device': 'cpu', 'world_size': 2" in log
     assert "ranks/matmul" in log and "== done on CPU (dry run)" in log
     assert "tiny model at 32 px on cpu" in log and "(b) s/step, cached features" in log
-    assert "training samples/s" in log and "xlr/open_clip" in log
-    assert "loader ceiling (1 thread each)" in log and "loader work an image, one thread" in log
+    assert "samples/s (share waiting for data)" in log and "xlr/open_clip" in log
+    assert "of it waiting for data" in log and "loader work an image, one thread" in log
     assert len(list((tmp_path / "runs" / "gpucheck").rglob(SUMMARY_FILE))) == 1
     assert not list((tmp_path / "runs" / "gpucheck").rglob(CHECKPOINT))
 

@@ -237,6 +237,7 @@ def fit(
         with torch.random.fork_rng(devices=[ctx.device] if ctx.device.type == "cuda" else []):
             tic = time.perf_counter()
             for item in inputs:
+                waited = time.perf_counter() - tic  # open_clip's Data (t): for the batch
                 step = item.step
                 if item.seed is not None:
                     torch.manual_seed(item.seed)
@@ -249,7 +250,7 @@ def fit(
                 bar.update()
                 if log is None or folder is None:
                     continue
-                log.write(item.batch, metrics, seconds)
+                log.write(item.batch, metrics, seconds, waited)
                 if (step + 1) % folder.checkpoint_every == 0 or step + 1 == steps:
                     save_checkpoint(
                         folder.path / CHECKPOINT, trainer, step=step + 1,

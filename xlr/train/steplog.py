@@ -22,7 +22,7 @@ from xlr.train.batching import Batch
 TENSORBOARD_DIR = "tb"
 LOG_COLUMNS: tuple[str, ...] = (
     "step", "kind", "query_langs", "target_langs", "loss", "loss_image_text", "loss_text_text",
-    "text_pairs", "logit_scale", "lr", "grad_norm", "examples_per_s",
+    "text_pairs", "logit_scale", "lr", "grad_norm", "examples_per_s", "data_s",
 )  # fmt: skip
 
 
@@ -46,11 +46,11 @@ class StepLog:
             self._csv.writeheader()
         self._tb = SummaryWriter(str(tb_dir), purge_step=start or None)
 
-    def write(self, batch: Batch, metrics: dict[str, float], seconds: float) -> None:
+    def write(self, batch: Batch, metrics: dict[str, float], seconds: float, waited: float) -> None:
         """Append the row of one step on the global ``batch`` that took ``seconds`` since the
-        step before ended (:func:`xlr.train.loop.fit`'s clock; flushed: a killed run keeps every
-        finished step)."""
-        row = _row(batch, metrics, seconds)
+        step before ended, ``waited`` of them for the loader to hand over its batch
+        (:func:`xlr.train.loop.fit`'s clock; flushed: a killed run keeps every finished step)."""
+        row = _row(batch, metrics, seconds, waited)
         self._csv.writerow(row)
         self._file.flush()
         for key, value in row.items():
@@ -68,8 +68,10 @@ def _languages(langs: Sequence[str]) -> str:
     return "+".join(sorted(set(langs)))
 
 
-def _row(batch: Batch, metrics: dict[str, float], seconds: float) -> dict[str, Any]:
-    """One ``log.csv`` row: the global batch's kind and languages, loss parts, speed."""
+def _row(batch: Batch, metrics: dict[str, float], seconds: float, waited: float) -> dict[str, Any]:
+    """One ``log.csv`` row: the global batch's kind and languages, loss parts, speed, and the
+    seconds the step waited for its batch (open_clip's ``Data (t)``: near the step's whole time,
+    the input is the bound)."""
     return {
         "step": batch.step,
         "kind": batch.kind,
@@ -78,6 +80,7 @@ def _row(batch: Batch, metrics: dict[str, float], seconds: float) -> dict[str, A
         **metrics,
         "text_pairs": int(metrics["text_pairs"]),
         "examples_per_s": len(batch) / seconds,
+        "data_s": waited,
     }
 
 
