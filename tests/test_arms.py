@@ -147,6 +147,19 @@ def test_folders(tmp_path: Path) -> None:
         Arm("mono", trained="full").at(0, 3).lora_dir(p)
 
 
+def test_stream_seeds_nest_seeds_in_bases() -> None:
+    """Seed k of one base shares no random stream with seed k of another (the intervals take
+    seeds as nested in bases), and the same base and seed always give the same stream."""
+    arm = Arm("hybrid", 0.5, "full")
+    seeds = {(b, k): arm.at(b, k).stream_seed for b in range(3) for k in range(3)}
+    assert len(set(seeds.values())) == 9
+    lora = Arm("hybrid", 0.5, "lora")
+    assert arm.at(1, 2).stream_seed == seeds[(1, 2)] == lora.at(1, 2).stream_seed
+    for unpinned in (arm, arm.at(0), Arm("zeroshot").at(0)):
+        with pytest.raises(ValueError, match="needs its base seed and seed"):
+            _ = unpinned.stream_seed
+
+
 def test_headline_arms(tmp_path: Path) -> None:
     headline = headline_arms(params(tmp_path))
     assert headline.hybrid == Arm("hybrid", 0.5, "full")

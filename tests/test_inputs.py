@@ -103,6 +103,21 @@ def test_shard_images_read_each_image_where_webdataset_finds_it(world: dict) -> 
         shard_images(world["shard_dir"], [*keys[:2], "nope"])
 
 
+def test_seed_k_of_two_bases_draws_different_batches(world: dict) -> None:
+    params = params_for(world)
+    langs = ["en", "de", "es"]
+    captions = world["pool"].captions
+    captions = captions[captions["lang"].isin(langs)].reset_index(drop=True)
+    arm = Arm("hybrid", 0.5, "full")
+
+    def drawn(base_seed: int, seed: int) -> list[list[str]]:
+        sampler = arm_sampler(arm.at(base_seed, seed), captions, langs, params)
+        return [list(sampler.batch(step).query_texts) for step in range(4)]
+
+    assert drawn(0, 0) == drawn(0, 0)
+    assert drawn(0, 0) != drawn(1, 0)
+
+
 def test_workers_yield_the_steps_of_the_synchronous_path(world: dict) -> None:
     """Two worker processes and the main process load the same steps: the same shards and the
     same randomly cropped pixels (the train transform runs on images from the shards)."""

@@ -189,7 +189,7 @@ def adapter_run(
     """
     train, adapters = params.train, params.adapters
     model = copy.deepcopy(base.model).cpu()  # adapters initialised on CPU: same on any device
-    add_language_adapters(model, langs, adapters.lora, arm.seed)
+    add_language_adapters(model, langs, adapters.lora, arm.stream_seed)
     model.to(ctx.device)
     model.text.set_requires_grad(langs, True)
     set_logit_scale(model, train.logit_scale)
@@ -203,14 +203,14 @@ def adapter_run(
     scheduler: torch.optim.lr_scheduler.LRScheduler
     pairs: dict[str, list[str]] = {}
     if arm.alpha is None:
-        plan, clock = _mono_plan(captions, langs, params, arm.seed, ctx)
+        plan, clock = _mono_plan(captions, langs, params, arm.stream_seed, ctx)
         scheduler = clocked_warmup_cosine(optimizer, clock, train.warmup / train.steps)
     else:
         sampler = arm_sampler(arm, captions, langs, params)
         pairs = pair_summary(sampler)
 
         def plan(step: int) -> tuple[Batch, int]:
-            return sampler.batch(step), step_seed(arm.seed, step, ctx.rank)
+            return sampler.batch(step), step_seed(arm.stream_seed, step, ctx.rank)
 
         scheduler = warmup_cosine(optimizer, train.warmup, steps)
     objective = contrastive_objective(

@@ -110,11 +110,12 @@ def arm_sampler(
     arm: Arm, captions: pd.DataFrame, langs: Sequence[str], params: Params
 ) -> BatchSampler:
     """The batches of ``arm`` over ``captions`` (``arm.strategy``, ``train.batch_size``,
-    ``train.tau``, the arm's alpha and seed). A pool whose parallel captions leave a training
-    language in no pair (:class:`xlr.train.pairs.PairGraph`) is refused naming the arm."""
+    ``train.tau``, the arm's alpha and :attr:`~xlr.arms.Arm.stream_seed`). A pool whose
+    parallel captions leave a training language in no pair (:class:`xlr.train.pairs.PairGraph`)
+    is refused naming the arm."""
     try:
         return BatchSampler(
-            arm.strategy, captions, langs, params.train.batch_size, arm.seed,
+            arm.strategy, captions, langs, params.train.batch_size, arm.stream_seed,
             alpha=0.0 if arm.alpha is None else arm.alpha, tau=params.train.tau,
         )  # fmt: skip
     except PairGraphError as err:
@@ -162,6 +163,7 @@ def arm_folder(
         "arm": arm.name,
         "base_seed": arm.base_seed,
         "seed": arm.seed,
+        "stream_seed": arm.stream_seed,  # runs seeded by seed alone (crossed with bases) differ
         "langs": list(langs),
         "config": params.weights_hash(*sections),
         "base": base_key(params, arm.base_seed),
@@ -269,7 +271,7 @@ def train_arm(
     folder = arm_folder(arm, pool, langs, params, out, resume)
     if (done := folder.finished(ctx)) is not None:
         return TrainedArm(arm, out, done, device=str(ctx.device))
-    seed_everything(arm.seed)  # LoRA initialisation
+    seed_everything(arm.stream_seed)  # LoRA initialisation
     model = copy.deepcopy(base.model).to(ctx.device)
     lora = arm.trained == "lora"
     if lora:
@@ -294,7 +296,7 @@ def train_arm(
         grad_clip=train.grad_clip,
     )
     run = fit(
-        trainer, lambda step: (sampler.batch(step), step_seed(arm.seed, step, ctx.rank)),
+        trainer, lambda step: (sampler.batch(step), step_seed(arm.stream_seed, step, ctx.rank)),
         train.steps, folder=folder, desc=arm.name,
         progress=progress, workers=train.loader_workers,
     )  # fmt: skip
