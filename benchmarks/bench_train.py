@@ -14,7 +14,10 @@ clipping. Each step's time is what each trainer logs (open_clip's samples/s per 
 this one; the first ``--skip`` steps (workers starting, first allocations) are left out.
 Beside each rate it prints the share of those steps' time spent waiting for the batch (open_clip's
 ``Data (t)``, its copy to the device included; xlr's ``data_s``, until the loader hands the batch
-over): near 100%, the loaders set the pace, not the device. Last, the seconds one loader worker
+over; each from the end of the step before, its logging included): near 100%, the loaders set the
+pace, not the device. Both clocks wait for the GPU at the end of a step (the launcher makes
+open_clip's, which only ``time.time()`` reads, synchronise first), so a step's GPU work is in its
+own time, not in the next step's wait. Last, the seconds one loader worker
 spends on an image each trainer's way (:func:`loader_seconds`): why one loader is faster.
 
 The shards are img2dataset-like 256 px JPEGs (``bench_pipeline.bench_shards``), split into
@@ -61,11 +64,21 @@ from xlr.train.finetune import train_arm
 DISTINCT_IMAGES = 1024  # JPEGs drawn for the shards, repeated in turn to any size
 LOADER_IMAGES = 256  # images a pass of loader_seconds prepares (fewer if the shards hold fewer)
 OPEN_CLIP_PRECISION = {"fp32": "fp32", "bf16": "amp_bf16", "fp16": "amp"}
-# open_clip_train.main with the fix of mlfoundations/open_clip#935 (webdataset's EOF marker)
+# open_clip_train.main with the fix of mlfoundations/open_clip#935 (webdataset's EOF marker), and
+# its step clock waiting for the GPU, as xlr's does (its metrics are read back each step): else
+# a step's queued GPU work would be counted in the next step's Data (t), where open_clip's log
+# line reads it back, and a GPU-bound run would look input-bound
 LAUNCHER = """
-import functools, sys
+import functools, sys, time, types
+import torch
 import open_clip_train.data as data
+import open_clip_train.train as train
 data.tar_file_expander = functools.partial(data.tar_file_expander, eof_value=None)
+def synced():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.time()
+train.time = types.SimpleNamespace(time=synced)
 from open_clip_train.main import main
 main(sys.argv[1:])
 """

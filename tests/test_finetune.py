@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from safetensors.torch import load_file
 from xlr.arms import LOG_CSV, LORA_DIR, MODEL_DIR, SUMMARY_FILE, Arm, shared_arms
 from xlr.config import LoraSection, Params, parse_params
 from xlr.data.imagetext import ArrayImages, ImageTextSet
+from xlr.eval.runner import arm_encoders
 from xlr.models.adapters import lora_targets
 from xlr.models.bases import base_key
 from xlr.models.factory import WEIGHTS, load_model, write_tiny_model_dir
@@ -128,7 +130,7 @@ def test_killed_run_resumes_to_identical_weights(world: dict, tmp_path: Path) ->
     assert not (out / SUMMARY_FILE).exists() and not (out / MODEL_DIR).exists()
     assert len(log_rows(out)) >= checkpointed  # rows past the checkpoint are dropped on resume
 
-    with pytest.raises(ValueError, match="resume=False"):
+    with pytest.raises(ValueError, match=r"its seed, stream_seed differ .* resume=False"):
         other = Arm("hybrid", 0.5, "full").at(base_seed=0, seed=2)
         train_arm(base, world["pool"], params, other, out, progress=False)
     resumed = train_arm(base, world["pool"], params, spec, out, progress=False)
@@ -348,6 +350,24 @@ def test_data_s_is_the_wait_for_the_batch(
     for row in log_rows(tmp_path):
         seconds = params.train.batch_size / float(row["examples_per_s"])
         assert 0.3 <= float(row["data_s"]) < seconds, row
+
+
+def test_a_run_seeded_before_seeds_were_nested_is_refused(world: dict) -> None:
+    """A run whose identity has no stream seed had its seeds crossed with the bases: training
+    and evaluation refuse it, naming the folder to delete."""
+    params = params_for(world, steps=2, trainable=["lora"])
+    spec = Arm("mono", trained="lora").at(base_seed=0, seed=5)
+    base = load_model(world["model"])
+    trained = train_arm(base, world["pool"], params, spec, progress=False)
+    summary_path = trained.out_dir / SUMMARY_FILE
+    summary = json.loads(summary_path.read_text())
+    del summary["identity"]["stream_seed"]
+    summary_path.write_text(json.dumps(summary))
+    refusal = rf"before seeds were nested in bases .*delete {re.escape(str(trained.out_dir))}"
+    with pytest.raises(ValueError, match=refusal):
+        train_arm(base, world["pool"], params, spec, progress=False)
+    with pytest.raises(ValueError, match=refusal):
+        next(arm_encoders(params, spec))
 
 
 def test_a_finished_arm_reads_its_model_only_when_asked(world: dict, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ study acts on what they find and must never choose by looking at test results.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from xlr.arms import ZEROSHOT, Arm, study_arms
+from xlr.arms import SUMMARY_FILE, ZEROSHOT, Arm, study_arms
 from xlr.config import Params
 from xlr.data.imagetext import ImageTextSet
 from xlr.data.prepare import corpus_dir, eval_sets, pretraining_shares, val_sets
@@ -44,6 +45,7 @@ from xlr.io import atomic_write_text
 from xlr.models.bases import load_base
 from xlr.models.factory import ModelBundle
 from xlr.runtime import resolve_device
+from xlr.train.loop import IDENTITY_KEY
 from xlr.workers import run_jobs
 
 
@@ -61,6 +63,8 @@ def arm_encoders(params: Params, arm: Arm) -> Iterator[EvaluatedArm]:
     adapter encodes which language). A missing folder is a clear error naming the arm."""
     device = resolve_device(params.run.device)
     how = {"batch_size": params.eval.batch_size, "precision": params.eval.precision}
+    if arm.is_trained:
+        _check_nested_seeds(arm, params)
     if arm.is_adapters:
         base = load_base(params, arm.base_seed)
         for evaluated in arm.evaluated(params):
@@ -72,6 +76,23 @@ def arm_encoders(params: Params, arm: Arm) -> Iterator[EvaluatedArm]:
         yield EvaluatedArm(arm, ModelEncoder(load_base(params, arm.base_seed), device, **how))
     else:
         yield EvaluatedArm(arm, ModelEncoder.from_folder(arm.model_dir(params), device, **how))
+
+
+def _check_nested_seeds(arm: Arm, params: Params) -> None:
+    """Refuse a trained arm whose run was seeded before seeds were nested in bases (its
+    ``summary.json`` has no :attr:`~xlr.arms.Arm.stream_seed`): its seeds are crossed with the
+    bases, which the intervals cannot see. Training refuses such a folder too; this stops an
+    evaluation of it run on its own."""
+    path = arm.directory(params) / SUMMARY_FILE
+    if not path.is_file():
+        return  # not trained: loading its model says so
+    identity = json.loads(path.read_text(encoding="utf-8")).get(IDENTITY_KEY, {})
+    if identity.get("stream_seed") != arm.stream_seed:
+        raise ValueError(
+            f"{path}: arm {arm.name} was trained before seeds were nested in bases "
+            f"(xlr.arms.Arm.stream_seed); delete {path.parent} and train it again (notebook 02 "
+            "or 03, or xlr train)"
+        )
 
 
 def languages_in(

@@ -95,8 +95,13 @@ def resume_point(
 def check_identity(path: Path, written: dict[str, Any], identity: dict[str, Any]) -> None:
     """Refuse ``path`` (a checkpoint or a finished run's summary) when another run wrote it: a
     resume that quietly started over would overwrite that run's outputs."""
-    if written != identity:
-        raise ValueError(
-            f"{path}: written for {written}, not {identity}; pass resume=False to start this "
-            "arm again, or point out_dir elsewhere"
-        )
+    if written == identity:
+        return
+    differ = sorted(key for key in {*written, *identity} if written.get(key) != identity.get(key))
+    why = f"written by another run (its {', '.join(differ)} differ from this one's)"
+    if "stream_seed" in identity and "stream_seed" not in written:
+        why = "written before seeds were nested in bases (xlr.arms.Arm.stream_seed)"
+    raise ValueError(
+        f"{path}: {why}; delete {path.parent} to train this arm again (or give the run another "
+        "run.name; from Python, resume=False or another out_dir)"
+    )

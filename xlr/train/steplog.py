@@ -48,8 +48,10 @@ class StepLog:
 
     def write(self, batch: Batch, metrics: dict[str, float], seconds: float, waited: float) -> None:
         """Append the row of one step on the global ``batch`` that took ``seconds`` since the
-        step before ended, ``waited`` of them for the loader to hand over its batch
-        (:func:`xlr.train.loop.fit`'s clock; flushed: a killed run keeps every finished step)."""
+        step before ended, ``waited`` of them before the loader handed over its batch (the step
+        before's log and checkpoint writes included, as open_clip's ``Data (t)`` includes its
+        logging; :func:`xlr.train.loop.fit`'s clock). Flushed: a killed run keeps every
+        finished step."""
         row = _row(batch, metrics, seconds, waited)
         self._csv.writerow(row)
         self._file.flush()
@@ -70,8 +72,8 @@ def _languages(langs: Sequence[str]) -> str:
 
 def _row(batch: Batch, metrics: dict[str, float], seconds: float, waited: float) -> dict[str, Any]:
     """One ``log.csv`` row: the global batch's kind and languages, loss parts, speed, and the
-    seconds the step waited for its batch (open_clip's ``Data (t)``: near the step's whole time,
-    the input is the bound)."""
+    seconds the step waited for its batch (as open_clip's ``Data (t)``: near the step's whole
+    time, the input is the bound)."""
     return {
         "step": batch.step,
         "kind": batch.kind,
