@@ -47,6 +47,7 @@ MODEL_DIR = "model"  # the fine-tuned CLIP as an open_clip model folder (a LoRA 
 LORA_DIR = "lora"  # a shared LoRA alone (peft save_pretrained)
 ADAPTERS_DIR = "adapters"  # per-language adapters: adapters/<lang>/adapter_model.safetensors
 SUMMARY_FILE = "summary.json"  # written last: its presence means the arm is complete
+IDENTITY_KEY = "identity"  # in summary.json: which run finished (RunFolder.identity)
 LOG_CSV = "log.csv"  # one row per training step
 
 # family, then ``-a<alpha>`` (as ``:g`` prints it, exponent included), then ``-<variant>``

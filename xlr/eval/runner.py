@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from xlr.arms import SUMMARY_FILE, ZEROSHOT, Arm, study_arms
+from xlr.arms import IDENTITY_KEY, SUMMARY_FILE, ZEROSHOT, Arm, study_arms
 from xlr.config import Params
 from xlr.data.imagetext import ImageTextSet
 from xlr.data.prepare import corpus_dir, eval_sets, pretraining_shares, val_sets
@@ -45,7 +45,6 @@ from xlr.io import atomic_write_text
 from xlr.models.bases import load_base
 from xlr.models.factory import ModelBundle
 from xlr.runtime import resolve_device
-from xlr.train.loop import IDENTITY_KEY
 from xlr.workers import run_jobs
 
 

@@ -26,7 +26,7 @@ import yaml
 from torch import nn
 from tqdm.auto import tqdm
 
-from xlr.arms import SUMMARY_FILE
+from xlr.arms import IDENTITY_KEY, SUMMARY_FILE
 from xlr.config import Params
 from xlr.io import atomic_write_json, atomic_write_text
 from xlr.runtime import DistContext, all_reduce_gradients, autocast
@@ -35,7 +35,6 @@ from xlr.train.inputs import StepPlan, step_inputs, to_device
 from xlr.train.steplog import StepLog
 
 PARAMS_FILE = "params.yaml"  # the resolved params of a run, beside its log
-IDENTITY_KEY = "identity"  # in summary.json: which run finished (RunFolder.identity)
 
 
 class Objective(Protocol):

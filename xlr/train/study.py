@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from xlr.arms import LOG_CSV, SUMMARY_FILE, Arm, adapter_arms, shared_arms, trained_arms
+from xlr.arms import (
+    IDENTITY_KEY,
+    LOG_CSV,
+    SUMMARY_FILE,
+    Arm,
+    adapter_arms,
+    shared_arms,
+    trained_arms,
+)
 from xlr.config import Params
 from xlr.data.imagetext import ImageTextSet
 from xlr.data.prepare import ensure_corpus
@@ -21,7 +29,6 @@ from xlr.models.bases import is_base_cached, load_base
 from xlr.train.adapters import adapter_costs, train_adapters
 from xlr.train.batching import PAIR_STRATEGIES, STRATEGIES, Batch
 from xlr.train.finetune import arm_sampler, finished_summary, train_arm
-from xlr.train.loop import IDENTITY_KEY
 from xlr.train.pairs import PairGraph, pair_graph
 from xlr.train.pretrain import ensure_base_model, ensure_tokenizer
 from xlr.workers import run_jobs
