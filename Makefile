@@ -6,7 +6,13 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 PARAMS ?= params/smoke.yaml
-STAMP := $(VENV)/.installed
+# the faiss build: cpu, or gpu on a GPU machine (extras of pyproject.toml; one only, since both
+# install the same `faiss` module). Switching removes the other; give FAISS=gpu to every target
+# on that machine, or the next one switches back.
+FAISS ?= cpu
+$(if $(filter cpu gpu,$(FAISS)),,$(error FAISS must be cpu or gpu, got '$(FAISS)'))
+OTHER_FAISS := $(if $(filter gpu,$(FAISS)),cpu,gpu)
+STAMP := $(VENV)/.installed-$(FAISS)
 
 .PHONY: env smoke study test browser lab lint bench clean
 
@@ -15,7 +21,9 @@ env: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip uninstall --quiet --yes faiss-$(OTHER_FAISS)
+	rm -f $(VENV)/.installed-$(OTHER_FAISS)
+	$(BIN)/python -m pip install --quiet -e '.[dev,$(FAISS)]'
 	$(BIN)/python -m pip install --quiet --no-deps img2dataset==1.47.0
 	$(BIN)/python -m xlr.kernel
 	touch $(STAMP)

@@ -1,4 +1,10 @@
-"""Exact search and exact relevant ranks against brute-force torch, with deliberate ties."""
+"""Exact search and exact relevant ranks against brute-force torch, with deliberate ties; the one
+faiss build they run on."""
+
+import importlib.metadata
+import sys
+import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +20,9 @@ from xlr.eval.search import (
     relevant_ranks,
     search,
 )
+from xlr.faiss_builds import import_faiss, installed_faiss
+
+CHECKOUT = Path(__file__).resolve().parents[1]
 
 
 def unit_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
@@ -276,3 +285,61 @@ def test_full_size_chunks_keep_every_row_in_its_own_bins():
     before = np.arange(70_000)[None, :] < items[:, None]
     expected = 1 + ((scores[rows] > own) | ((scores[rows] == own) & before)).sum(axis=1)
     np.testing.assert_array_equal(table["rank"], expected)
+
+
+def _installed(monkeypatch: pytest.MonkeyPatch, versions: dict[str, str]) -> None:
+    """Pretend exactly ``versions`` are the installed distributions."""
+
+    def version(name: str) -> str:
+        if name in versions:
+            return versions[name]
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+
+
+def test_two_faiss_builds_are_refused_with_the_command_that_mends_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Both builds write the one `faiss` module: which one runs would depend on install order."""
+    _installed(monkeypatch, {"faiss-cpu": "1.15.1", "faiss-gpu": "1.15.1", "torch": "2.14.1"})
+    assert installed_faiss() == {"faiss-cpu": "1.15.1", "faiss-gpu": "1.15.1"}
+    with pytest.raises(
+        ImportError,
+        match=r"faiss-cpu 1\.15\.1 and faiss-gpu 1\.15\.1 are installed together.*"
+        r"pip uninstall -y faiss-cpu faiss-gpu, then pip install -e '\.\[cpu\]'",
+    ):
+        import_faiss()
+
+
+def test_no_faiss_build_names_the_extras(monkeypatch: pytest.MonkeyPatch) -> None:
+    _installed(monkeypatch, {})
+    monkeypatch.setitem(sys.modules, "faiss", None)  # `import faiss` raises ImportError
+    with pytest.raises(ImportError, match=r"faiss is not installed.*'\.\[cpu\]'.*'\.\[gpu\]'"):
+        import_faiss()
+
+
+def test_this_environment_has_one_faiss_build_and_imports_it() -> None:
+    assert len(installed_faiss()) == 1
+    assert import_faiss() is sys.modules["faiss"]
+
+
+def test_the_faiss_builds_are_extras_never_installed_together() -> None:
+    """No install command of the project can put both builds in one environment: faiss is in no
+    core dependency and no extra but `cpu` and `gpu`, which the Makefile and the conda file pick
+    one of."""
+    project = tomllib.loads((CHECKOUT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+
+    def faiss_of(requirements: list[str]) -> list[str]:
+        return [r for r in requirements if r.lower().startswith("faiss")]
+
+    assert faiss_of(project["dependencies"]) == []
+    assert faiss_of(extras["cpu"]) == extras["cpu"] and faiss_of(extras["gpu"]) == extras["gpu"]
+    assert [name for name, needs in extras.items() if faiss_of(needs)] == ["cpu", "gpu"]
+    self_extras = [r for needs in extras.values() for r in needs if r.startswith("xlr[")]
+    assert self_extras and not any("cpu" in r or "gpu" in r for r in self_extras)  # dev: laion
+    makefile = (CHECKOUT / "Makefile").read_text()
+    assert "-e '.[dev,$(FAISS)]'" in makefile and "FAISS ?= cpu" in makefile
+    assert "pip uninstall --quiet --yes faiss-$(OTHER_FAISS)" in makefile
+    assert "- -e .[dev,cpu]" in (CHECKOUT / "environment.yml").read_text()

@@ -23,6 +23,7 @@ import mistune
 from xlr.analysis.tables import claims_columns_markdown
 from xlr.config import FigureFormat, Params
 from xlr.export import page_css
+from xlr.faiss_builds import installed_faiss
 from xlr.io import atomic_write_text, file_sha256
 from xlr.report_banner import banner, is_smoke
 
@@ -33,7 +34,6 @@ PACKAGES = (
     "open_clip_torch",
     "transformers",
     "peft",
-    "faiss-cpu",
     "numpy",
     "pandas",
     "papermill",
@@ -126,12 +126,15 @@ def _dirty() -> str:
 
 
 def _package_versions() -> str:
+    """The versions of :data:`PACKAGES` and of the faiss build that ran (cpu or gpu)."""
     versions = []
     for name in PACKAGES:
         try:
             versions.append(f"{name} {importlib.metadata.version(name)}")
         except importlib.metadata.PackageNotFoundError:
             versions.append(f"{name} not installed")
+    faiss = installed_faiss() or {"faiss": "not installed"}
+    versions += [f"{name} {version}" for name, version in faiss.items()]
     return ", ".join(versions)
 
 

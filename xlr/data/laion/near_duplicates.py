@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import faiss
 import imagehash
 import numpy as np
 import pandas as pd
@@ -33,8 +32,11 @@ from PIL import Image
 from xlr.data.imagetext import ArrayImages, FileImages, ImageStore, ImageTextSet
 from xlr.data.laion.holdout import store_subset, validation_size
 from xlr.data.shards import ShardImages
+from xlr.faiss_builds import import_faiss
 from xlr.io import atomic_write_parquet
 from xlr.workers import run_jobs
+
+faiss = import_faiss()
 
 HASH_BITS = 64  # imagehash.phash's default hash_size 8: an 8x8 grid of bits
 CHUNK_IMAGES = 2000  # images a hashing job takes: about 3 s of work, so progress moves
