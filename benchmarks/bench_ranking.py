@@ -8,9 +8,11 @@ default, 0.4% of them: five chunks of 226 at the default 1 GiB budget, so that c
 chunk overlaps the next chunk's matmul as in a whole-pool run, and a CPU run takes about a
 minute); seconds per query scale linearly.
 The ratio compares :func:`relevant_ranks` with the matmul alone over the same query chunks,
-in one run, both on ``--device``, each the best of ``--repeats`` calls taken in turn. Peak
-resident (host) memory of each is measured in a fresh process (``resource.getrusage``), data
-generation included.
+in one run, both on ``--device``, each the best of ``--repeats`` calls taken in turn. On the
+CPU, peak resident memory of each is measured in a fresh process (``resource.getrusage``), data
+generation included; on CUDA, the peak GPU memory torch allocates in one more call of each
+(fresh processes would pay the whole pool again on a lent machine's few minutes, and their host
+memory would mostly be CUDA's own libraries).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import resource
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -71,6 +74,16 @@ def peak_rss_gib(args: argparse.Namespace, ranks: bool) -> tuple[float, float]:
     else:
         matmul_chunks(queries, gallery, rank_chunk_size(len(gallery), 2**30), args.device)
     return data, peak()
+
+
+def peak_gpu_gib(work: Callable[[], None]) -> float:
+    """Peak GPU memory (GiB) torch's allocator holds during ``work`` beyond what it held before."""
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    work()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - before) / 2**30
 
 
 def check_against_sort(
@@ -131,6 +144,11 @@ def main() -> None:
         f"        one query {t_one:.2f} s per call; beyond it ranks/matmul "
         f"{(t_ranks - t_one) / t_matmul:.2f}"
     )
+    if args.device.startswith("cuda"):
+        gpu_ranks = peak_gpu_gib(ranks)
+        gpu_matmul = peak_gpu_gib(lambda: matmul_chunks(queries, gallery, chunk, args.device))
+        print(f"peak GPU memory  ranks {gpu_ranks:.2f} GiB  matmul alone {gpu_matmul:.2f} GiB")
+        return
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(1, mp_context=spawn) as pool:
         data, rss_ranks = pool.submit(peak_rss_gib, args, True).result()

@@ -61,6 +61,8 @@ from xlr.models.factory import LOCAL_DIR, load_model
 from xlr.runtime import DistContext
 from xlr.train.finetune import train_arm
 
+OPEN_CLIP_TIMEOUT_S = 240  # one run took under a minute on an H200: a hang stops here, not at
+# the lent machine's limit, where its output would be lost
 DISTINCT_IMAGES = 1024  # JPEGs drawn for the shards, repeated in turn to any size
 LOADER_IMAGES = 256  # images a pass of loader_seconds prepares (fewer if the shards hold fewer)
 OPEN_CLIP_PRECISION = {"fp32": "fp32", "bf16": "amp_bf16", "fp16": "amp"}
@@ -158,7 +160,14 @@ def open_clip_step_seconds(
     ]  # fmt: skip
     if train.grad_clip is not None:
         command += ["--grad-clip-norm", str(train.grad_clip)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, check=False, timeout=OPEN_CLIP_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired as late:
+        tail = (late.stderr or b"")[-4000:]
+        tail = tail.decode(errors="replace") if isinstance(tail, bytes) else tail
+        raise RuntimeError(f"open_clip_train ran past {OPEN_CLIP_TIMEOUT_S} s:\n{tail}") from None
     if done.returncode != 0:
         raise RuntimeError(f"open_clip_train failed ({done.returncode}):\n{done.stderr[-4000:]}")
     log = (out / "open_clip" / "out.log").read_text(encoding="utf-8")
@@ -292,6 +301,10 @@ def main() -> None:
     best = {who: max(one[who][0] for one in rounds) for who in ("open_clip_train", "xlr")}
     theirs, ours = best["open_clip_train"], best["xlr"]
     print(f"{'best of each':<36}{theirs:>14.1f}{ours:>14.1f}{ours / theirs:>15.2f}")
+    print(
+        "(open_clip's wait includes its float batch's copy to the device, xlr's ends before "
+        "its uint8 batch's copy)"
+    )
     shown = ", ".join(f"{who} {1e3 * seconds:.2f} ms" for who, seconds in per_image.items())
     print(f"loader work an image, one thread: {shown}")
 

@@ -15,7 +15,7 @@
 #   XLR_SITE, .site/ by default, put first on PYTHONPATH: a lent machine reaches no package index;
 #   device_kit.sh writes them),
 #   XLR_GPU_CHECK_REHEARSAL_S (450, under a lent machine's 600 s a command: then step b is
-#   stopped with pytest's stacks printed, and the script with it),
+#   stopped with pytest's stacks printed and counted as failed, and the script goes on),
 #   XLR_GPU_CHECK_PARAMS (params/smoke.yaml), XLR_GPU_CHECK_ARM (hybrid-a0.5-full),
 #   XLR_BENCH_PIPELINE_ARGS and XLR_BENCH_TRAIN_ARGS (bench_pipeline.py's and bench_train.py's
 #   arguments after --device, in place of the defaults; bench_train's on a GPU: the study's
@@ -41,6 +41,11 @@ XLR_ROOT=$(mktemp -d -t xlr-gpu-check-XXXXXX)
 export XLR_ROOT HF_HUB_OFFLINE=1
 
 step() { echo; echo "== $* [$(date -u +%T), ${SECONDS}s]"; }
+# A failed check or benchmark of b, c, e or f is named and the script goes on to the next step,
+# so one failure does not cost a lent machine's call the steps after it (a failure in d stops
+# it: each of d's commands needs the one before); the script then exits 1 at the end.
+FAILED=()
+try() { "$@" || { local rc=$?; echo "FAILED (exit $rc): $*"; FAILED+=("$* (exit $rc)"); }; }
 
 if [[ "$DRY" == 1 ]]; then
     export CUDA_VISIBLE_DEVICES=""  # params with device 'auto' train on the CPU too
@@ -95,7 +100,8 @@ else
     # faulthandler prints its threads' stacks. On the first lent H100 its 7 tests passed but
     # pytest did not exit within the call's limit. No core files; killed 30 s later if need be.
     ulimit -S -c 0
-    XLR_REHEARSAL_DEVICE=cuda XLR_REHEARSAL_PRECISION=bf16 PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 \
+    try env XLR_REHEARSAL_DEVICE=cuda XLR_REHEARSAL_PRECISION=bf16 \
+        PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 \
         timeout --kill-after=30 --signal=ABRT "${XLR_GPU_CHECK_REHEARSAL_S:-450}" \
         "$PY" -m pytest tests/test_rehearsal.py -q -s -p no:cacheprovider --durations=0
 fi
@@ -104,7 +110,7 @@ step "(c) faiss search on the GPU"
 if ! want c; then
     echo "skipped: not in XLR_GPU_CHECK_STEPS ($STEPS)"
 else
-"$PY" - <<'EOF'
+try "$PY" - <<'EOF'
 import numpy as np
 
 from xlr.eval.search import gpu_available, search
@@ -216,12 +222,12 @@ step "(e) ranking and input-pipeline benchmarks on $CARD"
 if ! want e; then
     echo "skipped: not in XLR_GPU_CHECK_STEPS ($STEPS)"
 else
-"$PY" benchmarks/bench_ranking.py --device "$DEVICE" "${RANKING[@]}"
+try "$PY" benchmarks/bench_ranking.py --device "$DEVICE" "${RANKING[@]}"
 if [[ "$DRY" == 1 && -z "${XLR_BENCH_PIPELINE_ARGS:-}" ]]; then
     echo "skipped in a dry run: set XLR_BENCH_PIPELINE_ARGS to tiny sizes to run it"
 else
     # shellcheck disable=SC2086  # the extra arguments are words
-    "$PY" benchmarks/bench_pipeline.py --device "$DEVICE" ${XLR_BENCH_PIPELINE_ARGS:-}
+    try "$PY" benchmarks/bench_pipeline.py --device "$DEVICE" ${XLR_BENCH_PIPELINE_ARGS:-}
 fi
 fi
 
@@ -233,8 +239,13 @@ if [[ -n "${XLR_BENCH_TRAIN_ARGS:-}" ]]; then read -ra TRAINING <<< "$XLR_BENCH_
 if [[ ${#TRAINING[@]} == 0 ]]; then
     echo "skipped in a dry run: set XLR_BENCH_TRAIN_ARGS to tiny sizes to run it"
 else
-    "$PY" benchmarks/bench_train.py --device "$DEVICE" "${TRAINING[@]}"
+    try "$PY" benchmarks/bench_train.py --device "$DEVICE" "${TRAINING[@]}"
 fi
 fi
 
+if (( ${#FAILED[@]} )); then
+    step "${#FAILED[@]} failed on $CARD in ${SECONDS}s; log: $LOG_DIR/gpu_check.log"
+    printf '  %s\n' "${FAILED[@]}"
+    exit 1
+fi
 step "done on $CARD in ${SECONDS}s; log: $LOG_DIR/gpu_check.log"

@@ -313,6 +313,28 @@ def test_gpu_check_runs_only_the_steps_asked_for(tmp_path: Path) -> None:
     assert "faiss sees no GPU" in log and "ranks/matmul" not in log
 
 
+def test_a_failed_benchmark_is_named_and_the_next_steps_still_run(tmp_path: Path) -> None:
+    """One failure must not cost a lent machine's call the steps after it: the script goes on,
+    names what failed at the end and exits 1."""
+    env = os.environ | {
+        "OUT": str(tmp_path / "out"), "TMPDIR": str(tmp_path), "XLR_PYTHON": sys.executable,
+        "XLR_GPU_CHECK_STEPS": "ef", "HF_HUB_OFFLINE": "1", "XLR_SITE": str(tmp_path / "site"),
+        "XLR_BENCH_PIPELINE_ARGS": "--no-such-argument",
+        "PYTHONPATH": os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")]),
+    }  # fmt: skip
+    done = subprocess.run(
+        ["bash", str(GPU_CHECK), "--cpu"], env=env, capture_output=True, text=True, timeout=300
+    )
+    log = (tmp_path / "out" / "gpu_check.log").read_text()
+    assert done.returncode == 1, log[-3000:]
+    assert "ranks/matmul" in log  # the step's first benchmark ran
+    pipeline = f"{sys.executable} benchmarks/bench_pipeline.py --device cpu --no-such-argument"
+    assert f"FAILED (exit 2): {pipeline}" in log
+    assert log.index("FAILED (exit 2)") < log.index("== (f) training")  # f still ran
+    assert "skipped in a dry run: set XLR_BENCH_TRAIN_ARGS" in log
+    assert "== 1 failed on CPU (dry run)" in log and "== done" not in log
+
+
 def test_gpu_check_installs_the_wheels_it_is_given_first(tmp_path: Path) -> None:
     """``XLR_WHEELS``: wheels carried to a machine without a package index are installed and
     importable before any step runs (``benchmarks/device_kit.sh`` writes the real ones)."""
