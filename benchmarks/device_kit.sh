@@ -7,19 +7,20 @@
 # runs. This resolves xlr's needs for CPython 3.12 on manylinux x86-64 with pip, drops every
 # package the image already has (IMAGE below, as the device tool's KINDS.md lists it), and
 # leaves two sets, each small enough to travel with the working tree in one call (64 MiB):
-#   .whl/core       what `xlr train`, the ranking and the benchmarks import (steps a, d, e)
+#   .whl/core       what `xlr train`, the ranking and the benchmarks import (steps a, c-f)
 #   .whl/rehearsal  papermill, nbconvert, ipykernel and img2dataset's needs (step b)
-# (47 MB and 43 MB when written). gpu_check.sh installs the folders XLR_WHEELS names into .site/
+# (47 MB and 48 MB when written). gpu_check.sh installs the folders XLR_WHEELS names into .site/
 # first, which stays on the machine while it is held, so the sets can travel in two calls.
 # faiss-gpu cannot travel: 1.15.1 is a 130 MB wheel that needs CUDA 12's runtime, cuBLAS (a
 # 555 MB wheel) and cuRAND, where the image has CUDA 13's; step (c) skips itself without it.
 # Usage: bash benchmarks/device_kit.sh   (then the README's "GPU check on a lent machine")
 #   XLR_KIT_PYTHON=3.11 XLR_KIT_DIR=/tmp/kit: the same sets for another Python, elsewhere (to
-#   try them on this machine)
+#   try them on this machine); XLR_KIT_FROM: the interpreter whose packages' versions are pinned
+#   (.venv/bin/python; not gpu_check.sh's XLR_PYTHON, the lent machine's)
 set -euo pipefail
 shopt -s inherit_errexit  # a failing $(...) stops the script too
 cd "$(dirname "$0")/.."
-PY=${XLR_PYTHON:-.venv/bin/python}
+PY=${XLR_KIT_FROM:-.venv/bin/python}  # whose installed versions the wheels pin
 OUT=${XLR_KIT_DIR:-.whl}
 PLATFORM=(--only-binary=:all: --python-version "${XLR_KIT_PYTHON:-3.12}" --implementation cp
     --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64

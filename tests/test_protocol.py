@@ -1,4 +1,4 @@
-"""Known answers of the evaluation protocol (DESIGN.md, Evaluation protocol).
+"""Known answers of the evaluation protocol (README, "Retrieval and bias measures").
 
 An encoder that maps every caption of an image, in every language and wording, to the image's
 own vector is perfect at cross-lingual retrieval: it must score R@1 = mAP = 1 on ``xt2t`` and on

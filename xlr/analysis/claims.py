@@ -144,7 +144,7 @@ def _batch_claims(hybrid_arm: Arm) -> list[Claim]:
 
 def _adapter_claims(headline: HeadlineArms) -> list[Claim]:
     """Per-language adapters against hybrid batches through a shared LoRA of the same rank,
-    targets and training budget (``headline.shared_lora``; DESIGN, fair comparisons: against
+    targets and training budget (``headline.shared_lora``; README, "The arms": against
     full fine-tuning, the adapters' smaller capacity would decide the comparison by design), on
     seen and held-out languages and in the seen pool's rank distance; and the adapters trained
     with hybrid batches against those trained with mono batches (same adapters, same budget)."""

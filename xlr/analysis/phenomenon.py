@@ -1,8 +1,8 @@
 """Phenomenon controls: does the world show what the study is about?
 
 A study of language bias on a world without any can only find nothing. Before any claim is
-read, three facts about the zero-shot model and the simplest fine-tuning must hold (DESIGN,
-Data): zero-shot retrieval is better in languages the model saw more of in pretraining; the
+read, three facts about the zero-shot model and the simplest fine-tuning must hold (README,
+"The arms"): zero-shot retrieval is better in languages the model saw more of in pretraining; the
 zero-shot model is language-biased (where it ranks a query's translations depends on their
 language more than a language-blind model's would, read on image queries:
 :func:`language_blind_test`); and

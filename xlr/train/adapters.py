@@ -1,6 +1,6 @@
 """Language-specific LoRA adapters of notebook 03: one peft LoRA per training language.
 
-DESIGN (Training arms, ``adapters``): the base CLIP stays frozen and every training language gets
+README ("The arms", ``adapters``): the base CLIP stays frozen and every training language gets
 its own LoRA on the text tower (``model.text``), trained on ``mono`` batches of that
 language with the objective of the shared arms (:mod:`xlr.train.objective`) and the one training
 loop (:mod:`xlr.train.loop`). At inference the caption's
@@ -322,7 +322,7 @@ def adapter_costs(
     shared_lora_dir: str | os.PathLike[str] | None = None,
 ) -> pd.DataFrame:
     """Trainable parameters and bytes on disk of an adapter arm, per language and in total,
-    beside the alternatives of notebook 02 (DESIGN: report storage per language).
+    beside the alternatives of notebook 02 (the study reports storage per language).
 
     Rows (``kind``): ``adapter`` per language, ``adapters`` (their sum), ``full_text_tower``
     (what the ``full`` setting trains: ``text.*`` and the logit scale, at its parameter bytes)

@@ -1,7 +1,7 @@
 """Batch strategies of the training arms: which captions and languages share a contrastive batch.
 
 A training example is (image, query caption in language ``a``, target caption in language ``b``);
-the strategies differ only in how ``a`` and ``b`` are chosen (DESIGN, Training arms):
+the strategies differ only in how ``a`` and ``b`` are chosen (README, "The arms"):
 
 - ``mono``: one language ``l`` per batch, ``a = b = l``; the target is another caption of the same
   image in ``l`` (a different ``caption_idx``). An image with a single caption in ``l`` has no

@@ -1,4 +1,4 @@
-"""The arms of notebook 02: a base CLIP fine-tuned with one batch strategy (DESIGN, Training arms).
+"""The arms of notebook 02: a base CLIP fine-tuned with one batch strategy (README, "The arms").
 
 :func:`train_arm` is the shared arms' driver of the one training loop (:mod:`xlr.train.loop`):
 a copy of the base with its full text tower or one shared LoRA unlocked

@@ -5,7 +5,7 @@ with the diagonal as labels in both directions, averaged. The text-text term is 
 between query and target caption features, over the rows that have a target (``mono`` images with
 a single caption in the batch language have none). Both terms share the model's learnable
 ``logit_scale``: query, target and image embeddings live on one unit sphere and their cosines on
-one scale, and DESIGN asks for no second temperature.
+one scale, and the study adds no second temperature.
 
 Under ``torch.distributed`` the features of every rank are gathered with gradients (open_clip's
 ``local_loss=False, gather_with_grad=True``), so each rank computes the loss of the whole global

@@ -1,6 +1,6 @@
 """What a fine-tuning step minimises: the arms' and the adapters' contrastive objective.
 
-DESIGN (Training arms): an example is (image, query caption in a, target caption in b); the loss
+README ("The arms"): an example is (image, query caption in a, target caption in b); the loss
 is CLIP InfoNCE(images, queries) + ``train.lambda_tt`` x InfoNCE(queries, targets), negatives
 gathered over ranks (:class:`xlr.train.losses.ContrastiveLoss`). The image tower is locked in
 every arm, so its features carry no graph, and with ``train.cache_image_features`` they are

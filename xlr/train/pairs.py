@@ -2,9 +2,9 @@
 
 A pair strategy (``cross``, ``multi``, ``hybrid``; :mod:`xlr.train.batching`) pairs a caption in
 language ``a`` with its *parallel* caption in ``b``: same image, same ``caption_idx``. Which
-pairs a pool holds is data, not an assumption (DESIGN, Data). LAION gives each image one caption
-in its own language, and the translated release adds ``ENG TEXT``, so a LAION pool's only pairs
-are X-en; the generated corpus is parallel in every pair.
+pairs a pool holds is data, not an assumption (README, "The LAION subset"). LAION gives each
+image one caption in its own language, and the translated release adds ``ENG TEXT``, so a LAION
+pool's only pairs are X-en; the generated corpus is parallel in every pair.
 
 :class:`PairGraph` counts, for every pair of training languages, the images captioned in both,
 and keeps a pair only if it can fill a batch (``batch_size`` distinct images: a ``cross`` batch

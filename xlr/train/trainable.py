@@ -1,4 +1,4 @@
-"""What trains in each arm: the model surgery before the loop (DESIGN, Training arms).
+"""What trains in each arm: the model surgery before the loop (README, "The arms").
 
 * ``full`` (:func:`unlock_text_tower`): the whole text tower;
 * ``lora`` (:func:`add_shared_lora`): one shared peft LoRA on the text tower;
