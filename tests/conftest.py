@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from xlr.config import Params, parse_params
@@ -77,3 +78,27 @@ def build_tiny_world(root: Path, raw: dict[str, Any]) -> TinyWorld:
         params.model.tiny, tokenizer, TINY_IMAGE_SIZE, root / "model", seed=0
     )
     return TinyWorld(root, raw, corpus, pool, tokenizer, model_dir)
+
+
+def record_optimizers(monkeypatch: Any, module: ModuleType) -> list[tuple[Any, Any]]:
+    """Wrap ``module.make_optimizer`` so that each (model, optimizer) it makes is kept."""
+    made: list[tuple[Any, Any]] = []
+    original = module.make_optimizer
+
+    def recording(model: Any, *args: Any, **kwargs: Any) -> Any:
+        optimizer = original(model, *args, **kwargs)
+        made.append((model, optimizer))
+        return optimizer
+
+    monkeypatch.setattr(module, "make_optimizer", recording)
+    return made
+
+
+def logit_scale_rates(model: Any, optimizer: Any) -> tuple[list[float], list[float]]:
+    """Scheduled (initial) rates of the optimizer's groups holding ``model.logit_scale``, and of
+    the other groups."""
+    groups = optimizer.param_groups
+    holds = [any(p is model.logit_scale for p in group["params"]) for group in groups]
+    rates = [group["initial_lr"] for group in groups]
+    scale = [rate for rate, held in zip(rates, holds, strict=True) if held]
+    return scale, [rate for rate, held in zip(rates, holds, strict=True) if not held]

@@ -15,7 +15,7 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
-from conftest import build_tiny_world, tiny_raw_params
+from conftest import build_tiny_world, logit_scale_rates, record_optimizers, tiny_raw_params
 from safetensors.torch import load_file, save_file
 
 from xlr import runtime
@@ -245,6 +245,21 @@ def test_cross_step_updates_exactly_its_two_adapters(world: dict) -> None:
     for name, value in model.state_dict().items():
         if ".lora_" not in name:
             assert torch.equal(value, frozen[name]), name
+
+
+def test_a_trained_logit_scale_moves_at_train_lr_beside_the_adapters(
+    world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README: a trained scale moves at ``train.lr``, the adapters at ``adapters.lora.lr``."""
+    made = record_optimizers(monkeypatch, ad)
+    params = params_for(world, {"steps": 3, "logit_scale": "train"})
+    ad.train_adapters(
+        world["base"], world["pool"], params, Arm("adapters").at(0, 0), tmp_path, progress=False
+    )
+    [(model, optimizer)] = made
+    scale, others = logit_scale_rates(model, optimizer)
+    assert scale == [pytest.approx(1e-4)] and others == [pytest.approx(1e-2)] * len(others)
+    assert others
 
 
 def test_hybrid_arm_trains_every_adapter(world: dict, tmp_path: Path) -> None:

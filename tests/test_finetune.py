@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import build_tiny_world, tiny_raw_params
+from conftest import build_tiny_world, logit_scale_rates, record_optimizers, tiny_raw_params
 from safetensors.torch import load_file
 
 from xlr.arms import LOG_CSV, LORA_DIR, MODEL_DIR, SUMMARY_FILE, Arm, shared_arms
@@ -33,7 +33,7 @@ from xlr.eval.runner import arm_encoders
 from xlr.models.adapters import lora_targets
 from xlr.models.bases import base_key
 from xlr.models.factory import WEIGHTS, load_model, write_tiny_model_dir
-from xlr.train import loop
+from xlr.train import finetune, loop
 from xlr.train.checkpoint import CHECKPOINT, load_checkpoint
 from xlr.train.finetune import arm_folder, check_arm_inputs, train_arm
 from xlr.train.loop import PARAMS_FILE, RunFolder, Trainer
@@ -285,6 +285,20 @@ def test_lora_arms_take_the_lora_learning_rate(world: dict, tmp_path: Path, trai
     train_arm(load_model(world["model"]), world["pool"], params, spec, tmp_path, progress=False)
     first_lr = float(log_rows(tmp_path)[0]["lr"])  # no warmup: step 0 runs at the full rate
     assert first_lr == pytest.approx(7e-3 if trainable == "lora" else 1e-4)
+
+
+def test_a_trained_logit_scale_moves_at_train_lr_in_a_lora_arm(
+    world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README: a trained scale moves at ``train.lr`` whatever rate its arm's weights train at."""
+    made = record_optimizers(monkeypatch, finetune)
+    params = params_for(world, steps=1, lr=1e-4, lora={"lr": 7e-3}, logit_scale="train")
+    spec = Arm("mono", trained="lora").at(base_seed=0, seed=0)
+    train_arm(load_model(world["model"]), world["pool"], params, spec, tmp_path, progress=False)
+    [(model, optimizer)] = made
+    scale, others = logit_scale_rates(model, optimizer)
+    assert scale == [pytest.approx(1e-4)] and others == [pytest.approx(7e-3)] * len(others)
+    assert others  # the LoRA factors train, at their own rate
 
 
 @pytest.mark.parametrize(
