@@ -4,8 +4,9 @@ Every faiss distribution installs the same top-level ``faiss`` module. With two 
 environment the files of the one installed last overwrite the other's, so which faiss runs (and
 whether it sees the GPU) depends on install order, and uninstalling either breaks the other.
 pip cannot express "one of", so faiss is not a core dependency: ``make env`` installs the ``cpu``
-extra, a GPU machine ``make env FAISS=gpu`` (README, "GPU"), and :func:`import_faiss` refuses an
-environment holding two builds, or none, with the command that mends it.
+extra, a GPU machine ``make env FAISS=gpu`` (README, "The real study"), and
+:func:`import_faiss` refuses an environment holding two builds, or none, with the command that
+mends it.
 """
 
 from __future__ import annotations
