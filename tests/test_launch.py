@@ -297,18 +297,24 @@ def test_gpu_check_runs_every_step_on_the_cpu(tmp_path: Path) -> None:
     assert not list((tmp_path / "runs" / "gpucheck").rglob(CHECKPOINT))
 
 
-def test_gpu_check_runs_only_the_steps_asked_for(tmp_path: Path) -> None:
-    """``XLR_GPU_CHECK_STEPS`` splits the check over the device tool's calls (README)."""
+def dry_gpu_check(tmp_path: Path, steps: str, **settings: str) -> tuple[int, str]:
+    """``gpu_check.sh --cpu`` running ``steps`` with ``settings`` added to its environment: its
+    exit status and its log."""
     env = os.environ | {
         "OUT": str(tmp_path / "out"), "TMPDIR": str(tmp_path), "XLR_PYTHON": sys.executable,
-        "XLR_GPU_CHECK_STEPS": "c", "HF_HUB_OFFLINE": "1", "XLR_SITE": str(tmp_path / "site"),
+        "XLR_GPU_CHECK_STEPS": steps, "HF_HUB_OFFLINE": "1", "XLR_SITE": str(tmp_path / "site"),
         "PYTHONPATH": os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")]),
-    }  # fmt: skip
+    } | settings  # fmt: skip
     done = subprocess.run(
         ["bash", str(GPU_CHECK), "--cpu"], env=env, capture_output=True, text=True, timeout=300
     )
-    log = (tmp_path / "out" / "gpu_check.log").read_text()
-    assert done.returncode == 0, log[-3000:]
+    return done.returncode, (tmp_path / "out" / "gpu_check.log").read_text()
+
+
+def test_gpu_check_runs_only_the_steps_asked_for(tmp_path: Path) -> None:
+    """``XLR_GPU_CHECK_STEPS`` splits the check over the device tool's calls (README)."""
+    returncode, log = dry_gpu_check(tmp_path, "c")
+    assert returncode == 0, log[-3000:]
     assert log.count("skipped: not in XLR_GPU_CHECK_STEPS (c)") == 4  # b, d, e and f
     assert "faiss sees no GPU" in log and "ranks/matmul" not in log
 
@@ -316,17 +322,8 @@ def test_gpu_check_runs_only_the_steps_asked_for(tmp_path: Path) -> None:
 def test_a_failed_benchmark_is_named_and_the_next_steps_still_run(tmp_path: Path) -> None:
     """One failure must not cost a lent machine's call the steps after it: the script goes on,
     names what failed at the end and exits 1."""
-    env = os.environ | {
-        "OUT": str(tmp_path / "out"), "TMPDIR": str(tmp_path), "XLR_PYTHON": sys.executable,
-        "XLR_GPU_CHECK_STEPS": "ef", "HF_HUB_OFFLINE": "1", "XLR_SITE": str(tmp_path / "site"),
-        "XLR_BENCH_PIPELINE_ARGS": "--no-such-argument",
-        "PYTHONPATH": os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")]),
-    }  # fmt: skip
-    done = subprocess.run(
-        ["bash", str(GPU_CHECK), "--cpu"], env=env, capture_output=True, text=True, timeout=300
-    )
-    log = (tmp_path / "out" / "gpu_check.log").read_text()
-    assert done.returncode == 1, log[-3000:]
+    returncode, log = dry_gpu_check(tmp_path, "ef", XLR_BENCH_PIPELINE_ARGS="--no-such-argument")
+    assert returncode == 1, log[-3000:]
     assert "ranks/matmul" in log  # the step's first benchmark ran
     pipeline = f"{sys.executable} benchmarks/bench_pipeline.py --device cpu --no-such-argument"
     assert f"FAILED (exit 2): {pipeline}" in log
