@@ -306,14 +306,14 @@ def test_the_resampled_world_has_the_observed_training_variance(design: str) -> 
         units = units[units["seed"] == 0].assign(seed=units["base_seed"], base_seed=0)
     cells = unit_cells(units, "query_lang")
     observed = cells_interval(cells)
-    training_units = cells.run_base if observed.n_bases > 1 else np.arange(observed.n_runs)
-    training, shared, rest = calibration._null_parts(cells, training_units, observed.estimate)
+    codes = calibration.training_units(cells)
+    training, shared, rest = calibration._null_parts(cells, codes, observed.estimate)
     means = cells.sums.sum(axis=2) / cells.counts.sum(axis=2)
     assert np.allclose(shared + rest, cells.sums - means[..., None] * cells.counts)
     images = np.random.default_rng(4).choice([-1.0, 1.0], cells.sums.shape[2])
     variances = []
     for signs in itertools.product([-1.0, 1.0], repeat=3):
-        flipped = np.array(signs)[training_units][:, None, None] * training + images * shared
+        flipped = np.array(signs)[codes][:, None, None] * training + images * shared
         resampled = cells_interval(dataclasses.replace(cells, sums=flipped + rest))
         without_rest = cells_interval(dataclasses.replace(cells, sums=flipped))
         assert resampled.estimate == pytest.approx(without_rest.estimate, abs=1e-12)
@@ -349,8 +349,23 @@ def test_runs_scoring_different_queries_flip_their_whole_image_residuals() -> No
     fewer = units.drop(units[(units["base_seed"] == 0) & (units["seed"] == 0)].index[::3])
     cells = unit_cells(fewer, "query_lang")
     observed = cells_interval(cells)
-    _, image, rest = calibration._null_parts(cells, cells.run_base, observed.estimate)
+    codes = calibration.training_units(cells)
+    _, image, rest = calibration._null_parts(cells, codes, observed.estimate)
     means = cells.sums.sum(axis=2) / cells.counts.sum(axis=2)
     assert np.array_equal(image, cells.sums - means[..., None] * cells.counts)
     assert not rest.any() and not image[cells.counts == 0].any()
     assert np.isfinite(calibrate_comparison(fewer, +1, MIN_EFFECT, resamples=20).aa_rate)
+
+
+def test_three_units_under_random_signs_never_give_a_t_ratio_above_four() -> None:
+    """Why the gate cannot see an interval that overstates its training degrees of freedom
+    (module doc): three centred deviations, signs flipped, give |mean| / (sd / sqrt 3) of at
+    most 4, below t_2's 4.30 at 95%, whatever their sizes."""
+    rng = np.random.default_rng(0)
+    deviations = rng.standard_normal((4000, 3)) * rng.exponential(1.0, (4000, 3))
+    deviations -= deviations.mean(axis=1, keepdims=True)
+    signs = np.array(list(itertools.product([-1.0, 1.0], repeat=3)))
+    flipped = deviations[:, None, :] * signs[None]  # [triples, patterns, units]
+    ratio = np.abs(flipped.mean(axis=2)) / (flipped.std(axis=2, ddof=1) / np.sqrt(3))
+    assert 3.99 < ratio.max() <= 4 + 1e-9
+    assert stats.t.isf(0.025, 2) > 4.3

@@ -266,7 +266,7 @@ def calibrate_comparison(
         )
         return Calibration(**design, resamples=0, **rates)
     rng = np.random.default_rng(rng)
-    units = cells.run_base if observed.n_bases > 1 else np.arange(observed.n_runs)
+    units = training_units(cells)
     training, shared, rest = _null_parts(cells, units, observed.estimate)
     planted = direction * plant * cells.counts
     n_units, n_images = int(units.max()) + 1, cells.sums.shape[2]
@@ -294,6 +294,12 @@ def calibrate_comparison(
         power=float(power),
         supported_at_min=float(supported_at_min),
     )
+
+
+def training_units(cells: Cells) -> np.ndarray:
+    """Each run's training unit, as a code from 0: its base, or with one base the run itself
+    (the seeds of that base)."""
+    return cells.run_base if cells.run_base.max() > 0 else np.arange(len(cells.run_base))
 
 
 def _null_parts(
