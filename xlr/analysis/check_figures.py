@@ -64,8 +64,7 @@ def calibration_figure(table: pd.DataFrame) -> Figure:
         f"Calibration of the claims' verdicts{on}: share of {resamples} resamples per claim "
         f"(resampled: {resampled})"
         if resamples
-        else f"Calibration of the claims' verdicts{on}: not applicable (too few images, or two "
-        "training units, to resample)"
+        else f"Calibration of the claims' verdicts{on}: not applicable (too few images to resample)"
     )
     return fig
 
