@@ -5,19 +5,20 @@ calls a difference that is not there (A/A), how often it detects one of the mini
 **Resamples.** Each claim's evidence is its paired differences a - b per run and query
 (:func:`xlr.analysis.claims.claim_units`). A resample removes the observed effect and builds a
 world with no effect whose variance parts are the ones the interval estimated on the data
-(:func:`_null_parts`), at both levels of the design:
+(:func:`null_worlds`), at both levels of the design:
 
 - *training*: each training unit (a base, with several bases, all its seeds moving together;
   else a seed of the one base) gets an effect drawn from a normal distribution with the observed
-  variance between units (the sample variance of their deviations from the effect), each of its
-  runs keeping its observed deviation from the unit's mean (which cancels in the unit's mean:
-  the interval's training part reads unit means only);
+  variance between units (the sample variance of their deviations from the effect); the
+  interval's training part reads units' means only, so a draw's mean and sample variance over
+  the units are exactly the resample's estimate (with the images' shift) and training part;
 - *images*: each image's deviation from its run, as every run shares it (the runs weighed as in
   the estimate: all its ~28 queries, in every run), changes sign with probability 1/2,
   independently (the two arms swapped for that image); each run's own departure from that
   shared part stays as observed (it moves neither a run's mean nor an image's influence on the
   estimate, where every run scores the same queries, as a claim's runs do; else each run's whole
-  image residual flips).
+  image residual flips, and each run keeps only the shift of its means that every run shares, so
+  that the images add nothing to the training part).
 
 So the world is the normal crossed model at the training level, which the interval's t quantile
 assumes, and the data's own images at the image level, where there are many units to flip. The
@@ -32,8 +33,9 @@ a normal quantile for its training part (overstating its degrees of freedom, as 
 can) therefore hardly ever showed in those worlds, and an honest one's training variance
 estimates varied less than a new study's would, so the power at a claim's MDE came out above the
 0.8 the MDE is computed for (0.80-0.99 on the synthetic study, median 0.88). Drawn effects give
-the t ratio t_2's tails and the variance estimate its chi-square spread: the power at the MDE
-averages 0.79-0.81 on simulated studies (the gate, below; flips: 0.91-0.97), and two units,
+the t ratio the tails of t with u - 1 degrees of freedom and the variance estimate its
+chi-square spread: the power at the MDE averages 0.79-0.81 on simulated studies (the gate,
+below; flips gave 0.91-0.97 in a one-off comparison on another world, below), and two units,
 whose flipped deviations are +-d and half of whose sign patterns erased the training variance,
 can be calibrated. Before session 15 each run was flipped on its own, seeds apart within a base,
 which gave the world 0.5-46 times the data's variance between bases.
@@ -66,9 +68,9 @@ varies as in a real study (:func:`minimum_detectable_effect`; with one part, the
 test's). The half-width plus the 0.8 quantile of the error, which leaves that variation out,
 is detected in 67-71% of studies where a 2-degree-of-freedom training part dominates.
 The observed parts are still estimates (with 2 degrees of freedom, rough ones), so the MDE is
-the design's, read off this study; ``power`` above is the check on the data themselves, and
-since the resamples' world is the MDE's model at the training level, it comes out near 0.8 at
-the MDE.
+the design's, read off this study. The resamples draw the training part from the MDE's own
+model, so ``power`` with the MDE planted comes out near 0.8 (``benchmarks/bench_calibration.py``):
+that checks the image part and the MDE's arithmetic, not the model.
 
 **The gate** (:func:`check_calibration`) fails a claim on either A/A rate. The rate of verdicts
 alone cannot see an interval that is too narrow: a verdict needs the interval beyond the minimum
@@ -125,7 +127,7 @@ from xlr.analysis.claims import (
     verdict,
 )
 from xlr.analysis.intervals import unit_cells
-from xlr.analysis.stats import Cells, Interval, cells_interval
+from xlr.analysis.stats import Cells, Interval, cells_interval, run_weights
 from xlr.config import MinEffectSection
 
 RESAMPLES = 200
@@ -308,41 +310,44 @@ def training_units(cells: Cells) -> np.ndarray:
 def null_worlds(cells: Cells, estimate: float, rng: np.random.Generator) -> Iterator[np.ndarray]:
     """Endless A/A resamples of ``cells`` (module doc, resamples): each a world's sums,
     ``[runs, strata, images]``, with no effect and the observed variance parts around
-    ``estimate`` removed: the training units' effects drawn normal, the images' shared
-    deviations flipped at random."""
+    ``estimate``: the training units' effects drawn normal, the images' deviations flipped at
+    random. Where runs score different queries, one run's flipped residuals would move its mean
+    apart from the others' and add to the training part the drawn effects already hold, so each
+    run keeps only the shift every run shares (the runs weighed as in the estimate)."""
     units = training_units(cells)
-    unit_sd, within, shared, rest = _null_parts(cells, units, estimate)
+    unit_sd, shared, rest = _null_parts(cells, units, estimate)
+    weight, per_stratum = run_weights(cells.run_base), cells.counts.sum(axis=2)
     n_units, n_images = int(units.max()) + 1, cells.sums.shape[2]
     while True:
-        run_shift = rng.normal(0.0, unit_sd, n_units)[units] + within
-        image_signs = rng.choice([-1.0, 1.0], n_images)[None, None, :]
-        yield run_shift[:, None, None] * cells.counts + image_signs * shared + rest
+        effects = rng.normal(0.0, unit_sd, n_units)
+        images = rng.choice([-1.0, 1.0], n_images) * shared + rest
+        shift = images.sum(axis=2) / per_stratum  # [runs, strata]
+        apart = shift - weight @ shift  # zero where every run scores the same queries
+        yield (effects[units][:, None] - apart)[..., None] * cells.counts + images
 
 
 def _null_parts(
     cells: Cells, units: np.ndarray, estimate: float
-) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[float, np.ndarray, np.ndarray]:
     """The A/A world's parts (module doc, resamples): the standard deviation of the training
     units' effects (``units``: a code per run), the sample one of their observed deviations from
-    ``estimate`` (0 with one unit); each run's deviation from its unit's mean (zero with one
-    base), ``[runs]``; each image's deviation from its run shared by every run (the runs weighed
-    as in the estimate), ``[1, strata, images]``; and each run's own departure from that shared
-    part, ``[runs, strata, images]``, which moves neither a run's mean nor an image's influence.
-    That needs every run to score the same queries (the same counts in every cell); where they
-    differ, the image part is each run's whole image residual, flipped in every run alike, and
-    nothing is left over."""
+    ``estimate`` (0 with one unit); each image's deviation from its run shared by every run (the
+    runs weighed as in the estimate), ``[1, strata, images]``; and each run's own departure from
+    that shared part, ``[runs, strata, images]``, which moves neither a run's mean nor an image's
+    influence. That needs every run to score the same queries (the same counts in every cell);
+    where they differ, the image part is each run's whole image residual, flipped in every run
+    alike, and nothing is left over. A run's deviation from its unit's mean is no part: the
+    interval reads units' means and each run's residuals from its own means."""
     means = cells.sums.sum(axis=2) / cells.counts.sum(axis=2)
     deviation = means.mean(axis=1) - estimate  # each run's macro mean, as the interval reads it
     per_unit = np.bincount(units)
     unit_mean = np.bincount(units, deviation) / per_unit
     unit_sd = float(unit_mean.std(ddof=1)) if len(per_unit) > 1 else 0.0
-    within = deviation - unit_mean[units]
     image_part = cells.sums - means[..., None] * cells.counts
     if np.ptp(cells.counts, axis=0).any():  # runs score different queries: no shared part
-        return unit_sd, within, image_part, np.zeros_like(image_part)
-    weight = 1.0 / (cells.run_base.max() + 1) / np.bincount(cells.run_base)[cells.run_base]
-    shared = np.einsum("r,rsi->si", weight, image_part)[None]
-    return unit_sd, within, shared, image_part - shared
+        return unit_sd, image_part, np.zeros_like(image_part)
+    shared = np.einsum("r,rsi->si", run_weights(cells.run_base), image_part)[None]
+    return unit_sd, shared, image_part - shared
 
 
 def calibrate_claims(

@@ -13,9 +13,9 @@ otherwise; a comparison of a single run, whose training noise is unmeasured, is 
 and so is one on fewer than :data:`MIN_IMAGES` images, whose interval can be degenerate: with
 0/1 values such as R@1, few images can all deviate alike and give a zero-width interval (a
 rehearsal benchmark of 2 images did), which is also why :mod:`xlr.analysis.calibration` cannot
-check such a design. (Two training units cannot be calibrated either, for a reason of the
-resampling; their interval's training part then has 1 degree of freedom, whose t quantile at a
-family's level, 102 at 1 - 0.05/8, leaves almost any claim inconclusive: their verdicts stand.)
+check such a design. (Two training units are calibrated, and their verdicts stand, but their
+interval's training part has 1 degree of freedom, whose t quantile at a family's level, 102 at
+1 - 0.05/8, leaves almost any claim inconclusive.)
 How many bases and runs show the claimed sign is reported beside it and is not part of the rule:
 with three bases, all three show the claimed sign by chance one time in eight.
 

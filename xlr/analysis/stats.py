@@ -254,6 +254,12 @@ def _p_value(estimate: float, *parts: float) -> float:
     return float(np.exp(optimize.brentq(gap, floor, 0.0, xtol=1e-12, rtol=1e-12)))
 
 
+def run_weights(run_base: np.ndarray) -> np.ndarray:
+    """Each run's weight in the estimate (module doc): bases weigh equally, and the seeds of a
+    base equally within it."""
+    return 1.0 / (run_base.max() + 1) / np.bincount(run_base)[run_base]
+
+
 def cells_interval(cells: Cells, confidence: float = 0.95) -> Interval:
     """The interval of :func:`crossed_mean_interval` from the design's :class:`Cells`."""
     _check_confidence(confidence)
@@ -262,7 +268,7 @@ def cells_interval(cells: Cells, confidence: float = 0.95) -> Interval:
     per_stratum = counts.sum(axis=2)
     means = sums.sum(axis=2) / per_stratum
     per_run = means.mean(axis=1)
-    weight = 1.0 / (run_base.max() + 1) / np.bincount(run_base)[run_base]
+    weight = run_weights(run_base)
     estimate = float(weight @ per_run)
     v_run, df_run, unit = _training_variance(per_run, run_base)
     residual = (sums - means[..., None] * counts) / per_stratum[..., None]
