@@ -27,7 +27,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
 from xlr.config import Params
@@ -126,51 +125,29 @@ def _prepare_laion(params: Params, out: Path) -> dict[str, Any]:
 def _split_and_translate(
     params: Params, contract: dict[str, Any], out: Path, progress: bool
 ) -> dict[str, Any]:
-    """Translate the downloaded pool (:func:`_translated_pool`), drop its copies of benchmark
-    images (:func:`~xlr.data.laion.near_duplicates.copies_of`), hold out its validation images,
-    drop the validation images that copy training images, and audit the split. Returns the
-    files written, for the contract."""
-    from xlr.data.laion.holdout import check_holdout, held_out_images, holdout_audit, image_subset
-    from xlr.data.laion.near_duplicates import (
-        benchmark_overlap,
-        check_benchmark_overlap,
-        check_copies_left_enough,
-        copies_of,
-        image_hashes,
-        near_keys,
-        pairs_within,
-    )
+    """Translate the downloaded pool (:func:`_translated_pool`), split it
+    (:func:`xlr.data.laion.split.hold_out`), write the split and its audits
+    (:func:`xlr.data.laion.split.split_audits`), then check them: after writing, so a failed
+    audit can be read. Returns the files written, for the contract."""
+    from xlr.data.laion.holdout import check_holdout
+    from xlr.data.laion.near_duplicates import check_benchmark_overlap, image_hashes
+    from xlr.data.laion.split import hold_out, split_audits, split_pool
 
     laion = params.data.laion
     assert laion is not None  # the schema requires it for source 'laion'
     pool, files = _translated_pool(params, contract, out)
-    bits = laion.near_duplicate_bits
     hashes = image_hashes(pool.images, pool.image_keys, out / PHASH_DIR / "laion.parquet",
                           params.run.workers, progress)  # fmt: skip
     benchmarks = _benchmark_hashes(params, contract, out, progress)
-    copies = copies_of(benchmarks, hashes, pool.image_keys, bits)
-    clean = np.flatnonzero(~np.isin(np.asarray(pool.image_keys, dtype=object), list(copies)))
-    candidates = image_subset(pool, clean, pool.name, None)
-    val_ids = held_out_images(candidates, laion.val_fraction, params.run.seeds[0])
-    keys = [candidates.image_keys[i] for i in val_ids]
-    train, val = _laion_split(pool, keys, list(copies))
-    # a validation photo that training shows under another URL: dropped from both sides (in
-    # training it could bring captions its validation group shares)
-    repeats = near_keys(hashes.of(train.image_keys), hashes, val.image_keys, bits)
-    check_copies_left_enough(len(keys), len(repeats), len(candidates), laion.val_fraction, bits)
-    excluded = {"benchmark_copies": copies, "validation_copies": repeats}
+    val_keys, excluded = hold_out(laion, params.run.seeds[0], pool, hashes, benchmarks)
     files["excluded_images"] = str(atomic_write_json(excluded, out / EXCLUDED_IMAGES))
-    dropped = set(repeats)
-    keys = [key for key in keys if key not in dropped]
-    files["val_images"] = str(atomic_write_json(keys, out / VAL_IMAGES))
-    train, val = _laion_split(pool, keys, _excluded_keys(excluded))
-    pairs = pairs_within(hashes.of(val.image_keys), hashes.of(train.image_keys), bits)
-    audit = holdout_audit(train, val, laion.val_fraction, len(pairs))
+    files["val_images"] = str(atomic_write_json(val_keys, out / VAL_IMAGES))
+    parts = split_pool(pool, val_keys, excluded)
+    audit, overlap = split_audits(laion, parts, hashes, benchmarks, excluded["benchmark_copies"])
     files["audit"] = str(atomic_write_text(out / HELD_OUT_AUDIT, audit.to_csv(index=False)))
-    overlap = benchmark_overlap(benchmarks, copies, hashes, (train, val), bits)
     path = atomic_write_text(out / BENCHMARK_OVERLAP, overlap.to_csv(index=False))
     files["benchmark_overlap"] = str(path)
-    check_holdout(audit)  # after writing them, so a failed audit can be read
+    check_holdout(audit)
     check_benchmark_overlap(overlap)
     return files
 
@@ -229,11 +206,6 @@ def _benchmark_hashes(
     }
 
 
-def _excluded_keys(excluded: dict[str, Any]) -> list[str]:
-    """The image keys :data:`EXCLUDED_IMAGES` keeps out of training and validation."""
-    return [*excluded["benchmark_copies"], *excluded["validation_copies"]]
-
-
 def _laion_pool(contract: dict[str, Any]) -> ImageTextSet:
     """The downloaded pool with ENG TEXT and, if written, the machine translations."""
     from xlr.data.img2dataset_shards import load_downloaded
@@ -245,20 +217,6 @@ def _laion_pool(contract: dict[str, Any]) -> ImageTextSet:
     return pool
 
 
-def _laion_split(
-    pool: ImageTextSet, val_keys: list[str], excluded: list[str]
-) -> tuple[ImageTextSet, ImageTextSet]:
-    """The training and validation parts of a LAION pool, without the ``excluded`` images.
-    Validation is declared parallel: an image's captions in other languages are translations
-    of its own (ENG TEXT, ours)."""
-    from xlr.data.laion.holdout import image_subset
-
-    keys = np.asarray(pool.image_keys, dtype=object)
-    held, out = np.isin(keys, val_keys), np.isin(keys, excluded)
-    train = image_subset(pool, np.flatnonzero(~held & ~out), pool.name, None)
-    return train, image_subset(pool, np.flatnonzero(held & ~out), f"{pool.name}-val", True)
-
-
 def _laion_parts(contract: dict[str, Any]) -> tuple[ImageTextSet, ImageTextSet]:
     if "excluded_images" not in contract:
         raise ValueError(
@@ -266,9 +224,11 @@ def _laion_parts(contract: dict[str, Any]) -> tuple[ImageTextSet, ImageTextSet]:
             "copies of benchmark images and validation images from the LAION pool; run notebook "
             "01_data_sampling again (its downloads and translations are reused)"
         )
+    from xlr.data.laion.split import split_pool
+
     val_keys = json.loads(Path(contract["val_images"]).read_text(encoding="utf-8"))
     excluded = json.loads(Path(contract["excluded_images"]).read_text(encoding="utf-8"))
-    return _laion_split(_laion_pool(contract), val_keys, _excluded_keys(excluded))
+    return split_pool(_laion_pool(contract), val_keys, excluded)
 
 
 def prepare_data(params: Params, progress: bool = True) -> dict[str, Any]:
