@@ -21,7 +21,7 @@ from test_laion_near_duplicates import jpeg, photo
 
 from xlr.config import parse_params
 from xlr.data.img2dataset_shards import load_downloaded
-from xlr.data.laion import near_duplicates
+from xlr.data.laion import holdout, near_duplicates
 from xlr.data.laion.translate import Seq2SeqTranslator, TranslationCache
 from xlr.data.prepare import (
     BENCHMARK_OVERLAP,
@@ -290,6 +290,23 @@ def test_laion_copies_of_benchmark_and_training_images_leave_the_split(
     again = prepare_data(params, progress=False)
     assert json.loads(Path(again["excluded_images"]).read_text()) == excluded
     assert val_sets(params)["laion"].image_keys == val
+
+    # a failed audit leaves what it audited to be read; a refused hold-out writes no split
+    def refused(*args: object) -> None:
+        raise ValueError("refused here")
+
+    written = [Path(again[name]) for name in ("audit", "benchmark_overlap", "excluded_images")]
+    for path in written:
+        path.unlink()
+    monkeypatch.setattr(holdout, "check_holdout", refused)
+    with pytest.raises(ValueError, match="refused here"):
+        prepare_data(params, progress=False)
+    assert all(path.is_file() for path in written)
+    written[2].unlink()
+    monkeypatch.setattr(near_duplicates, "check_copies_left_enough", refused)
+    with pytest.raises(ValueError, match="refused here"):
+        prepare_data(params, progress=False)
+    assert not written[2].exists()
 
 
 def test_laion_path_needs_the_benchmarks_before_the_split(tmp_path: Path) -> None:

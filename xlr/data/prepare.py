@@ -131,7 +131,7 @@ def _split_and_translate(
     audit can be read. Returns the files written, for the contract."""
     from xlr.data.laion.holdout import check_holdout
     from xlr.data.laion.near_duplicates import check_benchmark_overlap, image_hashes
-    from xlr.data.laion.split import hold_out, split_audits, split_pool
+    from xlr.data.laion.split import excluded_keys, hold_out, split_audits, split_pool
 
     laion = params.data.laion
     assert laion is not None  # the schema requires it for source 'laion'
@@ -142,7 +142,7 @@ def _split_and_translate(
     val_keys, excluded = hold_out(laion, params.run.seeds[0], pool, hashes, benchmarks)
     files["excluded_images"] = str(atomic_write_json(excluded, out / EXCLUDED_IMAGES))
     files["val_images"] = str(atomic_write_json(val_keys, out / VAL_IMAGES))
-    parts = split_pool(pool, val_keys, excluded)
+    parts = split_pool(pool, val_keys, excluded_keys(excluded))
     audit, overlap = split_audits(laion, parts, hashes, benchmarks, excluded["benchmark_copies"])
     files["audit"] = str(atomic_write_text(out / HELD_OUT_AUDIT, audit.to_csv(index=False)))
     path = atomic_write_text(out / BENCHMARK_OVERLAP, overlap.to_csv(index=False))
@@ -224,11 +224,11 @@ def _laion_parts(contract: dict[str, Any]) -> tuple[ImageTextSet, ImageTextSet]:
             "copies of benchmark images and validation images from the LAION pool; run notebook "
             "01_data_sampling again (its downloads and translations are reused)"
         )
-    from xlr.data.laion.split import split_pool
+    from xlr.data.laion.split import excluded_keys, split_pool
 
     val_keys = json.loads(Path(contract["val_images"]).read_text(encoding="utf-8"))
     excluded = json.loads(Path(contract["excluded_images"]).read_text(encoding="utf-8"))
-    return split_pool(_laion_pool(contract), val_keys, excluded)
+    return split_pool(_laion_pool(contract), val_keys, excluded_keys(excluded))
 
 
 def prepare_data(params: Params, progress: bool = True) -> dict[str, Any]:

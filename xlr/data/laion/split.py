@@ -3,26 +3,25 @@ it (:func:`xlr.data.prepare.prepare_data` writes and checks what these return): 
 copies of benchmark images out of both parts, a seeded share of the rest held out
 (:func:`xlr.data.laion.holdout.held_out_images`), the validation images that training shows
 under another URL out of both, and the audits of what is left.
+
+The near-duplicate search is imported where it runs, so that reading a split that was made
+(:func:`split_pool`) needs neither faiss nor the image hashes.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from xlr.data.imagetext import ImageTextSet
 from xlr.data.laion.holdout import held_out_images, holdout_audit, image_subset
-from xlr.data.laion.near_duplicates import (
-    ImageHashes,
-    benchmark_overlap,
-    check_copies_left_enough,
-    copies_of,
-    near_keys,
-    pairs_within,
-)
 from xlr.data.laion_settings import LaionSection
+
+if TYPE_CHECKING:
+    from xlr.data.laion.near_duplicates import ImageHashes
 
 
 def hold_out(
@@ -37,13 +36,15 @@ def hold_out(
     images first, then ``laion.val_fraction`` of the rest held out (seeded by ``seed``), then the
     validation images that training shows under another URL, dropped from both sides (in
     training such a photo could bring captions its validation group shares)."""
+    from xlr.data.laion.near_duplicates import check_copies_left_enough, copies_of, near_keys
+
     bits = laion.near_duplicate_bits
     copies = copies_of(benchmarks, hashes, pool.image_keys, bits)
     clean = np.flatnonzero(~np.isin(np.asarray(pool.image_keys, dtype=object), list(copies)))
     candidates = image_subset(pool, clean, pool.name, None)
     val_ids = held_out_images(candidates, laion.val_fraction, seed)
     keys = [candidates.image_keys[i] for i in val_ids]
-    train, val = split_pool(pool, keys, {"benchmark_copies": copies, "validation_copies": []})
+    train, val = split_pool(pool, keys, list(copies))
     repeats = near_keys(hashes.of(train.image_keys), hashes, val.image_keys, bits)
     check_copies_left_enough(len(keys), len(repeats), len(candidates), laion.val_fraction, bits)
     dropped = set(repeats)
@@ -51,17 +52,21 @@ def hold_out(
     return kept, {"benchmark_copies": copies, "validation_copies": repeats}
 
 
+def excluded_keys(excluded: dict[str, Any]) -> list[str]:
+    """The keys of the images :func:`hold_out` keeps out of both parts."""
+    return [*excluded["benchmark_copies"], *excluded["validation_copies"]]
+
+
 def split_pool(
-    pool: ImageTextSet, val_keys: list[str], excluded: dict[str, Any]
+    pool: ImageTextSet, val_keys: Collection[str], out_keys: Collection[str]
 ) -> tuple[ImageTextSet, ImageTextSet]:
-    """The training and validation parts of ``pool``, without the ``excluded`` images (as
-    :func:`hold_out` returns them). Validation is declared parallel: an image's captions in other
-    languages are translations of its own (ENG TEXT, ours)."""
-    out = [*excluded["benchmark_copies"], *excluded["validation_copies"]]
+    """The training and validation parts of ``pool``, without the images of ``out_keys``.
+    Validation is declared parallel: an image's captions in other languages are translations of
+    its own (ENG TEXT, ours)."""
     keys = np.asarray(pool.image_keys, dtype=object)
-    held, kept_out = np.isin(keys, val_keys), np.isin(keys, out)
-    train = image_subset(pool, np.flatnonzero(~held & ~kept_out), pool.name, None)
-    return train, image_subset(pool, np.flatnonzero(held & ~kept_out), f"{pool.name}-val", True)
+    held, out = np.isin(keys, list(val_keys)), np.isin(keys, list(out_keys))
+    train = image_subset(pool, np.flatnonzero(~held & ~out), pool.name, None)
+    return train, image_subset(pool, np.flatnonzero(held & ~out), f"{pool.name}-val", True)
 
 
 def split_audits(
@@ -75,6 +80,8 @@ def split_audits(
     pairs left between validation and training) and its overlap with the benchmarks
     (:func:`xlr.data.laion.near_duplicates.benchmark_overlap`; ``copies`` as :func:`hold_out`
     found them)."""
+    from xlr.data.laion.near_duplicates import benchmark_overlap, pairs_within
+
     train, val = parts
     bits = laion.near_duplicate_bits
     pairs = pairs_within(hashes.of(val.image_keys), hashes.of(train.image_keys), bits)
