@@ -10,7 +10,11 @@ level (1 - 0.05/24). Satterthwaite's df come from the estimated parts, so they r
 training part comes out small: the tails run narrow where it dominates. The nominal rates are
 5% and 0.21%.
 
-    python benchmarks/bench_intervals.py [--studies 2000] [--images 300]
+``--training`` draws the training effects from a heavy-tailed (t3) or skewed distribution of
+the same SD instead of a normal one, which three units cannot reveal (the A/A gate cannot see
+it: :mod:`xlr.analysis.calibration`).
+
+    python benchmarks/bench_intervals.py [--studies 2000] [--images 300] [--training normal]
 """
 
 from __future__ import annotations
@@ -27,15 +31,37 @@ IMAGE_SD, RESIDUAL_SD = 0.1, 0.3  # an image's difficulty; the rest of a query's
 LEVELS = (0.95, 1 - 0.05 / 24)
 DESIGNS = ((1, 3), (3, 2))  # (bases, seeds per base): the real study's and the synthetic one's
 SEED_SDS = (0.0, 0.01, 0.02, 0.03, 0.06)
+SHAPES = ("normal", "t3", "skewed")  # the training effects' distribution (training_effects)
+
+
+def training_effects(
+    rng: np.random.Generator, sd: float, size: int, shape: str = "normal"
+) -> np.ndarray:
+    """``size`` training effects of mean 0 and standard deviation ``sd``: normal, as the
+    interval's t quantile assumes; ``t3`` (Student's t with 3 degrees of freedom, heavy tails);
+    or ``skewed`` (an exponential, centred: a unit now and then far above the rest)."""
+    if shape == "normal":
+        return rng.normal(0, sd, size)
+    if shape == "t3":
+        return rng.standard_t(3, size) * sd / np.sqrt(3)
+    if shape == "skewed":
+        return (rng.exponential(1.0, size) - 1.0) * sd
+    raise ValueError(f"unknown shape of training effects {shape!r}: normal, t3 or skewed")
 
 
 def null_study(
-    rng: np.random.Generator, bases: int, seeds: int, n_images: int, seed_sd: float
+    rng: np.random.Generator,
+    bases: int,
+    seeds: int,
+    n_images: int,
+    seed_sd: float,
+    shape: str = "normal",
 ) -> Cells:
-    """One study with no effect, as the interval's cells (one query per run, language, image)."""
+    """One study with no effect, as the interval's cells (one query per run, language, image);
+    the training effects (bases' and seeds') of the given ``shape`` (:func:`training_effects`)."""
     run_base = np.repeat(np.arange(bases), seeds)
-    training = rng.normal(0, seed_sd, bases)[run_base] if bases > 1 else 0.0
-    training = training + rng.normal(0, seed_sd, bases * seeds)
+    training = training_effects(rng, seed_sd, bases, shape)[run_base] if bases > 1 else 0.0
+    training = training + training_effects(rng, seed_sd, bases * seeds, shape)
     values = (
         training[:, None, None]
         + rng.normal(0, IMAGE_SD, n_images)[None, None, :]
@@ -56,9 +82,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--studies", type=int, default=2000)
     parser.add_argument("--images", type=int, default=300)
+    parser.add_argument("--training", choices=SHAPES, default="normal")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    print(f"{args.studies} null studies per row, {LANGS} languages x {args.images} images")
+    print(
+        f"{args.studies} null studies per row, {LANGS} languages x {args.images} images, "
+        f"{args.training} training effects"
+    )
     print(
         "bases x seeds  seed SD  training share | excluded zero at 95%: Satterthwaite, ours "
         "| at 1 - 0.05/24: Satterthwaite, ours | half-width ours / Satterthwaite there"
@@ -68,7 +98,7 @@ def main() -> None:
             share, widths = [], []
             counts = np.zeros((len(LEVELS), 2))
             for _ in range(args.studies):
-                cells = null_study(rng, bases, seeds, args.images, seed_sd)
+                cells = null_study(rng, bases, seeds, args.images, seed_sd, args.training)
                 for row, level in enumerate(LEVELS):
                     interval = cells_interval(cells, level)
                     old = satterthwaite_half_width(interval, level)

@@ -416,3 +416,20 @@ def test_the_gate_benchmark_runs() -> None:
     assert done.stdout.count("A/A nonzero rate limit") == 2  # 95% and the family's level
     for printed in ("honest", "third", "normal_training", "satterthwaite", "power at the MDE"):
         assert printed in done.stdout
+
+
+@pytest.mark.parametrize("shape", ["normal", "t3", "skewed"])
+def test_the_intervals_benchmark_draws_training_effects_of_one_sd(
+    shape: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``benchmarks/bench_intervals.py --training``: every shape has mean 0 and the given SD,
+    so its rows differ in shape only (the README compares them); the skewed one is skewed."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent.parent / "benchmarks"))
+    from bench_intervals import training_effects
+
+    drawn = training_effects(np.random.default_rng(0), 0.03, 400_000, shape)
+    assert drawn.mean() == pytest.approx(0.0, abs=3e-4)
+    assert drawn.std() == pytest.approx(0.03, rel=0.02)
+    assert (stats.skew(drawn) > 1.5) == (shape == "skewed")  # an exponential's skew is 2
+    with pytest.raises(ValueError, match="unknown shape"):
+        training_effects(np.random.default_rng(0), 0.03, 3, "uniform")
