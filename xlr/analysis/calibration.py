@@ -102,9 +102,9 @@ show a distribution's shape, and the world draws normal effects, as the interval
 assumes; with skewed effects (a centred exponential) where training dominates, the interval
 excluded a true zero in up to 9.7% of studies at 95% and 0.50% at 1 - 0.05/24
 (``benchmarks/bench_intervals.py --training skewed``; heavy tails alone kept it at or below its
-level; 5 or 10 seeds did not mend it). Nor does it see image-level degrees of freedom overstated
-by few images of skewed difficulty, which the interval's doc (:mod:`xlr.analysis.stats`)
-addresses.
+level; at 1 - 0.05/24, 5 or 10 seeds of one base gave 1.0% and 1.3%, worse than 3 seeds' 0.38%,
+whose t quantile hides the skew). Nor does it see image-level degrees of freedom overstated by
+few images of skewed difficulty, which the interval's doc (:mod:`xlr.analysis.stats`) addresses.
 """
 
 from __future__ import annotations
