@@ -9,11 +9,13 @@ import pytest
 from xlr.analysis.claims import (
     FAMILIES,
     MIN_IMAGES,
+    claims_by_run,
     default_claims,
     evaluate_claims,
     family_levels,
     measure_task,
     per_query_measure,
+    run_differences,
     verdict,
 )
 from xlr.analysis.stats import holm
@@ -283,3 +285,36 @@ def test_each_benchmark_is_judged_on_its_own() -> None:
         "not run (no multilingual caption query in other)"
     )  # a pool without caption queries (a tiny Crossmodal-3600 subset) is no error
     assert claims_markdown(table).count(", other") == len(claims)
+
+
+def test_a_runs_difference_is_its_macro_mean_over_query_languages() -> None:
+    """Known answer: a run's value is the mean of its languages' mean differences, not the mean
+    over its queries (here 3 German queries and 1 French one)."""
+    units = pd.DataFrame(
+        {"base_seed": 0, "seed": [0, 0, 0, 0, 1, 1],
+         "query_lang": ["de", "de", "de", "fr", "de", "fr"],
+         "value_a": [1.0, 1.0, 1.0, 0.0, 0.5, 0.5], "value_b": [0.0, 0.0, 0.0, 0.0, 0.5, 0.0]}
+    )  # fmt: skip
+    runs = run_differences(units)
+    assert runs.loc[(0, 0)] == pytest.approx(0.5)  # (1 + 0) / 2, not 3 / 4
+    assert runs.loc[(0, 1)] == pytest.approx(0.25)
+
+
+def test_claims_by_run_gives_each_runs_difference_as_the_claims_table_reads_it() -> None:
+    """One row per claim, benchmark and run; the runs' mean is the claim's effect (one seed a
+    base here, so every run weighs alike) and their signs are the table's runs agreeing."""
+    quality = {"zeroshot": 0.3, "mono-full": 0.45, "cross-full": 0.5, "hybrid-a0.5-full": 0.55}
+    ranks = fake_ranks(quality, bases=(0, 1, 2), n_images=30)
+    claims = default_claims(HeadlineArms(Arm("hybrid", 0.5, "full"), None))
+    runs = claims_by_run(ranks, claims, SEEN, HELDOUT)
+    table = evaluate_claims(ranks, claims, SEEN, HELDOUT).set_index("key")
+    ran = table[table["p_value"].notna()]
+    assert list(runs.columns) == ["key", "benchmark", "base_seed", "seed", "difference"]
+    assert sorted(runs["key"].unique()) == sorted(ran.index)
+    for key, rows in runs.groupby("key"):
+        assert len(rows) == 3 and sorted(rows["base_seed"]) == [0, 1, 2]
+        assert rows["difference"].mean() == pytest.approx(ran.at[key, "effect"])
+        claim = next(claim for claim in claims if claim.key == key)
+        agreeing = int((np.sign(rows["difference"]) == claim.direction).sum())
+        assert ran.at[key, "runs_agreeing"] == f"{agreeing}/3"
+    assert claims_by_run(ranks, [], SEEN, HELDOUT).empty

@@ -253,15 +253,23 @@ def verdict(low: float, high: float, direction: int, min_effect: float) -> Verdi
     return "inconclusive"
 
 
-def _agreement(units: pd.DataFrame, direction: int) -> dict[str, str]:
-    """In how many bases and runs the macro-mean difference a - b has the claimed sign."""
-    runs = (
+def run_differences(units: pd.DataFrame) -> pd.Series:
+    """Each run's macro-mean difference a - b (the mean over query languages of their means), as
+    the interval reads a run, indexed by ``base_seed`` and ``seed``, from a claim's paired units
+    (:func:`claim_units`). The interval assumes the training units' effects roughly normal; a run
+    far from the others shows where that fails (README: a skew can push it past its level)."""
+    return (
         units.assign(diff=units["value_a"] - units["value_b"])
         .groupby(["base_seed", "seed", "query_lang"], dropna=False)["diff"]
         .mean()
         .groupby(level=["base_seed", "seed"], dropna=False)
         .mean()
     )
+
+
+def _agreement(units: pd.DataFrame, direction: int) -> dict[str, str]:
+    """In how many bases and runs the macro-mean difference a - b has the claimed sign."""
+    runs = run_differences(units)
     bases = runs.groupby(level="base_seed").mean()
     agree = [f"{int((np.sign(d) == direction).sum())}/{len(d)}" for d in (bases, runs)]
     return {"bases_agreeing": agree[0], "runs_agreeing": agree[1]}
@@ -329,6 +337,26 @@ def family_levels(ran: Sequence[Claim], confidence: float = 0.95) -> dict[str, t
     intervals, 1 - (1 - confidence) / m (Bonferroni: the family-wise level is ``confidence``)."""
     sizes = Counter(claim.family for claim in ran)
     return {family: (m, 1 - (1 - confidence) / m) for family, m in sizes.items()}
+
+
+def claims_by_run(
+    ranks: pd.DataFrame, claims: Sequence[Claim], seen: Sequence[str], heldout: Sequence[str]
+) -> pd.DataFrame:
+    """One row per claim, benchmark and run where the claim ran (:func:`claim_evidence`, same
+    arguments): ``key``, ``benchmark``, ``base_seed``, ``seed`` and the run's ``difference``
+    a - b (:func:`run_differences`), so that a run far from the others can be seen."""
+    frames = [
+        run_differences(claim_units(found, claim))
+        .rename("difference")
+        .reset_index()
+        .assign(key=claim.key, benchmark=benchmark)
+        for claim, benchmark, found in claim_evidence(ranks, claims, seen, heldout)
+        if not isinstance(found, str)
+    ]
+    columns = ["key", "benchmark", "base_seed", "seed", "difference"]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True)[columns]
 
 
 def claim_evidence(
