@@ -318,13 +318,13 @@ def test_a_resampled_world_is_exactly_what_its_draws_say(design: str) -> None:
     observed = cells_interval(cells)
     codes = calibration.training_units(cells)
     n_units = int(codes.max()) + 1
-    unit_sd, shared, rest = calibration._null_parts(cells, codes, observed.estimate)
+    unit_sd, residuals = calibration._null_parts(cells, codes, observed.estimate)
     assert unit_sd**2 / n_units == pytest.approx(observed.training_variance, rel=1e-9)
     worlds = calibration.null_worlds(cells, observed.estimate, np.random.default_rng(4))
     twin = np.random.default_rng(4)  # the same draws, in null_worlds' order
     for world in itertools.islice(worlds, 3):
         effects = twin.normal(0.0, unit_sd, n_units)
-        flipped = twin.choice([-1.0, 1.0], cells.sums.shape[2]) * shared + rest
+        flipped = twin.choice([-1.0, 1.0], cells.sums.shape[2]) * residuals
         images = cells_interval(dataclasses.replace(cells, sums=flipped))
         resampled = cells_interval(dataclasses.replace(cells, sums=world))
         assert resampled.training_df == n_units - 1
@@ -353,21 +353,6 @@ def test_the_resamples_draw_that_world(monkeypatch: pytest.MonkeyPatch) -> None:
     aa = seen[1::2]  # the observed interval first, then each resample's A/A and planted one
     assert len(aa) == 400
     assert np.mean(aa) == pytest.approx(observed.training_variance, rel=0.15)
-
-
-def test_runs_scoring_different_queries_flip_their_whole_image_residuals() -> None:
-    """A shared image part needs the same queries in every run: where a run lacks some, the
-    image part is each run's own residual and nothing is left over."""
-    units = units_of(simulated_difference(np.random.default_rng(3), 0.0))
-    fewer = units.drop(units[(units["base_seed"] == 0) & (units["seed"] == 0)].index[::3])
-    cells = unit_cells(fewer, "query_lang")
-    observed = cells_interval(cells)
-    codes = calibration.training_units(cells)
-    *_, image, rest = calibration._null_parts(cells, codes, observed.estimate)
-    means = cells.sums.sum(axis=2) / cells.counts.sum(axis=2)
-    assert np.array_equal(image, cells.sums - means[..., None] * cells.counts)
-    assert not rest.any() and not image[cells.counts == 0].any()
-    assert np.isfinite(calibrate_comparison(fewer, +1, MIN_EFFECT, resamples=20).aa_rate)
 
 
 @pytest.mark.parametrize("confidence", [0.95, 1 - 0.05 / 8])

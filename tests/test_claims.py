@@ -9,6 +9,7 @@ import pytest
 from xlr.analysis.claims import (
     FAMILIES,
     MIN_IMAGES,
+    claim_evidence,
     claims_by_run,
     default_claims,
     evaluate_claims,
@@ -306,7 +307,7 @@ def test_claims_by_run_gives_each_runs_difference_as_the_claims_table_reads_it()
     quality = {"zeroshot": 0.3, "mono-full": 0.45, "cross-full": 0.5, "hybrid-a0.5-full": 0.55}
     ranks = fake_ranks(quality, bases=(0, 1, 2), n_images=30)
     claims = default_claims(HeadlineArms(Arm("hybrid", 0.5, "full"), None))
-    runs = claims_by_run(ranks, claims, SEEN, HELDOUT)
+    runs = claims_by_run(claim_evidence(ranks, claims, SEEN, HELDOUT))
     table = evaluate_claims(ranks, claims, SEEN, HELDOUT).set_index("key")
     ran = table[table["p_value"].notna()]
     assert list(runs.columns) == ["key", "benchmark", "base_seed", "seed", "difference"]
@@ -317,4 +318,4 @@ def test_claims_by_run_gives_each_runs_difference_as_the_claims_table_reads_it()
         claim = next(claim for claim in claims if claim.key == key)
         agreeing = int((np.sign(rows["difference"]) == claim.direction).sum())
         assert ran.at[key, "runs_agreeing"] == f"{agreeing}/3"
-    assert claims_by_run(ranks, [], SEEN, HELDOUT).empty
+    assert claims_by_run([]).empty

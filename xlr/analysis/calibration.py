@@ -12,13 +12,12 @@ world with no effect whose variance parts are the ones the interval estimated on
   variance between units (the sample variance of their deviations from the effect); the
   interval's training part reads units' means only, so a draw's mean and sample variance over
   the units are exactly the resample's estimate (with the images' shift) and training part;
-- *images*: each image's deviation from its run, as every run shares it (the runs weighed as in
-  the estimate: all its ~28 queries, in every run), changes sign with probability 1/2,
-  independently (the two arms swapped for that image); each run's own departure from that
-  shared part stays as observed (it moves neither a run's mean nor an image's influence on the
-  estimate, where every run scores the same queries, as a claim's runs do; else each run's whole
-  image residual flips, and each run keeps only the shift of its means that every run shares, so
-  that the images add nothing to the training part).
+- *images*: each image's residuals from its runs' means (all its ~28 queries, in every run)
+  change sign with probability 1/2, independently of other images and alike in every run (the
+  two arms swapped for that image); each run keeps only the shift of its means that every run
+  shares (the runs weighed as in the estimate), so that the images add nothing to the training
+  part. The image part of the interval reads each image's residuals weighed over runs, so this
+  flips exactly that.
 
 So the world is the normal crossed model at the training level, which the interval's t quantile
 assumes, and the data's own images at the image level, where there are many units to flip. The
@@ -126,7 +125,7 @@ from xlr.analysis.claims import (
     Claim,
     claim_evidence,
     claim_units,
-    evaluate_claims,
+    claims_table,
     verdict,
 )
 from xlr.analysis.intervals import unit_cells
@@ -313,44 +312,34 @@ def training_units(cells: Cells) -> np.ndarray:
 def null_worlds(cells: Cells, estimate: float, rng: np.random.Generator) -> Iterator[np.ndarray]:
     """Endless A/A resamples of ``cells`` (module doc, resamples): each a world's sums,
     ``[runs, strata, images]``, with no effect and the observed variance parts around
-    ``estimate``: the training units' effects drawn normal, the images' deviations flipped at
-    random. Where runs score different queries, one run's flipped residuals would move its mean
-    apart from the others' and add to the training part the drawn effects already hold, so each
-    run keeps only the shift every run shares (the runs weighed as in the estimate)."""
+    ``estimate``: the training units' effects drawn normal, each image's residuals flipped at
+    random in every run alike. Flipped, one run's residuals would move its means apart from the
+    others' and add to the training part the drawn effects already hold, so each run keeps only
+    the shift of its means that the estimate's weighted runs share."""
     units = training_units(cells)
-    unit_sd, shared, rest = _null_parts(cells, units, estimate)
+    unit_sd, residuals = _null_parts(cells, units, estimate)
     weight, per_stratum = run_weights(cells.run_base), cells.counts.sum(axis=2)
     n_units, n_images = int(units.max()) + 1, cells.sums.shape[2]
     while True:
         effects = rng.normal(0.0, unit_sd, n_units)
-        images = rng.choice([-1.0, 1.0], n_images) * shared + rest
+        images = rng.choice([-1.0, 1.0], n_images) * residuals
         shift = images.sum(axis=2) / per_stratum  # [runs, strata]
-        apart = shift - weight @ shift  # zero where every run scores the same queries
+        apart = shift - weight @ shift
         yield (effects[units][:, None] - apart)[..., None] * cells.counts + images
 
 
-def _null_parts(
-    cells: Cells, units: np.ndarray, estimate: float
-) -> tuple[float, np.ndarray, np.ndarray]:
+def _null_parts(cells: Cells, units: np.ndarray, estimate: float) -> tuple[float, np.ndarray]:
     """The A/A world's parts (module doc, resamples): the standard deviation of the training
     units' effects (``units``: a code per run), the sample one of their observed deviations from
-    ``estimate`` (0 with one unit); each image's deviation from its run shared by every run (the
-    runs weighed as in the estimate), ``[1, strata, images]``; and each run's own departure from
-    that shared part, ``[runs, strata, images]``, which moves neither a run's mean nor an image's
-    influence. That needs every run to score the same queries (the same counts in every cell);
-    where they differ, the image part is each run's whole image residual, flipped in every run
-    alike, and nothing is left over. A run's deviation from its unit's mean is no part: the
-    interval reads units' means and each run's residuals from its own means."""
+    ``estimate`` (0 with one unit), and each run's image residuals, ``[runs, strata, images]``.
+    A run's deviation from its unit's mean is no part: the interval reads units' means and each
+    run's residuals from its own means."""
     means = cells.sums.sum(axis=2) / cells.counts.sum(axis=2)
     deviation = means.mean(axis=1) - estimate  # each run's macro mean, as the interval reads it
     per_unit = np.bincount(units)
     unit_mean = np.bincount(units, deviation) / per_unit
     unit_sd = float(unit_mean.std(ddof=1)) if len(per_unit) > 1 else 0.0
-    image_part = cells.sums - means[..., None] * cells.counts
-    if np.ptp(cells.counts, axis=0).any():  # runs score different queries: no shared part
-        return unit_sd, image_part, np.zeros_like(image_part)
-    shared = np.einsum("r,rsi->si", run_weights(cells.run_base), image_part)[None]
-    return unit_sd, shared, image_part - shared
+    return unit_sd, cells.sums - means[..., None] * cells.counts
 
 
 def calibrate_claims(
@@ -367,8 +356,8 @@ def calibrate_claims(
     the claim, its minimum effect and interval level as the claims table has them, and its
     :class:`Calibration`. Every claim draws its resamples from one generator seeded by ``seed``.
     """
-    table = evaluate_claims(ranks, claims, seen, heldout, min_effect, confidence)
     evidence = claim_evidence(ranks, claims, seen, heldout)
+    table = claims_table(evidence, min_effect, confidence)
     rng = np.random.default_rng(seed)
     rows = []
     for (claim, benchmark, found), row in zip(evidence, table.to_dict("records"), strict=True):

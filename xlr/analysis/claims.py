@@ -339,18 +339,16 @@ def family_levels(ran: Sequence[Claim], confidence: float = 0.95) -> dict[str, t
     return {family: (m, 1 - (1 - confidence) / m) for family, m in sizes.items()}
 
 
-def claims_by_run(
-    ranks: pd.DataFrame, claims: Sequence[Claim], seen: Sequence[str], heldout: Sequence[str]
-) -> pd.DataFrame:
-    """One row per claim, benchmark and run where the claim ran (:func:`claim_evidence`, same
-    arguments): ``key``, ``benchmark``, ``base_seed``, ``seed`` and the run's ``difference``
-    a - b (:func:`run_differences`), so that a run far from the others can be seen."""
+def claims_by_run(evidence: Sequence[tuple[Claim, str, pd.DataFrame | str]]) -> pd.DataFrame:
+    """One row per claim, benchmark and run where the claim ran (its :func:`claim_evidence`):
+    ``key``, ``benchmark``, ``base_seed``, ``seed`` and the run's ``difference`` a - b
+    (:func:`run_differences`), so that a run far from the others can be seen."""
     frames = [
         run_differences(claim_units(found, claim))
         .rename("difference")
         .reset_index()
         .assign(key=claim.key, benchmark=benchmark)
-        for claim, benchmark, found in claim_evidence(ranks, claims, seen, heldout)
+        for claim, benchmark, found in evidence
         if not isinstance(found, str)
     ]
     columns = ["key", "benchmark", "base_seed", "seed", "difference"]
@@ -406,7 +404,16 @@ def evaluate_claims(
     interval, 1 - (1 - confidence) / m for the m rows of its family that ran (``family_size``,
     :func:`family_levels`); Holm adjusts within each family.
     """
-    evidence = claim_evidence(ranks, claims, seen, heldout)
+    return claims_table(claim_evidence(ranks, claims, seen, heldout), min_effect, confidence)
+
+
+def claims_table(
+    evidence: Sequence[tuple[Claim, str, pd.DataFrame | str]],
+    min_effect: MinEffectSection = DEFAULT_MIN_EFFECT,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """:func:`evaluate_claims` from the claims' :func:`claim_evidence`, for callers that read
+    the evidence too (computing it ranks every claim's per-query measure)."""
     levels = family_levels(
         [c for c, _, found in evidence if not isinstance(found, str)], confidence
     )
