@@ -467,6 +467,27 @@ def seed_shift_world(
     return pd.concat(frames, ignore_index=True).astype({"seed": "Int64"})
 
 
+def test_fallbacks_that_score_alike_share_one_negative_control_row() -> None:
+    """In a seen-language pool an adapter arm's fallbacks are one model: one row, not three, so
+    the summary's count of comparisons (and its binomial) weighs it once."""
+    rng = np.random.default_rng(5)
+    runs = {
+        (seed, base): rank_distance_per_query(simulated_ranks(rng, seed=seed, base_seed=base))
+        for seed in (0, 1)
+        for base in (0, 1, 2)
+    }
+    alike = [run.assign(arm=f"adapters-{f}") for f in ("base", "nearest") for run in runs.values()]
+    moved = [run.assign(arm="adapters-average", value=run["value"] + 1) for run in runs.values()]
+    other = [run.assign(arm="mono-full") for run in runs.values()]
+    table = negative_control(pd.concat([*alike, *moved, *other]), seeds=[0, 1])
+    assert table["arm"].tolist() == ["mono-full", "adapters-base", "adapters-average"]
+    notes = table.set_index("arm")["note"]
+    assert "the same model here as adapters-nearest" in notes["adapters-base"]
+    assert "same model" not in notes["adapters-average"] + notes["mono-full"]
+    assert table.loc[1, "p_value"] == table.loc[2, "p_value"]  # a shift of 1 moves both seeds
+    assert "of 3 comparisons" in negative_control_summary(table)
+
+
 def test_one_base_leaves_the_negative_control_not_run() -> None:
     """With one base (the real study's base_seeds: [0]) seeds 0 and 1 give one run of
     differences, whose interval covers image noise only: in worlds where two seeds differ by

@@ -1,4 +1,5 @@
-"""Every study figure keeps its text inside the canvas, with long arm and language names.
+"""Every study figure keeps its texts and legends inside the canvas, with long arm and language
+names.
 
 A reviewer reads the PNG, where anything outside the figure is simply cut off (a y label, a
 legend, a slanted tick label). So each figure is rendered with names longer than the study's
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
+from matplotlib.legend import Legend
 from matplotlib.text import Text
 
 from xlr.analysis.check_figures import calibration_figure, dose_response_figure
@@ -62,14 +64,17 @@ def undrawn_tick_labels(fig: Figure) -> set[int]:
 
 
 def clipped_texts(fig: Figure) -> list[str]:
-    """The visible, non-empty texts whose rendered extent leaves the figure (1 px tolerance)."""
+    """The visible, non-empty texts and legends whose rendered extent leaves the figure (1 px
+    tolerance): a legend's frame cut off hides the entries and markers at its edge."""
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     box = fig.bbox
     hidden = undrawn_tick_labels(fig)
     out = []
-    for artist in fig.findobj(Text):
-        if not artist.get_visible() or not artist.get_text().strip() or id(artist) in hidden:
+    for artist in [*fig.findobj(Text), *fig.findobj(Legend)]:
+        if not artist.get_visible() or id(artist) in hidden:
+            continue
+        if isinstance(artist, Text) and not artist.get_text().strip():
             continue
         extent = artist.get_window_extent(renderer)
         inside = (
@@ -79,7 +84,8 @@ def clipped_texts(fig: Figure) -> list[str]:
             and extent.y1 <= box.y1 + 1
         )
         if not inside:
-            out.append(f"{artist.get_text()!r} at {extent.bounds}")
+            name = artist.get_text() if isinstance(artist, Text) else "legend"
+            out.append(f"{name!r} at {extent.bounds}")
     return out
 
 
@@ -88,10 +94,20 @@ def interval_rows(rng: np.random.Generator, n: int, scale: float = 1.0) -> dict[
     return {"estimate": estimate, "low": estimate - 0.05 * scale, "high": estimate + 0.05 * scale}
 
 
-def per_language() -> Figure:
+# The synthetic study's evaluated arms: more legend entries than a short figure has rows for.
+STUDY_ARMS = [
+    "zeroshot",
+    *(f"{family}-{t}" for family in ("mono", "cross", "multi") for t in ("full", "lora")),
+    *(f"hybrid-a{a}-{t}" for a in (0.25, 0.5, 0.75) for t in ("full", "lora")),
+    *(f"{family}-{f}" for family in ("adapters", "adapters_hybrid-a0.5")
+      for f in ("base", "nearest", "average")),
+]  # fmt: skip
+
+
+def per_language(arms: list[str] = ARMS) -> Figure:
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(
-        [(arm, lang, group) for arm in ARMS for lang, group in zip(LANGS, GROUPS, strict=True)],
+        [(arm, lang, group) for arm in arms for lang, group in zip(LANGS, GROUPS, strict=True)],
         columns=["arm", "query_lang", "lang_group"],
     )
     return per_language_recall_figure(frame.assign(**interval_rows(rng, len(frame))))
@@ -198,6 +214,7 @@ FIGURES = {
     "loss_curves": lambda: loss_curves_figure(training_logs(), warmup=10),
     "batch_kinds": lambda: batch_kind_figure(training_logs()),
     "per_language": per_language,
+    "per_language_study_arms": lambda: per_language(STUDY_ARMS),
     "heatmap": heatmap,
     "heatmaps": heatmaps,
     "alpha_sweep": alpha_sweep,

@@ -1,6 +1,8 @@
 """Figures of notebooks 05 and 06: titled and labelled, error bars at the intervals, pair matrices
 averaged over runs, atomic saves, and clear errors for tables they cannot draw."""
 
+import colorsys
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -127,6 +129,20 @@ def test_arm_styles_colour_by_family_and_shape_by_variant() -> None:
     families = {a: family_and_variant(a)[0] for a in arms}
     colours = {families[a]: styles[a].colour for a in arms}
     assert len(set(colours.values())) == len(colours) == 4  # four families, four colours
+    # the same colour whichever arms a figure holds (the loss curves have no zero-shot model)
+    assert arm_styles(arms[1:])["mono-full"] == styles["mono-full"]
+    assert arm_styles(["my-arm", *arms])["mono-full"] == styles["mono-full"]
+
+
+def test_hybrid_alphas_differ_in_lightness_and_other_labels_take_spare_colours() -> None:
+    arms = ["hybrid-a0.25-full", "hybrid-a0.5-full", "hybrid-a0.75-full"]
+    styles = arm_styles([*arms, "my-arm", "your-arm"])
+    light = [colorsys.rgb_to_hls(*styles[a].colour)[1] for a in arms]
+    assert light[0] > light[1] + 0.05 and light[1] > light[2] + 0.05  # darker as alpha grows
+    hues = {round(colorsys.rgb_to_hls(*styles[a].colour)[0], 6) for a in arms}
+    assert len(hues) == 1  # one family, one hue
+    family = {styles[a].colour for a in arms} | {arm_styles(["mono-full"])["mono-full"].colour}
+    assert len({styles["my-arm"].colour, styles["your-arm"].colour} | family) == 6
 
 
 def test_per_language_points_share_a_family_colour() -> None:

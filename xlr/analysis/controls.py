@@ -17,7 +17,7 @@ from xlr.analysis.bias import QUERY_COLUMNS, rank_distance_per_query
 from xlr.analysis.figure_style import arm_order
 from xlr.analysis.intervals import COMPARISON_KEYS, compare_arms, paired_comparison
 from xlr.analysis.tables import interval_text, markdown_table, save_table
-from xlr.arms import ZEROSHOT
+from xlr.arms import ZEROSHOT, Arm
 from xlr.eval.metrics import per_query_values
 from xlr.eval.planted import PLANTED_FRACTION, planted_name
 from xlr.eval.results import IMAGE, MULTILINGUAL, MULTILINGUAL_SEEN, check_table
@@ -374,6 +374,8 @@ def negative_control(
     """The paired p-value between the first two fine-tuning seeds of every trained arm, on the
     caption queries of ``per_query`` (a rank distance table), one row per benchmark and arm,
     with a ``result``: ``pass`` when the seeds do not differ at ``level``, ``fail`` when they do.
+    Fallbacks of one adapter arm that score alike (every fallback in a seen-language pool) share
+    one row, whose ``note`` names the others.
 
     Seeds differ by chance only, so the p-values should rarely fall below the test level (about
     a ``level`` share of rows fail by chance); if they often do, arm differences must be judged
@@ -395,7 +397,7 @@ def negative_control(
     seed_a, seed_b = seeds[:2]
     rows = []
     for (benchmark, task), table in captions.groupby(["benchmark", "task"], sort=False):
-        for arm in arms:
+        for arm, twins in _distinct_models(table, arms):
             p_value = seed_negative_control(table, arm, seed_a, seed_b)
             if np.isnan(p_value):
                 result, note = "not run", NO_REPLICATE
@@ -403,6 +405,9 @@ def negative_control(
                 result, note = "fail", f"the seeds differ at p < {level}"
             else:
                 result, note = "pass", ""
+            if twins:
+                alike = f"the same model here as {', '.join(twins)} (one row for all)"
+                note = f"{note}; {alike}" if note else alike
             rows.append(
                 {
                     "benchmark": benchmark,
@@ -416,6 +421,25 @@ def negative_control(
                 }
             )
     return pd.DataFrame(rows)
+
+
+def _distinct_models(table: pd.DataFrame, arms: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """Each of ``arms`` that scores ``table``'s queries unlike every earlier fallback of the same
+    adapters, with the fallbacks that score exactly as it does (its twins): a pool of seen
+    languages routes no held-out query, so there an adapter arm's fallbacks are one model, and
+    counting it once per fallback would weigh its one comparison two or three times."""
+    keys = ["base_seed", "seed", "query_idx"]
+    kept: dict[str, tuple[str, pd.DataFrame, list[str]]] = {}
+    for arm in arms:
+        scores = table.loc[table["arm"] == arm, [*keys, "value"]].sort_values(keys)
+        scores = scores.reset_index(drop=True)
+        trained = Arm.parse(arm).with_fallback(None).name
+        twin = next((k for k, (t, s, _) in kept.items() if t == trained and s.equals(scores)), None)
+        if twin is None:
+            kept[arm] = (trained, scores, [])
+        else:
+            kept[twin][2].append(arm)
+    return [(arm, twins) for arm, (_, _, twins) in kept.items()]
 
 
 def negative_control_summary(table: pd.DataFrame, level: float = 0.05) -> str:

@@ -8,6 +8,9 @@ every figure and a table that would mix incomparable numbers is refused before i
 
 from __future__ import annotations
 
+import colorsys
+import itertools
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +29,15 @@ from xlr.eval.results import check_table
 from xlr.io import atomic_file
 
 PALETTE = "colorblind"
+# Each arm family's colour, as an index into the palette: blue, orange, green for the batch
+# schedules, vermilion for hybrid batches, purple and tan for the adapters, grey for the model
+# every arm is read against; sky blue, pink and yellow (the palette's lightest) left spare.
+FAMILY_COLOURS: dict[str, int] = {
+    "zeroshot": 7, "mono": 0, "cross": 1, "multi": 2, "hybrid": 3, "adapters": 4,
+    "adapters_hybrid": 5,
+}  # fmt: skip
+SPARE_COLOURS: tuple[int, ...] = (9, 6, 8)
+LEGEND_ROW_INCHES = 0.26  # a legend entry at the default 10-point font, with its spacing
 
 
 @dataclass(frozen=True)
@@ -59,19 +71,39 @@ ARM_VARIANTS: dict[str, ArmShape] = {
 
 
 def arm_styles(arms: Sequence[str]) -> dict[str, ArmStyle]:
-    """One :class:`ArmStyle` per arm: a colour per family, a marker, hatch and dash per variant.
+    """One :class:`ArmStyle` per arm: a colour per family (:func:`family_colour`), a marker,
+    hatch and dash per variant.
 
     Why not one colour per arm: the study has about twenty arms and the colour-blind palette ten
     colours, so unrelated arms would share one. Keyed by family, colour answers the study's
     question (which batch schedule) and the shape tells full from LoRA and the adapters'
-    fallbacks; beyond ten families the colours repeat, but never within a figure's first ten.
+    fallbacks. Labels that are no arm name take the palette's spare colours in turn.
     """
     parts = {name: family_and_variant(name) for name in arms}
-    colours = palette_colours(list(dict.fromkeys(family for family, _ in parts.values())))
+    others = [name for name in arms if family_colour(name) is None]
+    spare = dict(zip(others, itertools.cycle(sns.color_palette(PALETTE)[i] for i in SPARE_COLOURS)))
     return {
-        name: ArmStyle(colours[family], *ARM_VARIANTS.get(variant, ArmShape()))
-        for name, (family, variant) in parts.items()
+        name: ArmStyle(family_colour(name) or spare[name], *ARM_VARIANTS.get(variant, ArmShape()))
+        for name, (_, variant) in parts.items()
     }
+
+
+def family_colour(label: str) -> tuple[float, float, float] | None:
+    """An arm's colour, the same in every figure whichever arms it holds (the loss curves have
+    no zero-shot model): its family's slot of the palette (:data:`FAMILY_COLOURS`), lighter for
+    a smaller alpha in the hybrid families, so alphas differ in lightness, the cue colour-blind
+    readers keep; None for a label that is no arm name."""
+    try:
+        arm = Arm.parse(label)
+    except ValueError:
+        return None
+    colour = sns.color_palette(PALETTE)[FAMILY_COLOURS[arm.family]]
+    if arm.alpha is None:
+        return colour
+    hue, light, saturation = colorsys.rgb_to_hls(*colour)
+    return colorsys.hls_to_rgb(
+        hue, min(0.72, max(0.2, light + 0.4 * (0.5 - arm.alpha))), saturation
+    )
 
 
 def family_and_variant(label: str) -> tuple[str, str]:
@@ -237,9 +269,13 @@ def group_rank(groups: pd.Series) -> pd.Series:
 
 def legend_outside(ax: Axes, title: str, handles: Sequence | None = None, labels=None) -> None:
     """The legend right of the axes, where it hides no data; ``layout="constrained"`` makes
-    room for it inside the figure."""
-    extra = {} if handles is None else {"handles": handles, "labels": labels}
-    ax.legend(title=title, loc="center left", bbox_to_anchor=(1.0, 0.5), **extra)
+    room for its width inside the figure, not for its height, so it takes as many columns as
+    the figure's height needs (the study's 19 arms do not fit one column of a 4-inch figure)."""
+    if handles is None:
+        handles, labels = ax.get_legend_handles_labels()
+    rows = max(1, int(ax.figure.get_figheight() / LEGEND_ROW_INCHES) - 2)  # title, frame
+    ax.legend(handles, labels, title=title, loc="center left", bbox_to_anchor=(1.0, 0.5),
+              ncols=math.ceil(len(handles) / rows))  # fmt: skip
 
 
 def readable_xticks(ax: Axes) -> None:

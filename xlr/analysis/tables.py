@@ -273,17 +273,17 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 CLAIMS_COLUMNS: dict[str, str] = {
     "claim": "the statement tested, about arm a against arm b",
-    "family": "the question the claim belongs to, with how many of its claims ran (m): Holm and "
-    "the interval level count those",
+    "family": "the question the claim belongs to, with how many of its rows ran (m, each claim on "
+    "each benchmark): Holm and the interval level count those",
     "measure": "t2i R@1 or multilingual mAP (fractions) or rank distance (ranks, lower = less "
     "language bias), in the languages or ranked pool in brackets",
     "min effect": "the smallest difference worth a verdict (report.min_effect; for rank distance "
     "a fraction of arm b's level)",
-    "effect (a - b)": "arm a minus arm b, paired by base, seed and query: macro mean over query "
-    "languages, averaged over bases and seeds",
+    "effect (a - b)": "arm a minus arm b, paired by base, seed and query (by base and query "
+    "against the zero-shot model): macro mean over query languages, averaged over bases and seeds",
     "interval": "the effect's interval over bases, seeds within a base and images (an image's "
     "queries move together), never queries: each part's variance times its own t quantile",
-    "level": "each interval's level, 1 - alpha/m for the m claims of its family that ran "
+    "level": "each interval's level, 1 - alpha/m for the m rows of its family that ran "
     "(Bonferroni: the family-wise level is 1 - alpha, eval.confidence)",
     "p": "two-sided p-value of a zero effect: the level at which the interval just reaches zero",
     "p (Holm)": "the p-value Holm-adjusted within the claim's family",
