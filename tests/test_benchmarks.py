@@ -65,12 +65,14 @@ def _xm_entry(captions: list[object]) -> dict[str, list[object]]:
 
 
 def xm3600_tree(root: Path) -> Path:
-    """``captions.jsonl`` + ``images/{key}.jpg`` as Crossmodal-3600 publishes them."""
+    """``captions.jsonl`` + ``images/{key}.jpg`` as Crossmodal-3600 publishes them (with
+    ``image/locale``, the language of the region the photo was taken in, on every record)."""
     records = [
-        {"image/key": XM_KEYS[0], "en": _xm_entry(["a red car", "a car on a road"]),
+        {"image/key": XM_KEYS[0], "image/locale": "fil",
+         "en": _xm_entry(["a red car", "a car on a road"]),
          "fil": _xm_entry(["isang pulang kotse"]), "quz": _xm_entry(["puka carro"]),
          "iw": _xm_entry(["מכונית אדומה"])},
-        {"image/key": XM_KEYS[1], "en": _xm_entry(["two dogs"]),
+        {"image/key": XM_KEYS[1], "image/locale": "en", "en": _xm_entry(["two dogs"]),
          "fil": _xm_entry(["dalawang aso", "mga aso", "aso"]), "quz": _xm_entry(["iskay allqu"]),
          "iw": _xm_entry(["שני כלבים"])},
     ]  # fmt: skip

@@ -112,6 +112,10 @@ def test_cross_section_rules() -> None:
     }
     with pytest.raises(ParamsError, match="model.kind 'tiny'"):
         parse_params(minimal(data=laion))
+    # a quota for a language the pool would leave out (it keeps the seen languages' images)
+    laion["laion"]["quotas"]["counts"] |= {"ko": 5, "iw": 2}
+    with pytest.raises(ParamsError, match=r"samples he, ko, not in data.train_langs"):
+        parse_params(minimal(data=laion, model={"kind": "open_clip"}))
 
 
 def test_adapters_share_the_budget_and_the_shape_of_the_shared_lora() -> None:

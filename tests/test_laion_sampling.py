@@ -149,6 +149,27 @@ def test_counts_before_and_after_each_stage(laion: LaionInputs, tmp_path: Path) 
     assert result.shortfalls == {"fr": {"quota": 3, "available": 1, "missing": 2}}
 
 
+def test_a_nan_score_fails_its_filter_as_a_null_does(tmp_path: Path) -> None:
+    """DuckDB orders NaN above every number, so ``similarity >= min`` would keep a NaN score."""
+    nan = float("nan")
+    rows = [laion_row("u1", "Ein Hund"), laion_row("u2", "Zwei", similarity=nan),
+            laion_row("u3", "Drei", punsafe=nan), laion_row("u4", "Vier", pwatermark=nan),
+            laion_row("u5", "Fünf", similarity=None)]  # fmt: skip
+    path = write_rows(tmp_path / "m.parquet", rows)  # pandas' NaN is written as a null
+    table = pq.read_table(path)
+    for column in ("similarity", "punsafe", "pwatermark"):
+        values = [nan if isinstance(v, float) and np.isnan(v) else v for v in
+                  (row[column] for row in rows)]  # fmt: skip
+        index = table.column_names.index(column)
+        table = table.set_column(index, column, pa.array(values, pa.float64(), from_pandas=False))
+    assert pa.compute.is_nan(table["similarity"]).to_pylist()[1]  # a real NaN, not a null
+    pq.write_table(table, path)
+    result = sample_laion([path], LaionQuotas(counts={"de": 1}), FILTERS, out_dir=tmp_path / "o")
+    counts = result.manifest["counts"]["de"]
+    assert [counts[s] for s in ("rows", "similarity", "punsafe", "pwatermark")] == [5, 3, 2, 1]
+    assert pd.read_parquet(result.parquet)["URL"].tolist() == ["u1"]
+
+
 def test_sample_contents_dedup_and_translations(laion: LaionInputs, tmp_path: Path) -> None:
     result = sample_laion(laion, QUOTAS, FILTERS, seed=1, out_dir=tmp_path / "out")
     sample = pd.read_parquet(result.parquet)

@@ -198,7 +198,8 @@ def test_laion_path_offline(served_corpus: Path, tmp_path: Path) -> None:
     # group the split rightly refuses; so the cache holds distinct translations first, which
     # translate_pool reads back (generation itself: tests/test_laion_translate.py)
     translator = Seq2SeqTranslator(translated.data.laion.translate, torch.device("cpu"))
-    captions = load_downloaded(Path(contract["shards"]), eng_text=True).captions
+    shards = Path(contract["shards"])
+    captions = load_downloaded(shards, contract["train_langs"], eng_text=True).captions
     english = set(
         captions.loc[(captions["lang"] == "en") & (captions["caption_idx"] == 0), "caption"]
     )

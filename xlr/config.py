@@ -164,6 +164,14 @@ class DataSection(Section):
             )
         if self.source == "laion" and self.laion is None:
             raise ValueError("data.source 'laion' needs a data.laion section naming the metadata")
+        quotas = self.laion.quotas if self.laion is not None else None
+        unseen = sorted(set(quotas.counts) - set(self.train_langs)) if quotas else []
+        if unseen:  # the pool keeps seen languages' images only (img2dataset_shards.pool_language)
+            raise ValueError(
+                f"data.laion.quotas.counts samples {', '.join(unseen)}, not in data.train_langs: "
+                "the pool keeps the seen languages' images only, so those downloads would be "
+                "wasted; add them to data.train_langs or remove their quotas"
+            )
         if self.source == "synthetic":
             missing = sorted(set(self.train_langs + self.heldout_langs) - set(self.synthetic.langs))
             if missing:

@@ -232,6 +232,8 @@ def _xm3600_record(line: str, path: Path, line_no: int) -> tuple[str, dict[str, 
     key = record.pop("image/key")
     captions: dict[str, list[str]] = {}
     for code, entry in record.items():
+        if code.startswith("image/"):  # the image's own fields (image/locale), not a language
+            continue
         where_key = f"{where} (image/key {key!r}, language {code!r})"
         try:
             canonical_code(code)
@@ -261,8 +263,9 @@ def load_xm3600(
 ) -> ImageTextSet:
     """Crossmodal-3600: 3600 images with captions in 36 languages, every caption kept.
 
-    ``root`` holds ``captions.jsonl`` (one object per image: ``image/key`` plus, per language,
-    ``{"caption": [...], "caption/tokenized": [...], ...}``) and the images ``{key}.jpg``, by
+    ``root`` holds ``captions.jsonl`` (one object per image: ``image/key``, ``image/locale``
+    and, per language, ``{"caption": [...], "caption/tokenized": [...], ...}``; other
+    ``image/`` fields are ignored too) and the images ``{key}.jpg``, by
     default in ``root/images``. Only the untokenised ``caption`` list is read. Language codes are
     the dataset's (``fil``, ``quz``, ``he``/``iw``, ``no``) mapped to the registry's canonical
     codes. ``langs``: see :func:`load_benchmark`.

@@ -11,15 +11,16 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from xlr.data.imagetext import CAPTION_COLUMNS, ImageTextSet
-from xlr.data.shards import shard_images
+from xlr.data.shards import shard_images, store_subset
 from xlr.langs import UnknownLanguageError, canonical_code
 
 UNKNOWN_LANGUAGE = "unknown"  # rows whose LANGUAGE is null, or samples without the column
@@ -136,17 +137,19 @@ def status_by_language(shard_dir: Path, shards: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame({"language": languages, "status": statuses})
 
 
-def _sample_language(code: str | None, key: str, out_dir: Path) -> str:
-    """A downloaded sample's canonical language code; the error names the shard folder and key."""
-    if not code:
-        raise ValueError(
-            f"{out_dir}: sample {key} has no LANGUAGE; download from a sample parquet with a "
-            "LANGUAGE column"
-        )
+def pool_language(code: str | None, langs: Collection[str]) -> str | None:
+    """A downloaded sample's canonical language code when it is one of ``langs`` (the study's
+    seen languages), else None: LAION's LANGUAGE can be null, blank or no registered code
+    (laion2B-multi has ``und`` and ``zh-Latn``), which the sampler skips and counts, and shards
+    downloaded elsewhere may hold other languages, whose images would enter fine-tuning through
+    their English translation (ENG TEXT). The pool skips them all alike."""
+    if not code or not code.strip():
+        return None
     try:
-        return canonical_code(code)
-    except UnknownLanguageError as err:
-        raise ValueError(f"{out_dir}: sample {key}: {err}") from None
+        lang = canonical_code(code)
+    except UnknownLanguageError:
+        return None
+    return lang if lang in langs else None
 
 
 _NEEDED = ("key", "status", "caption")  # img2dataset's own columns the pool reads
@@ -200,9 +203,11 @@ def _downloaded_text(tars: Sequence[str]) -> dict[str, tuple[str | None, str | N
     return text
 
 
-def load_downloaded(out_dir: Path, name: str = "laion", *, eng_text: bool = False) -> ImageTextSet:
-    """The downloaded pairs as an :class:`ImageTextSet`: images where the tars hold them, text
-    from the shards' parquet files.
+def load_downloaded(
+    out_dir: Path, langs: Collection[str], name: str = "laion", *, eng_text: bool = False
+) -> ImageTextSet:
+    """The downloaded pairs whose LANGUAGE is one of ``langs`` (:func:`pool_language`) as an
+    :class:`ImageTextSet`: images where the tars hold them, text from the shards' parquet files.
 
     Each image gets its caption (TEXT) in its LANGUAGE as caption 0. ``eng_text`` adds LAION's
     machine translation (ENG TEXT) as the English caption 0 of non-English images, for the
@@ -222,16 +227,23 @@ def load_downloaded(out_dir: Path, name: str = "laion", *, eng_text: bool = Fals
             "listed as downloaded in the shards' parquet files; download those shards again"
         )
     records: list[tuple[int, str, int, str, str]] = []
-    for image_id, key in enumerate(keys):
+    kept: list[int] = []
+    for index, key in enumerate(keys):
         caption, language, eng = text[key]
-        lang = _sample_language(language, key, out_dir)
+        lang = pool_language(language, langs)
+        if lang is None:
+            continue
         if caption is None:
             raise ValueError(f"{out_dir}: sample {key} has no caption; sample rows with a TEXT")
+        image_id = len(kept)
+        kept.append(index)
         records.append((image_id, lang, 0, caption, ""))
         if eng_text and lang != "en" and eng:
             records.append((image_id, "en", 0, eng, "ENG TEXT"))
     captions = pd.DataFrame(records, columns=[*CAPTION_COLUMNS, "translated_by"])
-    return ImageTextSet(name, keys, images, captions)
+    if len(kept) < len(keys):
+        images = store_subset(images, np.asarray(kept, dtype=np.int64))
+    return ImageTextSet(name, [keys[i] for i in kept], images, captions)
 
 
 def check_given_shards(folder: Path) -> list[str]:

@@ -73,20 +73,27 @@ def ensure_corpus(params: Params, progress: bool = True) -> Path:
     return generate_corpus(params.data.synthetic, corpus_dir(params), progress=progress)
 
 
-def _given_laion_shards(folder: Path, snapshot: str) -> dict[str, Any]:
+def _given_laion_shards(folder: Path, snapshot: str, langs: list[str]) -> dict[str, Any]:
     """The contract of shards downloaded elsewhere (``data.laion.shards``): no sample is drawn
-    here, so the rows per language come from the shards' parquet files."""
-    from xlr.data.img2dataset_shards import check_given_shards, stats_totals, status_by_language
+    here, so the rows per language come from the shards' parquet files; ``skipped_languages``
+    counts the downloaded images the pool leaves out, by their LANGUAGE as written (null,
+    unregistered, or none of the seen ``langs``: ``img2dataset_shards.pool_language``)."""
+    from xlr.data import img2dataset_shards as shards_of
 
-    shards = check_given_shards(folder)
-    totals, _ = stats_totals(folder, shards)
-    languages = status_by_language(folder, shards)["language"].value_counts()
+    shards = shards_of.check_given_shards(folder)
+    totals, _ = shards_of.stats_totals(folder, shards)
+    rows = shards_of.status_by_language(folder, shards)
+    languages = rows["language"].value_counts()
+    downloaded = rows.loc[rows["status"] == "success", "language"]
+    left_out = downloaded[[shards_of.pool_language(code, langs) is None for code in downloaded]]
+    skipped = left_out.replace(shards_of.UNKNOWN_LANGUAGE, "null").value_counts().sort_index()
     return {
         "source": "laion",
         "snapshot": snapshot,
         "shards": str(folder),
         "given_shards": shards,
         "sampled_counts": {str(lang): int(n) for lang, n in languages.sort_index().items()},
+        "skipped_languages": {str(code): int(n) for code, n in skipped.items()},
         "download_failed": sum(totals.values()) - totals["success"],
     }
 
@@ -98,7 +105,8 @@ def _prepare_laion(params: Params, out: Path) -> dict[str, Any]:
     laion = params.data.laion
     assert laion is not None  # the schema requires it for source 'laion'
     if laion.shards is not None:
-        return _given_laion_shards(resolve_path(laion.shards), laion.snapshot)
+        shards = resolve_path(laion.shards)
+        return _given_laion_shards(shards, laion.snapshot, params.data.train_langs)
     assert laion.inputs is not None and laion.quotas is not None  # the schema requires them
     sample = sample_laion(
         laion.inputs.resolved(project_root()),
@@ -211,7 +219,7 @@ def _laion_pool(contract: dict[str, Any]) -> ImageTextSet:
     from xlr.data.img2dataset_shards import load_downloaded
     from xlr.data.laion.translate import with_translations
 
-    pool = load_downloaded(Path(contract["shards"]), eng_text=True)
+    pool = load_downloaded(Path(contract["shards"]), contract["train_langs"], eng_text=True)
     if "translations" in contract:
         pool = with_translations(pool, pd.read_parquet(contract["translations"]))
     return pool
@@ -248,11 +256,16 @@ def prepare_data(params: Params, progress: bool = True) -> dict[str, Any]:
         }
     else:
         contract = _prepare_laion(params, out) | benchmarks  # the split reads the benchmarks
+        contract |= _languages(params)  # the pool keeps the seen languages' images
         contract |= _split_and_translate(params, contract, out, progress)
-    contract["train_langs"] = params.data.train_langs
-    contract["heldout_langs"] = params.data.heldout_langs
+    contract |= _languages(params)
     atomic_write_json(contract, out / DATA_CONTRACT)
     return contract
+
+
+def _languages(params: Params) -> dict[str, list[str]]:
+    """The contract's seen and held-out languages."""
+    return {"train_langs": params.data.train_langs, "heldout_langs": params.data.heldout_langs}
 
 
 def _benchmark_folders(params: Params) -> dict[str, dict[str, str]]:

@@ -40,6 +40,8 @@ import pyarrow.parquet as pq
 import webdataset as wds
 from PIL import Image
 
+from xlr.data.imagetext import ArrayImages, FileImages, ImageStore
+
 SHARD_DIGITS = 5  # img2dataset's oom_shard_count
 PARQUET_ROW_GROUP = 100  # img2dataset's BufferedParquetWriter buffer size
 TAR_MTIME = 0  # an int: a float mtime makes tarfile add a pax header per member
@@ -264,3 +266,15 @@ def read_shards(shard_dir: Path) -> Iterator[dict[str, Any]]:
             "txt": sample["txt"].decode("utf-8"),
             "json": json.loads(sample["json"]),
         }
+
+
+def store_subset(images: ImageStore, ids: np.ndarray) -> ImageStore:
+    """Images ``ids`` of ``images`` as a store of their own: only they travel when a set is
+    pickled to a worker, not the whole download's index."""
+    if isinstance(images, ShardImages):
+        return ShardImages(images.tars, images.tar_ids[ids], images.offsets[ids], images.sizes[ids])
+    if isinstance(images, ArrayImages):
+        return ArrayImages(images.pixels[ids])
+    if isinstance(images, FileImages):
+        return FileImages([images.paths[i] for i in ids])
+    raise TypeError(f"cannot take a subset of {type(images).__name__} images")

@@ -27,8 +27,8 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from xlr.data.imagetext import ArrayImages, FileImages, ImageStore, ImageTextSet
-from xlr.data.shards import ShardImages
+from xlr.data.imagetext import ImageTextSet
+from xlr.data.shards import store_subset
 
 VAL_IMAGES_MAX = 5000  # a retrieval gallery this size already ranks finely; more only slows
 AUDIT_COLUMNS: tuple[str, ...] = (
@@ -140,18 +140,6 @@ def held_out_images(pool: ImageTextSet, fraction: float, seed: int) -> np.ndarra
             "boilerplate captions ('Untitled', 'image') that chain images"
         )
     return np.sort(np.concatenate(chosen)).astype(np.int64)
-
-
-def store_subset(images: ImageStore, ids: np.ndarray) -> ImageStore:
-    """Images ``ids`` of ``images`` as a store of their own: only they travel when a set is
-    pickled to a worker, not the whole download's index."""
-    if isinstance(images, ShardImages):
-        return ShardImages(images.tars, images.tar_ids[ids], images.offsets[ids], images.sizes[ids])
-    if isinstance(images, ArrayImages):
-        return ArrayImages(images.pixels[ids])
-    if isinstance(images, FileImages):
-        return FileImages([images.paths[i] for i in ids])
-    raise TypeError(f"cannot take a subset of {type(images).__name__} images")
 
 
 def image_subset(

@@ -30,8 +30,8 @@ import pandas as pd
 from PIL import Image
 
 from xlr.data.imagetext import ArrayImages, FileImages, ImageStore, ImageTextSet
-from xlr.data.laion.holdout import store_subset, validation_size
-from xlr.data.shards import ShardImages
+from xlr.data.laion.holdout import validation_size
+from xlr.data.shards import ShardImages, store_subset
 from xlr.faiss_builds import import_faiss
 from xlr.io import atomic_write_parquet
 from xlr.workers import run_jobs

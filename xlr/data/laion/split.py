@@ -40,7 +40,7 @@ def hold_out(
 
     bits = laion.near_duplicate_bits
     copies = copies_of(benchmarks, hashes, pool.image_keys, bits)
-    clean = np.flatnonzero(~np.isin(np.asarray(pool.image_keys, dtype=object), list(copies)))
+    clean = np.flatnonzero(~pd.Index(pool.image_keys).isin(list(copies)))
     candidates = image_subset(pool, clean, pool.name, None)
     val_ids = held_out_images(candidates, laion.val_fraction, seed)
     keys = [candidates.image_keys[i] for i in val_ids]
@@ -63,8 +63,9 @@ def split_pool(
     """The training and validation parts of ``pool``, without the images of ``out_keys``.
     Validation is declared parallel: an image's captions in other languages are translations of
     its own (ENG TEXT, ours)."""
-    keys = np.asarray(pool.image_keys, dtype=object)
-    held, out = np.isin(keys, list(val_keys)), np.isin(keys, list(out_keys))
+    # a hash lookup: np.isin compares object arrays pair by pair (45 s at 900k x 5k keys)
+    keys = pd.Index(pool.image_keys)
+    held, out = keys.isin(list(val_keys)), keys.isin(list(out_keys))
     train = image_subset(pool, np.flatnonzero(~held & ~out), pool.name, None)
     return train, image_subset(pool, np.flatnonzero(held & ~out), f"{pool.name}-val", True)
 

@@ -69,7 +69,7 @@ def source_sql(groups: Sequence[FileGroup], query: Query) -> str:
             else f"NULLIF(trim({quote(group.name('LANGUAGE'))}), '')"
         )
         numeric = ", ".join(
-            f"TRY_CAST({quote(group.name(col))} AS {dtype}) AS {col}"
+            f"{_number(quote(group.name(col)), dtype)} AS {col}"
             if col in group.columns
             else f"NULL::{dtype} AS {col}"
             for col, dtype in NUMERIC_COLUMNS.items()
@@ -79,6 +79,13 @@ def source_sql(groups: Sequence[FileGroup], query: Query) -> str:
             f"{language} AS LANGUAGE_RAW, {numeric} FROM read_parquet({files})"
         )
     return "\nUNION ALL\n".join(parts)
+
+
+def _number(column: str, dtype: str) -> str:
+    """``column`` as ``dtype``, NULL where it is no number: DuckDB orders NaN above every number,
+    so a NaN similarity would pass ``similarity >= min`` where a missing one fails."""
+    cast = f"TRY_CAST({column} AS {dtype})"  # NULLIF(cast, 'NaN') misses NaNs read from parquet
+    return f"CASE WHEN isnan({cast}) THEN NULL ELSE {cast} END" if dtype == "DOUBLE" else cast
 
 
 def _not_blank(column: str) -> str:
