@@ -116,6 +116,11 @@ def test_xtd10_loads_parallel_captions_with_jp_as_japanese(xtd10_root: Path) -> 
     assert ja["caption"].tolist() == ["jp cat", "jp dog"]
     assert ja["image_id"].tolist() == [0, 1] and set(ja["caption_idx"]) == {0}
     assert bench.parallel is True  # line i is one caption translated into every language
+    # the repository also keeps English beside German and French, in MIC/
+    (xtd10_root / "XTD10" / "test_1kcaptions_en.txt").rename(
+        xtd10_root / "MIC" / "test_1kcaptions_en.txt"
+    )
+    assert load_xtd10(xtd10_root).captions_in("en")["caption"].tolist() == ["en cat", "en dog"]
 
 
 def test_xtd10_accepts_a_flat_folder_and_a_separate_image_dir(xtd10_root: Path) -> None:

@@ -12,6 +12,7 @@ import dataclasses
 import io
 import math
 import shutil
+import tarfile
 from datetime import timedelta
 from pathlib import Path
 from unittest import mock
@@ -101,6 +102,22 @@ def test_shard_images_read_each_image_where_webdataset_finds_it(world: dict) -> 
     assert np.abs(decoded.astype(int) - world["pool"].images.pixels[5]).max() == 0
     with pytest.raises(KeyError, match="read them again"):
         shard_images(world["shard_dir"], [*keys[:2], "nope"])
+
+
+@pytest.mark.parametrize("cut", ["half", "last image"])
+def test_a_tar_cut_short_is_named_with_the_fix(world: dict, tmp_path: Path, cut: str) -> None:
+    """An interrupted copy of shards downloaded elsewhere passes their stats and parquet checks:
+    cut in a header (half way) or inside its last image's bytes, the tar is named."""
+    shard_dir = tmp_path / "shards"
+    shutil.copytree(world["shard_dir"], shard_dir)
+    tar = sorted(shard_dir.glob("*.tar"))[-1]
+    data = tar.read_bytes()
+    with tarfile.open(tar, "r:") as archive:
+        images = [m for m in archive if m.name.endswith((".jpg", ".png", ".webp"))]
+    end = len(data) // 2 if cut == "half" else images[-1].offset_data + images[-1].size - 1
+    tar.write_bytes(data[:end])
+    with pytest.raises(ValueError, match=rf"{tar.name}: the tar is cut short.*download that shard"):
+        shard_images(shard_dir)
 
 
 def test_seed_k_of_two_bases_draws_different_batches(world: dict) -> None:

@@ -247,6 +247,14 @@ def test_directory_input_expands_to_its_parquet_files(many: list[Path], tmp_path
     assert from_dir.parquet.read_bytes() == from_files.parquet.read_bytes()
     assert from_dir.manifest["counts"]["de"]["url_dedup"] == 201
     assert from_dir.manifest["counts"]["de"]["caption_dedup"] == 200
+    # overlapping entries (the folder and a glob in it) read each file once
+    twice = sample_laion([many[0].parent, str(many[0].parent / "*.parquet")], quotas, seed=3,
+                         out_dir=tmp_path / "t")  # fmt: skip
+    assert twice.manifest["counts"] == from_dir.manifest["counts"]
+    assert [i["path"] for i in twice.manifest["inputs"]] == [str(path) for path in many]
+    both = LaionInputs(metadata=[str(many[0])], english=[str(many[0])])
+    with pytest.raises(LaionSamplingError, match=r"a\.parquet .* both .*metadata and english"):
+        sample_laion(both, quotas, out_dir=tmp_path / "b")
 
 
 def test_url_shared_across_languages_keeps_onelaion_row(tmp_path: Path) -> None:
@@ -271,7 +279,8 @@ def test_missing_columns_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(LaionSamplingError, match=r"m\.parquet: missing columns \['TEXT'\]"):
         sample_laion([path], QUOTAS, out_dir=tmp_path / "o")
     path = write_rows(tmp_path / "n.parquet", [laion_row("u", "t")], drop=("LANGUAGE",))
-    with pytest.raises(LaionSamplingError, match=r"n\.parquet: missing columns \['LANGUAGE'\]"):
+    with pytest.raises(LaionSamplingError, match=r"n\.parquet: no 'LANGUAGE' column, as in laion"
+                       r"2B-en .* under data\.laion\.inputs\.english"):  # fmt: skip
         sample_laion([path], QUOTAS, out_dir=tmp_path / "o")
 
 
@@ -281,6 +290,29 @@ def test_filter_columns_are_required_only_when_the_filter_is_on(tmp_path: Path) 
         sample_laion([path], QUOTAS, out_dir=tmp_path / "o")
     result = sample_laion([path], QUOTAS, LaionFilters(max_punsafe=None), out_dir=tmp_path / "o")
     assert pd.read_parquet(result.parquet)["punsafe"].isna().all()
+
+
+def test_translation_coverage_is_counted_and_a_join_that_matched_nothing_refused(
+    laion: LaionInputs, tmp_path: Path
+) -> None:
+    result = sample_laion(laion, QUOTAS, FILTERS, seed=1, out_dir=tmp_path / "out")
+    sample = pd.read_parquet(result.parquet)
+    foreign = sample[sample["LANGUAGE"] != "en"]
+    expected = {
+        lang: {"rows": len(part), "with_eng_text": int(part["ENG TEXT"].notna().sum())}
+        for lang, part in foreign.groupby("LANGUAGE")
+    }
+    assert result.manifest["eng_text"] == expected
+    assert (
+        expected["fr"] == {"rows": 1, "with_eng_text": 1} and expected["he"]["with_eng_text"] == 0
+    )
+    # a translated release of other metadata: the exact (URL, TEXT) join matches nothing
+    other = [{**laion_row("u1", "Ein Hund!"), "ENG TEXT": "A dog"}]
+    elsewhere = write_rows(tmp_path / "other" / "part-00000.parquet", other)
+    mismatched = laion.model_copy(update={"translations": [elsewhere]})
+    with pytest.raises(LaionSamplingError, match=r"none of the \d+ non-English rows .* ENG TEXT"):
+        sample_laion(mismatched, QUOTAS, FILTERS, seed=1, out_dir=tmp_path / "mismatched")
+    assert not (tmp_path / "mismatched").exists()
 
 
 def test_non_string_captions_are_an_error(tmp_path: Path) -> None:

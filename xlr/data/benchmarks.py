@@ -49,6 +49,7 @@ XTD10_LANGS: tuple[str, ...] = ("en", "de", "fr", "es", "it", "jp", "ko", "pl", 
 # The XTD10 repository keeps the German and French captions (from MIC) and the Japanese ones
 # (from STAIR Captions) in sibling folders of XTD10/.
 XTD10_FOLDERS: dict[str, str] = {"de": "MIC", "fr": "MIC", "jp": "STAIR"}
+XTD10_ALSO: dict[str, str] = {"en": "MIC"}  # the repository keeps English in MIC/ as well
 MULTI30K_LANGS: tuple[str, ...] = ("en", "de", "fr", "cs")
 MULTI30K_SPLIT = "test_2016_flickr"
 
@@ -187,7 +188,8 @@ def _xtd10_captions_file(folder: Path, code: str) -> Path:
     """``test_1kcaptions_{code}.txt`` where the repository keeps it, or beside the image list."""
     name = f"test_1kcaptions_{code}.txt"
     published = folder.parent / XTD10_FOLDERS.get(code, folder.name) / name
-    for path in (published, folder / name):
+    also = [folder.parent / XTD10_ALSO[code] / name] if code in XTD10_ALSO else []
+    for path in (published, *also, folder / name):
         if path.is_file():
             return path
     raise BenchmarkNotFoundError(

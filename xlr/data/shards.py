@@ -211,6 +211,29 @@ class ShardImages:
             ) from err
 
 
+def _tar_images(path: Path) -> list[tuple[str, int, int]]:
+    """(key, data offset, size) of each image member of the tar ``path``, from its headers; a
+    tar cut short (an interrupted copy of shards downloaded elsewhere, which its stats and
+    parquet cannot show) is an error naming it."""
+    damaged = (
+        f"{path}: the tar is cut short or damaged; copy or download that shard again (with its "
+        ".parquet and _stats.json)"
+    )
+    images = []
+    try:
+        with tarfile.open(path, "r:") as archive:
+            for member in archive:
+                key, _, suffix = member.name.partition(".")
+                if member.isfile() and suffix.lower() in IMAGE_SUFFIXES:
+                    images.append((key, member.offset_data, member.size))
+    except (tarfile.TarError, EOFError) as err:
+        raise ValueError(f"{damaged} ({err})") from None
+    end = max((offset + size for _, offset, size in images), default=0)
+    if end > path.stat().st_size:
+        raise ValueError(f"{damaged} (its last image ends past the file's {path.stat().st_size} B)")
+    return images
+
+
 def shard_images(
     shard_dir: Path, keys: Sequence[str] | None = None
 ) -> tuple[list[str], ShardImages]:
@@ -225,17 +248,14 @@ def shard_images(
     tars = _tars(shard_dir)
     found: dict[str, tuple[int, int, int]] = {}
     for tar_id, path in enumerate(tars):
-        with tarfile.open(path, "r:") as archive:
-            for member in archive:
-                key, _, suffix = member.name.partition(".")
-                if member.isfile() and suffix.lower() in IMAGE_SUFFIXES:
-                    if key in found:
-                        raise ValueError(
-                            f"{shard_dir}: image key {key!r} is in both {tars[found[key][0]].name} "
-                            f"and {path.name}; shards written by different runs (or twice) into "
-                            "one folder: keep one run's shards per folder"
-                        )
-                    found[key] = (tar_id, member.offset_data, member.size)
+        for key, offset, size in _tar_images(path):
+            if key in found:
+                raise ValueError(
+                    f"{shard_dir}: image key {key!r} is in both {tars[found[key][0]].name} "
+                    f"and {path.name}; shards written by different runs (or twice) into "
+                    "one folder: keep one run's shards per folder"
+                )
+            found[key] = (tar_id, offset, size)
     order = list(found) if keys is None else list(keys)
     missing = [key for key in order if key not in found]
     if missing:

@@ -106,11 +106,23 @@ def _expand(con: duckdb.DuckDBPyConnection, entry: str, role: str) -> list[str]:
 
 
 def list_inputs(con: duckdb.DuckDBPyConnection, inputs: LaionInputs) -> dict[str, list[str]]:
-    """Every input file per role (``metadata``, ``english``, ``translations``), globs expanded."""
-    return {
-        role: [file for entry in getattr(inputs, role) for file in _expand(con, entry, role)]
+    """Every input file per role (``metadata``, ``english``, ``translations``), globs expanded,
+    each once: entries that overlap (a folder and a glob in it) would read its rows twice, and
+    the manifest's counts with them. A file both ``metadata`` and ``english`` is an error (its
+    rows would compete twice); the translations may be the metadata files themselves."""
+    listed = {
+        role: list(dict.fromkeys(
+            file for entry in getattr(inputs, role) for file in _expand(con, entry, role)
+        ))
         for role in ROLES
-    }
+    }  # fmt: skip
+    both = sorted(set(listed["metadata"]) & set(listed["english"]))
+    if both:
+        raise LaionSamplingError(
+            f"{both[0]} ({len(both)} file(s) in all) is listed under both data.laion.inputs."
+            "metadata and english; list laion2B-en files under english only"
+        )
+    return listed
 
 
 def _schema(con: duckdb.DuckDBPyConnection, file: str) -> dict[str, str]:
@@ -143,6 +155,12 @@ def _check_columns(
     cast to NULL and quietly fail every row.
     """
     missing = [c for c in required if names[c] not in schema]
+    if missing == ["LANGUAGE"] and where == "metadata":
+        raise LaionSamplingError(
+            f"{file}: no {names['LANGUAGE']!r} column, as in laion2B-en (every row English); "
+            "list such files under data.laion.inputs.english, not metadata, or map our LANGUAGE "
+            "to the file's column in data.laion.columns.metadata"
+        )
     if missing:
         renamed = [c for c in missing if names[c] != c]
         ours = f" (our {', '.join(renamed)})" if renamed else ""

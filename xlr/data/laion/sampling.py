@@ -29,6 +29,7 @@ from xlr.data.laion.inputs import (
     LaionFilters,
     LaionInputs,
     LaionQuotas,
+    LaionSamplingError,
 )
 from xlr.data.laion.selection import select_scalable
 from xlr.data.laion.sql import (
@@ -203,7 +204,33 @@ def _select(
         "shortfalls": _shortfalls(wanted, selection.counts),
         "selection": selection.details,
     }
+    if listed["translations"]:
+        findings["eng_text"] = _translation_coverage(con, build / SAMPLE_FILE, listed)
     return findings, n
+
+
+def _translation_coverage(
+    con: duckdb.DuckDBPyConnection, sample: Path, listed: dict[str, list[str]]
+) -> dict[str, dict[str, int]]:
+    """Per non-English language, the selected rows and those the translated release gave an
+    ENG TEXT. The join is on exact (URL, TEXT): metadata of another release (Re-LAION's) that
+    differs in either would leave every ENG TEXT null, and the cross arms without their English
+    side, so a join that matched no row at all is an error."""
+    rows = con.execute(
+        'SELECT LANGUAGE, count(*), count("ENG TEXT") FROM read_parquet(?) '
+        "WHERE LANGUAGE <> 'en' GROUP BY LANGUAGE ORDER BY LANGUAGE",
+        [str(sample)],
+    ).fetchall()
+    coverage = {lang: {"rows": n, "with_eng_text": m} for lang, n, m in rows}
+    if coverage and not any(c["with_eng_text"] for c in coverage.values()):
+        raise LaionSamplingError(
+            f"none of the {sum(c['rows'] for c in coverage.values())} non-English rows selected "
+            f"has an ENG TEXT in {listed['translations'][:3]}: the translations are joined on "
+            "exact URL and TEXT, so they must come from the release the metadata comes from "
+            "(data.laion.inputs.translations; LAION's laion2B-multi-joined-translated-to-en "
+            "matches laion2B-multi)"
+        )
+    return coverage
 
 
 def sample_laion(
