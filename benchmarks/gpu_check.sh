@@ -49,12 +49,12 @@ try() { "$@" || { local rc=$?; echo "FAILED (exit $rc): $*"; FAILED+=("$* (exit 
 
 if [[ "$DRY" == 1 ]]; then
     export CUDA_VISIBLE_DEVICES=""  # params with device 'auto' train on the CPU too
-    DEVICE=cpu CARD="CPU (dry run)" NPROC=2 BACKEND=gloo
+    DEVICE=cpu CARD="CPU (dry run)" RANKS=2 BACKEND=gloo
     RANKING=(--gallery 3000 --queries 16 --repeats 1 --threads 1) TRAINING=()
 else
     nvidia-smi --query-gpu=name,memory.total --format=csv
     DEVICE=cuda CARD=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)
-    NPROC=$(nvidia-smi -L | wc -l) BACKEND=nccl
+    RANKS=gpus BACKEND=nccl  # as many as torch sees: step (d) counts them once the env is there
     RANKING=(--queries 259200 --threads 8 --repeats 1)  # the whole pool, as a model's eval
     TRAINING=(--study-model --precision bf16 --batch 256 --steps 96 --skip 32 --workers 8)
 fi
@@ -130,8 +130,26 @@ assert same > 0.999, same
 EOF
 fi
 
+NPROC=?
+if want d; then
+    # RANKS, or the GPUs torch sees (nvidia-smi -L also lists MIG devices and those
+    # CUDA_VISIBLE_DEVICES hides), cut to the largest count that splits the arm's batch
+    NPROC=$("$PY" - "$PARAMS" "$RANKS" <<'EOF'
+import sys
+
+import torch
+
+from xlr.config import load_params
+
+batch = load_params(sys.argv[1]).train.batch_size
+wanted = torch.cuda.device_count() if sys.argv[2] == "gpus" else int(sys.argv[2])
+print(max(n for n in range(1, max(wanted, 1) + 1) if batch % n == 0))
+EOF
+)
+fi
 step "(d) fp16 loss scaling, $BACKEND all-reduce and \`xlr train\` under torchrun," \
-    "$NPROC rank(s) on $DEVICE"
+    "$NPROC rank(s) on $DEVICE (one rank makes no process group: xlr's own collectives," \
+    "the gathered negatives, gradient all-reduce and barriers, need two or more)"
 if ! want d; then
     echo "skipped: not in XLR_GPU_CHECK_STEPS ($STEPS)"
 else

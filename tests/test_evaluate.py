@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,7 @@ from xlr.eval.encoders import (
 )
 from xlr.eval.results import RANK_COLUMNS, RESULT_COLUMNS, write_results
 from xlr.eval.runner import languages_in
+from xlr.eval.search import relevant_ranks
 from xlr.eval.tasks import evaluate_arm
 from xlr.models.factory import load_model, write_tiny_model_dir
 from xlr.models.tokenizer import build_tokenizer
@@ -119,6 +121,17 @@ def test_tiny_model_runs_all_four_tasks(tiny_world, tmp_path: Path) -> None:
     seen = ranks[ranks["task"] == "multilingual_seen"]
     assert set(seen["relevant_lang"]) == set(SEEN) and seen["rank"].max() <= 2 * 30
     assert ranks["rank"].between(1, 4 * n_captions).all()
+    # ranked where the encoder runs (run.device), not wherever torch sees a GPU
+    with (
+        mock.patch("torch.cuda.is_available", return_value=True),
+        mock.patch("xlr.eval.retrieval.relevant_ranks", wraps=relevant_ranks) as ranker,
+    ):
+        again, _ = evaluate_arm(
+            encoder, eval_set, SEEN, HELDOUT, ["t2i"], arm="zeroshot", cache_dir=tmp_path / "c"
+        )
+    assert {call.kwargs["device"] for call in ranker.call_args_list} == {"cpu"}
+    t2i_rows = results[results["task"] == "t2i"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(again.reset_index(drop=True), t2i_rows)
     written = write_results(results, ranks, tmp_path / "run")
     ranks_file = f"zeroshot-b0-snone-{eval_set.name}.parquet"
     assert tmp_path / "run" / "results" / "ranks" / ranks_file in written

@@ -522,6 +522,21 @@ def test_a_checkpoint_belongs_to_its_base_and_corpus(tmp_path: Path) -> None:
         assert base_key(params, 0) != identity["base"]
 
 
+def test_a_checkpoint_belongs_to_the_precision_it_was_trained_in(tmp_path: Path) -> None:
+    """``train.precision: auto`` is fp32 on the CPU and bf16 on CUDA: a CPU run's arm must not
+    resume, or pass as finished, on a GPU (the params alone are the same)."""
+    params = parse_params(raw_params(tmp_path))
+    arm = Arm("cross", trained="full").at(base_seed=0, seed=0)
+    pool = ImageTextSet("p", ["a"], ArrayImages(np.zeros((1, 2, 2, 3), np.uint8)), CAPTIONS)
+
+    def identity(device: str) -> dict:
+        with mock.patch("xlr.train.finetune.resolve_device", return_value=torch.device(device)):
+            return arm_folder(arm, pool, ["en"], params, tmp_path / "a", resume=True).identity
+
+    assert params.train.precision == "auto" and "precision" not in identity("cpu")  # as before
+    assert identity("cuda") == {**identity("cpu"), "precision": "bf16"}
+
+
 @pytest.mark.parametrize("trained", ["full", "lora"])
 def test_a_locked_logit_scale_stays_at_the_base_value(
     world: dict, tmp_path: Path, trained: str

@@ -54,6 +54,20 @@ def test_model_encoder_honours_precision_and_caches_it_apart(precision, checkpoi
     assert encoder.describe()["precision"] == precision
 
 
+def test_the_embedding_cache_key_names_the_precision_the_setting_means_on_the_device():
+    """``auto`` is fp32 on the CPU and bf16 on CUDA: a CPU run and a GPU run sharing ``runs/``
+    must not read each other's embeddings, and ``auto`` on CUDA is explicit bf16's entry."""
+    bundle = SimpleNamespace(model=AutocastProbe(), tokenizer=None, name="probe")
+    keys = {}
+    for precision in ("auto", "fp32", "bf16"):
+        encoder = ModelEncoder(bundle, CPU, 2, checkpoint="abc", precision=precision)
+        keys["cpu", precision] = encoder.checkpoint
+        encoder.device = torch.device("cuda")  # the key alone: no card is needed to read it
+        keys["cuda", precision] = encoder.checkpoint
+    assert keys["cpu", "auto"] == keys["cpu", "fp32"] == keys["cuda", "fp32"] == "abc"
+    assert keys["cuda", "auto"] == keys["cuda", "bf16"] == keys["cpu", "bf16"] == "abc-bf16"
+
+
 def test_autocast_auto_keeps_fp32_on_the_cpu():
     with autocast(CPU, "auto"):
         assert not torch.is_autocast_enabled("cpu")

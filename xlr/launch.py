@@ -12,7 +12,8 @@ Each arm is trained by the call notebook 02 or 03 makes, with the learning rates
 chose (:func:`xlr.tuning.tuned_params`), into the arm's own folder: the notebooks then find it
 finished and notebook 04 evaluates it. On CPU, one process gives the notebook's weights bit for
 bit at the same thread count; ranks sharing one global batch give them to float tolerance
-(dropout aside: each rank draws its own masks).
+(dropout and random crops aside: each rank draws its own masks, and the crops of images larger
+than the tower's input are drawn across each rank's shard).
 
 Every rank reads the run's folders, so on several nodes ``runs/`` (``run.runs_dir`` and
 ``run.cache_dir``) must be on a filesystem every node sees.

@@ -103,23 +103,29 @@ def init_distributed(device_setting: str = "auto") -> DistContext:
     return DistContext(dist.get_rank(), dist.get_world_size(), device)
 
 
-# How long the other ranks wait for rank 0 (a base pretraining, a LAION download, the image
-# features of a pool). NCCL's own timeout is minutes, so the wait runs on a gloo group of its own.
+# How long ranks wait for each other where they may arrive far apart: rank 0's own work (a base
+# pretraining, a LAION download, the image features of a pool), or every rank loading a 1.4 GB
+# base (a cold Hugging Face cache downloads it, once per node). NCCL's watchdog gives up after
+# 10 minutes, so such waits run on a gloo group of their own (patient_barrier).
 RANK0_WAIT = timedelta(hours=24)
 
 
-def rank0_first(ctx: DistContext, work: Callable[[], None]) -> None:
-    """Run ``work`` on rank 0 while the other ranks wait for it at a barrier (a gloo group with
-    :data:`RANK0_WAIT` as timeout). A failure on rank 0 raises there; ``torchrun`` then stops
-    the waiting ranks."""
+def patient_barrier(ctx: DistContext) -> None:
+    """Every rank of ``ctx`` waits for all the others, for up to :data:`RANK0_WAIT` (a gloo
+    group of its own, not NCCL's 10-minute watchdog); a no-op in a one-process job."""
     if ctx.world_size == 1:
-        work()
         return
     waiting = dist.new_group(backend="gloo", timeout=RANK0_WAIT)
-    if ctx.is_main:
-        work()
     dist.barrier(group=waiting)
     dist.destroy_process_group(waiting)
+
+
+def rank0_first(ctx: DistContext, work: Callable[[], None]) -> None:
+    """Run ``work`` on rank 0 while the other ranks wait for it (:func:`patient_barrier`). A
+    failure on rank 0 raises there; ``torchrun`` then stops the waiting ranks."""
+    if ctx.is_main:
+        work()
+    patient_barrier(ctx)
 
 
 def all_reduce_gradients(params: Sequence[nn.Parameter], world_size: int) -> None:

@@ -24,7 +24,9 @@ class EmbeddedSet:
 
     ``captions[lang]`` is ``captions_in(lang, first_only)`` and ``texts[lang]`` its embeddings,
     row for row; ``images`` are indexed by image id. ``parallel`` is the set's declaration
-    (:attr:`xlr.data.imagetext.ImageTextSet.parallel`).
+    (:attr:`xlr.data.imagetext.ImageTextSet.parallel`). ``device`` is where its retrievals are
+    ranked: the encoder's (``run.device``, a worker's own GPU), or None where the encoder has
+    none, for CUDA when available.
     """
 
     images: np.ndarray
@@ -32,6 +34,7 @@ class EmbeddedSet:
     texts: dict[str, np.ndarray]
     convention: str
     parallel: bool | None = None
+    device: str | None = None
 
 
 def first_caption_rows(table: pd.DataFrame) -> np.ndarray:
@@ -76,7 +79,8 @@ def embed_set(
         keep = first_caption_rows(table) if captions == "first" else np.arange(len(table))
         tables[lang] = table.iloc[keep].reset_index(drop=True)
         texts[lang] = texts_all[keep]
-    return EmbeddedSet(images, tables, texts, captions, eval_set.parallel)
+    device = getattr(encoder, "device", None)  # ModelEncoder's; a designed encoder has none
+    return EmbeddedSet(images, tables, texts, captions, eval_set.parallel, device and str(device))
 
 
 def embed_model(

@@ -39,7 +39,7 @@ from xlr.models.adapters import (
 )
 from xlr.models.encode import encode_images
 from xlr.models.factory import ModelBundle, load_model
-from xlr.runtime import autocast, chunks
+from xlr.runtime import autocast, chunks, resolve_precision
 
 
 @torch.no_grad()
@@ -151,13 +151,14 @@ class ModelEncoder:
 
     @property
     def checkpoint(self) -> str:
-        """Weights hash, and the precision unless ``auto``: embeddings encoded under another
-        autocast dtype are other numbers, so they get their own cache entry."""
+        """Weights hash, and the precision the setting means on this device unless fp32
+        (:func:`~xlr.runtime.resolve_precision`): embeddings encoded under another autocast
+        dtype are other numbers, so they get their own cache entry, and ``auto`` is fp32 on the
+        CPU but bf16 on CUDA, so a CPU run and a GPU run sharing ``runs/`` never swap theirs."""
         if self._checkpoint is None:
             self._checkpoint = state_dict_hash(self.bundle.model)
-        if self.precision == "auto":
-            return self._checkpoint
-        return f"{self._checkpoint}-{self.precision}"
+        precision = resolve_precision(self.device, self.precision)
+        return self._checkpoint if precision == "fp32" else f"{self._checkpoint}-{precision}"
 
     def describe(self) -> dict[str, Any]:
         return {

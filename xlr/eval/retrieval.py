@@ -79,11 +79,15 @@ def concat_sides(sides: Sequence[Side]) -> Side:
     )
 
 
-def rank_retrievals(task: str, retrievals: Sequence[Retrieval]) -> pd.DataFrame:
-    """Ranks rows (:data:`RANK_COLUMNS` without identity) of one or more retrievals."""
+def rank_retrievals(
+    task: str, retrievals: Sequence[Retrieval], device: str | None = None
+) -> pd.DataFrame:
+    """Ranks rows (:data:`RANK_COLUMNS` without identity) of one or more retrievals, counted on
+    ``device`` (:func:`~xlr.eval.search.relevant_ranks`; None: CUDA when available)."""
     frames = []
     for r in retrievals:
-        frame = relevant_ranks(r.queries.embeddings, r.gallery.embeddings, r.relevance, r.exclude)
+        q, g = r.queries.embeddings, r.gallery.embeddings
+        frame = relevant_ranks(q, g, r.relevance, r.exclude, device=device)
         q, g = frame["query_idx"].to_numpy(), frame["relevant_idx"].to_numpy()
         frames.append(
             pd.DataFrame(

@@ -158,7 +158,8 @@ def exact_index(gallery: np.ndarray, use_gpu: bool | None = None) -> faiss.Index
     index = faiss.IndexFlatIP(gallery.shape[1])
     index.add(gallery)
     if use_gpu if use_gpu is not None else gpu_available():
-        index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+        gpu = torch.cuda.current_device() if torch.cuda.is_available() else 0  # this rank's
+        index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), gpu, index)
     return index
 
 

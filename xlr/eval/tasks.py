@@ -119,7 +119,7 @@ def text_to_image(embedded: EmbeddedSet, groups: LanguageGroups, ks: Sequence[in
     for lang in groups.langs:
         queries = captions_side(embedded, lang)
         relevance = Relevance.from_labels(queries.image_ids, gallery.image_ids)
-        ranks = rank_retrievals("t2i", [Retrieval(queries, gallery, relevance)])
+        ranks = rank_retrievals("t2i", [Retrieval(queries, gallery, relevance)], embedded.device)
         out.rows += metric_rows(ranks, ks, lang, IMAGE, groups.group(lang))
         out.ranks.append(ranks)
     return out
@@ -133,7 +133,7 @@ def image_to_text(embedded: EmbeddedSet, groups: LanguageGroups, ks: Sequence[in
         gallery = captions_side(embedded, lang)
         queries = images_side(embedded, np.unique(gallery.image_ids))
         relevance = Relevance.from_labels(queries.image_ids, gallery.image_ids)
-        ranks = rank_retrievals("i2t", [Retrieval(queries, gallery, relevance)])
+        ranks = rank_retrievals("i2t", [Retrieval(queries, gallery, relevance)], embedded.device)
         out.rows += metric_rows(ranks, ks, IMAGE, lang, groups.group(lang))
         out.ranks.append(ranks)
     return out
@@ -207,7 +207,7 @@ def cross_lingual_text(
                 why = f"no {a} caption has a relevant {b} caption"
                 out.notes.append(f"xt2t {a}->{b} skipped: {why}")
                 continue
-            ranks = rank_retrievals("xt2t", retrievals)
+            ranks = rank_retrievals("xt2t", retrievals, embedded.device)
             out.rows += metric_rows(ranks, ks, a, b, groups.group(a, b))
             out.ranks.append(ranks)
     return out
@@ -239,7 +239,7 @@ def paraphrase(embedded: EmbeddedSet, groups: LanguageGroups, ks: Sequence[int])
                 "one caption per image"
             )
             continue
-        ranks = rank_retrievals("paraphrase", [retrieval])
+        ranks = rank_retrievals("paraphrase", [retrieval], embedded.device)
         out.rows += metric_rows(ranks, ks, lang, lang, groups.group(lang))
         out.ranks.append(ranks)
     return out
@@ -315,7 +315,7 @@ def _multilingual_pool(
     pools = [_pool_side(embedded, rows, offsets) for rows in pool_selections(embedded, langs)]
     retrievals = [r for r in map(_other_captions_of_the_image, pools) if r is not None]
     if retrievals:
-        caption_ranks = rank_retrievals(task, retrievals)
+        caption_ranks = rank_retrievals(task, retrievals, embedded.device)
         out.ranks.append(caption_ranks)
         for lang in langs:
             ranks = caption_ranks[caption_ranks["query_lang"] == lang]
@@ -330,7 +330,7 @@ def _multilingual_pool(
     gallery = _pool_side(embedded, first, offsets)
     queries = images_side(embedded, np.unique(gallery.image_ids))
     relevance = Relevance.from_labels(queries.image_ids, gallery.image_ids)
-    image_ranks = rank_retrievals(task, [Retrieval(queries, gallery, relevance)])
+    image_ranks = rank_retrievals(task, [Retrieval(queries, gallery, relevance)], embedded.device)
     out.rows += metric_rows(image_ranks, ks, IMAGE, pool_label, groups.group(*langs))
     out.ranks.append(image_ranks)
     return out

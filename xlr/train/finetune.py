@@ -32,7 +32,13 @@ from xlr.data.imagetext import ImageTextSet
 from xlr.io import atomic_dir
 from xlr.models.bases import base_key
 from xlr.models.factory import ModelBundle, load_model, save_model_dir
-from xlr.runtime import DistContext, init_distributed, seed_everything
+from xlr.runtime import (
+    DistContext,
+    init_distributed,
+    resolve_device,
+    resolve_precision,
+    seed_everything,
+)
 from xlr.train.batching import BatchSampler
 from xlr.train.image_cache import cached_image_features
 from xlr.train.loop import RunFolder, Trainer, check_train_precision, fit, step_seed
@@ -169,6 +175,12 @@ def arm_folder(
         "base": base_key(params, arm.base_seed),
         "data": pool_digest(pool),
     }
+    # ``train.precision: auto`` is fp32 on the CPU and bf16 on CUDA: a checkpoint of one must
+    # not resume (or pass as finished) as the other. fp32 stays implicit: older fp32 arms keep
+    # their identity.
+    precision = resolve_precision(resolve_device(params.run.device), params.train.precision)
+    if precision != "fp32":
+        identity["precision"] = precision
     return RunFolder(out, params, identity, params.train.checkpoint_every, resume)
 
 

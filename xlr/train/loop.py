@@ -21,7 +21,6 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import yaml
 from torch import nn
 from tqdm.auto import tqdm
@@ -29,7 +28,7 @@ from tqdm.auto import tqdm
 from xlr.arms import IDENTITY_KEY, SUMMARY_FILE
 from xlr.config import Params
 from xlr.io import atomic_write_json, atomic_write_text
-from xlr.runtime import DistContext, all_reduce_gradients, autocast
+from xlr.runtime import DistContext, all_reduce_gradients, autocast, patient_barrier
 from xlr.train.checkpoint import CHECKPOINT, check_identity, resume_point, save_checkpoint
 from xlr.train.inputs import StepPlan, step_inputs, to_device
 from xlr.train.steplog import StepLog
@@ -165,8 +164,7 @@ class RunFolder:
                 summary = None
             else:
                 check_identity(path, summary.pop(IDENTITY_KEY), self.identity)
-        if ctx.world_size > 1:
-            dist.barrier()
+        patient_barrier(ctx)  # ranks come here as soon as they have loaded the base
         return summary
 
     def finish(self, summary: dict[str, Any], ctx: DistContext) -> None:
@@ -177,8 +175,7 @@ class RunFolder:
         outputs already hold. Every rank calls this."""
         if ctx.is_main:
             atomic_write_json({**summary, IDENTITY_KEY: self.identity}, self.path / SUMMARY_FILE)
-        if ctx.world_size > 1:
-            dist.barrier()
+        patient_barrier(ctx)  # rank 0 has written the outputs: a 1.5 GB model, on a slow disk
         if ctx.is_main:
             (self.path / CHECKPOINT).unlink(missing_ok=True)
 
