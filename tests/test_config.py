@@ -116,6 +116,13 @@ def test_cross_section_rules() -> None:
     laion["laion"]["quotas"]["counts"] |= {"ko": 5, "iw": 2}
     with pytest.raises(ParamsError, match=r"samples he, ko, not in data.train_langs"):
         parse_params(minimal(data=laion, model={"kind": "open_clip"}))
+    laion["laion"]["quotas"] = {"shares": {"en": 0.5, "ko": 0.5}, "total": 10}  # the other form
+    with pytest.raises(ParamsError, match=r"samples ko, not in data.train_langs"):
+        parse_params(minimal(data=laion, model={"kind": "open_clip"}))
+    laion["laion"]["quotas"]["shares"] = {"en": 1.0}
+    with pytest.raises(ParamsError) as refused:  # refused elsewhere, not for its quotas
+        parse_params(minimal(data=laion, model={"kind": "open_clip"}))
+    assert "not in data.train_langs" not in str(refused.value)
 
 
 def test_adapters_share_the_budget_and_the_shape_of_the_shared_lora() -> None:

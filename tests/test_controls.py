@@ -486,6 +486,9 @@ def test_fallbacks_that_score_alike_share_one_negative_control_row() -> None:
     assert "same model" not in notes["adapters-average"] + notes["mono-full"]
     assert table.loc[1, "p_value"] == table.loc[2, "p_value"]  # a shift of 1 moves both seeds
     assert "of 3 comparisons" in negative_control_summary(table)
+    own = negative_control(pd.concat([*other, *(r.assign(arm="my-arm") for r in runs.values())]),
+                           seeds=[0, 1])  # fmt: skip
+    assert own["arm"].tolist() == ["mono-full", "my-arm"]  # a user's label: a model of its own
 
 
 def test_one_base_leaves_the_negative_control_not_run() -> None:

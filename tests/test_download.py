@@ -251,11 +251,11 @@ def test_successes_decode_and_keep_laion_columns(
 
 def test_load_downloaded_as_image_text_set(downloaded: tuple[Path, Path, DownloadReport]) -> None:
     _, out_dir, _ = downloaded
-    pairs = load_downloaded(out_dir / SHARD_DIR, SEEN)
+    pairs = load_downloaded(out_dir / SHARD_DIR, langs=SEEN)
     assert len(pairs) == 4
     assert sorted(pairs.captions["lang"]) == ["de", "en", "en", "fr"]
     assert pairs.images[0].mode == "RGB"
-    translated = load_downloaded(out_dir / SHARD_DIR, SEEN, eng_text=True)
+    translated = load_downloaded(out_dir / SHARD_DIR, langs=SEEN, eng_text=True)
     english = translated.captions_in("en")
     assert len(english) == 4  # two English captions plus the translations of de and fr
     assert english["caption"].str.startswith("english").sum() == 2
@@ -283,7 +283,7 @@ def test_load_downloaded_equals_reading_every_sample(
     """The parquet files and tar headers give the pool reading every sample gave."""
     _, out_dir, _ = downloaded
     keys, records, images = _webdataset_pool(out_dir / SHARD_DIR)
-    pool = load_downloaded(out_dir / SHARD_DIR, SEEN, eng_text=True)
+    pool = load_downloaded(out_dir / SHARD_DIR, langs=SEEN, eng_text=True)
     assert list(pool.image_keys) == keys and len(keys) == 4
     assert [pool.images.read(i) for i in range(len(pool))] == images
     expected = pd.DataFrame(records, columns=list(pool.captions.columns))
@@ -316,7 +316,7 @@ def test_load_downloaded_reads_no_image_bytes(tmp_path: Path) -> None:
     additional = pa.schema([("LANGUAGE", pa.string()), ("ENG TEXT", pa.string())])
     write_shards(samples, tmp_path, shard_size=2, additional=additional)
     before = _read_bytes()
-    pool = load_downloaded(tmp_path, SEEN, eng_text=True)
+    pool = load_downloaded(tmp_path, langs=SEEN, eng_text=True)
     read = _read_bytes() - before
     assert len(pool) == 3 and sorted(pool.captions["caption"]) == [
         "Bild 0", "Bild 1", "Bild 2", "picture 0", "picture 1", "picture 2",
@@ -341,7 +341,7 @@ def test_the_pool_keeps_seen_languages_and_skips_null_or_unregistered_ones(
     ]  # fmt: skip
     additional = pa.schema([("LANGUAGE", pa.string()), ("ENG TEXT", pa.string())])
     write_shards(samples, tmp_path, shard_size=3, additional=additional)
-    pool = load_downloaded(tmp_path, ["de", "en", "he"], eng_text=True)
+    pool = load_downloaded(tmp_path, langs=["de", "en", "he"], eng_text=True)
     assert len(pool) == 3 and len(pool.images) == 3
     assert pool.captions[pool.captions["translated_by"] == ""]["lang"].tolist() == [
         "de",
@@ -364,10 +364,10 @@ def test_a_key_in_two_shards_is_refused_naming_both(tmp_path: Path) -> None:
     with pytest.raises(
         ValueError, match=r"'000000' is downloaded in both .*00000.parquet and .*00002.parquet"
     ):
-        load_downloaded(second, SEEN)
+        load_downloaded(second, langs=SEEN)
     (first / "00003.tar").write_bytes((first / "00000.tar").read_bytes())
     with pytest.raises(ValueError, match=r"image key '000000' is in both 00000.tar and 00003.tar"):
-        load_downloaded(first, SEEN)
+        load_downloaded(first, langs=SEEN)
 
 
 def test_rerun_with_same_inputs_is_a_noop(
@@ -413,7 +413,7 @@ def test_unfinished_shard_is_dropped_and_unaccounted(
     assert {lang: c["unaccounted"] for lang, c in partial.per_language.items()} == {
         "en": 1, "de": 1, "fr": 1, "ja": 0, "unknown": 0,
     }  # fmt: skip
-    assert len(load_downloaded(shard_dir, SEEN)) == 3
+    assert len(load_downloaded(shard_dir, langs=SEEN)) == 3
 
 
 def test_foreign_directory_is_not_replaced(
@@ -735,4 +735,4 @@ def test_download_made_before_the_shards_folder_is_gathered_not_refetched(
     assert sorted(p.name for p in (flat / SHARD_DIR).glob("*.tar")) == [
         "00000.tar", "00001.tar", "00002.tar",
     ]  # fmt: skip
-    assert not list(flat.glob("*.tar")) and len(load_downloaded(flat / SHARD_DIR, SEEN)) == 4
+    assert not list(flat.glob("*.tar")) and len(load_downloaded(flat / SHARD_DIR, langs=SEEN)) == 4

@@ -535,6 +535,10 @@ def test_a_checkpoint_belongs_to_the_precision_it_was_trained_in(tmp_path: Path)
 
     assert params.train.precision == "auto" and "precision" not in identity("cpu")  # as before
     assert identity("cuda") == {**identity("cpu"), "precision": "bf16"}
+    params = params.model_copy(
+        update={"train": params.train.model_copy(update={"precision": "bf16"})}
+    )
+    assert "precision" not in identity("cuda")  # explicit: in the config hash, as before
 
 
 @pytest.mark.parametrize("trained", ["full", "lora"])

@@ -21,6 +21,7 @@ from xlr.data.laion.holdout import (
     image_subset,
 )
 from xlr.data.laion.near_duplicates import pairs_within, phash_code
+from xlr.data.laion.split import split_pool
 from xlr.data.laion_settings import LaionSection
 from xlr.eval.encoders import ModelEncoder
 from xlr.eval.runner import CONTROL_TASKS
@@ -227,3 +228,21 @@ def test_one_photo_under_two_urls_with_captions_apart_by_punctuation_falls_on_on
     assert audit[list(LEAK_COLUMNS)].to_numpy().tolist() == [[0, 3, 3]]
     with pytest.raises(ValueError, match="shares 6 images, captions or near-duplicate photos"):
         check_holdout(audit)
+
+
+def test_a_split_whose_images_left_the_pool_is_refused() -> None:
+    """A split names its images by key: where the pool lost some (shards copied again, or the
+    languages it keeps changed), the parts would silently shrink, and the split's audits would
+    describe another pool."""
+    captions = pd.DataFrame(
+        {"image_id": [0, 1, 2], "lang": ["en"] * 3, "caption_idx": [0] * 3, "caption": list("abc")}
+    )
+    pool = ImageTextSet(
+        "laion", ["k0", "k1", "k2"], ArrayImages(np.zeros((3, 2, 2, 3), np.uint8)), captions
+    )
+    train, val = split_pool(pool, ["k1"], ["k2"])
+    assert train.image_keys == ["k0"] and val.image_keys == ["k1"]
+    with pytest.raises(ValueError, match=r"1 validation and 0 excluded images .* notebook 01"):
+        split_pool(pool, ["k1", "gone"], ["k2"])
+    with pytest.raises(ValueError, match=r"0 validation and 1 excluded images"):
+        split_pool(pool, ["k1"], ["gone"])

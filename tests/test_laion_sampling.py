@@ -248,8 +248,9 @@ def test_directory_input_expands_to_its_parquet_files(many: list[Path], tmp_path
     assert from_dir.manifest["counts"]["de"]["url_dedup"] == 201
     assert from_dir.manifest["counts"]["de"]["caption_dedup"] == 200
     # overlapping entries (the folder and a glob in it) read each file once
-    twice = sample_laion([many[0].parent, str(many[0].parent / "*.parquet")], quotas, seed=3,
-                         out_dir=tmp_path / "t")  # fmt: skip
+    detour = str(many[0].parent / ".." / "in" / "a.parquet")  # the same file, another spelling
+    twice = sample_laion([many[0].parent, str(many[0].parent / "*.parquet"), detour], quotas,
+                         seed=3, out_dir=tmp_path / "t")  # fmt: skip
     assert twice.manifest["counts"] == from_dir.manifest["counts"]
     assert [i["path"] for i in twice.manifest["inputs"]] == [str(path) for path in many]
     both = LaionInputs(metadata=[str(many[0])], english=[str(many[0])])

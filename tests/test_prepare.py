@@ -199,7 +199,7 @@ def test_laion_path_offline(served_corpus: Path, tmp_path: Path) -> None:
     # translate_pool reads back (generation itself: tests/test_laion_translate.py)
     translator = Seq2SeqTranslator(translated.data.laion.translate, torch.device("cpu"))
     shards = Path(contract["shards"])
-    captions = load_downloaded(shards, contract["train_langs"], eng_text=True).captions
+    captions = load_downloaded(shards, langs=contract["train_langs"], eng_text=True).captions
     english = set(
         captions.loc[(captions["lang"] == "en") & (captions["caption_idx"] == 0), "caption"]
     )

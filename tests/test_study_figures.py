@@ -16,6 +16,8 @@ from matplotlib.figure import Figure
 
 from xlr.analysis.figure_style import (
     ARM_VARIANTS,
+    FAMILY_COLOURS,
+    SPARE_COLOURS,
     arm_order,
     arm_styles,
     family_and_variant,
@@ -35,7 +37,7 @@ from xlr.analysis.plots import (
     rank_distance_figure,
     seen_heldout_figure,
 )
-from xlr.arms import FALLBACKS, TRAINABLE
+from xlr.arms import FALLBACKS, FAMILIES, TRAINABLE
 
 
 @pytest.fixture(autouse=True)
@@ -132,13 +134,19 @@ def test_arm_styles_colour_by_family_and_shape_by_variant() -> None:
     # the same colour whichever arms a figure holds (the loss curves have no zero-shot model)
     assert arm_styles(arms[1:])["mono-full"] == styles["mono-full"]
     assert arm_styles(["my-arm", *arms])["mono-full"] == styles["mono-full"]
+    assert len(FAMILY_COLOURS) == len(FAMILIES) == len(set(FAMILY_COLOURS))  # one slot each
+    assert not set(FAMILY_COLOURS) & set(SPARE_COLOURS)
 
 
-def test_hybrid_alphas_differ_in_lightness_and_other_labels_take_spare_colours() -> None:
-    arms = ["hybrid-a0.25-full", "hybrid-a0.5-full", "hybrid-a0.75-full"]
+@pytest.mark.parametrize("alphas", [(0.25, 0.5, 0.75), (0.4, 0.5, 0.6), (0.01, 0.02, 0.99)])
+def test_hybrid_alphas_differ_in_lightness_and_other_labels_take_spare_colours(alphas) -> None:
+    arms = [f"hybrid-a{alpha:g}-full" for alpha in alphas]  # synthetic, real study, extremes
     styles = arm_styles([*arms, "my-arm", "your-arm"])
     light = [colorsys.rgb_to_hls(*styles[a].colour)[1] for a in arms]
-    assert light[0] > light[1] + 0.05 and light[1] > light[2] + 0.05  # darker as alpha grows
+    assert light[0] > light[1] > light[2]  # darker as alpha grows, never clamped together
+    assert min(light) > 0.2 and max(light) < 0.8  # neither black nor white
+    if alphas[1] - alphas[0] >= 0.1:
+        assert light[0] - light[1] > 0.05 and light[1] - light[2] > 0.05
     hues = {round(colorsys.rgb_to_hls(*styles[a].colour)[0], 6) for a in arms}
     assert len(hues) == 1  # one family, one hue
     family = {styles[a].colour for a in arms} | {arm_styles(["mono-full"])["mono-full"].colour}

@@ -165,10 +165,11 @@ class DataSection(Section):
         if self.source == "laion" and self.laion is None:
             raise ValueError("data.source 'laion' needs a data.laion section naming the metadata")
         quotas = self.laion.quotas if self.laion is not None else None
-        unseen = sorted(set(quotas.counts) - set(self.train_langs)) if quotas else []
+        sampled = (quotas.counts or quotas.shares or {}) if quotas is not None else {}
+        unseen = sorted(set(sampled) - set(self.train_langs))
         if unseen:  # the pool keeps seen languages' images only (img2dataset_shards.pool_language)
             raise ValueError(
-                f"data.laion.quotas.counts samples {', '.join(unseen)}, not in data.train_langs: "
+                f"data.laion.quotas samples {', '.join(unseen)}, not in data.train_langs: "
                 "the pool keeps the seen languages' images only, so those downloads would be "
                 "wasted; add them to data.train_langs or remove their quotas"
             )

@@ -433,7 +433,10 @@ def _distinct_models(table: pd.DataFrame, arms: Sequence[str]) -> list[tuple[str
     for arm in arms:
         scores = table.loc[table["arm"] == arm, [*keys, "value"]].sort_values(keys)
         scores = scores.reset_index(drop=True)
-        trained = Arm.parse(arm).with_fallback(None).name
+        try:
+            trained = Arm.parse(arm).with_fallback(None).name
+        except ValueError:  # no arm name (a user's own label): a model of its own
+            trained = arm
         twin = next((k for k, (t, s, _) in kept.items() if t == trained and s.equals(scores)), None)
         if twin is None:
             kept[arm] = (trained, scores, [])

@@ -29,14 +29,17 @@ from xlr.eval.results import check_table
 from xlr.io import atomic_file
 
 PALETTE = "colorblind"
-# Each arm family's colour, as an index into the palette: blue, orange, green for the batch
-# schedules, vermilion for hybrid batches, purple and tan for the adapters, grey for the model
-# every arm is read against; sky blue, pink and yellow (the palette's lightest) left spare.
-FAMILY_COLOURS: dict[str, int] = {
-    "zeroshot": 7, "mono": 0, "cross": 1, "multi": 2, "hybrid": 3, "adapters": 4,
-    "adapters_hybrid": 5,
-}  # fmt: skip
-SPARE_COLOURS: tuple[int, ...] = (9, 6, 8)
+# Each arm family's colour, an index into the palette, in xlr.arms.FAMILIES' order: grey for the
+# model every arm is read against, blue, orange, green for the mono, cross and multi schedules,
+# tan for hybrid batches (a lightness ramp over alpha), purple for the adapters and sky blue for
+# the adapters on hybrid batches. Chosen for their distance under simulated colour-vision
+# deficiency (Machado et al. 2009: deutan, protan, tritan; CIELAB): the alpha ramps 0.25/0.5/0.75,
+# 0.4/0.5/0.6 and 0.1/0.5/0.9 keep every pair of colours at least 11 apart in each of them but
+# zero-shot and multi (10.8, deutan), where a vermilion hybrid lightened towards the cross arm's
+# orange came within 2.7. Pink and yellow (low contrast on white) are left spare.
+FAMILY_COLOURS: tuple[int, ...] = (7, 0, 1, 2, 5, 4, 9)
+SPARE_COLOURS: tuple[int, ...] = (3, 6, 8)
+ALPHA_LIGHTNESS = (0.5, 0.25, 4.0)  # lightness = a + b * tanh(c * (0.5 - alpha))
 LEGEND_ROW_INCHES = 0.26  # a legend entry at the default 10-point font, with its spacing
 
 
@@ -90,20 +93,21 @@ def arm_styles(arms: Sequence[str]) -> dict[str, ArmStyle]:
 
 def family_colour(label: str) -> tuple[float, float, float] | None:
     """An arm's colour, the same in every figure whichever arms it holds (the loss curves have
-    no zero-shot model): its family's slot of the palette (:data:`FAMILY_COLOURS`), lighter for
-    a smaller alpha in the hybrid families, so alphas differ in lightness, the cue colour-blind
-    readers keep; None for a label that is no arm name."""
+    no zero-shot model): its family's slot of the palette (:data:`FAMILY_COLOURS`); in the
+    hybrid families, lighter for a smaller alpha (:data:`ALPHA_LIGHTNESS`: steepest around 0.5,
+    where the real study's alphas lie, and never clamped, so two alphas never share a colour);
+    None for a label that is no arm name."""
     try:
         arm = Arm.parse(label)
     except ValueError:
         return None
-    colour = sns.color_palette(PALETTE)[FAMILY_COLOURS[arm.family]]
+    colour = sns.color_palette(PALETTE)[FAMILY_COLOURS[FAMILIES.index(arm.family)]]
     if arm.alpha is None:
         return colour
-    hue, light, saturation = colorsys.rgb_to_hls(*colour)
-    return colorsys.hls_to_rgb(
-        hue, min(0.72, max(0.2, light + 0.4 * (0.5 - arm.alpha))), saturation
-    )
+    hue, _, saturation = colorsys.rgb_to_hls(*colour)
+    middle, spread, steepness = ALPHA_LIGHTNESS
+    light = middle + spread * math.tanh(steepness * (0.5 - arm.alpha))
+    return colorsys.hls_to_rgb(hue, light, saturation)
 
 
 def family_and_variant(label: str) -> tuple[str, str]:

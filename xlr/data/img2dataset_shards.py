@@ -204,7 +204,7 @@ def _downloaded_text(tars: Sequence[str]) -> dict[str, tuple[str | None, str | N
 
 
 def load_downloaded(
-    out_dir: Path, langs: Collection[str], name: str = "laion", *, eng_text: bool = False
+    out_dir: Path, name: str = "laion", *, langs: Collection[str], eng_text: bool = False
 ) -> ImageTextSet:
     """The downloaded pairs whose LANGUAGE is one of ``langs`` (:func:`pool_language`) as an
     :class:`ImageTextSet`: images where the tars hold them, text from the shards' parquet files.

@@ -219,7 +219,7 @@ def _laion_pool(contract: dict[str, Any]) -> ImageTextSet:
     from xlr.data.img2dataset_shards import load_downloaded
     from xlr.data.laion.translate import with_translations
 
-    pool = load_downloaded(Path(contract["shards"]), contract["train_langs"], eng_text=True)
+    pool = load_downloaded(Path(contract["shards"]), langs=contract["train_langs"], eng_text=True)
     if "translations" in contract:
         pool = with_translations(pool, pd.read_parquet(contract["translations"]))
     return pool
@@ -253,12 +253,11 @@ def prepare_data(params: Params, progress: bool = True) -> dict[str, Any]:
             "corpus": str(corpus),
             "audit": str(out / HELD_OUT_AUDIT),
             **benchmarks,
+            **_languages(params),
         }
-    else:
-        contract = _prepare_laion(params, out) | benchmarks  # the split reads the benchmarks
-        contract |= _languages(params)  # the pool keeps the seen languages' images
+    else:  # the split reads the benchmarks, and the pool keeps the seen languages' images
+        contract = _prepare_laion(params, out) | benchmarks | _languages(params)
         contract |= _split_and_translate(params, contract, out, progress)
-    contract |= _languages(params)
     atomic_write_json(contract, out / DATA_CONTRACT)
     return contract
 

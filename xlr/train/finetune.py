@@ -176,10 +176,10 @@ def arm_folder(
         "data": pool_digest(pool),
     }
     # ``train.precision: auto`` is fp32 on the CPU and bf16 on CUDA: a checkpoint of one must
-    # not resume (or pass as finished) as the other. fp32 stays implicit: older fp32 arms keep
-    # their identity.
+    # not resume (or pass as finished) as the other. An explicit setting is in ``config``
+    # already, and fp32 stays implicit, so that arms trained before this key keep their identity.
     precision = resolve_precision(resolve_device(params.run.device), params.train.precision)
-    if precision != "fp32":
+    if params.train.precision == "auto" and precision != "fp32":
         identity["precision"] = precision
     return RunFolder(out, params, identity, params.train.checkpoint_every, resume)
 

@@ -105,6 +105,12 @@ def _expand(con: duckdb.DuckDBPyConnection, entry: str, role: str) -> list[str]:
     return found
 
 
+def _normalised(file: str) -> str:
+    """A local path without ``./`` or ``a/../`` detours, so that one file listed by two entries
+    (``./data/a.parquet`` and a glob's ``data/a.parquet``) is one; a URL as it is."""
+    return file if "://" in file else os.path.normpath(file)
+
+
 def list_inputs(con: duckdb.DuckDBPyConnection, inputs: LaionInputs) -> dict[str, list[str]]:
     """Every input file per role (``metadata``, ``english``, ``translations``), globs expanded,
     each once: entries that overlap (a folder and a glob in it) would read its rows twice, and
@@ -112,7 +118,8 @@ def list_inputs(con: duckdb.DuckDBPyConnection, inputs: LaionInputs) -> dict[str
     rows would compete twice); the translations may be the metadata files themselves."""
     listed = {
         role: list(dict.fromkeys(
-            file for entry in getattr(inputs, role) for file in _expand(con, entry, role)
+            _normalised(file) for entry in getattr(inputs, role)
+            for file in _expand(con, entry, role)
         ))
         for role in ROLES
     }  # fmt: skip

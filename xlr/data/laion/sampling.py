@@ -217,7 +217,7 @@ def _translation_coverage(
     differs in either would leave every ENG TEXT null, and the cross arms without their English
     side, so a join that matched no row at all is an error."""
     rows = con.execute(
-        'SELECT LANGUAGE, count(*), count("ENG TEXT") FROM read_parquet(?) '
+        f'SELECT LANGUAGE, count(*), count("{ENG_TEXT}") FROM read_parquet(?) '
         "WHERE LANGUAGE <> 'en' GROUP BY LANGUAGE ORDER BY LANGUAGE",
         [str(sample)],
     ).fetchall()

@@ -66,6 +66,13 @@ def split_pool(
     # a hash lookup: np.isin compares object arrays pair by pair (45 s at 900k x 5k keys)
     keys = pd.Index(pool.image_keys)
     held, out = keys.isin(list(val_keys)), keys.isin(list(out_keys))
+    if held.sum() < len(set(val_keys)) or out.sum() < len(set(out_keys)):
+        raise ValueError(
+            f"{pool.name}: {len(set(val_keys)) - held.sum()} validation and "
+            f"{len(set(out_keys)) - out.sum()} excluded images of the split are not in the pool "
+            "any more (its shards or the languages it keeps changed since the split was made): "
+            "run notebook 01 again, which splits the pool anew"
+        )
     train = image_subset(pool, np.flatnonzero(~held & ~out), pool.name, None)
     return train, image_subset(pool, np.flatnonzero(held & ~out), f"{pool.name}-val", True)
 

@@ -84,7 +84,7 @@ def source_sql(groups: Sequence[FileGroup], query: Query) -> str:
 def _number(column: str, dtype: str) -> str:
     """``column`` as ``dtype``, NULL where it is no number: DuckDB orders NaN above every number,
     so a NaN similarity would pass ``similarity >= min`` where a missing one fails."""
-    cast = f"TRY_CAST({column} AS {dtype})"  # NULLIF(cast, 'NaN') misses NaNs read from parquet
+    cast = f"TRY_CAST({column} AS {dtype})"  # (NULLIF(cast, 'NaN') kept the tests' NaN)
     return f"CASE WHEN isnan({cast}) THEN NULL ELSE {cast} END" if dtype == "DOUBLE" else cast
 
 
