@@ -424,10 +424,9 @@ def negative_control(
 
 
 def _distinct_models(table: pd.DataFrame, arms: Sequence[str]) -> list[tuple[str, list[str]]]:
-    """Each of ``arms`` that scores ``table``'s queries unlike every earlier fallback of the same
-    adapters, with the fallbacks that score exactly as it does (its twins): a pool of seen
-    languages routes no held-out query, so there an adapter arm's fallbacks are one model, and
-    counting it once per fallback would weigh its one comparison two or three times."""
+    """Each of ``arms`` unlike every earlier fallback of the same adapters on ``table``, with the
+    fallbacks that score exactly as it does: a seen-language pool routes no held-out query, so
+    there an adapter arm's fallbacks are one model, to be weighed once."""
     keys = ["base_seed", "seed", "query_idx"]
     kept: dict[str, tuple[str, pd.DataFrame, list[str]]] = {}
     for arm in arms:

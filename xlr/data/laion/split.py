@@ -63,7 +63,7 @@ def split_pool(
     """The training and validation parts of ``pool``, without the images of ``out_keys``.
     Validation is declared parallel: an image's captions in other languages are translations of
     its own (ENG TEXT, ours)."""
-    # a hash lookup: np.isin compares object arrays pair by pair (45 s at 900k x 5k keys)
+    # a hash lookup: np.isin compares object arrays pair by pair (2 s at 200k x 1k keys, 8 ms)
     keys = pd.Index(pool.image_keys)
     held, out = keys.isin(list(val_keys)), keys.isin(list(out_keys))
     if held.sum() < len(set(val_keys)) or out.sum() < len(set(out_keys)):
