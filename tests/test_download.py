@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 import urllib.request
@@ -351,6 +352,23 @@ def test_the_pool_keeps_seen_languages_and_skips_null_or_unregistered_ones(
     assert pool.images.read(1) == samples[6].jpg  # the images follow their keys
     contract = _given_laion_shards(tmp_path, "laion2B-multi", ["de", "en", "he"])
     assert contract["skipped_languages"] == {"": 1, "ko": 1, "null": 1, "und": 1, "zh-Latn": 1}
+
+
+def test_a_tar_cut_short_at_a_member_boundary_is_refused(tmp_path: Path) -> None:
+    """A tar cut between two samples is a valid, shorter tar: its lost samples are found as
+    listed downloaded in the parquet but absent from the tar."""
+    samples = [Sample(f"http://x/{i}.jpg", f"c{i}", _jpeg(i, 24, 24), 24, 24,
+                      {"LANGUAGE": "de"}) for i in range(4)]  # fmt: skip
+    write_shards(samples, tmp_path, shard_size=2, additional=pa.schema([("LANGUAGE", pa.string())]))
+    tar = tmp_path / "00001.tar"
+    with tarfile.open(tar) as archive:
+        members = [(m, archive.extractfile(m).read()) for m in archive.getmembers()]
+    with tarfile.open(tar, "w", format=tarfile.USTAR_FORMAT) as archive:
+        for member, data in members:
+            if not member.name.startswith("000011."):  # the shard's last sample is lost
+                archive.addfile(member, io.BytesIO(data))
+    with pytest.raises(ValueError, match=r"\['000011'\] \(1 in all\) are listed as downloaded"):
+        load_downloaded(tmp_path, langs=SEEN)
 
 
 def test_a_key_in_two_shards_is_refused_naming_both(tmp_path: Path) -> None:

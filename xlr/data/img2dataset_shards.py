@@ -226,6 +226,14 @@ def load_downloaded(
             f"{out_dir}: images {missing[:5]} ({len(missing)} in all) are in the tars but not "
             "listed as downloaded in the shards' parquet files; download those shards again"
         )
+    in_tars = set(keys)
+    lost = [key for key in text if key not in in_tars]
+    if lost:  # a tar cut short at a member's boundary reads as a shorter tar
+        raise ValueError(
+            f"{out_dir}: images {lost[:5]} ({len(lost)} in all) are listed as downloaded in the "
+            "shards' parquet files but not in their tars (a tar cut short?); copy or download "
+            "those shards again"
+        )
     records: list[tuple[int, str, int, str, str]] = []
     kept: list[int] = []
     for index, key in enumerate(keys):

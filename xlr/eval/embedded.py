@@ -25,8 +25,8 @@ class EmbeddedSet:
     ``captions[lang]`` is ``captions_in(lang, first_only)`` and ``texts[lang]`` its embeddings,
     row for row; ``images`` are indexed by image id. ``parallel`` is the set's declaration
     (:attr:`xlr.data.imagetext.ImageTextSet.parallel`). ``device`` is where its retrievals are
-    ranked: the encoder's (``run.device``, a worker's own GPU), or None where the encoder has
-    none, for CUDA when available.
+    ranked: the encoder's (``run.device``), or None where the encoder has none, for CUDA when
+    available.
     """
 
     images: np.ndarray
