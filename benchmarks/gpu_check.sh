@@ -223,7 +223,7 @@ print(f"rank {dist.get_rank()} of {n}: {dist.get_backend()} all_reduce on {devic
 dist.destroy_process_group()
 EOF
 "$PY" -m torch.distributed.run --standalone --nproc_per_node="$NPROC" "$XLR_ROOT/all_reduce.py"
-"$PY" -m xlr.cli tune "$PARAMS" --quiet  # data, base, and the rates the arm trains with
+"$PY" -m xlr.cli tune "$PARAMS" --base --quiet  # data, base, and the arm's learning rates
 "$PY" -m torch.distributed.run --standalone --nproc_per_node="$NPROC" \
     -m xlr.cli train "$PARAMS" --arm "$ARM" --base --quiet | tee "$XLR_ROOT/trained.txt"
 "$PY" - "$(tail -n 1 "$XLR_ROOT/trained.txt")/summary.json" "$DEVICE" <<'EOF'

@@ -202,6 +202,9 @@ def test_missing_inputs_name_the_fix(root: Path, capsys: pytest.CaptureFixture[s
         train(fresh, [ARM], progress=False)
     assert main(["train", str(root / "params" / "fresh.yaml"), "--all"]) == 2
     assert "no data prepared for run 'fresh'" in capsys.readouterr().err
+    # xlr tune as xlr train: on LAION, preparing the data is notebook 01's work (--base does it)
+    assert main(["tune", str(root / "params" / "fresh.yaml"), "--quiet"]) == 2
+    assert "first; or add --base to prepare it here" in capsys.readouterr().err
     other_base = load_params(write_params(root, "seed5", base_seeds=[5]))
     prepare_data(other_base, progress=False)
     with pytest.raises(LaunchError, match="base of seed 5 is not pretrained.*add --base"):

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_tasks import DesignedEncoder, designed_set
 
 from xlr import tuning
+from xlr.arms import Arm
 from xlr.config import parse_params
 from xlr.data import prepare
 from xlr.data.prepare import finetune_pool, prepare_data
@@ -130,3 +132,15 @@ def test_a_choice_at_the_edge_of_its_grid_is_flagged() -> None:
     )
     flagged = sweep["chosen"] & tuning._at_grid_edge(sweep)
     assert flagged.tolist() == [False, False, False, False, False, True, False, False]
+
+
+@pytest.mark.filterwarnings("ignore:designed")
+def test_a_validation_set_without_the_held_out_languages_is_scored_on_those_it_has(
+    tmp_path: Path,
+) -> None:
+    """LAION's validation split holds the seen languages only (the pool keeps their images, and
+    translation adds seen languages): the score reads the study languages the set has."""
+    params = tiny_study(tmp_path)  # seen en, de; held out nl, which the designed set lacks
+    arm = Arm("hybrid", 0.5, "full").at(0, 0)
+    value = tuning.score(params, DesignedEncoder(), arm, {"laion-val": designed_set()})
+    assert 0.0 <= value <= 1.0

@@ -42,13 +42,20 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from xlr.data.prepare import finetune_pool, prepare_data
+    from xlr.data.prepare import finetune_pool, prepare_data, read_contract
     from xlr.tuning import tune, tuning_dir
 
     params = load_params(args.params)
     if params.run.threads:
         torch.set_num_threads(params.run.threads)
-    prepare_data(params, progress=not args.quiet)
+    if args.base:  # on LAION that lists the metadata and reads every image: notebook 01's work
+        prepare_data(params, progress=not args.quiet)
+    else:
+        try:
+            read_contract(params)
+        except FileNotFoundError as err:
+            print(f"error: {err}; or add --base to prepare it here", file=sys.stderr)
+            return 2
     result = tune(params, finetune_pool(params))
     if result.sweep.empty:
         print("train.tune has no learning rates to try: nothing to tune")
@@ -106,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
         "tune", help="choose learning rates on the validation split (train.tune)"
     )
     tune.add_argument("params", help="a params YAML file, e.g. params/synthetic.yaml")
+    tune.add_argument(
+        "--base", action="store_true", help="first prepare the data (the tiny bases always are)"
+    )
     tune.add_argument("--quiet", action="store_true", help="no progress bars")
     tune.set_defaults(handler=_tune)
     train = commands.add_parser(

@@ -27,6 +27,7 @@ from xlr.config import Params, config_hash
 from xlr.data.imagetext import ImageTextSet
 from xlr.data.prepare import run_dir, val_sets
 from xlr.eval.encoders import AdapterEncoder, Encoder, ModelEncoder
+from xlr.eval.runner import languages_in
 from xlr.eval.tasks import evaluate_arm
 from xlr.io import atomic_write_json, atomic_write_text
 from xlr.models.bases import base_key, load_base
@@ -98,15 +99,17 @@ def _encoder(params: Params, arm: Arm, out: Path, pool: ImageTextSet) -> Encoder
 
 def score(params: Params, encoder: Encoder, arm: Arm, sets: dict[str, ImageTextSet]) -> float:
     """The tuning measure of one trained arm on the validation sets: the macro mean over query
-    languages of ``train.tune.measure`` over every study language, averaged over the sets."""
+    languages of ``train.tune.measure`` over the study languages each set has (LAION's holds
+    the seen ones only: :func:`~xlr.eval.runner.languages_in`), averaged over the sets."""
     data, measure = params.data, params.train.tune.measure
     values = []
     for val_set in sets.values():
+        seen, heldout = languages_in(val_set, data.train_langs, data.heldout_langs)
         _, ranks = evaluate_arm(
-            encoder, val_set, data.train_langs, data.heldout_langs, tasks=[TASKS[measure]],
-            eval_cfg=params.eval, arm=arm.name, seed=arm.seed, base_seed=arm.base_seed,
+            encoder, val_set, seen, heldout, tasks=[TASKS[measure]], eval_cfg=params.eval,
+            arm=arm.name, seed=arm.seed, base_seed=arm.base_seed,
         )  # fmt: skip
-        per_query = per_query_measure(ranks, measure, "all", data.train_langs, data.heldout_langs)
+        per_query = per_query_measure(ranks, measure, "all", seen, heldout)
         values.append(per_query.groupby("query_lang")["value"].mean().mean())
     return float(sum(values) / len(values))
 
