@@ -11,7 +11,7 @@ from test_tasks import DesignedEncoder, designed_set
 
 from xlr import tuning
 from xlr.arms import Arm
-from xlr.config import parse_params
+from xlr.config import Params, parse_params
 from xlr.data import prepare
 from xlr.data.prepare import finetune_pool, prepare_data
 from xlr.data.synthetic import corpus as corpus_module
@@ -119,6 +119,24 @@ def test_with_rates_replaces_only_the_named_families(tmp_path: Path) -> None:
     changed = tuning.with_rates(params, {"lora": 0.5})
     assert changed.train.lora.lr == 0.5 and changed.train.lr == params.train.lr
     assert changed.adapters == params.adapters
+
+
+def test_a_sweep_is_redone_only_for_settings_that_change_its_trials(tmp_path: Path) -> None:
+    """The sweep's key names its trials' folder: a speed setting or an eval setting its score
+    does not read leaves it (a new key retrains every trial: hours on the real study)."""
+    params = tiny_study(tmp_path, full=[1e-4, 1e-3])
+
+    def changed(section: str, **update: object) -> Params:
+        part = getattr(params, section).model_copy(update=update)
+        return params.model_copy(update={section: part})
+
+    same = [changed("train", loader_workers=7), changed("eval", confidence=0.9),
+            changed("eval", control_doses=[0.5]), changed("eval", recall_at=[1])]  # fmt: skip
+    assert {tuning._key(p) for p in same} == {tuning._key(params)}
+    grid = params.train.tune.model_copy(update={"full": [1e-4]})
+    other = [changed("train", lambda_tt=0.5), changed("train", tune=grid),
+             changed("eval", captions="first")]  # fmt: skip
+    assert tuning._key(params) not in {tuning._key(p) for p in other}
 
 
 def test_a_choice_at_the_edge_of_its_grid_is_flagged() -> None:

@@ -74,11 +74,16 @@ def family_arms(params: Params) -> dict[str, Arm]:
 
 
 def _key(params: Params) -> str:
-    """What a sweep was made for: the data, model, training, adapters and evaluation settings
-    (the score depends on them) and the base (corpus included) and seed its arms train at."""
+    """What a sweep was made for, and so its trials' folder: what shapes its arms' weights
+    (:meth:`~xlr.config.Params.weights_hash`: not ``train.loader_workers``, a speed setting),
+    its grid and measure, what its score reads of ``eval`` (the caption convention and the
+    encoders' precision and batch size: not the benchmarks, the controls' doses or the
+    confidence, which would redo every trial for nothing), and the base (corpus included) and
+    seed its arms train at."""
     run = params.run
+    scored = params.eval.model_dump(include={"captions", "precision", "batch_size"})
     return config_hash(
-        params.data, params.model, params.train, params.adapters, params.eval,
+        params.weights_hash("data", "model", "train", "adapters"), params.train.tune, scored,
         base_key(params, run.base_seeds[0]), run.seeds[0],
     )  # fmt: skip
 
