@@ -333,8 +333,9 @@ def _judged(measured: dict[str, object]) -> bool:
 
 
 def family_levels(ran: Sequence[Claim], confidence: float = 0.95) -> dict[str, tuple[int, float]]:
-    """Per claims family, how many of its claims ran (m) and the level of each of their
-    intervals, 1 - (1 - confidence) / m (Bonferroni: the family-wise level is ``confidence``)."""
+    """Per claims family, how many of its rows ran (m: ``ran`` holds a claim once per benchmark
+    it ran on) and the level of each of their intervals, 1 - (1 - confidence) / m (Bonferroni:
+    the family-wise level is ``confidence``)."""
     sizes = Counter(claim.family for claim in ran)
     return {family: (m, 1 - (1 - confidence) / m) for family, m in sizes.items()}
 

@@ -82,12 +82,12 @@ def arm_styles(arms: Sequence[str]) -> dict[str, ArmStyle]:
     question (which batch schedule) and the shape tells full from LoRA and the adapters'
     fallbacks. Labels that are no arm name take the palette's spare colours in turn.
     """
-    parts = {name: family_and_variant(name) for name in arms}
-    others = [name for name in arms if family_colour(name) is None]
-    spare = dict(zip(others, itertools.cycle(sns.color_palette(PALETTE)[i] for i in SPARE_COLOURS)))
+    colours = {name: family_colour(name) for name in arms}
+    spares = itertools.cycle(sns.color_palette(PALETTE)[i] for i in SPARE_COLOURS)
+    colours |= {name: next(spares) for name, colour in colours.items() if colour is None}
     return {
-        name: ArmStyle(family_colour(name) or spare[name], *ARM_VARIANTS.get(variant, ArmShape()))
-        for name, (_, variant) in parts.items()
+        name: ArmStyle(colours[name], *ARM_VARIANTS.get(family_and_variant(name)[1], ArmShape()))
+        for name in arms
     }
 
 
