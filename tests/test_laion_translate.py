@@ -217,10 +217,10 @@ def test_an_interrupted_run_keeps_its_batches(
     translator = Seq2SeqTranslator(settings(models["m2m100"], batch_size=2), CPU)
     real = translator.translate
 
-    def dies_on_the_third(texts: list[str], lang: str) -> list[str]:
+    def dies_on_the_third(texts: list[str], lang: str, source: str) -> list[str]:
         if len(generations) == 2:
             raise KeyboardInterrupt
-        return real(texts, lang)
+        return real(texts, lang, source)
 
     monkeypatch.setattr(translator, "translate", dies_on_the_third)
     with pytest.raises(KeyboardInterrupt):
@@ -276,7 +276,7 @@ def test_language_codes_per_family() -> None:
     with pytest.raises(
         TranslationError,
         match=r"data.train_langs has 'mi', which "
-        r"data.laion.translate.family 'm2m100' cannot translate into; drop it",
+        r"data.laion.translate.family 'm2m100' cannot translate; drop it from data.train_langs",
     ):
         model_language("m2m100", "mi")
 

@@ -218,6 +218,23 @@ def test_laion_path_offline(served_corpus: Path, tmp_path: Path) -> None:
     assert graph.images[("de", "hi")] == len(pool) and not graph.dropped
     assert caption_sources(pool).loc["hi", "machine-translated"] == (machine["lang"] == "hi").sum()
     assert len(finetune_pool(given)) == len(pool)
+    # paraphrased: each fine-tuning caption's round trip, mono's text-text target; validation
+    # gets none, and the captions every batch queries and pairs stay as they were
+    spec["run"]["name"] = "paraphrased"
+    spec["data"]["laion"]["translate"]["paraphrase_via"] = ["es", "it"]
+    paraphrased = parse_params(spec)
+    assert "paraphrases" in prepare_data(paraphrased, progress=False)
+    rich = finetune_pool(paraphrased).captions
+    marked = rich["target_only"].to_numpy(bool)
+    kept = rich[~marked].drop(columns="target_only").reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, pool.captions.reset_index(drop=True))
+    round_trips = rich[marked]
+    assert len(round_trips) and set(round_trips["translated_by"].str[:17]) == {"round trip via es"}
+    assert "target_only" not in val_sets(paraphrased)["laion"].captions
+    assert caption_sources(finetune_pool(paraphrased))["round trip"].sum() == marked.sum()
+    rich_graph = pair_graph(rich, ["en", "de", "hi"], batch_size=4)
+    assert rich_graph.images == graph.images
+    assert rich_graph.paraphrases == round_trips.groupby("lang")["image_id"].nunique().to_dict()
 
 
 def given_shards(folder: Path, images: list[bytes], captions: list[str]) -> Path:

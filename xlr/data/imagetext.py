@@ -6,7 +6,9 @@ CLIP_benchmark habit), so encoding, batching and every retrieval task are writte
 
 ``captions`` is long form: one row per caption with columns ``image_id`` (position of the image in
 ``images``), ``lang`` (canonical registry code), ``caption_idx`` (0, 1, ... per image and
-language) and ``caption``.
+language) and ``caption``. A training pool may add ``target_only`` (bool): captions that only
+serve as a ``mono`` batch's text-text target, never as a query, a pair or an evaluated caption
+(the round-trip paraphrases of :mod:`xlr.data.laion.paraphrase`).
 
 Each evaluation set **declares** how its languages relate (``parallel``), because the
 cross-lingual tasks (:mod:`xlr.eval.tasks`) need to know what counts as the same meaning:
@@ -35,7 +37,15 @@ from xlr.langs import LANGUAGES
 from xlr.runtime import normalise_pixels
 
 CAPTION_COLUMNS: tuple[str, ...] = ("image_id", "lang", "caption_idx", "caption")
+TARGET_ONLY = "target_only"  # the optional column of captions that are mono targets only
 Preprocess = Callable[[Image.Image], torch.Tensor]  # a model's image transform (open_clip's)
+
+
+def target_only(captions: pd.DataFrame) -> np.ndarray:
+    """Which rows of a captions table are ``target_only``: none in a table without the column."""
+    if TARGET_ONLY not in captions:
+        return np.zeros(len(captions), dtype=bool)
+    return captions[TARGET_ONLY].to_numpy(bool)
 
 
 class ImageStore(Protocol):

@@ -12,8 +12,9 @@ Two paths behind one call, chosen by ``data.source``:
   training languages (:mod:`xlr.data.laion.translate`), drop every image that is a copy of an
   image of the evaluation benchmarks (``eval.benchmarks``, read from ``data.benchmark_root``:
   :mod:`xlr.data.laion.near_duplicates`), hold out ``data.laion.val_fraction`` of the rest for
-  validation (:mod:`xlr.data.laion.holdout`) and drop the validation images that are copies of
-  training images.
+  validation (:mod:`xlr.data.laion.holdout`), drop the validation images that are copies of
+  training images and, with ``data.laion.translate.paraphrase_via``, give each fine-tuning
+  caption a round-trip paraphrase (:mod:`xlr.data.laion.paraphrase`).
 
 The contract with notebooks 02-04 is ``runs/<run.name>/data/data.json`` (written atomically),
 read back through :func:`finetune_pool`, :func:`eval_sets` and :func:`val_sets`, so later
@@ -31,7 +32,7 @@ import pandas as pd
 
 from xlr.config import Params
 from xlr.data.benchmarks import BenchmarkNotFoundError, load_benchmark
-from xlr.data.imagetext import ImageTextSet
+from xlr.data.imagetext import ImageTextSet, target_only
 from xlr.data.synthetic import (
     check_held_out,
     corpus_key,
@@ -48,12 +49,14 @@ from xlr.runtime import resolve_device
 
 if TYPE_CHECKING:
     from xlr.data.laion.near_duplicates import ImageHashes
+    from xlr.data.laion.translate import Seq2SeqTranslator
 
 DATA_CONTRACT = "data.json"
 HELD_OUT_AUDIT = "held_out_audit.csv"
 BENCHMARK_OVERLAP = "benchmark_overlap.csv"
 EXCLUDED_IMAGES = "excluded_images.json"
 PHASH_DIR = "phash"  # one parquet of pHash codes per set: the pool's and each benchmark's
+PARAPHRASES = "paraphrases.parquet"
 TRANSLATIONS = "translations.parquet"
 VAL_IMAGES = "val_images.json"
 
@@ -157,7 +160,31 @@ def _split_and_translate(
     files["benchmark_overlap"] = str(path)
     check_holdout(audit)
     check_benchmark_overlap(overlap)
+    if laion.translate is not None and laion.translate.paraphrase_via is not None:
+        files["paraphrases"] = _paraphrases(params, parts[0], out)
     return files
+
+
+def _translator(params: Params) -> tuple[Seq2SeqTranslator, Path]:
+    """``data.laion.translate``'s translator on ``run.device`` and the cache it shares."""
+    from xlr.data.laion.translate import Seq2SeqTranslator
+
+    laion = params.data.laion
+    assert laion is not None and laion.translate is not None  # callers check
+    translator = Seq2SeqTranslator(laion.translate, resolve_device(params.run.device))
+    return translator, resolve_path(params.run.cache_dir) / "translations.sqlite"
+
+
+def _paraphrases(params: Params, pool: ImageTextSet, out: Path) -> str:
+    """The round trips of the fine-tuning captions (:func:`paraphrase_pool`), written for the
+    contract; the validation images get none (they are never trained on)."""
+    from xlr.data.laion.paraphrase import paraphrase_pool
+
+    translator, cache = _translator(params)
+    table = paraphrase_pool(
+        pool.captions, pool.image_keys, params.data.train_langs, translator, cache
+    )
+    return str(atomic_write_parquet(table, out / PARAPHRASES))
 
 
 def _translated_pool(
@@ -176,10 +203,9 @@ def _translated_pool(
         )
     if laion.translate is None:
         return pool, {}
-    from xlr.data.laion.translate import Seq2SeqTranslator, translate_pool, with_translations
+    from xlr.data.laion.translate import translate_pool, with_translations
 
-    translator = Seq2SeqTranslator(laion.translate, resolve_device(params.run.device))
-    cache = resolve_path(params.run.cache_dir) / "translations.sqlite"
+    translator, cache = _translator(params)
     table = translate_pool(
         pool.captions, pool.image_keys, params.data.train_langs, translator, cache
     )
@@ -236,7 +262,12 @@ def _laion_parts(contract: dict[str, Any]) -> tuple[ImageTextSet, ImageTextSet]:
 
     val_keys = json.loads(Path(contract["val_images"]).read_text(encoding="utf-8"))
     excluded = json.loads(Path(contract["excluded_images"]).read_text(encoding="utf-8"))
-    return split_pool(_laion_pool(contract), val_keys, excluded_keys(excluded))
+    train, val = split_pool(_laion_pool(contract), val_keys, excluded_keys(excluded))
+    if "paraphrases" in contract:
+        from xlr.data.laion.paraphrase import with_paraphrases
+
+        train = with_paraphrases(train, pd.read_parquet(contract["paraphrases"]))
+    return train, val
 
 
 def prepare_data(params: Params, progress: bool = True) -> dict[str, Any]:
@@ -441,19 +472,26 @@ def input_language_counts(contract: dict[str, Any]) -> dict[str, int] | None:
 
 
 def language_counts(pools: dict[str, ImageTextSet]) -> pd.DataFrame:
-    """Captions per language (rows) in each pool (columns), zero where a pool lacks one."""
-    counts = {name: pool.captions["lang"].value_counts() for name, pool in pools.items()}
+    """Captions per language (rows) in each pool (columns), zero where a pool lacks one; a
+    fine-tuning pool's round trips (``target_only``) are left out (:func:`caption_sources`
+    counts them)."""
+    counts = {
+        name: pool.captions.loc[~target_only(pool.captions), "lang"].value_counts()
+        for name, pool in pools.items()
+    }
     return pd.DataFrame(counts).fillna(0).astype(int)
 
 
 def caption_sources(pool: ImageTextSet) -> pd.DataFrame:
     """Captions per language (rows) by who wrote them (columns): ``written`` (the web page's
-    own), ``ENG TEXT`` (LAION's English translation) and ``machine-translated``
-    (``data.laion.translate``), zero where none."""
+    own), ``ENG TEXT`` (LAION's English translation), ``machine-translated``
+    (``data.laion.translate``) and ``round trip`` (its ``paraphrase_via``: mono's text-text
+    targets, never queries), zero where none."""
     captions = pool.captions
     source = captions["translated_by"].map(
         lambda who: {"": "written", "ENG TEXT": "ENG TEXT"}.get(who, "machine-translated")
     )
+    source = source.where(~target_only(captions), "round trip")
     table = pd.crosstab(captions["lang"], source)
-    columns = ["written", "ENG TEXT", "machine-translated"]
+    columns = ["written", "ENG TEXT", "machine-translated", "round trip"]
     return table.reindex(columns=columns, fill_value=0).rename_axis(index="language", columns=None)

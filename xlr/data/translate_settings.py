@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from xlr.langs import UnknownLanguageError, canonical_code
 from xlr.paths import resolve_path
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -50,6 +51,12 @@ class TranslateSection(BaseModel):
     once, with ``num_beams`` beams and at most ``max_new_tokens`` tokens out. ``precision`` is
     the dtype the model's weights load in (``auto``: bf16 on CUDA, fp32 on the CPU, as
     ``eval.precision``); a translation made in another dtype than fp32 is keyed by it.
+
+    ``paraphrase_via`` (nllb or m2m100) gives each fine-tuning caption a second caption in its
+    own language, its round trip through the first of these languages that is not its own, as
+    the text-text target of a ``mono`` batch (:mod:`xlr.data.laion.paraphrase`): LAION has one
+    caption per image and language, so without it mono batches train the image-text term alone
+    while the pair batches also train the text-text term (README, "The arms").
     """
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -64,6 +71,26 @@ class TranslateSection(BaseModel):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         default="auto", exclude_if=lambda v: v == "auto"
     )
+
+    # left out of params hashes when unset, as precision is
+    paraphrase_via: list[str] | None = Field(default=None, exclude_if=lambda v: v is None)
+
+    @field_validator("paraphrase_via")
+    @classmethod
+    def _two_distinct_pivots(cls, pivots: list[str] | None) -> list[str] | None:
+        if pivots is None:
+            return None
+        try:
+            codes = [canonical_code(lang) for lang in pivots]
+        except UnknownLanguageError as err:
+            raise ValueError(str(err)) from None
+        if len(set(codes)) < 2 or len(set(codes)) != len(codes):
+            raise ValueError(
+                f"data.laion.translate.paraphrase_via {pivots} must list at least two distinct "
+                "languages: a caption goes through the first that is not its own, so the first "
+                "language's own captions need a second (e.g. [nl, de])"
+            )
+        return codes
 
     @field_validator("model")
     @classmethod
@@ -88,7 +115,18 @@ class TranslateSection(BaseModel):
                 f"Marian model translates one pair, so its name holds {MARIAN_TARGET} (e.g. "
                 "Helsinki-NLP/opus-mt-en-{lang}), and only a Marian name does; fix model or family"
             )
+        if self.paraphrase_via is not None and self.family == "marian":
+            raise ValueError(
+                "data.laion.translate.paraphrase_via needs a model that translates between any "
+                "two languages (family nllb or m2m100); a Marian model translates English into "
+                "one language. Drop paraphrase_via or change the model"
+            )
         return self
+
+    def pivot(self, lang: str) -> str:
+        """The language ``lang``'s captions make their round trip through."""
+        assert self.paraphrase_via is not None, "pivot() is for settings with paraphrase_via"
+        return next(pivot for pivot in self.paraphrase_via if pivot != lang)
 
     def model_for(self, lang: str) -> str:
         """The model (hub name or resolved folder) that translates English into ``lang``."""

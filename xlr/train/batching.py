@@ -4,10 +4,12 @@ A training example is (image, query caption in language ``a``, target caption in
 the strategies differ only in how ``a`` and ``b`` are chosen (README, "The arms"):
 
 - ``mono``: one language ``l`` per batch, ``a = b = l``; the target is another caption of the same
-  image in ``l`` (a different ``caption_idx``). An image with a single caption in ``l`` has no
-  target: :attr:`Batch.has_target` is ``False`` there and the text-text loss skips the row.
+  image in ``l`` (a different ``caption_idx``; a ``target_only`` round trip of a LAION pool,
+  :mod:`xlr.data.laion.paraphrase`, counts, though it is never a query). An image with a single
+  caption in ``l`` has no target: :attr:`Batch.has_target` is ``False`` there and the text-text
+  loss skips the row.
 - ``cross``: one ordered pair ``a != b`` per batch; the target is the *parallel* caption (same
-  image, same ``caption_idx``) in ``b``.
+  image, same ``caption_idx``, never a ``target_only`` one) in ``b``.
 - ``multi``: every example draws its own ordered pair ``a != b`` (mixed in-batch negatives).
   ``a == b`` is excluded so that ``multi`` differs from ``cross`` only in how languages are mixed
   within a batch, not in the kind of positive pair.
@@ -47,6 +49,7 @@ from xlr.train.pairs import (
     language_index,
     pair_index,
     present_langs,
+    query_captions,
 )
 
 Strategy = Literal["mono", "cross", "multi", "hybrid"]
@@ -208,13 +211,18 @@ class BatchSampler:
         self.seed = seed
         self.alpha = alpha
         self.captions = captions.reset_index(drop=True)
-        self.langs = _checked_langs(langs, self.captions, strategy)
+        queries = query_captions(self.captions)
+        self.langs = _checked_langs(langs, queries, strategy)
         self._stride = key_stride(self.captions)
         self._lang_column = self.captions["lang"].to_numpy()
         self._text_column = self.captions["caption"].to_numpy()
-        self._by_lang = {
-            lang: language_index(self.captions, lang, self._stride) for lang in self.langs
-        }
+        self._by_lang = {lang: language_index(queries, lang, self._stride) for lang in self.langs}
+        # every caption, mono's target_only ones too (the same index when there are none)
+        self._all_by_lang = (
+            self._by_lang
+            if queries is self.captions
+            else {lang: language_index(self.captions, lang, self._stride) for lang in self.langs}
+        )
         if strategy in ("mono", "hybrid"):
             self._check_size(
                 {f"language {lang!r}": len(self._by_lang[lang].images) for lang in self.langs}
@@ -224,7 +232,7 @@ class BatchSampler:
         if strategy != "mono":
             self._shared = pair_index(self._by_lang, self.langs, self._stride)
             self.graph = PairGraph.from_index(
-                self.langs, self._by_lang, self._shared, self._stride, batch_size
+                self.langs, self._all_by_lang, self._shared, self._stride, batch_size
             )
             self.graph.check(f"strategy {strategy!r}")
         self.sampler = LanguageSampler.from_counts(
@@ -264,15 +272,18 @@ class BatchSampler:
 
     def _mono(self, step: int, rng: np.random.Generator) -> Batch:
         lang = self.langs[int(self.sampler.draw(rng, 1)[0])]
-        index = self._by_lang[lang]
+        index, every = self._by_lang[lang], self._all_by_lang[lang]
         images = rng.choice(index.images, self.batch_size, replace=False)
         start, stop = key_range(index.keys, images, self._stride)
-        n_captions = stop - start
-        query = start + rng.integers(0, n_captions)
+        query = start + rng.integers(0, stop - start)
+        # An image's query captions come first among all its captions (query_captions checks),
+        # so the query sits at the same offset in both indexes.
+        first, last = key_range(every.keys, images, self._stride)
+        n_captions = last - first
         # A uniformly chosen *other* caption: shift by 1..n-1 positions, cyclically.
         shift = 1 + rng.integers(0, np.maximum(n_captions - 1, 1))
-        target = start + (query - start + shift) % n_captions
-        target_rows = np.where(n_captions > 1, index.rows[target], -1)
+        target = first + (query - start + shift) % n_captions
+        target_rows = np.where(n_captions > 1, every.rows[target], -1)
         return self._batch(step, "mono", images, index.rows[query], target_rows)
 
     def _pair(self, a: int, b: int) -> CaptionIndex:

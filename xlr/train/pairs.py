@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from xlr.data.imagetext import TARGET_ONLY, target_only
 from xlr.langs import UnknownLanguageError, canonical_code
 
 
@@ -49,6 +50,31 @@ def key_range(keys: np.ndarray, images: np.ndarray, stride: int) -> tuple[np.nda
 def key_stride(captions: pd.DataFrame) -> int:
     """The key multiplier that keeps every ``caption_idx`` of an image inside its own range."""
     return int(captions["caption_idx"].max()) + 1
+
+
+def query_captions(captions: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a table with a positional index that a batch may query or pair: all but the
+    ``target_only`` ones (:data:`~xlr.data.imagetext.TARGET_ONLY`), which must each come after
+    every query caption of their image and language (a higher ``caption_idx``), so that an
+    image's captions in :func:`language_index` order put its queries first."""
+    if TARGET_ONLY not in captions:
+        return captions
+    marked = target_only(captions)
+    queries = captions[~marked]
+    targets = captions[marked]
+    first = targets.groupby(["image_id", "lang"])["caption_idx"].min()
+    last = queries.groupby(["image_id", "lang"])["caption_idx"].max()
+    both = pd.concat([first.rename("target"), last.rename("query")], axis=1, join="inner")
+    early = both[both["target"] <= both["query"]]
+    if len(early):
+        (image_id, lang), row = next(iter(early.iterrows()))
+        raise ValueError(
+            f"captions table: image {image_id} has a target_only caption in {lang!r} at "
+            f"caption_idx {row['target']}, not after its query captions (up to "
+            f"{row['query']}); give target_only captions the highest caption indices "
+            "(xlr.data.laion.paraphrase.with_paraphrases does)"
+        )
+    return queries
 
 
 def language_index(captions: pd.DataFrame, lang: str, stride: int) -> CaptionIndex:
@@ -92,8 +118,10 @@ class PairGraph:
     ``images`` holds every unordered pair of ``langs`` (in ``langs`` order) with the number of
     images that have a parallel caption in both languages; a pair strategy draws a pair only if
     that number reaches ``batch_size``. ``paraphrases`` holds, per language, the images with at
-    least two captions in it: the only ones for which a ``mono`` batch has a text-text target (a
-    LAION pool has none, so there mono trains the image-text term alone).
+    least two captions in it (``target_only`` round trips included): the only ones for which a
+    ``mono`` batch has a text-text target (a LAION pool without
+    ``data.laion.translate.paraphrase_via`` has none, so there mono trains the image-text term
+    alone).
     """
 
     langs: tuple[str, ...]
@@ -110,7 +138,9 @@ class PairGraph:
         stride: int,
         batch_size: int,
     ) -> PairGraph:
-        """The graph of an index built by :func:`language_index` and :func:`pair_index`."""
+        """The graph of an index built by :func:`language_index` and :func:`pair_index`;
+        ``by_lang`` indexes every caption, ``target_only`` ones included, and ``shared`` the
+        query captions'."""
         images = {(langs[a], langs[b]): len(pair.images) for (a, b), pair in shared.items()}
         paraphrases = {
             lang: int((np.unique(by_lang[lang].keys // stride, return_counts=True)[1] > 1).sum())
@@ -221,8 +251,11 @@ def pair_graph(captions: pd.DataFrame, langs: Sequence[str], batch_size: int) ->
     """The :class:`PairGraph` of ``langs`` in a captions table for batches of ``batch_size``:
     what the pair strategies can draw from a pool, known before any arm trains."""
     table = captions.reset_index(drop=True)
-    codes = present_langs(langs, table)
+    queries = query_captions(table)
+    codes = present_langs(langs, queries)
     stride = key_stride(table)
+    shared = pair_index(
+        {lang: language_index(queries, lang, stride) for lang in codes}, codes, stride
+    )
     by_lang = {lang: language_index(table, lang, stride) for lang in codes}
-    shared = pair_index(by_lang, codes, stride)
     return PairGraph.from_index(codes, by_lang, shared, stride, batch_size)

@@ -70,16 +70,17 @@ def _family_languages(family: str) -> set[str] | None:
     return None
 
 
-def model_language(family: str, lang: str) -> str:
+def model_language(family: str, lang: str, field: str = "data.train_langs") -> str:
     """``lang`` (a study code) as ``family`` names it: ``deu_Latn`` (NLLB), ``de`` (M2M100,
-    Marian); an error naming the fields when the family has no such language."""
+    Marian); an error naming ``field`` (where ``lang`` came from) when the family has no such
+    language."""
     code = canonical_code(lang)
     known = _family_languages(family)
     mapped = NLLB_CODES.get(code) if family == "nllb" else code
     if known is not None and mapped not in known:
         raise TranslationError(
-            f"data.train_langs has {code!r}, which data.laion.translate.family {family!r} "
-            "cannot translate into; drop it from data.train_langs, or choose a family that has "
+            f"{field} has {code!r}, which data.laion.translate.family {family!r} "
+            f"cannot translate; drop it from {field}, or choose a family that has "
             f"it (nllb covers {', '.join(sorted(NLLB_CODES))})"
         )
     return str(mapped)
@@ -159,14 +160,16 @@ class Seq2SeqTranslator:
         self._loaded: dict[str, tuple[Any, Any]] = {}
         self._revisions: dict[str, str | None] = {}
 
-    def identity(self, lang: str) -> str:
-        """Who translates into ``lang``: the model, its :func:`model_revision` and the generation
-        settings that change its output (the cache key's first part, and the pool's
-        ``translated_by``). A hub model the local cache lacks is loaded (downloaded) first, so
-        that the key names the commit that translates; should the cache still not resolve it,
-        the key says ``rev=unpinned`` and names the model alone."""
+    def identity(self, lang: str, source: str = SOURCE_LANG) -> str:
+        """Who translates ``source`` into ``lang``: the model, its :func:`model_revision` and the
+        generation settings that change its output (the cache key's first part, and the pool's
+        ``translated_by``), and the source language when it is not English (the cache holds
+        source texts, and one text read as another language translates otherwise). A hub model
+        the local cache lacks is loaded (downloaded) first, so that the key names the commit
+        that translates; should the cache still not resolve it, the key says ``rev=unpinned``
+        and names the model alone."""
         settings = self.settings
-        name = settings.model_for(lang)
+        name = self._model_for(lang, source)
         if name not in self._revisions:
             revision = model_revision(name)
             if revision is None:
@@ -175,8 +178,20 @@ class Seq2SeqTranslator:
             self._revisions[name] = revision
         revision = self._revisions[name] or "unpinned"
         key = f"{name} rev={revision} beams={settings.num_beams} max={settings.max_new_tokens}"
-        # fp32 keys as before this setting existed, so caches written then stay valid
-        return key if self.precision == "fp32" else f"{key} dtype={self.precision}"
+        # fp32 and English keys as before these settings existed, so caches written then stay valid
+        key = key if self.precision == "fp32" else f"{key} dtype={self.precision}"
+        return key if source == SOURCE_LANG else f"{key} src={source}"
+
+    def _model_for(self, lang: str, source: str) -> str:
+        """The model that translates ``source`` into ``lang``; a Marian model translates English
+        into its one target, so it refuses another source."""
+        if source != SOURCE_LANG and self.settings.family == "marian":
+            raise TranslationError(
+                f"data.laion.translate.family 'marian' translates English into one language per "
+                f"model and cannot translate {source!r}; round trips "
+                "(data.laion.translate.paraphrase_via) need an nllb or m2m100 model"
+            )
+        return self.settings.model_for(lang)
 
     def _load(self, name: str) -> tuple[Any, Any]:
         """The tokenizer and model ``name``; a hub model at the commit :meth:`identity` keyed."""
@@ -200,13 +215,13 @@ class Seq2SeqTranslator:
         return self._loaded[name]
 
     @torch.no_grad()
-    def translate(self, texts: list[str], lang: str) -> list[str]:
-        """``texts`` (English) in ``lang``, one ``generate`` call."""
+    def translate(self, texts: list[str], lang: str, source: str = SOURCE_LANG) -> list[str]:
+        """``texts`` (in ``source``) in ``lang``, one ``generate`` call."""
         settings = self.settings
-        tokenizer, model = self._load(settings.model_for(lang))
+        tokenizer, model = self._load(self._model_for(lang, source))
         kwargs: dict[str, Any] = {}
         if settings.family != "marian":
-            tokenizer.src_lang = model_language(settings.family, SOURCE_LANG)
+            tokenizer.src_lang = model_language(settings.family, source)
             target = model_language(settings.family, lang)
             token = f"__{target}__" if settings.family == "m2m100" else target  # M2M100: __de__
             bos = tokenizer.convert_tokens_to_ids(token)
@@ -232,10 +247,11 @@ def translate_texts(
     lang: str,
     translator: Seq2SeqTranslator,
     cache: TranslationCache,
+    source: str = SOURCE_LANG,
 ) -> dict[str, str]:
-    """Each distinct text of ``texts`` in ``lang``: the cached ones read back, the rest
-    translated ``batch_size`` at a time, each batch cached before the next."""
-    who = translator.identity(lang)
+    """Each distinct text of ``texts`` (in ``source``) in ``lang``: the cached ones read back,
+    the rest translated ``batch_size`` at a time, each batch cached before the next."""
+    who = translator.identity(lang, source)
     unique = list(dict.fromkeys(texts))
     found = cache.lookup(who, lang, unique)
     # by length, so a batch pads its captions to about their own length
@@ -243,7 +259,7 @@ def translate_texts(
     size = translator.settings.batch_size
     for start in range(0, len(missing), size):
         batch = missing[start : start + size]
-        pairs = list(zip(batch, translator.translate(batch, lang), strict=True))
+        pairs = list(zip(batch, translator.translate(batch, lang, source), strict=True))
         cache.store(who, lang, pairs)
         found.update(pairs)
     return found

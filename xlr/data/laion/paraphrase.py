@@ -1,0 +1,107 @@
+"""Round-trip paraphrases of a LAION fine-tuning pool: a text-text target for ``mono`` batches.
+
+A training example's text-text term pulls a query caption towards a target caption: a ``mono``
+batch's target is another caption of the image in the query's language, a pair batch's its
+translation (:mod:`xlr.train.batching`). LAION has one caption per image and language, so without
+a second one mono batches (and the adapters trained on them) train the image-text term alone
+while the pair batches also train the text-text term, and the claims of hybrid against mono
+batches would compare objectives as well as batch schedules (README, "The arms").
+
+``data.laion.translate.paraphrase_via`` gives each caption a second one in its own language: its
+round trip through a pivot language (``de -> nl -> de``) with the translation model, the usual
+way to paraphrase with MT (back-translation). The round trip goes through a pivot rather than
+English because most captions of a translated pool were themselves translated from English by
+the same model, and their round trip through English would mostly come back word for word.
+
+A round trip is a target only (``target_only``): it is never a query, never paired across
+languages, never evaluated, so every arm's image-text term reads the same captions it read
+before; only mono's text-text target is new. A round trip that comes back identical to its
+caption (or empty) is dropped: the example then has no text-text target, as before. The
+validation split gets none (it is never trained on).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import closing
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from xlr.data.imagetext import TARGET_ONLY, ImageTextSet
+from xlr.data.laion.translate import (
+    Seq2SeqTranslator,
+    TranslationCache,
+    model_language,
+    translate_texts,
+)
+from xlr.langs import canonical_code
+
+PARAPHRASE_COLUMNS: tuple[str, ...] = ("image_key", "lang", "caption", "translated_by")
+
+
+def _identity(pivot: str, lang: str, translator: Seq2SeqTranslator) -> str:
+    """``translated_by`` of a round trip: both legs' translators."""
+    return f"round trip via {pivot}: {translator.identity(pivot, lang)} | " + (
+        translator.identity(lang, pivot)
+    )
+
+
+def paraphrase_pool(
+    captions: pd.DataFrame,
+    image_keys: Sequence[str],
+    langs: Sequence[str],
+    translator: Seq2SeqTranslator,
+    cache_path: Path,
+) -> pd.DataFrame:
+    """Each caption's round trip in ``langs`` through its pivot
+    (``translator.settings.pivot``): one row per caption whose round trip differs from it,
+    :data:`PARAPHRASE_COLUMNS`. Both legs are cached like translations, so a re-run translates
+    nothing twice."""
+    settings = translator.settings
+    assert settings.paraphrase_via is not None, "paraphrase_pool needs paraphrase_via"
+    targets = [canonical_code(lang) for lang in langs]
+    for lang in [*targets, *settings.paraphrase_via]:  # every code checked before a model loads
+        field = "data.train_langs" if lang in targets else "data.laion.translate.paraphrase_via"
+        model_language(settings.family, lang, field)
+    rows = []
+    with closing(TranslationCache(cache_path)) as cache:
+        for lang in targets:
+            own = captions[captions["lang"] == lang]
+            pivot = settings.pivot(lang)
+            there = translate_texts(own["caption"], pivot, translator, cache, source=lang)
+            halfway = [text for text in there.values() if text]
+            back = translate_texts(halfway, lang, translator, cache, source=pivot)
+            who = _identity(pivot, lang, translator)
+            for image_id, text in zip(own["image_id"], own["caption"], strict=True):
+                out = back.get(there[text], "")
+                if out and out.strip() != text.strip():
+                    rows.append((image_keys[image_id], lang, out, who))
+    return pd.DataFrame(rows, columns=list(PARAPHRASE_COLUMNS))
+
+
+def with_paraphrases(pool: ImageTextSet, table: pd.DataFrame) -> ImageTextSet:
+    """``pool`` with the :func:`paraphrase_pool` rows of ``table`` added, marked
+    ``target_only``, each after its image's captions in its language (caption index one past
+    theirs: the order :class:`~xlr.train.batching.BatchSampler` needs)."""
+    ids = pd.Series(np.arange(len(pool)), index=list(pool.image_keys))
+    added = pd.DataFrame(
+        {
+            "image_id": ids.loc[table["image_key"]].to_numpy(),
+            "lang": table["lang"].to_numpy(),
+            "caption": table["caption"].to_numpy(),
+            "translated_by": table["translated_by"].to_numpy(),
+        }
+    )
+    last = pool.captions.groupby(["image_id", "lang"])["caption_idx"].max()
+    after = last.reindex(pd.MultiIndex.from_frame(added[["image_id", "lang"]])).to_numpy()
+    added["caption_idx"] = (
+        np.nan_to_num(after, nan=-1).astype(np.int64)
+        + 1
+        + added.groupby(["image_id", "lang"]).cumcount().to_numpy()
+    )
+    added[TARGET_ONLY] = True
+    captions = pd.concat([pool.captions.assign(**{TARGET_ONLY: False}), added], ignore_index=True)
+    return replace(pool, captions=captions)
