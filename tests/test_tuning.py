@@ -106,6 +106,41 @@ def test_rates_are_chosen_on_validation_only(
     )
 
 
+def test_adapter_trials_train_their_scale_at_the_full_familys_chosen_rate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trained logit scale moves at ``train.lr`` in every arm: the final adapters arm trains
+    it at the full family's chosen rate, so its trials do too (and name it in their folder)."""
+    params = tiny_study(tmp_path, full=[1e-4, 1e-3, 1e-2], adapters=[1e-3, 1e-2])
+    trials: list[tuple[str, float, float, str]] = []
+    scores = {("full", 1e-3): 0.5, ("adapters", 1e-2): 0.4}
+
+    def scripted_encoder(trial: Params, arm: Arm, out: Path, pool: object) -> str:
+        family = out.parent.name
+        trials.append((family, trial.train.lr, trial.adapters.lora.lr, out.name))
+        lr = trial.train.lr if family == "full" else trial.adapters.lora.lr
+        return f"{family} {lr}"
+
+    def scripted_score(trial: Params, encoder: str, arm: Arm, sets: object) -> float:
+        family, lr = encoder.split()
+        return scores.get((family, float(lr)), 0.1)
+
+    monkeypatch.setattr(tuning, "ensure_bases", lambda params, progress: None)
+    monkeypatch.setattr(tuning, "val_sets", lambda params: {})
+    monkeypatch.setattr(tuning, "_encoder", scripted_encoder)
+    monkeypatch.setattr(tuning, "score", scripted_score)
+    result = tuning.tune(params, pool=None)  # type: ignore[arg-type]
+    assert trials == [
+        ("full", 1e-4, params.adapters.lora.lr, "lr0.0001"),
+        ("full", 1e-3, params.adapters.lora.lr, "lr0.001"),
+        ("full", 1e-2, params.adapters.lora.lr, "lr0.01"),
+        ("adapters", 1e-3, 1e-3, "lr0.001-scale0.001"),
+        ("adapters", 1e-3, 1e-2, "lr0.01-scale0.001"),
+    ]
+    assert result.rates == {"full": 1e-3, "adapters": 1e-2}
+    assert result.sweep["chosen"].tolist() == [False, True, False, False, True]
+
+
 def test_without_a_grid_nothing_is_tuned_and_a_missing_sweep_is_an_error(tmp_path: Path) -> None:
     plain = tiny_study(tmp_path)
     assert tuning.tune(plain, pool=None).params == plain  # type: ignore[arg-type]

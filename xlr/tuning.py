@@ -5,6 +5,8 @@ Why: a rate picked by looking at test results makes every claim about that test 
 arm family (``full``, shared ``lora``, per-language ``adapters``) trains one arm per rate in its
 ``train.tune`` grid at the first base and seed, each is scored on the validation sets
 (:func:`xlr.data.prepare.val_sets`) and the best rate replaces the family's configured one.
+The full family goes first: a trained logit scale moves at ``train.lr`` in every arm, so the
+LoRA and adapters trials train theirs at the full family's chosen rate, as their final arms do.
 Nothing here reads the evaluation sets. The sweep table and the choice are written under
 ``runs/<run>/tuning/`` and reused while the settings they were made for (:func:`_key`) are
 unchanged; each sweep trains its arms in folders of its own.
@@ -140,23 +142,33 @@ def tune(params: Params, pool: ImageTextSet) -> Tuning:
         rates = choice["rates"]
         return Tuning(pd.read_csv(out / SWEEP_FILE), rates, with_rates(params, rates))
     ensure_bases(params, progress=False)  # the sweep's arms start from the first base
-    sets, rows = val_sets(params), []
-    for family, arm in arms.items():
+    sets, rows, rates = val_sets(params), [], {}
+    for family, arm in arms.items():  # full first: the others' logit scale trains at its rate
+        scale = {"full": rates["full"]} if "full" in rates else {}
         for rate in getattr(params.train.tune, family):
-            trial = with_rates(params, {family: rate})
-            trial_dir = out / _key(params) / family / f"lr{rate:g}"  # a new sweep, new folders
-            encoder = _encoder(trial, arm, trial_dir, pool)
+            trial = with_rates(params, scale | {family: rate})
+            encoder = _encoder(trial, arm, out / _key(params) / _trial(family, rate, scale), pool)
             rows.append({"family": family, "arm": arm.name, "lr": rate,
                          "measure": params.train.tune.measure,
                          "value": score(trial, encoder, arm, sets)})  # fmt: skip
+        tried = pd.DataFrame(rows)
+        tried = tried[tried["family"] == family]
+        rates[family] = float(tried.loc[tried["value"].idxmax(), "lr"])
     sweep = pd.DataFrame(rows)
-    best = sweep.loc[sweep.groupby("family", sort=False)["value"].idxmax()]
-    rates = {row.family: float(row.lr) for row in best.itertuples()}
-    sweep["chosen"] = sweep.index.isin(best.index)
+    best = sweep.groupby("family", sort=False)["value"].idxmax()
+    sweep["chosen"] = sweep.index.isin(best)
     sweep["at_edge"] = sweep["chosen"] & _at_grid_edge(sweep)
     atomic_write_text(out / SWEEP_FILE, sweep.to_csv(index=False))
     atomic_write_json({"key": _key(params), "rates": rates}, saved)
     return Tuning(sweep, rates, with_rates(params, rates))
+
+
+def _trial(family: str, rate: float, scale: dict[str, float]) -> str:
+    """A trial's folder under its sweep's: ``full/lr1e-05``; a LoRA or adapters trial names
+    the full family's chosen rate it trained its logit scale at (``lora/lr0.001-scale3e-06``),
+    as its final arms will (README, "One logit-scale policy")."""
+    folder = f"{family}/lr{rate:g}"
+    return folder if not scale else f"{folder}-scale{scale['full']:g}"
 
 
 def _at_grid_edge(sweep: pd.DataFrame) -> pd.Series:
