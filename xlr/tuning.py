@@ -40,6 +40,9 @@ from xlr.train.study import ensure_arm, ensure_bases
 CHOICE_FILE = "choice.json"
 SWEEP_FILE = "sweep.csv"
 TASKS = {"multilingual mAP": "multilingual", "t2i R@1": "t2i"}  # what scoring a measure runs
+# in every sweep's key: choices made before the other families' trials trained their logit
+# scale at the full family's chosen rate are not reused
+PROTOCOL = "scale at the full rate"
 
 
 def tuning_dir(params: Params) -> Path:
@@ -80,13 +83,13 @@ def _key(params: Params) -> str:
     (:meth:`~xlr.config.Params.weights_hash`: not ``train.loader_workers``, a speed setting),
     its grid and measure, what its score reads of ``eval`` (the caption convention and the
     encoders' precision and batch size: not the benchmarks, the controls' doses or the
-    confidence, which would redo every trial for nothing), and the base (corpus included) and
-    seed its arms train at."""
+    confidence, which would redo every trial for nothing), the base (corpus included) and
+    seed its arms train at, and the :data:`PROTOCOL` of its trials."""
     run = params.run
     scored = params.eval.model_dump(include={"captions", "precision", "batch_size"})
     return config_hash(
         params.weights_hash("data", "model", "train", "adapters"), params.train.tune, scored,
-        base_key(params, run.base_seeds[0]), run.seeds[0],
+        base_key(params, run.base_seeds[0]), run.seeds[0], PROTOCOL,
     )  # fmt: skip
 
 
