@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 import torch
 from mt_models import build_mt_model
-from test_laion_translate import laion_pool, settings
+from test_laion_translate import _laion_params, laion_pool, settings
 
 from xlr.config import ParamsError, parse_params
-from xlr.data.imagetext import TARGET_ONLY, ArrayImages, ImageTextSet
+from xlr.data.imagetext import TARGET_ONLY, ArrayImages, ImageTextSet, target_only
 from xlr.data.laion.paraphrase import paraphrase_pool, with_paraphrases
 from xlr.data.laion.translate import (
     SOURCE_LANG,
@@ -34,7 +34,8 @@ CPU = torch.device("cpu")
 
 class ScriptedTranslator(Seq2SeqTranslator):
     """Appends ``>lang`` on the way to a pivot and turns it into `` (lang)`` on the way back;
-    a caption holding ``same`` comes back word for word, one holding ``lost`` comes back empty.
+    a caption holding ``same`` comes back word for word, one holding ``case`` in capitals with a
+    full stop, one holding ``lost`` empty, one holding ``val`` as ``a validation caption``.
     Counts the texts it is asked to translate per (source, target)."""
 
     def __init__(self, pivots: list[str]) -> None:
@@ -50,10 +51,13 @@ class ScriptedTranslator(Seq2SeqTranslator):
         self.asked[(source, lang)] = self.asked.get((source, lang), 0) + len(texts)
         if not any(">" in text for text in texts):  # the way there
             return [f"{text}>{lang}" for text in texts]
+        scripted = {"same": lambda own: own, "case": lambda own: own.upper() + ".",
+                    "lost": lambda own: "", "val": lambda own: "A validation caption!"}  # fmt: skip
         back = []
         for text in texts:
             own = text.rsplit(">", 1)[0]
-            back.append(own if "same" in own else "" if "lost" in own else f"{own} ({lang})")
+            rule = next((word for word in scripted if word in own), None)
+            back.append(scripted[rule](own) if rule else f"{own} ({lang})")
         return back
 
 
@@ -69,22 +73,25 @@ def test_round_trips_go_through_the_first_other_pivot_and_drop_echoes(tmp_path: 
     pool = pool_of([
         (0, "de", 0, "ein Hund"), (0, "nl", 0, "een hond"), (1, "de", 0, "same Katze"),
         (1, "nl", 0, "een kat"), (2, "de", 0, "lost Haus"), (2, "fr", 0, "une maison"),
+        (3, "de", 0, "case Baum"), (4, "de", 0, "val Tisch"),
     ])  # fmt: skip
     translator = ScriptedTranslator(["nl", "de"])
+    held_out = {"a validation caption"}  # folded, as the split compares captions
     table = paraphrase_pool(
-        pool.captions, pool.image_keys, ["de", "nl"], translator, tmp_path / "c.sqlite"
+        pool.captions, pool.image_keys, ["de", "nl"], translator, tmp_path / "c.sqlite", held_out
     )
     # de goes through nl, nl (the first pivot) through de; fr is not a training language here
     assert table.values.tolist() == [
         ["k0", "de", "ein Hund (de)", "round trip via nl: scripted de->nl | scripted nl->de"],
         ["k0", "nl", "een hond (nl)", "round trip via de: scripted nl->de | scripted de->nl"],
         ["k1", "nl", "een kat (nl)", "round trip via de: scripted nl->de | scripted de->nl"],
-    ]  # 'same Katze' came back word for word and 'lost Haus' empty: no target for them
-    # de there (3) and nl back (2); nl there (2) and de back (3)
-    assert translator.asked == {("de", "nl"): 5, ("nl", "de"): 5}
+    ]  # back word for word ('same'), folded ('case'), empty ('lost') or as a validation
+    # caption ('val'): no target for them
+    # de there (5) and nl back (2); nl there (2) and de back (5)
+    assert translator.asked == {("de", "nl"): 7, ("nl", "de"): 7}
     again = ScriptedTranslator(["nl", "de"])
     assert paraphrase_pool(
-        pool.captions, pool.image_keys, ["de", "nl"], again, tmp_path / "c.sqlite"
+        pool.captions, pool.image_keys, ["de", "nl"], again, tmp_path / "c.sqlite", held_out
     ).equals(table)
     assert again.asked == {}  # both legs read back from the cache
 
@@ -150,10 +157,31 @@ def test_mono_targets_the_round_trip_and_no_batch_queries_or_pairs_it() -> None:
                     assert marked[target] and text == f"{lang} round trip {image}"
     graph = pair_graph(paraphrased.captions, langs, batch_size=4)
     assert graph.paraphrases == {"en": 12, "de": 11, "fr": 12}
+    assert graph.captioned == {"en": 12, "de": 12, "fr": 12}
     assert graph.images == pair_graph(plain.captions, langs, batch_size=4).images
-    assert "mono text-text targets (images with a second caption): en (12), de (11)" in (
-        graph.describe()
-    )
+    assert "of those captioned): en (12 of 12), de (11 of 12)" in graph.describe()
+    assert BatchSampler("hybrid", paraphrased.captions, langs, 4, seed=0).graph == graph
+
+
+def test_round_trips_count_only_for_images_captioned_in_their_language() -> None:
+    _, paraphrased = _paraphrased(6)
+    captions = paraphrased.captions
+    german = (captions["image_id"] == 1) & (captions["lang"] == "de")
+    # image 1 loses its German caption but keeps its German round trip, twice
+    second = captions[german & captions[TARGET_ONLY]].assign(caption_idx=2)
+    orphaned = pd.concat([captions[~german | captions[TARGET_ONLY]], second], ignore_index=True)
+    graph = pair_graph(orphaned, ["en", "de"], 4)
+    assert graph.captioned == {"en": 6, "de": 5}
+    assert graph.paraphrases == {"en": 6, "de": 4}  # image 0 has no German round trip
+
+
+def test_a_row_without_a_mark_is_a_query_caption() -> None:
+    _, paraphrased = _paraphrased(3)
+    captions = paraphrased.captions
+    row = pd.DataFrame([(0, "en", 9, "x")], columns=["image_id", "lang", "caption_idx", "caption"])
+    unmarked = pd.concat([captions, row], ignore_index=True)
+    assert unmarked[TARGET_ONLY].isna().iloc[-1]  # concatenated without the column
+    assert target_only(unmarked).tolist() == [*captions[TARGET_ONLY].tolist(), False]
 
 
 def test_a_round_trip_before_its_query_captions_is_refused() -> None:
@@ -169,24 +197,11 @@ def test_a_round_trip_before_its_query_captions_is_refused() -> None:
         BatchSampler("mono", captions, ["en", "de"], batch_size=4, seed=0)
 
 
-def _params(translate: dict) -> dict:
-    return {
-        "run": {"name": "t"},
-        "data": {
-            "source": "laion",
-            "train_langs": ["de", "fr"],
-            "laion": {"shards": "/nowhere", "translate": translate},
-        },
-        "model": {"kind": "open_clip"},
-        "eval": {"benchmarks": ["xtd10"]},
-    }
-
-
 def test_params_name_the_paraphrase_fields() -> None:
     hub = {"model": "facebook/nllb-200-distilled-600M", "family": "nllb"}
-    plain = parse_params(_params(hub))
+    plain = parse_params(_laion_params(hub))
     assert "paraphrase_via" not in plain.data.laion.translate.model_dump()  # hashes unchanged
-    params = parse_params(_params(hub | {"paraphrase_via": ["NL", "de"]}))
+    params = parse_params(_laion_params(hub | {"paraphrase_via": ["NL", "de"]}))
     section = params.data.laion.translate
     assert section.paraphrase_via == ["nl", "de"]
     assert (section.pivot("de"), section.pivot("nl"), section.pivot("fr")) == ("nl", "de", "nl")
@@ -196,11 +211,11 @@ def test_params_name_the_paraphrase_fields() -> None:
         (["nl", "xx"], r"paraphrase_via: unknown language code 'xx'"),
     ]:
         with pytest.raises(ParamsError, match=message):
-            parse_params(_params(hub | {"paraphrase_via": pivots}))
+            parse_params(_laion_params(hub | {"paraphrase_via": pivots}))
     marian = {"model": "Helsinki-NLP/opus-mt-en-{lang}", "family": "marian"}
     with pytest.raises(ParamsError, match=r"paraphrase_via needs a model that translates "
                        r"between any two languages \(family nllb or m2m100\)"):  # fmt: skip
-        parse_params(_params(marian | {"paraphrase_via": ["nl", "de"]}))
+        parse_params(_laion_params(marian | {"paraphrase_via": ["nl", "de"]}))
     with pytest.raises(TranslationError, match=r"'marian' translates English into one "
                        r"language per model and cannot translate 'de'"):  # fmt: skip
         Seq2SeqTranslator(TranslateSection(**marian), CPU).translate(["x"], "fr", source="de")

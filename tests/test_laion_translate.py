@@ -246,6 +246,10 @@ def test_nllb_is_told_its_own_target_code(models: dict, generations: list, tmp_p
     ]
     with sqlite3.connect(tmp_path / "c.sqlite") as db:
         assert db.execute("SELECT DISTINCT lang FROM translations").fetchall() == [("fr",)]
+    generations.clear()  # a round trip's leg from German: the model is told so
+    translator.translate(["ein Hund"], "fr", source="de")
+    assert tokenizer.src_lang == "deu_Latn"
+    assert generations[0]["input_ids"][0, 0] == tokenizer.convert_tokens_to_ids("deu_Latn")
 
 
 def test_marian_loads_one_model_per_target(tmp_path: Path) -> None:

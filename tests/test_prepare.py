@@ -23,18 +23,21 @@ from xlr.config import parse_params
 from xlr.data.img2dataset_shards import load_downloaded
 from xlr.data.laion import holdout, near_duplicates
 from xlr.data.laion.translate import Seq2SeqTranslator, TranslationCache
-from xlr.data.prepare import (
-    BENCHMARK_OVERLAP,
+from xlr.data.overview import (
     benchmark_copies,
-    caption_noise,
     caption_sources,
-    eval_sets,
-    finetune_pool,
     held_out_overlaps,
     input_language_counts,
+    language_counts,
+    sampled_language_counts,
+)
+from xlr.data.prepare import (
+    BENCHMARK_OVERLAP,
+    caption_noise,
+    eval_sets,
+    finetune_pool,
     prepare_data,
     read_contract,
-    sampled_language_counts,
     val_sets,
 )
 from xlr.data.shards import Sample, sample_key, write_shards
@@ -230,6 +233,13 @@ def test_laion_path_offline(served_corpus: Path, tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(kept, pool.captions.reset_index(drop=True))
     round_trips = rich[marked]
     assert len(round_trips) and set(round_trips["translated_by"].str[:17]) == {"round trip via es"}
+    written = pd.read_parquet(prepare_data(paraphrased, progress=False)["paraphrases"])
+    keys = finetune_pool(paraphrased).image_keys  # each round trip on its own image's row
+    assert [keys[i] for i in round_trips["image_id"]] == written["image_key"].tolist()
+    assert round_trips["caption"].tolist() == written["caption"].tolist()
+    assert language_counts({"p": finetune_pool(paraphrased)}).equals(
+        language_counts({"p": pool})
+    )  # the round trips are counted apart (caption_sources)
     assert "target_only" not in val_sets(paraphrased)["laion"].captions
     assert caption_sources(finetune_pool(paraphrased))["round trip"].sum() == marked.sum()
     rich_graph = pair_graph(rich, ["en", "de", "hi"], batch_size=4)

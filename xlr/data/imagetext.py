@@ -42,10 +42,11 @@ Preprocess = Callable[[Image.Image], torch.Tensor]  # a model's image transform 
 
 
 def target_only(captions: pd.DataFrame) -> np.ndarray:
-    """Which rows of a captions table are ``target_only``: none in a table without the column."""
+    """Which rows of a captions table are ``target_only``: none in a table without the column,
+    and not a row whose mark is missing (a table concatenated with one without the column)."""
     if TARGET_ONLY not in captions:
         return np.zeros(len(captions), dtype=bool)
-    return captions[TARGET_ONLY].to_numpy(bool)
+    return captions[TARGET_ONLY].eq(True).to_numpy()
 
 
 class ImageStore(Protocol):

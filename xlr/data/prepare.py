@@ -32,7 +32,7 @@ import pandas as pd
 
 from xlr.config import Params
 from xlr.data.benchmarks import BenchmarkNotFoundError, load_benchmark
-from xlr.data.imagetext import ImageTextSet, target_only
+from xlr.data.imagetext import ImageTextSet
 from xlr.data.synthetic import (
     check_held_out,
     corpus_key,
@@ -40,7 +40,6 @@ from xlr.data.synthetic import (
     generate_corpus,
     load_pool,
     pretrain_mix,
-    read_manifest,
 )
 from xlr.io import atomic_write_json, atomic_write_parquet, atomic_write_text
 from xlr.langs import laion_mix
@@ -154,14 +153,14 @@ def _split_and_translate(
     files["excluded_images"] = str(atomic_write_json(excluded, out / EXCLUDED_IMAGES))
     files["val_images"] = str(atomic_write_json(val_keys, out / VAL_IMAGES))
     parts = split_pool(pool, val_keys, excluded_keys(excluded))
+    if laion.translate is not None and laion.translate.paraphrase_via is not None:
+        files["paraphrases"], parts = _paraphrased(params, parts, out)
     audit, overlap = split_audits(laion, parts, hashes, benchmarks, excluded["benchmark_copies"])
     files["audit"] = str(atomic_write_text(out / HELD_OUT_AUDIT, audit.to_csv(index=False)))
     path = atomic_write_text(out / BENCHMARK_OVERLAP, overlap.to_csv(index=False))
     files["benchmark_overlap"] = str(path)
     check_holdout(audit)
     check_benchmark_overlap(overlap)
-    if laion.translate is not None and laion.translate.paraphrase_via is not None:
-        files["paraphrases"] = _paraphrases(params, parts[0], out)
     return files
 
 
@@ -175,16 +174,23 @@ def _translator(params: Params) -> tuple[Seq2SeqTranslator, Path]:
     return translator, resolve_path(params.run.cache_dir) / "translations.sqlite"
 
 
-def _paraphrases(params: Params, pool: ImageTextSet, out: Path) -> str:
-    """The round trips of the fine-tuning captions (:func:`paraphrase_pool`), written for the
-    contract; the validation images get none (they are never trained on)."""
-    from xlr.data.laion.paraphrase import paraphrase_pool
+def _paraphrased(
+    params: Params, parts: tuple[ImageTextSet, ImageTextSet], out: Path
+) -> tuple[str, tuple[ImageTextSet, ImageTextSet]]:
+    """The round trips of the fine-tuning captions (:func:`paraphrase_pool`: none that folds to
+    a validation caption), written for the contract, and the split with them, which the audits
+    then check (the validation images get none: they are never trained on)."""
+    from xlr.data.laion.holdout import folded
+    from xlr.data.laion.paraphrase import paraphrase_pool, with_paraphrases
 
+    train, val = parts
     translator, cache = _translator(params)
+    held_out = set(folded(val.captions["caption"]))
     table = paraphrase_pool(
-        pool.captions, pool.image_keys, params.data.train_langs, translator, cache
+        train.captions, train.image_keys, params.data.train_langs, translator, cache, held_out
     )
-    return str(atomic_write_parquet(table, out / PARAPHRASES))
+    path = str(atomic_write_parquet(table, out / PARAPHRASES))
+    return path, (with_paraphrases(train, table), val)
 
 
 def _translated_pool(
@@ -425,73 +431,3 @@ def pretraining_shares(params: Params) -> dict[str, float]:
     if params.data.source == "synthetic":
         return pretrain_mix(params.data.synthetic)
     return laion_mix(params.data.train_langs + params.data.heldout_langs)
-
-
-def held_out_overlaps(contract: dict[str, Any]) -> pd.DataFrame | None:
-    """What the generated corpus's val and eval pools share with training and with each other
-    (:func:`xlr.data.synthetic.corpus_overlaps`), or what the LAION validation images share with
-    training (keys, captions, near-duplicate photos), beside the split's size and the size asked
-    for (:func:`xlr.data.laion.holdout.holdout_audit`): zero shares throughout, since
-    :func:`prepare_data` refuses any other audit. None for a contract written before LAION had
-    a validation split."""
-    if "audit" not in contract:
-        return None
-    return pd.read_csv(Path(contract["audit"]), dtype={"texts_inside": "Int64"})
-
-
-def benchmark_copies(contract: dict[str, Any]) -> pd.DataFrame | None:
-    """Per benchmark, its images, the LAION pool images removed as copies of them and the copies
-    left in training and validation (zero, since :func:`prepare_data` refuses any other table:
-    :func:`xlr.data.laion.near_duplicates.benchmark_overlap`). None for the generated corpus,
-    whose images are rendered, not collected from the web."""
-    if "benchmark_overlap" not in contract:
-        return None
-    return pd.read_csv(Path(contract["benchmark_overlap"]))
-
-
-def sampled_language_counts(contract: dict[str, Any]) -> dict[str, int]:
-    """Pairs per language in the pretraining-like sample: the generated corpus's LAION-like pool,
-    the LAION subset DuckDB selected, or the rows of shards downloaded elsewhere."""
-    if contract["source"] == "synthetic":
-        return dict(read_manifest(Path(contract["corpus"]))["counts"]["pretrain"])
-    if "sampled_counts" in contract:
-        return dict(contract["sampled_counts"])
-    manifest = json.loads(Path(contract["sample_manifest"]).read_text(encoding="utf-8"))
-    counts = manifest["counts"].items()
-    return {lang: stages["selected"] for lang, stages in counts if "selected" in stages}
-
-
-def input_language_counts(contract: dict[str, Any]) -> dict[str, int] | None:
-    """Rows per language in the LAION metadata before any filter (None for the generated corpus,
-    which is generated at its mix rather than sampled from a larger pool, and for shards
-    downloaded elsewhere, whose metadata this run never read)."""
-    if "sample_manifest" not in contract:
-        return None
-    manifest = json.loads(Path(contract["sample_manifest"]).read_text(encoding="utf-8"))
-    return {lang: stages.get("rows", 0) for lang, stages in manifest["counts"].items()}
-
-
-def language_counts(pools: dict[str, ImageTextSet]) -> pd.DataFrame:
-    """Captions per language (rows) in each pool (columns), zero where a pool lacks one; a
-    fine-tuning pool's round trips (``target_only``) are left out (:func:`caption_sources`
-    counts them)."""
-    counts = {
-        name: pool.captions.loc[~target_only(pool.captions), "lang"].value_counts()
-        for name, pool in pools.items()
-    }
-    return pd.DataFrame(counts).fillna(0).astype(int)
-
-
-def caption_sources(pool: ImageTextSet) -> pd.DataFrame:
-    """Captions per language (rows) by who wrote them (columns): ``written`` (the web page's
-    own), ``ENG TEXT`` (LAION's English translation), ``machine-translated``
-    (``data.laion.translate``) and ``round trip`` (its ``paraphrase_via``: mono's text-text
-    targets, never queries), zero where none."""
-    captions = pool.captions
-    source = captions["translated_by"].map(
-        lambda who: {"": "written", "ENG TEXT": "ENG TEXT"}.get(who, "machine-translated")
-    )
-    source = source.where(~target_only(captions), "round trip")
-    table = pd.crosstab(captions["lang"], source)
-    columns = ["written", "ENG TEXT", "machine-translated", "round trip"]
-    return table.reindex(columns=columns, fill_value=0).rename_axis(index="language", columns=None)

@@ -232,8 +232,9 @@ class BatchSampler:
         if strategy != "mono":
             self._shared = pair_index(self._by_lang, self.langs, self._stride)
             self.graph = PairGraph.from_index(
-                self.langs, self._all_by_lang, self._shared, self._stride, batch_size
-            )
+                self.langs, self._by_lang, self._all_by_lang, self._shared, self._stride,
+                batch_size,
+            )  # fmt: skip
             self.graph.check(f"strategy {strategy!r}")
         self.sampler = LanguageSampler.from_counts(
             {lang: len(self._by_lang[lang].keys) for lang in self.langs},

@@ -117,8 +117,9 @@ class PairGraph:
 
     ``images`` holds every unordered pair of ``langs`` (in ``langs`` order) with the number of
     images that have a parallel caption in both languages; a pair strategy draws a pair only if
-    that number reaches ``batch_size``. ``paraphrases`` holds, per language, the images with at
-    least two captions in it (``target_only`` round trips included): the only ones for which a
+    that number reaches ``batch_size``. ``captioned`` holds, per language, the images a mono
+    batch may draw (those with a query caption in it), and ``paraphrases`` those of them with a
+    second caption in it (``target_only`` round trips included): the only ones for which a
     ``mono`` batch has a text-text target (a LAION pool without
     ``data.laion.translate.paraphrase_via`` has none, so there mono trains the image-text term
     alone).
@@ -126,6 +127,7 @@ class PairGraph:
 
     langs: tuple[str, ...]
     images: dict[tuple[str, str], int]
+    captioned: dict[str, int]
     paraphrases: dict[str, int]
     batch_size: int
 
@@ -133,20 +135,22 @@ class PairGraph:
     def from_index(
         cls,
         langs: tuple[str, ...],
-        by_lang: Mapping[str, CaptionIndex],
+        queries: Mapping[str, CaptionIndex],
+        every: Mapping[str, CaptionIndex],
         shared: Mapping[tuple[int, int], CaptionIndex],
         stride: int,
         batch_size: int,
     ) -> PairGraph:
-        """The graph of an index built by :func:`language_index` and :func:`pair_index`;
-        ``by_lang`` indexes every caption, ``target_only`` ones included, and ``shared`` the
-        query captions'."""
+        """The graph of an index built by :func:`language_index` and :func:`pair_index`:
+        ``queries`` and ``shared`` index the query captions, ``every`` all captions
+        (``target_only`` ones included)."""
         images = {(langs[a], langs[b]): len(pair.images) for (a, b), pair in shared.items()}
-        paraphrases = {
-            lang: int((np.unique(by_lang[lang].keys // stride, return_counts=True)[1] > 1).sum())
-            for lang in langs
-        }
-        return cls(langs, images, paraphrases, batch_size)
+        paraphrases = {}
+        for lang in langs:
+            ids, counts = np.unique(every[lang].keys // stride, return_counts=True)
+            paraphrases[lang] = int(np.isin(ids[counts > 1], queries[lang].images).sum())
+        captioned = {lang: len(queries[lang].images) for lang in langs}
+        return cls(langs, images, captioned, paraphrases, batch_size)
 
     @property
     def drawn(self) -> list[tuple[str, str]]:
@@ -205,7 +209,7 @@ class PairGraph:
 
         targets = {lang: n for lang, n in self.paraphrases.items() if n}
         mono = (
-            ", ".join(f"{lang} ({n})" for lang, n in targets.items())
+            ", ".join(f"{lang} ({n} of {self.captioned[lang]})" for lang, n in targets.items())
             if targets
             else "none: one caption per image and language, so mono trains image-text only"
         )
@@ -213,7 +217,7 @@ class PairGraph:
             f"pairs drawn (at least {self.batch_size} images with parallel captions): "
             f"{listed(self.drawn)}\n"
             f"pairs dropped: {listed(self.dropped)}\n"
-            f"mono text-text targets (images with a second caption): {mono}"
+            f"mono text-text targets (images with a second caption, of those captioned): {mono}"
         )
 
     def to_frame(self) -> pd.DataFrame:
@@ -254,8 +258,7 @@ def pair_graph(captions: pd.DataFrame, langs: Sequence[str], batch_size: int) ->
     queries = query_captions(table)
     codes = present_langs(langs, queries)
     stride = key_stride(table)
-    shared = pair_index(
-        {lang: language_index(queries, lang, stride) for lang in codes}, codes, stride
-    )
-    by_lang = {lang: language_index(table, lang, stride) for lang in codes}
-    return PairGraph.from_index(codes, by_lang, shared, stride, batch_size)
+    by_query = {lang: language_index(queries, lang, stride) for lang in codes}
+    shared = pair_index(by_query, codes, stride)
+    every = {lang: language_index(table, lang, stride) for lang in codes}
+    return PairGraph.from_index(codes, by_query, every, shared, stride, batch_size)

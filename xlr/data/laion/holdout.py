@@ -46,7 +46,7 @@ def _punctuation() -> dict[int, str]:
     return {ord(c): " " for c in chars if unicodedata.category(c).startswith("P")}
 
 
-def _normalised(texts: pd.Series) -> pd.Series:
+def folded(texts: pd.Series) -> pd.Series:
     """Captions folded for comparison: case, punctuation and runs of whitespace."""
     return texts.str.casefold().str.translate(_punctuation()).str.split().str.join(" ")
 
@@ -66,7 +66,7 @@ def caption_groups(pool: ImageTextSet) -> np.ndarray:
             "text, so drop the rows without text (or translate them) before the split"
         )
     images = len(pool)
-    texts, distinct = pd.factorize(_normalised(pool.captions["caption"]))
+    texts, distinct = pd.factorize(folded(pool.captions["caption"]))
     edges = coo_matrix(
         (np.ones(len(texts)), (pool.captions["image_id"].to_numpy(), images + texts)),
         shape=(images + len(distinct),) * 2,
@@ -80,7 +80,7 @@ def _group_order(pool: ImageTextSet, groups: np.ndarray, seed: int) -> list[int]
     on the captions, not on where the shards list the images. A group without captions is named
     by its first image key ("~" sorts after the "t" of every caption)."""
     captions = pool.captions
-    texts = "t" + _normalised(captions["caption"])
+    texts = "t" + folded(captions["caption"])
     keys = "~" + pd.Series(pool.image_keys, dtype=object)
     names = pd.DataFrame(
         {
@@ -168,7 +168,7 @@ def holdout_audit(
     source: own, ENG TEXT, machine translations), and ``near_duplicate_pairs``, the
     (validation, training) image pairs within the pHash radius
     (:func:`xlr.data.laion.near_duplicates.pairs_within` of the two parts' codes)."""
-    texts = [set(_normalised(part.captions["caption"])) for part in (train, val)]
+    texts = [set(folded(part.captions["caption"])) for part in (train, val)]
     keys = set(train.image_keys) & set(val.image_keys)
     wanted = validation_size(len(train) + len(val), fraction)
     shared = (len(keys), len(texts[0] & texts[1]), near_duplicate_pairs)

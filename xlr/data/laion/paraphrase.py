@@ -15,14 +15,16 @@ the same model, and their round trip through English would mostly come back word
 
 A round trip is a target only (``target_only``): it is never a query, never paired across
 languages, never evaluated, so every arm's image-text term reads the same captions it read
-before; only mono's text-text target is new. A round trip that comes back identical to its
-caption (or empty) is dropped: the example then has no text-text target, as before. The
+before; only mono's text-text target is new. A round trip that comes back as its own caption
+(or empty), or as a validation caption, once case, punctuation and spacing are folded as the
+validation split compares captions (:func:`xlr.data.laion.holdout.folded`), is dropped: the
+example then has no text-text target, as before, and no validation text is trained on. The
 validation split gets none (it is never trained on).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
@@ -31,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from xlr.data.imagetext import TARGET_ONLY, ImageTextSet
+from xlr.data.laion.holdout import folded
 from xlr.data.laion.translate import (
     Seq2SeqTranslator,
     TranslationCache,
@@ -55,9 +58,11 @@ def paraphrase_pool(
     langs: Sequence[str],
     translator: Seq2SeqTranslator,
     cache_path: Path,
+    held_out: Collection[str] = frozenset(),
 ) -> pd.DataFrame:
     """Each caption's round trip in ``langs`` through its pivot
-    (``translator.settings.pivot``): one row per caption whose round trip differs from it,
+    (``translator.settings.pivot``): one row per caption whose round trip, folded, is neither
+    its own caption nor one of ``held_out`` (folded validation captions),
     :data:`PARAPHRASE_COLUMNS`. Both legs are cached like translations, so a re-run translates
     nothing twice."""
     settings = translator.settings
@@ -75,10 +80,15 @@ def paraphrase_pool(
             halfway = [text for text in there.values() if text]
             back = translate_texts(halfway, lang, translator, cache, source=pivot)
             who = _identity(pivot, lang, translator)
-            for image_id, text in zip(own["image_id"], own["caption"], strict=True):
-                out = back.get(there[text], "")
-                if out and out.strip() != text.strip():
-                    rows.append((image_keys[image_id], lang, out, who))
+            round_trip = {text: back.get(pivoted, "") for text, pivoted in there.items()}
+            out = own["caption"].map(round_trip)
+            out_folded = folded(out)
+            kept = (out_folded != "") & (out_folded != folded(own["caption"]))
+            kept &= ~out_folded.isin(held_out)
+            rows += [
+                (image_keys[image_id], lang, text, who)
+                for image_id, text in zip(own["image_id"][kept], out[kept], strict=True)
+            ]
     return pd.DataFrame(rows, columns=list(PARAPHRASE_COLUMNS))
 
 

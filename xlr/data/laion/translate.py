@@ -145,8 +145,9 @@ class TranslationCache:
 
 
 class Seq2SeqTranslator:
-    """English into one target language at a time with a transformers seq2seq model, loaded on
-    first use (a run whose every caption is cached loads none)."""
+    """One source language (English unless said) into one target language at a time with a
+    transformers seq2seq model, loaded on first use (a run whose every caption is cached loads
+    none)."""
 
     def __init__(self, settings: TranslateSection, device: torch.device) -> None:
         self.settings = settings
