@@ -27,7 +27,7 @@ from xlr.data.laion.translate import (
 )
 from xlr.data.translate_settings import TranslateSection
 from xlr.train.batching import BatchSampler
-from xlr.train.pairs import pair_graph
+from xlr.train.pairs import pair_graph, sorted_runs
 
 CPU = torch.device("cpu")
 
@@ -192,9 +192,23 @@ def test_a_round_trip_before_its_query_captions_is_refused() -> None:
     captions.loc[(captions["image_id"] == captions.loc[first, "image_id"])
                  & (captions["lang"] == captions.loc[first, "lang"])
                  & ~captions[TARGET_ONLY], "caption_idx"] = 1  # fmt: skip
-    with pytest.raises(ValueError, match=r"target_only caption in 'en' at caption_idx 0, not "
-                       r"after its query captions \(up to 1\)"):  # fmt: skip
+    message = r"image 0 has a target_only caption in 'en' at caption_idx 0, before its query cap"
+    with pytest.raises(ValueError, match=message):
         BatchSampler("mono", captions, ["en", "de"], batch_size=4, seed=0)
+    with pytest.raises(ValueError, match=message):
+        pair_graph(captions, ["en", "de"], batch_size=4)
+    gaps = paraphrased.captions.assign(
+        caption_idx=np.where(paraphrased.captions[TARGET_ONLY], 7, 2)
+    )  # indices need not be consecutive: queries first is what counts
+    assert BatchSampler("mono", gaps, ["en", "de"], batch_size=4, seed=0).batch(0).has_target.any()
+
+
+def test_sorted_runs_are_numpys_unique_counts() -> None:
+    values = np.sort(np.random.default_rng(0).integers(0, 50, 500))
+    for part in (values, values[:1], values[:0]):
+        distinct, counts = sorted_runs(part)
+        expected = np.unique(part, return_counts=True)
+        assert np.array_equal(distinct, expected[0]) and np.array_equal(counts, expected[1])
 
 
 def test_params_name_the_paraphrase_fields() -> None:

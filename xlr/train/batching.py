@@ -44,10 +44,12 @@ import pandas as pd
 from xlr.train.pairs import (
     CaptionIndex,
     PairGraph,
+    check_targets_last,
     key_range,
     key_stride,
-    language_index,
+    language_indexes,
     pair_index,
+    positional,
     present_langs,
     query_captions,
 )
@@ -210,19 +212,19 @@ class BatchSampler:
         self.batch_size = batch_size
         self.seed = seed
         self.alpha = alpha
-        self.captions = captions.reset_index(drop=True)
+        self.captions = positional(captions)
         queries = query_captions(self.captions)
         self.langs = _checked_langs(langs, queries, strategy)
         self._stride = key_stride(self.captions)
         self._lang_column = self.captions["lang"].to_numpy()
         self._text_column = self.captions["caption"].to_numpy()
-        self._by_lang = {lang: language_index(queries, lang, self._stride) for lang in self.langs}
+        self._by_lang = language_indexes(queries, self.langs, self._stride)
         # every caption, mono's target_only ones too (the same index when there are none)
-        self._all_by_lang = (
-            self._by_lang
-            if queries is self.captions
-            else {lang: language_index(self.captions, lang, self._stride) for lang in self.langs}
-        )
+        self._all_by_lang = self._by_lang
+        if queries is not self.captions:
+            self._all_by_lang = language_indexes(self.captions, self.langs, self._stride)
+            for lang in self.langs:
+                check_targets_last(self._by_lang[lang], self._all_by_lang[lang], self._stride, lang)
         if strategy in ("mono", "hybrid"):
             self._check_size(
                 {f"language {lang!r}": len(self._by_lang[lang].images) for lang in self.langs}
