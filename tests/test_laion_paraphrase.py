@@ -108,9 +108,14 @@ def test_round_trips_follow_their_image_and_are_marked_target_only() -> None:
     captions = with_paraphrases(pool, table).captions
     added = captions[captions[TARGET_ONLY]]
     assert added[["image_id", "lang", "caption_idx", "caption"]].values.tolist() == [
-        [1, "de", 1, "c2"], [0, "de", 2, "a2"], [0, "de", 3, "b2"], [1, "en", 1, "d2"],
+        [1, "de", 2, "c2"], [0, "de", 2, "a2"], [0, "de", 3, "b2"], [1, "en", 2, "d2"],
     ]  # fmt: skip
     assert captions.loc[~captions[TARGET_ONLY], "caption"].tolist() == ["a", "b", "c", "d"]
+    assert with_paraphrases(pool, table.iloc[:0]).captions[TARGET_ONLY].sum() == 0
+    stale = table.assign(image_key=["k1", "k0", "k7", "k1"])
+    with pytest.raises(ValueError, match=r"p: round trips of image 'k7', which the fine-tuning "
+                       r"pool does not hold; run notebook 01 again"):  # fmt: skip
+        with_paraphrases(pool, stale)
 
 
 def _paraphrased(images: int) -> tuple[ImageTextSet, ImageTextSet]:

@@ -94,24 +94,40 @@ def paraphrase_pool(
 
 def with_paraphrases(pool: ImageTextSet, table: pd.DataFrame) -> ImageTextSet:
     """``pool`` with the :func:`paraphrase_pool` rows of ``table`` added, marked
-    ``target_only``, each after its image's captions in its language (caption index one past
-    theirs: the order :class:`~xlr.train.batching.BatchSampler` needs)."""
-    ids = pd.Series(np.arange(len(pool)), index=list(pool.image_keys))
+    ``target_only``, with caption indices past every one of the pool (the order
+    :class:`~xlr.train.batching.BatchSampler` needs: an image's query captions first), in
+    ``table`` order within an image and language. Done in numpy: every process that loads the
+    fine-tuning pool pays it (pandas' group-by took 9.9 s at 900k images x 8 languages)."""
+    ids = pd.Index(pool.image_keys).get_indexer(table["image_key"])
+    if np.any(ids < 0):
+        raise ValueError(
+            f"{pool.name}: round trips of image {table['image_key'][ids < 0].iloc[0]!r}, which "
+            "the fine-tuning pool does not hold; run notebook 01 again, which makes them anew"
+        )
+    codes, langs = pd.factorize(table["lang"])
+    within = _rank_within(ids.astype(np.int64) * max(len(langs), 1) + codes)
     added = pd.DataFrame(
         {
-            "image_id": ids.loc[table["image_key"]].to_numpy(),
+            "image_id": ids,
             "lang": table["lang"].to_numpy(),
+            "caption_idx": int(pool.captions["caption_idx"].max()) + 1 + within,
             "caption": table["caption"].to_numpy(),
             "translated_by": table["translated_by"].to_numpy(),
+            TARGET_ONLY: True,
         }
     )
-    last = pool.captions.groupby(["image_id", "lang"])["caption_idx"].max()
-    after = last.reindex(pd.MultiIndex.from_frame(added[["image_id", "lang"]])).to_numpy()
-    added["caption_idx"] = (
-        np.nan_to_num(after, nan=-1).astype(np.int64)
-        + 1
-        + added.groupby(["image_id", "lang"]).cumcount().to_numpy()
-    )
-    added[TARGET_ONLY] = True
     captions = pd.concat([pool.captions.assign(**{TARGET_ONLY: False}), added], ignore_index=True)
     return replace(pool, captions=captions)
+
+
+def _rank_within(groups: np.ndarray) -> np.ndarray:
+    """Each element's position among the earlier elements of its group (0, 1, ...)."""
+    if not len(groups):
+        return np.zeros(0, dtype=np.int64)
+    order = np.argsort(groups, kind="stable")
+    ordered = groups[order]
+    starts = np.concatenate(([True], ordered[1:] != ordered[:-1]))
+    start = np.maximum.accumulate(np.where(starts, np.arange(len(groups)), 0))
+    rank = np.empty(len(groups), dtype=np.int64)
+    rank[order] = np.arange(len(groups)) - start
+    return rank
