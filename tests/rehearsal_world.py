@@ -1,6 +1,7 @@
 """What ``params/rehearsal.yaml`` names, built offline under a project root: the real
 ``xlm-roberta-base-ViT-B-32`` architecture with random weights, LAION-shaped metadata whose URLs
-point at a loopback server, and the three benchmarks in their published layouts.
+point at a loopback server, the three benchmarks in their published layouts, and a tiny random
+M2M100 for ``data.laion.translate`` with its translation cache seeded (:func:`seed_translations`).
 
 The text tower's config is the published ``xlm-roberta-base`` ``config.json`` (the sizes the
 study's numbers depend on), written here because the hub is out of reach. Its tokenizer is a
@@ -12,20 +13,27 @@ gets, not the architecture, LoRA targets or parameter counts checked here.
 from __future__ import annotations
 
 import shutil
+from contextlib import closing
 from pathlib import Path
 
+import pandas as pd
+from mt_models import build_mt_model
 from test_benchmarks import multi30k_tree, xm3600_tree, xtd10_tree
 from transformers import XLMRobertaConfig
 
-from xlr.config import SyntheticSection
+from xlr.config import Params, SyntheticSection
+from xlr.data.laion.translate import SOURCE_LANG, Seq2SeqTranslator, TranslationCache
 from xlr.data.synthetic import generate_corpus, load_pool
 from xlr.models.factory import write_random_model_dir
 from xlr.models.tokenizer import build_tokenizer
+from xlr.paths import resolve_path
+from xlr.runtime import resolve_device
 
 MODEL = "xlm-roberta-base-ViT-B-32"
 # paths params/rehearsal.yaml names, relative to the project root
 MODEL_DIR = "data/models/xlm-roberta-base-ViT-B-32-random"
 METADATA = "data/laion/laion2B-multi/part-00000.parquet"
+MT_DIR = "data/models/m2m100-tiny"
 BENCHMARKS = "data/benchmarks"
 SERVED = "www"  # the folder the loopback server serves; URLs start at {base_url}/corpus/images
 TOKENIZER_VOCAB = 2000
@@ -67,6 +75,27 @@ def build_rehearsal_world(root: Path, base_url: str, corpus: SyntheticSection) -
     shutil.copyfile(served / "pretrain" / "metadata.parquet", metadata)
     captions = load_pool(served, "pretrain").captions["caption"].tolist()
     write_study_model(captions, root / "data" / "tokenizer", root / MODEL_DIR)
+    build_mt_model(root / MT_DIR, "m2m100")
     xtd10_tree(root / BENCHMARKS / "xtd10")
     xm3600_tree(root / BENCHMARKS / "xm3600")
     multi30k_tree(root / BENCHMARKS / "multi30k")
+
+
+def seed_translations(params: Params) -> None:
+    """Cache a distinct stand-in translation (``"<English> (de)"``) of every English caption of
+    the metadata in each training language, under the identity of ``params``' translator, as if
+    the model had made them: a tiny random model translates every caption alike, which would
+    join all images into one group that the validation split rightly refuses. The round trips
+    are left to the model (alike too: mono's targets only, never grouped or evaluated)."""
+    laion, device = params.data.laion, resolve_device(params.run.device)
+    assert laion is not None and laion.translate is not None, "the rehearsal translates"
+    metadata = pd.read_parquet(resolve_path(laion.inputs.metadata[0]))
+    english = metadata.loc[metadata["LANGUAGE"] == SOURCE_LANG, "TEXT"].tolist()
+    english = sorted({*english, *metadata["ENG TEXT"].dropna()})
+    translator = Seq2SeqTranslator(laion.translate, device)
+    cache = resolve_path(params.run.cache_dir) / "translations.sqlite"
+    with closing(TranslationCache(cache)) as store:
+        for lang in params.data.train_langs:
+            if lang != SOURCE_LANG:
+                pairs = [(text, f"{text} ({lang})") for text in english]
+                store.store(translator.identity(lang), lang, pairs)

@@ -24,13 +24,22 @@ import torch
 import yaml
 from loopback import serve_folder
 from open_clip.hf_model import HFTextEncoder
-from rehearsal_world import MODEL_DIR, SERVED, build_rehearsal_world, xlmr_base_config
+from rehearsal_world import (
+    MODEL_DIR,
+    SERVED,
+    build_rehearsal_world,
+    seed_translations,
+    xlmr_base_config,
+)
 from safetensors.torch import load_file
 
 from xlr.arms import ADAPTERS_DIR, LORA_DIR, SUMMARY_FILE, Arm
 from xlr.config import LoraSection, Params, SyntheticSection, load_params
+from xlr.data.overview import caption_sources
+from xlr.data.prepare import finetune_pool
 from xlr.models.factory import ModelBundle, create_model
 from xlr.report import NotebookFailed, report_dir, reproduce, study_notebooks
+from xlr.train.pairs import pair_graph
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / "params" / "rehearsal.yaml"
@@ -78,6 +87,7 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
         with serve_folder(root / SERVED) as url:
             build_rehearsal_world(root, url, CORPUS)
             params_file = rehearsal_params(root)
+            seed_translations(load_params(params_file))
             try:
                 reproduce(params_file)
             except NotebookFailed as err:  # the architecture checks below still read 01-03
@@ -135,6 +145,19 @@ def test_every_notebook_ran_and_wrote_its_report(rehearsal: Rehearsal) -> None:
         raise rehearsal.failure
     assert all(_reported(rehearsal.params, nb) for nb in study_notebooks())
     assert (report_dir(rehearsal.params) / "index.html").is_file()
+
+
+def test_the_pool_is_translated_and_mono_has_round_trips(rehearsal: Rehearsal) -> None:
+    """The real study's data path: machine translations pair every two training languages,
+    and each language's images have round trips for mono's text-text target."""
+    params = rehearsal.params
+    pool = finetune_pool(params)
+    sources = caption_sources(pool)
+    langs = params.data.train_langs
+    assert (sources.loc[["de", "fr"], "machine-translated"] > 0).all()
+    assert (sources.loc[langs, "round trip"] > 0).all()
+    graph = pair_graph(pool.captions, langs, params.train.batch_size)
+    assert not graph.dropped and all(graph.paraphrases[lang] for lang in langs)
 
 
 def test_the_text_tower_is_xlm_roberta_base(base: ModelBundle) -> None:
