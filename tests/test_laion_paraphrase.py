@@ -112,6 +112,9 @@ def test_round_trips_follow_their_image_and_are_marked_target_only() -> None:
     ]  # fmt: skip
     assert captions.loc[~captions[TARGET_ONLY], "caption"].tolist() == ["a", "b", "c", "d"]
     assert with_paraphrases(pool, table.iloc[:0]).captions[TARGET_ONLY].sum() == 0
+    twice = ImageTextSet("p", ["k0", "k0"], pool.images, pool.captions)
+    with pytest.raises(ValueError, match=r"p: image keys repeat \('k0'\)"):
+        with_paraphrases(twice, table)
     stale = table.assign(image_key=["k1", "k0", "k7", "k1"])
     with pytest.raises(ValueError, match=r"p: round trips of image 'k7', which the fine-tuning "
                        r"pool does not hold; run notebook 01 again"):  # fmt: skip
@@ -187,6 +190,14 @@ def test_a_row_without_a_mark_is_a_query_caption() -> None:
     unmarked = pd.concat([captions, row], ignore_index=True)
     assert unmarked[TARGET_ONLY].isna().iloc[-1]  # concatenated without the column
     assert target_only(unmarked).tolist() == [*captions[TARGET_ONLY].tolist(), False]
+
+
+def test_a_negative_caption_index_is_refused() -> None:
+    _, paraphrased = _paraphrased(6)
+    captions = paraphrased.captions.copy()
+    captions.loc[captions.index[captions[TARGET_ONLY]][0], "caption_idx"] = -1
+    with pytest.raises(ValueError, match=r"negative caption_idx \(-1\)"):
+        BatchSampler("mono", captions, ["en", "de"], batch_size=4, seed=0)
 
 
 def test_a_round_trip_before_its_query_captions_is_refused() -> None:

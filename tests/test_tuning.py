@@ -139,6 +139,7 @@ def test_adapter_trials_train_their_scale_at_the_full_familys_chosen_rate(
     ]
     assert result.rates == {"full": 1e-3, "adapters": 1e-2}
     assert result.sweep["chosen"].tolist() == [False, True, False, False, True]
+    assert result.sweep["scale_lr"].tolist() == [1e-4, 1e-3, 1e-2, 1e-3, 1e-3]
 
 
 def test_without_a_grid_nothing_is_tuned_and_a_missing_sweep_is_an_error(tmp_path: Path) -> None:

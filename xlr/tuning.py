@@ -40,8 +40,10 @@ from xlr.train.study import ensure_arm, ensure_bases
 CHOICE_FILE = "choice.json"
 SWEEP_FILE = "sweep.csv"
 TASKS = {"multilingual mAP": "multilingual", "t2i R@1": "t2i"}  # what scoring a measure runs
-# in every sweep's key: choices made before the other families' trials trained their logit
-# scale at the full family's chosen rate are not reused
+# in every sweep's key, so that neither the trials nor the choice of a sweep made under another
+# protocol (before the LoRA and adapters trials trained their logit scale at the full family's
+# chosen rate) are reused; change it by hand whenever the trials change in a way the params
+# do not show
 PROTOCOL = "scale at the full rate"
 
 
@@ -152,7 +154,7 @@ def tune(params: Params, pool: ImageTextSet) -> Tuning:
             trial = with_rates(params, scale | {family: rate})
             encoder = _encoder(trial, arm, out / _key(params) / _trial(family, rate, scale), pool)
             rows.append({"family": family, "arm": arm.name, "lr": rate,
-                         "measure": params.train.tune.measure,
+                         "scale_lr": trial.train.lr, "measure": params.train.tune.measure,
                          "value": score(trial, encoder, arm, sets)})  # fmt: skip
         tried = pd.DataFrame(rows)
         tried = tried[tried["family"] == family]

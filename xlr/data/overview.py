@@ -22,8 +22,8 @@ def held_out_overlaps(contract: dict[str, Any]) -> pd.DataFrame | None:
     (:func:`xlr.data.synthetic.corpus_overlaps`), or what the LAION validation images share with
     training (keys, captions, near-duplicate photos), beside the split's size and the size asked
     for (:func:`xlr.data.laion.holdout.holdout_audit`): zero shares throughout, since
-    :func:`prepare_data` refuses any other audit. None for a contract written before LAION had
-    a validation split."""
+    :func:`~xlr.data.prepare.prepare_data` refuses any other audit. None for a contract written
+    before LAION had a validation split."""
     if "audit" not in contract:
         return None
     return pd.read_csv(Path(contract["audit"]), dtype={"texts_inside": "Int64"})
@@ -31,9 +31,9 @@ def held_out_overlaps(contract: dict[str, Any]) -> pd.DataFrame | None:
 
 def benchmark_copies(contract: dict[str, Any]) -> pd.DataFrame | None:
     """Per benchmark, its images, the LAION pool images removed as copies of them and the copies
-    left in training and validation (zero, since :func:`prepare_data` refuses any other table:
-    :func:`xlr.data.laion.near_duplicates.benchmark_overlap`). None for the generated corpus,
-    whose images are rendered, not collected from the web."""
+    left in training and validation (zero, since :func:`~xlr.data.prepare.prepare_data` refuses
+    any other table: :func:`xlr.data.laion.near_duplicates.benchmark_overlap`). None for the
+    generated corpus, whose images are rendered, not collected from the web."""
     if "benchmark_overlap" not in contract:
         return None
     return pd.read_csv(Path(contract["benchmark_overlap"]))

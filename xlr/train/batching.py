@@ -279,7 +279,7 @@ class BatchSampler:
         images = rng.choice(index.images, self.batch_size, replace=False)
         start, stop = key_range(index.keys, images, self._stride)
         query = start + rng.integers(0, stop - start)
-        # An image's query captions come first among all its captions (query_captions checks),
+        # An image's query captions come first among all its captions (check_targets_last checks),
         # so the query sits at the same offset in both indexes.
         first, last = key_range(every.keys, images, self._stride)
         n_captions = last - first

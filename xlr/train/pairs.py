@@ -48,8 +48,15 @@ def key_range(keys: np.ndarray, images: np.ndarray, stride: int) -> tuple[np.nda
 
 
 def key_stride(captions: pd.DataFrame) -> int:
-    """The key multiplier that keeps every ``caption_idx`` of an image inside its own range."""
-    return int(captions["caption_idx"].max()) + 1
+    """The key multiplier that keeps every ``caption_idx`` of an image inside its own range
+    (``image_id * stride + caption_idx``, which a negative index would move to another image)."""
+    indices = captions["caption_idx"].to_numpy()
+    if len(indices) and indices.min() < 0:
+        raise ValueError(
+            f"captions table has a negative caption_idx ({indices.min()}); caption indices "
+            "count an image's captions in a language from 0"
+        )
+    return int(indices.max(initial=0)) + 1
 
 
 def query_captions(captions: pd.DataFrame) -> pd.DataFrame:

@@ -98,19 +98,26 @@ def with_paraphrases(pool: ImageTextSet, table: pd.DataFrame) -> ImageTextSet:
     :class:`~xlr.train.batching.BatchSampler` needs: an image's query captions first), in
     ``table`` order within an image and language. Done in numpy: every process that loads the
     fine-tuning pool pays it (pandas' group-by took 9.9 s at 900k images x 8 languages)."""
-    ids = pd.Index(pool.image_keys).get_indexer(table["image_key"])
+    keys = pd.Index(pool.image_keys)
+    if not keys.is_unique:
+        raise ValueError(
+            f"{pool.name}: image keys repeat ({keys[keys.duplicated()][0]!r}), so a round trip "
+            "cannot be placed by its image key; run notebook 01 again"
+        )
+    ids = keys.get_indexer(table["image_key"])
     if np.any(ids < 0):
         raise ValueError(
             f"{pool.name}: round trips of image {table['image_key'][ids < 0].iloc[0]!r}, which "
             "the fine-tuning pool does not hold; run notebook 01 again, which makes them anew"
         )
     codes, langs = pd.factorize(table["lang"])
+    past = int(pool.captions["caption_idx"].to_numpy().max(initial=-1)) + 1
     within = _rank_within(ids.astype(np.int64) * max(len(langs), 1) + codes)
     added = pd.DataFrame(
         {
             "image_id": ids,
             "lang": table["lang"].to_numpy(),
-            "caption_idx": int(pool.captions["caption_idx"].max()) + 1 + within,
+            "caption_idx": past + within,
             "caption": table["caption"].to_numpy(),
             "translated_by": table["translated_by"].to_numpy(),
             TARGET_ONLY: True,
