@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from xlr import report, report_index
+from xlr import report, report_banner, report_index
 from xlr.analysis.controls import POSITIVE_CONTROL_TABLE
 from xlr.analysis.tables import CLAIMS_COLUMNS
 from xlr.cli import main
@@ -466,3 +466,21 @@ def test_the_code_digest_follows_code_files_only(tmp_path: Path) -> None:
     assert edited != first
     (tmp_path / "pkg" / "b.py").write_text("")
     assert report.code_digest(tmp_path) not in (first, edited)
+
+
+def test_a_laion_study_without_round_trips_is_told_its_mono_batches_lack_a_target() -> None:
+    """On LAION without ``paraphrase_via`` the claims between mono and pair batches compare
+    objectives too: the index's banner says so, naming the arms; with round trips, with no arm
+    that trains mono batches, or on generated data (paraphrases of its own) it says nothing."""
+    path = ROOT / "params" / "laion5b_xlmr_b32.yaml"
+    assert report_banner.text_text_warning(load_params(path)) is None  # it makes round trips
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    del raw["data"]["laion"]["translate"]["paraphrase_via"]
+    warned = report_banner.text_text_warning(parse_params(raw))
+    assert warned is not None and "Mono batches had no text-text target" in warned
+    assert "mono-full, mono-lora, hybrid-a0.4-full" in warned
+    assert "adapters, adapters_hybrid-a0.5" in warned and "cross" not in warned
+    raw["train"]["arms"] = ["zeroshot", "cross", "multi"]
+    raw["adapters"] = {"enabled": False, "hybrid_alpha": None}
+    assert report_banner.text_text_warning(parse_params(raw)) is None
+    assert report_banner.text_text_warning(load_params(ROOT / "params" / "synthetic.yaml")) is None

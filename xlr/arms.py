@@ -274,6 +274,17 @@ def trained_arms(params: Params) -> list[Arm]:
     return [arm for arm in study_arms(params) if arm.is_trained]
 
 
+def mono_batch_arms(params: Params) -> list[Arm]:
+    """The trained arms (no base or seed, each once) some of whose batches are ``mono``: the
+    mono arm, hybrid at an alpha above 0, the adapters and the combined arm."""
+    arms = (arm.at(None) for arm in trained_arms(params))
+    return [
+        arm
+        for arm in dict.fromkeys(arms)
+        if arm.strategy == "mono" or (arm.strategy == "hybrid" and (arm.alpha or 0) > 0)
+    ]
+
+
 def evaluated_arms(params: Params) -> list[Arm]:
     """The arms results are filed under (no base or seed), in study order, each once."""
     arms = (e.at(None) for arm in study_arms(params) for e in arm.evaluated(params))

@@ -1,6 +1,7 @@
 """The banner of ``index.html``: what a reader must know before reading any number on the page.
 
-A smoke run, a single run and generated data are read from the params; a failed phenomenon or
+A smoke run, a single run, generated data and LAION mono batches without a text-text target
+are read from the params; a failed phenomenon or
 positive control and benchmarks too small to judge from the tables notebooks 05 and 06 saved in
 the report folder. Each line is HTML with every value from a table escaped.
 """
@@ -19,6 +20,7 @@ from xlr.analysis.controls import (
     positive_control_shortfalls,
 )
 from xlr.analysis.phenomenon import PHENOMENON_TABLE, phenomenon_failures
+from xlr.arms import mono_batch_arms
 from xlr.config import Params
 
 
@@ -112,6 +114,27 @@ def _number(text: str) -> str:
         return text
 
 
+def text_text_warning(params: Params) -> str | None:
+    """A banner line for a LAION study whose mono batches had no text-text target (one caption
+    per image and language, and no round trips: ``data.laion.translate.paraphrase_via``) while
+    its pair batches had one: the claims between them compare objectives as well as batch
+    schedules (README, "The arms"). None otherwise."""
+    laion = params.data.laion if params.data.source == "laion" else None
+    if laion is None or (laion.translate is not None and laion.translate.paraphrase_via):
+        return None
+    arms = mono_batch_arms(params)
+    if not arms:
+        return None
+    return (
+        "<strong>Mono batches had no text-text target.</strong> On LAION an image has one "
+        "caption per language, and this run made no round trips "
+        "(data.laion.translate.paraphrase_via): the mono batches of "
+        f"{html.escape(', '.join(arm.name for arm in arms))} trained the image-text term only, "
+        "while pair batches also trained the text-text term on translations, so the claims "
+        "comparing them compare objectives as well as batch schedules (README, The arms)."
+    )
+
+
 def few_images_warning(out: Path) -> str | None:
     """A banner line naming the benchmarks of the claims table notebook 06 saved
     (``out/claims.csv``) on which claims were measured with fewer than
@@ -159,7 +182,10 @@ def banner(params: Params, params_file: Path, out: Path) -> str:
             "scenes, captions from hand-written lexicons) and the base model is pretrained here: "
             "the numbers describe this generated world, not LAION-5B or a released CLIP."
         )
-    warnings = (phenomenon_warning(out), positive_control_warning(out), few_images_warning(out))
+    warnings = (
+        text_text_warning(params), phenomenon_warning(out), positive_control_warning(out),
+        few_images_warning(out),
+    )  # fmt: skip
     lines += [w for w in warnings if w is not None]
     if not lines:
         return ""
