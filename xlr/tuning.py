@@ -150,18 +150,17 @@ def tune(params: Params, pool: ImageTextSet) -> Tuning:
     sets, rows, rates = val_sets(params), [], {}
     for family, arm in arms.items():  # full first: the others' logit scale trains at its rate
         scale = {"full": rates["full"]} if "full" in rates else {}
+        values = {}
         for rate in getattr(params.train.tune, family):
             trial = with_rates(params, scale | {family: rate})
             encoder = _encoder(trial, arm, out / _key(params) / _trial(family, rate, scale), pool)
+            values[rate] = score(trial, encoder, arm, sets)
             rows.append({"family": family, "arm": arm.name, "lr": rate,
                          "scale_lr": trial.train.lr, "measure": params.train.tune.measure,
-                         "value": score(trial, encoder, arm, sets)})  # fmt: skip
-        tried = pd.DataFrame(rows)
-        tried = tried[tried["family"] == family]
-        rates[family] = float(tried.loc[tried["value"].idxmax(), "lr"])
+                         "value": values[rate]})  # fmt: skip
+        rates[family] = float(max(values, key=values.__getitem__))  # the first best, as idxmax
     sweep = pd.DataFrame(rows)
-    best = sweep.groupby("family", sort=False)["value"].idxmax()
-    sweep["chosen"] = sweep.index.isin(best)
+    sweep["chosen"] = sweep["lr"].eq(sweep["family"].map(rates))
     sweep["at_edge"] = sweep["chosen"] & _at_grid_edge(sweep)
     atomic_write_text(out / SWEEP_FILE, sweep.to_csv(index=False))
     atomic_write_json({"key": _key(params), "rates": rates}, saved)

@@ -44,10 +44,9 @@ import pandas as pd
 from xlr.train.pairs import (
     CaptionIndex,
     PairGraph,
-    check_targets_last,
+    caption_indexes,
     key_range,
     key_stride,
-    language_indexes,
     pair_index,
     positional,
     present_langs,
@@ -218,13 +217,10 @@ class BatchSampler:
         self._stride = key_stride(self.captions)
         self._lang_column = self.captions["lang"].to_numpy()
         self._text_column = self.captions["caption"].to_numpy()
-        self._by_lang = language_indexes(queries, self.langs, self._stride)
-        # every caption, mono's target_only ones too (the same index when there are none)
-        self._all_by_lang = self._by_lang
-        if queries is not self.captions:
-            self._all_by_lang = language_indexes(self.captions, self.langs, self._stride)
-            for lang in self.langs:
-                check_targets_last(self._by_lang[lang], self._all_by_lang[lang], self._stride, lang)
+        # mono's targets are drawn from every caption, target_only ones too
+        self._by_lang, self._all_by_lang = caption_indexes(
+            self.captions, queries, self.langs, self._stride
+        )
         if strategy in ("mono", "hybrid"):
             self._check_size(
                 {f"language {lang!r}": len(self._by_lang[lang].images) for lang in self.langs}

@@ -86,6 +86,21 @@ def check_targets_last(queries: CaptionIndex, every: CaptionIndex, stride: int, 
         )
 
 
+def caption_indexes(
+    table: pd.DataFrame, queries: pd.DataFrame, langs: Sequence[str], stride: int
+) -> tuple[dict[str, CaptionIndex], dict[str, CaptionIndex]]:
+    """``langs``' indexes of the query captions (``queries``, :func:`query_captions` of the
+    positional ``table``) and of every caption, ``target_only`` ones included and checked to
+    come last (:func:`check_targets_last`); one index serves both when there are none."""
+    by_query = language_indexes(queries, langs, stride)
+    if queries is table:  # query_captions returns the table itself when nothing is target_only
+        return by_query, by_query
+    every = language_indexes(table, langs, stride)
+    for lang in langs:
+        check_targets_last(by_query[lang], every[lang], stride, lang)
+    return by_query, every
+
+
 def sorted_runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct values of a sorted array and how many times each occurs: ``np.unique`` with
     counts without its sort or hash (0.7 s for 7M keys, against milliseconds)."""
@@ -301,9 +316,6 @@ def pair_graph(captions: pd.DataFrame, langs: Sequence[str], batch_size: int) ->
     queries = query_captions(table)
     codes = present_langs(langs, queries)
     stride = key_stride(table)
-    by_query = language_indexes(queries, codes, stride)
+    by_query, every = caption_indexes(table, queries, codes, stride)
     shared = pair_index(by_query, codes, stride)
-    every = by_query if queries is table else language_indexes(table, codes, stride)
-    for lang in codes:
-        check_targets_last(by_query[lang], every[lang], stride, lang)
     return PairGraph.from_index(codes, by_query, every, shared, stride, batch_size)
