@@ -82,6 +82,41 @@ def test_lower_is_better_plants_below() -> None:
     assert up.power == down.power >= 0.95 and up.aa_rate == down.aa_rate
 
 
+def relative_units(rng: np.random.Generator, ratio: float) -> pd.DataFrame:
+    """Paired units of a rank-distance-like claim: b's values about 10 (bases differ by 0.5), a's
+    ``ratio`` times them with noise of its own; ``value`` a - b and ``value_b``."""
+    base, _, _, image = DESIGN
+    shape = base.shape
+    b = 10 + rng.normal(0, 0.5, BASES)[base] + rng.normal(0, 3, shape[-1])[image]
+    b = b + rng.normal(0, 3, shape)
+    a = ratio * b + rng.normal(0, 0.1, (BASES, shape[1], 1, 1)) + rng.normal(0, 2, shape)
+    return units_of(a - b).assign(value_b=b.ravel())
+
+
+def test_a_relative_claim_is_calibrated_on_its_ratio() -> None:
+    """Rank distance: the A/A worlds' verdicts read Fieller's interval of a / b, a plant of three
+    minimums (30% of b) is found, one of exactly the minimum rarely supported; the design's
+    numbers are in the claim's units (a / b - 1: the difference over b's level)."""
+    minimum = 0.1
+    units = relative_units(np.random.default_rng(21), 0.85)
+    aa = calibrate_comparison(units, -1, minimum, resamples=200, rng=1, relative=True)
+    assert aa.aa_rate <= MAX_AA_RATE + NOISE and aa.aa_nonzero_rate <= MAX_AA_RATE + NOISE
+    level = cells_interval(unit_cells(units.assign(value=units["value_b"]), "query_lang"))
+    absolute = calibrate_comparison(units, -1, minimum * level.estimate, resamples=1, rng=1)
+    assert aa.estimate == pytest.approx(absolute.estimate / level.estimate)
+    assert aa.mde == pytest.approx(absolute.mde / level.estimate)
+    found = calibrate_comparison(units, -1, minimum, resamples=200, rng=3, relative=True,
+                                 plant=3 * minimum)  # fmt: skip
+    assert found.power >= 0.95 and found.supported_at_min >= 0.6
+    at_min = calibrate_comparison(units, -1, minimum, resamples=200, rng=3, relative=True)
+    assert at_min.supported_at_min <= 0.1 < found.supported_at_min
+    with pytest.raises(ValueError, match="value_b"):
+        calibrate_comparison(units.drop(columns="value_b"), -1, minimum, relative=True)
+    with pytest.raises(ValueError, match="level above zero"):
+        negative = units.assign(value_b=-units["value_b"])
+        calibrate_comparison(negative, -1, minimum, relative=True)
+
+
 def noncentral_t_mde(se: float, df: float, confidence: float, power: float = 0.8) -> float:
     """The effect at which the one-sided t test at ``confidence``'s two-sided quantile rejects
     with probability ``power``: scipy's noncentral t, an independent computation."""

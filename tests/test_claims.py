@@ -10,6 +10,7 @@ from xlr.analysis.claims import (
     FAMILIES,
     MIN_IMAGES,
     claim_evidence,
+    claim_units,
     claims_by_run,
     default_claims,
     evaluate_claims,
@@ -19,6 +20,7 @@ from xlr.analysis.claims import (
     run_differences,
     verdict,
 )
+from xlr.analysis.intervals import compare_arms
 from xlr.analysis.stats import holm
 from xlr.analysis.tables import claims_markdown
 from xlr.arms import Arm, HeadlineArms
@@ -213,15 +215,24 @@ def test_holm_and_the_interval_level_count_the_family_that_ran() -> None:
     assert family_levels([], 0.95) == {}
 
 
-def test_the_rank_distance_minimum_is_relative_to_the_reference_arm() -> None:
+def test_the_rank_distance_effect_and_minimum_are_relative_to_the_reference_arm() -> None:
     ranks = fake_ranks({"mono-full": 0.4, "hybrid-a0.5-full": 0.5})
     claim = [c for c in default_claims(HeadlineArms(Arm("hybrid", 0.5, "full"), None))
              if c.measure == "rank distance"]  # fmt: skip
     row = evaluate_claims(ranks, claim, SEEN, HELDOUT).iloc[0]
-    mono = per_query_measure(ranks[ranks["arm"] == "mono-full"], "rank distance", "seen", SEEN,
-                             HELDOUT)  # fmt: skip
-    level = mono.groupby("query_lang")["value"].mean().mean()  # one seed, bases alike in size
-    assert row["min_effect"] == pytest.approx(0.1 * level)
+    level = {
+        arm: per_query_measure(ranks[ranks["arm"] == arm], "rank distance", "seen", SEEN, HELDOUT)
+        .groupby("query_lang")["value"].mean().mean()  # one seed, bases alike in size
+        for arm in ("mono-full", "hybrid-a0.5-full")
+    }  # fmt: skip
+    assert row["min_effect"] == pytest.approx(0.1)
+    assert row["effect"] == pytest.approx(level["hybrid-a0.5-full"] / level["mono-full"] - 1)
+    assert row["low"] < row["effect"] < row["high"]
+    per_query = per_query_measure(ranks, "rank distance", "seen", SEEN, HELDOUT)
+    difference = compare_arms(per_query, "hybrid-a0.5-full", "mono-full",
+                              confidence=row["interval_confidence"]).iloc[0]  # fmt: skip
+    assert row["p_value"] == pytest.approx(difference["p_value"])  # a / b = 1 iff a - b = 0
+    assert (row["low"] > 0) == (difference["low"] > 0)
 
 
 def test_a_large_minimum_makes_a_null_difference_equivalent() -> None:
@@ -301,21 +312,31 @@ def test_a_runs_difference_is_its_macro_mean_over_query_languages() -> None:
     assert runs.loc[(0, 1)] == pytest.approx(0.25)
 
 
-def test_claims_by_run_gives_each_runs_difference_as_the_claims_table_reads_it() -> None:
+def test_claims_by_run_gives_each_runs_effect_as_the_claims_table_reads_it() -> None:
     """One row per claim, benchmark and run; the runs' mean is the claim's effect (one seed a
-    base here, so every run weighs alike) and their signs are the table's runs agreeing."""
+    base here, so every run weighs alike; for rank distance the ratio of the runs' mean levels)
+    and their signs are the table's runs agreeing."""
     quality = {"zeroshot": 0.3, "mono-full": 0.45, "cross-full": 0.5, "hybrid-a0.5-full": 0.55}
     ranks = fake_ranks(quality, bases=(0, 1, 2), n_images=30)
     claims = default_claims(HeadlineArms(Arm("hybrid", 0.5, "full"), None))
-    runs = claims_by_run(claim_evidence(ranks, claims, SEEN, HELDOUT))
+    evidence = claim_evidence(ranks, claims, SEEN, HELDOUT)
+    runs = claims_by_run(evidence)
     table = evaluate_claims(ranks, claims, SEEN, HELDOUT).set_index("key")
     ran = table[table["p_value"].notna()]
-    assert list(runs.columns) == ["key", "benchmark", "base_seed", "seed", "difference"]
+    assert list(runs.columns) == ["key", "benchmark", "base_seed", "seed", "effect"]
     assert sorted(runs["key"].unique()) == sorted(ran.index)
     for key, rows in runs.groupby("key"):
         assert len(rows) == 3 and sorted(rows["base_seed"]) == [0, 1, 2]
-        assert rows["difference"].mean() == pytest.approx(ran.at[key, "effect"])
         claim = next(claim for claim in claims if claim.key == key)
-        agreeing = int((np.sign(rows["difference"]) == claim.direction).sum())
+        if claim.measure == "rank distance":
+            found = next(f for c, _, f in evidence if c.key == key)
+            means = claim_units(found, claim).groupby(["base_seed", "query_lang"])[
+                ["value_a", "value_b"]].mean().groupby("base_seed").mean()  # fmt: skip
+            np.testing.assert_allclose(rows["effect"], means["value_a"] / means["value_b"] - 1)
+            assert means["value_a"].mean() / means["value_b"].mean() - 1 == pytest.approx(
+                ran.at[key, "effect"])  # fmt: skip
+        else:
+            assert rows["effect"].mean() == pytest.approx(ran.at[key, "effect"])
+        agreeing = int((np.sign(rows["effect"]) == claim.direction).sum())
         assert ran.at[key, "runs_agreeing"] == f"{agreeing}/3"
     assert claims_by_run([]).empty

@@ -71,6 +71,15 @@ the design's, read off this study. The resamples draw the training part from the
 model, so ``power`` with the MDE planted comes out near 0.8 (``benchmarks/bench_calibration.py``):
 that checks the image part and the MDE's arithmetic, not the model.
 
+**Relative claims** (rank distance, whose effect is a / b - 1, :mod:`xlr.analysis.ratios`): the
+worlds are the same resamples of the differences, added to b's own values (a = b + the world's
+differences), and each world's verdict reads Fieller's interval of a / b, so b's noise enters it
+as it enters the claim's; the planted effect is the minimum times b's own values, so a / b moves
+by the minimum; the rates of intervals excluding zero and the power read the difference's
+interval, which excludes zero exactly when the ratio's excludes 1. The ``estimate``, ``se`` and
+``mde`` are the difference's divided by b's level (the se and MDE so leave b's own noise out:
+they describe the design, in the claim's units).
+
 **The gate** (:func:`check_calibration`) fails a claim on either A/A rate. The rate of verdicts
 alone cannot see an interval that is too narrow: a verdict needs the interval beyond the minimum
 effect, so an interval a third of the right width gets almost none and one of zero width few (on
@@ -122,15 +131,18 @@ from scipy import stats as distributions
 from xlr.analysis.claims import (
     DEFAULT_MIN_EFFECT,
     MIN_IMAGES,
+    RELATIVE_MEASURES,
     Claim,
     claim_evidence,
     claim_units,
     claims_table,
     verdict,
 )
-from xlr.analysis.intervals import unit_cells
-from xlr.analysis.stats import Cells, Interval, cells_interval, run_weights
+from xlr.analysis.intervals import SIDES, unit_cells
+from xlr.analysis.ratios import ratio_interval
+from xlr.analysis.stats import Cells, Interval, cells_interval, linear_parts, run_weights
 from xlr.config import MinEffectSection
+from xlr.eval.results import check_table
 
 RESAMPLES = 200
 MAX_AA_RATE = 0.05  # at most this share of A/A resamples may get a directional verdict
@@ -240,6 +252,7 @@ def calibrate_comparison(
     resamples: int = RESAMPLES,
     rng: np.random.Generator | int = 0,
     plant: float | None = None,
+    relative: bool = False,
 ) -> Calibration:
     """Calibrate the verdict of one paired comparison (module doc).
 
@@ -249,6 +262,11 @@ def calibrate_comparison(
     claim's minimum effect (> 0, in the measure's units); ``confidence`` the level of each
     interval (the claim's, 1 - alpha/m); ``plant`` the size of the planted effect behind
     ``power`` and ``supported_at_min`` (default: the minimum effect itself).
+
+    ``relative``: the claim's effect is a / b - 1 (module doc, relative claims); ``units`` then
+    also hold b's values (``value_b``), each world's verdict reads Fieller's interval of a / b,
+    the planted effect scales b's values, and ``estimate``, ``se`` and ``mde`` are divided by
+    b's level.
     """
     if direction not in (-1, 1):
         raise ValueError(f"direction must be +1 or -1, got {direction}")
@@ -261,17 +279,18 @@ def calibrate_comparison(
         raise ValueError(f"resamples must be positive, got {resamples}")
     cells = unit_cells(units, "query_lang")
     observed = cells_interval(cells, confidence)
+    judge = _Judge(cells.counts, direction, min_effect, confidence, units if relative else None)
     calibrates = _calibrates(observed.n_bases, observed.n_runs, observed.n_images)
     design = {
-        "estimate": observed.estimate,
-        "se": observed.se,
+        "estimate": observed.estimate / judge.scale,
+        "se": observed.se / judge.scale,
         "training_share": observed.training_variance / observed.se**2 if observed.se else np.nan,
         "training_df": observed.training_df,
         "n_bases": observed.n_bases,
         "n_runs": observed.n_runs,
         "n_images": observed.n_images,
         "calibrates": calibrates,
-        "mde": minimum_detectable_effect(observed),
+        "mde": minimum_detectable_effect(observed) / judge.scale,
     }
     if calibrates == "not applicable":
         rates = dict.fromkeys(
@@ -279,17 +298,16 @@ def calibrate_comparison(
         )
         return Calibration(**design, resamples=0, **rates)
     worlds = null_worlds(cells, observed.estimate, np.random.default_rng(rng))
-    planted = direction * plant * cells.counts
+    planted = direction * plant * judge.unit_effect
     outcomes = np.zeros((resamples, 4), dtype=bool)
     for i, null in enumerate(itertools.islice(worlds, resamples)):
         aa = cells_interval(dataclasses.replace(cells, sums=null), confidence)
         hit = cells_interval(dataclasses.replace(cells, sums=null + planted), confidence)
-        aa_verdict = verdict(aa.low, aa.high, direction, min_effect)
         outcomes[i] = (
-            aa_verdict in ("supported", "contradicted"),
+            judge(null, aa) in ("supported", "contradicted"),
             aa.low > 0 or aa.high < 0,
             hit.low > 0 if direction > 0 else hit.high < 0,
-            verdict(hit.low, hit.high, direction, min_effect) == "supported",
+            judge(null + planted, hit) == "supported",
         )
     aa_rate, aa_nonzero_rate, power, supported_at_min = outcomes.mean(axis=0)
     return Calibration(
@@ -301,6 +319,47 @@ def calibrate_comparison(
         power=float(power),
         supported_at_min=float(supported_at_min),
     )
+
+
+class _Judge:
+    """A claim's verdict on a world's sums of differences a - b, as the claims table reads it:
+    the difference's interval against the minimum, or with b's values
+    (``reference_units``, module doc: relative claims) Fieller's interval of a / b less 1.
+    ``unit_effect`` is the sums of an effect of 1 in the claim's units; ``scale``, b's level (1
+    for absolute claims), turns the difference's units into the claim's."""
+
+    def __init__(
+        self,
+        counts: np.ndarray,
+        direction: int,
+        min_effect: float,
+        confidence: float,
+        reference_units: pd.DataFrame | None,
+    ) -> None:
+        self.direction, self.min_effect, self.confidence = direction, min_effect, confidence
+        self.reference: Cells | None = None
+        self.unit_effect, self.scale = counts, 1.0
+        if reference_units is not None:
+            check_table(reference_units, [SIDES[1]], "paired units of a relative claim")
+            b = reference_units[SIDES[1]]
+            self.reference = unit_cells(reference_units.assign(value=b), "query_lang")
+            self.scale = linear_parts(self.reference).estimate
+            if not self.scale > 0:
+                raise ValueError(
+                    f"a relative claim needs arm b's level above zero, got {self.scale}: "
+                    "its effect a / b - 1 is undefined"
+                )
+            self.unit_effect = self.reference.sums
+
+    def __call__(self, sums: np.ndarray, difference: Interval) -> str:
+        """The verdict of a world whose differences' sums are ``sums``, with their interval
+        ``difference`` (what an absolute claim reads)."""
+        low, high = difference.low, difference.high
+        if self.reference is not None:
+            a = dataclasses.replace(self.reference, sums=self.reference.sums + sums)
+            ratio = ratio_interval(a, self.reference, self.confidence)
+            low, high = ratio.low - 1, ratio.high - 1
+        return verdict(low, high, self.direction, self.min_effect)
 
 
 def training_units(cells: Cells) -> np.ndarray:
@@ -366,7 +425,10 @@ def calibrate_claims(
         units = claim_units(found, claim)
         units = units.assign(value=units["value_a"] - units["value_b"])
         level, minimum = row["interval_confidence"], row["min_effect"]
-        result = calibrate_comparison(units, claim.direction, minimum, level, resamples, rng)
+        relative = claim.measure in RELATIVE_MEASURES
+        result = calibrate_comparison(
+            units, claim.direction, minimum, level, resamples, rng, relative=relative
+        )
         rows.append(
             {"key": claim.key, "benchmark": benchmark, "family": claim.family,
              "measure": claim.measure, "langs": claim.langs, "arm_a": claim.arm_a,

@@ -9,13 +9,17 @@ interval whose units are bases, seeds within a base and images
 The verdict reads the interval against the claim's minimum effect (``report.min_effect``):
 *supported* when the whole interval lies beyond +min in the claimed direction, *contradicted*
 when it lies beyond -min the other way, *equivalent* when it lies inside +-min, *inconclusive*
-otherwise; a comparison of a single run, whose training noise is unmeasured, is inconclusive,
-and so is one on fewer than :data:`MIN_IMAGES` images, whose interval can be degenerate: with
-0/1 values such as R@1, few images can all deviate alike and give a zero-width interval (a
-rehearsal benchmark of 2 images did), which is also why :mod:`xlr.analysis.calibration` cannot
-check such a design. (Two training units are calibrated, and their verdicts stand, but their
-interval's training part has 1 degree of freedom, whose t quantile at a family's level, 102 at
-1 - 0.05/8, leaves almost any claim inconclusive.)
+otherwise. Rank distance grows with the pool, so its minimum is a fraction of arm b's level and
+its effect is relative, ``a / b - 1``, with Fieller's interval of the ratio
+(:mod:`xlr.analysis.ratios`): the level b is measured on the same runs and images as a, and its
+noise belongs in the interval (a fraction of b's estimate, read as if known, left it out; the
+p-value of no difference is the same either way). A comparison of a single run, whose training
+noise is unmeasured, is inconclusive, and so is one on fewer than :data:`MIN_IMAGES` images,
+whose interval can be degenerate: with 0/1 values such as R@1, few images can all deviate alike
+and give a zero-width interval (a rehearsal benchmark of 2 images did), which is also why
+:mod:`xlr.analysis.calibration` cannot check such a design. (Two training units are calibrated,
+and their verdicts stand, but their interval's training part has 1 degree of freedom, whose t
+quantile at a family's level, 102 at 1 - 0.05/8, leaves almost any claim inconclusive.)
 How many bases and runs show the claimed sign is reported beside it and is not part of the rule:
 with three bases, all three show the claimed sign by chance one time in eight.
 
@@ -44,7 +48,8 @@ import numpy as np
 import pandas as pd
 
 from xlr.analysis.bias import rank_distance_per_query
-from xlr.analysis.intervals import COMPARISON_KEYS, compare_arms, interval_by_arm, paired_units
+from xlr.analysis.intervals import COMPARISON_KEYS, compare_arms, paired_cells, paired_units
+from xlr.analysis.ratios import ratio_interval
 from xlr.analysis.stats import holm
 from xlr.arms import ZEROSHOT, Arm, HeadlineArms
 from xlr.config import MinEffectSection
@@ -58,7 +63,7 @@ MIN_IMAGES = 20  # fewer: a verdict is inconclusive and its calibration not appl
 MIN_EFFECT_FIELD: dict[str, str] = {
     "t2i R@1": "recall_at_1", "multilingual mAP": "map", "rank distance": "rank_distance",
 }  # fmt: skip
-RELATIVE_MEASURES: tuple[str, ...] = ("rank distance",)  # minimum relative to arm_b's level
+RELATIVE_MEASURES: tuple[str, ...] = ("rank distance",)  # effect a / b - 1, minimum a fraction
 DEFAULT_MIN_EFFECT = MinEffectSection()  # the params defaults, for callers without params
 POOL_TASKS: dict[str, str] = {"all": MULTILINGUAL, "seen": MULTILINGUAL_SEEN}
 
@@ -232,11 +237,18 @@ def per_query_measure(
     return per_query[per_query["query_kind"] == "caption"]
 
 
-def min_effect_of(measure: Measure, min_effect: MinEffectSection, reference: float) -> float:
-    """The claim's minimum effect in the measure's units: absolute for R@1 and mAP, a fraction
-    of the reference arm's level (``reference``, e.g. its rank distance) for rank distance."""
-    value = getattr(min_effect, MIN_EFFECT_FIELD[measure])
-    return value * abs(reference) if measure in RELATIVE_MEASURES else value
+def min_effect_of(measure: Measure, min_effect: MinEffectSection) -> float:
+    """The claim's minimum effect in its effect's units: absolute for R@1 and mAP, a fraction
+    (of arm b's level: the effect is a / b - 1) for :data:`RELATIVE_MEASURES`."""
+    return getattr(min_effect, MIN_EFFECT_FIELD[measure])
+
+
+def relative_change(units: pd.DataFrame, confidence: float) -> tuple[float, float, float]:
+    """A claim's effect as a / b - 1 with its interval at ``confidence`` from its paired units
+    (:func:`claim_units`): Fieller's interval of the ratio (:mod:`xlr.analysis.ratios`), which
+    holds b's noise as well as a's, less one."""
+    ratio = ratio_interval(*paired_cells(units), confidence)
+    return ratio.estimate - 1, ratio.low - 1, ratio.high - 1
 
 
 def verdict(low: float, high: float, direction: int, min_effect: float) -> Verdict:
@@ -253,18 +265,32 @@ def verdict(low: float, high: float, direction: int, min_effect: float) -> Verdi
     return "inconclusive"
 
 
-def run_differences(units: pd.DataFrame) -> pd.Series:
-    """Each run's macro-mean difference a - b (the mean over query languages of their means), as
-    the interval reads a run, indexed by ``base_seed`` and ``seed``, from a claim's paired units
-    (:func:`claim_units`). The interval assumes the training units' effects roughly normal; a run
-    far from the others shows where that fails (README: a skew can push it past its level)."""
+def run_means(units: pd.DataFrame, side: str) -> pd.Series:
+    """Each run's macro mean (the mean over query languages of their means) of one side of a
+    claim's paired units (:func:`claim_units`: ``value_a`` or ``value_b``), as the interval
+    reads a run, indexed by ``base_seed`` and ``seed``."""
     return (
-        units.assign(diff=units["value_a"] - units["value_b"])
-        .groupby(["base_seed", "seed", "query_lang"], dropna=False)["diff"]
+        units.groupby(["base_seed", "seed", "query_lang"], dropna=False)[side]
         .mean()
         .groupby(level=["base_seed", "seed"], dropna=False)
         .mean()
     )
+
+
+def run_differences(units: pd.DataFrame) -> pd.Series:
+    """Each run's macro-mean difference a - b (:func:`run_means`). The interval assumes the
+    training units' effects roughly normal; a run far from the others shows where that fails
+    (README: a skew can push it past its level)."""
+    return run_means(units, "value_a") - run_means(units, "value_b")
+
+
+def run_effects(units: pd.DataFrame, claim: Claim) -> pd.Series:
+    """Each run's effect in the claims table's units: its difference a - b, or its a / b - 1
+    for :data:`RELATIVE_MEASURES` (same sign where b's level is positive, as rank distance's
+    is)."""
+    if claim.measure in RELATIVE_MEASURES:
+        return run_means(units, "value_a") / run_means(units, "value_b") - 1
+    return run_differences(units)
 
 
 def _agreement(units: pd.DataFrame, direction: int) -> dict[str, str]:
@@ -310,15 +336,15 @@ def _measure_claim(
             f"claim {claim.key!r} needs one comparison per benchmark, got {len(comparison)}:\n"
             f"{comparison[list(COMPARISON_KEYS)].to_string()}"
         )
-    effect = comparison.iloc[0]
-    reference = interval_by_arm(per_query[per_query["arm"] == claim.arm_b]).iloc[0]
+    effect, units = comparison.iloc[0], claim_units(per_query, claim)
+    shown = (float(effect["estimate"]), float(effect["low"]), float(effect["high"]))
+    if claim.measure in RELATIVE_MEASURES:
+        shown = relative_change(units, level)
     return {
-        "effect": float(effect["estimate"]),
-        "low": float(effect["low"]),
-        "high": float(effect["high"]),
-        "min_effect": min_effect_of(claim.measure, min_effect, reference["estimate"]),
+        **dict(zip(("effect", "low", "high"), shown, strict=True)),
+        "min_effect": min_effect_of(claim.measure, min_effect),
         "p_value": float(effect["p_value"]),
-        **_agreement(claim_units(per_query, claim), claim.direction),
+        **_agreement(units, claim.direction),
         "n_bases": int(effect["n_bases"]),
         "n_runs": int(effect["n_runs"]),
         "n_images": int(effect["n_images"]),
@@ -342,17 +368,18 @@ def family_levels(ran: Sequence[Claim], confidence: float = 0.95) -> dict[str, t
 
 def claims_by_run(evidence: Sequence[tuple[Claim, str, pd.DataFrame | str]]) -> pd.DataFrame:
     """One row per claim, benchmark and run where the claim ran (its :func:`claim_evidence`):
-    ``key``, ``benchmark``, ``base_seed``, ``seed`` and the run's ``difference`` a - b
-    (:func:`run_differences`), so that a run far from the others can be seen."""
+    ``key``, ``benchmark``, ``base_seed``, ``seed`` and the run's ``effect``
+    (:func:`run_effects`: a - b, or a / b - 1 for rank distance), so that a run far from the
+    others can be seen."""
     frames = [
-        run_differences(claim_units(found, claim))
-        .rename("difference")
+        run_effects(claim_units(found, claim), claim)
+        .rename("effect")
         .reset_index()
         .assign(key=claim.key, benchmark=benchmark)
         for claim, benchmark, found in evidence
         if not isinstance(found, str)
     ]
-    columns = ["key", "benchmark", "base_seed", "seed", "difference"]
+    columns = ["key", "benchmark", "base_seed", "seed", "effect"]
     if not frames:
         return pd.DataFrame(columns=columns)
     return pd.concat(frames, ignore_index=True)[columns]

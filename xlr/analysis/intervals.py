@@ -24,6 +24,7 @@ from xlr.eval.results import check_table
 PAIR_KEYS: tuple[str, ...] = ("benchmark", "task", "query_idx", "base_seed", "seed")
 ARM_SUMMARY_KEYS: tuple[str, ...] = ("arm", "benchmark", "task", "query_kind")
 COMPARISON_KEYS: tuple[str, ...] = ("benchmark", "task", "query_kind")
+SIDES: tuple[str, str] = ("value_a", "value_b")  # the two arms' values in paired units
 DESIGN_COLUMNS: tuple[str, ...] = ("benchmark", "base_seed", "seed", "query_image_id", "value")
 _UNIT_KEYS = ["benchmark", "task", "query_kind", "query_lang", "query_idx", "query_image_id"]
 
@@ -112,6 +113,13 @@ def paired_units(a: pd.DataFrame, b: pd.DataFrame, on: Sequence[str]) -> pd.Data
     if joined.empty:
         raise ValueError(f"the two sides share no query on {keys}; nothing to compare")
     return joined
+
+
+def paired_cells(units: pd.DataFrame) -> tuple[Cells, Cells]:
+    """The :func:`unit_cells` of the two sides of :func:`paired_units` (``value_a``,
+    ``value_b``), macro-averaged over query languages: one design, two statistics."""
+    a, b = (unit_cells(units.assign(value=units[side]), "query_lang") for side in SIDES)
+    return a, b
 
 
 def paired_comparison(

@@ -165,18 +165,16 @@ def _design(
     )
 
 
-def _training_variance(
-    per_run: np.ndarray, run_base: np.ndarray
-) -> tuple[float, float, TrainingUnit]:
-    """Variance of the estimate from training noise, its degrees of freedom, and its unit."""
-    n_bases = run_base.max() + 1
+def _training_df(run_base: np.ndarray) -> tuple[float, TrainingUnit]:
+    """The training part's degrees of freedom and unit (module doc): between bases, else
+    between the seeds of the one base, else none (one run: ``inf`` degrees of freedom, and the
+    part is 0)."""
+    n_bases = int(run_base.max()) + 1
     if n_bases > 1:
-        seeds = np.bincount(run_base)
-        per_base = np.bincount(run_base, per_run) / seeds
-        return float(per_base.var(ddof=1) / n_bases), float(n_bases - 1), "base"
-    if len(per_run) > 1:
-        return float(per_run.var(ddof=1) / len(per_run)), float(len(per_run) - 1), "seed"
-    return 0.0, np.inf, "none"
+        return float(n_bases - 1), "base"
+    if len(run_base) > 1:
+        return float(len(run_base) - 1), "seed"
+    return np.inf, "none"
 
 
 @dataclass(frozen=True)
@@ -260,26 +258,50 @@ def run_weights(run_base: np.ndarray) -> np.ndarray:
     return 1.0 / (run_base.max() + 1) / np.bincount(run_base)[run_base]
 
 
-def cells_interval(cells: Cells, confidence: float = 0.95) -> Interval:
-    """The interval of :func:`crossed_mean_interval` from the design's :class:`Cells`."""
-    _check_confidence(confidence)
+@dataclass(frozen=True)
+class LinearParts:
+    """The estimate of :func:`cells_interval` and its variance parts as vectors whose squared
+    norms are those parts: ``training`` (one entry per training unit) and ``images`` (one per
+    image). The estimate is linear in the cells' sums, so for two statistics on one design the
+    dot products of their vectors are the parts' covariances (:mod:`xlr.analysis.ratios`)."""
+
+    estimate: float
+    training: np.ndarray
+    training_df: float
+    training_unit: TrainingUnit
+    images: np.ndarray
+
+
+def linear_parts(cells: Cells) -> LinearParts:
+    """The estimate and variance parts of ``cells`` (module doc), as :class:`LinearParts`."""
     sums, counts, run_base = cells.sums, cells.counts, cells.run_base
     n_strata, n_images = sums.shape[1:]
     per_stratum = counts.sum(axis=2)
     means = sums.sum(axis=2) / per_stratum
     per_run = means.mean(axis=1)
     weight = run_weights(run_base)
-    estimate = float(weight @ per_run)
-    v_run, df_run, unit = _training_variance(per_run, run_base)
+    df_run, unit = _training_df(run_base)
+    per_unit = np.bincount(run_base, per_run) / np.bincount(run_base) if unit == "base" else per_run
+    training = (per_unit - per_unit.mean()) / np.sqrt(len(per_unit) * df_run)
     residual = (sums - means[..., None] * counts) / per_stratum[..., None]
     influence = np.einsum("r,rsi->i", weight, residual) / n_strata
-    v_image = float(n_images / (n_images - 1) * (influence**2).sum())
-    parts = (v_run, df_run, v_image, float(n_images - 1))
-    half = _half_width((1 - confidence) / 2, *parts)
+    images = influence * np.sqrt(n_images / (n_images - 1))
+    return LinearParts(float(weight @ per_run), training, df_run, unit, images)
+
+
+def cells_interval(cells: Cells, confidence: float = 0.95) -> Interval:
+    """The interval of :func:`crossed_mean_interval` from the design's :class:`Cells`."""
+    _check_confidence(confidence)
+    parts = linear_parts(cells)
+    estimate, n_images = parts.estimate, len(parts.images)
+    v_run, v_image = parts.training @ parts.training, parts.images @ parts.images
+    variances = (float(v_run), parts.training_df, float(v_image), float(n_images - 1))
+    half = _half_width((1 - confidence) / 2, *variances)
     return Interval(
-        estimate, estimate - half, estimate + half, float(np.sqrt(v_run + v_image)), v_run,
-        df_run, _p_value(estimate, *parts), int(run_base.max() + 1), len(run_base),
-        int(n_images), unit, confidence,
+        estimate, estimate - half, estimate + half, float(np.sqrt(v_run + v_image)),
+        float(v_run), parts.training_df, _p_value(estimate, *variances),
+        int(cells.run_base.max() + 1), len(cells.run_base), int(n_images), parts.training_unit,
+        confidence,
     )  # fmt: skip
 
 

@@ -15,9 +15,17 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from xlr.analysis.claims import MIN_IMAGES, LangGroup, Measure, is_measured, per_query_measure
+from xlr.analysis.claims import (
+    MIN_IMAGES,
+    RELATIVE_MEASURES,
+    LangGroup,
+    Measure,
+    is_measured,
+    per_query_measure,
+)
 from xlr.analysis.figure_style import arm_order, sort_arms
 from xlr.analysis.intervals import interval_by_arm
 from xlr.arms import SWEEP_FAMILIES, ZEROSHOT, arm_catalogue
@@ -277,12 +285,15 @@ CLAIMS_COLUMNS: dict[str, str] = {
     "each benchmark): Holm and the interval level count those",
     "measure": "t2i R@1 or multilingual mAP (fractions) or rank distance (ranks, lower = less "
     "language bias), in the languages or ranked pool in brackets",
-    "min effect": "the smallest difference worth a verdict (report.min_effect; for rank distance "
-    "a fraction of arm b's level)",
-    "effect (a - b)": "arm a minus arm b, paired by base, seed and query (by base and query "
-    "against the zero-shot model): macro mean over query languages, averaged over bases and seeds",
+    "min effect": "the smallest effect worth a verdict (report.min_effect; for rank distance a "
+    "fraction of arm b's level, as its effect is)",
+    "effect": "arm a minus arm b, paired by base, seed and query (by base and query against the "
+    "zero-shot model): macro mean over query languages, averaged over bases and seeds; for rank "
+    "distance the relative change a / b - 1 of those means",
     "interval": "the effect's interval over bases, seeds within a base and images (an image's "
-    "queries move together), never queries: each part's variance times its own t quantile",
+    "queries move together), never queries: each part's variance times its own t quantile; for "
+    "rank distance Fieller's interval of a / b less 1, which holds b's noise too (unbounded "
+    "where b's level is not told from zero)",
     "level": "each interval's level, 1 - alpha/m for the m rows of its family that ran "
     "(Bonferroni: the family-wise level is 1 - alpha, eval.confidence)",
     "p": "two-sided p-value of a zero effect: the level at which the interval just reaches zero",
@@ -303,12 +314,15 @@ def claims_columns_markdown() -> str:
 
 
 def _claim_cells(row: dict) -> dict[str, str]:
-    """The numbers of a claim that ran, as text: three decimals, one for rank distance."""
-    d = 1 if row["measure"] == "rank distance" else 3
+    """The numbers of a claim that ran, as text: three decimals, or percentages with one for a
+    relative effect (rank distance)."""
+    number = "{:+.1%}" if row["measure"] in RELATIVE_MEASURES else "{:+.3f}"
+    bounded = np.isfinite([row["low"], row["high"]]).all()
+    interval = f"[{number.format(row['low'])}, {number.format(row['high'])}]"
     return {
-        "min effect": f"{row['min_effect']:.{d}f}",
-        "effect (a - b)": f"{row['effect']:+.{d}f}",
-        "interval": f"[{row['low']:+.{d}f}, {row['high']:+.{d}f}]",
+        "min effect": number.format(row["min_effect"]).lstrip("+"),
+        "effect": number.format(row["effect"]),
+        "interval": interval if bounded else "unbounded",
         "level": f"{row['interval_confidence']:.1%}",
         "p": f"{row['p_value']:.3g}",
         "p (Holm)": f"{row['p_holm']:.3g}",
