@@ -12,9 +12,12 @@ training part comes out small: the tails run narrow where it dominates. The nomi
 
 ``--training`` draws the training effects from a heavy-tailed (t3) or skewed distribution of
 the same SD instead of a normal one, which three units cannot reveal (the A/A gate cannot see
-it: :mod:`xlr.analysis.calibration`).
+it: :mod:`xlr.analysis.calibration`); ``--image-effects`` does the same for the images'
+difficulty, where few images of skewed difficulty make ``images - 1`` overstate the image
+part's degrees of freedom.
 
     python benchmarks/bench_intervals.py [--studies 2000] [--images 300] [--training normal]
+        [--image-effects normal] [--image-sd 0.1]
 """
 
 from __future__ import annotations
@@ -56,15 +59,18 @@ def null_study(
     n_images: int,
     seed_sd: float,
     shape: str = "normal",
+    image_shape: str = "normal",
+    image_sd: float = IMAGE_SD,
 ) -> Cells:
     """One study with no effect, as the interval's cells (one query per run, language, image);
-    the training effects (bases' and seeds') of the given ``shape`` (:func:`training_effects`)."""
+    the training effects (bases' and seeds') of the given ``shape`` and the images' difficulty
+    of ``image_shape`` with standard deviation ``image_sd`` (:func:`training_effects`)."""
     run_base = np.repeat(np.arange(bases), seeds)
     training = training_effects(rng, seed_sd, bases, shape)[run_base] if bases > 1 else 0.0
     training = training + training_effects(rng, seed_sd, bases * seeds, shape)
     values = (
         training[:, None, None]
-        + rng.normal(0, IMAGE_SD, n_images)[None, None, :]
+        + training_effects(rng, image_sd, n_images, image_shape)[None, None, :]
         + rng.normal(0, RESIDUAL_SD, (bases * seeds, LANGS, n_images))
     )
     return Cells(values, np.ones_like(values), run_base)
@@ -83,11 +89,14 @@ def main() -> None:
     parser.add_argument("--studies", type=int, default=2000)
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--training", choices=SHAPES, default="normal")
+    parser.add_argument("--image-effects", choices=SHAPES, default="normal")
+    parser.add_argument("--image-sd", type=float, default=IMAGE_SD)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     print(
         f"{args.studies} null studies per row, {LANGS} languages x {args.images} images, "
-        f"{args.training} training effects"
+        f"{args.training} training effects, {args.image_effects} image effects of SD "
+        f"{args.image_sd} (query residuals {RESIDUAL_SD})"
     )
     print(
         "bases x seeds  seed SD  training share | excluded zero at 95%: Satterthwaite, ours "
@@ -98,7 +107,16 @@ def main() -> None:
             share, widths = [], []
             counts = np.zeros((len(LEVELS), 2))
             for _ in range(args.studies):
-                cells = null_study(rng, bases, seeds, args.images, seed_sd, args.training)
+                cells = null_study(
+                    rng,
+                    bases,
+                    seeds,
+                    args.images,
+                    seed_sd,
+                    args.training,
+                    args.image_effects,
+                    args.image_sd,
+                )
                 for row, level in enumerate(LEVELS):
                     interval = cells_interval(cells, level)
                     old = satterthwaite_half_width(interval, level)

@@ -439,6 +439,27 @@ def test_the_gate_benchmark_runs() -> None:
 
 
 @pytest.mark.parametrize(
+    ("script", "args", "rows", "printed"),
+    [
+        ("bench_intervals.py", ["--images", "20", "--image-effects", "skewed", "--image-sd", "0.4"],
+         10, "skewed image effects of SD 0.4"),
+        ("bench_relative.py", ["--images", "30"], 8, "plug-in, Fieller"),
+    ],
+)  # fmt: skip
+def test_the_interval_benchmarks_run(script: str, args: list[str], rows: int, printed: str) -> None:
+    """The benchmarks whose figures the README quotes for few skewed images and for relative
+    claims run end to end on two studies a row, and print every row."""
+    done = subprocess.run(
+        [sys.executable, f"benchmarks/{script}", "--studies", "2", *args],
+        cwd=Path(__file__).parent.parent, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert sum(line.count("%") == 4 for line in lines) == rows  # four rates a row
+    assert printed in done.stdout
+
+
+@pytest.mark.parametrize(
     ("shape", "law"),
     [
         ("normal", stats.norm(0, 0.03)),

@@ -379,7 +379,9 @@ def test_other_ranks_wait_for_the_encoding_on_the_long_timeout_group(
     calls: list[tuple] = []
     group = object()
     monkeypatch.setattr(dist, "new_group", lambda **kw: calls.append(("new_group", kw)) or group)
-    monkeypatch.setattr(dist, "barrier", lambda group=None: calls.append(("barrier", group)))
+    monkeypatch.setattr(
+        dist, "broadcast_object_list", lambda obj, src, group: calls.append(("share", obj, group))
+    )
     monkeypatch.setattr(dist, "destroy_process_group", lambda g=None: calls.append(("destroy", g)))
     encoded = []
     encode = CustomTextCLIP.encode_image
@@ -394,7 +396,7 @@ def test_other_ranks_wait_for_the_encoding_on_the_long_timeout_group(
             features = cached_image_features(base, world["pool"], params, "k", base.model, ctx)
             assert len(features) == len(world["pool"])
     assert sum(encoded) == len(world["pool"])  # rank 0 only
-    wait = [("new_group", {"backend": "gloo", "timeout": RANK0_WAIT}), ("barrier", group),
+    wait = [("new_group", {"backend": "gloo", "timeout": RANK0_WAIT}), ("share", [""], group),
             ("destroy", group)]  # fmt: skip
     assert calls == wait * 2 and RANK0_WAIT >= timedelta(hours=1)
 

@@ -4,7 +4,8 @@ in one process or under ``torchrun`` on one or many nodes.
 Why not wrap the notebooks in ``torchrun``: every rank would run every cell and write every
 cache, checkpoint and results table. Here rank 0 alone writes: it prepares what the arms start
 from (with ``--base``: the data contract and the tiny bases, as ``xlr prepare`` does; and the
-captions' token ids), while the other ranks wait at a barrier and then read what it wrote. The
+captions' token ids), while the other ranks wait (:func:`xlr.runtime.rank0_first`: a failure there
+stops them too) and then read what it wrote. The
 training drivers (:func:`xlr.train.finetune.train_arm`, :func:`xlr.train.adapters.train_adapters`)
 already write their logs, checkpoints and outputs from rank 0 only.
 

@@ -110,22 +110,48 @@ def init_distributed(device_setting: str = "auto") -> DistContext:
 RANK0_WAIT = timedelta(hours=24)
 
 
+class RankZeroFailed(RuntimeError):
+    """Raised on the other ranks when rank 0's work (:func:`rank0_first`) failed: they stop with
+    its message instead of going on without what it was to write."""
+
+
+def _patient_group() -> dist.ProcessGroup:
+    """A gloo group of every rank with the :data:`RANK0_WAIT` timeout (not NCCL's watchdog)."""
+    return dist.new_group(backend="gloo", timeout=RANK0_WAIT)
+
+
 def patient_barrier(ctx: DistContext) -> None:
     """Every rank of ``ctx`` waits for all the others, for up to :data:`RANK0_WAIT` (a gloo
     group of its own, not NCCL's 10-minute watchdog); a no-op in a one-process job."""
     if ctx.world_size == 1:
         return
-    waiting = dist.new_group(backend="gloo", timeout=RANK0_WAIT)
+    waiting = _patient_group()
     dist.barrier(group=waiting)
     dist.destroy_process_group(waiting)
 
 
 def rank0_first(ctx: DistContext, work: Callable[[], None]) -> None:
-    """Run ``work`` on rank 0 while the other ranks wait for it (:func:`patient_barrier`). A
-    failure on rank 0 raises there; ``torchrun`` then stops the waiting ranks."""
+    """Run ``work`` on rank 0 while the other ranks wait for it (on :func:`patient_barrier`'s
+    kind of group). Rank 0 then tells every rank how it went: a failure raises there as itself
+    and on the others as :class:`RankZeroFailed` naming it, so no rank waits out the long
+    timeout for a rank that has stopped, or goes on without what rank 0 was to write (on other
+    nodes, ``torchrun`` does not stop them when rank 0's process fails)."""
+    failure, message = None, ""
     if ctx.is_main:
-        work()
-    patient_barrier(ctx)
+        try:
+            work()
+        except Exception as error:  # every rank must learn of it before rank 0 raises it
+            failure, message = error, f"{type(error).__name__}: {error}"
+    if ctx.world_size > 1:
+        waiting = _patient_group()
+        shared = [message]
+        dist.broadcast_object_list(shared, src=0, group=waiting)  # a str, from this job's rank 0
+        dist.destroy_process_group(waiting)
+        message = shared[0]
+    if failure is not None:
+        raise failure
+    if message:
+        raise RankZeroFailed(f"rank 0 failed ({message}); rank {ctx.rank} stops with it")
 
 
 def all_reduce_gradients(params: Sequence[nn.Parameter], world_size: int) -> None:

@@ -31,7 +31,8 @@ base; ``t_image`` with images - 1). Under the normal crossed model its coverage 
 nominal level whatever the ratio of the two parts (conservative, exact at either extreme; the
 double-counted residual only adds margin); where images - 1 overstates the image part's degrees
 of freedom (few images of skewed difficulty, images spread very unevenly over strata) it can
-fall short, as every t interval on a cluster-robust variance can (README). A t interval with
+fall short, as every t interval on a cluster-robust variance can (README:
+``benchmarks/bench_intervals.py --image-effects skewed`` measures it). A t interval with
 Satterthwaite's degrees of freedom does not hold its level even under that model: those are
 computed from the estimated variances, so where training noise dominates and its
 2-degree-of-freedom estimate comes out small by chance, they rise and the interval narrows. On

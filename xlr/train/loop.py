@@ -28,7 +28,13 @@ from tqdm.auto import tqdm
 from xlr.arms import IDENTITY_KEY, SUMMARY_FILE
 from xlr.config import Params
 from xlr.io import atomic_write_json, atomic_write_text
-from xlr.runtime import DistContext, all_reduce_gradients, autocast, patient_barrier
+from xlr.runtime import (
+    DistContext,
+    all_reduce_gradients,
+    autocast,
+    patient_barrier,
+    rank0_first,
+)
 from xlr.train.checkpoint import CHECKPOINT, check_identity, resume_point, save_checkpoint
 from xlr.train.inputs import StepPlan, step_inputs, to_device
 from xlr.train.steplog import StepLog
@@ -173,9 +179,9 @@ class RunFolder:
         drop the checkpoint. Its optimizer state only served a resume, and for a full
         xlm-roberta-base text tower it is 3.3 GB: three times the trained weights, which the
         outputs already hold. Every rank calls this."""
-        if ctx.is_main:
-            atomic_write_json({**summary, IDENTITY_KEY: self.identity}, self.path / SUMMARY_FILE)
-        patient_barrier(ctx)  # rank 0 has written the outputs: a 1.5 GB model, on a slow disk
+        path = self.path / SUMMARY_FILE
+        # rank 0 has written the outputs (a 1.5 GB model, on a slow disk); a failure reaches all
+        rank0_first(ctx, lambda: atomic_write_json({**summary, IDENTITY_KEY: self.identity}, path))
         if ctx.is_main:
             (self.path / CHECKPOINT).unlink(missing_ok=True)
 
