@@ -3,9 +3,6 @@ handle on the evaluation split."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -13,15 +10,13 @@ import pytest
 from test_tasks import DesignedEncoder, designed_set
 
 from xlr import tuning
-from xlr.arms import IDENTITY_KEY, SUMMARY_FILE, Arm
+from xlr.arms import Arm
 from xlr.config import Params, parse_params
 from xlr.data import prepare
 from xlr.data.prepare import finetune_pool, prepare_data
 from xlr.data.synthetic import corpus as corpus_module
-from xlr.io import atomic_write_json
 from xlr.models.bases import load_base
-from xlr.train import finetune, study
-from xlr.train.finetune import arm_folder
+from xlr.train import study
 
 
 def tiny_study(root: Path, **tune: list[float]) -> object:
@@ -145,71 +140,6 @@ def test_adapter_trials_train_their_scale_at_the_full_familys_chosen_rate(
     assert result.rates == {"full": 1e-3, "adapters": 1e-2}
     assert result.sweep["chosen"].tolist() == [False, True, False, False, True]
     assert result.sweep["scale_lr"].tolist() == [1e-4, 1e-3, 1e-2, 1e-3, 1e-3]
-
-
-def test_the_chosen_trials_become_the_study_arms_at_the_first_base_and_seed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A chosen trial trained with the rates its final arm gets: the study's arm at the first
-    base and seed is that trial, hard-linked, and is not trained again; a trial of another
-    identity is left alone."""
-    params = tiny_study(tmp_path, full=[1e-4, 1e-1], adapters=[1e-3, 1e-2])
-    prepare_data(params, progress=False)
-    pool = finetune_pool(params)
-    result = tuning.tune(params, pool)
-    sweep, arms = tuning.tuning_dir(params) / tuning._key(params), tuning.family_arms(params)
-    scale = {"full": result.rates["full"]}
-    for family, arm in arms.items():
-        trial = sweep / tuning._trial(
-            family, result.rates[family], scale if family != "full" else {}
-        )
-        final = arm.directory(result.params)
-        files = sorted(p.relative_to(trial) for p in trial.rglob("*") if p.is_file())
-        assert SUMMARY_FILE in {f.name for f in files} and len(files) > 2
-        assert files == sorted(p.relative_to(final) for p in final.rglob("*") if p.is_file())
-        assert all(os.path.samefile(trial / f, final / f) for f in files)
-
-    def no_training(*args: object, **kwargs: object) -> None:
-        raise AssertionError("a chosen trial was trained again")
-
-    monkeypatch.setattr(study, "train_arm", no_training)
-    monkeypatch.setattr(study, "train_adapters", no_training)
-    for arm in arms.values():
-        study.ensure_arm(result.params, arm, pool, progress=False)
-    with pytest.raises(AssertionError, match="trained again"):  # the guard does guard
-        study.ensure_arm(result.params, Arm("hybrid", 0.5, "full").at(0, 1), pool, progress=False)
-
-    monkeypatch.undo()
-    final = arms["full"].directory(result.params)
-    shutil.rmtree(final)
-    other = result.params.model_copy(update={"data": result.params.data.model_copy(
-        update={"train_langs": ["de", "en"]})})  # fmt: skip
-    identity = arm_folder(arms["full"], pool, ["de", "en"], other, final, True).identity
-    summary = sweep / tuning._trial("full", result.rates["full"], {}) / SUMMARY_FILE
-    written = json.loads(summary.read_text())
-    summary.unlink()
-    atomic_write_json({**written, IDENTITY_KEY: identity}, summary)  # another run's trial
-    assert tuning.adopt_chosen(params, result.rates, pool) == []
-    assert not final.exists()
-
-
-def test_only_a_shared_lora_arm_is_another_arm_at_another_lora_rate(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``train.lora`` shapes the shared-LoRA arms only: a full or adapter arm trained while the
-    LoRA family's rate was untuned is the arm the study trains after the tuning chose it."""
-    monkeypatch.setattr(finetune, "pool_digest", lambda pool: "one pool")
-    params = tiny_study(tmp_path)
-    params = params.model_copy(update={"train": params.train.model_copy(
-        update={"trainable": ["full", "lora"]})})  # fmt: skip
-    other = tuning.with_rates(params, {"lora": 0.123})
-    for arm, moves in ((Arm("hybrid", 0.5, "full"), False), (Arm("hybrid", 0.5, "lora"), True),
-                       (Arm("adapters"), False)):  # fmt: skip
-        identity = [
-            arm_folder(arm.at(0, 0), None, ["en"], p, tmp_path, True).identity["config"]
-            for p in (params, other)
-        ]
-        assert (identity[0] != identity[1]) == moves, arm.name
 
 
 def test_without_a_grid_nothing_is_tuned_and_a_missing_sweep_is_an_error(tmp_path: Path) -> None:

@@ -421,15 +421,13 @@ class Params(Section):
         """Short stable hash of some sections (cache keys: same config, same artifact)."""
         return config_hash(*(getattr(self, name) for name in sections))
 
-    def weights_hash(self, *sections: str, shared_lora: bool = True) -> str:
+    def weights_hash(self, *sections: str) -> str:
         """:meth:`section_hash` less ``train.tune`` and ``train.loader_workers``: the grid of
         rates decides which rate an arm gets, the workers how fast it loads, neither what an arm
-        trained at a given rate is (its checkpoint's identity). Without ``shared_lora``, less
-        ``train.lora`` too: only the shared-LoRA arms read it, so a full or adapter arm trained
-        under another LoRA rate is the same arm (the tuning's chosen trial is a final arm)."""
-        ignored = {"tune", "loader_workers", *(() if shared_lora else ("lora",))}
+        trained at a given rate is (its checkpoint's identity)."""
+        speed_only = {"tune", "loader_workers"}
         parts = [
-            self.train.model_dump(mode="json", exclude=ignored) if name == "train"
+            self.train.model_dump(mode="json", exclude=speed_only) if name == "train"
             else getattr(self, name)
             for name in sections
         ]  # fmt: skip

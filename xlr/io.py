@@ -127,17 +127,6 @@ def atomic_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterato
             shutil.rmtree(tmp)
 
 
-def link_or_copy(source: str, destination: str) -> str:
-    """Hard-link ``source`` at ``destination`` (no second copy of a 1.5 GB model), or copy it
-    where the two lie on different filesystems; ``shutil.copytree``'s ``copy_function``. Safe
-    to share: xlr replaces files whole (:func:`atomic_file`), never writes into one."""
-    try:
-        os.link(source, destination)
-    except OSError:
-        shutil.copy2(source, destination)
-    return destination
-
-
 def file_sha256(path: str | os.PathLike[str]) -> str:
     """sha256 of a file's bytes, read in 1 MiB blocks so a large file never sits in memory."""
     digest = hashlib.sha256()

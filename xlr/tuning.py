@@ -9,9 +9,7 @@ The full family goes first: a trained logit scale moves at ``train.lr`` in every
 LoRA and adapters trials train theirs at the full family's chosen rate, as their final arms do.
 Nothing here reads the evaluation sets. The sweep table and the choice are written under
 ``runs/<run>/tuning/`` and reused while the settings they were made for (:func:`_key`) are
-unchanged; each sweep trains its arms in folders of its own. A family's chosen trial is the
-study's arm at the first base and seed, trained with the rates its final arm gets, so it becomes
-that arm (:func:`adopt_chosen`) instead of training twice.
+unchanged; each sweep trains its arms in folders of its own.
 
 Top level, beside :mod:`xlr.cli` and :mod:`xlr.report`: tuning drives training and evaluation,
 two stages neither of which may import the other.
@@ -20,25 +18,23 @@ two stages neither of which may import the other.
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from xlr.analysis.claims import per_query_measure
-from xlr.arms import IDENTITY_KEY, MODEL_DIR, SUMMARY_FILE, Arm, headline_arms, trained_arms
+from xlr.arms import MODEL_DIR, Arm, headline_arms
 from xlr.config import Params, config_hash
 from xlr.data.imagetext import ImageTextSet
 from xlr.data.prepare import run_dir, val_sets
 from xlr.eval.encoders import AdapterEncoder, Encoder, ModelEncoder
 from xlr.eval.runner import languages_in
 from xlr.eval.tasks import evaluate_arm
-from xlr.io import atomic_dir, atomic_write_json, atomic_write_text, link_or_copy
+from xlr.io import atomic_write_json, atomic_write_text
 from xlr.models.bases import base_key, load_base
 from xlr.runtime import resolve_device
 from xlr.train.adapters import train_adapters
-from xlr.train.finetune import arm_folder
 from xlr.train.study import ensure_arm, ensure_bases
 
 CHOICE_FILE = "choice.json"
@@ -149,7 +145,6 @@ def tune(params: Params, pool: ImageTextSet) -> Tuning:
     saved = out / CHOICE_FILE
     if saved.is_file() and (choice := json.loads(saved.read_text()))["key"] == _key(params):
         rates = choice["rates"]
-        adopt_chosen(params, rates, pool)
         return Tuning(pd.read_csv(out / SWEEP_FILE), rates, with_rates(params, rates))
     ensure_bases(params, progress=False)  # the sweep's arms start from the first base
     sets, rows, rates = val_sets(params), [], {}
@@ -169,33 +164,7 @@ def tune(params: Params, pool: ImageTextSet) -> Tuning:
     sweep["at_edge"] = sweep["chosen"] & _at_grid_edge(sweep)
     atomic_write_text(out / SWEEP_FILE, sweep.to_csv(index=False))
     atomic_write_json({"key": _key(params), "rates": rates}, saved)
-    adopt_chosen(params, rates, pool)
     return Tuning(sweep, rates, with_rates(params, rates))
-
-
-def adopt_chosen(params: Params, rates: dict[str, float], pool: ImageTextSet) -> list[Path]:
-    """Give each family's chosen trial (of the sweep of ``params``, which chose ``rates``) to
-    the study as its arm at the first base and seed, as hard links (a copy across filesystems),
-    where that arm is one the study trains, its folder does not exist yet, and the trial finished
-    under the identity the arm trains under with the chosen rates (the other families' rates do
-    not shape its weights: :meth:`~xlr.config.Params.weights_hash`); returns the arms' folders.
-    Anything else leaves the arm to train as usual. On the real study this saves one run per
-    tuned family (3 of 51). The arm's ``params.yaml`` is the trial's: what it trained under."""
-    tuned, sweep = with_rates(params, rates), tuning_dir(params) / _key(params)
-    study, adopted = set(trained_arms(tuned)), []
-    for family, arm in family_arms(params).items():
-        scale = {"full": rates["full"]} if family != "full" and "full" in rates else {}
-        trial, final = sweep / _trial(family, rates[family], scale), arm.directory(tuned)
-        if arm not in study or final.exists() or not (trial / SUMMARY_FILE).is_file():
-            continue
-        written = json.loads((trial / SUMMARY_FILE).read_text(encoding="utf-8"))
-        folder = arm_folder(arm, pool, tuned.data.train_langs, tuned, final, resume=True)
-        if written.get(IDENTITY_KEY) != folder.identity:
-            continue
-        with atomic_dir(final) as built:  # the arm appears whole, its summary with it
-            shutil.copytree(trial, built, dirs_exist_ok=True, copy_function=link_or_copy)
-        adopted.append(final)
-    return adopted
 
 
 def _trial(family: str, rate: float, scale: dict[str, float]) -> str:

@@ -159,12 +159,11 @@ def arm_folder(
     arm: Arm, pool: ImageTextSet, langs: Sequence[str], params: Params, out: Path, resume: bool
 ) -> RunFolder:
     """The run folder of a fine-tuned arm or an adapter arm: its checkpoint belongs to this arm,
-    base, seed, languages, the params sections that shape its weights (``adapters`` too for
-    an adapter arm; ``train.lora`` for a shared-LoRA arm only) and the content of ``pool``
-    (:func:`xlr.data.digest.pool_digest`), and no other. The content, because the params do
-    not fix the data: a LAION pool re-downloaded (other dead URLs), split or translated
-    again under the same params must not resume, or pass as finished, on a checkpoint of the
-    old one."""
+    base, seed, languages, the params sections that shape its weights (``adapters`` too for an
+    adapter arm) and the content of ``pool`` (:func:`xlr.data.digest.pool_digest`), and no
+    other. The content, because the params do not fix the data: a LAION pool re-downloaded
+    (other dead URLs), split or translated again under the same params must not resume, or pass
+    as finished, on a checkpoint of the old one."""
     sections = ("data", "model", "train", *(("adapters",) if arm.is_adapters else ()))
     identity = {
         "arm": arm.name,
@@ -172,7 +171,7 @@ def arm_folder(
         "seed": arm.seed,
         "stream_seed": arm.stream_seed,  # runs seeded by seed alone (crossed with bases) differ
         "langs": list(langs),
-        "config": params.weights_hash(*sections, shared_lora=arm.trained == "lora"),
+        "config": params.weights_hash(*sections),
         "base": base_key(params, arm.base_seed),
         "data": pool_digest(pool),
     }
