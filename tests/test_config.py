@@ -81,6 +81,8 @@ def test_scientific_notation_reads_as_a_number(tmp_path: Path) -> None:
             "less than 1",
         ),
         ({"report": {"min_effect": {"r1": 0.02}}}, "report.min_effect.r1", "unknown key"),
+        ({"train": {"tune": {"seed": 0}}}, "(top level)", "train.tune.seed 0 is one of run.seeds"),
+        ({"train": {"tune": {"seed": -1}}}, "train.tune.seed", "greater than or equal to 0"),
     ],
 )
 def test_bad_params_name_file_and_key(sections: dict, key: str, hint: str) -> None:
@@ -93,7 +95,7 @@ def test_bad_params_name_file_and_key(sections: dict, key: str, hint: str) -> No
 
 
 def test_minimum_effects_default_to_the_issue_values() -> None:
-    """0.01 absolute for R@1 and mAP, 10% of the reference arm for rank distance."""
+    """0.01 absolute for R@1 and mAP, 10% of arm b's level for rank distance."""
     effect = parse_params(minimal()).report.min_effect
     assert (effect.recall_at_1, effect.map, effect.rank_distance) == (0.01, 0.01, 0.1)
     assert parse_params(minimal(report={"min_effect": {"map": 0.02}})).report.min_effect.map == 0.02

@@ -113,11 +113,13 @@ def test_adapter_trials_train_their_scale_at_the_full_familys_chosen_rate(
     it at the full family's chosen rate, so its trials do too (and name it in their folder)."""
     params = tiny_study(tmp_path, full=[1e-4, 1e-3, 1e-2], adapters=[1e-3, 1e-2])
     trials: list[tuple[str, float, float, str]] = []
+    seeds: set[tuple[int | None, int | None]] = set()
     scores = {("full", 1e-3): 0.5, ("adapters", 1e-2): 0.4}
 
     def scripted_encoder(trial: Params, arm: Arm, out: Path, pool: object) -> str:
         family = out.parent.name
         trials.append((family, trial.train.lr, trial.adapters.lora.lr, out.name))
+        seeds.add((arm.base_seed, arm.seed))
         lr = trial.train.lr if family == "full" else trial.adapters.lora.lr
         return f"{family} {lr}"
 
@@ -138,6 +140,8 @@ def test_adapter_trials_train_their_scale_at_the_full_familys_chosen_rate(
         ("adapters", 1e-3, 1e-2, "lr0.01-scale0.001"),
     ]
     assert result.rates == {"full": 1e-3, "adapters": 1e-2}
+    # a seed of the trials' own: no study arm shares a trial's training noise
+    assert seeds == {(0, params.train.tune.seed)} and params.train.tune.seed not in params.run.seeds
     assert result.sweep["chosen"].tolist() == [False, True, False, False, True]
     assert result.sweep["scale_lr"].tolist() == [1e-4, 1e-3, 1e-2, 1e-3, 1e-3]
 

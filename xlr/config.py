@@ -252,14 +252,20 @@ class LoraSection(Section):
 class TuneSection(Section):
     """Learning rates tried on the validation split before the arms train (``xlr tune``,
     notebook 02): one list per arm family, empty to keep the configured rate. Each family is
-    tuned on one arm (the headline hybrid arm, or the ``adapters`` arm) at the first base and
-    seed, and the rate with the best ``measure`` on validation replaces ``train.lr``,
-    ``train.lora.lr`` or ``adapters.lora.lr``. The test split is never read."""
+    tuned on one arm (the headline hybrid arm, or the ``adapters`` arm) at the first base and at
+    ``seed``, and the rate with the best ``measure`` on validation replaces ``train.lr``,
+    ``train.lora.lr`` or ``adapters.lora.lr``. The test split is never read.
+
+    ``seed`` is a fine-tuning seed of the trials' own, none of ``run.seeds``: a trial at a study
+    seed would share its batches, initialisation and dropout with that seed's arm, so the rate
+    chosen for its luck on validation would carry that luck into the tuned arm's test results
+    (the headline hybrid arm's, not the mono, cross or multi arms' it is compared with)."""
 
     full: list[Annotated[float, Field(gt=0)]] = []
     lora: list[Annotated[float, Field(gt=0)]] = []
     adapters: list[Annotated[float, Field(gt=0)]] = []
     measure: Literal["multilingual mAP", "t2i R@1"] = "multilingual mAP"
+    seed: Annotated[int, Field(ge=0)] = 1000
 
 
 class TrainSection(Section):
@@ -391,6 +397,12 @@ class Params(Section):
                 "pairs a caption only with its English translation (ENG TEXT), so data.train_langs "
                 f"{self.data.train_langs} give none: add 'en' to data.train_langs, set "
                 "data.laion.translate, or drop those arms (train.arms; adapters.hybrid_alpha: null)"
+            )
+        if self.train.tune.seed in self.run.seeds:
+            raise ValueError(
+                f"train.tune.seed {self.train.tune.seed} is one of run.seeds {self.run.seeds}: "
+                "the learning-rate trials need a seed no arm of the study trains at (their luck "
+                "on validation would pick the rate for that arm); choose another train.tune.seed"
             )
         self._adapters_match_the_shared_lora()
         return self

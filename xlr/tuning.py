@@ -3,7 +3,8 @@
 Why: a rate picked by looking at test results makes every claim about that test optimistic
 (the review found ``params/synthetic.yaml``'s rates chosen on base 0's test numbers). Here each
 arm family (``full``, shared ``lora``, per-language ``adapters``) trains one arm per rate in its
-``train.tune`` grid at the first base and seed, each is scored on the validation sets
+``train.tune`` grid at the first base and at ``train.tune.seed`` (a seed of its own: no study arm
+shares a trial's training noise), each is scored on the validation sets
 (:func:`xlr.data.prepare.val_sets`) and the best rate replaces the family's configured one.
 The full family goes first: a trained logit scale moves at ``train.lr`` in every arm, so the
 LoRA and adapters trials train theirs at the full family's chosen rate, as their final arms do.
@@ -67,9 +68,10 @@ def with_rates(params: Params, rates: dict[str, float]) -> Params:
 
 
 def family_arms(params: Params) -> dict[str, Arm]:
-    """The arm each family with a non-empty grid is tuned on, at the first base and seed."""
+    """The arm each family with a non-empty grid is tuned on, at the first base and at
+    ``train.tune.seed``."""
     headline, grid = headline_arms(params), params.train.tune
-    base, seed = params.run.base_seeds[0], params.run.seeds[0]
+    base, seed = params.run.base_seeds[0], grid.seed
     arms = {}
     if grid.full and headline.hybrid is not None and "full" in params.train.trainable:
         arms["full"] = Arm("hybrid", headline.hybrid.alpha, "full").at(base, seed)
@@ -85,13 +87,13 @@ def _key(params: Params) -> str:
     (:meth:`~xlr.config.Params.weights_hash`: not ``train.loader_workers``, a speed setting),
     its grid and measure, what its score reads of ``eval`` (the caption convention and the
     encoders' precision and batch size: not the benchmarks, the controls' doses or the
-    confidence, which would redo every trial for nothing), the base (corpus included) and
-    seed its arms train at, and the :data:`PROTOCOL` of its trials."""
+    confidence, which would redo every trial for nothing), the base (corpus included) its arms
+    train at (their seed is ``train.tune``'s), and the :data:`PROTOCOL` of its trials."""
     run = params.run
     scored = params.eval.model_dump(include={"captions", "precision", "batch_size"})
     return config_hash(
         params.weights_hash("data", "model", "train", "adapters"), params.train.tune, scored,
-        base_key(params, run.base_seeds[0]), run.seeds[0], PROTOCOL,
+        base_key(params, run.base_seeds[0]), PROTOCOL,
     )  # fmt: skip
 
 
