@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from unittest import mock
@@ -411,7 +411,8 @@ def test_an_arm_finished_by_an_older_xlr_resumes_from_its_final_checkpoint(
     spec = Arm("hybrid", 0.5, "lora").at(base_seed=0, seed=0)
     base = load_model(world["model"])
 
-    def old_finish(folder: RunFolder, summary: dict, ctx: object) -> None:
+    def old_finish(folder: RunFolder, summary: dict, ctx: object, outputs: Callable) -> None:
+        outputs()
         (folder.path / SUMMARY_FILE).write_text(json.dumps(summary))
 
     with mock.patch.object(RunFolder, "finish", old_finish):

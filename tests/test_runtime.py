@@ -1,6 +1,6 @@
 """``xlr.runtime.rank0_first`` on two real gloo ranks: rank 0's work runs once and the others
-wait for it; when it fails, every rank stops with its message instead of waiting out the long
-timeout."""
+wait for it; when it fails (an interrupt too), every rank stops with its message instead of
+waiting out the long timeout; a run whose outputs fail to write is not finished."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from xlr import runtime
+from xlr.arms import SUMMARY_FILE
 from xlr.runtime import DistContext, RankZeroFailed, rank0_first
+from xlr.train.loop import RunFolder
 
 WAIT = timedelta(seconds=60)  # a rank that would wait for a failed rank 0 times out here
 
@@ -26,9 +28,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def two_ranks(rank: int, port: int, folder: str, fail: bool) -> None:
-    """One of two gloo ranks: rank 0 writes a file (or fails); each rank records what it saw
-    after :func:`rank0_first` in ``folder/<rank>.txt``."""
+FAILURES = {"error": ValueError("no shards in /data/laion"), "interrupt": KeyboardInterrupt("^C")}
+
+
+def two_ranks(rank: int, port: int, folder: str, fail: str) -> None:
+    """One of two gloo ranks: rank 0 writes a file (or raises ``FAILURES[fail]``); each rank
+    records what it saw after :func:`rank0_first` in ``folder/<rank>.txt``."""
     runtime.RANK0_WAIT = WAIT
     os.environ |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
     dist.init_process_group("gloo", rank=rank, world_size=2, timeout=WAIT)
@@ -36,30 +41,47 @@ def two_ranks(rank: int, port: int, folder: str, fail: bool) -> None:
 
     def work() -> None:
         if fail:
-            raise ValueError("no shards in /data/laion")
+            raise FAILURES[fail]
         written.write_text("rank 0 was here")
 
     try:
         rank0_first(DistContext(rank, 2, torch.device("cpu")), work)
         seen = f"ok: {written.read_text()}"
-    except Exception as error:  # what each rank raised is the test's finding
+    except BaseException as error:  # what each rank raised is the test's finding
         seen = f"{type(error).__name__}: {error}"
     finally:
         dist.destroy_process_group()
     (Path(folder) / f"{rank}.txt").write_text(seen)
 
 
-@pytest.mark.parametrize("fail", [False, True])
-def test_rank0_first_shares_rank_zeros_outcome(tmp_path: Path, fail: bool) -> None:
+@pytest.mark.parametrize("fail", ["", *FAILURES])
+def test_rank0_first_shares_rank_zeros_outcome(tmp_path: Path, fail: str) -> None:
     mp.spawn(two_ranks, args=(free_port(), str(tmp_path), fail), nprocs=2, join=True)
     seen = [(tmp_path / f"{rank}.txt").read_text() for rank in (0, 1)]
     if not fail:
         assert seen == ["ok: rank 0 was here"] * 2
         return
-    assert seen[0] == "ValueError: no shards in /data/laion"  # rank 0's own error, as raised
-    assert seen[1].startswith(f"{RankZeroFailed.__name__}: rank 0 failed")
-    assert "ValueError: no shards in /data/laion" in seen[1]
+    raised = f"{type(FAILURES[fail]).__name__}: {FAILURES[fail]}"
+    assert seen[0] == raised  # rank 0's own error, as raised
+    assert seen[1].startswith(f"{RankZeroFailed.__name__}: rank 0 failed") and raised in seen[1]
     assert not (tmp_path / "written.txt").exists()
+
+
+def test_a_run_whose_outputs_fail_is_not_finished(tmp_path: Path) -> None:
+    """RunFolder.finish writes the driver's outputs and then the summary on rank 0, inside
+    rank0_first: outputs that fail leave no summary (the run is not complete), and the error
+    is the outputs'."""
+    folder = RunFolder(tmp_path, None, {"arm": "a"}, checkpoint_every=1)  # type: ignore[arg-type]
+    one = DistContext(0, 1, torch.device("cpu"))
+
+    def full_disk() -> None:
+        raise OSError("No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        folder.finish({"steps": 1}, one, full_disk)
+    assert not (tmp_path / SUMMARY_FILE).exists() and folder.finished(one) is None
+    folder.finish({"steps": 1}, one, lambda: (tmp_path / "model").mkdir())
+    assert folder.finished(one) == {"steps": 1} and (tmp_path / "model").is_dir()
 
 
 def test_one_process_runs_the_work_and_raises_its_error() -> None:

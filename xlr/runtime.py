@@ -132,21 +132,28 @@ def patient_barrier(ctx: DistContext) -> None:
 
 def rank0_first(ctx: DistContext, work: Callable[[], None]) -> None:
     """Run ``work`` on rank 0 while the other ranks wait for it (on :func:`patient_barrier`'s
-    kind of group). Rank 0 then tells every rank how it went: a failure raises there as itself
-    and on the others as :class:`RankZeroFailed` naming it, so no rank waits out the long
-    timeout for a rank that has stopped, or goes on without what rank 0 was to write (on other
-    nodes, ``torchrun`` does not stop them when rank 0's process fails)."""
+    kind of group). Rank 0 then tells every rank how it went: an error in ``work`` (an interrupt
+    too) raises there as itself and on the others as :class:`RankZeroFailed` naming it, so they
+    neither wait out the long timeout nor go on without what rank 0 was to write. A rank 0
+    killed outright tells no one: ``torchrun`` stops the ranks of its node, and those of other
+    nodes wait until the job's rendezvous store goes."""
     failure, message = None, ""
     if ctx.is_main:
         try:
             work()
-        except Exception as error:  # every rank must learn of it before rank 0 raises it
+        except BaseException as error:  # every rank must learn of it before rank 0 raises it
             failure, message = error, f"{type(error).__name__}: {error}"
     if ctx.world_size > 1:
-        waiting = _patient_group()
-        shared = [message]
-        dist.broadcast_object_list(shared, src=0, group=waiting)  # a str, from this job's rank 0
-        dist.destroy_process_group(waiting)
+        try:
+            waiting = _patient_group()
+            shared = [message]
+            dist.broadcast_object_list(shared, src=0, group=waiting)  # a str from our rank 0
+            dist.destroy_process_group(waiting)
+        except BaseException as error:
+            if failure is None:
+                raise
+            failure.add_note(f"telling the other ranks failed too: {error}")
+            raise failure from None
         message = shared[0]
     if failure is not None:
         raise failure

@@ -282,12 +282,14 @@ def train_adapters(
         steps_per_language=language_steps(run.steps, langs) if arm.alpha is None else None,
         **run.pairs,
     )  # fmt: skip
-    if ctx.is_main:
+
+    def outputs() -> None:  # rank 0's, as RunFolder.finish runs it
         with atomic_dir(out / ADAPTERS_DIR, overwrite=True) as tmp:
             transformer.save_pretrained(tmp, selected_adapters=langs)
         summary["per_language"] = _per_language(out, langs, transformer, params.train.batch_size)
         summary["bytes_on_disk"] = sum(v["bytes_on_disk"] for v in summary["per_language"].values())
-    folder.finish(summary, ctx)
+
+    folder.finish(summary, ctx, outputs)
     return TrainedAdapters(arm, dataclasses.replace(base, model=model), out, summary)
 
 

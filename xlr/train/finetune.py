@@ -317,8 +317,6 @@ def train_arm(
     summary = run_summary(
         arm, langs, params, ctx, train.steps, run.wall_s, trained, total, **pair_summary(sampler)
     )
-    if ctx.is_main:
-        _write_outputs(model, base, out, lora=lora)
-    folder.finish(summary, ctx)
+    folder.finish(summary, ctx, lambda: _write_outputs(model, base, out, lora=lora))
     model.eval()
     return TrainedArm(arm, out, summary, loaded=dataclasses.replace(base, model=model))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -173,15 +174,21 @@ class RunFolder:
         patient_barrier(ctx)  # ranks come here as soon as they have loaded the base
         return summary
 
-    def finish(self, summary: dict[str, Any], ctx: DistContext) -> None:
-        """On rank 0, write ``summary.json`` with this run's identity (after the driver's
-        outputs: it says the run is complete); then, once every rank is past its resume,
-        drop the checkpoint. Its optimizer state only served a resume, and for a full
-        xlm-roberta-base text tower it is 3.3 GB: three times the trained weights, which the
-        outputs already hold. Every rank calls this."""
-        path = self.path / SUMMARY_FILE
-        # rank 0 has written the outputs (a 1.5 GB model, on a slow disk); a failure reaches all
-        rank0_first(ctx, lambda: atomic_write_json({**summary, IDENTITY_KEY: self.identity}, path))
+    def finish(
+        self, summary: dict[str, Any], ctx: DistContext, outputs: Callable[[], None]
+    ) -> None:
+        """On rank 0, write the driver's ``outputs`` (a 1.5 GB model, on a slow disk), then
+        ``summary.json`` with this run's identity (it says the run is complete), while the other
+        ranks wait: a failure in either stops them too (:func:`xlr.runtime.rank0_first`). Then,
+        once every rank is past its resume, drop the checkpoint. Its optimizer state only served
+        a resume, and for a full xlm-roberta-base text tower it is 3.3 GB: three times the
+        trained weights, which the outputs already hold. Every rank calls this."""
+
+        def write() -> None:
+            outputs()
+            atomic_write_json({**summary, IDENTITY_KEY: self.identity}, self.path / SUMMARY_FILE)
+
+        rank0_first(ctx, write)
         if ctx.is_main:
             (self.path / CHECKPOINT).unlink(missing_ok=True)
 
