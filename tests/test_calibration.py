@@ -93,18 +93,20 @@ def relative_units(rng: np.random.Generator, ratio: float) -> pd.DataFrame:
     return units_of(a - b).assign(value_b=b.ravel())
 
 
-def test_a_relative_claim_is_calibrated_on_its_ratio() -> None:
-    """Rank distance: the A/A worlds' verdicts read Fieller's interval of a / b, a plant of three
-    minimums (30% of b) is found, one of exactly the minimum rarely supported; the design's
-    numbers are in the claim's units (a / b - 1: the difference over b's level)."""
+def test_a_relative_claim_is_calibrated_on_its_own_rule() -> None:
+    """Rank distance: the A/A worlds' verdicts are the relative rule's (the tests of a - (1 +-
+    min) b); the plant is the minimum times b's level, so power and MDE are those of an absolute
+    claim of that size, given in the claim's units; a plant of three minimums is supported, one
+    of exactly the minimum rarely; a b at or below zero cannot be judged."""
     minimum = 0.1
     units = relative_units(np.random.default_rng(21), 0.85)
     aa = calibrate_comparison(units, -1, minimum, resamples=200, rng=1, relative=True)
     assert aa.aa_rate <= MAX_AA_RATE + NOISE and aa.aa_nonzero_rate <= MAX_AA_RATE + NOISE
     level = cells_interval(unit_cells(units.assign(value=units["value_b"]), "query_lang"))
-    absolute = calibrate_comparison(units, -1, minimum * level.estimate, resamples=1, rng=1)
+    absolute = calibrate_comparison(units, -1, minimum * level.estimate, resamples=200, rng=1)
     assert aa.estimate == pytest.approx(absolute.estimate / level.estimate)
     assert aa.mde == pytest.approx(absolute.mde / level.estimate)
+    assert (aa.aa_nonzero_rate, aa.power) == (absolute.aa_nonzero_rate, absolute.power)
     found = calibrate_comparison(units, -1, minimum, resamples=200, rng=3, relative=True,
                                  plant=3 * minimum)  # fmt: skip
     assert found.power >= 0.95 and found.supported_at_min >= 0.6
@@ -112,9 +114,9 @@ def test_a_relative_claim_is_calibrated_on_its_ratio() -> None:
     assert at_min.supported_at_min <= 0.1 < found.supported_at_min
     with pytest.raises(ValueError, match="value_b"):
         calibrate_comparison(units.drop(columns="value_b"), -1, minimum, relative=True)
-    with pytest.raises(ValueError, match="level above zero"):
-        negative = units.assign(value_b=-units["value_b"])
-        calibrate_comparison(negative, -1, minimum, relative=True)
+    negative = units.assign(value_b=-units["value_b"])
+    unjudged = calibrate_comparison(negative, -1, minimum, relative=True)
+    assert unjudged.calibrates == "not applicable" and np.isnan(unjudged.aa_rate)
 
 
 def noncentral_t_mde(se: float, df: float, confidence: float, power: float = 0.8) -> float:
@@ -439,23 +441,25 @@ def test_the_gate_benchmark_runs() -> None:
 
 
 @pytest.mark.parametrize(
-    ("script", "args", "rows", "printed"),
+    ("script", "args", "rows", "rates", "printed"),
     [
         ("bench_intervals.py", ["--images", "20", "--image-effects", "skewed", "--image-sd", "0.4"],
-         10, "skewed image effects of SD 0.4"),
-        ("bench_relative.py", ["--images", "30"], 8, "plug-in, Fieller"),
+         10, 4, "skewed image effects of SD 0.4"),
+        ("bench_relative.py", ["--images", "30", "--ratio", "0.7"], 8, 6,
+         "claims', Fieller, plug-in"),
     ],
 )  # fmt: skip
-def test_the_interval_benchmarks_run(script: str, args: list[str], rows: int, printed: str) -> None:
+def test_the_interval_benchmarks_run(
+    script: str, args: list[str], rows: int, rates: int, printed: str
+) -> None:
     """The benchmarks whose figures the README quotes for few skewed images and for relative
-    claims run end to end on two studies a row, and print every row."""
+    claims run end to end on two studies a row, and print every row, each of its rates."""
     done = subprocess.run(
         [sys.executable, f"benchmarks/{script}", "--studies", "2", *args],
         cwd=Path(__file__).parent.parent, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
-    assert sum(line.count("%") == 4 for line in lines) == rows  # four rates a row
+    assert sum(line.count("%") == rates for line in done.stdout.splitlines()) == rows
     assert printed in done.stdout
 
 

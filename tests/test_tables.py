@@ -154,6 +154,19 @@ def test_claims_markdown_has_one_line_per_claim() -> None:
     )
 
 
+def test_a_relative_claim_reads_in_percent_and_an_unbounded_interval_says_so() -> None:
+    """Rank distance's effect is a / b - 1: percentages, the minimum too; Fieller's interval,
+    where b's level is not told from zero, is "unbounded", not "[-inf%, +inf%]"."""
+    row = {"statement": "s", "family": "batches", "measure": "rank distance", "langs": "seen",
+           "benchmark": "x", "min_effect": 0.1, "effect": -0.1234, "low": -np.inf,
+           "high": np.inf, "interval_confidence": 0.99, "p_value": 0.03, "p_holm": 0.1,
+           "bases_agreeing": "3/3", "runs_agreeing": "6/6", "verdict": "supported"}  # fmt: skip
+    bounded = {**row, "low": -0.2, "high": -0.05, "measure": "rank distance"}
+    lines = claims_markdown(pd.DataFrame([row, bounded])).splitlines()
+    assert "| 10.0% " in lines[2] and "| -12.3% " in lines[2] and "| unbounded " in lines[2]
+    assert "| [-20.0%, -5.0%] " in lines[3] and "inf" not in "".join(lines)
+
+
 def test_every_claims_column_is_explained_in_one_line() -> None:
     text = claims_columns_markdown()
     lines = text.splitlines()

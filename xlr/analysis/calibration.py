@@ -71,14 +71,15 @@ the design's, read off this study. The resamples draw the training part from the
 model, so ``power`` with the MDE planted comes out near 0.8 (``benchmarks/bench_calibration.py``):
 that checks the image part and the MDE's arithmetic, not the model.
 
-**Relative claims** (rank distance, whose effect is a / b - 1, :mod:`xlr.analysis.ratios`): the
-worlds are the same resamples of the differences, added to b's own values (a = b + the world's
-differences), and each world's verdict reads Fieller's interval of a / b, so b's noise enters it
-as it enters the claim's; the planted effect is the minimum times b's own values, so a / b moves
-by the minimum; the rates of intervals excluding zero and the power read the difference's
-interval, which excludes zero exactly when the ratio's excludes 1. The ``estimate``, ``se`` and
-``mde`` are the difference's divided by b's level (the se and MDE so leave b's own noise out:
-they describe the design, in the claim's units).
+**Relative claims** (rank distance, whose effect is a / b - 1): the worlds are the same
+resamples of the differences, added to b's own values (a = b + the world's differences), and
+each world's verdict is the claims' relative rule
+(:func:`xlr.analysis.claims.relative_verdict`: the tests of a - (1 +- min) b), so b's noise
+enters it as it enters the claim's. The planted effect is the minimum times b's level, added to
+every query of a, as for an absolute claim of that size; so the rates of intervals excluding
+zero, the power and the MDE are the difference's, and ``estimate``, ``se`` and ``mde`` are
+given divided by b's level, in the claim's units (b's level is positive: where it is not, the
+claim cannot be judged, and is *not applicable* here).
 
 **The gate** (:func:`check_calibration`) fails a claim on either A/A rate. The rate of verdicts
 alone cannot see an interval that is too narrow: a verdict needs the interval beyond the minimum
@@ -136,10 +137,10 @@ from xlr.analysis.claims import (
     claim_evidence,
     claim_units,
     claims_table,
+    relative_verdict,
     verdict,
 )
 from xlr.analysis.intervals import SIDES, unit_cells
-from xlr.analysis.ratios import ratio_interval
 from xlr.analysis.stats import Cells, Interval, cells_interval, linear_parts, run_weights
 from xlr.config import MinEffectSection
 from xlr.eval.results import check_table
@@ -259,14 +260,14 @@ def calibrate_comparison(
     ``units``: the per-run, per-query differences a - b in ``value`` with ``benchmark``,
     ``base_seed``, ``seed``, ``query_image_id`` and ``query_lang`` (the strata of the macro
     mean); ``direction`` +1 when a above b supports the claim, -1 when below; ``min_effect`` the
-    claim's minimum effect (> 0, in the measure's units); ``confidence`` the level of each
+    claim's minimum effect (> 0, in the claim's units); ``confidence`` the level of each
     interval (the claim's, 1 - alpha/m); ``plant`` the size of the planted effect behind
     ``power`` and ``supported_at_min`` (default: the minimum effect itself).
 
     ``relative``: the claim's effect is a / b - 1 (module doc, relative claims); ``units`` then
-    also hold b's values (``value_b``), each world's verdict reads Fieller's interval of a / b,
-    the planted effect scales b's values, and ``estimate``, ``se`` and ``mde`` are divided by
-    b's level.
+    also hold b's values (``value_b``), ``min_effect`` and ``plant`` are fractions of b's level,
+    each world's verdict is the relative rule, and ``estimate``, ``se`` and ``mde`` are divided
+    by b's level.
     """
     if direction not in (-1, 1):
         raise ValueError(f"direction must be +1 or -1, got {direction}")
@@ -281,16 +282,19 @@ def calibrate_comparison(
     observed = cells_interval(cells, confidence)
     judge = _Judge(cells.counts, direction, min_effect, confidence, units if relative else None)
     calibrates = _calibrates(observed.n_bases, observed.n_runs, observed.n_images)
+    scale = judge.scale if judge.scale > 0 else np.nan  # b's level: a relative claim's unit
+    if np.isnan(scale):
+        calibrates = "not applicable"
     design = {
-        "estimate": observed.estimate / judge.scale,
-        "se": observed.se / judge.scale,
+        "estimate": observed.estimate / scale,
+        "se": observed.se / scale,
         "training_share": observed.training_variance / observed.se**2 if observed.se else np.nan,
         "training_df": observed.training_df,
         "n_bases": observed.n_bases,
         "n_runs": observed.n_runs,
         "n_images": observed.n_images,
         "calibrates": calibrates,
-        "mde": minimum_detectable_effect(observed) / judge.scale,
+        "mde": minimum_detectable_effect(observed) / scale,
     }
     if calibrates == "not applicable":
         rates = dict.fromkeys(
@@ -323,10 +327,10 @@ def calibrate_comparison(
 
 class _Judge:
     """A claim's verdict on a world's sums of differences a - b, as the claims table reads it:
-    the difference's interval against the minimum, or with b's values
-    (``reference_units``, module doc: relative claims) Fieller's interval of a / b less 1.
-    ``unit_effect`` is the sums of an effect of 1 in the claim's units; ``scale``, b's level (1
-    for absolute claims), turns the difference's units into the claim's."""
+    the difference's interval against the minimum, or with b's values (``reference_units``,
+    module doc: relative claims) the relative rule. ``unit_effect`` is the sums of an effect of
+    1 in the claim's units; ``scale``, b's level (1 for absolute claims), turns the difference's
+    units into the claim's."""
 
     def __init__(
         self,
@@ -344,22 +348,15 @@ class _Judge:
             b = reference_units[SIDES[1]]
             self.reference = unit_cells(reference_units.assign(value=b), "query_lang")
             self.scale = linear_parts(self.reference).estimate
-            if not self.scale > 0:
-                raise ValueError(
-                    f"a relative claim needs arm b's level above zero, got {self.scale}: "
-                    "its effect a / b - 1 is undefined"
-                )
-            self.unit_effect = self.reference.sums
+            self.unit_effect = self.scale * counts
 
     def __call__(self, sums: np.ndarray, difference: Interval) -> str:
         """The verdict of a world whose differences' sums are ``sums``, with their interval
         ``difference`` (what an absolute claim reads)."""
-        low, high = difference.low, difference.high
-        if self.reference is not None:
-            a = dataclasses.replace(self.reference, sums=self.reference.sums + sums)
-            ratio = ratio_interval(a, self.reference, self.confidence)
-            low, high = ratio.low - 1, ratio.high - 1
-        return verdict(low, high, self.direction, self.min_effect)
+        if self.reference is None:
+            return verdict(difference.low, difference.high, self.direction, self.min_effect)
+        a = dataclasses.replace(self.reference, sums=self.reference.sums + sums)
+        return relative_verdict(a, self.reference, self.direction, self.min_effect, self.confidence)
 
 
 def training_units(cells: Cells) -> np.ndarray:

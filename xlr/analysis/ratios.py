@@ -1,11 +1,13 @@
-"""The interval of a ratio of two arms' means on one design, for claims whose minimum effect is
-relative (rank distance: 10% of arm b's level).
+"""The interval of a ratio of two arms' means on one design, shown for claims whose minimum
+effect is relative (rank distance: 10% of arm b's level).
 
 A relative minimum read as ``m`` times arm b's *estimated* level treats that level as known, but
 it is measured on the same bases, seeds and images as the difference, with noise of its own that
-no interval then holds. A ratio needs no such plug-in: ``a / b < 1 - m`` says the same as
-``a - (1 - m) b < 0``, a linear statistic of the same per-query values, whose interval
-(:func:`xlr.analysis.stats.cells_interval`) carries b's noise and its covariance with a's.
+no interval then holds. A ratio needs no such plug-in: where b's level is positive (rank
+distance's is), ``a / b < 1 - m`` says the same as ``a - (1 - m) b < 0``, a linear statistic of
+the same per-query values, whose interval (:func:`xlr.analysis.stats.cells_interval`) carries
+b's noise and its covariance with a's; the claims judge by those tests at ``1 +- m``
+(:func:`xlr.analysis.claims.relative_verdict`), and show this interval.
 
 Fieller's interval (1954, JRSS B 16) is every ratio ``r`` that the test of ``a - r b = 0`` does
 not reject: ``(A - r B)^2 <= t_run^2 v_run(r) + t_image^2 v_image(r)`` in Banerjee's
@@ -14,11 +16,14 @@ and each variance part of ``a - r b`` is a quadratic in ``r`` (the estimate is l
 sums, :class:`xlr.analysis.stats.LinearParts`), while its degrees of freedom do not depend on
 ``r``. So the set is where a quadratic is at most zero: a bounded interval around ``A / B`` when
 its leading coefficient, ``B^2`` minus b's own squared half-width, is positive (b's level is told
-from zero at this level), else unbounded, and then no relative verdict can be given.
+from zero at this level), else two rays or the whole line, returned as ``(-inf, inf)``.
 
-By construction the interval lies beyond ``1 - m`` exactly when the test of
-``a - (1 - m) b`` rejects on that side, so a verdict read off it against ``1 +- m`` is the pair
-of one-sided tests at the two thresholds (tested).
+Where it is bounded it lies beyond ``1 - m`` exactly when the test of ``a - (1 - m) b`` rejects
+on that side, so a verdict read off it against ``1 +- m`` is the claims' (tested). Where it is
+not, the tests at ``1 +- m`` still judge (b's positive level makes each a bound on the ratio),
+and keep much of the power the interval loses: with three bases 20% apart in b's level, at
+1 - 0.05/8, a true ratio of 0.7 was supported in 70.9% of 1,000 simulated studies by the tests
+and 32.8% by this interval (``benchmarks/bench_relative.py --ratio 0.7``, README).
 """
 
 from __future__ import annotations

@@ -293,7 +293,7 @@ CLAIMS_COLUMNS: dict[str, str] = {
     "interval": "the effect's interval over bases, seeds within a base and images (an image's "
     "queries move together), never queries: each part's variance times its own t quantile; for "
     "rank distance Fieller's interval of a / b less 1, which holds b's noise too (unbounded "
-    "where b's level is not told from zero)",
+    "where b's level is not told from zero at that level; the verdict still stands, below)",
     "level": "each interval's level, 1 - alpha/m for the m rows of its family that ran "
     "(Bonferroni: the family-wise level is 1 - alpha, eval.confidence)",
     "p": "two-sided p-value of a zero effect: the level at which the interval just reaches zero",
@@ -304,7 +304,9 @@ CLAIMS_COLUMNS: dict[str, str] = {
     "part of the verdict)",
     "verdict": "supported: interval beyond +min in the claimed direction; contradicted: beyond "
     "min the other way; equivalent: inside +-min; inconclusive otherwise, with one run or with "
-    f"fewer than {MIN_IMAGES} images",
+    f"fewer than {MIN_IMAGES} images. For rank distance the tests of a - (1 +- min) b "
+    "themselves: the same verdict where the interval is bounded, and one where it is not "
+    "(rank distance is positive, so a below 0.9 b is a / b below 0.9)",
 }  # one line per column of the claims table, for notebook 06 and index.html
 
 
