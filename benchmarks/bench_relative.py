@@ -1,5 +1,5 @@
 """How often a relative claim (rank distance: a below b by at least 10% of b's level) is called
-supported, by three rules: the claims' (:func:`xlr.analysis.claims.relative_verdict`, the tests
+supported, by three rules: the claims' (:func:`xlr.analysis.verdicts.relative_verdict`, the tests
 of a - 0.9 b and a - 1.1 b themselves), Fieller's interval of a / b read against 0.9 and 1.1
 (:mod:`xlr.analysis.ratios`, what the table shows), and the rule of sessions before 19: the
 difference's interval beyond 10% of b's *estimated* level, read as if known. With the true
@@ -24,9 +24,9 @@ import argparse
 
 import numpy as np
 
-from xlr.analysis.claims import relative_verdict, verdict
 from xlr.analysis.ratios import ratio_interval
 from xlr.analysis.stats import Cells, cells_interval, linear_parts
+from xlr.analysis.verdicts import relative_verdict, verdict
 
 LANGS, SEEDS = 6, 2
 LEVEL = 10.0  # b's mean rank distance

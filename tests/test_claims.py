@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from xlr.analysis import claims as claims_module
 from xlr.analysis.claims import (
     FAMILIES,
     MIN_IMAGES,
@@ -18,11 +19,11 @@ from xlr.analysis.claims import (
     measure_task,
     per_query_measure,
     run_differences,
-    verdict,
 )
 from xlr.analysis.intervals import compare_arms
 from xlr.analysis.stats import holm
 from xlr.analysis.tables import claims_markdown
+from xlr.analysis.verdicts import verdict
 from xlr.arms import Arm, HeadlineArms
 from xlr.config import MinEffectSection
 
@@ -232,6 +233,27 @@ def test_the_rank_distance_effect_and_minimum_are_relative_to_the_reference_arm(
     difference = compare_arms(per_query, "hybrid-a0.5-full", "mono-full",
                               confidence=row["interval_confidence"]).iloc[0]  # fmt: skip
     assert row["p_value"] == pytest.approx(difference["p_value"])  # a / b = 1 iff a - b = 0
+
+
+def test_a_rank_distance_verdict_is_the_relative_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The claims table takes a rank-distance claim's verdict from relative_verdict (the tests
+    of a - (1 +- min) b), not from the interval it shows; other measures from their interval."""
+    ranks = fake_ranks({"mono-full": 0.35, "hybrid-a0.5-full": 0.8}, **PLANTED)
+    keys = ("hybrid<mono:bias", "hybrid>mono:t2i")
+    claims = [c for c in default_claims(HeadlineArms(Arm("hybrid", 0.5, "full"), None))
+              if c.key in keys]  # fmt: skip
+    calls: list[tuple] = []
+
+    def scripted(*args: object) -> str:
+        calls.append(args[2:])
+        return "equivalent"
+
+    monkeypatch.setattr(claims_module, "relative_verdict", scripted)
+    table = evaluate_claims(ranks, claims, SEEN, HELDOUT).set_index("key")
+    level = table.at["hybrid<mono:bias", "interval_confidence"]
+    assert calls == [(-1, 0.1, level)]  # lower is less biased; 10% of b; the family's level
+    assert table.at["hybrid<mono:bias", "verdict"] == "equivalent"
+    assert table.at["hybrid>mono:t2i", "verdict"] == "supported"
 
 
 def test_a_large_minimum_makes_a_null_difference_equivalent() -> None:

@@ -450,9 +450,9 @@ def test_fp16_trains_with_a_grad_scaler_and_checkpoints_its_scale(
     scales = []
     finish = RunFolder.finish
 
-    def look_then_finish(folder: RunFolder, summary: dict, ctx: object) -> None:  # before the drop
-        scales.append(load_checkpoint(folder.path / CHECKPOINT)["scaler"]["scale"])
-        finish(folder, summary, ctx)
+    def look_then_finish(folder: RunFolder, summary: dict, ctx: object, outputs: object) -> None:
+        scales.append(load_checkpoint(folder.path / CHECKPOINT)["scaler"]["scale"])  # not dropped
+        finish(folder, summary, ctx, outputs)
 
     with mock.patch.object(RunFolder, "finish", look_then_finish):
         arm = train_arm(base, world["shard_pool"], params, MONO, tmp_path, progress=False)

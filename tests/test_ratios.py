@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xlr.analysis.claims import relative_verdict, verdict
 from xlr.analysis.ratios import ratio_interval
 from xlr.analysis.stats import Cells, cells_interval, design_cells
+from xlr.analysis.verdicts import relative_verdict, verdict
 
 RUNS = [(base, seed) for base in range(3) for seed in range(2)]
 LANGS, IMAGES = ("en", "de", "fr"), 40

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from xlr.analysis.claims import verdict
 from xlr.analysis.stats import (
     LabelledRows,
     crossed_mean_interval,
@@ -16,6 +15,7 @@ from xlr.analysis.stats import (
     seed_summary,
     within_row_permutation_test,
 )
+from xlr.analysis.verdicts import verdict
 
 N_EXPERIMENTS = 200
 MIN_EFFECT = 0.01

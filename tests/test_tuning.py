@@ -162,8 +162,9 @@ def test_with_rates_replaces_only_the_named_families(tmp_path: Path) -> None:
 
 
 def test_a_sweep_is_redone_only_for_settings_that_change_its_trials(tmp_path: Path) -> None:
-    """The sweep's key names its trials' folder: a speed setting or an eval setting its score
-    does not read leaves it (a new key retrains every trial: hours on the real study)."""
+    """The sweep's key names its trials' folder: a speed setting, an eval setting its score
+    does not read or the study's seeds (its trials train at train.tune.seed) leave it (a new
+    key retrains every trial: hours on the real study)."""
     params = tiny_study(tmp_path, full=[1e-4, 1e-3])
 
     def changed(section: str, **update: object) -> Params:
@@ -171,11 +172,13 @@ def test_a_sweep_is_redone_only_for_settings_that_change_its_trials(tmp_path: Pa
         return params.model_copy(update={section: part})
 
     same = [changed("train", loader_workers=7), changed("eval", confidence=0.9),
-            changed("eval", control_doses=[0.5]), changed("eval", recall_at=[1])]  # fmt: skip
+            changed("eval", control_doses=[0.5]), changed("eval", recall_at=[1]),
+            changed("run", seeds=[0, 1, 2])]  # fmt: skip
     assert {tuning._key(p) for p in same} == {tuning._key(params)}
     grid = params.train.tune.model_copy(update={"full": [1e-4]})
+    seed = params.train.tune.model_copy(update={"seed": 7})
     other = [changed("train", lambda_tt=0.5), changed("train", tune=grid),
-             changed("eval", captions="first")]  # fmt: skip
+             changed("train", tune=seed), changed("eval", captions="first")]  # fmt: skip
     assert tuning._key(params) not in {tuning._key(p) for p in other}
 
 

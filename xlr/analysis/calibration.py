@@ -23,7 +23,7 @@ So the world is the normal crossed model at the training level, which the interv
 assumes, and the data's own images at the image level, where there are many units to flip. The
 same verdict machinery as the claims reads each resample: the interval of
 :func:`xlr.analysis.stats.cells_interval` at the claim's level (1 - alpha/m in its family), the
-claim's minimum effect and :func:`xlr.analysis.claims.verdict`.
+claim's minimum effect and :func:`xlr.analysis.verdicts.verdict`.
 
 Why draw the units' effects, not flip their signs (this module in session 15): three units'
 deviations under random signs take four patterns, and the t ratio of three centred deviations so
@@ -74,8 +74,12 @@ that checks the image part and the MDE's arithmetic, not the model.
 **Relative claims** (rank distance, whose effect is a / b - 1): the worlds are the same
 resamples of the differences, added to b's own values (a = b + the world's differences), and
 each world's verdict is the claims' relative rule
-(:func:`xlr.analysis.claims.relative_verdict`: the tests of a - (1 +- min) b), so b's noise
-enters it as it enters the claim's. The planted effect is the minimum times b's level, added to
+(:func:`xlr.analysis.verdicts.relative_verdict`: the tests of a - (1 +- min) b). b's values are
+the data's in every world, not resampled: each world's interval holds b's estimated noise, as the
+claim's does, but the worlds do not vary with it, so where b's level varies much between bases
+the A/A rate of directional verdicts and ``supported_at_min`` of a relative claim read low (the
+rate of intervals excluding zero, the gate's sharper half, reads the difference and is not
+affected). The planted effect is the minimum times b's level, added to
 every query of a, as for an absolute claim of that size; so the rates of intervals excluding
 zero, the power and the MDE are the difference's, and ``estimate``, ``se`` and ``mde`` are
 given divided by b's level, in the claim's units (b's level is positive: where it is not, the
@@ -137,11 +141,10 @@ from xlr.analysis.claims import (
     claim_evidence,
     claim_units,
     claims_table,
-    relative_verdict,
-    verdict,
 )
 from xlr.analysis.intervals import SIDES, unit_cells
 from xlr.analysis.stats import Cells, Interval, cells_interval, linear_parts, run_weights
+from xlr.analysis.verdicts import relative_verdict, verdict
 from xlr.config import MinEffectSection
 from xlr.eval.results import check_table
 

@@ -12,15 +12,16 @@ when it lies beyond -min the other way, *equivalent* when it lies inside +-min, 
 otherwise. Rank distance grows with the pool, so its minimum is a fraction of arm b's level and
 its effect is relative, ``a / b - 1``, shown with Fieller's interval of the ratio
 (:mod:`xlr.analysis.ratios`) and judged by the tests of a - (1 +- min) b themselves
-(:func:`relative_verdict`): the level b is measured on the same runs and images as a, and its
-noise belongs in the verdict (a fraction of b's estimate, read as if known, left it out; the
-p-value of no difference is the same either way). A comparison of a single run, whose training
-noise is unmeasured, is inconclusive, and so is one on fewer than :data:`MIN_IMAGES` images,
-whose interval can be degenerate: with 0/1 values such as R@1, few images can all deviate alike
-and give a zero-width interval (a rehearsal benchmark of 2 images did), which is also why
-:mod:`xlr.analysis.calibration` cannot check such a design. (Two training units are calibrated,
-and their verdicts stand, but their interval's training part has 1 degree of freedom, whose t
-quantile at a family's level, 102 at 1 - 0.05/8, leaves almost any claim inconclusive.)
+(:func:`xlr.analysis.verdicts.relative_verdict`): the level b is measured on the same runs and
+images as a, and its noise belongs in the verdict (a fraction of b's estimate, read as if known,
+left it out; the p-value of no difference is the same either way). A comparison of a single run,
+whose training noise is unmeasured, is inconclusive, and so is one on fewer than
+:data:`MIN_IMAGES` images, whose interval can be degenerate: with 0/1 values such as R@1, few
+images can all deviate alike and give a zero-width interval (a rehearsal benchmark of 2 images
+did), which is also why :mod:`xlr.analysis.calibration` cannot check such a design. (Two
+training units are calibrated, and their verdicts stand, but their interval's training part has
+1 degree of freedom, whose t quantile at a family's level, 102 at 1 - 0.05/8, leaves almost any
+claim inconclusive.)
 How many bases and runs show the claimed sign is reported beside it and is not part of the rule:
 with three bases, all three show the claimed sign by chance one time in eight.
 
@@ -40,7 +41,6 @@ run's own data.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -52,7 +52,8 @@ import pandas as pd
 from xlr.analysis.bias import rank_distance_per_query
 from xlr.analysis.intervals import COMPARISON_KEYS, compare_arms, paired_cells, paired_units
 from xlr.analysis.ratios import ratio_interval
-from xlr.analysis.stats import Cells, Interval, cells_interval, holm, linear_parts
+from xlr.analysis.stats import holm
+from xlr.analysis.verdicts import Verdict, relative_verdict, verdict
 from xlr.arms import ZEROSHOT, Arm, HeadlineArms
 from xlr.config import MinEffectSection
 from xlr.eval.metrics import per_query_values
@@ -60,7 +61,6 @@ from xlr.eval.results import MULTILINGUAL, MULTILINGUAL_SEEN
 
 Measure = Literal["t2i R@1", "multilingual mAP", "rank distance"]
 LangGroup = Literal["seen", "heldout", "all"]
-Verdict = Literal["supported", "contradicted", "equivalent", "inconclusive"]
 MIN_IMAGES = 20  # fewer: a verdict is inconclusive and its calibration not applicable
 MIN_EFFECT_FIELD: dict[str, str] = {
     "t2i R@1": "recall_at_1", "multilingual mAP": "map", "rank distance": "rank_distance",
@@ -251,49 +251,6 @@ def relative_change(units: pd.DataFrame, confidence: float) -> tuple[float, floa
     holds b's noise as well as a's, less one; shown, while :func:`relative_verdict` judges."""
     ratio = ratio_interval(*paired_cells(units), confidence)
     return ratio.estimate - 1, ratio.low - 1, ratio.high - 1
-
-
-def verdict(low: float, high: float, direction: int, min_effect: float) -> Verdict:
-    """The verdict of an interval ``[low, high]`` of the effect a - b against a minimum effect
-    > 0 (module doc)."""
-    if not min_effect > 0:
-        raise ValueError(f"the minimum effect must be positive, got {min_effect}")
-    above, below = low > min_effect, high < -min_effect
-    return _verdict_of(above, below, -min_effect < low and high < min_effect, direction)
-
-
-def relative_verdict(
-    a: Cells, b: Cells, direction: int, min_effect: float, confidence: float
-) -> Verdict:
-    """The verdict of a relative claim, a / b - 1 against +-``min_effect``, from the claims'
-    own intervals (at ``confidence``) of a - (1 + min) b and a - (1 - min) b on one design: a
-    above (1 + min) b where the first lies above zero, below (1 - min) b where the second lies
-    below, within where the first lies below and the second above. Each is the test of its
-    threshold itself, b's noise in it, and reads as a bound on a / b because b's level is
-    positive (rank distance's is; a level at or below zero gives no verdict). Fieller's interval
-    of the ratio (:mod:`xlr.analysis.ratios`, what the table shows) gives the same verdict where
-    it is bounded, and none where b's level is not told from zero at the claim's level, which
-    with three bases is often (a review: at 1 - 0.05/8, unbounded in 19-88% of simulated
-    studies whose bases differ in b's level by 10-40%), where these tests keep their power."""
-    if not min_effect > 0:
-        raise ValueError(f"the minimum effect must be positive, got {min_effect}")
-    if not linear_parts(b).estimate > 0:
-        return "inconclusive"
-
-    def beyond(ratio: float) -> Interval:
-        return cells_interval(dataclasses.replace(a, sums=a.sums - ratio * b.sums), confidence)
-
-    high, low = beyond(1 + min_effect), beyond(1 - min_effect)
-    return _verdict_of(high.low > 0, low.high < 0, high.high < 0 and low.low > 0, direction)
-
-
-def _verdict_of(above: bool, below: bool, within: bool, direction: int) -> Verdict:
-    """The verdict given whether the effect is told above +min, below -min or within +-min."""
-    if above if direction > 0 else below:
-        return "supported"
-    if below if direction > 0 else above:
-        return "contradicted"
-    return "equivalent" if within else "inconclusive"
 
 
 def run_means(units: pd.DataFrame, side: str) -> pd.Series:

@@ -7,7 +7,7 @@ no interval then holds. A ratio needs no such plug-in: where b's level is positi
 distance's is), ``a / b < 1 - m`` says the same as ``a - (1 - m) b < 0``, a linear statistic of
 the same per-query values, whose interval (:func:`xlr.analysis.stats.cells_interval`) carries
 b's noise and its covariance with a's; the claims judge by those tests at ``1 +- m``
-(:func:`xlr.analysis.claims.relative_verdict`), and show this interval.
+(:func:`xlr.analysis.verdicts.relative_verdict`), and show this interval.
 
 Fieller's interval (1954, JRSS B 16) is every ratio ``r`` that the test of ``a - r b = 0`` does
 not reject: ``(A - r B)^2 <= t_run^2 v_run(r) + t_image^2 v_image(r)`` in Banerjee's
@@ -21,7 +21,8 @@ from zero at this level), else two rays or the whole line, returned as ``(-inf, 
 Where it is bounded it lies beyond ``1 - m`` exactly when the test of ``a - (1 - m) b`` rejects
 on that side, so a verdict read off it against ``1 +- m`` is the claims' (tested). Where it is
 not, the tests at ``1 +- m`` still judge (b's positive level makes each a bound on the ratio),
-and keep much of the power the interval loses: with three bases 20% apart in b's level, at
+and keep much of the power the interval loses: with three bases whose levels of b have an SD of
+20% of it, at
 1 - 0.05/8, a true ratio of 0.7 was supported in 70.9% of 1,000 simulated studies by the tests
 and 32.8% by this interval (``benchmarks/bench_relative.py --ratio 0.7``, README).
 """
