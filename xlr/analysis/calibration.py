@@ -75,15 +75,15 @@ that checks the image part and the MDE's arithmetic, not the model.
 resamples of the differences, added to b's own values (a = b + the world's differences), and
 each world's verdict is the claims' relative rule
 (:func:`xlr.analysis.verdicts.relative_verdict`: the tests of a - (1 +- min) b). b's values are
-the data's in every world, not resampled: each world's interval holds b's estimated noise, as the
-claim's does, but the worlds do not vary with it, so where b's level varies much between bases
-the A/A rate of directional verdicts and ``supported_at_min`` of a relative claim read low (the
-rate of intervals excluding zero, the gate's sharper half, reads the difference and is not
-affected). The planted effect is the minimum times b's level, added to
-every query of a, as for an absolute claim of that size; so the rates of intervals excluding
-zero, the power and the MDE are the difference's, and ``estimate``, ``se`` and ``mde`` are
-given divided by b's level, in the claim's units (b's level is positive: where it is not, the
-claim cannot be judged, and is *not applicable* here).
+the data's in every world, not resampled: each world's interval holds b's estimated noise, as
+the claim's does, but the worlds do not vary with it, so where b's level varies much between
+bases the A/A rate of directional verdicts and ``supported_at_min`` of a relative claim read low
+(the rate of intervals excluding zero, the gate's sharper half, reads the difference and is not
+affected). The planted effect is the minimum times b's level, added to every query of a, as for
+an absolute claim of that size; so the rates of intervals excluding zero, the power and the MDE
+are the difference's, and ``estimate``, ``se`` and ``mde`` are given divided by b's level, in
+the claim's units (b's level is positive: where it is not, the claim cannot be judged, and is
+*not applicable* here).
 
 **The gate** (:func:`check_calibration`) fails a claim on either A/A rate. The rate of verdicts
 alone cannot see an interval that is too narrow: a verdict needs the interval beyond the minimum
@@ -144,7 +144,7 @@ from xlr.analysis.claims import (
 )
 from xlr.analysis.intervals import SIDES, unit_cells
 from xlr.analysis.stats import Cells, Interval, cells_interval, linear_parts, run_weights
-from xlr.analysis.verdicts import relative_verdict, verdict
+from xlr.analysis.verdicts import Verdict, relative_verdict, verdict
 from xlr.config import MinEffectSection
 from xlr.eval.results import check_table
 
@@ -353,7 +353,7 @@ class _Judge:
             self.scale = linear_parts(self.reference).estimate
             self.unit_effect = self.scale * counts
 
-    def __call__(self, sums: np.ndarray, difference: Interval) -> str:
+    def __call__(self, sums: np.ndarray, difference: Interval) -> Verdict:
         """The verdict of a world whose differences' sums are ``sums``, with their interval
         ``difference`` (what an absolute claim reads)."""
         if self.reference is None:
