@@ -338,7 +338,7 @@ class MinEffectSection(Section):
     interval beyond it, *equivalent* the whole interval within +-it; at 0 any difference would
     count. R@1 and mAP are fractions, so theirs are absolute (0.01: one point); rank distance
     grows with the pool, so its is relative (0.1: the effect a / b - 1 beyond 10%, judged by the
-    tests of a - 0.9 b and a - 1.1 b: xlr.analysis.claims.relative_verdict)."""
+    tests of a - 0.9 b and a - 1.1 b: xlr.analysis.verdicts.relative_verdict)."""
 
     recall_at_1: OpenFraction = 0.01
     map: OpenFraction = 0.01
