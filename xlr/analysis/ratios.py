@@ -22,9 +22,8 @@ Where it is bounded it lies beyond ``1 - m`` exactly when the test of ``a - (1 -
 on that side, so a verdict read off it against ``1 +- m`` is the claims' (tested). Where it is
 not, the tests at ``1 +- m`` still judge (b's positive level makes each a bound on the ratio),
 and keep much of the power the interval loses: with three bases whose levels of b have an SD of
-20% of it, at
-1 - 0.05/8, a true ratio of 0.7 was supported in 70.9% of 1,000 simulated studies by the tests
-and 32.8% by this interval (``benchmarks/bench_relative.py --ratio 0.7``, README).
+20% of it, at 1 - 0.05/8, a true ratio of 0.7 was supported in 70.9% of 1,000 simulated studies
+by the tests and 32.8% by this interval (``benchmarks/bench_relative.py --ratio 0.7``, README).
 """
 
 from __future__ import annotations
