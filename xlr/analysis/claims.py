@@ -326,12 +326,13 @@ def _measure_claim(
             f"{comparison[list(COMPARISON_KEYS)].to_string()}"
         )
     effect, units = comparison.iloc[0], claim_units(per_query, claim)
-    shown = (float(effect["estimate"]), float(effect["low"]), float(effect["high"]))
     minimum = min_effect_of(claim.measure, min_effect)
-    rule = verdict(shown[1], shown[2], claim.direction, minimum)
     if claim.measure in RELATIVE_MEASURES:
         shown = relative_change(units, level)
         rule = relative_verdict(*paired_cells(units), claim.direction, minimum, level)
+    else:
+        shown = (float(effect["estimate"]), float(effect["low"]), float(effect["high"]))
+        rule = verdict(shown[1], shown[2], claim.direction, minimum)
     return {
         **dict(zip(("effect", "low", "high"), shown, strict=True)),
         "min_effect": minimum,
