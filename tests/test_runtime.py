@@ -1,11 +1,12 @@
 """``xlr.runtime.rank0_first`` on two real gloo ranks: rank 0's work runs once and the others
-wait for it; when it fails (an interrupt too), every rank stops with its message instead of
-waiting out the long timeout; a run whose outputs fail to write is not finished."""
+wait for it; when it fails (an interrupt too) or rank 0 is killed outright, every rank stops
+with its message instead of waiting out the long timeout; a run whose outputs fail to write is
+not finished."""
 
 from __future__ import annotations
 
 import os
-import socket
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,27 +20,27 @@ from xlr.arms import SUMMARY_FILE
 from xlr.runtime import DistContext, RankZeroFailed, rank0_first
 from xlr.train.loop import RunFolder
 
-WAIT = timedelta(seconds=60)  # a rank that would wait for a failed rank 0 times out here
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
+WAIT = timedelta(seconds=60)  # a rank that would wait for a lost rank 0 times out here
+PROMPT = 30  # seconds: a rank told of rank 0's fate stops well before WAIT
 
 FAILURES = {"error": ValueError("no shards in /data/laion"), "interrupt": KeyboardInterrupt("^C")}
+KILLED = "killed"  # rank 0's process ends in its work without raising (the OOM killer, SIGKILL)
 
 
 def two_ranks(rank: int, port: int, folder: str, fail: str) -> None:
-    """One of two gloo ranks: rank 0 writes a file (or raises ``FAILURES[fail]``); each rank
-    records what it saw after :func:`rank0_first` in ``folder/<rank>.txt``."""
+    """One of two gloo ranks: rank 0 writes a file (or raises ``FAILURES[fail]``, or its process
+    ends); each rank records what it saw after :func:`rank0_first` in ``folder/<rank>.txt``.
+
+    The store is the test's, not rank 0's, as under torchrun (its agent holds it): a rank 0
+    that dies takes no store with it."""
     runtime.RANK0_WAIT = WAIT
-    os.environ |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-    dist.init_process_group("gloo", rank=rank, world_size=2, timeout=WAIT)
+    store = dist.TCPStore("127.0.0.1", port, is_master=False, timeout=WAIT)
+    dist.init_process_group("gloo", rank=rank, world_size=2, store=store, timeout=WAIT)
     written = Path(folder) / "written.txt"
 
     def work() -> None:
+        if fail == KILLED:
+            os._exit(3)
         if fail:
             raise FAILURES[fail]
         written.write_text("rank 0 was here")
@@ -54,16 +55,42 @@ def two_ranks(rank: int, port: int, folder: str, fail: str) -> None:
     (Path(folder) / f"{rank}.txt").write_text(seen)
 
 
-@pytest.mark.parametrize("fail", ["", *FAILURES])
+def run_two_ranks(folder: Path, fail: str) -> list[str | None]:
+    """What each rank recorded (None: nothing), after both ended or :data:`PROMPT` passed."""
+    store = dist.TCPStore("127.0.0.1", 0, is_master=True, timeout=WAIT, wait_for_workers=False)
+    spawn = mp.get_context("spawn")
+    ranks = [
+        spawn.Process(target=two_ranks, args=(r, store.port, str(folder), fail)) for r in (0, 1)
+    ]
+    for process in ranks:
+        process.start()
+    deadline = time.monotonic() + PROMPT
+    for process in ranks:
+        process.join(max(deadline - time.monotonic(), 0.1))
+    for process in ranks:
+        if process.is_alive():
+            process.kill()
+            process.join()
+    return [
+        (folder / f"{r}.txt").read_text() if (folder / f"{r}.txt").exists() else None
+        for r in (0, 1)
+    ]
+
+
+@pytest.mark.parametrize("fail", ["", *FAILURES, KILLED])
 def test_rank0_first_shares_rank_zeros_outcome(tmp_path: Path, fail: str) -> None:
-    mp.spawn(two_ranks, args=(free_port(), str(tmp_path), fail), nprocs=2, join=True)
-    seen = [(tmp_path / f"{rank}.txt").read_text() for rank in (0, 1)]
+    seen = run_two_ranks(tmp_path, fail)
     if not fail:
         assert seen == ["ok: rank 0 was here"] * 2
         return
-    raised = f"{type(FAILURES[fail]).__name__}: {FAILURES[fail]}"
-    assert seen[0] == raised  # rank 0's own error, as raised
-    assert seen[1].startswith(f"{RankZeroFailed.__name__}: rank 0 failed") and raised in seen[1]
+    assert seen[1] is not None, f"rank 1 was still waiting {PROMPT} s after rank 0 {fail or 'ran'}"
+    assert seen[1].startswith(f"{RankZeroFailed.__name__}: rank 0 ")
+    if fail == KILLED:
+        assert seen[0] is None and "was lost" in seen[1]
+    else:
+        raised = f"{type(FAILURES[fail]).__name__}: {FAILURES[fail]}"
+        assert seen[0] == raised  # rank 0's own error, as raised
+        assert seen[1].startswith(f"{RankZeroFailed.__name__}: rank 0 failed") and raised in seen[1]
     assert not (tmp_path / "written.txt").exists()
 
 

@@ -134,22 +134,30 @@ def rank0_first(ctx: DistContext, work: Callable[[], None]) -> None:
     """Run ``work`` on rank 0 while the other ranks wait for it (on :func:`patient_barrier`'s
     kind of group). Rank 0 then tells every rank how it went: an error in ``work`` (an interrupt
     too) raises there as itself and on the others as :class:`RankZeroFailed` naming it, so they
-    neither wait out the long timeout nor go on without what rank 0 was to write. A rank 0
-    killed outright tells no one: ``torchrun`` stops the ranks of its node, and those of other
-    nodes wait until the job's rendezvous store goes."""
+    neither wait out the long timeout nor go on without what rank 0 was to write.
+
+    The group is joined before the work, so the ranks hold open connections to rank 0 while it
+    works: a rank 0 killed outright (out of memory, a signal) closes them and the others raise
+    :class:`RankZeroFailed` at once, instead of waiting for a rank 0 that will never join. A
+    node that loses power closes nothing; its ranks' peers wait out the timeout."""
+    waiting = _patient_group() if ctx.world_size > 1 else None
     failure, message = None, ""
     if ctx.is_main:
         try:
             work()
         except BaseException as error:  # every rank must learn of it before rank 0 raises it
             failure, message = error, f"{type(error).__name__}: {error}"
-    if ctx.world_size > 1:
+    if waiting is not None:
         try:
-            waiting = _patient_group()
             shared = [message]
             dist.broadcast_object_list(shared, src=0, group=waiting)  # a str from our rank 0
             dist.destroy_process_group(waiting)
-        except BaseException as error:
+        except Exception as error:
+            if not ctx.is_main:
+                raise RankZeroFailed(
+                    f"rank 0 was lost while rank {ctx.rank} waited for it ({error}); "
+                    "its own log says why"
+                ) from error
             if failure is None:
                 raise
             failure.add_note(f"telling the other ranks failed too: {error}")
