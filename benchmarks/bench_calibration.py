@@ -5,7 +5,7 @@ detectable effect (0.8 if the MDE and the resamples agree).
 
 Each study is :mod:`bench_intervals`'s (training noise at a seed SD, an image difficulty shared
 by every run, per-query residuals; 6 languages). Its A/A resamples are
-:func:`xlr.analysis.calibration.null_worlds`; each reads the interval's variance parts
+:func:`xlr.analysis.resamples.null_worlds`; each reads the interval's variance parts
 (:func:`xlr.analysis.stats.cells_interval`) and judges every rule from them at 95% and at the
 batches family's level (1 - 0.05/24), against :func:`xlr.analysis.calibration.nonzero_rate_limit`.
 Rules: the claims' interval (``honest``), half and a third of its width, a normal quantile for
@@ -27,7 +27,8 @@ import pandas as pd
 from bench_intervals import LEVELS, null_study, satterthwaite_half_width
 from scipy import stats
 
-from xlr.analysis.calibration import minimum_detectable_effect, nonzero_rate_limit, null_worlds
+from xlr.analysis.calibration import minimum_detectable_effect, nonzero_rate_limit
+from xlr.analysis.resamples import null_worlds
 from xlr.analysis.stats import Interval, cells_interval
 
 DESIGNS = ((1, 3), (3, 2), (1, 2))  # the real study's, the synthetic one's, two units

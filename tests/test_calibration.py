@@ -22,7 +22,7 @@ from scipy import optimize, stats
 from test_claims import HELDOUT, SEEN, fake_ranks
 from test_stats import BASES, DESIGN, MIN_EFFECT, interval, simulated_difference
 
-from xlr.analysis import calibration
+from xlr.analysis import calibration, resamples
 from xlr.analysis.calibration import (
     MAX_AA_RATE,
     calibrate_claims,
@@ -353,11 +353,12 @@ def test_a_resampled_world_is_exactly_what_its_draws_say(design: str) -> None:
         units = units.drop(units[(units["base_seed"] == 0) & (units["seed"] == 0)].index[::3])
     cells = unit_cells(units, "query_lang")
     observed = cells_interval(cells)
-    codes = calibration.training_units(cells)
+    codes = resamples.training_units(cells)
     n_units = int(codes.max()) + 1
-    unit_sd, residuals = calibration._null_parts(cells, codes, observed.estimate)
+    unit_sd = resamples.unit_deviations(cells, codes, observed.estimate).std(ddof=1)
+    residuals = resamples.image_residuals(cells)
     assert unit_sd**2 / n_units == pytest.approx(observed.training_variance, rel=1e-9)
-    worlds = calibration.null_worlds(cells, observed.estimate, np.random.default_rng(4))
+    worlds = resamples.null_worlds(cells, observed.estimate, np.random.default_rng(4))
     twin = np.random.default_rng(4)  # the same draws, in null_worlds' order
     for world in itertools.islice(worlds, 3):
         effects = twin.normal(0.0, unit_sd, n_units)
