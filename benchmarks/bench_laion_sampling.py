@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from xlr.config import project_root
+from xlr.paths import project_root
 from xlr.data.laion import (
     SAMPLE_FILE,
     LaionEngine,
