@@ -30,7 +30,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from xlr.paths import project_root
 from xlr.data.laion import (
     SAMPLE_FILE,
     LaionEngine,
@@ -42,6 +41,7 @@ from xlr.data.laion import (
     select_scalable,
 )
 from xlr.langs import LANGUAGES
+from xlr.paths import project_root
 
 REAL_ROWS = {"english": 2_320_000_000, "metadata": 2_260_000_000}  # laion2B-en, laion2B-multi
 QUOTAS = LaionQuotas(

@@ -67,6 +67,46 @@ def test_remote_inputs_need_httpfs_and_say_how_to_get_it(tmp_path: Path) -> None
     assert "httpfs" in message and "install_extension('httpfs')" in message
 
 
+class RecordedSql:
+    """A DuckDB connection that records its statements (httpfs cannot be installed offline)."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def execute(self, sql: str, parameters: object = None) -> None:
+        self.statements.append(sql)
+
+
+def test_hf_inputs_get_the_hub_token_as_a_duckdb_secret(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """DuckDB reads a gated dataset only with a secret of type huggingface: the token that
+    huggingface_hub finds becomes one (quoted as SQL data); no token, or no hf:// input, no
+    secret."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "token"))
+    hub = LaionInputs(metadata=["hf://datasets/laion/relaion2B-multi-research-safe/"])
+    monkeypatch.setenv("HF_TOKEN", "hf_it's")
+    con = RecordedSql()
+    enable_remote(con, hub)  # type: ignore[arg-type]
+    secret = "CREATE OR REPLACE TEMPORARY SECRET xlr_hf (TYPE huggingface, TOKEN 'hf_it''s')"
+    assert con.statements == ["LOAD httpfs", secret]
+    assert len(duckdb.connect().extract_statements(secret)) == 1  # one statement, the token data
+    con = RecordedSql()
+    enable_remote(con, LaionInputs(metadata=["s3://laion/relaion2B-multi/*.parquet"]))  # type: ignore[arg-type]
+    assert con.statements == ["LOAD httpfs"]
+    monkeypatch.delenv("HF_TOKEN")
+    (tmp_path / "token").write_text("hf_from_login\n")  # what hf auth login writes
+    con = RecordedSql()
+    enable_remote(con, hub)  # type: ignore[arg-type]
+    assert con.statements[1].endswith("TOKEN 'hf_from_login')")
+    (tmp_path / "token").unlink()
+    con = RecordedSql()
+    enable_remote(con, hub)  # type: ignore[arg-type]
+    assert con.statements == ["LOAD httpfs"]  # public datasets read without a token
+
+
 def test_remote_entries_are_listed_without_touching_them(monkeypatch: pytest.MonkeyPatch) -> None:
     """A remote folder (trailing ``/``) becomes its ``*.parquet`` glob, a remote glob is listed
     by DuckDB, a plain remote file is taken as named; nothing is fetched here."""

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+from huggingface_hub import get_token
 
 from xlr.data.laion.inputs import (
     ENG_TEXT,
@@ -46,7 +47,8 @@ class FileGroup:
 
 
 def enable_remote(con: duckdb.DuckDBPyConnection, inputs: LaionInputs) -> None:
-    """Load DuckDB's httpfs extension when some input is remote (installing it if need be).
+    """Load DuckDB's httpfs extension when some input is remote (installing it if need be),
+    and give ``hf://`` inputs the Hugging Face token (:func:`_hugging_face_secret`).
 
     Local-only runs never touch it, so they work offline; a remote run without it fails here,
     before any work, with what to do.
@@ -54,6 +56,25 @@ def enable_remote(con: duckdb.DuckDBPyConnection, inputs: LaionInputs) -> None:
     remote = [entry for role in ROLES for entry in getattr(inputs, role) if is_remote(entry)]
     if not remote:
         return
+    _load_httpfs(con, remote[0])
+    if any(entry.lower().startswith("hf://") for entry in remote):
+        _hugging_face_secret(con)
+
+
+def _hugging_face_secret(con: duckdb.DuckDBPyConnection) -> None:
+    """DuckDB reads gated Hugging Face datasets (Re-LAION's) only with a token in a secret of
+    its own; ``hf auth login`` alone does not give it one. The token is the one
+    ``huggingface_hub`` finds (``HF_TOKEN``, else the login's token file); without one, public
+    datasets still read and a gated one is refused by the Hub."""
+    token = get_token()
+    if token is None:
+        return
+    quoted = token.replace("'", "''")  # a SQL string literal: CREATE SECRET takes no parameters
+    con.execute(f"CREATE OR REPLACE TEMPORARY SECRET xlr_hf (TYPE huggingface, TOKEN '{quoted}')")
+
+
+def _load_httpfs(con: duckdb.DuckDBPyConnection, example: str) -> None:
+    """Load httpfs, installing it if need be; ``example`` (a remote input) names the failure."""
     try:
         con.execute("LOAD httpfs")
         return
@@ -65,7 +86,7 @@ def enable_remote(con: duckdb.DuckDBPyConnection, inputs: LaionInputs) -> None:
     except duckdb.Error as err:
         reason = str(err).splitlines()[0]
         raise LaionSamplingError(
-            f"{remote[0]}: remote inputs need DuckDB's httpfs extension, which is not installed "
+            f"{example}: remote inputs need DuckDB's httpfs extension, which is not installed "
             f"here and could not be installed ({reason}). Install it on a machine with internet "
             "(python -c \"import duckdb; duckdb.connect().install_extension('httpfs')\") and copy "
             "~/.duckdb/extensions here, or download the files and list local paths"
