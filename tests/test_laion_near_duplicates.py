@@ -8,18 +8,24 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image, ImageDraw
 
-from xlr.data.imagetext import FileImages
+from xlr.data.imagetext import ArrayImages, FileImages, ImageTextSet
 from xlr.data.laion import near_duplicates
 from xlr.data.laion.near_duplicates import (
+    ImageHashes,
+    benchmark_overlap,
+    check_benchmark_overlap,
     check_copies_left_enough,
+    copies_of,
     image_hashes,
     near_keys,
     pairs_within,
     phash_code,
 )
+from xlr.data.laion.split import split_pool
 from xlr.data.laion_settings import LaionSection
 
 BITS = LaionSection.model_fields["near_duplicate_bits"].default
@@ -138,3 +144,89 @@ def test_too_many_validation_copies_stop_the_split_saying_why() -> None:
     why = r"6 of the 10 LAION validation images are copies .* fewer than half of the 10 wanted"
     with pytest.raises(ValueError, match=why + r".*Raise data\.laion\.val_fraction"):
         check_copies_left_enough(10, 6, 500, 0.02, BITS)
+
+
+def hashed_set(name: str, images: list[Image.Image]) -> tuple[ImageTextSet, ImageHashes]:
+    """A set of ``images`` keyed ``{name}0``, ``{name}1``... (one German caption each), and
+    their pHash codes."""
+    keys = [f"{name}{i}" for i in range(len(images))]
+    captions = pd.DataFrame(
+        {"image_id": range(len(images)), "lang": "de", "caption_idx": 0,
+         "caption": [f"Bild {i}" for i in range(len(images))]}
+    )  # fmt: skip
+    pixels = ArrayImages(np.stack([np.asarray(image) for image in images]))
+    codes = np.stack([phash_code(pixels[i]) for i in range(len(images))])
+    hashes = ImageHashes(pd.Index(keys, dtype=object), codes)
+    return ImageTextSet(name, keys, pixels, captions), hashes
+
+
+def benchmark_world() -> tuple[
+    ImageTextSet, ImageHashes, dict[str, ImageHashes], dict[str, list[str]]
+]:
+    """Two benchmarks (xtd10: photos 100 and 101; multi30k: photo 200) and a LAION pool whose
+    p0 is a copy of xtd10's first photo and p1 one of multi30k's (halved, re-encoded, scaled
+    back to the pool's size), p2-p7 other photos; with the copies :func:`copies_of` finds (what
+    the split removes)."""
+    benchmarks = {
+        name: hashed_set(name, [photo(seed) for seed in seeds])[1]
+        for name, seeds in (("xtd10", [100, 101]), ("multi30k", [200]))
+    }
+    copies = [
+        decoded(jpeg(photo(seed), quality=40, scale=0.5)).resize((128, 128)) for seed in (100, 200)
+    ]
+    pool, hashes = hashed_set("p", copies + [photo(seed) for seed in range(2, 8)])
+    found = copies_of(benchmarks, hashes, pool.image_keys, BITS)
+    assert found == {"p0": ["xtd10"], "p1": ["multi30k"]}
+    return pool, hashes, benchmarks, found
+
+
+def test_no_benchmark_copy_left_passes() -> None:
+    """The split as notebook 01 makes it, both copies removed: the table counts them as removed,
+    none left, and the check lets it through."""
+    pool, hashes, benchmarks, copies = benchmark_world()
+    parts = split_pool(pool, ["p6", "p7"], list(copies))
+    overlap = benchmark_overlap(benchmarks, copies, hashes, parts, BITS)
+    assert overlap.to_dict("records") == [
+        {"benchmark": "xtd10", "benchmark_images": 2, "radius_bits": BITS, "removed_from_pool": 1,
+         "left_in_finetune": 0, "left_in_val": 0},
+        {"benchmark": "multi30k", "benchmark_images": 1, "radius_bits": BITS,
+         "removed_from_pool": 1, "left_in_finetune": 0, "left_in_val": 0},
+    ]  # fmt: skip
+    check_benchmark_overlap(overlap)
+
+
+@pytest.mark.parametrize(
+    ("val_keys", "removed", "left"),
+    [
+        (
+            ["p6", "p7"],
+            ["p1"],
+            "'benchmark': 'xtd10', 'benchmark_images': 2, 'radius_bits': 10, "
+            "'removed_from_pool': 1, 'left_in_finetune': 1, 'left_in_val': 0",
+        ),
+        (
+            ["p1", "p7"],
+            ["p0"],
+            "'benchmark': 'multi30k', 'benchmark_images': 1, 'radius_bits': 10, "
+            "'removed_from_pool': 1, 'left_in_finetune': 0, 'left_in_val': 1",
+        ),
+    ],
+    ids=["finetune", "val"],
+)
+def test_a_benchmark_copy_left_in_training_or_validation_stops_the_split(
+    val_keys: list[str], removed: list[str], left: str
+) -> None:
+    """The README's "a copy left stops notebook 01": a benchmark photo that the fine-tuning or
+    the validation part still shows (its removal missed) is refused, the message naming the
+    benchmark with its counts and saying what to do (a removal that missed is a bug)."""
+    pool, hashes, benchmarks, copies = benchmark_world()
+    parts = split_pool(pool, val_keys, removed)
+    overlap = benchmark_overlap(benchmarks, copies, hashes, parts, BITS)
+    with pytest.raises(ValueError) as err:
+        check_benchmark_overlap(overlap)
+    message = str(err.value)
+    assert message.startswith("1 copies of benchmark images are left in the LAION pool")
+    assert left in message
+    clean = "multi30k" if "'xtd10'" in left else "xtd10"
+    assert f"'benchmark': '{clean}'" not in message  # only the benchmarks with a copy left
+    assert message.endswith("this is a bug in xlr.data.prepare, report it")

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 import xlr
+from xlr.config import parse_params
+from xlr.data.prepare import corpus_dir
 from xlr.data.synthetic import (
     GRAMMARS,
     LEXICON_DIR,
@@ -22,11 +24,14 @@ from xlr.data.synthetic import (
     LexiconError,
     Scene,
     Thing,
+    corpus_key,
     covering_scenes,
     describe,
     lexicon_digest,
     load_lexicon,
 )
+from xlr.data.synthetic import corpus as corpus_module
+from xlr.models.bases import base_key, tokenizer_dir
 
 # Four scenes through the four templates, one caption per language: plural, singular and dual
 # groups, the reference in the case its preposition or postposition governs (dative, genitive,
@@ -175,6 +180,35 @@ def test_the_digest_keys_every_cache_on_the_lexicons_bytes(folder: Path) -> None
     assert lexicon_digest(folder) != lexicon_digest()
     (folder / "de.json").unlink()
     assert lexicon_digest(folder) != lexicon_digest()
+
+
+def test_a_corrected_word_rekeys_the_corpus_its_tokenizer_and_the_bases(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's promise that a corrected word regenerates the corpus and retrains the bases:
+    the digest alone is not enough, the cache keys must read it. With the digest taken from the
+    private copy, equal bytes give the shipped keys and an edited word gives new ones, for the
+    corpus (its key and cache folder), its tokenizer and every base seed."""
+    params = parse_params({"run": {"name": "t"}, "data": {"train_langs": ["en", "de"]}})
+    assert params.model.kind == "tiny"  # the real model's base does not read the corpus
+
+    def keys() -> list[str]:
+        return [
+            corpus_key(params.data.synthetic),
+            corpus_dir(params).name,
+            tokenizer_dir(params).name,
+            base_key(params, 0),
+            base_key(params, 1),
+        ]
+
+    shipped = keys()
+    monkeypatch.setattr(corpus_module, "lexicon_digest", lambda: lexicon_digest(folder))
+    assert keys() == shipped  # the same bytes: every cache is reused
+    edited = folder / "de.json"
+    edited.write_bytes(edited.read_bytes().replace(b"rot", b"rott", 1))
+    rekeyed = keys()
+    assert [new != old for new, old in zip(rekeyed, shipped, strict=True)] == [True] * 5
+    assert keys() == rekeyed  # and the new keys are stable
 
 
 def test_missing_file_names_it_and_the_fix(folder: Path) -> None:

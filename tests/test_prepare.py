@@ -41,7 +41,7 @@ from xlr.data.prepare import (
     val_sets,
 )
 from xlr.data.shards import Sample, sample_key, write_shards
-from xlr.data.synthetic import NOISE_KINDS, generate_corpus, load_pool
+from xlr.data.synthetic import NOISE_KINDS, corpus_overlaps, generate_corpus, load_pool
 from xlr.train.pairs import pair_graph
 
 SYNTHETIC = {"pretrain_images": 300, "finetune_images": 40, "eval_images": 20, "shard_size": 100}
@@ -90,6 +90,40 @@ def test_synthetic_path_writes_the_contract(tmp_path: Path) -> None:
     pool = load_pool(Path(contract["corpus"]), "finetune").captions
     assert len(noise) == len(pool) and set(noise["noise"]) <= set(NOISE_KINDS)
     assert set(noise["noise"]) > {"clean"}  # the pool's planted noise is labelled
+
+
+def test_synthetic_path_refuses_a_corpus_whose_held_out_pools_leak(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's promise that prepare_data (so notebook 01 and `xlr prepare`) refuses a corpus
+    whose evaluation captions leak into training: check_held_out alone is tested in test_world,
+    so here the audit of the corpus on disk reports two evaluation captions that fine-tuning
+    also says, and no contract may be written; with the honest audit the same corpus passes."""
+    params = parse_params(
+        {
+            "run": {"name": "leak", "runs_dir": str(tmp_path / "runs"), "cache_dir": str(tmp_path)},
+            "data": {"train_langs": ["en", "de"], "heldout_langs": ["ja"], "synthetic": SYNTHETIC},
+        }
+    )
+
+    def leaking(corpus: Path) -> pd.DataFrame:
+        audit = corpus_overlaps(corpus)
+        row = (audit["pool"] == "eval") & (audit["against"] == "finetune")
+        assert row.sum() == 1
+        audit.loc[row, "shared_texts"] = 2
+        return audit
+
+    monkeypatch.setattr("xlr.data.prepare.corpus_overlaps", leaking)
+    with pytest.raises(ValueError) as err:
+        prepare_data(params, progress=False)
+    message = str(err.value)
+    assert message.startswith(f"{tmp_path / 'corpus'}")
+    assert "held-out pools leak (eval vs finetune: shared_texts 2)" in message
+    assert message.endswith("delete the folder and run `xlr prepare` again")
+    with pytest.raises(FileNotFoundError, match="run notebook 01_data_sampling"):
+        read_contract(params)
+    monkeypatch.undo()
+    assert prepare_data(params, progress=False)["source"] == "synthetic"
 
 
 @pytest.mark.skipif(importlib.util.find_spec("img2dataset") is None, reason="needs img2dataset")
@@ -335,6 +369,46 @@ def test_laion_copies_of_benchmark_and_training_images_leave_the_split(
     with pytest.raises(ValueError, match="refused here"):
         prepare_data(params, progress=False)
     assert not written[2].exists()
+
+
+def test_laion_path_stops_on_a_benchmark_copy_left_in_the_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's "a copy left stops notebook 01": image 0 of the pool is a copy of an XTD10
+    photo, and the removal is made to miss it (copies_of finds none), so it stays in training
+    or validation. prepare_data must refuse, naming the benchmark, after writing the
+    benchmark_overlap.csv that counts it, and write no contract."""
+    benchmarks = tmp_path / "benchmarks"
+    xtd10 = xtd10_tree(benchmarks / "xtd10")
+    for i, name in enumerate(COCO_NAMES):
+        (xtd10 / "images" / name).write_bytes(jpeg(photo(100 + i), quality=95))
+    images = [jpeg(photo(100), quality=40, scale=0.5)] + [jpeg(photo(i)) for i in range(1, 10)]
+    shards = given_shards(tmp_path / "shards", images, [f"Bild {i}" for i in range(10)])
+    params = parse_params(
+        {
+            "run": {"name": "left", "runs_dir": str(tmp_path / "runs"), "device": "cpu"},
+            "data": {
+                "source": "laion",
+                "train_langs": ["en", "de"],
+                "benchmark_root": str(benchmarks),
+                "laion": {"shards": str(shards), "val_fraction": 0.2},
+            },
+            "model": {"kind": "open_clip"},
+            "eval": {"benchmarks": ["xtd10"]},
+        }
+    )
+
+    def missed(*args: object) -> dict[str, list[str]]:
+        return {}
+
+    monkeypatch.setattr(near_duplicates, "copies_of", missed)
+    left = r"^1 copies of benchmark images are left in the LAION pool after their removal: "
+    with pytest.raises(ValueError, match=left + r"\[\{'benchmark': 'xtd10'.*report it$"):
+        prepare_data(params, progress=False)
+    data = tmp_path / "runs" / "left" / "data"
+    overlap = pd.read_csv(data / BENCHMARK_OVERLAP)
+    assert overlap[["left_in_finetune", "left_in_val"]].to_numpy().tolist() in ([[1, 0]], [[0, 1]])
+    assert not (data / "data.json").exists()
 
 
 def test_laion_path_needs_the_benchmarks_before_the_split(tmp_path: Path) -> None:

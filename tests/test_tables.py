@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 from test_claims import HELDOUT, SEEN, fake_ranks
 
+from xlr.analysis.bias import rank_distance_per_query
 from xlr.analysis.claims import default_claims, evaluate_claims
+from xlr.analysis.intervals import interval_by_arm
 from xlr.analysis.tables import (
     CLAIMS_COLUMNS,
     alpha_sweep_table,
@@ -25,7 +27,10 @@ from xlr.analysis.tables import (
     markdown_table,
     mean_by_arm,
     per_benchmark,
+    pool_tables,
+    rank_distance_tables,
     save_table,
+    seen_heldout_table,
     with_cost,
 )
 from xlr.arms import Arm, HeadlineArms
@@ -299,3 +304,77 @@ def test_interval_text_known_answers() -> None:
     assert interval_text(table, digits, signed=True).tolist() == [
         "+0.01 [-0.02, +0.03]", "+2.0 [+1.5, +2.5]"
     ]  # fmt: skip
+
+
+def retrieval_rows(rows: list[tuple]) -> pd.DataFrame:
+    """A retrieval table (``evaluate_arms``' long form) from (benchmark, task, arm, seed,
+    query_lang, target_lang, lang_group, metric, value) tuples."""
+    columns = ["benchmark", "task", "arm", "seed", "query_lang", "target_lang", "lang_group",
+               "metric", "value"]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
+
+
+def test_seen_heldout_table_averages_each_group_over_languages_and_runs() -> None:
+    rows = [
+        ("x", "t2i", "mono-full", seed, lang, "image", group, metric, value + seed)
+        for seed in (0, 1)
+        for lang, group, value in (("en", "seen", 0.5), ("de", "seen", 0.3), ("pl", "heldout", 0.1))
+        for metric in ("R@1", "R@5")
+    ]
+    rows += [("x", "t2i", "zeroshot", 0, "en", "image", "seen", "R@1", 0.2),
+             ("x", "i2t", "zeroshot", 0, "image", "pl", "heldout", "R@1", 0.7),
+             ("x", "xt2t", "zeroshot", 0, "en", "pl", "mixed", "R@1", 0.9)]  # fmt: skip
+    table = seen_heldout_table(retrieval_rows(rows))
+    assert list(table.columns) == ["seen languages", "held-out languages"]
+    assert list(table.index) == [("x", "i2t", "zeroshot"), ("x", "t2i", "zeroshot"),
+                                 ("x", "t2i", "mono-full")]  # fmt: skip
+    # mono-full t2i seen: en and de over seeds 0 and 1: (0.5 + 0.3 + 1.5 + 1.3) / 4
+    assert table.loc[("x", "t2i", "mono-full")].tolist() == pytest.approx([0.9, 0.6])
+    assert table.loc[("x", "t2i", "zeroshot"), "seen languages"] == 0.2
+    assert np.isnan(table.loc[("x", "t2i", "zeroshot"), "held-out languages"])
+    assert table.loc[("x", "i2t", "zeroshot"), "held-out languages"] == 0.7
+
+
+def test_pool_tables_give_one_table_a_benchmark_in_language_order() -> None:
+    rows = [
+        (bench, task, arm, 0, lang, task, group, metric, value)
+        for bench in ("x", "y")
+        for task in ("multilingual", "multilingual_seen")
+        for arm, value in (("mono-full", 0.4), ("zeroshot", 0.2))
+        for lang, group in (("macro", "mixed"), ("pl", "heldout"), ("en", "seen"), ("de", "seen"))
+        for metric in ("mAP", "R@1")
+        if task == "multilingual" or group == "seen"
+    ]
+    tables = dict(
+        pool_tables(retrieval_rows(rows), ["multilingual", "multilingual_seen"], ["en", "de"],
+                    ["pl"])
+    )  # fmt: skip
+    assert list(tables) == ["x", "y"]
+    table = tables["x"]
+    assert list(table.columns) == ["zeroshot", "mono-full"]
+    assert list(table.index) == [
+        ("multilingual", "seen", "de"), ("multilingual", "seen", "en"),
+        ("multilingual", "heldout", "pl"), ("multilingual", "mixed", "macro"),
+        ("multilingual_seen", "seen", "de"), ("multilingual_seen", "seen", "en"),
+    ]  # seen, then held out, each alphabetical; macro last (language_order)  # fmt: skip
+    assert (table["mono-full"] == 0.4).all() and (table["zeroshot"] == 0.2).all()
+
+
+def test_rank_distance_tables_put_each_pool_and_query_kind_beside_the_arms() -> None:
+    ranks = fake_ranks({"hybrid-a0.5-full": 0.9, "zeroshot": 0.3}, n_images=20)
+    per_query = {
+        "seen pool": rank_distance_per_query(ranks[ranks["task"] == "multilingual_seen"],
+                                             pool=SEEN),
+        "all languages": rank_distance_per_query(ranks[ranks["task"] == "multilingual"],
+                                                 pool=[*SEEN, *HELDOUT]),
+    }  # fmt: skip
+    tables, designs = rank_distance_tables(per_query, 0.95)
+    assert list(tables) == ["synthetic"]
+    table = tables["synthetic"]
+    assert list(table.index) == ["zeroshot", "hybrid-a0.5-full"]
+    assert list(table.columns) == ["seen pool: caption queries", "all languages: caption queries"]
+    intervals = interval_by_arm(per_query["all languages"], 0.95)
+    row = intervals[intervals["arm"] == "hybrid-a0.5-full"]
+    expected = interval_text(row, 1).iat[0]
+    assert table.loc["hybrid-a0.5-full", "all languages: caption queries"] == expected
+    assert designs == [(2, 20)]  # two bases of one run each, 20 images

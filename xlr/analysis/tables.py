@@ -236,6 +236,59 @@ def interval_wide(table: pd.DataFrame, index: str, columns: str, digits: int = 3
     return wide.rename_axis(columns=None)
 
 
+def seen_heldout_table(
+    results: pd.DataFrame, metric: str = "R@1", tasks: Sequence[str] = ("t2i", "i2t")
+) -> pd.DataFrame:
+    """Each arm's ``metric`` averaged over the runs and the languages of each group, seen and
+    held out (notebook 04), per benchmark and task: the retrieval table's ``lang_group`` rows,
+    each language's value weighing alike (every run has one row per language and metric)."""
+    rows = results[(results["metric"] == metric) & results["task"].isin(tasks)]
+    keys = ["benchmark", "task", "arm"]
+    split = rows.groupby([*keys, "lang_group"])["value"].mean().unstack("lang_group")
+    split = sort_arms(split.reset_index()).sort_values(["benchmark", "task"], kind="stable")
+    names = {"seen": "seen languages", "heldout": "held-out languages"}
+    split = split.set_index(keys).reindex(columns=list(names)).rename(columns=names)
+    return split.rename_axis(columns=None)
+
+
+def pool_tables(
+    results: pd.DataFrame,
+    tasks: Sequence[str],
+    seen: Sequence[str],
+    heldout: Sequence[str],
+    metric: str = "mAP",
+) -> Iterator[tuple[str, pd.DataFrame]]:
+    """Per benchmark, ``metric`` of the multilingual pools ``tasks`` (notebook 04): a row per
+    pool (``target_lang``), language group (seen, held out, and the pool's macro over all its
+    languages, ``mixed``) and query language, in :func:`language_order`; a column per arm."""
+    part = results[results["task"].isin(tasks) & (results["metric"] == metric)]
+    for benchmark, rows, _ in per_benchmark(part):
+        index = ["target_lang", "lang_group", "query_lang"]
+        table = rows.pivot_table(index=index, columns="arm", values="value")
+        table = table.reindex(["seen", "heldout", "mixed"], level="lang_group")
+        yield benchmark, by_language(table, seen, heldout)
+
+
+def rank_distance_tables(
+    per_query: dict[str, pd.DataFrame], confidence: float
+) -> tuple[dict[str, pd.DataFrame], list[tuple[int, int]]]:
+    """Per benchmark, one table of each arm's rank distance interval (notebook 05) with a column
+    per pool (the keys of ``per_query``, each a :func:`xlr.analysis.bias.rank_distance_per_query`
+    table) and query kind; and the designs the intervals read, as (runs, images) pairs."""
+    parts: dict[str, list[pd.DataFrame]] = {}
+    designs: set[tuple[int, int]] = set()
+    for name, table in per_query.items():
+        intervals = interval_by_arm(table, confidence)
+        designs |= set(zip(intervals["n_runs"], intervals["n_images"], strict=True))
+        for benchmark, part, _ in per_benchmark(intervals):
+            wide = interval_wide(part, "arm", "query_kind", digits=1)
+            parts.setdefault(benchmark, []).append(
+                wide.rename(columns=lambda kind, name=name: f"{name}: {kind} queries")
+            )
+    tables = {benchmark: pd.concat(wides, axis=1) for benchmark, wides in parts.items()}
+    return tables, sorted((int(r), int(i)) for r, i in designs)
+
+
 def mean_by_arm(
     frame: pd.DataFrame,
     values: str | Sequence[str] = "value",

@@ -197,9 +197,11 @@ def benchmark_overlap(
 def check_benchmark_overlap(overlap: pd.DataFrame) -> None:
     """Raise unless no benchmark image has a copy left in training or validation: a benchmark
     photo that training shows would flatter the evaluation it is part of."""
-    left = overlap[["left_in_finetune", "left_in_val"]].to_numpy().sum()
+    counts = overlap[["left_in_finetune", "left_in_val"]].to_numpy()
+    left = counts.sum()
     if left:
+        offending = overlap[counts.sum(axis=1) > 0].to_dict("records")
         raise ValueError(
             f"{left} copies of benchmark images are left in the LAION pool after their removal: "
-            f"{overlap.to_dict('records')}; this is a bug in xlr.data.prepare, report it"
+            f"{offending}; this is a bug in xlr.data.prepare, report it"
         )
