@@ -19,7 +19,7 @@ from mt_models import build_mt_model
 from test_benchmarks import COCO_NAMES, xtd10_tree
 from test_laion_near_duplicates import jpeg, photo
 
-from xlr.config import parse_params
+from xlr.config import Params, parse_params
 from xlr.data.img2dataset_shards import load_downloaded
 from xlr.data.laion import holdout, near_duplicates
 from xlr.data.laion.translate import Seq2SeqTranslator, TranslationCache
@@ -293,28 +293,17 @@ def given_shards(folder: Path, images: list[bytes], captions: list[str]) -> Path
     return folder
 
 
-def test_laion_copies_of_benchmark_and_training_images_leave_the_split(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Image 0 of the pool is a resized, re-encoded copy of a benchmark image: it leaves
-    training and validation, and the audit counts it. Images 1-6 are each the same photo as one
-    of images 34-39 under another key, with another caption: no twin of a training image stays
-    in validation. A second run reads every pHash from the cache."""
+def xtd10_and_a_pool(tmp_path: Path, run: str, images: list[bytes], captions: list[str]) -> Params:
+    """LAION-path params over XTD10 (its two COCO photos as JPEGs) and shards of ``images``
+    with ``captions`` (German), a fifth of the pool held out for validation."""
     benchmarks = tmp_path / "benchmarks"
     xtd10 = xtd10_tree(benchmarks / "xtd10")
     for i, name in enumerate(COCO_NAMES):
         (xtd10 / "images" / name).write_bytes(jpeg(photo(100 + i), quality=95))
-    images = [jpeg(photo(100), quality=40, scale=0.5)] + [jpeg(photo(i)) for i in range(1, 40)]
-    images[34:40] = images[1:7]
-    captions = [f"Bild {i}" for i in range(34)] + [f"Foto {i} vom Strand" for i in range(1, 7)]
     shards = given_shards(tmp_path / "shards", images, captions)
-    keys = [sample_key(0, i, 100) for i in range(40)]
-    twin = {keys[i]: keys[i + 33] for i in range(1, 7)} | {
-        keys[i + 33]: keys[i] for i in range(1, 7)
-    }
-    params = parse_params(
+    return parse_params(
         {
-            "run": {"name": "dedup", "runs_dir": str(tmp_path / "runs"), "device": "cpu"},
+            "run": {"name": run, "runs_dir": str(tmp_path / "runs"), "device": "cpu"},
             "data": {
                 "source": "laion",
                 "train_langs": ["en", "de"],
@@ -325,6 +314,23 @@ def test_laion_copies_of_benchmark_and_training_images_leave_the_split(
             "eval": {"benchmarks": ["xtd10"]},
         }
     )
+
+
+def test_laion_copies_of_benchmark_and_training_images_leave_the_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Image 0 of the pool is a resized, re-encoded copy of a benchmark image: it leaves
+    training and validation, and the audit counts it. Images 1-6 are each the same photo as one
+    of images 34-39 under another key, with another caption: no twin of a training image stays
+    in validation. A second run reads every pHash from the cache."""
+    images = [jpeg(photo(100), quality=40, scale=0.5)] + [jpeg(photo(i)) for i in range(1, 40)]
+    images[34:40] = images[1:7]
+    captions = [f"Bild {i}" for i in range(34)] + [f"Foto {i} vom Strand" for i in range(1, 7)]
+    params = xtd10_and_a_pool(tmp_path, "dedup", images, captions)
+    keys = [sample_key(0, i, 100) for i in range(40)]
+    twin = {keys[i]: keys[i + 33] for i in range(1, 7)} | {
+        keys[i + 33]: keys[i] for i in range(1, 7)
+    }
     contract = prepare_data(params, progress=False)
     train, val = finetune_pool(params).image_keys, val_sets(params)["laion"].image_keys
     excluded = json.loads(Path(contract["excluded_images"]).read_text())
@@ -378,25 +384,8 @@ def test_laion_path_stops_on_a_benchmark_copy_left_in_the_split(
     photo, and the removal is made to miss it (copies_of finds none), so it stays in training
     or validation. prepare_data must refuse, naming the benchmark, after writing the
     benchmark_overlap.csv that counts it, and write no contract."""
-    benchmarks = tmp_path / "benchmarks"
-    xtd10 = xtd10_tree(benchmarks / "xtd10")
-    for i, name in enumerate(COCO_NAMES):
-        (xtd10 / "images" / name).write_bytes(jpeg(photo(100 + i), quality=95))
     images = [jpeg(photo(100), quality=40, scale=0.5)] + [jpeg(photo(i)) for i in range(1, 10)]
-    shards = given_shards(tmp_path / "shards", images, [f"Bild {i}" for i in range(10)])
-    params = parse_params(
-        {
-            "run": {"name": "left", "runs_dir": str(tmp_path / "runs"), "device": "cpu"},
-            "data": {
-                "source": "laion",
-                "train_langs": ["en", "de"],
-                "benchmark_root": str(benchmarks),
-                "laion": {"shards": str(shards), "val_fraction": 0.2},
-            },
-            "model": {"kind": "open_clip"},
-            "eval": {"benchmarks": ["xtd10"]},
-        }
-    )
+    params = xtd10_and_a_pool(tmp_path, "left", images, [f"Bild {i}" for i in range(10)])
 
     def missed(*args: object) -> dict[str, list[str]]:
         return {}
