@@ -95,6 +95,12 @@ def test_runs_in_order_exports_html_and_skips_on_rerun(study) -> None:
         patch.setattr(report, "code_digest", lambda: "0" * 64)
         assert [r.status for r in reproduce(params, notebooks=notebooks)] == ["ran", "ran"]
     assert report.code_digest() != "0" * 64 and len(report.code_digest()) == 64
+    before = json.loads((out / "status.json").read_text())["01_a.ipynb"]["params"]
+    params.write_text(params.read_text().replace("[en, de]", "[en, fr]"))  # changed parameters
+    assert [r.status for r in reproduce(params, notebooks=notebooks)] == ["ran", "ran"]
+    assert json.loads((out / "status.json").read_text())["01_a.ipynb"]["params"] != before
+    params.write_text(params.read_text() + "# a comment changes the file, not the parameters\n")
+    assert [r.status for r in reproduce(params, notebooks=notebooks)] == ["skipped", "skipped"]
     index = (out / "index.html").read_text()
     links = re.findall(r'(?:href|src)="([^"]+)"', index)
     assert len(links) == 6 and all((out / link).is_file() for link in links)
