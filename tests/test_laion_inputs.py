@@ -86,6 +86,8 @@ def test_hf_inputs_get_the_hub_token_as_a_duckdb_secret(
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "token"))
+    for variable in ("HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):  # get_token reads them too
+        monkeypatch.delenv(variable, raising=False)
     hub = LaionInputs(metadata=["hf://datasets/laion/relaion2B-multi-research-safe/"])
     monkeypatch.setenv("HF_TOKEN", "hf_it's")
     con = RecordedSql()

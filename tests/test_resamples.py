@@ -109,5 +109,7 @@ def test_two_units_draw_b_in_proportion() -> None:
 def test_b_must_hold_the_differences_design() -> None:
     cells, reference = relative_study(np.random.default_rng(1), 1.0)
     fewer = dataclasses.replace(reference, sums=reference.sums[:, :, :-1])
-    with pytest.raises(ValueError, match="same runs, strata and images"):
-        next(resamples.paired_null_worlds(cells, 0.0, fewer, np.random.default_rng(0)))
+    other_bases = dataclasses.replace(reference, run_base=reference.run_base[::-1].copy())
+    for wrong in (fewer, other_bases):
+        with pytest.raises(ValueError, match="same runs, strata and images"):
+            next(resamples.paired_null_worlds(cells, 0.0, wrong, np.random.default_rng(0)))

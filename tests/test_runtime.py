@@ -21,49 +21,65 @@ from xlr.runtime import DistContext, RankZeroFailed, rank0_first
 from xlr.train.loop import RunFolder
 
 WAIT = timedelta(seconds=60)  # a rank that would wait for a lost rank 0 times out here
-PROMPT = 30  # seconds: a rank told of rank 0's fate stops well before WAIT
+PROMPT = 30  # seconds from every rank's start: a rank told of rank 0's fate stops well before WAIT
+READY = 120  # seconds the ranks may take to import torch and join, on a loaded machine
+LINGER = 20  # seconds a rank that learnt of rank 0's death stays before it exits
+SOON = 10  # seconds within which every rank learns of it
 
 FAILURES = {"error": ValueError("no shards in /data/laion"), "interrupt": KeyboardInterrupt("^C")}
 KILLED = "killed"  # rank 0's process ends in its work without raising (the OOM killer, SIGKILL)
 
 
-def two_ranks(rank: int, port: int, folder: str, fail: str) -> None:
-    """One of two gloo ranks: rank 0 writes a file (or raises ``FAILURES[fail]``, or its process
-    ends); each rank records what it saw after :func:`rank0_first` in ``folder/<rank>.txt``.
+def one_rank(rank: int, world: int, port: int, folder: str, fail: str) -> None:
+    """One of ``world`` gloo ranks: rank 0 writes a file (or raises ``FAILURES[fail]``, or its
+    process ends); each rank records what it saw after :func:`rank0_first` in
+    ``folder/<rank>.txt``, having said it joined in ``folder/<rank>.ready``.
 
     The store is the test's, not rank 0's, as under torchrun (its agent holds it): a rank 0
     that dies takes no store with it."""
     runtime.RANK0_WAIT = WAIT
     store = dist.TCPStore("127.0.0.1", port, is_master=False, timeout=WAIT)
-    dist.init_process_group("gloo", rank=rank, world_size=2, store=store, timeout=WAIT)
+    dist.init_process_group("gloo", rank=rank, world_size=world, store=store, timeout=WAIT)
     written = Path(folder) / "written.txt"
+    (Path(folder) / f"{rank}.ready").touch()
 
     def work() -> None:
+        while len(list(Path(folder).glob("*.ready"))) < world:  # all joined: the clock runs
+            time.sleep(0.05)
         if fail == KILLED:
+            time.sleep(2)  # the others are waiting by now
+            (Path(folder) / "killed.at").write_text(repr(time.monotonic()))
             os._exit(3)
         if fail:
             raise FAILURES[fail]
         written.write_text("rank 0 was here")
 
     try:
-        rank0_first(DistContext(rank, 2, torch.device("cpu")), work)
+        rank0_first(DistContext(rank, world, torch.device("cpu")), work)
         seen = f"ok: {written.read_text()}"
     except BaseException as error:  # what each rank raised is the test's finding
         seen = f"{type(error).__name__}: {error}"
-    finally:
-        dist.destroy_process_group()
+    (Path(folder) / f"{rank}.at").write_text(repr(time.monotonic()))
     (Path(folder) / f"{rank}.txt").write_text(seen)
+    if fail == KILLED:
+        time.sleep(LINGER)  # a slow teardown: a rank must not need a peer's groups to close
+    dist.destroy_process_group()  # every group, the one rank0_first waited on too
 
 
-def run_two_ranks(folder: Path, fail: str) -> list[str | None]:
-    """What each rank recorded (None: nothing), after both ended or :data:`PROMPT` passed."""
+def run_ranks(folder: Path, fail: str, world: int) -> list[str | None]:
+    """What each rank recorded (None: nothing), once all ended or :data:`PROMPT` passed after
+    they all joined."""
     store = dist.TCPStore("127.0.0.1", 0, is_master=True, timeout=WAIT, wait_for_workers=False)
     spawn = mp.get_context("spawn")
     ranks = [
-        spawn.Process(target=two_ranks, args=(r, store.port, str(folder), fail)) for r in (0, 1)
+        spawn.Process(target=one_rank, args=(r, world, store.port, str(folder), fail))
+        for r in range(world)
     ]
     for process in ranks:
         process.start()
+    joined = time.monotonic() + READY
+    while len(list(folder.glob("*.ready"))) < world and time.monotonic() < joined:
+        time.sleep(0.05)
     deadline = time.monotonic() + PROMPT
     for process in ranks:
         process.join(max(deadline - time.monotonic(), 0.1))
@@ -71,26 +87,33 @@ def run_two_ranks(folder: Path, fail: str) -> list[str | None]:
         if process.is_alive():
             process.kill()
             process.join()
-    return [
-        (folder / f"{r}.txt").read_text() if (folder / f"{r}.txt").exists() else None
-        for r in (0, 1)
-    ]
+    return [(folder / f"{r}.txt").read_text() if (folder / f"{r}.txt").exists() else None
+            for r in range(world)]  # fmt: skip
 
 
-@pytest.mark.parametrize("fail", ["", *FAILURES, KILLED])
-def test_rank0_first_shares_rank_zeros_outcome(tmp_path: Path, fail: str) -> None:
-    seen = run_two_ranks(tmp_path, fail)
+@pytest.mark.parametrize(
+    ("fail", "world"), [("", 2), *((f, 2) for f in FAILURES), (KILLED, 2), (KILLED, 4)]
+)
+def test_rank0_first_shares_rank_zeros_outcome(tmp_path: Path, fail: str, world: int) -> None:
+    """Four ranks: rank 0 tells each itself, so none waits on a peer that waits on rank 0 (a
+    broadcast's tree left rank 3 waiting until its parent rank exited, here :data:`LINGER`
+    seconds later)."""
+    seen = run_ranks(tmp_path, fail, world)
     if not fail:
-        assert seen == ["ok: rank 0 was here"] * 2
+        assert seen == ["ok: rank 0 was here"] * world
         return
-    assert seen[1] is not None, f"rank 1 was still waiting {PROMPT} s after rank 0 {fail or 'ran'}"
-    assert seen[1].startswith(f"{RankZeroFailed.__name__}: rank 0 ")
+    for rank in range(1, world):
+        assert seen[rank] is not None, f"rank {rank} still waited {PROMPT} s after rank 0 {fail}"
+        assert seen[rank].startswith(f"{RankZeroFailed.__name__}: rank 0 ")
     if fail == KILLED:
-        assert seen[0] is None and "was lost" in seen[1]
+        assert seen[0] is None and all("was lost" in text for text in seen[1:])  # type: ignore[operator]
+        killed = float((tmp_path / "killed.at").read_text())
+        late = [float((tmp_path / f"{r}.at").read_text()) - killed for r in range(1, world)]
+        assert max(late) < SOON, f"seconds each rank took to learn of it: {late}"
     else:
         raised = f"{type(FAILURES[fail]).__name__}: {FAILURES[fail]}"
         assert seen[0] == raised  # rank 0's own error, as raised
-        assert seen[1].startswith(f"{RankZeroFailed.__name__}: rank 0 failed") and raised in seen[1]
+        assert seen[1].startswith(f"{RankZeroFailed.__name__}: rank 0 failed") and raised in seen[1]  # type: ignore[union-attr]
     assert not (tmp_path / "written.txt").exists()
 
 

@@ -136,10 +136,12 @@ def rank0_first(ctx: DistContext, work: Callable[[], None]) -> None:
     too) raises there as itself and on the others as :class:`RankZeroFailed` naming it, so they
     neither wait out the long timeout nor go on without what rank 0 was to write.
 
-    The group is joined before the work, so the ranks hold open connections to rank 0 while it
-    works: a rank 0 killed outright (out of memory, a signal) closes them and the others raise
-    :class:`RankZeroFailed` at once, instead of waiting for a rank 0 that will never join. A
-    node that loses power closes nothing; its ranks' peers wait out the timeout."""
+    The group is joined before the work and every rank waits on its own connection to rank 0
+    (:func:`_tell_every_rank`), so a rank 0 killed outright (the out-of-memory killer, a signal)
+    closes them and the others raise :class:`RankZeroFailed` within seconds (as soon as rank 0's
+    forked loader workers, which hold the connections too, notice it is gone). A node that loses
+    power closes nothing, nor does a network that drops idle connections: their peers wait out
+    the timeout."""
     waiting = _patient_group() if ctx.world_size > 1 else None
     failure, message = None, ""
     if ctx.is_main:
@@ -149,9 +151,7 @@ def rank0_first(ctx: DistContext, work: Callable[[], None]) -> None:
             failure, message = error, f"{type(error).__name__}: {error}"
     if waiting is not None:
         try:
-            shared = [message]
-            dist.broadcast_object_list(shared, src=0, group=waiting)  # a str from our rank 0
-            dist.destroy_process_group(waiting)
+            message = _tell_every_rank(ctx, waiting, message)
         except Exception as error:
             if not ctx.is_main:
                 raise RankZeroFailed(
@@ -162,11 +162,30 @@ def rank0_first(ctx: DistContext, work: Callable[[], None]) -> None:
                 raise
             failure.add_note(f"telling the other ranks failed too: {error}")
             raise failure from None
-        message = shared[0]
+        dist.destroy_process_group(waiting)
     if failure is not None:
         raise failure
     if message:
         raise RankZeroFailed(f"rank 0 failed ({message}); rank {ctx.rank} stops with it")
+
+
+def _tell_every_rank(ctx: DistContext, group: dist.ProcessGroup, message: str) -> str:
+    """Rank 0's ``message`` on every rank, sent by rank 0 to each rank itself: a broadcast
+    passes it down a tree, where a rank waiting on another rank would not see rank 0's
+    connections close. UTF-8 bytes after their length, no pickle."""
+    if ctx.is_main:
+        data = torch.tensor(list(message.encode()), dtype=torch.uint8)
+        for rank in range(1, ctx.world_size):
+            dist.send(torch.tensor([len(data)]), rank, group=group)
+            if len(data):
+                dist.send(data, rank, group=group)
+        return message
+    size = torch.zeros(1, dtype=torch.int64)
+    dist.recv(size, 0, group=group)
+    data = torch.zeros(int(size.item()), dtype=torch.uint8)
+    if len(data):
+        dist.recv(data, 0, group=group)
+    return bytes(data.tolist()).decode()
 
 
 def all_reduce_gradients(params: Sequence[nn.Parameter], world_size: int) -> None:

@@ -65,9 +65,11 @@ def paired_null_worlds(
     ``cells`` (from the same draws of ``rng``) and a world of b's values ``reference`` (the same
     runs, strata and images) at b's observed level, its units' effects correlated with the
     differences' as observed and its image residuals flipped with theirs."""
-    if reference.sums.shape != cells.sums.shape or not np.array_equal(
-        reference.counts, cells.counts
-    ):
+    same = reference.sums.shape == cells.sums.shape and all(
+        np.array_equal(x, y)
+        for x, y in ((reference.counts, cells.counts), (reference.run_base, cells.run_base))
+    )
+    if not same:
         raise ValueError("b's cells must hold the same runs, strata and images as the differences")
     units = training_units(cells)
     level = linear_parts(reference).estimate
