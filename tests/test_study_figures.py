@@ -2,6 +2,7 @@
 averaged over runs, atomic saves, and clear errors for tables they cannot draw."""
 
 import colorsys
+import itertools
 
 import matplotlib
 
@@ -21,6 +22,7 @@ from xlr.analysis.figure_style import (
     arm_order,
     arm_styles,
     family_and_variant,
+    family_colour,
     save_figure,
 )
 from xlr.analysis.heatmaps import (
@@ -136,6 +138,43 @@ def test_arm_styles_colour_by_family_and_shape_by_variant() -> None:
     assert arm_styles(["my-arm", *arms])["mono-full"] == styles["mono-full"]
     assert len(FAMILY_COLOURS) == len(FAMILIES) == len(set(FAMILY_COLOURS))  # one slot each
     assert not set(FAMILY_COLOURS) & set(SPARE_COLOURS)
+
+
+COLOUR_VISION = ("deuteranomaly", "protanomaly", "tritanomaly")  # Machado et al. 2009
+
+
+def closest_colours(labels: list[str]) -> list[tuple[float, str, str, str]]:
+    """Every pair of ``labels``' colours (family_colour) as CIELAB distance under each simulated
+    colour-vision deficiency at full severity, nearest first."""
+    from colorspacious import cspace_convert
+
+    rgb = np.array([family_colour(label) for label in labels])
+    pairs = []
+    for kind in COLOUR_VISION:
+        seen = np.clip(cspace_convert(rgb, {"name": "sRGB1+CVD", "cvd_type": kind,
+                                             "severity": 100}, "sRGB1"), 0, 1)  # fmt: skip
+        lab = cspace_convert(seen, "sRGB1", "CIELab")
+        for i, j in itertools.combinations(range(len(labels)), 2):
+            pairs.append((float(np.linalg.norm(lab[i] - lab[j])), kind, labels[i], labels[j]))
+    return sorted(pairs)
+
+
+@pytest.mark.parametrize("alphas", [("0.25", "0.5", "0.75"), ("0.4", "0.5", "0.6"),
+                                    ("0.1", "0.5", "0.9")])  # fmt: skip
+@pytest.mark.parametrize("adapters_alpha", ["0.5", "0.6", "0.25"])
+def test_family_colours_stay_apart_under_colour_vision_deficiency(
+    alphas: tuple[str, ...], adapters_alpha: str
+) -> None:
+    """figure_style's claim: every pair of the study's colours at least 11 apart (CIELAB) under
+    simulated deutan, protan and tritan vision, but zero-shot and multi (10.8, deutan; their
+    markers differ too), whatever the hybrid sweep's alphas and adapters.hybrid_alpha (whose
+    colour once followed the ramp and came within 4.9 of mono's at 0.6)."""
+    labels = ["zeroshot", "mono-full", "cross-full", "multi-full", "adapters-base",
+              *(f"hybrid-a{alpha}-full" for alpha in alphas),
+              f"adapters_hybrid-a{adapters_alpha}-base"]  # fmt: skip
+    pairs = closest_colours(labels)
+    below = [(round(d, 1), kind, a, b) for d, kind, a, b in pairs if d < 11]
+    assert below == [(10.8, "deuteranomaly", "zeroshot", "multi-full")]
 
 
 @pytest.mark.parametrize("alphas", [(0.25, 0.5, 0.75), (0.4, 0.5, 0.6), (0.01, 0.02, 0.99)])

@@ -24,7 +24,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from xlr.arms import FALLBACKS, FAMILIES, TRAINABLE, Arm
+from xlr.arms import FALLBACKS, FAMILIES, SWEEP_FAMILIES, TRAINABLE, Arm
 from xlr.eval.results import check_table
 from xlr.io import atomic_file
 
@@ -36,7 +36,8 @@ PALETTE = "colorblind"
 # deficiency (Machado et al. 2009: deutan, protan, tritan; CIELAB): the alpha ramps 0.25/0.5/0.75,
 # 0.4/0.5/0.6 and 0.1/0.5/0.9 keep every pair of colours at least 11 apart in each of them but
 # zero-shot and multi (10.8, deutan), where a vermilion hybrid lightened towards the cross arm's
-# orange came within 2.7. Pink and yellow (low contrast on white) are left spare.
+# orange came within 2.7 (tests/test_study_figures.py). Pink and yellow (low contrast on white)
+# are left spare.
 FAMILY_COLOURS: tuple[int, ...] = (7, 0, 1, 2, 5, 4, 9)
 SPARE_COLOURS: tuple[int, ...] = (3, 6, 8)
 ALPHA_LIGHTNESS = (0.5, 0.25, 4.0)  # lightness = a + b * tanh(c * (0.5 - alpha))
@@ -94,9 +95,9 @@ def arm_styles(arms: Sequence[str]) -> dict[str, ArmStyle]:
 def family_colour(label: str) -> tuple[float, float, float] | None:
     """An arm's colour, the same in every figure whichever arms it holds (the loss curves have
     no zero-shot model): its family's slot of the palette (:data:`FAMILY_COLOURS`); in the
-    hybrid families, lighter for a smaller alpha (:data:`ALPHA_LIGHTNESS`: steepest around 0.5,
-    where the real study's alphas lie, and never clamped, so two alphas never share a colour);
-    None for a label that is no arm name."""
+    hybrid family, lighter for a smaller alpha (:data:`ALPHA_LIGHTNESS`: steepest around 0.5,
+    where the real study's alphas lie, and never clamped, so two alphas never share a colour),
+    and adapters_hybrid at the ramp's middle; None for a label that is no arm name."""
     try:
         arm = Arm.parse(label)
     except ValueError:
@@ -106,7 +107,11 @@ def family_colour(label: str) -> tuple[float, float, float] | None:
         return colour
     hue, _, saturation = colorsys.rgb_to_hls(*colour)
     middle, spread, steepness = ALPHA_LIGHTNESS
-    light = middle + spread * math.tanh(steepness * (0.5 - arm.alpha))
+    # lightness tells alphas apart on the sweep's axis only: adapters_hybrid has one alpha a
+    # study (adapters.hybrid_alpha), so it keeps the ramp's middle whatever that alpha is (at
+    # 0.6 the ramp took its sky blue within 4.9 of mono's blue under deuteranopia)
+    alpha = arm.alpha if arm.family in SWEEP_FAMILIES else 0.5
+    light = middle + spread * math.tanh(steepness * (0.5 - alpha))
     return colorsys.hls_to_rgb(hue, light, saturation)
 
 
