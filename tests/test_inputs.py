@@ -28,6 +28,7 @@ from open_clip.model import CustomTextCLIP
 from PIL import Image
 from safetensors.torch import load_file
 
+from xlr import runtime
 from xlr.arms import LOG_CSV, MODEL_DIR, Arm
 from xlr.config import Params, parse_params
 from xlr.data.digest import images_digest
@@ -379,8 +380,10 @@ def test_other_ranks_wait_for_the_encoding_on_the_long_timeout_group(
     calls: list[tuple] = []
     group = object()
     monkeypatch.setattr(dist, "new_group", lambda **kw: calls.append(("new_group", kw)) or group)
-    monkeypatch.setattr(
-        dist, "broadcast_object_list", lambda obj, src, group: calls.append(("share", obj, group))
+    monkeypatch.setattr(  # rank 0 tells each rank how its work went, on that group
+        runtime,
+        "_tell_every_rank",
+        lambda ctx, group, message: calls.append(("tell", message, group)) or message,
     )
     monkeypatch.setattr(dist, "destroy_process_group", lambda g=None: calls.append(("destroy", g)))
     encoded = []
@@ -396,7 +399,7 @@ def test_other_ranks_wait_for_the_encoding_on_the_long_timeout_group(
             features = cached_image_features(base, world["pool"], params, "k", base.model, ctx)
             assert len(features) == len(world["pool"])
     assert sum(encoded) == len(world["pool"])  # rank 0 only
-    wait = [("new_group", {"backend": "gloo", "timeout": RANK0_WAIT}), ("share", [""], group),
+    wait = [("new_group", {"backend": "gloo", "timeout": RANK0_WAIT}), ("tell", "", group),
             ("destroy", group)]  # fmt: skip
     assert calls == wait * 2 and RANK0_WAIT >= timedelta(hours=1)
 
