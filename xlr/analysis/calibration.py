@@ -82,11 +82,12 @@ interval's variance). Until session 20 the worlds kept b's values as observed an
 0.63 times as much, so ``supported_at_min`` read low: on a simulated study whose bases are 30%
 apart in b's level, 0.0% of 2,000 resamples at 95% against 2.2% now (a one-sided 2.5% is the
 most an honest interval gives); over 16 such studies (a review's check, 400 resamples each)
-1.70% now against 0.77% before, where 600 fresh studies at the minimum gave 1.17%. The difference's draws are the absolute claim's, so the rates
-of intervals excluding zero, the power and the MDE are the difference's. The planted effect is
-the minimum times b's level, added to every query of a, as for an absolute claim of that size,
-and ``estimate``, ``se`` and ``mde`` are given divided by b's level, in the claim's units (b's
-level is positive: where it is not, the claim cannot be judged, and is *not applicable* here).
+1.70% now against 0.77% before, where 600 fresh studies at the minimum gave 1.17%. The
+difference's draws are the absolute claim's, so the rates of intervals excluding zero, the power
+and the MDE are the difference's. The planted effect is the minimum times b's level, added to
+every query of a, as for an absolute claim of that size, and ``estimate``, ``se`` and ``mde``
+are given divided by b's level, in the claim's units (b's level is positive: where it is not,
+the claim cannot be judged, and is *not applicable* here).
 
 **The gate** (:func:`check_calibration`) fails a claim on either A/A rate. The rate of verdicts
 alone cannot see an interval that is too narrow: a verdict needs the interval beyond the minimum
