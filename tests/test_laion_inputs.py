@@ -68,13 +68,22 @@ def test_remote_inputs_need_httpfs_and_say_how_to_get_it(tmp_path: Path) -> None
 
 
 class RecordedSql:
-    """A DuckDB connection that records its statements (httpfs cannot be installed offline)."""
+    """A DuckDB connection that records its statements (httpfs cannot be installed offline);
+    ``s3_secrets`` is what ``duckdb_secrets()`` counts, ``refuse`` a statement start it fails."""
 
-    def __init__(self) -> None:
+    def __init__(self, s3_secrets: int = 0, refuse: str | None = None) -> None:
         self.statements: list[str] = []
+        self.s3_secrets = s3_secrets
+        self.refuse = refuse
 
-    def execute(self, sql: str, parameters: object = None) -> None:
+    def execute(self, sql: str, parameters: object = None) -> RecordedSql:
+        if self.refuse is not None and sql.startswith(self.refuse):
+            raise duckdb.IOException('Failed to download extension "aws"\nmore')
         self.statements.append(sql)
+        return self
+
+    def fetchone(self) -> tuple[int]:
+        return (self.s3_secrets,)
 
 
 def test_hf_inputs_get_the_hub_token_as_a_duckdb_secret(
@@ -95,9 +104,9 @@ def test_hf_inputs_get_the_hub_token_as_a_duckdb_secret(
     secret = "CREATE OR REPLACE TEMPORARY SECRET xlr_hf (TYPE huggingface, TOKEN 'hf_it''s')"
     assert con.statements == ["LOAD httpfs", secret]
     assert len(duckdb.connect().extract_statements(secret)) == 1  # one statement, the token data
-    con = RecordedSql()
+    con = RecordedSql(s3_secrets=1)
     enable_remote(con, LaionInputs(metadata=["s3://laion/relaion2B-multi/*.parquet"]))  # type: ignore[arg-type]
-    assert con.statements == ["LOAD httpfs"]
+    assert "huggingface" not in " ".join(con.statements)
     monkeypatch.delenv("HF_TOKEN")
     (tmp_path / "token").write_text("hf_from_login\n")  # what hf auth login writes
     con = RecordedSql()
@@ -107,6 +116,30 @@ def test_hf_inputs_get_the_hub_token_as_a_duckdb_secret(
     con = RecordedSql()
     enable_remote(con, hub)  # type: ignore[arg-type]
     assert con.statements == ["LOAD httpfs"]  # public datasets read without a token
+
+
+def test_s3_inputs_get_the_aws_credential_chain_unless_the_user_has_a_secret() -> None:
+    """A private bucket needs signed requests: s3:// (and s3a://) inputs get a credential_chain
+    secret, none where the user has an S3 secret of their own, and a warning naming the input
+    and the fix where DuckDB cannot make one (no aws extension, no credentials)."""
+    s3 = LaionInputs(metadata=["s3a://bucket/multi/*.parquet"], english=["s3://bucket/en/"])
+    chain = "CREATE OR REPLACE TEMPORARY SECRET xlr_s3 (TYPE s3, PROVIDER credential_chain)"
+    con = RecordedSql()
+    enable_remote(con, s3)  # type: ignore[arg-type]
+    assert con.statements[0] == "LOAD httpfs" and con.statements[-1] == chain
+    assert len(duckdb.connect().extract_statements(chain)) == 1
+    con = RecordedSql(s3_secrets=1)
+    enable_remote(con, s3)  # type: ignore[arg-type]
+    assert chain not in con.statements  # the user's own secret is left to do its work
+    con = RecordedSql(refuse="CREATE OR REPLACE TEMPORARY SECRET xlr_s3")
+    with pytest.warns(UserWarning) as warned:
+        enable_remote(con, s3)  # type: ignore[arg-type]
+    message = str(warned[0].message)
+    assert message.startswith("s3://bucket/en/: no AWS credentials for DuckDB (Failed to")
+    assert "install_extension('aws')" in message and "read anonymously" in message
+    con = RecordedSql()
+    enable_remote(con, LaionInputs(metadata=["https://host/x.parquet", "gs://b/x.parquet"]))  # type: ignore[arg-type]
+    assert con.statements == ["LOAD httpfs"]  # no S3 input, no S3 secret
 
 
 def test_remote_entries_are_listed_without_touching_them(monkeypatch: pytest.MonkeyPatch) -> None:

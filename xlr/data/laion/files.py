@@ -5,6 +5,7 @@ for provenance. Only listings and footers are read here; the rows are left to th
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from xlr.data.laion.inputs import (
 from xlr.io import file_sha256
 
 GLOB_CHARS = frozenset("*?[")
+S3_SCHEMES = ("s3", "s3a", "s3n")  # the schemes DuckDB's httpfs reads as AWS S3
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,8 @@ class FileGroup:
 
 def enable_remote(con: duckdb.DuckDBPyConnection, inputs: LaionInputs) -> None:
     """Load DuckDB's httpfs extension when some input is remote (installing it if need be),
-    and give ``hf://`` inputs the Hugging Face token (:func:`_hugging_face_secret`).
+    give ``hf://`` inputs the Hugging Face token (:func:`_hugging_face_secret`) and ``s3://``
+    inputs the AWS credential chain (:func:`_s3_secret`).
 
     Local-only runs never touch it, so they work offline; a remote run without it fails here,
     before any work, with what to do.
@@ -57,8 +60,12 @@ def enable_remote(con: duckdb.DuckDBPyConnection, inputs: LaionInputs) -> None:
     if not remote:
         return
     _load_httpfs(con, remote[0])
-    if any(entry.lower().startswith("hf://") for entry in remote):
+    schemes = {entry.partition("://")[0].lower(): entry for entry in remote}
+    if "hf" in schemes:
         _hugging_face_secret(con)
+    s3 = [schemes[scheme] for scheme in S3_SCHEMES if scheme in schemes]
+    if s3:
+        _s3_secret(con, s3[0])
 
 
 def _hugging_face_secret(con: duckdb.DuckDBPyConnection) -> None:
@@ -71,6 +78,30 @@ def _hugging_face_secret(con: duckdb.DuckDBPyConnection) -> None:
         return
     quoted = token.replace("'", "''")  # a SQL string literal: CREATE SECRET takes no parameters
     con.execute(f"CREATE OR REPLACE TEMPORARY SECRET xlr_hf (TYPE huggingface, TOKEN '{quoted}')")
+
+
+def _s3_secret(con: duckdb.DuckDBPyConnection, example: str) -> None:
+    """DuckDB signs S3 requests only with a secret; without one it reads anonymously, which a
+    private bucket refuses. Unless the user made an S3 secret of their own (a persistent one, say),
+    a temporary ``credential_chain`` secret takes what the AWS SDK finds (environment, profiles,
+    SSO, instance or pod roles), as the AWS CLI would. It needs DuckDB's aws extension; where that
+    or the credentials are missing, the run warns and reads anonymously (public buckets)."""
+    if con.execute("SELECT count(*) FROM duckdb_secrets() WHERE type = 's3'").fetchone()[0]:
+        return
+    try:
+        con.execute(
+            "CREATE OR REPLACE TEMPORARY SECRET xlr_s3 (TYPE s3, PROVIDER credential_chain)"
+        )
+    except duckdb.Error as err:
+        reason = str(err).splitlines()[0]
+        warnings.warn(
+            f"{example}: no AWS credentials for DuckDB ({reason}); S3 is read anonymously, "
+            "which only a public bucket allows. Install DuckDB's aws extension "
+            "(python -c \"import duckdb; duckdb.connect().install_extension('aws')\") and set "
+            "AWS credentials (AWS_PROFILE, ~/.aws), or create an S3 secret of your own "
+            "(CREATE PERSISTENT SECRET ... TYPE s3)",
+            stacklevel=3,
+        )
 
 
 def _load_httpfs(con: duckdb.DuckDBPyConnection, example: str) -> None:
