@@ -136,7 +136,7 @@ def test_arm_styles_colour_by_family_and_shape_by_variant() -> None:
     # the same colour whichever arms a figure holds (the loss curves have no zero-shot model)
     assert arm_styles(arms[1:])["mono-full"] == styles["mono-full"]
     assert arm_styles(["my-arm", *arms])["mono-full"] == styles["mono-full"]
-    assert len(FAMILY_COLOURS) == len(FAMILIES) == len(set(FAMILY_COLOURS))  # one slot each
+    assert len(FAMILY_COLOURS) == len(FAMILIES) == len(set(FAMILY_COLOURS))  # one each
     assert not set(FAMILY_COLOURS) & set(SPARE_COLOURS)
 
 
@@ -166,15 +166,14 @@ def test_family_colours_stay_apart_under_colour_vision_deficiency(
     alphas: tuple[str, ...], adapters_alpha: str
 ) -> None:
     """figure_style's claim: every pair of the study's colours at least 11 apart (CIELAB) under
-    simulated deutan, protan and tritan vision, but zero-shot and multi (10.8, deutan; their
-    markers differ too), whatever the hybrid sweep's alphas and adapters.hybrid_alpha (whose
+    simulated deutan, protan and tritan vision (the palette's grey for zero-shot came within 10.8
+    of multi's green, deutan), whatever the hybrid sweep's alphas and adapters.hybrid_alpha (whose
     colour once followed the ramp and came within 4.9 of mono's at 0.6)."""
     labels = ["zeroshot", "mono-full", "cross-full", "multi-full", "adapters-base",
               *(f"hybrid-a{alpha}-full" for alpha in alphas),
               f"adapters_hybrid-a{adapters_alpha}-base"]  # fmt: skip
     pairs = closest_colours(labels)
-    below = [(round(d, 1), kind, a, b) for d, kind, a, b in pairs if d < 11]
-    assert below == [(10.8, "deuteranomaly", "zeroshot", "multi-full")]
+    assert pairs[0][0] >= 11, pairs[0]
 
 
 @pytest.mark.parametrize("alphas", [(0.25, 0.5, 0.75), (0.4, 0.5, 0.6), (0.01, 0.02, 0.99)])

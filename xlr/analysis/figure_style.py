@@ -29,17 +29,21 @@ from xlr.eval.results import check_table
 from xlr.io import atomic_file
 
 PALETTE = "colorblind"
-# Each arm family's colour, an index into the palette, in xlr.arms.FAMILIES' order: grey for the
-# model every arm is read against, blue, orange, green for the mono, cross and multi schedules,
-# tan for hybrid batches (a lightness ramp over alpha), purple for the adapters and sky blue for
-# the adapters on hybrid batches. Chosen for their distance under simulated colour-vision
-# deficiency (Machado et al. 2009: deutan, protan, tritan; CIELAB): the alpha ramps 0.25/0.5/0.75,
-# 0.4/0.5/0.6 and 0.1/0.5/0.9 keep every pair of colours at least 11 apart in each of them but
-# zero-shot and multi (10.8, deutan), where a vermilion hybrid lightened towards the cross arm's
-# orange came within 2.7 (tests/test_study_figures.py). Pink and yellow (low contrast on white)
-# are left spare.
-FAMILY_COLOURS: tuple[int, ...] = (7, 0, 1, 2, 5, 4, 9)
-SPARE_COLOURS: tuple[int, ...] = (3, 6, 8)
+_COLOURS = sns.color_palette(PALETTE)
+# Each arm family's colour, in xlr.arms.FAMILIES' order: dark grey for the model every arm is read
+# against, then the palette's blue, orange, green for the mono, cross and multi schedules, tan for
+# hybrid batches (a lightness ramp over alpha), purple for the adapters and sky blue for the
+# adapters on hybrid batches. Chosen for their distance under simulated colour-vision deficiency
+# (Machado et al. 2009: deutan, protan, tritan; CIELAB): the alpha ramps 0.25/0.5/0.75,
+# 0.4/0.5/0.6 and 0.1/0.5/0.9 keep every pair of colours at least 11 apart in each of them
+# (tests/test_study_figures.py), where a vermilion hybrid lightened towards the cross arm's
+# orange came within 2.7 and the palette's own grey (lightness 0.58) within 10.8 of multi's
+# green (deutan). Pink and yellow (low contrast on white) and vermilion are left spare.
+FAMILY_COLOURS: tuple[tuple[float, float, float], ...] = (
+    (0.35, 0.35, 0.35), _COLOURS[0], _COLOURS[1], _COLOURS[2], _COLOURS[5], _COLOURS[4],
+    _COLOURS[9],
+)  # fmt: skip
+SPARE_COLOURS: tuple[tuple[float, float, float], ...] = (_COLOURS[3], _COLOURS[6], _COLOURS[8])
 ALPHA_LIGHTNESS = (0.5, 0.25, 4.0)  # lightness = a + b * tanh(c * (0.5 - alpha))
 LEGEND_ROW_INCHES = 0.26  # a legend entry at the default 10-point font, with its spacing
 
@@ -84,7 +88,7 @@ def arm_styles(arms: Sequence[str]) -> dict[str, ArmStyle]:
     fallbacks. Labels that are no arm name take the palette's spare colours in turn.
     """
     colours = {name: family_colour(name) for name in arms}
-    spares = itertools.cycle(sns.color_palette(PALETTE)[i] for i in SPARE_COLOURS)
+    spares = itertools.cycle(SPARE_COLOURS)
     colours |= {name: next(spares) for name, colour in colours.items() if colour is None}
     return {
         name: ArmStyle(colours[name], *ARM_VARIANTS.get(family_and_variant(name)[1], ArmShape()))
@@ -94,7 +98,7 @@ def arm_styles(arms: Sequence[str]) -> dict[str, ArmStyle]:
 
 def family_colour(label: str) -> tuple[float, float, float] | None:
     """An arm's colour, the same in every figure whichever arms it holds (the loss curves have
-    no zero-shot model): its family's slot of the palette (:data:`FAMILY_COLOURS`); in the
+    no zero-shot model): its family's (:data:`FAMILY_COLOURS`); in the
     hybrid family, lighter for a smaller alpha (:data:`ALPHA_LIGHTNESS`: steepest around 0.5,
     where the real study's alphas lie, and never clamped, so two alphas never share a colour),
     and adapters_hybrid at the ramp's middle; None for a label that is no arm name."""
@@ -102,7 +106,7 @@ def family_colour(label: str) -> tuple[float, float, float] | None:
         arm = Arm.parse(label)
     except ValueError:
         return None
-    colour = sns.color_palette(PALETTE)[FAMILY_COLOURS[FAMILIES.index(arm.family)]]
+    colour = FAMILY_COLOURS[FAMILIES.index(arm.family)]
     if arm.alpha is None:
         return colour
     hue, _, saturation = colorsys.rgb_to_hls(*colour)
