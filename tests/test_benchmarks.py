@@ -24,7 +24,7 @@ from xlr.data.imagetext import CAPTION_COLUMNS
 from xlr.data.prepare import benchmark_coverage, eval_sets, prepare_data
 from xlr.langs import UnknownLanguageError
 
-COCO_NAMES = ["COCO_train2014_000000000042.jpg", "COCO_train2014_000000000073.jpg"]
+COCO_NAMES = ["COCO_train2014_000000000042.jpg", "COCO_val2014_000000127068.jpg"]  # as published
 FLICKR_NAMES = ["1000092795.jpg", "10002456.jpg", "1000268201.jpg"]
 XM_KEYS = ["000411001ff7dd4f", "0005c3a0a6b8e1d3"]
 
@@ -41,7 +41,7 @@ def _write_lines(path: Path, lines: list[str]) -> None:
 
 def xtd10_tree(root: Path) -> Path:
     """A clone of the XTD10 repository (de/fr under ``MIC/``, jp under ``STAIR/``) plus a
-    user-provided folder of COCO train2014 images."""
+    user-provided folder of COCO images (flat: the loader's other layout is tested below)."""
     _write_lines(root / "XTD10" / "test_image_names.txt", COCO_NAMES)
     for code in XTD10_LANGS:
         folder = root / {"de": "MIC", "fr": "MIC", "jp": "STAIR"}.get(code, "XTD10")
@@ -160,7 +160,22 @@ def test_missing_file_names_path_and_where_published(xtd10_root: Path) -> None:
 
 def test_missing_images_are_reported_with_their_source(xtd10_root: Path) -> None:
     (xtd10_root / "images" / COCO_NAMES[1]).unlink()
-    with pytest.raises(BenchmarkNotFoundError, match=r"1 of 2 images missing.*train2014\.zip"):
+    with pytest.raises(BenchmarkNotFoundError, match=r"1 of 2 images missing.*val2014\.zip"):
+        load_xtd10(xtd10_root)
+
+
+def test_xtd10_images_may_stay_in_the_folders_coco_unpacks_to(xtd10_root: Path) -> None:
+    """XTD10 names train2014 and val2014 images; each may be flat or in its archive's folder."""
+    flat = [image.tobytes() for image in load_xtd10(xtd10_root).images]
+    for name in COCO_NAMES:
+        split = name.split("_")[1]
+        (xtd10_root / "images" / split).mkdir()
+        (xtd10_root / "images" / name).rename(xtd10_root / "images" / split / name)
+    unpacked = load_xtd10(xtd10_root)
+    assert list(unpacked.image_keys) == COCO_NAMES
+    assert [image.tobytes() for image in unpacked.images] == flat
+    (xtd10_root / "images" / "val2014" / COCO_NAMES[1]).unlink()
+    with pytest.raises(BenchmarkNotFoundError, match=r"images/val2014/COCO_val2014_0+127068"):
         load_xtd10(xtd10_root)
 
 

@@ -35,9 +35,11 @@ from xlr.data.imagetext import CAPTION_COLUMNS, FileImages, ImageTextSet
 from xlr.langs import UnknownLanguageError, canonical_code
 
 XTD10_URL = "https://github.com/adobe-research/Cross-lingual-Test-Dataset-XTD10"
-# XTD10's test_image_names.txt lists COCO_train2014_* files: its 1000 images come from COCO's
-# train2014 split, not val2014.
-COCO_TRAIN2014_URL = "http://images.cocodataset.org/zips/train2014.zip"
+# XTD10's test_image_names.txt lists 800 COCO_train2014_* files, then 200 COCO_val2014_* ones.
+COCO_URL = (
+    "http://images.cocodataset.org/zips/train2014.zip and val2014.zip (XTD10 names 800 train2014 "
+    "and 200 val2014 images)"
+)
 XM3600_URL = (
     "https://google.github.io/crossmodal-3600 (captions.zip for captions.jsonl, images.tgz for "
     "images/)"
@@ -139,9 +141,18 @@ def _image_list(path: Path, source: str) -> list[str]:
     return names
 
 
-def _image_paths(image_dir: Path, names: Sequence[str], source: str) -> list[Path]:
-    """Image files in list order; all missing ones are reported at once, before any decoding."""
+def _image_paths(
+    image_dir: Path, names: Sequence[str], source: str, folders: Sequence[str] | None = None
+) -> list[Path]:
+    """Image files in list order, each ``image_dir/name`` or, where ``folders`` gives it one,
+    ``image_dir/folder/name`` (as an archive unpacks); all missing ones are reported at once,
+    before any decoding."""
     paths = [image_dir / name for name in names]
+    if folders is not None:
+        paths = [
+            path if path.is_file() else image_dir / folder / path.name
+            for path, folder in zip(paths, folders, strict=True)
+        ]
     missing = [p for p in paths if not p.is_file()]
     if missing:
         shown = ", ".join(str(p) for p in missing[:3])
@@ -201,13 +212,15 @@ def _xtd10_captions_file(folder: Path, code: str) -> Path:
 def load_xtd10(
     root: Path, image_dir: Path | None = None, langs: Iterable[str] | None = None
 ) -> ImageTextSet:
-    """XTD10: 1000 COCO train2014 images, one caption each in 11 languages, parallel by line.
+    """XTD10: 1000 COCO images, one caption each in 11 languages, parallel by line.
 
     ``root`` is a clone of the XTD10 repository: ``XTD10/test_image_names.txt`` and
     ``XTD10/test_1kcaptions_{lang}.txt``, except German and French in ``MIC/`` and Japanese
     (written ``jp``) in ``STAIR/``; a folder holding all twelve files flat also works. The images
-    are COCO train2014 files (``COCO_train2014_*.jpg``, as the image list names them) the user
-    provides, by default in ``root/images``. ``langs``: see :func:`load_benchmark`.
+    are the COCO files the image list names (800 ``COCO_train2014_*.jpg``, 200
+    ``COCO_val2014_*.jpg``) the user provides, by default in ``root/images``: flat, or in the
+    ``train2014/`` and ``val2014/`` folders COCO's archives unpack to. ``langs``: see
+    :func:`load_benchmark`.
     """
     root = Path(root)
     folder = _first_existing([root / "XTD10", root])
@@ -218,7 +231,8 @@ def load_xtd10(
         path = _xtd10_captions_file(folder, code)
         captions = _aligned_captions(path, len(names), names_file, XTD10_URL)
         rows.extend((i, canonical_code(code), 0, caption) for i, caption in enumerate(captions))
-    paths = _image_paths(Path(image_dir or root / "images"), names, COCO_TRAIN2014_URL)
+    splits = [name.split("_")[1] if name.startswith("COCO_") else "" for name in names]
+    paths = _image_paths(Path(image_dir or root / "images"), names, COCO_URL, splits)
     return ImageTextSet("xtd10", names, FileImages(paths), _captions_frame(rows), parallel=True)
 
 
