@@ -181,13 +181,35 @@ def test_relaion_research_safe_names_give_the_same_sample(tmp_path: Path) -> Non
     sample = sample_laion([theirs], QUOTAS, columns=columns, out_dir=tmp_path / "b")
     assert sample.parquet.read_bytes() == expected.parquet.read_bytes()
     assert sample.manifest["columns"]["metadata"]["TEXT"] == "caption"
+    # url and language answer to URL and LANGUAGE, as DuckDB reads them (whatever the case)
     pattern = (
-        r"relaion2B-multi\.parquet: missing columns \['URL', 'TEXT', 'LANGUAGE'\]; it has .*"
-        r"data\.laion\.columns\.metadata; set that to a known schema \(laion-2022, "
-        r"relaion-research-safe\)"
+        r"relaion2B-multi\.parquet: missing columns \['TEXT'\]; it has \['caption', 'key', "
+        r"'language', .*data\.laion\.columns\.metadata; set that to a known schema "
+        r"\(laion-2022, relaion-research-safe\)"
     )
     with pytest.raises(LaionSamplingError, match=pattern):
         sample_laion([theirs], QUOTAS, out_dir=tmp_path / "c")
+
+
+def test_column_names_match_whatever_their_case_and_english_files_have_no_language(
+    tmp_path: Path,
+) -> None:
+    """A file's LANGUAGE read through the mapping's ``language`` (DuckDB resolves names in any
+    case) gives the same sample; such a file listed as English (every row ``en``) is refused
+    rather than labelling its German rows English."""
+    ours = write_rows(tmp_path / "laion2B-multi.parquet", ROWS)
+    upper = {key: value for key, value in RELAION.items() if key != "LANGUAGE"}
+    theirs = write_rows(tmp_path / "relaion-upper.parquet", ROWS, rename=upper)
+    columns = LaionColumns(metadata="relaion-research-safe", english="relaion-research-safe")
+    expected = sample_laion([ours], QUOTAS, out_dir=tmp_path / "a")
+    sample = sample_laion([theirs], QUOTAS, columns=columns, out_dir=tmp_path / "b")
+    assert sample.parquet.read_bytes() == expected.parquet.read_bytes()
+    for mapping in (columns, LaionColumns()):
+        with pytest.raises(LaionSamplingError) as raised:
+            sample_laion(LaionInputs(english=[str(theirs if mapping is columns else ours)]),
+                         QUOTAS, columns=mapping, out_dir=tmp_path / "c")  # fmt: skip
+        assert "column, so its rows need not be English" in str(raised.value)
+        assert "list it under data.laion.inputs.metadata" in str(raised.value)
 
 
 def test_laion2b_multi_2022_files_without_safety_scores(tmp_path: Path) -> None:

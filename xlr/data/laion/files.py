@@ -184,13 +184,29 @@ def list_inputs(con: duckdb.DuckDBPyConnection, inputs: LaionInputs) -> dict[str
     return listed
 
 
-def _schema(con: duckdb.DuckDBPyConnection, file: str) -> dict[str, str]:
+class Schema(dict[str, str]):
+    """A parquet file's column types by name, looked up as DuckDB resolves names in a query:
+    whatever their case (a ``LANGUAGE`` column answers to ``language``). ``names`` keeps the
+    file's own spelling for messages."""
+
+    def __init__(self, columns: Sequence[tuple[str, str]]) -> None:
+        super().__init__((name.casefold(), dtype) for name, dtype in columns)
+        self.names = sorted(name for name, _ in columns)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and super().__contains__(name.casefold())
+
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(name.casefold())
+
+
+def _schema(con: duckdb.DuckDBPyConnection, file: str) -> Schema:
     """Column name to DuckDB type, from the parquet footer only."""
     try:
         rows = con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [file]).fetchall()
     except duckdb.Error as err:
         raise LaionSamplingError(f"{file}: not a readable parquet file ({err})") from None
-    return {name: dtype for name, dtype, *_ in rows}
+    return Schema([(name, dtype) for name, dtype, *_ in rows])
 
 
 def _is_numeric(dtype: str) -> bool:
@@ -202,7 +218,7 @@ def _is_numeric(dtype: str) -> bool:
 
 def _check_columns(
     file: str,
-    schema: dict[str, str],
+    schema: Schema,
     required: Sequence[str],
     names: dict[str, str],
     where: str,
@@ -214,6 +230,12 @@ def _check_columns(
     cast to NULL and quietly fail every row.
     """
     missing = [c for c in required if names[c] not in schema]
+    if where == "english" and names["LANGUAGE"] in schema:
+        raise LaionSamplingError(
+            f"{file}: has a {names['LANGUAGE']!r} column, so its rows need not be English, as "
+            "data.laion.inputs.english takes every row to be (laion2B-en has none); list it "
+            "under data.laion.inputs.metadata"
+        )
     if missing == ["LANGUAGE"] and where == "metadata":
         raise LaionSamplingError(
             f"{file}: no {names['LANGUAGE']!r} column, as in laion2B-en (every row English); "
@@ -225,7 +247,7 @@ def _check_columns(
         ours = f" (our {', '.join(renamed)})" if renamed else ""
         raise LaionSamplingError(
             f"{file}: missing columns {[names[c] for c in missing]}{ours}; it has "
-            f"{sorted(schema)}. Is this a LAION metadata file of the right release? Its column "
+            f"{schema.names}. Is this a LAION metadata file of the right release? Its column "
             f"names come from data.laion.columns.{where}; set that to a known schema "
             f"({', '.join(KNOWN_SCHEMAS)}) or map our names to the file's"
         )

@@ -41,7 +41,8 @@ ROLES: tuple[str, ...] = ("metadata", "english", "translations")
 # url, caption, similarity, punsafe, pwatermark, original_width and original_height, as code
 # reading those files in public repositories shows; the image size LAION filtered on is the
 # original one. Their language column is taken to be ``language`` by the same lower-casing; no
-# public source read here confirms it, so a file that differs fails with the name it lacks.
+# public source read here confirms it, so a file that differs fails with the name it lacks
+# (names match in any case, as DuckDB resolves them: ``LANGUAGE`` would do).
 KNOWN_SCHEMAS: dict[str, dict[str, str]] = {
     "laion-2022": {},
     "relaion-research-safe": {
