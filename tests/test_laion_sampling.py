@@ -36,7 +36,7 @@ from xlr.data.laion import (
     select_reference,
 )
 from xlr.data.laion.selection import initial_fraction, key_bound, widened
-from xlr.data.laion.sql import caption_key
+from xlr.data.laion.sql import _not_blank, caption_key
 
 FILTERS = LaionFilters(
     min_similarity=0.2,
@@ -492,15 +492,31 @@ def test_scalable_selection_equals_the_reference_on_random_data(seed: int, tmp_p
     assert new.manifest["selection"]["rounds"] == 1
 
 
+CAPTIONS = ["Ein Hund", " Ein  Hund ", "ein\thund", "EIN\nHUND", "a\u00a0b", "\u3000a b\u3000",
+            "a \u3000 b", "a\x0bb", "a\rb", "a\x0cb", "  ", "", "ÄÖÜ", "a b\t\tc", "\tein hund\n",
+            "\t", "\n \u00a0", "\u2028", "\x85", " \u3000\t"]  # fmt: skip
+
+
 def test_caption_key_folds_exactly_like_the_regular_expression() -> None:
-    texts = ["Ein Hund", " Ein  Hund ", "ein\thund", "EIN\nHUND", "a\u00a0b", "\u3000a b\u3000",
-             "a \u3000 b", "a\x0bb", "a\rb", "a\x0cb", "  ", "", "ÄÖÜ", "a b\t\tc"]  # fmt: skip
+    """The key's shortcut gives what folding every caption would: whitespace runs (tabs and
+    newlines at the ends too) to one space, ends trimmed, lower case."""
     with duckdb.connect() as con:
         con.execute("CREATE TABLE t (TEXT VARCHAR)")
-        con.executemany("INSERT INTO t VALUES (?)", [[t] for t in [*texts, None]])
-        plain = "lower(regexp_replace(trim(t.TEXT), '\\s+', ' ', 'g'))"
+        con.executemany("INSERT INTO t VALUES (?)", [[t] for t in [*CAPTIONS, None]])
+        plain = "lower(trim(regexp_replace(t.TEXT, '\\s+', ' ', 'g')))"
         rows = con.execute(f"SELECT {plain}, {caption_key('t')} FROM t").fetchall()
     assert all(a == b for a, b in rows)
+    assert rows[CAPTIONS.index("\tein hund\n")][1] == rows[0][1] == "ein hund"
+
+
+def test_captions_of_white_space_alone_are_blank() -> None:
+    """The non_empty filter keeps a caption where Python's str.strip leaves something: tabs,
+    newlines and Unicode spaces alone are blank."""
+    with duckdb.connect() as con:
+        con.execute("CREATE TABLE t (TEXT VARCHAR)")
+        con.executemany("INSERT INTO t VALUES (?)", [[t] for t in CAPTIONS])
+        kept = [row[0] for row in con.execute(f"SELECT {_not_blank('TEXT')} FROM t").fetchall()]
+    assert kept == [bool(text.strip()) for text in CAPTIONS]
 
 
 def test_key_thresholds_and_widening() -> None:

@@ -46,7 +46,7 @@ from xlr.langs import UnknownLanguageError, canonical_code
 SAMPLE_FILE = "sample.parquet"
 MANIFEST_FILE = "manifest.json"
 # Bumped whenever the same recipe would select other rows, so older samples are not reused.
-SAMPLE_FORMAT = 2
+SAMPLE_FORMAT = 3
 FILTER_STAGES: tuple[str, ...] = (
     "rows", "non_empty", "similarity", "punsafe", "pwatermark", "size", "caption_length",
 )  # fmt: skip
