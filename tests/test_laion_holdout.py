@@ -91,10 +91,13 @@ def test_images_with_one_caption_fall_on_one_side() -> None:
     texts = [f"caption {i}" for i in range(40)]
     texts[5] = texts[30] = "Same  CAPTION"  # folded alike
     texts[6] = texts[31] = "same caption"
+    texts[7], texts[32] = "caf\u00e9 on the corner", "cafe\u0301 on the corner"  # NFC, NFD
+    texts[8], texts[33] = "red dress", "\uff52\uff45\uff44 dress"  # full-width letters
     pool = numbered(40, texts)
     for seed in range(20):
         ids = set(held_out_images(pool, 0.25, seed).tolist())
         assert len({i in ids for i in (5, 6, 30, 31)}) == 1
+        assert (7 in ids) == (32 in ids) and (8 in ids) == (33 in ids)
     ids = held_out_images(pool, 0.25, seed=0)
     val = image_subset(pool, ids, "laion-val", True)
     audit = split_audit(pool, np.setdiff1d(np.arange(40), ids), ids, 0.25)

@@ -4,13 +4,13 @@ Tuning and the controls choose by looking at validation results, never at the ev
 benchmarks, so the LAION path needs its own validation set as the generated corpus has one.
 It is a seeded share of the downloaded images (``data.laion.val_fraction``, at most
 :data:`VAL_IMAGES_MAX`), drawn by image, so an image and every caption of it (its own, ENG TEXT,
-machine translations) fall on one side. Images that share any caption (case, whitespace and
-punctuation folded, in any language and from any source: a German and a French image whose ENG
+machine translations) fall on one side. Images that share any caption (case, whitespace, punctuation
+and Unicode forms folded, in any language and from any source: a German and a French image whose ENG
 TEXT both read "dog" share one) are drawn together, as are images linked through a chain of such
-shares, so no held-out caption is also a training caption. The same photo under two URLs with
-two captions is found by its pixels instead (:mod:`xlr.data.laion.near_duplicates`, which
-:func:`xlr.data.prepare.prepare_data` runs after the split); :func:`holdout_audit` counts all
-three overlaps.
+shares, so no held-out caption is also a training caption. The same photo under two URLs with two
+captions is found by its pixels instead (:mod:`xlr.data.laion.near_duplicates`, which
+:func:`xlr.data.prepare.prepare_data` runs after the split); :func:`holdout_audit` counts all three
+overlaps.
 """
 
 from __future__ import annotations
@@ -47,8 +47,11 @@ def _punctuation() -> dict[int, str]:
 
 
 def folded(texts: pd.Series) -> pd.Series:
-    """Captions folded for comparison: case, punctuation and runs of whitespace."""
-    return texts.str.casefold().str.translate(_punctuation()).str.split().str.join(" ")
+    """Captions folded for comparison: Unicode compatibility forms (NFKC: a decomposed accent,
+    full-width Latin letters as in Japanese captions), case, punctuation and runs of
+    whitespace."""
+    normal = texts.str.normalize("NFKC").str.casefold()
+    return normal.str.translate(_punctuation()).str.split().str.join(" ")
 
 
 def caption_groups(pool: ImageTextSet) -> np.ndarray:
