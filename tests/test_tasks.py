@@ -25,7 +25,14 @@ import pytest
 from xlr.analysis.intervals import summarize_with_ci
 from xlr.config import EvalSection
 from xlr.data.imagetext import ArrayImages, ImageStore, ImageTextSet
-from xlr.eval.results import RANK_COLUMNS, RESULT_COLUMNS, write_results
+from xlr.eval.results import (
+    RANK_COLUMNS,
+    RESULT_COLUMNS,
+    _read_results,
+    write_ranks,
+    write_results,
+)
+from xlr.eval.runner import _write_evaluation
 from xlr.eval.tasks import evaluate_arm, xt2t_matrix
 
 pytestmark = pytest.mark.filterwarnings("ignore:designed. multilingual_seen skipped")  # 1 seen
@@ -285,6 +292,28 @@ def test_seed_none_is_kept_and_results_merge_without_duplicates(tmp_path: Path) 
     assert record["dataset"] == "designed" and record["captions"] == "all"
     assert record["metrics"]["image_retrieval_recall@1"] == pytest.approx(5 / 6)
     assert record["metrics"]["text_retrieval_recall@1"] == 1.0
+
+
+def test_a_whole_evaluation_leaves_no_model_the_params_dropped(tmp_path: Path) -> None:
+    """Notebook 04 after an arm or seed left the params: the table, ranks files and records are
+    the new evaluation's alone (05 and 06 read every ranks file there), where merging kept the
+    dropped seed's rows as a unit of every interval."""
+    zeroshot = run("all", arm="zeroshot", seed=None)
+    seeds = [run("all", arm="mono-full", seed=seed) for seed in (3, 4)]
+    written = [(results, write_ranks(ranks, tmp_path)) for results, ranks in (zeroshot, *seeds)]
+    _write_evaluation(written, tmp_path)
+    (tmp_path / "results" / "ranks" / "notes.txt").write_text("no ranks file: left alone")
+    results, _ = _write_evaluation(written[:2], tmp_path)  # seed 4 dropped
+    table, read = _read_results(tmp_path, "missing")
+    pd.testing.assert_frame_equal(table, results)
+    assert sorted(read["seed"].dropna().unique()) == [3]
+    assert sorted(p.name for p in (tmp_path / "results" / "ranks").iterdir()) == [
+        "mono-full-b0-s3-designed.parquet",
+        "notes.txt",
+        "zeroshot-b0-snone-designed.parquet",
+    ]
+    records = [p.name for p in (tmp_path / "results" / "clip_benchmark").iterdir()]
+    assert records and not [name for name in records if "-s4_" in name]
 
 
 def test_summarize_with_ci_matches_the_results(evaluated) -> None:

@@ -118,18 +118,22 @@ def write_ranks(ranks: pd.DataFrame, out_dir: str | os.PathLike[str]) -> list[Pa
 
 
 def write_results(
-    results: pd.DataFrame, ranks: pd.DataFrame | None, out_dir: str | os.PathLike[str]
+    results: pd.DataFrame,
+    ranks: pd.DataFrame | None,
+    out_dir: str | os.PathLike[str],
+    merge: bool = True,
 ) -> list[Path]:
-    """Write ``results/retrieval.parquet`` (merged: a re-run replaces its own rows), the ranks
-    (:func:`write_ranks`; ``None`` where they were written already) and CLIP_benchmark JSON
-    records under ``results/clip_benchmark/``, all atomically. Returns the paths written.
+    """Write ``results/retrieval.parquet`` (merged: a re-run replaces its own rows; with
+    ``merge=False`` the table holds ``results`` alone), the ranks (:func:`write_ranks`; ``None``
+    where they were written already) and CLIP_benchmark JSON records under
+    ``results/clip_benchmark/``, all atomically. Returns the paths written.
 
     The merge reads, updates and replaces the table; runs writing one ``out_dir`` concurrently
     must take turns.
     """
     out_dir = Path(out_dir)
     path = out_dir / RETRIEVAL_FILE
-    merged = _merge_results(pd.read_parquet(path), results) if path.is_file() else results
+    merged = _merge_results(pd.read_parquet(path), results) if merge and path.is_file() else results
     written = [atomic_write_parquet(merged, path)]
     if ranks is not None:
         written += write_ranks(ranks, out_dir)
@@ -140,6 +144,20 @@ def write_results(
         target = out_dir / CLIP_BENCHMARK_DIR / f"{name}_zeroshot_retrieval.json"
         written.append(atomic_write_json(record, target))
     return written
+
+
+def remove_stale(out_dir: str | os.PathLike[str], written: Sequence[Path]) -> list[Path]:
+    """Remove the ranks files and CLIP_benchmark records under ``out_dir`` that are not among
+    ``written`` (those of a whole evaluation): a model the params no longer name (an arm, seed,
+    base or benchmark dropped) would otherwise stay in every later notebook's reading. Returns
+    the paths removed."""
+    keep = {Path(path) for path in written}
+    ours = [(RANKS_DIR, "*.parquet"), (CLIP_BENCHMARK_DIR, "*.json")]
+    found = [path for folder, kind in ours for path in sorted((Path(out_dir) / folder).glob(kind))]
+    stale = [path for path in found if path not in keep]
+    for path in stale:
+        path.unlink()
+    return stale
 
 
 def results_dir(params: Params) -> Path:

@@ -35,6 +35,7 @@ from xlr.eval.planted import (
 from xlr.eval.results import (
     MULTILINGUAL,
     PLANTED_FILE,
+    remove_stale,
     results_dir,
     val_results_dir,
     write_ranks,
@@ -141,21 +142,25 @@ class _EvalJob:
         return outputs
 
 
-def _merge_written(
+def _write_evaluation(
     outputs: Sequence[tuple[pd.DataFrame, list[Path]]], out_dir: Path
 ) -> tuple[pd.DataFrame, list[Path]]:
-    """Merge the results of evaluations whose ranks are written into ``out_dir``'s table, in
-    the order given; return the results and every ranks file."""
-    for results, _ in outputs:
-        write_results(results, None, out_dir)
+    """Write a whole evaluation's results (every model of the params, ranks already written)
+    as ``out_dir``'s table, in the order given, and remove what an earlier evaluation left of
+    models it no longer holds (:func:`~xlr.eval.results.remove_stale`); return the results and
+    every ranks file."""
     results = pd.concat([results for results, _ in outputs], ignore_index=True)
-    return results, [path for _, paths in outputs for path in paths]
+    ranks = [path for _, paths in outputs for path in paths]
+    written = write_results(results, None, out_dir, merge=False)
+    remove_stale(out_dir, [*written, *ranks])
+    return results, ranks
 
 
 def evaluate_arms(params: Params, progress: bool = True) -> tuple[pd.DataFrame, list[Path]]:
     """Evaluate every arm on every eval set of ``params``, ``run.workers`` models at a time;
     write the results and ranks, and return the results and the ranks files
-    (:func:`~xlr.eval.results.load_results` reads them back).
+    (:func:`~xlr.eval.results.load_results` reads them back). The run's results are then this
+    evaluation's alone: those of models the params no longer name are removed.
 
     Results are written in the study's arm order whatever order the workers finish in, and
     embeddings are cached per arm, seed and checkpoint, so a re-run re-encodes nothing.
@@ -164,7 +169,7 @@ def evaluate_arms(params: Params, progress: bool = True) -> tuple[pd.DataFrame, 
     out = results_dir(params)
     jobs = [_EvalJob(params, arm, sets, out) for arm in study_arms(params)]
     outputs = run_jobs(jobs, params.run.workers, desc="evaluate arms", progress=progress)
-    return _merge_written([output for job in outputs for output in job], out)
+    return _write_evaluation([output for job in outputs for output in job], out)
 
 
 # What the controls read: t2i (the share correlation), xt2t (the cross-lingual gain), the
@@ -244,7 +249,7 @@ def evaluate_controls(params: Params, progress: bool = True) -> tuple[pd.DataFra
     pairs += [(results, paths) for results, paths, _ in planted]
     table = pd.DataFrame([row for *_, row in planted])
     atomic_write_text(out / PLANTED_FILE, table.to_csv(index=False))
-    return _merge_written(pairs, out)
+    return _write_evaluation(pairs, out)
 
 
 def text_to_image_recall(
