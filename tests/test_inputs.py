@@ -163,6 +163,23 @@ def test_workers_yield_the_steps_of_the_synchronous_path(world: dict) -> None:
     assert torch.equal(again.loaded, here[0].loaded)  # the crop is a function of the step
 
 
+def test_the_crop_follows_the_plans_seed_not_the_global_step(world: dict) -> None:
+    """An adapter's step lands on another global step under another schedule or language set,
+    with its batch and seed unchanged: its crop must not change either (the adapters' claim
+    that the schedule changes the order of steps, never the weights)."""
+    params = params_for(world)
+    pool = world["shard_pool"]
+    captions = pool.captions[pool.captions["lang"] == "de"].reset_index(drop=True)
+    sampler = arm_sampler(Arm("mono", trained="full").at(0, 3), captions, ["de"], params)
+    objective = contrastive_objective(load_model(world["model"]), pool, captions, params, 1)
+
+    def plan(step: int) -> tuple:
+        return sampler.batch(0), 1234  # the same language step wherever it falls
+
+    steps = list(step_inputs(plan, objective.load, 0, 3, CPU_CTX, workers=0))
+    assert torch.equal(steps[0].loaded, steps[2].loaded)
+
+
 def test_an_interrupted_run_with_workers_resumes_to_the_weights_of_one_without(
     world: dict, tmp_path: Path
 ) -> None:

@@ -46,9 +46,11 @@ T = TypeVar("T")  # an item of a DataLoader over whole items
 
 
 def load_seed(seed: int | None, step: int, rank: int) -> int:
-    """Torch seed of a step's ``load`` on one rank: a function of the step's own seed (or of
-    the step alone where the plan gives none), drawn apart from the dropout seed."""
-    entropy = [step, rank] if seed is None else [seed, step, rank, 1]
+    """Torch seed of a step's ``load`` on one rank: a function of the step's own seed alone,
+    drawn apart from the dropout seed it is (the plan's seed already tells steps and ranks
+    apart, and an adapter's names its language's own step, not the global ``step`` a schedule
+    puts it at), or of ``step`` and ``rank`` where the plan gives none."""
+    entropy = [step, rank] if seed is None else [seed, 1]
     return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
