@@ -14,6 +14,7 @@ from xlr.eval.search import (
     RANK_BYTES_PER_BIN,
     RANK_BYTES_PER_SCORE,
     Relevance,
+    approximate_index,
     approximate_recall,
     gpu_available,
     rank_chunk_size,
@@ -166,6 +167,19 @@ def test_exact_ivf_probe_recovers_exact_top_k():
     gallery, queries = unit_rows(rng, 600, 16), unit_rows(rng, 40, 16)
     assert approximate_recall(queries, gallery, 10, "IVF4,Flat", "nprobe=4") == 1.0
     assert 0.5 < approximate_recall(queries, gallery, 10, "HNSW16", "efSearch=64") <= 1.0
+    # a known answer where the approximate index misses some: the share of each exact top-k
+    # found in the approximate one, counted pair by pair
+    exact = search(queries, gallery, 10).indices
+    _, approx = approximate_index(gallery, "IVF8,Flat", "nprobe=1").search(queries, 10)
+    share = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact, strict=True)])
+    assert share < 1.0
+    assert approximate_recall(queries, gallery, 10, "IVF8,Flat", "nprobe=1") == pytest.approx(share)
+
+
+def test_embeddings_may_be_bf16_tensors(tied_data):
+    queries, gallery = (torch.from_numpy(x).bfloat16() for x in tied_data)
+    expected = search(queries.float(), gallery.float(), 3)
+    np.testing.assert_array_equal(search(queries, gallery, 3).indices, expected.indices)
 
 
 def test_search_rejects_bad_inputs(tied_data):

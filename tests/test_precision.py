@@ -80,3 +80,30 @@ def test_eval_precision_is_validated():
     assert EvalSection(precision="fp16").precision == "fp16"
     with pytest.raises(ValidationError):
         EvalSection(precision="int8")
+
+
+class LinearText(torch.nn.Module):
+    """A text tower of one linear layer, open_clip's ``encode_text`` signature (normalize off
+    by default), whose features come out in autocast's dtype."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(8, 512)
+
+    def encode_text(self, tokens: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        features = self.linear(tokens)
+        return torch.nn.functional.normalize(features, dim=-1) if normalize else features
+
+
+def test_bf16_embeddings_are_unit_rows_in_fp32():
+    """CPU autocast normalises in bf16 (rows off unit length by up to 0.4%): the encoders
+    normalise the features in fp32 after it, so scores are cosines whatever the precision."""
+    torch.manual_seed(0)
+    tokenizer = lambda batch: torch.randn(len(batch), 8) * 3  # noqa: E731
+    texts = [str(i) for i in range(64)]
+    out = encode_texts(LinearText(), tokenizer, texts, CPU, 16, precision="bf16")
+    assert out.dtype == np.float32
+    assert np.abs(np.linalg.norm(out, axis=1) - 1).max() < 1e-6
+    with autocast(CPU, "bf16"):
+        raw = LinearText().encode_text(tokenizer(texts), normalize=True)
+    assert raw.dtype == torch.bfloat16 and (raw.float().norm(dim=1) - 1).abs().max() > 1e-4

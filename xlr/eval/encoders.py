@@ -37,7 +37,7 @@ from xlr.models.adapters import (
     add_average_adapter,
     load_adapters,
 )
-from xlr.models.encode import encode_images
+from xlr.models.encode import encode_images, unit_rows
 from xlr.models.factory import ModelBundle, load_model
 from xlr.runtime import autocast, chunks, resolve_precision
 
@@ -62,8 +62,8 @@ def encode_texts(
     for rows in tqdm(list(chunks(len(texts), batch_size)), desc="captions", disable=not progress):
         tokens = tokenizer(list(texts[rows])).to(device)
         with autocast(device, precision):
-            features = model.encode_text(tokens, normalize=True)
-        out.append(features.float().cpu())
+            features = model.encode_text(tokens)
+        out.append(unit_rows(features))
     return torch.cat(out).numpy()
 
 

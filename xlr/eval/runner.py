@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 from xlr.arms import IDENTITY_KEY, SUMMARY_FILE, ZEROSHOT, Arm, study_arms
-from xlr.config import Params
+from xlr.config import EvalSection, Params
 from xlr.data.imagetext import ImageTextSet
 from xlr.data.prepare import corpus_dir, eval_sets, pretraining_shares, val_sets
 from xlr.data.synthetic import load_pool
@@ -44,7 +43,6 @@ from xlr.eval.results import (
 from xlr.eval.tasks import evaluate_arm
 from xlr.io import atomic_write_text
 from xlr.models.bases import load_base
-from xlr.models.factory import ModelBundle
 from xlr.runtime import resolve_device
 from xlr.workers import run_jobs
 
@@ -253,13 +251,15 @@ def evaluate_controls(params: Params, progress: bool = True) -> tuple[pd.DataFra
 
 
 def text_to_image_recall(
-    bundle: ModelBundle, eval_set: ImageTextSet, device: torch.device
+    encoder: Encoder, eval_set: ImageTextSet, eval_cfg: EvalSection
 ) -> pd.DataFrame:
     """Per-language text-to-image R@1 and R@5 (hit rate) of a model on an eval set, through the
-    study's own ``t2i`` task."""
+    study's own ``t2i`` task under ``eval_cfg`` (its captions setting; R@1 and R@5 whatever its
+    ``recall_at``)."""
     langs = eval_set.langs
+    recall = eval_cfg.model_copy(update={"recall_at": [1, 5]})
     results, _ = evaluate_arm(
-        ModelEncoder(bundle, device), eval_set, langs, [], tasks=["t2i"], arm=ZEROSHOT.name
+        encoder, eval_set, langs, [], tasks=["t2i"], eval_cfg=recall, arm=ZEROSHOT.name
     )
     table = results.pivot_table(index="query_lang", columns="metric", values="value")
     counts = results.groupby("query_lang")["n_queries"].first()
@@ -279,11 +279,10 @@ def base_report(params: Params, base_seed: int) -> pd.DataFrame:
     pool, beside each language's share of the pretraining mix (most frequent first): the base
     should be best in the languages it saw most, as the real model is. Validation, not
     evaluation: a base that fails this is a world to change, and that choice may not look at
-    the test split."""
+    the test split. Encoded as the study encodes (``eval.precision``, ``eval.batch_size``)."""
+    (zero_shot,) = arm_encoders(params, ZEROSHOT.at(base_seed))
     recall = text_to_image_recall(
-        load_base(params, base_seed),
-        load_pool(corpus_dir(params), "val"),
-        resolve_device(params.run.device),
+        zero_shot.encoder, load_pool(corpus_dir(params), "val"), params.eval
     )
     recall["pretrain_share"] = recall["lang"].map(pretraining_shares(params))
     return recall.sort_values("pretrain_share", ascending=False).reset_index(drop=True)
