@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+import xlr.eval.search as search_module
 from xlr.eval.search import (
     RANK_BYTES_PER_BIN,
     RANK_BYTES_PER_SCORE,
@@ -110,6 +111,21 @@ def test_chunked_ranks_equal_dense_ranks(tied_data, chunk_size):
         table["rank"], expected[table["query_idx"], table["relevant_idx"]]
     )
     assert len(table) == len(relevance.indices)
+
+
+@pytest.mark.parametrize("divisor", [32, 10**9])  # the default; one match a slice
+def test_a_collapsed_tower_ranks_by_index_in_slices_of_matches(monkeypatch, divisor):
+    """Every caption embedded alike (a collapsed text tower): every item of a row shares one
+    bin, and the tie matches (candidates x pairs) are counted slice by slice; the ranks are
+    the tie order's, 1 + the items before it by index, excluded ones left out."""
+    monkeypatch.setattr(search_module, "MATCH_SLICE_DIVISOR", divisor)
+    same = np.tile(unit_rows(np.random.default_rng(3), 1, 8), (50, 1))
+    relevance = Relevance.from_lists([[q + 30, q, q + 21] for q in range(20)])
+    exclude = Relevance.from_lists([[] if q == 8 else [q + 20] for q in range(20)])
+    table = relevant_ranks(same[:20], same, relevance, exclude=exclude, chunk_size=7)
+    left_out = np.array([q + 20 if q != 8 else 99 for q in table["query_idx"]])
+    expected = 1 + table["relevant_idx"] - (left_out < table["relevant_idx"])
+    np.testing.assert_array_equal(table["rank"], expected)
 
 
 def test_memory_budget_sets_chunk_size(tied_data):

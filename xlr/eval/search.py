@@ -39,6 +39,7 @@ MAX_BINS = 2**16  # histogram bins per query (see _count_ranks)
 FLOAT_EXACT_INTEGERS = 2**24  # float32 holds every integer up to this: a chunk's bin numbers
 INT32_MAX = 2**31 - 1  # a chunk's scores, counted by its int32 histogram
 SCORE_RANGE = 1.03  # |score| bound: rows are unit vectors within NORM_TOLERANCE
+MATCH_SLICE_DIVISOR = 32  # tie matches per slice: a chunk's scores / this (_ties_ahead)
 
 
 @dataclass(frozen=True)
@@ -338,24 +339,57 @@ def _count_ranks(
     wanted[pair_bins] = True
     in_wanted = torch.index_select(wanted, 0, bins, out=scratch.in_wanted[:n_scores])
     candidates = _flat_nonzero(in_wanted)  # items sharing a bin
-    # Match every candidate with the pairs of its bin (usually one), through the pairs sorted
-    # by bin; the matches are about as many as the candidates, so this stays O(C x G).
     pair_order = torch.argsort(pair_bins)
-    sorted_bins = pair_bins[pair_order]
-    cand_bins = bins.index_select(0, candidates).long()
-    first = torch.searchsorted(sorted_bins, cand_bins)
-    n_matches = torch.searchsorted(sorted_bins, cand_bins, right=True) - first
-    match = torch.repeat_interleave(n_matches)  # candidate of each (candidate, pair) match
-    starts = torch.cumsum(n_matches, 0) - n_matches
-    within = torch.arange(len(match), device=scores.device) - starts.index_select(0, match)
-    cand = candidates.index_select(0, match)
-    pair = pair_order.index_select(0, first.index_select(0, match) + within)
-    pair_flat = (rows * n_gallery + items).index_select(0, pair)
-    flat = scores.view(-1)
-    cand_scores, pair_scores = flat.index_select(0, cand), flat.index_select(0, pair_flat)
-    # A bin lies within one row, so flat positions order a tie by gallery index.
-    ahead = (cand_scores > pair_scores) | ((cand_scores == pair_scores) & (cand < pair_flat))
-    return 1 + higher_bins + torch.bincount(pair[ahead], minlength=len(rows))
+    ahead = _ties_ahead(
+        scores.view(-1), bins, candidates, pair_order, pair_bins.index_select(0, pair_order),
+        rows * n_gallery + items, max(1, n_scores // MATCH_SLICE_DIVISOR),
+    )  # fmt: skip
+    return 1 + higher_bins + ahead
+
+
+def _ties_ahead(
+    flat: torch.Tensor,
+    bins: torch.Tensor,
+    candidates: torch.Tensor,
+    pair_order: torch.Tensor,
+    sorted_bins: torch.Tensor,
+    pair_flat: torch.Tensor,
+    limit: int,
+) -> torch.Tensor:
+    """For every pair, how many of the ``candidates`` (flat positions sharing a bin with some
+    pair) score above it or tie with a lower gallery index.
+
+    Every candidate is matched with the pairs of its bin (through the pairs sorted by bin,
+    ``pair_order``), at most about ``limit`` matches at a time: usually a bin holds one pair and
+    the matches are as many as the candidates, one slice; where scores bunch (a collapsed text
+    tower puts a row's every item in one bin) they are candidates x pairs per row, 10.6 GiB in
+    one go at a 39,600-caption pool where the budget was 1 GiB.
+    """
+    ahead = torch.zeros(len(pair_flat), dtype=torch.int64, device=flat.device)
+    start, size = 0, limit
+    while start < len(candidates):
+        part = candidates[start : start + size]
+        part_bins = bins.index_select(0, part).long()
+        first = torch.searchsorted(sorted_bins, part_bins)
+        n_matches = torch.searchsorted(sorted_bins, part_bins, right=True) - first
+        fits = int(torch.searchsorted(torch.cumsum(n_matches, 0), limit, right=True))
+        if fits < len(part):  # too many matches: this slice's first `fits` only, and smaller
+            size = max(1, fits)
+            part, first, n_matches = part[:size], first[:size], n_matches[:size]
+        else:
+            size = min(limit, 2 * size)
+        match = torch.repeat_interleave(n_matches)  # candidate of each (candidate, pair) match
+        starts = torch.cumsum(n_matches, 0) - n_matches
+        within = torch.arange(len(match), device=flat.device) - starts.index_select(0, match)
+        cand = part.index_select(0, match)
+        pair = pair_order.index_select(0, first.index_select(0, match) + within)
+        pair_at = pair_flat.index_select(0, pair)
+        cand_scores, pair_scores = flat.index_select(0, cand), flat.index_select(0, pair_at)
+        # A bin lies within one row, so flat positions order a tie by gallery index.
+        wins = (cand_scores > pair_scores) | ((cand_scores == pair_scores) & (cand < pair_at))
+        ahead += torch.bincount(pair[wins], minlength=len(pair_flat))
+        start += len(part)
+    return ahead
 
 
 def relevant_ranks(
