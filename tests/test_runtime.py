@@ -1,7 +1,7 @@
 """``xlr.runtime.rank0_first`` on two real gloo ranks: rank 0's work runs once and the others
 wait for it; when it fails (an interrupt too) or rank 0 is killed outright, every rank stops
 with its message instead of waiting out the long timeout; a run whose outputs fail to write is
-not finished."""
+not finished; gradients average over ranks as in one process."""
 
 from __future__ import annotations
 
@@ -144,3 +144,34 @@ def test_one_process_runs_the_work_and_raises_its_error() -> None:
 
     with pytest.raises(OSError, match="disk full"):
         rank0_first(DistContext(0, 1, torch.device("cpu")), broken)
+
+
+def reduce_rank(rank: int, port: int, folder: str) -> None:
+    """Rank ``rank`` of two: parameter ``a`` has a gradient on both ranks, ``b`` on rank 1 only,
+    ``c`` on neither; the averaged gradients are saved to ``folder/<rank>.pt``."""
+    store = dist.TCPStore("127.0.0.1", port, is_master=False, timeout=WAIT)
+    dist.init_process_group("gloo", rank=rank, world_size=2, store=store, timeout=WAIT)
+    a, b, c = (torch.nn.Parameter(torch.zeros(3)) for _ in range(3))
+    a.grad = torch.full((3,), 2.0 + rank)
+    b.grad = torch.full((3,), 4.0) if rank == 1 else None
+    runtime.all_reduce_gradients([a, b, c], 2)
+    torch.save({"a": a.grad, "b": b.grad, "c": c.grad}, Path(folder) / f"{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_gradients_average_over_ranks_and_one_no_rank_has_stays_none(tmp_path: Path) -> None:
+    """A parameter no rank computed a gradient for keeps none, as in one process (AdamW then
+    leaves it alone); one that some rank lacks counts zero there."""
+    store = dist.TCPStore("127.0.0.1", 0, is_master=True, timeout=WAIT, wait_for_workers=False)
+    spawn = mp.get_context("spawn")
+    ranks = [spawn.Process(target=reduce_rank, args=(r, store.port, str(tmp_path))) for r in (0, 1)]
+    for process in ranks:
+        process.start()
+    for process in ranks:
+        process.join(READY)
+    assert [process.exitcode for process in ranks] == [0, 0]
+    for rank in (0, 1):
+        grads = torch.load(tmp_path / f"{rank}.pt", weights_only=True)
+        assert torch.equal(grads["a"], torch.full((3,), 2.5))
+        assert torch.equal(grads["b"], torch.full((3,), 2.0))
+        assert grads["c"] is None

@@ -190,10 +190,19 @@ def _tell_every_rank(ctx: DistContext, group: dist.ProcessGroup, message: str) -
 
 def all_reduce_gradients(params: Sequence[nn.Parameter], world_size: int) -> None:
     """Average gradients over ranks in one flat all-reduce (what DDP does, without its hooks,
-    which only see ``forward`` and not ``encode_image``/``encode_text``)."""
+    which only see ``forward`` and not ``encode_image``/``encode_text``).
+
+    A parameter without a gradient on a rank counts as zero there, and one without a gradient on
+    every rank keeps none (a count of ranks that had one travels in the same all-reduce): a zero
+    gradient would still move it through AdamW's momentum and weight decay, where one process
+    leaves a parameter without a gradient untouched."""
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1) for g in grads])
+    had = torch.tensor([p.grad is not None for p in params], dtype=grads[0].dtype)
+    flat = torch.cat([*(g.reshape(-1) for g in grads), had.to(grads[0].device)])
     dist.all_reduce(flat)
-    flat /= world_size
-    for param, part in zip(params, flat.split([g.numel() for g in grads]), strict=True):
-        param.grad = part.view_as(param).clone()
+    counts = flat[-len(params) :].tolist()
+    flat = flat[: -len(params)] / world_size
+    for param, part, count in zip(
+        params, flat.split([g.numel() for g in grads]), counts, strict=True
+    ):
+        param.grad = part.view_as(param).clone() if count > 0 else None
