@@ -15,6 +15,7 @@ from xlr.data.imagetext import ArrayImages, finish_input, model_input, model_pix
 from xlr.models.factory import load_model, write_tiny_model_dir
 from xlr.models.tokenizer import build_tokenizer
 from xlr.runtime import chunks, normalise_pixels
+from xlr.train.checkpoint import resume_point, save_checkpoint
 from xlr.train.optim import clocked_warmup_cosine, make_optimizer, warmup_cosine
 from xlr.train.pretrain import batch_indices
 
@@ -173,3 +174,19 @@ def test_a_reloaded_model_folder_still_ships_uint8_pixels(tmp_path: Path) -> Non
 
 def test_chunks_cover_range() -> None:
     assert [(s.start, s.stop) for s in chunks(7, 3)] == [(0, 3), (3, 6), (6, 7)]
+
+
+def test_a_checkpoint_resumed_on_other_ranks_warns(tmp_path: Path) -> None:
+    """The number of ranks is no part of a run's identity (a finished arm reads back on any
+    machine), but a resume on another number is not exact: it warns, naming both."""
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    run = SimpleNamespace(
+        model=model, optimizer=optimizer, scaler=None, trained=["weight", "bias"],
+        scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0),
+    )  # fmt: skip
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, run, step=3, elapsed_s=1.5, identity={"arm": "a"}, world_size=2)
+    assert resume_point(run, path, {"arm": "a"}, True, 2) == (3, 1.5)
+    with pytest.warns(UserWarning, match=r"checkpoint\.pt: written by 2 rank\(s\), resumed on 1"):
+        assert resume_point(run, path, {"arm": "a"}, True, 1) == (3, 1.5)

@@ -5,11 +5,13 @@ the optimizer, the schedule, the fp16 loss scale (when there is one), the next s
 training seconds so far. No RNG state: batches are a pure function of (seed, step), dropout is
 reseeded per step (:func:`xlr.train.loop.step_seed`) and the input pipeline's transforms per step
 (:func:`xlr.train.inputs.load_seed`), so a run resumed at step ``s`` ends, on CPU, with the
-weights of one that never stopped.
+weights of one that never stopped, when it resumes on as many ranks as wrote the checkpoint
+(each rank's dropout and crops are its own streams).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,9 +41,16 @@ def trainable_state(model: nn.Module, names: Sequence[str]) -> dict[str, torch.T
 
 
 def save_checkpoint(
-    path: Path, run: Resumable, *, step: int, elapsed_s: float, identity: dict[str, Any]
+    path: Path,
+    run: Resumable,
+    *,
+    step: int,
+    elapsed_s: float,
+    identity: dict[str, Any],
+    world_size: int,
 ) -> None:
-    """Trained weights, optimizer, schedule and the next step, written atomically.
+    """Trained weights, optimizer, schedule, the next step and the ranks that trained them,
+    written atomically.
 
     Only plain containers, numbers, strings and tensors, so ``torch.load(weights_only=True)``
     reads it back without unpickling code. ``identity`` says which run wrote it: a resume
@@ -51,6 +60,7 @@ def save_checkpoint(
         "step": step,
         "elapsed_s": elapsed_s,
         "identity": identity,
+        "world_size": world_size,
         "model": trainable_state(run.model, run.trained),
         "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(),
@@ -80,14 +90,26 @@ def restore_checkpoint(state: dict[str, Any], run: Resumable, path: Path) -> Non
 
 
 def resume_point(
-    run: Resumable, path: Path, identity: dict[str, Any], resume: bool
+    run: Resumable, path: Path, identity: dict[str, Any], resume: bool, world_size: int
 ) -> tuple[int, float]:
     """(next step, training seconds so far): restored from ``path`` when ``resume`` and it
-    exists, else (0, 0). A checkpoint of another run (``identity``) is an error, not a restart."""
+    exists, else (0, 0). A checkpoint of another run (``identity``) is an error, not a restart;
+    one written by another number of ranks resumes with a warning (the same batches, but not the
+    weights an uninterrupted run would reach: the number of ranks is no part of the identity, so
+    that a finished arm reads back whatever machine evaluates it)."""
     if not (resume and path.is_file()):
         return 0, 0.0
     state = load_checkpoint(path)
     check_identity(path, state["identity"], identity)
+    written_by = int(state.get("world_size", world_size))  # older checkpoints did not say
+    if written_by != world_size:
+        warnings.warn(
+            f"{path}: written by {written_by} rank(s), resumed on {world_size}: the batches "
+            "stay the same, but each rank's dropout and crops are its own streams, so this run "
+            "will not end with the weights of one that never stopped; resume on "
+            f"{written_by} rank(s) for that",
+            stacklevel=2,
+        )
     restore_checkpoint(state, run, path)
     return int(state["step"]), float(state["elapsed_s"])
 

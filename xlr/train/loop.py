@@ -229,7 +229,7 @@ def fit(
     start, elapsed = 0, 0.0
     if folder is not None:
         start, elapsed = resume_point(
-            trainer, folder.path / CHECKPOINT, folder.identity, folder.resume
+            trainer, folder.path / CHECKPOINT, folder.identity, folder.resume, ctx.world_size
         )
     log = _open_folder(folder, start) if folder is not None and ctx.is_main else None
     model.train()
@@ -264,7 +264,7 @@ def fit(
                     save_checkpoint(
                         folder.path / CHECKPOINT, trainer, step=step + 1,
                         elapsed_s=elapsed + time.perf_counter() - loop_start,
-                        identity=folder.identity,
+                        identity=folder.identity, world_size=ctx.world_size,
                     )  # fmt: skip
     finally:
         bar.close()
