@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -71,6 +72,24 @@ def test_atomic_dir_appears_whole_or_not_at_all(tmp_path: Path) -> None:
         (tmp / "b").write_text("2")
         assert not out.exists()
     assert sorted(p.name for p in out.iterdir()) == ["a", "b"]
+
+
+def test_a_directorys_files_reach_the_disk_before_it_is_renamed_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A power cut after the rename must not leave a model folder of empty files: every file
+    (nested ones too) is fsynced before the directory takes its final name."""
+    events: list[str] = []
+    fsync, replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(os.readlink(f"/proc/self/fd/{fd}")),
+                                                 fsync(fd)))  # fmt: skip
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append("rename"), replace(a, b)))
+    with atomic_dir(tmp_path / "model") as tmp:
+        (tmp / "weights.safetensors").write_bytes(b"w")
+        (tmp / "tokenizer").mkdir()
+        (tmp / "tokenizer" / "vocab.json").write_text("{}")
+    synced = [Path(name).name for name in events[: events.index("rename")]]
+    assert {"weights.safetensors", "vocab.json", "tokenizer"} <= set(synced)
 
 
 def test_atomic_dir_refuses_to_clobber_unless_asked(tmp_path: Path) -> None:

@@ -41,6 +41,18 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _fsync_tree(directory: Path) -> None:
+    """Flush every file under ``directory``, and the folders that name them, to disk."""
+    for folder, _, files in os.walk(directory):
+        for name in files:
+            fd = os.open(Path(folder) / name, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(folder))
+
+
 @contextmanager
 def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path to write to; it becomes ``path`` only if the block succeeds.
@@ -93,8 +105,11 @@ def replace_dir(built: Path, final: Path) -> None:
     """Move the complete directory ``built`` to ``final`` (a sibling), replacing any old one.
 
     The old one is renamed aside before the new one is renamed in and only then deleted, so at
-    every instant ``final`` is either the old directory or the new one, never a mix.
+    every instant ``final`` is either the old directory or the new one, never a mix: its files'
+    bytes are flushed to disk before the rename, which after a power cut could otherwise name a
+    directory of empty files.
     """
+    _fsync_tree(built)
     if final.exists():
         old = _sibling(final, "old")
         os.replace(final, old)
