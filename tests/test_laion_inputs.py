@@ -173,6 +173,16 @@ def test_globs_expand_like_the_files_they_match(tmp_path: Path) -> None:
                      out_dir=tmp_path / "o")  # fmt: skip
 
 
+def test_a_directory_is_its_parquet_files_whatever_its_name(tmp_path: Path) -> None:
+    """A directory named like a pattern ("laion[2022]") still stands for its *.parquet files."""
+    parts = [write_rows(tmp_path / "laion[2022]" / f"part-{i}.parquet", ROWS[i::2]) for i in (0, 1)]
+    (tmp_path / "laion[2022]" / "README.txt").write_text("not an input")
+    by_dir = sample_laion([str(tmp_path / "laion[2022]")], QUOTAS, out_dir=tmp_path / "d")
+    assert [e["path"] for e in by_dir.manifest["inputs"]] == [str(p) for p in parts]
+    by_files = sample_laion(parts, QUOTAS, out_dir=tmp_path / "f")
+    assert by_dir.parquet.read_bytes() == by_files.parquet.read_bytes()
+
+
 def test_relaion_research_safe_names_give_the_same_sample(tmp_path: Path) -> None:
     ours = write_rows(tmp_path / "laion2B-multi.parquet", ROWS)
     theirs = write_rows(tmp_path / "relaion2B-multi.parquet", ROWS, rename=RELAION)

@@ -140,8 +140,8 @@ def _expand(con: duckdb.DuckDBPyConnection, entry: str, role: str) -> list[str]:
         pattern = entry + "*.parquet" if entry.endswith("/") else entry
         if not GLOB_CHARS & set(pattern):
             return [entry]
-    elif Path(entry).is_dir():
-        found = _glob(con, str(Path(entry) / "*.parquet"))
+    elif Path(entry).is_dir():  # listed here: DuckDB would read "laion[2022]/" as a pattern
+        found = sorted(str(path) for path in Path(entry).glob("*.parquet") if path.is_file())
         if not found:
             raise LaionSamplingError(f"{entry}: directory holds no *.parquet files ({role})")
         return found
