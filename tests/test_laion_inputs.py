@@ -23,7 +23,7 @@ from xlr.data.laion import (
     is_remote,
     sample_laion,
 )
-from xlr.data.laion.files import enable_remote, list_inputs
+from xlr.data.laion.files import _schema, enable_remote, list_inputs
 
 QUOTAS = LaionQuotas(counts={"de": 3, "fr": 2, "en": 1})
 ROWS = [
@@ -140,6 +140,25 @@ def test_s3_inputs_get_the_aws_credential_chain_unless_the_user_has_a_secret() -
     con = RecordedSql()
     enable_remote(con, LaionInputs(metadata=["https://host/x.parquet", "gs://b/x.parquet"]))  # type: ignore[arg-type]
     assert con.statements == ["LOAD httpfs"]  # no S3 input, no S3 secret
+
+
+def test_an_unreadable_hub_file_says_how_to_get_access() -> None:
+    """The Hub refuses a gated file without a token (HTTP 401): the message names the file and
+    what gives access."""
+
+    class Refused(RecordedSql):
+        def execute(self, sql: str, parameters: object = None) -> RecordedSql:
+            raise duckdb.HTTPException("HTTP GET error on '...' (HTTP 401)")
+
+    file = "hf://datasets/laion/relaion2B-multi-research-safe/part-0.parquet"
+    with pytest.raises(LaionSamplingError) as raised:
+        _schema(Refused(), file)  # type: ignore[arg-type]
+    message = str(raised.value)
+    assert message.startswith(f"{file}: not a readable parquet file (HTTP GET error")
+    assert "terms are accepted on the Hub" in message and "HF_TOKEN" in message
+    with pytest.raises(LaionSamplingError) as raised:
+        _schema(Refused(), "/data/part-0.parquet")  # type: ignore[arg-type]
+    assert "Hub" not in str(raised.value)
 
 
 def test_remote_entries_are_listed_without_touching_them(monkeypatch: pytest.MonkeyPatch) -> None:

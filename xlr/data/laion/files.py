@@ -205,7 +205,13 @@ def _schema(con: duckdb.DuckDBPyConnection, file: str) -> Schema:
     try:
         rows = con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [file]).fetchall()
     except duckdb.Error as err:
-        raise LaionSamplingError(f"{file}: not a readable parquet file ({err})") from None
+        hint = (
+            "; a gated Hugging Face dataset (Re-LAION's) reads only once its terms are accepted "
+            "on the Hub and a token is found (hf auth login, or HF_TOKEN)"
+            if file.lower().startswith("hf://")
+            else ""
+        )
+        raise LaionSamplingError(f"{file}: not a readable parquet file ({err}){hint}") from None
     return Schema([(name, dtype) for name, dtype, *_ in rows])
 
 
