@@ -55,7 +55,7 @@ def test_cache_avoids_re_encoding(tmp_path: Path) -> None:
     files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.npy"))
     digest = set_fingerprint(designed_set())
     assert files[:3] == [
-        f"a/b0-sNone-designedckpt/designed-{digest}/{item}.npy"
+        f"v2/a/b0-sNone-designedckpt/designed-{digest}/{item}.npy"
         for item in ("images", "text-de", "text-en")
     ]
 

@@ -37,7 +37,7 @@ from xlr.models.adapters import (
     add_average_adapter,
     load_adapters,
 )
-from xlr.models.encode import encode_images, unit_rows
+from xlr.models.encode import EMBEDDINGS_FORMAT, encode_images, unit_features
 from xlr.models.factory import ModelBundle, load_model
 from xlr.runtime import autocast, chunks, resolve_precision
 
@@ -63,7 +63,7 @@ def encode_texts(
         tokens = tokenizer(list(texts[rows])).to(device)
         with autocast(device, precision):
             features = model.encode_text(tokens)
-        out.append(unit_rows(features))
+        out.append(unit_features(features).cpu())
     return torch.cat(out).numpy()
 
 
@@ -221,10 +221,11 @@ class EmbeddingKey:
     set_hash: str
 
     def path(self, root: Path, item: str) -> Path:
-        """``root/<arm>/b<base>-s<seed>-<checkpoint>/<set>-<hash>/<item>.npy``."""
+        """``root/v<EMBEDDINGS_FORMAT>/<arm>/b<base>-s<seed>-<checkpoint>/<set>-<hash>/<item>.npy``."""
         model = f"b{self.base_seed}-s{self.seed}-{_path_part('checkpoint', self.checkpoint)}"
         eval_set = f"{_path_part('eval set name', self.set_name)}-{self.set_hash}"
-        return root / _path_part("arm", self.arm) / model / eval_set / f"{item}.npy"
+        arm = _path_part("arm", self.arm)
+        return root / f"v{EMBEDDINGS_FORMAT}" / arm / model / eval_set / f"{item}.npy"
 
 
 def _checked_embeddings(x: np.ndarray, n_rows: int, what: str) -> np.ndarray:

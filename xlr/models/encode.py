@@ -15,12 +15,18 @@ from tqdm.auto import tqdm
 from xlr.data.imagetext import ImageStore, finish_input, model_pixels
 from xlr.runtime import autocast, chunks
 
+# Bumped when the same model and images or captions would give other embeddings, so the caches
+# of evaluation (xlr.eval.encoders) and of training's image features (xlr.train.image_cache)
+# written before are not read (2: rows normalised in float32 after autocast, unit_features).
+EMBEDDINGS_FORMAT = 2
 
-def unit_rows(features: torch.Tensor) -> torch.Tensor:
-    """``features`` normalised to unit rows in float32 on the CPU. Outside autocast: CPU autocast
-    keeps ``F.normalize`` in bf16, whose rows missed unit length by up to 0.4%, so scores were
-    no cosines (CUDA's autocast normalises in fp32 already)."""
-    return F.normalize(features.float(), dim=-1).cpu()
+
+def unit_features(features: torch.Tensor) -> torch.Tensor:
+    """``features`` normalised to unit rows in float32, in or out of autocast: CPU autocast
+    keeps ``F.normalize`` of bf16 features in bf16, whose rows missed unit length by up to
+    0.4% (scores then no cosines); CUDA's normalises in float32 already, so there this is the
+    same. Training and evaluation normalise through this one function."""
+    return F.normalize(features.float(), dim=-1)
 
 
 @torch.no_grad()
@@ -64,7 +70,7 @@ def encode_image_batches(
         pixels = finish_input(batch.to(device, non_blocking=True), model)
         with autocast(device, precision):
             features = model.encode_image(pixels)
-        out.append(unit_rows(features))
+        out.append(unit_features(features).cpu())
     if not out:
         raise ValueError("no images to encode")
     return torch.cat(out).numpy()

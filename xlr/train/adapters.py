@@ -47,6 +47,7 @@ from xlr.models.adapters import (
     saved_adapter_langs,
     saved_params,
 )
+from xlr.models.encode import unit_features
 from xlr.models.factory import ModelBundle
 from xlr.runtime import DistContext, init_distributed
 from xlr.train.batching import Batch, BatchSampler
@@ -118,11 +119,11 @@ def routed_text_features(
     _use_adapter(transformer, query_lang, pair)
     if query_lang == target_lang:
         return text_features(model, tokens, batch, device)
-    query = model.encode_text(tokens[torch.from_numpy(batch.query_rows)].to(device), normalize=True)
+    query = unit_features(model.encode_text(tokens[torch.from_numpy(batch.query_rows)].to(device)))
     _use_adapter(transformer, target_lang, pair)
     # A cross batch pairs every query with its parallel caption: every row has a target.
-    target = model.encode_text(
-        tokens[torch.from_numpy(batch.target_rows)].to(device), normalize=True
+    target = unit_features(
+        model.encode_text(tokens[torch.from_numpy(batch.target_rows)].to(device))
     )
     return query, target
 

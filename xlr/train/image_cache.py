@@ -37,7 +37,7 @@ from xlr.config import Params, config_hash
 from xlr.data.digest import images_digest
 from xlr.data.imagetext import ImageStore, ImageTextSet, Preprocess, model_pixels
 from xlr.io import atomic_file
-from xlr.models.encode import encode_image_batches
+from xlr.models.encode import EMBEDDINGS_FORMAT, encode_image_batches
 from xlr.models.factory import ModelBundle
 from xlr.paths import resolve_path
 from xlr.runtime import DistContext, chunks, rank0_first, resolve_precision
@@ -102,8 +102,9 @@ def image_cache_path(
     content = images_digest(pool.images)
     precision = resolve_precision(device, params.train.precision)
     name = config_hash(
-        key, pool.name, len(pool), names, content, repr(base.preprocess_val), precision
-    )
+        key, pool.name, len(pool), names, content, repr(base.preprocess_val), precision,
+        EMBEDDINGS_FORMAT,
+    )  # fmt: skip
     return resolve_path(params.run.cache_dir) / "image_features" / f"{name}.safetensors"
 
 

@@ -23,6 +23,7 @@ from torch import nn
 
 from xlr.config import Params
 from xlr.data.imagetext import ImageStore, ImageTextSet, finish_input, model_pixels
+from xlr.models.encode import unit_features
 from xlr.models.factory import ModelBundle
 from xlr.train.batching import Batch
 from xlr.train.losses import ContrastiveLoss
@@ -44,7 +45,7 @@ def text_features(
     """
     has_target = batch.has_target
     rows = np.concatenate([batch.query_rows, batch.target_rows[has_target]])
-    features = model.encode_text(tokens[torch.from_numpy(rows)].to(device), normalize=True)
+    features = unit_features(model.encode_text(tokens[torch.from_numpy(rows)].to(device)))
     query, targets = features[: len(batch)], features[len(batch) :]
     where = torch.from_numpy(np.flatnonzero(has_target)).to(device)
     return query, torch.zeros_like(query).index_copy(0, where, targets)
@@ -87,7 +88,7 @@ class ContrastiveObjective:
         else:
             with torch.no_grad():  # the image tower is locked in every arm
                 pixels = finish_input(loaded, self.base_model)
-                image_features = model.encode_image(pixels, normalize=True)
+                image_features = unit_features(model.encode_image(pixels))
         query, target = self.text_features(model, self.tokens, batch, device)
         return self.loss_fn(image_features, query, target, mask, model.logit_scale.exp())
 

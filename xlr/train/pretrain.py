@@ -34,6 +34,7 @@ from xlr.data.prepare import ensure_corpus
 from xlr.data.synthetic import lexicon_words, load_pool
 from xlr.io import atomic_write_text
 from xlr.models.bases import REPORT_NAME, base_model_dir, is_base_cached, tokenizer_dir
+from xlr.models.encode import unit_features
 from xlr.models.factory import ModelBundle, load_model, save_model_dir, write_tiny_model_dir
 from xlr.models.tokenizer import build_tokenizer
 from xlr.runtime import DistContext, resolve_device, seed_everything
@@ -115,9 +116,9 @@ class ClipObjective:
     def __call__(
         self, model: nn.Module, batch: PairBatch, device: torch.device, loaded: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        image_features = model.encode_image(finish_input(loaded, self.model), normalize=True)
-        text_features = model.encode_text(
-            self.tokens[torch.from_numpy(batch.rows)].to(device), normalize=True
+        image_features = unit_features(model.encode_image(finish_input(loaded, self.model)))
+        text_features = unit_features(
+            model.encode_text(self.tokens[torch.from_numpy(batch.rows)].to(device))
         )
         loss = self.loss_fn(image_features, text_features, model.logit_scale.exp())
         return loss, {"loss": loss.detach()}
