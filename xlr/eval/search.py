@@ -362,8 +362,12 @@ def _ties_ahead(
     Every candidate is matched with the pairs of its bin (through the pairs sorted by bin,
     ``pair_order``), at most about ``limit`` matches at a time: usually a bin holds one pair and
     the matches are as many as the candidates, one slice; where scores bunch (a collapsed text
-    tower puts a row's every item in one bin) they are candidates x pairs per row, 10.6 GiB in
-    one go at a 39,600-caption pool where the budget was 1 GiB.
+    tower puts a row's every item in one bin) they are candidates x pairs per row, which took
+    10.8 GiB of peak memory in one go at a 39,600-caption pool with a 1 GiB budget, 1.5 GiB in
+    slices. Not quite the budget: there every score is a candidate, whose index (8 bytes a
+    score) and a slice's matches (about as much) come on top of ``RANK_BYTES_PER_SCORE``, so a
+    collapsed tower may take about twice the budget (budgeting for it would halve every other
+    model's chunks).
     """
     ahead = torch.zeros(len(pair_flat), dtype=torch.int64, device=flat.device)
     start, size = 0, limit
