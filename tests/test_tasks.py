@@ -267,12 +267,12 @@ def test_multilingual_pool_holds_one_caption_per_image_and_language(evaluated) -
     assert "multilingual_seen" not in set(results["task"])  # one seen language: no seen pool
 
 
-def test_seed_none_is_kept_and_results_merge_without_duplicates(tmp_path: Path) -> None:
+def test_seed_none_is_kept_and_results_are_written_whole(tmp_path: Path) -> None:
     zeroshot = run("all", arm="zeroshot", seed=None)
     trained = run("all", arm="mono-full", seed=3)
-    write_results(*zeroshot, tmp_path)
     write_results(*trained, tmp_path)
-    write_results(*zeroshot, tmp_path)  # a re-run replaces its own rows
+    both = [pd.concat([a, b], ignore_index=True) for a, b in zip(zeroshot, trained, strict=True)]
+    write_results(*both, tmp_path)  # the table is replaced by the whole evaluation
     table = pd.read_parquet(tmp_path / "results" / "retrieval.parquet")
     assert len(table) == len(zeroshot[0]) + len(trained[0])
     assert table["seed"].isna().sum() == len(zeroshot[0])
@@ -303,6 +303,8 @@ def test_a_whole_evaluation_leaves_no_model_the_params_dropped(tmp_path: Path) -
     written = [(results, write_ranks(ranks, tmp_path)) for results, ranks in (zeroshot, *seeds)]
     _write_evaluation(written, tmp_path)
     (tmp_path / "results" / "ranks" / "notes.txt").write_text("no ranks file: left alone")
+    theirs = "xtd10_laion5b_s13b_b90k_xlm-roberta-base-ViT-B-32_en_zeroshot_retrieval.json"
+    (tmp_path / "results" / "clip_benchmark" / theirs).write_text("{}")  # CLIP_benchmark's
     results, _ = _write_evaluation(written[:2], tmp_path)  # seed 4 dropped
     table, read = _read_results(tmp_path, "missing")
     pd.testing.assert_frame_equal(table, results)
@@ -313,7 +315,8 @@ def test_a_whole_evaluation_leaves_no_model_the_params_dropped(tmp_path: Path) -
         "zeroshot-b0-snone-designed.parquet",
     ]
     records = [p.name for p in (tmp_path / "results" / "clip_benchmark").iterdir()]
-    assert records and not [name for name in records if "-s4_" in name]
+    assert theirs in records and not [name for name in records if "-s4_" in name]
+    assert any("-s3_" in name for name in records)
 
 
 def test_summarize_with_ci_matches_the_results(evaluated) -> None:

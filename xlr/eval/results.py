@@ -1,9 +1,10 @@
 """The results schema of notebook 04: the two long tables every later notebook reads.
 
-``results/retrieval.parquet`` holds one row per metric (:data:`RESULT_COLUMNS`), merged across
-runs; ``results/ranks/<arm>-b<base>-s<seed>-<benchmark>.parquet`` holds the whole-gallery rank of
-every relevant item of every query (:data:`RANK_COLUMNS`); ``results/clip_benchmark/`` the same
-recall as CLIP_benchmark's JSON records, so the two tools' outputs merge. The controls' models
+``results/retrieval.parquet`` holds one row per metric (:data:`RESULT_COLUMNS`) of every model
+notebook 04 evaluated; ``results/ranks/<arm>-b<base>-s<seed>-<benchmark>.parquet`` holds the
+whole-gallery rank of every relevant item of every query (:data:`RANK_COLUMNS`);
+``results/clip_benchmark/`` the same recall as CLIP_benchmark's JSON records, so the two tools'
+outputs merge. The controls' models
 on the validation split are written the same way under ``val/`` (:func:`val_results_dir`), with
 ``val/results/planted.csv``. Writers and readers take the column lists, file names and loaders
 from here and nowhere else.
@@ -25,6 +26,7 @@ query's pool.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -55,6 +57,9 @@ RANK_COLUMNS: tuple[str, ...] = IDENTITY_COLUMNS + (
 RETRIEVAL_FILE = Path("results") / "retrieval.parquet"
 RANKS_DIR = Path("results") / "ranks"
 CLIP_BENCHMARK_DIR = Path("results") / "clip_benchmark"
+# Our records' names (clip_benchmark_records: pretrained is "b<base>-s<seed>"), told apart from
+# CLIP_benchmark's own (pretrained tags such as "laion5b_s13b_b90k"), which are never removed.
+OUR_RECORD = re.compile(r"[^_]+_b\d+-s(\d+|none)_.+_zeroshot_retrieval\.json")
 VAL_DIR = "val"  # runs/<run>/val/: the validation results of notebook 05's controls
 PLANTED_FILE = Path("results") / "planted.csv"  # under VAL_DIR: the positive control's biases
 
@@ -62,14 +67,6 @@ PLANTED_FILE = Path("results") / "planted.csv"  # under VAL_DIR: the positive co
 def _file_stem(arm: str, base_seed: int, seed: object, benchmark: str) -> str:
     seed_part = "none" if pd.isna(seed) else int(seed)
     return f"{arm}-b{int(base_seed)}-s{seed_part}-{benchmark}"
-
-
-def _merge_results(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
-    """``old`` without the (arm, seed, base_seed, benchmark) runs ``new`` replaces, then ``new``."""
-    keys = list(IDENTITY_COLUMNS)
-    replaced = old[keys].merge(new[keys].drop_duplicates(), how="left", indicator=True)
-    kept = old[replaced["_merge"].to_numpy() == "left_only"]
-    return pd.concat([kept, new], ignore_index=True)
 
 
 def clip_benchmark_records(results: pd.DataFrame) -> list[dict]:
@@ -104,7 +101,7 @@ def clip_benchmark_records(results: pd.DataFrame) -> list[dict]:
 def write_ranks(ranks: pd.DataFrame, out_dir: str | os.PathLike[str]) -> list[Path]:
     """Write ``results/ranks/{arm}-b{base}-s{seed}-{benchmark}.parquet``, one file per run in
     ``ranks``, atomically; return the paths. Every run has a file of its own, so processes may
-    write theirs at once, each as soon as its model is ranked (unlike the merged table of
+    write theirs at once, each as soon as its model is ranked (unlike the one table of
     :func:`write_results`)."""
     return [
         atomic_write_parquet(
@@ -118,23 +115,14 @@ def write_ranks(ranks: pd.DataFrame, out_dir: str | os.PathLike[str]) -> list[Pa
 
 
 def write_results(
-    results: pd.DataFrame,
-    ranks: pd.DataFrame | None,
-    out_dir: str | os.PathLike[str],
-    merge: bool = True,
+    results: pd.DataFrame, ranks: pd.DataFrame | None, out_dir: str | os.PathLike[str]
 ) -> list[Path]:
-    """Write ``results/retrieval.parquet`` (merged: a re-run replaces its own rows; with
-    ``merge=False`` the table holds ``results`` alone), the ranks (:func:`write_ranks`; ``None``
-    where they were written already) and CLIP_benchmark JSON records under
-    ``results/clip_benchmark/``, all atomically. Returns the paths written.
-
-    The merge reads, updates and replaces the table; runs writing one ``out_dir`` concurrently
-    must take turns.
-    """
+    """Write ``results`` as ``results/retrieval.parquet`` (replacing the table: it holds one
+    whole evaluation), the ranks (:func:`write_ranks`; ``None`` where they were written
+    already) and CLIP_benchmark JSON records under ``results/clip_benchmark/``, all atomically.
+    Returns the paths written."""
     out_dir = Path(out_dir)
-    path = out_dir / RETRIEVAL_FILE
-    merged = _merge_results(pd.read_parquet(path), results) if merge and path.is_file() else results
-    written = [atomic_write_parquet(merged, path)]
+    written = [atomic_write_parquet(results, out_dir / RETRIEVAL_FILE)]
     if ranks is not None:
         written += write_ranks(ranks, out_dir)
     for record in clip_benchmark_records(results):
@@ -147,14 +135,16 @@ def write_results(
 
 
 def remove_stale(out_dir: str | os.PathLike[str], written: Sequence[Path]) -> list[Path]:
-    """Remove the ranks files and CLIP_benchmark records under ``out_dir`` that are not among
+    """Remove the ranks files and our CLIP_benchmark records (:data:`OUR_RECORD`: not
+    CLIP_benchmark's own, which may share the folder) under ``out_dir`` that are not among
     ``written`` (those of a whole evaluation): a model the params no longer name (an arm, seed,
     base or benchmark dropped) would otherwise stay in every later notebook's reading. Returns
     the paths removed."""
     keep = {Path(path) for path in written}
-    ours = [(RANKS_DIR, "*.parquet"), (CLIP_BENCHMARK_DIR, "*.json")]
-    found = [path for folder, kind in ours for path in sorted((Path(out_dir) / folder).glob(kind))]
-    stale = [path for path in found if path not in keep]
+    ranks = sorted((Path(out_dir) / RANKS_DIR).glob("*.parquet"))
+    records = sorted((Path(out_dir) / CLIP_BENCHMARK_DIR).glob("*.json"))
+    ours = [*ranks, *(path for path in records if OUR_RECORD.fullmatch(path.name))]
+    stale = [path for path in ours if path not in keep]
     for path in stale:
         path.unlink()
     return stale

@@ -110,8 +110,8 @@ class _EvalJob:
     Each model's ranks go to their own file under ``out_dir`` as soon as they exist
     (:func:`~xlr.eval.results.write_ranks`), so no process holds more than one model's ranks:
     an arm's ranks on Crossmodal-3600's pools run to millions of rows. Returns each
-    evaluation's results and ranks files; the caller merges the results, since every run
-    rewrites the one ``retrieval.parquet``. Embeddings are cached per model and set.
+    evaluation's results and ranks files; the caller writes the one ``retrieval.parquet`` from
+    every job's results. Embeddings are cached per model and set.
     """
 
     params: Params
@@ -149,7 +149,7 @@ def _write_evaluation(
     every ranks file."""
     results = pd.concat([results for results, _ in outputs], ignore_index=True)
     ranks = [path for _, paths in outputs for path in paths]
-    written = write_results(results, None, out_dir, merge=False)
+    written = write_results(results, None, out_dir)
     remove_stale(out_dir, [*written, *ranks])
     return results, ranks
 
