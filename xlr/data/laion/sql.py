@@ -42,22 +42,37 @@ def sample_key(alias: str) -> str:
     return f"md5(concat_ws(chr(31), $seed, {alias}.URL, {alias}.TEXT))"
 
 
-def caption_key(alias: str) -> str:
-    """A caption with runs of whitespace folded to one space, its ends trimmed and case folded:
-    what counts as the same caption. Unicode forms (composed or decomposed accents, full-width
-    letters) and spaces other than ASCII ones inside a caption are not folded: DuckDB has no
-    NFKC, and its ``nfc_normalize`` took six times a lower-casing over 3M captions here.
+def _re2_class(codes: list[int]) -> str:
+    """The characters ``codes`` (ascending) as the inside of an RE2 character class, in ranges."""
+    runs: list[list[int]] = []
+    for code in codes:
+        if runs and code == runs[-1][1] + 1:
+            runs[-1][1] = code
+        else:
+            runs.append([code, code])
+    return "".join(f"\\x{{{a:x}}}" if a == b else f"\\x{{{a:x}}}-\\x{{{b:x}}}" for a, b in runs)
 
-    Most captions have nothing to fold; they skip the regular expression (the costly part, about
-    four times a plain lower-casing), which gives the same key for them.
+
+# What Python's str.split and str.strip take for white space (no such character lies above
+# U+3000), as RE2 classes: all of it, and all but the ASCII space.
+WHITE_SPACE = [code for code in range(0x3001) if chr(code).isspace()]
+WHITE = _re2_class(WHITE_SPACE)
+WHITE_BUT_SPACE = _re2_class([code for code in WHITE_SPACE if code != 0x20])
+
+
+def caption_key(alias: str) -> str:
+    """A caption with runs of white space (Python's: tabs, newlines, Unicode spaces) folded to
+    one space, its ends trimmed and case folded: what counts as the same caption. Unicode forms
+    (composed or decomposed accents, full-width letters) are not folded: DuckDB has no NFKC,
+    and its ``nfc_normalize`` took six times a lower-casing over 3M captions here.
+
+    Most captions have nothing to fold (no white space but single inner spaces); they skip the
+    regular expression that replaces (the costly part), which gives the same key for them.
     """
     text = f"{alias}.TEXT"
-    # RE2's \s is [\t\n\f\r ]; trim() then removes Unicode spaces at the ends (not tabs).
-    folded = f"lower(trim(regexp_replace({text}, '\\s+', ' ', 'g')))"
-    tame = " OR ".join(
-        f"contains({text}, {c})" for c in ("'  '", "chr(9)", "chr(10)", "chr(12)", "chr(13)")
-    )
-    return f"CASE WHEN trim({text}) = {text} AND NOT ({tame}) THEN lower({text}) ELSE {folded} END"
+    folded = f"lower(trim(regexp_replace({text}, '[{WHITE}]+', ' ', 'g')))"
+    tame = f"NOT regexp_matches({text}, '[{WHITE_BUT_SPACE}]|  |^ | $')"
+    return f"CASE WHEN {tame} THEN lower({text}) ELSE {folded} END"
 
 
 def source_sql(groups: Sequence[FileGroup], query: Query) -> str:
@@ -91,12 +106,12 @@ def _number(column: str, dtype: str) -> str:
 
 
 def _not_blank(column: str) -> str:
-    """Whether ``column`` holds a character that is not white space (ASCII's or Unicode's
-    separators: a caption of tabs and newlines is blank too), decided from the first character
-    where it is plainly one: the regular expression was most of the cost of a scan."""
+    """Whether ``column`` holds a character that is not white space (:data:`WHITE_SPACE`: a
+    caption of tabs and newlines is blank too), decided from the first character where it is
+    plainly one: the regular expression was most of the cost of a scan."""
     return (
         f"CASE WHEN ascii({column}) BETWEEN 33 AND 126 THEN TRUE "
-        f"ELSE regexp_matches({column}, '[^\\s\\v\\x{{85}}\\p{{Z}}]') END"
+        f"ELSE regexp_matches({column}, '[^{WHITE}]') END"
     )
 
 
