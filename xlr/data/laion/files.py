@@ -184,20 +184,20 @@ def list_inputs(con: duckdb.DuckDBPyConnection, inputs: LaionInputs) -> dict[str
     return listed
 
 
-class Schema(dict[str, str]):
+class Schema:
     """A parquet file's column types by name, looked up as DuckDB resolves names in a query:
-    whatever their case (a ``LANGUAGE`` column answers to ``language``). ``names`` keeps the
-    file's own spelling for messages."""
+    whatever their case (a ``LANGUAGE`` column answers to ``language``; DuckDB lower-cases, so
+    ``ß`` is no ``ss``). ``names`` keeps the file's own spelling for messages."""
 
     def __init__(self, columns: Sequence[tuple[str, str]]) -> None:
-        super().__init__((name.casefold(), dtype) for name, dtype in columns)
+        self._types = {name.lower(): dtype for name, dtype in columns}
         self.names = sorted(name for name, _ in columns)
 
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and super().__contains__(name.casefold())
+    def __contains__(self, name: str) -> bool:
+        return name.lower() in self._types
 
     def __getitem__(self, name: str) -> str:
-        return super().__getitem__(name.casefold())
+        return self._types[name.lower()]
 
 
 def _schema(con: duckdb.DuckDBPyConnection, file: str) -> Schema:
