@@ -36,7 +36,7 @@ from xlr.langs import UnknownLanguageError, canonical_code
 
 XTD10_URL = "https://github.com/adobe-research/Cross-lingual-Test-Dataset-XTD10"
 # XTD10's test_image_names.txt lists 800 COCO_train2014_* files, then 200 COCO_val2014_* ones.
-COCO_URL = (
+COCO_SOURCE = (
     "http://images.cocodataset.org/zips/train2014.zip and val2014.zip (XTD10 names 800 train2014 "
     "and 200 val2014 images)"
 )
@@ -147,15 +147,16 @@ def _image_paths(
     """Image files in list order, each ``image_dir/name`` or, where ``folders`` gives it one,
     ``image_dir/folder/name`` (as an archive unpacks); all missing ones are reported at once,
     before any decoding."""
-    paths = [image_dir / name for name in names]
-    if folders is not None:
-        paths = [
-            path if path.is_file() else image_dir / folder / path.name
-            for path, folder in zip(paths, folders, strict=True)
-        ]
-    missing = [p for p in paths if not p.is_file()]
+    flat = [image_dir / name for name in names]
+    unpacked = flat if folders is None else [
+        image_dir / folder / name for name, folder in zip(names, folders, strict=True)
+    ]  # fmt: skip
+    paths = [a if a.is_file() else b for a, b in zip(flat, unpacked, strict=True)]
+    missing = [i for i, path in enumerate(paths) if not path.is_file()]
     if missing:
-        shown = ", ".join(str(p) for p in missing[:3])
+        shown = ", ".join(str(flat[i]) for i in missing[:3])
+        if folders is not None:
+            shown += f"; or in their archive's folder, {unpacked[missing[0]]}"
         raise BenchmarkNotFoundError(
             f"{len(missing)} of {len(paths)} images missing under {image_dir} (e.g. {shown}); "
             f"they are published at {source}"
@@ -232,7 +233,7 @@ def load_xtd10(
         captions = _aligned_captions(path, len(names), names_file, XTD10_URL)
         rows.extend((i, canonical_code(code), 0, caption) for i, caption in enumerate(captions))
     splits = [name.split("_")[1] if name.startswith("COCO_") else "" for name in names]
-    paths = _image_paths(Path(image_dir or root / "images"), names, COCO_URL, splits)
+    paths = _image_paths(Path(image_dir or root / "images"), names, COCO_SOURCE, splits)
     return ImageTextSet("xtd10", names, FileImages(paths), _captions_frame(rows), parallel=True)
 
 
