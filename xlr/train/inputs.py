@@ -9,9 +9,10 @@ them without blocking.
 
 Exact resume holds with any number of workers: the main process sees the steps in order, and
 whatever randomness a ``load`` draws (the train transform's random crop) comes from a torch
-generator seeded by the step alone (:func:`load_seed`) and forked off the global one, so the
-same step loads the same tensors in a worker, in the main process (``train.loader_workers: 0``)
-or after a resume, and the dropout stream of the step is untouched.
+generator seeded by the step's own seed (:func:`load_seed`) and forked off the global one, so
+the same step loads the same tensors in a worker, in the main process
+(``train.loader_workers: 0``) or after a resume, and the dropout stream of the step is
+untouched.
 """
 
 from __future__ import annotations
