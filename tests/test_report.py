@@ -138,6 +138,47 @@ def test_failing_notebook_stops_and_keeps_earlier_reports(study) -> None:
     assert not (out / "02_bad.ipynb").exists() and not (out / "03_never.ipynb").exists()
 
 
+def test_notebooks_after_one_that_reran_still_run_after_an_interrupted_call(study) -> None:
+    """Notebook 02 re-runs (edited) and 03 fails: the next call must run 03 although its old
+    entry's inputs still match, since 02 changed what it reads; the failed call's stale landing
+    page is gone, and a report without its pages is not done."""
+    params, nbs = study
+    shared = nbs / "shared.txt"
+    notebooks = [
+        write_notebook(nbs / "01_a.ipynb", "x = 1"),
+        write_notebook(nbs / "02_b.ipynb", f"open({str(shared)!r}, 'w').write('v1')"),
+        write_notebook(nbs / "03_c.ipynb", f"print('read', open({str(shared)!r}).read())"),
+    ]
+    assert [r.status for r in reproduce(params, notebooks=notebooks)] == ["ran"] * 3
+    out = params.parent / "reports" / "t"
+    assert (out / "index.html").is_file()
+    write_notebook(notebooks[1], f"open({str(shared)!r}, 'w').write('v2')")
+    with pytest.MonkeyPatch.context() as patch:  # 03 fails once (a transient error)
+        patch.setattr(report, "_execute", failing_on("03_c.ipynb", report._execute))
+        with pytest.raises(NotebookFailed):
+            reproduce(params, notebooks=notebooks)
+    assert not (out / "index.html").exists()  # no earlier run's page beside the new reports
+    assert [r.status for r in reproduce(params, notebooks=notebooks)] == [
+        "skipped",
+        "skipped",
+        "ran",
+    ]
+    assert "read v2" in (out / "03_c.html").read_text()
+    (out / "01_a.nocode.html").unlink()  # a page is missing: 01 is not done
+    assert [r.status for r in reproduce(params, notebooks=notebooks)] == ["ran"] * 3
+
+
+def failing_on(name: str, execute):
+    """``execute`` that raises NotebookFailed for the notebook ``name``."""
+
+    def run(notebook: Path, out: Path, params) -> None:
+        if notebook.name == name:
+            raise NotebookFailed(f"{name}: planted failure")
+        execute(notebook, out, params)
+
+    return run
+
+
 def test_cli_reports_a_failure_with_exit_code(study, capsys, monkeypatch) -> None:
     params, nbs = study
     bad = write_notebook(nbs / "01_bad.ipynb", "1 / 0")

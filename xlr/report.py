@@ -27,7 +27,7 @@ from xlr.export import export_html
 from xlr.io import atomic_write_json, file_sha256
 from xlr.kernel import KERNEL_NAME, ensure_kernel
 from xlr.paths import resolve_path
-from xlr.report_index import NotebookRun, write_index
+from xlr.report_index import INDEX_FILE, NotebookRun, write_index
 
 __all__ = ["NotebookFailed", "NotebookRun", "export_html", "report_dir", "reproduce"]
 
@@ -125,26 +125,42 @@ def reproduce(
     status["about"] = STATUS_ABOUT
     ensure_kernel()
     runs: list[NotebookRun] = []
-    for notebook in tqdm(notebooks or study_notebooks(), desc="notebooks", unit="nb"):
-        previous = status.get(notebook.name, {})
-        source = file_sha256(notebook)
-        same_inputs = previous.get("params") == digest and previous.get("notebook") == source
-        same_inputs = same_inputs and previous.get("code") == code
-        done = same_inputs and (out / notebook.name).is_file()
-        # a notebook that runs may change what every later one reads: they run again too
-        if done and not force and not any(run.status == "ran" for run in runs):
-            runs.append(NotebookRun(notebook.name, "skipped", previous["wall_s"]))
-            continue
-        start = time.perf_counter()
-        _execute(notebook, out, params)
-        wall = time.perf_counter() - start
-        status[notebook.name] = {
-            "params": digest,
-            "notebook": source,
-            "code": code,
-            "wall_s": round(wall, 2),
-        }
-        atomic_write_json(status, out / STATUS_FILE)
-        runs.append(NotebookRun(notebook.name, "ran", wall))
+    listed = list(notebooks or study_notebooks())
+    try:
+        for i, notebook in enumerate(tqdm(listed, desc="notebooks", unit="nb")):
+            previous = status.get(notebook.name, {})
+            source = file_sha256(notebook)
+            same_inputs = previous.get("params") == digest and previous.get("notebook") == source
+            same_inputs = same_inputs and previous.get("code") == code
+            done = same_inputs and all(path.is_file() for path in _outputs(out, notebook))
+            # a notebook that runs may change what every later one reads: they run again too
+            if done and not force and not any(run.status == "ran" for run in runs):
+                runs.append(NotebookRun(notebook.name, "skipped", previous["wall_s"]))
+                continue
+            # ... in this call or, should it stop, the next: their entries go before it runs
+            for later in listed[i:]:
+                status.pop(later.name, None)
+            atomic_write_json(status, out / STATUS_FILE)
+            start = time.perf_counter()
+            _execute(notebook, out, params)
+            wall = time.perf_counter() - start
+            status[notebook.name] = {
+                "params": digest,
+                "notebook": source,
+                "code": code,
+                "wall_s": round(wall, 2),
+            }
+            atomic_write_json(status, out / STATUS_FILE)
+            runs.append(NotebookRun(notebook.name, "ran", wall))
+    except BaseException:
+        # the landing page of an earlier run would pass for this one's beside its new reports
+        (out / INDEX_FILE).unlink(missing_ok=True)
+        raise
     write_index(out, params, params_file, digest, runs)
     return runs
+
+
+def _outputs(out: Path, notebook: Path) -> list[Path]:
+    """What a notebook's run leaves in ``out``: the executed notebook and its two pages."""
+    executed = out / notebook.name
+    return [executed, executed.with_suffix(".html"), executed.with_suffix(".nocode.html")]

@@ -27,6 +27,7 @@ from xlr.faiss_builds import installed_faiss
 from xlr.io import atomic_write_text, file_sha256
 from xlr.report_banner import banner, is_smoke
 
+INDEX_FILE = "index.html"  # the landing page, in the report folder
 CHECKOUT = Path(__file__).resolve().parents[1]
 PACKAGES = (
     "xlr",
@@ -377,4 +378,4 @@ def write_index(
         f"<h2>Provenance</h2><div class='table-wrap'><table class='provenance'>{rows}</table>"
         f"</div><p class='note'>{DIGESTS_EXPLAINED}</p></body></html>"
     )
-    return atomic_write_text(out / "index.html", page)
+    return atomic_write_text(out / INDEX_FILE, page)
