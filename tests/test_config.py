@@ -152,6 +152,13 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
     bad.write_text("- just\n- a list\n")
     with pytest.raises(ParamsError, match="expected a mapping"):
         load_params(bad)
+    # PyYAML would keep the second section and drop steps: 500 without a word
+    bad.write_text("run: {name: x}\ntrain:\n  steps: 500\ntrain:\n  batch_size: 8\n")
+    with pytest.raises(ParamsError, match=r"found the key 'train' twice(.|\n)*line 4"):
+        load_params(bad)
+    bad.write_text("run: {name: x, name: y}\n")
+    with pytest.raises(ParamsError, match="found the key 'name' twice"):
+        load_params(bad)
 
 
 def test_section_hash_tracks_content() -> None:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -454,7 +455,24 @@ def config_hash(*parts: object) -> str:
 
 
 class _YamlLoader(yaml.SafeLoader):
-    """YAML 1.1 reads ``1e-5`` as a string; researchers write learning rates that way."""
+    """A safe loader with two mends: YAML 1.1 reads ``1e-5`` as a string, where researchers
+    write learning rates that way; and PyYAML keeps the last of two equal keys, so a second
+    ``train:`` section would silently drop the first's settings: that is refused."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                continue  # the base class names an unhashable key
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark,
+                    f"found the key {key!r} twice; keep one (the first would be ignored)",
+                    key_node.start_mark,
+                )  # fmt: skip
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 _YamlLoader.add_implicit_resolver(
