@@ -11,6 +11,7 @@ from test_claims import HELDOUT, SEEN, fake_ranks
 from xlr.analysis.bias import rank_distance_per_query
 from xlr.analysis.claims import default_claims, evaluate_claims
 from xlr.analysis.intervals import interval_by_arm
+from xlr.analysis.plots import accuracy_vs_params_figure
 from xlr.analysis.tables import (
     CLAIMS_COLUMNS,
     alpha_sweep_table,
@@ -123,6 +124,9 @@ def test_headline_wide_formats_intervals_and_cost() -> None:
     assert wide.loc["hybrid-a0.5-full", "examples seen"] == "9,600"
     assert wide.loc["zeroshot", "trainable params"] == "0"
     assert wide.loc["zeroshot", "train wall (s)"] == ""
+    unsummarised = headline_wide(table, cost.iloc[:0]).set_index("arm")  # a summary missing
+    assert unsummarised.loc["hybrid-a0.5-full", "trainable params"] == "no summary"
+    assert unsummarised.loc["zeroshot", "trainable params"] == "0"
     with pytest.raises(ValueError, match=r"lacks columns \['wall_s'\]"):
         headline_wide(table, cost.drop(columns="wall_s"))
     with pytest.raises(ValueError, match=r"lacks columns \['high'\]"):
@@ -378,3 +382,22 @@ def test_rank_distance_tables_put_each_pool_and_query_kind_beside_the_arms() -> 
     expected = interval_text(row, 1).iat[0]
     assert table.loc["hybrid-a0.5-full", "all languages: caption queries"] == expected
     assert designs == [(2, 20)]  # two bases of one run each, 20 images
+
+
+def test_only_the_zero_shot_model_costs_nothing_without_a_summary() -> None:
+    """A trained arm whose summary is missing is unknown, not free: the figure of accuracy
+    against parameters refuses it rather than drawing it as a zero-shot reference line."""
+    per_arm = pd.DataFrame(
+        {"arm": ["zeroshot", "mono-full", "hybrid-a0.5-lora"], "estimate": [0.3, 0.5, 0.6],
+         "low": [0.2, 0.4, 0.5], "high": [0.4, 0.6, 0.7]}
+    )  # fmt: skip
+    cost = pd.DataFrame({"trainable_params": [9.0], "examples": [8.0], "wall_s": [1.0]},
+                        ["hybrid-a0.5-lora"])  # fmt: skip
+    costed = with_cost(per_arm, cost).set_index("arm")["trainable_params"]
+    assert (
+        costed["zeroshot"] == 0
+        and costed["hybrid-a0.5-lora"] == 9
+        and np.isnan(costed["mono-full"])
+    )
+    with pytest.raises(ValueError, match=r"arms \['mono-full'\] have no cost summary"):
+        accuracy_vs_params_figure(with_cost(per_arm, cost))

@@ -264,6 +264,12 @@ def accuracy_vs_params_figure(
     check_figure_table(points, columns, "accuracy vs parameters", unique=["arm"])
     if (points["trainable_params"] < 0).any():
         raise ValueError("trainable_params must be >= 0")
+    unknown = points.loc[points["trainable_params"].isna(), "arm"].tolist()
+    if unknown:
+        raise ValueError(
+            f"arms {unknown} have no cost summary (their trainable parameters are unknown): "
+            "train them (xlr.train.study.arm_summaries reads their summary.json) or leave them out"
+        )
     points = sort_arms(points)
     trained = points[points["trainable_params"] > 0]
     if trained.empty:

@@ -28,7 +28,7 @@ from xlr.analysis.claims import (
 )
 from xlr.analysis.figure_style import arm_order, sort_arms
 from xlr.analysis.intervals import interval_by_arm
-from xlr.arms import SWEEP_FAMILIES, ZEROSHOT, arm_catalogue
+from xlr.arms import SWEEP_FAMILIES, ZEROSHOT, Arm, arm_catalogue
 from xlr.config import Params
 from xlr.io import atomic_write_text
 
@@ -72,11 +72,27 @@ def cost_table(summaries: pd.DataFrame) -> pd.DataFrame:
     return summaries.groupby("name")[list(COST_COLUMNS)].mean().rename_axis("arm")
 
 
+def trains_nothing(arms: pd.Series | pd.Index) -> np.ndarray:
+    """Which ``arms`` train no parameter (the zero-shot model): the only arms whose missing cost
+    summary means 0. A trained arm without one is a summary missing, not a free arm."""
+
+    def untrained(name: str) -> bool:
+        try:
+            return not Arm.parse(name).is_trained
+        except ValueError:  # a label that is no arm name: its cost is unknown
+            return False
+
+    return np.array([untrained(name) for name in arms], dtype=bool)
+
+
 def with_cost(per_arm: pd.DataFrame, cost: pd.DataFrame) -> pd.DataFrame:
-    """``per_arm`` (one row per arm) with its training cost beside it; an arm without a summary
-    (the zero-shot model) trains nothing: 0 parameters and no wall time."""
+    """``per_arm`` (one row per arm) with its training cost beside it: the zero-shot model
+    trains nothing (0 parameters, no wall time); a trained arm without a summary keeps NaN,
+    which :func:`xlr.analysis.plots.accuracy_vs_params_figure` refuses."""
     merged = per_arm.merge(cost, left_on="arm", right_index=True, how="left")
-    return merged.fillna({"trainable_params": 0})
+    free = trains_nothing(merged["arm"]) & merged["trainable_params"].isna().to_numpy()
+    merged.loc[free, "trainable_params"] = 0
+    return merged
 
 
 def alpha_sweep_table(per_arm: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, float | None]:
@@ -139,8 +155,9 @@ def headline_wide(table: pd.DataFrame, cost: pd.DataFrame | None = None) -> pd.D
     """One row per arm, one column per measure holding ``estimate [low, high]`` as text, then
     ``cost`` (indexed by arm, :data:`COST_COLUMNS`) when given: the Markdown form.
 
-    Retrieval measures get three decimals, rank distance one; arms absent from ``cost`` (the
-    zero-shot model trains nothing) show 0 parameters and no wall time.
+    Retrieval measures get three decimals, rank distance one; the zero-shot model (absent from
+    ``cost``: it trains nothing) shows 0 parameters and no wall time, a trained arm absent from
+    it "no summary".
     """
     missing = {"arm", "measure", "langs", "estimate", "low", "high"} - set(table.columns)
     if missing:
@@ -157,8 +174,13 @@ def headline_wide(table: pd.DataFrame, cost: pd.DataFrame | None = None) -> pd.D
         if absent:
             raise ValueError(f"cost table lacks columns {sorted(absent)}")
         spent = cost.reindex(wide.index)
-        wide["trainable params"] = spent["trainable_params"].fillna(0).map(lambda n: f"{n:,.0f}")
-        wide["examples seen"] = spent["examples"].fillna(0).map(lambda n: f"{n:,.0f}")
+        free = pd.Series(trains_nothing(wide.index), index=wide.index)
+        for column, label in (
+            ("trainable_params", "trainable params"),
+            ("examples", "examples seen"),
+        ):
+            counts = spent[column].mask(free & spent[column].isna(), 0)
+            wide[label] = counts.map(lambda n: "no summary" if pd.isna(n) else f"{n:,.0f}")
         wide["train wall (s)"] = spent["wall_s"].map(lambda s: "" if pd.isna(s) else f"{s:.1f}")
     return wide.rename_axis(index="arm", columns=None).reset_index()
 
