@@ -398,6 +398,26 @@ def test_compare_against_a_reference_scored_once_per_base():
         compare_arms(both, "mono", "hybrid")
 
 
+def test_a_comparison_refuses_sides_that_do_not_hold_the_same_runs_and_queries():
+    """A run or queries missing on one side (a training or evaluation that failed part way)
+    would shrink the design unseen: the pairing names them instead."""
+    rng = np.random.default_rng(4)
+    runs = [(arm, b, s) for arm in ("mono", "hybrid") for b in (0, 1) for s in (0, 1)]
+    table = pd.concat(
+        rank_distance_per_query(simulated_ranks(rng, arm=arm, seed=s, base_seed=b))
+        for arm, b, s in runs
+    )
+    assert compare_arms(table, "mono", "hybrid")["n_runs"].item() == 4
+    lost_run = table[
+        ~((table["arm"] == "hybrid") & (table["base_seed"] == 1) & (table["seed"] == 1))
+    ]
+    with pytest.raises(ValueError, match=r"units of the first side have no partner .*base_seed 1"):
+        compare_arms(lost_run, "mono", "hybrid")
+    lost_queries = table[~((table["arm"] == "mono") & (table["query_idx"] < 3))]
+    with pytest.raises(ValueError, match=r"units of the second side have no partner"):
+        compare_arms(lost_queries, "mono", "hybrid")
+
+
 def test_top_language_ties_go_to_the_own_language():
     table = ranks_table([(0, "de", {"en": [3], "de": [3]})])
     assert top_language_per_query(table)["top_lang"].item() == "de"

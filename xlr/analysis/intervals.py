@@ -96,7 +96,9 @@ def paired_units(a: pd.DataFrame, b: pd.DataFrame, on: Sequence[str]) -> pd.Data
 
     Pairing is by base, seed and query: leave ``seed`` out of ``on`` to pair every seed of an arm
     with a reference scored once per base (the zero-shot model). Runs are kept apart, so the
-    pairs are the units every paired comparison of the study resamples.
+    pairs are the units every paired comparison of the study resamples. Every unit of each side
+    must have its partner: a run or queries missing on one side (a training or evaluation that
+    failed part way) would otherwise shrink the design unseen, and with it a base's weight.
     """
     if "base_seed" not in on:
         raise ValueError(f"pairs are matched within a base: put base_seed in on (got {list(on)})")
@@ -112,7 +114,25 @@ def paired_units(a: pd.DataFrame, b: pd.DataFrame, on: Sequence[str]) -> pd.Data
         ) from error
     if joined.empty:
         raise ValueError(f"the two sides share no query on {keys}; nothing to compare")
+    _check_partners(a[keys], b[keys], joined[keys])
     return joined
+
+
+def _check_partners(a: pd.DataFrame, b: pd.DataFrame, joined: pd.DataFrame) -> None:
+    """Refuse a pairing that left units of either side without a partner, naming one."""
+    for side, units in (("first", a), ("second", b)):
+        units = units.drop_duplicates()
+        found = units.merge(joined.drop_duplicates(), how="left", indicator=True)["_merge"]
+        alone = units[found.to_numpy() == "left_only"]
+        if len(alone):
+            first = alone.iloc[0]
+            where = ", ".join(f"{key} {first[key]}" for key in alone.columns)
+            raise ValueError(
+                f"{len(alone)} units of the {side} side have no partner on the other (e.g. "
+                f"{where}): the two sides do not hold the same runs and queries, as after a "
+                "training or evaluation that failed part way. Rerun notebook 04 (and the arms "
+                "it names) so both are complete"
+            )
 
 
 def paired_cells(units: pd.DataFrame) -> tuple[Cells, Cells]:
