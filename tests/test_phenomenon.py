@@ -272,6 +272,20 @@ def test_a_world_with_the_phenomenon_passes() -> None:
     assert check_phenomenon(table, required=True) is table
 
 
+def test_the_fine_tuning_control_fails_when_a_base_lacks_the_cross_arm() -> None:
+    """The gain is paired by base: a base without the cross arm makes it unmeasured (failed),
+    where averaging the others would judge on fewer bases than the study has."""
+    recall = {"en": 0.6, "de": 0.5, "es": 0.45, "zh": 0.2, "hi": 0.1}
+    table = results(recall, {"zeroshot": 0.3, "cross-full": 0.5})
+    second = table[table["task"] == "xt2t"].assign(base_seed=1)
+    both = pd.concat([table, second], ignore_index=True)
+    gain = phenomenon_controls(both, ranks("zh", n_per_lang=30), SEEN, SHARES).iloc[2]
+    assert gain["value"] == pytest.approx(0.2) and gain["passed"]
+    lost = both[~((both["arm"] == "cross-full") & (both["base_seed"] == 1))]
+    gain = phenomenon_controls(lost, ranks("zh", n_per_lang=30), SEEN, SHARES).iloc[2]
+    assert np.isnan(gain["value"]) and not gain["passed"]
+
+
 def test_a_world_without_it_fails_with_the_failed_controls_named() -> None:
     flat = phenomenon_controls(
         results(

@@ -146,7 +146,9 @@ def phenomenon_controls(
     xt2t = _seen_pair_xt2t(results, seen)
     cross = Arm("cross", trained=trained).name
     if cross in xt2t.index.get_level_values("arm"):
-        gain = float((xt2t[cross] - xt2t[ZEROSHOT.name]).mean())  # paired by base
+        # paired by base; a base that lacks either model makes it nan (a failed control), where
+        # mean() would skip it and judge on fewer bases than the study has
+        gain = float((xt2t[cross] - xt2t[ZEROSHOT.name]).mean(skipna=False))
     else:
         gain = np.nan
     rows.append(
