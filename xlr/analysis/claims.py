@@ -34,7 +34,10 @@ Holm-adjusted, and their verdicts read Bonferroni intervals at level 1 - alpha/m
 of the family that ran (alpha = 1 - ``confidence``), so the chance that any verdict of a family
 is wrong is at most alpha. Why Bonferroni for the interval: Holm has no simultaneous interval of
 its own, and a directional verdict from a Bonferroni interval implies a Holm-adjusted p below
-alpha, so the two never disagree about a supported or contradicted claim. Claims whose arms were
+alpha, so for R@1 and mAP the two never disagree about a supported or contradicted claim. Rank
+distance's verdict is the relative rule's (the tests of a - 0.9 b and a - 1.1 b), whose variance
+is not that of a - b: there a supported claim may show a Holm p above alpha (where b's level is
+hard to tell from zero), and the verdict is the one to read. Claims whose arms were
 not run say so and do not count in m. :mod:`xlr.analysis.calibration` checks the rule on the
 run's own data.
 """

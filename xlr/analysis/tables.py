@@ -371,8 +371,10 @@ CLAIMS_COLUMNS: dict[str, str] = {
     "where b's level is not told from zero at that level; the verdict still stands, below)",
     "level": "each interval's level, 1 - alpha/m for the m rows of its family that ran "
     "(Bonferroni: the family-wise level is 1 - alpha, eval.confidence)",
-    "p": "two-sided p-value of a zero effect: the level at which the interval just reaches zero",
-    "p (Holm)": "the p-value Holm-adjusted within the claim's family",
+    "p": "two-sided p-value of a zero effect: the level at which the interval just reaches zero "
+    "(for rank distance, of a - b = 0, which its verdict's relative rule does not test)",
+    "p (Holm)": "the p-value Holm-adjusted within the claim's family (a supported rank-distance "
+    "claim may show one above alpha: read its verdict)",
     "bases agreeing": "of the bases, how many show the claimed sign on their own (shown, not "
     "part of the verdict)",
     "runs agreeing": "of the runs (base and seed), how many show the claimed sign (shown, not "
