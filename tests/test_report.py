@@ -168,6 +168,30 @@ def test_notebooks_after_one_that_reran_still_run_after_an_interrupted_call(stud
     assert [r.status for r in reproduce(params, notebooks=notebooks)] == ["ran"] * 3
 
 
+def test_a_rerun_removes_the_tables_its_notebook_wrote_before(study) -> None:
+    """A table of a benchmark the params no longer evaluate must not stay on the landing page:
+    what a notebook wrote is removed before it runs again; other files are left alone."""
+    params, nbs = study
+    out = params.parent / "reports" / "t"
+    table = (
+        "from pathlib import Path\n"
+        f"tables = Path({str(out)!r}) / 'tables'\n"
+        "tables.mkdir(parents=True, exist_ok=True)\n"
+        "name = f\"headline_{data['train_langs'][1]}.md\"\n"
+        "(tables / name).write_text('| a |\\n|---|\\n| 1 |\\n')"
+    )
+    notebooks = [write_notebook(nbs / "01_t.ipynb", table)]
+    reproduce(params, notebooks=notebooks)
+    (out / "tables" / "mine.md").write_text("| kept |\n|---|\n| 1 |\n")  # not the notebook's
+    assert json.loads((out / "status.json").read_text())["01_t.ipynb"]["outputs"] == [
+        "tables/headline_de.md"
+    ]
+    params.write_text(params.read_text().replace("[en, de]", "[en, fr]"))
+    reproduce(params, notebooks=notebooks)
+    assert sorted(p.name for p in (out / "tables").iterdir()) == ["headline_fr.md", "mine.md"]
+    assert "headline_de" not in (out / "index.html").read_text()
+
+
 def failing_on(name: str, execute):
     """``execute`` that raises NotebookFailed for the notebook ``name``."""
 

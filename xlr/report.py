@@ -41,6 +41,8 @@ STATUS_ABOUT = {
     "notebook": "sha256 of the notebook file that ran",
     "code": "sha256 over the xlr package's files (path and content): changed code re-runs",
     "wall_s": "seconds the notebook took",
+    "outputs": "the report folder's files the notebook wrote (tables, figures, logs): removed "
+    "before it runs again, so a table of a benchmark no longer evaluated does not stay",
 }
 
 
@@ -137,18 +139,25 @@ def reproduce(
             if done and not force and not any(run.status == "ran" for run in runs):
                 runs.append(NotebookRun(notebook.name, "skipped", previous["wall_s"]))
                 continue
-            # ... in this call or, should it stop, the next: their entries go before it runs
+            # ... in this call or, should it stop, the next: their entries and what they wrote
+            # go before it runs
             for later in listed[i:]:
-                status.pop(later.name, None)
+                for written in status.pop(later.name, {}).get("outputs", []):
+                    (out / written).unlink(missing_ok=True)
             atomic_write_json(status, out / STATUS_FILE)
+            before = _written_files(out)
             start = time.perf_counter()
             _execute(notebook, out, params)
             wall = time.perf_counter() - start
+            after = _written_files(out)
             status[notebook.name] = {
                 "params": digest,
                 "notebook": source,
                 "code": code,
                 "wall_s": round(wall, 2),
+                "outputs": sorted(
+                    name for name, stamp in after.items() if before.get(name) != stamp
+                ),
             }
             atomic_write_json(status, out / STATUS_FILE)
             runs.append(NotebookRun(notebook.name, "ran", wall))
@@ -158,6 +167,17 @@ def reproduce(
         raise
     write_index(out, params, params_file, digest, runs)
     return runs
+
+
+def _written_files(out: Path) -> dict[str, int]:
+    """The files a notebook may write in the report folder (tables, figures, logs: all but the
+    notebooks' own pages and the run's bookkeeping), by relative path, with their change time."""
+    own = {".ipynb", ".html"}
+    files = {}
+    for path in out.rglob("*"):
+        if path.is_file() and path.suffix not in own and path.name != STATUS_FILE:
+            files[path.relative_to(out).as_posix()] = path.stat().st_mtime_ns
+    return files
 
 
 def _outputs(out: Path, notebook: Path) -> list[Path]:
