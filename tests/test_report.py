@@ -66,7 +66,9 @@ def test_runs_in_order_exports_html_and_skips_on_rerun(study) -> None:
         f"                     'caption': [{PAYLOAD!r}]}})\n"
         "s = ImageTextSet('t', ['a'], ArrayImages(np.zeros((1, 4, 4, 3), np.uint8)), caps)\n"
         "display(HTML(caption_gallery_html(s, [0], ['en'])))\n"
-        "display(caps)"
+        "display(caps)\n"
+        "from IPython.display import Markdown\n"
+        f"display(Markdown('| caption |\\n|---|\\n| ' + {PAYLOAD!r} + ' |'))"
     )
     notebooks = [
         write_notebook(nbs / "01_a.ipynb", "print(run['name'], data['train_langs'])"),

@@ -103,6 +103,21 @@ def flatten_widgets(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return notebook
 
 
+def inert_markdown(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Escape ``<`` and ``>`` in every Markdown output, in place: nbconvert passes raw HTML in
+    Markdown through, so a caption or name that reached a Markdown table (``display(Markdown(
+    ...))``) would be live script in a reviewer's page. The study's Markdown outputs hold no
+    HTML of their own; the brackets then show as text."""
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "text/markdown" in data:
+                text = data["text/markdown"]
+                text = "".join(text) if isinstance(text, list) else text
+                data["text/markdown"] = text.replace("<", "&lt;").replace(">", "&gt;")
+    return notebook
+
+
 def offline_html(notebook: nbformat.NotebookNode, with_code: bool = True) -> str:
     """One notebook as a self-contained page (images inline, no script from another host)."""
     exporter = HTMLExporter(
@@ -112,7 +127,7 @@ def offline_html(notebook: nbformat.NotebookNode, with_code: bool = True) -> str
         exclude_input_prompt=not with_code,
         exclude_output_prompt=not with_code,  # "Out[4]:" means nothing without the code
     )
-    page, _ = exporter.from_notebook_node(flatten_widgets(notebook))
+    page, _ = exporter.from_notebook_node(inert_markdown(flatten_widgets(notebook)))
     fetches = external_fetches(page)
     if fetches:
         where = notebook.metadata.get("papermill", {}).get("output_path", "the page")
