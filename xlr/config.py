@@ -491,6 +491,9 @@ def _format_errors(err: ValidationError, source: str) -> str:
             message = "unknown key; check its spelling and section (see xlr/config.py)"
         elif "input" in item and item["type"] != "missing" and not isinstance(item["input"], dict):
             message = f"{message} (got {item['input']!r})"
+            if isinstance(item["input"], bool) and item["type"] == "string_type":
+                # YAML 1.1 reads no, yes, on, off (Norwegian's code among them) as booleans
+                message += "; YAML read a word as true/false: quote it ('no')"
         lines.append(f"  {key}: {message}")
     return "\n".join(lines)
 
