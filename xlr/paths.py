@@ -10,9 +10,10 @@ from pathlib import Path
 def project_root() -> Path:
     """Where relative paths in params files point: $XLR_ROOT, else the source checkout, else cwd.
 
-    Why: notebooks run with ``notebooks/`` as working directory in JupyterLab but from the
-    repository root under papermill and the CLI; anchoring paths here makes both write to the
-    same ``runs/`` and ``reports/``.
+    Why: notebooks run with ``notebooks/`` as working directory (in JupyterLab, and under
+    ``xlr reproduce``'s papermill) while the CLI and Python callers run from wherever they are
+    started; anchoring paths here makes all of them write to the same ``runs/`` and
+    ``reports/``.
     """
     if env := os.environ.get("XLR_ROOT"):
         return Path(env).resolve()
