@@ -68,7 +68,8 @@ def test_runs_in_order_exports_html_and_skips_on_rerun(study) -> None:
         "display(HTML(caption_gallery_html(s, [0], ['en'])))\n"
         "display(caps)\n"
         "from IPython.display import Markdown\n"
-        f"display(Markdown('| caption |\\n|---|\\n| ' + {PAYLOAD!r} + ' |'))"
+        f"display(Markdown('| caption |\\n|---|\\n| ' + {PAYLOAD!r} + ' |'))\n"
+        "display(Markdown('[a link](javascript:alert(1))'))"
     )
     notebooks = [
         write_notebook(nbs / "01_a.ipynb", "print(run['name'], data['train_langs'])"),
@@ -81,6 +82,7 @@ def test_runs_in_order_exports_html_and_skips_on_rerun(study) -> None:
     for page in ("02_b.html", "02_b.nocode.html"):
         text = (out / page).read_text()
         assert PAYLOAD not in text and "&lt;script&gt;alert(" in text
+        assert 'href="javascript:' not in text and "#harmful-link" in text
     assert "print(run" not in (out / "01_a.nocode.html").read_text()
     again = reproduce(params, notebooks=notebooks)
     assert [r.status for r in again] == ["skipped", "skipped"]
@@ -192,6 +194,15 @@ def test_a_rerun_removes_the_tables_its_notebook_wrote_before(study) -> None:
     reproduce(params, notebooks=notebooks)
     assert sorted(p.name for p in (out / "tables").iterdir()) == ["headline_fr.md", "mine.md"]
     assert "headline_de" not in (out / "index.html").read_text()
+    # a run that fails after writing: what it wrote is still removed before the next
+    write_notebook(notebooks[0], table, "assert data['train_langs'][1] != 'es'")
+    params.write_text(params.read_text().replace("[en, fr]", "[en, es]"))
+    with pytest.raises(NotebookFailed):
+        reproduce(params, notebooks=notebooks)
+    assert sorted(p.name for p in (out / "tables").iterdir()) == ["headline_es.md", "mine.md"]
+    params.write_text(params.read_text().replace("[en, es]", "[en, it]"))
+    reproduce(params, notebooks=notebooks)
+    assert sorted(p.name for p in (out / "tables").iterdir()) == ["headline_it.md", "mine.md"]
 
 
 def failing_on(name: str, execute):

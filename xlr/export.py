@@ -14,6 +14,7 @@ import html
 import re
 from pathlib import Path
 
+import mistune
 import nbformat
 from nbconvert import HTMLExporter
 
@@ -103,18 +104,26 @@ def flatten_widgets(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return notebook
 
 
+_MARKDOWN = mistune.create_markdown(escape=True, plugins=["table"])
+
+
+def safe_markdown(text: str) -> str:
+    """Markdown as HTML with any raw HTML in it escaped and script links (``javascript:``,
+    ``data:``) blocked, tables rendered (mistune): for Markdown that may hold what the web
+    wrote, in the exported pages and the landing page alike."""
+    return _MARKDOWN(text)
+
+
 def inert_markdown(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Escape ``<`` and ``>`` in every Markdown output, in place: nbconvert passes raw HTML in
-    Markdown through, so a caption or name that reached a Markdown table (``display(Markdown(
-    ...))``) would be live script in a reviewer's page. The study's Markdown outputs hold no
-    HTML of their own; the brackets then show as text."""
+    """Render every Markdown output through :func:`safe_markdown`, in place: nbconvert passes
+    raw HTML and ``javascript:`` links in Markdown through, so a caption or name that reached a
+    Markdown table (``display(Markdown(...))``) would be live script in a reviewer's page."""
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
             data = output.get("data", {})
             if "text/markdown" in data:
-                text = data["text/markdown"]
-                text = "".join(text) if isinstance(text, list) else text
-                data["text/markdown"] = text.replace("<", "&lt;").replace(">", "&gt;")
+                text = data.pop("text/markdown")
+                data["text/html"] = safe_markdown("".join(text) if isinstance(text, list) else text)
     return notebook
 
 

@@ -34,6 +34,9 @@ __all__ = ["NotebookFailed", "NotebookRun", "export_html", "report_dir", "reprod
 PACKAGE_DIR = Path(__file__).resolve().parent
 NOTEBOOK_DIR = PACKAGE_DIR.parent / "notebooks"
 STATUS_FILE = "status.json"
+# What notebooks write in the report folder: these folders' files, and these files
+OUTPUT_FOLDERS: tuple[str, ...] = ("tables", "figures", "logs")
+OUTPUT_FILES: tuple[str, ...] = ("claims.csv", "claims.md")
 # status.json's own entry: what its per-notebook hashes are (the index explains both hashes)
 STATUS_ABOUT = {
     "params": "sha256 of the validated params (every section after defaults, sorted JSON): a "
@@ -147,17 +150,19 @@ def reproduce(
             atomic_write_json(status, out / STATUS_FILE)
             before = _written_files(out)
             start = time.perf_counter()
-            _execute(notebook, out, params)
+            try:
+                _execute(notebook, out, params)
+            finally:  # what it wrote, in a run that failed too: removed before it runs again
+                after = _written_files(out)
+                changed = [name for name, stamp in after.items() if before.get(name) != stamp]
+                status[notebook.name] = {"outputs": sorted(changed)}  # not done: no hashes
+                atomic_write_json(status, out / STATUS_FILE)
             wall = time.perf_counter() - start
-            after = _written_files(out)
-            status[notebook.name] = {
+            status[notebook.name] |= {
                 "params": digest,
                 "notebook": source,
                 "code": code,
                 "wall_s": round(wall, 2),
-                "outputs": sorted(
-                    name for name, stamp in after.items() if before.get(name) != stamp
-                ),
             }
             atomic_write_json(status, out / STATUS_FILE)
             runs.append(NotebookRun(notebook.name, "ran", wall))
@@ -170,14 +175,16 @@ def reproduce(
 
 
 def _written_files(out: Path) -> dict[str, int]:
-    """The files a notebook may write in the report folder (tables, figures, logs: all but the
-    notebooks' own pages and the run's bookkeeping), by relative path, with their change time."""
-    own = {".ipynb", ".html"}
-    files = {}
-    for path in out.rglob("*"):
-        if path.is_file() and path.suffix not in own and path.name != STATUS_FILE:
-            files[path.relative_to(out).as_posix()] = path.stat().st_mtime_ns
-    return files
+    """The files notebooks write in the report folder (:data:`OUTPUT_FOLDERS`' files and
+    :data:`OUTPUT_FILES`), by relative path, with their change time; nothing else there (a
+    user's file, a runs folder placed inside) is ever taken for a notebook's."""
+    found = [out / name for name in OUTPUT_FILES]
+    found += [path for folder in OUTPUT_FOLDERS for path in (out / folder).rglob("*")]
+    return {
+        path.relative_to(out).as_posix(): path.stat().st_mtime_ns
+        for path in found
+        if path.is_file() and not path.name.startswith(".")  # atomic writes' temporaries
+    }
 
 
 def _outputs(out: Path, notebook: Path) -> list[Path]:

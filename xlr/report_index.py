@@ -18,11 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import get_args
 
-import mistune
-
 from xlr.analysis.tables import claims_columns_markdown
 from xlr.config import FigureFormat, Params
-from xlr.export import page_css
+from xlr.export import page_css, safe_markdown
 from xlr.faiss_builds import installed_faiss
 from xlr.io import atomic_write_text, file_sha256
 from xlr.report_banner import banner, is_smoke
@@ -331,7 +329,6 @@ def _tables(out: Path) -> str:
     files = [path for path in files if path.is_file()]
     if not files:
         return "<p>No tables yet (notebook 06 writes them).</p>"
-    render = mistune.create_markdown(escape=True, plugins=["table"])
     parts = []
     for path in files:
         links = [f'<a href="{_href(out, path)}">Markdown</a>']
@@ -340,9 +337,13 @@ def _tables(out: Path) -> str:
         name = "claims" if path.name == "claims.md" else humanise(path.stem)
         text = path.read_text(encoding="utf-8")
         heading = f'<h3 id="table-{html.escape(path.stem)}">{html.escape(name)}</h3>'
-        parts.append(f"{heading}<p>{' · '.join(links)}</p>{_wrap_tables(render(text), path.stem)}")
+        parts.append(
+            f"{heading}<p>{' · '.join(links)}</p>{_wrap_tables(safe_markdown(text), path.stem)}"
+        )
         if path.name == "claims.md":
-            parts.append('<p class="note">The columns:</p>' + render(claims_columns_markdown()))
+            parts.append(
+                '<p class="note">The columns:</p>' + safe_markdown(claims_columns_markdown())
+            )
             if "not run (" in text:
                 parts.append(
                     '<p class="note">A verdict <em>not run (arm missing)</em> is no failure: '
