@@ -83,7 +83,7 @@ def test_scientific_notation_reads_as_a_number(tmp_path: Path) -> None:
         ({"report": {"min_effect": {"r1": 0.02}}}, "report.min_effect.r1", "unknown key"),
         ({"train": {"tune": {"seed": 0}}}, "(top level)", "train.tune.seed 0 is one of run.seeds"),
         ({"train": {"tune": {"seed": -1}}}, "train.tune.seed", "greater than or equal to 0"),
-        ({"data": {"train_langs": ["en", False]}}, "data.train_langs.1", "quote it ('no')"),
+        ({"data": {"train_langs": ["en", False]}}, "data.train_langs.1", "as true/false: quote it"),
     ],
 )
 def test_bad_params_name_file_and_key(sections: dict, key: str, hint: str) -> None:

@@ -497,7 +497,7 @@ def _format_errors(err: ValidationError, source: str) -> str:
             message = f"{message} (got {item['input']!r})"
             if isinstance(item["input"], bool) and item["type"] == "string_type":
                 # YAML 1.1 reads no, yes, on, off (Norwegian's code among them) as booleans
-                message += "; YAML read a word as true/false: quote it ('no')"
+                message += "; YAML read a word (no, yes, on, off) as true/false: quote it"
         lines.append(f"  {key}: {message}")
     return "\n".join(lines)
 
