@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from xlr.config import ParamsError, _YamlLoader, load_params, parse_params
+from xlr.config import ParamsError, load_params, parse_params
 from xlr.notebook import notebook_params
+from xlr.params_yaml import read_yaml
 from xlr.paths import resolve_path
 
 PARAMS_DIR = Path(__file__).resolve().parents[1] / "params"
@@ -162,7 +163,7 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
         load_params(bad)
     # a merge key's keys may be overridden: no duplicate, and the merge still works
     text = "a: &b {steps: 5, lr: 1}\nc:\n  <<: *b\n  steps: 7\n"
-    assert yaml.load(text, Loader=_YamlLoader)["c"] == {"steps": 7, "lr": 1}
+    assert read_yaml(text)["c"] == {"steps": 7, "lr": 1}
 
 
 def test_section_hash_tracks_content() -> None:

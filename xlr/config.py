@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
-from collections.abc import Hashable
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -20,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from xlr.data.laion_settings import LaionSection
 from xlr.langs import UnknownLanguageError, canonical_code
+from xlr.params_yaml import read_yaml
 
 SYNTHETIC_LANGS: tuple[str, ...] = (
     "en", "de", "nl", "fr", "es", "it", "pt", "pl", "ru", "tr", "zh", "ja", "ar", "hi",
@@ -454,38 +453,6 @@ def config_hash(*parts: object) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-class _YamlLoader(yaml.SafeLoader):
-    """A safe loader with two mends: YAML 1.1 reads ``1e-5`` as a string, where researchers
-    write learning rates that way; and PyYAML keeps the last of two equal keys, so a second
-    ``train:`` section would silently drop the first's settings: that is refused."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: set[object] = set()
-        for key_node, _ in node.value:
-            if (
-                key_node.tag == "tag:yaml.org,2002:merge"
-            ):  # <<: *anchor, whose keys may be overridden
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            if not isinstance(key, Hashable):
-                continue  # the base class names an unhashable key
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    "while reading a mapping", node.start_mark,
-                    f"found the key {key!r} twice; keep one (the first would be ignored)",
-                    key_node.start_mark,
-                )  # fmt: skip
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-_YamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
-    list("-+0123456789."),
-)
-
-
 def _format_errors(err: ValidationError, source: str) -> str:
     lines = [f"{source}: {err.error_count()} invalid parameter(s)"]
     for item in err.errors():
@@ -518,7 +485,7 @@ def load_params(path: str | os.PathLike[str]) -> Params:
     if not path.is_file():
         raise ParamsError(f"{path}: no such params file (see params/ for the shipped ones)")
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_YamlLoader)
+        raw = read_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML: {err}") from None
     return parse_params(raw, str(path))
