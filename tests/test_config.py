@@ -144,23 +144,27 @@ def test_adapters_share_the_budget_and_the_shape_of_the_shared_lora() -> None:
         parse_params(minimal(adapters={"steps_per_language": 3}))  # the budget is train.steps
 
 
-def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
+BAD_YAML = [
+    ("run: [unclosed\n", "not valid YAML"),
+    ("- just\n- a list\n", "expected a mapping"),
+    # PyYAML would keep the second section and drop steps: 500 without a word
+    ("run: {name: x}\ntrain:\n  steps: 500\ntrain:\n  batch_size: 8\n",
+     r"found the key 'train' twice(.|\n)*line 4"),
+    ("run: {name: x, name: y}\n", "found the key 'name' twice"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "error"), BAD_YAML)
+def test_bad_yaml_names_the_file_and_what_is_wrong(tmp_path: Path, text: str, error: str) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(ParamsError, match=f"{bad}: (.|\n)*{error}"):
+        load_params(bad)
+
+
+def test_missing_file_and_merge_keys(tmp_path: Path) -> None:
     with pytest.raises(ParamsError, match="no such params file"):
         load_params(tmp_path / "absent.yaml")
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("run: [unclosed\n")
-    with pytest.raises(ParamsError, match=f"{bad}: not valid YAML"):
-        load_params(bad)
-    bad.write_text("- just\n- a list\n")
-    with pytest.raises(ParamsError, match="expected a mapping"):
-        load_params(bad)
-    # PyYAML would keep the second section and drop steps: 500 without a word
-    bad.write_text("run: {name: x}\ntrain:\n  steps: 500\ntrain:\n  batch_size: 8\n")
-    with pytest.raises(ParamsError, match=r"found the key 'train' twice(.|\n)*line 4"):
-        load_params(bad)
-    bad.write_text("run: {name: x, name: y}\n")
-    with pytest.raises(ParamsError, match="found the key 'name' twice"):
-        load_params(bad)
     # a merge key's keys may be overridden: no duplicate, and the merge still works
     text = "a: &b {steps: 5, lr: 1}\nc:\n  <<: *b\n  steps: 7\n"
     assert read_yaml(text)["c"] == {"steps": 7, "lr": 1}
