@@ -6,6 +6,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 PARAMS ?= params/smoke.yaml
+# `make test` runs test files in parallel processes (pytest-xdist), one file to a worker so a
+# file's shared fixtures are built once; 2 for a 2-core machine (`make test TEST_WORKERS=4`)
+TEST_WORKERS ?= 2
 # the faiss build: cpu, or gpu on a GPU machine (extras of pyproject.toml; one only, since both
 # install the same `faiss` module). Switching removes the other; give FAISS=gpu to every target
 # on that machine, or the next one switches back.
@@ -35,7 +38,7 @@ study: env
 	$(BIN)/xlr reproduce params/synthetic.yaml
 
 test: env browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # tests/test_browser.py opens the exported pages in Debian's Chromium with the Noto fonts
 # (Latin, Cyrillic, Arabic, Devanagari, CJK). Installed through apt-get where this runs as root;

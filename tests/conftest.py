@@ -3,10 +3,14 @@ and a tiny open_clip model folder) that the training, adapter and evaluation tes
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+import pytest
 
 from xlr.config import Params, parse_params
 from xlr.data.imagetext import ImageTextSet
@@ -16,6 +20,45 @@ from xlr.models.tokenizer import build_tokenizer
 
 TINY_VOCAB = 400
 TINY_IMAGE_SIZE = 32
+CHECKOUT = Path(__file__).resolve().parents[1]
+# The suite's two longest runs (every notebook on the smoke study; the real-architecture
+# rehearsal) are collected first, so that under `make test`'s parallel workers (one file per
+# worker, in collection order) each starts at once on its own worker instead of ending the run
+# alone.
+FIRST_FILES = ("test_notebooks.py", "test_rehearsal.py")
+# where params' default paths (run.runs_dir, run.cache_dir, run.reports_dir) point
+CHECKOUT_OUTPUTS = ("runs", "reports")
+
+
+def _checkout_outputs() -> dict[str, int]:
+    """Every file under the checkout's default output folders, with its modification time."""
+    found = {}
+    for folder in CHECKOUT_OUTPUTS:
+        for parent, _, names in os.walk(CHECKOUT / folder):
+            for name in names:
+                path = os.path.join(parent, name)
+                found[os.path.relpath(path, CHECKOUT)] = os.stat(path).st_mtime_ns
+    return found
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move :data:`FIRST_FILES`' tests to the front (a stable sort: their order is kept)."""
+    items.sort(key=lambda item: item.path.name not in FIRST_FILES)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkout_untouched() -> Iterator[None]:
+    """Fails the session when a test wrote into the checkout's ``runs/`` or ``reports/``.
+
+    Why: a test must write under its own temporary folder (give its params ``runs_dir``,
+    ``cache_dir`` and ``reports_dir`` there, or set ``XLR_ROOT``); one that falls back on the
+    defaults leaves files in the user's study folders and shares them with parallel workers.
+    """
+    before = _checkout_outputs()
+    yield
+    after = _checkout_outputs()
+    written = sorted(path for path, mtime in after.items() if before.get(path) != mtime)
+    assert not written, f"tests wrote into the checkout (give them a tmp_path): {written[:10]}"
 
 
 def tiny_raw_params(
@@ -28,7 +71,12 @@ def tiny_raw_params(
     """Params of a tiny study on a small generated corpus of ``langs``; ``sections`` (``train``,
     ``adapters``, ...) are merged into the defaults key by key."""
     raw: dict[str, Any] = {
-        "run": {"name": "t", "runs_dir": str(runs), "device": "cpu"},
+        "run": {
+            "name": "t",
+            "runs_dir": str(runs),
+            "cache_dir": str(runs / "cache"),
+            "device": "cpu",
+        },
         "data": {
             "train_langs": train_langs,
             "heldout_langs": heldout_langs,

@@ -1,8 +1,9 @@
 """The notebooks: committed clean, parameterised alike, and runnable both ways users run them.
 
-Each notebook runs (a) under papermill with the smoke params injected, as `xlr reproduce` and CI
-run it, and (b) unparameterised with ``notebooks/`` as working directory, as Run All in
-JupyterLab does. Artifacts go to a temporary XLR_ROOT so the checkout's ``runs/`` is untouched.
+Every notebook runs unparameterised with ``notebooks/`` as working directory, as Run All in
+JupyterLab does (through papermill), on the smoke study; its parameters cells with
+params/smoke.yaml injected, as ``papermill -f`` does, give the same params. Artifacts go to a
+temporary XLR_ROOT so the checkout's ``runs/`` is untouched.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from xlr.eval.planted import planted_name
 from xlr.eval.results import MULTILINGUAL, MULTILINGUAL_SEEN, load_val_results
 from xlr.eval.runner import base_report
 from xlr.kernel import ensure_kernel
-from xlr.notebook import SECTIONS
-from xlr.report import report_dir
+from xlr.notebook import SECTIONS, notebook_params
+from xlr.paths import report_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -88,12 +89,57 @@ def run_every_notebook(out_dir: Path, cwd: Path, **papermill_args: object) -> No
 
 
 @pytest.mark.slow
-def test_papermill_smoke_run_of_every_notebook(xlr_root: Path) -> None:
-    """All notebooks in order on params/smoke.yaml, as `xlr reproduce` and CI run them."""
-    run_every_notebook(xlr_root / "executed", ROOT, parameters=SMOKE)
+def test_every_notebook_runs_all_from_the_notebooks_dir(xlr_root: Path) -> None:
+    """Run All in JupyterLab, through papermill: no injected parameters, working directory
+    notebooks/, so the smoke study (the parameters cell's default). Injected parameters, as
+    `xlr reproduce` and ``papermill -f`` give them, run every notebook in
+    tests/test_rehearsal.py; :func:`test_injected_smoke_params_are_the_notebooks_defaults`
+    shows that injecting params/smoke.yaml gives the params this run had."""
+    run_every_notebook(xlr_root / "as_is", ROOT / "notebooks")
+    for path in NOTEBOOKS:
+        assert dirty_cells(json.loads(path.read_text())) == []  # the source stays clean
     assert (xlr_root / "runs" / "smoke" / "data" / "data.json").is_file()
     assert_base_behaves_like_a_laion_model()
     assert_zero_dose_is_the_model_itself()
+
+
+def _params_cells(notebook: nbformat.NotebookNode) -> tuple[str, str]:
+    """The sources of the cell tagged ``parameters`` (with papermill's injected cell after it,
+    if any) and of the first code cell that calls ``notebook_params``."""
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    tags = [cell.metadata.get("tags", []) for cell in code]
+    given = [
+        c.source
+        for c, t in zip(code, tags, strict=True)
+        if {"parameters", "injected-parameters"} & set(t)
+    ]
+    reads = next(cell.source for cell in code if "notebook_params(" in cell.source)
+    return "\n".join(given), reads
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_injected_smoke_params_are_the_notebooks_defaults(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """papermill's injection of params/smoke.yaml's sections and Run All's defaults give one
+    Params: the notebook's parameters cells and its own ``notebook_params`` call, run here
+    from notebooks/ (the full Run All is the slow test above)."""
+    monkeypatch.chdir(ROOT / "notebooks")
+    read_node = papermill.iorw.load_notebook_node  # as papermill reads it (cell tags)
+    plain = read_node(str(path))
+    injected = papermill.parameterize.parameterize_notebook(read_node(str(path)), SMOKE)
+    read = []
+    for notebook in (plain, injected):
+        given, reads = _params_cells(notebook)
+        call = reads[reads.index("params = notebook_params(") :].split("\n)\n")[0] + "\n)"
+        for section in SECTIONS:
+            assert f"{section}={section}" in call, f"{path.name}: pass {section}={section}"
+        namespace: dict = {"notebook_params": notebook_params}
+        exec(given + "\n" + call, namespace)  # the notebook's own source, committed here
+        read.append(namespace["params"])
+    assert "injected-parameters" not in str(plain.cells)  # papermill injects in place
+    assert "injected-parameters" in str(injected.cells) and read[1] == read[0]
+    assert read[0] == load_params(ROOT / "params" / "smoke.yaml")
 
 
 def assert_zero_dose_is_the_model_itself() -> None:
@@ -125,11 +171,3 @@ def assert_base_behaves_like_a_laion_model() -> None:
     assert table.loc["en", "r1"] > 5 * chance
     assert frequent.mean() > 3 * chance
     assert frequent.mean() > rare.mean() + 0.05
-
-
-@pytest.mark.slow
-def test_notebooks_run_unparameterised_from_notebooks_dir(xlr_root: Path) -> None:
-    """Run All in JupyterLab: no injected parameters, working directory notebooks/."""
-    run_every_notebook(xlr_root / "as_is", ROOT / "notebooks")
-    for path in NOTEBOOKS:
-        assert dirty_cells(json.loads(path.read_text())) == []  # the source stays clean

@@ -108,12 +108,12 @@ def test_interrupted_build_leaves_nothing(built, tmp_path: Path, monkeypatch) ->
 
 def test_cli_prepare_prints_recall_per_language(tmp_path: Path, capsys) -> None:
     params_file = tmp_path / "p.yaml"
+    run = {"name": "t", "runs_dir": str(tmp_path), "cache_dir": str(tmp_path), "device": "cpu"}
     params_file.write_text(
-        "run: {name: t, cache_dir: %s, device: cpu}\n"
+        f"run: {json.dumps(run)}\n"  # JSON is YAML
         "data: {train_langs: [en, de], synthetic: {pretrain_images: 300, finetune_images: 40,"
         " eval_images: 20, shard_size: 200}}\n"
         "model: {tiny: {vocab_size: 1500, pretrain_steps: 4, pretrain_batch_size: 32}}\n"
-        % (tmp_path / "cache")
     )
     assert main(["prepare", str(params_file), "--quiet"]) == 0
     out = capsys.readouterr().out

@@ -38,7 +38,8 @@ from xlr.config import LoraSection, Params, SyntheticSection, load_params
 from xlr.data.overview import caption_sources
 from xlr.data.prepare import finetune_pool
 from xlr.models.factory import ModelBundle, create_model
-from xlr.report import NotebookFailed, report_dir, reproduce, study_notebooks
+from xlr.paths import report_dir
+from xlr.report import NotebookFailed, reproduce, study_notebooks
 from xlr.train.pairs import pair_graph
 
 ROOT = Path(__file__).resolve().parents[1]

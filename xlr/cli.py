@@ -88,7 +88,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from xlr.report import NotebookFailed, report_dir, reproduce
+    from xlr.paths import report_dir
+    from xlr.report import NotebookFailed, reproduce
 
     try:
         runs = reproduce(args.params, force=args.force)

@@ -14,8 +14,7 @@ from typing import Any
 
 from xlr.config import Params, load_params, parse_params
 from xlr.logs import log_to_file
-from xlr.paths import project_root, resolve_path
-from xlr.report import report_dir
+from xlr.paths import project_root, report_dir, resolve_path
 
 SECTIONS: tuple[str, ...] = ("run", "data", "model", "train", "adapters", "eval", "report")
 

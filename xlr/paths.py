@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from xlr.config import Params
 
 
 def project_root() -> Path:
@@ -27,3 +31,12 @@ def resolve_path(path: str | os.PathLike[str]) -> Path:
     """A params path, absolute as given or relative to :func:`project_root`."""
     path = Path(path)
     return path if path.is_absolute() else project_root() / path
+
+
+def report_dir(params: Params) -> Path:
+    """``reports/<run.name>``: executed notebooks, HTML, figures and the index.
+
+    Here, not in :mod:`xlr.report`: every notebook names this folder, and importing the
+    reproduction machinery (papermill, nbconvert, the kernel manager) cost each kernel ~2 s.
+    """
+    return resolve_path(params.run.reports_dir) / params.run.name

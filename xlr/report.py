@@ -26,10 +26,10 @@ from xlr.config import Params, load_params
 from xlr.export import export_html
 from xlr.io import atomic_write_json, file_sha256
 from xlr.kernel import KERNEL_NAME, ensure_kernel
-from xlr.paths import resolve_path
+from xlr.paths import report_dir
 from xlr.report_index import INDEX_FILE, NotebookRun, write_index
 
-__all__ = ["NotebookFailed", "NotebookRun", "export_html", "report_dir", "reproduce"]
+__all__ = ["NotebookFailed", "NotebookRun", "export_html", "reproduce"]
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 NOTEBOOK_DIR = PACKAGE_DIR.parent / "notebooks"
@@ -60,11 +60,6 @@ def study_notebooks(directory: Path | None = None) -> list[Path]:
     if not found:
         raise FileNotFoundError(f"{directory}: no numbered notebooks (NN_name.ipynb) to run")
     return found
-
-
-def report_dir(params: Params) -> Path:
-    """``reports/<run.name>``: executed notebooks, HTML, figures and the index."""
-    return resolve_path(params.run.reports_dir) / params.run.name
 
 
 def _params_digest(params: Params) -> str:
