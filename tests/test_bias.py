@@ -15,8 +15,8 @@ from xlr.analysis.bias import (
     rank_distance_per_query,
     top_language_per_query,
 )
-from xlr.analysis.controls import seed_negative_control
 from xlr.analysis.intervals import compare_arms, interval_by_arm, seed_spread
+from xlr.analysis.negative_control import seed_negative_control
 from xlr.eval.results import RESULT_COLUMNS
 
 RUN = {"arm": "mono", "seed": 0, "base_seed": 0, "benchmark": "synthetic", "task": "multilingual"}

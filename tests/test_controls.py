@@ -17,19 +17,24 @@ from test_bias import simulated_ranks
 from xlr.analysis import controls
 from xlr.analysis.bias import rank_distance_per_query
 from xlr.analysis.controls import (
-    NO_REPLICATE,
     POSITIVE_CONTROL_TABLE,
     check_positive_control,
     dose_response_points,
     dose_response_table,
-    negative_control,
-    negative_control_summary,
     positive_control,
     positive_control_summary,
     save_positive_control,
 )
 from xlr.analysis.intervals import paired_comparison
-from xlr.config import EvalSection
+from xlr.analysis.negative_control import (
+    NEGATIVE_CONTROL_TABLE,
+    NO_REPLICATE,
+    chance_pattern,
+    negative_control,
+    negative_control_summary,
+    save_negative_control,
+)
+from xlr.config import EvalSection, parse_params
 from xlr.data.imagetext import ArrayImages, ImageStore, ImageTextSet
 from xlr.eval.embedded import EmbeddedSet, embed_model
 from xlr.eval.planted import (
@@ -42,7 +47,7 @@ from xlr.eval.planted import (
     unit_direction,
 )
 from xlr.eval.tasks import evaluate_arm
-from xlr.report_banner import positive_control_warning
+from xlr.report_banner import banner, negative_control_warning, positive_control_warning
 
 LANGS = ["en", "de", "fr", "ja"]
 N_IMAGES, DIM = 40, 24
@@ -531,3 +536,36 @@ def test_negative_control_summary_weighs_failures_against_chance() -> None:
     assert "0 of 40" in negative_control_summary(rows(1), level=0.005)  # the level it is given
     none = pd.DataFrame({"p_value": [np.nan], "result": ["not run"]})
     assert negative_control_summary(none) == "negative control not run"
+
+
+def test_the_banner_warns_when_seeds_differ_more_often_than_chance(tmp_path: Path) -> None:
+    """Notebook 05 saves the negative control; the landing page reads it back as text. Known
+    answers at 0.05 over 20 comparisons: 3 failures have P(>= 3) = 0.0755 by chance (no
+    warning), 4 have P(>= 4) = 0.0159 (a warning); rows not run are not counted."""
+
+    def saved(fails: int) -> Path:
+        p_values = [0.01] * fails + [0.5] * (20 - fails) + [np.nan]
+        table = pd.DataFrame(
+            {"benchmark": "b", "task": "t", "arm": "multi", "seed_a": 0, "seed_b": 1,
+             "p_value": p_values, "result": ["fail"] * fails + ["pass"] * (20 - fails)
+             + ["not run"], "note": ""}
+        )  # fmt: skip
+        out = tmp_path / str(fails)
+        paths = save_negative_control(table, out / "tables")
+        assert [p.name for p in paths] == [
+            f"{NEGATIVE_CONTROL_TABLE}.csv",
+            f"{NEGATIVE_CONTROL_TABLE}.md",
+        ]
+        return out
+
+    read_back = pd.read_csv(saved(3) / "tables" / f"{NEGATIVE_CONTROL_TABLE}.csv", dtype=str)
+    assert chance_pattern(read_back)[:2] == (3, 20)
+    assert negative_control_warning(saved(3)) is None
+    warning = negative_control_warning(saved(4))
+    assert warning is not None and "4 of 20 comparisons" in warning and "P = 0.016" in warning
+    assert "chance gives 1.0" in warning
+    assert negative_control_warning(tmp_path / "nothing saved") is None
+    params = parse_params(
+        {"run": {"name": "r", "seeds": [0, 1]}, "data": {"train_langs": ["en", "de"]}}
+    )
+    assert "Negative control not passed" in banner(params, Path("params/r.yaml"), saved(4))

@@ -1,9 +1,9 @@
 """The banner of ``index.html``: what a reader must know before reading any number on the page.
 
 A smoke run, a single run, generated data and LAION mono batches without a text-text target
-are read from the params; a failed phenomenon or
-positive control and benchmarks too small to judge from the tables notebooks 05 and 06 saved in
-the report folder. Each line is HTML with every value from a table escaped.
+are read from the params; a failed phenomenon, positive or negative control and benchmarks too
+small to judge from the tables notebooks 05 and 06 saved in the report folder. Each line is
+HTML with every value from a table escaped.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from xlr.analysis.controls import (
     ZERO_DOSE,
     positive_control_shortfalls,
 )
+from xlr.analysis.negative_control import NEGATIVE_CONTROL_TABLE, chance_pattern
 from xlr.analysis.phenomenon import PHENOMENON_TABLE, phenomenon_failures
 from xlr.arms import mono_batch_arms
 from xlr.config import Params
@@ -106,6 +107,28 @@ def phenomenon_warning(out: Path) -> str | None:
     )
 
 
+def negative_control_warning(out: Path, level: float = 0.05) -> str | None:
+    """A banner line when the negative control table notebook 05 saved (``out/tables``,
+    :func:`xlr.analysis.negative_control.save_negative_control`) has more comparisons between
+    two seeds of one arm at p < ``level`` than chance gives at ``level``: seed noise passes for
+    an effect, so an arm difference of the same size may be noise too. None without the
+    table, with no row run, or with no more failures than chance allows."""
+    path = out / "tables" / f"{NEGATIVE_CONTROL_TABLE}.csv"
+    if not path.is_file():
+        return None
+    pattern = chance_pattern(pd.read_csv(path, dtype=str, keep_default_na=False), level)
+    if pattern is None or pattern[2] >= level:
+        return None
+    failed, n, chance = pattern
+    return (
+        f"<strong>Negative control not passed.</strong> {failed} of {n} comparisons between "
+        f"two fine-tuning seeds of one arm differ at p &lt; {level:g}, where chance gives "
+        f"{n * level:.1f} (P = {chance:.2g} if the comparisons were independent). Seeds differ "
+        "more than the intervals allow: read an arm difference of that size as possibly seed "
+        "noise, and run more seeds (notebook 05; the negative control table below)."
+    )
+
+
 def _number(text: str) -> str:
     """A saved number as three significant digits, or as saved when it is not one."""
     try:
@@ -184,7 +207,7 @@ def banner(params: Params, params_file: Path, out: Path) -> str:
         )
     warnings = (
         text_text_warning(params), phenomenon_warning(out), positive_control_warning(out),
-        few_images_warning(out),
+        negative_control_warning(out), few_images_warning(out),
     )  # fmt: skip
     lines += [w for w in warnings if w is not None]
     if not lines:

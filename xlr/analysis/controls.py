@@ -1,6 +1,6 @@
-"""Controls of the bias analysis (notebook 05): checks that the measures can see an effect
-when one is planted in a model (on the validation split), and do not see one between seeds of
-the same arm.
+"""The positive control of the bias analysis (notebook 05): checks that the measures can see an
+effect when one is planted in a model (on the validation split). The negative control (no
+effect between seeds of one arm) is :mod:`xlr.analysis.negative_control`.
 """
 
 from __future__ import annotations
@@ -11,23 +11,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats as distributions
 
-from xlr.analysis.bias import QUERY_COLUMNS, rank_distance_per_query
-from xlr.analysis.figure_style import arm_order
-from xlr.analysis.intervals import COMPARISON_KEYS, compare_arms, paired_comparison
+from xlr.analysis.bias import rank_distance_per_query
+from xlr.analysis.intervals import COMPARISON_KEYS, compare_arms
 from xlr.analysis.tables import interval_text, markdown_table, save_table
-from xlr.arms import ZEROSHOT, Arm
+from xlr.arms import ZEROSHOT
 from xlr.eval.metrics import per_query_values
 from xlr.eval.planted import PLANTED_FRACTION, planted_name
-from xlr.eval.results import IMAGE, MULTILINGUAL, MULTILINGUAL_SEEN, check_table
+from xlr.eval.results import IMAGE, MULTILINGUAL, MULTILINGUAL_SEEN
 
 # What a comparison of the positive control is for (its ``role``): at PLANTED_FRACTION the
 # measures the claims read must see the bias; at a dose of 0 (nothing planted) they must show
 # no difference either way; every other comparison is shown.
 REQUIRED, ZERO_DOSE, SHOWN = "required", "zero dose", "shown"
-# Why the negative control does not judge a study of one base (seed_negative_control).
-NO_REPLICATE = "one base: two seeds' difference has no replicate to judge it by"
 
 
 def positive_control(
@@ -366,135 +362,3 @@ def positive_control_shortfalls(summary: pd.DataFrame) -> pd.DataFrame:
     required = (summary["role"] == REQUIRED) & (summary["result"] != "pass")
     zero_dose = (summary["role"] == ZERO_DOSE) & (summary["result"] == "FAIL")
     return summary[required | zero_dose]
-
-
-def negative_control(
-    per_query: pd.DataFrame, seeds: Sequence[int], level: float = 0.05
-) -> pd.DataFrame:
-    """The paired p-value between the first two fine-tuning seeds of every trained arm, on the
-    caption queries of ``per_query`` (a rank distance table), one row per benchmark and arm,
-    with a ``result``: ``pass`` when the seeds do not differ at ``level``, ``fail`` when they do.
-    Fallbacks of one adapter arm that score alike (every fallback in a seen-language pool) share
-    one row, whose ``note`` names the others.
-
-    Seeds differ by chance only, so the p-values should rarely fall below the test level (about
-    a ``level`` share of rows fail by chance); if they often do, arm differences must be judged
-    against the seed spread. With fewer than two seeds there is nothing to compare: one row
-    says so, with result ``not run``. With one base, each row is ``not run`` with
-    :data:`NO_REPLICATE` as its note (:func:`seed_negative_control`).
-    """
-    captions = per_query[per_query["query_kind"] == "caption"]
-    arms = arm_order([a for a in captions["arm"].unique() if a != ZEROSHOT.name])
-    if len(seeds) < 2 or not arms:
-        note = (
-            f"needs two run.seeds and a trained arm; this run has {len(seeds)} seed(s) "
-            "(params/synthetic.yaml has two)"
-        )
-        return pd.DataFrame([{"benchmark": "every benchmark", "task": "every task",
-                              "arm": "every trained arm",
-                              "seed_a": pd.NA, "seed_b": pd.NA, "p_value": np.nan,
-                              "result": "not run", "note": note}])  # fmt: skip
-    seed_a, seed_b = seeds[:2]
-    rows = []
-    for (benchmark, task), table in captions.groupby(["benchmark", "task"], sort=False):
-        for arm, twins in _distinct_models(table, arms):
-            p_value = seed_negative_control(table, arm, seed_a, seed_b)
-            if np.isnan(p_value):
-                result, note = "not run", NO_REPLICATE
-            elif p_value < level:
-                result, note = "fail", f"the seeds differ at p < {level}"
-            else:
-                result, note = "pass", ""
-            if twins:
-                alike = f"the same model here as {', '.join(twins)} (one row for all)"
-                note = f"{note}; {alike}" if note else alike
-            rows.append(
-                {
-                    "benchmark": benchmark,
-                    "task": task,
-                    "arm": arm,
-                    "seed_a": seed_a,
-                    "seed_b": seed_b,
-                    "p_value": p_value,
-                    "result": result,
-                    "note": note,
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def _distinct_models(table: pd.DataFrame, arms: Sequence[str]) -> list[tuple[str, list[str]]]:
-    """Each of ``arms`` unlike every earlier fallback of the same adapters on ``table``, with the
-    fallbacks that score exactly as it does: a seen-language pool routes no held-out query, so
-    there an adapter arm's fallbacks are one model, to be weighed once."""
-    keys = ["base_seed", "seed", "query_idx"]
-    kept: dict[str, tuple[str, pd.DataFrame, list[str]]] = {}
-    for arm in arms:
-        scores = table.loc[table["arm"] == arm, [*keys, "value"]].sort_values(keys)
-        scores = scores.reset_index(drop=True)
-        try:
-            trained = Arm.parse(arm).with_fallback(None).name
-        except ValueError:  # no arm name (a user's own label): a model of its own
-            trained = arm
-        twin = next((k for k, (t, s, _) in kept.items() if t == trained and s.equals(scores)), None)
-        if twin is None:
-            kept[arm] = (trained, scores, [])
-        else:
-            kept[twin][2].append(arm)
-    return [(arm, twins) for arm, (_, _, twins) in kept.items()]
-
-
-def negative_control_summary(table: pd.DataFrame, level: float = 0.05) -> str:
-    """One line on :func:`negative_control`'s rows together: how many have p < ``level``
-    against the ``level`` share expected by chance, and the binomial probability of that many
-    or more if seeds differ by chance only. With many rows (benchmarks x tasks x arms) a failure
-    or two is expected; it is a pattern of failures that says seeds matter. The binomial treats
-    the rows as independent; they share images and the seed pair, so the real tail is wider and
-    the probability shown understates chance. When no row ran, the line gives their notes
-    (why)."""
-    ran = table[table["p_value"].notna()]
-    if ran.empty:
-        notes = table["note"].unique() if "note" in table.columns else []
-        return "negative control not run" + "".join(f": {note}" for note in notes[:1])
-    failed, n = int((ran["p_value"] < level).sum()), len(ran)
-    chance = float(distributions.binom.sf(failed - 1, n, level))
-    return (
-        f"negative control: {failed} of {n} comparisons have p < {level:g}; {n * level:.1f} "
-        f"expected by chance; P(>= {failed} by chance) = {chance:.2g} if the rows were "
-        "independent (they share images and seeds: read it as a lower bound)"
-    )
-
-
-def seed_negative_control(
-    per_query: pd.DataFrame,
-    arm: str,
-    seed_a: int,
-    seed_b: int,
-) -> float:
-    """The p-value of :func:`paired_comparison` between two fine-tuning seeds of one arm on
-    the same queries (paired by base; bases and images are its units, as for arm comparisons),
-    or NaN where the difference has no training replicate (:data:`NO_REPLICATE`).
-
-    The negative control of :func:`compare_arms`: seeds of one arm differ by chance only, so the
-    p-value should rarely fall below the test level. If it often does, the comparison mistakes
-    seed noise for an effect, and arm differences must be judged against :func:`seed_spread`.
-    With one base the two seeds give one run of differences (training unit ``none``): its
-    interval is conditional on that run and covers image noise only, while the difference
-    between two seeds is training noise, which more images do not average away; its p-value
-    would fall towards 0 as images grow, however alike the seeds are. ``per_query`` must hold
-    one benchmark, task and query kind (filter it first).
-    """
-    check_table(per_query, [*QUERY_COLUMNS, "value"], "per-query")
-    runs = per_query[per_query["arm"] == arm]
-    groups = runs[["benchmark", "task", "query_kind"]].drop_duplicates()
-    if len(groups) != 1:
-        raise ValueError(
-            f"the negative control compares one benchmark, task and query kind; arm {arm!r} "
-            f"has {len(groups)}: filter the table first"
-        )
-    a, b = (runs[runs["seed"] == seed] for seed in (seed_a, seed_b))
-    on = ["benchmark", "task", "query_idx", "base_seed"]
-    comparison = paired_comparison(a, b, on)
-    if comparison["training_unit"].item() == "none":
-        return np.nan
-    return float(comparison["p_value"].item())
