@@ -17,48 +17,56 @@ from xlr.data.imagetext import ImageTextSet
 from xlr.data.synthetic import generate_corpus, load_pool
 from xlr.models.factory import write_tiny_model_dir
 from xlr.models.tokenizer import build_tokenizer
+from xlr.paths import project_root
 
 TINY_VOCAB = 400
 TINY_IMAGE_SIZE = 32
-CHECKOUT = Path(__file__).resolve().parents[1]
 # The suite's two longest runs (every notebook on the smoke study; the real-architecture
-# rehearsal) are collected first, so that under `make test`'s parallel workers (one file per
-# worker, in collection order) each starts at once on its own worker instead of ending the run
+# rehearsal) are collected first by parallel workers (`make test`: one file per worker, in
+# collection order), so that each starts at once on its own worker instead of ending the run
 # alone.
 FIRST_FILES = ("test_notebooks.py", "test_rehearsal.py")
 # where params' default paths (run.runs_dir, run.cache_dir, run.reports_dir) point
-CHECKOUT_OUTPUTS = ("runs", "reports")
+DEFAULT_OUTPUTS = ("runs", "reports")
 
 
-def _checkout_outputs() -> dict[str, int]:
-    """Every file under the checkout's default output folders, with its modification time."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, move :data:`FIRST_FILES`' tests to the front (a stable sort: their
+    order is kept); a single process keeps the files' order, quick tests first."""
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: item.path.name not in FIRST_FILES)
+
+
+def _default_outputs() -> dict[str, int]:
+    """Every file and folder under the default output folders of :func:`project_root` (the
+    checkout, or ``$XLR_ROOT``), with its modification time."""
+    root = project_root()
     found = {}
-    for folder in CHECKOUT_OUTPUTS:
-        for parent, _, names in os.walk(CHECKOUT / folder):
-            for name in names:
+    for folder in DEFAULT_OUTPUTS:
+        for parent, folders, files in os.walk(root / folder):
+            for name in [*folders, *files]:
                 path = os.path.join(parent, name)
-                found[os.path.relpath(path, CHECKOUT)] = os.stat(path).st_mtime_ns
+                found[os.path.relpath(path, root)] = os.stat(path).st_mtime_ns
     return found
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Move :data:`FIRST_FILES`' tests to the front (a stable sort: their order is kept)."""
-    items.sort(key=lambda item: item.path.name not in FIRST_FILES)
-
-
 @pytest.fixture(scope="session", autouse=True)
-def checkout_untouched() -> Iterator[None]:
-    """Fails the session when a test wrote into the checkout's ``runs/`` or ``reports/``.
+def default_outputs_untouched() -> Iterator[None]:
+    """Fails the session when a test wrote, changed or removed anything in the project root's
+    ``runs/`` or ``reports/`` (the checkout's, or ``$XLR_ROOT``'s).
 
     Why: a test must write under its own temporary folder (give its params ``runs_dir``,
     ``cache_dir`` and ``reports_dir`` there, or set ``XLR_ROOT``); one that falls back on the
-    defaults leaves files in the user's study folders and shares them with parallel workers.
+    defaults changes the user's study folders and shares them with parallel workers. A study
+    run (``make smoke``) beside the suite trips it too.
     """
-    before = _checkout_outputs()
+    before = _default_outputs()
     yield
-    after = _checkout_outputs()
-    written = sorted(path for path, mtime in after.items() if before.get(path) != mtime)
-    assert not written, f"tests wrote into the checkout (give them a tmp_path): {written[:10]}"
+    after = _default_outputs()
+    changed = sorted(
+        path for path in before.keys() | after.keys() if before.get(path) != after.get(path)
+    )
+    assert not changed, f"tests changed {project_root()}'s runs/ or reports/: {changed[:10]}"
 
 
 def tiny_raw_params(

@@ -14,17 +14,8 @@ import pandas as pd
 import pytest
 from test_bias import simulated_ranks
 
-from xlr.analysis import controls
+from xlr.analysis import positive_control as planting
 from xlr.analysis.bias import rank_distance_per_query
-from xlr.analysis.controls import (
-    POSITIVE_CONTROL_TABLE,
-    check_positive_control,
-    dose_response_points,
-    dose_response_table,
-    positive_control,
-    positive_control_summary,
-    save_positive_control,
-)
 from xlr.analysis.intervals import paired_comparison
 from xlr.analysis.negative_control import (
     NEGATIVE_CONTROL_TABLE,
@@ -33,6 +24,16 @@ from xlr.analysis.negative_control import (
     negative_control,
     negative_control_summary,
     save_negative_control,
+)
+from xlr.analysis.positive_control import (
+    POSITIVE_CONTROL_TABLE,
+    check_positive_control,
+    dose_response_points,
+    dose_response_table,
+    positive_control,
+    positive_control_shortfalls,
+    positive_control_summary,
+    save_positive_control,
 )
 from xlr.config import EvalSection, parse_params
 from xlr.data.imagetext import ArrayImages, ImageStore, ImageTextSet
@@ -188,7 +189,7 @@ def test_a_bias_seen_where_nothing_was_planted_fails_the_control(
         check_positive_control(table, required=True)
     summary = positive_control_summary(table)
     assert (summary.loc[summary["role"] == "zero dose", "result"] == "FAIL").all()
-    assert len(controls.positive_control_shortfalls(summary)) == 3
+    assert len(positive_control_shortfalls(summary)) == 3
     with pytest.raises(AssertionError, match="no comparison at the judged dose"):
         check_positive_control(positive_control(both, "en", [0.0]), required=True)
     with pytest.raises(AssertionError, match=r"no comparison at the zero dose.*re-run notebook 04"):
@@ -226,7 +227,7 @@ def test_the_positive_control_can_fail(
         per_query = rank_distance_per_query(table, partial=partial)
         return per_query.assign(value=per_query["n_langs"].astype(float))  # a broken measure
 
-    monkeypatch.setattr(controls, "rank_distance_per_query", language_blind_measure)
+    monkeypatch.setattr(planting, "rank_distance_per_query", language_blind_measure)
     with pytest.raises(AssertionError, match="went unseen"):
         check_positive_control(positive_control(ranks, "en", JUDGED), required=True)
 
@@ -559,6 +560,8 @@ def test_the_banner_warns_when_seeds_differ_more_often_than_chance(tmp_path: Pat
         return out
 
     read_back = pd.read_csv(saved(3) / "tables" / f"{NEGATIVE_CONTROL_TABLE}.csv", dtype=str)
+    shown = (tmp_path / "3" / "tables" / f"{NEGATIVE_CONTROL_TABLE}.md").read_text()
+    assert "| 0.01 " in shown and "| – " in shown and "nan" not in shown and "<NA>" not in shown
     assert chance_pattern(read_back)[:2] == (3, 20)
     assert negative_control_warning(saved(3)) is None
     warning = negative_control_warning(saved(4))

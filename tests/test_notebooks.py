@@ -1,9 +1,9 @@
 """The notebooks: committed clean, parameterised alike, and runnable both ways users run them.
 
 Every notebook runs unparameterised with ``notebooks/`` as working directory, as Run All in
-JupyterLab does (through papermill), on the smoke study; its parameters cells with
-params/smoke.yaml injected, as ``papermill -f`` does, give the same params. Artifacts go to a
-temporary XLR_ROOT so the checkout's ``runs/`` is untouched.
+JupyterLab does (through papermill), on the smoke study; their parameters cells read what
+papermill injects (as ``papermill -f`` and ``xlr reproduce`` give it) over that default.
+Artifacts go to a temporary XLR_ROOT so the checkout's ``runs/`` is untouched.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import papermill
 import pytest
 import yaml
 
-from xlr.analysis.controls import POSITIVE_CONTROL_TABLE
-from xlr.config import load_params
+from xlr.analysis.positive_control import POSITIVE_CONTROL_TABLE
+from xlr.config import Params, load_params
 from xlr.eval.planted import planted_name
 from xlr.eval.results import MULTILINGUAL, MULTILINGUAL_SEEN, load_val_results
 from xlr.eval.runner import base_report
@@ -92,9 +92,9 @@ def run_every_notebook(out_dir: Path, cwd: Path, **papermill_args: object) -> No
 def test_every_notebook_runs_all_from_the_notebooks_dir(xlr_root: Path) -> None:
     """Run All in JupyterLab, through papermill: no injected parameters, working directory
     notebooks/, so the smoke study (the parameters cell's default). Injected parameters, as
-    `xlr reproduce` and ``papermill -f`` give them, run every notebook in
-    tests/test_rehearsal.py; :func:`test_injected_smoke_params_are_the_notebooks_defaults`
-    shows that injecting params/smoke.yaml gives the params this run had."""
+    `xlr reproduce` gives them, run every notebook in tests/test_rehearsal.py;
+    :func:`test_injected_params_win_over_the_smoke_default` shows that notebooks read what is
+    injected (``papermill -f``'s form too), and these defaults otherwise."""
     run_every_notebook(xlr_root / "as_is", ROOT / "notebooks")
     for path in NOTEBOOKS:
         assert dirty_cells(json.loads(path.read_text())) == []  # the source stays clean
@@ -103,43 +103,49 @@ def test_every_notebook_runs_all_from_the_notebooks_dir(xlr_root: Path) -> None:
     assert_zero_dose_is_the_model_itself()
 
 
-def _params_cells(notebook: nbformat.NotebookNode) -> tuple[str, str]:
-    """The sources of the cell tagged ``parameters`` (with papermill's injected cell after it,
-    if any) and of the first code cell that calls ``notebook_params``."""
+def _notebook_params(notebook: nbformat.NotebookNode, name: str) -> Params:
+    """Run the notebook's cell tagged ``parameters`` (and papermill's injected cell after it,
+    if any) and its own ``params = notebook_params(...)`` call; return the params it reads."""
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
-    tags = [cell.metadata.get("tags", []) for cell in code]
     given = [
-        c.source
-        for c, t in zip(code, tags, strict=True)
-        if {"parameters", "injected-parameters"} & set(t)
+        cell.source
+        for cell in code
+        if {"parameters", "injected-parameters"} & set(cell.metadata.get("tags", []))
     ]
     reads = next(cell.source for cell in code if "notebook_params(" in cell.source)
-    return "\n".join(given), reads
+    call = reads[reads.index("params = notebook_params(") :].split("\n)\n")[0] + "\n)"
+    for section in SECTIONS:
+        assert f"{section}={section}" in call, f"{name}: pass {section}={section}"
+    namespace: dict = {"notebook_params": notebook_params}
+    exec("\n".join([*given, call]), namespace)  # the notebook's own committed source
+    return namespace["params"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_injected_smoke_params_are_the_notebooks_defaults(
+def test_injected_params_win_over_the_smoke_default(
     path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """papermill's injection of params/smoke.yaml's sections and Run All's defaults give one
-    Params: the notebook's parameters cells and its own ``notebook_params`` call, run here
-    from notebooks/ (the full Run All is the slow test above)."""
+    """Run All's default is params/smoke.yaml, and what papermill injects wins over it in both
+    forms users give: a params file's own sections (``papermill -f``) and every validated
+    section (``xlr reproduce``). Each injection renames the run, so a notebook that ignored it
+    fails here. Runs each notebook's parameters cells and its own ``notebook_params`` call from
+    notebooks/ (the full Run All is the slow test above)."""
     monkeypatch.chdir(ROOT / "notebooks")
-    read_node = papermill.iorw.load_notebook_node  # as papermill reads it (cell tags)
-    plain = read_node(str(path))
-    injected = papermill.parameterize.parameterize_notebook(read_node(str(path)), SMOKE)
-    read = []
-    for notebook in (plain, injected):
-        given, reads = _params_cells(notebook)
-        call = reads[reads.index("params = notebook_params(") :].split("\n)\n")[0] + "\n)"
-        for section in SECTIONS:
-            assert f"{section}={section}" in call, f"{path.name}: pass {section}={section}"
-        namespace: dict = {"notebook_params": notebook_params}
-        exec(given + "\n" + call, namespace)  # the notebook's own source, committed here
-        read.append(namespace["params"])
-    assert "injected-parameters" not in str(plain.cells)  # papermill injects in place
-    assert "injected-parameters" in str(injected.cells) and read[1] == read[0]
-    assert read[0] == load_params(ROOT / "params" / "smoke.yaml")
+    smoke = load_params(ROOT / "params" / "smoke.yaml")
+    renamed = smoke.model_dump(mode="json")
+    renamed["run"]["name"] = "injected"
+    injections = {
+        "Run All": None,
+        "papermill -f": SMOKE | {"run": SMOKE["run"] | {"name": "injected"}},
+        "xlr reproduce": renamed,
+    }
+    for form, injected in injections.items():
+        notebook = papermill.iorw.load_notebook_node(str(path))  # as papermill reads it (tags)
+        if injected is not None:  # papermill adds its cell to the notebook it is given
+            notebook = papermill.parameterize.parameterize_notebook(notebook, injected)
+        params = _notebook_params(notebook, path.name)
+        expected = smoke.model_dump(mode="json") if injected is None else renamed
+        assert params.model_dump(mode="json") == expected, f"{path.name}, {form}"
 
 
 def assert_zero_dose_is_the_model_itself() -> None:

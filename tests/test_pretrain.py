@@ -108,9 +108,9 @@ def test_interrupted_build_leaves_nothing(built, tmp_path: Path, monkeypatch) ->
 
 def test_cli_prepare_prints_recall_per_language(tmp_path: Path, capsys) -> None:
     params_file = tmp_path / "p.yaml"
-    run = {"name": "t", "runs_dir": str(tmp_path), "cache_dir": str(tmp_path), "device": "cpu"}
+    run = {"name": "t", "runs_dir": f"{tmp_path}/runs", "cache_dir": f"{tmp_path}/cache"}
     params_file.write_text(
-        f"run: {json.dumps(run)}\n"  # JSON is YAML
+        f"run: {json.dumps(run | {'device': 'cpu'})}\n"  # JSON is YAML
         "data: {train_langs: [en, de], synthetic: {pretrain_images: 300, finetune_images: 40,"
         " eval_images: 20, shard_size: 200}}\n"
         "model: {tiny: {vocab_size: 1500, pretrain_steps: 4, pretrain_batch_size: 32}}\n"

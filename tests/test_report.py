@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from xlr import report, report_banner, report_index
-from xlr.analysis.controls import POSITIVE_CONTROL_TABLE
+from xlr.analysis.positive_control import POSITIVE_CONTROL_TABLE
 from xlr.analysis.tables import CLAIMS_COLUMNS
 from xlr.cli import main
 from xlr.config import load_params, parse_params

@@ -14,15 +14,18 @@ from pathlib import Path
 import pandas as pd
 
 from xlr.analysis.claims import MIN_IMAGES
-from xlr.analysis.controls import (
+from xlr.analysis.negative_control import NEGATIVE_CONTROL_TABLE, chance_pattern
+from xlr.analysis.phenomenon import PHENOMENON_TABLE, phenomenon_failures
+from xlr.analysis.positive_control import (
     POSITIVE_CONTROL_TABLE,
     ZERO_DOSE,
     positive_control_shortfalls,
 )
-from xlr.analysis.negative_control import NEGATIVE_CONTROL_TABLE, chance_pattern
-from xlr.analysis.phenomenon import PHENOMENON_TABLE, phenomenon_failures
 from xlr.arms import mono_batch_arms
 from xlr.config import Params
+
+# How unlikely the negative control's failures must be by chance for the banner to warn
+CHANCE_TAIL = 0.05
 
 
 def is_smoke(params: Params, params_file: Path) -> bool:
@@ -32,7 +35,7 @@ def is_smoke(params: Params, params_file: Path) -> bool:
 
 def positive_control_warning(out: Path) -> str | None:
     """A banner line when the positive control table notebook 05 saved under ``out/tables``
-    (:func:`xlr.analysis.controls.save_positive_control`) has a required comparison that
+    (:func:`xlr.analysis.positive_control.save_positive_control`) has a required comparison that
     failed or could not be measured (a LAION validation split without translation has no
     caption rank distance), or a zero-dose comparison that found a difference where nothing was
     planted: the claims reading that measure rest on a measure not shown to see a planted bias,
@@ -109,15 +112,16 @@ def phenomenon_warning(out: Path) -> str | None:
 
 def negative_control_warning(out: Path, level: float = 0.05) -> str | None:
     """A banner line when the negative control table notebook 05 saved (``out/tables``,
-    :func:`xlr.analysis.negative_control.save_negative_control`) has more comparisons between
-    two seeds of one arm at p < ``level`` than chance gives at ``level``: seed noise passes for
-    an effect, so an arm difference of the same size may be noise too. None without the
-    table, with no row run, or with no more failures than chance allows."""
+    :func:`xlr.analysis.negative_control.save_negative_control`) has so many comparisons
+    between two seeds of one arm at p < ``level`` that chance gives that many or more with a
+    probability below :data:`CHANCE_TAIL`: seed noise passes for an effect, so an arm
+    difference of the same size may be noise too. None without the table or with no row run.
+    A failure or two above the ``level`` share expected is chance (no warning)."""
     path = out / "tables" / f"{NEGATIVE_CONTROL_TABLE}.csv"
     if not path.is_file():
         return None
     pattern = chance_pattern(pd.read_csv(path, dtype=str, keep_default_na=False), level)
-    if pattern is None or pattern[2] >= level:
+    if pattern is None or pattern.chance >= CHANCE_TAIL:
         return None
     failed, n, chance = pattern
     return (

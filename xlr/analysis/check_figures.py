@@ -71,10 +71,10 @@ def calibration_figure(table: pd.DataFrame) -> Figure:
 
 def dose_response_figure(table: pd.DataFrame, judged: float) -> Figure:
     """The positive control of one benchmark
-    (:func:`xlr.analysis.controls.dose_response_points`): the planted - real difference of mAP
-    (left) and of the rank distance (right) against the dose planted, a line per pool (colour)
-    and query kind (caption solid, image dashed), with the dose the control is judged at
-    (``judged``) marked and zero drawn: what a measure blind to the bias would show at every
+    (:func:`xlr.analysis.positive_control.dose_response_points`): the planted - real difference
+    of mAP (left) and of the rank distance (right) against the dose planted, a line per pool
+    (colour) and query kind (caption solid, image dashed), with the dose the control is judged
+    at (``judged``) marked and zero drawn: what a measure blind to the bias would show at every
     dose.
 
     The panels have their own units and y axes: mAP is a fraction, the rank distance in ranks.

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,7 @@ from scipy import stats as distributions
 from xlr.analysis.bias import QUERY_COLUMNS
 from xlr.analysis.figure_style import arm_order
 from xlr.analysis.intervals import paired_comparison
-from xlr.analysis.tables import markdown_table, save_table
+from xlr.analysis.tables import blank_missing, markdown_table, save_table
 from xlr.arms import ZEROSHOT, Arm
 from xlr.eval.results import check_table
 
@@ -103,7 +104,15 @@ def _distinct_models(table: pd.DataFrame, arms: Sequence[str]) -> list[tuple[str
     return [(arm, twins) for arm, (_, _, twins) in kept.items()]
 
 
-def chance_pattern(table: pd.DataFrame, level: float = 0.05) -> tuple[int, int, float] | None:
+class ChancePattern(NamedTuple):
+    """How many comparisons failed, of how many, and the chance of that many or more."""
+
+    failed: int
+    compared: int
+    chance: float
+
+
+def chance_pattern(table: pd.DataFrame, level: float = 0.05) -> ChancePattern | None:
     """How many of :func:`negative_control`'s rows that ran have p < ``level``, of how many,
     and the binomial probability of that many or more if seeds differ by chance only; None
     when no row ran. With many rows (benchmarks x tasks x arms) a failure or two is expected;
@@ -114,7 +123,7 @@ def chance_pattern(table: pd.DataFrame, level: float = 0.05) -> tuple[int, int, 
     if p_values.empty:
         return None
     failed, n = int((p_values < level).sum()), len(p_values)
-    return failed, n, float(distributions.binom.sf(failed - 1, n, level))
+    return ChancePattern(failed, n, float(distributions.binom.sf(failed - 1, n, level)))
 
 
 def negative_control_summary(table: pd.DataFrame, level: float = 0.05) -> str:
@@ -136,8 +145,12 @@ def save_negative_control(table: pd.DataFrame, directory: str | os.PathLike[str]
     """:func:`negative_control`'s ``table`` saved as ``directory/`` :data:`NEGATIVE_CONTROL_TABLE`
     ``.csv`` and ``.md`` (the report's ``tables/``): the landing page lists it and warns when
     its rows fail more often than chance allows (:func:`xlr.report_banner.banner`), which a run
-    otherwise says only in notebook 05. Returns the paths."""
-    return save_table(table, directory, NEGATIVE_CONTROL_TABLE, markdown_table(table))
+    otherwise says only in notebook 05. The Markdown copy shows p to three significant digits
+    and a blank mark where a row did not run; the CSV keeps the values. Returns the paths."""
+    shown = table.assign(p_value=table["p_value"].map(lambda p: f"{p:.3g}", na_action="ignore"))
+    return save_table(
+        table, directory, NEGATIVE_CONTROL_TABLE, markdown_table(blank_missing(shown))
+    )
 
 
 def seed_negative_control(
@@ -150,9 +163,10 @@ def seed_negative_control(
     the same queries (paired by base; bases and images are its units, as for arm comparisons),
     or NaN where the difference has no training replicate (:data:`NO_REPLICATE`).
 
-    The negative control of :func:`compare_arms`: seeds of one arm differ by chance only, so the
-    p-value should rarely fall below the test level. If it often does, the comparison mistakes
-    seed noise for an effect, and arm differences must be judged against :func:`seed_spread`.
+    The negative control of :func:`xlr.analysis.intervals.compare_arms`: seeds of one arm
+    differ by chance only, so the p-value should rarely fall below the test level. If it often
+    does, the comparison mistakes seed noise for an effect, and arm differences must be judged
+    against :func:`xlr.analysis.intervals.seed_spread`.
     With one base the two seeds give one run of differences (training unit ``none``): its
     interval is conditional on that run and covers image noise only, while the difference
     between two seeds is training noise, which more images do not average away; its p-value
