@@ -17,6 +17,7 @@ import papermill
 import pytest
 import yaml
 
+from xlr.analysis.negative_control import NEGATIVE_CONTROL_TABLE
 from xlr.analysis.positive_control import POSITIVE_CONTROL_TABLE
 from xlr.config import Params, load_params
 from xlr.eval.planted import planted_name
@@ -99,6 +100,8 @@ def test_every_notebook_runs_all_from_the_notebooks_dir(xlr_root: Path) -> None:
     for path in NOTEBOOKS:
         assert dirty_cells(json.loads(path.read_text())) == []  # the source stays clean
     assert (xlr_root / "runs" / "smoke" / "data" / "data.json").is_file()
+    tables = report_dir(load_params(ROOT / "params" / "smoke.yaml")) / "tables"
+    assert (tables / f"{NEGATIVE_CONTROL_TABLE}.csv").is_file()  # the banner reads it (README)
     assert_base_behaves_like_a_laion_model()
     assert_zero_dose_is_the_model_itself()
 
