@@ -118,6 +118,8 @@ def test_two_gloo_ranks_match_one_process(tmp_path: Path) -> None:
     """Gathered negatives: each rank's loss is the global-batch loss; local grads are 2x."""
     env = os.environ | {
         "OMP_NUM_THREADS": "1",
+        # the workers fail on a deprecated collective (torch.distributed.nn.all_gather is one)
+        "PYTHONWARNINGS": "error::FutureWarning",
         "PYTHONPATH": os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")]),
     }
     command = [

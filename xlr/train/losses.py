@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -35,16 +34,37 @@ def symmetric_info_nce(left: Tensor, right: Tensor, logit_scale: Tensor) -> Tens
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
 
 
-def gather_with_grad(features: Tensor) -> Tensor:
-    """All ranks' features concatenated in rank order; gradients flow back to each shard."""
-    return torch.cat(torch.distributed.nn.all_gather(features), dim=0)
-
-
 def gather_no_grad(values: Tensor) -> Tensor:
     """All ranks' values concatenated in rank order (masks and other non-differentiable data)."""
     parts = [torch.empty_like(values) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, values.contiguous())
     return torch.cat(parts, dim=0)
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather whose backward sums every rank's gradient for this rank's shard.
+
+    The same gradient as ``torch.distributed.nn.all_gather`` (open_clip's choice), which torch
+    2.14 deprecates in favour of a private module; written on public collectives instead. The
+    backward all-reduces the whole gradient and keeps this rank's rows (gloo has no
+    reduce-scatter; the features are ``[B, D]``, so the extra bytes are few)."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, features: Tensor) -> Tensor:
+        ctx.rows = len(features)
+        return gather_no_grad(features)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad.narrow(0, dist.get_rank() * ctx.rows, ctx.rows)
+
+
+def gather_with_grad(features: Tensor) -> Tensor:
+    """All ranks' features concatenated in rank order; gradients flow back to each shard.
+    Every rank's shard has the same number of rows (``all_gather`` needs equal shapes)."""
+    return _GatherWithGrad.apply(features)
 
 
 class ContrastiveLoss(nn.Module):
