@@ -28,6 +28,9 @@ $(STAMP): pyproject.toml Makefile
 	rm -f $(VENV)/.installed-$(OTHER_FAISS)
 	$(BIN)/python -m pip install --quiet -e '.[dev,$(FAISS)]'
 	$(BIN)/python -m pip install --quiet --no-deps img2dataset==1.47.0
+	# CLIP_benchmark for the recall parity and record-name tests: its metric and dataset modules
+	# need only torch, torchvision and tqdm; its declared dependencies add pycocoevalcap (104 MB)
+	$(BIN)/python -m pip install --quiet --no-deps clip-benchmark==1.6.2
 	$(BIN)/python -m xlr.kernel
 	touch $(STAMP)
 

@@ -29,6 +29,7 @@ from xlr.eval.results import (
     RANK_COLUMNS,
     RESULT_COLUMNS,
     _read_results,
+    clip_benchmark_records,
     write_ranks,
     write_results,
 )
@@ -292,6 +293,33 @@ def test_seed_none_is_kept_and_results_are_written_whole(tmp_path: Path) -> None
     assert record["dataset"] == "designed" and record["captions"] == "all"
     assert record["metrics"]["image_retrieval_recall@1"] == pytest.approx(5 / 6)
     assert record["metrics"]["text_retrieval_recall@1"] == 1.0
+
+
+def test_records_spell_datasets_and_languages_as_clip_benchmark_does() -> None:
+    """Records join CLIP_benchmark 1.6.2's own (installed by ``make env``) on dataset and
+    language: Crossmodal-3600 is its ``crossmodal3600`` with ``fil`` and ``quz``, XTD10's
+    Japanese its ``jp``; a benchmark it lacks (Multi30K) keeps our name."""
+    from clip_benchmark.datasets import crossmodal3600, xtd10
+
+    rows = [
+        ("xm3600", "t2i", lang, "image") for lang in ("tl", "qu", "de")
+    ] + [("xtd10", "i2t", "image", "ja"), ("multi30k", "t2i", "cs", "image")]  # fmt: skip
+    results = pd.DataFrame(
+        [
+            ("zeroshot", np.nan, 0, bench, task, q, t, "seen", "R@1", 0.5, "all", 10)
+            for bench, task, q, t in rows
+        ],
+        columns=list(RESULT_COLUMNS),
+    )
+    records = {(r["dataset"], r["language"]) for r in clip_benchmark_records(results)}
+    assert records == {
+        ("crossmodal3600", "fil"), ("crossmodal3600", "quz"), ("crossmodal3600", "de"),
+        ("xtd10", "jp"), ("multi30k", "cs"),
+    }  # fmt: skip
+    supported = {"crossmodal3600": crossmodal3600.SUPPORTED_LANGUAGES}
+    supported["xtd10"] = xtd10.SUPPORTED_LANGUAGES
+    for dataset, language in records - {("multi30k", "cs")}:
+        assert language in supported[dataset], (dataset, language)
 
 
 def test_a_whole_evaluation_leaves_no_model_the_params_dropped(tmp_path: Path) -> None:

@@ -69,11 +69,20 @@ def _file_stem(arm: str, base_seed: int, seed: object, benchmark: str) -> str:
     return f"{arm}-b{int(base_seed)}-s{seed_part}-{benchmark}"
 
 
+# CLIP_benchmark's (1.6.2) names of the benchmarks it also evaluates, and its spelling of the
+# languages whose codes differ from the registry's (its datasets' SUPPORTED_LANGUAGES), so that
+# our records join its own on dataset and language; Multi30K and the generated sets keep ours
+CLIP_BENCHMARK_DATASETS = {"xm3600": "crossmodal3600"}
+CLIP_BENCHMARK_LANGS = {"crossmodal3600": {"tl": "fil", "qu": "quz"}, "xtd10": {"ja": "jp"}}
+
+
 def clip_benchmark_records(results: pd.DataFrame) -> list[dict]:
     """CLIP_benchmark-style records, one per run and caption language with t2i or i2t rows.
 
     ``image_retrieval_recall@k`` is text-to-image and ``text_retrieval_recall@k`` image-to-text
-    (CLIP_benchmark's names); ``model`` is the arm and ``pretrained`` the base and seed.
+    (CLIP_benchmark's names); ``model`` is the arm and ``pretrained`` the base and seed;
+    ``dataset`` and ``language`` are spelled as CLIP_benchmark spells them
+    (:data:`CLIP_BENCHMARK_DATASETS`, :data:`CLIP_BENCHMARK_LANGS`).
     """
     part = results[results["task"].isin(["t2i", "i2t"]) & results["metric"].str.startswith("R@")]
     part = part.assign(lang=part["query_lang"].where(part["task"] == "t2i", part["target_lang"]))
@@ -84,14 +93,15 @@ def clip_benchmark_records(results: pd.DataFrame) -> list[dict]:
         prefix = rows["task"].map({"t2i": "image_retrieval_", "i2t": "text_retrieval_"})
         names = prefix + rows["metric"].str.replace("R@", "recall@", regex=False)
         seed_part = "none" if pd.isna(seed) else int(seed)
+        dataset = CLIP_BENCHMARK_DATASETS.get(benchmark, benchmark)
         records.append(
             {
-                "dataset": benchmark,
+                "dataset": dataset,
                 "model": arm,
                 "pretrained": f"b{int(base_seed)}-s{seed_part}",
                 "task": "zeroshot_retrieval",
                 "metrics": dict(zip(names, rows["value"].astype(float), strict=True)),
-                "language": lang,
+                "language": CLIP_BENCHMARK_LANGS.get(dataset, {}).get(lang, lang),
                 "captions": rows["captions"].iat[0],
             }
         )
