@@ -14,6 +14,7 @@ from xlr.analysis.intervals import interval_by_arm
 from xlr.analysis.plots import accuracy_vs_params_figure
 from xlr.analysis.tables import (
     CLAIMS_COLUMNS,
+    ONE_RUN,
     alpha_sweep_table,
     blank_missing,
     by_language,
@@ -169,11 +170,28 @@ def test_a_relative_claim_reads_in_percent_and_an_unbounded_interval_says_so() -
     row = {"statement": "s", "family": "batches", "measure": "rank distance", "langs": "seen",
            "benchmark": "x", "min_effect": 0.1, "effect": -0.1234, "low": -np.inf,
            "high": np.inf, "interval_confidence": 0.99, "p_value": 0.03, "p_holm": 0.1,
-           "bases_agreeing": "3/3", "runs_agreeing": "6/6", "verdict": "supported"}  # fmt: skip
+           "bases_agreeing": "3/3", "runs_agreeing": "6/6", "verdict": "supported",
+           "n_runs": 6}  # fmt: skip
     bounded = {**row, "low": -0.2, "high": -0.05, "measure": "rank distance"}
     lines = claims_markdown(pd.DataFrame([row, bounded])).splitlines()
     assert "| 10.0% " in lines[2] and "| -12.3% " in lines[2] and "| unbounded " in lines[2]
     assert "| [-20.0%, -5.0%] " in lines[3] and "inf" not in "".join(lines)
+
+
+def test_a_one_run_claim_shows_no_interval_and_no_p() -> None:
+    """One base and seed (the smoke study): the interval over that run's images alone would
+    leave training noise out; the table says so instead of printing it beside "inconclusive"."""
+    ranks = fake_ranks({"zeroshot": 0.3, "hybrid-a0.5-full": 0.6}, bases=(0,))
+    claims = default_claims(HeadlineArms(Arm("hybrid", 0.5, "full"), None, None))
+    table = evaluate_claims(ranks, claims, SEEN, HELDOUT)
+    ran = table[table["p_value"].notna()]
+    assert len(ran) == 1 and (ran["n_runs"] == 1).all() and (ran["verdict"] == "inconclusive").all()
+    assert ran["p_value"].iloc[0] < 0.05  # the CSV keeps the images-only numbers
+    line = next(row for row in claims_markdown(table).splitlines() if "held-out" in row)
+    cells = [cell.strip() for cell in line.strip("|").split("|")]
+    columns = dict(zip(CLAIMS_COLUMNS, cells, strict=True))
+    assert columns["interval"] == ONE_RUN and columns["p"] == columns["p (Holm)"] == ""
+    assert columns["effect"].startswith("+") and columns["verdict"] == "inconclusive"
 
 
 def test_every_claims_column_is_explained_in_one_line() -> None:

@@ -354,6 +354,9 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return escaped.to_markdown(index=False, tablefmt="github", disable_numparse=True) + "\n"
 
 
+ONE_RUN = "none: one run"  # the interval cell of a claim whose arms ran once (one base, seed)
+
+
 CLAIMS_COLUMNS: dict[str, str] = {
     "claim": "the statement tested, about arm a against arm b",
     "family": "the question the claim belongs to, with how many of its rows ran (m, each claim on "
@@ -368,7 +371,8 @@ CLAIMS_COLUMNS: dict[str, str] = {
     "interval": "the effect's interval over bases, seeds within a base and images (an image's "
     "queries move together), never queries: each part's variance times its own t quantile; for "
     "rank distance Fieller's interval of a / b less 1, which holds b's noise too (unbounded "
-    "where b's level is not told from zero at that level; the verdict still stands, below)",
+    "where b's level is not told from zero at that level; the verdict still stands, below); "
+    f"'{ONE_RUN}' where the arms ran once, whose training noise no interval can hold (nor p)",
     "level": "each interval's level, 1 - alpha/m for the m rows of its family that ran "
     "(Bonferroni: the family-wise level is 1 - alpha, eval.confidence)",
     "p": "two-sided p-value of a zero effect: the level at which the interval just reaches zero "
@@ -394,17 +398,20 @@ def claims_columns_markdown() -> str:
 
 def _claim_cells(row: dict) -> dict[str, str]:
     """The numbers of a claim that ran, as text: three decimals, or percentages with one for a
-    relative effect (rank distance)."""
+    relative effect (rank distance). With one run the interval and p-values are left out: over
+    that run's images alone they would leave out training noise and look like a finding beside
+    the verdict (inconclusive); the CSV keeps them, with ``n_runs``."""
     number = "{:+.1%}" if row["measure"] in RELATIVE_MEASURES else "{:+.3f}"
     bounded = np.isfinite([row["low"], row["high"]]).all()
     interval = f"[{number.format(row['low'])}, {number.format(row['high'])}]"
+    one_run = int(row["n_runs"]) == 1
     return {
         "min effect": number.format(row["min_effect"]).lstrip("+"),
         "effect": number.format(row["effect"]),
-        "interval": interval if bounded else "unbounded",
+        "interval": ONE_RUN if one_run else interval if bounded else "unbounded",
         "level": f"{row['interval_confidence']:.1%}",
-        "p": f"{row['p_value']:.3g}",
-        "p (Holm)": f"{row['p_holm']:.3g}",
+        "p": "" if one_run else f"{row['p_value']:.3g}",
+        "p (Holm)": "" if one_run else f"{row['p_holm']:.3g}",
         "bases agreeing": row["bases_agreeing"],
         "runs agreeing": row["runs_agreeing"],
     }
