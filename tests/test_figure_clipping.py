@@ -162,8 +162,9 @@ def language_preference() -> Figure:
     for arm in ARMS:
         shares = rng.dirichlet(np.full(len(LANGS), 20.0))
         rows += [(arm, lang, share) for lang, share in zip(LANGS, shares, strict=True)]
-    frame = pd.DataFrame(rows, columns=["arm", "lang", "share"])
-    return language_preference_figure(frame.assign(uniform=1 / len(LANGS)))
+    frame = pd.DataFrame(rows, columns=["arm", "lang", "estimate"])
+    frame = frame.assign(low=frame["estimate"] - 0.03, high=frame["estimate"] + 0.05)
+    return language_preference_figure(frame.assign(uniform=1 / len(LANGS), confidence=0.95))
 
 
 def training_logs() -> pd.DataFrame:

@@ -7,7 +7,13 @@ import pandas as pd
 import pytest
 from test_claims import fake_ranks
 
-from xlr.analysis.intervals import compare_arms, interval_by_arm, paired_units, summarize_with_ci
+from xlr.analysis.intervals import (
+    against_reference,
+    compare_arms,
+    interval_by_arm,
+    paired_units,
+    summarize_with_ci,
+)
 from xlr.analysis.stats import crossed_mean_interval
 
 LANGS = ["en", "de", "fr"]
@@ -72,6 +78,35 @@ def test_every_seed_pairs_with_the_reference_of_its_base() -> None:
     assert (result["n_bases"], result["n_runs"]) == (2, 4)
     with pytest.raises(ValueError, match="put base_seed in on"):
         paired_units(arm, zero_shot, ["benchmark", "task", "query_idx"])
+
+
+def test_against_reference_compares_every_arm_with_the_zero_shot_model() -> None:
+    runs = [(0, 0), (0, 1), (1, 0), (1, 1)]
+    mono = per_query("mono", runs, {run: 0.1 * (1 + run[0]) for run in runs})
+    hybrid = per_query("hybrid", runs, {run: 0.3 for run in runs})
+    zero_shot = per_query("zeroshot", [(0, pd.NA), (1, pd.NA)], {(0, pd.NA): 0.0, (1, pd.NA): 0.1})
+    table = against_reference(pd.concat([mono, zero_shot, hybrid]), "zeroshot")
+    assert table["arm_a"].tolist() == ["hybrid", "mono"] and set(table["arm_b"]) == {"zeroshot"}
+    estimates = table.set_index("arm_a")["estimate"]
+    assert estimates.to_dict() == pytest.approx({"hybrid": 0.25, "mono": 0.1})
+    assert (table["n_runs"] == 4).all() and (table["n_bases"] == 2).all()
+    with pytest.raises(ValueError, match="needs it and another arm"):
+        against_reference(mono, "zeroshot")
+    with pytest.raises(ValueError, match="has fine-tuning seeds"):
+        against_reference(pd.concat([mono, hybrid]), "mono")
+
+
+def test_interval_by_arm_groups_by_further_columns() -> None:
+    runs = [(0, 0), (0, 1)]
+    table = pd.concat(
+        [per_query("mono", runs, {(0, 0): s, (0, 1): s}).assign(lang=lang) for lang, s in
+         [("de", 0.0), ("en", 0.2)]]
+    )  # fmt: skip
+    by_lang = interval_by_arm(table, by=("lang",)).set_index("lang")
+    mean = per_query("mono", runs, dict.fromkeys(runs, 0.0))["value"].mean()
+    assert by_lang["estimate"].to_dict() == pytest.approx({"de": mean, "en": mean + 0.2})
+    with pytest.raises(ValueError, match=r"lacks columns \['lang'\]"):
+        interval_by_arm(table.drop(columns="lang"), by=("lang",))
 
 
 def test_bad_tables_are_clear_errors() -> None:

@@ -56,6 +56,19 @@ def test_training_figures() -> None:
     assert widths == [50, 50, 100]
 
 
+def test_loss_band_is_the_range_over_runs() -> None:
+    """Six seeds at losses 1 to 6 every step: the band runs from 1 to 6 (their range), not a
+    bootstrap interval of the runs' mean (about 2.5 to 4.5)."""
+    logs = pd.DataFrame(
+        [{"arm": "mono-full", "base_seed": 0, "seed": seed, "step": step, "loss": loss}
+         for seed, loss in enumerate([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]) for step in range(5)]
+    )  # fmt: skip
+    ax = loss_curves_figure(logs, smooth=1).axes[0]
+    band = ax.collections[0].get_paths()[0].vertices
+    assert band[:, 1].min() == 1.0 and band[:, 1].max() == 6.0
+    assert "range" in ax.get_title()
+
+
 def small_set() -> ImageTextSet:
     captions = pd.DataFrame(
         {

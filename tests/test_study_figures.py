@@ -352,24 +352,33 @@ def test_rank_distance_figure_uses_log_scale_across_decades() -> None:
         rank_distance_figure(mixed)
 
 
-def test_language_preference_figure_averages_runs() -> None:
+def test_language_preference_figure_draws_intervals_from_uniform() -> None:
     shares = pd.DataFrame(
         {
-            "arm": ["mono-full"] * 4,
-            "seed": [0, 0, 1, 1],
-            "lang": ["en", "de"] * 2,
-            "share": [0.8, 0.2, 0.6, 0.4],
+            "arm": ["mono-full", "mono-full"],
+            "lang": ["en", "de"],
+            "estimate": [0.7, 0.3],
+            "low": [0.6, 0.25],
+            "high": [0.75, 0.45],
             "uniform": 0.5,
+            "confidence": 0.95,
         }
     )
     fig = language_preference_figure(shares)
     labelled(fig)
     ax = fig.axes[0]
-    heights = sorted(round(p.get_height(), 6) for p in ax.patches)
-    assert heights == [-20.0, 20.0]  # points from uniform (50%): 30% and 70%, mean of two seeds
+    points = ax.containers[0]  # one errorbar container per arm
+    ys = points.lines[0].get_ydata()
+    # de, en: 30% and 70% from uniform (50%)
+    assert list(np.round(np.asarray(ys, float), 6)) == [-20.0, 20.0]
+    segments = points.lines[2][0].get_segments()
+    spans = sorted((round(seg[0][1], 6), round(seg[1][1], 6)) for seg in segments)
+    assert spans == [(-25.0, -5.0), (10.0, 25.0)]  # each interval, from uniform
     low, high = ax.get_ylim()
-    assert low == pytest.approx(-high)  # centred at the uniform share
-    assert "50.0%" in ax.get_title()
+    assert low == pytest.approx(-high) and high >= 25.0  # centred at uniform, bars inside
+    assert "50.0%" in ax.get_title() and "95% CI" in ax.get_title()
+    with pytest.raises(ValueError, match="several uniform levels"):
+        language_preference_figure(shares.assign(uniform=[0.5, 0.25]))
 
 
 @pytest.mark.parametrize(
@@ -380,7 +389,7 @@ def test_language_preference_figure_averages_runs() -> None:
         (accuracy_vs_params_figure, ["arm", "trainable_params"]),
         (seen_heldout_figure, ["arm", "lang_group"]),
         (rank_distance_figure, ["arm", "value"]),
-        (language_preference_figure, ["arm", "lang", "share"]),
+        (language_preference_figure, ["arm", "lang", "uniform"]),
     ],
 )
 def test_figures_name_missing_columns_and_refuse_empty_tables(draw, columns) -> None:

@@ -233,23 +233,6 @@ def dodged(positions: Mapping[str, float], i: int, n: int) -> tuple[np.ndarray, 
     return np.asarray(list(positions.values())) + (i - (n - 1) / 2) * width, width
 
 
-def arm_bars(
-    ax: Axes, table: pd.DataFrame, x: str, positions: Mapping[str, float], value: str
-) -> None:
-    """Bars of ``value`` at ``positions`` of ``x``, one dodged bar per arm (in table order),
-    styled by :func:`arm_styles`; absent cells draw nothing."""
-    arms = list(pd.unique(table["arm"]))
-    styles = arm_styles(arms)
-    for i, arm in enumerate(arms):
-        part = table[table["arm"] == arm].set_index(x).reindex(list(positions))
-        xs, width = dodged(positions, i, len(arms))
-        style = styles[arm]
-        ax.bar(
-            xs, part[value], width, color=style.colour, hatch=style.hatch, edgecolor="white",
-            linewidth=0, label=arm,
-        )  # fmt: skip
-
-
 def dodged_points(
     ax: Axes,
     table: pd.DataFrame,

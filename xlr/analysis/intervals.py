@@ -3,10 +3,12 @@ paired differences between arms, the spread over seeds.
 
 Per-query tables come from :mod:`xlr.analysis.bias` (rank distance, preferences) or
 :func:`xlr.eval.metrics.per_query_values` (recall, mAP): one row per run (``base_seed``,
-``seed``) and query, with the query's image (``query_image_id``). Every figure, table and claim
-of the study draws its interval from :func:`xlr.analysis.stats.crossed_mean_interval` through
-here, so bases, seeds within a base and images are the units everywhere, and no run is pooled as
-if its queries were new evidence.
+``seed``) and query, with the query's image (``query_image_id``). Every interval in the study's
+figures, tables and claims is drawn from :func:`xlr.analysis.stats.crossed_mean_interval`
+through here, so bases, seeds within a base and images are the units everywhere, and no run is
+pooled as if its queries were new evidence. (Summaries that are not means of per-query values,
+such as the KL divergence of the language shares or the fairness spreads, are shown as means
+over runs without an interval.)
 """
 
 from __future__ import annotations
@@ -78,14 +80,18 @@ def summarize_with_ci(
     return pd.DataFrame(rows)
 
 
-def interval_by_arm(per_query: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+def interval_by_arm(
+    per_query: pd.DataFrame, confidence: float = 0.95, by: Sequence[str] = ()
+) -> pd.DataFrame:
     """Each arm's macro mean over query languages with its interval, per benchmark, task and
-    query kind (``estimate, low, high``, the design counts and ``confidence``)."""
-    check_table(per_query, [*QUERY_COLUMNS, "value"], "per-query")
+    query kind and the columns ``by`` (e.g. the ``lang`` of
+    :func:`xlr.analysis.bias.preference_per_query`): ``estimate, low, high``, the design counts
+    and ``confidence``."""
+    keys = [*ARM_SUMMARY_KEYS, *by]
+    check_table(per_query, [*QUERY_COLUMNS, *by, "value"], "per-query")
     rows = [
-        dict(zip(ARM_SUMMARY_KEYS, keys, strict=True))
-        | _interval_of(group, "query_lang", confidence)
-        for keys, group in per_query.groupby(list(ARM_SUMMARY_KEYS), sort=True, dropna=False)
+        dict(zip(keys, values, strict=True)) | _interval_of(group, "query_lang", confidence)
+        for values, group in per_query.groupby(keys, sort=True, dropna=False)
     ]
     return pd.DataFrame(rows)
 
@@ -191,6 +197,25 @@ def compare_arms(
     table.insert(len(COMPARISON_KEYS), "arm_a", arm_a)
     table.insert(len(COMPARISON_KEYS) + 1, "arm_b", arm_b)
     return table
+
+
+def against_reference(
+    per_query: pd.DataFrame, reference: str, *, confidence: float = 0.95
+) -> pd.DataFrame:
+    """Every other arm minus ``reference``, a model scored once per base (the zero-shot one),
+    paired by base and query (:func:`compare_arms` without ``seed``: each seed of an arm meets
+    its base's reference), per benchmark, task and query kind; arms in name order."""
+    arms = sorted(set(per_query["arm"]) - {reference})
+    if reference not in set(per_query["arm"]) or not arms:
+        raise ValueError(
+            f"comparing with {reference!r} needs it and another arm; the table has "
+            f"{sorted(per_query['arm'].unique())}"
+        )
+    if per_query.loc[per_query["arm"] == reference, "seed"].notna().any():
+        raise ValueError(f"{reference!r} has fine-tuning seeds: pair it by seed (compare_arms)")
+    on = [key for key in PAIR_KEYS if key != "seed"]
+    frames = [compare_arms(per_query, arm, reference, on, confidence=confidence) for arm in arms]
+    return pd.concat(frames, ignore_index=True)
 
 
 def seed_spread(per_run: pd.DataFrame, keys: Sequence[str] = ARM_SUMMARY_KEYS) -> pd.DataFrame:

@@ -19,7 +19,6 @@ from xlr.analysis.figure_style import (
     INTERVAL_COLUMNS,
     PALETTE,
     ArmShape,
-    arm_bars,
     arm_order,
     arm_styles,
     check_figure_table,
@@ -73,7 +72,9 @@ def language_mix_figure(
 def loss_curves_figure(logs: pd.DataFrame, smooth: int = 10, warmup: int = 0) -> Figure:
     """Training loss per arm against step (mean over bases and seeds, rolling mean of
     ``smooth`` steps, since single-batch losses are noisy), on a log y axis with the first
-    ``warmup`` steps shaded.
+    ``warmup`` steps shaded. The band is the range over runs (bases and seeds), a spread and not
+    a confidence interval: seaborn's default bootstrap would resample runs as if seeds of one
+    base were independent.
 
     Every step is drawn (a short run may be mostly warm-up), but the early, large losses of the
     learning-rate warm-up would set a linear axis's range and flatten the rest; the log axis keeps
@@ -102,10 +103,14 @@ def loss_curves_figure(logs: pd.DataFrame, smooth: int = 10, warmup: int = 0) ->
         style_order=arms,
         palette={arm: style.colour for arm, style in styles.items()},
         dashes={arm: style.dashes for arm, style in styles.items()},
+        errorbar=("pi", 100),
         ax=ax,
     )
     plain_log_yticks(ax)
-    ax.set_title("Fine-tuning loss by arm\n(image-text + lambda x text-text InfoNCE)")
+    ax.set_title(
+        "Fine-tuning loss by arm, mean over runs (band: their range)\n"
+        "(image-text + lambda x text-text InfoNCE)"
+    )
     ax.set_xlabel("step")
     ax.set_ylabel(f"loss (nats, {smooth}-step rolling mean, log scale)")
     legend_outside(ax, "arm")
@@ -375,29 +380,35 @@ def rank_distance_figure(
 
 def language_preference_figure(shares: pd.DataFrame) -> Figure:
     """How far each language's share of first-ranked relevant items lies from uniform, per arm,
-    in percentage points.
+    in percentage points, with its interval.
 
-    An unbiased model ranks every language first equally often (``uniform``: the column if
-    given, else 1 / number of languages), so the bars start at the uniform share, the axis's
-    centre, and show the difference: up is preferred, down avoided. Differences of a few points
-    would be slivers on bars drawn from 0. Rows of the same arm and language (seeds, bases) are
-    averaged; rename the ``top_lang`` of :func:`xlr.analysis.bias.language_preference` to
-    ``lang``.
+    ``shares``: one row per arm and language (``lang``) with the share's interval
+    (``estimate, low, high``: :func:`xlr.analysis.intervals.interval_by_arm` of
+    :func:`xlr.analysis.bias.preference_per_query` with ``by=("lang", "uniform")``) and the
+    ``uniform`` share 1 / L of an unbiased model. Points start from the axis's centre, the
+    uniform share: up is preferred, down avoided, and a difference whose bar crosses the centre
+    is not told from chance at that level. Differences of a few points would be slivers on bars
+    drawn from 0.
     """
-    check_figure_table(shares, ["arm", "lang", "share"], "language-preference")
-    if "uniform" in shares.columns and shares["uniform"].nunique() > 1:
+    columns = ["arm", "lang", "uniform", *INTERVAL_COLUMNS]
+    check_figure_table(shares, columns, "language-preference", unique=["arm", "lang"])
+    if shares["uniform"].nunique() > 1:
         raise ValueError("language-preference table has several uniform levels (language pools)")
-    uniform = shares["uniform"].iat[0] if "uniform" in shares else 1 / shares["lang"].nunique()
-    table = sort_arms(shares.groupby(["arm", "lang"], sort=False)["share"].mean().reset_index())
-    table["difference"] = 100 * (table["share"] - uniform)
+    uniform = float(shares["uniform"].iat[0])
+    table = sort_arms(shares).copy()
+    for column in INTERVAL_COLUMNS:
+        table[column] = 100 * (table[column] - uniform)
     langs = sorted(table["lang"].unique())
+    positions = {lang: float(i) for i, lang in enumerate(langs)}
     n_arms = table["arm"].nunique()
     width = min(13.0, max(7.5, 0.13 * len(langs) * (n_arms + 1) + 4))
     with plt.rc_context({"font.size": 11}):
         fig, ax = plt.subplots(figsize=(width, 4.8), layout="constrained")
-        arm_bars(ax, table, "lang", {lang: float(i) for i, lang in enumerate(langs)}, "difference")
-        limit = float(np.nanmax(np.abs(table["difference"]))) * 1.15 or 1.0
-        ax.set_ylim(-limit, limit)
+        styles = arm_styles(list(pd.unique(table["arm"])))
+        dodged_points(ax, table, "lang", "arm", positions, styles)
+        reach = np.abs(table[list(INTERVAL_COLUMNS)].to_numpy(np.float64))
+        limit = float(np.nanmax(reach)) * 1.15 if np.isfinite(reach).any() else 1.0
+        ax.set_ylim(-(limit or 1.0), limit or 1.0)
         ax.axhline(0, color="0.2", linewidth=1)
         ax.set_xticks(range(len(langs)), langs)
         readable_xticks(ax)
@@ -406,7 +417,7 @@ def language_preference_figure(shares: pd.DataFrame) -> Figure:
         ax.grid(axis="y", alpha=0.3)
         ax.set_title(
             "Language of the best-ranked relevant item:\nshare minus the uniform share "
-            f"({100 * uniform:.1f}%)"
+            f"({100 * uniform:.1f}%)\n{interval_note(shares)}"
         )
         ax.set_xlabel("language of the best-ranked relevant item (ISO 639-1)")
         ax.set_ylabel("share - uniform (percentage points)")
