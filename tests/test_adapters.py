@@ -10,9 +10,11 @@ import csv
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 from unittest import mock
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import build_tiny_world, logit_scale_rates, record_optimizers, tiny_raw_params
@@ -79,10 +81,19 @@ def encodings(encoder: object, texts: dict[str, list[str]]) -> dict[str, np.ndar
 
 
 def test_budget_split_schedules_and_seeds_are_pure() -> None:
-    assert ad.language_steps(7, ["en", "de", "es"]) == {"en": 3, "de": 2, "es": 2}
-    assert sum(ad.language_steps(150, TRAIN).values()) == 150  # the budget of every arm
+    equal = dict.fromkeys(["en", "de", "es"], 1 / 3)
+    assert ad.language_steps(7, equal) == {"en": 3, "de": 2, "es": 2}
+    assert sum(ad.language_steps(150, dict.fromkeys(TRAIN, 1.0)).values()) == 150  # every arm's
     with pytest.raises(ValueError, match="cannot give each of the 3 adapters a step"):
-        ad.language_steps(2, TRAIN)
+        ad.language_steps(2, dict.fromkeys(TRAIN, 1.0))
+    # quotas 5.0, 3.33, 1.67: floors 5, 3, 1 and the last step to the largest remainder (es)
+    assert ad.language_steps(10, {"en": 0.5, "de": 1 / 3, "es": 1 / 6}) == {
+        "en": 5, "de": 3, "es": 2,
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="raise train.steps or lower train.tau"):
+        ad.language_steps(10, {"en": 0.95, "de": 0.04, "es": 0.01})
+    with pytest.raises(ValueError, match="not all 0"):
+        ad.language_steps(10, {"en": 0.0})
     assert ad.language_schedule({"en": 2, "de": 2}, "sequential") == [
         ("en", 0), ("en", 1), ("de", 0), ("de", 1),
     ]  # fmt: skip
@@ -96,6 +107,23 @@ def test_budget_split_schedules_and_seeds_are_pure() -> None:
     assert specs[1].directory(parse_params(raw_params(Path("/r")))) == Path(
         "/r/t/arms/adapters_hybrid-a0.5/base0/seed0"
     )
+
+
+@pytest.mark.parametrize(("tau", "expected"), [(0.0, {"en": 5, "de": 4}), (1.0, {"en": 7, "de": 2}),
+                                              (0.5, {"en": 6, "de": 3})])  # fmt: skip
+def test_the_budget_follows_the_shared_arms_language_mix(tau: float, expected: dict) -> None:
+    """40 English captions against 10 German (one per image): p(l) proportional to n ** tau,
+    counted by hand, is how the shared arms' mono batches draw languages and how the adapters
+    split 9 steps (0: equal, remainder to the first; 1: 0.8 / 0.2; 0.5: 2/3 / 1/3)."""
+    rows = [(i, "en", 0, f"en {i}") for i in range(40)] + [
+        (i, "de", 0, f"de {i}") for i in range(10)
+    ]
+    captions = pd.DataFrame(rows, columns=["image_id", "lang", "caption_idx", "caption"])
+    params = SimpleNamespace(train=SimpleNamespace(batch_size=4, tau=tau))
+    shares = ad._mono_shares(captions, ["en", "de"], params)
+    by_hand = np.array([40.0, 10.0]) ** tau
+    assert list(shares.values()) == pytest.approx((by_hand / by_hand.sum()).tolist())
+    assert ad.language_steps(9, shares) == expected
 
 
 def test_only_the_active_adapter_trains(world: dict) -> None:

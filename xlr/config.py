@@ -298,7 +298,8 @@ class AdaptersSection(Section):
     """Language-specific LoRA adapters of notebook 03.
 
     They train on the budget of every arm, ``train.steps`` batches of ``train.batch_size``
-    examples, split across the training languages (:func:`xlr.train.adapters.language_steps`).
+    examples, split across the training languages in the shared arms' mix, p(l) proportional to
+    n_l ** ``train.tau`` (:func:`xlr.train.adapters.language_steps`).
     """
 
     enabled: bool = True

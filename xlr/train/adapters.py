@@ -10,7 +10,8 @@ arm ``adapters_hybrid`` trains the same adapters on hybrid batches: a cross step
 queries through the query language's adapter and its targets through the target language's.
 
 Every arm trains on the same budget, ``train.steps`` batches of ``train.batch_size`` examples:
-``adapters`` splits it across its languages (:func:`language_steps`), ``adapters_hybrid`` runs
+``adapters`` splits it across its languages in the shared arms' mix (:func:`language_steps`:
+p(l) proportional to n_l ** ``train.tau``, equal at 0), ``adapters_hybrid`` runs
 ``train.steps`` hybrid steps. With the logit scale locked (``train.logit_scale: lock``) the
 adapters of the ``adapters`` arm are independent by construction: each is initialised, batched
 and dropout-seeded from (run seed, language), runs its own learning-rate clock over its own
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -68,13 +70,36 @@ from xlr.train.trainable import add_language_adapters, language_seed, set_logit_
 Schedule = Literal["sequential", "interleaved"]
 
 
-def language_steps(steps: int, langs: Sequence[str]) -> dict[str, int]:
-    """The arm's budget of ``steps`` split across ``langs``: equal shares, the remainder one step
-    each to the first languages, so the adapters together see as many examples as any arm."""
-    share, extra = divmod(steps, len(langs))
-    if share < 1:
-        raise ValueError(f"{steps} steps cannot give each of the {len(langs)} adapters a step")
-    return {lang: share + (i < extra) for i, lang in enumerate(langs)}
+def language_steps(steps: int, shares: Mapping[str, float]) -> dict[str, int]:
+    """The arm's budget of ``steps`` split across the languages of ``shares`` in proportion to
+    them (largest remainders; a tie to the earlier language), so that the adapters together see
+    as many examples as any arm, in the language mix of the shared arms' mono batches: the
+    shares are their p(l), proportional to n_l ** ``train.tau`` (:func:`_mono_shares`), equal
+    at ``tau`` 0, where the remainder goes one step each to the first languages."""
+    langs = list(shares)
+    weights = np.array([shares[lang] for lang in langs], dtype=np.float64)
+    if not langs or not np.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
+        raise ValueError(f"language shares must be finite, >= 0 and not all 0, got {shares}")
+    quotas = steps * weights / weights.sum()
+    counts = np.floor(quotas).astype(np.int64)
+    order = np.argsort(-(quotas - counts), kind="stable")  # largest remainder first
+    counts[order[: steps - counts.sum()]] += 1
+    if counts.min() < 1:
+        raise ValueError(
+            f"{steps} steps cannot give each of the {len(langs)} adapters a step at shares "
+            f"{dict(zip(langs, np.round(weights / weights.sum(), 4).tolist(), strict=True))}; "
+            "raise train.steps or lower train.tau"
+        )
+    return dict(zip(langs, counts.tolist(), strict=True))
+
+
+def _mono_shares(captions: pd.DataFrame, langs: list[str], params: Params) -> dict[str, float]:
+    """p(l) of the shared arms' mono batches over ``langs`` (the sampler's own counts and
+    ``train.tau``), which :func:`language_steps` splits the adapters' budget by."""
+    sampler = BatchSampler(
+        "mono", captions, langs, params.train.batch_size, 0, tau=params.train.tau
+    )
+    return dict(zip(sampler.sampler.langs, sampler.sampler.probs.tolist(), strict=True))
 
 
 def language_schedule(steps: Mapping[str, int], schedule: Schedule) -> list[tuple[str, int]]:
@@ -152,15 +177,17 @@ class AdapterRun:
     plan: StepPlan
     steps: int
     pairs: dict[str, list[str]]
+    steps_per_language: dict[str, int] | None  # the ``adapters`` arm's split, else None
 
 
 def _mono_plan(
     captions: pd.DataFrame, langs: list[str], params: Params, seed: int, ctx: DistContext
-) -> tuple[StepPlan, list[tuple[int, int]]]:
+) -> tuple[StepPlan, list[tuple[int, int]], dict[str, int]]:
     """Each global step's batch and dropout seed from its language's own sampler and clock,
-    and each step's position on that clock with the clock's length (for the learning rate)."""
+    each step's position on that clock with the clock's length (for the learning rate), and
+    the steps of each language."""
     train = params.train
-    steps = language_steps(train.steps, langs)
+    steps = language_steps(train.steps, _mono_shares(captions, langs, params))
     clock = language_schedule(steps, params.adapters.schedule)
     seeds = {lang: language_seed(seed, lang) for lang in langs}
     samplers = {
@@ -173,7 +200,7 @@ def _mono_plan(
         batch = dataclasses.replace(samplers[lang].batch(local), step=step)
         return batch, step_seed(seeds[lang], local, ctx.rank)
 
-    return plan, [(local, steps[lang]) for lang, local in clock]
+    return plan, [(local, steps[lang]) for lang, local in clock], steps
 
 
 def adapter_run(
@@ -205,8 +232,9 @@ def adapter_run(
     steps = train.steps
     scheduler: torch.optim.lr_scheduler.LRScheduler
     pairs: dict[str, list[str]] = {}
+    per_language = None
     if arm.alpha is None:
-        plan, clock = _mono_plan(captions, langs, params, arm.stream_seed, ctx)
+        plan, clock, per_language = _mono_plan(captions, langs, params, arm.stream_seed, ctx)
         scheduler = clocked_warmup_cosine(optimizer, clock, train.warmup / train.steps)
     else:
         sampler = arm_sampler(arm, captions, langs, params)
@@ -229,7 +257,7 @@ def adapter_run(
         precision=train.precision,
         grad_clip=train.grad_clip,
     )
-    return AdapterRun(trainer, plan, steps, pairs)
+    return AdapterRun(trainer, plan, steps, pairs, per_language)
 
 
 def train_adapters(
@@ -246,8 +274,8 @@ def train_adapters(
     """Train one LoRA per language of ``langs`` (default ``data.train_langs``) on a frozen copy
     of ``base``: arm ``adapters`` (``arm.alpha`` None) or ``adapters_hybrid``.
 
-    ``adapters``: the ``train.steps`` budget split into mono steps per language
-    (:func:`language_steps`), ordered by ``adapters.schedule``, each language on its own
+    ``adapters``: the ``train.steps`` budget split into mono steps per language in the shared
+    arms' mix (:func:`language_steps`), ordered by ``adapters.schedule``, each language on its own
     warmup-cosine clock with the shared arms' warmup share. ``adapters_hybrid``:
     ``train.steps`` hybrid steps (``train.tau``, ``arm.alpha``) on one clock. Loss, batch size,
     logit-scale policy, clipping and checkpointing come from ``train``, the LoRA shape and
@@ -282,7 +310,7 @@ def train_adapters(
         sum(p.numel() for p in base.model.parameters()) + sum(p.numel() for p in trained),
         base_model=base.name,
         schedule=params.adapters.schedule if arm.alpha is None else "hybrid",
-        steps_per_language=language_steps(run.steps, langs) if arm.alpha is None else None,
+        steps_per_language=run.steps_per_language,
         **run.pairs,
     )  # fmt: skip
 
