@@ -217,7 +217,10 @@ def load_xtd10(
 
     ``root`` is a clone of the XTD10 repository: ``XTD10/test_image_names.txt`` and
     ``XTD10/test_1kcaptions_{lang}.txt``, except German and French in ``MIC/`` and Japanese
-    (written ``jp``) in ``STAIR/``; a folder holding all twelve files flat also works. The images
+    (written ``jp``) in ``STAIR/``; a folder holding all twelve files flat also works. Declared
+    parallel, though the Japanese captions are STAIR Captions written for the images rather than
+    translations: with one caption per image both protocols give the same galleries and relevant
+    items (README, "Retrieval and bias measures"). The images
     are the COCO files the image list names (800 ``COCO_train2014_*.jpg``, 200
     ``COCO_val2014_*.jpg``) the user provides, by default in ``root/images``: flat, or in the
     ``train2014/`` and ``val2014/`` folders COCO's archives unpack to. ``langs``: see
