@@ -17,7 +17,12 @@ from xlr.models.factory import load_model, write_tiny_model_dir
 from xlr.models.tokenizer import build_tokenizer
 from xlr.runtime import chunks, normalise_pixels
 from xlr.train.checkpoint import resume_point, save_checkpoint
-from xlr.train.optim import clocked_warmup_cosine, make_optimizer, warmup_cosine
+from xlr.train.optim import (
+    clocked_warmup_cosine,
+    make_optimizer,
+    warmup_cosine,
+    warmup_cosine_factor,
+)
 from xlr.train.pretrain import batch_indices
 
 
@@ -65,6 +70,27 @@ def test_a_clocked_schedule_follows_each_step_on_its_own_clock() -> None:
     longer = rates(warmup_cosine(sgd(), warmup=4, total=10), 10)
     mixed = [(k, 5) for k in range(5)] + [(k, 10) for k in range(10)]
     assert rates(clocked_warmup_cosine(sgd(), mixed, 0.4), 15) == alone + longer
+
+
+def test_a_trained_logit_scale_keeps_the_whole_runs_schedule() -> None:
+    """Two adapters one after the other, 5 steps each: their weights' rate restarts with each
+    language's clock, the logit scale's (one parameter every adapter trains) follows the shared
+    arms' 10-step warmup-cosine at its own rate."""
+    model = torch.nn.Module()
+    model.weight = torch.nn.Parameter(torch.zeros(2, 2))
+    model.logit_scale = torch.nn.Parameter(torch.zeros(()))
+    optimizer = make_optimizer(model, lr=1.0, weight_decay=0.1, scale_lr=0.5)
+    clock = [(k, 5) for k in [*range(5)] * 2]
+    scheduler = clocked_warmup_cosine(optimizer, clock, warmup_share=0.4)
+    seen = []
+    for _ in range(10):
+        seen.append([group["lr"] for group in optimizer.param_groups])
+        optimizer.step()
+        scheduler.step()
+    per_language = [warmup_cosine_factor(k, 2, 5) for k in range(5)] * 2
+    whole_run = [0.5 * warmup_cosine_factor(k, 4, 10) for k in range(10)]
+    assert [lrs[1] for lrs in seen] == pytest.approx(per_language)  # the decayed weights
+    assert [lrs[2] for lrs in seen] == pytest.approx(whole_run)  # the logit scale
 
 
 def test_batch_indices_depend_only_on_seed_and_step() -> None:

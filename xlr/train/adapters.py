@@ -17,9 +17,10 @@ adapters of the ``adapters`` arm are independent by construction: each is initia
 and dropout-seeded from (run seed, language), runs its own learning-rate clock over its own
 steps, and AdamW skips parameters without gradients, so the ``schedule`` (sequential or
 interleaved) changes the order of steps, never the weights. A trained logit scale is shared by
-all adapters, as it is by every other arm, and so is fp16's loss scale (``train.precision:
-fp16``): an overflow in one language's step halves it for all, so under fp16 the adapters are
-not independent (one scaler per language would make them so; fp16 is for pre-Ampere cards).
+all adapters, as it is by every other arm (on the whole run's clock, as there), and so is
+fp16's loss scale (``train.precision: fp16``): an overflow in one language's step halves it for
+all, so under fp16 the adapters are not independent (one scaler per language would make them
+so; fp16 is for pre-Ampere cards).
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+SCALE = "logit_scale"  # the name of a trained logit scale's parameter group (make_optimizer)
+
 
 def decay_exempt(name: str, param: nn.Parameter) -> bool:
     """open_clip's rule for parameters without weight decay: gains, biases, the logit scale
@@ -44,7 +46,9 @@ def make_optimizer(
         {"params": [p for n, p in named if not no_decay(n, p)], "weight_decay": weight_decay},
     ]
     if scale:
-        groups.append({"params": [p for _, p in scale], "weight_decay": 0.0, "lr": scale_lr})
+        groups.append(
+            {"params": [p for _, p in scale], "weight_decay": 0.0, "lr": scale_lr, "name": SCALE}
+        )
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6)
 
 
@@ -64,22 +68,31 @@ def clocked_warmup_cosine(
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """:func:`warmup_cosine` read off clocks of their own: global step ``s`` runs at the rate of
     step ``clock[s][0]`` of a ``clock[s][1]``-step schedule whose warmup is ``warmup_share`` of
-    its steps.
+    its steps; a trained logit scale (the :data:`SCALE` group) runs on the whole run's clock.
 
     Why: each language adapter of the ``adapters`` arm warms up and decays over its own share of
     the budget, whatever order the languages' steps interleave in, with the shape of the shared
-    arms' schedule. The scheduler looks one step past the last: it reads the end of the last
-    clock there.
+    arms' schedule. The logit scale is one parameter every adapter trains, so it keeps the
+    shared arms' schedule over all ``len(clock)`` steps (one temperature policy: on per-language
+    clocks it would warm up again with every language). The scheduler looks one step past the
+    last: it reads the end of the last clock there.
     """
     if not clock:
         raise ValueError("the number of training steps must be positive, got 0")
     ticks = [*clock, (clock[-1][1], clock[-1][1])]
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: warmup_cosine_factor(
-            ticks[step][0], round(warmup_share * ticks[step][1]), ticks[step][1]
-        ),
-    )
+    total = len(clock)
+
+    def per_clock(step: int) -> float:
+        local, length = ticks[step]
+        return warmup_cosine_factor(local, round(warmup_share * length), length)
+
+    def whole_run(step: int) -> float:
+        return warmup_cosine_factor(step, round(warmup_share * total), total)
+
+    lambdas = [
+        whole_run if group.get("name") == SCALE else per_clock for group in optimizer.param_groups
+    ]
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
 
 
 def warmup_cosine_factor(step: int, warmup: int, total: int) -> float:
