@@ -61,15 +61,18 @@ def test_rates_are_chosen_on_validation_only(
 
     sweep = result.sweep
     assert sweep[["family", "lr"]].values.tolist() == [
-        ["full", 1e-4],
-        ["full", 1e-1],
+        ["hybrid-full", 1e-4],
+        ["hybrid-full", 1e-1],
         ["adapters", 1e-3],
     ]
     assert sweep["value"].between(0, 1).all() and sweep["chosen"].sum() == 2
-    best = sweep[sweep["family"] == "full"].sort_values("value").iloc[-1]
-    assert result.rates == {"full": best["lr"], "adapters": 1e-3}
-    assert result.params.train.lr == best["lr"] and result.params.adapters.lora.lr == 1e-3
-    assert result.params.train.lora.lr == params.train.lora.lr  # an empty grid changes nothing
+    best = sweep[sweep["family"] == "hybrid-full"].sort_values("value").iloc[-1]
+    assert result.rates == {"hybrid-full": best["lr"], "adapters": 1e-3}
+    assert result.params.train.rates == result.rates
+    assert result.params.train.lr == best["lr"]  # the headline full arm's: every scale's rate
+    assert Arm("adapters").lr(result.params) == 1e-3
+    assert result.params.adapters == params.adapters  # the configured rates stay as they were
+    assert result.params.train.lora == params.train.lora  # an empty grid changes nothing
     out = tuning.tuning_dir(params)
     assert pd.read_csv(out / tuning.SWEEP_FILE)["value"].tolist() == pytest.approx(
         sweep["value"].tolist()
@@ -101,8 +104,8 @@ def test_rates_are_chosen_on_validation_only(
     again = tuning.tune(wider, pool)  # a new grid: a new sweep, in folders of its own
     assert again.sweep["lr"].tolist() == [1e-4, 1e-1, 1e-2, 1e-3]
     kept = again.sweep.set_index(["family", "lr"])["value"]
-    assert kept[("full", 1e-4)] == pytest.approx(
-        sweep.set_index(["family", "lr"])["value"][("full", 1e-4)]
+    assert kept[("hybrid-full", 1e-4)] == pytest.approx(
+        sweep.set_index(["family", "lr"])["value"][("hybrid-full", 1e-4)]
     )
 
 
@@ -110,18 +113,18 @@ def test_adapter_trials_train_their_scale_at_the_full_familys_chosen_rate(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A trained logit scale moves at ``train.lr`` in every arm: the final adapters arm trains
-    it at the full family's chosen rate, so its trials do too (and name it in their folder)."""
+    it at the headline full arm's chosen rate, so its trials do too (and name it in their
+    folder)."""
     params = tiny_study(tmp_path, full=[1e-4, 1e-3, 1e-2], adapters=[1e-3, 1e-2])
     trials: list[tuple[str, float, float, str]] = []
     seeds: set[tuple[int | None, int | None]] = set()
-    scores = {("full", 1e-3): 0.5, ("adapters", 1e-2): 0.4}
+    scores = {("hybrid-full", 1e-3): 0.5, ("adapters", 1e-2): 0.4}
 
     def scripted_encoder(trial: Params, arm: Arm, out: Path, pool: object) -> str:
         family = out.parent.name
-        trials.append((family, trial.train.lr, trial.adapters.lora.lr, out.name))
+        trials.append((family, trial.train.lr, arm.lr(trial), out.name))
         seeds.add((arm.base_seed, arm.seed))
-        lr = trial.train.lr if family == "full" else trial.adapters.lora.lr
-        return f"{family} {lr}"
+        return f"{family} {arm.lr(trial)}"
 
     def scripted_score(trial: Params, encoder: str, arm: Arm, sets: object) -> float:
         family, lr = encoder.split()
@@ -133,13 +136,13 @@ def test_adapter_trials_train_their_scale_at_the_full_familys_chosen_rate(
     monkeypatch.setattr(tuning, "score", scripted_score)
     result = tuning.tune(params, pool=None)  # type: ignore[arg-type]
     assert trials == [
-        ("full", 1e-4, params.adapters.lora.lr, "lr0.0001"),
-        ("full", 1e-3, params.adapters.lora.lr, "lr0.001"),
-        ("full", 1e-2, params.adapters.lora.lr, "lr0.01"),
+        ("hybrid-full", 1e-4, 1e-4, "lr0.0001"),
+        ("hybrid-full", 1e-3, 1e-3, "lr0.001"),
+        ("hybrid-full", 1e-2, 1e-2, "lr0.01"),
         ("adapters", 1e-3, 1e-3, "lr0.001-scale0.001"),
         ("adapters", 1e-3, 1e-2, "lr0.01-scale0.001"),
     ]
-    assert result.rates == {"full": 1e-3, "adapters": 1e-2}
+    assert result.rates == {"hybrid-full": 1e-3, "adapters": 1e-2}
     # a seed of the trials' own: no study arm shares a trial's training noise
     assert seeds == {(0, params.train.tune.seed)} and params.train.tune.seed not in params.run.seeds
     assert result.sweep["chosen"].tolist() == [False, True, False, False, True]
@@ -156,9 +159,62 @@ def test_without_a_grid_nothing_is_tuned_and_a_missing_sweep_is_an_error(tmp_pat
 
 def test_with_rates_replaces_only_the_named_families(tmp_path: Path) -> None:
     params = tiny_study(tmp_path)
-    changed = tuning.with_rates(params, {"lora": 0.5})
-    assert changed.train.lora.lr == 0.5 and changed.train.lr == params.train.lr
-    assert changed.adapters == params.adapters
+    changed = tuning.with_rates(params, {"hybrid-lora": 0.5})
+    assert changed.train.rates == {"hybrid-lora": 0.5} and changed.train.lr == params.train.lr
+    assert Arm("hybrid", 0.25, "lora").lr(changed) == 0.5  # an alpha sweep shares the rate
+    assert Arm("mono", trained="lora").lr(changed) == params.train.lora.lr  # not tuned: as set
+    assert Arm("adapters_hybrid", 0.5).lr(changed) == params.adapters.lora.lr
+    assert tuning.with_rates(changed, {"hybrid-full": 0.2}).train.lr == 0.2  # every scale's rate
+    assert tuning.with_rates(changed, {"hybrid-full": 0.2}).train.rates["hybrid-lora"] == 0.5
+    with pytest.raises(ValueError, match="no learning rate"):
+        Arm("zeroshot").lr(changed)
+
+
+def test_every_arm_family_is_tuned_on_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mono, cross and hybrid (full and LoRA) and both adapter arms each get the rate that is
+    best for them on validation, not hybrid's; every trial after the headline full arm's moves
+    its logit scale at the rate chosen there."""
+    base = tiny_study(tmp_path, full=[1e-4, 1e-3], lora=[1e-2, 1e-1], adapters=[1e-3, 1e-2])
+    train = base.train.model_copy(
+        update={"arms": ["zeroshot", "mono", "cross", "hybrid"], "trainable": ["full", "lora"]}
+    )
+    adapters = base.adapters.model_copy(update={"hybrid_alpha": 0.5})
+    params = base.model_copy(update={"train": train, "adapters": adapters})
+    assert list(tuning.family_arms(params)) == [
+        "hybrid-full", "mono-full", "cross-full", "hybrid-lora", "mono-lora", "cross-lora",
+        "adapters", "adapters_hybrid",
+    ]  # fmt: skip
+    best = {
+        "hybrid-full": 1e-3, "mono-full": 1e-4, "cross-full": 1e-3, "hybrid-lora": 1e-2,
+        "mono-lora": 1e-1, "cross-lora": 1e-2, "adapters": 1e-3, "adapters_hybrid": 1e-2,
+    }  # fmt: skip
+    scales: dict[str, set[float]] = {}
+
+    def scripted_encoder(trial: Params, arm: Arm, out: Path, pool: object) -> str:
+        family = out.parent.name
+        assert family == arm.rate_key
+        scales.setdefault(family, set()).add(trial.train.lr)
+        return f"{family} {arm.lr(trial)}"
+
+    def scripted_score(trial: Params, encoder: str, arm: Arm, sets: object) -> float:
+        family, lr = encoder.split()
+        return 1.0 if best[family] == float(lr) else 0.0
+
+    monkeypatch.setattr(tuning, "ensure_bases", lambda params, progress: None)
+    monkeypatch.setattr(tuning, "val_sets", lambda params: {})
+    monkeypatch.setattr(tuning, "_encoder", scripted_encoder)
+    monkeypatch.setattr(tuning, "score", scripted_score)
+    result = tuning.tune(params, pool=None)  # type: ignore[arg-type]
+    assert result.rates == best
+    assert {arm: Arm.parse(arm).lr(result.params) for arm in
+            ["mono-full", "cross-lora", "hybrid-a0.5-lora", "adapters_hybrid-a0.5-base"]} == {
+        "mono-full": 1e-4, "cross-lora": 1e-2, "hybrid-a0.5-lora": 1e-2,
+        "adapters_hybrid-a0.5-base": 1e-2,
+    }  # fmt: skip
+    assert scales.pop("hybrid-full") == {1e-4, 1e-3}  # its trials move the scale at their rate
+    assert set(map(frozenset, scales.values())) == {frozenset({1e-3})}  # the others at its best
 
 
 def test_a_sweep_is_redone_only_for_settings_that_change_its_trials(tmp_path: Path) -> None:

@@ -121,6 +121,25 @@ class Arm:
         """The arm's name in folders and results tables (see the module docstring)."""
         return "-".join(part for part in (self.family_name, self.variant) if part)
 
+    @property
+    def rate_key(self) -> str:
+        """The arm's family as ``train.rates`` names it (``hybrid-full``, ``mono-lora``,
+        ``adapters``, ``adapters_hybrid``): an alpha sweep and the adapters' fallbacks share
+        their family's tuned rate."""
+        if self.trained is None:
+            raise ValueError("the 'zeroshot' arm trains nothing: it has no learning rate")
+        return self.family if self.trained == "adapters" else f"{self.family}-{self.trained}"
+
+    def lr(self, params: Params) -> float:
+        """The rate the arm's weights train at: its family's tuned rate (``train.rates``,
+        :mod:`xlr.tuning`) where tuning chose one, else the configured rate of what it trains
+        (``train.lr``, ``train.lora.lr``, ``adapters.lora.lr``)."""
+        train, key = params.train, self.rate_key  # refuses the zero-shot arm
+        configured: dict[str | None, float] = {
+            "full": train.lr, "lora": train.lora.lr, "adapters": params.adapters.lora.lr,
+        }  # fmt: skip
+        return train.rates.get(key, configured[self.trained])  # type: ignore[call-overload]
+
     @classmethod
     def parse(cls, name: str) -> Arm:
         """The arm a name stands for (no base or seed): the inverse of :attr:`name`."""

@@ -227,6 +227,10 @@ class ModelSection(Section):
 ArmName = Literal["zeroshot", "mono", "cross", "multi", "hybrid"]  # the arms of train.arms
 Trainable = Literal["full", "lora"]  # what a shared arm trains: the text tower or one LoRA
 Fallback = Literal["base", "nearest", "average"]  # held-out languages' route in 03
+RateKey = Literal[  # an arm family that trains, as train.rates names it (xlr.arms.Arm.rate_key)
+    "mono-full", "cross-full", "multi-full", "hybrid-full", "mono-lora", "cross-lora",
+    "multi-lora", "hybrid-lora", "adapters", "adapters_hybrid",
+]  # fmt: skip
 
 
 class LoraSection(Section):
@@ -251,15 +255,15 @@ class LoraSection(Section):
 
 class TuneSection(Section):
     """Learning rates tried on the validation split before the arms train (``xlr tune``,
-    notebook 02): one list per arm family, empty to keep the configured rate. Each family is
-    tuned on one arm (the headline hybrid arm, or the ``adapters`` arm) at the first base and at
-    ``seed``, and the rate with the best ``measure`` on validation replaces ``train.lr``,
-    ``train.lora.lr`` or ``adapters.lora.lr``. The test split is never read.
+    notebook 02): one list per kind of training (full, shared LoRA, adapters), empty to keep the
+    configured rate. Every arm family of that kind (mono, cross, multi, hybrid at the headline
+    alpha; adapters, adapters_hybrid) is tuned on its own, at the first base and at ``seed``, and
+    the rate with the best ``measure`` on validation becomes its ``train.rates`` entry: a rate
+    tuned for one family alone would favour it in the claims. The test split is never read.
 
     ``seed`` is a fine-tuning seed of the trials' own, none of ``run.seeds``: a trial at a study
     seed would share its batches, initialisation and dropout with that seed's arm, so the rate
-    chosen for its luck on validation would carry that luck into the tuned arm's test results
-    (the headline hybrid arm's, not the mono, cross or multi arms' it is compared with)."""
+    chosen for its luck on validation would carry that luck into its test results."""
 
     full: list[Annotated[float, Field(gt=0)]] = []
     lora: list[Annotated[float, Field(gt=0)]] = []
@@ -292,6 +296,9 @@ class TrainSection(Section):
     logit_scale: Literal["train", "lock"] = "train"
     lora: LoraSection = LoraSection()
     tune: TuneSection = TuneSection()
+    # what tuning chose per arm family (xlr.tuning); an arm without one trains at its kind's
+    # configured rate (lr, lora.lr, adapters.lora.lr): Arm.lr
+    rates: dict[RateKey, Annotated[float, Field(gt=0)]] = Field({}, exclude_if=lambda v: not v)
 
 
 class AdaptersSection(Section):

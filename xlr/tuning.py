@@ -1,16 +1,19 @@
 """Learning rates chosen on the validation split, before any arm of the study trains.
 
 Why: a rate picked by looking at test results makes every claim about that test optimistic
-(the review found ``params/synthetic.yaml``'s rates chosen on base 0's test numbers). Here each
-arm family (``full``, shared ``lora``, per-language ``adapters``) trains one arm per rate in its
-``train.tune`` grid at the first base and at ``train.tune.seed`` (a seed of its own: no study arm
-shares a trial's training noise), each is scored on the validation sets
-(:func:`xlr.data.prepare.val_sets`) and the best rate replaces the family's configured one.
-The full family goes first: a trained logit scale moves at ``train.lr`` in every arm, so the
-LoRA and adapters trials train theirs at the full family's chosen rate, as their final arms do.
-Nothing here reads the evaluation sets. The sweep table and the choice are written under
-``runs/<run>/tuning/`` and reused while the settings they were made for (:func:`_key`) are
-unchanged; each sweep trains its arms in folders of its own.
+(the review found ``params/synthetic.yaml``'s rates chosen on base 0's test numbers), and a rate
+tuned for one arm family and reused by the families it is compared with favours the first (a
+review found mono, cross and multi training at the rate chosen for hybrid). Here every arm
+family that trains (:attr:`~xlr.arms.Arm.rate_key`: each batch strategy with the full tower or
+the shared LoRA, hybrid at the headline alpha; ``adapters``; ``adapters_hybrid``) trains one arm
+per rate of its kind's ``train.tune`` grid, at the first base and at ``train.tune.seed`` (a seed
+of its own: no study arm shares a trial's training noise); each is scored on the validation
+sets (:func:`xlr.data.prepare.val_sets`) and the best rate becomes the family's
+``train.rates`` entry (:meth:`~xlr.arms.Arm.lr`). The headline full arm goes first: a trained
+logit scale moves at ``train.lr`` in every arm, its chosen rate, so the other trials train theirs
+at that rate, as their final arms do. Nothing here reads the evaluation sets. The sweep table
+and the choice are written under ``runs/<run>/tuning/`` and reused while the settings they were
+made for (:func:`_key`) are unchanged; each sweep trains its arms in folders of its own.
 
 Top level, beside :mod:`xlr.cli` and :mod:`xlr.report`: tuning drives training and evaluation,
 two stages neither of which may import the other.
@@ -25,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from xlr.analysis.claims import per_query_measure
-from xlr.arms import MODEL_DIR, Arm, headline_arms
+from xlr.arms import MODEL_DIR, TRAINABLE, Arm, headline_arms
 from xlr.config import Params, config_hash
 from xlr.data.imagetext import ImageTextSet
 from xlr.data.prepare import run_dir, val_sets
@@ -42,10 +45,11 @@ CHOICE_FILE = "choice.json"
 SWEEP_FILE = "sweep.csv"
 TASKS = {"multilingual mAP": "multilingual", "t2i R@1": "t2i"}  # what scoring a measure runs
 # in every sweep's key, so that neither the trials nor the choice of a sweep made under another
-# protocol (before the LoRA and adapters trials trained their logit scale at the full family's
-# chosen rate) are reused; change it by hand whenever the trials change in a way the params
-# do not show
-PROTOCOL = "scale at the full rate"
+# protocol (one rate per kind of training, tuned on its headline arm, until session 23) are
+# reused; change it by hand whenever the trials change in a way the params do not show
+PROTOCOL = "per arm family, scale at the headline full rate"
+SCALE_FAMILY = "hybrid-full"  # the headline full arm: its rate is train.lr, every scale's rate
+STRATEGIES = ("hybrid", "mono", "cross", "multi")  # tuned in this order, the headline first
 
 
 def tuning_dir(params: Params) -> Path:
@@ -54,32 +58,36 @@ def tuning_dir(params: Params) -> Path:
 
 
 def with_rates(params: Params, rates: dict[str, float]) -> Params:
-    """``params`` with the learning rate of each family in ``rates`` replaced."""
-    train, adapters = params.train, params.adapters
-    if "full" in rates:
-        train = train.model_copy(update={"lr": rates["full"]})
-    if "lora" in rates:
-        lora = train.lora.model_copy(update={"lr": rates["lora"]})
-        train = train.model_copy(update={"lora": lora})
-    if "adapters" in rates:
-        lora = adapters.lora.model_copy(update={"lr": rates["adapters"]})
-        adapters = adapters.model_copy(update={"lora": lora})
-    return params.model_copy(update={"train": train, "adapters": adapters})
+    """``params`` with ``rates`` (arm family, as :attr:`~xlr.arms.Arm.rate_key` names it, to
+    rate) in ``train.rates``; the headline full arm's (:data:`SCALE_FAMILY`) is also
+    ``train.lr``, the rate every arm's trained logit scale moves at."""
+    update: dict[str, object] = {"rates": {**params.train.rates, **rates}}
+    if SCALE_FAMILY in rates:
+        update["lr"] = rates[SCALE_FAMILY]
+    return params.model_copy(update={"train": params.train.model_copy(update=update)})
 
 
 def family_arms(params: Params) -> dict[str, Arm]:
-    """The arm each family with a non-empty grid is tuned on, at the first base and at
-    ``train.tune.seed``."""
-    headline, grid = headline_arms(params), params.train.tune
-    base, seed = params.run.base_seeds[0], grid.seed
-    arms = {}
-    if grid.full and headline.hybrid is not None and "full" in params.train.trainable:
-        arms["full"] = Arm("hybrid", headline.hybrid.alpha, "full").at(base, seed)
-    if grid.lora and headline.shared_lora is not None and "lora" in params.train.trainable:
-        arms["lora"] = headline.shared_lora.at(base, seed)
-    if grid.adapters and params.adapters.enabled:
-        arms["adapters"] = Arm("adapters").at(base, seed)
-    return arms
+    """The arm each family is tuned on, by ``train.rates`` key, at the first base and at
+    ``train.tune.seed``, in tuning order: for each kind with a non-empty grid (full first, then
+    the shared LoRA), every batch strategy of ``train.arms`` (hybrid first, at the headline
+    alpha: an alpha sweep shares its rate); then ``adapters`` and ``adapters_hybrid``, which
+    the adapters grid tunes."""
+    headline, train = headline_arms(params), params.train
+    arms = [
+        Arm(family, headline.hybrid.alpha if headline.hybrid and family == "hybrid" else None,
+            trained)
+        for trained in TRAINABLE
+        if getattr(train.tune, trained) and trained in train.trainable
+        for family in STRATEGIES
+        if family in train.arms
+    ]  # fmt: skip
+    if train.tune.adapters and params.adapters.enabled:
+        arms.append(Arm("adapters"))
+    if train.tune.adapters and params.adapters.hybrid_alpha is not None:
+        arms.append(Arm("adapters_hybrid", params.adapters.hybrid_alpha))
+    base, seed = params.run.base_seeds[0], train.tune.seed
+    return {arm.rate_key: arm.at(base, seed) for arm in arms}
 
 
 def _key(params: Params) -> str:
@@ -103,8 +111,10 @@ def _encoder(params: Params, arm: Arm, out: Path, pool: ImageTextSet) -> Encoder
     if arm.is_adapters:  # the adapters are used on their base
         base = load_base(params, arm.base_seed)
         trained = train_adapters(base, pool, params, arm, out, progress=False)
-        fallback = headline_arms(params).adapters
-        return AdapterEncoder(trained.bundle, fallback.fallback or "base", device=device)
+        headline = headline_arms(params)
+        evaluated = headline.adapters or headline.adapters_hybrid  # the headline's fallback
+        fallback = evaluated.fallback if evaluated is not None else None
+        return AdapterEncoder(trained.bundle, fallback or "base", device=device)
     ensure_arm(params, arm, pool, progress=False, out_dir=out)  # a finished trial loads no base
     # the saved model (a LoRA merged), as evaluation loads it: a trial scores the same whether
     # it trained now or in an interrupted sweep
@@ -150,10 +160,11 @@ def tune(params: Params, pool: ImageTextSet) -> Tuning:
         return Tuning(pd.read_csv(out / SWEEP_FILE), rates, with_rates(params, rates))
     ensure_bases(params, progress=False)  # the sweep's arms start from the first base
     sets, rows, rates = val_sets(params), [], {}
-    for family, arm in arms.items():  # full first: the others' logit scale trains at its rate
-        scale = {"full": rates["full"]} if "full" in rates else {}
+    # the headline full arm first: the later trials' logit scale moves at its chosen rate
+    for family, arm in arms.items():
+        scale = {SCALE_FAMILY: rates[SCALE_FAMILY]} if SCALE_FAMILY in rates else {}
         values = {}
-        for rate in getattr(params.train.tune, family):
+        for rate in getattr(params.train.tune, str(arm.trained)):
             trial = with_rates(params, scale | {family: rate})
             encoder = _encoder(trial, arm, out / _key(params) / _trial(family, rate, scale), pool)
             values[rate] = score(trial, encoder, arm, sets)
@@ -170,11 +181,12 @@ def tune(params: Params, pool: ImageTextSet) -> Tuning:
 
 
 def _trial(family: str, rate: float, scale: dict[str, float]) -> str:
-    """A trial's folder under its sweep's: ``full/lr1e-05``; a LoRA or adapters trial names
-    the full family's chosen rate it trained its logit scale at (``lora/lr0.001-scale3e-06``),
-    as its final arms will (README, "One logit-scale policy")."""
+    """A trial's folder under its sweep's: ``hybrid-full/lr1e-05``; a trial after the headline
+    full arm's names the rate chosen there, which its logit scale trained at
+    (``mono-lora/lr0.001-scale3e-06``), as its final arm's will (README, "One logit-scale
+    policy")."""
     folder = f"{family}/lr{rate:g}"
-    return folder if not scale else f"{folder}-scale{scale['full']:g}"
+    return folder if not scale else f"{folder}-scale{scale[SCALE_FAMILY]:g}"
 
 
 def _at_grid_edge(sweep: pd.DataFrame) -> pd.Series:

@@ -226,7 +226,7 @@ def adapter_run(
     set_logit_scale(model, train.logit_scale)
     # LoRA factors are all matrices: decay them all. The name rule would spare Bengali ('bn').
     optimizer = make_optimizer(
-        model, adapters.lora.lr, train.weight_decay, no_decay=lambda _, param: param.ndim < 2,
+        model, arm.lr(params), train.weight_decay, no_decay=lambda _, param: param.ndim < 2,
         scale_lr=train.lr,
     )  # fmt: skip
     captions = pool.captions[pool.captions["lang"].isin(langs)].reset_index(drop=True)
@@ -279,8 +279,8 @@ def train_adapters(
     arms' mix (:func:`language_steps`), ordered by ``adapters.schedule``, each language on its own
     warmup-cosine clock with the shared arms' warmup share. ``adapters_hybrid``:
     ``train.steps`` hybrid steps (``train.tau``, ``arm.alpha``) on one clock. Loss, batch size,
-    logit-scale policy, clipping and checkpointing come from ``train``, the LoRA shape and
-    learning rate from ``adapters.lora``. Outputs in ``out_dir`` (default
+    logit-scale policy, clipping and checkpointing come from ``train``, the LoRA shape from
+    ``adapters.lora``, the learning rate from :meth:`Arm.lr`. Outputs in ``out_dir`` (default
     :meth:`Arm.directory`): ``params.yaml``, ``log.csv``, ``tb/``, ``checkpoint.pt`` (dropped
     once finished), then ``adapters/<lang>/`` (peft ``save_pretrained``) and ``summary.json``
     last. With ``resume`` a run continues from its checkpoint to the weights of an

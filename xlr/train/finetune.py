@@ -292,9 +292,7 @@ def train_arm(
         unlock_text_tower(model, train.logit_scale)
     captions = pool.captions[pool.captions["lang"].isin(langs)].reset_index(drop=True)
     sampler = arm_sampler(arm, captions, langs, params)
-    optimizer = make_optimizer(
-        model, train.lora.lr if lora else train.lr, train.weight_decay, scale_lr=train.lr
-    )
+    optimizer = make_optimizer(model, arm.lr(params), train.weight_decay, scale_lr=train.lr)
     features = image_features(base, pool, params, arm, model, ctx)
     trainer = Trainer(
         model=model,
