@@ -191,6 +191,7 @@ def test_a_one_run_claim_shows_no_interval_and_no_p() -> None:
     cells = [cell.strip() for cell in line.strip("|").split("|")]
     columns = dict(zip(CLAIMS_COLUMNS, cells, strict=True))
     assert columns["interval"] == ONE_RUN and columns["p"] == columns["p (Holm)"] == ""
+    assert columns["level"] == ""
     assert columns["effect"].startswith("+") and columns["verdict"] == "inconclusive"
 
 

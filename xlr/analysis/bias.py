@@ -259,28 +259,35 @@ def english_first(ranks: pd.DataFrame, pool: Sequence[str] | None = None) -> pd.
     return top.assign(value=(top["top_lang"] == ENGLISH).astype(np.float64))
 
 
-def preference_per_query(ranks: pd.DataFrame, pool: Sequence[str] | None = None) -> pd.DataFrame:
-    """Per query and pool language of its benchmark (``lang``): 1.0 when the query's best pool
-    item is in that language, else 0.0 (``value``), and the ``uniform`` share 1 / L.
+def _pool_languages(frame: pd.DataFrame) -> pd.DataFrame:
+    """The pool languages each benchmark and task has (``lang``) and the ``uniform`` share 1 / L.
 
-    The per-query form of :func:`language_preference`, whose shares are these values' macro
-    means over query languages: so each share takes its interval over bases, seeds and images
-    from :func:`xlr.analysis.intervals.interval_by_arm` (``by=("lang", "uniform")``), and two
-    arms' shares are compared query by query. L counts the pool languages the benchmark has
-    (Multi30K four of a wider study's): a language a benchmark lacks can never come first
-    there, so counting it would call an unbiased model biased. A caption query's own language
-    holds no relevant item (the query is left out of its pool), so its value there is 0.
-    """
-    frame, _ = _checked_pool(ranks, pool)
-    top = _top_language(frame)
+    L counts the pool languages the benchmark has (Multi30K four of a wider study's): a language
+    a benchmark lacks can never come first there, so counting it would call an unbiased model
+    biased."""
     langs = (
         frame[["benchmark", "task", "relevant_lang"]]
         .drop_duplicates()
         .rename(columns={"relevant_lang": "lang"})
     )
     sizes = langs.groupby(["benchmark", "task"])["lang"].transform("size")
-    langs = langs.assign(uniform=1.0 / sizes.to_numpy(np.float64))
-    table = top.merge(langs, on=["benchmark", "task"])
+    return langs.assign(uniform=1.0 / sizes.to_numpy(np.float64))
+
+
+def preference_per_query(ranks: pd.DataFrame, pool: Sequence[str] | None = None) -> pd.DataFrame:
+    """Per query and pool language of its benchmark (``lang``): 1.0 when the query's best pool
+    item is in that language, else 0.0 (``value``), and the ``uniform`` share.
+
+    The per-query form of :func:`language_preference`, whose shares are these values' macro
+    means over query languages: each share takes its interval over bases, seeds and images from
+    :func:`xlr.analysis.intervals.interval_by_arm` (``by=("lang", "uniform")``), and one
+    language's rows compare two arms query by query. A caption query's own language holds no
+    relevant item (the query is left out of its pool), so its value there is 0. The table has a
+    row per query and pool language, about as many as the ranks it reads.
+    """
+    frame, _ = _checked_pool(ranks, pool)
+    langs = _pool_languages(frame)
+    table = _top_language(frame).merge(langs, on=["benchmark", "task"])
     table["value"] = (table["top_lang"] == table["lang"]).astype(np.float64)
     return table[[*QUERY_COLUMNS, "lang", "value", "uniform"]]
 
@@ -290,14 +297,25 @@ def language_preference(ranks: pd.DataFrame, pool: Sequence[str] | None = None) 
 
     Per run and query kind: the share of each pool language (``top_lang``) among the queries'
     best items, computed per query language and macro-averaged over query languages (the macro
-    mean of :func:`preference_per_query`), with the ``uniform`` share 1 / L of an unbiased
-    model. Languages never ranked first appear with 0.
+    mean of :func:`preference_per_query`, counted here from one row per query), with the
+    ``uniform`` share 1 / L of an unbiased model (:func:`_pool_languages`). Languages never
+    ranked first appear with 0.
     """
-    per_query = preference_per_query(ranks, pool)
-    keys = [*_RUN_KIND, "lang", "uniform"]
-    per_lang = per_query.groupby([*keys, "query_lang"], sort=False, dropna=False)["value"].mean()
-    shares = per_lang.groupby(level=keys, sort=True, dropna=False).mean().reset_index()
-    shares = shares.rename(columns={"lang": "top_lang", "value": "share"})
+    frame, _ = _checked_pool(ranks, pool)
+    top = _top_language(frame)
+    by_query_lang = [*_RUN_KIND, "query_lang"]
+    counts = top.groupby([*by_query_lang, "top_lang"], sort=False, dropna=False).size()
+    per_query_lang = counts / counts.groupby(level=by_query_lang, dropna=False).transform("sum")
+    langs = _pool_languages(frame).rename(columns={"lang": "top_lang"})
+    every_lang = (
+        top[by_query_lang]
+        .drop_duplicates()
+        .merge(langs, on=["benchmark", "task"])
+        .merge(per_query_lang.rename("share").reset_index(), how="left")
+        .fillna({"share": 0.0})
+    )
+    keys = [*_RUN_KIND, "top_lang", "uniform"]
+    shares = every_lang.groupby(keys, sort=True, dropna=False)["share"].mean().reset_index()
     return shares[[*_RUN_KIND, "top_lang", "share", "uniform"]]
 
 

@@ -108,8 +108,8 @@ def loss_curves_figure(logs: pd.DataFrame, smooth: int = 10, warmup: int = 0) ->
     )
     plain_log_yticks(ax)
     ax.set_title(
-        "Fine-tuning loss by arm, mean over runs (band: their range)\n"
-        "(image-text + lambda x text-text InfoNCE)"
+        "Fine-tuning loss by arm, mean over runs\n"
+        "(image-text + lambda x text-text InfoNCE)\nband: the runs' range"
     )
     ax.set_xlabel("step")
     ax.set_ylabel(f"loss (nats, {smooth}-step rolling mean, log scale)")

@@ -372,7 +372,8 @@ CLAIMS_COLUMNS: dict[str, str] = {
     "queries move together), never queries: each part's variance times its own t quantile; for "
     "rank distance Fieller's interval of a / b less 1, which holds b's noise too (unbounded "
     "where b's level is not told from zero at that level; the verdict still stands, below); "
-    f"'{ONE_RUN}' where the arms ran once, whose training noise no interval can hold (nor p)",
+    f"'{ONE_RUN}' where the arms ran once, whose training noise no interval can hold (nor "
+    "level or p)",
     "level": "each interval's level, 1 - alpha/m for the m rows of its family that ran "
     "(Bonferroni: the family-wise level is 1 - alpha, eval.confidence)",
     "p": "two-sided p-value of a zero effect: the level at which the interval just reaches zero "
@@ -409,7 +410,7 @@ def _claim_cells(row: dict) -> dict[str, str]:
         "min effect": number.format(row["min_effect"]).lstrip("+"),
         "effect": number.format(row["effect"]),
         "interval": ONE_RUN if one_run else interval if bounded else "unbounded",
-        "level": f"{row['interval_confidence']:.1%}",
+        "level": "" if one_run else f"{row['interval_confidence']:.1%}",
         "p": "" if one_run else f"{row['p_value']:.3g}",
         "p (Holm)": "" if one_run else f"{row['p_holm']:.3g}",
         "bases agreeing": row["bases_agreeing"],

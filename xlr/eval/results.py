@@ -71,7 +71,8 @@ def _file_stem(arm: str, base_seed: int, seed: object, benchmark: str) -> str:
 
 # CLIP_benchmark's (1.6.2) names of the benchmarks it also evaluates, and its spelling of the
 # languages whose codes differ from the registry's (its datasets' SUPPORTED_LANGUAGES), so that
-# our records join its own on dataset and language; Multi30K and the generated sets keep ours
+# our records join its own on dataset and language; Multi30K and the generated sets keep ours.
+# Per dataset, not the registry's aliases: Japanese is jp in XTD10 but ja in Crossmodal-3600
 CLIP_BENCHMARK_DATASETS = {"xm3600": "crossmodal3600"}
 CLIP_BENCHMARK_LANGS = {"crossmodal3600": {"tl": "fil", "qu": "quz"}, "xtd10": {"ja": "jp"}}
 
