@@ -4,6 +4,7 @@ handle on the evaluation split."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import pandas as pd
 import pytest
@@ -11,7 +12,7 @@ from test_tasks import DesignedEncoder, designed_set
 
 from xlr import tuning
 from xlr.arms import Arm
-from xlr.config import Params, parse_params
+from xlr.config import Params, RateKey, parse_params
 from xlr.data import prepare
 from xlr.data.prepare import finetune_pool, prepare_data
 from xlr.data.synthetic import corpus as corpus_module
@@ -168,6 +169,18 @@ def test_with_rates_replaces_only_the_named_families(tmp_path: Path) -> None:
     assert tuning.with_rates(changed, {"hybrid-full": 0.2}).train.rates["hybrid-lora"] == 0.5
     with pytest.raises(ValueError, match="no learning rate"):
         Arm("zeroshot").lr(changed)
+
+
+def test_every_trained_family_has_a_rate_key_the_params_accept() -> None:
+    """``train.rates`` keys are a closed list (a typo is refused when params load): it must name
+    every family that trains, as :attr:`Arm.rate_key` spells it."""
+    trained = [
+        Arm(family, 0.5 if family == "hybrid" else None, kind)
+        for family in ("mono", "cross", "multi", "hybrid")
+        for kind in ("full", "lora")
+    ]
+    trained += [Arm("adapters"), Arm("adapters_hybrid", 0.5)]  # fmt: skip
+    assert sorted(arm.rate_key for arm in trained) == sorted(get_args(RateKey))
 
 
 def test_every_arm_family_is_tuned_on_its_own(

@@ -21,6 +21,7 @@ two stages neither of which may import the other.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from xlr.analysis.claims import per_query_measure
-from xlr.arms import MODEL_DIR, TRAINABLE, Arm, headline_arms
+from xlr.arms import HEADLINE_ALPHA, MODEL_DIR, TRAINABLE, Arm, headline_arms
 from xlr.config import Params, config_hash
 from xlr.data.imagetext import ImageTextSet
 from xlr.data.prepare import run_dir, val_sets
@@ -48,7 +49,8 @@ TASKS = {"multilingual mAP": "multilingual", "t2i R@1": "t2i"}  # what scoring a
 # protocol (one rate per kind of training, tuned on its headline arm, until session 23) are
 # reused; change it by hand whenever the trials change in a way the params do not show
 PROTOCOL = "per arm family, scale at the headline full rate"
-SCALE_FAMILY = "hybrid-full"  # the headline full arm: its rate is train.lr, every scale's rate
+# the headline full arm's family: its rate is train.lr, the rate of every trained logit scale
+SCALE_FAMILY = Arm("hybrid", HEADLINE_ALPHA, "full").rate_key
 STRATEGIES = ("hybrid", "mono", "cross", "multi")  # tuned in this order, the headline first
 
 
@@ -82,10 +84,8 @@ def family_arms(params: Params) -> dict[str, Arm]:
         for family in STRATEGIES
         if family in train.arms
     ]  # fmt: skip
-    if train.tune.adapters and params.adapters.enabled:
-        arms.append(Arm("adapters"))
-    if train.tune.adapters and params.adapters.hybrid_alpha is not None:
-        arms.append(Arm("adapters_hybrid", params.adapters.hybrid_alpha))
+    evaluated = (headline.adapters, headline.adapters_hybrid) if train.tune.adapters else ()
+    arms += [dataclasses.replace(arm, fallback=None) for arm in evaluated if arm is not None]
     base, seed = params.run.base_seeds[0], train.tune.seed
     return {arm.rate_key: arm.at(base, seed) for arm in arms}
 
