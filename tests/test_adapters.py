@@ -20,7 +20,7 @@ import torch
 from conftest import build_tiny_world, logit_scale_rates, record_optimizers, tiny_raw_params
 from safetensors.torch import load_file, save_file
 
-from xlr import runtime
+from xlr import runtime, tuning
 from xlr.arms import ADAPTERS_DIR, FALLBACKS, LOG_CSV, Arm, adapter_arms
 from xlr.config import Params, parse_params
 from xlr.eval.encoders import AdapterEncoder, ModelEncoder
@@ -288,6 +288,18 @@ def test_a_trained_logit_scale_moves_at_train_lr_beside_the_adapters(
     scale, others = logit_scale_rates(model, optimizer)
     assert scale == [pytest.approx(1e-4)] and others == [pytest.approx(1e-2)] * len(others)
     assert others
+
+
+def test_a_tuned_adapters_rate_reaches_the_optimizer(world: dict) -> None:
+    """train.rates (what tuning chose) sets each adapter arm's rate, its own family's: the
+    hybrid-batch adapters keep the configured one here; the scale stays at train.lr."""
+    params = tuning.with_rates(params_for(world, {"steps": 3, "logit_scale": "train"}),
+                               {"adapters": 4e-2, "hybrid-full": 1e-4})  # fmt: skip
+    ctx = runtime.init_distributed("cpu")
+    for arm, rate in [(Arm("adapters"), 4e-2), (Arm("adapters_hybrid", 0.5), 1e-2)]:
+        run = ad.adapter_run(world["base"], world["pool"], params, arm.at(0, 0), TRAIN, ctx)
+        scale, others = logit_scale_rates(run.trainer.model, run.trainer.optimizer)
+        assert scale == [pytest.approx(1e-4)] and others == [pytest.approx(rate)] * len(others)
 
 
 def test_hybrid_arm_trains_every_adapter(world: dict, tmp_path: Path) -> None:

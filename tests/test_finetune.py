@@ -26,6 +26,7 @@ import torch
 from conftest import build_tiny_world, logit_scale_rates, record_optimizers, tiny_raw_params
 from safetensors.torch import load_file
 
+from xlr import tuning
 from xlr.arms import LOG_CSV, LORA_DIR, MODEL_DIR, SUMMARY_FILE, Arm, shared_arms
 from xlr.config import LoraSection, Params, parse_params
 from xlr.data.imagetext import ArrayImages, ImageTextSet
@@ -299,6 +300,42 @@ def test_a_trained_logit_scale_moves_at_train_lr_in_a_lora_arm(
     scale, others = logit_scale_rates(model, optimizer)
     assert scale == [pytest.approx(1e-4)] and others == [pytest.approx(7e-3)] * len(others)
     assert others  # the LoRA factors train, at their own rate
+
+
+def test_a_tuned_family_rate_reaches_its_arms_optimizer(
+    world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """train.rates (what tuning chose) sets the arm's weights' rate, its family's alone; the
+    trained scale stays at train.lr."""
+    made = record_optimizers(monkeypatch, finetune)
+    params = params_for(world, steps=1, lr=1e-4, lora={"lr": 7e-3}, logit_scale="train")
+    params = tuning.with_rates(params, {"mono-lora": 2e-2, "cross-lora": 5e-3})
+    spec = Arm("mono", trained="lora").at(base_seed=0, seed=0)
+    train_arm(load_model(world["model"]), world["pool"], params, spec, tmp_path, progress=False)
+    [(model, optimizer)] = made
+    scale, others = logit_scale_rates(model, optimizer)
+    assert scale == [pytest.approx(1e-4)] and others == [pytest.approx(2e-2)] * len(others)
+    assert others
+
+
+def test_retuning_one_family_leaves_the_other_arms_runs_alone(tmp_path: Path) -> None:
+    """A run's identity holds its own tuned rate, not every family's: retuning the adapters
+    must not retrain (or refuse to resume) the shared arms."""
+    params = parse_params(raw_params(tmp_path))
+    pool = ImageTextSet("p", ["a"], ArrayImages(np.zeros((1, 2, 2, 3), np.uint8)), CAPTIONS)
+
+    def identity(arm: Arm, rates: dict[str, float]) -> dict:
+        tuned = tuning.with_rates(params, rates)
+        return arm_folder(arm.at(0, 0), pool, ["en"], tuned, tmp_path / "a", resume=True).identity
+
+    mono, cross = Arm("mono", trained="full"), Arm("cross", trained="full")
+    assert "lr" not in identity(mono, {})  # an untuned arm keeps the identity it had
+    assert identity(mono, {"mono-full": 1e-3}) == identity(
+        mono, {"mono-full": 1e-3, "adapters": 3e-2}
+    )
+    assert identity(mono, {"mono-full": 1e-3})["lr"] == 1e-3
+    assert identity(mono, {"mono-full": 1e-3}) != identity(mono, {"mono-full": 3e-3})
+    assert identity(cross, {"mono-full": 1e-3}) == identity(cross, {})
 
 
 @pytest.mark.parametrize(

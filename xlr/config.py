@@ -296,8 +296,8 @@ class TrainSection(Section):
     logit_scale: Literal["train", "lock"] = "train"
     lora: LoraSection = LoraSection()
     tune: TuneSection = TuneSection()
-    # what tuning chose per arm family (xlr.tuning); an arm without one trains at its kind's
-    # configured rate (lr, lora.lr, adapters.lora.lr): Arm.lr
+    # what tuning chose per arm family (xlr.tuning; a hand-set hybrid-full leaves lr, every
+    # scale's rate, alone); an arm without one trains at its kind's configured rate: Arm.lr
     rates: dict[RateKey, Annotated[float, Field(gt=0)]] = Field({}, exclude_if=lambda v: not v)
 
 
@@ -442,10 +442,10 @@ class Params(Section):
         return config_hash(*(getattr(self, name) for name in sections))
 
     def weights_hash(self, *sections: str) -> str:
-        """:meth:`section_hash` less ``train.tune`` and ``train.loader_workers``: the grid of
-        rates decides which rate an arm gets, the workers how fast it loads, neither what an arm
-        trained at a given rate is (its checkpoint's identity)."""
-        speed_only = {"tune", "loader_workers"}
+        """:meth:`section_hash` less ``train.tune``, ``train.rates`` (an arm's run adds its own
+        rate: one family's retuned rate must not retrain the others) and the loader's workers
+        (speed only): what an arm trained at a given rate is (its checkpoint's identity)."""
+        speed_only = {"tune", "loader_workers", "rates"}
         parts = [
             self.train.model_dump(mode="json", exclude=speed_only) if name == "train"
             else getattr(self, name)

@@ -181,6 +181,10 @@ def arm_folder(
     precision = resolve_precision(resolve_device(params.run.device), params.train.precision)
     if params.train.precision == "auto" and precision != "fp32":
         identity["precision"] = precision
+    # a tuned rate (train.rates, out of ``config``): the arm's own, so that retuning another
+    # family leaves this run alone; a configured one is in ``config`` already
+    if arm.rate_key in params.train.rates:
+        identity["lr"] = arm.lr(params)
     return RunFolder(out, params, identity, params.train.checkpoint_every, resume)
 
 
