@@ -247,10 +247,39 @@ def test_a_sweep_is_redone_only_for_settings_that_change_its_trials(tmp_path: Pa
             changed("run", seeds=[0, 1, 2])]  # fmt: skip
     assert {tuning._key(p) for p in same} == {tuning._key(params)}
     grid = params.train.tune.model_copy(update={"full": [1e-4]})
+    measure = params.train.tune.model_copy(update={"measure": "t2i R@1"})
     seed = params.train.tune.model_copy(update={"seed": 7})
-    other = [changed("train", lambda_tt=0.5), changed("train", tune=grid),
-             changed("train", tune=seed), changed("eval", captions="first")]  # fmt: skip
-    assert tuning._key(params) not in {tuning._key(p) for p in other}
+    rescored = [changed("train", tune=grid), changed("train", tune=measure),
+                changed("eval", captions="first")]  # fmt: skip
+    retrained = [changed("train", lambda_tt=0.5), changed("train", tune=seed)]
+    assert tuning._key(params) not in {tuning._key(p) for p in rescored + retrained}
+    # a new grid, measure or scoring chooses again from the same trials
+    assert {tuning._trials_key(p) for p in same + rescored} == {tuning._trials_key(params)}
+    assert tuning._trials_key(params) not in {tuning._trials_key(p) for p in retrained}
+
+
+def test_a_widened_grid_trains_only_its_new_rates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial's folder is its family and rate under what shapes its weights: widening a grid
+    whose choice sat at its edge reuses every trained trial and chooses again."""
+    trained: list[tuple[str, bool]] = []
+
+    def recording_encoder(trial: Params, arm: Arm, out: Path, pool: object) -> float:
+        trained.append((out.name, out.is_dir()))
+        out.mkdir(parents=True, exist_ok=True)  # as a finished trial leaves its folder
+        return arm.lr(trial)
+
+    monkeypatch.setattr(tuning, "ensure_bases", lambda params, progress: None)
+    monkeypatch.setattr(tuning, "val_sets", lambda params: {})
+    monkeypatch.setattr(tuning, "_encoder", recording_encoder)
+    monkeypatch.setattr(tuning, "score", lambda trial, lr, arm, sets: lr)  # the highest wins
+    narrow = tuning.tune(tiny_study(tmp_path, full=[1e-4, 1e-3]), pool=None)  # type: ignore[arg-type]
+    assert narrow.rates == {"hybrid-full": 1e-3}
+    wide = tuning.tune(tiny_study(tmp_path, full=[1e-4, 1e-3, 1e-2]), pool=None)  # type: ignore[arg-type]
+    assert wide.rates == {"hybrid-full": 1e-2}
+    assert trained == [("lr0.0001", False), ("lr0.001", False),
+                       ("lr0.0001", True), ("lr0.001", True), ("lr0.01", False)]  # fmt: skip
 
 
 def test_a_choice_at_the_edge_of_its_grid_is_flagged() -> None:

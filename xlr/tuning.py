@@ -13,7 +13,8 @@ sets (:func:`xlr.data.prepare.val_sets`) and the best rate becomes the family's
 logit scale moves at ``train.lr`` in every arm, its chosen rate, so the other trials train theirs
 at that rate, as their final arms do. Nothing here reads the evaluation sets. The sweep table
 and the choice are written under ``runs/<run>/tuning/`` and reused while the settings they were
-made for (:func:`_key`) are unchanged; each sweep trains its arms in folders of its own.
+made for (:func:`_key`) are unchanged; trials are kept by what shapes their weights, so a
+widened grid trains only its new rates.
 
 Top level, beside :mod:`xlr.cli` and :mod:`xlr.report`: tuning drives training and evaluation,
 two stages neither of which may import the other.
@@ -90,19 +91,26 @@ def family_arms(params: Params) -> dict[str, Arm]:
     return {arm.rate_key: arm.at(base, seed) for arm in arms}
 
 
-def _key(params: Params) -> str:
-    """What a sweep was made for, and so its trials' folder: what shapes its arms' weights
+def _trials_key(params: Params) -> str:
+    """The folder of a sweep's trials: what shapes their weights
     (:meth:`~xlr.config.Params.weights_hash`: not ``train.loader_workers``, a speed setting),
-    its grid and measure, what its score reads of ``eval`` (the caption convention and the
-    encoders' precision and batch size: not the benchmarks, the controls' doses or the
-    confidence, which would redo every trial for nothing), the base (corpus included) its arms
-    train at (their seed is ``train.tune``'s), and the :data:`PROTOCOL` of its trials."""
+    their seed (``train.tune.seed``), the base (corpus included) they train at, and the
+    :data:`PROTOCOL` of the trials. Not the grid: a trial is one family at one rate (its
+    folder's name, :func:`_trial`), so a widened grid trains its new rates only."""
     run = params.run
-    scored = params.eval.model_dump(include={"captions", "precision", "batch_size"})
     return config_hash(
-        params.weights_hash("data", "model", "train", "adapters"), params.train.tune, scored,
+        params.weights_hash("data", "model", "train", "adapters"), params.train.tune.seed,
         base_key(params, run.base_seeds[0]), PROTOCOL,
     )  # fmt: skip
+
+
+def _key(params: Params) -> str:
+    """What a sweep's choice was made for: its trials (:func:`_trials_key`), its grid and
+    measure, and what its score reads of ``eval`` (the caption convention and the encoders'
+    precision and batch size: not the benchmarks, the controls' doses or the confidence, which
+    would redo the choice for nothing)."""
+    scored = params.eval.model_dump(include={"captions", "precision", "batch_size"})
+    return config_hash(_trials_key(params), params.train.tune, scored)
 
 
 def _encoder(params: Params, arm: Arm, out: Path, pool: ImageTextSet) -> Encoder:
@@ -159,14 +167,14 @@ def tune(params: Params, pool: ImageTextSet) -> Tuning:
         rates = choice["rates"]
         return Tuning(pd.read_csv(out / SWEEP_FILE), rates, with_rates(params, rates))
     ensure_bases(params, progress=False)  # the sweep's arms start from the first base
-    sets, rows, rates = val_sets(params), [], {}
+    sets, rows, rates, trials = val_sets(params), [], {}, out / _trials_key(params)
     # the headline full arm first: the later trials' logit scale moves at its chosen rate
     for family, arm in arms.items():
         scale = {SCALE_FAMILY: rates[SCALE_FAMILY]} if SCALE_FAMILY in rates else {}
         values = {}
         for rate in getattr(params.train.tune, str(arm.trained)):
             trial = with_rates(params, scale | {family: rate})
-            encoder = _encoder(trial, arm, out / _key(params) / _trial(family, rate, scale), pool)
+            encoder = _encoder(trial, arm, trials / _trial(family, rate, scale), pool)
             values[rate] = score(trial, encoder, arm, sets)
             rows.append({"family": family, "arm": arm.name, "lr": rate,
                          "scale_lr": trial.train.lr, "measure": params.train.tune.measure,
