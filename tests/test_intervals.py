@@ -8,6 +8,7 @@ import pytest
 from test_claims import fake_ranks
 
 from xlr.analysis.intervals import (
+    COMPARISON_COLUMNS,
     against_reference,
     compare_arms,
     interval_by_arm,
@@ -82,18 +83,23 @@ def test_every_seed_pairs_with_the_reference_of_its_base() -> None:
 
 def test_against_reference_compares_every_arm_with_the_zero_shot_model() -> None:
     runs = [(0, 0), (0, 1), (1, 0), (1, 1)]
-    mono = per_query("mono", runs, {run: 0.1 * (1 + run[0]) for run in runs})
-    hybrid = per_query("hybrid", runs, {run: 0.3 for run in runs})
+    mono = per_query("mono-full", runs, {run: 0.1 * (1 + run[0]) for run in runs})
+    hybrid = per_query("hybrid-a0.5-full", runs, {run: 0.3 for run in runs})
     zero_shot = per_query("zeroshot", [(0, pd.NA), (1, pd.NA)], {(0, pd.NA): 0.0, (1, pd.NA): 0.1})
-    table = against_reference(pd.concat([mono, zero_shot, hybrid]), "zeroshot")
-    assert table["arm_a"].tolist() == ["hybrid", "mono"] and set(table["arm_b"]) == {"zeroshot"}
+    table = against_reference(pd.concat([hybrid, zero_shot, mono]), "zeroshot")
+    # the study's order (mono before hybrid), not the names' or the table's
+    assert table["arm_a"].tolist() == ["mono-full", "hybrid-a0.5-full"]
+    assert set(table["arm_b"]) == {"zeroshot"}
     estimates = table.set_index("arm_a")["estimate"]
-    assert estimates.to_dict() == pytest.approx({"hybrid": 0.25, "mono": 0.1})
+    assert estimates.to_dict() == pytest.approx({"hybrid-a0.5-full": 0.25, "mono-full": 0.1})
     assert (table["n_runs"] == 4).all() and (table["n_bases"] == 2).all()
-    with pytest.raises(ValueError, match="needs it and another arm"):
-        against_reference(mono, "zeroshot")
+    assert list(table.columns) == list(COMPARISON_COLUMNS)
+    # nothing to compare (no reference, or no other arm): an empty table with the same columns
+    for alone in (mono, zero_shot):
+        empty = against_reference(alone, "zeroshot")
+        assert empty.empty and list(empty.columns) == list(COMPARISON_COLUMNS)
     with pytest.raises(ValueError, match="has fine-tuning seeds"):
-        against_reference(pd.concat([mono, hybrid]), "mono")
+        against_reference(pd.concat([mono, hybrid]), "mono-full")
 
 
 def test_interval_by_arm_groups_by_further_columns() -> None:

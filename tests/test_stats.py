@@ -12,7 +12,6 @@ from xlr.analysis.stats import (
     crossed_mean_interval,
     holm,
     label_spread,
-    seed_summary,
     within_row_permutation_test,
 )
 from xlr.analysis.verdicts import verdict
@@ -246,12 +245,6 @@ def test_holm_known_answer() -> None:
         holm(np.array([0.2, 1.5]))
 
 
-def test_seed_summary() -> None:
-    summary = seed_summary(np.array([1.0, 2.0, 3.0]))
-    assert (summary.mean, summary.std, summary.n) == (2.0, 1.0, 3)
-    assert np.isnan(seed_summary(np.array([0.4])).std)
-
-
 def test_bad_inputs_are_errors() -> None:
     zeros = np.zeros(4)
     with pytest.raises(ValueError, match="at least two images"):
@@ -271,8 +264,6 @@ def test_bad_inputs_are_errors() -> None:
         crossed_mean_interval(np.array([0.1, np.nan]), zeros[:2], zeros[:2], np.arange(2))
     with pytest.raises(ValueError, match="confidence"):
         crossed_mean_interval(zeros, zeros, zeros, np.arange(4), confidence=1.0)
-    with pytest.raises(ValueError, match="non-empty"):
-        seed_summary(np.zeros((2, 2)))
 
 
 def test_many_small_blocks_keep_the_permutation_tests_power() -> None:

@@ -1,5 +1,5 @@
 """Intervals and paired comparisons over per-query tables: each arm's mean with its interval,
-paired differences between arms, the spread over seeds.
+paired differences between arms.
 
 Per-query tables come from :mod:`xlr.analysis.bias` (rank distance, preferences) or
 :func:`xlr.eval.metrics.per_query_values` (recall, mAP): one row per run (``base_seed``,
@@ -14,12 +14,13 @@ over runs without an interval.)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, fields
 
 import pandas as pd
 
 from xlr.analysis.bias import QUERY_COLUMNS
-from xlr.analysis.stats import Cells, cells_interval, design_cells, seed_summary
+from xlr.analysis.figure_style import sort_arms
+from xlr.analysis.stats import Cells, Interval, cells_interval, design_cells
 from xlr.eval.metrics import DEFAULT_KS, per_query_values
 from xlr.eval.results import check_table
 
@@ -28,6 +29,13 @@ ARM_SUMMARY_KEYS: tuple[str, ...] = ("arm", "benchmark", "task", "query_kind")
 COMPARISON_KEYS: tuple[str, ...] = ("benchmark", "task", "query_kind")
 SIDES: tuple[str, str] = ("value_a", "value_b")  # the two arms' values in paired units
 DESIGN_COLUMNS: tuple[str, ...] = ("benchmark", "base_seed", "seed", "query_image_id", "value")
+# what compare_arms returns: the comparison's keys, its two arms, the interval's fields
+COMPARISON_COLUMNS: tuple[str, ...] = (
+    *COMPARISON_KEYS,
+    "arm_a",
+    "arm_b",
+    *(field.name for field in fields(Interval)),
+)
 _UNIT_KEYS = ["benchmark", "task", "query_kind", "query_lang", "query_idx", "query_image_id"]
 
 
@@ -204,29 +212,16 @@ def against_reference(
 ) -> pd.DataFrame:
     """Every other arm minus ``reference``, a model scored once per base (the zero-shot one),
     paired by base and query (:func:`compare_arms` without ``seed``: each seed of an arm meets
-    its base's reference), per benchmark, task and query kind; arms in name order."""
-    arms = sorted(set(per_query["arm"]) - {reference})
-    if reference not in set(per_query["arm"]) or not arms:
-        raise ValueError(
-            f"comparing with {reference!r} needs it and another arm; the table has "
-            f"{sorted(per_query['arm'].unique())}"
-        )
+    its base's reference), per benchmark, task and query kind; arms in the study's order
+    (:func:`~xlr.analysis.figure_style.sort_arms`). Empty, with its columns, where the table
+    lacks the reference or any other arm (a study run without a zero-shot arm): nothing is
+    compared, and a notebook shows the empty table rather than branching."""
+    present = set(per_query["arm"])
+    arms = sorted(present - {reference}) if reference in present else []
+    if not arms:
+        return pd.DataFrame(columns=COMPARISON_COLUMNS)
     if per_query.loc[per_query["arm"] == reference, "seed"].notna().any():
         raise ValueError(f"{reference!r} has fine-tuning seeds: pair it by seed (compare_arms)")
     on = [key for key in PAIR_KEYS if key != "seed"]
     frames = [compare_arms(per_query, arm, reference, on, confidence=confidence) for arm in arms]
-    return pd.concat(frames, ignore_index=True)
-
-
-def seed_spread(per_run: pd.DataFrame, keys: Sequence[str] = ARM_SUMMARY_KEYS) -> pd.DataFrame:
-    """Mean and standard deviation (ddof=1) of a per-run ``value`` over seeds and bases.
-
-    ``per_run`` is e.g. :func:`xlr.analysis.bias.macro_mean`, ``preference_divergence`` or
-    ``language_fairness`` (after picking its ``value``); ``keys`` are the columns kept.
-    """
-    check_table(per_run, [*keys, "value"], "per-run")
-    rows = [
-        {**dict(zip(keys, group_keys, strict=True)), **vars(seed_summary(group["value"]))}
-        for group_keys, group in per_run.groupby(list(keys), sort=True, dropna=False)
-    ]
-    return pd.DataFrame(rows)
+    return sort_arms(pd.concat(frames, ignore_index=True), "arm_a").reset_index(drop=True)

@@ -166,7 +166,7 @@ def seed_negative_control(
     The negative control of :func:`xlr.analysis.intervals.compare_arms`: seeds of one arm
     differ by chance only, so the p-value should rarely fall below the test level. If it often
     does, the comparison mistakes seed noise for an effect, and arm differences must be judged
-    against :func:`xlr.analysis.intervals.seed_spread`.
+    against the spread between seeds.
     With one base the two seeds give one run of differences (training unit ``none``): its
     interval is conditional on that run and covers image noise only, while the difference
     between two seeds is training noise, which more images do not average away; its p-value

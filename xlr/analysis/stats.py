@@ -1,5 +1,5 @@
 """Uncertainty for per-query metrics scored over a study's design: intervals, p-values, Holm's
-adjustment, the spread over seeds.
+adjustment.
 
 A study scores every query under several training runs (pretrained bases, and fine-tuning seeds
 within a base), and every query derives from an image: each image yields a caption query in
@@ -103,15 +103,6 @@ class Interval:
         what the half-width combines."""
         image_variance = max(self.se**2 - self.training_variance, 0.0)
         return self.training_variance, self.training_df, image_variance, float(self.n_images - 1)
-
-
-@dataclass(frozen=True)
-class SeedSummary:
-    """Mean and sample standard deviation (ddof=1; NaN for one seed) over ``n`` seeds."""
-
-    mean: float
-    std: float
-    n: int
 
 
 def _as_values(name: str, values: np.ndarray) -> np.ndarray:
@@ -449,10 +440,3 @@ def within_row_permutation_test(
     return PermutationTest(
         observed, (1 + hits) / (1 + n_permutations), float(null.mean()), n_permutations
     )
-
-
-def seed_summary(values: np.ndarray) -> SeedSummary:
-    """Mean and spread of one metric over training seeds (or pretrained bases)."""
-    values = _as_values("values", values)
-    std = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
-    return SeedSummary(float(values.mean()), std, len(values))
