@@ -16,7 +16,7 @@ from xlr.analysis.bias import (
     rank_distance_per_query,
     top_language_per_query,
 )
-from xlr.analysis.intervals import compare_arms, interval_by_arm
+from xlr.analysis.intervals import compare_arms, interval_by_arm, preference_intervals
 from xlr.analysis.negative_control import seed_negative_control
 from xlr.eval.results import RESULT_COLUMNS
 
@@ -206,15 +206,19 @@ def test_preference_is_macro_over_query_languages():
 
 
 def test_preference_per_query_is_one_hot_and_its_macro_mean_is_the_share():
-    """Per query one row per pool language, 1 where its best item is; the macro mean over
-    query languages is language_preference's share (one computation, two forms)."""
+    """Per pool language one table with a row per query, 1 where its best item is; the macro
+    mean over query languages is language_preference's share (one computation, two forms), and
+    preference_intervals gives it its interval."""
     table = ranks_table(
         [(q, "en", {"en": [1], "de": [2]}) for q in range(3)]
         + [(3, "de", {"en": [2], "de": [1]}), (4, "image", {"en": [2], "de": [1]})]
         + [(5, "image", {"en": [1], "de": [2]})]
     )
-    per_query = preference_per_query(table)
-    assert len(per_query) == 6 * 2 and (per_query.groupby("query_idx")["value"].sum() == 1).all()
+    tables = list(preference_per_query(table))
+    assert [part["lang"].unique().tolist() for part in tables] == [["en"], ["de"]]
+    assert all(len(part) == 6 for part in tables)  # a row per query, one language each
+    per_query = pd.concat(tables)
+    assert (per_query.groupby("query_idx")["value"].sum() == 1).all()
     hits = per_query[per_query["value"] == 1].set_index("query_idx")["lang"].to_dict()
     assert hits == {0: "en", 1: "en", 2: "en", 3: "de", 4: "de", 5: "en"}
     np.testing.assert_allclose(per_query["uniform"], 1 / 2)
@@ -223,10 +227,15 @@ def test_preference_per_query_is_one_hot_and_its_macro_mean_is_the_share():
     shares = language_preference(table)
     caption_shares = shares[shares["query_kind"] == "caption"].set_index("top_lang")["share"]
     pd.testing.assert_series_equal(by_lang, caption_shares, check_names=False)
-    share = interval_by_arm(per_query, by=("lang", "uniform"))
+    share = preference_intervals(table)
+    pd.testing.assert_frame_equal(
+        share, interval_by_arm(per_query, by=("lang", "uniform")), check_like=True
+    )
     caption = share[share["query_kind"] == "caption"].set_index("lang")
     assert caption["estimate"].to_dict() == pytest.approx({"de": 0.5, "en": 0.5})
     assert (caption["uniform"] == 0.5).all() and set(share["query_kind"]) == {"caption", "image"}
+    with pytest.raises(ValueError, match="rank"):  # checked at the call, not the first table
+        preference_per_query(table.drop(columns="rank"))
 
 
 def test_english_first_rate():

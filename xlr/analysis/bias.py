@@ -34,7 +34,7 @@ and joins match them only to each other, so compare an arm with the zero-shot mo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -274,22 +274,30 @@ def _pool_languages(frame: pd.DataFrame) -> pd.DataFrame:
     return langs.assign(uniform=1.0 / sizes.to_numpy(np.float64))
 
 
-def preference_per_query(ranks: pd.DataFrame, pool: Sequence[str] | None = None) -> pd.DataFrame:
-    """Per query and pool language of its benchmark (``lang``): 1.0 when the query's best pool
-    item is in that language, else 0.0 (``value``), and the ``uniform`` share.
+def preference_per_query(
+    ranks: pd.DataFrame, pool: Sequence[str] | None = None
+) -> Iterator[pd.DataFrame]:
+    """Per benchmark, task and pool language (``lang``), one table: per query, 1.0 when its best
+    pool item is in that language, else 0.0 (``value``), and the ``uniform`` share.
 
     The per-query form of :func:`language_preference`, whose shares are these values' macro
     means over query languages: each share takes its interval over bases, seeds and images from
-    :func:`xlr.analysis.intervals.interval_by_arm` (``by=("lang", "uniform")``), and one
-    language's rows compare two arms query by query. A caption query's own language holds no
-    relevant item (the query is left out of its pool), so its value there is 0. The table has a
-    row per query and pool language, about as many as the ranks it reads.
+    :func:`xlr.analysis.intervals.preference_intervals`, and one language's rows compare two
+    arms query by query. A caption query's own language holds no relevant item (the query is
+    left out of its pool), so its value there is 0. One language at a time: all languages at
+    once would be a row per query and pool language, about as many as the ranks it reads.
     """
-    frame, _ = _checked_pool(ranks, pool)
-    langs = _pool_languages(frame)
-    table = _top_language(frame).merge(langs, on=["benchmark", "task"])
-    table["value"] = (table["top_lang"] == table["lang"]).astype(np.float64)
-    return table[[*QUERY_COLUMNS, "lang", "value", "uniform"]]
+    frame, _ = _checked_pool(ranks, pool)  # checked now, not at the first table
+    return _one_hot(_top_language(frame), _pool_languages(frame))
+
+
+def _one_hot(top: pd.DataFrame, langs: pd.DataFrame) -> Iterator[pd.DataFrame]:
+    """:func:`preference_per_query`'s tables, from the queries' top languages."""
+    queries = top.groupby(["benchmark", "task"], sort=False)
+    for row in langs.itertuples(index=False):
+        part = queries.get_group((row.benchmark, row.task))
+        value = part["top_lang"].eq(row.lang).astype(np.float64)
+        yield part[QUERY_COLUMNS].assign(lang=row.lang, value=value, uniform=row.uniform)
 
 
 def language_preference(ranks: pd.DataFrame, pool: Sequence[str] | None = None) -> pd.DataFrame:

@@ -18,7 +18,7 @@ from dataclasses import asdict, fields
 
 import pandas as pd
 
-from xlr.analysis.bias import QUERY_COLUMNS
+from xlr.analysis.bias import QUERY_COLUMNS, preference_per_query
 from xlr.analysis.figure_style import sort_arms
 from xlr.analysis.stats import Cells, Interval, cells_interval, design_cells
 from xlr.eval.metrics import DEFAULT_KS, per_query_values
@@ -93,8 +93,8 @@ def interval_by_arm(
 ) -> pd.DataFrame:
     """Each arm's macro mean over query languages with its interval, per benchmark, task and
     query kind and the columns ``by`` (e.g. the ``lang`` of
-    :func:`xlr.analysis.bias.preference_per_query`): ``estimate, low, high``, the design counts
-    and ``confidence``."""
+    :func:`xlr.analysis.bias.preference_per_query`'s tables): ``estimate, low, high``, the
+    design counts and ``confidence``."""
     keys = [*ARM_SUMMARY_KEYS, *by]
     check_table(per_query, [*QUERY_COLUMNS, *by, "value"], "per-query")
     rows = [
@@ -102,6 +102,20 @@ def interval_by_arm(
         for values, group in per_query.groupby(keys, sort=True, dropna=False)
     ]
     return pd.DataFrame(rows)
+
+
+def preference_intervals(
+    ranks: pd.DataFrame, pool: Sequence[str] | None = None, confidence: float = 0.95
+) -> pd.DataFrame:
+    """Each pool language's share of the queries' best-ranked relevant items
+    (:func:`xlr.analysis.bias.language_preference`'s ``share``) with its interval over bases,
+    seeds and images, per arm, benchmark, task, query kind and language (``lang``, with its
+    ``uniform`` share): :func:`interval_by_arm` of each language's
+    :func:`xlr.analysis.bias.preference_per_query` table in turn."""
+    by = ("lang", "uniform")
+    parts = [interval_by_arm(part, confidence, by) for part in preference_per_query(ranks, pool)]
+    table = pd.concat(parts, ignore_index=True)
+    return table.sort_values([*ARM_SUMMARY_KEYS, *by], ignore_index=True)
 
 
 def paired_units(a: pd.DataFrame, b: pd.DataFrame, on: Sequence[str]) -> pd.DataFrame:

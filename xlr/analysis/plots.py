@@ -383,8 +383,7 @@ def language_preference_figure(shares: pd.DataFrame) -> Figure:
     in percentage points, with its interval.
 
     ``shares``: one row per arm and language (``lang``) with the share's interval
-    (``estimate, low, high``: :func:`xlr.analysis.intervals.interval_by_arm` of
-    :func:`xlr.analysis.bias.preference_per_query` with ``by=("lang", "uniform")``) and the
+    (``estimate, low, high``: :func:`xlr.analysis.intervals.preference_intervals`) and the
     ``uniform`` share 1 / L of an unbiased model. Points start from the axis's centre, the
     uniform share: up is preferred, down avoided, and a difference whose bar crosses the centre
     is not told from chance at that level. Differences of a few points would be slivers on bars
