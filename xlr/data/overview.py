@@ -8,6 +8,7 @@ re-derived: the tables show what later notebooks will read.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +86,33 @@ def caption_sources(pool: ImageTextSet) -> pd.DataFrame:
     table = pd.crosstab(captions["lang"], source)
     columns = ["written", "ENG TEXT", "machine-translated", "round trip"]
     return table.reindex(columns=columns, fill_value=0).rename_axis(index="language", columns=None)
+
+
+def identical_across_languages(sets: dict[str, ImageTextSet], langs: Sequence[str]) -> pd.DataFrame:
+    """Per set: its captions in ``langs``, how many of them are the exact text of a caption of
+    the same image in another of ``langs`` (``identical``, with its ``share``), on how many
+    images, and the first such text with its languages (``example``).
+
+    Why: an identical text embeds identically, so in a multilingual pool the two captions tie,
+    and a tie goes to the lower gallery index (:mod:`xlr.eval.search`), the language earlier in
+    the pool. A query's first place, read by the language preference and English-first, is then
+    the tie rule's choice, not the model's. The count is an upper bound on the pools' ties (a
+    pool holds one caption per image and language); the generated corpus has none, and a real
+    benchmark's count says how much of its preference could be the tie rule."""
+    rows = []
+    for name, evaluation in sets.items():
+        captions = evaluation.captions[evaluation.captions["lang"].isin(langs)]
+        twins = captions.groupby(["image_id", "caption"], sort=False)["lang"].transform("nunique")
+        shared = captions[twins.to_numpy() > 1]
+        example = None
+        if len(shared):
+            first = shared.iloc[0]
+            same = shared[(shared["image_id"] == first["image_id"])
+                          & (shared["caption"] == first["caption"])]  # fmt: skip
+            example = f"{'/'.join(sorted(set(same['lang'])))}: {first['caption']!r}"
+        rows.append({
+            "set": name, "captions": len(captions), "identical": len(shared),
+            "share": len(shared) / len(captions) if len(captions) else float("nan"),
+            "images": shared["image_id"].nunique(), "example": example,
+        })  # fmt: skip
+    return pd.DataFrame(rows).set_index("set")
