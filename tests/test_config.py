@@ -184,6 +184,18 @@ def test_relative_paths_resolve_against_project_root(monkeypatch, tmp_path: Path
     assert resolve_path("/abs/y") == Path("/abs/y")
 
 
+def test_settings_left_unset_stay_out_of_dumps_and_so_of_hashes() -> None:
+    """``Field(exclude_if=...)`` (pydantic 2.12 and later; 2.11 ignores it without a word, which
+    would rename every run's folders): the tuned rates, the image-feature cache and benchmark
+    image folders enter a dump, and with it a hash, only when set."""
+    unset = parse_params(minimal())
+    train, data = (unset.model_dump(mode="json")[name] for name in ("train", "data"))
+    assert not {"rates", "cache_image_features"} & set(train)
+    assert "benchmark_images" not in data
+    tuned = parse_params(minimal(train={"rates": {"mono-full": 1e-3}}))
+    assert tuned.model_dump(mode="json")["train"]["rates"] == {"mono-full": 1e-3}
+
+
 def test_laion_shards_stand_in_for_inputs_and_unset_settings_keep_hashes() -> None:
     """``data.laion.shards`` replaces inputs and quotas; the new settings, unset, leave the data
     section's hash (part of every checkpoint's name) as it was before they existed."""
