@@ -40,8 +40,9 @@ smoke: env
 study: env
 	$(BIN)/xlr reproduce params/synthetic.yaml
 
+# the 25 slowest tests are listed at the end: the suite must stay under 30 minutes on 2 cores
 test: env browser
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25
 
 # tests/test_browser.py opens the exported pages in Debian's Chromium with the Noto fonts
 # (Latin, Cyrillic, Arabic, Devanagari, CJK). Installed through apt-get where this runs as root;
