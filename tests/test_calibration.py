@@ -25,6 +25,7 @@ from test_stats import BASES, DESIGN, MIN_EFFECT, interval, simulated_difference
 from xlr.analysis import calibration, resamples
 from xlr.analysis.calibration import (
     MAX_AA_RATE,
+    RESAMPLES,
     calibrate_claims,
     calibrate_comparison,
     check_calibration,
@@ -288,10 +289,14 @@ def test_the_check_fails_an_interval_too_narrow_to_get_verdicts(
 def test_the_nonzero_limit_known_answers() -> None:
     """Binomial tails by hand: at 5% over 32 replicates P(X >= 7) = 0.00087 < 0.001 <= P(X >= 6)
     = 0.0046, so the limit is 7/32; at 0.625% over 200, P(X >= 7) = 0.0003 and P(X >= 6) =
-    0.0018: 7/200; at 5% over 200, P(X >= 22) = 0.0005 and P(X >= 21) = 0.0012: 22/200."""
+    0.0018: 7/200; at 5% over 200, P(X >= 22) = 0.0005 and P(X >= 21) = 0.0012: 22/200; at
+    0.05/24 over 200, P(X >= 4) = 0.00088 and P(X >= 3) = 0.0088: 4/200. The README quotes the
+    limits at notebook 05's 200 resamples: 11% at 95%, 2.0% at 1 - 0.05/24."""
     assert nonzero_rate_limit(0.95, 32) == pytest.approx(7 / 32)
     assert nonzero_rate_limit(1 - 0.05 / 8, 200) == pytest.approx(7 / 200)
-    assert nonzero_rate_limit(0.95, 200) == pytest.approx(22 / 200)
+    assert RESAMPLES == 200  # calibrate_claims' default, which notebook 05 uses
+    assert nonzero_rate_limit(0.95, RESAMPLES) == pytest.approx(22 / 200)
+    assert nonzero_rate_limit(1 - 0.05 / 24, RESAMPLES) == pytest.approx(4 / 200)
     with pytest.raises(ValueError, match="resamples"):
         nonzero_rate_limit(0.95, 0)
 

@@ -155,6 +155,7 @@ def test_a_boilerplate_group_never_swells_the_split(monkeypatch: pytest.MonkeyPa
     # the README's bounds: at most val_fraction (0.2 at most) of the images, and 5,000
     big = numbered(30_000, ["Untitled"] * 7_000 + [f"caption {i}" for i in range(23_000)])
     assert holdout.VAL_IMAGES_MAX == 5000
+    assert LaionSection.model_fields["val_fraction"].default == 0.02  # the README's default
     assert len(held_out_images(big, 0.2, seed=23)) == 5000
     small = numbered(8, ["a", "a", "b", "b", "c", "c", "d", "e"])
     assert all(len(held_out_images(small, 0.2, seed)) == 1 for seed in range(10))  # 1.6: 1

@@ -12,7 +12,7 @@ from test_tasks import DesignedEncoder, designed_set
 
 from xlr import tuning
 from xlr.arms import Arm
-from xlr.config import Params, RateKey, parse_params
+from xlr.config import Params, RateKey, load_params, parse_params
 from xlr.data import prepare
 from xlr.data.prepare import finetune_pool, prepare_data
 from xlr.data.synthetic import corpus as corpus_module
@@ -230,6 +230,17 @@ def test_every_arm_family_is_tuned_on_its_own(
     }  # fmt: skip
     assert scales.pop("hybrid-full") == {1e-4, 1e-3}  # its trials move the scale at their rate
     assert set(map(frozenset, scales.values())) == {frozenset({1e-3})}  # the others at its best
+
+
+@pytest.mark.parametrize(
+    ("name", "trials"), [("smoke", 6), ("synthetic", 44), ("laion5b_xlmr_b32", 30)]
+)
+def test_shipped_sweeps_train_the_trials_the_readme_counts(name: str, trials: int) -> None:
+    """README and params comments give each study's tuning cost in trials (a real one is an
+    arm trained for the whole run's steps)."""
+    params = load_params(Path(__file__).parents[1] / "params" / f"{name}.yaml")
+    arms = tuning.family_arms(params).values()
+    assert sum(len(tuning.grid(params, arm)) for arm in arms) == trials
 
 
 def test_a_sweep_is_redone_only_for_settings_that_change_its_trials(tmp_path: Path) -> None:
