@@ -86,9 +86,8 @@ def test_against_reference_compares_every_arm_with_the_zero_shot_model() -> None
     mono = per_query("mono-full", runs, {run: 0.1 * (1 + run[0]) for run in runs})
     hybrid = per_query("hybrid-a0.5-full", runs, {run: 0.3 for run in runs})
     zero_shot = per_query("zeroshot", [(0, pd.NA), (1, pd.NA)], {(0, pd.NA): 0.0, (1, pd.NA): 0.1})
-    table = against_reference(pd.concat([hybrid, zero_shot, mono]), "zeroshot")
-    # the study's order (mono before hybrid), not the names' or the table's
-    assert table["arm_a"].tolist() == ["mono-full", "hybrid-a0.5-full"]
+    table = against_reference(pd.concat([mono, zero_shot, hybrid]), "zeroshot")
+    assert table["arm_a"].tolist() == ["hybrid-a0.5-full", "mono-full"]  # name order
     assert set(table["arm_b"]) == {"zeroshot"}
     estimates = table.set_index("arm_a")["estimate"]
     assert estimates.to_dict() == pytest.approx({"hybrid-a0.5-full": 0.25, "mono-full": 0.1})
@@ -100,6 +99,8 @@ def test_against_reference_compares_every_arm_with_the_zero_shot_model() -> None
         assert empty.empty and list(empty.columns) == list(COMPARISON_COLUMNS)
     with pytest.raises(ValueError, match="has fine-tuning seeds"):
         against_reference(pd.concat([mono, hybrid]), "mono-full")
+    with pytest.raises(ValueError, match="not an arm name"):  # misspelt: no empty table
+        against_reference(pd.concat([mono, zero_shot]), "zero-shot")
 
 
 def test_interval_by_arm_groups_by_further_columns() -> None:

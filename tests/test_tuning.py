@@ -18,6 +18,7 @@ from xlr.data.prepare import finetune_pool, prepare_data
 from xlr.data.synthetic import corpus as corpus_module
 from xlr.models.bases import load_base
 from xlr.train import study
+from xlr.train.finetune import arm_folder
 
 
 def tiny_study(root: Path, **tune: list[float]) -> object:
@@ -235,18 +236,19 @@ def test_every_arm_family_is_tuned_on_its_own(
 @pytest.mark.parametrize(
     ("name", "trials"), [("smoke", 6), ("synthetic", 44), ("laion5b_xlmr_b32", 30)]
 )
-def test_shipped_sweeps_train_the_trials_the_readme_counts(name: str, trials: int) -> None:
-    """README and params comments give each study's tuning cost in trials (a real one is an
+def test_shipped_sweeps_train_the_trials_their_docs_count(name: str, trials: int) -> None:
+    """README and the params' comments give each study's tuning cost in trials (a real one is an
     arm trained for the whole run's steps)."""
     params = load_params(Path(__file__).parents[1] / "params" / f"{name}.yaml")
     arms = tuning.family_arms(params).values()
-    assert sum(len(tuning.grid(params, arm)) for arm in arms) == trials
+    assert sum(len(tuning.rate_grid(params, arm)) for arm in arms) == trials
 
 
 def test_a_sweep_is_redone_only_for_settings_that_change_its_trials(tmp_path: Path) -> None:
-    """The sweep's key names its trials' folder: a speed setting, an eval setting its score
-    does not read or the study's seeds (its trials train at train.tune.seed) leave it (a new
-    key retrains every trial: hours on the real study)."""
+    """The choice's key and the trials' key: a speed setting, an eval setting the score does not
+    read or the study's seeds (trials train at train.tune.seed) leave both (a new trials' key
+    retrains every trial: hours on the real study); the grid, the measure and what the score
+    reads choose again from the same trials."""
     params = tiny_study(tmp_path, full=[1e-4, 1e-3])
 
     def changed(section: str, **update: object) -> Params:
@@ -285,12 +287,19 @@ def test_a_widened_grid_trains_only_its_new_rates(
     monkeypatch.setattr(tuning, "val_sets", lambda params: {})
     monkeypatch.setattr(tuning, "_encoder", recording_encoder)
     monkeypatch.setattr(tuning, "score", lambda trial, lr, arm, sets: lr)  # the highest wins
-    narrow = tuning.tune(tiny_study(tmp_path, full=[1e-4, 1e-3]), pool=None)  # type: ignore[arg-type]
-    assert narrow.rates == {"hybrid-full": 1e-3}
-    wide = tuning.tune(tiny_study(tmp_path, full=[1e-4, 1e-3, 1e-2]), pool=None)  # type: ignore[arg-type]
-    assert wide.rates == {"hybrid-full": 1e-2}
+    grids = [tiny_study(tmp_path, full=[1e-4, 1e-3]), tiny_study(tmp_path, full=[1e-4, 1e-3, 1e-2])]
+    narrow, wide = (tuning.tune(params, pool=None) for params in grids)  # type: ignore[arg-type]
+    assert (narrow.rates, wide.rates) == ({"hybrid-full": 1e-3}, {"hybrid-full": 1e-2})
     assert trained == [("lr0.0001", False), ("lr0.001", False),
                        ("lr0.0001", True), ("lr0.001", True), ("lr0.01", False)]  # fmt: skip
+    # the real trial resumes or reuses a folder only for its own run: the same under both grids
+    arm = tuning.family_arms(grids[0])["hybrid-full"]
+    identities = [
+        arm_folder(arm, designed_set(), ["en"], tuning.with_rates(params, {"hybrid-full": 1e-3}),
+                   tmp_path, resume=True).identity
+        for params in grids
+    ]  # fmt: skip
+    assert identities[0] == identities[1]
 
 
 def test_a_choice_at_the_edge_of_its_grid_is_flagged() -> None:

@@ -91,7 +91,7 @@ def family_arms(params: Params) -> dict[str, Arm]:
     return {arm.rate_key: arm.at(base, seed) for arm in arms}
 
 
-def grid(params: Params, arm: Arm) -> list[float]:
+def rate_grid(params: Params, arm: Arm) -> list[float]:
     """The rates ``arm``'s family is tried at: its kind's ``train.tune`` list (full, lora or
     adapters)."""
     return getattr(params.train.tune, str(arm.trained))
@@ -178,7 +178,7 @@ def tune(params: Params, pool: ImageTextSet) -> Tuning:
     for family, arm in arms.items():
         scale = {SCALE_FAMILY: rates[SCALE_FAMILY]} if SCALE_FAMILY in rates else {}
         values = {}
-        for rate in grid(params, arm):
+        for rate in rate_grid(params, arm):
             trial = with_rates(params, scale | {family: rate})
             encoder = _encoder(trial, arm, trials / _trial(family, rate, scale), pool)
             values[rate] = score(trial, encoder, arm, sets)

@@ -24,8 +24,8 @@ Measures (lower rank distance and divergence mean less language bias):
 - fairness across languages: spread of per-language R@1 and the seen - held-out gap.
 
 Per-query measures come back as tables with a ``value`` column (:data:`QUERY_COLUMNS`), so one
-set of summaries serves them all: :func:`macro_mean` per run here, and intervals, paired tests
-and the spread over seeds in :mod:`xlr.analysis.intervals`. Macro means weigh every query
+set of summaries serves them all: :func:`macro_mean` per run here, and intervals and paired
+tests in :mod:`xlr.analysis.intervals`. Macro means weigh every query
 language equally; image and caption queries (``query_kind``) are never mixed. ``seed`` is
 missing (``<NA>``) for the zero-shot arm, which has no fine-tuning seed; grouping keeps such rows
 and joins match them only to each other, so compare an arm with the zero-shot model by leaving

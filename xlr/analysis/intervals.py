@@ -19,8 +19,8 @@ from dataclasses import asdict, fields
 import pandas as pd
 
 from xlr.analysis.bias import QUERY_COLUMNS, preference_per_query
-from xlr.analysis.figure_style import sort_arms
 from xlr.analysis.stats import Cells, Interval, cells_interval, design_cells
+from xlr.arms import Arm
 from xlr.eval.metrics import DEFAULT_KS, per_query_values
 from xlr.eval.results import check_table
 
@@ -226,10 +226,12 @@ def against_reference(
 ) -> pd.DataFrame:
     """Every other arm minus ``reference``, a model scored once per base (the zero-shot one),
     paired by base and query (:func:`compare_arms` without ``seed``: each seed of an arm meets
-    its base's reference), per benchmark, task and query kind; arms in the study's order
-    (:func:`~xlr.analysis.figure_style.sort_arms`). Empty, with its columns, where the table
-    lacks the reference or any other arm (a study run without a zero-shot arm): nothing is
-    compared, and a notebook shows the empty table rather than branching."""
+    its base's reference), per benchmark, task and query kind; arms in name order. Empty, with
+    its columns, where the table lacks the reference or any other arm (a study run without a
+    zero-shot arm): nothing is compared, and a notebook shows the empty table rather than
+    branching. ``reference`` must be an arm name (:meth:`~xlr.arms.Arm.parse`), so a misspelt
+    one is an error, not an empty table."""
+    Arm.parse(reference)
     present = set(per_query["arm"])
     arms = sorted(present - {reference}) if reference in present else []
     if not arms:
@@ -238,4 +240,4 @@ def against_reference(
         raise ValueError(f"{reference!r} has fine-tuning seeds: pair it by seed (compare_arms)")
     on = [key for key in PAIR_KEYS if key != "seed"]
     frames = [compare_arms(per_query, arm, reference, on, confidence=confidence) for arm in arms]
-    return sort_arms(pd.concat(frames, ignore_index=True), "arm_a").reset_index(drop=True)
+    return pd.concat(frames, ignore_index=True)

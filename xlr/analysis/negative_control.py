@@ -39,9 +39,9 @@ def negative_control(
 
     Seeds differ by chance only, so the p-values should rarely fall below the test level (about
     a ``level`` share of rows fail by chance); if they often do, arm differences must be judged
-    against the seed spread. With fewer than two seeds there is nothing to compare: one row
-    says so, with result ``not run``. With one base, each row is ``not run`` with
-    :data:`NO_REPLICATE` as its note (:func:`seed_negative_control`).
+    against the spread between seeds, not the intervals. With fewer than two seeds there is
+    nothing to compare: one row says so, with result ``not run``. With one base, each row is
+    ``not run`` with :data:`NO_REPLICATE` as its note (:func:`seed_negative_control`).
     """
     captions = per_query[per_query["query_kind"] == "caption"]
     arms = arm_order([a for a in captions["arm"].unique() if a != ZEROSHOT.name])
@@ -166,7 +166,7 @@ def seed_negative_control(
     The negative control of :func:`xlr.analysis.intervals.compare_arms`: seeds of one arm
     differ by chance only, so the p-value should rarely fall below the test level. If it often
     does, the comparison mistakes seed noise for an effect, and arm differences must be judged
-    against the spread between seeds.
+    against the spread between seeds, not the intervals.
     With one base the two seeds give one run of differences (training unit ``none``): its
     interval is conditional on that run and covers image noise only, while the difference
     between two seeds is training noise, which more images do not average away; its p-value

@@ -93,12 +93,14 @@ def identical_across_languages(sets: dict[str, ImageTextSet], langs: Sequence[st
     the same image in another of ``langs`` (``identical``, with its ``share``), on how many
     images, and the first such text with its languages (``example``).
 
-    Why: an identical text embeds identically, so in a multilingual pool the two captions tie,
-    and a tie goes to the lower gallery index (:mod:`xlr.eval.search`), the language earlier in
-    the pool. A query's first place, read by the language preference and English-first, is then
-    the tie rule's choice, not the model's. The count is an upper bound on the pools' ties (a
-    pool holds one caption per image and language); the generated corpus has none, and a real
-    benchmark's count says how much of its preference could be the tie rule."""
+    Why: an identical text embeds identically, so its first place in a multilingual pool says
+    nothing of the model's languages. An image query's two identical captions tie, and a tie
+    goes to the lower gallery index (:mod:`xlr.eval.search`), the language earlier in the pool;
+    a caption query's identical twin in another language matches it exactly and comes first.
+    The language preference and English-first rate count such first places. The count is an
+    upper bound on them (a pool holds one caption per image and language); the generated
+    corpus has none, and a real benchmark's count says how much of its preference they could
+    be."""
     rows = []
     for name, evaluation in sets.items():
         captions = evaluation.captions[evaluation.captions["lang"].isin(langs)]
