@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import optimize, stats
-from test_claims import HELDOUT, SEEN, fake_ranks
+from test_claims import HELDOUT, SEEN, fake_ranks, measures_of
 from test_stats import BASES, DESIGN, MIN_EFFECT, interval, simulated_difference
 
 from xlr.analysis import calibration, resamples
@@ -226,8 +226,8 @@ def test_calibration_reads_the_claims_interval() -> None:
     quality = {"zeroshot": 0.3, "mono-full": 0.45, "cross-full": 0.5, "hybrid-a0.5-full": 0.55}
     ranks = fake_ranks(quality, bases=(0, 1, 2), n_images=30)
     claims = default_claims(HeadlineArms(Arm("hybrid", 0.5, "full"), None))
-    table = calibrate_claims(ranks, claims, SEEN, HELDOUT, resamples=50, seed=0)
-    expected = evaluate_claims(ranks, claims, SEEN, HELDOUT).set_index("key")
+    table = calibrate_claims(measures_of(ranks), claims, SEEN, HELDOUT, resamples=50, seed=0)
+    expected = evaluate_claims(measures_of(ranks), claims, SEEN, HELDOUT).set_index("key")
     ran = expected[expected["p_value"].notna()]
     assert list(table["key"]) == list(ran.index)  # hybrid>multi:ml did not run
     by_key = table.set_index("key")
@@ -237,9 +237,9 @@ def test_calibration_reads_the_claims_interval() -> None:
     assert set(by_key["calibrates"]) == {"bases and images"}
     assert (by_key["aa_rate"] <= MAX_AA_RATE).all()
     assert "at most" in check_calibration(table)
-    again = calibrate_claims(ranks, claims, SEEN, HELDOUT, resamples=50, seed=0)
+    again = calibrate_claims(measures_of(ranks), claims, SEEN, HELDOUT, resamples=50, seed=0)
     pd.testing.assert_frame_equal(table, again)  # one seed, the same resamples
-    nothing = calibrate_claims(ranks, [], SEEN, HELDOUT, resamples=5)
+    nothing = calibrate_claims(measures_of(ranks), [], SEEN, HELDOUT, resamples=5)
     assert nothing.empty and "not applicable" in check_calibration(nothing)
     fig = calibration_figure(table)
     ax = fig.axes[0]

@@ -10,14 +10,18 @@ from xlr.analysis import claims as claims_module
 from xlr.analysis.claims import (
     FAMILIES,
     MIN_IMAGES,
+    STUDY_MEASURES,
     claim_evidence,
     claim_units,
     claims_by_run,
     default_claims,
     evaluate_claims,
     family_levels,
+    measure_rows,
     measure_task,
+    measure_tasks,
     per_query_measure,
+    query_measures,
     run_differences,
 )
 from xlr.analysis.intervals import compare_arms
@@ -26,6 +30,7 @@ from xlr.analysis.tables import claims_markdown
 from xlr.analysis.verdicts import verdict
 from xlr.arms import Arm, HeadlineArms
 from xlr.config import MinEffectSection
+from xlr.eval.results import read_runs, write_ranks
 
 SEEN, HELDOUT = ["en", "de", "es"], ["nl"]
 LANGS = SEEN + HELDOUT
@@ -64,6 +69,11 @@ def fake_ranks(quality: dict[str, float], bases=(0, 1), n_images: int = 60) -> p
     return frame
 
 
+def measures_of(ranks: pd.DataFrame) -> pd.DataFrame:
+    """The study's per-query measures of ``ranks`` (what notebooks 05 and 06 give the claims)."""
+    return query_measures([ranks], STUDY_MEASURES, SEEN, HELDOUT)
+
+
 ARMS = ["zeroshot", "mono-full", "cross-full", "multi-full", "hybrid-a0.5-full"]
 
 
@@ -73,7 +83,7 @@ PLANTED = {"bases": (0, 1, 2), "n_images": 120}  # two bases leave the training 
 
 def table_for(quality: dict[str, float]) -> pd.DataFrame:
     claims = default_claims(HeadlineArms(Arm("hybrid", 0.5, "full"), None))
-    return evaluate_claims(fake_ranks(quality, **PLANTED), claims, SEEN, HELDOUT)
+    return evaluate_claims(measures_of(fake_ranks(quality, **PLANTED)), claims, SEEN, HELDOUT)
 
 
 def test_planted_effects_are_supported_and_flipping_flips_them() -> None:
@@ -95,7 +105,9 @@ def test_two_training_units_leave_even_large_effects_inconclusive() -> None:
     quality = {"zeroshot": 0.2, "mono-full": 0.35, "cross-full": 0.4, "multi-full": 0.4,
                "hybrid-a0.5-full": 0.8}  # fmt: skip
     claims = default_claims(HeadlineArms(Arm("hybrid", 0.5, "full"), None))
-    two = evaluate_claims(fake_ranks(quality, bases=(0, 1), n_images=120), claims, SEEN, HELDOUT)
+    two = evaluate_claims(
+        measures_of(fake_ranks(quality, bases=(0, 1), n_images=120)), claims, SEEN, HELDOUT
+    )
     assert set(two["verdict"]) == {"inconclusive", "supported"}
     assert (two["verdict"] == "inconclusive").sum() >= 6
     bias = two["key"].str.endswith(":bias")  # the effects are there, bias falling
@@ -109,7 +121,7 @@ def test_missing_arms_are_reported_not_invented() -> None:
             Arm("hybrid", 0.5, "full"), Arm("adapters", fallback="base"), Arm("hybrid", 0.5, "lora")
         )
     )
-    table = evaluate_claims(ranks, claims, SEEN, HELDOUT)
+    table = evaluate_claims(measures_of(ranks), claims, SEEN, HELDOUT)
     by_key = table.set_index("key")["verdict"]
     assert by_key["hybrid>mono:ml"] == "not run (mono-full missing)"
     missing = "not run (adapters-base, hybrid-a0.5-lora missing)"
@@ -155,6 +167,43 @@ def test_per_query_measures_known_values() -> None:
     assert len(rd_seen) == 9  # the seen pool has no held-out query
     with pytest.raises(ValueError, match="no t2i caption queries"):
         per_query_measure(ranks[ranks["query_lang"] != "nl"], "t2i R@1", "heldout", SEEN, HELDOUT)
+
+
+def test_measures_read_run_by_run_from_files_are_those_of_the_whole_frame(tmp_path) -> None:
+    """Notebooks 05 and 06 measure one ranks file at a time (read_runs), never holding the
+    study's ranks: the per-query table is row for row the one measured from every run at once,
+    and reads only the tasks the measures need."""
+    quality = {"zeroshot": 0.3, "mono-full": 0.5, "hybrid-a0.5-full": 0.7}
+    ranks = pd.concat(
+        [fake_ranks(quality, bases=(0, 1), n_images=8),
+         fake_ranks(quality, bases=(0,), n_images=5).assign(benchmark="other")]
+    )  # fmt: skip
+    files = write_ranks(ranks, tmp_path)
+    assert len(files) == 9  # three arms, two bases here and one there
+    tasks = measure_tasks(STUDY_MEASURES)
+    assert tasks == ["t2i", "multilingual", "multilingual_seen"]
+    streamed = query_measures(
+        read_runs(files, tasks, progress=False), STUDY_MEASURES, SEEN, HELDOUT
+    )
+    whole = measures_of(ranks)
+    keys = ["benchmark", "arm", "base_seed", "measure", "langs", "query_idx"]
+    pd.testing.assert_frame_equal(
+        streamed.sort_values(keys).reset_index(drop=True),
+        whole.sort_values(keys).reset_index(drop=True),
+    )
+    counts = whole.groupby(["benchmark", "measure", "langs"]).size()
+    assert counts[("other", "t2i R@1", "heldout")] == 3 * 5  # one base, 5 nl captions
+    assert counts[("synthetic", "rank distance", "seen")] == 6 * 8 * 3  # 6 runs, seen captions
+    one = measure_rows(whole, "multilingual mAP", "all")
+    assert set(one["task"]) == {"multilingual"} and len(one) == 6 * 4 * 8 + 3 * 4 * 5
+    with pytest.raises(ValueError, match="no run's ranks hold a caption query"):
+        query_measures([ranks[ranks["task"] == "xt2t"]], STUDY_MEASURES, SEEN, HELDOUT)
+
+
+def test_the_study_measures_hold_every_claims_measure() -> None:
+    """A claim whose measure query_measures was not asked for would read as not run."""
+    claims = default_claims(HEADLINE)
+    assert {(c.measure, c.langs) for c in claims} <= set(STUDY_MEASURES)
 
 
 def test_multilingual_measures_read_the_pool_the_group_names() -> None:
@@ -205,7 +254,7 @@ def test_each_claim_states_its_family_and_the_adapters_meet_fair_arms() -> None:
 def test_holm_and_the_interval_level_count_the_family_that_ran() -> None:
     arms = [*ARMS, "hybrid-a0.5-lora", "adapters-base", "adapters_hybrid-a0.5-base"]
     ranks = fake_ranks({arm: 0.5 for arm in arms if arm != "multi-full"}, n_images=20)
-    table = evaluate_claims(ranks, default_claims(HEADLINE), SEEN, HELDOUT)
+    table = evaluate_claims(measures_of(ranks), default_claims(HEADLINE), SEEN, HELDOUT)
     ran = table[table["p_value"].notna()]
     assert table.loc[table["key"] == "hybrid>multi:ml", "verdict"].item().startswith("not run")
     for family, size in {"batches": 7, "adapters": 6}.items():
@@ -220,7 +269,7 @@ def test_the_rank_distance_effect_and_minimum_are_relative_to_the_reference_arm(
     ranks = fake_ranks({"mono-full": 0.4, "hybrid-a0.5-full": 0.5})
     claim = [c for c in default_claims(HeadlineArms(Arm("hybrid", 0.5, "full"), None))
              if c.measure == "rank distance"]  # fmt: skip
-    row = evaluate_claims(ranks, claim, SEEN, HELDOUT).iloc[0]
+    row = evaluate_claims(measures_of(ranks), claim, SEEN, HELDOUT).iloc[0]
     level = {
         arm: per_query_measure(ranks[ranks["arm"] == arm], "rank distance", "seen", SEEN, HELDOUT)
         .groupby("query_lang")["value"].mean().mean()  # one seed, bases alike in size
@@ -249,7 +298,7 @@ def test_a_rank_distance_verdict_is_the_relative_rules(monkeypatch: pytest.Monke
         return "equivalent"
 
     monkeypatch.setattr(claims_module, "relative_verdict", scripted)
-    table = evaluate_claims(ranks, claims, SEEN, HELDOUT).set_index("key")
+    table = evaluate_claims(measures_of(ranks), claims, SEEN, HELDOUT).set_index("key")
     level = table.at["hybrid<mono:bias", "interval_confidence"]
     assert calls == [(-1, 0.1, level)]  # lower is less biased; 10% of b; the family's level
     assert table.at["hybrid<mono:bias", "verdict"] == "equivalent"
@@ -260,7 +309,9 @@ def test_a_large_minimum_makes_a_null_difference_equivalent() -> None:
     ranks = fake_ranks({arm: 0.5 for arm in ARMS}, n_images=120)
     claims = default_claims(HeadlineArms(Arm("hybrid", 0.5, "full"), None))
     loose = MinEffectSection(recall_at_1=0.9, map=0.9, rank_distance=0.9)
-    table = evaluate_claims(ranks, claims, SEEN, HELDOUT, min_effect=loose).set_index("key")
+    table = evaluate_claims(measures_of(ranks), claims, SEEN, HELDOUT, min_effect=loose).set_index(
+        "key"
+    )
     assert table.loc["hybrid>cross:ml", "verdict"] == "equivalent"
     assert "supported" not in set(table["verdict"])
 
@@ -271,7 +322,7 @@ def test_one_run_is_never_directional() -> None:
     ranks = fake_ranks({"mono-full": 0.2, "hybrid-a0.5-full": 0.9}, bases=(0,))
     claims = [c for c in default_claims(HeadlineArms(Arm("hybrid", 0.5, "full"), None))
               if c.key == "hybrid>mono:t2i"]  # fmt: skip
-    row = evaluate_claims(ranks, claims, SEEN, HELDOUT).iloc[0]
+    row = evaluate_claims(measures_of(ranks), claims, SEEN, HELDOUT).iloc[0]
     assert row["low"] > row["min_effect"] and row["n_runs"] == 1
     assert row["verdict"] == "inconclusive"
 
@@ -287,7 +338,7 @@ def test_fewer_images_than_calibration_needs_are_never_directional(n_images, exp
     )
     claims = [c for c in default_claims(HeadlineArms(Arm("hybrid", 0.5, "full"), None))
               if c.key == "hybrid>mono:t2i"]  # fmt: skip
-    row = evaluate_claims(ranks, claims, SEEN, HELDOUT).iloc[0]
+    row = evaluate_claims(measures_of(ranks), claims, SEEN, HELDOUT).iloc[0]
     assert row["n_runs"] == 3 and row["n_images"] == n_images
     assert row["low"] > row["min_effect"] and row["verdict"] == expected
 
@@ -301,7 +352,7 @@ def test_each_benchmark_is_judged_on_its_own() -> None:
     second = fake_ranks({**quality, "hybrid-a0.5-full": 0.2}, **PLANTED).assign(benchmark="other")
     second = second[second["query_lang"] != "nl"]  # no held-out language there
     claims = default_claims(HeadlineArms(Arm("hybrid", 0.5, "full"), None))
-    table = evaluate_claims(pd.concat([first, second]), claims, SEEN, HELDOUT)
+    table = evaluate_claims(measures_of(pd.concat([first, second])), claims, SEEN, HELDOUT)
     assert len(table) == 2 * len(claims)
     by = table.set_index(["key", "benchmark"])
     assert by.loc[("hybrid>mono:ml", "synthetic"), "verdict"] == "supported"
@@ -313,7 +364,7 @@ def test_each_benchmark_is_judged_on_its_own() -> None:
     ran = table[table["p_value"].notna()]
     assert set(ran["family_size"]) == {2 * len(claims) - 1}
     images_only = second[(second["task"] != "multilingual") | (second["query_lang"] == "image")]
-    table = evaluate_claims(pd.concat([first, images_only]), claims, SEEN, HELDOUT)
+    table = evaluate_claims(measures_of(pd.concat([first, images_only])), claims, SEEN, HELDOUT)
     assert table.set_index(["key", "benchmark"]).loc[("hybrid>mono:ml", "other"), "verdict"] == (
         "not run (no multilingual caption query in other)"
     )  # a pool without caption queries (a tiny Crossmodal-3600 subset) is no error
@@ -340,9 +391,9 @@ def test_claims_by_run_gives_each_runs_effect_as_the_claims_table_reads_it() -> 
     quality = {"zeroshot": 0.3, "mono-full": 0.45, "cross-full": 0.5, "hybrid-a0.5-full": 0.55}
     ranks = fake_ranks(quality, bases=(0, 1, 2), n_images=30)
     claims = default_claims(HeadlineArms(Arm("hybrid", 0.5, "full"), None))
-    evidence = claim_evidence(ranks, claims, SEEN, HELDOUT)
+    evidence = claim_evidence(measures_of(ranks), claims, SEEN, HELDOUT)
     runs = claims_by_run(evidence)
-    table = evaluate_claims(ranks, claims, SEEN, HELDOUT).set_index("key")
+    table = evaluate_claims(measures_of(ranks), claims, SEEN, HELDOUT).set_index("key")
     ran = table[table["p_value"].notna()]
     assert list(runs.columns) == ["key", "benchmark", "base_seed", "seed", "effect"]
     assert sorted(runs["key"].unique()) == sorted(ran.index)

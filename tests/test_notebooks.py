@@ -21,7 +21,7 @@ from xlr.analysis.negative_control import NEGATIVE_CONTROL_TABLE
 from xlr.analysis.positive_control import POSITIVE_CONTROL_TABLE
 from xlr.config import Params, load_params
 from xlr.eval.planted import planted_name
-from xlr.eval.results import MULTILINGUAL, MULTILINGUAL_SEEN, load_val_results
+from xlr.eval.results import MULTILINGUAL, MULTILINGUAL_SEEN, load_val_results, read_ranks
 from xlr.eval.runner import base_report
 from xlr.kernel import ensure_kernel
 from xlr.notebook import SECTIONS, notebook_params
@@ -157,7 +157,8 @@ def assert_zero_dose_is_the_model_itself() -> None:
     for bit, through the same ranking and pairing, so its judged
     rows pass; notebook 05 drew the dose response."""
     params = load_params(ROOT / "params" / "smoke.yaml")
-    _, ranks = load_val_results(params)
+    _, files = load_val_results(params)
+    ranks = read_ranks(files)
     pools = ranks[ranks["task"].isin([MULTILINGUAL, MULTILINGUAL_SEEN])]
     keys = ["task", "query_lang", "query_idx", "relevant_lang", "relevant_idx"]  # one rank each
     real = pools[pools["arm"] == "zeroshot"].set_index(keys)["rank"].sort_index()

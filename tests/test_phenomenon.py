@@ -461,8 +461,10 @@ def test_the_controls_and_the_base_report_never_read_the_evaluation_split(
     assert set(ranks["arm"]) == {"zeroshot", "cross-full", *planted_arms}
     assert len(planted_arms) == 5 and doses[:1] == [0.0]
     assert set(results["task"]) == {"t2i", "xt2t", "multilingual", "multilingual_seen"}
-    on_disk, on_disk_ranks = load_val_results(params)
+    on_disk, on_disk_files = load_val_results(params)
     pd.testing.assert_frame_equal(on_disk, results)
+    assert on_disk_files == sorted(rank_files)
+    on_disk_ranks = read_ranks(on_disk_files)
     assert len(on_disk_ranks) == len(ranks)
     assert not (results_dir(params) / "results").exists()  # the evaluation results are apart
     planted = load_planted(params)

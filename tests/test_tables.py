@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_claims import HELDOUT, SEEN, fake_ranks
+from test_claims import HELDOUT, SEEN, fake_ranks, measures_of
 
 from xlr.analysis.bias import rank_distance_per_query
 from xlr.analysis.claims import default_claims, evaluate_claims
@@ -46,7 +46,7 @@ def perfect_and_poor() -> pd.DataFrame:
 
 
 def test_headline_known_values() -> None:
-    table = headline_table(perfect_and_poor(), SEEN, HELDOUT)
+    table = headline_table(measures_of(perfect_and_poor()))
     value = table.set_index(["arm", "measure", "langs"])["estimate"]
     assert value[("hybrid-a0.5-full", "t2i R@1", "seen")] == 1.0
     assert value[("hybrid-a0.5-full", "t2i R@1", "heldout")] == 1.0
@@ -66,13 +66,13 @@ def test_headline_refuses_several_benchmarks_and_reads_each_on_its_own() -> None
     other = fake_ranks({"hybrid-a0.5-full": 0.0, "zeroshot": 1.0}, bases=(0,), n_images=4)
     both = pd.concat([perfect_and_poor(), other.assign(benchmark="other")], ignore_index=True)
     with pytest.raises(ValueError, match=r"headline_table got several benchmarks.*per_benchmark"):
-        headline_table(both, SEEN, HELDOUT)
+        headline_table(measures_of(both))
     parts = {name: (part, suffix) for name, part, suffix in per_benchmark(both)}
     assert {name: suffix for name, (_, suffix) in parts.items()} == {
         "other": "_other", "synthetic": "_synthetic"
     }  # fmt: skip
     for name, hybrid_r1 in (("synthetic", 1.0), ("other", 0.0)):
-        table = headline_table(parts[name][0], SEEN, HELDOUT).set_index(["arm", "measure", "langs"])
+        table = headline_table(measures_of(parts[name][0])).set_index(["arm", "measure", "langs"])
         assert table.loc[("hybrid-a0.5-full", "t2i R@1", "seen"), "estimate"] == hybrid_r1
 
 
@@ -81,13 +81,13 @@ def test_headline_leaves_out_what_a_benchmark_cannot_measure() -> None:
     measured (its per-benchmark loop in notebook 06 must not stop on it)."""
     ranks = perfect_and_poor()
     seen_only = ranks[~ranks["query_lang"].isin(HELDOUT)]
-    table = headline_table(seen_only, SEEN, HELDOUT)
+    table = headline_table(measures_of(seen_only))
     assert "heldout" not in set(table["langs"])
     assert {"t2i R@1", "multilingual mAP", "rank distance"} <= set(table["measure"])
     assert "t2i R@1 (heldout)" not in headline_wide(table).columns
-    elsewhere = ranks.assign(query_lang="xx")  # queries in no study language
+    heldout_only = [("t2i R@1", "heldout")]
     with pytest.raises(ValueError, match=r"\['synthetic'\]: none of the headline measures"):
-        headline_table(elsewhere, SEEN, HELDOUT)
+        headline_table(measures_of(seen_only), shown=heldout_only)
 
 
 def test_one_benchmark_keeps_its_names() -> None:
@@ -100,7 +100,7 @@ def test_one_benchmark_keeps_its_names() -> None:
 
 def test_headline_matches_an_independent_macro_mean() -> None:
     ranks = fake_ranks({"mono-full": 0.6}, bases=(0, 1), n_images=30)
-    table = headline_table(ranks, SEEN, HELDOUT)
+    table = headline_table(measures_of(ranks))
     t2i = ranks[(ranks["task"] == "t2i") & ranks["query_lang"].isin(SEEN)]
     # per query: hit averaged over the two bases (one seed each: the mean over runs of their
     # macro means); then mean per language, then over languages
@@ -112,7 +112,7 @@ def test_headline_matches_an_independent_macro_mean() -> None:
 
 
 def test_headline_wide_formats_intervals_and_cost() -> None:
-    table = headline_table(perfect_and_poor(), SEEN, HELDOUT)
+    table = headline_table(measures_of(perfect_and_poor()))
     cost = pd.DataFrame(
         {"trainable_params": [1234567], "examples": [9600], "wall_s": [12.345]},
         ["hybrid-a0.5-full"],
@@ -148,7 +148,7 @@ def test_claims_markdown_has_one_line_per_claim() -> None:
             Arm("hybrid", 0.5, "full"), Arm("adapters", fallback="base"), Arm("hybrid", 0.5, "lora")
         )
     )
-    table = evaluate_claims(ranks, claims, SEEN, HELDOUT, confidence=0.9)
+    table = evaluate_claims(measures_of(ranks), claims, SEEN, HELDOUT, confidence=0.9)
     text = claims_markdown(table)
     lines = text.splitlines()
     assert len(lines) == len(table) + 2
@@ -183,7 +183,7 @@ def test_a_one_run_claim_shows_no_interval_and_no_p() -> None:
     leave training noise out; the table says so instead of printing it beside "inconclusive"."""
     ranks = fake_ranks({"zeroshot": 0.3, "hybrid-a0.5-full": 0.6}, bases=(0,))
     claims = default_claims(HeadlineArms(Arm("hybrid", 0.5, "full"), None, None))
-    table = evaluate_claims(ranks, claims, SEEN, HELDOUT)
+    table = evaluate_claims(measures_of(ranks), claims, SEEN, HELDOUT)
     ran = table[table["p_value"].notna()]
     assert len(ran) == 1 and (ran["n_runs"] == 1).all() and (ran["verdict"] == "inconclusive").all()
     assert ran["p_value"].iloc[0] < 0.05  # the CSV keeps the images-only numbers

@@ -30,6 +30,7 @@ from xlr.eval.results import (
     RESULT_COLUMNS,
     _read_results,
     clip_benchmark_records,
+    read_ranks,
     write_ranks,
     write_results,
 )
@@ -334,9 +335,18 @@ def test_a_whole_evaluation_leaves_no_model_the_params_dropped(tmp_path: Path) -
     theirs = "xtd10_laion5b_s13b_b90k_xlm-roberta-base-ViT-B-32_en_zeroshot_retrieval.json"
     (tmp_path / "results" / "clip_benchmark" / theirs).write_text("{}")  # CLIP_benchmark's
     results, _ = _write_evaluation(written[:2], tmp_path)  # seed 4 dropped
-    table, read = _read_results(tmp_path, "missing")
+    table, files = _read_results(tmp_path, "missing")
     pd.testing.assert_frame_equal(table, results)
+    read = read_ranks(files)
     assert sorted(read["seed"].dropna().unique()) == [3]
+    t2i = read_ranks(files, ["t2i"])  # filtered while reading
+    assert set(t2i["task"]) == {"t2i"} and len(t2i) == (read["task"] == "t2i").sum() > 0
+    captions = read_ranks(files, ["multilingual", "t2i"], captions_only=True)
+    expected = read[read["task"].isin(["multilingual", "t2i"]) & (read["query_lang"] != "image")]
+    pd.testing.assert_frame_equal(captions, expected.reset_index(drop=True))
+    assert (read["query_lang"] == "image").any()  # something was left out
+    with pytest.raises(TypeError, match=r"got the string 't2i'"):
+        read_ranks(files, "t2i")  # a string would read the tasks t, 2 and i: none
     assert sorted(p.name for p in (tmp_path / "results" / "ranks").iterdir()) == [
         "mono-full-b0-s3-designed.parquet",
         "notes.txt",

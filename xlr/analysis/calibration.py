@@ -378,7 +378,7 @@ class _Judge:
 
 
 def calibrate_claims(
-    ranks: pd.DataFrame,
+    measures: pd.DataFrame,
     claims: Sequence[Claim],
     seen: Sequence[str],
     heldout: Sequence[str],
@@ -387,11 +387,12 @@ def calibrate_claims(
     resamples: int = RESAMPLES,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """One row per claim that ran (:func:`xlr.analysis.claims.evaluate_claims`, same arguments):
+    """One row per claim that ran (:func:`xlr.analysis.claims.evaluate_claims`, same arguments,
+    ``measures`` a :func:`xlr.analysis.claims.query_measures` table):
     the claim, its minimum effect and interval level as the claims table has them, and its
     :class:`Calibration`. Every claim draws its resamples from one generator seeded by ``seed``.
     """
-    evidence = claim_evidence(ranks, claims, seen, heldout)
+    evidence = claim_evidence(measures, claims, seen, heldout)
     table = claims_table(evidence, min_effect, confidence)
     rng = np.random.default_rng(seed)
     rows = []

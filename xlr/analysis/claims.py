@@ -45,7 +45,7 @@ run's own data.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -71,6 +71,15 @@ MIN_EFFECT_FIELD: dict[str, str] = {
 RELATIVE_MEASURES: tuple[str, ...] = ("rank distance",)  # effect a / b - 1, minimum a fraction
 DEFAULT_MIN_EFFECT = MinEffectSection()  # the params defaults, for callers without params
 POOL_TASKS: dict[str, str] = {"all": MULTILINGUAL, "seen": MULTILINGUAL_SEEN}
+# what notebooks 05 and 06 measure per query (query_measures): the claims' measures and groups
+# (a test checks they are all here) and the headline table's, which adds the whole pool's bias
+STUDY_MEASURES: tuple[tuple[Measure, LangGroup], ...] = (
+    ("t2i R@1", "seen"),
+    ("t2i R@1", "heldout"),
+    ("multilingual mAP", "all"),
+    ("rank distance", "seen"),
+    ("rank distance", "all"),
+)
 
 
 def measure_task(measure: Measure, group: LangGroup) -> str:
@@ -242,6 +251,50 @@ def per_query_measure(
     return per_query[per_query["query_kind"] == "caption"]
 
 
+MEASURE_COLUMNS: tuple[str, ...] = ("measure", "langs")  # what query_measures adds to a row
+
+
+def query_measures(
+    runs: Iterable[pd.DataFrame],
+    measures: Sequence[tuple[Measure, LangGroup]],
+    seen: Sequence[str],
+    heldout: Sequence[str],
+) -> pd.DataFrame:
+    """Every caption query's value of each ``(measure, group)`` (:func:`per_query_measure`),
+    one row per query, measure and group (:data:`MEASURE_COLUMNS` name the latter two), measured
+    frame by frame and, within one, benchmark by benchmark. ``runs`` yields ranks of whole runs
+    (every row of a run on a benchmark): :func:`xlr.eval.results.read_runs` yields one file at a
+    time, so no more than one run's ranks is held, never the study's (whose 150 million rows
+    would not fit beside the analyses' copies), and the per-query table is a few times smaller.
+    A benchmark that cannot give a measure (:func:`is_measured`) has no rows of it. The claims
+    (:func:`claim_evidence`) and the headline table read this table, not ranks.
+    """
+    frames = [
+        per_query_measure(part, measure, group, seen, heldout).assign(measure=measure, langs=group)
+        for ranks in runs
+        for _, part in ranks.groupby("benchmark", sort=False)  # a pool's languages: per benchmark
+        for measure, group in measures
+        if is_measured(part, measure, group, seen, heldout)
+    ]
+    if not frames:
+        raise ValueError(
+            f"no run's ranks hold a caption query that {[f'{m} ({g})' for m, g in measures]} "
+            "read; are these the ranks of notebook 04?"
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def measure_tasks(measures: Sequence[tuple[Measure, LangGroup]]) -> list[str]:
+    """The ranks tasks ``measures`` read (:func:`measure_task`), in order: the only ones
+    :func:`query_measures` needs read."""
+    return list(dict.fromkeys(measure_task(measure, group) for measure, group in measures))
+
+
+def measure_rows(table: pd.DataFrame, measure: Measure, group: LangGroup) -> pd.DataFrame:
+    """The rows of a :func:`query_measures` table of one measure and language group."""
+    return table[(table["measure"] == measure) & (table["langs"] == group)]
+
+
 def min_effect_of(measure: Measure, min_effect: MinEffectSection) -> float:
     """The claim's minimum effect in its effect's units: absolute for R@1 and mAP, a fraction
     (of arm b's level: the effect is a / b - 1) for :data:`RELATIVE_MEASURES`."""
@@ -299,12 +352,11 @@ def claim_pairing(claim: Claim) -> list[str]:
     return on if ZEROSHOT.name in (claim.arm_a, claim.arm_b) else [*on, "seed"]
 
 
-def claim_per_query(
-    ranks: pd.DataFrame, claim: Claim, seen: Sequence[str], heldout: Sequence[str]
-) -> pd.DataFrame:
-    """Per-query values of the claim's measure and languages for its two arms."""
-    arms = ranks[ranks["arm"].isin([claim.arm_a, claim.arm_b])]
-    return per_query_measure(arms, claim.measure, claim.langs, seen, heldout)
+def claim_per_query(measures: pd.DataFrame, claim: Claim) -> pd.DataFrame:
+    """Per-query values of the claim's measure and languages for its two arms, from a
+    :func:`query_measures` table."""
+    rows = measure_rows(measures, claim.measure, claim.langs)
+    return rows[rows["arm"].isin([claim.arm_a, claim.arm_b])]
 
 
 def claim_units(per_query: pd.DataFrame, claim: Claim) -> pd.DataFrame:
@@ -382,53 +434,53 @@ def claims_by_run(evidence: Sequence[tuple[Claim, str, pd.DataFrame | str]]) -> 
 
 
 def claim_evidence(
-    ranks: pd.DataFrame, claims: Sequence[Claim], seen: Sequence[str], heldout: Sequence[str]
+    measures: pd.DataFrame, claims: Sequence[Claim], seen: Sequence[str], heldout: Sequence[str]
 ) -> list[tuple[Claim, str, pd.DataFrame | str]]:
-    """Each claim on each benchmark of ``ranks`` (sorted): its :func:`claim_per_query` values,
-    or why it cannot run there (an arm missing, or none of its languages in that benchmark).
+    """Each claim on each benchmark of ``measures`` (a :func:`query_measures` table of the
+    claims' measures; benchmarks sorted): its :func:`claim_per_query` values, or why it cannot run
+    there (an arm missing, or none of its languages or pool's caption queries in that benchmark).
 
     A claim is judged per benchmark, never over their union: benchmarks differ in images,
     languages and difficulty, and each is a finding of its own (the family counts them all).
     """
-    arms = set(ranks["arm"].unique())
+    arms = set(measures["arm"].unique())
+    by_benchmark = dict(list(measures.groupby("benchmark", sort=True)))
     evidence: list[tuple[Claim, str, pd.DataFrame | str]] = []
     for claim in claims:
         absent = sorted({claim.arm_a, claim.arm_b} - arms)
-        for benchmark in sorted(ranks["benchmark"].unique()):
+        langs = group_langs(claim.langs, seen, heldout)
+        for benchmark, on_benchmark in by_benchmark.items():
             if absent:
                 evidence.append((claim, benchmark, f"not run ({', '.join(absent)} missing)"))
                 continue
-            on_benchmark = ranks[ranks["benchmark"] == benchmark]
-            langs = group_langs(claim.langs, seen, heldout)
+            per_query = claim_per_query(on_benchmark, claim)
             if claim.langs != "all" and not on_benchmark["query_lang"].isin(langs).any():
-                reason = f"not run (no {claim.langs} language in {benchmark})"
-            elif not is_measured(on_benchmark, claim.measure, claim.langs, seen, heldout):
+                per_query = f"not run (no {claim.langs} language in {benchmark})"
+            elif per_query.empty:
                 task = measure_task(claim.measure, claim.langs)
-                reason = f"not run (no {task} caption query in {benchmark})"
-            else:
-                reason = None
-            per_query = reason or claim_per_query(on_benchmark, claim, seen, heldout)
+                per_query = f"not run (no {task} caption query in {benchmark})"
             evidence.append((claim, benchmark, per_query))
     return evidence
 
 
 def evaluate_claims(
-    ranks: pd.DataFrame,
+    measures: pd.DataFrame,
     claims: Sequence[Claim],
     seen: Sequence[str],
     heldout: Sequence[str],
     min_effect: MinEffectSection = DEFAULT_MIN_EFFECT,
     confidence: float = 0.95,
 ) -> pd.DataFrame:
-    """The claims table: one row per claim and benchmark (:func:`claim_evidence`) with effect,
-    interval, minimum effect, raw and Holm-adjusted p-values, agreement, design and verdict
-    (module doc for the rule).
+    """The claims table: one row per claim and benchmark (:func:`claim_evidence`, from a
+    :func:`query_measures` table) with effect, interval, minimum effect, raw and Holm-adjusted
+    p-values, agreement, design and verdict (module doc for the rule).
 
     ``confidence`` is the family-wise level; ``interval_confidence`` the level of each row's
     interval, 1 - (1 - confidence) / m for the m rows of its family that ran (``family_size``,
     :func:`family_levels`); Holm adjusts within each family.
     """
-    return claims_table(claim_evidence(ranks, claims, seen, heldout), min_effect, confidence)
+    evidence = claim_evidence(measures, claims, seen, heldout)
+    return claims_table(evidence, min_effect, confidence)
 
 
 def claims_table(

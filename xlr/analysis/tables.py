@@ -21,10 +21,10 @@ import pandas as pd
 from xlr.analysis.claims import (
     MIN_IMAGES,
     RELATIVE_MEASURES,
+    STUDY_MEASURES,
     LangGroup,
     Measure,
-    is_measured,
-    per_query_measure,
+    measure_rows,
 )
 from xlr.analysis.figure_style import arm_order, sort_arms
 from xlr.analysis.intervals import interval_by_arm
@@ -32,13 +32,6 @@ from xlr.arms import SWEEP_FAMILIES, ZEROSHOT, Arm, arm_catalogue
 from xlr.config import Params
 from xlr.io import atomic_write_text
 
-HEADLINE_MEASURES: tuple[tuple[Measure, LangGroup], ...] = (
-    ("t2i R@1", "seen"),
-    ("t2i R@1", "heldout"),
-    ("multilingual mAP", "all"),
-    ("rank distance", "seen"),
-    ("rank distance", "all"),
-)
 COST_COLUMNS: tuple[str, ...] = ("trainable_params", "examples", "wall_s")
 
 
@@ -116,34 +109,31 @@ def measure_label(measure: str, langs: str) -> str:
 
 
 def headline_table(
-    ranks: pd.DataFrame,
-    seen: Sequence[str],
-    heldout: Sequence[str],
-    measures: Sequence[tuple[Measure, LangGroup]] = HEADLINE_MEASURES,
+    measures: pd.DataFrame,
     confidence: float = 0.95,
+    shown: Sequence[tuple[Measure, LangGroup]] = STUDY_MEASURES,
 ) -> pd.DataFrame:
     """One row per arm and measure of caption queries: ``estimate, low, high`` and the design
-    behind the interval (``n_bases, n_runs, n_images``).
+    behind the interval (``n_bases, n_runs, n_images``), from a
+    :func:`xlr.analysis.claims.query_measures` table of one benchmark.
 
     Retrieval measures are fractions in [0, 1]; rank distance is in ranks (lower = less
     language bias). The multilingual measures' ``langs`` name the pool they were ranked in
     (``all``: every study language, ``seen``: the seen languages only). Arms are in the study's
-    order (:func:`xlr.analysis.figure_style.arm_order`: zero-shot first). One benchmark's ranks:
-    its rows carry no benchmark, so several would repeat an arm's measure. A measure the
-    benchmark cannot give (:func:`xlr.analysis.claims.is_measured`) has no rows.
+    order (:func:`xlr.analysis.figure_style.arm_order`: zero-shot first). One benchmark: its rows
+    carry no benchmark, so several would repeat an arm's measure. A measure of ``shown`` the
+    benchmark cannot give has no rows.
     """
-    single_benchmark(ranks, "headline_table")
-    parts = []
-    for measure, group in measures:
-        if not is_measured(ranks, measure, group, seen, heldout):
-            continue  # the benchmark lacks its languages or pool: no column, as no claim ran
-        per_query = per_query_measure(ranks, measure, group, seen, heldout)
-        intervals = interval_by_arm(per_query, confidence)
-        parts.append(intervals.assign(measure=measure, langs=group))
+    single_benchmark(measures, "headline_table")
+    parts = [
+        interval_by_arm(per_query, confidence).assign(measure=measure, langs=group)
+        for measure, group in shown
+        if not (per_query := measure_rows(measures, measure, group)).empty
+    ]
     if not parts:
         raise ValueError(
-            f"{sorted(set(ranks['benchmark']))}: none of the headline measures "
-            f"{[measure_label(m, g) for m, g in measures]} has a caption query in these ranks"
+            f"{sorted(set(measures['benchmark']))}: none of the headline measures "
+            f"{[measure_label(m, g) for m, g in shown]} has a caption query in these measures"
         )
     table = sort_arms(pd.concat(parts, ignore_index=True))
     columns = ["arm", "measure", "langs", "estimate", "low", "high"]

@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pandas as pd
+from tqdm.auto import tqdm
 
 from xlr.config import Params
 from xlr.data.prepare import run_dir
@@ -185,30 +186,49 @@ def val_results_dir(params: Params) -> Path:
     return results_dir(params) / VAL_DIR
 
 
-def read_ranks(paths: Sequence[Path], task: str | None = None) -> pd.DataFrame:
-    """The ranks in ``paths`` (files :func:`write_ranks` wrote), in that order; with ``task``,
-    only its rows, filtered while reading so that the other tasks' rows are never loaded."""
-    filters = [("task", "==", task)] if task is not None else None
-    return pd.concat([pd.read_parquet(p, filters=filters) for p in paths], ignore_index=True)
+def read_ranks(
+    paths: Sequence[Path], tasks: Sequence[str] | None = None, captions_only: bool = False
+) -> pd.DataFrame:
+    """The ranks in ``paths`` (files :func:`write_ranks` wrote), in that order. With ``tasks``,
+    only their rows; with ``captions_only``, only caption queries' (not :data:`IMAGE` ones). Both
+    filter while reading, so the other rows are never loaded: the study's ranks (about 150
+    million rows) do not fit in memory at once beside the analyses' copies."""
+    if isinstance(tasks, str):
+        raise TypeError(f"tasks is a list of task names, got the string {tasks!r}: [{tasks!r}]")
+    filters = [("task", "in", list(tasks))] if tasks is not None else []
+    filters += [("query_lang", "!=", IMAGE)] if captions_only else []
+    frames = [pd.read_parquet(path, filters=filters or None) for path in paths]
+    return pd.concat(frames, ignore_index=True)
 
 
-def _read_results(root: Path, missing: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def read_runs(
+    paths: Sequence[Path], tasks: Sequence[str] | None = None, progress: bool = True
+) -> Iterator[pd.DataFrame]:
+    """Each file's ranks (:func:`read_ranks`: one run on one benchmark), one at a time, for an
+    analysis that measures each run on its own (:func:`xlr.analysis.claims.query_measures`)
+    and so holds one run's ranks at a time, never the study's; with a progress bar."""
+    for path in tqdm(paths, desc="ranks files", unit="file", disable=not progress):
+        yield read_ranks([path], tasks)
+
+
+def _read_results(root: Path, missing: str) -> tuple[pd.DataFrame, list[Path]]:
     path = root / RETRIEVAL_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {missing}")
-    return pd.read_parquet(path), read_ranks(sorted((root / RANKS_DIR).glob("*.parquet")))
+    return pd.read_parquet(path), sorted((root / RANKS_DIR).glob("*.parquet"))
 
 
-def load_results(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The results table and every ranks file notebook 04 wrote (05 and 06 start here)."""
+def load_results(params: Params) -> tuple[pd.DataFrame, list[Path]]:
+    """The results table and the ranks files notebook 04 wrote (05 and 06 start here; they read
+    the ranks they need with :func:`read_ranks` or :func:`read_runs`)."""
     return _read_results(
         results_dir(params),
         f"no retrieval results for run {params.run.name!r}; run notebook 04_retrieval_eval first",
     )
 
 
-def load_val_results(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The validation results and ranks of the controls' models
+def load_val_results(params: Params) -> tuple[pd.DataFrame, list[Path]]:
+    """The validation results and ranks files of the controls' models
     (:func:`xlr.eval.runner.evaluate_controls`, notebook 04), the planted model's included."""
     return _read_results(
         val_results_dir(params),
