@@ -369,6 +369,11 @@ def test_each_benchmark_is_judged_on_its_own() -> None:
         "not run (no multilingual caption query in other)"
     )  # a pool without caption queries (a tiny Crossmodal-3600 subset) is no error
     assert claims_markdown(table).count(", other") == len(claims)
+    without_mono = second[second["arm"] != "mono-full"]  # run elsewhere, not on this benchmark
+    table = evaluate_claims(measures_of(pd.concat([first, without_mono])), claims, SEEN, HELDOUT)
+    by = table.set_index(["key", "benchmark"])["verdict"]
+    assert by[("hybrid>mono:t2i", "other")] == "not run (mono-full missing)"
+    assert by[("hybrid>mono:t2i", "synthetic")] == "supported"
 
 
 def test_a_runs_difference_is_its_macro_mean_over_query_languages() -> None:

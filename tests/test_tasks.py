@@ -347,6 +347,8 @@ def test_a_whole_evaluation_leaves_no_model_the_params_dropped(tmp_path: Path) -
     assert (read["query_lang"] == "image").any()  # something was left out
     with pytest.raises(TypeError, match=r"got the string 't2i'"):
         read_ranks(files, "t2i")  # a string would read the tasks t, 2 and i: none
+    with pytest.raises(ValueError, match="no tasks to read"):
+        read_ranks(files, [])
     assert sorted(p.name for p in (tmp_path / "results" / "ranks").iterdir()) == [
         "mono-full-b0-s3-designed.parquet",
         "notes.txt",

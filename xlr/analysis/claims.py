@@ -263,9 +263,9 @@ def query_measures(
     """Every caption query's value of each ``(measure, group)`` (:func:`per_query_measure`),
     one row per query, measure and group (:data:`MEASURE_COLUMNS` name the latter two), measured
     frame by frame and, within one, benchmark by benchmark. ``runs`` yields ranks of whole runs
-    (every row of a run on a benchmark): :func:`xlr.eval.results.read_runs` yields one file at a
-    time, so no more than one run's ranks is held, never the study's (whose 150 million rows
-    would not fit beside the analyses' copies), and the per-query table is a few times smaller.
+    (every row of a run on a benchmark): from :func:`xlr.eval.results.read_runs`, one file at a
+    time, so a file or two is held at once, never the study's ranks (whose 150 million rows
+    would not fit in memory beside the analyses' copies).
     A benchmark that cannot give a measure (:func:`is_measured`) has no rows of it. The claims
     (:func:`claim_evidence`) and the headline table read this table, not ranks.
     """
@@ -438,18 +438,19 @@ def claim_evidence(
 ) -> list[tuple[Claim, str, pd.DataFrame | str]]:
     """Each claim on each benchmark of ``measures`` (a :func:`query_measures` table of the
     claims' measures; benchmarks sorted): its :func:`claim_per_query` values, or why it cannot run
-    there (an arm missing, or none of its languages or pool's caption queries in that benchmark).
+    there (an arm missing there, or none of its languages or pool's caption queries). A benchmark
+    without a row of any measure (its evaluation ran neither ``t2i`` nor a pool with caption
+    queries) is not in the table, and so has no claim rows.
 
     A claim is judged per benchmark, never over their union: benchmarks differ in images,
     languages and difficulty, and each is a finding of its own (the family counts them all).
     """
-    arms = set(measures["arm"].unique())
     by_benchmark = dict(list(measures.groupby("benchmark", sort=True)))
     evidence: list[tuple[Claim, str, pd.DataFrame | str]] = []
     for claim in claims:
-        absent = sorted({claim.arm_a, claim.arm_b} - arms)
         langs = group_langs(claim.langs, seen, heldout)
         for benchmark, on_benchmark in by_benchmark.items():
+            absent = sorted({claim.arm_a, claim.arm_b} - set(on_benchmark["arm"]))
             if absent:
                 evidence.append((claim, benchmark, f"not run ({', '.join(absent)} missing)"))
                 continue

@@ -195,6 +195,8 @@ def read_ranks(
     million rows) do not fit in memory at once beside the analyses' copies."""
     if isinstance(tasks, str):
         raise TypeError(f"tasks is a list of task names, got the string {tasks!r}: [{tasks!r}]")
+    if tasks is not None and not tasks:
+        raise ValueError("no tasks to read: give task names (TASK_NAMES) or None for every task")
     filters = [("task", "in", list(tasks))] if tasks is not None else []
     filters += [("query_lang", "!=", IMAGE)] if captions_only else []
     frames = [pd.read_parquet(path, filters=filters or None) for path in paths]
