@@ -24,7 +24,7 @@ from xlr.analysis.claims import (
     query_measures,
     run_differences,
 )
-from xlr.analysis.intervals import compare_arms
+from xlr.analysis.intervals import compare_arms, interval_by_arm, summarize_with_ci
 from xlr.analysis.stats import holm
 from xlr.analysis.tables import claims_markdown
 from xlr.analysis.verdicts import verdict
@@ -196,6 +196,15 @@ def test_measures_read_run_by_run_from_files_are_those_of_the_whole_frame(tmp_pa
     assert counts[("synthetic", "rank distance", "seen")] == 6 * 8 * 3  # 6 runs, seen captions
     one = measure_rows(whole, "multilingual mAP", "all")
     assert set(one["task"]) == {"multilingual"} and len(one) == 6 * 4 * 8 + 3 * 4 * 5
+    # notebook 06's multilingual mAP per arm, from these rows as from the ranks themselves
+    captions = ranks[(ranks["task"] == "multilingual") & (ranks["query_lang"] != "image")]
+    by = ("arm", "benchmark")
+    expected = summarize_with_ci(captions, "mAP", by=by, strata="query_lang")
+    shown = ["estimate", "low", "high", "n_runs", "n_images"]
+    pd.testing.assert_frame_equal(
+        interval_by_arm(one).sort_values(list(by)).reset_index(drop=True)[shown],
+        expected.sort_values(list(by)).reset_index(drop=True)[shown],
+    )
     with pytest.raises(ValueError, match="no run's ranks hold a caption query"):
         query_measures([ranks[ranks["task"] == "xt2t"]], STUDY_MEASURES, SEEN, HELDOUT)
 

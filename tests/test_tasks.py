@@ -345,10 +345,15 @@ def test_a_whole_evaluation_leaves_no_model_the_params_dropped(tmp_path: Path) -
     expected = read[read["task"].isin(["multilingual", "t2i"]) & (read["query_lang"] != "image")]
     pd.testing.assert_frame_equal(captions, expected.reset_index(drop=True))
     assert (read["query_lang"] == "image").any()  # something was left out
-    with pytest.raises(TypeError, match=r"got the string 't2i'"):
+    with pytest.raises(TypeError, match=r"tasks is a list of names, got the string 't2i'"):
         read_ranks(files, "t2i")  # a string would read the tasks t, 2 and i: none
     with pytest.raises(ValueError, match="no tasks to read"):
         read_ranks(files, [])
+    zeroshot = read_ranks(files, ["t2i"], arms=["zeroshot"])
+    assert set(zeroshot["arm"]) == {"zeroshot"} and set(read["arm"]) > {"zeroshot"}
+    assert len(zeroshot) == ((read["task"] == "t2i") & (read["arm"] == "zeroshot")).sum()
+    with pytest.raises(ValueError, match="no arms to read"):
+        read_ranks(files, arms=[])
     assert sorted(p.name for p in (tmp_path / "results" / "ranks").iterdir()) == [
         "mono-full-b0-s3-designed.parquet",
         "notes.txt",
