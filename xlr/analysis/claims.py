@@ -251,9 +251,6 @@ def per_query_measure(
     return per_query[per_query["query_kind"] == "caption"]
 
 
-MEASURE_COLUMNS: tuple[str, ...] = ("measure", "langs")  # what query_measures adds to a row
-
-
 def query_measures(
     runs: Iterable[pd.DataFrame],
     measures: Sequence[tuple[Measure, LangGroup]],
@@ -261,7 +258,7 @@ def query_measures(
     heldout: Sequence[str],
 ) -> pd.DataFrame:
     """Every caption query's value of each ``(measure, group)`` (:func:`per_query_measure`),
-    one row per query, measure and group (:data:`MEASURE_COLUMNS` name the latter two), measured
+    one row per query, measure and group (columns ``measure`` and ``langs`` name the two), measured
     frame by frame and, within one, benchmark by benchmark. ``runs`` yields ranks of whole runs
     (every row of a run on a benchmark): from :func:`xlr.eval.results.read_runs`, one file at a
     time, so a file or two is held at once, never the study's ranks (whose 150 million rows
@@ -454,10 +451,13 @@ def claim_evidence(
             if absent:
                 evidence.append((claim, benchmark, f"not run ({', '.join(absent)} missing)"))
                 continue
-            per_query = claim_per_query(on_benchmark, claim)
             if claim.langs != "all" and not on_benchmark["query_lang"].isin(langs).any():
-                per_query = f"not run (no {claim.langs} language in {benchmark})"
-            elif per_query.empty:
+                evidence.append(
+                    (claim, benchmark, f"not run (no {claim.langs} language in {benchmark})")
+                )
+                continue
+            per_query = claim_per_query(on_benchmark, claim)
+            if per_query.empty:
                 task = measure_task(claim.measure, claim.langs)
                 per_query = f"not run (no {task} caption query in {benchmark})"
             evidence.append((claim, benchmark, per_query))

@@ -137,9 +137,9 @@ def phenomenon_controls(
 ) -> pd.DataFrame:
     """The three controls with their value, threshold and ``passed`` (``p_value`` and the
     null's mean for the share and bias tests), from the validation results and ranks
-    (:func:`xlr.eval.results.load_val_results`); ``shares`` is each language's share of the
-    pretraining mix, ``trained`` what the cross-lingual arm trains (``cross-<trained>``) and
-    ``seed`` the permutations of the share and bias tests."""
+    (:func:`xlr.eval.results.load_val_results` and its files' ranks); ``shares`` is each
+    language's share of the pretraining mix, ``trained`` what the cross-lingual arm trains
+    (``cross-<trained>``) and ``seed`` the permutations of the share and bias tests."""
     check_table(results, ["arm", "base_seed", "task", "query_lang", "target_lang"], "results")
     rows = [_share_control(_zero_shot_t2i(results), shares, seed)]
     rows.append(_bias_control(ranks, seen, seed))

@@ -92,8 +92,8 @@ def alpha_sweep_table(per_arm: pd.DataFrame, params: Params) -> tuple[pd.DataFra
     """The arms of the hybrid sweep (mono, cross, hybrid at each alpha) with their place on the
     alpha axis and what trains, and the zero-shot level (None when it was not evaluated).
 
-    ``per_arm``: one row per arm with ``estimate, low, high`` (e.g. multilingual mAP from
-    :func:`xlr.analysis.intervals.summarize_with_ci`), of one benchmark.
+    ``per_arm``: one row per arm with ``estimate, low, high`` (e.g. multilingual mAP,
+    :func:`xlr.analysis.intervals.interval_by_arm` of its per-query values), of one benchmark.
     """
     single_benchmark(per_arm, "alpha_sweep_table")
     catalogue = arm_catalogue(params)

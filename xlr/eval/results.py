@@ -189,14 +189,12 @@ def val_results_dir(params: Params) -> Path:
 def read_ranks(
     paths: Sequence[Path],
     tasks: Sequence[str] | None = None,
-    captions_only: bool = False,
     arms: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """The ranks in ``paths`` (files :func:`write_ranks` wrote), in that order. With ``tasks``
-    or ``arms``, only their rows; with ``captions_only``, only caption queries' (not
-    :data:`IMAGE` ones). Each filters while reading, so the other rows are never loaded: the
-    study's ranks (about 150 million rows) do not fit in memory at once beside the analyses'
-    copies."""
+    or ``arms``, only their rows, filtered while reading, so the other rows are never loaded:
+    the study's ranks (about 150 million rows) do not fit in memory at once beside the
+    analyses' copies."""
     filters = []
     for column, names in (("task", tasks), ("arm", arms)):
         if isinstance(names, str):
@@ -204,7 +202,6 @@ def read_ranks(
         if names is not None and not names:
             raise ValueError(f"no {column}s to read: give their names, or None for every {column}")
         filters += [(column, "in", list(names))] if names is not None else []
-    filters += [("query_lang", "!=", IMAGE)] if captions_only else []
     frames = [pd.read_parquet(path, filters=filters or None) for path in paths]
     return pd.concat(frames, ignore_index=True)
 

@@ -157,7 +157,7 @@ def _write_evaluation(
 def evaluate_arms(params: Params, progress: bool = True) -> tuple[pd.DataFrame, list[Path]]:
     """Evaluate every arm on every eval set of ``params``, ``run.workers`` models at a time;
     write the results and ranks, and return the results and the ranks files
-    (:func:`~xlr.eval.results.load_results` reads them back). The run's results are then this
+    (:func:`~xlr.eval.results.load_results` finds them again). The run's results are then this
     evaluation's alone: those of models the params no longer name are removed.
 
     Results are written in the study's arm order whatever order the workers finish in, and
