@@ -10,21 +10,23 @@ from xlr.analysis import claims as claims_module
 from xlr.analysis.claims import (
     FAMILIES,
     MIN_IMAGES,
-    STUDY_MEASURES,
     claim_evidence,
     claim_units,
     claims_by_run,
     default_claims,
     evaluate_claims,
     family_levels,
+    run_differences,
+)
+from xlr.analysis.intervals import compare_arms, interval_by_arm, summarize_with_ci
+from xlr.analysis.measures import (
+    STUDY_MEASURES,
     measure_rows,
     measure_task,
     measure_tasks,
     per_query_measure,
     query_measures,
-    run_differences,
 )
-from xlr.analysis.intervals import compare_arms, interval_by_arm, summarize_with_ci
 from xlr.analysis.stats import holm
 from xlr.analysis.tables import claims_markdown
 from xlr.analysis.verdicts import verdict

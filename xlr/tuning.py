@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from xlr.analysis.claims import per_query_measure
+from xlr.analysis.measures import per_query_measure
 from xlr.arms import HEADLINE_ALPHA, MODEL_DIR, TRAINABLE, Arm, headline_arms
 from xlr.config import Params, config_hash
 from xlr.data.imagetext import ImageTextSet

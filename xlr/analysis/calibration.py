@@ -388,7 +388,7 @@ def calibrate_claims(
     seed: int = 0,
 ) -> pd.DataFrame:
     """One row per claim that ran (:func:`xlr.analysis.claims.evaluate_claims`, same arguments,
-    ``measures`` a :func:`xlr.analysis.claims.query_measures` table):
+    ``measures`` a :func:`xlr.analysis.measures.query_measures` table):
     the claim, its minimum effect and interval level as the claims table has them, and its
     :class:`Calibration`. Every claim draws its resamples from one generator seeded by ``seed``.
     """

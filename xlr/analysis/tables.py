@@ -18,16 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from xlr.analysis.claims import (
-    MIN_IMAGES,
-    RELATIVE_MEASURES,
-    STUDY_MEASURES,
-    LangGroup,
-    Measure,
-    measure_rows,
-)
+from xlr.analysis.claims import MIN_IMAGES, RELATIVE_MEASURES
 from xlr.analysis.figure_style import arm_order, sort_arms
 from xlr.analysis.intervals import interval_by_arm
+from xlr.analysis.measures import STUDY_MEASURES, LangGroup, Measure, measure_rows
 from xlr.arms import SWEEP_FAMILIES, ZEROSHOT, Arm, arm_catalogue
 from xlr.config import Params
 from xlr.io import atomic_write_text
@@ -115,7 +109,7 @@ def headline_table(
 ) -> pd.DataFrame:
     """One row per arm and measure of caption queries: ``estimate, low, high`` and the design
     behind the interval (``n_bases, n_runs, n_images``), from a
-    :func:`xlr.analysis.claims.query_measures` table of one benchmark.
+    :func:`xlr.analysis.measures.query_measures` table of one benchmark.
 
     Retrieval measures are fractions in [0, 1]; rank distance is in ranks (lower = less
     language bias). The multilingual measures' ``langs`` name the pool they were ranked in

@@ -210,7 +210,7 @@ def read_runs(
     paths: Sequence[Path], tasks: Sequence[str] | None = None, progress: bool = True
 ) -> Iterator[pd.DataFrame]:
     """Each file's ranks (:func:`read_ranks`: one run on one benchmark), one at a time, for an
-    analysis that measures each run on its own (:func:`xlr.analysis.claims.query_measures`)
+    analysis that measures each run on its own (:func:`xlr.analysis.measures.query_measures`)
     and so holds one run's ranks at a time, never the study's; with a progress bar."""
     for path in tqdm(paths, desc="ranks files", unit="file", disable=not progress):
         yield read_ranks([path], tasks)
