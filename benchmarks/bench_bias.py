@@ -5,7 +5,7 @@ A multilingual ranks table like notebook 04's (runs x queries x two captions in 
 languages, string keys, a missing seed for the zero-shot runs) is validated once as the public
 measures do (``xlr.analysis.bias._check_ranks``); then the groupings behind
 :func:`xlr.analysis.bias.best_rank_per_language` and
-:func:`xlr.analysis.bias.top_language_per_query` are timed against straightforward ``groupby`` /
+:func:`xlr.analysis.bias.top_languages` are timed against straightforward ``groupby`` /
 ``sort_values`` code on that same frame, outputs checked equal first. Ratios come from the same
 run (best of ``--repeats``).
 """

@@ -14,7 +14,7 @@ from xlr.analysis.bias import (
     preference_divergence,
     preference_per_query,
     rank_distance_per_query,
-    top_language_per_query,
+    top_languages,
 )
 from xlr.analysis.intervals import compare_arms, interval_by_arm, preference_intervals
 from xlr.analysis.negative_control import seed_negative_control
@@ -162,15 +162,15 @@ def test_preference_shares_and_kl_against_uniform():
             (2, "image", {"en": [2], "de": [3], "fr": [1]}),
         ]
     )
-    shares = language_preference(balanced)
+    shares = language_preference(top_languages(balanced))
     np.testing.assert_allclose(shares["share"], 1 / 3)
     np.testing.assert_allclose(shares["uniform"], 1 / 3)
     assert preference_divergence(shares)["value"].item() == pytest.approx(0.0)
 
     english = ranks_table([(q, "image", {"en": [1], "de": [2], "fr": [3]}) for q in range(3)])
-    shares = language_preference(english).set_index("top_lang")["share"]
+    shares = language_preference(top_languages(english)).set_index("top_lang")["share"]
     assert shares.to_dict() == {"de": 0.0, "en": 1.0, "fr": 0.0}
-    divergence = preference_divergence(language_preference(english))["value"].item()
+    divergence = preference_divergence(language_preference(top_languages(english)))["value"].item()
     assert divergence == pytest.approx(np.log(3))
 
 
@@ -182,7 +182,7 @@ def test_preference_counts_the_languages_each_benchmark_has():
                          for q in range(3)], benchmark="xtd10")  # fmt: skip
     two = ranks_table([(q, "image", {"en": [1 + q % 2], "de": [2 - q % 2]}) for q in range(2)],
                       benchmark="multi30k")  # fmt: skip
-    shares = language_preference(pd.concat([three, two]), pool=["en", "de", "fr"])
+    shares = language_preference(top_languages(pd.concat([three, two]), pool=["en", "de", "fr"]))
     by_benchmark = shares.groupby("benchmark")
     assert by_benchmark["uniform"].first().to_dict() == pytest.approx(
         {"multi30k": 1 / 2, "xtd10": 1 / 3}
@@ -192,8 +192,9 @@ def test_preference_counts_the_languages_each_benchmark_has():
     }  # fmt: skip
     np.testing.assert_allclose(preference_divergence(shares)["value"], 0.0, atol=1e-12)
     with pytest.raises(ValueError, match=r"\['nl'\] have none"):
-        english_first(pd.concat([three, ranks_table([(0, "image", {"de": [1], "fr": [2]})],
-                                                    benchmark="nl")]))  # fmt: skip
+        english_first(top_languages(pd.concat(
+            [three, ranks_table([(0, "image", {"de": [1], "fr": [2]})], benchmark="nl")]
+        )))  # fmt: skip
 
 
 def test_preference_is_macro_over_query_languages():
@@ -201,7 +202,7 @@ def test_preference_is_macro_over_query_languages():
     table = ranks_table(
         [(q, "en", {"en": [1], "de": [2]}) for q in range(3)] + [(3, "de", {"en": [2], "de": [1]})]
     )
-    shares = language_preference(table).set_index("top_lang")["share"]
+    shares = language_preference(top_languages(table)).set_index("top_lang")["share"]
     assert shares.to_dict() == pytest.approx({"de": 0.5, "en": 0.5})
 
 
@@ -214,7 +215,7 @@ def test_preference_per_query_is_one_hot_and_its_macro_mean_is_the_share():
         + [(3, "de", {"en": [2], "de": [1]}), (4, "image", {"en": [2], "de": [1]})]
         + [(5, "image", {"en": [1], "de": [2]})]
     )
-    tables = list(preference_per_query(table))
+    tables = list(preference_per_query(top_languages(table)))
     assert [part["lang"].unique().tolist() for part in tables] == [["en"], ["de"]]
     assert all(len(part) == 6 for part in tables)  # a row per query, one language each
     per_query = pd.concat(tables)
@@ -224,18 +225,18 @@ def test_preference_per_query_is_one_hot_and_its_macro_mean_is_the_share():
     np.testing.assert_allclose(per_query["uniform"], 1 / 2)
     captions = per_query[per_query["query_kind"] == "caption"]
     by_lang = captions.groupby(["lang", "query_lang"])["value"].mean().groupby("lang").mean()
-    shares = language_preference(table)
+    shares = language_preference(top_languages(table))
     caption_shares = shares[shares["query_kind"] == "caption"].set_index("top_lang")["share"]
     pd.testing.assert_series_equal(by_lang, caption_shares, check_names=False)
-    share = preference_intervals(table)
+    share = preference_intervals(top_languages(table))
     pd.testing.assert_frame_equal(
         share, interval_by_arm(per_query, by=("lang", "uniform")), check_like=True
     )
     caption = share[share["query_kind"] == "caption"].set_index("lang")
     assert caption["estimate"].to_dict() == pytest.approx({"de": 0.5, "en": 0.5})
     assert (caption["uniform"] == 0.5).all() and set(share["query_kind"]) == {"caption", "image"}
-    with pytest.raises(ValueError, match="rank"):  # checked at the call, not the first table
-        preference_per_query(table.drop(columns="rank"))
+    with pytest.raises(ValueError, match="rank"):
+        top_languages(table.drop(columns="rank"))
 
 
 def test_english_first_rate():
@@ -246,11 +247,11 @@ def test_english_first_rate():
             (2, "image", {"en": [3], "de": [2], "fr": [1]}),
         ]
     )
-    english = english_first(table).sort_values("query_idx")
+    english = english_first(top_languages(table)).sort_values("query_idx")
     np.testing.assert_array_equal(english["value"], [1, 0])  # image queries only
     assert macro_mean(english)["value"].item() == pytest.approx(0.5)
     with pytest.raises(ValueError, match="needs English"):
-        english_first(table, pool=["de", "fr"])
+        english_first(top_languages(table, pool=["de", "fr"]))
 
 
 def results_table() -> pd.DataFrame:
@@ -365,7 +366,7 @@ def test_a_language_moved_down_raises_rank_distance_and_is_detected():
     moved = planted["rank"] != base["rank"]
     assert moved.any() and (base.loc[moved, "relevant_lang"] == "en").all()
     assert (planted.loc[moved, "rank"] - base.loc[moved, "rank"] == 30).all()
-    top = top_language_per_query(planted)
+    top = top_languages(planted).queries
     assert not (top["top_lang"] == "en").any()  # English (ranks 31..60) is never found first
     both = pd.concat([rank_distance_per_query(base), rank_distance_per_query(planted)])
     summary = macro_mean(both).set_index("arm")["value"]
@@ -450,7 +451,7 @@ def test_a_comparison_refuses_sides_that_do_not_hold_the_same_runs_and_queries()
 
 def test_top_language_ties_go_to_the_own_language():
     table = ranks_table([(0, "de", {"en": [3], "de": [3]})])
-    assert top_language_per_query(table)["top_lang"].item() == "de"
+    assert top_languages(table).queries["top_lang"].item() == "de"
 
 
 def test_clear_errors(hand_ranks):
@@ -461,7 +462,7 @@ def test_clear_errors(hand_ranks):
     with pytest.raises(ValueError, match="at least two languages"):
         rank_distance_per_query(hand_ranks[hand_ranks["relevant_lang"] == "en"], pool=["en"])
     with pytest.raises(ValueError, match=r"pool languages \['ja'\] have no relevant item"):
-        language_preference(hand_ranks, pool=["en", "ja"])
+        top_languages(hand_ranks, pool=["en", "ja"])
     with pytest.raises(ValueError, match="1-based"):
         rank_distance_per_query(hand_ranks.assign(rank=0))
     with pytest.raises(ValueError, match=r"missing values in key columns \['base_seed'\]"):
@@ -491,7 +492,7 @@ def test_zero_shot_rows_without_seed_are_kept(hand_ranks):
     summary = macro_mean(rank_distance_per_query(zero_shot))
     assert summary["value"].item() == pytest.approx(3.25)
     assert summary["seed"].isna().all()
-    shares = language_preference(zero_shot)
+    shares = language_preference(top_languages(zero_shot))
     assert shares.groupby("query_kind")["share"].sum().tolist() == pytest.approx([1.0])
     results = results_table().assign(seed=pd.NA).astype({"seed": "Int64"})
     assert len(language_fairness(results, ["en", "de"])) == 2
@@ -500,7 +501,7 @@ def test_zero_shot_rows_without_seed_are_kept(hand_ranks):
 def test_image_and_caption_queries_sharing_an_index_stay_apart():
     """The multilingual task numbers caption queries by pool row and image queries by image."""
     table = ranks_table([(0, "de", {"en": [1], "de": [3]}), (0, "image", {"en": [2], "de": [1]})])
-    top = top_language_per_query(table).set_index("query_kind")["top_lang"]
+    top = top_languages(table).queries.set_index("query_kind")["top_lang"]
     assert top.to_dict() == {"caption": "en", "image": "de"}
     assert rank_distance_per_query(table)["value"].tolist() == [2, 1]
 
@@ -540,4 +541,4 @@ def test_best_and_top_language_match_a_plain_pandas_reference() -> None:
     top = ordered.sort_values([*keys, "rank", "other"]).drop_duplicates(keys)
     top = top.rename(columns={"relevant_lang": "top_lang", "rank": "top_rank"})
     expected = top[[*keys, "top_lang", "top_rank"]].reset_index(drop=True)
-    pd.testing.assert_frame_equal(top_language_per_query(table), expected)
+    pd.testing.assert_frame_equal(top_languages(table).queries, expected)

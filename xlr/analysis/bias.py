@@ -35,6 +35,7 @@ and joins match them only to each other, so compare an arm with the zero-shot mo
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -230,30 +231,48 @@ def _top_language(frame: pd.DataFrame) -> pd.DataFrame:
     return queries.sort_values(QUERY_COLUMNS).reset_index(drop=True)
 
 
-def top_language_per_query(ranks: pd.DataFrame, pool: Sequence[str] | None = None) -> pd.DataFrame:
-    """The language (``top_lang``) and rank (``top_rank``) of each query's best pool item.
+@dataclass(frozen=True)
+class TopLanguages:
+    """Each query's best pool item and each benchmark's pool languages: all the language
+    preference measures read (:func:`english_first`, :func:`language_preference`,
+    :func:`preference_per_query`).
+
+    ``queries``: :data:`QUERY_COLUMNS`, ``top_lang`` and ``top_rank``, sorted by the query
+    columns; ``langs``: the pool languages each benchmark and task has (``lang``) with the
+    ``uniform`` share 1 / L (:func:`_pool_languages`). One row per query where the ranks have one
+    per query and pool language, so a study's are gathered run by run
+    (:func:`xlr.analysis.pools.pool_measures`), never from all its ranks at once.
+    """
+
+    queries: pd.DataFrame
+    langs: pd.DataFrame
+
+
+def top_languages(ranks: pd.DataFrame, pool: Sequence[str] | None = None) -> TopLanguages:
+    """The language (``top_lang``) and rank (``top_rank``) of each query's best pool item, and
+    the pool languages each benchmark has.
 
     Search ranks are distinct, so exact ties occur only in hand-built tables; they go to the
     query's own language where it has a relevant item, else to the first row.
     """
-    return _top_language(_checked_pool(ranks, pool)[0])
+    frame, _ = _checked_pool(ranks, pool)
+    return TopLanguages(_top_language(frame), _pool_languages(frame))
 
 
-def english_first(ranks: pd.DataFrame, pool: Sequence[str] | None = None) -> pd.DataFrame:
+def english_first(tops: TopLanguages) -> pd.DataFrame:
     """Per image query, 1.0 when its best pool caption is English (``value``).
 
     LAION is about 40% English, so a model that learnt English best ranks English captions
     first; the uniform rate is 1 / (number of pool languages the benchmark has, as
     :func:`language_preference`'s ``uniform``).
     """
-    frame, _ = _checked_pool(ranks, pool)
+    langs = tops.langs
     lacking = sorted(
-        set(frame["benchmark"]) - set(frame.loc[frame["relevant_lang"] == ENGLISH, "benchmark"])
+        set(langs["benchmark"]) - set(langs.loc[langs["lang"] == ENGLISH, "benchmark"])
     )
     if lacking:
         raise ValueError(f"the English-first rate needs English in the pool; {lacking} have none")
-    top = _top_language(frame)
-    top = top[top["query_kind"] == IMAGE]
+    top = tops.queries[tops.queries["query_kind"] == IMAGE]
     if top.empty:
         raise ValueError(f"no image query (query_lang == {IMAGE!r}) in the ranks table")
     return top.assign(value=(top["top_lang"] == ENGLISH).astype(np.float64))
@@ -274,9 +293,7 @@ def _pool_languages(frame: pd.DataFrame) -> pd.DataFrame:
     return langs.assign(uniform=1.0 / sizes.to_numpy(np.float64))
 
 
-def preference_per_query(
-    ranks: pd.DataFrame, pool: Sequence[str] | None = None
-) -> Iterator[pd.DataFrame]:
+def preference_per_query(tops: TopLanguages) -> Iterator[pd.DataFrame]:
     """Per benchmark, task and pool language (``lang``), one table: per query, 1.0 when its best
     pool item is in that language, else 0.0 (``value``), and the ``uniform`` share.
 
@@ -287,20 +304,14 @@ def preference_per_query(
     left out of its pool), so its value there is 0. One language at a time: all languages at
     once would be a row per query and pool language, about as many as the ranks it reads.
     """
-    frame, _ = _checked_pool(ranks, pool)  # checked now, not at the first table
-    return _one_hot(_top_language(frame), _pool_languages(frame))
-
-
-def _one_hot(top: pd.DataFrame, langs: pd.DataFrame) -> Iterator[pd.DataFrame]:
-    """:func:`preference_per_query`'s tables, from the queries' top languages."""
-    queries = top.groupby(["benchmark", "task"], sort=False)
-    for row in langs.itertuples(index=False):
+    queries = tops.queries.groupby(["benchmark", "task"], sort=False)
+    for row in tops.langs.itertuples(index=False):
         part = queries.get_group((row.benchmark, row.task))
         value = part["top_lang"].eq(row.lang).astype(np.float64)
         yield part[QUERY_COLUMNS].assign(lang=row.lang, value=value, uniform=row.uniform)
 
 
-def language_preference(ranks: pd.DataFrame, pool: Sequence[str] | None = None) -> pd.DataFrame:
+def language_preference(tops: TopLanguages) -> pd.DataFrame:
     """Share of queries whose best pool item is in each language, against uniform.
 
     Per run and query kind: the share of each pool language (``top_lang``) among the queries'
@@ -309,12 +320,11 @@ def language_preference(ranks: pd.DataFrame, pool: Sequence[str] | None = None) 
     ``uniform`` share 1 / L of an unbiased model (:func:`_pool_languages`). Languages never
     ranked first appear with 0.
     """
-    frame, _ = _checked_pool(ranks, pool)
-    top = _top_language(frame)
+    top = tops.queries
     by_query_lang = [*_RUN_KIND, "query_lang"]
     counts = top.groupby([*by_query_lang, "top_lang"], sort=False, dropna=False).size()
     per_query_lang = counts / counts.groupby(level=by_query_lang, dropna=False).transform("sum")
-    langs = _pool_languages(frame).rename(columns={"lang": "top_lang"})
+    langs = tops.langs.rename(columns={"lang": "top_lang"})
     every_lang = (
         top[by_query_lang]
         .drop_duplicates()

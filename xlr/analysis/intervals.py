@@ -18,7 +18,7 @@ from dataclasses import asdict, fields
 
 import pandas as pd
 
-from xlr.analysis.bias import QUERY_COLUMNS, preference_per_query
+from xlr.analysis.bias import QUERY_COLUMNS, TopLanguages, preference_per_query
 from xlr.analysis.stats import Cells, Interval, cells_interval, design_cells
 from xlr.arms import Arm
 from xlr.eval.metrics import DEFAULT_KS, per_query_values
@@ -104,16 +104,14 @@ def interval_by_arm(
     return pd.DataFrame(rows)
 
 
-def preference_intervals(
-    ranks: pd.DataFrame, pool: Sequence[str] | None = None, confidence: float = 0.95
-) -> pd.DataFrame:
+def preference_intervals(tops: TopLanguages, confidence: float = 0.95) -> pd.DataFrame:
     """Each pool language's share of the queries' best-ranked relevant items
     (:func:`xlr.analysis.bias.language_preference`'s ``share``) with its interval over bases,
     seeds and images, per arm, benchmark, task, query kind and language (``lang``, with its
     ``uniform`` share): :func:`interval_by_arm` of each language's
     :func:`xlr.analysis.bias.preference_per_query` table in turn."""
     by = ("lang", "uniform")
-    parts = [interval_by_arm(part, confidence, by) for part in preference_per_query(ranks, pool)]
+    parts = [interval_by_arm(part, confidence, by) for part in preference_per_query(tops)]
     table = pd.concat(parts, ignore_index=True)
     return table.sort_values([*ARM_SUMMARY_KEYS, *by], ignore_index=True)
 

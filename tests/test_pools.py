@@ -1,0 +1,110 @@
+"""The pools' bias measures gathered run by run equal those of all ranks in one table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from xlr.analysis.bias import (
+    english_first,
+    language_preference,
+    rank_distance_per_query,
+    top_languages,
+)
+from xlr.analysis.intervals import preference_intervals
+from xlr.analysis.pools import pool_measures
+from xlr.eval.results import read_runs, write_ranks
+
+LANGS = ["en", "de", "fr", "ja"]
+RUNS = [("zeroshot", pd.NA, 0), ("zeroshot", pd.NA, 1), ("mono", 0, 0), ("mono", 1, 0),
+        ("mono", 0, 1), ("hybrid", 0, 0), ("hybrid", 0, 1)]  # fmt: skip
+
+
+def pool_ranks(
+    rng: np.random.Generator, benchmark: str, langs: list[str], n_images: int
+) -> pd.DataFrame:
+    """A pool task's ranks for every run in :data:`RUNS`: per image, a caption in each of
+    ``langs`` (each caption query's relevant items are the others) and an image query relevant
+    to all; ranks distinct within a query, drawn at random with English favoured."""
+    rows = []
+    for arm, seed, base in RUNS:
+        run = {"arm": arm, "seed": seed, "base_seed": base, "benchmark": benchmark,
+               "task": "multilingual"}  # fmt: skip
+        for image in range(n_images):
+            for query_lang in [*langs, "image"]:
+                relevant = [lang for lang in langs if lang != query_lang]
+                weights = np.array([3.0 if lang == "en" else 1.0 for lang in relevant])
+                order = rng.choice(
+                    len(relevant), len(relevant), replace=False, p=weights / weights.sum()
+                )
+                ranks = np.sort(rng.choice(np.arange(1, 60), len(relevant), replace=False))
+                query = image * (len(langs) + 1) + [*langs, "image"].index(query_lang)
+                for position, item in enumerate(order):
+                    rows.append({**run, "query_idx": query, "query_lang": query_lang,
+                                 "query_image_id": image, "relevant_idx": image,
+                                 "relevant_lang": relevant[item], "relevant_image_id": image,
+                                 "rank": int(ranks[position])})  # fmt: skip
+    frame = pd.DataFrame(rows)
+    frame["seed"] = frame["seed"].astype("Int64")
+    return frame
+
+
+@pytest.fixture(scope="module")
+def two_benchmarks() -> pd.DataFrame:
+    """Ranks of the runs on a four-language benchmark and on one with three of the languages
+    (as Multi30K beside XTD10)."""
+    rng = np.random.default_rng(3)
+    return pd.concat(
+        [pool_ranks(rng, "xtd10", LANGS, 12), pool_ranks(rng, "multi30k", LANGS[:3], 9)],
+        ignore_index=True,
+    )
+
+
+def test_measures_read_file_by_file_equal_those_of_the_whole_table(tmp_path, two_benchmarks):
+    """Notebook 05 reads the pools one ranks file at a time: every measure it shows is the
+    one read from all runs' ranks at once."""
+    files = write_ranks(two_benchmarks, tmp_path)
+    assert len(files) == 2 * len(RUNS)
+    streamed = pool_measures(read_runs(files, ["multilingual"], progress=False), LANGS)
+    whole_rd = rank_distance_per_query(two_benchmarks, pool=LANGS)
+    whole = top_languages(two_benchmarks, pool=LANGS)
+    keys = ["benchmark", "arm", "base_seed", "seed", "query_idx"]
+    pd.testing.assert_frame_equal(
+        streamed.rank_distance.sort_values(keys, ignore_index=True),
+        whole_rd.sort_values(keys, ignore_index=True),
+    )
+    assert len(streamed.rank_distance) == len(RUNS) * (12 * 5 + 9 * 4)
+    pd.testing.assert_frame_equal(streamed.tops.queries, whole.queries)
+    pd.testing.assert_frame_equal(
+        streamed.tops.langs.sort_values(["benchmark", "lang"], ignore_index=True),
+        whole.langs.sort_values(["benchmark", "lang"], ignore_index=True),
+    )
+    uniform = streamed.tops.langs.groupby("benchmark")["uniform"].first().to_dict()
+    assert uniform == pytest.approx({"multi30k": 1 / 3, "xtd10": 1 / 4})
+    pd.testing.assert_frame_equal(language_preference(streamed.tops), language_preference(whole))
+    pd.testing.assert_frame_equal(english_first(streamed.tops), english_first(whole))
+    pd.testing.assert_frame_equal(preference_intervals(streamed.tops), preference_intervals(whole))
+    english = english_first(whole)["value"].mean()
+    assert 0.4 < english < 0.8  # favoured three to one: the measures see a bias, not noise
+
+
+def test_a_pool_is_checked_across_all_runs(two_benchmarks):
+    """A pool language no run has is a typo; one benchmark lacking it is not (Multi30K)."""
+    by_run = [part for _, part in two_benchmarks.groupby(["benchmark", "arm", "base_seed", "seed"],
+                                                         dropna=False)]  # fmt: skip
+    with pytest.raises(ValueError, match=r"pool languages \['nl'\] have no relevant item in any"):
+        pool_measures(by_run, [*LANGS, "nl"])
+    with pytest.raises(ValueError, match=r"relevant items in \['ja'\], outside the pool"):
+        pool_measures(by_run, LANGS[:3])
+    one_language = [part[part["relevant_lang"] == "en"] for part in by_run]
+    with pytest.raises(ValueError, match="no benchmark has at least two languages"):
+        pool_measures(one_language, ["en"])
+    xtd = two_benchmarks[two_benchmarks["benchmark"] == "xtd10"]
+    fewer = xtd[
+        (xtd["arm"] == "mono") & (xtd["relevant_lang"] != "ja") & (xtd["query_lang"] != "ja")
+    ]
+    with pytest.raises(ValueError, match=r"runs of \['xtd10'\] were ranked against pools of"):
+        pool_measures([xtd[xtd["arm"] != "mono"], fewer], LANGS)
+    skipped = pool_measures([xtd, pd.concat(by_run)[lambda f: f["relevant_lang"] == "en"]], LANGS)
+    assert set(skipped.rank_distance["benchmark"]) == {"xtd10"}  # one language: no rows
