@@ -89,22 +89,60 @@ def test_measures_read_file_by_file_equal_those_of_the_whole_table(tmp_path, two
     assert 0.4 < english < 0.8  # favoured three to one: the measures see a bias, not noise
 
 
+def test_one_frame_of_several_runs_and_benchmarks_gives_the_same(two_benchmarks):
+    """A frame is measured over the pool languages it has, whichever runs it holds."""
+    whole = top_languages(two_benchmarks, pool=LANGS)
+    streamed = pool_measures([two_benchmarks.iloc[:0], two_benchmarks], LANGS)  # an empty file
+    pd.testing.assert_frame_equal(streamed.tops.queries, whole.queries)
+    pd.testing.assert_frame_equal(
+        streamed.rank_distance, rank_distance_per_query(two_benchmarks, pool=LANGS)
+    )
+
+
+def by_run(ranks: pd.DataFrame) -> list[pd.DataFrame]:
+    """``ranks`` split as read_runs yields them, a run on a benchmark at a time."""
+    keys = ["benchmark", "arm", "base_seed", "seed"]
+    return [part for _, part in ranks.groupby(keys, dropna=False)]
+
+
 def test_a_pool_is_checked_across_all_runs(two_benchmarks):
     """A pool language no run has is a typo; one benchmark lacking it is not (Multi30K)."""
-    by_run = [part for _, part in two_benchmarks.groupby(["benchmark", "arm", "base_seed", "seed"],
-                                                         dropna=False)]  # fmt: skip
+    runs = by_run(two_benchmarks)
     with pytest.raises(ValueError, match=r"pool languages \['nl'\] have no relevant item in any"):
-        pool_measures(by_run, [*LANGS, "nl"])
-    with pytest.raises(ValueError, match=r"relevant items in \['ja'\], outside the pool"):
-        pool_measures(by_run, LANGS[:3])
-    one_language = [part[part["relevant_lang"] == "en"] for part in by_run]
-    with pytest.raises(ValueError, match="no benchmark has at least two languages"):
+        pool_measures(runs, [*LANGS, "nl"])
+    with pytest.raises(
+        ValueError, match=r"relevant items in \['ja'\], outside the pool \['de', 'en', 'fr'\]"
+    ):
+        pool_measures(runs, LANGS[:3])
+    one_language = [part[part["relevant_lang"] == "en"] for part in runs]
+    with pytest.raises(ValueError, match="no run has at least two languages"):
         pool_measures(one_language, ["en"])
+    en_nl = one_language[0].assign(
+        relevant_lang=np.where(one_language[0]["query_idx"] % 2, "en", "nl")
+    )
+    with pytest.raises(ValueError, match=r"relevant items in \['nl'\], outside the pool"):
+        pool_measures([*runs, en_nl], LANGS)  # one pool language and one outside: not skipped
+    with pytest.raises(ValueError, match=r"missing values in key columns \['benchmark'\]"):
+        pool_measures([runs[0].assign(benchmark=None)], LANGS)
+
+
+def test_every_run_of_a_benchmark_must_share_its_pool(two_benchmarks):
+    """Runs of one benchmark ranked against pools of other languages, even as many, would give
+    it two uniform shares; a run with one pool language has no rows, whole-table measures aside."""
     xtd = two_benchmarks[two_benchmarks["benchmark"] == "xtd10"]
-    fewer = xtd[
-        (xtd["arm"] == "mono") & (xtd["relevant_lang"] != "ja") & (xtd["query_lang"] != "ja")
-    ]
+    mono = xtd["arm"] == "mono"
+    without_ja = xtd[mono & (xtd["relevant_lang"] != "ja") & (xtd["query_lang"] != "ja")]
     with pytest.raises(ValueError, match=r"runs of \['xtd10'\] were ranked against pools of"):
-        pool_measures([xtd[xtd["arm"] != "mono"], fewer], LANGS)
-    skipped = pool_measures([xtd, pd.concat(by_run)[lambda f: f["relevant_lang"] == "en"]], LANGS)
+        pool_measures([xtd[~mono], without_ja], LANGS)
+    swapped = xtd[mono].assign(  # as many languages, one of them another
+        relevant_lang=xtd.loc[mono, "relevant_lang"].replace("ja", "nl"),
+        query_lang=xtd.loc[mono, "query_lang"].replace("ja", "nl"),
+    )
+    with pytest.raises(ValueError, match=r"runs of \['xtd10'\] were ranked against pools of"):
+        pool_measures([xtd[~mono], swapped], [*LANGS, "nl"])
+    english_only = two_benchmarks[two_benchmarks["relevant_lang"] == "en"]
+    skipped = pool_measures([xtd, *by_run(english_only)], LANGS)
     assert set(skipped.rank_distance["benchmark"]) == {"xtd10"}  # one language: no rows
+    assert (
+        set(skipped.tops.queries["benchmark"]) == set(skipped.tops.langs["benchmark"]) == {"xtd10"}
+    )

@@ -167,6 +167,19 @@ def _rank_distance(frame: pd.DataFrame, langs: list[str], partial: bool) -> pd.D
     return per_query[[*QUERY_COLUMNS, "n_langs", "value"]]
 
 
+def check_within_pool(ranks: pd.DataFrame, pool: Sequence[str]) -> None:
+    """Raise unless every relevant item of ``ranks`` is in a ``pool`` language: a rank distance
+    over a sub-pool cannot be sliced from a larger pool's ranks
+    (:func:`rank_distance_per_query`)."""
+    outside = sorted(set(ranks["relevant_lang"]) - set(pool))
+    if outside:
+        raise ValueError(
+            f"the ranks hold relevant items in {outside}, outside the pool {sorted(pool)}; a "
+            "rank distance over a sub-pool must be ranked against that sub-pool (e.g. task "
+            "multilingual_seen for the seen languages), not sliced from a larger pool's ranks"
+        )
+
+
 def rank_distance_per_query(
     ranks: pd.DataFrame, pool: Sequence[str] | None = None, partial: bool = False
 ) -> pd.DataFrame:
@@ -200,13 +213,7 @@ def rank_distance_per_query(
     """
     frame = _check_ranks(ranks)
     if pool is not None:
-        outside = sorted(set(frame["relevant_lang"]) - set(pool))
-        if outside:
-            raise ValueError(
-                f"the ranks hold relevant items in {outside}, outside the pool {sorted(pool)}; a "
-                "rank distance over a sub-pool must be ranked against that sub-pool (e.g. task "
-                "multilingual_seen for the seen languages), not sliced from a larger pool's ranks"
-            )
+        check_within_pool(frame, pool)
         _pool(frame, pool)  # every pool language ranked in some benchmark: a typo shows here
     parts = []
     for _, part in frame.groupby(["benchmark", "task"], sort=False):
@@ -274,7 +281,7 @@ def english_first(tops: TopLanguages) -> pd.DataFrame:
         raise ValueError(f"the English-first rate needs English in the pool; {lacking} have none")
     top = tops.queries[tops.queries["query_kind"] == IMAGE]
     if top.empty:
-        raise ValueError(f"no image query (query_lang == {IMAGE!r}) in the ranks table")
+        raise ValueError(f"no image query (query_lang == {IMAGE!r}) among the top languages")
     return top.assign(value=(top["top_lang"] == ENGLISH).astype(np.float64))
 
 
@@ -302,7 +309,7 @@ def preference_per_query(tops: TopLanguages) -> Iterator[pd.DataFrame]:
     :func:`xlr.analysis.intervals.preference_intervals`, and one language's rows compare two
     arms query by query. A caption query's own language holds no relevant item (the query is
     left out of its pool), so its value there is 0. One language at a time: all languages at
-    once would be a row per query and pool language, about as many as the ranks it reads.
+    once would be a row per query and pool language, about as many as the pool's ranks.
     """
     queries = tops.queries.groupby(["benchmark", "task"], sort=False)
     for row in tops.langs.itertuples(index=False):

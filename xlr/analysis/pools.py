@@ -15,7 +15,15 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from xlr.analysis.bias import QUERY_COLUMNS, TopLanguages, rank_distance_per_query, top_languages
+from xlr.analysis.bias import (
+    QUERY_COLUMNS,
+    USED_RANK_COLUMNS,
+    TopLanguages,
+    check_within_pool,
+    rank_distance_per_query,
+    top_languages,
+)
+from xlr.eval.results import check_table
 
 
 @dataclass(frozen=True)
@@ -35,25 +43,30 @@ def pool_measures(runs: Iterable[pd.DataFrame], pool: Sequence[str]) -> PoolMeas
     """Rank distance and top languages of the queries of one pool task, frame by frame.
 
     ``runs`` yields ranks of one pool task (``multilingual`` over every study language,
-    ``multilingual_seen`` over the seen ones) a run at a time; each frame's benchmarks are
-    measured over the pool languages they have, as :func:`rank_distance_per_query` measures a
-    whole table: a benchmark with fewer than two has no rows, a relevant item outside ``pool``
-    is an error, and so is a pool language no run has (a typo). The result equals the measures
-    of all runs' ranks in one table, rows aside (``tests/test_pools.py``).
+    ``multilingual_seen`` over the seen ones) a run at a time (a file without the task's rows
+    yields an empty frame, skipped). Each frame is measured over the pool languages it has, as
+    :func:`rank_distance_per_query` and :func:`top_languages` measure a whole table: a relevant
+    item outside ``pool`` is an error, and so is a pool language no run has (a typo). The result
+    equals the measures of all runs' ranks in one table, rows aside (``tests/test_pools.py``),
+    but for a run with fewer than two pool languages: it has no rank distance, and here no top
+    language either (a whole table gives each of its queries that one language, a share of 1).
     """
     distances, queries, langs = [], [], []
     ranked: set[str] = set()
     for ranks in runs:
-        for _, part in ranks.groupby(["benchmark", "task"], sort=False):
-            present = set(part["relevant_lang"])
-            part_pool = [lang for lang in pool if lang in present]
-            ranked.update(part_pool)
-            if len(part_pool) < 2 and present <= set(pool):
-                continue  # no rank distance with one language; outside ones are an error below
-            distances.append(rank_distance_per_query(part, pool=part_pool))
-            tops = top_languages(part, pool=part_pool)
-            queries.append(tops.queries)
-            langs.append(tops.langs)
+        if ranks.empty:
+            continue
+        check_table(ranks, USED_RANK_COLUMNS, "ranks")
+        check_within_pool(ranks, pool)
+        present = set(ranks["relevant_lang"])
+        run_pool = [lang for lang in pool if lang in present]
+        ranked.update(run_pool)
+        if len(run_pool) < 2:
+            continue
+        distances.append(rank_distance_per_query(ranks, pool=run_pool))
+        tops = top_languages(ranks, pool=run_pool)
+        queries.append(tops.queries)
+        langs.append(tops.langs)
     absent = sorted(set(pool) - ranked)
     if absent:
         raise ValueError(
@@ -61,7 +74,7 @@ def pool_measures(runs: Iterable[pd.DataFrame], pool: Sequence[str]) -> PoolMeas
             f"{sorted(ranked)}); check the pool's languages"
         )
     if not distances:
-        raise ValueError(f"no benchmark has at least two languages of the pool {list(pool)}")
+        raise ValueError(f"no run has at least two languages of the pool {list(pool)}")
     return PoolMeasures(
         pd.concat(distances, ignore_index=True),
         TopLanguages(
