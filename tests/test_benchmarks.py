@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from xlr.config import parse_params
+from xlr.config import DataSection, parse_params
 from xlr.data.benchmarks import (
     XTD10_LANGS,
     BenchmarkFileError,
@@ -404,3 +405,25 @@ def test_eval_sets_cover_the_study_languages_each_benchmark_has(tmp_path: Path) 
     assert coverage["synthetic"].all()
     assert coverage["xtd10"].to_dict() == {"en": True, "de": True, "ja": True, "pt": False}
     assert coverage["multi30k"].to_dict() == {"en": True, "de": True, "ja": False, "pt": False}
+
+
+def test_the_readme_layout_is_the_one_the_loaders_read(tmp_path: Path) -> None:
+    """README, "The real study": the benchmark folders under data.benchmark_root and the files
+    named in each are what the loaders read (the fixture trees are the published layouts)."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("```\ndata/benchmarks/\n", 1)[1].split("```", 1)[0]
+    folders = re.findall(r"^  (\w+)/", block, flags=re.MULTILINE)
+    assert folders == ["xtd10", "xm3600", "multi30k"]
+    assert DataSection.model_fields["benchmark_root"].default == "data/benchmarks"
+    named = {
+        "xtd10": "XTD10/test_image_names.txt",
+        "xm3600": "captions.jsonl",
+        "multi30k": "data/task1/image_splits/test_2016_flickr.txt",
+    }
+    trees = {"xtd10": xtd10_tree, "xm3600": xm3600_tree, "multi30k": multi30k_tree}
+    for name in folders:
+        assert named[name] in block
+        trees[name](tmp_path / name)
+        assert (tmp_path / name / named[name]).is_file()
+        assert (tmp_path / name / "images").is_dir()
+        assert len(load_benchmark(name, tmp_path / name).images) > 0
