@@ -40,3 +40,10 @@ def test_the_caption_index_benchmark_runs() -> None:
         done = run_script("bench_caption_index.py", "--images", "2000", "--repeats", "1", *extra)
         assert done.returncode == 0, done.stderr
         assert "coded/plain" in done.stdout, done.stdout
+
+
+def test_the_quantile_benchmark_runs() -> None:
+    """Its ratio is in the notes; the two quantile functions' intervals are checked equal first."""
+    done = run_script("bench_quantile.py", "--intervals", "5", "--images", "20", "--repeats", "1")
+    assert done.returncode == 0, done.stderr
+    assert "stdtrit/isf" in done.stdout, done.stdout

@@ -12,6 +12,7 @@ from xlr.analysis.stats import (
     crossed_mean_interval,
     holm,
     label_spread,
+    t_quantile,
     within_row_permutation_test,
 )
 from xlr.analysis.verdicts import verdict
@@ -287,3 +288,12 @@ def test_many_small_blocks_keep_the_permutation_tests_power() -> None:
     assert label_spread([LabelledRows(block, np.array([2, 0, 1]), 0)]) == pytest.approx(expected)
     with pytest.raises(ValueError, match="one distinct label per column"):
         within_row_permutation_test([LabelledRows(block, np.array([0, 0, 1]), 0)])
+
+
+@pytest.mark.parametrize("df", [1.0, 2.0, 5.0, 149.0, 1e7, np.inf])
+def test_t_quantile_is_scipys_isf_in_every_tail(df: float) -> None:
+    """The quantile intervals and p-values use is scipy.stats.t's, to the last bit, from the
+    usual tails down to the p-value floor's (with inf degrees of freedom: the normal's)."""
+    for tail in [0.4999, 0.025, 0.05 / 16, 1e-9, 1e-30, 0.5e-200]:
+        assert t_quantile(tail, df) == stats.t.isf(tail, df)
+    assert t_quantile(0.025, np.inf) == pytest.approx(stats.norm.isf(0.025), rel=1e-15)

@@ -148,7 +148,7 @@ from xlr.analysis.claims import (
 )
 from xlr.analysis.intervals import SIDES, unit_cells
 from xlr.analysis.resamples import null_worlds, paired_null_worlds
-from xlr.analysis.stats import Cells, Interval, cells_interval, linear_parts
+from xlr.analysis.stats import Cells, Interval, cells_interval, linear_parts, t_quantile
 from xlr.analysis.verdicts import Verdict, relative_verdict, verdict
 from xlr.config import MinEffectSection
 from xlr.eval.results import check_table
@@ -201,7 +201,7 @@ def _random_half_widths(interval: Interval) -> np.ndarray:
     squared = np.zeros(1)
     for variance, df in ((training, training_df), (image, image_df)):
         if variance:  # a part of variance 0 adds nothing, as in the interval
-            part = distributions.t.isf(tail, df) ** 2 * variance
+            part = t_quantile(tail, df) ** 2 * variance
             squared = (squared[:, None] + part * distributions.chi2.ppf(quantiles, df) / df).ravel()
     return np.sqrt(squared)
 

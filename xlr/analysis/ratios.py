@@ -31,9 +31,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as distributions
 
-from xlr.analysis.stats import Cells, LinearParts, linear_parts
+from xlr.analysis.stats import Cells, LinearParts, linear_parts, t_quantile
 
 
 @dataclass(frozen=True)
@@ -51,10 +50,8 @@ def _quantiles(parts: LinearParts, confidence: float) -> tuple[float, float]:
     """Banerjee's t quantiles of the training and image parts at ``confidence`` (0 for a
     training part that one run leaves unmeasured)."""
     tail = (1 - confidence) / 2
-    training = (
-        0.0 if parts.training_unit == "none" else distributions.t.isf(tail, parts.training_df)
-    )
-    return float(training), float(distributions.t.isf(tail, len(parts.images) - 1))
+    training = 0.0 if parts.training_unit == "none" else t_quantile(tail, parts.training_df)
+    return training, t_quantile(tail, len(parts.images) - 1)
 
 
 def ratio_interval(a: Cells, b: Cells, confidence: float = 0.95) -> RatioInterval:
