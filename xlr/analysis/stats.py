@@ -214,11 +214,12 @@ def design_cells(
 
 
 def t_quantile(tail: float, df: float) -> float:
-    """The t distribution's upper-tail quantile at probability ``tail`` with ``df`` degrees of
-    freedom (``inf``: the normal's), as ``scipy.stats.t.isf(tail, df)`` computes it (its
-    ``-stdtrit(df, tail)``, exact in tiny tails) without the per-call argument handling that
-    was 90 of calibration's 137 s on the synthetic study (264,508 calls inside p-values' root
-    finding); ``tests/test_stats.py`` checks the two agree."""
+    """The t distribution's upper-tail quantile at probability ``tail`` (0 < tail < 1; callers
+    check their levels) with ``df`` degrees of freedom (``inf``: the normal's), as
+    ``scipy.stats.t.isf(tail, df)`` computes it (its ``-stdtrit(df, tail)``, exact in tiny
+    tails) without the per-call argument handling that was 90 of calibration's 137 s on the
+    synthetic study (264,508 calls inside p-values' root finding); ``tests/test_stats.py``
+    checks the two agree."""
     return float(-special.stdtrit(df, tail))
 
 
