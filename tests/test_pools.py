@@ -9,6 +9,7 @@ import pytest
 from xlr.analysis.bias import (
     english_first,
     language_preference,
+    pool_run_measures,
     rank_distance_per_query,
     top_languages,
 )
@@ -97,6 +98,18 @@ def test_one_frame_of_several_runs_and_benchmarks_gives_the_same(two_benchmarks)
     pd.testing.assert_frame_equal(
         streamed.rank_distance, rank_distance_per_query(two_benchmarks, pool=LANGS)
     )
+
+
+def test_one_runs_measures_are_of_one_benchmark_and_task(two_benchmarks):
+    """Numbered once, a frame's queries are numbered within one benchmark and task."""
+    xtd = two_benchmarks[two_benchmarks["benchmark"] == "xtd10"]
+    distance, tops = pool_run_measures(xtd, LANGS)
+    pd.testing.assert_frame_equal(distance, rank_distance_per_query(xtd, pool=LANGS))
+    pd.testing.assert_frame_equal(tops.queries, top_languages(xtd, pool=LANGS).queries)
+    with pytest.raises(ValueError, match=r"one task, got 2 \(benchmark, task\) pairs"):
+        pool_run_measures(two_benchmarks, LANGS)
+    with pytest.raises(ValueError, match=r"relevant items in \['ja'\], outside the pool"):
+        pool_run_measures(xtd, LANGS[:3])
 
 
 def by_run(ranks: pd.DataFrame) -> list[pd.DataFrame]:

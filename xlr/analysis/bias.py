@@ -111,10 +111,13 @@ def _query_numbers(frame: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
     return numbers, frame.iloc[first_rows][QUERY_COLUMNS].reset_index(drop=True)
 
 
-def _numbered_best(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
-    """:func:`_best_per_language`'s table, each of its rows' query number, and the queries
-    (:func:`_query_numbers`), so a per-query summary of the table groups on the numbers."""
-    numbers, queries = _query_numbers(frame)
+def _numbered_best(
+    frame: pd.DataFrame, numbered: tuple[np.ndarray, pd.DataFrame]
+) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+    """:func:`_best_per_language`'s table, each of its rows' query number, and the queries, from
+    ``frame`` and its :func:`_query_numbers`, so a per-query summary of the table groups on the
+    numbers."""
+    numbers, queries = numbered
     lang_codes, langs = pd.factorize(frame["relevant_lang"])
     key = numbers.astype(np.int64) * len(langs) + lang_codes
     best = pd.Series(frame["rank"].to_numpy()).groupby(key, sort=False).min()
@@ -127,7 +130,7 @@ def _numbered_best(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, pd.Da
 
 def _best_per_language(frame: pd.DataFrame) -> pd.DataFrame:
     """Per query and pool language, the best rank: rows in first-seen (query, language) order."""
-    return _numbered_best(frame)[0]
+    return _numbered_best(frame, _query_numbers(frame))[0]
 
 
 def best_rank_per_language(ranks: pd.DataFrame, pool: Sequence[str] | None = None) -> pd.DataFrame:
@@ -139,9 +142,15 @@ def best_rank_per_language(ranks: pd.DataFrame, pool: Sequence[str] | None = Non
     return _best_per_language(_checked_pool(ranks, pool)[0])
 
 
-def _rank_distance(frame: pd.DataFrame, langs: list[str], partial: bool) -> pd.DataFrame:
-    """:func:`rank_distance_per_query` of validated ranks of one pool of ``langs``."""
-    best, numbers, per_query = _numbered_best(frame)
+def _rank_distance(
+    frame: pd.DataFrame,
+    langs: list[str],
+    partial: bool,
+    numbered: tuple[np.ndarray, pd.DataFrame],
+) -> pd.DataFrame:
+    """:func:`rank_distance_per_query` of validated ranks of one pool of ``langs``, numbered by
+    :func:`_query_numbers`."""
+    best, numbers, per_query = _numbered_best(frame, numbered)
     other = best["relevant_lang"].to_numpy() != best["query_lang"].to_numpy()
     by_query = pd.DataFrame({"rank": best["rank"].to_numpy(), "other": other}).groupby(numbers)
     spans = by_query.agg(
@@ -220,16 +229,17 @@ def rank_distance_per_query(
         present = set(part["relevant_lang"])
         langs = None if pool is None else [lang for lang in pool if lang in present]
         if langs is None or len(langs) >= 2:
-            parts.append(_rank_distance(part, _pool(part, langs), partial))
+            parts.append(_rank_distance(part, _pool(part, langs), partial, _query_numbers(part)))
     if not parts:
         raise ValueError(f"no benchmark has at least two languages of the pool {pool} to compare")
     return pd.concat(parts, ignore_index=True)
 
 
-def _top_language(frame: pd.DataFrame) -> pd.DataFrame:
+def _top_language(frame: pd.DataFrame, numbered: tuple[np.ndarray, pd.DataFrame]) -> pd.DataFrame:
     """Per query, its best-ranked item's language and rank (a tie goes to the query's own
-    language), sorted by the query columns."""
-    numbers, queries = _query_numbers(frame)
+    language), sorted by the query columns; ``numbered`` is ``frame``'s
+    :func:`_query_numbers`."""
+    numbers, queries = numbered[0], numbered[1].copy()
     other = frame["relevant_lang"].to_numpy() != frame["query_lang"].to_numpy()
     score = frame["rank"].to_numpy(np.int64) * 2 + other  # rank first, own language on a tie
     rows = pd.Series(score).groupby(numbers).idxmin().to_numpy()  # one per query, in order
@@ -263,7 +273,30 @@ def top_languages(ranks: pd.DataFrame, pool: Sequence[str] | None = None) -> Top
     query's own language where it has a relevant item, else to the first row.
     """
     frame, _ = _checked_pool(ranks, pool)
-    return TopLanguages(_top_language(frame), _pool_languages(frame))
+    return TopLanguages(_top_language(frame, _query_numbers(frame)), _pool_languages(frame))
+
+
+def pool_run_measures(
+    ranks: pd.DataFrame, pool: Sequence[str]
+) -> tuple[pd.DataFrame, TopLanguages]:
+    """:func:`rank_distance_per_query` and :func:`top_languages` of one benchmark's ranks of one
+    pool task (one run's ranks file, :func:`xlr.analysis.pools.pool_measures`) over the ``pool``
+    languages, at least two, every relevant item in one of them; validated and numbered once.
+
+    Why: run by run, a study's pool ranks are measured file after file, and validating and
+    numbering each file's rows for both measures was about half their time (synthetic study).
+    """
+    check_within_pool(ranks, pool)
+    frame, langs = _checked_pool(ranks, pool)
+    parts = frame[["benchmark", "task"]].drop_duplicates()
+    if len(parts) > 1:
+        raise ValueError(
+            f"pool_run_measures reads one benchmark's ranks of one task, got {len(parts)} "
+            f"(benchmark, task) pairs: {parts.to_numpy().tolist()}"
+        )
+    numbered = _query_numbers(frame)
+    distance = _rank_distance(frame, langs, False, numbered)
+    return distance, TopLanguages(_top_language(frame, numbered), _pool_languages(frame))
 
 
 def english_first(tops: TopLanguages) -> pd.DataFrame:
