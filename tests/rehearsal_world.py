@@ -22,6 +22,7 @@ from test_benchmarks import multi30k_tree, xm3600_tree, xtd10_tree
 from transformers import XLMRobertaConfig
 
 from xlr.config import Params, SyntheticSection
+from xlr.data.laion.inputs import ENG_TEXT
 from xlr.data.laion.translate import SOURCE_LANG, Seq2SeqTranslator, TranslationCache
 from xlr.data.synthetic import generate_corpus, load_pool
 from xlr.models.factory import write_random_model_dir
@@ -81,6 +82,53 @@ def build_rehearsal_world(root: Path, base_url: str, corpus: SyntheticSection) -
     multi30k_tree(root / BENCHMARKS / "multi30k")
 
 
+# Re-LAION's research-safe column names (xlr.data.laion.inputs.KNOWN_SCHEMAS) for ours
+RELAION_NAMES = {"URL": "url", "TEXT": "caption", "LANGUAGE": "language",
+                 "WIDTH": "original_width", "HEIGHT": "original_height"}  # fmt: skip
+WIDE_INPUTS = {  # folders, as the real params name them
+    "english": "data/laion/relaion2B-en-research-safe",
+    "metadata": "data/laion/relaion2B-multi-research-safe",
+    "translations": "data/laion/laion2B-multi-joined-translated-to-en",
+}
+
+
+def write_release_folders(root: Path) -> dict[str, list[str]]:
+    """The metadata split as the real study's inputs are (:data:`WIDE_INPUTS`): English rows in
+    Re-LAION's English release (no language column), the others in its multilingual release,
+    both with Re-LAION's column names, and the translated release (2022's names, ``ENG TEXT``)
+    of the non-English rows; returns ``data.laion.inputs`` naming them."""
+    metadata = pd.read_parquet(root / METADATA)
+    relaion = metadata.drop(columns=[ENG_TEXT]).rename(columns=RELAION_NAMES)
+    english = relaion["language"] == SOURCE_LANG
+    parts = {
+        "english": relaion[english].drop(columns="language"),
+        "metadata": relaion[~english],
+        "translations": metadata[metadata["LANGUAGE"] != SOURCE_LANG],
+    }
+    for role, rows in parts.items():
+        folder = root / WIDE_INPUTS[role]
+        folder.mkdir(parents=True, exist_ok=True)
+        rows.to_parquet(folder / "part-00000.parquet", index=False)
+    return {role: [folder] for role, folder in WIDE_INPUTS.items()}
+
+
+def widen(raw: dict, real: dict, inputs: dict[str, list[str]]) -> dict:
+    """``params/rehearsal.yaml`` (``raw``) with what the real params (``real``) set that it
+    leaves out: every arm and alpha, the tuning grids, the loader workers, the adapters'
+    defaults (every fallback, ``adapters_hybrid``), Re-LAION's columns over folder ``inputs``
+    and the real filters (image sizes and similarity lowered to the generated images')."""
+    wide = {**raw, "train": dict(raw["train"]), "data": dict(raw["data"])}
+    for key in ("arms", "alphas", "tune", "loader_workers"):
+        wide["train"][key] = real["train"][key]
+    wide.pop("adapters", None)
+    laion = wide["data"]["laion"] = dict(raw["data"]["laion"])
+    laion["columns"], laion["inputs"] = real["data"]["laion"]["columns"], inputs
+    low = {"min_similarity": raw["data"]["laion"]["filters"]["min_similarity"],
+           "min_width": 16, "min_height": 16}  # fmt: skip
+    laion["filters"] = real["data"]["laion"]["filters"] | low
+    return wide
+
+
 def seed_translations(params: Params) -> None:
     """Cache a distinct stand-in translation (``"<English> (de)"``) of every English caption of
     the metadata in each training language, under the identity of ``params``' translator, as if
@@ -89,7 +137,7 @@ def seed_translations(params: Params) -> None:
     are left to the model (alike too: mono's targets only, never grouped or evaluated)."""
     laion, device = params.data.laion, resolve_device(params.run.device)
     assert laion is not None and laion.translate is not None, "the rehearsal translates"
-    metadata = pd.read_parquet(resolve_path(laion.inputs.metadata[0]))
+    metadata = pd.read_parquet(resolve_path(METADATA))  # the 2022 names, as written
     english = metadata.loc[metadata["LANGUAGE"] == SOURCE_LANG, "TEXT"].tolist()
     english = sorted({*english, *metadata["ENG TEXT"].dropna()})
     translator = Seq2SeqTranslator(laion.translate, device)

@@ -29,6 +29,8 @@ from rehearsal_world import (
     SERVED,
     build_rehearsal_world,
     seed_translations,
+    widen,
+    write_release_folders,
     xlmr_base_config,
 )
 from safetensors.torch import load_file
@@ -44,6 +46,7 @@ from xlr.train.pairs import pair_graph
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / "params" / "rehearsal.yaml"
+REAL_PARAMS = ROOT / "params" / "laion5b_xlmr_b32.yaml"
 # the LAION-shaped metadata: enough rows that the quotas are met after the filters
 CORPUS = SyntheticSection(pretrain_images=200, finetune_images=20, eval_images=10, shard_size=100)
 
@@ -51,14 +54,20 @@ pytestmark = pytest.mark.slow
 
 
 def rehearsal_params(root: Path) -> Path:
-    """``params/rehearsal.yaml``, or on a GPU machine (``benchmarks/gpu_check.sh``) a copy under
-    ``root`` with ``XLR_REHEARSAL_DEVICE`` as ``run.device`` and ``XLR_REHEARSAL_PRECISION`` as
-    the training and evaluation precision."""
+    """``params/rehearsal.yaml``, or a copy under ``root`` changed by the environment: on a GPU
+    machine (``benchmarks/gpu_check.sh``) ``XLR_REHEARSAL_DEVICE`` as ``run.device`` and
+    ``XLR_REHEARSAL_PRECISION`` as the training and evaluation precision;
+    ``XLR_REHEARSAL_WIDE=1`` widens it to the real study's settings (:func:`widen`, with its
+    inputs in Re-LAION's release folders), a run too long for the suite (README)."""
     device = os.environ.get("XLR_REHEARSAL_DEVICE")
     precision = os.environ.get("XLR_REHEARSAL_PRECISION")
-    if device is None and precision is None:
+    wide = os.environ.get("XLR_REHEARSAL_WIDE") == "1"
+    if device is None and precision is None and not wide:
         return PARAMS
     raw = yaml.safe_load(PARAMS.read_text(encoding="utf-8"))
+    if wide:
+        real = yaml.safe_load(REAL_PARAMS.read_text(encoding="utf-8"))
+        raw = widen(raw, real, write_release_folders(root))
     if device is not None:
         raw["run"]["device"] = device
     if precision is not None:
