@@ -7,12 +7,14 @@ torch's generator: the pipeline must seed it per step for workers and resume to 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
 import math
 import shutil
 import tarfile
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from unittest import mock
@@ -87,9 +89,13 @@ def params_for(world: dict, **train: object) -> Params:
     return parse_params(raw_params(world["root"] / "runs", **train))
 
 
-def log_losses(out: Path) -> list[float]:
+def read_log(out: Path) -> list[dict[str, str]]:
     with open(out / LOG_CSV, newline="") as handle:
-        return [float(row["loss"]) for row in csv.DictReader(handle)]
+        return list(csv.DictReader(handle))
+
+
+def log_losses(out: Path) -> list[float]:
+    return [float(row["loss"]) for row in read_log(out)]
 
 
 def test_shard_images_read_each_image_where_webdataset_finds_it(world: dict) -> None:
@@ -471,22 +477,73 @@ def test_fp16_training_needs_cuda(world: dict, tmp_path: Path) -> None:
         assert not cache.exists()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 loss scaling trains on CUDA")
-def test_fp16_trains_with_a_grad_scaler_and_checkpoints_its_scale(
-    world: dict, tmp_path: Path
-) -> None:
-    params = params_for(world, steps=2, precision="fp16", checkpoint_every=1)
-    params = params.model_copy(update={"run": params.run.model_copy(update={"device": "cuda"})})
+FP16_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@contextlib.contextmanager
+def fp16_here(scale: float | None = None) -> Iterator[None]:
+    """fp16 training on this machine: on CUDA as the study trains; off CUDA with the CUDA guard
+    (:func:`check_train_precision`) lifted, since torch's CPU autocast and ``GradScaler`` run the
+    same loss scaling, only slowly. ``scale``: the scaler's initial scale (default 65536)."""
+    real = torch.amp.GradScaler
+    with contextlib.ExitStack() as stack:
+        if FP16_DEVICE == "cpu":
+            for module in ("loop", "finetune"):
+                stack.enter_context(mock.patch(f"xlr.train.{module}.check_train_precision"))
+        if scale is not None:
+            scaler = lambda device: real(device, init_scale=scale)  # noqa: E731
+            stack.enter_context(mock.patch("xlr.train.loop.torch.amp.GradScaler", scaler))
+        yield
+
+
+def train_fp16(world: dict, out: Path, scale: float | None = None, **train: object) -> list[dict]:
+    """Train the mono arm in fp16 on :data:`FP16_DEVICE`; returns the scaler's state in the
+    final checkpoint (read before the finished run drops it)."""
+    params = params_for(world, precision="fp16", **train)
+    params = params.model_copy(
+        update={"run": params.run.model_copy(update={"device": FP16_DEVICE})}
+    )
     base = load_model(world["model"])
-    scales = []
+    scalers = []
     finish = RunFolder.finish
 
     def look_then_finish(folder: RunFolder, summary: dict, ctx: object, outputs: object) -> None:
-        scales.append(load_checkpoint(folder.path / CHECKPOINT)["scaler"]["scale"])  # not dropped
+        scalers.append(load_checkpoint(folder.path / CHECKPOINT)["scaler"])  # not dropped
         finish(folder, summary, ctx, outputs)
 
-    with mock.patch.object(RunFolder, "finish", look_then_finish):
-        arm = train_arm(base, world["shard_pool"], params, MONO, tmp_path, progress=False)
-    assert all(math.isfinite(loss) for loss in log_losses(tmp_path))
-    assert len(scales) == 1 and scales[0] > 0
-    assert arm.summary["device"].startswith("cuda")
+    with fp16_here(scale), mock.patch.object(RunFolder, "finish", look_then_finish):
+        arm = train_arm(base, world["shard_pool"], params, MONO, out, progress=False)
+    assert arm.summary["device"].startswith(FP16_DEVICE)
+    return scalers
+
+
+def test_fp16_trains_with_a_grad_scaler_and_checkpoints_its_scale(
+    world: dict, tmp_path: Path
+) -> None:
+    scalers = train_fp16(world, tmp_path / "fp16", steps=2, checkpoint_every=1)
+    assert all(math.isfinite(loss) for loss in log_losses(tmp_path / "fp16"))
+    assert len(scalers) == 1 and scalers[0]["scale"] == 65536.0  # no overflow: kept
+    assert scalers[0]["_growth_tracker"] == 2  # two good steps counted towards growing it
+    # the logged norm is of the unscaled gradients (clipping reads it): about fp32's, not 65536x
+    fp32 = params_for(world, steps=1, precision="fp32")
+    train_arm(load_model(world["model"]), world["shard_pool"], fp32, MONO, tmp_path / "fp32",
+              progress=False)  # fmt: skip
+    norms = [float(read_log(tmp_path / run)[0]["grad_norm"]) for run in ("fp16", "fp32")]
+    assert norms[0] == pytest.approx(norms[1], rel=0.1)
+
+
+def test_an_overflowing_fp16_step_is_skipped_and_its_scale_halved(
+    world: dict, tmp_path: Path
+) -> None:
+    """Known answer: scaled by 2**100 the fp16 gradients overflow, so the step must leave every
+    weight as the base's and halve the scale; at the default scale the same step trains."""
+    base = load_file(world["model"] / WEIGHTS)
+    for scale, out in ((2.0**100, tmp_path / "overflow"), (None, tmp_path / "default")):
+        scalers = train_fp16(world, out, scale, steps=1, checkpoint_every=1, warmup=0)
+        trained = load_file(out / MODEL_DIR / WEIGHTS)
+        unchanged = all(torch.equal(trained[name], base[name]) for name in base)
+        if scale is not None:
+            assert unchanged and scalers[0]["scale"] == 2.0**99
+            assert scalers[0]["_growth_tracker"] == 0
+        else:
+            assert not unchanged and scalers[0]["scale"] == 65536.0
