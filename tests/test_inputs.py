@@ -57,6 +57,7 @@ from xlr.train.trainable import unlock_text_tower
 
 LANGS = ["en", "de", "es", "ja"]
 MONO, CROSS = Arm("mono", trained="full").at(0, 0), Arm("cross", trained="full").at(0, 0)
+ADAPTERS = Arm("adapters").at(0, 0)
 CPU_CTX = DistContext(0, 1, torch.device("cpu"))
 
 
@@ -470,8 +471,7 @@ def test_fp16_training_needs_cuda(world: dict, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     run = cached.run.model_copy(update={"cache_dir": str(cache)})
     cached = cached.model_copy(update={"run": run})
-    adapters = Arm("adapters").at(0, 0)
-    for train, arm in ((train_arm, MONO), (train_adapters, adapters)):  # before any encoding
+    for train, arm in ((train_arm, MONO), (train_adapters, ADAPTERS)):  # before any encoding
         with pytest.raises(ValueError, match="'bf16' or 'fp32'"):
             train(load_model(world["model"]), world["pool"], cached, arm, tmp_path, progress=False)
         assert not cache.exists()
@@ -496,9 +496,11 @@ def fp16_here(scale: float | None = None) -> Iterator[None]:
         yield
 
 
-def train_fp16(world: dict, out: Path, scale: float | None = None, **train: object) -> list[dict]:
-    """Train the mono arm in fp16 on :data:`FP16_DEVICE`; returns the scaler's state in the
-    final checkpoint (read before the finished run drops it)."""
+def train_fp16(
+    world: dict, out: Path, scale: float | None = None, adapters: bool = False, **train: object
+) -> list[dict]:
+    """Train the mono arm (or the ``adapters`` arm) in fp16 on :data:`FP16_DEVICE`; returns the
+    scaler's state in the final checkpoint (read before the finished run drops it)."""
     params = params_for(world, precision="fp16", **train)
     params = params.model_copy(
         update={"run": params.run.model_copy(update={"device": FP16_DEVICE})}
@@ -512,8 +514,9 @@ def train_fp16(world: dict, out: Path, scale: float | None = None, **train: obje
         finish(folder, summary, ctx, outputs)
 
     with fp16_here(scale), mock.patch.object(RunFolder, "finish", look_then_finish):
-        arm = train_arm(base, world["shard_pool"], params, MONO, out, progress=False)
-    assert arm.summary["device"].startswith(FP16_DEVICE)
+        trainer, arm = (train_adapters, ADAPTERS) if adapters else (train_arm, MONO)
+        trained = trainer(base, world["shard_pool"], params, arm, out, progress=False)
+    assert trained.summary["device"].startswith(FP16_DEVICE)
     return scalers
 
 
@@ -530,6 +533,15 @@ def test_fp16_trains_with_a_grad_scaler_and_checkpoints_its_scale(
               progress=False)  # fmt: skip
     norms = [float(read_log(tmp_path / run)[0]["grad_norm"]) for run in ("fp16", "fp32")]
     assert norms[0] == pytest.approx(norms[1], rel=0.1)
+
+
+def test_the_adapters_share_one_loss_scale_under_fp16(world: dict, tmp_path: Path) -> None:
+    """Known answer for :mod:`xlr.train.adapters`' caveat: scaled by 2**100 every step
+    overflows, and one scaler halves at each step, whichever language's: three steps over the
+    three languages end at 2**97 (a scaler per language would each stand at 2**99)."""
+    scalers = train_fp16(world, tmp_path, 2.0**100, adapters=True, steps=3, checkpoint_every=3)
+    langs = {row["query_langs"] for row in read_log(tmp_path)}
+    assert langs == {"en", "de", "es"} and scalers[0]["scale"] == 2.0**97
 
 
 def test_an_overflowing_fp16_step_is_skipped_and_its_scale_halved(
