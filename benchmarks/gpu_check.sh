@@ -4,7 +4,7 @@
 #   (b) the real-architecture rehearsal (tests/test_rehearsal.py) on CUDA in bf16, if present
 #   (c) faiss search on the GPU against the CPU, if faiss sees a GPU
 #   (d) fp16 training steps with loss scaling (bf16 off CUDA), the suite's fp16 tests of
-#       train_arm, an all-reduce over NCCL, then `xlr train` of one smoke arm under torchrun on CUDA
+#       training, an all-reduce over NCCL, then `xlr train` of one smoke arm under torchrun on CUDA
 #   (e) the ranking and input-pipeline benchmarks on CUDA
 #   (f) training samples/s against open_clip's own trainer at the study's architecture in bf16
 # Usage: bash benchmarks/gpu_check.sh [--cpu]
@@ -202,10 +202,10 @@ assert scale is None or scale == 2.0**16  # the initial scale, unchanged: no ste
 assert losses[-1] < 0.5 * losses[0] and all(map(math.isfinite, losses)), losses[::20]
 assert all(torch.isfinite(p).all() for p in model.parameters())
 EOF
-# the suite's fp16 tests of train_arm: the scaler's state in its checkpoint, an overflowing step
-# skipped; on CUDA here (on the CPU with the CUDA guard lifted in the dry run)
+# the suite's fp16 tests of training: the scaler's state in its checkpoint, an overflowing step
+# skipped, the adapters' one scale; on CUDA here (on the CPU, the CUDA guard lifted, in the dry run)
 PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 "$PY" -m pytest tests/test_inputs.py -q -rs -p no:cacheprovider \
-    -k "test_fp16_trains_with_a_grad_scaler or test_an_overflowing_fp16_step"
+    -k "test_fp16_trains_with_a_grad_scaler or fp16_step_is_skipped or one_loss_scale_under_fp16"
 cat > "$XLR_ROOT/all_reduce.py" <<'EOF'
 import os
 
