@@ -100,16 +100,27 @@ def test_one_frame_of_several_runs_and_benchmarks_gives_the_same(two_benchmarks)
     )
 
 
-def test_one_runs_measures_are_of_one_benchmark_and_task(two_benchmarks):
-    """Numbered once, a frame's queries are numbered within one benchmark and task."""
+def test_one_frames_measures_are_the_two_measures_validated_once(two_benchmarks):
+    """One benchmark's ranks (a file) numbered once, or several benchmarks', a one-language
+    benchmark among them (whole-table top languages keep its queries), give the same tables."""
     xtd = two_benchmarks[two_benchmarks["benchmark"] == "xtd10"]
-    distance, tops = pool_run_measures(xtd, LANGS)
-    pd.testing.assert_frame_equal(distance, rank_distance_per_query(xtd, pool=LANGS))
-    pd.testing.assert_frame_equal(tops.queries, top_languages(xtd, pool=LANGS).queries)
-    with pytest.raises(ValueError, match=r"one task, got 2 \(benchmark, task\) pairs"):
-        pool_run_measures(two_benchmarks, LANGS)
+    multi30k = two_benchmarks[two_benchmarks["benchmark"] == "multi30k"]
+    with_one_language = pd.concat([xtd, multi30k[multi30k["relevant_lang"] == "en"]])
+    for frame in (xtd, two_benchmarks, with_one_language):
+        distance, tops = pool_run_measures(frame, LANGS)
+        whole = top_languages(frame, pool=LANGS)
+        pd.testing.assert_frame_equal(distance, rank_distance_per_query(frame, pool=LANGS))
+        pd.testing.assert_frame_equal(tops.queries, whole.queries)
+        pd.testing.assert_frame_equal(tops.langs, whole.langs)
+        streamed = pool_measures([frame], LANGS).tops
+        pd.testing.assert_frame_equal(streamed.queries, whole.queries)
+    assert set(tops.queries["benchmark"]) == {"xtd10", "multi30k"}
     with pytest.raises(ValueError, match=r"relevant items in \['ja'\], outside the pool"):
         pool_run_measures(xtd, LANGS[:3])
+    zero = with_one_language.assign(rank=with_one_language["rank"].where(
+        with_one_language["benchmark"] == "xtd10", 0))  # fmt: skip
+    with pytest.raises(ValueError, match="ranks are 1-based"):
+        pool_measures([zero], LANGS)  # a bad row of the one-language benchmark is still checked
 
 
 def by_run(ranks: pd.DataFrame) -> list[pd.DataFrame]:

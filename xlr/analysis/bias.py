@@ -224,12 +224,27 @@ def rank_distance_per_query(
     if pool is not None:
         check_within_pool(frame, pool)
         _pool(frame, pool)  # every pool language ranked in some benchmark: a typo shows here
+    return _rank_distances(frame, pool, partial)
+
+
+def _rank_distances(
+    frame: pd.DataFrame,
+    pool: Sequence[str] | None,
+    partial: bool,
+    numbered: tuple[np.ndarray, pd.DataFrame] | None = None,
+) -> pd.DataFrame:
+    """:func:`rank_distance_per_query` of validated ranks, each benchmark and task over the pool
+    languages it has; ``numbered``, ``frame``'s :func:`_query_numbers`, serves a frame of one
+    benchmark and task (a ranks file), whose one part is the frame."""
+    groups = frame.groupby(["benchmark", "task"], sort=False)
     parts = []
-    for _, part in frame.groupby(["benchmark", "task"], sort=False):
+    for _, part in groups:
         present = set(part["relevant_lang"])
         langs = None if pool is None else [lang for lang in pool if lang in present]
         if langs is None or len(langs) >= 2:
-            parts.append(_rank_distance(part, _pool(part, langs), partial, _query_numbers(part)))
+            one_part = numbered is not None and groups.ngroups == 1
+            numbers = numbered if one_part else _query_numbers(part)
+            parts.append(_rank_distance(part, _pool(part, langs), partial, numbers))
     if not parts:
         raise ValueError(f"no benchmark has at least two languages of the pool {pool} to compare")
     return pd.concat(parts, ignore_index=True)
@@ -279,23 +294,18 @@ def top_languages(ranks: pd.DataFrame, pool: Sequence[str] | None = None) -> Top
 def pool_run_measures(
     ranks: pd.DataFrame, pool: Sequence[str]
 ) -> tuple[pd.DataFrame, TopLanguages]:
-    """:func:`rank_distance_per_query` and :func:`top_languages` of one benchmark's ranks of one
-    pool task (one run's ranks file, :func:`xlr.analysis.pools.pool_measures`) over the ``pool``
-    languages, at least two, every relevant item in one of them; validated and numbered once.
+    """``rank_distance_per_query(ranks, pool)`` and ``top_languages(ranks, pool)``, the ranks
+    validated once, and numbered once where they are one benchmark's of one task (a ranks file:
+    :func:`xlr.analysis.pools.pool_measures` reads them so).
 
     Why: run by run, a study's pool ranks are measured file after file, and validating and
     numbering each file's rows for both measures was about half their time (synthetic study).
     """
-    check_within_pool(ranks, pool)
-    frame, langs = _checked_pool(ranks, pool)
-    parts = frame[["benchmark", "task"]].drop_duplicates()
-    if len(parts) > 1:
-        raise ValueError(
-            f"pool_run_measures reads one benchmark's ranks of one task, got {len(parts)} "
-            f"(benchmark, task) pairs: {parts.to_numpy().tolist()}"
-        )
-    numbered = _query_numbers(frame)
-    distance = _rank_distance(frame, langs, False, numbered)
+    frame = _check_ranks(ranks)
+    check_within_pool(frame, pool)
+    _pool(frame, pool)  # as both measures check: every pool language present, at least two
+    numbered = _query_numbers(frame)  # every row is in the pool: no rows to drop first
+    distance = _rank_distances(frame, pool, False, numbered)
     return distance, TopLanguages(_top_language(frame, numbered), _pool_languages(frame))
 
 

@@ -43,8 +43,8 @@ def pool_measures(runs: Iterable[pd.DataFrame], pool: Sequence[str]) -> PoolMeas
 
     ``runs`` yields ranks of one pool task (``multilingual`` over every study language,
     ``multilingual_seen`` over the seen ones) a run at a time (a file without the task's rows
-    yields an empty frame, skipped). Each benchmark's ranks in a frame are measured over the pool
-    languages they have, validated and numbered once (:func:`pool_run_measures`), as
+    yields an empty frame, skipped). Each frame is measured over the pool languages it has,
+    validated once (:func:`pool_run_measures`), as
     :func:`rank_distance_per_query` and :func:`top_languages` measure a whole table: a relevant
     item outside ``pool`` is an error, and so is a pool language no run has (a typo). The result
     equals the measures of all runs' ranks in one table, rows aside (``tests/test_pools.py``),
@@ -57,18 +57,16 @@ def pool_measures(runs: Iterable[pd.DataFrame], pool: Sequence[str]) -> PoolMeas
         if ranks.empty:
             continue
         check_table(ranks, USED_RANK_COLUMNS, "ranks")
-        # a file as notebook 04 writes it is one part; a missing key is kept, to be named
-        for _, part in ranks.groupby(["benchmark", "task"], sort=False, dropna=False):
-            check_within_pool(part, pool)
-            present = set(part["relevant_lang"])
-            run_pool = [lang for lang in pool if lang in present]
-            ranked.update(run_pool)
-            if len(run_pool) < 2:
-                continue
-            distance, tops = pool_run_measures(part, run_pool)
-            distances.append(distance)
-            queries.append(tops.queries)
-            langs.append(tops.langs)
+        check_within_pool(ranks, pool)
+        present = set(ranks["relevant_lang"])
+        run_pool = [lang for lang in pool if lang in present]
+        ranked.update(run_pool)
+        if len(run_pool) < 2:
+            continue
+        distance, tops = pool_run_measures(ranks, run_pool)
+        distances.append(distance)
+        queries.append(tops.queries)
+        langs.append(tops.langs)
     absent = sorted(set(pool) - ranked)
     if absent:
         raise ValueError(
