@@ -132,11 +132,12 @@ class Trainer:
 
 
 def check_train_precision(precision: str, device: torch.device) -> None:
-    """Refuse fp16 training off CUDA: loss scaling exists for CUDA's fp16, and CPU autocast in
-    fp16 is slow and partly unsupported; on the CPU bf16 (or fp32) trains instead."""
+    """Refuse fp16 training off CUDA: fp16 with loss scaling is for GPUs without bf16; torch's
+    CPU autocast and ``GradScaler`` run it too (the tests do, this guard lifted), but slowly,
+    where bf16 (or fp32) trains instead."""
     if precision == "fp16" and device.type != "cuda":
         raise ValueError(
-            f"train.precision is 'fp16', which trains with a CUDA GradScaler, but the device is "
+            f"train.precision is 'fp16', meant for GPUs without bf16, but the device is "
             f"{device.type}; set train.precision to 'bf16' or 'fp32' (or 'auto') off CUDA"
         )
 
