@@ -22,7 +22,7 @@ from test_benchmarks import multi30k_tree, xm3600_tree, xtd10_tree
 from transformers import XLMRobertaConfig
 
 from xlr.config import Params, SyntheticSection
-from xlr.data.laion.inputs import ENG_TEXT
+from xlr.data.laion.inputs import ENG_TEXT, KNOWN_SCHEMAS
 from xlr.data.laion.translate import SOURCE_LANG, Seq2SeqTranslator, TranslationCache
 from xlr.data.synthetic import generate_corpus, load_pool
 from xlr.models.factory import write_random_model_dir
@@ -82,9 +82,7 @@ def build_rehearsal_world(root: Path, base_url: str, corpus: SyntheticSection) -
     multi30k_tree(root / BENCHMARKS / "multi30k")
 
 
-# Re-LAION's research-safe column names (xlr.data.laion.inputs.KNOWN_SCHEMAS) for ours
-RELAION_NAMES = {"URL": "url", "TEXT": "caption", "LANGUAGE": "language",
-                 "WIDTH": "original_width", "HEIGHT": "original_height"}  # fmt: skip
+RELAION_NAMES = KNOWN_SCHEMAS["relaion-research-safe"]  # our column names -> Re-LAION's
 WIDE_INPUTS = {  # folders, as the real params name them
     "english": "data/laion/relaion2B-en-research-safe",
     "metadata": "data/laion/relaion2B-multi-research-safe",

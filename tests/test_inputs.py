@@ -492,7 +492,7 @@ def fp16_here(scale: float | None = None) -> Iterator[None]:
                 stack.enter_context(mock.patch(f"xlr.train.{module}.check_train_precision"))
         if scale is not None:
             scaler = lambda device: real(device, init_scale=scale)  # noqa: E731
-            stack.enter_context(mock.patch("xlr.train.loop.torch.amp.GradScaler", scaler))
+            stack.enter_context(mock.patch("torch.amp.GradScaler", scaler))  # Trainer's lookup
         yield
 
 
